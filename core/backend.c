@@ -1,0 +1,329 @@
+/* backend.c — calling plugins from the host: backends (prepare/run), compressors, probes and the runner. */
+#include "pq-private.h"
+
+#include <math.h>
+#include <string.h>
+
+struct PqBackend {
+  PqPlugin *plugin;
+  const PqBackendVTable *vt;
+  void *handle;
+  PqModel *model;
+  gint64 max_batch;
+  int in_ndim, out_ndim;
+  int64_t in_shape[PQ_MAX_DIMS], out_shape[PQ_MAX_DIMS]; /* per sample shapes with dim 0 = 1 */
+  gint64 in_numel, out_numel;
+  size_t n_inputs, n_outputs;
+};
+
+static void init_error(PqPluginError *e) {
+  memset(e, 0, sizeof *e);
+  e->struct_size = sizeof *e;
+}
+
+PqBackend *pq_backend_prepare(PqPlugin *plugin, const PqModel *model, int threads, gint64 max_batch,
+                              const PqOptions *options, GError **error) {
+  g_return_val_if_fail(plugin && model && max_batch >= 1, NULL);
+  const PqPluginDesc *d = pq_plugin_desc(plugin);
+  if (d->kind != PQ_KIND_BACKEND) {
+    g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "plugin '%s' is a %s, not a backend", d->name,
+                pq_plugin_kind_name(d->kind));
+    return NULL;
+  }
+  const char *why;
+  if (!pq_plugin_usable(plugin, &why)) {
+    g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_NOT_USABLE, "backend '%s' is not usable on this machine: %s", d->name, why);
+    return NULL;
+  }
+  const PqBackendVTable *vt = d->vtable;
+  g_autoptr(PqPlan) plan = pq_model_plan(model, 1, error);
+  if (!plan) return NULL;
+  for (size_t s = 0; s < pq_plan_n_steps(plan); s++) {
+    const PqNode *n = pq_plan_step(plan, s);
+    if (!vt->supports_op(n->op)) {
+      g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_UNSUPPORTED, "backend '%s' cannot run op '%s' (node '%s')", d->name,
+                  n->op, n->name);
+      return NULL;
+    }
+  }
+  PqBackend *b = g_new0(PqBackend, 1);
+  b->plugin = plugin;
+  b->vt = vt;
+  b->model = pq_model_ref((PqModel *)model);
+  b->max_batch = max_batch;
+  const PqGraph *g = model->graph;
+  b->n_inputs = g->inputs->len;
+  b->n_outputs = g->outputs->len;
+  int vi = pq_plan_value_index(plan, pq_graph_input_name(g, 0));
+  const int64_t *sh = pq_plan_value_shape(plan, vi, &b->in_ndim);
+  memcpy(b->in_shape, sh, sizeof(int64_t) * (size_t)b->in_ndim);
+  b->in_numel = pq_plan_value_numel(plan, vi);
+  int vo = pq_plan_value_index(plan, pq_graph_output_name(g, 0));
+  sh = pq_plan_value_shape(plan, vo, &b->out_ndim);
+  memcpy(b->out_shape, sh, sizeof(int64_t) * (size_t)b->out_ndim);
+  b->out_numel = pq_plan_value_numel(plan, vo);
+  PqBackendConfig cfg = {sizeof cfg, threads, max_batch, options};
+  PqPluginError perr;
+  init_error(&perr);
+  if (vt->prepare(model, &cfg, &b->handle, &perr) != PQ_OK) {
+    g_autofree char *who = g_strdup_printf("backend '%s': prepare", d->name);
+    pq_propagate_plugin_error(error, &perr, who);
+    pq_model_unref(b->model);
+    g_free(b);
+    return NULL;
+  }
+  return b;
+}
+
+void pq_backend_free(PqBackend *b) {
+  if (!b) return;
+  b->vt->release(b->handle);
+  pq_model_unref(b->model);
+  g_free(b);
+}
+
+gboolean pq_backend_run(PqBackend *b, const PqTensorView *inputs, gsize n_inputs, PqTensorView *outputs,
+                        gsize n_outputs, GError **error) {
+  if (n_inputs != b->n_inputs || n_outputs != b->n_outputs) {
+    g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "the model takes %zu inputs and gives %zu outputs", b->n_inputs,
+                b->n_outputs);
+    return FALSE;
+  }
+  for (gsize i = 0; i < n_inputs; i++)
+    if (inputs[i].ndim < 1 || inputs[i].shape[0] < 1 || inputs[i].shape[0] > b->max_batch || !inputs[i].data) {
+      g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "input %zu: batch must be 1..%" G_GINT64_FORMAT, i, b->max_batch);
+      return FALSE;
+    }
+  PqPluginError perr;
+  init_error(&perr);
+  if (b->vt->run(b->handle, inputs, n_inputs, outputs, n_outputs, &perr) != PQ_OK) {
+    g_autofree char *who = g_strdup_printf("backend '%s': run", pq_plugin_name(b->plugin));
+    pq_propagate_plugin_error(error, &perr, who);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static void fill_view(PqTensorView *v, int ndim, const int64_t *per_sample, gint64 batch, void *data) {
+  memset(v, 0, sizeof *v);
+  v->struct_size = sizeof *v;
+  v->dtype = PQ_DTYPE_F32;
+  v->ndim = ndim;
+  memcpy(v->shape, per_sample, sizeof(int64_t) * (size_t)ndim);
+  v->shape[0] = batch;
+  v->data = data;
+}
+
+gboolean pq_backend_run_f32(PqBackend *b, const float *input, gint64 batch, float *output, GError **error) {
+  if (b->n_inputs != 1 || b->n_outputs != 1) {
+    g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "this call needs a model with one input and one output");
+    return FALSE;
+  }
+  PqTensorView in, out;
+  fill_view(&in, b->in_ndim, b->in_shape, batch, (void *)input);
+  fill_view(&out, b->out_ndim, b->out_shape, batch, output);
+  return pq_backend_run(b, &in, 1, &out, 1, error);
+}
+
+gint64 pq_backend_input_numel(const PqBackend *b) { return b->in_numel; }
+gint64 pq_backend_output_numel(const PqBackend *b) { return b->out_numel; }
+gint64 pq_backend_max_batch(const PqBackend *b) { return b->max_batch; }
+
+gboolean pq_backend_memory(PqBackend *b, PqMemoryCounters *out, GError **error) {
+  memset(out, 0, sizeof *out);
+  out->struct_size = sizeof *out;
+  out->weights_bytes = out->current_bytes = out->peak_bytes = out->device_free_bytes = out->device_total_bytes = -1;
+  if (!b->vt->memory) return TRUE;
+  PqPluginError perr;
+  init_error(&perr);
+  if (b->vt->memory(b->handle, out, &perr) != PQ_OK) {
+    pq_propagate_plugin_error(error, &perr, "backend memory counters");
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean pq_evaluate_accuracy(PqBackend *b, const PqDataset *ds, double *accuracy, GError **error) {
+  if (pq_dataset_sample_numel(ds) != b->in_numel) {
+    g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID,
+                "dataset %s has %" G_GINT64_FORMAT " values per sample, the model's input takes %" G_GINT64_FORMAT,
+                pq_dataset_name(ds), pq_dataset_sample_numel(ds), b->in_numel);
+    return FALSE;
+  }
+  if (b->out_numel < pq_dataset_n_classes(ds)) {
+    g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "the model gives %" G_GINT64_FORMAT " outputs per sample for %d classes",
+                b->out_numel, pq_dataset_n_classes(ds));
+    return FALSE;
+  }
+  gint64 bs = b->max_batch, n = pq_dataset_n_samples(ds), correct = 0;
+  g_autofree float *x = g_new(float, bs * b->in_numel);
+  g_autofree float *y = g_new(float, bs * b->out_numel);
+  g_autofree guint8 *labels = g_new(guint8, bs);
+  for (gint64 start = 0; start < n; start += bs) {
+    gint64 got = pq_dataset_get_batch(ds, start, bs, x, labels);
+    if (!pq_backend_run_f32(b, x, got, y, error)) return FALSE;
+    for (gint64 i = 0; i < got; i++) {
+      const float *row = y + i * b->out_numel;
+      gint64 best = 0;
+      for (gint64 c = 1; c < b->out_numel; c++)
+        if (row[c] > row[best]) best = c;
+      correct += best == labels[i];
+    }
+  }
+  *accuracy = n ? (double)correct / (double)n : 0.0;
+  return TRUE;
+}
+
+/* ---- compressors ---------------------------------------------------------------------------------- */
+
+PqModel *pq_compressor_run(PqPlugin *plugin, const PqModel *model, const PqOptions *options,
+                           const PqDataset *calibration_set, GError **error) {
+  const PqPluginDesc *d = pq_plugin_desc(plugin);
+  if (d->kind != PQ_KIND_COMPRESSOR) {
+    g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "plugin '%s' is a %s, not a compressor", d->name,
+                pq_plugin_kind_name(d->kind));
+    return NULL;
+  }
+  const PqCompressorVTable *vt = d->vtable;
+  g_autoptr(PqOptions) own_opts = NULL;
+  if (!options) {
+    own_opts = pq_options_new(d->options_schema, d->name, error);
+    if (!own_opts) return NULL;
+    options = own_opts;
+  }
+  if (!pq_model_validate(model, error)) return NULL;
+  PqCalibration calib = {sizeof calib, 0, 0, NULL};
+  PqTensorView view;
+  g_autofree float *cal_data = NULL;
+  gint64 want = vt->struct_size >= offsetof(PqCompressorVTable, calibration_samples) + sizeof(void *) && vt->calibration_samples
+                    ? vt->calibration_samples(options)
+                    : 0;
+  if (want > 0) {
+    if (!calibration_set) {
+      g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "compressor '%s' needs %" G_GINT64_FORMAT " calibration samples and no dataset was given",
+                  d->name, want);
+      return NULL;
+    }
+    int nd;
+    const int64_t *shape = pq_graph_input_shape(model->graph, 0, &nd);
+    int64_t per = pq_dataset_sample_numel(calibration_set);
+    want = MIN(want, pq_dataset_n_samples(calibration_set));
+    cal_data = g_new(float, want * per);
+    gint64 got = pq_dataset_get_batch(calibration_set, 0, want, cal_data, NULL);
+    fill_view(&view, nd, shape, got, cal_data);
+    calib.n_samples = got;
+    calib.inputs = &view;
+  }
+  PqModel *out = NULL;
+  PqPluginError perr;
+  init_error(&perr);
+  if (vt->compress(model, options, want > 0 ? &calib : NULL, &out, &perr) != PQ_OK) {
+    g_autofree char *who = g_strdup_printf("compressor '%s'", d->name);
+    pq_propagate_plugin_error(error, &perr, who);
+    if (out) pq_model_unref(out);
+    return NULL;
+  }
+  if (!out || out == model) {
+    g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INTERNAL, "compressor '%s' returned %s", d->name,
+                out ? "its input model instead of a new one" : "no model");
+    return NULL;
+  }
+  g_autoptr(GError) verr = NULL;
+  if (!pq_model_validate(out, &verr)) {
+    g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INTERNAL, "compressor '%s' returned an invalid model: %s", d->name, verr->message);
+    pq_model_unref(out);
+    return NULL;
+  }
+  return out;
+}
+
+/* ---- probes: runner and metric sink -------------------------------------------------------------- */
+
+struct PqRunner {
+  PqBackend *baseline, *compressed;
+};
+
+int pq_runner_run(PqRunner *r, int role, const PqTensorView *inputs, size_t n_inputs, PqTensorView *outputs,
+                  size_t n_outputs, PqPluginError *error) {
+  PqBackend *b = role == PQ_MODEL_COMPRESSED ? r->compressed : r->baseline;
+  g_autoptr(GError) err = NULL;
+  if (!pq_backend_run(b, inputs, n_inputs, outputs, n_outputs, &err)) {
+    pq_plugin_error_set(error, err->domain == PQ_PLUGIN_CALL_ERROR ? err->code : PQ_ERR_INTERNAL, "%s", err->message);
+    return err->domain == PQ_PLUGIN_CALL_ERROR ? err->code : PQ_ERR_INTERNAL;
+  }
+  return PQ_OK;
+}
+
+int64_t pq_runner_max_batch(const PqRunner *r) { return r->baseline->max_batch; }
+
+struct PqMetricSink {
+  GPtrArray *metrics;
+};
+
+static void metric_free(gpointer p) {
+  PqMetric *m = p;
+  g_free(m->name);
+  g_free(m->unit);
+  if (m->samples) g_array_unref(m->samples);
+  g_free(m);
+}
+
+void pq_metrics_add(PqMetricSink *sink, const char *name, double value, const char *unit, PqBetter better) {
+  g_return_if_fail(sink && name);
+  PqMetric *m = g_new0(PqMetric, 1);
+  m->name = g_strdup(name);
+  m->value = value;
+  m->unit = g_strdup(unit ? unit : "");
+  m->better = better;
+  g_ptr_array_add(sink->metrics, m);
+}
+
+void pq_metrics_add_samples(PqMetricSink *sink, const char *name, const double *samples, size_t n) {
+  for (guint i = 0; i < sink->metrics->len; i++) {
+    PqMetric *m = sink->metrics->pdata[i];
+    if (strcmp(m->name, name) != 0) continue;
+    if (!m->samples) m->samples = g_array_new(FALSE, FALSE, sizeof(double));
+    g_array_append_vals(m->samples, samples, (guint)n);
+    return;
+  }
+}
+
+GPtrArray *pq_probe_run(PqPlugin *probe, PqPlugin *backend_plugin, const PqModel *baseline, const PqModel *compressed,
+                        const PqDataset *dataset, const PqOptions *options, int threads, gint64 max_batch, GError **error) {
+  const PqPluginDesc *d = pq_plugin_desc(probe);
+  if (d->kind != PQ_KIND_PROBE) {
+    g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "plugin '%s' is a %s, not a probe", d->name, pq_plugin_kind_name(d->kind));
+    return NULL;
+  }
+  g_autoptr(PqOptions) own_opts = NULL;
+  if (!options) {
+    own_opts = pq_options_new(d->options_schema, d->name, error);
+    if (!own_opts) return NULL;
+    options = own_opts;
+  }
+  g_autoptr(PqBackend) bb = pq_backend_prepare(backend_plugin, baseline, threads, max_batch, NULL, error);
+  if (!bb) return NULL;
+  g_autoptr(PqBackend) bc = pq_backend_prepare(backend_plugin, compressed, threads, max_batch, NULL, error);
+  if (!bc) return NULL;
+  PqRunner runner = {bb, bc};
+  PqMetricSink sink = {g_ptr_array_new_with_free_func(metric_free)};
+  PqProbeContext ctx = {sizeof ctx, 0, baseline, compressed, dataset, &runner, options};
+  PqPluginError perr;
+  init_error(&perr);
+  const PqProbeVTable *vt = d->vtable;
+  if (vt->observe(&ctx, &sink, &perr) != PQ_OK) {
+    g_autofree char *who = g_strdup_printf("probe '%s'", d->name);
+    pq_propagate_plugin_error(error, &perr, who);
+    g_ptr_array_unref(sink.metrics);
+    return NULL;
+  }
+  for (guint i = 0; i < sink.metrics->len; i++) {
+    PqMetric *m = sink.metrics->pdata[i];
+    if (!isfinite(m->value)) {
+      g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INTERNAL, "probe '%s': metric '%s' is not a finite number", d->name, m->name);
+      g_ptr_array_unref(sink.metrics);
+      return NULL;
+    }
+  }
+  return sink.metrics;
+}

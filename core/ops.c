@@ -1,0 +1,244 @@
+/* ops.c — shape inference of the built-in op set (see docs/file-format.md for each op's contract). */
+#include "pq-private.h"
+
+#include <string.h>
+
+#define FAIL(...)                                                                                                  \
+  do {                                                                                                             \
+    g_set_error(error, PQ_GRAPH_ERROR, PQ_GRAPH_ERROR_INVALID, __VA_ARGS__);                                       \
+    return FALSE;                                                                                                  \
+  } while (0)
+
+static const char *const known_ops[] = {"linear",  "matmul",    "add",     "relu",       "softmax",
+                                        "conv2d",  "maxpool2d", "avgpool2d", "global_avg_pool", "batch_norm",
+                                        "flatten", "reshape"};
+
+static gboolean get_pair(const PqNode *node, const char *key, int64_t def, int64_t out[2], GError **error) {
+  size_t n;
+  const int64_t *v = pq_node_get_ints(node, key, &n);
+  if (!v) {
+    out[0] = out[1] = def;
+    return TRUE;
+  }
+  if (n != 2 || v[0] < 1 || v[1] < 1) FAIL("attribute \"%s\" must be two integers >= 1", key);
+  out[0] = v[0];
+  out[1] = v[1];
+  return TRUE;
+}
+
+static gboolean get_pads(const PqNode *node, int64_t out[4], GError **error) {
+  size_t n;
+  const int64_t *v = pq_node_get_ints(node, "pads", &n);
+  if (!v) {
+    memset(out, 0, 4 * sizeof(int64_t));
+    return TRUE;
+  }
+  if (n != 4) FAIL("attribute \"pads\" must be four integers (top, left, bottom, right)");
+  for (int i = 0; i < 4; i++) {
+    if (v[i] < 0) FAIL("attribute \"pads\" must not be negative");
+    out[i] = v[i];
+  }
+  return TRUE;
+}
+
+/* Output size of a sliding window, or -1 if the window does not fit. */
+static int64_t window_out(int64_t in, int64_t k, int64_t s, int64_t d, int64_t p0, int64_t p1, gboolean ceil_mode) {
+  int64_t span = d * (k - 1) + 1, avail = in + p0 + p1 - span;
+  if (avail < 0) return -1;
+  int64_t o = (ceil_mode ? (avail + s - 1) / s : avail / s) + 1;
+  if (ceil_mode && (o - 1) * s >= in + p0) o--; /* the last window must start inside the input or left pad */
+  return o;
+}
+
+static void shape_str(GString *s, int nd, const int64_t *sh) {
+  g_string_append_c(s, '[');
+  for (int i = 0; i < nd; i++) g_string_append_printf(s, i ? ", %" G_GINT64_FORMAT : "%" G_GINT64_FORMAT, sh[i]);
+  g_string_append_c(s, ']');
+}
+
+static char *shape_to_string(int nd, const int64_t *sh) {
+  GString *s = g_string_new(NULL);
+  shape_str(s, nd, sh);
+  return g_string_free(s, FALSE);
+}
+
+gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, const int *nd,
+                     int64_t out[][PQ_MAX_DIMS], int *ond, GError **error) {
+  const char *op = node->op;
+  int n_out = (int)node->outputs->len;
+  gboolean known = FALSE;
+  for (size_t i = 0; i < PQ_N_ELEMENTS(known_ops); i++) known |= strcmp(op, known_ops[i]) == 0;
+  if (!known) FAIL("unknown op \"%s\"", op);
+  if (n_out != 1) FAIL("op \"%s\" has exactly one output, not %d", op, n_out);
+#define NEED_INPUTS(lo, hi)                                                                                        \
+  if (n_in < (lo) || n_in > (hi)) FAIL("op \"%s\" takes %d to %d inputs, not %d", op, lo, hi, n_in);            \
+  for (int i_ = 0; i_ < (lo); i_++)                                                                                \
+    if (!in[i_]) FAIL("op \"%s\": input %d is required", op, i_);
+
+  if (strcmp(op, "linear") == 0) {
+    NEED_INPUTS(2, 3);
+    if (nd[0] < 1 || nd[1] != 2) FAIL("linear: input must have >= 1 dimension and the weight exactly 2");
+    if (in[0][nd[0] - 1] != in[1][1]) {
+      g_autofree char *a = shape_to_string(nd[0], in[0]), *b = shape_to_string(nd[1], in[1]);
+      FAIL("linear: input %s does not match weight %s (last dimension must equal weight columns)", a, b);
+    }
+    if (n_in == 3 && in[2] && !(nd[2] == 1 && in[2][0] == in[1][0]))
+      FAIL("linear: bias must have shape [%" G_GINT64_FORMAT "]", in[1][0]);
+    ond[0] = nd[0];
+    memcpy(out[0], in[0], sizeof(int64_t) * (size_t)nd[0]);
+    out[0][nd[0] - 1] = in[1][0];
+    return TRUE;
+  }
+  if (strcmp(op, "matmul") == 0) {
+    NEED_INPUTS(2, 2);
+    if (nd[0] < 2 || nd[1] < 2) FAIL("matmul: both inputs need >= 2 dimensions");
+    int64_t k = in[0][nd[0] - 1], k2 = in[1][nd[1] - 2];
+    if (k != k2) FAIL("matmul: inner dimensions differ (%" G_GINT64_FORMAT " vs %" G_GINT64_FORMAT ")", k, k2);
+    if (nd[1] != 2) {
+      if (nd[1] != nd[0] || memcmp(in[0], in[1], sizeof(int64_t) * (size_t)(nd[0] - 2)) != 0)
+        FAIL("matmul: the second input must be 2-D or have the same leading dimensions as the first");
+    }
+    ond[0] = nd[0];
+    memcpy(out[0], in[0], sizeof(int64_t) * (size_t)nd[0]);
+    out[0][nd[0] - 1] = in[1][nd[1] - 1];
+    return TRUE;
+  }
+  if (strcmp(op, "add") == 0) {
+    NEED_INPUTS(2, 2);
+    int r = MAX(nd[0], nd[1]);
+    for (int i = 0; i < r; i++) {
+      int64_t a = i < r - nd[0] ? 1 : in[0][i - (r - nd[0])];
+      int64_t b = i < r - nd[1] ? 1 : in[1][i - (r - nd[1])];
+      if (a != b && a != 1 && b != 1) {
+        g_autofree char *sa = shape_to_string(nd[0], in[0]), *sb = shape_to_string(nd[1], in[1]);
+        FAIL("add: shapes %s and %s do not broadcast", sa, sb);
+      }
+      out[0][i] = a == 1 ? b : a;
+    }
+    ond[0] = r;
+    return TRUE;
+  }
+  if (strcmp(op, "relu") == 0 || strcmp(op, "softmax") == 0) {
+    NEED_INPUTS(1, 1);
+    if (strcmp(op, "softmax") == 0) {
+      int64_t axis = pq_node_get_int(node, "axis", -1);
+      if (nd[0] < 1 || axis < -nd[0] || axis >= nd[0]) FAIL("softmax: axis %" G_GINT64_FORMAT " out of range", axis);
+    }
+    ond[0] = nd[0];
+    memcpy(out[0], in[0], sizeof(int64_t) * (size_t)nd[0]);
+    return TRUE;
+  }
+  if (strcmp(op, "conv2d") == 0) {
+    NEED_INPUTS(2, 3);
+    if (nd[0] != 4 || nd[1] != 4) FAIL("conv2d: input and weight must be 4-D (NCHW, OIHW)");
+    int64_t groups = pq_node_get_int(node, "groups", 1), st[2], dl[2], pads[4];
+    if (!get_pair(node, "strides", 1, st, error) || !get_pair(node, "dilations", 1, dl, error) ||
+        !get_pads(node, pads, error))
+      return FALSE;
+    int64_t c = in[0][1], oc = in[1][0];
+    if (groups < 1 || c % groups || oc % groups || in[1][1] * groups != c)
+      FAIL("conv2d: %" G_GINT64_FORMAT " input channels, weight %" G_GINT64_FORMAT " per group, groups %" G_GINT64_FORMAT
+           " do not match", c, in[1][1], groups);
+    if (n_in == 3 && in[2] && !(nd[2] == 1 && in[2][0] == oc)) FAIL("conv2d: bias must have shape [%" G_GINT64_FORMAT "]", oc);
+    int64_t oh = window_out(in[0][2], in[1][2], st[0], dl[0], pads[0], pads[2], FALSE);
+    int64_t ow = window_out(in[0][3], in[1][3], st[1], dl[1], pads[1], pads[3], FALSE);
+    if (oh <= 0 || ow <= 0) FAIL("conv2d: kernel larger than the padded input");
+    ond[0] = 4;
+    out[0][0] = in[0][0];
+    out[0][1] = oc;
+    out[0][2] = oh;
+    out[0][3] = ow;
+    return TRUE;
+  }
+  if (strcmp(op, "maxpool2d") == 0 || strcmp(op, "avgpool2d") == 0) {
+    NEED_INPUTS(1, 1);
+    if (nd[0] != 4) FAIL("%s: input must be 4-D (NCHW)", op);
+    int64_t k[2], st[2], dl[2], pads[4];
+    if (!pq_node_has_attr(node, "kernel")) FAIL("%s: attribute \"kernel\" is required", op);
+    if (!get_pair(node, "kernel", 1, k, error) || !get_pair(node, "strides", 0, st, error) ||
+        !get_pair(node, "dilations", 1, dl, error) || !get_pads(node, pads, error))
+      return FALSE;
+    if (st[0] == 0) {
+      st[0] = k[0];
+      st[1] = k[1];
+    }
+    gboolean ceil_mode = pq_node_get_int(node, "ceil_mode", 0) != 0;
+    int64_t oh = window_out(in[0][2], k[0], st[0], dl[0], pads[0], pads[2], ceil_mode);
+    int64_t ow = window_out(in[0][3], k[1], st[1], dl[1], pads[1], pads[3], ceil_mode);
+    if (oh <= 0 || ow <= 0) FAIL("%s: window larger than the padded input", op);
+    ond[0] = 4;
+    out[0][0] = in[0][0];
+    out[0][1] = in[0][1];
+    out[0][2] = oh;
+    out[0][3] = ow;
+    return TRUE;
+  }
+  if (strcmp(op, "global_avg_pool") == 0) {
+    NEED_INPUTS(1, 1);
+    if (nd[0] < 3) FAIL("global_avg_pool: input must have >= 3 dimensions (N, C, spatial...)");
+    ond[0] = nd[0];
+    out[0][0] = in[0][0];
+    out[0][1] = in[0][1];
+    for (int i = 2; i < nd[0]; i++) out[0][i] = 1;
+    return TRUE;
+  }
+  if (strcmp(op, "batch_norm") == 0) {
+    NEED_INPUTS(5, 5);
+    if (nd[0] < 2) FAIL("batch_norm: input must have >= 2 dimensions");
+    for (int i = 1; i < 5; i++)
+      if (nd[i] != 1 || in[i][0] != in[0][1])
+        FAIL("batch_norm: scale, bias, mean and var must have shape [%" G_GINT64_FORMAT "]", in[0][1]);
+    ond[0] = nd[0];
+    memcpy(out[0], in[0], sizeof(int64_t) * (size_t)nd[0]);
+    return TRUE;
+  }
+  if (strcmp(op, "flatten") == 0) {
+    NEED_INPUTS(1, 1);
+    int64_t axis = pq_node_get_int(node, "axis", 1);
+    if (axis < 0) axis += nd[0];
+    if (axis < 0 || axis > nd[0]) FAIL("flatten: axis out of range");
+    int64_t a = 1, b = 1;
+    for (int i = 0; i < nd[0]; i++) {
+      if (i < axis) a *= in[0][i];
+      else b *= in[0][i];
+    }
+    ond[0] = 2;
+    out[0][0] = a;
+    out[0][1] = b;
+    return TRUE;
+  }
+  if (strcmp(op, "reshape") == 0) {
+    NEED_INPUTS(1, 1);
+    size_t n;
+    const int64_t *s = pq_node_get_ints(node, "shape", &n);
+    if (!s || n == 0 || n > PQ_MAX_DIMS) FAIL("reshape: attribute \"shape\" must list 1 to %d dimensions", PQ_MAX_DIMS);
+    int64_t total = 1, known_prod = 1;
+    int infer = -1;
+    for (int i = 0; i < nd[0]; i++) total *= in[0][i];
+    for (size_t i = 0; i < n; i++) {
+      int64_t d = s[i];
+      if (d == 0) {
+        if ((int)i >= nd[0]) FAIL("reshape: shape[%zu] = 0 copies a dimension the input does not have", i);
+        d = in[0][i];
+      }
+      if (d == -1) {
+        if (infer >= 0) FAIL("reshape: more than one -1 in \"shape\"");
+        infer = (int)i;
+        continue;
+      }
+      if (d < 0) FAIL("reshape: shape[%zu] = %" G_GINT64_FORMAT " is negative", i, d);
+      out[0][i] = d;
+      known_prod *= d;
+    }
+    if (infer >= 0) {
+      if (known_prod == 0 || total % known_prod) FAIL("reshape: cannot infer the -1 dimension");
+      out[0][infer] = total / known_prod;
+    } else if (known_prod != total) {
+      g_autofree char *a = shape_to_string(nd[0], in[0]);
+      FAIL("reshape: %s has %" G_GINT64_FORMAT " elements, \"shape\" asks for %" G_GINT64_FORMAT, a, total, known_prod);
+    }
+    ond[0] = (int)n;
+    return TRUE;
+  }
+  FAIL("unknown op \"%s\"", op);
+}

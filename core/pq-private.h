@@ -1,0 +1,106 @@
+/* pq-private.h — libpquant's internal structures, shared by the core's source files only. */
+#ifndef PQ_PRIVATE_H
+#define PQ_PRIVATE_H
+
+#include "pquant/pquant.h"
+
+#include <stdio.h>
+
+struct PqTensor {
+  gint refcount;
+  char *name;
+  PqDType dtype;
+  int ndim;
+  int64_t shape[PQ_MAX_DIMS];
+  int64_t numel;
+  size_t nbytes;
+  void *data;
+  gboolean owns_data;       /* g_free(data) on last unref */
+  GMappedFile *mapping;     /* read-only tensors keep their file mapping alive */
+  /* packed tensors */
+  int bits;
+  PqQuantScheme scheme;
+  int64_t group_size;
+  PqTensor *scales;
+  PqTensor *zeros;
+};
+
+typedef enum { PQ_ATTR_INT, PQ_ATTR_FLOAT, PQ_ATTR_STRING, PQ_ATTR_INTS } PqAttrType;
+typedef struct {
+  char *key;
+  PqAttrType type;
+  int64_t i;
+  double f;
+  char *s;
+  GArray *ints; /* int64_t */
+} PqAttr;
+
+struct PqNode {
+  char *op;
+  char *name;
+  GPtrArray *inputs;  /* char* */
+  GPtrArray *outputs; /* char* */
+  GPtrArray *attrs;   /* PqAttr*, in insertion order */
+};
+
+typedef struct {
+  char *name;
+  int ndim;
+  int64_t shape[PQ_MAX_DIMS];
+} PqGraphInput;
+
+struct PqGraph {
+  GPtrArray *nodes;   /* PqNode* */
+  GPtrArray *inputs;  /* PqGraphInput* */
+  GPtrArray *outputs; /* char* */
+};
+
+struct PqModel {
+  gint refcount;
+  PqGraph *graph;
+  GHashTable *tensors;   /* name → PqTensor* (owned ref) */
+  GPtrArray *sorted;     /* cache of tensors sorted by name, rebuilt lazily */
+  GHashTable *meta;      /* char* → char* */
+};
+
+struct PqDataset {
+  gint refcount;
+  char *name;
+  int64_t n;
+  int ndim;
+  int64_t sample_shape[3];
+  int64_t sample_numel;
+  guint8 *images;  /* n * sample_numel */
+  guint8 *labels;  /* n */
+  int n_classes;
+};
+
+PqGraph *pq_graph_new(void);
+void pq_graph_free(PqGraph *graph);
+PqGraph *pq_graph_copy(const PqGraph *graph);
+void pq_node_free(PqNode *node);
+
+
+/* shape inference for one built-in op; returns FALSE with error for unknown ops or mismatches */
+gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in_shapes, const int *in_ndims,
+                     int64_t out_shapes[][PQ_MAX_DIMS], int *out_ndims, GError **error);
+
+/* tensor helper: a read-only tensor over memory kept alive by `mapping` */
+PqTensor *pq_tensor_new_mapped(const char *name, PqDType dtype, int ndim, const int64_t *shape,
+                               const void *data, size_t nbytes, GMappedFile *mapping);
+gboolean pq_shape_numel(int ndim, const int64_t *shape, int64_t *numel);
+/* Rows and row bytes of a packed layout; FALSE on overflow. */
+gboolean pq_packed_layout(int bits, int ndim, const int64_t *shape, int64_t *rows, int64_t *cols, size_t *row_bytes,
+                          size_t *nbytes);
+int64_t pq_quant_n_scales(PqQuantScheme scheme, int64_t rows, int64_t cols, int64_t group_size);
+/* Check a packed tensor's parameters; FALSE with a message. */
+gboolean pq_quant_params_valid(int bits, int ndim, const int64_t *shape, PqQuantScheme scheme, int64_t group_size,
+                               const PqTensor *scales, const PqTensor *zeros, GError **error);
+
+/* atomically replace `path` with `len` bytes written by a callback */
+typedef gboolean (*PqWriteFunc)(FILE *out, gpointer user_data, GError **error);
+gboolean pq_write_atomically(const char *path, PqWriteFunc func, gpointer user_data, GError **error);
+
+#define PQ_N_ELEMENTS(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif

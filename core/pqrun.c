@@ -1,0 +1,289 @@
+/* pqrun.c — the command-line front end: train, eval, info, plugins. */
+#include "pquant/pquant.h"
+
+#include <locale.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT_MODEL_FILE "fashion-mnist-mlp-v1.safetensors"
+
+typedef struct {
+  char **plugins;
+  char *model;
+  char *dataset;
+  char *backend;
+  char *output;
+  int threads;
+  int batch;
+  int epochs;
+  gint64 seed;
+  gboolean quiet;
+} Args;
+
+static Args args = {.dataset = NULL, .threads = 0, .batch = 256, .epochs = 18, .seed = 42};
+
+static const GOptionEntry plugin_entries[] = {
+    {"plugin", 'p', 0, G_OPTION_ARG_FILENAME_ARRAY, &args.plugins, "Load this plugin file (repeatable; failure is fatal)", "PATH"},
+    {NULL}};
+static const GOptionEntry model_entries[] = {
+    {"model", 'm', 0, G_OPTION_ARG_FILENAME, &args.model, "Model file (default: the cached Fashion-MNIST MLP, trained on first use)", "FILE"},
+    {"dataset", 'd', 0, G_OPTION_ARG_FILENAME, &args.dataset, "fashion-mnist (default) or a folder of IDX files", "NAME|DIR"},
+    {NULL}};
+static const GOptionEntry run_entries[] = {
+    {"backend", 'b', 0, G_OPTION_ARG_STRING, &args.backend, "Backend plugin (default: cpu)", "NAME"},
+    {"threads", 't', 0, G_OPTION_ARG_INT, &args.threads, "Threads (default: the backend's choice)", "N"},
+    {"batch", 0, 0, G_OPTION_ARG_INT, &args.batch, "Batch size for evaluation (default 256)", "N"},
+    {NULL}};
+static const GOptionEntry train_entries[] = {
+    {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "Where to write the model (default: the cache)", "FILE"},
+    {"epochs", 0, 0, G_OPTION_ARG_INT, &args.epochs, "Epochs (default 18)", "N"},
+    {"seed", 0, 0, G_OPTION_ARG_INT64, &args.seed, "Random seed (default 42)", "N"},
+    {"dataset", 'd', 0, G_OPTION_ARG_FILENAME, &args.dataset, "fashion-mnist (default) or a folder of IDX files", "NAME|DIR"},
+    {"quiet", 'q', 0, G_OPTION_ARG_NONE, &args.quiet, "Do not print progress", NULL},
+    {NULL}};
+
+static int fail(GError *error) {
+  g_printerr("pqrun: %s\n", error->message);
+  g_error_free(error);
+  return 1;
+}
+
+static char *cache_model_path(void) {
+  return g_build_filename(g_get_user_cache_dir(), "pquant", DEFAULT_MODEL_FILE, NULL);
+}
+
+static PqRegistry *make_registry(GError **error) {
+  PqRegistry *r = pq_registry_new();
+  for (char **p = args.plugins; p && *p; p++)
+    if (!pq_registry_load(r, *p, error)) {
+      pq_registry_free(r);
+      return NULL;
+    }
+  pq_registry_scan_default(r);
+  return r;
+}
+
+static const char *dataset_name(void) { return args.dataset ? args.dataset : "fashion-mnist"; }
+
+static gboolean evaluate(PqRegistry *reg, PqModel *model, const PqDataset *test, double *acc, GError **error) {
+  PqPlugin *be = pq_registry_find(reg, args.backend ? args.backend : "cpu", PQ_KIND_BACKEND, error);
+  if (!be) return FALSE;
+  g_autoptr(PqBackend) b = pq_backend_prepare(be, model, args.threads, args.batch, NULL, error);
+  return b && pq_evaluate_accuracy(b, test, acc, error);
+}
+
+static PqModel *train_default(const char *out_path, GError **error) {
+  g_autoptr(PqDataset) train = pq_dataset_open(dataset_name(), "train", error);
+  if (!train) return NULL;
+  PqTrainParams p;
+  pq_train_params_init(&p);
+  p.epochs = args.epochs;
+  p.seed = (guint64)args.seed;
+  p.verbose = !args.quiet;
+  if (!args.quiet)
+    g_printerr("training the MLP 784-256-128-10 on %s (%" G_GINT64_FORMAT " samples, %d epochs)\n", pq_dataset_name(train),
+               pq_dataset_n_samples(train), p.epochs);
+  gint64 t0 = g_get_monotonic_time();
+  g_autoptr(PqModel) m = pq_train_mlp(train, &p, error);
+  if (!m) return NULL;
+  double secs = (double)(g_get_monotonic_time() - t0) / 1e6;
+  g_autofree char *dir = g_path_get_dirname(out_path);
+  if (g_mkdir_with_parents(dir, 0755) != 0) {
+    g_set_error(error, G_FILE_ERROR, g_file_error_from_errno(errno), "%s: cannot create the folder: %s", dir, g_strerror(errno));
+    return NULL;
+  }
+  if (!pq_model_save(m, out_path, error)) return NULL;
+  if (!args.quiet) g_printerr("trained in %.1f s, written to %s\n", secs, out_path);
+  return g_steal_pointer(&m);
+}
+
+/* The model named by --model, or the cached default (trained and cached on first use). */
+static PqModel *load_model(GError **error) {
+  if (args.model) return pq_model_load(args.model, error);
+  g_autofree char *path = cache_model_path();
+  if (g_file_test(path, G_FILE_TEST_EXISTS)) {
+    g_autoptr(GError) lerr = NULL;
+    PqModel *m = pq_model_load(path, &lerr);
+    if (m) return m;
+    g_printerr("pqrun: the cached default model is unusable (%s); training it again\n", lerr->message);
+  }
+  return train_default(path, error);
+}
+
+static int cmd_train(void) {
+  GError *error = NULL;
+  g_autofree char *path = args.output ? g_strdup(args.output) : cache_model_path();
+  if (args.epochs < 1) {
+    g_printerr("pqrun train: --epochs must be at least 1\n");
+    return 2;
+  }
+  g_autoptr(PqModel) m = train_default(path, &error);
+  if (!m) return fail(error);
+  g_autoptr(PqRegistry) reg = make_registry(&error);
+  if (!reg) return fail(error);
+  g_autoptr(PqDataset) test = pq_dataset_open(dataset_name(), "t10k", &error);
+  if (!test) return fail(error);
+  double acc;
+  if (!evaluate(reg, m, test, &acc, &error)) return fail(error);
+  printf("test accuracy: %.2f%% on %s\n", 100.0 * acc, pq_dataset_name(test));
+  return 0;
+}
+
+static int cmd_eval(void) {
+  GError *error = NULL;
+  if (args.batch < 1) {
+    g_printerr("pqrun eval: --batch must be at least 1\n");
+    return 2;
+  }
+  g_autoptr(PqRegistry) reg = make_registry(&error);
+  if (!reg) return fail(error);
+  g_autoptr(PqModel) m = load_model(&error);
+  if (!m) return fail(error);
+  g_autoptr(PqDataset) test = pq_dataset_open(dataset_name(), "t10k", &error);
+  if (!test) return fail(error);
+  double acc;
+  gint64 t0 = g_get_monotonic_time();
+  if (!evaluate(reg, m, test, &acc, &error)) return fail(error);
+  double secs = (double)(g_get_monotonic_time() - t0) / 1e6;
+  g_autofree char *path = args.model ? g_strdup(args.model) : cache_model_path();
+  printf("model:    %s\n", path);
+  printf("dataset:  %s (%" G_GINT64_FORMAT " samples)\n", pq_dataset_name(test), pq_dataset_n_samples(test));
+  printf("backend:  %s\n", args.backend ? args.backend : "cpu");
+  printf("accuracy: %.2f%% (%" G_GINT64_FORMAT " of %" G_GINT64_FORMAT " correct) in %.2f s\n", 100.0 * acc,
+         (gint64)(acc * (double)pq_dataset_n_samples(test) + 0.5), pq_dataset_n_samples(test), secs);
+  return 0;
+}
+
+static void print_shape(GString *s, int nd, const int64_t *sh) {
+  g_string_append_c(s, '[');
+  for (int i = 0; i < nd; i++) g_string_append_printf(s, i ? ", %" G_GINT64_FORMAT : "%" G_GINT64_FORMAT, sh[i]);
+  g_string_append_c(s, ']');
+}
+
+static int cmd_info(void) {
+  GError *error = NULL;
+  g_autoptr(PqModel) m = load_model(&error);
+  if (!m) return fail(error);
+  const PqGraph *g = pq_model_const_graph(m);
+  g_autoptr(GString) s = g_string_new(NULL);
+  g_autofree char *path = args.model ? g_strdup(args.model) : cache_model_path();
+  g_string_append_printf(s, "model %s\n", path);
+  const char *keys[] = {"pquant.model", "pquant.training"};
+  for (size_t i = 0; i < G_N_ELEMENTS(keys); i++)
+    if (pq_model_meta(m, keys[i])) g_string_append_printf(s, "  %s: %s\n", keys[i], pq_model_meta(m, keys[i]));
+  g_string_append(s, "\ninputs:\n");
+  for (size_t i = 0; i < pq_graph_n_inputs(g); i++) {
+    int nd;
+    const int64_t *sh = pq_graph_input_shape(g, i, &nd);
+    g_string_append_printf(s, "  %-20s ", pq_graph_input_name(g, i));
+    print_shape(s, nd, sh);
+    g_string_append_c(s, '\n');
+  }
+  if (pq_graph_n_nodes(g)) {
+    g_autoptr(PqPlan) plan = pq_model_plan(m, 1, &error);
+    if (!plan) return fail(error);
+    g_string_append(s, "\ngraph (batch 1):\n");
+    for (size_t st = 0; st < pq_plan_n_steps(plan); st++) {
+      const PqNode *n = pq_plan_step(plan, st);
+      g_string_append_printf(s, "  %-10s %-12s (", pq_node_name(n), pq_node_op(n));
+      for (size_t j = 0; j < pq_node_n_inputs(n); j++)
+        g_string_append_printf(s, "%s%s", j ? ", " : "", pq_node_input(n, j)[0] ? pq_node_input(n, j) : "-");
+      int out = pq_plan_step_output(plan, st, 0), nd;
+      const int64_t *sh = pq_plan_value_shape(plan, out, &nd);
+      g_string_append_printf(s, ") -> %s ", pq_node_output(n, 0));
+      print_shape(s, nd, sh);
+      g_string_append_c(s, '\n');
+    }
+  }
+  g_string_append(s, "\ntensors:\n");
+  for (size_t i = 0; i < pq_model_n_tensors(m); i++) {
+    PqTensor *t = pq_model_tensor_at(m, i);
+    g_string_append_printf(s, "  %-20s %-6s ", pq_tensor_name(t), pq_tensor_dtype(t) == PQ_DTYPE_PACKED ? "PACKED" : pq_dtype_name(pq_tensor_dtype(t)));
+    g_autoptr(GString) sh = g_string_new(NULL);
+    print_shape(sh, pq_tensor_ndim(t), pq_tensor_shape(t));
+    size_t bytes = pq_tensor_nbytes(t);
+    if (pq_tensor_scales(t)) bytes += pq_tensor_nbytes(pq_tensor_scales(t));
+    if (pq_tensor_zeros(t)) bytes += pq_tensor_nbytes(pq_tensor_zeros(t));
+    g_string_append_printf(s, "%-14s %10" G_GINT64_FORMAT " params %10zu bytes", sh->str, pq_tensor_numel(t), bytes);
+    if (pq_tensor_dtype(t) == PQ_DTYPE_PACKED) g_string_append_printf(s, "  (%d-bit)", pq_tensor_bits(t));
+    g_string_append_c(s, '\n');
+  }
+  g_string_append_printf(s, "\ntotal: %" G_GINT64_FORMAT " parameters, %" G_GINT64_FORMAT " bytes of tensor data\n", pq_model_n_params(m),
+                         pq_model_nbytes(m));
+  fputs(s->str, stdout);
+  return 0;
+}
+
+static int cmd_plugins(void) {
+  GError *error = NULL;
+  g_autoptr(PqRegistry) reg = make_registry(&error);
+  if (!reg) return fail(error);
+  printf("searched:");
+  for (const char *const *d = pq_registry_searched_dirs(reg); *d; d++) printf(" %s", *d);
+  printf("\n\nloaded (%u):\n", pq_registry_n_plugins(reg));
+  for (guint i = 0; i < pq_registry_n_plugins(reg); i++) {
+    PqPlugin *p = pq_registry_plugin(reg, i);
+    const char *why;
+    g_autofree char *opts = pq_options_schema_summary(pq_plugin_options_schema(p));
+    printf("  %-10s %-16s %-8s %s\n", pq_plugin_kind_name(pq_plugin_kind(p)), pq_plugin_name(p), pq_plugin_version(p), pq_plugin_path(p));
+    printf("             %s\n             options: %s\n", pq_plugin_description(p), opts);
+    if (!pq_plugin_usable(p, &why)) printf("             NOT USABLE HERE: %s\n", why);
+  }
+  printf("\nrejected (%u):\n", pq_registry_n_rejected(reg));
+  for (guint i = 0; i < pq_registry_n_rejected(reg); i++)
+    printf("  %s\n      %s\n", pq_registry_rejected_path(reg, i), pq_registry_rejected_reason(reg, i));
+  return 0;
+}
+
+static const struct {
+  const char *name;
+  const char *summary;
+  int (*run)(void);
+  const GOptionEntry *groups[3];
+} commands[] = {
+    {"eval", "accuracy of a model on the test set", cmd_eval, {plugin_entries, model_entries, run_entries}},
+    {"train", "train the default Fashion-MNIST MLP and cache it", cmd_train, {train_entries, NULL, NULL}},
+    {"info", "graph, shapes, parameters and bytes of a model", cmd_info, {model_entries, NULL, NULL}},
+    {"plugins", "list loaded plugins and every rejected file with its reason", cmd_plugins, {plugin_entries, NULL, NULL}},
+};
+
+static void usage(FILE *f) {
+  fprintf(f, "Usage: pqrun COMMAND [OPTION...]\n\nCommands:\n");
+  for (size_t i = 0; i < G_N_ELEMENTS(commands); i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "\n`pqrun COMMAND --help` for a command's options; `pqrun --version`.\n");
+}
+
+int main(int argc, char **argv) {
+  setlocale(LC_ALL, "");
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+    usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("pqrun %s (plugin ABI %d.%d)\n", PQ_VERSION_STRING, PQ_ABI_MAJOR, PQ_ABI_MINOR);
+    return 0;
+  }
+  for (size_t i = 0; i < G_N_ELEMENTS(commands); i++) {
+    if (strcmp(argv[1], commands[i].name) != 0) continue;
+    g_autofree char *param = g_strdup_printf("%s - %s", commands[i].name, commands[i].summary);
+    g_autoptr(GOptionContext) ctx = g_option_context_new(param);
+    for (int j = 0; j < 3 && commands[i].groups[j]; j++) g_option_context_add_main_entries(ctx, commands[i].groups[j], NULL);
+    GError *error = NULL;
+    int sub_argc = argc - 1;
+    char **sub_argv = argv + 1;
+    if (!g_option_context_parse(ctx, &sub_argc, &sub_argv, &error)) {
+      g_printerr("pqrun %s: %s\n", commands[i].name, error->message);
+      g_error_free(error);
+      return 2;
+    }
+    if (sub_argc > 1) {
+      g_printerr("pqrun %s: unexpected argument '%s'\n", commands[i].name, sub_argv[1]);
+      return 2;
+    }
+    return commands[i].run();
+  }
+  g_printerr("pqrun: unknown command '%s'\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

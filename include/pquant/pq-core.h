@@ -1,0 +1,231 @@
+/* pq-core.h — libpquant's plain-C API shared by plugins and embedders: tensors, graphs, models, options,
+ * execution plans, datasets, the runner and the metric sink. No GLib types appear here.
+ *
+ * Ownership: functions named *_new and *_copy return a reference the caller owns and releases with the
+ * matching *_unref/_free. Functions returning `const` pointers lend them: valid as long as their owner.
+ */
+#ifndef PQ_CORE_H
+#define PQ_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(PQ_COMPILATION)
+#define PQ_API __attribute__((visibility("default")))
+#else
+#define PQ_API
+#endif
+
+#define PQ_MAX_DIMS 8
+
+typedef struct PqTensor PqTensor;
+typedef struct PqGraph PqGraph;
+typedef struct PqNode PqNode;
+typedef struct PqModel PqModel;
+typedef struct PqOptions PqOptions;
+typedef struct PqPlan PqPlan;
+typedef struct PqDataset PqDataset;
+typedef struct PqRunner PqRunner;
+typedef struct PqMetricSink PqMetricSink;
+struct PqPluginError;
+struct PqTensorView;
+
+/* Element types. Values are part of the ABI and are never renumbered. */
+typedef enum {
+  PQ_DTYPE_F32 = 0,
+  PQ_DTYPE_F16 = 1,
+  PQ_DTYPE_BF16 = 2,
+  PQ_DTYPE_I8 = 3,
+  PQ_DTYPE_U8 = 4,
+  PQ_DTYPE_I32 = 5,
+  PQ_DTYPE_I64 = 6,
+  PQ_DTYPE_PACKED = 7 /* 2–8-bit integer codes, packed, with quantization parameters (see below) */
+} PqDType;
+
+/* How the scales of a packed tensor are laid out. A packed tensor is seen as a matrix of
+ * rows = shape[0] and cols = product of the other dimensions. */
+typedef enum {
+  PQ_QUANT_PER_TENSOR = 0,  /* one scale (and zero point) */
+  PQ_QUANT_PER_CHANNEL = 1, /* one per row */
+  PQ_QUANT_PER_GROUP = 2    /* one per `group_size` consecutive values of a row */
+} PqQuantScheme;
+
+/* ---- tensors ------------------------------------------------------------------------------------------- */
+
+PQ_API const char *pq_dtype_name(PqDType dtype);          /* "F32", ... as in safetensors; "PACKED" */
+PQ_API size_t pq_dtype_size(PqDType dtype);               /* bytes per element; 0 for PACKED */
+
+/* A new zero-filled tensor owning its memory. NULL if the shape is invalid (ndim > PQ_MAX_DIMS, a negative
+ * dimension, overflow) or dtype is PACKED. */
+PQ_API PqTensor *pq_tensor_new(const char *name, PqDType dtype, int ndim, const int64_t *shape);
+/* A new zero-filled packed tensor of `bits` (2..8) per value. Codes are unsigned, value = scale * (code - zero).
+ * Each row is packed little-endian bit by bit and padded to a whole byte. The scales tensor (F32) has 1, rows
+ * or rows*(cols/group_size) elements; zero points (U8) are optional: NULL means symmetric, zero = 2^(bits-1).
+ * The tensor takes its own references to scales and zeros. NULL on invalid arguments. */
+PQ_API PqTensor *pq_tensor_new_packed(const char *name, int bits, int ndim, const int64_t *shape,
+                                      PqQuantScheme scheme, int64_t group_size, PqTensor *scales,
+                                      PqTensor *zeros);
+PQ_API PqTensor *pq_tensor_ref(PqTensor *tensor);
+PQ_API void pq_tensor_unref(PqTensor *tensor);
+
+PQ_API const char *pq_tensor_name(const PqTensor *tensor);
+PQ_API PqDType pq_tensor_dtype(const PqTensor *tensor);
+PQ_API int pq_tensor_ndim(const PqTensor *tensor);
+PQ_API const int64_t *pq_tensor_shape(const PqTensor *tensor);
+PQ_API int64_t pq_tensor_numel(const PqTensor *tensor);
+/* Bytes of the stored data (packed tensors: the packed codes only, without scales). */
+PQ_API size_t pq_tensor_nbytes(const PqTensor *tensor);
+PQ_API const void *pq_tensor_data(const PqTensor *tensor);
+/* Writable data, or NULL if the tensor is read-only (memory-mapped from a file). */
+PQ_API void *pq_tensor_mutable_data(PqTensor *tensor);
+
+PQ_API int pq_tensor_bits(const PqTensor *tensor);                  /* 2..8 for PACKED, else 8*dtype size */
+PQ_API PqQuantScheme pq_tensor_quant_scheme(const PqTensor *tensor);
+PQ_API int64_t pq_tensor_group_size(const PqTensor *tensor);        /* PER_GROUP only, else 0 */
+PQ_API PqTensor *pq_tensor_scales(const PqTensor *tensor);          /* borrowed; NULL unless PACKED */
+PQ_API PqTensor *pq_tensor_zeros(const PqTensor *tensor);           /* borrowed; NULL if symmetric */
+PQ_API int64_t pq_tensor_rows(const PqTensor *tensor);              /* shape[0] (1 for scalars) */
+PQ_API int64_t pq_tensor_cols(const PqTensor *tensor);              /* numel / rows */
+PQ_API size_t pq_tensor_row_bytes(const PqTensor *tensor);          /* PACKED: bytes of one packed row */
+
+/* Pack `n` codes (each < 2^bits) into `out` (ceil(n*bits/8) bytes) and back. */
+PQ_API void pq_pack_codes(const uint8_t *codes, int64_t n, int bits, uint8_t *out);
+PQ_API void pq_unpack_codes(const uint8_t *packed, int64_t n, int bits, uint8_t *codes);
+/* Convert any tensor to float32 (dequantizing packed ones) into `out` of numel floats. Reference path for
+ * tests and tools; kernels MUST NOT use it at run time. Returns 0 on success, -1 for an unknown dtype. */
+PQ_API int pq_tensor_to_f32(const PqTensor *tensor, float *out);
+PQ_API float pq_f16_to_f32(uint16_t h);
+PQ_API uint16_t pq_f32_to_f16(float f);
+PQ_API float pq_bf16_to_f32(uint16_t h);
+PQ_API uint16_t pq_f32_to_bf16(float f);
+
+/* ---- graphs -------------------------------------------------------------------------------------------- */
+
+/* Graph inputs are named values with a shape whose dimension 0 is the batch (-1). Nodes read values
+ * (graph inputs, model tensors or other nodes' outputs) and write new values. The op names understood by
+ * the core's shape inference are listed in docs/file-format.md. */
+PQ_API PqNode *pq_graph_add_node(PqGraph *graph, const char *op, const char *name, size_t n_inputs,
+                                 const char *const *inputs, size_t n_outputs, const char *const *outputs);
+PQ_API void pq_graph_add_input(PqGraph *graph, const char *name, int ndim, const int64_t *shape);
+PQ_API void pq_graph_add_output(PqGraph *graph, const char *name);
+PQ_API size_t pq_graph_n_nodes(const PqGraph *graph);
+PQ_API PqNode *pq_graph_node(const PqGraph *graph, size_t index);
+PQ_API size_t pq_graph_n_inputs(const PqGraph *graph);
+PQ_API const char *pq_graph_input_name(const PqGraph *graph, size_t index);
+PQ_API const int64_t *pq_graph_input_shape(const PqGraph *graph, size_t index, int *ndim);
+PQ_API size_t pq_graph_n_outputs(const PqGraph *graph);
+PQ_API const char *pq_graph_output_name(const PqGraph *graph, size_t index);
+
+PQ_API const char *pq_node_op(const PqNode *node);
+PQ_API const char *pq_node_name(const PqNode *node);
+PQ_API size_t pq_node_n_inputs(const PqNode *node);
+PQ_API const char *pq_node_input(const PqNode *node, size_t index);   /* "" for an omitted optional input */
+PQ_API size_t pq_node_n_outputs(const PqNode *node);
+PQ_API const char *pq_node_output(const PqNode *node, size_t index);
+PQ_API void pq_node_set_int(PqNode *node, const char *key, int64_t value);
+PQ_API void pq_node_set_float(PqNode *node, const char *key, double value);
+PQ_API void pq_node_set_string(PqNode *node, const char *key, const char *value);
+PQ_API void pq_node_set_ints(PqNode *node, const char *key, size_t n, const int64_t *values);
+PQ_API int pq_node_has_attr(const PqNode *node, const char *key);
+PQ_API int64_t pq_node_get_int(const PqNode *node, const char *key, int64_t fallback);
+PQ_API double pq_node_get_float(const PqNode *node, const char *key, double fallback);
+PQ_API const char *pq_node_get_string(const PqNode *node, const char *key, const char *fallback);
+/* Lends the list (n set to its length), or returns NULL (n = 0) when absent. */
+PQ_API const int64_t *pq_node_get_ints(const PqNode *node, const char *key, size_t *n);
+
+/* ---- models -------------------------------------------------------------------------------------------- */
+
+PQ_API PqModel *pq_model_new(void);
+/* A new model sharing the tensors (by reference) with a deep copy of the graph and metadata. */
+PQ_API PqModel *pq_model_copy(const PqModel *model);
+PQ_API PqModel *pq_model_ref(PqModel *model);
+PQ_API void pq_model_unref(PqModel *model);
+PQ_API PqGraph *pq_model_graph(PqModel *model);
+PQ_API const PqGraph *pq_model_const_graph(const PqModel *model);
+/* Adds or replaces the tensor of that name; the model takes its own reference. */
+PQ_API void pq_model_set_tensor(PqModel *model, PqTensor *tensor);
+PQ_API void pq_model_remove_tensor(PqModel *model, const char *name);
+PQ_API PqTensor *pq_model_tensor(const PqModel *model, const char *name); /* borrowed or NULL */
+PQ_API size_t pq_model_n_tensors(const PqModel *model);
+PQ_API PqTensor *pq_model_tensor_at(const PqModel *model, size_t index);  /* sorted by name */
+PQ_API void pq_model_set_meta(PqModel *model, const char *key, const char *value);
+PQ_API const char *pq_model_meta(const PqModel *model, const char *key);  /* borrowed or NULL */
+/* Parameters (elements of all tensors, packed ones counting values, not bytes) and stored bytes
+ * (packed codes plus their scales and zero points). */
+PQ_API int64_t pq_model_n_params(const PqModel *model);
+PQ_API int64_t pq_model_nbytes(const PqModel *model);
+
+/* ---- options ------------------------------------------------------------------------------------------- */
+
+PQ_API int pq_options_has(const PqOptions *options, const char *key);
+PQ_API int64_t pq_options_get_int(const PqOptions *options, const char *key, int64_t fallback);
+PQ_API double pq_options_get_float(const PqOptions *options, const char *key, double fallback);
+PQ_API int pq_options_get_bool(const PqOptions *options, const char *key, int fallback);
+PQ_API const char *pq_options_get_string(const PqOptions *options, const char *key, const char *fallback);
+
+/* ---- execution plans: topological order and shapes, computed once by the core ---------------------------- */
+
+typedef enum {
+  PQ_VALUE_INPUT = 0,    /* a graph input */
+  PQ_VALUE_WEIGHT = 1,   /* a model tensor */
+  PQ_VALUE_ACTIVATION = 2
+} PqValueKind;
+
+/* Validates the graph against the model's tensors (unknown input, cycle, shape mismatch) and infers every
+ * value's shape for `batch` samples. NULL with `error` filled on failure. */
+PQ_API PqPlan *pq_plan_new(const PqModel *model, int64_t batch, struct PqPluginError *error);
+PQ_API void pq_plan_free(PqPlan *plan);
+PQ_API int64_t pq_plan_batch(const PqPlan *plan);
+PQ_API size_t pq_plan_n_steps(const PqPlan *plan);
+PQ_API const PqNode *pq_plan_step(const PqPlan *plan, size_t step);
+/* Value index of a step's input j (-1 for an omitted optional input) and output j. */
+PQ_API int pq_plan_step_input(const PqPlan *plan, size_t step, size_t j);
+PQ_API int pq_plan_step_output(const PqPlan *plan, size_t step, size_t j);
+PQ_API size_t pq_plan_n_values(const PqPlan *plan);
+PQ_API int pq_plan_value_index(const PqPlan *plan, const char *name);     /* -1 if absent */
+PQ_API const char *pq_plan_value_name(const PqPlan *plan, int value);
+PQ_API PqValueKind pq_plan_value_kind(const PqPlan *plan, int value);
+PQ_API const int64_t *pq_plan_value_shape(const PqPlan *plan, int value, int *ndim);
+PQ_API int64_t pq_plan_value_numel(const PqPlan *plan, int value);
+PQ_API PqTensor *pq_plan_value_tensor(const PqPlan *plan, int value);     /* WEIGHT values only, else NULL */
+/* Index of the last step reading the value, or -1 (graph outputs are read "after the end": n_steps). */
+PQ_API int pq_plan_value_last_use(const PqPlan *plan, int value);
+/* Number of steps reading the value (graph outputs count once more). */
+PQ_API int pq_plan_value_n_uses(const PqPlan *plan, int value);
+
+/* ---- datasets ------------------------------------------------------------------------------------------ */
+
+PQ_API int64_t pq_dataset_n_samples(const PqDataset *dataset);
+PQ_API int pq_dataset_n_classes(const PqDataset *dataset);
+/* Shape of one sample (without the batch dimension), e.g. [1, 28, 28]. */
+PQ_API const int64_t *pq_dataset_sample_shape(const PqDataset *dataset, int *ndim);
+PQ_API int64_t pq_dataset_sample_numel(const PqDataset *dataset);
+/* Copy samples [start, start+count) normalised to [0,1] into `images` (count*sample_numel floats) and their
+ * labels into `labels` (may be NULL). Returns the number copied (fewer at the end of the set). */
+PQ_API int64_t pq_dataset_get_batch(const PqDataset *dataset, int64_t start, int64_t count, float *images,
+                                    uint8_t *labels);
+PQ_API const char *pq_dataset_name(const PqDataset *dataset);
+
+/* ---- runner and metric sink (probe side) ------------------------------------------------------------- */
+
+/* Run `role`'s model on the host's chosen backend. Views as in PqBackendVTable.run. */
+PQ_API int pq_runner_run(PqRunner *runner, int role, const struct PqTensorView *inputs, size_t n_inputs,
+                         struct PqTensorView *outputs, size_t n_outputs, struct PqPluginError *error);
+PQ_API int64_t pq_runner_max_batch(const PqRunner *runner);
+
+typedef enum { PQ_BETTER_NONE = 0, PQ_BETTER_HIGHER = 1, PQ_BETTER_LOWER = 2 } PqBetter;
+
+/* Add a named metric (name: [a-z0-9_.]+) with its unit ("%", "ms", "bytes", "" ...). */
+PQ_API void pq_metrics_add(PqMetricSink *sink, const char *name, double value, const char *unit, PqBetter better);
+/* Attach raw samples to a metric already added; copied. */
+PQ_API void pq_metrics_add_samples(PqMetricSink *sink, const char *name, const double *samples, size_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PQ_CORE_H */

@@ -1,0 +1,169 @@
+/* pquant.h — the embedding API of libpquant (GLib style): model files, datasets, the plugin registry,
+ * backends, compressors, probes and training. Plugins need only pq-plugin.h. */
+#ifndef PQUANT_H
+#define PQUANT_H
+
+#include <glib.h>
+
+#include "pq-core.h"
+#include "pq-plugin.h"
+#include "pq-version.h"
+
+G_BEGIN_DECLS
+
+/* ---- error domains: one per component --------------------------------------------------------------- */
+#define PQ_FORMAT_ERROR (pq_format_error_quark())
+#define PQ_DATASET_ERROR (pq_dataset_error_quark())
+#define PQ_REGISTRY_ERROR (pq_registry_error_quark())
+#define PQ_GRAPH_ERROR (pq_graph_error_quark())
+#define PQ_PLUGIN_CALL_ERROR (pq_plugin_call_error_quark())
+#define PQ_OPTIONS_ERROR (pq_options_error_quark())
+PQ_API GQuark pq_format_error_quark(void);
+PQ_API GQuark pq_dataset_error_quark(void);
+PQ_API GQuark pq_registry_error_quark(void);
+PQ_API GQuark pq_graph_error_quark(void);
+PQ_API GQuark pq_plugin_call_error_quark(void);
+PQ_API GQuark pq_options_error_quark(void);
+
+typedef enum { PQ_FORMAT_ERROR_IO, PQ_FORMAT_ERROR_INVALID, PQ_FORMAT_ERROR_UNSUPPORTED } PqFormatError;
+typedef enum { PQ_DATASET_ERROR_IO, PQ_DATASET_ERROR_INVALID } PqDatasetError;
+typedef enum {
+  PQ_REGISTRY_ERROR_OPEN,      /* not found, not a shared object, undefined symbol */
+  PQ_REGISTRY_ERROR_NO_ENTRY,  /* no pq_plugin_query */
+  PQ_REGISTRY_ERROR_ABI,       /* other major, newer minor */
+  PQ_REGISTRY_ERROR_INVALID,   /* bad descriptor or vtable */
+  PQ_REGISTRY_ERROR_DUPLICATE,
+  PQ_REGISTRY_ERROR_NOT_FOUND
+} PqRegistryError;
+typedef enum { PQ_GRAPH_ERROR_INVALID } PqGraphError;
+typedef enum { PQ_OPTIONS_ERROR_SCHEMA, PQ_OPTIONS_ERROR_UNKNOWN_KEY, PQ_OPTIONS_ERROR_VALUE } PqOptionsError;
+
+/* Convert a plugin's error into a GError in `domain`; `who` names the plugin and call. The one place where
+ * plugin errors become GErrors. */
+PQ_API void pq_propagate_plugin_error(GError **error, const struct PqPluginError *perr, const char *who);
+
+/* ---- model files (safetensors) ---------------------------------------------------------------------- */
+/* Load a model file, memory-mapped. Errors name the file and the offending field. */
+PQ_API PqModel *pq_model_load(const char *path, GError **error);
+/* Write atomically (temporary file, then rename). */
+PQ_API gboolean pq_model_save(const PqModel *model, const char *path, GError **error);
+/* Serialise the graph to JSON text and back (the `pquant.graph` metadata entry). */
+PQ_API char *pq_graph_to_json(const PqGraph *graph);
+PQ_API gboolean pq_graph_from_json(PqGraph *graph, const char *json, GError **error);
+/* Validate graph + tensors for one batch size: unknown inputs, cycles, shape mismatches. */
+PQ_API gboolean pq_model_validate(const PqModel *model, GError **error);
+/* pq_plan_new() reporting through a GError. */
+PQ_API PqPlan *pq_model_plan(const PqModel *model, gint64 batch, GError **error);
+
+/* ---- datasets --------------------------------------------------------------------------------------- */
+/* Load an IDX image file and its IDX label file (raw or gzip). */
+PQ_API PqDataset *pq_dataset_load_idx(const char *images_path, const char *labels_path, GError **error);
+/* `name_or_dir` is "fashion-mnist" (the Debian package's folder) or a folder with
+ * {split}-images-idx3-ubyte[.gz] and {split}-labels-idx1-ubyte[.gz]; split is "train" or "t10k"/"test". */
+PQ_API PqDataset *pq_dataset_open(const char *name_or_dir, const char *split, GError **error);
+PQ_API PqDataset *pq_dataset_ref(PqDataset *dataset);
+PQ_API void pq_dataset_unref(PqDataset *dataset);
+PQ_API const guint8 *pq_dataset_labels(const PqDataset *dataset);
+
+/* ---- options ---------------------------------------------------------------------------------------- */
+/* Options for a schema (JSON text, NULL = no options) filled with its defaults. */
+PQ_API PqOptions *pq_options_new(const char *schema_json, const char *owner, GError **error);
+/* Set `key` from text, checked against the schema's type, range and choices. */
+PQ_API gboolean pq_options_set(PqOptions *options, const char *key, const char *value, GError **error);
+PQ_API void pq_options_free(PqOptions *options);
+/* "rank (integer, 1..4096, default 64), ..." for listings. */
+PQ_API char *pq_options_schema_summary(const char *schema_json);
+
+/* ---- registry --------------------------------------------------------------------------------------- */
+typedef struct PqRegistry PqRegistry;
+typedef struct PqPlugin PqPlugin;
+
+PQ_API PqRegistry *pq_registry_new(void);
+PQ_API void pq_registry_free(PqRegistry *registry); /* plugins stay loaded: never unloaded */
+/* Load one file; any failure is an error (and is also listed as rejected). */
+PQ_API PqPlugin *pq_registry_load(PqRegistry *registry, const char *path, GError **error);
+/* Load every *.so in a folder (recursively, 4 levels); failures are listed as rejected, not fatal. */
+PQ_API void pq_registry_scan_dir(PqRegistry *registry, const char *dir);
+/* PQ_PLUGIN_PATH folders, then the build tree when the program runs uninstalled, else the installed folder. */
+PQ_API void pq_registry_scan_default(PqRegistry *registry);
+PQ_API guint pq_registry_n_plugins(const PqRegistry *registry);
+PQ_API PqPlugin *pq_registry_plugin(const PqRegistry *registry, guint index);
+/* Find by name (and kind, 0 = any). NULL with a PQ_REGISTRY_ERROR_NOT_FOUND error that lists what exists. */
+PQ_API PqPlugin *pq_registry_find(const PqRegistry *registry, const char *name, PqPluginKind kind, GError **error);
+PQ_API guint pq_registry_n_rejected(const PqRegistry *registry);
+PQ_API const char *pq_registry_rejected_path(const PqRegistry *registry, guint index);
+PQ_API const char *pq_registry_rejected_reason(const PqRegistry *registry, guint index);
+/* The folders the default scan looked at, in order. */
+PQ_API const char *const *pq_registry_searched_dirs(const PqRegistry *registry);
+
+PQ_API const char *pq_plugin_name(const PqPlugin *plugin);
+PQ_API const char *pq_plugin_version(const PqPlugin *plugin);
+PQ_API const char *pq_plugin_description(const PqPlugin *plugin);
+PQ_API const char *pq_plugin_path(const PqPlugin *plugin);
+PQ_API PqPluginKind pq_plugin_kind(const PqPlugin *plugin);
+PQ_API const char *pq_plugin_kind_name(PqPluginKind kind);
+PQ_API const char *pq_plugin_options_schema(const PqPlugin *plugin);
+PQ_API const PqPluginDesc *pq_plugin_desc(const PqPlugin *plugin);
+/* Whether usable here; when not, *reason (borrowed) says why. */
+PQ_API gboolean pq_plugin_usable(const PqPlugin *plugin, const char **reason);
+
+/* ---- backends --------------------------------------------------------------------------------------- */
+typedef struct PqBackend PqBackend;
+PQ_API PqBackend *pq_backend_prepare(PqPlugin *plugin, const PqModel *model, int threads, gint64 max_batch,
+                                     const PqOptions *options, GError **error);
+PQ_API gboolean pq_backend_run(PqBackend *backend, const PqTensorView *inputs, gsize n_inputs,
+                               PqTensorView *outputs, gsize n_outputs, GError **error);
+/* Convenience for single-input, single-output float models: out has batch*out_numel floats. */
+PQ_API gboolean pq_backend_run_f32(PqBackend *backend, const float *input, gint64 batch, float *output,
+                                   GError **error);
+PQ_API gint64 pq_backend_input_numel(const PqBackend *backend);  /* per sample */
+PQ_API gint64 pq_backend_output_numel(const PqBackend *backend); /* per sample */
+PQ_API gint64 pq_backend_max_batch(const PqBackend *backend);
+PQ_API gboolean pq_backend_memory(PqBackend *backend, PqMemoryCounters *out, GError **error);
+PQ_API void pq_backend_free(PqBackend *backend);
+
+/* Top-1 accuracy (0..1) of a prepared single-input model over a dataset. */
+PQ_API gboolean pq_evaluate_accuracy(PqBackend *backend, const PqDataset *dataset, double *accuracy,
+                                     GError **error);
+
+/* ---- compressors and probes ------------------------------------------------------------------------- */
+PQ_API PqModel *pq_compressor_run(PqPlugin *plugin, const PqModel *model, const PqOptions *options,
+                                  const PqDataset *calibration_set, GError **error);
+
+typedef struct {
+  char *name;
+  double value;
+  char *unit;
+  PqBetter better;
+  GArray *samples; /* double, or NULL */
+} PqMetric;
+/* Observe with a probe: `baseline` and `compressed` run on `backend_plugin`. Returns PqMetric* owned by
+ * the array. */
+PQ_API GPtrArray *pq_probe_run(PqPlugin *probe, PqPlugin *backend_plugin, const PqModel *baseline,
+                               const PqModel *compressed, const PqDataset *dataset, const PqOptions *options,
+                               int threads, gint64 max_batch, GError **error);
+
+/* ---- the default model ------------------------------------------------------------------------------ */
+typedef struct {
+  int epochs;          /* default 18 */
+  int batch_size;      /* default 128 */
+  double learning_rate;/* Adam, default 1e-3 with cosine decay */
+  guint64 seed;        /* default 42 */
+  int threads;         /* BLAS threads while training (default 1: deterministic everywhere) */
+  gboolean verbose;
+} PqTrainParams;
+PQ_API void pq_train_params_init(PqTrainParams *params);
+/* Train the MLP 784→256→128→10 (ReLU, softmax cross-entropy, Adam) on `train`. */
+PQ_API PqModel *pq_train_mlp(const PqDataset *train, const PqTrainParams *params, GError **error);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PqModel, pq_model_unref)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PqTensor, pq_tensor_unref)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PqDataset, pq_dataset_unref)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PqOptions, pq_options_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PqPlan, pq_plan_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PqBackend, pq_backend_free)
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PqRegistry, pq_registry_free)
+
+G_END_DECLS
+
+#endif /* PQUANT_H */

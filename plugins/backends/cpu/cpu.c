@@ -1,0 +1,718 @@
+/* cpu.c — the CPU backend: runs pquant graphs in float32 with OpenBLAS. Buffers are planned once at prepare
+ * (with reuse by liveness and zero-copy flatten/reshape), so run() allocates nothing. */
+#include <pquant/pq-plugin.h>
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+  K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP
+};
+
+static const struct {
+  const char *op;
+  int kind;
+} op_table[] = {{"linear", K_LINEAR},       {"matmul", K_MATMUL},       {"add", K_ADD},
+                {"relu", K_RELU},           {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},
+                {"maxpool2d", K_MAXPOOL},   {"avgpool2d", K_AVGPOOL},   {"global_avg_pool", K_GAP},
+                {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},      {"reshape", K_ALIAS}};
+
+static int op_kind(const char *op) {
+  for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
+    if (strcmp(op_table[i].op, op) == 0) return op_table[i].kind;
+  return -1;
+}
+
+static int cpu_supports_op(const char *op) { return op_kind(op) >= 0; }
+
+typedef struct {
+  int kind;
+  int in[5], out;      /* value indices (-1 = none) */
+  int fuse_relu;       /* linear/conv/add followed by a relu folded into it */
+  /* geometry, per sample where it matters */
+  int64_t m_rows;      /* linear: rows per sample (product of leading dims / batch) */
+  int64_t k, n;        /* linear: in, out features; matmul: k, n */
+  int64_t c, h, w, oc, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, groups;
+  int count_include_pad;
+  int axis_outer_per_sample; int64_t axis_len, axis_inner; /* softmax */
+  float *bn_scale, *bn_shift; /* batch_norm folded at prepare */
+  int add_same;        /* add: both inputs same shape */
+  int64_t add_bshape[PQ_MAX_DIMS], add_ashape[PQ_MAX_DIMS], add_oshape[PQ_MAX_DIMS];
+  int add_rank;
+} Step;
+
+typedef struct {
+  int slot;            /* buffer slot; inputs have their own slots filled at run time */
+  int64_t per_sample;  /* elements per sample (activations and inputs) */
+  const float *weight; /* weights as f32 */
+  int ndim;
+  int64_t shape[PQ_MAX_DIMS]; /* at max_batch */
+} Value;
+
+typedef struct {
+  PqModel *model;
+  PqPlan *plan;
+  int64_t max_batch;
+  int threads;
+  int n_values, n_steps, n_slots;
+  Value *values;
+  Step *steps;
+  float **slot_ptr;     /* per slot: arena pointer, or the caller's input at run time */
+  float *arena;
+  size_t arena_floats;
+  float *workspace;     /* im2col */
+  size_t workspace_floats;
+  float **owned_weights;
+  int n_owned;
+  int64_t weights_bytes, converted_bytes;
+  int *input_values, *output_values;
+  int n_inputs, n_outputs;
+} Cpu;
+
+static void cpu_release(void *handle) {
+  Cpu *c = handle;
+  if (!c) return;
+  for (int i = 0; i < c->n_owned; i++) free(c->owned_weights[i]);
+  for (int i = 0; i < c->n_steps; i++) {
+    free(c->steps[i].bn_scale);
+    free(c->steps[i].bn_shift);
+  }
+  free(c->owned_weights);
+  free(c->values);
+  free(c->steps);
+  free(c->slot_ptr);
+  free(c->arena);
+  free(c->workspace);
+  free(c->input_values);
+  free(c->output_values);
+  if (c->plan) pq_plan_free(c->plan);
+  if (c->model) pq_model_unref(c->model);
+  free(c);
+}
+
+static const float *weight_f32(Cpu *c, PqTensor *t, PqPluginError *err) {
+  if (pq_tensor_dtype(t) == PQ_DTYPE_F32) {
+    c->weights_bytes += (int64_t)pq_tensor_nbytes(t);
+    return pq_tensor_data(t);
+  }
+  if (pq_tensor_dtype(t) == PQ_DTYPE_PACKED) {
+    pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "tensor '%s' is packed %d-bit: this CPU backend build runs float32 weights only",
+                        pq_tensor_name(t), pq_tensor_bits(t));
+    return NULL;
+  }
+  int64_t n = pq_tensor_numel(t);
+  float *f = malloc(sizeof(float) * (size_t)(n ? n : 1));
+  if (!f || pq_tensor_to_f32(t, f) != 0) {
+    free(f);
+    pq_plugin_error_set(err, PQ_ERR_NOMEM, "cannot convert tensor '%s' to float32", pq_tensor_name(t));
+    return NULL;
+  }
+  c->owned_weights = realloc(c->owned_weights, sizeof(float *) * (size_t)(c->n_owned + 1));
+  c->owned_weights[c->n_owned++] = f;
+  c->converted_bytes += n * 4;
+  c->weights_bytes += n * 4;
+  return f;
+}
+
+/* ---- preparation ---------------------------------------------------------------------------------- */
+
+/* Every activation must keep the batch as dimension 0 so buffers sized for max_batch serve any batch. */
+static PqStatus check_values(Cpu *c, PqPluginError *err) {
+  PqPlan *p = c->plan;
+  PqPlan *p1 = pq_plan_new(c->model, 1, err);
+  if (!p1) return PQ_ERR_INVALID;
+  PqStatus st = PQ_OK;
+  for (int v = 0; v < c->n_values && st == PQ_OK; v++) {
+    int nd, nd1;
+    const int64_t *s = pq_plan_value_shape(p, v, &nd);
+    Value *val = &c->values[v];
+    val->ndim = nd;
+    memcpy(val->shape, s, sizeof(int64_t) * (size_t)nd);
+    val->slot = -1;
+    if (pq_plan_value_kind(p, v) == PQ_VALUE_WEIGHT) continue;
+    int v1 = pq_plan_value_index(p1, pq_plan_value_name(p, v));
+    const int64_t *s1 = pq_plan_value_shape(p1, v1, &nd1);
+    int ok = nd == nd1 && nd >= 1 && s1[0] == 1 && s[0] == c->max_batch;
+    for (int d = 1; ok && d < nd; d++) ok = s[d] == s1[d];
+    if (!ok) {
+      pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "value '%s' does not keep the batch as its first dimension",
+                          pq_plan_value_name(p, v));
+      st = PQ_ERR_UNSUPPORTED;
+    }
+    val->per_sample = pq_plan_value_numel(p1, v1);
+  }
+  pq_plan_free(p1);
+  return st;
+}
+
+static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
+  PqPlan *p = c->plan;
+  const PqNode *node = pq_plan_step(p, (size_t)s);
+  Step *st = &c->steps[s];
+  st->kind = op_kind(pq_node_op(node));
+  if (st->kind < 0) {
+    pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "op '%s' (node '%s') is not supported by the CPU backend", pq_node_op(node),
+                        pq_node_name(node));
+    return PQ_ERR_UNSUPPORTED;
+  }
+  for (int j = 0; j < 5; j++) st->in[j] = pq_plan_step_input(p, (size_t)s, (size_t)j);
+  st->out = pq_plan_step_output(p, (size_t)s, 0);
+  for (int j = 0; j < 5; j++) {
+    int v = st->in[j];
+    if (v >= 0 && pq_plan_value_kind(p, v) == PQ_VALUE_WEIGHT && !c->values[v].weight) {
+      c->values[v].weight = weight_f32(c, pq_plan_value_tensor(p, v), err);
+      if (!c->values[v].weight) return (PqStatus)err->code;
+    }
+  }
+  if (pq_plan_value_kind(p, st->in[0]) == PQ_VALUE_WEIGHT) {
+    pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "node '%s': the first input must be an activation, not a tensor",
+                        pq_node_name(node));
+    return PQ_ERR_UNSUPPORTED;
+  }
+  int nd;
+  const int64_t *xs = pq_plan_value_shape(p, st->in[0], &nd);
+  switch (st->kind) {
+  case K_LINEAR: {
+    int wnd;
+    const int64_t *ws = pq_plan_value_shape(p, st->in[1], &wnd);
+    if (pq_plan_value_kind(p, st->in[1]) != PQ_VALUE_WEIGHT || (st->in[2] >= 0 && pq_plan_value_kind(p, st->in[2]) != PQ_VALUE_WEIGHT)) {
+      pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "linear '%s': weight and bias must be model tensors", pq_node_name(node));
+      return PQ_ERR_UNSUPPORTED;
+    }
+    st->n = ws[0];
+    st->k = ws[1];
+    st->m_rows = c->values[st->in[0]].per_sample / st->k;
+    break;
+  }
+  case K_MATMUL: {
+    int bnd;
+    const int64_t *bs = pq_plan_value_shape(p, st->in[1], &bnd);
+    if (bnd != 2 || pq_plan_value_kind(p, st->in[1]) != PQ_VALUE_WEIGHT) {
+      pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "matmul '%s': the CPU backend multiplies by a 2-D model tensor only",
+                          pq_node_name(node));
+      return PQ_ERR_UNSUPPORTED;
+    }
+    st->k = bs[0];
+    st->n = bs[1];
+    st->m_rows = c->values[st->in[0]].per_sample / st->k;
+    break;
+  }
+  case K_CONV2D:
+  case K_MAXPOOL:
+  case K_AVGPOOL: {
+    int ond;
+    const int64_t *os = pq_plan_value_shape(p, st->out, &ond);
+    size_t n;
+    const int64_t *v;
+    st->c = xs[1];
+    st->h = xs[2];
+    st->w = xs[3];
+    st->oc = os[1];
+    st->oh = os[2];
+    st->ow = os[3];
+    if (st->kind == K_CONV2D) {
+      int wnd;
+      const int64_t *ws = pq_plan_value_shape(p, st->in[1], &wnd);
+      if (pq_plan_value_kind(p, st->in[1]) != PQ_VALUE_WEIGHT) {
+        pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "conv2d '%s': the kernel must be a model tensor", pq_node_name(node));
+        return PQ_ERR_UNSUPPORTED;
+      }
+      st->kh = ws[2];
+      st->kw = ws[3];
+      st->groups = pq_node_get_int(node, "groups", 1);
+    } else {
+      v = pq_node_get_ints(node, "kernel", &n);
+      st->kh = v[0];
+      st->kw = v[1];
+    }
+    v = pq_node_get_ints(node, "strides", &n);
+    st->sh = v ? v[0] : (st->kind == K_CONV2D ? 1 : st->kh);
+    st->sw = v ? v[1] : (st->kind == K_CONV2D ? 1 : st->kw);
+    v = pq_node_get_ints(node, "dilations", &n);
+    st->dh = v ? v[0] : 1;
+    st->dw = v ? v[1] : 1;
+    v = pq_node_get_ints(node, "pads", &n);
+    st->pt = v ? v[0] : 0;
+    st->pl = v ? v[1] : 0;
+    st->count_include_pad = (int)pq_node_get_int(node, "count_include_pad", 0);
+    if (st->kind == K_CONV2D) {
+      size_t ws = (size_t)((st->c / st->groups) * st->kh * st->kw * st->oh * st->ow);
+      if (ws > c->workspace_floats) c->workspace_floats = ws;
+    }
+    break;
+  }
+  case K_GAP:
+    st->c = xs[1];
+    st->h = c->values[st->in[0]].per_sample / xs[1]; /* spatial size */
+    break;
+  case K_BATCHNORM: {
+    int64_t ch = xs[1];
+    double eps = pq_node_get_float(node, "epsilon", 1e-5);
+    for (int j = 1; j < 5; j++)
+      if (pq_plan_value_kind(p, st->in[j]) != PQ_VALUE_WEIGHT) {
+        pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "batch_norm '%s': parameters must be model tensors", pq_node_name(node));
+        return PQ_ERR_UNSUPPORTED;
+      }
+    st->c = ch;
+    st->h = c->values[st->in[0]].per_sample / ch;
+    st->bn_scale = malloc(sizeof(float) * (size_t)ch);
+    st->bn_shift = malloc(sizeof(float) * (size_t)ch);
+    if (!st->bn_scale || !st->bn_shift) return PQ_ERR_NOMEM;
+    const float *g = c->values[st->in[1]].weight, *b = c->values[st->in[2]].weight;
+    const float *mean = c->values[st->in[3]].weight, *var = c->values[st->in[4]].weight;
+    for (int64_t i = 0; i < ch; i++) {
+      float sc = (float)(g[i] / sqrt((double)var[i] + eps));
+      st->bn_scale[i] = sc;
+      st->bn_shift[i] = b[i] - mean[i] * sc;
+    }
+    break;
+  }
+  case K_SOFTMAX: {
+    int64_t axis = pq_node_get_int(node, "axis", -1);
+    if (axis < 0) axis += nd;
+    if (axis == 0) {
+      pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "softmax '%s' over the batch axis is not supported", pq_node_name(node));
+      return PQ_ERR_UNSUPPORTED;
+    }
+    st->axis_len = xs[axis];
+    int64_t inner = 1;
+    for (int d = (int)axis + 1; d < nd; d++) inner *= xs[d];
+    st->axis_inner = inner;
+    break;
+  }
+  case K_ADD: {
+    int and_, bnd, ond;
+    const int64_t *as = pq_plan_value_shape(p, st->in[0], &and_), *bs = pq_plan_value_shape(p, st->in[1], &bnd);
+    const int64_t *os = pq_plan_value_shape(p, st->out, &ond);
+    st->add_rank = ond;
+    for (int d = 0; d < ond; d++) {
+      st->add_ashape[d] = d < ond - and_ ? 1 : as[d - (ond - and_)];
+      st->add_bshape[d] = d < ond - bnd ? 1 : bs[d - (ond - bnd)];
+      st->add_oshape[d] = os[d];
+    }
+    st->add_same = and_ == bnd && memcmp(as, bs, sizeof(int64_t) * (size_t)and_) == 0 &&
+                   pq_plan_value_kind(p, st->in[1]) != PQ_VALUE_WEIGHT;
+    break;
+  }
+  default: break;
+  }
+  return PQ_OK;
+}
+
+/* A relu that alone reads the output of the step just before it is folded into that step. */
+static void fuse_relu(Cpu *c) {
+  for (int s = 1; s < c->n_steps; s++) {
+    Step *st = &c->steps[s], *prev = &c->steps[s - 1];
+    if (st->kind != K_RELU || st->in[0] != prev->out) continue;
+    if (prev->kind != K_LINEAR && prev->kind != K_CONV2D && prev->kind != K_ADD && prev->kind != K_BATCHNORM &&
+        prev->kind != K_MATMUL)
+      continue;
+    if (pq_plan_value_n_uses(c->plan, prev->out) != 1) continue;
+    prev->fuse_relu = 1;
+    st->kind = K_NOP;
+  }
+}
+
+typedef struct {
+  size_t cap; /* floats */
+  int live;   /* values that still need this memory */
+  size_t offset;
+} Slot;
+
+static int slot_get(Slot **slots, int *n_slots, size_t need) {
+  int best = -1;
+  for (int i = 0; i < *n_slots; i++) { /* the smallest free slot that fits */
+    Slot *s = &(*slots)[i];
+    if (s->live == 0 && s->cap >= need && (best < 0 || s->cap < (*slots)[best].cap)) best = i;
+  }
+  if (best < 0) { /* else grow the largest free slot, or make a new one */
+    for (int i = 0; i < *n_slots; i++)
+      if ((*slots)[i].live == 0 && (best < 0 || (*slots)[i].cap > (*slots)[best].cap)) best = i;
+    if (best < 0) {
+      *slots = realloc(*slots, sizeof(Slot) * (size_t)(*n_slots + 1));
+      best = (*n_slots)++;
+      (*slots)[best] = (Slot){0, 0, 0};
+    }
+    if ((*slots)[best].cap < need) (*slots)[best].cap = need;
+  }
+  return best;
+}
+
+/* Assigns each activation a slot of the arena, reusing a slot once all values living in it are read. */
+static PqStatus plan_buffers(Cpu *c, PqPluginError *err) {
+  PqPlan *p = c->plan;
+  Slot *slots = NULL;
+  int n_slots = 0;
+  int *remaining = calloc((size_t)c->n_values, sizeof(int));
+  for (int v = 0; v < c->n_values; v++) remaining[v] = pq_plan_value_n_uses(p, v);
+  for (int i = 0; i < c->n_inputs; i++) {
+    slots = realloc(slots, sizeof(Slot) * (size_t)(n_slots + 1));
+    slots[n_slots] = (Slot){0, 1 << 30, 0}; /* the caller's memory: never reused */
+    c->values[c->input_values[i]].slot = n_slots++;
+  }
+  for (int s = 0; s < c->n_steps; s++) {
+    Step *st = &c->steps[s];
+    Value *ov = &c->values[st->out];
+    if (st->kind == K_NOP || st->kind == K_ALIAS) {
+      ov->slot = c->values[st->in[0]].slot; /* the same memory, seen with another shape */
+    } else {
+      ov->slot = slot_get(&slots, &n_slots, (size_t)(ov->per_sample * c->max_batch));
+    }
+    slots[ov->slot].live++;
+    for (int j = 0; j < 5; j++) {
+      int v = st->in[j];
+      if (v < 0 || pq_plan_value_kind(p, v) == PQ_VALUE_WEIGHT) continue;
+      if (--remaining[v] == 0) slots[c->values[v].slot].live--;
+    }
+  }
+  free(remaining);
+  size_t total = 0;
+  for (int i = c->n_inputs; i < n_slots; i++) {
+    slots[i].offset = total;
+    total += (slots[i].cap + 15) & ~(size_t)15; /* 64-byte aligned starts */
+  }
+  c->arena_floats = total;
+  c->arena = aligned_alloc(64, sizeof(float) * (total ? total : 16));
+  c->slot_ptr = calloc((size_t)n_slots, sizeof(float *));
+  if (!c->arena || !c->slot_ptr) {
+    free(slots);
+    pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory for %zu activation floats", total);
+    return PQ_ERR_NOMEM;
+  }
+  memset(c->arena, 0, sizeof(float) * (total ? total : 16));
+  for (int i = c->n_inputs; i < n_slots; i++) c->slot_ptr[i] = c->arena + slots[i].offset;
+  c->n_slots = n_slots;
+  free(slots);
+  return PQ_OK;
+}
+
+static PqStatus cpu_prepare(const PqModel *model, const PqBackendConfig *cfg, void **handle, PqPluginError *err) {
+  Cpu *c = calloc(1, sizeof(Cpu));
+  if (!c) return PQ_ERR_NOMEM;
+  PqStatus st = PQ_ERR_INVALID;
+  c->model = pq_model_ref((PqModel *)model);
+  c->max_batch = cfg->max_batch;
+  c->threads = cfg->threads;
+  c->plan = pq_plan_new(model, cfg->max_batch, err);
+  if (!c->plan) goto fail;
+  c->n_values = (int)pq_plan_n_values(c->plan);
+  c->n_steps = (int)pq_plan_n_steps(c->plan);
+  c->values = calloc((size_t)c->n_values, sizeof(Value));
+  c->steps = calloc((size_t)c->n_steps, sizeof(Step));
+  const PqGraph *g = pq_model_const_graph(model);
+  c->n_inputs = (int)pq_graph_n_inputs(g);
+  c->n_outputs = (int)pq_graph_n_outputs(g);
+  c->input_values = calloc((size_t)c->n_inputs, sizeof(int));
+  c->output_values = calloc((size_t)c->n_outputs, sizeof(int));
+  for (int i = 0; i < c->n_inputs; i++) c->input_values[i] = pq_plan_value_index(c->plan, pq_graph_input_name(g, (size_t)i));
+  for (int i = 0; i < c->n_outputs; i++) c->output_values[i] = pq_plan_value_index(c->plan, pq_graph_output_name(g, (size_t)i));
+  if ((st = check_values(c, err)) != PQ_OK) goto fail;
+  for (int s = 0; s < c->n_steps; s++)
+    if ((st = setup_step(c, s, err)) != PQ_OK) goto fail;
+  fuse_relu(c);
+  if ((st = plan_buffers(c, err)) != PQ_OK) goto fail;
+  if (c->workspace_floats) {
+    c->workspace = aligned_alloc(64, sizeof(float) * ((c->workspace_floats + 15) & ~(size_t)15));
+    if (!c->workspace) {
+      st = PQ_ERR_NOMEM;
+      pq_plugin_error_set(err, st, "out of memory for the convolution workspace");
+      goto fail;
+    }
+  }
+  if (c->threads > 0) openblas_set_num_threads(c->threads);
+  *handle = c;
+  return PQ_OK;
+fail:
+  cpu_release(c);
+  return st;
+}
+
+/* ---- kernels ------------------------------------------------------------------------------------- */
+
+static void relu_inplace(float *x, int64_t n) {
+  for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+static void run_linear(const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch) {
+  int64_t rows = batch * st->m_rows, n = st->n, k = st->k;
+  if (rows == 1) {
+    if (b) memcpy(y, b, sizeof(float) * (size_t)n);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)k, 1.0f, w, (int)k, x, 1, b ? 1.0f : 0.0f, y, 1);
+  } else {
+    if (b)
+      for (int64_t r = 0; r < rows; r++) memcpy(y + r * n, b, sizeof(float) * (size_t)n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n, (int)k, 1.0f, x, (int)k, w, (int)k,
+                b ? 1.0f : 0.0f, y, (int)n);
+  }
+  if (st->fuse_relu) relu_inplace(y, rows * n);
+}
+
+static void run_matmul(const Step *st, const float *x, const float *w, float *y, int64_t batch) {
+  int64_t rows = batch * st->m_rows;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)st->n, (int)st->k, 1.0f, x, (int)st->k, w,
+              (int)st->n, 0.0f, y, (int)st->n);
+  if (st->fuse_relu) relu_inplace(y, rows * st->n);
+}
+
+static void run_add(const Step *st, const float *a, const float *b, float *y, int64_t batch, int a_act, int b_act) {
+  int r = st->add_rank;
+  int64_t os[PQ_MAX_DIMS], as[PQ_MAX_DIMS], bs[PQ_MAX_DIMS];
+  memcpy(os, st->add_oshape, sizeof os);
+  memcpy(as, st->add_ashape, sizeof as);
+  memcpy(bs, st->add_bshape, sizeof bs);
+  os[0] = batch;
+  if (a_act && as[0] != 1) as[0] = batch;
+  if (b_act && bs[0] != 1) bs[0] = batch;
+  int64_t total = 1;
+  for (int d = 0; d < r; d++) total *= os[d];
+  if (st->add_same) {
+    for (int64_t i = 0; i < total; i++) y[i] = a[i] + b[i];
+  } else {
+    /* strides with 0 on broadcast dimensions; the innermost dimension is walked in a tight loop */
+    int64_t sa[PQ_MAX_DIMS], sb[PQ_MAX_DIMS], idx[PQ_MAX_DIMS] = {0};
+    int64_t ma = 1, mb = 1;
+    for (int d = r - 1; d >= 0; d--) {
+      sa[d] = as[d] == 1 ? 0 : ma;
+      sb[d] = bs[d] == 1 ? 0 : mb;
+      ma *= as[d];
+      mb *= bs[d];
+    }
+    int64_t inner = os[r - 1], outer = total / (inner ? inner : 1);
+    for (int64_t o = 0; o < outer; o++) {
+      int64_t ao = 0, bo = 0;
+      for (int d = 0; d < r - 1; d++) {
+        ao += idx[d] * sa[d];
+        bo += idx[d] * sb[d];
+      }
+      float *yo = y + o * inner;
+      const float *ap = a + ao, *bp = b + bo;
+      int64_t ia = sa[r - 1], ib = sb[r - 1];
+      for (int64_t i = 0; i < inner; i++) yo[i] = ap[i * ia] + bp[i * ib];
+      for (int d = r - 2; d >= 0; d--) {
+        if (++idx[d] < os[d]) break;
+        idx[d] = 0;
+      }
+    }
+  }
+  if (st->fuse_relu) relu_inplace(y, total);
+}
+
+static void run_softmax(const Step *st, const float *x, float *y, int64_t total) {
+  int64_t len = st->axis_len, inner = st->axis_inner, outer = total / (len * inner);
+  for (int64_t o = 0; o < outer; o++) {
+    for (int64_t i = 0; i < inner; i++) {
+      const float *xp = x + o * len * inner + i;
+      float *yp = y + o * len * inner + i;
+      float m = -INFINITY;
+      for (int64_t j = 0; j < len; j++) m = xp[j * inner] > m ? xp[j * inner] : m;
+      float sum = 0.0f;
+      for (int64_t j = 0; j < len; j++) {
+        float e = expf(xp[j * inner] - m);
+        yp[j * inner] = e;
+        sum += e;
+      }
+      float inv = 1.0f / sum;
+      for (int64_t j = 0; j < len; j++) yp[j * inner] *= inv;
+    }
+  }
+}
+
+static void im2col(const float *x, int64_t c, int64_t h, int64_t w, const Step *st, float *col) {
+  int64_t ohw = st->oh * st->ow;
+  for (int64_t ci = 0; ci < c; ci++)
+    for (int64_t ki = 0; ki < st->kh; ki++)
+      for (int64_t kj = 0; kj < st->kw; kj++) {
+        float *row = col + ((ci * st->kh + ki) * st->kw + kj) * ohw;
+        for (int64_t oy = 0; oy < st->oh; oy++) {
+          int64_t iy = oy * st->sh - st->pt + ki * st->dh;
+          float *r = row + oy * st->ow;
+          if (iy < 0 || iy >= h) {
+            memset(r, 0, sizeof(float) * (size_t)st->ow);
+            continue;
+          }
+          const float *xr = x + (ci * h + iy) * w;
+          for (int64_t ox = 0; ox < st->ow; ox++) {
+            int64_t ix = ox * st->sw - st->pl + kj * st->dw;
+            r[ox] = ix >= 0 && ix < w ? xr[ix] : 0.0f;
+          }
+        }
+      }
+}
+
+static void run_conv(const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch, float *ws) {
+  int64_t g = st->groups, cg = st->c / g, ocg = st->oc / g, ohw = st->oh * st->ow, kk = cg * st->kh * st->kw;
+  int direct = st->kh == 1 && st->kw == 1 && st->sh == 1 && st->sw == 1 && st->pt == 0 && st->pl == 0 && st->oh == st->h &&
+               st->ow == st->w;
+  for (int64_t n = 0; n < batch; n++) {
+    const float *xn = x + n * st->c * st->h * st->w;
+    float *yn = y + n * st->oc * ohw;
+    for (int64_t gi = 0; gi < g; gi++) {
+      const float *xg = xn + gi * cg * st->h * st->w;
+      const float *col = xg;
+      if (!direct) {
+        im2col(xg, cg, st->h, st->w, st, ws);
+        col = ws;
+      }
+      float *yg = yn + gi * ocg * ohw;
+      if (b)
+        for (int64_t o = 0; o < ocg; o++)
+          for (int64_t i = 0; i < ohw; i++) yg[o * ohw + i] = b[gi * ocg + o];
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ocg, (int)ohw, (int)kk, 1.0f, w + gi * ocg * kk, (int)kk,
+                  col, (int)ohw, b ? 1.0f : 0.0f, yg, (int)ohw);
+    }
+  }
+  if (st->fuse_relu) relu_inplace(y, batch * st->oc * ohw);
+}
+
+static void run_pool(const Step *st, const float *x, float *y, int64_t batch, int is_max) {
+  for (int64_t nc = 0; nc < batch * st->c; nc++) {
+    const float *xp = x + nc * st->h * st->w;
+    float *yp = y + nc * st->oh * st->ow;
+    for (int64_t oy = 0; oy < st->oh; oy++)
+      for (int64_t ox = 0; ox < st->ow; ox++) {
+        float acc = is_max ? -INFINITY : 0.0f;
+        int64_t cnt = 0, cnt_pad = 0;
+        for (int64_t ki = 0; ki < st->kh; ki++) {
+          int64_t iy = oy * st->sh - st->pt + ki * st->dh;
+          for (int64_t kj = 0; kj < st->kw; kj++) {
+            int64_t ix = ox * st->sw - st->pl + kj * st->dw;
+            /* windows may run into the right/bottom padding (and past it with ceil_mode): pads count
+               toward the divisor only up to the padded extent */
+            if (iy < 0 || iy >= st->h || ix < 0 || ix >= st->w) {
+              if (iy < st->h + st->pt && ix < st->w + st->pl) cnt_pad++;
+              continue;
+            }
+            float v = xp[iy * st->w + ix];
+            if (is_max) acc = v > acc ? v : acc;
+            else acc += v;
+            cnt++;
+          }
+        }
+        if (!is_max) {
+          int64_t div = st->count_include_pad ? cnt + cnt_pad : cnt;
+          acc = div ? acc / (float)div : 0.0f;
+        }
+        yp[oy * st->ow + ox] = acc;
+      }
+  }
+}
+
+static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_inputs, PqTensorView *outputs,
+                        size_t n_outputs, PqPluginError *err) {
+  Cpu *c = handle;
+  if ((int)n_inputs != c->n_inputs || (int)n_outputs != c->n_outputs) {
+    pq_plugin_error_set(err, PQ_ERR_INVALID, "expected %d inputs and %d outputs", c->n_inputs, c->n_outputs);
+    return PQ_ERR_INVALID;
+  }
+  int64_t batch = inputs[0].shape[0];
+  if (batch < 1 || batch > c->max_batch) {
+    pq_plugin_error_set(err, PQ_ERR_INVALID, "batch %lld outside 1..%lld", (long long)batch, (long long)c->max_batch);
+    return PQ_ERR_INVALID;
+  }
+  for (int i = 0; i < c->n_inputs; i++) {
+    const Value *v = &c->values[c->input_values[i]];
+    int ok = inputs[i].dtype == PQ_DTYPE_F32 && inputs[i].ndim == v->ndim && inputs[i].shape[0] == batch && inputs[i].data;
+    for (int d = 1; ok && d < v->ndim; d++) ok = inputs[i].shape[d] == v->shape[d];
+    if (!ok) {
+      pq_plugin_error_set(err, PQ_ERR_INVALID, "input %d: expected float32 of the graph input's shape with batch %lld", i,
+                          (long long)batch);
+      return PQ_ERR_INVALID;
+    }
+    c->slot_ptr[v->slot] = inputs[i].data;
+  }
+  for (int i = 0; i < c->n_outputs; i++) {
+    const Value *v = &c->values[c->output_values[i]];
+    int ok = outputs[i].ndim == v->ndim && outputs[i].shape[0] == batch && outputs[i].data && outputs[i].dtype == PQ_DTYPE_F32;
+    for (int d = 1; ok && d < v->ndim; d++) ok = outputs[i].shape[d] == v->shape[d];
+    if (!ok) {
+      pq_plugin_error_set(err, PQ_ERR_INVALID, "output %d: expected float32 of the graph output's shape with batch %lld", i,
+                          (long long)batch);
+      return PQ_ERR_INVALID;
+    }
+  }
+  if (c->threads > 0 && openblas_get_num_threads() != c->threads) openblas_set_num_threads(c->threads);
+#define PTR(v) (c->values[(v)].weight ? c->values[(v)].weight : c->slot_ptr[c->values[(v)].slot])
+  for (int s = 0; s < c->n_steps; s++) {
+    const Step *st = &c->steps[s];
+    float *y = c->slot_ptr[c->values[st->out].slot];
+    const float *x = PTR(st->in[0]);
+    int64_t total = c->values[st->out].per_sample * batch;
+    switch (st->kind) {
+    case K_LINEAR: run_linear(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch); break;
+    case K_MATMUL: run_matmul(st, x, PTR(st->in[1]), y, batch); break;
+    case K_ADD:
+      run_add(st, x, PTR(st->in[1]), y, batch, !c->values[st->in[0]].weight, !c->values[st->in[1]].weight);
+      break;
+    case K_RELU:
+      for (int64_t i = 0; i < total; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+      break;
+    case K_SOFTMAX: run_softmax(st, x, y, total); break;
+    case K_CONV2D: run_conv(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace); break;
+    case K_MAXPOOL: run_pool(st, x, y, batch, 1); break;
+    case K_AVGPOOL: run_pool(st, x, y, batch, 0); break;
+    case K_GAP:
+      for (int64_t nc = 0; nc < batch * st->c; nc++) {
+        double acc = 0;
+        for (int64_t i = 0; i < st->h; i++) acc += x[nc * st->h + i];
+        y[nc] = (float)(acc / (double)st->h);
+      }
+      break;
+    case K_BATCHNORM:
+      for (int64_t n = 0; n < batch; n++)
+        for (int64_t ch = 0; ch < st->c; ch++) {
+          const float *xp = x + (n * st->c + ch) * st->h;
+          float *yp = y + (n * st->c + ch) * st->h, sc = st->bn_scale[ch], sh = st->bn_shift[ch];
+          for (int64_t i = 0; i < st->h; i++) yp[i] = xp[i] * sc + sh;
+          if (st->fuse_relu) relu_inplace(yp, st->h);
+        }
+      break;
+    case K_ALIAS:
+    case K_NOP: break;
+    }
+  }
+  for (int i = 0; i < c->n_outputs; i++) {
+    const Value *v = &c->values[c->output_values[i]];
+    memcpy(outputs[i].data, c->slot_ptr[v->slot], sizeof(float) * (size_t)(v->per_sample * batch));
+  }
+#undef PTR
+  return PQ_OK;
+}
+
+static PqStatus cpu_memory(void *handle, PqMemoryCounters *out, PqPluginError *err) {
+  (void)err;
+  Cpu *c = handle;
+  int64_t bytes = c->weights_bytes + (int64_t)(c->arena_floats + c->workspace_floats) * 4;
+  out->weights_bytes = c->weights_bytes;
+  out->current_bytes = bytes;
+  out->peak_bytes = bytes; /* everything is allocated once at prepare */
+  out->device_free_bytes = -1;
+  out->device_total_bytes = -1;
+  return PQ_OK;
+}
+
+static const PqBackendVTable cpu_vtable = {
+    .struct_size = sizeof(PqBackendVTable),
+    .supports_op = cpu_supports_op,
+    .prepare = cpu_prepare,
+    .run = cpu_run,
+    .release = cpu_release,
+    .memory = cpu_memory,
+};
+
+static const PqPluginDesc cpu_desc = {
+    .struct_size = sizeof(PqPluginDesc),
+    .abi_major = PQ_ABI_MAJOR,
+    .abi_minor = PQ_ABI_MINOR,
+    .kind = PQ_KIND_BACKEND,
+    .name = "cpu",
+    .version = "1.0.0",
+    .description = "float32 inference on the CPU with OpenBLAS",
+    .options_schema = NULL,
+    .vtable = &cpu_vtable,
+    .usable_here = NULL,
+};
+
+PQ_PLUGIN_EXPORT const PqPluginDesc *pq_plugin_query(void) { return &cpu_desc; }
