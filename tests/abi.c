@@ -1,0 +1,99 @@
+/* abi.c — pins the size and layout of every plugin ABI struct (LP64): a change here breaks plugins. */
+#include <pquant/pq-plugin.h>
+
+#include <glib.h>
+#include <stddef.h>
+
+#define PIN_SIZE(type, n) g_assert_cmpuint(sizeof(type), ==, n)
+#define PIN_OFF(type, field, n) g_assert_cmpuint(offsetof(type, field), ==, n)
+
+static void test_versions(void) {
+  g_assert_cmpint(PQ_ABI_MAJOR, ==, 1);
+  g_assert_cmpint(PQ_ABI_MINOR, ==, 0);
+  g_assert_cmpstr(PQ_PLUGIN_ENTRY_SYMBOL, ==, "pq_plugin_query");
+}
+
+static void test_enums(void) {
+  g_assert_cmpint(PQ_KIND_COMPRESSOR, ==, 1);
+  g_assert_cmpint(PQ_KIND_BACKEND, ==, 2);
+  g_assert_cmpint(PQ_KIND_PROBE, ==, 3);
+  g_assert_cmpint(PQ_ERR_INTERNAL, ==, 6);
+  g_assert_cmpint(PQ_DTYPE_PACKED, ==, 7);
+  g_assert_cmpint(PQ_QUANT_PER_GROUP, ==, 2);
+  g_assert_cmpint(PQ_MODEL_COMPRESSED, ==, 1);
+  g_assert_cmpint(PQ_BETTER_LOWER, ==, 2);
+  g_assert_cmpint(PQ_MAX_DIMS, ==, 8);
+}
+
+static void test_layout(void) {
+  if (sizeof(void *) != 8) {
+    g_test_skip("layouts are pinned for 64-bit targets");
+    return;
+  }
+  PIN_SIZE(PqPluginError, 264);
+  PIN_OFF(PqPluginError, code, 4);
+  PIN_OFF(PqPluginError, message, 8);
+
+  PIN_SIZE(PqTensorView, 88);
+  PIN_OFF(PqTensorView, dtype, 4);
+  PIN_OFF(PqTensorView, ndim, 8);
+  PIN_OFF(PqTensorView, shape, 16);
+  PIN_OFF(PqTensorView, data, 80);
+
+  PIN_SIZE(PqCalibration, 24);
+  PIN_OFF(PqCalibration, n_samples, 8);
+  PIN_OFF(PqCalibration, inputs, 16);
+
+  PIN_SIZE(PqCompressorVTable, 88);
+  PIN_OFF(PqCompressorVTable, compress, 8);
+  PIN_OFF(PqCompressorVTable, calibration_samples, 16);
+  PIN_OFF(PqCompressorVTable, reserved, 24);
+
+  PIN_SIZE(PqBackendConfig, 24);
+  PIN_OFF(PqBackendConfig, threads, 4);
+  PIN_OFF(PqBackendConfig, max_batch, 8);
+  PIN_OFF(PqBackendConfig, options, 16);
+
+  PIN_SIZE(PqMemoryCounters, 48);
+  PIN_OFF(PqMemoryCounters, weights_bytes, 8);
+  PIN_OFF(PqMemoryCounters, device_total_bytes, 40);
+
+  PIN_SIZE(PqBackendVTable, 112);
+  PIN_OFF(PqBackendVTable, supports_op, 8);
+  PIN_OFF(PqBackendVTable, prepare, 16);
+  PIN_OFF(PqBackendVTable, run, 24);
+  PIN_OFF(PqBackendVTable, release, 32);
+  PIN_OFF(PqBackendVTable, memory, 40);
+  PIN_OFF(PqBackendVTable, reserved, 48);
+
+  PIN_SIZE(PqProbeContext, 48);
+  PIN_OFF(PqProbeContext, baseline, 8);
+  PIN_OFF(PqProbeContext, compressed, 16);
+  PIN_OFF(PqProbeContext, dataset, 24);
+  PIN_OFF(PqProbeContext, runner, 32);
+  PIN_OFF(PqProbeContext, options, 40);
+
+  PIN_SIZE(PqProbeVTable, 80);
+  PIN_OFF(PqProbeVTable, observe, 8);
+  PIN_OFF(PqProbeVTable, reserved, 16);
+
+  PIN_SIZE(PqPluginDesc, 128);
+  PIN_OFF(PqPluginDesc, abi_major, 4);
+  PIN_OFF(PqPluginDesc, abi_minor, 6);
+  PIN_OFF(PqPluginDesc, kind, 8);
+  PIN_OFF(PqPluginDesc, name, 16);
+  PIN_OFF(PqPluginDesc, version, 24);
+  PIN_OFF(PqPluginDesc, description, 32);
+  PIN_OFF(PqPluginDesc, options_schema, 40);
+  PIN_OFF(PqPluginDesc, vtable, 48);
+  PIN_OFF(PqPluginDesc, usable_here, 56);
+  PIN_OFF(PqPluginDesc, reserved, 64);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/abi/versions", test_versions);
+  g_test_add_func("/abi/enums", test_enums);
+  g_test_add_func("/abi/layout", test_layout);
+  return g_test_run();
+}

@@ -1,0 +1,388 @@
+/* cpu.c — the CPU backend: every op against a plain reference, batching, fusion and buffer reuse. */
+#include "testutil.h"
+
+#include <math.h>
+#include <string.h>
+
+static PqRegistry *reg;
+static PqPlugin *cpu;
+
+static void fill(float *x, int64_t n, guint32 seed) {
+  GRand *r = g_rand_new_with_seed(seed);
+  for (int64_t i = 0; i < n; i++) x[i] = (float)g_rand_double_range(r, -1, 1);
+  g_rand_free(r);
+}
+
+static void assert_close(const float *a, const float *b, int64_t n, float tol) {
+  for (int64_t i = 0; i < n; i++)
+    if (!(fabsf(a[i] - b[i]) <= tol * (1.0f + fabsf(b[i])))) g_error("element %" G_GINT64_FORMAT ": %g != %g", i, a[i], b[i]);
+}
+
+/* A graph x → op(x, weights...) → y; returns the model. */
+static PqModel *single(const char *op, int xnd, const int64_t *xs, int n_w, PqTensor **ws, PqNode **node) {
+  PqModel *m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  pq_graph_add_input(g, "x", xnd, xs);
+  const char *ins[6] = {"x"}, *outs[1] = {"y"};
+  for (int i = 0; i < n_w; i++) {
+    ins[i + 1] = pq_tensor_name(ws[i]);
+    pq_model_set_tensor(m, ws[i]);
+  }
+  *node = pq_graph_add_node(g, op, "n", (size_t)(n_w + 1), ins, 1, outs);
+  pq_graph_add_output(g, "y");
+  return m;
+}
+
+/* Runs the model at `batch` on the CPU backend; returns the output (owned). */
+static float *run(PqModel *m, const float *x, int64_t batch, int64_t max_batch, int64_t *out_numel) {
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqBackend) b = pq_backend_prepare(cpu, m, 1, max_batch, NULL, &err);
+  g_assert_no_error(err);
+  *out_numel = pq_backend_output_numel(b);
+  float *y = g_new0(float, batch * *out_numel);
+  g_assert_true(pq_backend_run_f32(b, x, batch, y, &err));
+  g_assert_no_error(err);
+  return y;
+}
+
+static void test_linear(void) {
+  for (int64_t batch = 1; batch <= 5; batch += 4) {
+    int64_t xs[2] = {-1, 7}, wsh[2] = {5, 7}, bsh[1] = {5}, on;
+    g_autoptr(PqTensor) w = pq_test_random_tensor("w", 2, wsh, 1, 1), b = pq_test_random_tensor("b", 1, bsh, 2, 1);
+    PqTensor *ws[2] = {w, b};
+    PqNode *n;
+    g_autoptr(PqModel) m = single("linear", 2, xs, 2, ws, &n);
+    float x[35];
+    fill(x, batch * 7, 3);
+    g_autofree float *y = run(m, x, batch, 8, &on);
+    const float *W = pq_tensor_data(w), *B = pq_tensor_data(b);
+    float ref[25];
+    for (int64_t r = 0; r < batch; r++)
+      for (int o = 0; o < 5; o++) {
+        double acc = B[o];
+        for (int k = 0; k < 7; k++) acc += (double)x[r * 7 + k] * W[o * 7 + k];
+        ref[r * 5 + o] = (float)acc;
+      }
+    assert_close(y, ref, batch * 5, 1e-5f);
+  }
+}
+
+static void test_matmul_add_softmax(void) {
+  int64_t xs[3] = {-1, 3, 4}, wsh[2] = {4, 6}, on;
+  g_autoptr(PqTensor) w = pq_test_random_tensor("w", 2, wsh, 4, 1);
+  PqTensor *ws[1] = {w};
+  PqNode *n;
+  g_autoptr(PqModel) m = single("matmul", 3, xs, 1, ws, &n);
+  float x[24];
+  fill(x, 24, 5);
+  g_autofree float *y = run(m, x, 2, 2, &on);
+  const float *W = pq_tensor_data(w);
+  float ref[36];
+  for (int r = 0; r < 6; r++)
+    for (int c = 0; c < 6; c++) {
+      double acc = 0;
+      for (int k = 0; k < 4; k++) acc += (double)x[r * 4 + k] * W[k * 6 + c];
+      ref[r * 6 + c] = (float)acc;
+    }
+  assert_close(y, ref, 36, 1e-5f);
+
+  /* add with broadcasting: [N,2,3,4] + [3,1] */
+  int64_t xa[4] = {-1, 2, 3, 4}, bsh[2] = {3, 1};
+  g_autoptr(PqTensor) bb = pq_test_random_tensor("bb", 2, bsh, 6, 1);
+  PqTensor *wa[1] = {bb};
+  g_autoptr(PqModel) ma = single("add", 4, xa, 1, wa, &n);
+  float xv[48];
+  fill(xv, 48, 7);
+  g_autofree float *ya = run(ma, xv, 2, 3, &on);
+  const float *Bv = pq_tensor_data(bb);
+  for (int i = 0; i < 48; i++) g_assert_cmpfloat_with_epsilon(ya[i], xv[i] + Bv[(i / 4) % 3], 1e-6);
+
+  /* softmax over axis 1 of [N,4,3] */
+  int64_t xsm[3] = {-1, 4, 3};
+  g_autoptr(PqModel) ms = single("softmax", 3, xsm, 0, NULL, &n);
+  pq_node_set_int(n, "axis", 1);
+  float xs2[24];
+  fill(xs2, 24, 8);
+  g_autofree float *ys = run(ms, xs2, 2, 2, &on);
+  for (int b = 0; b < 2; b++)
+    for (int i = 0; i < 3; i++) {
+      double sum = 0;
+      for (int j = 0; j < 4; j++) sum += exp(xs2[b * 12 + j * 3 + i]);
+      for (int j = 0; j < 4; j++) g_assert_cmpfloat_with_epsilon(ys[b * 12 + j * 3 + i], exp(xs2[b * 12 + j * 3 + i]) / sum, 1e-6);
+    }
+}
+
+typedef struct {
+  int64_t c, h, w, oc, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, groups;
+} ConvCase;
+
+static void ref_conv(const ConvCase *k, const float *x, const float *w, const float *b, float *y, int64_t batch, int64_t oh,
+                     int64_t ow) {
+  int64_t cg = k->c / k->groups, ocg = k->oc / k->groups;
+  for (int64_t n = 0; n < batch; n++)
+    for (int64_t o = 0; o < k->oc; o++)
+      for (int64_t oy = 0; oy < oh; oy++)
+        for (int64_t ox = 0; ox < ow; ox++) {
+          double acc = b ? b[o] : 0;
+          int64_t g = o / ocg;
+          for (int64_t ci = 0; ci < cg; ci++)
+            for (int64_t i = 0; i < k->kh; i++)
+              for (int64_t j = 0; j < k->kw; j++) {
+                int64_t iy = oy * k->sh - k->pt + i * k->dh, ix = ox * k->sw - k->pl + j * k->dw;
+                if (iy < 0 || iy >= k->h || ix < 0 || ix >= k->w) continue;
+                acc += (double)x[((n * k->c + g * cg + ci) * k->h + iy) * k->w + ix] * w[((o * cg + ci) * k->kh + i) * k->kw + j];
+              }
+          y[((n * k->oc + o) * oh + oy) * ow + ox] = (float)acc;
+        }
+}
+
+static void test_conv(void) {
+  const ConvCase cases[] = {
+      {3, 7, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},  /* same padding */
+      {4, 9, 8, 6, 3, 2, 2, 1, 1, 2, 1, 0, 0, 1, 2},  /* strides, dilations, asymmetric pads, groups */
+      {5, 4, 4, 3, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},  /* 1x1: direct GEMM */
+      {4, 6, 6, 4, 3, 3, 2, 2, 1, 1, 0, 0, 0, 0, 4},  /* depthwise */
+  };
+  for (size_t ci = 0; ci < G_N_ELEMENTS(cases); ci++) {
+    const ConvCase *k = &cases[ci];
+    int64_t xs[4] = {-1, k->c, k->h, k->w}, wsh[4] = {k->oc, k->c / k->groups, k->kh, k->kw}, bsh[1] = {k->oc}, on;
+    g_autoptr(PqTensor) w = pq_test_random_tensor("w", 4, wsh, 10 + (guint32)ci, 1), b = pq_test_random_tensor("b", 1, bsh, 20, 1);
+    PqTensor *ws[2] = {w, b};
+    PqNode *n;
+    g_autoptr(PqModel) m = single("conv2d", 4, xs, 2, ws, &n);
+    int64_t st[2] = {k->sh, k->sw}, dl[2] = {k->dh, k->dw}, pads[4] = {k->pt, k->pl, k->pb, k->pr};
+    pq_node_set_ints(n, "strides", 2, st);
+    pq_node_set_ints(n, "dilations", 2, dl);
+    pq_node_set_ints(n, "pads", 4, pads);
+    pq_node_set_int(n, "groups", k->groups);
+    int64_t batch = 3, in_n = batch * k->c * k->h * k->w;
+    g_autofree float *x = g_new(float, in_n);
+    fill(x, in_n, 30);
+    g_autofree float *y = run(m, x, batch, 4, &on);
+    int64_t oh = (k->h + k->pt + k->pb - k->dh * (k->kh - 1) - 1) / k->sh + 1;
+    int64_t ow = (k->w + k->pl + k->pr - k->dw * (k->kw - 1) - 1) / k->sw + 1;
+    g_assert_cmpint(on, ==, k->oc * oh * ow);
+    g_autofree float *ref = g_new(float, batch * on);
+    ref_conv(k, x, pq_tensor_data(w), pq_tensor_data(b), ref, batch, oh, ow);
+    assert_close(y, ref, batch * on, 1e-4f);
+  }
+}
+
+static void test_pool_bn_gap(void) {
+  int64_t xs[4] = {-1, 2, 5, 5}, on;
+  float x[100];
+  fill(x, 100, 40);
+  PqNode *n;
+  /* max pool 2x2 stride 2 with ceil_mode: 3x3 output, the last window partial */
+  g_autoptr(PqModel) mm = single("maxpool2d", 4, xs, 0, NULL, &n);
+  int64_t k2[2] = {2, 2};
+  pq_node_set_ints(n, "kernel", 2, k2);
+  pq_node_set_int(n, "ceil_mode", 1);
+  g_autofree float *ym = run(mm, x, 2, 2, &on);
+  g_assert_cmpint(on, ==, 2 * 3 * 3);
+  for (int nc = 0; nc < 4; nc++)
+    for (int oy = 0; oy < 3; oy++)
+      for (int ox = 0; ox < 3; ox++) {
+        float best = -INFINITY;
+        for (int i = 0; i < 2; i++)
+          for (int j = 0; j < 2; j++) {
+            int iy = oy * 2 + i, ix = ox * 2 + j;
+            if (iy < 5 && ix < 5) best = fmaxf(best, x[nc * 25 + iy * 5 + ix]);
+          }
+        g_assert_cmpfloat(ym[nc * 9 + oy * 3 + ox], ==, best);
+      }
+  /* average pool 3x3 stride 1 pad 1, with and without the padding in the divisor */
+  for (int include = 0; include <= 1; include++) {
+    g_autoptr(PqModel) ma = single("avgpool2d", 4, xs, 0, NULL, &n);
+    int64_t k3[2] = {3, 3}, s1[2] = {1, 1}, p1[4] = {1, 1, 1, 1};
+    pq_node_set_ints(n, "kernel", 2, k3);
+    pq_node_set_ints(n, "strides", 2, s1);
+    pq_node_set_ints(n, "pads", 4, p1);
+    pq_node_set_int(n, "count_include_pad", include);
+    g_autofree float *ya = run(ma, x, 2, 2, &on);
+    for (int nc = 0; nc < 4; nc++)
+      for (int oy = 0; oy < 5; oy++)
+        for (int ox = 0; ox < 5; ox++) {
+          double acc = 0;
+          int cnt = 0;
+          for (int i = -1; i <= 1; i++)
+            for (int j = -1; j <= 1; j++) {
+              int iy = oy + i, ix = ox + j;
+              if (iy < 0 || iy >= 5 || ix < 0 || ix >= 5) continue;
+              acc += x[nc * 25 + iy * 5 + ix];
+              cnt++;
+            }
+          g_assert_cmpfloat_with_epsilon(ya[nc * 25 + oy * 5 + ox], acc / (include ? 9 : cnt), 1e-6);
+        }
+  }
+  /* global average pool */
+  g_autoptr(PqModel) mg = single("global_avg_pool", 4, xs, 0, NULL, &n);
+  g_autofree float *yg = run(mg, x, 2, 2, &on);
+  for (int nc = 0; nc < 4; nc++) {
+    double acc = 0;
+    for (int i = 0; i < 25; i++) acc += x[nc * 25 + i];
+    g_assert_cmpfloat_with_epsilon(yg[nc], acc / 25, 1e-6);
+  }
+  /* batch norm */
+  int64_t c2[1] = {2};
+  g_autoptr(PqTensor) sc = pq_test_random_tensor("scale", 1, c2, 50, 1), bi = pq_test_random_tensor("bias", 1, c2, 51, 1);
+  g_autoptr(PqTensor) mean = pq_test_random_tensor("mean", 1, c2, 52, 1), var = pq_test_random_tensor("var", 1, c2, 53, 1);
+  float *vd = pq_tensor_mutable_data(var);
+  vd[0] = fabsf(vd[0]) + 0.1f;
+  vd[1] = fabsf(vd[1]) + 0.1f;
+  PqTensor *ws[4] = {sc, bi, mean, var};
+  g_autoptr(PqModel) mb = single("batch_norm", 4, xs, 4, ws, &n);
+  pq_node_set_float(n, "epsilon", 1e-3);
+  g_autofree float *yb = run(mb, x, 2, 2, &on);
+  const float *S = pq_tensor_data(sc), *Bi = pq_tensor_data(bi), *M = pq_tensor_data(mean);
+  for (int i = 0; i < 100; i++) {
+    int ch = (i / 25) % 2;
+    double ref = (x[i] - M[ch]) / sqrt(vd[ch] + 1e-3) * S[ch] + Bi[ch];
+    g_assert_cmpfloat_with_epsilon(yb[i], ref, 1e-5);
+  }
+}
+
+/* A small CNN with flatten, a diamond (two branches added) and fused relus, against the same ops run
+ * one by one as separate single-op models. Batch sizes below max_batch reuse the planned buffers. */
+static void test_network(void) {
+  PqModel *m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[4] = {-1, 1, 6, 6}, w1[4] = {4, 1, 3, 3}, b1[1] = {4}, wl[2] = {10, 36}, bl[1] = {10}, wl2[2] = {10, 10};
+  pq_graph_add_input(g, "x", 4, xs);
+  PqTensor *ts[5] = {pq_test_random_tensor("c1.w", 4, w1, 60, 1), pq_test_random_tensor("c1.b", 1, b1, 61, 1),
+                     pq_test_random_tensor("fc.w", 2, wl, 62, 0.3f), pq_test_random_tensor("fc.b", 1, bl, 63, 1),
+                     pq_test_random_tensor("fc2.w", 2, wl2, 64, 0.3f)};
+  for (int i = 0; i < 5; i++) {
+    pq_model_set_tensor(m, ts[i]);
+    pq_tensor_unref(ts[i]);
+  }
+  const char *n1i[3] = {"x", "c1.w", "c1.b"}, *n1o[1] = {"c1"};
+  PqNode *conv = pq_graph_add_node(g, "conv2d", "conv", 3, n1i, 1, n1o);
+  int64_t pads[4] = {1, 1, 1, 1}, k2[2] = {2, 2};
+  pq_node_set_ints(conv, "pads", 4, pads);
+  const char *r1i[1] = {"c1"}, *r1o[1] = {"r1"};
+  pq_graph_add_node(g, "relu", "relu1", 1, r1i, 1, r1o);
+  const char *pi[1] = {"r1"}, *po[1] = {"p1"};
+  PqNode *pool = pq_graph_add_node(g, "maxpool2d", "pool", 1, pi, 1, po);
+  pq_node_set_ints(pool, "kernel", 2, k2);
+  const char *fi[1] = {"p1"}, *fo[1] = {"f"};
+  pq_graph_add_node(g, "flatten", "flat", 1, fi, 1, fo);
+  const char *li[3] = {"f", "fc.w", "fc.b"}, *lo[1] = {"h"};
+  pq_graph_add_node(g, "linear", "fc", 3, li, 1, lo);
+  const char *ri[1] = {"h"}, *ro[1] = {"hr"};
+  pq_graph_add_node(g, "relu", "relu2", 1, ri, 1, ro);
+  const char *l2i[2] = {"hr", "fc2.w"}, *l2o[1] = {"h2"};
+  pq_graph_add_node(g, "linear", "fc2", 2, l2i, 1, l2o);
+  const char *ai[2] = {"h2", "hr"}, *ao[1] = {"sum"}; /* diamond: hr is read twice, so relu2 is not fused */
+  pq_graph_add_node(g, "add", "skip", 2, ai, 1, ao);
+  const char *si[1] = {"sum"}, *so[1] = {"y"};
+  pq_graph_add_node(g, "softmax", "sm", 1, si, 1, so);
+  pq_graph_add_output(g, "y");
+
+  int64_t batch = 3;
+  float x[3 * 36];
+  fill(x, 3 * 36, 70);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqBackend) be = pq_backend_prepare(cpu, m, 1, 8, NULL, &err);
+  g_assert_no_error(err);
+  float y[30], y1[10];
+  g_assert_true(pq_backend_run_f32(be, x, batch, y, &err));
+  g_assert_true(pq_backend_run_f32(be, x + 36, 1, y1, &err)); /* batch 1 equals the same sample in batch 3 */
+  assert_close(y1, y + 10, 10, 1e-5f);
+
+  /* reference: the same computation in plain C */
+  const float *W1 = pq_tensor_data(pq_model_tensor(m, "c1.w")), *B1 = pq_tensor_data(pq_model_tensor(m, "c1.b"));
+  const float *WL = pq_tensor_data(pq_model_tensor(m, "fc.w")), *BL = pq_tensor_data(pq_model_tensor(m, "fc.b"));
+  const float *W2 = pq_tensor_data(pq_model_tensor(m, "fc2.w"));
+  ConvCase k = {1, 6, 6, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+  float c1[3 * 144];
+  ref_conv(&k, x, W1, B1, c1, batch, 6, 6);
+  for (int i = 0; i < 3 * 144; i++) c1[i] = fmaxf(c1[i], 0);
+  for (int n = 0; n < 3; n++) {
+    float p[36], h[10], s[10];
+    for (int c = 0; c < 4; c++)
+      for (int oy = 0; oy < 3; oy++)
+        for (int ox = 0; ox < 3; ox++) {
+          float best = -INFINITY;
+          for (int i = 0; i < 2; i++)
+            for (int j = 0; j < 2; j++) best = fmaxf(best, c1[((n * 4 + c) * 6 + oy * 2 + i) * 6 + ox * 2 + j]);
+          p[(c * 3 + oy) * 3 + ox] = best;
+        }
+    for (int o = 0; o < 10; o++) {
+      double acc = BL[o];
+      for (int i = 0; i < 36; i++) acc += (double)p[i] * WL[o * 36 + i];
+      h[o] = fmaxf((float)acc, 0);
+    }
+    double mx = -INFINITY, sum = 0;
+    for (int o = 0; o < 10; o++) {
+      double acc = 0;
+      for (int i = 0; i < 10; i++) acc += (double)h[i] * W2[o * 10 + i];
+      s[o] = (float)acc + h[o];
+      mx = fmax(mx, s[o]);
+    }
+    for (int o = 0; o < 10; o++) sum += exp(s[o] - mx);
+    for (int o = 0; o < 10; o++) g_assert_cmpfloat_with_epsilon(y[n * 10 + o], exp(s[o] - mx) / sum, 1e-5);
+  }
+  PqMemoryCounters mc;
+  g_assert_true(pq_backend_memory(be, &mc, &err));
+  g_assert_cmpint(mc.weights_bytes, ==, pq_model_nbytes(m));
+  g_assert_cmpint(mc.peak_bytes, >, mc.weights_bytes);
+  pq_model_unref(m);
+}
+
+static void test_errors(void) {
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(4, 3, 2, 1);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqBackend) b = pq_backend_prepare(cpu, m, 1, 4, NULL, &err);
+  g_assert_no_error(err);
+  float x[40] = {0}, y[20];
+  g_assert_false(pq_backend_run_f32(b, x, 5, y, &err)); /* batch above max_batch */
+  g_assert_nonnull(strstr(err->message, "batch must be 1..4"));
+  g_clear_error(&err);
+  PqTensorView in = {sizeof in, PQ_DTYPE_F32, 2, 0, {2, 5}, x}, out = {sizeof out, PQ_DTYPE_F32, 2, 0, {2, 2}, y};
+  g_assert_false(pq_backend_run(b, &in, 1, &out, 1, &err)); /* wrong per-sample shape */
+  g_assert_nonnull(strstr(err->message, "backend 'cpu': run: input 0"));
+  g_clear_error(&err);
+  /* packed weights are refused with the tensor's name */
+  int64_t sh[2] = {3, 4}, one[1] = {1};
+  g_autoptr(PqTensor) s = pq_tensor_new("s", PQ_DTYPE_F32, 1, one);
+  g_autoptr(PqTensor) q = pq_tensor_new_packed("w1", 4, 2, sh, PQ_QUANT_PER_TENSOR, 0, s, NULL);
+  g_autoptr(PqModel) mq = pq_model_copy(m);
+  pq_model_set_tensor(mq, q);
+  g_assert_null(pq_backend_prepare(cpu, mq, 1, 4, NULL, &err));
+  g_assert_error(err, PQ_PLUGIN_CALL_ERROR, PQ_ERR_UNSUPPORTED);
+  g_assert_nonnull(strstr(err->message, "'w1' is packed 4-bit"));
+  g_clear_error(&err);
+  /* F16 weights are widened once at prepare and give the same result */
+  g_autoptr(PqModel) mh = pq_model_copy(m);
+  PqTensor *w1 = pq_model_tensor(m, "w1");
+  g_autoptr(PqTensor) h = pq_tensor_new("w1", PQ_DTYPE_F16, 2, sh);
+  g_autoptr(PqTensor) wr = pq_tensor_new("w1", PQ_DTYPE_F32, 2, sh);
+  for (int i = 0; i < 12; i++) {
+    guint16 v = pq_f32_to_f16(((const float *)pq_tensor_data(w1))[i]);
+    ((guint16 *)pq_tensor_mutable_data(h))[i] = v;
+    ((float *)pq_tensor_mutable_data(wr))[i] = pq_f16_to_f32(v);
+  }
+  pq_model_set_tensor(mh, h);
+  g_autoptr(PqModel) mr = pq_model_copy(m);
+  pq_model_set_tensor(mr, wr);
+  fill(x, 8, 80);
+  int64_t on;
+  g_autofree float *yh = run(mh, x, 2, 2, &on), *yr = run(mr, x, 2, 2, &on);
+  g_assert_cmpmem(yh, 4 * sizeof(float), yr, 4 * sizeof(float));
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  reg = pq_registry_new();
+  cpu = pq_test_cpu_backend(reg);
+  g_test_add_func("/cpu/linear", test_linear);
+  g_test_add_func("/cpu/matmul-add-softmax", test_matmul_add_softmax);
+  g_test_add_func("/cpu/conv2d", test_conv);
+  g_test_add_func("/cpu/pool-batchnorm-gap", test_pool_bn_gap);
+  g_test_add_func("/cpu/network", test_network);
+  g_test_add_func("/cpu/errors", test_errors);
+  int rc = g_test_run();
+  pq_registry_free(reg);
+  return rc;
+}

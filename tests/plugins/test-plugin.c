@@ -1,0 +1,152 @@
+/* test-plugin.c — plugins for the registry tests, one source built many ways:
+ *   (default)     a compressor "test_identity" that copies the model and records an option
+ *   TEST_PROBE    a probe "test_probe" that runs both models once and reports their output difference
+ *   TEST_UNUSABLE a backend "test_unusable" that says it is not usable here
+ * and deliberately broken ones:
+ *   BAD_MAJOR, BAD_MINOR, MISSING_FN, DUP_NAME, UNDEFINED, NO_ENTRY, BAD_NAME, BAD_SCHEMA, NULL_DESC */
+#include <pquant/pq-plugin.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* every variant defines all the tables; each uses only some */
+#define MAYBE_UNUSED __attribute__((unused))
+
+#ifdef UNDEFINED
+extern int pq_test_symbol_that_does_not_exist(void);
+int (*volatile keep_undefined)(void) = pq_test_symbol_that_does_not_exist;
+#endif
+
+MAYBE_UNUSED static PqStatus identity_compress(const PqModel *in, const PqOptions *options, const PqCalibration *calibration,
+                                  PqModel **out, PqPluginError *error) {
+  if (pq_options_get_int(options, "fail", 0)) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "asked to fail (fail=%lld)", (long long)pq_options_get_int(options, "fail", 0));
+    return PQ_ERR_INVALID;
+  }
+  *out = pq_model_copy(in);
+  char buf[64];
+  snprintf(buf, sizeof buf, "%lld", (long long)(calibration ? calibration->n_samples : 0));
+  pq_model_set_meta(*out, "test.calibration_samples", buf);
+  pq_model_set_meta(*out, "test.tag", pq_options_get_string(options, "tag", "none"));
+  return PQ_OK;
+}
+
+static int64_t identity_calibration(const PqOptions *options) { return pq_options_get_int(options, "calibration", 0); }
+
+MAYBE_UNUSED static const PqCompressorVTable compressor_vtable = {
+    .struct_size = sizeof(PqCompressorVTable),
+#ifndef MISSING_FN
+    .compress = identity_compress,
+#endif
+    .calibration_samples = identity_calibration,
+};
+
+static PqStatus probe_observe(const PqProbeContext *ctx, PqMetricSink *sink, PqPluginError *error) {
+  int nd;
+  const int64_t *shape = pq_graph_input_shape(pq_model_const_graph(ctx->baseline), 0, &nd);
+  int64_t per = 1;
+  for (int d = 1; d < nd; d++) per *= shape[d];
+  float *x = calloc((size_t)per, sizeof(float)), *a = calloc(64, sizeof(float)), *b = calloc(64, sizeof(float));
+  for (int64_t i = 0; i < per; i++) x[i] = (float)(i % 7) / 7.0f;
+  PqTensorView in = {sizeof in, PQ_DTYPE_F32, nd, 0, {0}, x}, out = {sizeof out, PQ_DTYPE_F32, 2, 0, {1, 10}, a};
+  memcpy(in.shape, shape, sizeof(int64_t) * (size_t)nd);
+  in.shape[0] = 1;
+  int st = pq_runner_run(ctx->runner, PQ_MODEL_BASELINE, &in, 1, &out, 1, error);
+  out.data = b;
+  if (st == PQ_OK) st = pq_runner_run(ctx->runner, PQ_MODEL_COMPRESSED, &in, 1, &out, 1, error);
+  double diff = 0;
+  for (int i = 0; i < 10; i++) diff = fmax(diff, fabs((double)a[i] - (double)b[i]));
+  free(x);
+  free(a);
+  free(b);
+  if (st != PQ_OK) return (PqStatus)st;
+  pq_metrics_add(sink, "test.max_abs_diff", diff, "", PQ_BETTER_LOWER);
+  double samples[3] = {1, 2, 3};
+  pq_metrics_add_samples(sink, "test.max_abs_diff", samples, 3);
+  if (pq_options_get_bool(ctx->options, "nan", 0)) pq_metrics_add(sink, "test.nan", NAN, "", PQ_BETTER_NONE);
+  return PQ_OK;
+}
+
+MAYBE_UNUSED static const PqProbeVTable probe_vtable = {.struct_size = sizeof(PqProbeVTable), .observe = probe_observe};
+
+MAYBE_UNUSED static int never_usable(PqPluginError *why) {
+  pq_plugin_error_set(why, PQ_ERR_NOT_USABLE, "no test accelerator on this machine");
+  return 0;
+}
+static int sup(const char *op) { (void)op; return 1; }
+static PqStatus prep(const PqModel *m, const PqBackendConfig *c, void **h, PqPluginError *e) {
+  (void)m; (void)c; (void)h;
+  pq_plugin_error_set(e, PQ_ERR_NOT_USABLE, "cannot prepare");
+  return PQ_ERR_NOT_USABLE;
+}
+static PqStatus run(void *h, const PqTensorView *i, size_t ni, PqTensorView *o, size_t no, PqPluginError *e) {
+  (void)h; (void)i; (void)ni; (void)o; (void)no; (void)e;
+  return PQ_ERR_NOT_USABLE;
+}
+static void rel(void *h) { (void)h; }
+MAYBE_UNUSED static const PqBackendVTable backend_vtable = {sizeof(PqBackendVTable), sup, prep, run, rel, NULL, {0}};
+
+#if defined(TEST_PROBE)
+#define KIND PQ_KIND_PROBE
+#define NAME "test_probe"
+#define VTABLE &probe_vtable
+#define SCHEMA "{\"nan\": {\"type\": \"boolean\", \"default\": false}}"
+#elif defined(TEST_UNUSABLE)
+#define KIND PQ_KIND_BACKEND
+#define NAME "test_unusable"
+#define VTABLE &backend_vtable
+#define SCHEMA NULL
+#else
+#define KIND PQ_KIND_COMPRESSOR
+#define VTABLE &compressor_vtable
+#define SCHEMA "{\"tag\": {\"type\": \"string\", \"default\": \"none\"}, \"fail\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 9, \"default\": 0}, \"calibration\": {\"type\": \"integer\", \"minimum\": 0, \"default\": 0}}"
+#if defined(BAD_NAME)
+#define NAME "Bad Name!"
+#elif defined(DUP_NAME) || !defined(PLUGIN_NAME)
+#define NAME "test_identity"
+#else
+#define NAME PLUGIN_NAME
+#endif
+#endif
+
+#ifdef BAD_SCHEMA
+#undef SCHEMA
+#define SCHEMA "{\"rank\": {\"type\": \"whole number\"}}"
+#endif
+
+MAYBE_UNUSED static const PqPluginDesc desc = {
+    .struct_size = sizeof(PqPluginDesc),
+#ifdef BAD_MAJOR
+    .abi_major = PQ_ABI_MAJOR + 1,
+#else
+    .abi_major = PQ_ABI_MAJOR,
+#endif
+#ifdef BAD_MINOR
+    .abi_minor = PQ_ABI_MINOR + 1,
+#else
+    .abi_minor = PQ_ABI_MINOR,
+#endif
+    .kind = KIND,
+    .name = NAME,
+    .version = "0.0.1",
+    .description = "a plugin for pquant's tests",
+    .options_schema = SCHEMA,
+    .vtable = VTABLE,
+#ifdef TEST_UNUSABLE
+    .usable_here = never_usable,
+#endif
+};
+
+#ifndef NO_ENTRY
+PQ_PLUGIN_EXPORT const PqPluginDesc *pq_plugin_query(void) {
+#ifdef NULL_DESC
+  return NULL;
+#else
+  return &desc;
+#endif
+}
+#else
+PQ_PLUGIN_EXPORT const PqPluginDesc *pq_plugin_query_misspelled(void) { return &desc; }
+#endif

@@ -1,0 +1,82 @@
+/* testutil.c — helpers shared by the test programs. */
+#include "testutil.h"
+
+#include <glib/gstdio.h>
+#include <string.h>
+
+char *pq_test_mkdtemp(void) {
+  g_autoptr(GError) err = NULL;
+  char *dir = g_dir_make_tmp("pquant-test-XXXXXX", &err);
+  g_assert_no_error(err);
+  return dir;
+}
+
+void pq_test_rmdir(const char *dir) {
+  g_autoptr(GDir) d = g_dir_open(dir, 0, NULL);
+  if (!d) return;
+  const char *n;
+  while ((n = g_dir_read_name(d))) {
+    g_autofree char *p = g_build_filename(dir, n, NULL);
+    if (g_file_test(p, G_FILE_TEST_IS_DIR) && !g_file_test(p, G_FILE_TEST_IS_SYMLINK)) pq_test_rmdir(p);
+    else g_unlink(p);
+  }
+  g_rmdir(dir);
+}
+
+char *pq_test_write(const char *dir, const char *name, const void *data, gsize len) {
+  char *p = g_build_filename(dir, name, NULL);
+  g_autoptr(GError) err = NULL;
+  g_file_set_contents(p, data, (gssize)len, &err);
+  g_assert_no_error(err);
+  return p;
+}
+
+char *pq_test_write_safetensors(const char *dir, const char *name, const char *header, const void *data, gsize len) {
+  gsize hl = strlen(header);
+  GByteArray *b = g_byte_array_new();
+  guint8 n[8];
+  for (int i = 0; i < 8; i++) n[i] = (guint8)((guint64)hl >> (8 * i));
+  g_byte_array_append(b, n, 8);
+  g_byte_array_append(b, (const guint8 *)header, (guint)hl);
+  if (len) g_byte_array_append(b, data, (guint)len);
+  char *p = pq_test_write(dir, name, b->data, b->len);
+  g_byte_array_unref(b);
+  return p;
+}
+
+PqTensor *pq_test_random_tensor(const char *name, int ndim, const int64_t *shape, guint32 seed, float scale) {
+  PqTensor *t = pq_tensor_new(name, PQ_DTYPE_F32, ndim, shape);
+  g_assert_nonnull(t);
+  GRand *r = g_rand_new_with_seed(seed);
+  float *d = pq_tensor_mutable_data(t);
+  for (int64_t i = 0; i < pq_tensor_numel(t); i++) d[i] = (float)g_rand_double_range(r, -scale, scale);
+  g_rand_free(r);
+  return t;
+}
+
+PqModel *pq_test_tiny_mlp(int in, int hidden, int out, guint32 seed) {
+  PqModel *m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t is[2] = {-1, in}, w1[2] = {hidden, in}, b1[1] = {hidden}, w2[2] = {out, hidden}, b2[1] = {out};
+  pq_graph_add_input(g, "x", 2, is);
+  PqTensor *t[4] = {pq_test_random_tensor("w1", 2, w1, seed, 0.5f), pq_test_random_tensor("b1", 1, b1, seed + 1, 0.1f),
+                    pq_test_random_tensor("w2", 2, w2, seed + 2, 0.5f), pq_test_random_tensor("b2", 1, b2, seed + 3, 0.1f)};
+  for (int i = 0; i < 4; i++) {
+    pq_model_set_tensor(m, t[i]);
+    pq_tensor_unref(t[i]);
+  }
+  const char *i1[3] = {"x", "w1", "b1"}, *o1[1] = {"h"}, *i2[1] = {"h"}, *o2[1] = {"hr"}, *i3[3] = {"hr", "w2", "b2"},
+             *o3[1] = {"y"};
+  pq_graph_add_node(g, "linear", "fc1", 3, i1, 1, o1);
+  pq_graph_add_node(g, "relu", "relu", 1, i2, 1, o2);
+  pq_graph_add_node(g, "linear", "fc2", 3, i3, 1, o3);
+  pq_graph_add_output(g, "y");
+  return m;
+}
+
+PqPlugin *pq_test_cpu_backend(PqRegistry *reg) {
+  g_autoptr(GError) err = NULL;
+  PqPlugin *p = pq_registry_load(reg, CPU_PLUGIN, &err);
+  g_assert_no_error(err);
+  return p;
+}

@@ -1,0 +1,21 @@
+/* testutil.h — helpers shared by the test programs: temporary folders, files and tiny models. */
+#ifndef PQ_TESTUTIL_H
+#define PQ_TESTUTIL_H
+
+#include <pquant/pquant.h>
+
+/* A fresh temporary folder, removed with its files by pq_test_rmdir(). */
+char *pq_test_mkdtemp(void);
+void pq_test_rmdir(const char *dir);
+/* Write bytes to dir/name; returns the path (owned). */
+char *pq_test_write(const char *dir, const char *name, const void *data, gsize len);
+/* A safetensors file from a JSON header (padded as the spec allows) and raw data. */
+char *pq_test_write_safetensors(const char *dir, const char *name, const char *header, const void *data, gsize len);
+/* An F32 tensor filled with deterministic pseudo-random values in [-scale, scale]. */
+PqTensor *pq_test_random_tensor(const char *name, int ndim, const int64_t *shape, guint32 seed, float scale);
+/* The MLP graph in[-1, in] → linear(hidden) → relu → linear(out) with random weights. */
+PqModel *pq_test_tiny_mlp(int in, int hidden, int out, guint32 seed);
+/* The CPU backend plugin from the build tree. */
+PqPlugin *pq_test_cpu_backend(PqRegistry *reg);
+
+#endif
