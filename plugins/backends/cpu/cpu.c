@@ -436,18 +436,30 @@ static void relu_inplace(float *x, int64_t n) {
   for (int64_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
+/* y[r, :] += b, then ReLU if fused: one pass over the output instead of a bias copy plus a ReLU pass. */
+static void bias_relu(float *restrict y, const float *restrict b, int64_t rows, int64_t n, int relu) {
+  for (int64_t r = 0; r < rows; r++) {
+    float *restrict yr = y + r * n;
+    if (b && relu)
+      for (int64_t j = 0; j < n; j++) {
+        float v = yr[j] + b[j];
+        yr[j] = v > 0.0f ? v : 0.0f;
+      }
+    else if (b)
+      for (int64_t j = 0; j < n; j++) yr[j] += b[j];
+    else if (relu)
+      for (int64_t j = 0; j < n; j++) yr[j] = yr[j] > 0.0f ? yr[j] : 0.0f;
+  }
+}
+
 static void run_linear(const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch) {
   int64_t rows = batch * st->m_rows, n = st->n, k = st->k;
-  if (rows == 1) {
-    if (b) memcpy(y, b, sizeof(float) * (size_t)n);
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)k, 1.0f, w, (int)k, x, 1, b ? 1.0f : 0.0f, y, 1);
-  } else {
-    if (b)
-      for (int64_t r = 0; r < rows; r++) memcpy(y + r * n, b, sizeof(float) * (size_t)n);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n, (int)k, 1.0f, x, (int)k, w, (int)k,
-                b ? 1.0f : 0.0f, y, (int)n);
-  }
-  if (st->fuse_relu) relu_inplace(y, rows * n);
+  if (rows == 1)
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)k, 1.0f, w, (int)k, x, 1, 0.0f, y, 1);
+  else
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n, (int)k, 1.0f, x, (int)k, w, (int)k, 0.0f, y,
+                (int)n);
+  if (b || st->fuse_relu) bias_relu(y, b, rows, n, st->fuse_relu);
 }
 
 static void run_matmul(const Step *st, const float *x, const float *w, float *y, int64_t batch) {
