@@ -1,0 +1,39 @@
+"""Reads a model file written by pquant with the Python safetensors library and writes one back.
+
+Usage: check_safetensors.py IN OUT. Checks IN's tensors and metadata, then writes OUT with safetensors'
+own writer (tensors doubled, the graph kept) for pquant to read back."""
+import json
+import sys
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import load_file, save_file
+
+
+def main(src, dst):
+    tensors = load_file(src)
+    with safe_open(src, "np") as f:
+        meta = f.metadata()
+    assert meta["pquant.format_version"] == "1", meta
+    graph = json.loads(meta["pquant.graph"])
+    assert graph["outputs"] == ["y"], graph
+    packed = json.loads(meta["pquant.packed"])
+    assert packed["q"]["bits"] == 5 and packed["q"]["scheme"] == "per_channel", packed
+    assert tensors["ramp"].dtype == np.float32 and tensors["ramp"].shape == (3, 4)
+    assert np.array_equal(tensors["ramp"], np.arange(12, dtype=np.float32).reshape(3, 4) - 5.5)
+    assert tensors["half"].dtype == np.float16
+    assert np.array_equal(tensors["half"], np.array([0.5, -2.0], dtype=np.float16))
+    assert tensors["count"].dtype == np.int32 and list(tensors["count"]) == [7, 8, 9]
+    q = tensors["q"]
+    assert q.dtype == np.uint8 and q.shape == (2, 5), q.shape  # 8 values x 5 bits = 5 bytes a row
+    bits = np.unpackbits(q, axis=1, bitorder="little")[:, :40].reshape(2, 8, 5)
+    codes = (bits * (1 << np.arange(5))).sum(axis=2)
+    assert np.array_equal(codes, np.arange(16).reshape(2, 8) + 3), codes
+    assert np.allclose(tensors["q.scales"], [0.25, 0.5])
+    out = {k: v * 2 if v.dtype == np.float32 and k != "q.scales" else v for k, v in tensors.items()}
+    save_file(out, dst, metadata=meta)
+    print("python safetensors: read", len(tensors), "tensors and wrote", dst)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
