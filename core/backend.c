@@ -2,6 +2,7 @@
 #include "pq-private.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct PqBackend {
@@ -176,8 +177,91 @@ gboolean pq_evaluate_accuracy(PqBackend *b, const PqDataset *ds, double *accurac
 
 /* ---- compressors ---------------------------------------------------------------------------------- */
 
-PqModel *pq_compressor_run(PqPlugin *plugin, const PqModel *model, const PqOptions *options,
-                           const PqDataset *calibration_set, GError **error) {
+typedef struct {
+  PqPlugin *backend;     /* for capturing activations; may be NULL */
+  const PqModel *model;  /* the stage's input model */
+} CalibrationHost;
+
+float *pq_calibration_capture(const PqCalibration *c, const char *value, int64_t *per_sample, PqPluginError *error) {
+  const CalibrationHost *host = c ? c->host : NULL;
+  if (!host || !c->inputs || c->n_samples < 1) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "no calibration samples to capture '%s' from", value);
+    return NULL;
+  }
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqPlan) plan = pq_model_plan(host->model, 1, &err);
+  if (!plan) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "%s", err->message);
+    return NULL;
+  }
+  int v = pq_plan_value_index(plan, value);
+  if (v < 0 || pq_plan_value_kind(plan, v) == PQ_VALUE_WEIGHT) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "the model has no activation named '%s' to capture", value);
+    return NULL;
+  }
+  int64_t per = pq_plan_value_numel(plan, v), n = c->n_samples;
+  float *out = malloc(sizeof(float) * (size_t)(n * per));
+  if (!out) {
+    pq_plugin_error_set(error, PQ_ERR_NOMEM, "out of memory capturing '%s'", value);
+    return NULL;
+  }
+  *per_sample = per;
+  if (pq_plan_value_kind(plan, v) == PQ_VALUE_INPUT) { /* the model's input: the calibration data itself */
+    memcpy(out, c->inputs->data, sizeof(float) * (size_t)(n * per));
+    return out;
+  }
+  if (!host->backend) {
+    free(out);
+    pq_plugin_error_set(error, PQ_ERR_NOT_USABLE, "no backend to capture activations with");
+    return NULL;
+  }
+  g_autoptr(PqModel) probe_model = pq_model_copy(host->model);
+  PqGraph *g = pq_model_graph(probe_model);
+  gboolean is_output = FALSE;
+  for (size_t i = 0; i < pq_graph_n_outputs(g); i++) is_output |= strcmp(pq_graph_output_name(g, i), value) == 0;
+  if (!is_output) pq_graph_add_output(g, value);
+  gint64 bs = MIN(n, 256);
+  g_autoptr(PqBackend) b = pq_backend_prepare(host->backend, probe_model, 0, bs, NULL, &err);
+  if (!b) {
+    free(out);
+    pq_plugin_error_set(error, PQ_ERR_INTERNAL, "capturing '%s': %s", value, err->message);
+    return NULL;
+  }
+  g_autoptr(PqPlan) plan2 = pq_model_plan(probe_model, 1, &err);
+  size_t n_out = pq_graph_n_outputs(g), want = 0;
+  g_autofree PqTensorView *outs = g_new0(PqTensorView, n_out);
+  g_autofree int64_t *numel = g_new0(int64_t, n_out);
+  g_autoptr(GPtrArray) bufs = g_ptr_array_new_with_free_func(g_free);
+  for (size_t i = 0; i < n_out; i++) {
+    int vi = pq_plan_value_index(plan2, pq_graph_output_name(g, i)), nd;
+    const int64_t *sh = pq_plan_value_shape(plan2, vi, &nd);
+    numel[i] = pq_plan_value_numel(plan2, vi);
+    float *buf = g_new(float, bs * numel[i]);
+    g_ptr_array_add(bufs, buf);
+    fill_view(&outs[i], nd, sh, bs, buf);
+    if (strcmp(pq_graph_output_name(g, i), value) == 0) want = i;
+  }
+  PqTensorView in = *c->inputs;
+  int64_t in_per = 1;
+  for (int d = 1; d < in.ndim; d++) in_per *= in.shape[d];
+  for (int64_t start = 0; start < n; start += bs) {
+    int64_t got = MIN(bs, n - start);
+    in.shape[0] = got;
+    in.data = (float *)c->inputs->data + start * in_per;
+    for (size_t i = 0; i < n_out; i++) outs[i].shape[0] = got;
+    if (!pq_backend_run(b, &in, 1, outs, n_out, &err)) {
+      free(out);
+      pq_plugin_error_set(error, PQ_ERR_INTERNAL, "capturing '%s': %s", value, err->message);
+      return NULL;
+    }
+    memcpy(out + start * per, outs[want].data, sizeof(float) * (size_t)(got * per));
+  }
+  return out;
+}
+
+PqModel *pq_compressor_run_full(PqPlugin *plugin, const PqModel *model, const PqOptions *options,
+                                const PqDataset *calibration_set, gint64 max_samples, PqPlugin *capture_backend,
+                                GError **error) {
   const PqPluginDesc *d = pq_plugin_desc(plugin);
   if (d->kind != PQ_KIND_COMPRESSOR) {
     g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "plugin '%s' is a %s, not a compressor", d->name,
@@ -188,11 +272,12 @@ PqModel *pq_compressor_run(PqPlugin *plugin, const PqModel *model, const PqOptio
   g_autoptr(PqOptions) own_opts = NULL;
   if (!options) {
     own_opts = pq_options_new(d->options_schema, d->name, error);
-    if (!own_opts) return NULL;
+    if (!own_opts || !pq_options_add_layer_selection(own_opts, error)) return NULL;
     options = own_opts;
   }
   if (!pq_model_validate(model, error)) return NULL;
-  PqCalibration calib = {sizeof calib, 0, 0, NULL};
+  CalibrationHost host = {capture_backend, model};
+  PqCalibration calib = {sizeof calib, 0, 0, NULL, &host};
   PqTensorView view;
   g_autofree float *cal_data = NULL;
   gint64 want = vt->struct_size >= offsetof(PqCompressorVTable, calibration_samples) + sizeof(void *) && vt->calibration_samples
@@ -207,6 +292,7 @@ PqModel *pq_compressor_run(PqPlugin *plugin, const PqModel *model, const PqOptio
     int nd;
     const int64_t *shape = pq_graph_input_shape(model->graph, 0, &nd);
     int64_t per = pq_dataset_sample_numel(calibration_set);
+    if (max_samples > 0) want = MIN(want, max_samples);
     want = MIN(want, pq_dataset_n_samples(calibration_set));
     cal_data = g_new(float, want * per);
     gint64 got = pq_dataset_get_batch(calibration_set, 0, want, cal_data, NULL);
@@ -235,6 +321,11 @@ PqModel *pq_compressor_run(PqPlugin *plugin, const PqModel *model, const PqOptio
     return NULL;
   }
   return out;
+}
+
+PqModel *pq_compressor_run(PqPlugin *plugin, const PqModel *model, const PqOptions *options,
+                           const PqDataset *calibration_set, GError **error) {
+  return pq_compressor_run_full(plugin, model, options, calibration_set, 0, NULL, error);
 }
 
 /* ---- probes: runner and metric sink -------------------------------------------------------------- */

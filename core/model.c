@@ -9,6 +9,7 @@ PqModel *pq_model_new(void) {
   m->graph = pq_graph_new();
   m->tensors = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)pq_tensor_unref);
   m->meta = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  m->records = g_ptr_array_new_with_free_func(pq_record_free);
   return m;
 }
 
@@ -23,6 +24,7 @@ PqModel *pq_model_copy(const PqModel *src) {
   while (g_hash_table_iter_next(&it, &k, &v)) g_hash_table_insert(m->tensors, g_strdup(k), pq_tensor_ref(v));
   g_hash_table_iter_init(&it, src->meta);
   while (g_hash_table_iter_next(&it, &k, &v)) g_hash_table_insert(m->meta, g_strdup(k), g_strdup(v));
+  pq_records_copy(m->records, src->records);
   return m;
 }
 
@@ -37,6 +39,7 @@ void pq_model_unref(PqModel *m) {
   pq_graph_free(m->graph);
   g_hash_table_unref(m->tensors);
   g_hash_table_unref(m->meta);
+  g_ptr_array_unref(m->records);
   if (m->sorted) g_ptr_array_unref(m->sorted);
   g_free(m);
 }

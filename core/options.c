@@ -51,6 +51,18 @@ static Opt *find(const PqOptions *o, const char *key) {
     return FALSE;                                                                                                  \
   } while (0)
 
+static gboolean parse_schema(PqOptions *o, const char *schema, GError **error);
+
+/* Keys every compressor stage has; a plugin's own key of the same name wins. */
+static const char *layer_selection_schema =
+    "{\"include\": {\"type\": \"string\", \"default\": \"*\", \"description\": \"layers to compress: comma-separated name patterns (* and ?)\"},"
+    " \"exclude\": {\"type\": \"string\", \"default\": \"\", \"description\": \"layers to leave as they are: name patterns\"},"
+    " \"min_params\": {\"type\": \"integer\", \"minimum\": 0, \"default\": 0, \"description\": \"leave layers with fewer weights\"}}";
+
+gboolean pq_options_add_layer_selection(PqOptions *options, GError **error) {
+  return parse_schema(options, layer_selection_schema, error);
+}
+
 static gboolean parse_schema(PqOptions *o, const char *schema, GError **error) {
   g_autoptr(JsonParser) p = json_parser_new();
   g_autoptr(GError) perr = NULL;
@@ -65,6 +77,7 @@ static gboolean parse_schema(PqOptions *o, const char *schema, GError **error) {
     if (!JSON_NODE_HOLDS_OBJECT(n)) SCHEMA_FAIL("%s: options schema: \"%s\" must be an object", o->owner, key);
     JsonObject *d = json_node_get_object(n);
     const char *type = json_object_get_string_member_with_default(d, "type", NULL);
+    if (find(o, key)) continue; /* already declared (the plugin's own wins) */
     Opt *x = g_new0(Opt, 1);
     x->key = g_strdup(key);
     g_ptr_array_add(o->opts, x);

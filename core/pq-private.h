@@ -61,6 +61,7 @@ struct PqModel {
   GHashTable *tensors;   /* name → PqTensor* (owned ref) */
   GPtrArray *sorted;     /* cache of tensors sorted by name, rebuilt lazily */
   GHashTable *meta;      /* char* → char* */
+  GPtrArray *records;    /* PqLayerRecord*, what the compressors that made it did */
 };
 
 struct PqDataset {
@@ -100,6 +101,14 @@ gboolean pq_quant_params_valid(int bits, int ndim, const int64_t *shape, PqQuant
 /* atomically replace `path` with `len` bytes written by a callback */
 typedef gboolean (*PqWriteFunc)(FILE *out, gpointer user_data, GError **error);
 gboolean pq_write_atomically(const char *path, PqWriteFunc func, gpointer user_data, GError **error);
+
+/* records: copy, and the JSON form stored as __metadata__["pquant.records"] */
+void pq_records_copy(GPtrArray *dst, const GPtrArray *src);
+void pq_record_free(gpointer record);
+char *pq_records_to_json(const GPtrArray *records);
+gboolean pq_records_from_json(GPtrArray *records, const char *json, GError **error);
+/* Set the stage number of records that have none yet (stage 0). */
+void pq_records_set_stage(GPtrArray *records, int stage);
 
 #define PQ_N_ELEMENTS(a) (sizeof(a) / sizeof((a)[0]))
 

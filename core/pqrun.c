@@ -1,6 +1,8 @@
 /* pqrun.c — the command-line front end: train, eval, info, plugins. */
 #include "pquant/pquant.h"
 
+#include <glib/gstdio.h>
+
 #include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,9 +21,25 @@ typedef struct {
   int epochs;
   gint64 seed;
   gboolean quiet;
+  char **opts;
+  char *config;
+  int calibration;
+  GPtrArray *chain; /* "path:FILE" or "name:NAME", in command-line order */
 } Args;
 
-static Args args = {.dataset = NULL, .threads = 0, .batch = 256, .epochs = 18, .seed = 42};
+static Args args = {.dataset = NULL, .threads = 0, .batch = 256, .epochs = 18, .seed = 42, .calibration = 512};
+
+/* --plugin and --compressor keep their relative order: it is the order of the chain */
+static gboolean add_chain_plugin(const char *name, const char *value, gpointer data, GError **error) {
+  (void)name; (void)data; (void)error;
+  g_ptr_array_add(args.chain, g_strconcat("path:", value, NULL));
+  return TRUE;
+}
+static gboolean add_chain_compressor(const char *name, const char *value, gpointer data, GError **error) {
+  (void)name; (void)data; (void)error;
+  g_ptr_array_add(args.chain, g_strconcat("name:", value, NULL));
+  return TRUE;
+}
 
 static const GOptionEntry plugin_entries[] = {
     {"plugin", 'p', 0, G_OPTION_ARG_FILENAME_ARRAY, &args.plugins, "Load this plugin file (repeatable; failure is fatal)", "PATH"},
@@ -34,6 +52,14 @@ static const GOptionEntry run_entries[] = {
     {"backend", 'b', 0, G_OPTION_ARG_STRING, &args.backend, "Backend plugin (default: cpu)", "NAME"},
     {"threads", 't', 0, G_OPTION_ARG_INT, &args.threads, "Threads (default: the backend's choice)", "N"},
     {"batch", 0, 0, G_OPTION_ARG_INT, &args.batch, "Batch size for evaluation (default 256)", "N"},
+    {NULL}};
+static const GOptionEntry chain_entries[] = {
+    {"plugin", 'p', 0, G_OPTION_ARG_CALLBACK, (gpointer)add_chain_plugin, "Load a plugin file; compressors join the chain in order (repeatable)", "PATH"},
+    {"compressor", 'c', 0, G_OPTION_ARG_CALLBACK, (gpointer)add_chain_compressor, "Add a compressor by registry name to the chain (repeatable)", "NAME"},
+    {"opt", 'O', 0, G_OPTION_ARG_STRING_ARRAY, &args.opts, "Stage option PLUGIN.KEY=VALUE or STAGE.KEY=VALUE (repeatable)", "ASSIGNMENT"},
+    {"config", 0, 0, G_OPTION_ARG_FILENAME, &args.config, "Stages from a JSON file: {\"stages\": [{\"plugin\": ..., \"options\": {...}}]}", "FILE"},
+    {"calibration", 0, 0, G_OPTION_ARG_INT, &args.calibration, "Calibration samples from the training set for stages that ask (default 512)", "N"},
+    {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "Write the compressed model here", "FILE"},
     {NULL}};
 static const GOptionEntry train_entries[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "Where to write the model (default: the cache)", "FILE"},
@@ -65,6 +91,62 @@ static PqRegistry *make_registry(GError **error) {
 }
 
 static const char *dataset_name(void) { return args.dataset ? args.dataset : "fashion-mnist"; }
+
+/* The registry plus the chain from --plugin/--compressor (and --config), with --opt applied. */
+static PqPipeline *make_pipeline(PqRegistry *reg, PqDataset **calibration, GError **error) {
+  g_autoptr(PqPipeline) p = pq_pipeline_new(reg);
+  g_autoptr(GPtrArray) stages = g_ptr_array_new();
+  for (guint i = 0; i < args.chain->len; i++) { /* load every file first: a later name may refer to one */
+    const char *spec = args.chain->pdata[i];
+    if (g_str_has_prefix(spec, "path:")) {
+      PqPlugin *pl = pq_registry_load(reg, spec + 5, error);
+      if (!pl) return NULL;
+      g_ptr_array_add(stages, pl);
+    } else {
+      g_ptr_array_add(stages, NULL);
+    }
+  }
+  pq_registry_scan_default(reg);
+  for (guint i = 0; i < args.chain->len; i++) {
+    const char *spec = args.chain->pdata[i];
+    PqPlugin *pl = stages->pdata[i];
+    if (!pl && !(pl = pq_registry_find(reg, spec + 5, PQ_KIND_COMPRESSOR, error))) return NULL;
+    if (pq_plugin_kind(pl) != PQ_KIND_COMPRESSOR) continue; /* a probe or backend loaded for later */
+    if (!pq_pipeline_add_stage(p, pl, error)) return NULL;
+  }
+  if (args.config && !pq_pipeline_load_config(p, args.config, error)) return NULL;
+  if (pq_pipeline_n_stages(p) == 0) {
+    g_set_error(error, PQ_OPTIONS_ERROR, PQ_OPTIONS_ERROR_VALUE,
+                "no compressor given: name one with --plugin FILE.so, --compressor NAME or --config FILE");
+    return NULL;
+  }
+  for (char **o = args.opts; o && *o; o++)
+    if (!pq_pipeline_parse_option(p, *o, error)) return NULL;
+  if (args.calibration < 0) {
+    g_set_error(error, PQ_OPTIONS_ERROR, PQ_OPTIONS_ERROR_VALUE, "--calibration must not be negative");
+    return NULL;
+  }
+  *calibration = pq_dataset_open(dataset_name(), "train", error);
+  if (!*calibration) return NULL;
+  pq_pipeline_set_calibration(p, *calibration, args.calibration);
+  return g_steal_pointer(&p);
+}
+
+static void print_records(const PqModel *m) {
+  if (!pq_model_n_records(m)) return;
+  printf("%-5s %-10s %-14s %12s %12s %8s %8s %9s  %s\n", "stage", "method", "layer", "bytes before", "bytes after", "ratio",
+         "bits/w", "sqnr dB", "detail");
+  for (guint i = 0; i < pq_model_n_records(m); i++) {
+    const PqLayerRecord *r = pq_model_record(m, i);
+    if (r->skipped) {
+      printf("%-5d %-10s %-14s %12s %12s %8s %8s %9s  skipped: %s\n", r->stage, r->method, r->layer, "-", "-", "-", "-", "-", r->detail);
+      continue;
+    }
+    printf("%-5d %-10s %-14s %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %7.2fx %8.2f %9.1f  %s\n", r->stage, r->method, r->layer,
+           r->bytes_before, r->bytes_after, r->bytes_after ? (double)r->bytes_before / (double)r->bytes_after : 0.0,
+           r->params_before ? 8.0 * (double)r->bytes_after / (double)r->params_before : 0.0, r->sqnr_db, r->detail);
+  }
+}
 
 static gboolean evaluate(PqRegistry *reg, PqModel *model, const PqDataset *test, double *acc, GError **error) {
   PqPlugin *be = pq_registry_find(reg, args.backend ? args.backend : "cpu", PQ_KIND_BACKEND, error);
@@ -152,6 +234,72 @@ static int cmd_eval(void) {
   printf("backend:  %s\n", args.backend ? args.backend : "cpu");
   printf("accuracy: %.2f%% (%" G_GINT64_FORMAT " of %" G_GINT64_FORMAT " correct) in %.2f s\n", 100.0 * acc,
          (gint64)(acc * (double)pq_dataset_n_samples(test) + 0.5), pq_dataset_n_samples(test), secs);
+  return 0;
+}
+
+static gint64 file_size(const char *path) {
+  GStatBuf st;
+  return g_stat(path, &st) == 0 ? (gint64)st.st_size : -1;
+}
+
+static int cmd_compress(void) {
+  GError *error = NULL;
+  if (!args.output) {
+    g_printerr("pqrun compress: -o FILE is required (pqrun run compresses and evaluates without writing)\n");
+    return 2;
+  }
+  g_autoptr(PqRegistry) reg = pq_registry_new();
+  g_autoptr(PqDataset) calib = NULL;
+  g_autoptr(PqPipeline) p = make_pipeline(reg, &calib, &error);
+  if (!p) return fail(error);
+  g_autoptr(PqModel) m = load_model(&error);
+  if (!m) return fail(error);
+  g_autoptr(PqModel) out = pq_pipeline_run(p, m, &error);
+  if (!out || !pq_model_save(out, args.output, &error)) return fail(error);
+  print_records(out);
+  printf("\nbytes in memory: %" G_GINT64_FORMAT " -> %" G_GINT64_FORMAT " (%.2fx)\n", pq_model_nbytes(m), pq_model_nbytes(out),
+         (double)pq_model_nbytes(m) / (double)pq_model_nbytes(out));
+  printf("written: %s (%" G_GINT64_FORMAT " bytes on disk)\n", args.output, file_size(args.output));
+  return 0;
+}
+
+static int cmd_run(void) {
+  GError *error = NULL;
+  g_autoptr(PqRegistry) reg = pq_registry_new();
+  g_autoptr(PqDataset) calib = NULL;
+  g_autoptr(PqPipeline) p = make_pipeline(reg, &calib, &error);
+  if (!p) return fail(error);
+  g_autoptr(PqModel) m = load_model(&error);
+  if (!m) return fail(error);
+  g_autoptr(PqDataset) test = pq_dataset_open(dataset_name(), "t10k", &error);
+  if (!test) return fail(error);
+  gint64 t0 = g_get_monotonic_time();
+  g_autoptr(PqModel) out = pq_pipeline_run(p, m, &error);
+  if (!out) return fail(error);
+  double secs = (double)(g_get_monotonic_time() - t0) / 1e6;
+  double acc_base, acc_comp;
+  if (!evaluate(reg, m, test, &acc_base, &error) || !evaluate(reg, out, test, &acc_comp, &error)) return fail(error);
+  print_records(out);
+  gint64 disk_base = -1, disk_comp = -1;
+  g_autofree char *tmpdir = g_dir_make_tmp("pqrun-XXXXXX", NULL);
+  g_autofree char *fb = tmpdir ? g_build_filename(tmpdir, "baseline.safetensors", NULL) : NULL;
+  g_autofree char *fc = tmpdir ? g_build_filename(tmpdir, "compressed.safetensors", NULL) : NULL;
+  const char *comp_path = args.output ? args.output : fc;
+  if (fb && pq_model_save(m, fb, NULL)) disk_base = file_size(fb);
+  if (comp_path && pq_model_save(out, comp_path, &error)) disk_comp = file_size(comp_path);
+  else if (error) return fail(error);
+  if (fb) g_unlink(fb);
+  if (fc) g_unlink(fc);
+  if (tmpdir) g_rmdir(tmpdir);
+  printf("\n%-12s %12s %12s %12s %9s %10s %12s\n", "model", "params", "bytes", "bytes on disk", "ratio", "accuracy", "degradation");
+  printf("%-12s %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %8.2fx %9.2f%% %12s\n", "baseline", pq_model_n_params(m),
+         pq_model_nbytes(m), disk_base, 1.0, 100 * acc_base, "-");
+  printf("%-12s %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %8.2fx %9.2f%% %+9.2f pp\n", "compressed",
+         pq_model_n_params(out), pq_model_nbytes(out), disk_comp, (double)pq_model_nbytes(m) / (double)pq_model_nbytes(out),
+         100 * acc_comp, 100 * (acc_comp - acc_base));
+  printf("(ratio: bytes stored in memory; on disk %.2fx; compressed in %.2f s on %s)\n",
+         disk_comp > 0 ? (double)disk_base / (double)disk_comp : 0.0, secs, pq_dataset_name(test));
+  if (args.output) printf("written: %s\n", args.output);
   return 0;
 }
 
@@ -243,6 +391,8 @@ static const struct {
   const GOptionEntry *groups[3];
 } commands[] = {
     {"eval", "accuracy of a model on the test set", cmd_eval, {plugin_entries, model_entries, run_entries}},
+    {"run", "compress with a chain of plugins and evaluate beside the baseline", cmd_run, {chain_entries, model_entries, run_entries}},
+    {"compress", "compress a model with a chain of plugins and write it", cmd_compress, {chain_entries, model_entries, NULL}},
     {"train", "train the default Fashion-MNIST MLP and cache it", cmd_train, {train_entries, NULL, NULL}},
     {"info", "graph, shapes, parameters and bytes of a model", cmd_info, {model_entries, NULL, NULL}},
     {"plugins", "list loaded plugins and every rejected file with its reason", cmd_plugins, {plugin_entries, NULL, NULL}},
@@ -256,6 +406,7 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
   setlocale(LC_ALL, "");
+  args.chain = g_ptr_array_new_with_free_func(g_free);
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;

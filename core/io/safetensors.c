@@ -281,7 +281,7 @@ PqModel *pq_model_load(const char *path, GError **error) {
     pq_tensor_unref(t);
   }
 
-  const char *graph_json = NULL, *packed_json = NULL;
+  const char *graph_json = NULL, *packed_json = NULL, *records_json = NULL;
   if (meta) {
     g_autoptr(GList) keys = json_object_get_members(meta);
     for (GList *l = keys; l; l = l->next) {
@@ -291,6 +291,7 @@ PqModel *pq_model_load(const char *path, GError **error) {
       const char *s = json_node_get_string(v);
       if (!strcmp(l->data, "pquant.graph")) graph_json = s;
       else if (!strcmp(l->data, "pquant.packed")) packed_json = s;
+      else if (!strcmp(l->data, "pquant.records")) records_json = s;
       else pq_model_set_meta(model, l->data, s);
     }
   }
@@ -298,6 +299,11 @@ PqModel *pq_model_load(const char *path, GError **error) {
     PqModel *m2 = apply_packed(g_steal_pointer(&model), path, packed_json, error);
     if (!m2) return NULL;
     model = m2;
+  }
+  if (records_json) {
+    g_autoptr(GError) rerr = NULL;
+    if (!pq_records_from_json(model->records, records_json, &rerr))
+      FAIL(PQ_FORMAT_ERROR_INVALID, "__metadata__[\"pquant.records\"]: %s", rerr->message);
   }
   if (graph_json) {
     g_autoptr(GError) gerr = NULL;
@@ -427,7 +433,8 @@ gboolean pq_model_save(const PqModel *model, const char *path, GError **error) {
   mkeys = g_list_sort(mkeys, (GCompareFunc)strcmp);
   for (GList *l = mkeys; l; l = l->next) {
     const char *k = l->data;
-    if (!strcmp(k, "format") || !strcmp(k, "pquant.format_version") || !strcmp(k, "pquant.graph") || !strcmp(k, "pquant.packed"))
+    if (!strcmp(k, "format") || !strcmp(k, "pquant.format_version") || !strcmp(k, "pquant.graph") || !strcmp(k, "pquant.packed") ||
+        !strcmp(k, "pquant.records"))
       continue;
     json_builder_set_member_name(b, k);
     json_builder_add_string_value(b, g_hash_table_lookup(model->meta, k));
@@ -436,6 +443,11 @@ gboolean pq_model_save(const PqModel *model, const char *path, GError **error) {
     g_autofree char *gj = pq_graph_to_json(model->graph);
     json_builder_set_member_name(b, "pquant.graph");
     json_builder_add_string_value(b, gj);
+  }
+  if (model->records->len) {
+    g_autofree char *rj = pq_records_to_json(model->records);
+    json_builder_set_member_name(b, "pquant.records");
+    json_builder_add_string_value(b, rj);
   }
   if (any_packed) {
     g_autoptr(JsonNode) pn = json_builder_get_root(pk);

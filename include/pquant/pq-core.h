@@ -103,6 +103,15 @@ PQ_API uint16_t pq_f32_to_f16(float f);
 PQ_API float pq_bf16_to_f32(uint16_t h);
 PQ_API uint16_t pq_f32_to_bf16(float f);
 
+/* Quantize a row-major float matrix (rows = shape[0], cols = the rest) into a new packed tensor of `bits`
+ * with its scales (and zero points when not symmetric). `clip_steps` = 0 takes each scale group's full
+ * range; n > 0 also tries n smaller clipping ratios (down to half the range) and keeps the one with the
+ * least squared error. NULL with `error` filled for invalid arguments (bits outside 2..8, a group size
+ * that does not divide the row, NaN or infinite weights). */
+PQ_API PqTensor *pq_quantize_matrix(const char *name, const float *w, int ndim, const int64_t *shape, int bits,
+                                    PqQuantScheme scheme, int64_t group_size, int symmetric, int clip_steps,
+                                    struct PqPluginError *error);
+
 /* ---- graphs -------------------------------------------------------------------------------------------- */
 
 /* Graph inputs are named values with a shape whose dimension 0 is the batch (-1). Nodes read values
@@ -166,6 +175,22 @@ PQ_API int64_t pq_options_get_int(const PqOptions *options, const char *key, int
 PQ_API double pq_options_get_float(const PqOptions *options, const char *key, double fallback);
 PQ_API int pq_options_get_bool(const PqOptions *options, const char *key, int fallback);
 PQ_API const char *pq_options_get_string(const PqOptions *options, const char *key, const char *fallback);
+
+/* ---- what compressors did, per layer ----------------------------------------------------------------- */
+
+/* Record that `method` compressed `layer` (its parameter and stored byte counts before and after, and the
+ * reconstruction error of its weight: relative Frobenius norm and SQNR in dB; NAN when not measured).
+ * `detail` is free text ("rank 32", "8-bit per_channel"). The pipeline numbers the stage. */
+PQ_API void pq_model_record_layer(PqModel *model, const char *method, const char *layer, const char *detail,
+                                  int64_t params_before, int64_t params_after, int64_t bytes_before,
+                                  int64_t bytes_after, double rel_error, double sqnr_db);
+/* Record that `method` left `layer` as it was, and why. */
+PQ_API void pq_model_record_skip(PqModel *model, const char *method, const char *layer, const char *reason);
+/* Relative Frobenius error ||ref - approx|| / ||ref|| and SQNR = 10 log10(||ref||^2 / ||ref - approx||^2). */
+PQ_API void pq_error_stats(const float *ref, const float *approx, int64_t n, double *rel_error, double *sqnr_db);
+/* Whether the pipeline's layer selection (options include, exclude, min_params, which every compressor
+ * stage has) takes this layer. */
+PQ_API int pq_options_layer_selected(const PqOptions *options, const char *layer, int64_t n_params);
 
 /* ---- execution plans: topological order and shapes, computed once by the core ---------------------------- */
 

@@ -82,7 +82,14 @@ typedef struct PqCalibration {
   int32_t reserved0;           /* MUST be 0 */
   int64_t n_samples;           /* number of samples in `inputs` (first dimension) */
   const PqTensorView *inputs;  /* the model's input for n_samples samples; never NULL when n_samples > 0 */
+  const void *host;            /* the host's; MUST NOT be touched: pass the calibration to pq_calibration_capture() */
 } PqCalibration;
+
+/* Run the calibration inputs through the model being compressed (on the host's CPU backend) and return the
+ * values of `value` (any graph value: a layer's input, say) as a malloc'd float array of n_samples rows of
+ * `*per_sample` floats, which the caller frees with free(). NULL with `error` filled on failure. */
+PQ_API float *pq_calibration_capture(const PqCalibration *calibration, const char *value, int64_t *per_sample,
+                                     PqPluginError *error);
 
 typedef struct PqCompressorVTable {
   uint32_t struct_size;

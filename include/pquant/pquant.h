@@ -126,9 +126,45 @@ PQ_API void pq_backend_free(PqBackend *backend);
 PQ_API gboolean pq_evaluate_accuracy(PqBackend *backend, const PqDataset *dataset, double *accuracy,
                                      GError **error);
 
+/* ---- layer records --------------------------------------------------------------------------------- */
+typedef struct {
+  int stage;             /* 1-based position in the chain that made it */
+  char *method, *layer, *detail;
+  gboolean skipped;      /* left as it was; `detail` says why */
+  gint64 params_before, params_after, bytes_before, bytes_after;
+  double rel_error, sqnr_db; /* NAN when not measured */
+} PqLayerRecord;
+PQ_API guint pq_model_n_records(const PqModel *model);
+PQ_API const PqLayerRecord *pq_model_record(const PqModel *model, guint index);
+
+/* ---- pipeline: a chain of compressor stages -------------------------------------------------------- */
+typedef struct PqPipeline PqPipeline;
+/* `registry` provides the CPU backend used to capture calibration activations. */
+PQ_API PqPipeline *pq_pipeline_new(PqRegistry *registry);
+PQ_API void pq_pipeline_free(PqPipeline *pipeline);
+PQ_API gboolean pq_pipeline_add_stage(PqPipeline *pipeline, PqPlugin *compressor, GError **error);
+PQ_API guint pq_pipeline_n_stages(const PqPipeline *pipeline);
+/* `target` is a stage's plugin name (every stage of that plugin) or its 1-based number. */
+PQ_API gboolean pq_pipeline_set_option(PqPipeline *pipeline, const char *target, const char *key, const char *value,
+                                       GError **error);
+/* "NAME.key=value" or "N.key=value". */
+PQ_API gboolean pq_pipeline_parse_option(PqPipeline *pipeline, const char *assignment, GError **error);
+/* Stages from a JSON config: {"stages": [{"plugin": "low_rank" or "path/low_rank.so", "options": {...}}, ...]}. */
+PQ_API gboolean pq_pipeline_load_config(PqPipeline *pipeline, const char *path, GError **error);
+/* Calibration samples come from `calibration_set` (the first `max_samples`, default 512 when <= 0). */
+PQ_API void pq_pipeline_set_calibration(PqPipeline *pipeline, const PqDataset *calibration_set, gint64 max_samples);
+PQ_API PqModel *pq_pipeline_run(PqPipeline *pipeline, const PqModel *model, GError **error);
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(PqPipeline, pq_pipeline_free)
+
 /* ---- compressors and probes ------------------------------------------------------------------------- */
 PQ_API PqModel *pq_compressor_run(PqPlugin *plugin, const PqModel *model, const PqOptions *options,
                                   const PqDataset *calibration_set, GError **error);
+/* The same with the calibration capture backed by `capture_backend` (a backend plugin; NULL = none). */
+PQ_API PqModel *pq_compressor_run_full(PqPlugin *plugin, const PqModel *model, const PqOptions *options,
+                                       const PqDataset *calibration_set, gint64 max_samples,
+                                       PqPlugin *capture_backend, GError **error);
+/* Adds the keys every compressor stage has (include, exclude, min_params) to options made for a compressor. */
+PQ_API gboolean pq_options_add_layer_selection(PqOptions *options, GError **error);
 
 typedef struct {
   char *name;

@@ -42,6 +42,15 @@ typedef struct {
   int add_same;        /* add: both inputs same shape */
   int64_t add_bshape[PQ_MAX_DIMS], add_ashape[PQ_MAX_DIMS], add_oshape[PQ_MAX_DIMS];
   int add_rank;
+  /* linear with a packed weight */
+  const uint8_t *q_codes;
+  const float *q_scales;
+  const uint8_t *q_zeros; /* NULL: symmetric, zero = 2^(bits-1) */
+  int q_bits, q_per;      /* q_per: 0 tensor, 1 channel, 2 group */
+  int64_t q_row_bytes, q_chunk, q_chunks, q_groups_per_row;
+  int8_t *q_x;            /* the activation row as int8 */
+  int32_t *q_xsum;        /* its sum per chunk */
+  uint8_t *q_unpacked;    /* one unpacked row of codes (bits other than 8) */
 } Step;
 
 typedef struct {
@@ -70,15 +79,19 @@ typedef struct {
   int64_t weights_bytes, converted_bytes;
   int *input_values, *output_values;
   int n_inputs, n_outputs;
+  int simd; /* AVX-512 VNNI kernels for packed weights (else the portable ones) */
 } Cpu;
 
 static void cpu_release(void *handle) {
   Cpu *c = handle;
   if (!c) return;
   for (int i = 0; i < c->n_owned; i++) free(c->owned_weights[i]);
-  for (int i = 0; i < c->n_steps; i++) {
+  for (int i = 0; i < c->n_steps && c->steps; i++) {
     free(c->steps[i].bn_scale);
     free(c->steps[i].bn_shift);
+    free(c->steps[i].q_x);
+    free(c->steps[i].q_xsum);
+    free(c->steps[i].q_unpacked);
   }
   free(c->owned_weights);
   free(c->values);
@@ -92,6 +105,8 @@ static void cpu_release(void *handle) {
   if (c->model) pq_model_unref(c->model);
   free(c);
 }
+
+#include "qkernels.h"
 
 static const float *weight_f32(Cpu *c, PqTensor *t, PqPluginError *err) {
   if (pq_tensor_dtype(t) == PQ_DTYPE_F32) {
@@ -148,6 +163,46 @@ static PqStatus check_values(Cpu *c, PqPluginError *err) {
   return st;
 }
 
+/* Linear layers with packed weights compute from the codes: nothing is widened to float. */
+static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, PqPluginError *err) {
+  PqPlan *p = c->plan;
+  PqTensor *w = pq_plan_value_tensor(p, st->in[1]);
+  if (pq_plan_value_kind(p, st->in[0]) == PQ_VALUE_WEIGHT ||
+      (st->in[2] >= 0 && pq_plan_value_kind(p, st->in[2]) != PQ_VALUE_WEIGHT)) {
+    pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "linear '%s': the bias must be a model tensor", pq_node_name(node));
+    return PQ_ERR_UNSUPPORTED;
+  }
+  if (st->in[2] >= 0 && !c->values[st->in[2]].weight) {
+    c->values[st->in[2]].weight = weight_f32(c, pq_plan_value_tensor(p, st->in[2]), err);
+    if (!c->values[st->in[2]].weight) return (PqStatus)err->code;
+  }
+  st->n = pq_tensor_rows(w);
+  st->k = pq_tensor_cols(w);
+  st->m_rows = c->values[st->in[0]].per_sample / st->k;
+  st->q_codes = pq_tensor_data(w);
+  st->q_scales = pq_tensor_data(pq_tensor_scales(w));
+  st->q_zeros = pq_tensor_zeros(w) ? pq_tensor_data(pq_tensor_zeros(w)) : NULL;
+  st->q_bits = pq_tensor_bits(w);
+  st->q_per = (int)pq_tensor_quant_scheme(w);
+  st->q_row_bytes = (int64_t)pq_tensor_row_bytes(w);
+  /* int32 sums stay exact over chunks of at most 8192 codes; a group is its own chunk */
+  st->q_chunk = st->q_per == PQ_QUANT_PER_GROUP ? pq_tensor_group_size(w) : (st->k < 8192 ? st->k : 8192);
+  if (st->q_chunk < 1) st->q_chunk = 1;
+  st->q_chunks = (st->k + st->q_chunk - 1) / st->q_chunk;
+  st->q_groups_per_row = st->q_per == PQ_QUANT_PER_GROUP ? st->k / st->q_chunk : 1;
+  st->q_x = malloc((size_t)st->k + 64);
+  st->q_xsum = malloc(sizeof(int32_t) * (size_t)st->q_chunks);
+  st->q_unpacked = malloc((size_t)st->k + 64);
+  if (!st->q_x || !st->q_xsum || !st->q_unpacked) {
+    pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
+    return PQ_ERR_NOMEM;
+  }
+  c->weights_bytes += (int64_t)pq_tensor_nbytes(w) + (int64_t)pq_tensor_nbytes(pq_tensor_scales(w)) +
+                      (pq_tensor_zeros(w) ? (int64_t)pq_tensor_nbytes(pq_tensor_zeros(w)) : 0);
+  c->converted_bytes += st->k * 2 + 64 * 2 + (int64_t)sizeof(int32_t) * st->q_chunks;
+  return PQ_OK;
+}
+
 static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
   PqPlan *p = c->plan;
   const PqNode *node = pq_plan_step(p, (size_t)s);
@@ -160,6 +215,9 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
   }
   for (int j = 0; j < 5; j++) st->in[j] = pq_plan_step_input(p, (size_t)s, (size_t)j);
   st->out = pq_plan_step_output(p, (size_t)s, 0);
+  if (st->kind == K_LINEAR && st->in[1] >= 0 && pq_plan_value_kind(p, st->in[1]) == PQ_VALUE_WEIGHT &&
+      pq_tensor_dtype(pq_plan_value_tensor(p, st->in[1])) == PQ_DTYPE_PACKED)
+    return setup_packed_linear(c, st, node, err);
   for (int j = 0; j < 5; j++) {
     int v = st->in[j];
     if (v >= 0 && pq_plan_value_kind(p, v) == PQ_VALUE_WEIGHT && !c->values[v].weight) {
@@ -396,6 +454,7 @@ static PqStatus cpu_prepare(const PqModel *model, const PqBackendConfig *cfg, vo
   c->model = pq_model_ref((PqModel *)model);
   c->max_batch = cfg->max_batch;
   c->threads = cfg->threads;
+  c->simd = pq_options_get_bool(cfg->options, "simd", 1) && pq_cpu_has_vnni();
   c->plan = pq_plan_new(model, cfg->max_batch, err);
   if (!c->plan) goto fail;
   c->n_values = (int)pq_plan_n_values(c->plan);
@@ -653,7 +712,10 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
     const float *x = PTR(st->in[0]);
     int64_t total = c->values[st->out].per_sample * batch;
     switch (st->kind) {
-    case K_LINEAR: run_linear(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch); break;
+    case K_LINEAR:
+      if (st->q_codes) run_packed_linear(st, x, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->simd);
+      else run_linear(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch);
+      break;
     case K_MATMUL: run_matmul(st, x, PTR(st->in[1]), y, batch); break;
     case K_ADD:
       run_add(st, x, PTR(st->in[1]), y, batch, !c->values[st->in[0]].weight, !c->values[st->in[1]].weight);
@@ -722,7 +784,8 @@ static const PqPluginDesc cpu_desc = {
     .name = "cpu",
     .version = "1.0.0",
     .description = "float32 inference on the CPU with OpenBLAS",
-    .options_schema = NULL,
+    .options_schema = "{\"simd\": {\"type\": \"boolean\", \"default\": true,"
+                      " \"description\": \"AVX-512 VNNI kernels for packed weights where the CPU has them\"}}",
     .vtable = &cpu_vtable,
     .usable_here = NULL,
 };

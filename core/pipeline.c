@@ -1,0 +1,166 @@
+/* pipeline.c — a chain of compressor stages with validated options, run one after another. */
+#include "pq-private.h"
+
+#include <json-glib/json-glib.h>
+#include <string.h>
+
+typedef struct {
+  PqPlugin *plugin;
+  PqOptions *options;
+} Stage;
+
+struct PqPipeline {
+  PqRegistry *registry;
+  GArray *stages; /* Stage */
+  const PqDataset *calibration;
+  gint64 max_samples;
+};
+
+static void stage_clear(gpointer p) { pq_options_free(((Stage *)p)->options); }
+
+PqPipeline *pq_pipeline_new(PqRegistry *registry) {
+  PqPipeline *p = g_new0(PqPipeline, 1);
+  p->registry = registry;
+  p->stages = g_array_new(FALSE, TRUE, sizeof(Stage));
+  g_array_set_clear_func(p->stages, stage_clear);
+  return p;
+}
+
+void pq_pipeline_free(PqPipeline *p) {
+  if (!p) return;
+  g_array_unref(p->stages);
+  g_free(p);
+}
+
+guint pq_pipeline_n_stages(const PqPipeline *p) { return p->stages->len; }
+
+gboolean pq_pipeline_add_stage(PqPipeline *p, PqPlugin *plugin, GError **error) {
+  if (pq_plugin_kind(plugin) != PQ_KIND_COMPRESSOR) {
+    g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "plugin '%s' is a %s, not a compressor", pq_plugin_name(plugin),
+                pq_plugin_kind_name(pq_plugin_kind(plugin)));
+    return FALSE;
+  }
+  PqOptions *o = pq_options_new(pq_plugin_options_schema(plugin), pq_plugin_name(plugin), error);
+  if (!o) return FALSE;
+  if (!pq_options_add_layer_selection(o, error)) {
+    pq_options_free(o);
+    return FALSE;
+  }
+  Stage s = {plugin, o};
+  g_array_append_val(p->stages, s);
+  return TRUE;
+}
+
+gboolean pq_pipeline_set_option(PqPipeline *p, const char *target, const char *key, const char *value, GError **error) {
+  char *end = NULL;
+  guint64 n = g_ascii_strtoull(target, &end, 10);
+  gboolean by_number = target[0] && !*end;
+  guint hits = 0;
+  for (guint i = 0; i < p->stages->len; i++) {
+    Stage *s = &g_array_index(p->stages, Stage, i);
+    if (by_number ? n != i + 1 : strcmp(pq_plugin_name(s->plugin), target) != 0) continue;
+    if (!pq_options_set(s->options, key, value, error)) return FALSE;
+    hits++;
+  }
+  if (!hits) {
+    GString *names = g_string_new(NULL);
+    for (guint i = 0; i < p->stages->len; i++)
+      g_string_append_printf(names, "%s%u %s", i ? ", " : "", i + 1, pq_plugin_name(g_array_index(p->stages, Stage, i).plugin));
+    g_set_error(error, PQ_OPTIONS_ERROR, PQ_OPTIONS_ERROR_UNKNOWN_KEY, "option %s.%s: no stage '%s' in the chain (stages: %s)",
+                target, key, target, names->len ? names->str : "none");
+    g_string_free(names, TRUE);
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean pq_pipeline_parse_option(PqPipeline *p, const char *assignment, GError **error) {
+  const char *eq = strchr(assignment, '=');
+  const char *dot = strchr(assignment, '.');
+  if (!eq || !dot || dot > eq || dot == assignment || eq == dot + 1) {
+    g_set_error(error, PQ_OPTIONS_ERROR, PQ_OPTIONS_ERROR_VALUE, "option '%s' must read PLUGIN.KEY=VALUE (or STAGE.KEY=VALUE)",
+                assignment);
+    return FALSE;
+  }
+  g_autofree char *target = g_strndup(assignment, (gsize)(dot - assignment));
+  g_autofree char *key = g_strndup(dot + 1, (gsize)(eq - dot - 1));
+  return pq_pipeline_set_option(p, target, key, eq + 1, error);
+}
+
+void pq_pipeline_set_calibration(PqPipeline *p, const PqDataset *set, gint64 max_samples) {
+  p->calibration = set;
+  p->max_samples = max_samples > 0 ? max_samples : 512;
+}
+
+static char *json_value_text(JsonNode *v) {
+  if (!JSON_NODE_HOLDS_VALUE(v)) return NULL;
+  GType t = json_node_get_value_type(v);
+  if (t == G_TYPE_STRING) return g_strdup(json_node_get_string(v));
+  if (t == G_TYPE_INT64) return g_strdup_printf("%" G_GINT64_FORMAT, json_node_get_int(v));
+  if (t == G_TYPE_BOOLEAN) return g_strdup(json_node_get_boolean(v) ? "true" : "false");
+  char *buf = g_malloc(G_ASCII_DTOSTR_BUF_SIZE);
+  return g_ascii_dtostr(buf, G_ASCII_DTOSTR_BUF_SIZE, json_node_get_double(v));
+}
+
+#define CFG_FAIL(...)                                                                                              \
+  do {                                                                                                             \
+    g_autofree char *m_ = g_strdup_printf(__VA_ARGS__);                                                            \
+    g_set_error(error, PQ_OPTIONS_ERROR, PQ_OPTIONS_ERROR_VALUE, "%s: %s", path, m_);                              \
+    return FALSE;                                                                                                  \
+  } while (0)
+
+gboolean pq_pipeline_load_config(PqPipeline *p, const char *path, GError **error) {
+  g_autoptr(JsonParser) parser = json_parser_new();
+  g_autoptr(GError) perr = NULL;
+  if (!json_parser_load_from_file(parser, path, &perr)) CFG_FAIL("%s", perr->message);
+  JsonNode *root = json_parser_get_root(parser);
+  JsonObject *obj = root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
+  JsonNode *sn = obj ? json_object_get_member(obj, "stages") : NULL;
+  if (!sn || !JSON_NODE_HOLDS_ARRAY(sn)) CFG_FAIL("needs a \"stages\" array");
+  JsonArray *arr = json_node_get_array(sn);
+  for (guint i = 0; i < json_array_get_length(arr); i++) {
+    JsonNode *e = json_array_get_element(arr, i);
+    JsonObject *so = JSON_NODE_HOLDS_OBJECT(e) ? json_node_get_object(e) : NULL;
+    const char *name = so ? json_object_get_string_member_with_default(so, "plugin", NULL) : NULL;
+    if (!name) CFG_FAIL("stages[%u]: needs a \"plugin\" (a registry name or a .so path)", i);
+    g_autoptr(GError) lerr = NULL;
+    PqPlugin *plugin = strchr(name, '/') || g_str_has_suffix(name, ".so") ? pq_registry_load(p->registry, name, &lerr)
+                                                                          : pq_registry_find(p->registry, name, PQ_KIND_COMPRESSOR, &lerr);
+    if (!plugin) CFG_FAIL("stages[%u]: %s", i, lerr->message);
+    if (!pq_pipeline_add_stage(p, plugin, &lerr)) CFG_FAIL("stages[%u]: %s", i, lerr->message);
+    Stage *s = &g_array_index(p->stages, Stage, p->stages->len - 1);
+    JsonNode *on = json_object_get_member(so, "options");
+    if (!on) continue;
+    if (!JSON_NODE_HOLDS_OBJECT(on)) CFG_FAIL("stages[%u].options must be an object", i);
+    JsonObject *oo = json_node_get_object(on);
+    g_autoptr(GList) keys = json_object_get_members(oo);
+    for (GList *l = keys; l; l = l->next) {
+      g_autofree char *text = json_value_text(json_object_get_member(oo, l->data));
+      if (!text) CFG_FAIL("stages[%u].options.%s must be a string, number or boolean", i, (const char *)l->data);
+      if (!pq_options_set(s->options, l->data, text, &lerr)) CFG_FAIL("stages[%u]: %s", i, lerr->message);
+    }
+  }
+  return TRUE;
+}
+
+PqModel *pq_pipeline_run(PqPipeline *p, const PqModel *model, GError **error) {
+  if (p->stages->len == 0) {
+    g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "the chain has no compressor stage");
+    return NULL;
+  }
+  PqPlugin *cpu = p->registry ? pq_registry_find(p->registry, "cpu", PQ_KIND_BACKEND, NULL) : NULL;
+  g_autoptr(PqModel) cur = pq_model_ref((PqModel *)model);
+  for (guint i = 0; i < p->stages->len; i++) {
+    Stage *s = &g_array_index(p->stages, Stage, i);
+    g_autoptr(GError) err = NULL;
+    PqModel *next = pq_compressor_run_full(s->plugin, cur, s->options, p->calibration, p->max_samples, cpu, &err);
+    if (!next) {
+      g_set_error(error, err->domain, err->code, "stage %u (%s): %s", i + 1, pq_plugin_name(s->plugin), err->message);
+      return NULL;
+    }
+    pq_records_set_stage(next->records, (int)i + 1);
+    pq_model_unref(cur);
+    cur = next;
+  }
+  return g_steal_pointer(&cur);
+}

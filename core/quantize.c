@@ -1,0 +1,162 @@
+/* quantize.c — weight quantization to packed 2–8-bit codes with per-tensor, per-channel or per-group scales:
+ * round to nearest, optionally with a clipping search per scale group. Shared by every plugin that quantizes. */
+#include "pq-private.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define PQ_HAVE_X86 1
+#endif
+
+typedef struct {
+  float scale;
+  uint8_t zero;
+} GroupParams;
+
+/* Parameters for values in [lo, hi] (already clipped). */
+static GroupParams params_for(float lo, float hi, int bits, int symmetric) {
+  GroupParams p;
+  if (symmetric) {
+    float amax = fmaxf(fabsf(lo), fabsf(hi));
+    int qmax = (1 << (bits - 1)) - 1;
+    p.scale = amax > 0 ? amax / (float)qmax : 1.0f;
+    p.zero = (uint8_t)(1 << (bits - 1));
+  } else {
+    lo = fminf(lo, 0.0f); /* keep 0 exactly representable */
+    hi = fmaxf(hi, 0.0f);
+    int levels = (1 << bits) - 1;
+    p.scale = hi > lo ? (hi - lo) / (float)levels : 1.0f;
+    float z = nearbyintf(-lo / p.scale);
+    p.zero = (uint8_t)fminf(fmaxf(z, 0.0f), (float)levels);
+  }
+  return p;
+}
+
+static inline uint8_t code_of(float v, GroupParams p, int bits) {
+  float q = nearbyintf(v / p.scale) + (float)p.zero;
+  float top = (float)((1 << bits) - 1);
+  return (uint8_t)(q < 0 ? 0 : q > top ? top : q);
+}
+
+static double group_error(const float *v, int64_t n, GroupParams p, int bits) {
+  double e = 0;
+  for (int64_t i = 0; i < n; i++) {
+    double d = (double)v[i] - (double)p.scale * ((double)code_of(v[i], p, bits) - p.zero);
+    e += d * d;
+  }
+  return e;
+}
+
+static GroupParams choose(const float *v, int64_t n, int bits, int symmetric, int clip_steps) {
+  float lo = v[0], hi = v[0];
+  for (int64_t i = 1; i < n; i++) {
+    lo = fminf(lo, v[i]);
+    hi = fmaxf(hi, v[i]);
+  }
+  GroupParams best = params_for(lo, hi, bits, symmetric);
+  if (clip_steps <= 0) return best;
+  double best_err = group_error(v, n, best, bits);
+  for (int s = 1; s <= clip_steps; s++) {
+    float r = 1.0f - 0.5f * (float)s / (float)clip_steps;
+    GroupParams p = params_for(lo * r, hi * r, bits, symmetric);
+    double e = group_error(v, n, p, bits);
+    if (e < best_err) {
+      best_err = e;
+      best = p;
+    }
+  }
+  return best;
+}
+
+#ifdef PQ_HAVE_X86
+/* 8-bit symmetric round-to-nearest of one row, one scale per group: the hot path of quantizing large
+ * matrices. Same arithmetic as the portable path (scale = amax / 127, nearest-even rounding). */
+__attribute__((target("avx512f,avx512bw"))) static void row_q8_sym_avx512(const float *v, int64_t n, int64_t group,
+                                                                           uint8_t *codes, float *scales) {
+  for (int64_t g0 = 0; g0 < n; g0 += group) {
+    const float *gv = v + g0;
+    __m512 amax = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= group; i += 16) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(gv + i)));
+    float m = _mm512_reduce_max_ps(amax);
+    for (; i < group; i++) m = fmaxf(m, fabsf(gv[i]));
+    GroupParams p = params_for(-m, m, 8, 1);
+    *scales++ = p.scale;
+    __m512 inv = _mm512_set1_ps(p.scale);
+    __m512i off = _mm512_set1_epi32(128), lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
+    for (i = 0; i + 16 <= group; i += 16) {
+      __m512i q = _mm512_cvtps_epi32(_mm512_div_ps(_mm512_loadu_ps(gv + i), inv));
+      q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, off), lo), hi);
+      _mm_storeu_si128((__m128i *)(codes + g0 + i), _mm512_cvtepi32_epi8(q));
+    }
+    for (; i < group; i++) codes[g0 + i] = code_of(gv[i], p, 8);
+  }
+}
+#endif
+
+PqTensor *pq_quantize_matrix(const char *name, const float *w, int ndim, const int64_t *shape, int bits, PqQuantScheme scheme,
+                             int64_t group_size, int symmetric, int clip_steps, PqPluginError *error) {
+  int64_t rows, cols;
+  size_t rb, nb;
+  if (!pq_packed_layout(bits, ndim, shape, &rows, &cols, &rb, &nb)) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': bits %d outside 2..8 or an invalid shape", name, bits);
+    return NULL;
+  }
+  if (scheme == PQ_QUANT_PER_GROUP && (group_size <= 0 || cols % group_size)) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': group size %lld does not divide the row length %lld", name,
+                        (long long)group_size, (long long)cols);
+    return NULL;
+  }
+  for (int64_t i = 0; i < rows * cols; i++)
+    if (!isfinite(w[i])) {
+      pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': element %lld is %s", name, (long long)i, isnan(w[i]) ? "NaN" : "infinite");
+      return NULL;
+    }
+  int64_t group = scheme == PQ_QUANT_PER_GROUP ? group_size : scheme == PQ_QUANT_PER_CHANNEL ? cols : rows * cols;
+  int64_t n_scales = pq_quant_n_scales(scheme, rows, cols, group_size);
+  int64_t ss[1] = {n_scales};
+  g_autoptr(PqTensor) scales = pq_tensor_new("scales", PQ_DTYPE_F32, 1, ss);
+  g_autoptr(PqTensor) zeros = symmetric ? NULL : pq_tensor_new("zeros", PQ_DTYPE_U8, 1, ss);
+  float *sc = pq_tensor_mutable_data(scales);
+  uint8_t *zp = zeros ? pq_tensor_mutable_data(zeros) : NULL;
+  /* per-tensor: one set of parameters over everything, chosen first */
+  GroupParams whole = {0};
+  if (scheme == PQ_QUANT_PER_TENSOR) {
+    whole = choose(w, rows * cols, bits, symmetric, clip_steps);
+    sc[0] = whole.scale;
+    if (zp) zp[0] = whole.zero;
+  }
+  g_autoptr(PqTensor) t = pq_tensor_new_packed(name, bits, ndim, shape, scheme, group_size, scales, zeros);
+  uint8_t *packed = pq_tensor_mutable_data(t);
+  g_autofree uint8_t *codes = g_new(uint8_t, cols ? cols : 1);
+  int64_t row_groups = scheme == PQ_QUANT_PER_TENSOR ? 1 : cols / (group ? group : 1);
+  gboolean fast = FALSE;
+#ifdef PQ_HAVE_X86
+  fast = bits == 8 && symmetric && clip_steps == 0 && scheme != PQ_QUANT_PER_TENSOR &&
+         __builtin_cpu_supports("avx512bw") && !g_getenv("PQ_NO_SIMD");
+#endif
+  for (int64_t r = 0; r < rows; r++) {
+    const float *row = w + r * cols;
+    if (fast) {
+#ifdef PQ_HAVE_X86
+      row_q8_sym_avx512(row, cols, group, codes, sc + r * row_groups);
+#endif
+    } else {
+      for (int64_t g = 0; g < row_groups; g++) {
+        int64_t len = scheme == PQ_QUANT_PER_TENSOR ? cols : group;
+        const float *gv = row + g * len;
+        GroupParams p = whole;
+        if (scheme != PQ_QUANT_PER_TENSOR) {
+          p = choose(gv, len, bits, symmetric, clip_steps);
+          sc[r * row_groups + g] = p.scale;
+          if (zp) zp[r * row_groups + g] = p.zero;
+        }
+        for (int64_t i = 0; i < len; i++) codes[g * len + i] = code_of(gv[i], p, bits);
+      }
+    }
+    pq_pack_codes(codes, cols, bits, packed + r * rb);
+  }
+  return g_steal_pointer(&t);
+}

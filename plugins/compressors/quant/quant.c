@@ -1,0 +1,126 @@
+/* quant.c — weight quantization to 2–8 bits, stored packed: the weights of linear and conv2d layers become
+ * packed integer tensors with per-tensor, per-channel or per-group scales. Backends compute from the codes. */
+#include <pquant/pq-plugin.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *scheme_names[] = {"per_tensor", "per_channel", "per_group"};
+
+static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCalibration *calibration, PqModel **out,
+                               PqPluginError *error) {
+  (void)calibration;
+  int bits = (int)pq_options_get_int(o, "bits", 8);
+  const char *scheme_s = pq_options_get_string(o, "scheme", "per_channel");
+  PqQuantScheme scheme = PQ_QUANT_PER_CHANNEL;
+  for (int i = 0; i < 3; i++)
+    if (!strcmp(scheme_s, scheme_names[i])) scheme = (PqQuantScheme)i;
+  int64_t group = pq_options_get_int(o, "group_size", 64);
+  int symmetric = pq_options_get_bool(o, "symmetric", 1);
+  int clip = (int)pq_options_get_int(o, "clip_search", 20);
+  const PqGraph *g = pq_model_const_graph(in);
+  PqModel *m = pq_model_copy(in);
+  for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
+    const PqNode *node = pq_graph_node(g, i);
+    const char *op = pq_node_op(node), *layer = pq_node_name(node);
+    int is_linear = !strcmp(op, "linear"), is_conv = !strcmp(op, "conv2d");
+    if ((!is_linear && !is_conv && strcmp(op, "matmul")) || pq_node_n_inputs(node) < 2) continue;
+    PqTensor *w = pq_model_tensor(m, pq_node_input(node, 1));
+    if (!w) continue; /* a computed operand, not a weight */
+    if (!pq_options_layer_selected(o, layer, pq_tensor_numel(w))) {
+      pq_model_record_skip(m, "quant", layer, "not selected (include, exclude, min_params)");
+      continue;
+    }
+    if (!is_linear && !is_conv) {
+      pq_model_record_skip(m, "quant", layer, "matmul weights are not quantized (only linear and conv2d)");
+      continue;
+    }
+    PqDType dt = pq_tensor_dtype(w);
+    if (dt == PQ_DTYPE_PACKED) {
+      char why[96];
+      snprintf(why, sizeof why, "weight '%s' is already packed (%d-bit)", pq_tensor_name(w), pq_tensor_bits(w));
+      pq_model_record_skip(m, "quant", layer, why);
+      continue;
+    }
+    if (dt != PQ_DTYPE_F32 && dt != PQ_DTYPE_F16 && dt != PQ_DTYPE_BF16) {
+      char why[96];
+      snprintf(why, sizeof why, "weight '%s' is %s, not floating point", pq_tensor_name(w), pq_dtype_name(dt));
+      pq_model_record_skip(m, "quant", layer, why);
+      continue;
+    }
+    int64_t n = pq_tensor_numel(w), cols = pq_tensor_cols(w);
+    if (scheme == PQ_QUANT_PER_GROUP && cols % group) {
+      pq_model_unref(m);
+      pq_plugin_error_set(error, PQ_ERR_INVALID,
+                          "layer '%s': group_size %lld does not divide its row length %lld (use a divisor of %lld, or exclude the layer)",
+                          layer, (long long)group, (long long)cols, (long long)cols);
+      return PQ_ERR_INVALID;
+    }
+    float *f = malloc(sizeof(float) * (size_t)(n ? n : 1)), *back = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    if (!f || !back) {
+      free(f);
+      free(back);
+      pq_model_unref(m);
+      pq_plugin_error_set(error, PQ_ERR_NOMEM, "layer '%s': out of memory", layer);
+      return PQ_ERR_NOMEM;
+    }
+    pq_tensor_to_f32(w, f);
+    PqTensor *q = pq_quantize_matrix(pq_tensor_name(w), f, pq_tensor_ndim(w), pq_tensor_shape(w), bits, scheme, group,
+                                     symmetric, clip, error);
+    if (!q) {
+      free(f);
+      free(back);
+      pq_model_unref(m);
+      char msg[600];
+      snprintf(msg, sizeof msg, "layer '%s': %s", layer, error->message);
+      pq_plugin_error_set(error, PQ_ERR_INVALID, "%s", msg);
+      return PQ_ERR_INVALID;
+    }
+    pq_tensor_to_f32(q, back);
+    double rel, sqnr;
+    pq_error_stats(f, back, n, &rel, &sqnr);
+    int64_t after = (int64_t)pq_tensor_nbytes(q) + (int64_t)pq_tensor_nbytes(pq_tensor_scales(q)) +
+                    (pq_tensor_zeros(q) ? (int64_t)pq_tensor_nbytes(pq_tensor_zeros(q)) : 0);
+    char detail[96];
+    if (scheme == PQ_QUANT_PER_GROUP)
+      snprintf(detail, sizeof detail, "%d-bit %s group %lld %s", bits, scheme_names[scheme], (long long)group,
+               symmetric ? "symmetric" : "asymmetric");
+    else
+      snprintf(detail, sizeof detail, "%d-bit %s %s", bits, scheme_names[scheme], symmetric ? "symmetric" : "asymmetric");
+    pq_model_record_layer(m, "quant", layer, detail, n, n, (int64_t)pq_tensor_nbytes(w), after, rel, sqnr);
+    pq_model_set_tensor(m, q);
+    pq_tensor_unref(q);
+    free(f);
+    free(back);
+  }
+  *out = m;
+  return PQ_OK;
+}
+
+static const PqCompressorVTable quant_vtable = {
+    .struct_size = sizeof(PqCompressorVTable),
+    .compress = quant_compress,
+};
+
+static const PqPluginDesc quant_desc = {
+    .struct_size = sizeof(PqPluginDesc),
+    .abi_major = PQ_ABI_MAJOR,
+    .abi_minor = PQ_ABI_MINOR,
+    .kind = PQ_KIND_COMPRESSOR,
+    .name = "quant",
+    .version = "1.0.0",
+    .description = "weight quantization to 2-8 bits, stored packed, per tensor, channel or group",
+    .options_schema =
+        "{\"bits\": {\"type\": \"integer\", \"minimum\": 2, \"maximum\": 8, \"default\": 8},"
+        " \"scheme\": {\"type\": \"string\", \"enum\": [\"per_tensor\", \"per_channel\", \"per_group\"], \"default\": \"per_channel\"},"
+        " \"group_size\": {\"type\": \"integer\", \"minimum\": 2, \"maximum\": 65536, \"default\": 64,"
+        "  \"description\": \"values per scale with scheme per_group; must divide each quantized row\"},"
+        " \"symmetric\": {\"type\": \"boolean\", \"default\": true},"
+        " \"clip_search\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 200, \"default\": 20,"
+        "  \"description\": \"clipping ratios tried per scale group to minimise the squared error (0: full range)\"}}",
+    .vtable = &quant_vtable,
+};
+
+PQ_PLUGIN_EXPORT const PqPluginDesc *pq_plugin_query(void) { return &quant_desc; }
