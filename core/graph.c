@@ -123,6 +123,25 @@ const char *pq_node_input(const PqNode *n, size_t i) { return i < n->inputs->len
 size_t pq_node_n_outputs(const PqNode *n) { return n->outputs->len; }
 const char *pq_node_output(const PqNode *n, size_t i) { return i < n->outputs->len ? n->outputs->pdata[i] : NULL; }
 
+void pq_node_set_input(PqNode *n, size_t i, const char *name) {
+  while (n->inputs->len <= i) g_ptr_array_add(n->inputs, g_strdup(""));
+  g_free(n->inputs->pdata[i]);
+  n->inputs->pdata[i] = g_strdup(name ? name : "");
+}
+
+void pq_node_set_output(PqNode *n, size_t i, const char *name) {
+  g_return_if_fail(name && name[0]);
+  while (n->outputs->len <= i) g_ptr_array_add(n->outputs, g_strdup(""));
+  g_free(n->outputs->pdata[i]);
+  n->outputs->pdata[i] = g_strdup(name);
+}
+
+void pq_node_set_op(PqNode *n, const char *op) {
+  g_return_if_fail(op && op[0]);
+  g_free(n->op);
+  n->op = g_strdup(op);
+}
+
 static PqAttr *attr_find(const PqNode *n, const char *key) {
   for (guint i = 0; i < n->attrs->len; i++) {
     PqAttr *a = n->attrs->pdata[i];

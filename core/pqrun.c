@@ -360,6 +360,10 @@ static int cmd_info(void) {
   g_string_append_printf(s, "\ntotal: %" G_GINT64_FORMAT " parameters, %" G_GINT64_FORMAT " bytes of tensor data\n", pq_model_n_params(m),
                          pq_model_nbytes(m));
   fputs(s->str, stdout);
+  if (pq_model_n_records(m)) {
+    printf("\nhow it was compressed:\n");
+    print_records(m);
+  }
   return 0;
 }
 

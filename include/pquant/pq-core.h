@@ -112,6 +112,16 @@ PQ_API PqTensor *pq_quantize_matrix(const char *name, const float *w, int ndim, 
                                     PqQuantScheme scheme, int64_t group_size, int symmetric, int clip_steps,
                                     struct PqPluginError *error);
 
+/* Truncated SVD of a row-major matrix A [m, n] ≈ U diag(S) Vt with U [m, k], S [k], Vt [k, n] (row-major),
+ * singular values descending. `randomized` = 0: exact (LAPACK sgesdd); else randomized (Halko et al.) with
+ * `oversample` extra columns and `power_iters` power iterations, in O((m + n)(k + oversample)) memory
+ * beyond A. Returns 0, or -1 with `error` filled. */
+PQ_API int pq_svd_truncated(const float *a, int64_t m, int64_t n, int64_t k, int randomized, int oversample,
+                            int power_iters, uint64_t seed, float *u, float *s, float *vt,
+                            struct PqPluginError *error);
+/* All min(m, n) singular values of A, descending (exact). Returns 0 or -1. */
+PQ_API int pq_singular_values(const float *a, int64_t m, int64_t n, float *s, struct PqPluginError *error);
+
 /* ---- graphs -------------------------------------------------------------------------------------------- */
 
 /* Graph inputs are named values with a shape whose dimension 0 is the batch (-1). Nodes read values
@@ -135,6 +145,10 @@ PQ_API size_t pq_node_n_inputs(const PqNode *node);
 PQ_API const char *pq_node_input(const PqNode *node, size_t index);   /* "" for an omitted optional input */
 PQ_API size_t pq_node_n_outputs(const PqNode *node);
 PQ_API const char *pq_node_output(const PqNode *node, size_t index);
+/* Rewire a node: replace input `index` (appending "" inputs as needed) or output `index`. */
+PQ_API void pq_node_set_input(PqNode *node, size_t index, const char *name);
+PQ_API void pq_node_set_output(PqNode *node, size_t index, const char *name);
+PQ_API void pq_node_set_op(PqNode *node, const char *op);
 PQ_API void pq_node_set_int(PqNode *node, const char *key, int64_t value);
 PQ_API void pq_node_set_float(PqNode *node, const char *key, double value);
 PQ_API void pq_node_set_string(PqNode *node, const char *key, const char *value);
