@@ -285,7 +285,7 @@ PqModel *pq_compressor_run_full(PqPlugin *plugin, const PqModel *model, const Pq
                     : 0;
   if (want > 0) {
     if (!calibration_set) {
-      g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "compressor '%s' needs %" G_GINT64_FORMAT " calibration samples and no dataset was given",
+      g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "compressor '%s' needs calibration samples (up to %" G_GINT64_FORMAT ") and no calibration dataset was given",
                   d->name, want);
       return NULL;
     }

@@ -343,15 +343,16 @@ static void test_errors(void) {
   g_assert_false(pq_backend_run(b, &in, 1, &out, 1, &err)); /* wrong per-sample shape */
   g_assert_nonnull(strstr(err->message, "backend 'cpu': run: input 0"));
   g_clear_error(&err);
-  /* packed weights are refused with the tensor's name */
-  int64_t sh[2] = {3, 4}, one[1] = {1};
+  /* packed weights run in linear layers; elsewhere they are refused with the tensor's name */
+  int64_t sh[2] = {3, 4}, one[1] = {1}, xs2[2] = {-1, 3};
   g_autoptr(PqTensor) s = pq_tensor_new("s", PQ_DTYPE_F32, 1, one);
-  g_autoptr(PqTensor) q = pq_tensor_new_packed("w1", 4, 2, sh, PQ_QUANT_PER_TENSOR, 0, s, NULL);
-  g_autoptr(PqModel) mq = pq_model_copy(m);
-  pq_model_set_tensor(mq, q);
+  g_autoptr(PqTensor) q = pq_tensor_new_packed("wq", 4, 2, sh, PQ_QUANT_PER_TENSOR, 0, s, NULL);
+  PqTensor *qw[1] = {q};
+  PqNode *node;
+  g_autoptr(PqModel) mq = single("matmul", 2, xs2, 1, qw, &node);
   g_assert_null(pq_backend_prepare(cpu, mq, 1, 4, NULL, &err));
   g_assert_error(err, PQ_PLUGIN_CALL_ERROR, PQ_ERR_UNSUPPORTED);
-  g_assert_nonnull(strstr(err->message, "'w1' is packed 4-bit"));
+  g_assert_nonnull(strstr(err->message, "'wq' is packed 4-bit: the CPU backend runs packed weights in linear layers only"));
   g_clear_error(&err);
   /* F16 weights are widened once at prepare and give the same result */
   g_autoptr(PqModel) mh = pq_model_copy(m);

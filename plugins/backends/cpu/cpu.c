@@ -114,7 +114,7 @@ static const float *weight_f32(Cpu *c, PqTensor *t, PqPluginError *err) {
     return pq_tensor_data(t);
   }
   if (pq_tensor_dtype(t) == PQ_DTYPE_PACKED) {
-    pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "tensor '%s' is packed %d-bit: this CPU backend build runs float32 weights only",
+    pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "tensor '%s' is packed %d-bit: the CPU backend runs packed weights in linear layers only",
                         pq_tensor_name(t), pq_tensor_bits(t));
     return NULL;
   }

@@ -20,7 +20,7 @@ typedef struct {
   uint64_t seed;
 } Settings;
 
-static int64_t calibration_wanted(const PqOptions *o) { return pq_options_get_bool(o, "data_aware", 0) ? 1 << 30 : 0; }
+static int64_t calibration_wanted(const PqOptions *o) { return pq_options_get_bool(o, "data_aware", 0) ? 65536 : 0; /* as many as the host gives (--calibration) */ }
 
 /* Rank for an m × n weight: by number, by the fraction of spectral energy kept, or by parameter fraction. */
 static int64_t choose_rank(const Settings *st, const float *w, int64_t m, int64_t n, PqPluginError *err) {

@@ -1,0 +1,418 @@
+/* compress.c — compressors, the pipeline and compressed execution: quant (packed kernels, SIMD against
+ * portable), low_rank (against the exact truncation), chains, records, and every bad input. */
+#include "testutil.h"
+
+#include <cblas.h>
+#include <glib/gstdio.h>
+#include <stdlib.h>
+#include <math.h>
+#include <string.h>
+
+static PqRegistry *reg;
+static PqPlugin *cpu, *quant, *low_rank;
+
+static PqModel *compress(PqPlugin *p, const PqModel *m, const char *const *kv, GError **error) {
+  g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(p), pq_plugin_name(p), error);
+  g_assert_true(pq_options_add_layer_selection(o, error));
+  for (; kv && kv[0]; kv += 2) g_assert_true(pq_options_set(o, kv[0], kv[1], error));
+  return pq_compressor_run_full(p, m, o, NULL, 0, cpu, error);
+}
+
+/* Runs the model on a batch of `batch` seeded inputs with SIMD kernels on or off. */
+static float *forward(const PqModel *m, int64_t batch, gboolean simd, int64_t *out_numel) {
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqOptions) bo = pq_options_new(pq_plugin_options_schema(cpu), "cpu", &err);
+  g_assert_true(pq_options_set(bo, "simd", simd ? "true" : "false", &err));
+  g_autoptr(PqBackend) b = pq_backend_prepare(cpu, m, 1, batch, bo, &err);
+  g_assert_no_error(err);
+  int64_t in = pq_backend_input_numel(b);
+  *out_numel = pq_backend_output_numel(b);
+  g_autofree float *x = g_new(float, batch * in);
+  GRand *r = g_rand_new_with_seed(9);
+  for (int64_t i = 0; i < batch * in; i++) x[i] = (float)g_rand_double_range(r, -1, 1);
+  g_rand_free(r);
+  float *y = g_new(float, batch * *out_numel);
+  g_assert_true(pq_backend_run_f32(b, x, batch, y, &err));
+  return y;
+}
+
+static double max_rel_diff(const float *a, const float *b, int64_t n) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n; i++) {
+    num = fmax(num, fabs((double)a[i] - b[i]));
+    den = fmax(den, fabs((double)b[i]));
+  }
+  return num / den;
+}
+
+static void test_quant_forms(void) {
+  /* 200 columns: per-channel chunks, groups of 8/40, a tail for the 64-wide SIMD loops */
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(200, 80, 10, 21);
+  int64_t on;
+  g_autofree float *ref = forward(m, 5, FALSE, &on);
+  const char *forms[][10] = {
+      {"bits", "8", NULL},
+      {"bits", "8", "symmetric", "false", NULL},
+      {"bits", "6", NULL},
+      {"bits", "4", "scheme", "per_group", "group_size", "8", NULL},
+      {"bits", "4", "scheme", "per_channel", "clip_search", "0", NULL},
+      {"bits", "3", "scheme", "per_tensor", NULL},
+      {"bits", "5", "scheme", "per_group", "group_size", "40", "symmetric", "false", NULL},
+      {"bits", "2", "scheme", "per_group", "group_size", "8", NULL},
+  };
+  const double tol[] = {0.02, 0.02, 0.05, 0.15, 0.3, 0.5, 0.2, 1.0};
+  for (size_t f = 0; f < G_N_ELEMENTS(forms); f++) {
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PqModel) q = compress(quant, m, forms[f], &err);
+    g_assert_no_error(err);
+    PqTensor *w1 = pq_model_tensor(q, "w1");
+    g_assert_cmpint(pq_tensor_dtype(w1), ==, PQ_DTYPE_PACKED);
+    g_assert_cmpint(pq_tensor_bits(w1), ==, atoi(forms[f][1]));
+    g_assert_cmpint(pq_tensor_dtype(pq_model_tensor(q, "b1")), ==, PQ_DTYPE_F32);
+    /* the SIMD and portable kernels compute the same integers, so the same floats */
+    g_autofree float *ys = forward(q, 5, TRUE, &on), *yp = forward(q, 5, FALSE, &on);
+    g_assert_cmpmem(ys, on * 5 * sizeof(float), yp, on * 5 * sizeof(float));
+    /* and stay close to the float model */
+    double d = max_rel_diff(ys, ref, on * 5);
+    if (d > tol[f]) g_error("form %zu: relative difference %g > %g", f, d, tol[f]);
+    /* stored bytes: packed codes plus scales (and zeros) */
+    g_assert_cmpint(pq_model_nbytes(q), <, pq_model_nbytes(m));
+    g_assert_cmpuint(pq_model_n_records(q), ==, 2);
+    const PqLayerRecord *r = pq_model_record(q, 0);
+    g_assert_false(r->skipped);
+    g_assert_cmpint(r->bytes_after, ==, (gint64)(pq_tensor_nbytes(w1) + pq_tensor_nbytes(pq_tensor_scales(w1)) +
+                                                 (pq_tensor_zeros(w1) ? pq_tensor_nbytes(pq_tensor_zeros(w1)) : 0)));
+    g_assert_cmpfloat(r->sqnr_db, >, 5.0);
+  }
+}
+
+static void test_quant_saved(void) {
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(96, 40, 10, 5);
+  const char *kv[] = {"bits", "6", "scheme", "per_group", "group_size", "8", NULL};
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqModel) q = compress(quant, m, kv, &err);
+  g_autofree char *dir = pq_test_mkdtemp();
+  g_autofree char *pm = g_build_filename(dir, "m.safetensors", NULL), *pq = g_build_filename(dir, "q.safetensors", NULL);
+  g_assert_true(pq_model_save(m, pm, &err));
+  g_assert_true(pq_model_save(q, pq, &err));
+  g_autoptr(PqModel) back = pq_model_load(pq, &err);
+  g_assert_no_error(err);
+  int64_t on;
+  g_autofree float *a = forward(q, 3, TRUE, &on), *b = forward(back, 3, TRUE, &on);
+  g_assert_cmpmem(a, on * 3 * sizeof(float), b, on * 3 * sizeof(float)); /* bit-identical after reload */
+  g_assert_cmpuint(pq_model_n_records(back), ==, pq_model_n_records(q));
+  g_assert_cmpstr(pq_model_record(back, 0)->detail, ==, "6-bit per_group group 8 symmetric");
+  /* on disk: the header, then exactly the bytes the model stores (packed codes, scales, biases) */
+  g_autofree char *bytes = NULL;
+  gsize len;
+  g_assert_true(g_file_get_contents(pq, &bytes, &len, NULL));
+  guint64 hl = 0;
+  for (int i = 7; i >= 0; i--) hl = (hl << 8) | (guint8)bytes[i];
+  g_assert_cmpuint(len - 8 - hl, ==, (guint64)pq_model_nbytes(q));
+  pq_test_rmdir(dir);
+}
+
+static void test_quant_bad(void) {
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(30, 12, 10, 5);
+  g_autoptr(GError) err = NULL;
+  const char *bad_group[] = {"scheme", "per_group", "group_size", "8", NULL};
+  g_assert_null(compress(quant, m, bad_group, &err));
+  g_assert_nonnull(strstr(err->message, "layer 'fc1': group_size 8 does not divide its row length 30"));
+  g_clear_error(&err);
+  /* NaN weights: a clear error naming the layer */
+  g_autoptr(PqModel) nan_m = pq_model_copy(m);
+  int64_t sh[2] = {12, 30};
+  g_autoptr(PqTensor) w = pq_test_random_tensor("w1", 2, sh, 3, 1);
+  ((float *)pq_tensor_mutable_data(w))[7] = NAN;
+  pq_model_set_tensor(nan_m, w);
+  g_assert_null(compress(quant, nan_m, NULL, &err));
+  g_assert_nonnull(strstr(err->message, "layer 'fc1': 'w1': element 7 is NaN"));
+  g_clear_error(&err);
+  /* quantizing twice: the second pass reports skips, never re-quantizes */
+  g_autoptr(PqModel) q = compress(quant, m, NULL, &err);
+  g_autoptr(PqModel) qq = compress(quant, q, NULL, &err);
+  g_assert_no_error(err);
+  const PqLayerRecord *r = pq_model_record(qq, 2);
+  g_assert_true(r->skipped);
+  g_assert_cmpstr(r->detail, ==, "weight 'w1' is already packed (8-bit)");
+  /* layer selection */
+  const char *only_fc2[] = {"include", "fc2", NULL};
+  g_autoptr(PqModel) sel = compress(quant, m, only_fc2, &err);
+  g_assert_cmpint(pq_tensor_dtype(pq_model_tensor(sel, "w1")), ==, PQ_DTYPE_F32);
+  g_assert_cmpint(pq_tensor_dtype(pq_model_tensor(sel, "w2")), ==, PQ_DTYPE_PACKED);
+  const char *big_only[] = {"min_params", "200", NULL};
+  g_autoptr(PqModel) sel2 = compress(quant, m, big_only, &err);
+  g_assert_cmpint(pq_tensor_dtype(pq_model_tensor(sel2, "w1")), ==, PQ_DTYPE_PACKED); /* 360 weights */
+  g_assert_cmpint(pq_tensor_dtype(pq_model_tensor(sel2, "w2")), ==, PQ_DTYPE_F32);   /* 120 weights */
+}
+
+static void test_quantize_matrix(void) {
+  int64_t sh[2] = {16, 256};
+  g_autoptr(PqTensor) w = pq_test_random_tensor("w", 2, sh, 4, 1);
+  float *wd = pq_tensor_mutable_data(w);
+  for (int i = 0; i < 16; i++) wd[i * 256 + 3] = 9.0f; /* an outlier per row: clipping helps the rest */
+  PqPluginError e = {sizeof e, 0, {0}};
+  float back[4096];
+  double err_full, err_clip, sq;
+  g_autoptr(PqTensor) full = pq_quantize_matrix("w", wd, 2, sh, 4, PQ_QUANT_PER_CHANNEL, 0, 1, 0, &e);
+  g_autoptr(PqTensor) clip = pq_quantize_matrix("w", wd, 2, sh, 4, PQ_QUANT_PER_CHANNEL, 0, 1, 40, &e);
+  pq_tensor_to_f32(full, back);
+  pq_error_stats(wd, back, 4096, &err_full, &sq);
+  pq_tensor_to_f32(clip, back);
+  pq_error_stats(wd, back, 4096, &err_clip, &sq);
+  g_assert_cmpfloat(err_clip, <, err_full);
+  /* the AVX-512 path of 8-bit round-to-nearest equals the portable one */
+  g_autoptr(PqTensor) fast = pq_quantize_matrix("w", wd, 2, sh, 8, PQ_QUANT_PER_GROUP, 32, 1, 0, &e);
+  g_setenv("PQ_NO_SIMD", "1", TRUE);
+  g_autoptr(PqTensor) slow = pq_quantize_matrix("w", wd, 2, sh, 8, PQ_QUANT_PER_GROUP, 32, 1, 0, &e);
+  g_unsetenv("PQ_NO_SIMD");
+  g_assert_cmpmem(pq_tensor_data(fast), 4096, pq_tensor_data(slow), 4096);
+  g_assert_cmpmem(pq_tensor_data(pq_tensor_scales(fast)), 128 * 4, pq_tensor_data(pq_tensor_scales(slow)), 128 * 4);
+  /* 8-bit: error below half a step of the largest row range */
+  pq_tensor_to_f32(fast, back);
+  for (int i = 0; i < 4096; i++) g_assert_cmpfloat(fabsf(back[i] - wd[i]), <=, 9.0f / 127 / 2 + 1e-6f);
+}
+
+/* Frobenius error of the best rank-k approximation: sqrt of the discarded squared singular values. */
+static double optimal_error(const float *w, int64_t m, int64_t n, int64_t k) {
+  g_autofree float *s = g_new(float, MIN(m, n));
+  PqPluginError e = {sizeof e, 0, {0}};
+  g_assert_cmpint(pq_singular_values(w, m, n, s, &e), ==, 0);
+  double tail = 0;
+  for (int64_t i = k; i < MIN(m, n); i++) tail += (double)s[i] * s[i];
+  return sqrt(tail);
+}
+
+static void test_svd(void) {
+  const int64_t m = 120, n = 90, k = 12;
+  int64_t sh[2] = {m, n};
+  g_autoptr(PqTensor) t = pq_test_random_tensor("a", 2, sh, 8, 1);
+  float *a = pq_tensor_mutable_data(t);
+  for (int64_t i = 0; i < m; i++) /* a decaying spectrum, like trained weights */
+    for (int64_t j = 0; j < n; j++) a[i * n + j] += 3.0f * sinf(0.05f * (float)(i * j)) / (1 + (float)j * 0.1f);
+  double best = optimal_error(a, m, n, k);
+  for (int randomized = 0; randomized <= 1; randomized++) {
+    g_autofree float *u = g_new(float, m * k), *s = g_new(float, k), *vt = g_new(float, k * n), *r = g_new(float, m * n);
+    PqPluginError e = {sizeof e, 0, {0}};
+    g_assert_cmpint(pq_svd_truncated(a, m, n, k, randomized, 10, 2, 1, u, s, vt, &e), ==, 0);
+    for (int64_t j = 0; j < k; j++)
+      for (int64_t i = 0; i < m; i++) u[i * k + j] *= s[j];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1, u, (int)k, vt, (int)n, 0, r, (int)n);
+    double err = 0;
+    for (int64_t i = 0; i < m * n; i++) err += ((double)a[i] - r[i]) * ((double)a[i] - r[i]);
+    err = sqrt(err);
+    g_test_message("%s: error %.6f, optimal %.6f", randomized ? "randomized" : "exact", err, best);
+    g_assert_cmpfloat(err, <=, best * (randomized ? 1.01 : 1.0001));
+    for (int64_t j = 1; j < k; j++) g_assert_cmpfloat(s[j], <=, s[j - 1]);
+  }
+  PqPluginError e = {sizeof e, 0, {0}};
+  float dummy[1];
+  g_assert_cmpint(pq_svd_truncated(a, m, n, 0, 0, 0, 0, 0, dummy, dummy, dummy, &e), ==, -1);
+  g_assert_nonnull(strstr(e.message, "rank 0 outside 1..90"));
+}
+
+static void test_low_rank(void) {
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(64, 48, 10, 31);
+  g_autoptr(GError) err = NULL;
+  const char *kv[] = {"rank", "9", NULL};
+  g_autoptr(PqModel) lr = compress(low_rank, m, kv, &err);
+  g_assert_no_error(err);
+  g_assert_null(pq_model_tensor(lr, "w1"));
+  PqTensor *v = pq_model_tensor(lr, "w1.lr_v"), *u = pq_model_tensor(lr, "w1.lr_u");
+  g_assert_cmpint(pq_tensor_shape(v)[0], ==, 9);
+  g_assert_cmpint(pq_tensor_shape(v)[1], ==, 64);
+  g_assert_cmpint(pq_tensor_shape(u)[0], ==, 48);
+  g_assert_cmpint(pq_graph_n_nodes(pq_model_const_graph(lr)), ==, 4);
+  /* fc2 (10 x 48) at rank 9 would not shrink: skipped with the reason */
+  const PqLayerRecord *r1 = pq_model_record(lr, 0), *r2 = pq_model_record(lr, 1);
+  g_assert_false(r1->skipped);
+  g_assert_cmpint(r1->params_after, ==, 9 * (48 + 64));
+  g_assert_true(r2->skipped);
+  g_assert_cmpstr(r2->detail, ==, "rank 9 would not shrink 10 x 48 (k(m+n) >= mn)");
+  /* the recorded error is the optimal one (Eckart–Young) */
+  const float *w1 = pq_tensor_data(pq_model_tensor(m, "w1"));
+  double norm = 0;
+  for (int i = 0; i < 48 * 64; i++) norm += (double)w1[i] * w1[i];
+  g_assert_cmpfloat_with_epsilon(r1->rel_error, optimal_error(w1, 48, 64, 9) / sqrt(norm), 1e-4);
+  /* running the factored graph equals x (U V)^T + b: two linears in place of one */
+  int64_t on;
+  g_autofree float *y = forward(lr, 4, TRUE, &on);
+  g_autoptr(PqModel) dense = pq_model_copy(m);
+  int64_t sh[2] = {48, 64};
+  g_autoptr(PqTensor) wd = pq_tensor_new("w1", PQ_DTYPE_F32, 2, sh);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 48, 64, 9, 1, pq_tensor_data(u), 9, pq_tensor_data(v), 64, 0,
+              pq_tensor_mutable_data(wd), 64);
+  pq_model_set_tensor(dense, wd);
+  g_autofree float *yd = forward(dense, 4, TRUE, &on);
+  g_assert_cmpfloat(max_rel_diff(y, yd, 4 * on), <, 1e-5);
+  /* rank larger than the layer: reported, not an error */
+  const char *big[] = {"rank", "100", NULL};
+  g_autoptr(PqModel) lr2 = compress(low_rank, m, big, &err);
+  g_assert_cmpstr(pq_model_record(lr2, 0)->detail, ==, "rank 100 is not below min(48, 64)");
+  /* after quantization: the packed weight is reported and left alone */
+  g_autoptr(PqModel) q = compress(quant, m, NULL, &err);
+  g_autoptr(PqModel) ql = compress(low_rank, q, kv, &err);
+  g_assert_no_error(err);
+  g_assert_cmpstr(pq_model_record(ql, 2)->detail, ==, "weight 'w1' is packed: factor before quantizing");
+  /* data-aware needs calibration */
+  const char *da[] = {"data_aware", "true", NULL};
+  g_assert_null(compress(low_rank, m, da, &err));
+  g_assert_nonnull(strstr(err->message, "needs calibration samples"));
+}
+
+/* A conv2d factors into a k-channel conv2d and a 1x1 conv2d that compute the same as the product. */
+static void test_low_rank_conv(void) {
+  PqModel *m = pq_model_new();
+  int64_t xs[4] = {-1, 3, 8, 8}, ws[4] = {16, 3, 3, 3}, bs[1] = {16};
+  pq_graph_add_input(pq_model_graph(m), "x", 4, xs);
+  PqTensor *w = pq_test_random_tensor("cw", 4, ws, 3, 1), *b = pq_test_random_tensor("cb", 1, bs, 4, 1);
+  pq_model_set_tensor(m, w);
+  pq_model_set_tensor(m, b);
+  pq_tensor_unref(w);
+  pq_tensor_unref(b);
+  const char *in[3] = {"x", "cw", "cb"}, *out[1] = {"y"};
+  PqNode *n = pq_graph_add_node(pq_model_graph(m), "conv2d", "conv", 3, in, 1, out);
+  int64_t st[2] = {2, 2}, pads[4] = {1, 1, 1, 1};
+  pq_node_set_ints(n, "strides", 2, st);
+  pq_node_set_ints(n, "pads", 4, pads);
+  pq_graph_add_output(pq_model_graph(m), "y");
+  g_autoptr(GError) err = NULL;
+  const char *kv[] = {"rank", "5", NULL};
+  g_autoptr(PqModel) lr = compress(low_rank, m, kv, &err);
+  g_assert_no_error(err);
+  /* reference: the conv with W' = U V reshaped back */
+  g_autoptr(PqModel) dense = pq_model_copy(m);
+  int64_t on;
+  PqTensor *u = pq_model_tensor(lr, "cw.lr_u"), *v = pq_model_tensor(lr, "cw.lr_v");
+  g_assert_cmpint(pq_tensor_ndim(v), ==, 4);
+  g_autoptr(PqTensor) wd = pq_tensor_new("cw", PQ_DTYPE_F32, 4, ws);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 16, 27, 5, 1, pq_tensor_data(u), 5, pq_tensor_data(v), 27, 0,
+              pq_tensor_mutable_data(wd), 27);
+  pq_model_set_tensor(dense, wd);
+  g_autofree float *y = forward(lr, 2, TRUE, &on), *yd = forward(dense, 2, TRUE, &on);
+  g_assert_cmpint(on, ==, 16 * 4 * 4);
+  g_assert_cmpfloat(max_rel_diff(y, yd, 2 * on), <, 1e-5);
+  pq_model_unref(m);
+}
+
+static void test_pipeline(void) {
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(64, 48, 10, 31);
+  g_autoptr(PqPipeline) p = pq_pipeline_new(reg);
+  g_autoptr(GError) err = NULL;
+  g_assert_true(pq_pipeline_add_stage(p, low_rank, &err));
+  g_assert_true(pq_pipeline_add_stage(p, quant, &err));
+  g_assert_true(pq_pipeline_parse_option(p, "low_rank.rank=8", &err));
+  g_assert_true(pq_pipeline_parse_option(p, "2.bits=6", &err));
+  g_assert_no_error(err);
+  const char *bad[][2] = {{"rank=8", "must read PLUGIN.KEY=VALUE"},
+                          {"prune.amount=1", "no stage 'prune' in the chain (stages: 1 low_rank, 2 quant)"},
+                          {"quant.bits=1", "quant: option \"bits\" = 1 is out of range [2, 8]"},
+                          {"low_rank.ranq=8", "low_rank: unknown option \"ranq\""},
+                          {"3.bits=4", "no stage '3'"}};
+  for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+    g_autoptr(GError) e = NULL;
+    g_assert_false(pq_pipeline_parse_option(p, bad[i][0], &e));
+    if (!strstr(e->message, bad[i][1])) g_error("'%s' lacks '%s'", e->message, bad[i][1]);
+  }
+  g_autoptr(PqModel) out = pq_pipeline_run(p, m, &err);
+  g_assert_no_error(err);
+  /* stage numbers: low_rank 1 (fc1 factored, fc2 skipped), quant 2 */
+  g_assert_cmpint(pq_model_record(out, 0)->stage, ==, 1);
+  g_assert_cmpint(pq_model_record(out, pq_model_n_records(out) - 1)->stage, ==, 2);
+  g_assert_cmpint(pq_tensor_bits(pq_model_tensor(out, "w1.lr_v")), ==, 6);
+  g_assert_cmpint(pq_tensor_bits(pq_model_tensor(out, "w1.lr_u")), ==, 6);
+  /* a config file: the same chain */
+  g_autofree char *dir = pq_test_mkdtemp();
+  const char *cfg = "{\"stages\": [{\"plugin\": \"low_rank\", \"options\": {\"rank\": 8}}, {\"plugin\": \"quant\", \"options\": {\"bits\": 6}}]}";
+  g_autofree char *path = pq_test_write(dir, "chain.json", cfg, strlen(cfg));
+  g_autoptr(PqPipeline) p2 = pq_pipeline_new(reg);
+  g_assert_true(pq_pipeline_load_config(p2, path, &err));
+  g_autoptr(PqModel) out2 = pq_pipeline_run(p2, m, &err);
+  g_assert_no_error(err);
+  g_assert_cmpmem(pq_tensor_data(pq_model_tensor(out2, "w1.lr_v")), pq_tensor_nbytes(pq_model_tensor(out2, "w1.lr_v")),
+                  pq_tensor_data(pq_model_tensor(out, "w1.lr_v")), pq_tensor_nbytes(pq_model_tensor(out, "w1.lr_v")));
+  const char *bad_cfgs[][2] = {
+      {"{\"stages\": [{\"plugin\": \"nope\"}]}", "stages[0]: no compressor plugin named 'nope'"},
+      {"{\"stages\": [{\"plugin\": \"quant\", \"options\": {\"bits\": 12}}]}", "stages[0]: quant: option \"bits\" = 12 is out of range"},
+      {"{\"stages\": [{\"plugin\": \"quant\", \"options\": {\"bits\": [8]}}]}", "stages[0].options.bits must be"},
+      {"{\"stage\": []}", "needs a \"stages\" array"},
+      {"{\"stages\": [{\"plugin\": \"cpu\"}]}", "no compressor plugin named 'cpu'"},
+  };
+  for (size_t i = 0; i < G_N_ELEMENTS(bad_cfgs); i++) {
+    g_autofree char *bp = pq_test_write(dir, "bad.json", bad_cfgs[i][0], strlen(bad_cfgs[i][0]));
+    g_autoptr(PqPipeline) pb = pq_pipeline_new(reg);
+    g_autoptr(GError) e = NULL;
+    g_assert_false(pq_pipeline_load_config(pb, bp, &e));
+    g_assert_nonnull(strstr(e->message, bp));
+    if (!strstr(e->message, bad_cfgs[i][1])) g_error("'%s' lacks '%s'", e->message, bad_cfgs[i][1]);
+  }
+  /* an empty chain and an empty model are errors */
+  g_autoptr(PqPipeline) empty = pq_pipeline_new(reg);
+  g_assert_null(pq_pipeline_run(empty, m, &err));
+  g_assert_nonnull(strstr(err->message, "no compressor stage"));
+  g_clear_error(&err);
+  g_autoptr(PqModel) nothing = pq_model_new();
+  g_assert_null(pq_pipeline_run(p, nothing, &err));
+  g_assert_nonnull(strstr(err->message, "graph is empty"));
+  pq_test_rmdir(dir);
+}
+
+/* Data-aware factoring preserves the layer's outputs on the calibration data better than plain SVD. */
+static void test_data_aware(void) {
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqDataset) train = pq_dataset_open("fashion-mnist", "train", &err);
+  if (!train) {
+    g_test_skip("the dataset-fashion-mnist package is not installed (run .ci/setup)");
+    return;
+  }
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(784, 64, 10, 77);
+  double out_err[2];
+  for (int aware = 0; aware <= 1; aware++) {
+    g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(low_rank), "low_rank", &err);
+    pq_options_add_layer_selection(o, &err);
+    pq_options_set(o, "rank", "8", &err);
+    pq_options_set(o, "data_aware", aware ? "true" : "false", &err);
+    g_autoptr(PqModel) lr = pq_compressor_run_full(low_rank, m, o, train, 256, cpu, &err);
+    g_assert_no_error(err);
+    if (aware) g_assert_nonnull(strstr(pq_model_record(lr, 0)->detail, "activation-whitened (256 samples)"));
+    /* error of fc1's output on the first 256 training images */
+    g_autoptr(PqModel) a = pq_model_copy(m), b = pq_model_copy(lr);
+    pq_graph_add_output(pq_model_graph(a), "h");
+    pq_graph_add_output(pq_model_graph(b), "h");
+    g_autoptr(PqBackend) ba = pq_backend_prepare(cpu, a, 1, 256, NULL, &err), bb = pq_backend_prepare(cpu, b, 1, 256, NULL, &err);
+    g_assert_no_error(err);
+    g_autofree float *x = g_new(float, 256 * 784), *ya = g_new(float, 256 * 10), *yb = g_new(float, 256 * 10),
+                     *ha = g_new(float, 256 * 64), *hb = g_new(float, 256 * 64);
+    pq_dataset_get_batch(train, 0, 256, x, NULL);
+    PqTensorView in = {sizeof in, PQ_DTYPE_F32, 2, 0, {256, 784}, x};
+    PqTensorView oa[2] = {{sizeof(PqTensorView), PQ_DTYPE_F32, 2, 0, {256, 10}, ya}, {sizeof(PqTensorView), PQ_DTYPE_F32, 2, 0, {256, 64}, ha}};
+    PqTensorView ob[2] = {{sizeof(PqTensorView), PQ_DTYPE_F32, 2, 0, {256, 10}, yb}, {sizeof(PqTensorView), PQ_DTYPE_F32, 2, 0, {256, 64}, hb}};
+    g_assert_true(pq_backend_run(ba, &in, 1, oa, 2, &err));
+    g_assert_true(pq_backend_run(bb, &in, 1, ob, 2, &err));
+    pq_error_stats(ha, hb, 256 * 64, &out_err[aware], NULL);
+  }
+  g_test_message("fc1 output error: plain %.4f, activation-whitened %.4f", out_err[0], out_err[1]);
+  g_assert_cmpfloat(out_err[1], <, out_err[0]);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  reg = pq_registry_new();
+  cpu = pq_test_cpu_backend(reg);
+  g_autoptr(GError) err = NULL;
+  quant = pq_registry_load(reg, QUANT_PLUGIN, &err);
+  low_rank = pq_registry_load(reg, LOW_RANK_PLUGIN, &err);
+  g_assert_no_error(err);
+  g_test_add_func("/compress/quant-forms", test_quant_forms);
+  g_test_add_func("/compress/quant-saved", test_quant_saved);
+  g_test_add_func("/compress/quant-bad-input", test_quant_bad);
+  g_test_add_func("/compress/quantize-matrix", test_quantize_matrix);
+  g_test_add_func("/compress/svd", test_svd);
+  g_test_add_func("/compress/low-rank", test_low_rank);
+  g_test_add_func("/compress/low-rank-conv", test_low_rank_conv);
+  g_test_add_func("/compress/pipeline", test_pipeline);
+  g_test_add_func("/compress/data-aware", test_data_aware);
+  int rc = g_test_run();
+  pq_registry_free(reg);
+  return rc;
+}
