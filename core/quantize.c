@@ -34,8 +34,9 @@ static GroupParams params_for(float lo, float hi, int bits, int symmetric) {
   return p;
 }
 
+/* Codes round v * (1 / scale) to nearest (even on ties), in every path alike. */
 static inline uint8_t code_of(float v, GroupParams p, int bits) {
-  float q = nearbyintf(v / p.scale) + (float)p.zero;
+  float q = nearbyintf(v * (1.0f / p.scale)) + (float)p.zero;
   float top = (float)((1 << bits) - 1);
   return (uint8_t)(q < 0 ? 0 : q > top ? top : q);
 }
@@ -73,26 +74,38 @@ static GroupParams choose(const float *v, int64_t n, int bits, int symmetric, in
 #ifdef PQ_HAVE_X86
 /* 8-bit symmetric round-to-nearest of one row, one scale per group: the hot path of quantizing large
  * matrices. Same arithmetic as the portable path (scale = amax / 127, nearest-even rounding). */
-__attribute__((target("avx512f,avx512bw"))) static void row_q8_sym_avx512(const float *v, int64_t n, int64_t group,
-                                                                           uint8_t *codes, float *scales) {
+/* Returns 0, or -1 (nothing usable written) when the row holds NaN or infinite values. */
+__attribute__((target("avx512f,avx512bw"))) static int row_q8_sym_avx512(const float *v, int64_t n, int64_t group,
+                                                                          uint8_t *codes, float *scales) {
+  const __m512 inf = _mm512_set1_ps(INFINITY);
   for (int64_t g0 = 0; g0 < n; g0 += group) {
     const float *gv = v + g0;
     __m512 amax = _mm512_setzero_ps();
+    __mmask16 bad = 0;
     int64_t i = 0;
-    for (; i + 16 <= group; i += 16) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_loadu_ps(gv + i)));
+    for (; i + 16 <= group; i += 16) {
+      __m512 a = _mm512_abs_ps(_mm512_loadu_ps(gv + i));
+      bad |= _mm512_cmp_ps_mask(a, inf, _CMP_NLT_UQ); /* infinite, or NaN (unordered) */
+      amax = _mm512_max_ps(amax, a);
+    }
     float m = _mm512_reduce_max_ps(amax);
-    for (; i < group; i++) m = fmaxf(m, fabsf(gv[i]));
+    for (; i < group; i++) {
+      if (!isfinite(gv[i])) bad = 1;
+      m = fmaxf(m, fabsf(gv[i]));
+    }
+    if (bad) return -1;
     GroupParams p = params_for(-m, m, 8, 1);
     *scales++ = p.scale;
-    __m512 inv = _mm512_set1_ps(p.scale);
+    __m512 inv = _mm512_set1_ps(1.0f / p.scale);
     __m512i off = _mm512_set1_epi32(128), lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
     for (i = 0; i + 16 <= group; i += 16) {
-      __m512i q = _mm512_cvtps_epi32(_mm512_div_ps(_mm512_loadu_ps(gv + i), inv));
+      __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(gv + i), inv));
       q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(q, off), lo), hi);
       _mm_storeu_si128((__m128i *)(codes + g0 + i), _mm512_cvtepi32_epi8(q));
     }
     for (; i < group; i++) codes[g0 + i] = code_of(gv[i], p, 8);
   }
+  return 0;
 }
 #endif
 
@@ -109,11 +122,12 @@ PqTensor *pq_quantize_matrix(const char *name, const float *w, int ndim, const i
                         (long long)group_size, (long long)cols);
     return NULL;
   }
-  for (int64_t i = 0; i < rows * cols; i++)
-    if (!isfinite(w[i])) {
-      pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': element %lld is %s", name, (long long)i, isnan(w[i]) ? "NaN" : "infinite");
-      return NULL;
-    }
+  if (scheme == PQ_QUANT_PER_TENSOR) /* its one scale needs every value: check them all first */
+    for (int64_t i = 0; i < rows * cols; i++)
+      if (!isfinite(w[i])) {
+        pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': element %lld is %s", name, (long long)i, isnan(w[i]) ? "NaN" : "infinite");
+        return NULL;
+      }
   int64_t group = scheme == PQ_QUANT_PER_GROUP ? group_size : scheme == PQ_QUANT_PER_CHANNEL ? cols : rows * cols;
   int64_t n_scales = pq_quant_n_scales(scheme, rows, cols, group_size);
   int64_t ss[1] = {n_scales};
@@ -139,22 +153,29 @@ PqTensor *pq_quantize_matrix(const char *name, const float *w, int ndim, const i
 #endif
   for (int64_t r = 0; r < rows; r++) {
     const float *row = w + r * cols;
-    if (fast) {
+    /* non-finite values: the fast path finds them on its way, the portable one looks first (row by row,
+       so the row is still in cache for the pass below) */
+    int bad = 0;
 #ifdef PQ_HAVE_X86
-      row_q8_sym_avx512(row, cols, group, codes, sc + r * row_groups);
+    if (fast) bad = row_q8_sym_avx512(row, cols, group, packed + r * rb, sc + r * row_groups) != 0; /* 8-bit codes are their own packing */
 #endif
-    } else {
-      for (int64_t g = 0; g < row_groups; g++) {
-        int64_t len = scheme == PQ_QUANT_PER_TENSOR ? cols : group;
-        const float *gv = row + g * len;
-        GroupParams p = whole;
-        if (scheme != PQ_QUANT_PER_TENSOR) {
-          p = choose(gv, len, bits, symmetric, clip_steps);
-          sc[r * row_groups + g] = p.scale;
-          if (zp) zp[r * row_groups + g] = p.zero;
-        }
-        for (int64_t i = 0; i < len; i++) codes[g * len + i] = code_of(gv[i], p, bits);
+    for (int64_t i = 0; i < cols && scheme != PQ_QUANT_PER_TENSOR && (bad || !fast); i++)
+      if (!isfinite(row[i])) {
+        pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': element %lld is %s", name, (long long)(r * cols + i),
+                            isnan(row[i]) ? "NaN" : "infinite");
+        return NULL;
       }
+    if (fast) continue;
+    for (int64_t g = 0; g < row_groups; g++) {
+      int64_t len = scheme == PQ_QUANT_PER_TENSOR ? cols : group;
+      const float *gv = row + g * len;
+      GroupParams p = whole;
+      if (scheme != PQ_QUANT_PER_TENSOR) {
+        p = choose(gv, len, bits, symmetric, clip_steps);
+        sc[r * row_groups + g] = p.scale;
+        if (zp) zp[r * row_groups + g] = p.zero;
+      }
+      for (int64_t i = 0; i < len; i++) codes[g * len + i] = code_of(gv[i], p, bits);
     }
     pq_pack_codes(codes, cols, bits, packed + r * rb);
   }

@@ -51,6 +51,8 @@ typedef struct {
   int8_t *q_x;            /* the activation row as int8 */
   int32_t *q_xsum;        /* its sum per chunk */
   uint8_t *q_unpacked;    /* one unpacked row of codes (bits other than 8) */
+  int8_t *q_xe, *q_xo;    /* the int8 row's even and odd elements (4-bit kernels) */
+  float *q_xsumf;         /* q_xsum as floats */
 } Step;
 
 typedef struct {
@@ -92,6 +94,9 @@ static void cpu_release(void *handle) {
     free(c->steps[i].q_x);
     free(c->steps[i].q_xsum);
     free(c->steps[i].q_unpacked);
+    free(c->steps[i].q_xe);
+    free(c->steps[i].q_xo);
+    free(c->steps[i].q_xsumf);
   }
   free(c->owned_weights);
   free(c->values);
@@ -193,7 +198,10 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, PqPlug
   st->q_x = malloc((size_t)st->k + 64);
   st->q_xsum = malloc(sizeof(int32_t) * (size_t)st->q_chunks);
   st->q_unpacked = malloc((size_t)st->k + 64);
-  if (!st->q_x || !st->q_xsum || !st->q_unpacked) {
+  st->q_xe = malloc((size_t)st->k / 2 + 64);
+  st->q_xo = malloc((size_t)st->k / 2 + 64);
+  st->q_xsumf = malloc(sizeof(float) * (size_t)st->q_chunks);
+  if (!st->q_x || !st->q_xsum || !st->q_unpacked || !st->q_xe || !st->q_xo || !st->q_xsumf) {
     pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
     return PQ_ERR_NOMEM;
   }

@@ -62,25 +62,6 @@ PQ_VNNI static float quantize_row_s8_avx512(const float *x, int64_t n, int8_t *q
   return amax / 127.0f;
 }
 
-PQ_VNNI static int32_t dot_u8s8_vnni(const uint8_t *a, const int8_t *b, int64_t n) {
-  __m512i s0 = _mm512_setzero_si512(), s1 = _mm512_setzero_si512();
-  int64_t i = 0;
-  for (; i + 128 <= n; i += 128) {
-    s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(a + i), _mm512_loadu_si512(b + i));
-    s1 = _mm512_dpbusd_epi32(s1, _mm512_loadu_si512(a + i + 64), _mm512_loadu_si512(b + i + 64));
-  }
-  for (; i + 64 <= n; i += 64) s0 = _mm512_dpbusd_epi32(s0, _mm512_loadu_si512(a + i), _mm512_loadu_si512(b + i));
-  if (i + 32 <= n) {
-    __m256i t = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)(a + i)),
-                                    _mm256_loadu_si256((const __m256i *)(b + i)));
-    s1 = _mm512_add_epi32(s1, _mm512_zextsi256_si512(t));
-    i += 32;
-  }
-  int32_t s = _mm512_reduce_add_epi32(_mm512_add_epi32(s0, s1));
-  for (; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
-  return s;
-}
-
 /* 4-bit codes, two a byte (low nibble first), 64 at a time: widen each byte to 16 bits, put the high
  * nibble in the high byte, and the 64 bytes read in code order. */
 PQ_VNNI static void unpack4_avx512(const uint8_t *packed, int64_t n, uint8_t *codes) {
@@ -94,7 +75,124 @@ PQ_VNNI static void unpack4_avx512(const uint8_t *packed, int64_t n, uint8_t *co
   for (; i < n; i++) codes[i] = (uint8_t)((packed[i / 2] >> ((i & 1) * 4)) & 15);
 }
 
-/* 8-bit rows, chunk sums straight from the packed bytes */
+/* One output of a packed linear layer: per chunk, int32 lane sums (never reduced), scaled into a float
+ * vector accumulator; a single horizontal sum per row. 4-bit rows are split into low and high nibbles
+ * in registers and meet activations de-interleaved once per input row (xe: even, xo: odd indices). */
+/* The common case: every chunk a whole number of 64-byte blocks; two chunks a step, two accumulators. */
+PQ_VNNI static inline __m512i chunk_sum(const uint8_t *p, const int8_t *xe, const int8_t *xo, const int8_t *xq, int64_t bytes,
+                                        int nib) {
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  __m512i li = _mm512_setzero_si512();
+  if (nib)
+    for (int64_t j = 0; j < bytes; j += 64) {
+      __m512i v = _mm512_loadu_si512(p + j);
+      li = _mm512_dpbusd_epi32(li, _mm512_and_si512(v, m4), _mm512_loadu_si512(xe + j));
+      li = _mm512_dpbusd_epi32(li, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), _mm512_loadu_si512(xo + j));
+    }
+  else
+    for (int64_t j = 0; j < bytes; j += 64) li = _mm512_dpbusd_epi32(li, _mm512_loadu_si512(p + j), _mm512_loadu_si512(xq + j));
+  return li;
+}
+
+PQ_VNNI static float row_dot_blocks(const uint8_t *codes, int nib, const int8_t *xq, const int8_t *xe, const int8_t *xo,
+                                    const float *scales, int64_t sstep, int64_t nch, int64_t chunk_bytes) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+  const int64_t xstep = chunk_bytes; /* activation bytes per chunk: xe/xo for nibbles, xq for bytes */
+  int64_t ch = 0;
+  for (; ch + 2 <= nch; ch += 2) {
+    __m512i l0 = chunk_sum(codes + ch * chunk_bytes, xe + ch * xstep, xo + ch * xstep, xq + ch * xstep, chunk_bytes, nib);
+    __m512i l1 = chunk_sum(codes + (ch + 1) * chunk_bytes, xe + (ch + 1) * xstep, xo + (ch + 1) * xstep, xq + (ch + 1) * xstep,
+                           chunk_bytes, nib);
+    a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(l0), _mm512_set1_ps(scales[ch * sstep]), a0);
+    a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(l1), _mm512_set1_ps(scales[(ch + 1) * sstep]), a1);
+  }
+  if (ch < nch) {
+    __m512i l0 = chunk_sum(codes + ch * chunk_bytes, xe + ch * xstep, xo + ch * xstep, xq + ch * xstep, chunk_bytes, nib);
+    a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(l0), _mm512_set1_ps(scales[ch * sstep]), a0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+PQ_VNNI static float row_dot_vnni(const Step *st, const uint8_t *codes, int nib, const int8_t *xq, const int8_t *xe,
+                                  const int8_t *xo, const float *xsumf, int64_t o) {
+  const int64_t k = st->k, L = st->q_chunk, nch = st->q_chunks;
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  const __m256i m4y = _mm256_set1_epi8(0x0f);
+  const int64_t s0 = st->q_per == 2 ? o * st->q_groups_per_row : st->q_per == 1 ? o : 0;
+  const int64_t sstep = st->q_per == 2 ? 1 : 0; /* scale index step from chunk to chunk */
+  __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+  float tails = 0.0f, main = 0.0f;
+  const int64_t chunk_bytes = nib ? L / 2 : L;
+  const int blocks = k % L == 0 && chunk_bytes % 64 == 0;
+  if (blocks) main = row_dot_blocks(codes, nib, xq, xe, xo, st->q_scales + s0, sstep, nch, chunk_bytes);
+  for (int64_t ch = 0; ch < (blocks ? 0 : nch); ch++) {
+    const int64_t len = ch == nch - 1 ? k - ch * L : L;
+    const float sc = st->q_scales[s0 + ch * sstep];
+    __m512i li = _mm512_setzero_si512();
+    int32_t tail = 0;
+    if (nib) {
+      const uint8_t *p = codes + ch * L / 2;
+      const int8_t *e = xe + ch * L / 2, *od = xo + ch * L / 2;
+      const int64_t pairs = len / 2;
+      int64_t j = 0;
+      for (; j + 64 <= pairs; j += 64) {
+        __m512i v = _mm512_loadu_si512(p + j);
+        li = _mm512_dpbusd_epi32(li, _mm512_and_si512(v, m4), _mm512_loadu_si512(e + j));
+        li = _mm512_dpbusd_epi32(li, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), _mm512_loadu_si512(od + j));
+      }
+      if (j + 32 <= pairs) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(p + j));
+        __m256i t = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_and_si256(v, m4y), _mm256_loadu_si256((const __m256i *)(e + j)));
+        t = _mm256_dpbusd_epi32(t, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4y), _mm256_loadu_si256((const __m256i *)(od + j)));
+        li = _mm512_add_epi32(li, _mm512_zextsi256_si512(t));
+        j += 32;
+      }
+      for (; j < pairs; j++) tail += (p[j] & 15) * e[j] + (p[j] >> 4) * od[j];
+      if (len & 1) tail += (p[j] & 15) * xq[ch * L + len - 1];
+    } else {
+      const uint8_t *a = codes + ch * L;
+      const int8_t *b = xq + ch * L;
+      int64_t i = 0;
+      for (; i + 64 <= len; i += 64) li = _mm512_dpbusd_epi32(li, _mm512_loadu_si512(a + i), _mm512_loadu_si512(b + i));
+      if (i + 32 <= len) {
+        __m256i t = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)(a + i)),
+                                        _mm256_loadu_si256((const __m256i *)(b + i)));
+        li = _mm512_add_epi32(li, _mm512_zextsi256_si512(t));
+        i += 32;
+      }
+      for (; i < len; i++) tail += (int32_t)a[i] * (int32_t)b[i];
+    }
+    acc[ch & 1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(li), _mm512_set1_ps(sc), acc[ch & 1]);
+    if (tail) tails += sc * (float)tail;
+  }
+  /* zero points: sum over chunks of scale * zero * (sum of the int8 activations in the chunk) */
+  float zc;
+  if (sstep == 0) {
+    float xs = 0.0f;
+    for (int64_t ch = 0; ch < nch; ch++) xs += xsumf[ch];
+    zc = st->q_scales[s0] * (st->q_zeros ? (float)st->q_zeros[s0] : (float)(1 << (st->q_bits - 1))) * xs;
+  } else {
+    const float *sc = st->q_scales + s0;
+    __m512 zacc = _mm512_setzero_ps();
+    int64_t ch = 0;
+    if (st->q_zeros) {
+      const uint8_t *zp = st->q_zeros + s0;
+      for (; ch + 16 <= nch; ch += 16) {
+        __m512 z = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(zp + ch))));
+        zacc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_loadu_ps(sc + ch), z), _mm512_loadu_ps(xsumf + ch), zacc);
+      }
+      zc = _mm512_reduce_add_ps(zacc);
+      for (; ch < nch; ch++) zc += sc[ch] * (float)zp[ch] * xsumf[ch];
+    } else {
+      for (; ch + 16 <= nch; ch += 16) zacc = _mm512_fmadd_ps(_mm512_loadu_ps(sc + ch), _mm512_loadu_ps(xsumf + ch), zacc);
+      zc = _mm512_reduce_add_ps(zacc);
+      for (; ch < nch; ch++) zc += sc[ch] * xsumf[ch];
+      zc *= (float)(1 << (st->q_bits - 1));
+    }
+  }
+  return (blocks ? main : _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]))) + tails - zc;
+}
+
 #endif
 
 static void unpack_row(const uint8_t *packed, int64_t n, int bits, uint8_t *codes, int simd) {
@@ -108,46 +206,65 @@ static void unpack_row(const uint8_t *packed, int64_t n, int bits, uint8_t *code
   pq_unpack_codes(packed, n, bits, codes);
 }
 
+static float row_dot_c(const Step *st, const uint8_t *codes, const int8_t *xq, const int32_t *xsum, int64_t o) {
+  const int64_t k = st->k, L = st->q_chunk, nch = st->q_chunks;
+  const int zdef = 1 << (st->q_bits - 1);
+  float acc = 0.0f;
+  for (int64_t ch = 0; ch < nch; ch++) {
+    int64_t len = ch == nch - 1 ? k - ch * L : L;
+    int64_t si = st->q_per == 2 ? o * st->q_groups_per_row + ch : st->q_per == 1 ? o : 0;
+    int32_t z = st->q_zeros ? st->q_zeros[si] : zdef;
+    acc += st->q_scales[si] * (float)(dot_u8s8_c(codes + ch * L, xq + ch * L, len) - z * xsum[ch]);
+  }
+  return acc;
+}
+
 static void run_packed_linear(const Step *st, const float *x, const float *b, float *y, int64_t batch, int simd) {
   const int64_t rows = batch * st->m_rows, n = st->n, k = st->k, L = st->q_chunk, nch = st->q_chunks;
-  const int zdef = 1 << (st->q_bits - 1);
   int8_t *xq = st->q_x;
   int32_t *xsum = st->q_xsum;
   for (int64_t r = 0; r < rows; r++) {
     const float *xr = x + r * k;
     float *yr = y + r * n;
-    float sx;
 #ifdef PQ_X86
-    sx = simd ? quantize_row_s8_avx512(xr, k, xq) : quantize_row_s8(xr, k, xq);
+    const float sx = simd ? quantize_row_s8_avx512(xr, k, xq) : quantize_row_s8(xr, k, xq);
 #else
-    sx = quantize_row_s8(xr, k, xq);
+    const float sx = quantize_row_s8(xr, k, xq);
 #endif
     for (int64_t ch = 0; ch < nch; ch++) {
       int64_t len = ch == nch - 1 ? k - ch * L : L;
       int32_t s = 0;
       for (int64_t i = 0; i < len; i++) s += xq[ch * L + i];
       xsum[ch] = s;
+      st->q_xsumf[ch] = (float)s; /* exact: |s| <= 127 * 8192 */
     }
+#ifdef PQ_X86
+    if (simd) {
+      const int nib = st->q_bits == 4 && L % 2 == 0; /* else one byte a code: rows below 8 bits are unpacked first */
+      if (nib)
+        for (int64_t j = 0; j < k / 2; j++) {
+          st->q_xe[j] = xq[2 * j];
+          st->q_xo[j] = xq[2 * j + 1];
+        }
+      for (int64_t o = 0; o < n; o++) {
+        const uint8_t *codes = st->q_codes + o * st->q_row_bytes;
+        if (st->q_bits != 8 && !nib) {
+          unpack_row(codes, k, st->q_bits, st->q_unpacked, 1);
+          codes = st->q_unpacked;
+        }
+        float v = row_dot_vnni(st, codes, nib, xq, st->q_xe, st->q_xo, st->q_xsumf, o) * sx + (b ? b[o] : 0.0f);
+        yr[o] = st->fuse_relu && v < 0.0f ? 0.0f : v;
+      }
+      continue;
+    }
+#endif
     for (int64_t o = 0; o < n; o++) {
       const uint8_t *codes = st->q_codes + o * st->q_row_bytes;
       if (st->q_bits != 8) {
-        unpack_row(codes, k, st->q_bits, st->q_unpacked, simd);
+        unpack_row(codes, k, st->q_bits, st->q_unpacked, 0);
         codes = st->q_unpacked;
       }
-      float acc = 0.0f;
-      for (int64_t ch = 0; ch < nch; ch++) {
-        int64_t len = ch == nch - 1 ? k - ch * L : L;
-        int64_t si = st->q_per == 2 ? o * st->q_groups_per_row + ch : st->q_per == 1 ? o : 0;
-        int32_t z = st->q_zeros ? st->q_zeros[si] : zdef;
-        int32_t d;
-#ifdef PQ_X86
-        d = simd ? dot_u8s8_vnni(codes + ch * L, xq + ch * L, len) : dot_u8s8_c(codes + ch * L, xq + ch * L, len);
-#else
-        d = dot_u8s8_c(codes + ch * L, xq + ch * L, len);
-#endif
-        acc += st->q_scales[si] * (float)(d - z * xsum[ch]);
-      }
-      float v = acc * sx + (b ? b[o] : 0.0f);
+      float v = row_dot_c(st, codes, xq, xsum, o) * sx + (b ? b[o] : 0.0f);
       yr[o] = st->fuse_relu && v < 0.0f ? 0.0f : v;
     }
   }

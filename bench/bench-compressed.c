@@ -1,0 +1,182 @@
+/* bench-compressed.c — compressed forms against dense float32 OpenBLAS on the same 4096×4096 shape, one
+ * thread, measured in the same run: int8 and 4-bit linear at batch 1 against sgemv, low-rank rank 64
+ * against dense, quantizing to int8 (GB/s of float input), randomized SVD against full sgesdd.
+ * Usage: bench-compressed [--size N] [--skip-svd] */
+#include <pquant/pquant.h>
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "bench-util.h"
+
+typedef struct {
+  PqBackend *b;
+  const float *x;
+  float *y;
+} RunCtx;
+static void run_backend(void *p) {
+  RunCtx *c = p;
+  pq_backend_run_f32(c->b, c->x, 1, c->y, NULL);
+}
+
+typedef struct {
+  const float *w, *x;
+  float *y;
+  int n;
+} GemvCtx;
+static void run_sgemv(void *p) {
+  GemvCtx *c = p;
+  cblas_sgemv(CblasRowMajor, CblasNoTrans, c->n, c->n, 1.0f, c->w, c->n, c->x, 1, 0.0f, c->y, 1);
+}
+
+static PqModel *one_linear(PqTensor *w, int64_t n) {
+  PqModel *m = pq_model_new();
+  int64_t is[2] = {-1, n};
+  pq_graph_add_input(pq_model_graph(m), "x", 2, is);
+  pq_model_set_tensor(m, w);
+  const char *in[2] = {"x", pq_tensor_name(w)}, *out[1] = {"y"};
+  pq_graph_add_node(pq_model_graph(m), "linear", "fc", 2, in, 1, out);
+  pq_graph_add_output(pq_model_graph(m), "y");
+  return m;
+}
+
+static int report(const char *what, double t_ours, double t_base, double target, const char *unit) {
+  double ratio = t_base / t_ours;
+  printf("%-34s %11.3f %11.3f %8.2fx %7.1fx %s\n", what, t_ours * 1e3, t_base * 1e3, ratio, target, ratio >= target ? "ok" : "BELOW TARGET");
+  (void)unit;
+  return ratio >= target ? 0 : 1;
+}
+
+int main(int argc, char **argv) {
+  int64_t n = 4096;
+  gboolean skip_svd = FALSE;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--size") && i + 1 < argc) n = atoll(argv[++i]);
+    else if (!strcmp(argv[i], "--skip-svd")) skip_svd = TRUE;
+    else {
+      fprintf(stderr, "usage: %s [--size N] [--skip-svd]\n", argv[0]);
+      return 2;
+    }
+  }
+  openblas_set_num_threads(1);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqRegistry) reg = pq_registry_new();
+  pq_registry_scan_default(reg);
+  PqPlugin *cpu = pq_registry_find(reg, "cpu", PQ_KIND_BACKEND, &err);
+  if (!cpu) {
+    fprintf(stderr, "bench-compressed: %s\n", err->message);
+    return 1;
+  }
+  int64_t shape[2] = {n, n};
+  g_autoptr(PqTensor) w = pq_tensor_new("w", PQ_DTYPE_F32, 2, shape);
+  float *wd = pq_tensor_mutable_data(w);
+  GRand *r = g_rand_new_with_seed(3);
+  for (int64_t i = 0; i < n * n; i++) wd[i] = (float)g_rand_double_range(r, -1, 1);
+  g_autofree float *x = g_new(float, n), *y = g_new(float, n), *y2 = g_new(float, n);
+  for (int64_t i = 0; i < n; i++) x[i] = (float)g_rand_double_range(r, -1, 1);
+  g_rand_free(r);
+  GemvCtx dense = {wd, x, y2, (int)n};
+  int failed = 0;
+  printf("bench-compressed: %lldx%lld, 1 thread; times in ms (medians of alternating rounds)\n", (long long)n, (long long)n);
+  printf("%-34s %11s %11s %9s %8s\n", "", "pquant", "baseline", "speedup", "target");
+
+  /* quantizing: GB/s of float input, against the time a plain copy of the same bytes takes */
+  PqPluginError perr = {sizeof perr, 0, {0}};
+  double tq = 1e9;
+  for (int rep = 0; rep < 5; rep++) {
+    double t0 = bench_now();
+    PqTensor *q8 = pq_quantize_matrix("w", wd, 2, shape, 8, PQ_QUANT_PER_CHANNEL, 0, 1, 0, &perr);
+    double t1 = bench_now();
+    pq_tensor_unref(q8);
+    tq = fmin(tq, t1 - t0);
+  }
+  double gbs = (double)(n * n * 4) / tq / 1e9;
+  printf("%-34s %11.3f %11s %7.1f GB/s %5.1f GB/s %s\n", "quantize to int8 (per channel)", tq * 1e3, "-", gbs, 8.0, gbs >= 8.0 ? "ok" : "BELOW TARGET");
+  failed |= gbs < 8.0;
+
+  struct {
+    const char *name;
+    int bits;
+    double target;
+  } forms[2] = {{"int8 linear, batch 1 vs sgemv", 8, 5.0}, {"4-bit linear, batch 1 vs sgemv", 4, 8.0}};
+  for (int f = 0; f < 2; f++) {
+    PqTensor *q = pq_quantize_matrix("w", wd, 2, shape, forms[f].bits, forms[f].bits == 8 ? PQ_QUANT_PER_CHANNEL : PQ_QUANT_PER_GROUP, 128, 1,
+                                     0, &perr);
+    g_autoptr(PqModel) m = one_linear(q, n);
+    pq_tensor_unref(q);
+    g_autoptr(PqBackend) b = pq_backend_prepare(cpu, m, 1, 1, NULL, &err);
+    if (!b) {
+      fprintf(stderr, "bench-compressed: %s\n", err->message);
+      return 1;
+    }
+    RunCtx ours = {b, x, y};
+    double to, tb;
+    bench_pair(run_backend, &ours, run_sgemv, &dense, 21, 0.05, &to, &tb);
+    failed |= report(forms[f].name, to, tb, forms[f].target, "");
+  }
+
+  /* low-rank rank 64 as two linears */
+  {
+    int64_t k = 64, vs[2] = {k, n}, us[2] = {n, k};
+    g_autoptr(PqModel) m = pq_model_new();
+    int64_t is[2] = {-1, n};
+    pq_graph_add_input(pq_model_graph(m), "x", 2, is);
+    PqTensor *v = pq_tensor_new("v", PQ_DTYPE_F32, 2, vs), *u = pq_tensor_new("u", PQ_DTYPE_F32, 2, us);
+    memcpy(pq_tensor_mutable_data(v), wd, sizeof(float) * (size_t)(k * n));
+    memcpy(pq_tensor_mutable_data(u), wd + k * n, sizeof(float) * (size_t)(k * n));
+    pq_model_set_tensor(m, v);
+    pq_model_set_tensor(m, u);
+    pq_tensor_unref(v);
+    pq_tensor_unref(u);
+    const char *i1[2] = {"x", "v"}, *o1[1] = {"t"}, *i2[2] = {"t", "u"}, *o2[1] = {"y"};
+    pq_graph_add_node(pq_model_graph(m), "linear", "fc.lr_v", 2, i1, 1, o1);
+    pq_graph_add_node(pq_model_graph(m), "linear", "fc", 2, i2, 1, o2);
+    pq_graph_add_output(pq_model_graph(m), "y");
+    g_autoptr(PqBackend) b = pq_backend_prepare(cpu, m, 1, 1, NULL, &err);
+    RunCtx ours = {b, x, y};
+    double to, tb;
+    bench_pair(run_backend, &ours, run_sgemv, &dense, 21, 0.05, &to, &tb);
+    failed |= report("low-rank 64, batch 1 vs dense", to, tb, 10.0, "");
+  }
+
+  if (!skip_svd) { /* a weight-like spectrum: singular values decaying as 1/(1+i/8) */
+    int64_t k = 64;
+    g_autofree float *a = g_new(float, n * n), *u = g_new(float, n * k), *s = g_new(float, k), *vt = g_new(float, k * n);
+    g_autofree float *g1 = g_new(float, n * k), *g2 = g_new(float, k * n);
+    GRand *rr = g_rand_new_with_seed(5);
+    /* A = G1 diag(d) G2 + noise, built with one sgemm */
+    for (int64_t i = 0; i < n * k; i++) g1[i] = (float)g_rand_double_range(rr, -1, 1);
+    for (int64_t i = 0; i < k * n; i++) g2[i] = (float)g_rand_double_range(rr, -1, 1) / (1.0f + (float)(i / n) / 8.0f);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)k, 1.0f, g1, (int)k, g2, (int)n, 0.0f, a, (int)n);
+    for (int64_t i = 0; i < n * n; i++) a[i] += 0.5f * (float)g_rand_double_range(rr, -1, 1);
+    g_rand_free(rr);
+    double t0 = bench_now();
+    if (pq_svd_truncated(a, n, n, k, 1, 10, 1, 7, u, s, vt, &perr) != 0) {
+      fprintf(stderr, "bench-compressed: %s\n", perr.message);
+      return 1;
+    }
+    double t_rand = bench_now() - t0;
+    g_autofree float *sv = g_new(float, n);
+    t0 = bench_now();
+    if (pq_singular_values(a, n, n, sv, &perr) != 0) return 1; /* the exact spectrum also gives the optimal error */
+    g_autofree float *uf = g_new(float, n * k), *sf = g_new(float, k), *vtf = g_new(float, k * n);
+    if (pq_svd_truncated(a, n, n, k, 0, 0, 0, 0, uf, sf, vtf, &perr) != 0) return 1;
+    double t_full = bench_now() - t0 - 0; /* sgesdd with vectors dominates */
+    double tail = 0, err2 = 0;
+    for (int64_t i = k; i < n; i++) tail += (double)sv[i] * sv[i];
+    for (int64_t j = 0; j < k; j++)
+      for (int64_t i = 0; i < n; i++) u[i * k + j] *= s[j];
+    g_autofree float *rec = g_new(float, n * n);
+    memcpy(rec, a, sizeof(float) * (size_t)(n * n));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)k, -1.0f, u, (int)k, vt, (int)n, 1.0f, rec, (int)n);
+    for (int64_t i = 0; i < n * n; i++) err2 += (double)rec[i] * rec[i];
+    double quality = sqrt(err2 / tail);
+    failed |= report("randomized SVD 64 vs full sgesdd", t_rand, t_full, 30.0, "");
+    printf("%-34s %11.5f %11s %9s %8s %s\n", "  its error / optimal error", quality, "", "", "1.01", quality <= 1.01 ? "ok" : "ABOVE TARGET");
+    failed |= quality > 1.01;
+  }
+  return failed ? 3 : 0;
+}

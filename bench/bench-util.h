@@ -1,0 +1,54 @@
+/* bench-util.h — timing helpers for the benchmark programs: alternating rounds, medians. */
+#ifndef PQ_BENCH_UTIL_H
+#define PQ_BENCH_UTIL_H
+
+#include <stdlib.h>
+#include <time.h>
+
+static double bench_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int bench_cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double bench_median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof(double), bench_cmp_double);
+  return v[n / 2];
+}
+
+typedef void (*BenchFn)(void *ctx);
+
+/* Median seconds per call of `a` and of `b`, measured in alternating rounds of ~`round_s` each. */
+static void bench_pair(BenchFn a, void *actx, BenchFn b, void *bctx, int rounds, double round_s, double *ta, double *tb) {
+  int iters = 1;
+  for (;;) { /* calibrate on the slower of the two */
+    double t0 = bench_now();
+    for (int i = 0; i < iters; i++) {
+      a(actx);
+      b(bctx);
+    }
+    if (bench_now() - t0 > round_s || iters > (1 << 20)) break;
+    iters *= 2;
+  }
+  double *va = malloc(sizeof(double) * (size_t)rounds), *vb = malloc(sizeof(double) * (size_t)rounds);
+  for (int r = 0; r < rounds; r++) {
+    double t0 = bench_now();
+    for (int i = 0; i < iters; i++) a(actx);
+    double t1 = bench_now();
+    for (int i = 0; i < iters; i++) b(bctx);
+    double t2 = bench_now();
+    va[r] = (t1 - t0) / iters;
+    vb[r] = (t2 - t1) / iters;
+  }
+  *ta = bench_median(va, rounds);
+  *tb = bench_median(vb, rounds);
+  free(va);
+  free(vb);
+}
+
+#endif
