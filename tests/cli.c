@@ -114,6 +114,62 @@ static void test_plugins_listing(void) {
   g_assert_nonnull(strstr(out, "NOT USABLE HERE: no test accelerator on this machine"));
 }
 
+static void test_compress_and_run(void) {
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(784, 64, 10, 5);
+  g_autofree char *path = g_build_filename(tmpdir, "c.safetensors", NULL), *outp = g_build_filename(tmpdir, "c8.safetensors", NULL);
+  g_assert_true(pq_model_save(m, path, NULL));
+  g_autofree char *out = NULL, *err = NULL;
+  int rc = pqrun(&out, &err, "compress", "--model", path, "--plugin", QUANT_PLUGIN, "--opt", "quant.bits=6", "-o", outp, NULL);
+  if (rc != 0 && strstr(err, "no such dataset folder")) {
+    g_test_skip("the dataset-fashion-mnist package is not installed (run .ci/setup)");
+    return;
+  }
+  g_assert_cmpint(rc, ==, 0);
+  g_assert_nonnull(strstr(out, "6-bit per_channel symmetric"));
+  g_assert_nonnull(strstr(out, "written: "));
+  g_autoptr(PqModel) back = pq_model_load(outp, NULL);
+  g_assert_cmpint(pq_tensor_bits(pq_model_tensor(back, "w1")), ==, 6);
+  g_free(out);
+  g_free(err);
+  /* run: both models evaluated side by side, the chain reported layer by layer */
+  g_assert_cmpint(pqrun(&out, &err, "run", "--model", path, "--compressor", "low_rank", "--compressor", "quant", "--opt",
+                        "low_rank.rank=16", "--opt", "2.bits=8", NULL), ==, 0);
+  g_assert_nonnull(strstr(out, "1     low_rank   fc1"));
+  g_assert_nonnull(strstr(out, "2     quant      fc1.lr_v"));
+  g_assert_nonnull(strstr(out, "baseline "));
+  g_assert_nonnull(strstr(out, "compressed "));
+  g_assert_nonnull(strstr(out, " pp\n"));
+  g_free(out);
+  g_free(err);
+  /* a chain from a config file */
+  const char *cfg = "{\"stages\": [{\"plugin\": \"quant\", \"options\": {\"bits\": 4, \"scheme\": \"per_group\", \"group_size\": 16}}]}";
+  g_autofree char *cfgp = pq_test_write(tmpdir, "chain.json", cfg, strlen(cfg));
+  g_assert_cmpint(pqrun(&out, &err, "compress", "--model", path, "--config", cfgp, "-o", outp, NULL), ==, 0);
+  g_assert_nonnull(strstr(out, "4-bit per_group group 16"));
+  g_free(out);
+  g_free(err);
+  /* bad input: each a clear message and exit 1 (2 for usage) */
+  g_assert_cmpint(pqrun(&out, &err, "compress", "--model", path, "--compressor", "quant", NULL), ==, 2);
+  g_assert_nonnull(strstr(err, "-o FILE is required"));
+  g_free(out);
+  g_free(err);
+  const char *cases[][3] = {
+      {"--compressor", "nope", "no compressor plugin named 'nope'"},
+      {"--opt", "quant.bitz=4", "quant: unknown option \"bitz\""},
+      {"--opt", "quant.bits=12", "out of range [2, 8]"},
+      {"--opt", "bits=4", "must read PLUGIN.KEY=VALUE"},
+      {"--opt", "quant.scheme=per_group", "group_size 64 does not divide its row length 784"},
+  };
+  for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+    g_assert_cmpint(pqrun(&out, &err, "run", "--model", path, "--compressor", "quant", cases[i][0], cases[i][1], NULL), ==, 1);
+    if (!strstr(err, cases[i][2])) g_error("'%s' lacks '%s'", err, cases[i][2]);
+    g_free(out);
+    g_free(err);
+  }
+  g_assert_cmpint(pqrun(&out, &err, "run", "--model", path, NULL), ==, 1);
+  g_assert_nonnull(strstr(err, "no compressor given"));
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   tmpdir = pq_test_mkdtemp();
@@ -121,6 +177,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cli/eval-and-info", test_eval_and_info);
   g_test_add_func("/cli/bad-inputs", test_bad_inputs);
   g_test_add_func("/cli/plugins", test_plugins_listing);
+  g_test_add_func("/cli/compress-and-run", test_compress_and_run);
   int rc = g_test_run();
   pq_test_rmdir(tmpdir);
   g_free(tmpdir);
