@@ -142,6 +142,32 @@ int main(int argc, char **argv) {
     failed |= report("low-rank 64, batch 1 vs dense", to, tb, 10.0, "");
   }
 
+  /* block-circulant, b = 64: FFTs planned at prepare */
+  {
+    int64_t b = 64, nb = (n + b - 1) / b, cs[3] = {nb, nb, b};
+    g_autoptr(PqModel) m = pq_model_new();
+    int64_t is[2] = {-1, n};
+    pq_graph_add_input(pq_model_graph(m), "x", 2, is);
+    PqTensor *c = pq_tensor_new("c", PQ_DTYPE_F32, 3, cs);
+    memcpy(pq_tensor_mutable_data(c), wd, sizeof(float) * (size_t)(nb * nb * b));
+    pq_model_set_tensor(m, c);
+    pq_tensor_unref(c);
+    const char *i1[2] = {"x", "c"}, *o1[1] = {"y"};
+    PqNode *node = pq_graph_add_node(pq_model_graph(m), "circulant_linear", "fc", 2, i1, 1, o1);
+    pq_node_set_int(node, "in_features", n);
+    pq_node_set_int(node, "out_features", n);
+    pq_graph_add_output(pq_model_graph(m), "y");
+    g_autoptr(PqBackend) be = pq_backend_prepare(cpu, m, 1, 1, NULL, &err);
+    if (!be) {
+      fprintf(stderr, "bench-compressed: %s\n", err->message);
+      return 1;
+    }
+    RunCtx ours = {be, x, y};
+    double to, tb;
+    bench_pair(run_backend, &ours, run_sgemv, &dense, 21, 0.05, &to, &tb);
+    failed |= report("block-circulant 64, batch 1 vs dense", to, tb, 20.0, "");
+  }
+
   if (!skip_svd) { /* a weight-like spectrum: singular values decaying as 1/(1+i/8) */
     int64_t k = 64;
     g_autofree float *a = g_new(float, n * n), *u = g_new(float, n * k), *s = g_new(float, k), *vt = g_new(float, k * n);

@@ -11,7 +11,7 @@
 
 static const char *const known_ops[] = {"linear",  "matmul",    "add",     "relu",       "softmax",
                                         "conv2d",  "maxpool2d", "avgpool2d", "global_avg_pool", "batch_norm",
-                                        "flatten", "reshape"};
+                                        "flatten", "reshape", "circulant_linear"};
 
 static gboolean get_pair(const PqNode *node, const char *key, int64_t def, int64_t out[2], GError **error) {
   size_t n;
@@ -87,6 +87,22 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
     ond[0] = nd[0];
     memcpy(out[0], in[0], sizeof(int64_t) * (size_t)nd[0]);
     out[0][nd[0] - 1] = in[1][0];
+    return TRUE;
+  }
+  if (strcmp(op, "circulant_linear") == 0) {
+    /* x [..., in] · (blocks [out_blocks, in_blocks, b], each the first column of a b×b circulant) + bias */
+    NEED_INPUTS(2, 3);
+    int64_t fin = pq_node_get_int(node, "in_features", -1), fout = pq_node_get_int(node, "out_features", -1);
+    if (nd[1] != 3 || fin < 1 || fout < 1) FAIL("circulant_linear: blocks must be 3-D and in_features, out_features positive");
+    int64_t b = in[1][2];
+    if (b < 1 || in[1][1] != (fin + b - 1) / b || in[1][0] != (fout + b - 1) / b)
+      FAIL("circulant_linear: blocks [%" G_GINT64_FORMAT ", %" G_GINT64_FORMAT ", %" G_GINT64_FORMAT "] do not cover %" G_GINT64_FORMAT " x %" G_GINT64_FORMAT,
+           in[1][0], in[1][1], b, fout, fin);
+    if (nd[0] < 1 || in[0][nd[0] - 1] != fin) FAIL("circulant_linear: the input's last dimension must be %" G_GINT64_FORMAT, fin);
+    if (n_in == 3 && in[2] && !(nd[2] == 1 && in[2][0] == fout)) FAIL("circulant_linear: bias must have shape [%" G_GINT64_FORMAT "]", fout);
+    ond[0] = nd[0];
+    memcpy(out[0], in[0], sizeof(int64_t) * (size_t)nd[0]);
+    out[0][nd[0] - 1] = fout;
     return TRUE;
   }
   if (strcmp(op, "matmul") == 0) {

@@ -9,7 +9,7 @@
 #include <string.h>
 
 static PqRegistry *reg;
-static PqPlugin *cpu, *quant, *low_rank;
+static PqPlugin *cpu, *quant, *low_rank, *circulant;
 
 static PqModel *compress(PqPlugin *p, const PqModel *m, const char *const *kv, GError **error) {
   g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(p), pq_plugin_name(p), error);
@@ -302,6 +302,49 @@ static void test_low_rank_conv(void) {
   pq_model_unref(m);
 }
 
+/* The FFT kernel computes exactly the product with the expanded block-circulant matrix; the projection
+ * keeps an already-circulant weight as it is. */
+static void test_circulant(void) {
+  for (int pass = 0; pass < 2; pass++) {
+    const int64_t b = 8, in = pass ? 37 : 32, out = pass ? 21 : 24; /* pass 1: b divides neither */
+    g_autoptr(PqModel) m = pq_test_tiny_mlp((int)in, (int)out, 10, 50 + pass);
+    g_autoptr(GError) err = NULL;
+    const char *kv[] = {"block", "8", "include", "fc1", NULL};
+    g_autoptr(PqModel) c = compress(circulant, m, kv, &err);
+    g_assert_no_error(err);
+    PqTensor *blocks = pq_model_tensor(c, "w1.circ");
+    g_assert_nonnull(blocks);
+    g_assert_null(pq_model_tensor(c, "w1"));
+    int64_t mb = (out + b - 1) / b, nb = (in + b - 1) / b;
+    g_assert_cmpint(pq_tensor_numel(blocks), ==, mb * nb * b);
+    /* the dense matrix the blocks stand for */
+    const float *cb = pq_tensor_data(blocks);
+    int64_t sh[2] = {out, in};
+    g_autoptr(PqTensor) wd = pq_tensor_new("w1", PQ_DTYPE_F32, 2, sh);
+    float *w = pq_tensor_mutable_data(wd);
+    for (int64_t i = 0; i < out; i++)
+      for (int64_t j = 0; j < in; j++) w[i * in + j] = cb[((i / b) * nb + j / b) * b + ((i % b - j % b) % b + b) % b];
+    g_autoptr(PqModel) dense = pq_model_copy(m);
+    pq_model_set_tensor(dense, wd);
+    int64_t on;
+    g_autofree float *y = forward(c, 3, TRUE, &on), *yd = forward(dense, 3, TRUE, &on);
+    g_assert_cmpfloat(max_rel_diff(y, yd, 3 * on), <, 1e-5);
+    /* projecting that circulant matrix again gives the same blocks (when b divides the shape) */
+    if (!pass) {
+      g_autoptr(PqModel) again = compress(circulant, dense, kv, &err);
+      const float *cb2 = pq_tensor_data(pq_model_tensor(again, "w1.circ"));
+      for (int64_t i = 0; i < mb * nb * b; i++) g_assert_cmpfloat_with_epsilon(cb2[i], cb[i], 1e-6);
+      g_assert_cmpfloat(pq_model_record(again, 0)->rel_error, <, 1e-6);
+    }
+  }
+  /* a block too large to shrink the layer: reported */
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(4, 3, 2, 1);
+  g_autoptr(GError) err = NULL;
+  const char *big[] = {"block", "16", NULL};
+  g_autoptr(PqModel) c = compress(circulant, m, big, &err);
+  g_assert_cmpstr(pq_model_record(c, 0)->detail, ==, "block 16 would not shrink 3 x 4");
+}
+
 static void test_pipeline(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(64, 48, 10, 31);
   g_autoptr(PqPipeline) p = pq_pipeline_new(reg);
@@ -409,6 +452,7 @@ int main(int argc, char **argv) {
   g_autoptr(GError) err = NULL;
   quant = pq_registry_load(reg, QUANT_PLUGIN, &err);
   low_rank = pq_registry_load(reg, LOW_RANK_PLUGIN, &err);
+  circulant = pq_registry_load(reg, CIRCULANT_PLUGIN, &err);
   g_assert_no_error(err);
   g_test_add_func("/compress/quant-forms", test_quant_forms);
   g_test_add_func("/compress/quant-saved", test_quant_saved);
@@ -417,6 +461,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/svd", test_svd);
   g_test_add_func("/compress/low-rank", test_low_rank);
   g_test_add_func("/compress/low-rank-conv", test_low_rank_conv);
+  g_test_add_func("/compress/circulant", test_circulant);
   g_test_add_func("/compress/pipeline", test_pipeline);
   g_test_add_func("/compress/data-aware", test_data_aware);
   int rc = g_test_run();

@@ -2,6 +2,8 @@
  * (with reuse by liveness and zero-copy flatten/reshape), so run() allocates nothing. */
 #include <pquant/pq-plugin.h>
 
+#include "circulant.h" /* first: see there */
+
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
@@ -9,7 +11,7 @@
 #include <string.h>
 
 enum {
-  K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP
+  K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC
 };
 
 static const struct {
@@ -18,7 +20,8 @@ static const struct {
 } op_table[] = {{"linear", K_LINEAR},       {"matmul", K_MATMUL},       {"add", K_ADD},
                 {"relu", K_RELU},           {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},
                 {"maxpool2d", K_MAXPOOL},   {"avgpool2d", K_AVGPOOL},   {"global_avg_pool", K_GAP},
-                {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},      {"reshape", K_ALIAS}};
+                {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},      {"reshape", K_ALIAS},
+                {"circulant_linear", K_CIRC}};
 
 static int op_kind(const char *op) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
@@ -53,6 +56,7 @@ typedef struct {
   uint8_t *q_unpacked;    /* one unpacked row of codes (bits other than 8) */
   int8_t *q_xe, *q_xo;    /* the int8 row's even and odd elements (4-bit kernels) */
   float *q_xsumf;         /* q_xsum as floats */
+  struct Circ *circ;      /* circulant_linear: spectra, buffers and FFT plans */
 } Step;
 
 typedef struct {
@@ -97,6 +101,7 @@ static void cpu_release(void *handle) {
     free(c->steps[i].q_xe);
     free(c->steps[i].q_xo);
     free(c->steps[i].q_xsumf);
+    circ_free(c->steps[i].circ);
   }
   free(c->owned_weights);
   free(c->values);
@@ -310,6 +315,21 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
     }
     break;
   }
+  case K_CIRC: {
+    int bnd;
+    const int64_t *bs = pq_plan_value_shape(p, st->in[1], &bnd);
+    st->k = pq_node_get_int(node, "in_features", 0);
+    st->n = pq_node_get_int(node, "out_features", 0);
+    st->m_rows = c->values[st->in[0]].per_sample / st->k;
+    int64_t bytes = 0;
+    st->circ = circ_new(c->values[st->in[1]].weight, bs[0], bs[1], bs[2], st->k, st->n, &bytes);
+    if (!st->circ) {
+      pq_plugin_error_set(err, PQ_ERR_NOMEM, "circulant_linear '%s': cannot set up its FFTs", pq_node_name(node));
+      return PQ_ERR_NOMEM;
+    }
+    c->converted_bytes += bytes;
+    break;
+  }
   case K_GAP:
     st->c = xs[1];
     st->h = c->values[st->in[0]].per_sample / xs[1]; /* spatial size */
@@ -374,7 +394,7 @@ static void fuse_relu(Cpu *c) {
     Step *st = &c->steps[s], *prev = &c->steps[s - 1];
     if (st->kind != K_RELU || st->in[0] != prev->out) continue;
     if (prev->kind != K_LINEAR && prev->kind != K_CONV2D && prev->kind != K_ADD && prev->kind != K_BATCHNORM &&
-        prev->kind != K_MATMUL)
+        prev->kind != K_MATMUL && prev->kind != K_CIRC)
       continue;
     if (pq_plan_value_n_uses(c->plan, prev->out) != 1) continue;
     prev->fuse_relu = 1;
@@ -725,6 +745,10 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       else run_linear(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch);
       break;
     case K_MATMUL: run_matmul(st, x, PTR(st->in[1]), y, batch); break;
+    case K_CIRC:
+      for (int64_t r = 0; r < batch * st->m_rows; r++)
+        circ_row(st->circ, x + r * st->k, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y + r * st->n, st->fuse_relu);
+      break;
     case K_ADD:
       run_add(st, x, PTR(st->in[1]), y, batch, !c->values[st->in[0]].weight, !c->values[st->in[1]].weight);
       break;
