@@ -11,7 +11,7 @@
 
 static const char *const known_ops[] = {"linear",  "matmul",    "add",     "relu",       "softmax",
                                         "conv2d",  "maxpool2d", "avgpool2d", "global_avg_pool", "batch_norm",
-                                        "flatten", "reshape", "circulant_linear"};
+                                        "flatten", "reshape", "circulant_linear", "tt_linear"};
 
 static gboolean get_pair(const PqNode *node, const char *key, int64_t def, int64_t out[2], GError **error) {
   size_t n;
@@ -103,6 +103,28 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
     ond[0] = nd[0];
     memcpy(out[0], in[0], sizeof(int64_t) * (size_t)nd[0]);
     out[0][nd[0] - 1] = fout;
+    return TRUE;
+  }
+  if (strcmp(op, "tt_linear") == 0) {
+    /* x [..., N], cores G_k [r_{k-1}, m_k, n_k, r_k] (k = 1..d, r_0 = r_d = 1), optional bias [M];
+       M = prod m_k, N = prod n_k; attribute "cores" = d */
+    int64_t d = pq_node_get_int(node, "cores", -1);
+    if (d < 1 || d > 12) FAIL("tt_linear: attribute \"cores\" must be 1..12");
+    if (n_in < 1 + d || n_in > 2 + d) FAIL("tt_linear: takes the input, %" G_GINT64_FORMAT " cores and an optional bias", d);
+    int64_t mm = 1, nn = 1, r = 1;
+    for (int64_t k = 1; k <= d; k++) {
+      if (!in[k] || nd[k] != 4) FAIL("tt_linear: core %" G_GINT64_FORMAT " must be 4-D [r_prev, m, n, r_next]", k);
+      if (in[k][0] != r) FAIL("tt_linear: core %" G_GINT64_FORMAT " has rank %" G_GINT64_FORMAT " in, the previous core %" G_GINT64_FORMAT " out", k, in[k][0], r);
+      mm *= in[k][1];
+      nn *= in[k][2];
+      r = in[k][3];
+    }
+    if (r != 1) FAIL("tt_linear: the last core's output rank must be 1");
+    if (nd[0] < 1 || in[0][nd[0] - 1] != nn) FAIL("tt_linear: the input's last dimension must be %" G_GINT64_FORMAT, nn);
+    if (n_in == 2 + d && in[1 + d] && !(nd[1 + d] == 1 && in[1 + d][0] == mm)) FAIL("tt_linear: bias must have shape [%" G_GINT64_FORMAT "]", mm);
+    ond[0] = nd[0];
+    memcpy(out[0], in[0], sizeof(int64_t) * (size_t)nd[0]);
+    out[0][nd[0] - 1] = mm;
     return TRUE;
   }
   if (strcmp(op, "matmul") == 0) {

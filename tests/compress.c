@@ -9,7 +9,7 @@
 #include <string.h>
 
 static PqRegistry *reg;
-static PqPlugin *cpu, *quant, *low_rank, *circulant;
+static PqPlugin *cpu, *quant, *low_rank, *circulant, *tensor_train;
 
 static PqModel *compress(PqPlugin *p, const PqModel *m, const char *const *kv, GError **error) {
   g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(p), pq_plugin_name(p), error);
@@ -345,6 +345,81 @@ static void test_circulant(void) {
   g_assert_cmpstr(pq_model_record(c, 0)->detail, ==, "block 16 would not shrink 3 x 4");
 }
 
+/* W from TT cores, by the definition W[(i..), (j..)] = G_1[:, i1, j1, :] … G_d[:, id, jd, :]. */
+static void tt_dense_ref(const PqModel *m, const char *base, int d, int64_t M, int64_t N, float *w) {
+  const PqTensor *g[8];
+  for (int k = 0; k < d; k++) {
+    g_autofree char *name = g_strdup_printf("%s.tt%d", base, k + 1);
+    g[k] = pq_model_tensor(m, name);
+    g_assert_nonnull(g[k]);
+  }
+  for (int64_t row = 0; row < M; row++)
+    for (int64_t col = 0; col < N; col++) {
+      int64_t ii[8], jj[8], t = row, u = col;
+      for (int k = d - 1; k >= 0; k--) {
+        ii[k] = t % pq_tensor_shape(g[k])[1];
+        t /= pq_tensor_shape(g[k])[1];
+        jj[k] = u % pq_tensor_shape(g[k])[2];
+        u /= pq_tensor_shape(g[k])[2];
+      }
+      double v[64] = {1.0}, v2[64];
+      for (int k = 0; k < d; k++) {
+        const int64_t *sh = pq_tensor_shape(g[k]);
+        const float *c = pq_tensor_data(g[k]);
+        for (int64_t b = 0; b < sh[3]; b++) {
+          v2[b] = 0;
+          for (int64_t a = 0; a < sh[0]; a++) v2[b] += v[a] * c[((a * sh[1] + ii[k]) * sh[2] + jj[k]) * sh[3] + b];
+        }
+        memcpy(v, v2, sizeof(double) * (size_t)sh[3]);
+      }
+      w[row * N + col] = (float)v[0];
+    }
+}
+
+static void test_tensor_train(void) {
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(24, 30, 10, 61);
+  g_autoptr(GError) err = NULL;
+  /* a low rank: the kernel computes exactly the product with the matrix the cores stand for */
+  for (int d = 2; d <= 3; d++) {
+    g_autofree char *ds = g_strdup_printf("%d", d);
+    const char *low[] = {"max_rank", "3", "cores", ds, "include", "fc1", NULL};
+    g_autoptr(PqModel) tl = compress(tensor_train, m, low, &err);
+    g_assert_no_error(err);
+    g_assert_false(pq_model_record(tl, 0)->skipped);
+    g_assert_null(pq_model_tensor(tl, "w1"));
+    int64_t sh[2] = {30, 24};
+    g_autoptr(PqTensor) wd = pq_tensor_new("w1", PQ_DTYPE_F32, 2, sh);
+    tt_dense_ref(tl, "w1", d, 30, 24, pq_tensor_mutable_data(wd));
+    g_autoptr(PqModel) dense = pq_model_copy(m);
+    pq_model_set_tensor(dense, wd);
+    int64_t on;
+    g_autofree float *y = forward(tl, 4, TRUE, &on), *yd = forward(dense, 4, TRUE, &on);
+    g_assert_cmpfloat(max_rel_diff(y, yd, 4 * on), <, 1e-5);
+    /* the recorded error is the error of that matrix */
+    double rel;
+    pq_error_stats(pq_tensor_data(pq_model_tensor(m, "w1")), pq_tensor_data(wd), 720, &rel, NULL);
+    g_assert_cmpfloat_with_epsilon(pq_model_record(tl, 0)->rel_error, rel, 1e-5);
+  }
+  /* W = A ⊗ B has TT rank 1 with 2 cores: the tolerance finds it, and the form is exact */
+  g_autoptr(PqModel) k = pq_test_tiny_mlp(64, 64, 10, 62);
+  float *w = pq_tensor_mutable_data(pq_model_tensor(k, "w1"));
+  for (int i = 0; i < 64; i++)
+    for (int j = 0; j < 64; j++) w[i * 64 + j] = sinf((float)(i / 8 * 8 + j / 8) * 0.7f) * cosf((float)(i % 8 * 8 + j % 8) * 0.3f);
+  const char *tol[] = {"max_rank", "64", "cores", "2", "tolerance", "0.0001", "include", "fc1", NULL};
+  g_autoptr(PqModel) tk = compress(tensor_train, k, tol, &err);
+  g_assert_no_error(err);
+  const PqLayerRecord *rk = pq_model_record(tk, 0);
+  g_assert_false(rk->skipped);
+  g_assert_cmpstr(rk->detail, ==, "2 cores, ranks 1-1-1, m 8x8, n 8x8");
+  g_assert_cmpint(rk->params_after, ==, 128);
+  g_assert_cmpfloat(rk->rel_error, <, 1e-5);
+  /* not shrinking: reported */
+  const char *big[] = {"max_rank", "64", "cores", "2", "include", "fc1", NULL};
+  g_autoptr(PqModel) tb = compress(tensor_train, m, big, &err);
+  g_assert_true(pq_model_record(tb, 0)->skipped);
+  g_assert_nonnull(strstr(pq_model_record(tb, 0)->detail, "would not shrink 30 x 24"));
+}
+
 static void test_pipeline(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(64, 48, 10, 31);
   g_autoptr(PqPipeline) p = pq_pipeline_new(reg);
@@ -453,6 +528,7 @@ int main(int argc, char **argv) {
   quant = pq_registry_load(reg, QUANT_PLUGIN, &err);
   low_rank = pq_registry_load(reg, LOW_RANK_PLUGIN, &err);
   circulant = pq_registry_load(reg, CIRCULANT_PLUGIN, &err);
+  tensor_train = pq_registry_load(reg, TENSOR_TRAIN_PLUGIN, &err);
   g_assert_no_error(err);
   g_test_add_func("/compress/quant-forms", test_quant_forms);
   g_test_add_func("/compress/quant-saved", test_quant_saved);
@@ -462,6 +538,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/low-rank", test_low_rank);
   g_test_add_func("/compress/low-rank-conv", test_low_rank_conv);
   g_test_add_func("/compress/circulant", test_circulant);
+  g_test_add_func("/compress/tensor-train", test_tensor_train);
   g_test_add_func("/compress/pipeline", test_pipeline);
   g_test_add_func("/compress/data-aware", test_data_aware);
   int rc = g_test_run();

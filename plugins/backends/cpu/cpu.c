@@ -3,6 +3,7 @@
 #include <pquant/pq-plugin.h>
 
 #include "circulant.h" /* first: see there */
+#include "ttlinear.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -11,7 +12,7 @@
 #include <string.h>
 
 enum {
-  K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC
+  K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC, K_TT
 };
 
 static const struct {
@@ -21,7 +22,7 @@ static const struct {
                 {"relu", K_RELU},           {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},
                 {"maxpool2d", K_MAXPOOL},   {"avgpool2d", K_AVGPOOL},   {"global_avg_pool", K_GAP},
                 {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},      {"reshape", K_ALIAS},
-                {"circulant_linear", K_CIRC}};
+                {"circulant_linear", K_CIRC}, {"tt_linear", K_TT}};
 
 static int op_kind(const char *op) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
@@ -33,7 +34,7 @@ static int cpu_supports_op(const char *op) { return op_kind(op) >= 0; }
 
 typedef struct {
   int kind;
-  int in[5], out;      /* value indices (-1 = none) */
+  int in[16], out;     /* value indices (-1 = none) */
   int fuse_relu;       /* linear/conv/add followed by a relu folded into it */
   /* geometry, per sample where it matters */
   int64_t m_rows;      /* linear: rows per sample (product of leading dims / batch) */
@@ -57,6 +58,8 @@ typedef struct {
   int8_t *q_xe, *q_xo;    /* the int8 row's even and odd elements (4-bit kernels) */
   float *q_xsumf;         /* q_xsum as floats */
   struct Circ *circ;      /* circulant_linear: spectra, buffers and FFT plans */
+  struct TT *tt;          /* tt_linear: cores laid out for GEMMs, work buffers */
+  int tt_bias;            /* value index of its bias, or -1 */
 } Step;
 
 typedef struct {
@@ -102,6 +105,7 @@ static void cpu_release(void *handle) {
     free(c->steps[i].q_xo);
     free(c->steps[i].q_xsumf);
     circ_free(c->steps[i].circ);
+    tt_free(c->steps[i].tt);
   }
   free(c->owned_weights);
   free(c->values);
@@ -226,12 +230,12 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
                         pq_node_name(node));
     return PQ_ERR_UNSUPPORTED;
   }
-  for (int j = 0; j < 5; j++) st->in[j] = pq_plan_step_input(p, (size_t)s, (size_t)j);
+  for (int j = 0; j < 16; j++) st->in[j] = pq_plan_step_input(p, (size_t)s, (size_t)j);
   st->out = pq_plan_step_output(p, (size_t)s, 0);
   if (st->kind == K_LINEAR && st->in[1] >= 0 && pq_plan_value_kind(p, st->in[1]) == PQ_VALUE_WEIGHT &&
       pq_tensor_dtype(pq_plan_value_tensor(p, st->in[1])) == PQ_DTYPE_PACKED)
     return setup_packed_linear(c, st, node, err);
-  for (int j = 0; j < 5; j++) {
+  for (int j = 0; j < 16; j++) {
     int v = st->in[j];
     if (v >= 0 && pq_plan_value_kind(p, v) == PQ_VALUE_WEIGHT && !c->values[v].weight) {
       c->values[v].weight = weight_f32(c, pq_plan_value_tensor(p, v), err);
@@ -330,6 +334,32 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
     c->converted_bytes += bytes;
     break;
   }
+  case K_TT: {
+    int d = (int)pq_node_get_int(node, "cores", 0);
+    const float *cores[16];
+    int64_t shapes[16][4];
+    for (int k = 0; k < d; k++) {
+      int cnd;
+      const int64_t *cs = pq_plan_value_shape(p, st->in[1 + k], &cnd);
+      if (pq_plan_value_kind(p, st->in[1 + k]) != PQ_VALUE_WEIGHT) {
+        pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "tt_linear '%s': cores must be model tensors", pq_node_name(node));
+        return PQ_ERR_UNSUPPORTED;
+      }
+      memcpy(shapes[k], cs, sizeof shapes[k]);
+      cores[k] = c->values[st->in[1 + k]].weight;
+    }
+    st->tt_bias = st->in[1 + d];
+    int64_t nin = 1, bytes = 0;
+    for (int k = 0; k < d; k++) nin *= shapes[k][2];
+    st->m_rows = c->values[st->in[0]].per_sample / nin;
+    st->tt = tt_new(d, cores, (const int64_t(*)[4])shapes, c->max_batch * st->m_rows, &bytes);
+    if (!st->tt) {
+      pq_plugin_error_set(err, PQ_ERR_NOMEM, "tt_linear '%s': out of memory", pq_node_name(node));
+      return PQ_ERR_NOMEM;
+    }
+    c->converted_bytes += bytes;
+    break;
+  }
   case K_GAP:
     st->c = xs[1];
     st->h = c->values[st->in[0]].per_sample / xs[1]; /* spatial size */
@@ -394,7 +424,7 @@ static void fuse_relu(Cpu *c) {
     Step *st = &c->steps[s], *prev = &c->steps[s - 1];
     if (st->kind != K_RELU || st->in[0] != prev->out) continue;
     if (prev->kind != K_LINEAR && prev->kind != K_CONV2D && prev->kind != K_ADD && prev->kind != K_BATCHNORM &&
-        prev->kind != K_MATMUL && prev->kind != K_CIRC)
+        prev->kind != K_MATMUL && prev->kind != K_CIRC && prev->kind != K_TT)
       continue;
     if (pq_plan_value_n_uses(c->plan, prev->out) != 1) continue;
     prev->fuse_relu = 1;
@@ -448,7 +478,7 @@ static PqStatus plan_buffers(Cpu *c, PqPluginError *err) {
       ov->slot = slot_get(&slots, &n_slots, (size_t)(ov->per_sample * c->max_batch));
     }
     slots[ov->slot].live++;
-    for (int j = 0; j < 5; j++) {
+    for (int j = 0; j < 16; j++) {
       int v = st->in[j];
       if (v < 0 || pq_plan_value_kind(p, v) == PQ_VALUE_WEIGHT) continue;
       if (--remaining[v] == 0) slots[c->values[v].slot].live--;
@@ -745,6 +775,7 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       else run_linear(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch);
       break;
     case K_MATMUL: run_matmul(st, x, PTR(st->in[1]), y, batch); break;
+    case K_TT: tt_run(st->tt, x, st->tt_bias >= 0 ? PTR(st->tt_bias) : NULL, y, batch * st->m_rows, st->fuse_relu); break;
     case K_CIRC:
       for (int64_t r = 0; r < batch * st->m_rows; r++)
         circ_row(st->circ, x + r * st->k, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y + r * st->n, st->fuse_relu);

@@ -1,0 +1,95 @@
+/* ttlinear.h — tensor-train linear layers: y = W x with W held as cores G_k [r_{k-1}, m_k, n_k, r_k].
+ * The input is contracted with the cores from the last to the first, one GEMM and one transpose each;
+ * the dense W is never formed. Cores are laid out for the GEMMs once, at prepare. */
+#ifndef PQ_CPU_TTLINEAR_H
+#define PQ_CPU_TTLINEAR_H
+
+#include <cblas.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct TT {
+  int d;
+  int64_t r[17], m[16], n[16], M, N;
+  float *c[16];      /* C_k [(n_k, r_k), (r_{k-1}, m_k)] */
+  float *bufr, *buft;/* work: the GEMM result and the transposed tensor */
+} TT;
+
+static void tt_free(TT *t) {
+  if (!t) return;
+  for (int k = 0; k < t->d; k++) free(t->c[k]);
+  free(t->bufr);
+  free(t->buft);
+  free(t);
+}
+
+/* cores[k] in [r_{k-1}, m_k, n_k, r_k]; max_batch sizes the work buffers. */
+static TT *tt_new(int d, const float *const *cores, const int64_t (*shapes)[4], int64_t max_batch, int64_t *bytes) {
+  TT *t = calloc(1, sizeof(TT));
+  if (!t) return NULL;
+  t->d = d;
+  t->M = t->N = 1;
+  t->r[0] = 1;
+  for (int k = 0; k < d; k++) {
+    t->m[k] = shapes[k][1];
+    t->n[k] = shapes[k][2];
+    t->r[k + 1] = shapes[k][3];
+    t->M *= t->m[k];
+    t->N *= t->n[k];
+  }
+  int64_t total = 0, work = 0;
+  for (int k = 0; k < d; k++) {
+    int64_t rp = t->r[k], m = t->m[k], n = t->n[k], rn = t->r[k + 1];
+    t->c[k] = malloc(sizeof(float) * (size_t)(n * rn * rp * m));
+    if (!t->c[k]) {
+      tt_free(t);
+      return NULL;
+    }
+    for (int64_t a = 0; a < rp; a++)
+      for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++)
+          for (int64_t s = 0; s < rn; s++) t->c[k][(j * rn + s) * (rp * m) + a * m + i] = cores[k][((a * m + i) * n + j) * rn + s];
+    total += n * rn * rp * m;
+  }
+  /* step k (last core first): A_k = m_{k+1}…m_d · batch · n_1…n_{k-1} rows */
+  for (int k = d - 1; k >= 0; k--) {
+    int64_t a = max_batch;
+    for (int t2 = k + 1; t2 < d; t2++) a *= t->m[t2];
+    for (int t2 = 0; t2 < k; t2++) a *= t->n[t2];
+    int64_t need = a * (t->n[k] * t->r[k + 1] > t->r[k] * t->m[k] ? t->n[k] * t->r[k + 1] : t->r[k] * t->m[k]);
+    if (need > work) work = need;
+  }
+  t->bufr = malloc(sizeof(float) * (size_t)work);
+  t->buft = malloc(sizeof(float) * (size_t)work);
+  if (!t->bufr || !t->buft) {
+    tt_free(t);
+    return NULL;
+  }
+  *bytes = (int64_t)sizeof(float) * (total + 2 * work);
+  return t;
+}
+
+static void tt_run(TT *t, const float *x, const float *bias, float *y, int64_t batch, int relu) {
+  const float *cur = x; /* [A_k, n_k r_k]: x itself is [batch n_1…n_{d-1}, n_d · 1] */
+  for (int k = t->d - 1; k >= 0; k--) {
+    int64_t a = batch, rp = t->r[k], m = t->m[k], kk = t->n[k] * t->r[k + 1];
+    for (int t2 = k + 1; t2 < t->d; t2++) a *= t->m[t2];
+    for (int t2 = 0; t2 < k; t2++) a *= t->n[t2];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)a, (int)(rp * m), (int)kk, 1.0f, cur, (int)kk, t->c[k],
+                (int)(rp * m), 0.0f, t->bufr, (int)(rp * m));
+    /* [A, r_{k-1}, m_k] → [m_k, A, r_{k-1}]: the output index moves to the front */
+    for (int64_t ai = 0; ai < a; ai++)
+      for (int64_t r = 0; r < rp; r++)
+        for (int64_t i = 0; i < m; i++) t->buft[(i * a + ai) * rp + r] = t->bufr[(ai * rp + r) * m + i];
+    cur = t->buft;
+  }
+  /* cur is [M, batch] */
+  for (int64_t b = 0; b < batch; b++)
+    for (int64_t o = 0; o < t->M; o++) {
+      float v = cur[o * batch + b] + (bias ? bias[o] : 0.0f);
+      y[b * t->M + o] = relu && v < 0.0f ? 0.0f : v;
+    }
+}
+
+#endif

@@ -1,0 +1,260 @@
+/* tensor-train.c — TT-matrix format of linear layers (Novikov et al. 2015): W [M, N] with M = m_1…m_d and
+ * N = n_1…n_d becomes d cores G_k [r_{k-1}, m_k, n_k, r_k] found by TT-SVD (sequential truncated SVDs),
+ * with a maximum rank or a relative error tolerance. Backends contract the cores with the input; the
+ * dense weight is never rebuilt. */
+#include <pquant/pq-plugin.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Split n into d factors as even as possible (largest prime factors to the smallest bucket). */
+static void factorize(int64_t n, int d, int64_t *f) {
+  int64_t primes[64];
+  int np = 0;
+  for (int64_t p = 2; p * p <= n && np < 64; p++)
+    while (n % p == 0 && np < 64) {
+      primes[np++] = p;
+      n /= p;
+    }
+  if (n > 1 && np < 64) primes[np++] = n;
+  for (int k = 0; k < d; k++) f[k] = 1;
+  for (int i = np - 1; i >= 0; i--) { /* primes ascending: walk from the largest */
+    int best = 0;
+    for (int k = 1; k < d; k++)
+      if (f[k] < f[best]) best = k;
+    f[best] *= primes[i];
+  }
+  for (int i = 0; i < d; i++) /* ascending order, for a tidy core chain */
+    for (int j = i + 1; j < d; j++)
+      if (f[j] < f[i]) {
+        int64_t t = f[i];
+        f[i] = f[j];
+        f[j] = t;
+      }
+}
+
+typedef struct {
+  int d;
+  int64_t max_rank;
+  double tolerance;
+} Settings;
+
+/* TT-SVD of W [M, N] (row-major) into cores; returns 0 and the cores (malloc'd) or -1. */
+static int tt_svd(const Settings *st, const float *w, int64_t M, int64_t N, const int64_t *m, const int64_t *n, float **cores,
+                  int64_t *ranks, PqPluginError *err) {
+  int d = st->d;
+  /* A[i1..id, j1..jd] → C[(i1 j1), (i2 j2), …]: interleave row and column indices */
+  int64_t total = M * N;
+  float *c = malloc(sizeof(float) * (size_t)total);
+  if (!c) return -1;
+  int64_t idx_i[16], idx_j[16];
+  for (int64_t row = 0; row < M; row++) {
+    int64_t t = row;
+    for (int k = d - 1; k >= 0; k--) {
+      idx_i[k] = t % m[k];
+      t /= m[k];
+    }
+    for (int64_t col = 0; col < N; col++) {
+      int64_t u = col;
+      for (int k = d - 1; k >= 0; k--) {
+        idx_j[k] = u % n[k];
+        u /= n[k];
+      }
+      int64_t pos = 0;
+      for (int k = 0; k < d; k++) pos = (pos * m[k] + idx_i[k]) * n[k] + idx_j[k];
+      c[pos] = w[row * N + col];
+    }
+  }
+  double norm2 = 0;
+  for (int64_t i = 0; i < total; i++) norm2 += (double)c[i] * c[i];
+  double delta2 = st->tolerance > 0 ? st->tolerance * st->tolerance * norm2 / (d > 1 ? d - 1 : 1) : 0;
+  ranks[0] = 1;
+  int64_t cols = total; /* C is [rows, cols] with rows = r_{k-1} m_k n_k */
+  for (int k = 0; k < d - 1; k++) {
+    int64_t rows = ranks[k] * m[k] * n[k];
+    cols /= m[k] * n[k];
+    int64_t kmax = rows < cols ? rows : cols;
+    if (kmax > st->max_rank) kmax = st->max_rank;
+    float *u = malloc(sizeof(float) * (size_t)(rows * kmax)), *s = malloc(sizeof(float) * (size_t)kmax),
+          *vt = malloc(sizeof(float) * (size_t)(kmax * cols));
+    if (!u || !s || !vt || pq_svd_truncated(c, rows, cols, kmax, 0, 0, 0, 0, u, s, vt, err) != 0) {
+      free(u);
+      free(s);
+      free(vt);
+      free(c);
+      return -1;
+    }
+    int64_t r = kmax;
+    if (delta2 > 0) { /* drop trailing values while the discarded energy stays within this core's share */
+      double cnorm = 0, kept = 0;
+      for (int64_t i = 0; i < rows * cols; i++) cnorm += (double)c[i] * c[i];
+      for (int64_t i = 0; i < kmax; i++) kept += (double)s[i] * s[i];
+      double tail = cnorm - kept;
+      while (r > 1 && tail + (double)s[r - 1] * s[r - 1] <= delta2) {
+        tail += (double)s[r - 1] * s[r - 1];
+        r--;
+      }
+    }
+    ranks[k + 1] = r;
+    cores[k] = malloc(sizeof(float) * (size_t)(rows * r)); /* [r_{k-1}, m_k, n_k, r_k] = U[:, :r] */
+    for (int64_t i = 0; i < rows; i++) memcpy(cores[k] + i * r, u + i * kmax, sizeof(float) * (size_t)r);
+    float *next = malloc(sizeof(float) * (size_t)(r * cols)); /* S V^T, the rest of the chain */
+    for (int64_t i = 0; i < r; i++)
+      for (int64_t j = 0; j < cols; j++) next[i * cols + j] = s[i] * vt[i * cols + j];
+    free(u);
+    free(s);
+    free(vt);
+    free(c);
+    c = next;
+  }
+  ranks[d] = 1;
+  cores[d - 1] = c; /* [r_{d-1}, m_d * n_d] = [r_{d-1}, m_d, n_d, 1] */
+  return 0;
+}
+
+/* Rebuild the dense matrix from the cores (for the recorded error only). */
+static void tt_dense(int d, const int64_t *m, const int64_t *n, const int64_t *r, float *const *cores, int64_t M, int64_t N, float *w) {
+  int64_t maxr = 1;
+  for (int k = 0; k <= d; k++) maxr = r[k] > maxr ? r[k] : maxr;
+  float *v = malloc(sizeof(float) * (size_t)maxr), *v2 = malloc(sizeof(float) * (size_t)maxr);
+  int64_t ii[16], jj[16];
+  for (int64_t row = 0; row < M; row++)
+    for (int64_t col = 0; col < N; col++) {
+      int64_t t = row, u = col;
+      for (int k = d - 1; k >= 0; k--) {
+        ii[k] = t % m[k];
+        t /= m[k];
+        jj[k] = u % n[k];
+        u /= n[k];
+      }
+      v[0] = 1.0f;
+      for (int k = 0; k < d; k++) { /* v (1 × r_{k-1}) · G_k[:, i, j, :] */
+        for (int64_t b = 0; b < r[k + 1]; b++) {
+          double acc = 0;
+          for (int64_t a = 0; a < r[k]; a++) acc += (double)v[a] * cores[k][((a * m[k] + ii[k]) * n[k] + jj[k]) * r[k + 1] + b];
+          v2[b] = (float)acc;
+        }
+        memcpy(v, v2, sizeof(float) * (size_t)r[k + 1]);
+      }
+      w[row * N + col] = v[0];
+    }
+  free(v);
+  free(v2);
+}
+
+static PqStatus tt_compress(const PqModel *in, const PqOptions *o, const PqCalibration *cal, PqModel **out, PqPluginError *err) {
+  (void)cal;
+  Settings st = {(int)pq_options_get_int(o, "cores", 3), pq_options_get_int(o, "max_rank", 32), pq_options_get_float(o, "tolerance", 0)};
+  PqModel *mdl = pq_model_copy(in);
+  PqGraph *g = pq_model_graph(mdl);
+  char why[256];
+  for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
+    PqNode *node = pq_graph_node(g, i);
+    const char *layer = pq_node_name(node);
+    if (strcmp(pq_node_op(node), "linear") || pq_node_n_inputs(node) < 2) continue;
+    PqTensor *w = pq_model_tensor(mdl, pq_node_input(node, 1));
+    if (!w) continue;
+    int64_t M = pq_tensor_rows(w), N = pq_tensor_cols(w), numel = pq_tensor_numel(w);
+    if (!pq_options_layer_selected(o, layer, numel)) {
+      pq_model_record_skip(mdl, "tensor_train", layer, "not selected (include, exclude, min_params)");
+      continue;
+    }
+    PqDType dt = pq_tensor_dtype(w);
+    if (dt != PQ_DTYPE_F32 && dt != PQ_DTYPE_F16 && dt != PQ_DTYPE_BF16) {
+      snprintf(why, sizeof why, "weight '%s' is %s, not floating point", pq_tensor_name(w), dt == PQ_DTYPE_PACKED ? "packed" : pq_dtype_name(dt));
+      pq_model_record_skip(mdl, "tensor_train", layer, why);
+      continue;
+    }
+    int64_t mf[16], nf[16], ranks[17];
+    factorize(M, st.d, mf);
+    factorize(N, st.d, nf);
+    float *wf = malloc(sizeof(float) * (size_t)numel);
+    pq_tensor_to_f32(w, wf);
+    for (int64_t j = 0; j < numel; j++)
+      if (!isfinite(wf[j])) {
+        free(wf);
+        pq_model_unref(mdl);
+        pq_plugin_error_set(err, PQ_ERR_INVALID, "layer '%s': weight '%s' holds NaN or infinite values", layer, pq_tensor_name(w));
+        return PQ_ERR_INVALID;
+      }
+    float *cores[16] = {0};
+    if (tt_svd(&st, wf, M, N, mf, nf, cores, ranks, err) != 0) {
+      free(wf);
+      pq_model_unref(mdl);
+      char msg[300];
+      snprintf(msg, sizeof msg, "layer '%s': %s", layer, err->message);
+      pq_plugin_error_set(err, PQ_ERR_INTERNAL, "%s", msg);
+      return PQ_ERR_INTERNAL;
+    }
+    int64_t params = 0;
+    for (int k = 0; k < st.d; k++) params += ranks[k] * mf[k] * nf[k] * ranks[k + 1];
+    if (params >= numel) {
+      snprintf(why, sizeof why, "%d cores at rank %lld would not shrink %lld x %lld (%lld values for %lld)", st.d, (long long)st.max_rank,
+               (long long)M, (long long)N, (long long)params, (long long)numel);
+      pq_model_record_skip(mdl, "tensor_train", layer, why);
+      for (int k = 0; k < st.d; k++) free(cores[k]);
+      free(wf);
+      continue;
+    }
+    float *back = malloc(sizeof(float) * (size_t)numel);
+    tt_dense(st.d, mf, nf, ranks, cores, M, N, back);
+    double rel, sqnr;
+    pq_error_stats(wf, back, numel, &rel, &sqnr);
+    free(back);
+    char wname[256], cname[300];
+    snprintf(wname, sizeof wname, "%s", pq_tensor_name(w));
+    const char *bias = pq_node_n_inputs(node) > 2 ? pq_node_input(node, 2) : "";
+    char biasname[256];
+    snprintf(biasname, sizeof biasname, "%s", bias);
+    int64_t bytes_after = 0;
+    for (int k = 0; k < st.d; k++) {
+      int64_t cs[4] = {ranks[k], mf[k], nf[k], ranks[k + 1]};
+      snprintf(cname, sizeof cname, "%s.tt%d", wname, k + 1);
+      PqTensor *t = pq_tensor_new(cname, PQ_DTYPE_F32, 4, cs);
+      memcpy(pq_tensor_mutable_data(t), cores[k], pq_tensor_nbytes(t));
+      bytes_after += (int64_t)pq_tensor_nbytes(t);
+      pq_model_set_tensor(mdl, t);
+      pq_tensor_unref(t);
+      pq_node_set_input(node, (size_t)(1 + k), cname);
+      free(cores[k]);
+    }
+    pq_node_set_input(node, (size_t)(1 + st.d), biasname);
+    pq_node_set_op(node, "tt_linear");
+    pq_node_set_int(node, "cores", st.d);
+    char detail[256];
+    size_t at = (size_t)snprintf(detail, sizeof detail, "%d cores, ranks", st.d);
+    for (int k = 0; k <= st.d && at < sizeof detail; k++) at += (size_t)snprintf(detail + at, sizeof detail - at, "%s%lld", k ? "-" : " ", (long long)ranks[k]);
+    for (int k = 0; k < st.d && at < sizeof detail; k++) at += (size_t)snprintf(detail + at, sizeof detail - at, "%s%lld", k ? "x" : ", m ", (long long)mf[k]);
+    for (int k = 0; k < st.d && at < sizeof detail; k++) at += (size_t)snprintf(detail + at, sizeof detail - at, "%s%lld", k ? "x" : ", n ", (long long)nf[k]);
+    pq_model_record_layer(mdl, "tensor_train", layer, detail, numel, params, (int64_t)pq_tensor_nbytes(w), bytes_after, rel, sqnr);
+    int used = 0;
+    for (size_t k = 0; k < pq_graph_n_nodes(g); k++)
+      for (size_t j = 0; j < pq_node_n_inputs(pq_graph_node(g, k)); j++) used |= !strcmp(pq_node_input(pq_graph_node(g, k), j), wname);
+    if (!used) pq_model_remove_tensor(mdl, wname);
+    free(wf);
+  }
+  *out = mdl;
+  return PQ_OK;
+}
+
+static const PqCompressorVTable tt_vtable = {.struct_size = sizeof(PqCompressorVTable), .compress = tt_compress};
+
+static const PqPluginDesc tt_desc = {
+    .struct_size = sizeof(PqPluginDesc),
+    .abi_major = PQ_ABI_MAJOR,
+    .abi_minor = PQ_ABI_MINOR,
+    .kind = PQ_KIND_COMPRESSOR,
+    .name = "tensor_train",
+    .version = "1.0.0",
+    .description = "tensor-train (TT-matrix) factorisation of linear layers by TT-SVD, run as core contractions",
+    .options_schema = "{\"max_rank\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 4096, \"default\": 32},"
+                      " \"tolerance\": {\"type\": \"number\", \"minimum\": 0, \"maximum\": 1, \"default\": 0,"
+                      "  \"description\": \"relative Frobenius error allowed overall (0: ranks set by max_rank only)\"},"
+                      " \"cores\": {\"type\": \"integer\", \"minimum\": 2, \"maximum\": 8, \"default\": 3,"
+                      "  \"description\": \"number of cores d: both sizes are factored into d near-equal factors\"}}",
+    .vtable = &tt_vtable,
+};
+
+PQ_PLUGIN_EXPORT const PqPluginDesc *pq_plugin_query(void) { return &tt_desc; }
