@@ -89,10 +89,17 @@ void pq_model_set_meta(PqModel *m, const char *key, const char *value) {
 
 const char *pq_model_meta(const PqModel *m, const char *key) { return g_hash_table_lookup(m->meta, key); }
 
-/* Scales and zero points of packed tensors are stored with them, so they are not model tensors of their own. */
+/* Parameters are the elements of floating-point, packed and I8 tensors; unsigned and wide integer tensors
+ * (sparse indices, row starts) are structure, not parameters. Scales and zero points of packed tensors are
+ * stored with them, so they are not model tensors of their own. */
 int64_t pq_model_n_params(const PqModel *m) {
   int64_t n = 0;
-  for (size_t i = 0; i < pq_model_n_tensors(m); i++) n += pq_model_tensor_at(m, i)->numel;
+  for (size_t i = 0; i < pq_model_n_tensors(m); i++) {
+    const PqTensor *t = pq_model_tensor_at(m, i);
+    if (t->dtype == PQ_DTYPE_F32 || t->dtype == PQ_DTYPE_F16 || t->dtype == PQ_DTYPE_BF16 || t->dtype == PQ_DTYPE_PACKED ||
+        t->dtype == PQ_DTYPE_I8)
+      n += t->numel;
+  }
   return n;
 }
 

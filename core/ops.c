@@ -11,7 +11,7 @@
 
 static const char *const known_ops[] = {"linear",  "matmul",    "add",     "relu",       "softmax",
                                         "conv2d",  "maxpool2d", "avgpool2d", "global_avg_pool", "batch_norm",
-                                        "flatten", "reshape", "circulant_linear", "tt_linear"};
+                                        "flatten", "reshape", "circulant_linear", "tt_linear", "sparse_linear"};
 
 static gboolean get_pair(const PqNode *node, const char *key, int64_t def, int64_t out[2], GError **error) {
   size_t n;
@@ -100,6 +100,20 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
            in[1][0], in[1][1], b, fout, fin);
     if (nd[0] < 1 || in[0][nd[0] - 1] != fin) FAIL("circulant_linear: the input's last dimension must be %" G_GINT64_FORMAT, fin);
     if (n_in == 3 && in[2] && !(nd[2] == 1 && in[2][0] == fout)) FAIL("circulant_linear: bias must have shape [%" G_GINT64_FORMAT "]", fout);
+    ond[0] = nd[0];
+    memcpy(out[0], in[0], sizeof(int64_t) * (size_t)nd[0]);
+    out[0][nd[0] - 1] = fout;
+    return TRUE;
+  }
+  if (strcmp(op, "sparse_linear") == 0) {
+    /* x [..., in] and a CSR weight: values [nnz], column indices [nnz] (U16 or I32), row starts [out + 1] */
+    NEED_INPUTS(4, 5);
+    int64_t fin = pq_node_get_int(node, "in_features", -1), fout = pq_node_get_int(node, "out_features", -1);
+    if (fin < 1 || fout < 1) FAIL("sparse_linear: in_features and out_features must be positive");
+    if (nd[1] != 1 || nd[2] != 1 || in[1][0] != in[2][0]) FAIL("sparse_linear: values and column indices must be 1-D of one length");
+    if (nd[3] != 1 || in[3][0] != fout + 1) FAIL("sparse_linear: row starts must have shape [%" G_GINT64_FORMAT "]", fout + 1);
+    if (nd[0] < 1 || in[0][nd[0] - 1] != fin) FAIL("sparse_linear: the input's last dimension must be %" G_GINT64_FORMAT, fin);
+    if (n_in == 5 && in[4] && !(nd[4] == 1 && in[4][0] == fout)) FAIL("sparse_linear: bias must have shape [%" G_GINT64_FORMAT "]", fout);
     ond[0] = nd[0];
     memcpy(out[0], in[0], sizeof(int64_t) * (size_t)nd[0]);
     out[0][nd[0] - 1] = fout;

@@ -10,7 +10,7 @@ static const struct {
 } dtype_info[] = {
     [PQ_DTYPE_F32] = {"F32", 4}, [PQ_DTYPE_F16] = {"F16", 2}, [PQ_DTYPE_BF16] = {"BF16", 2},
     [PQ_DTYPE_I8] = {"I8", 1},   [PQ_DTYPE_U8] = {"U8", 1},   [PQ_DTYPE_I32] = {"I32", 4},
-    [PQ_DTYPE_I64] = {"I64", 8}, [PQ_DTYPE_PACKED] = {"PACKED", 0},
+    [PQ_DTYPE_I64] = {"I64", 8}, [PQ_DTYPE_PACKED] = {"PACKED", 0}, [PQ_DTYPE_U16] = {"U16", 2},
 };
 
 const char *pq_dtype_name(PqDType dtype) {
@@ -297,6 +297,9 @@ int pq_tensor_to_f32(const PqTensor *t, float *out) {
     return 0;
   case PQ_DTYPE_I64:
     for (int64_t i = 0; i < n; i++) out[i] = (float)((const int64_t *)d)[i];
+    return 0;
+  case PQ_DTYPE_U16:
+    for (int64_t i = 0; i < n; i++) out[i] = ((const uint16_t *)d)[i];
     return 0;
   case PQ_DTYPE_PACKED: {
     int64_t rows = pq_tensor_rows(t), cols = pq_tensor_cols(t);

@@ -9,7 +9,7 @@
 #include <string.h>
 
 static PqRegistry *reg;
-static PqPlugin *cpu, *quant, *low_rank, *circulant, *tensor_train;
+static PqPlugin *cpu, *quant, *low_rank, *circulant, *tensor_train, *prune;
 
 static PqModel *compress(PqPlugin *p, const PqModel *m, const char *const *kv, GError **error) {
   g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(p), pq_plugin_name(p), error);
@@ -420,6 +420,85 @@ static void test_tensor_train(void) {
   g_assert_nonnull(strstr(pq_model_record(tb, 0)->detail, "would not shrink 30 x 24"));
 }
 
+static void test_prune(void) {
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(40, 24, 10, 71);
+  g_autoptr(GError) err = NULL;
+  /* unstructured: the CSR kernel equals the dense layer with the pruned weights zeroed */
+  const char *kv[] = {"sparsity", "0.75", NULL};
+  g_autoptr(PqModel) p = compress(prune, m, kv, &err);
+  g_assert_no_error(err);
+  g_assert_null(pq_model_tensor(p, "w1"));
+  PqTensor *vals = pq_model_tensor(p, "w1.sp_values"), *cols = pq_model_tensor(p, "w1.sp_cols");
+  g_assert_cmpint(pq_tensor_numel(vals), ==, 240); /* 960 weights, 720 dropped */
+  g_assert_cmpint(pq_tensor_dtype(cols), ==, PQ_DTYPE_U16);
+  g_assert_cmpint(pq_model_n_params(p), ==, 240 + 60 + 24 + 10);
+  g_autoptr(PqModel) masked = pq_model_copy(m);
+  const char *ws[2] = {"w1", "w2"};
+  int64_t shapes[2][2] = {{24, 40}, {10, 24}};
+  for (int l = 0; l < 2; l++) {
+    g_autoptr(PqTensor) t = pq_tensor_new(ws[l], PQ_DTYPE_F32, 2, shapes[l]);
+    float *d = pq_tensor_mutable_data(t);
+    g_autofree char *vn = g_strdup_printf("%s.sp_values", ws[l]), *cn = g_strdup_printf("%s.sp_cols", ws[l]),
+                    *rn = g_strdup_printf("%s.sp_rows", ws[l]);
+    const float *v = pq_tensor_data(pq_model_tensor(p, vn));
+    const guint16 *c = pq_tensor_data(pq_model_tensor(p, cn));
+    const gint32 *r = pq_tensor_data(pq_model_tensor(p, rn));
+    for (int64_t row = 0; row < shapes[l][0]; row++)
+      for (gint32 q = r[row]; q < r[row + 1]; q++) d[row * shapes[l][1] + c[q]] = v[q];
+    pq_model_set_tensor(masked, t);
+  }
+  int64_t on;
+  g_autofree float *y = forward(p, 3, TRUE, &on), *ym = forward(masked, 3, TRUE, &on);
+  g_assert_cmpfloat(max_rel_diff(y, ym, 3 * on), <, 1e-5);
+  /* the kept weights are the largest: every dropped |w| <= every kept |w| */
+  const float *w1 = pq_tensor_data(pq_model_tensor(m, "w1")), *w1m = pq_tensor_data(pq_model_tensor(masked, "w1"));
+  float max_dropped = 0, min_kept = INFINITY;
+  for (int i = 0; i < 960; i++) {
+    if (w1m[i] == 0.0f) max_dropped = fmaxf(max_dropped, fabsf(w1[i]));
+    else min_kept = fminf(min_kept, fabsf(w1[i]));
+  }
+  g_assert_cmpfloat(max_dropped, <=, min_kept);
+  /* a malformed CSR weight is refused at prepare, not read out of bounds */
+  g_autoptr(PqModel) bad = pq_model_copy(p);
+  int64_t rs[1] = {25};
+  g_autoptr(PqTensor) br = pq_tensor_new("w1.sp_rows", PQ_DTYPE_I32, 1, rs);
+  memcpy(pq_tensor_mutable_data(br), pq_tensor_data(pq_model_tensor(p, "w1.sp_rows")), 25 * 4);
+  ((gint32 *)pq_tensor_mutable_data(br))[5] = 100000;
+  pq_model_set_tensor(bad, br);
+  g_assert_null(pq_backend_prepare(cpu, bad, 1, 2, NULL, &err));
+  g_assert_nonnull(strstr(err->message, "row starts decrease"));
+  g_clear_error(&err);
+  /* low sparsity does not pay in CSR: reported */
+  const char *low[] = {"sparsity", "0.2", NULL};
+  g_autoptr(PqModel) pl = compress(prune, m, low, &err);
+  g_assert_true(pq_model_record(pl, 0)->skipped);
+  g_assert_nonnull(strstr(pq_model_record(pl, 0)->detail, "not fewer than 3840 dense"));
+
+  /* structured: fc1 loses half its neurons and fc2 the matching inputs; the result equals the original
+     with those neurons' outgoing weights zeroed. fc2 feeds the output: left alone, and said so */
+  const char *st[] = {"sparsity", "0.5", "mode", "structured", NULL};
+  g_autoptr(PqModel) s = compress(prune, m, st, &err);
+  g_assert_no_error(err);
+  g_assert_cmpint(pq_tensor_shape(pq_model_tensor(s, "w1"))[0], ==, 12);
+  g_assert_cmpint(pq_tensor_shape(pq_model_tensor(s, "w2"))[1], ==, 12);
+  g_assert_cmpint(pq_tensor_numel(pq_model_tensor(s, "b1")), ==, 12);
+  g_assert_true(pq_model_record(s, 1)->skipped);
+  g_autoptr(PqModel) z = pq_model_copy(m);
+  g_autoptr(PqTensor) w2z = pq_tensor_new("w2", PQ_DTYPE_F32, 2, shapes[1]);
+  float *w2d = pq_tensor_mutable_data(w2z);
+  memcpy(w2d, pq_tensor_data(pq_model_tensor(m, "w2")), 240 * 4);
+  const float *kept_rows = pq_tensor_data(pq_model_tensor(s, "w1"));
+  for (int r = 0; r < 24; r++) {
+    gboolean kept = FALSE;
+    for (int k = 0; k < 12; k++) kept |= memcmp(kept_rows + k * 40, w1 + r * 40, 40 * 4) == 0;
+    if (!kept)
+      for (int o = 0; o < 10; o++) w2d[o * 24 + r] = 0.0f;
+  }
+  pq_model_set_tensor(z, w2z);
+  g_autofree float *ys = forward(s, 3, TRUE, &on), *yz = forward(z, 3, TRUE, &on);
+  g_assert_cmpfloat(max_rel_diff(ys, yz, 3 * on), <, 1e-5);
+}
+
 static void test_pipeline(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(64, 48, 10, 31);
   g_autoptr(PqPipeline) p = pq_pipeline_new(reg);
@@ -529,6 +608,7 @@ int main(int argc, char **argv) {
   low_rank = pq_registry_load(reg, LOW_RANK_PLUGIN, &err);
   circulant = pq_registry_load(reg, CIRCULANT_PLUGIN, &err);
   tensor_train = pq_registry_load(reg, TENSOR_TRAIN_PLUGIN, &err);
+  prune = pq_registry_load(reg, PRUNE_PLUGIN, &err);
   g_assert_no_error(err);
   g_test_add_func("/compress/quant-forms", test_quant_forms);
   g_test_add_func("/compress/quant-saved", test_quant_saved);
@@ -539,6 +619,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/low-rank-conv", test_low_rank_conv);
   g_test_add_func("/compress/circulant", test_circulant);
   g_test_add_func("/compress/tensor-train", test_tensor_train);
+  g_test_add_func("/compress/prune", test_prune);
   g_test_add_func("/compress/pipeline", test_pipeline);
   g_test_add_func("/compress/data-aware", test_data_aware);
   int rc = g_test_run();

@@ -26,8 +26,9 @@ static const struct {
   const char *name;
   PqDType dtype;
 } st_dtypes[] = {{"F32", PQ_DTYPE_F32}, {"F16", PQ_DTYPE_F16}, {"BF16", PQ_DTYPE_BF16}, {"I8", PQ_DTYPE_I8},
-                 {"U8", PQ_DTYPE_U8},   {"I32", PQ_DTYPE_I32}, {"I64", PQ_DTYPE_I64}};
-static const char *const st_other_dtypes[] = {"BOOL", "F64", "I16", "U16", "U32", "U64", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2", "C64"};
+                 {"U8", PQ_DTYPE_U8},   {"I32", PQ_DTYPE_I32}, {"I64", PQ_DTYPE_I64},
+                 {"U16", PQ_DTYPE_U16}};
+static const char *const st_other_dtypes[] = {"BOOL", "F64", "I16", "U32", "U64", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2", "C64"};
 
 typedef struct {
   const char *name;

@@ -43,7 +43,8 @@ typedef enum {
   PQ_DTYPE_U8 = 4,
   PQ_DTYPE_I32 = 5,
   PQ_DTYPE_I64 = 6,
-  PQ_DTYPE_PACKED = 7 /* 2–8-bit integer codes, packed, with quantization parameters (see below) */
+  PQ_DTYPE_PACKED = 7, /* 2–8-bit integer codes, packed, with quantization parameters (see below) */
+  PQ_DTYPE_U16 = 8     /* since 1.0: sparse column indices */
 } PqDType;
 
 /* How the scales of a packed tensor are laid out. A packed tensor is seen as a matrix of
@@ -177,8 +178,8 @@ PQ_API size_t pq_model_n_tensors(const PqModel *model);
 PQ_API PqTensor *pq_model_tensor_at(const PqModel *model, size_t index);  /* sorted by name */
 PQ_API void pq_model_set_meta(PqModel *model, const char *key, const char *value);
 PQ_API const char *pq_model_meta(const PqModel *model, const char *key);  /* borrowed or NULL */
-/* Parameters (elements of all tensors, packed ones counting values, not bytes) and stored bytes
- * (packed codes plus their scales and zero points). */
+/* Parameters (elements of floating-point, packed and I8 tensors; index tensors of other integer types are
+ * not parameters) and stored bytes (every tensor, packed codes with their scales and zero points). */
 PQ_API int64_t pq_model_n_params(const PqModel *model);
 PQ_API int64_t pq_model_nbytes(const PqModel *model);
 

@@ -12,7 +12,7 @@
 #include <string.h>
 
 enum {
-  K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC, K_TT
+  K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC, K_TT, K_SPARSE
 };
 
 static const struct {
@@ -22,7 +22,8 @@ static const struct {
                 {"relu", K_RELU},           {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},
                 {"maxpool2d", K_MAXPOOL},   {"avgpool2d", K_AVGPOOL},   {"global_avg_pool", K_GAP},
                 {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},      {"reshape", K_ALIAS},
-                {"circulant_linear", K_CIRC}, {"tt_linear", K_TT}};
+                {"circulant_linear", K_CIRC}, {"tt_linear", K_TT},
+                {"sparse_linear", K_SPARSE}};
 
 static int op_kind(const char *op) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
@@ -60,6 +61,11 @@ typedef struct {
   struct Circ *circ;      /* circulant_linear: spectra, buffers and FFT plans */
   struct TT *tt;          /* tt_linear: cores laid out for GEMMs, work buffers */
   int tt_bias;            /* value index of its bias, or -1 */
+  /* sparse_linear (CSR) */
+  const float *sp_values;
+  const uint16_t *sp_col16;
+  const int32_t *sp_col32;
+  const int32_t *sp_rows;
 } Step;
 
 typedef struct {
@@ -220,6 +226,64 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, PqPlug
   return PQ_OK;
 }
 
+/* CSR weights are checked once here, so that a malformed file is an error and never a stray read. */
+static PqStatus setup_sparse_linear(Cpu *c, Step *st, const PqNode *node, PqPluginError *err) {
+  PqPlan *p = c->plan;
+  for (int j = 1; j < 5; j++)
+    if (st->in[j] >= 0 && pq_plan_value_kind(p, st->in[j]) != PQ_VALUE_WEIGHT) {
+      pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "sparse_linear '%s': its weight and bias must be model tensors", pq_node_name(node));
+      return PQ_ERR_UNSUPPORTED;
+    }
+  PqTensor *vals = pq_plan_value_tensor(p, st->in[1]), *cols = pq_plan_value_tensor(p, st->in[2]), *rows = pq_plan_value_tensor(p, st->in[3]);
+  st->k = pq_node_get_int(node, "in_features", 0);
+  st->n = pq_node_get_int(node, "out_features", 0);
+  st->m_rows = c->values[st->in[0]].per_sample / st->k;
+  if (pq_tensor_dtype(rows) != PQ_DTYPE_I32 || (pq_tensor_dtype(cols) != PQ_DTYPE_U16 && pq_tensor_dtype(cols) != PQ_DTYPE_I32)) {
+    pq_plugin_error_set(err, PQ_ERR_INVALID, "sparse_linear '%s': row starts must be I32 and column indices U16 or I32", pq_node_name(node));
+    return PQ_ERR_INVALID;
+  }
+  const int32_t *rp = pq_tensor_data(rows);
+  int64_t nnz = pq_tensor_numel(vals);
+  if (rp[0] != 0 || rp[st->n] != nnz) {
+    pq_plugin_error_set(err, PQ_ERR_INVALID, "sparse_linear '%s': row starts must run from 0 to %lld", pq_node_name(node), (long long)nnz);
+    return PQ_ERR_INVALID;
+  }
+  for (int64_t o = 0; o < st->n; o++)
+    if (rp[o + 1] < rp[o]) {
+      pq_plugin_error_set(err, PQ_ERR_INVALID, "sparse_linear '%s': row starts decrease at row %lld", pq_node_name(node), (long long)o);
+      return PQ_ERR_INVALID;
+    }
+  for (int64_t q = 0; q < nnz; q++) {
+    int64_t col = pq_tensor_dtype(cols) == PQ_DTYPE_U16 ? ((const uint16_t *)pq_tensor_data(cols))[q] : ((const int32_t *)pq_tensor_data(cols))[q];
+    if (col < 0 || col >= st->k) {
+      pq_plugin_error_set(err, PQ_ERR_INVALID, "sparse_linear '%s': column index %lld out of range", pq_node_name(node), (long long)col);
+      return PQ_ERR_INVALID;
+    }
+  }
+  st->sp_rows = rp;
+  if (pq_tensor_dtype(cols) == PQ_DTYPE_U16) st->sp_col16 = pq_tensor_data(cols);
+  else st->sp_col32 = pq_tensor_data(cols);
+  c->weights_bytes += (int64_t)(pq_tensor_nbytes(cols) + pq_tensor_nbytes(rows));
+  if (!(st->sp_values = weight_f32(c, vals, err))) return (PqStatus)err->code;
+  if (st->in[4] >= 0 && !(c->values[st->in[4]].weight = weight_f32(c, pq_plan_value_tensor(p, st->in[4]), err))) return (PqStatus)err->code;
+  return PQ_OK;
+}
+
+static void run_sparse(const Step *st, const float *x, const float *b, float *y, int64_t batch) {
+  for (int64_t r = 0; r < batch * st->m_rows; r++) {
+    const float *xr = x + r * st->k;
+    float *yr = y + r * st->n;
+    for (int64_t o = 0; o < st->n; o++) {
+      float acc = b ? b[o] : 0.0f;
+      if (st->sp_col16)
+        for (int32_t q = st->sp_rows[o]; q < st->sp_rows[o + 1]; q++) acc += st->sp_values[q] * xr[st->sp_col16[q]];
+      else
+        for (int32_t q = st->sp_rows[o]; q < st->sp_rows[o + 1]; q++) acc += st->sp_values[q] * xr[st->sp_col32[q]];
+      yr[o] = st->fuse_relu && acc < 0.0f ? 0.0f : acc;
+    }
+  }
+}
+
 static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
   PqPlan *p = c->plan;
   const PqNode *node = pq_plan_step(p, (size_t)s);
@@ -235,6 +299,13 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
   if (st->kind == K_LINEAR && st->in[1] >= 0 && pq_plan_value_kind(p, st->in[1]) == PQ_VALUE_WEIGHT &&
       pq_tensor_dtype(pq_plan_value_tensor(p, st->in[1])) == PQ_DTYPE_PACKED)
     return setup_packed_linear(c, st, node, err);
+  if (st->kind == K_SPARSE) {
+    if (pq_plan_value_kind(p, st->in[0]) == PQ_VALUE_WEIGHT) {
+      pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "node '%s': the first input must be an activation", pq_node_name(node));
+      return PQ_ERR_UNSUPPORTED;
+    }
+    return setup_sparse_linear(c, st, node, err);
+  }
   for (int j = 0; j < 16; j++) {
     int v = st->in[j];
     if (v >= 0 && pq_plan_value_kind(p, v) == PQ_VALUE_WEIGHT && !c->values[v].weight) {
@@ -424,7 +495,8 @@ static void fuse_relu(Cpu *c) {
     Step *st = &c->steps[s], *prev = &c->steps[s - 1];
     if (st->kind != K_RELU || st->in[0] != prev->out) continue;
     if (prev->kind != K_LINEAR && prev->kind != K_CONV2D && prev->kind != K_ADD && prev->kind != K_BATCHNORM &&
-        prev->kind != K_MATMUL && prev->kind != K_CIRC && prev->kind != K_TT)
+        prev->kind != K_MATMUL && prev->kind != K_CIRC && prev->kind != K_TT &&
+        prev->kind != K_SPARSE)
       continue;
     if (pq_plan_value_n_uses(c->plan, prev->out) != 1) continue;
     prev->fuse_relu = 1;
@@ -775,6 +847,7 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       else run_linear(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch);
       break;
     case K_MATMUL: run_matmul(st, x, PTR(st->in[1]), y, batch); break;
+    case K_SPARSE: run_sparse(st, x, st->in[4] >= 0 ? PTR(st->in[4]) : NULL, y, batch); break;
     case K_TT: tt_run(st->tt, x, st->tt_bias >= 0 ? PTR(st->tt_bias) : NULL, y, batch * st->m_rows, st->fuse_relu); break;
     case K_CIRC:
       for (int64_t r = 0; r < batch * st->m_rows; r++)
