@@ -118,7 +118,7 @@ static void test_quant_bad(void) {
   g_autoptr(GError) err = NULL;
   const char *bad_group[] = {"scheme", "per_group", "group_size", "8", NULL};
   g_assert_null(compress(quant, m, bad_group, &err));
-  g_assert_nonnull(strstr(err->message, "layer 'fc1': group_size 8 does not divide its row length 30"));
+  if (!strstr(err->message, "layer 'fc1': group_size 8 does not divide its row length 30")) g_error("%s", err->message);
   g_clear_error(&err);
   /* NaN weights: a clear error naming the layer */
   g_autoptr(PqModel) nan_m = pq_model_copy(m);
@@ -145,6 +145,41 @@ static void test_quant_bad(void) {
   g_autoptr(PqModel) sel2 = compress(quant, m, big_only, &err);
   g_assert_cmpint(pq_tensor_dtype(pq_model_tensor(sel2, "w1")), ==, PQ_DTYPE_PACKED); /* 360 weights */
   g_assert_cmpint(pq_tensor_dtype(pq_model_tensor(sel2, "w2")), ==, PQ_DTYPE_F32);   /* 120 weights */
+}
+
+/* W8A8: the input ranges are fixed from calibration data and stored with the layers. */
+static void test_quant_static(void) {
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(784, 32, 10, 13);
+  const char *kv[] = {"activations", "static", "act_range", "minmax", NULL};
+  g_assert_null(compress(quant, m, kv, &err)); /* no calibration data */
+  g_assert_nonnull(strstr(err->message, "needs calibration samples"));
+  g_clear_error(&err);
+  g_autoptr(PqDataset) train = pq_dataset_open("fashion-mnist", "train", &err);
+  if (!train) {
+    g_test_skip("the dataset-fashion-mnist package is not installed (run .ci/setup)");
+    return;
+  }
+  g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(quant), "quant", &err);
+  pq_options_add_layer_selection(o, &err);
+  pq_options_set(o, "activations", "static", &err);
+  pq_options_set(o, "act_range", "minmax", &err);
+  g_autoptr(PqModel) q = pq_compressor_run_full(quant, m, o, train, 128, cpu, &err);
+  g_assert_no_error(err);
+  /* fc1's range: the largest input value over the 128 images (pixels in [0,1]: 1/127 when one is white) */
+  float xmax = 0;
+  g_autofree float *x = g_new(float, 128 * 784);
+  pq_dataset_get_batch(train, 0, 128, x, NULL);
+  for (int i = 0; i < 128 * 784; i++) xmax = fmaxf(xmax, fabsf(x[i]));
+  const PqNode *fc1 = pq_graph_node(pq_model_const_graph(q), 0);
+  g_assert_cmpfloat_with_epsilon(pq_node_get_float(fc1, "act_scale", 0), xmax / 127.0f, 1e-7);
+  g_assert_cmpfloat(pq_node_get_float(pq_graph_node(pq_model_const_graph(q), 2), "act_scale", 0), >, 0);
+  g_assert_nonnull(strstr(pq_model_record(q, 0)->detail, "static int8 inputs (minmax)"));
+  /* both kernels agree, and stay close to the float model */
+  int64_t on;
+  g_autofree float *ys = forward(q, 4, TRUE, &on), *yp = forward(q, 4, FALSE, &on), *yf = forward(m, 4, TRUE, &on);
+  g_assert_cmpfloat(max_rel_diff(ys, yp, 4 * on), <, 2e-6);
+  g_assert_cmpfloat(max_rel_diff(ys, yf, 4 * on), <, 0.1); /* forward() feeds [-1,1]: beyond the range, saturated */
 }
 
 static void test_quantize_matrix(void) {
@@ -613,6 +648,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/quant-forms", test_quant_forms);
   g_test_add_func("/compress/quant-saved", test_quant_saved);
   g_test_add_func("/compress/quant-bad-input", test_quant_bad);
+  g_test_add_func("/compress/quant-static-activations", test_quant_static);
   g_test_add_func("/compress/quantize-matrix", test_quantize_matrix);
   g_test_add_func("/compress/svd", test_svd);
   g_test_add_func("/compress/low-rank", test_low_rank);

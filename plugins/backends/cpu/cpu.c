@@ -58,6 +58,7 @@ typedef struct {
   uint8_t *q_unpacked;    /* one unpacked row of codes (bits other than 8) */
   int8_t *q_xe, *q_xo;    /* the int8 row's even and odd elements (4-bit kernels) */
   float *q_xsumf;         /* q_xsum as floats */
+  float q_act_scale;      /* > 0: the input's int8 scale fixed at compression (static activations) */
   struct Circ *circ;      /* circulant_linear: spectra, buffers and FFT plans */
   struct TT *tt;          /* tt_linear: cores laid out for GEMMs, work buffers */
   int tt_bias;            /* value index of its bias, or -1 */
@@ -203,6 +204,7 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, PqPlug
   st->q_scales = pq_tensor_data(pq_tensor_scales(w));
   st->q_zeros = pq_tensor_zeros(w) ? pq_tensor_data(pq_tensor_zeros(w)) : NULL;
   st->q_bits = pq_tensor_bits(w);
+  st->q_act_scale = (float)pq_node_get_float(node, "act_scale", 0.0);
   st->q_per = (int)pq_tensor_quant_scheme(w);
   st->q_row_bytes = (int64_t)pq_tensor_row_bytes(w);
   /* int32 sums stay exact over chunks of at most 8192 codes; a group is its own chunk */

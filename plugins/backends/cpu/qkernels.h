@@ -35,6 +35,15 @@ static float quantize_row_s8(const float *x, int64_t n, int8_t *q) {
   return amax / 127.0f;
 }
 
+/* x → int8 with a fixed scale (static activation ranges), saturating at ±127. */
+static void quantize_row_s8_fixed(const float *x, int64_t n, int8_t *q, float scale) {
+  float inv = 1.0f / scale;
+  for (int64_t i = 0; i < n; i++) {
+    long v = lrintf(x[i] * inv);
+    q[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+  }
+}
+
 static int32_t dot_u8s8_c(const uint8_t *a, const int8_t *b, int64_t n) {
   int32_t s = 0;
   for (int64_t i = 0; i < n; i++) s += (int32_t)a[i] * (int32_t)b[i];
@@ -226,11 +235,17 @@ static void run_packed_linear(const Step *st, const float *x, const float *b, fl
   for (int64_t r = 0; r < rows; r++) {
     const float *xr = x + r * k;
     float *yr = y + r * n;
+    float sx;
+    if (st->q_act_scale > 0) {
+      quantize_row_s8_fixed(xr, k, xq, st->q_act_scale);
+      sx = st->q_act_scale;
+    } else {
 #ifdef PQ_X86
-    const float sx = simd ? quantize_row_s8_avx512(xr, k, xq) : quantize_row_s8(xr, k, xq);
+      sx = simd ? quantize_row_s8_avx512(xr, k, xq) : quantize_row_s8(xr, k, xq);
 #else
-    const float sx = quantize_row_s8(xr, k, xq);
+      sx = quantize_row_s8(xr, k, xq);
 #endif
+    }
     for (int64_t ch = 0; ch < nch; ch++) {
       int64_t len = ch == nch - 1 ? k - ch * L : L;
       int32_t s = 0;

@@ -75,8 +75,8 @@ static PqStatus circ_compress(const PqModel *in, const PqOptions *o, const PqCal
       if (!isfinite(wf[j])) {
         free(wf);
         free(back);
-        pq_model_unref(m);
         pq_plugin_error_set(err, PQ_ERR_INVALID, "layer '%s': weight '%s' holds NaN or infinite values", layer, pq_tensor_name(w));
+        pq_model_unref(m); /* last: the layer's name belongs to it */
         return PQ_ERR_INVALID;
       }
     int64_t cs[3] = {mb, nb, b};

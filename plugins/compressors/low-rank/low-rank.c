@@ -168,8 +168,8 @@ static PqStatus lr_compress(const PqModel *in, const PqOptions *o, const PqCalib
     for (int64_t j = 0; j < numel; j++)
       if (!isfinite(wf[j])) {
         free(wf);
-        pq_model_unref(m);
         pq_plugin_error_set(err, PQ_ERR_INVALID, "layer '%s': weight '%s' holds NaN or infinite values", layer, pq_tensor_name(w));
+        pq_model_unref(m); /* last: the layer's name belongs to it */
         return PQ_ERR_INVALID;
       }
     int64_t k = choose_rank(&st, wf, mrows, ncols, err);

@@ -240,8 +240,8 @@ static PqStatus prune_compress(const PqModel *in, const PqOptions *o, const PqCa
     for (int64_t j = 0; j < pq_tensor_numel(w) && finite; j++) finite = isfinite(wf[j]);
     free(wf);
     if (!finite) {
-      pq_model_unref(m);
       pq_plugin_error_set(err, PQ_ERR_INVALID, "layer '%s': weight '%s' holds NaN or infinite values", layer, pq_tensor_name(w));
+      pq_model_unref(m); /* last: the layer's name belongs to it */
       return PQ_ERR_INVALID;
     }
     if (is_structured) structured(m, node, w, sparsity);

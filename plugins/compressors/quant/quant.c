@@ -9,9 +9,43 @@
 
 static const char *scheme_names[] = {"per_tensor", "per_channel", "per_group"};
 
+static int cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int64_t calibration_wanted(const PqOptions *o) {
+  return strcmp(pq_options_get_string(o, "activations", "dynamic"), "static") == 0 ? 65536 : 0; /* as many as given */
+}
+
+/* The int8 range of a layer's input: max |x| over the calibration data, or a percentile of |x|. */
+static float activation_scale(const PqCalibration *cal, const char *value, const PqOptions *o, PqPluginError *error) {
+  int64_t per = 0;
+  float *x = pq_calibration_capture(cal, value, &per, error);
+  if (!x) return -1.0f;
+  int64_t n = cal->n_samples * per;
+  for (int64_t i = 0; i < n; i++) x[i] = fabsf(x[i]);
+  float range;
+  if (!strcmp(pq_options_get_string(o, "act_range", "percentile"), "minmax")) {
+    range = 0.0f;
+    for (int64_t i = 0; i < n; i++) range = fmaxf(range, x[i]);
+  } else {
+    qsort(x, (size_t)n, sizeof(float), cmp_float);
+    double pct = pq_options_get_float(o, "percentile", 99.99) / 100.0;
+    int64_t at = (int64_t)ceil(pct * (double)n) - 1;
+    range = x[at < 0 ? 0 : at >= n ? n - 1 : at];
+  }
+  free(x);
+  return range > 0 ? range / 127.0f : 1.0f;
+}
+
 static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCalibration *calibration, PqModel **out,
                                PqPluginError *error) {
-  (void)calibration;
+  int static_act = !strcmp(pq_options_get_string(o, "activations", "dynamic"), "static");
+  if (static_act && (!calibration || calibration->n_samples < 1)) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "activations=static needs calibration samples (--calibration N > 0)");
+    return PQ_ERR_INVALID;
+  }
   int bits = (int)pq_options_get_int(o, "bits", 8);
   const char *scheme_s = pq_options_get_string(o, "scheme", "per_channel");
   PqQuantScheme scheme = PQ_QUANT_PER_CHANNEL;
@@ -20,10 +54,10 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
   int64_t group = pq_options_get_int(o, "group_size", 64);
   int symmetric = pq_options_get_bool(o, "symmetric", 1);
   int clip = (int)pq_options_get_int(o, "clip_search", 20);
-  const PqGraph *g = pq_model_const_graph(in);
   PqModel *m = pq_model_copy(in);
+  PqGraph *g = pq_model_graph(m);
   for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
-    const PqNode *node = pq_graph_node(g, i);
+    PqNode *node = pq_graph_node(g, i);
     const char *op = pq_node_op(node), *layer = pq_node_name(node);
     int is_linear = !strcmp(op, "linear"), is_conv = !strcmp(op, "conv2d");
     if ((!is_linear && !is_conv && strcmp(op, "matmul")) || pq_node_n_inputs(node) < 2) continue;
@@ -52,18 +86,18 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
     }
     int64_t n = pq_tensor_numel(w), cols = pq_tensor_cols(w);
     if (scheme == PQ_QUANT_PER_GROUP && cols % group) {
-      pq_model_unref(m);
       pq_plugin_error_set(error, PQ_ERR_INVALID,
                           "layer '%s': group_size %lld does not divide its row length %lld (use a divisor of %lld, or exclude the layer)",
                           layer, (long long)group, (long long)cols, (long long)cols);
+      pq_model_unref(m); /* last: `layer` belongs to it */
       return PQ_ERR_INVALID;
     }
     float *f = malloc(sizeof(float) * (size_t)(n ? n : 1)), *back = malloc(sizeof(float) * (size_t)(n ? n : 1));
     if (!f || !back) {
       free(f);
       free(back);
-      pq_model_unref(m);
       pq_plugin_error_set(error, PQ_ERR_NOMEM, "layer '%s': out of memory", layer);
+      pq_model_unref(m); /* last: the layer's name belongs to it */
       return PQ_ERR_NOMEM;
     }
     pq_tensor_to_f32(w, f);
@@ -72,10 +106,10 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
     if (!q) {
       free(f);
       free(back);
-      pq_model_unref(m);
       char msg[600];
       snprintf(msg, sizeof msg, "layer '%s': %s", layer, error->message);
       pq_plugin_error_set(error, PQ_ERR_INVALID, "%s", msg);
+      pq_model_unref(m); /* last: `layer` belongs to it */
       return PQ_ERR_INVALID;
     }
     pq_tensor_to_f32(q, back);
@@ -83,12 +117,25 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
     pq_error_stats(f, back, n, &rel, &sqnr);
     int64_t after = (int64_t)pq_tensor_nbytes(q) + (int64_t)pq_tensor_nbytes(pq_tensor_scales(q)) +
                     (pq_tensor_zeros(q) ? (int64_t)pq_tensor_nbytes(pq_tensor_zeros(q)) : 0);
-    char detail[96];
+    char detail[160];
     if (scheme == PQ_QUANT_PER_GROUP)
       snprintf(detail, sizeof detail, "%d-bit %s group %lld %s", bits, scheme_names[scheme], (long long)group,
                symmetric ? "symmetric" : "asymmetric");
     else
       snprintf(detail, sizeof detail, "%d-bit %s %s", bits, scheme_names[scheme], symmetric ? "symmetric" : "asymmetric");
+    if (static_act && is_linear) { /* W8A8: a fixed int8 range for the layer's input */
+      float sa = activation_scale(calibration, pq_node_input(node, 0), o, error);
+      if (sa < 0) {
+        pq_tensor_unref(q);
+        free(f);
+        free(back);
+        pq_model_unref(m);
+        return PQ_ERR_INTERNAL;
+      }
+      pq_node_set_float(node, "act_scale", sa);
+      size_t at = strlen(detail);
+      snprintf(detail + at, sizeof detail - at, ", static int8 inputs (%s)", pq_options_get_string(o, "act_range", "percentile"));
+    }
     pq_model_record_layer(m, "quant", layer, detail, n, n, (int64_t)pq_tensor_nbytes(w), after, rel, sqnr);
     pq_model_set_tensor(m, q);
     pq_tensor_unref(q);
@@ -102,6 +149,7 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
 static const PqCompressorVTable quant_vtable = {
     .struct_size = sizeof(PqCompressorVTable),
     .compress = quant_compress,
+    .calibration_samples = calibration_wanted,
 };
 
 static const PqPluginDesc quant_desc = {
@@ -119,7 +167,11 @@ static const PqPluginDesc quant_desc = {
         "  \"description\": \"values per scale with scheme per_group; must divide each quantized row\"},"
         " \"symmetric\": {\"type\": \"boolean\", \"default\": true},"
         " \"clip_search\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 200, \"default\": 20,"
-        "  \"description\": \"clipping ratios tried per scale group to minimise the squared error (0: full range)\"}}",
+        "  \"description\": \"clipping ratios tried per scale group to minimise the squared error (0: full range)\"},"
+        " \"activations\": {\"type\": \"string\", \"enum\": [\"dynamic\", \"static\"], \"default\": \"dynamic\","
+        "  \"description\": \"linear inputs quantized to int8 per row at run time, or with a range fixed from calibration data (W8A8)\"},"
+        " \"act_range\": {\"type\": \"string\", \"enum\": [\"minmax\", \"percentile\"], \"default\": \"percentile\"},"
+        " \"percentile\": {\"type\": \"number\", \"minimum\": 50, \"maximum\": 100, \"default\": 99.99}}",
     .vtable = &quant_vtable,
 };
 

@@ -175,17 +175,17 @@ static PqStatus tt_compress(const PqModel *in, const PqOptions *o, const PqCalib
     for (int64_t j = 0; j < numel; j++)
       if (!isfinite(wf[j])) {
         free(wf);
-        pq_model_unref(mdl);
         pq_plugin_error_set(err, PQ_ERR_INVALID, "layer '%s': weight '%s' holds NaN or infinite values", layer, pq_tensor_name(w));
+        pq_model_unref(mdl); /* last: the layer's name belongs to it */
         return PQ_ERR_INVALID;
       }
     float *cores[16] = {0};
     if (tt_svd(&st, wf, M, N, mf, nf, cores, ranks, err) != 0) {
       free(wf);
-      pq_model_unref(mdl);
       char msg[300];
       snprintf(msg, sizeof msg, "layer '%s': %s", layer, err->message);
       pq_plugin_error_set(err, PQ_ERR_INTERNAL, "%s", msg);
+      pq_model_unref(mdl); /* last: the layer's name belongs to it */
       return PQ_ERR_INTERNAL;
     }
     int64_t params = 0;
