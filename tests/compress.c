@@ -534,6 +534,20 @@ static void test_prune(void) {
   g_assert_cmpfloat(max_rel_diff(ys, yz, 3 * on), <, 1e-5);
 }
 
+/* Every compressor refuses NaN weights with an error naming the layer (and the empty model is no layer). */
+static void test_nan_everywhere(void) {
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(64, 32, 10, 3);
+  ((float *)pq_tensor_mutable_data(pq_model_tensor(m, "w1")))[100] = NAN;
+  PqPlugin *all[5] = {quant, low_rank, circulant, tensor_train, prune};
+  const char *opts[5][3] = {{NULL}, {"rank", "4", NULL}, {"block", "8", NULL}, {"max_rank", "4", NULL}, {NULL}};
+  for (int i = 0; i < 5; i++) {
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PqModel) out = compress(all[i], m, opts[i], &err);
+    g_assert_null(out);
+    if (!err || !strstr(err->message, "layer 'fc1'")) g_error("%s: %s", pq_plugin_name(all[i]), err ? err->message : "no error");
+  }
+}
+
 static void test_pipeline(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(64, 48, 10, 31);
   g_autoptr(PqPipeline) p = pq_pipeline_new(reg);
@@ -656,6 +670,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/circulant", test_circulant);
   g_test_add_func("/compress/tensor-train", test_tensor_train);
   g_test_add_func("/compress/prune", test_prune);
+  g_test_add_func("/compress/nan-weights", test_nan_everywhere);
   g_test_add_func("/compress/pipeline", test_pipeline);
   g_test_add_func("/compress/data-aware", test_data_aware);
   int rc = g_test_run();
