@@ -548,6 +548,40 @@ static void test_nan_everywhere(void) {
   }
 }
 
+/* conv2d with a packed kernel runs from the codes and matches the float conv with the dequantized kernel. */
+static void test_quant_conv(void) {
+  PqModel *m = pq_model_new();
+  int64_t xs[4] = {-1, 3, 9, 7}, ws[4] = {8, 3, 3, 3}, bs[1] = {8};
+  pq_graph_add_input(pq_model_graph(m), "x", 4, xs);
+  PqTensor *w = pq_test_random_tensor("cw", 4, ws, 5, 1), *b = pq_test_random_tensor("cb", 1, bs, 6, 1);
+  pq_model_set_tensor(m, w);
+  pq_model_set_tensor(m, b);
+  pq_tensor_unref(w);
+  pq_tensor_unref(b);
+  const char *in[3] = {"x", "cw", "cb"}, *out[1] = {"y"};
+  PqNode *n = pq_graph_add_node(pq_model_graph(m), "conv2d", "conv", 3, in, 1, out);
+  int64_t st[2] = {2, 1}, pads[4] = {1, 0, 1, 2};
+  pq_node_set_ints(n, "strides", 2, st);
+  pq_node_set_ints(n, "pads", 4, pads);
+  pq_graph_add_output(pq_model_graph(m), "y");
+  g_autoptr(GError) err = NULL;
+  const char *kv[] = {"bits", "8", NULL};
+  g_autoptr(PqModel) q = compress(quant, m, kv, &err);
+  g_assert_no_error(err);
+  PqTensor *qw = pq_model_tensor(q, "cw");
+  g_assert_cmpint(pq_tensor_dtype(qw), ==, PQ_DTYPE_PACKED);
+  g_autoptr(PqModel) deq = pq_model_copy(m);
+  g_autoptr(PqTensor) wd = pq_tensor_new("cw", PQ_DTYPE_F32, 4, ws);
+  pq_tensor_to_f32(qw, pq_tensor_mutable_data(wd));
+  pq_model_set_tensor(deq, wd);
+  int64_t on;
+  g_autofree float *ys = forward(q, 2, TRUE, &on), *yp = forward(q, 2, FALSE, &on), *yd = forward(deq, 2, TRUE, &on);
+  g_assert_cmpint(on, ==, 8 * 5 * 7);
+  g_assert_cmpfloat(max_rel_diff(ys, yp, 2 * on), <, 2e-6);
+  g_assert_cmpfloat(max_rel_diff(ys, yd, 2 * on), <, 0.02); /* int8 inputs: within a percent or two */
+  pq_model_unref(m);
+}
+
 static void test_pipeline(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(64, 48, 10, 31);
   g_autoptr(PqPipeline) p = pq_pipeline_new(reg);
@@ -670,6 +704,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/circulant", test_circulant);
   g_test_add_func("/compress/tensor-train", test_tensor_train);
   g_test_add_func("/compress/prune", test_prune);
+  g_test_add_func("/compress/quant-conv", test_quant_conv);
   g_test_add_func("/compress/nan-weights", test_nan_everywhere);
   g_test_add_func("/compress/pipeline", test_pipeline);
   g_test_add_func("/compress/data-aware", test_data_aware);

@@ -286,6 +286,87 @@ static void run_sparse(const Step *st, const float *x, const float *b, float *y,
   }
 }
 
+static void conv_geometry(Step *st, PqPlan *p, const PqNode *node);
+
+/* conv2d with a packed kernel: im2col by output position, then the packed-linear kernels over positions. */
+static PqStatus setup_packed_conv(Cpu *c, Step *st, const PqNode *node, PqPluginError *err) {
+  if (pq_node_get_int(node, "groups", 1) != 1) {
+    pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "conv2d '%s': packed kernels run with groups = 1 only", pq_node_name(node));
+    return PQ_ERR_UNSUPPORTED;
+  }
+  conv_geometry(st, c->plan, node);
+  int64_t per_sample = c->values[st->in[0]].per_sample;
+  c->values[st->in[0]].per_sample = st->c * st->kh * st->kw; /* the packed-linear setup reads k from here */
+  PqStatus rc = setup_packed_linear(c, st, node, err);
+  c->values[st->in[0]].per_sample = per_sample;
+  if (rc != PQ_OK) return rc;
+  st->m_rows = 1;
+  size_t ws = (size_t)(st->oh * st->ow * (st->k + st->oc));
+  if (ws > c->workspace_floats) c->workspace_floats = ws;
+  return PQ_OK;
+}
+
+static void run_packed_conv(const Step *st, const float *x, const float *b, float *y, int64_t batch, float *ws, int simd) {
+  const int64_t ohw = st->oh * st->ow, kk = st->k;
+  float *cols = ws, *tmp = ws + ohw * kk;
+  for (int64_t nimg = 0; nimg < batch; nimg++) {
+    const float *xn = x + nimg * st->c * st->h * st->w;
+    for (int64_t oy = 0; oy < st->oh; oy++)
+      for (int64_t ox = 0; ox < st->ow; ox++) {
+        float *row = cols + (oy * st->ow + ox) * kk;
+        for (int64_t ci = 0; ci < st->c; ci++)
+          for (int64_t ki = 0; ki < st->kh; ki++) {
+            int64_t iy = oy * st->sh - st->pt + ki * st->dh;
+            for (int64_t kj = 0; kj < st->kw; kj++) {
+              int64_t ix = ox * st->sw - st->pl + kj * st->dw;
+              row[(ci * st->kh + ki) * st->kw + kj] = iy >= 0 && iy < st->h && ix >= 0 && ix < st->w ? xn[(ci * st->h + iy) * st->w + ix] : 0.0f;
+            }
+          }
+      }
+    packed_rows(st, cols, NULL, tmp, ohw, simd);
+    float *yn = y + nimg * st->oc * ohw;
+    for (int64_t o = 0; o < st->oc; o++)
+      for (int64_t q = 0; q < ohw; q++) {
+        float v = tmp[q * st->oc + o] + (b ? b[o] : 0.0f);
+        yn[o * ohw + q] = st->fuse_relu && v < 0.0f ? 0.0f : v;
+      }
+  }
+}
+
+static void conv_geometry(Step *st, PqPlan *p, const PqNode *node) {
+  int nd, ond;
+  const int64_t *xs = pq_plan_value_shape(p, st->in[0], &nd), *os = pq_plan_value_shape(p, st->out, &ond);
+  size_t n;
+  const int64_t *v;
+  st->c = xs[1];
+  st->h = xs[2];
+  st->w = xs[3];
+  st->oc = os[1];
+  st->oh = os[2];
+  st->ow = os[3];
+  if (st->kind == K_CONV2D) {
+    int wnd;
+    const int64_t *ws = pq_plan_value_shape(p, st->in[1], &wnd);
+    st->kh = ws[2];
+    st->kw = ws[3];
+    st->groups = pq_node_get_int(node, "groups", 1);
+  } else {
+    v = pq_node_get_ints(node, "kernel", &n);
+    st->kh = v[0];
+    st->kw = v[1];
+  }
+  v = pq_node_get_ints(node, "strides", &n);
+  st->sh = v ? v[0] : (st->kind == K_CONV2D ? 1 : st->kh);
+  st->sw = v ? v[1] : (st->kind == K_CONV2D ? 1 : st->kw);
+  v = pq_node_get_ints(node, "dilations", &n);
+  st->dh = v ? v[0] : 1;
+  st->dw = v ? v[1] : 1;
+  v = pq_node_get_ints(node, "pads", &n);
+  st->pt = v ? v[0] : 0;
+  st->pl = v ? v[1] : 0;
+  st->count_include_pad = (int)pq_node_get_int(node, "count_include_pad", 0);
+}
+
 static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
   PqPlan *p = c->plan;
   const PqNode *node = pq_plan_step(p, (size_t)s);
@@ -298,9 +379,11 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
   }
   for (int j = 0; j < 16; j++) st->in[j] = pq_plan_step_input(p, (size_t)s, (size_t)j);
   st->out = pq_plan_step_output(p, (size_t)s, 0);
-  if (st->kind == K_LINEAR && st->in[1] >= 0 && pq_plan_value_kind(p, st->in[1]) == PQ_VALUE_WEIGHT &&
-      pq_tensor_dtype(pq_plan_value_tensor(p, st->in[1])) == PQ_DTYPE_PACKED)
+  if ((st->kind == K_LINEAR || st->kind == K_CONV2D) && st->in[1] >= 0 && pq_plan_value_kind(p, st->in[1]) == PQ_VALUE_WEIGHT &&
+      pq_tensor_dtype(pq_plan_value_tensor(p, st->in[1])) == PQ_DTYPE_PACKED) {
+    if (st->kind == K_CONV2D) return setup_packed_conv(c, st, node, err);
     return setup_packed_linear(c, st, node, err);
+  }
   if (st->kind == K_SPARSE) {
     if (pq_plan_value_kind(p, st->in[0]) == PQ_VALUE_WEIGHT) {
       pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "node '%s': the first input must be an activation", pq_node_name(node));
@@ -351,41 +434,11 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
   case K_CONV2D:
   case K_MAXPOOL:
   case K_AVGPOOL: {
-    int ond;
-    const int64_t *os = pq_plan_value_shape(p, st->out, &ond);
-    size_t n;
-    const int64_t *v;
-    st->c = xs[1];
-    st->h = xs[2];
-    st->w = xs[3];
-    st->oc = os[1];
-    st->oh = os[2];
-    st->ow = os[3];
-    if (st->kind == K_CONV2D) {
-      int wnd;
-      const int64_t *ws = pq_plan_value_shape(p, st->in[1], &wnd);
-      if (pq_plan_value_kind(p, st->in[1]) != PQ_VALUE_WEIGHT) {
-        pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "conv2d '%s': the kernel must be a model tensor", pq_node_name(node));
-        return PQ_ERR_UNSUPPORTED;
-      }
-      st->kh = ws[2];
-      st->kw = ws[3];
-      st->groups = pq_node_get_int(node, "groups", 1);
-    } else {
-      v = pq_node_get_ints(node, "kernel", &n);
-      st->kh = v[0];
-      st->kw = v[1];
+    if (st->kind == K_CONV2D && pq_plan_value_kind(p, st->in[1]) != PQ_VALUE_WEIGHT) {
+      pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "conv2d '%s': the kernel must be a model tensor", pq_node_name(node));
+      return PQ_ERR_UNSUPPORTED;
     }
-    v = pq_node_get_ints(node, "strides", &n);
-    st->sh = v ? v[0] : (st->kind == K_CONV2D ? 1 : st->kh);
-    st->sw = v ? v[1] : (st->kind == K_CONV2D ? 1 : st->kw);
-    v = pq_node_get_ints(node, "dilations", &n);
-    st->dh = v ? v[0] : 1;
-    st->dw = v ? v[1] : 1;
-    v = pq_node_get_ints(node, "pads", &n);
-    st->pt = v ? v[0] : 0;
-    st->pl = v ? v[1] : 0;
-    st->count_include_pad = (int)pq_node_get_int(node, "count_include_pad", 0);
+    conv_geometry(st, p, node);
     if (st->kind == K_CONV2D) {
       size_t ws = (size_t)((st->c / st->groups) * st->kh * st->kw * st->oh * st->ow);
       if (ws > c->workspace_floats) c->workspace_floats = ws;
@@ -862,7 +915,10 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       for (int64_t i = 0; i < total; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
       break;
     case K_SOFTMAX: run_softmax(st, x, y, total); break;
-    case K_CONV2D: run_conv(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace); break;
+    case K_CONV2D:
+      if (st->q_codes) run_packed_conv(st, x, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace, c->simd);
+      else run_conv(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace);
+      break;
     case K_MAXPOOL: run_pool(st, x, y, batch, 1); break;
     case K_AVGPOOL: run_pool(st, x, y, batch, 0); break;
     case K_GAP:

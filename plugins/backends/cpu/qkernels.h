@@ -228,8 +228,9 @@ static float row_dot_c(const Step *st, const uint8_t *codes, const int8_t *xq, c
   return acc;
 }
 
-static void run_packed_linear(const Step *st, const float *x, const float *b, float *y, int64_t batch, int simd) {
-  const int64_t rows = batch * st->m_rows, n = st->n, k = st->k, L = st->q_chunk, nch = st->q_chunks;
+/* y [rows, n] = x [rows, k] · W^T (+ b), W packed */
+static void packed_rows(const Step *st, const float *x, const float *b, float *y, int64_t rows, int simd) {
+  const int64_t n = st->n, k = st->k, L = st->q_chunk, nch = st->q_chunks;
   int8_t *xq = st->q_x;
   int32_t *xsum = st->q_xsum;
   for (int64_t r = 0; r < rows; r++) {
@@ -283,6 +284,10 @@ static void run_packed_linear(const Step *st, const float *x, const float *b, fl
       yr[o] = st->fuse_relu && v < 0.0f ? 0.0f : v;
     }
   }
+}
+
+static void run_packed_linear(const Step *st, const float *x, const float *b, float *y, int64_t batch, int simd) {
+  packed_rows(st, x, b, y, batch * st->m_rows, simd);
 }
 
 #endif
