@@ -347,6 +347,15 @@ int pq_runner_run(PqRunner *r, int role, const PqTensorView *inputs, size_t n_in
 
 int64_t pq_runner_max_batch(const PqRunner *r) { return r->baseline->max_batch; }
 
+int pq_runner_memory(PqRunner *r, int role, PqMemoryCounters *out, PqPluginError *error) {
+  g_autoptr(GError) err = NULL;
+  if (!pq_backend_memory(role == PQ_MODEL_COMPRESSED ? r->compressed : r->baseline, out, &err)) {
+    pq_plugin_error_set(error, PQ_ERR_INTERNAL, "%s", err->message);
+    return PQ_ERR_INTERNAL;
+  }
+  return PQ_OK;
+}
+
 struct PqMetricSink {
   GPtrArray *metrics;
 };

@@ -370,10 +370,8 @@ static void add_out(GArray *outs, const PqTensor *t, const char *name) {
   g_array_append_val(outs, o);
 }
 
-gboolean pq_model_save(const PqModel *model, const char *path, GError **error) {
-  g_return_val_if_fail(model && path, FALSE);
-  g_autoptr(GArray) outs = g_array_new(FALSE, TRUE, sizeof(OutTensor));
-  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+/* The header (padded) and the tensors in file order; NULL with an error naming `path`. */
+static GString *build_header(const PqModel *model, const char *path, GArray *outs, GPtrArray *names, GError **error) {
   g_autoptr(GHashTable) used = g_hash_table_new(g_str_hash, g_str_equal);
   g_autoptr(JsonBuilder) pk = json_builder_new();
   gboolean any_packed = FALSE;
@@ -389,7 +387,7 @@ gboolean pq_model_save(const PqModel *model, const char *path, GError **error) {
     if (zname) g_ptr_array_add(names, zname);
     if (g_hash_table_contains(used, sname) || (zname && g_hash_table_contains(used, zname))) {
       g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID, "%s: tensor \"%s\": its scales' name is taken by another tensor", path, t->name);
-      return FALSE;
+      return NULL;
     }
     g_hash_table_add(used, sname);
     add_out(outs, t->scales, sname);
@@ -479,8 +477,27 @@ gboolean pq_model_save(const PqModel *model, const char *path, GError **error) {
   json_builder_end_object(b);
   g_autoptr(JsonNode) root = json_builder_get_root(b);
   g_autofree char *text = json_to_string(root, FALSE);
-  g_autoptr(GString) header = g_string_new(text);
+  GString *header = g_string_new(text);
   while ((8 + header->len) % 8) g_string_append_c(header, ' ');
+  return header;
+}
+
+gboolean pq_model_save(const PqModel *model, const char *path, GError **error) {
+  g_return_val_if_fail(model && path, FALSE);
+  g_autoptr(GArray) outs = g_array_new(FALSE, TRUE, sizeof(OutTensor));
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+  g_autoptr(GString) header = build_header(model, path, outs, names, error);
+  if (!header) return FALSE;
   WriteCtx ctx = {header, outs};
   return pq_write_atomically(path, write_body, &ctx, error);
+}
+
+int64_t pq_model_file_size(const PqModel *model) {
+  g_autoptr(GArray) outs = g_array_new(FALSE, TRUE, sizeof(OutTensor));
+  g_autoptr(GPtrArray) names = g_ptr_array_new_with_free_func(g_free);
+  g_autoptr(GString) header = build_header(model, "(model)", outs, names, NULL);
+  if (!header) return -1;
+  int64_t size = 8 + (int64_t)header->len;
+  for (guint i = 0; i < outs->len; i++) size += (int64_t)g_array_index(outs, OutTensor, i).nbytes;
+  return size;
 }

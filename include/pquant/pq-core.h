@@ -33,6 +33,7 @@ typedef struct PqRunner PqRunner;
 typedef struct PqMetricSink PqMetricSink;
 struct PqPluginError;
 struct PqTensorView;
+struct PqMemoryCounters;
 
 /* Element types. Values are part of the ABI and are never renumbered. */
 typedef enum {
@@ -182,6 +183,8 @@ PQ_API const char *pq_model_meta(const PqModel *model, const char *key);  /* bor
  * not parameters) and stored bytes (every tensor, packed codes with their scales and zero points). */
 PQ_API int64_t pq_model_n_params(const PqModel *model);
 PQ_API int64_t pq_model_nbytes(const PqModel *model);
+/* The exact size in bytes of the model's file (header and data) as pq_model_save would write it; -1 on error. */
+PQ_API int64_t pq_model_file_size(const PqModel *model);
 
 /* ---- options ------------------------------------------------------------------------------------------- */
 
@@ -237,6 +240,21 @@ PQ_API int pq_plan_value_last_use(const PqPlan *plan, int value);
 /* Number of steps reading the value (graph outputs count once more). */
 PQ_API int pq_plan_value_n_uses(const PqPlan *plan, int value);
 
+/* ---- cost ------------------------------------------------------------------------------------------- */
+
+/* Multiply-accumulates and floating-point operations of one sample through the model, from the real
+ * shapes (conv2d counts its output height and width; compressed forms count what they compute: two
+ * GEMMs for low-rank, the core contractions for tensor-train, the stored non-zeros for sparse layers).
+ * `estimated` is 1 when some op's count is an estimate (the FFTs of circulant layers); see
+ * docs/report-schema.md for the conventions. */
+typedef struct PqCost {
+  uint32_t struct_size;
+  int32_t estimated;
+  int64_t macs;
+  int64_t flops;
+} PqCost;
+PQ_API int pq_model_cost(const PqModel *model, PqCost *cost, struct PqPluginError *error);
+
 /* ---- datasets ------------------------------------------------------------------------------------------ */
 
 PQ_API int64_t pq_dataset_n_samples(const PqDataset *dataset);
@@ -256,6 +274,8 @@ PQ_API const char *pq_dataset_name(const PqDataset *dataset);
 PQ_API int pq_runner_run(PqRunner *runner, int role, const struct PqTensorView *inputs, size_t n_inputs,
                          struct PqTensorView *outputs, size_t n_outputs, struct PqPluginError *error);
 PQ_API int64_t pq_runner_max_batch(const PqRunner *runner);
+/* The memory counters of the backend running `role`'s model (fields it cannot know are -1). */
+PQ_API int pq_runner_memory(PqRunner *runner, int role, struct PqMemoryCounters *out, struct PqPluginError *error);
 
 typedef enum { PQ_BETTER_NONE = 0, PQ_BETTER_HIGHER = 1, PQ_BETTER_LOWER = 2 } PqBetter;
 
