@@ -1,0 +1,165 @@
+/* latency.c — the latency probe: for each batch size, warm-up runs, then timed runs of the baseline and the
+ * compressed model alternately (so drift hits both alike), each timed with CLOCK_MONOTONIC; mean, std, min,
+ * max, p10, p50, p90, p99, throughput, speedup against the baseline, raw samples, and a flag when the
+ * figures are unstable. */
+#include <pquant/pq-plugin.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double pct(const double *sorted, int n, double p) { /* nearest rank */
+  int i = (int)ceil(p / 100.0 * n) - 1;
+  return sorted[i < 0 ? 0 : i >= n ? n - 1 : i];
+}
+
+static void add_stats(PqMetricSink *sink, const char *prefix, const double *samples, int n, int64_t batch, int is_compressed) {
+  double *s = malloc(sizeof(double) * (size_t)n), mean = 0, var = 0;
+  memcpy(s, samples, sizeof(double) * (size_t)n);
+  qsort(s, (size_t)n, sizeof(double), cmp_double);
+  for (int i = 0; i < n; i++) mean += s[i];
+  mean /= n;
+  for (int i = 0; i < n; i++) var += (s[i] - mean) * (s[i] - mean);
+  double sd = n > 1 ? sqrt(var / (n - 1)) : 0, p50 = pct(s, n, 50);
+  char key[96];
+#define ADD(name, value, unit, better)                                                                             \
+  do {                                                                                                             \
+    snprintf(key, sizeof key, "%s.%s", prefix, name);                                                              \
+    pq_metrics_add(sink, key, value, unit, better);                                                                \
+  } while (0)
+  ADD("mean_ms", mean, "ms", PQ_BETTER_LOWER);
+  ADD("std_ms", sd, "ms", PQ_BETTER_LOWER);
+  ADD("min_ms", s[0], "ms", PQ_BETTER_LOWER);
+  ADD("max_ms", s[n - 1], "ms", PQ_BETTER_LOWER);
+  ADD("p10_ms", pct(s, n, 10), "ms", PQ_BETTER_LOWER);
+  ADD("p50_ms", p50, "ms", PQ_BETTER_LOWER);
+  ADD("p90_ms", pct(s, n, 90), "ms", PQ_BETTER_LOWER);
+  ADD("p99_ms", pct(s, n, 99), "ms", PQ_BETTER_LOWER);
+  ADD("throughput", mean > 0 ? (double)batch / (mean / 1e3) : 0, "samples/s", PQ_BETTER_HIGHER);
+  /* unstable: spread above 10% of the mean, extremes 50% off the median, or runs at the clock's resolution */
+  int unstable = sd > 0.1 * mean || s[0] < 0.5 * p50 || s[n - 1] > 1.5 * p50 || s[0] < 0.001;
+  ADD("unstable", unstable, "flag", PQ_BETTER_NONE);
+  if (is_compressed) {
+    snprintf(key, sizeof key, "%s.p50_ms", prefix);
+    pq_metrics_add_samples(sink, key, samples, (size_t)n);
+  }
+  free(s);
+#undef ADD
+}
+
+static PqStatus latency_observe(const PqProbeContext *ctx, PqMetricSink *sink, PqPluginError *err) {
+  const char *list = pq_options_get_string(ctx->options, "batch_sizes", "1,64");
+  int runs = (int)pq_options_get_int(ctx->options, "runs", 100), warmup = (int)pq_options_get_int(ctx->options, "warmup", 10);
+  double min_ms = pq_options_get_float(ctx->options, "min_time_ms", 0);
+  int nd;
+  const int64_t *ishape = pq_graph_input_shape(pq_model_const_graph(ctx->baseline), 0, &nd);
+  int64_t per = 1;
+  for (int d = 1; d < nd; d++) per *= ishape[d];
+  char buf[256];
+  snprintf(buf, sizeof buf, "%s", list);
+  for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+    char *end;
+    long long batch = strtoll(tok, &end, 10);
+    if (*end || batch < 1 || batch > pq_runner_max_batch(ctx->runner)) {
+      pq_plugin_error_set(err, PQ_ERR_INVALID, "batch size '%s' must be 1..%lld", tok, (long long)pq_runner_max_batch(ctx->runner));
+      return PQ_ERR_INVALID;
+    }
+    /* real inputs where there is a dataset, else a fixed pattern */
+    float *x = calloc((size_t)(batch * per), sizeof(float)), *y = NULL;
+    if (ctx->dataset && pq_dataset_sample_numel(ctx->dataset) == per) pq_dataset_get_batch(ctx->dataset, 0, batch, x, NULL);
+    else
+      for (int64_t i = 0; i < batch * per; i++) x[i] = (float)(i % 17) / 17.0f;
+    /* the output view: the graph output's shape with this batch */
+    const PqGraph *g = pq_model_const_graph(ctx->baseline);
+    PqPlan *plan = pq_plan_new(ctx->compressed, 1, err);
+    if (!plan) {
+      free(x);
+      return PQ_ERR_INVALID;
+    }
+    int vo = pq_plan_value_index(plan, pq_graph_output_name(g, 0)), ond;
+    const int64_t *os = pq_plan_value_shape(plan, vo, &ond);
+    PqTensorView out = {sizeof out, PQ_DTYPE_F32, ond, 0, {0}, NULL};
+    for (int d = 0; d < ond; d++) out.shape[d] = os[d];
+    out.shape[0] = batch;
+    y = malloc(sizeof(float) * (size_t)(batch * pq_plan_value_numel(plan, vo)));
+    out.data = y;
+    pq_plan_free(plan);
+    PqTensorView in = {sizeof in, PQ_DTYPE_F32, nd, 0, {0}, x};
+    for (int d = 0; d < nd; d++) in.shape[d] = ishape[d];
+    in.shape[0] = batch;
+    int cap = runs, n = 0;
+    double *tb = malloc(sizeof(double) * (size_t)cap), *tc = malloc(sizeof(double) * (size_t)cap);
+    PqStatus st = PQ_OK;
+    for (int i = 0; i < warmup && st == PQ_OK; i++) {
+      st = (PqStatus)pq_runner_run(ctx->runner, PQ_MODEL_BASELINE, &in, 1, &out, 1, err);
+      if (st == PQ_OK) st = (PqStatus)pq_runner_run(ctx->runner, PQ_MODEL_COMPRESSED, &in, 1, &out, 1, err);
+    }
+    double started = now_ms();
+    while (st == PQ_OK && (n < runs || now_ms() - started < min_ms)) {
+      if (n == cap) {
+        cap *= 2;
+        tb = realloc(tb, sizeof(double) * (size_t)cap);
+        tc = realloc(tc, sizeof(double) * (size_t)cap);
+      }
+      double t0 = now_ms();
+      st = (PqStatus)pq_runner_run(ctx->runner, PQ_MODEL_BASELINE, &in, 1, &out, 1, err);
+      double t1 = now_ms();
+      if (st == PQ_OK) st = (PqStatus)pq_runner_run(ctx->runner, PQ_MODEL_COMPRESSED, &in, 1, &out, 1, err);
+      double t2 = now_ms();
+      tb[n] = t1 - t0;
+      tc[n] = t2 - t1;
+      n++;
+    }
+    if (st == PQ_OK && n > 0) {
+      char prefix[64];
+      snprintf(prefix, sizeof prefix, "latency.b%lld", batch);
+      add_stats(sink, prefix, tc, n, batch, 1);
+      snprintf(prefix, sizeof prefix, "latency.b%lld.baseline", batch);
+      add_stats(sink, prefix, tb, n, batch, 0);
+      double *sb = malloc(sizeof(double) * (size_t)n), *sc = malloc(sizeof(double) * (size_t)n);
+      memcpy(sb, tb, sizeof(double) * (size_t)n);
+      memcpy(sc, tc, sizeof(double) * (size_t)n);
+      qsort(sb, (size_t)n, sizeof(double), cmp_double);
+      qsort(sc, (size_t)n, sizeof(double), cmp_double);
+      char key[96];
+      snprintf(key, sizeof key, "latency.b%lld.speedup", batch);
+      pq_metrics_add(sink, key, pct(sc, n, 50) > 0 ? pct(sb, n, 50) / pct(sc, n, 50) : 0, "x", PQ_BETTER_HIGHER);
+      snprintf(key, sizeof key, "latency.b%lld.runs", batch);
+      pq_metrics_add(sink, key, n, "", PQ_BETTER_NONE);
+      free(sb);
+      free(sc);
+    }
+    free(x);
+    free(y);
+    free(tb);
+    free(tc);
+    if (st != PQ_OK) return st;
+  }
+  return PQ_OK;
+}
+
+static const PqProbeVTable vt = {.struct_size = sizeof(PqProbeVTable), .observe = latency_observe};
+static const PqPluginDesc desc = {
+    .struct_size = sizeof(PqPluginDesc), .abi_major = PQ_ABI_MAJOR, .abi_minor = PQ_ABI_MINOR, .kind = PQ_KIND_PROBE,
+    .name = "latency", .version = "1.0.0",
+    .description = "latency per batch size: warm-up, timed runs alternating with the baseline, percentiles, speedup",
+    .options_schema = "{\"batch_sizes\": {\"type\": \"string\", \"default\": \"1,64\", \"description\": \"comma-separated\"},"
+                      " \"runs\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 1000000, \"default\": 100},"
+                      " \"warmup\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 100000, \"default\": 10},"
+                      " \"min_time_ms\": {\"type\": \"number\", \"minimum\": 0, \"default\": 0, \"description\": \"keep timing until this much time has passed\"}}",
+    .vtable = &vt,
+};
+PQ_PLUGIN_EXPORT const PqPluginDesc *pq_plugin_query(void) { return &desc; }
