@@ -179,6 +179,41 @@ PQ_API GPtrArray *pq_probe_run(PqPlugin *probe, PqPlugin *backend_plugin, const 
                                const PqModel *compressed, const PqDataset *dataset, const PqOptions *options,
                                int threads, gint64 max_batch, GError **error);
 
+/* ---- the benchmark suite ---------------------------------------------------------------------------- */
+#define PQ_REPORT_SCHEMA_VERSION 1
+/* The default suite: baseline, low_rank_64, low_rank_32, quantization_8, quantization_6, tensor_train,
+ * combined (JSON text in the form pq_bench_load_config reads). */
+PQ_API const char *pq_bench_default_suite(void);
+
+typedef struct {
+  PqRegistry *registry;
+  PqPlugin *backend;
+  GPtrArray *probes;          /* PqPlugin*: every probe to run */
+  GHashTable *probe_options;  /* probe name → PqOptions* (owned by the caller) */
+  const PqModel *model;
+  const PqDataset *test, *train;
+  gint64 calibration;         /* calibration samples (default 512) */
+  int threads;
+  gint64 max_batch;           /* backends are prepared for this many samples */
+  int timeout_s;              /* per method; 0 = none */
+  gboolean resume, progress;
+  const char *output_dir;
+} PqBenchSettings;
+
+/* Methods from a suite config: {"methods": {"NAME": [{"plugin": ..., "options": {...}}, ...], ...}}, each
+ * validated (plugins found, options checked) before anything runs. Returns the method names in order, with
+ * a pipeline each in `pipelines` (name → PqPipeline*). `origin` names the config in errors. */
+PQ_API GPtrArray *pq_bench_load_config(PqRegistry *registry, const char *json, const char *origin, GHashTable *pipelines,
+                                       GError **error);
+/* Run every method, each in a child process; results are appended to OUTPUT/results.jsonl as they finish
+ * and returned as JSON objects (JsonObject*, one per method, in order). */
+PQ_API GPtrArray *pq_bench_run(const PqBenchSettings *settings, GPtrArray *methods, GHashTable *pipelines, GError **error);
+/* The report: report.json, report.md, report.csv, plots; and the console table (returned). */
+PQ_API char *pq_report_write(const PqBenchSettings *settings, GPtrArray *results, GError **error);
+/* Compare two report.json files: prints per method and metric the change, returns the number of regressions
+ * beyond `threshold` (a fraction), or -1 with an error (unreadable, other schema version). */
+PQ_API int pq_report_compare(const char *a_path, const char *b_path, double threshold, GString *out, GError **error);
+
 /* ---- the default model ------------------------------------------------------------------------------ */
 typedef struct {
   int epochs;          /* default 18 */

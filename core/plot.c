@@ -1,0 +1,239 @@
+/* plot.c — the report's plots, drawn with cairo as PNG and SVG: accuracy against compression ratio with
+ * the Pareto front, and latency per method (p50 with the p10–p90 spread). */
+#include "pq-private.h"
+
+#include <cairo-svg.h>
+#include <cairo.h>
+#include <errno.h>
+#include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+  const char *name;
+  double x, y, lo, hi;
+  gboolean front;
+} Point;
+
+static double mval(JsonObject *row, const char *name) {
+  JsonObject *m = json_object_get_object_member(row, "metrics");
+  JsonObject *e = m && json_object_has_member(m, name) ? json_object_get_object_member(m, name) : NULL;
+  return e ? json_object_get_double_member_with_default(e, "value", NAN) : NAN;
+}
+
+static void text(cairo_t *cr, double x, double y, const char *s, double size, int align) { /* align: 0 left, 1 centre, 2 right */
+  cairo_set_font_size(cr, size);
+  cairo_text_extents_t e;
+  cairo_text_extents(cr, s, &e);
+  cairo_move_to(cr, x - (align == 1 ? e.width / 2 : align == 2 ? e.width : 0), y);
+  cairo_show_text(cr, s);
+}
+
+/* A "nice" axis range and step. */
+static void nice_range(double lo, double hi, double *a, double *b, double *step) {
+  if (!(hi > lo)) {
+    lo -= 1;
+    hi += 1;
+  }
+  double span = hi - lo, raw = span / 5, mag = pow(10, floor(log10(raw))), f = raw / mag;
+  *step = (f < 1.5 ? 1 : f < 3 ? 2 : f < 7 ? 5 : 10) * mag;
+  *a = floor(lo / *step) * *step;
+  *b = ceil(hi / *step) * *step;
+}
+
+static void frame(cairo_t *cr, double w, double h, double l, double t, double r, double bt, const char *title, const char *xl,
+                  const char *yl) {
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_paint(cr);
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+  text(cr, w / 2, 24, title, 15, 1);
+  text(cr, (l + w - r) / 2, h - 12, xl, 12, 1);
+  cairo_save(cr);
+  cairo_translate(cr, 16, (t + h - bt) / 2);
+  cairo_rotate(cr, -G_PI / 2);
+  text(cr, 0, 0, yl, 12, 1);
+  cairo_restore(cr);
+  cairo_set_line_width(cr, 1);
+  cairo_rectangle(cr, l, t, w - l - r, h - t - bt);
+  cairo_stroke(cr);
+}
+
+static void draw_accuracy(cairo_t *cr, double w, double h, Point *p, int n) {
+  const double l = 70, t = 40, r = 30, bt = 50;
+  frame(cr, w, h, l, t, r, bt, "Accuracy against compression ratio (Pareto front in red)", "compression ratio (bytes, x)", "top-1 accuracy (%)");
+  double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
+  for (int i = 0; i < n; i++) {
+    x0 = fmin(x0, p[i].x);
+    x1 = fmax(x1, p[i].x);
+    y0 = fmin(y0, p[i].y);
+    y1 = fmax(y1, p[i].y);
+  }
+  double xa, xb, xs, ya, yb, ys;
+  nice_range(fmin(x0, 1.0), x1, &xa, &xb, &xs);
+  nice_range(y0 - 0.5, y1 + 0.5, &ya, &yb, &ys);
+#define PX(v) (l + ((v) - xa) / (xb - xa) * (w - l - r))
+#define PY(v) (h - bt - ((v) - ya) / (yb - ya) * (h - t - bt))
+  char buf[32];
+  cairo_set_source_rgb(cr, 0.85, 0.85, 0.85);
+  for (double v = xa; v <= xb + 1e-9; v += xs) {
+    cairo_move_to(cr, PX(v), t);
+    cairo_line_to(cr, PX(v), h - bt);
+  }
+  for (double v = ya; v <= yb + 1e-9; v += ys) {
+    cairo_move_to(cr, l, PY(v));
+    cairo_line_to(cr, w - r, PY(v));
+  }
+  cairo_stroke(cr);
+  cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+  for (double v = xa; v <= xb + 1e-9; v += xs) {
+    g_snprintf(buf, sizeof buf, "%g", v);
+    text(cr, PX(v), h - bt + 16, buf, 10, 1);
+  }
+  for (double v = ya; v <= yb + 1e-9; v += ys) {
+    g_snprintf(buf, sizeof buf, "%g", v);
+    text(cr, l - 6, PY(v) + 4, buf, 10, 2);
+  }
+  /* the front: no other point has both a higher ratio and a higher accuracy */
+  for (int i = 0; i < n; i++) {
+    p[i].front = TRUE;
+    for (int j = 0; j < n; j++)
+      if (j != i && p[j].x >= p[i].x && p[j].y >= p[i].y && (p[j].x > p[i].x || p[j].y > p[i].y)) p[i].front = FALSE;
+  }
+  int order[64], m = 0;
+  for (int i = 0; i < n && m < 64; i++)
+    if (p[i].front) order[m++] = i;
+  for (int i = 1; i < m; i++)
+    for (int j = i; j > 0 && p[order[j - 1]].x > p[order[j]].x; j--) {
+      int tmp = order[j];
+      order[j] = order[j - 1];
+      order[j - 1] = tmp;
+    }
+  cairo_set_source_rgb(cr, 0.85, 0.15, 0.1);
+  cairo_set_line_width(cr, 1.5);
+  double dash[2] = {5, 3};
+  cairo_set_dash(cr, dash, 2, 0);
+  for (int i = 0; i < m; i++) {
+    if (i == 0) cairo_move_to(cr, PX(p[order[i]].x), PY(p[order[i]].y));
+    else cairo_line_to(cr, PX(p[order[i]].x), PY(p[order[i]].y));
+  }
+  cairo_stroke(cr);
+  cairo_set_dash(cr, NULL, 0, 0);
+  for (int i = 0; i < n; i++) {
+    cairo_arc(cr, PX(p[i].x), PY(p[i].y), 4.5, 0, 2 * G_PI);
+    if (p[i].front) cairo_set_source_rgb(cr, 0.85, 0.15, 0.1);
+    else cairo_set_source_rgb(cr, 0.2, 0.35, 0.7);
+    cairo_fill(cr);
+    cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+    text(cr, PX(p[i].x) + 7, PY(p[i].y) - 6, p[i].name, 10, 0);
+  }
+#undef PX
+#undef PY
+}
+
+static void draw_latency(cairo_t *cr, double w, double h, Point *p, int n, const char *batch) {
+  const double l = 130, t = 40, r = 30, bt = 50;
+  char title[96], xl[64];
+  g_snprintf(title, sizeof title, "Latency per method, %s: p50 and the p10-p90 spread", batch);
+  g_snprintf(xl, sizeof xl, "milliseconds per run");
+  frame(cr, w, h, l, t, r, bt, title, xl, "");
+  double hi = 0;
+  for (int i = 0; i < n; i++) hi = fmax(hi, p[i].hi);
+  double xa, xb, xs;
+  nice_range(0, hi * 1.05, &xa, &xb, &xs);
+  xa = 0;
+#define PX(v) (l + ((v) - xa) / (xb - xa) * (w - l - r))
+  char buf[32];
+  cairo_set_source_rgb(cr, 0.85, 0.85, 0.85);
+  for (double v = xa; v <= xb + 1e-12; v += xs) {
+    cairo_move_to(cr, PX(v), t);
+    cairo_line_to(cr, PX(v), h - bt);
+  }
+  cairo_stroke(cr);
+  cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+  for (double v = xa; v <= xb + 1e-12; v += xs) {
+    g_snprintf(buf, sizeof buf, "%g", v);
+    text(cr, PX(v), h - bt + 16, buf, 10, 1);
+  }
+  double row = (h - t - bt) / (n > 0 ? n : 1);
+  for (int i = 0; i < n; i++) {
+    double y = t + row * (i + 0.5);
+    cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+    text(cr, l - 8, y + 4, p[i].name, 11, 2);
+    cairo_set_source_rgb(cr, 0.2, 0.35, 0.7);
+    cairo_set_line_width(cr, 3);
+    cairo_move_to(cr, PX(p[i].lo), y);
+    cairo_line_to(cr, PX(p[i].hi), y);
+    cairo_stroke(cr);
+    cairo_arc(cr, PX(p[i].y), y, 5, 0, 2 * G_PI);
+    cairo_set_source_rgb(cr, 0.85, 0.15, 0.1);
+    cairo_fill(cr);
+  }
+#undef PX
+}
+
+typedef void (*DrawFn)(cairo_t *, double, double, Point *, int, const char *);
+
+static void draw_acc_adapter(cairo_t *cr, double w, double h, Point *p, int n, const char *unused) {
+  (void)unused;
+  draw_accuracy(cr, w, h, p, n);
+}
+
+/* Both formats, each written beside its final name and renamed into place. */
+static gboolean render(const char *dir, const char *base, DrawFn draw, Point *p, int n, const char *arg, GError **error) {
+  const double w = 760, h = 480;
+  const char *ext[2] = {"png", "svg"};
+  for (int k = 0; k < 2; k++) {
+    g_autofree char *final = g_strdup_printf("%s/%s.%s", dir, base, ext[k]);
+    g_autofree char *tmp = g_strdup_printf("%s/.%s.%s.tmp", dir, base, ext[k]);
+    cairo_surface_t *s = k == 0 ? cairo_image_surface_create(CAIRO_FORMAT_RGB24, (int)w, (int)h) : cairo_svg_surface_create(tmp, w, h);
+    cairo_t *cr = cairo_create(s);
+    draw(cr, w, h, p, n, arg);
+    cairo_destroy(cr);
+    cairo_status_t st = k == 0 ? cairo_surface_write_to_png(s, tmp) : CAIRO_STATUS_SUCCESS;
+    cairo_surface_finish(s);
+    if (st == CAIRO_STATUS_SUCCESS) st = cairo_surface_status(s);
+    cairo_surface_destroy(s);
+    if (st != CAIRO_STATUS_SUCCESS || rename(tmp, final) != 0) {
+      g_unlink(tmp);
+      g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_IO, "%s: cannot write the plot: %s", final,
+                  st != CAIRO_STATUS_SUCCESS ? cairo_status_to_string(st) : g_strerror(errno));
+      return FALSE;
+    }
+  }
+  return TRUE;
+}
+
+gboolean pq_plot_write(GPtrArray *results, const char *dir, GError **error) {
+  Point acc[64], lat[64];
+  int na = 0, nl = 0;
+  /* the latency batch: the smallest one the results have */
+  long batch = -1;
+  for (guint i = 0; i < results->len; i++) {
+    JsonObject *m = json_object_get_object_member(results->pdata[i], "metrics");
+    if (!m) continue;
+    g_autoptr(GList) keys = json_object_get_members(m);
+    for (GList *l = keys; l; l = l->next) {
+      long b;
+      if (sscanf(l->data, "latency.b%ld.p50_ms", &b) == 1 && !strstr(l->data, "baseline") && (batch < 0 || b < batch)) batch = b;
+    }
+  }
+  char bname[32], k50[64], k10[64], k90[64];
+  g_snprintf(bname, sizeof bname, "batch %ld", batch);
+  g_snprintf(k50, sizeof k50, "latency.b%ld.p50_ms", batch);
+  g_snprintf(k10, sizeof k10, "latency.b%ld.p10_ms", batch);
+  g_snprintf(k90, sizeof k90, "latency.b%ld.p90_ms", batch);
+  for (guint i = 0; i < results->len && na < 64; i++) {
+    JsonObject *row = results->pdata[i];
+    const char *name = json_object_get_string_member_with_default(row, "method", "?");
+    double x = mval(row, "metrics.compression_ratio"), y = mval(row, "accuracy.top1");
+    if (!isnan(x) && !isnan(y)) acc[na++] = (Point){name, x, y, 0, 0, FALSE};
+    double p50 = mval(row, k50), p10 = mval(row, k10), p90 = mval(row, k90);
+    if (!isnan(p50) && nl < 64) lat[nl++] = (Point){name, 0, p50, isnan(p10) ? p50 : p10, isnan(p90) ? p50 : p90, FALSE};
+  }
+  if (!render(dir, "accuracy_vs_compression", draw_acc_adapter, acc, na, NULL, error)) return FALSE;
+  return render(dir, "latency", draw_latency, lat, nl, bname, error);
+}

@@ -1,0 +1,468 @@
+/* report.c — what a benchmark run leaves behind: report.json (versioned schema, docs/report-schema.md),
+ * report.md, report.csv, the plots, the console table; and the comparison of two reports. */
+#include "pq-private.h"
+
+#include <cairo.h>
+#include <cblas.h>
+#include <errno.h>
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+gboolean pq_plot_write(GPtrArray *results, const char *dir, GError **error); /* plot.c */
+
+static const char *const builtin_probes[] = {"metrics", "accuracy", "latency", "memory"};
+
+static gboolean is_builtin(const char *metric) {
+  for (size_t i = 0; i < G_N_ELEMENTS(builtin_probes); i++) {
+    size_t l = strlen(builtin_probes[i]);
+    if (!strncmp(metric, builtin_probes[i], l) && metric[l] == '.') return TRUE;
+  }
+  return FALSE;
+}
+
+/* A metric's value, or NAN when the method has none. */
+static double metric(JsonObject *row, const char *name) {
+  JsonObject *m = json_object_get_object_member(row, "metrics");
+  JsonObject *e = m && json_object_has_member(m, name) ? json_object_get_object_member(m, name) : NULL;
+  return e ? json_object_get_double_member_with_default(e, "value", NAN) : NAN;
+}
+
+static gboolean ok(JsonObject *row) { return !g_strcmp0(json_object_get_string_member_with_default(row, "status", ""), "ok"); }
+
+/* Every metric name seen, sorted, optionally only those of custom probes. */
+static GPtrArray *metric_names(GPtrArray *results, gboolean custom_only) {
+  g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
+  GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
+  for (guint i = 0; i < results->len; i++) {
+    JsonObject *m = json_object_get_object_member(results->pdata[i], "metrics");
+    if (!m) continue;
+    g_autoptr(GList) keys = json_object_get_members(m);
+    for (GList *l = keys; l; l = l->next)
+      if (!g_hash_table_contains(seen, l->data) && (!custom_only || !is_builtin(l->data))) {
+        g_hash_table_add(seen, l->data);
+        g_ptr_array_add(names, g_strdup(l->data));
+      }
+  }
+  g_ptr_array_sort(names, (GCompareFunc)(void (*)(void))g_strcmp0);
+  return names;
+}
+
+static int cmp_str(gconstpointer a, gconstpointer b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static char *cpu_model(void) {
+  g_autofree char *text = NULL;
+  if (!g_file_get_contents("/proc/cpuinfo", &text, NULL, NULL)) return g_strdup("unknown");
+  const char *p = strstr(text, "model name");
+  const char *c = p ? strchr(p, ':') : NULL;
+  if (!c) return g_strdup("unknown");
+  const char *e = strchr(c, '\n');
+  return g_strstrip(g_strndup(c + 1, e ? (gsize)(e - c - 1) : strlen(c + 1)));
+}
+
+static char *cpu_flags(void) {
+  const char *want[] = {"sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_int8", "neon", "asimd"};
+  g_autofree char *text = NULL;
+  GString *out = g_string_new(NULL);
+  if (g_file_get_contents("/proc/cpuinfo", &text, NULL, NULL)) {
+    const char *p = strstr(text, "\nflags");
+    if (!p) p = strstr(text, "\nFeatures");
+    const char *e = p ? strchr(p + 1, '\n') : NULL;
+    g_autofree char *line = p ? g_strndup(p, e ? (gsize)(e - p) : strlen(p)) : g_strdup("");
+    g_auto(GStrv) words = g_strsplit_set(line, " \t:", -1);
+    for (size_t i = 0; i < G_N_ELEMENTS(want); i++)
+      for (char **w = words; *w; w++)
+        if (!strcmp(*w, want[i])) g_string_append_printf(out, "%s%s", out->len ? " " : "", want[i]);
+  }
+  return g_string_free(out, FALSE);
+}
+
+static void env_json(JsonBuilder *b, const PqBenchSettings *s) {
+  json_builder_set_member_name(b, "environment");
+  json_builder_begin_object(b);
+#define KV(k, v)                                                                                                   \
+  do {                                                                                                             \
+    json_builder_set_member_name(b, k);                                                                            \
+    json_builder_add_string_value(b, v);                                                                           \
+  } while (0)
+  KV("pquant_version", PQ_VERSION_STRING);
+  KV("git_commit", PQ_GIT_COMMIT);
+  g_autofree char *cpu = cpu_model(), *flags = cpu_flags();
+  KV("cpu", cpu);
+  KV("cpu_flags", flags);
+  json_builder_set_member_name(b, "cpus");
+  json_builder_add_int_value(b, g_get_num_processors());
+  json_builder_set_member_name(b, "threads");
+  json_builder_add_int_value(b, s->threads);
+  g_autofree char *backend = g_strdup_printf("%s %s", pq_plugin_name(s->backend), pq_plugin_version(s->backend));
+  KV("backend", backend);
+  g_autofree char *glib = g_strdup_printf("%u.%u.%u", glib_major_version, glib_minor_version, glib_micro_version);
+  KV("glib", glib);
+  KV("json_glib", JSON_VERSION_S);
+  KV("openblas", openblas_get_config());
+  KV("cairo", cairo_version_string());
+  KV("dataset", s->test ? pq_dataset_name(s->test) : "none");
+  const char *model = pq_model_meta(s->model, "pquant.model");
+  KV("model", model ? model : "unnamed");
+  g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+  g_autofree char *date = g_date_time_format_iso8601(now);
+  KV("date", date);
+  KV("host", g_get_host_name());
+#undef KV
+  json_builder_end_object(b);
+}
+
+static void fmt_value(GString *out, double v, const char *unit) {
+  if (isnan(v)) {
+    g_string_append(out, "-");
+    return;
+  }
+  if (!strcmp(unit, "bytes")) g_string_append_printf(out, "%.0f", v);
+  else if (fabs(v) >= 1e6 && v == floor(v)) g_string_append_printf(out, "%.0f", v);
+  else g_string_append_printf(out, "%.4g", v);
+  if (unit[0] && strcmp(unit, "flag")) g_string_append_printf(out, " %s", unit);
+}
+
+static const char *metric_unit(JsonObject *row, const char *name) {
+  JsonObject *m = json_object_get_object_member(row, "metrics");
+  JsonObject *e = m && json_object_has_member(m, name) ? json_object_get_object_member(m, name) : NULL;
+  return e ? json_object_get_string_member_with_default(e, "unit", "") : "";
+}
+
+/* The first latency batch size the results have (b1 when present). */
+static char *first_batch(GPtrArray *results) {
+  g_autoptr(GPtrArray) names = metric_names(results, FALSE);
+  long best = -1;
+  for (guint i = 0; i < names->len; i++) {
+    long b;
+    if (sscanf(names->pdata[i], "latency.b%ld.speedup", &b) == 1 && (best < 0 || b < best)) best = b;
+  }
+  return best > 0 ? g_strdup_printf("b%ld", best) : NULL;
+}
+
+static char *console_table(GPtrArray *results, gboolean markdown) {
+  g_autoptr(GPtrArray) custom = metric_names(results, TRUE);
+  g_autofree char *fb = first_batch(results);
+  GString *t = g_string_new(NULL);
+  g_autoptr(GPtrArray) heads = g_ptr_array_new_with_free_func(g_free);
+  g_ptr_array_add(heads, g_strdup("Method"));
+  g_ptr_array_add(heads, g_strdup("Compression"));
+  g_ptr_array_add(heads, g_strdup("On disk"));
+  g_ptr_array_add(heads, g_strdup("Accuracy"));
+  g_ptr_array_add(heads, g_strdup("Degradation"));
+  g_ptr_array_add(heads, fb ? g_strdup_printf("Speedup (%s)", fb) : g_strdup("Speedup"));
+  g_ptr_array_add(heads, g_strdup("Peak memory"));
+  for (guint i = 0; i < custom->len; i++) g_ptr_array_add(heads, g_strdup(custom->pdata[i]));
+  g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev);
+  for (guint r = 0; r < results->len; r++) {
+    JsonObject *row = results->pdata[r];
+    GPtrArray *cells = g_ptr_array_new();
+    g_ptr_array_add(cells, g_strdup(json_object_get_string_member_with_default(row, "method", "?")));
+    if (!ok(row)) {
+      g_ptr_array_add(cells, g_strdup_printf("error: %s", json_object_get_string_member_with_default(row, "error", "?")));
+      while (cells->len < heads->len) g_ptr_array_add(cells, g_strdup(""));
+    } else {
+      g_autofree char *sp = fb ? g_strdup_printf("latency.%s.speedup", fb) : NULL;
+      double v[6] = {metric(row, "metrics.compression_ratio"), metric(row, "metrics.disk_ratio"), metric(row, "accuracy.top1"),
+                     metric(row, "accuracy.degradation"), sp ? metric(row, sp) : NAN, metric(row, "memory.backend_peak_bytes") / 1e6};
+      const char *fmt[6] = {"%.2fx", "%.2fx", "%.2f%%", "%+.2f pp", "%.2fx", "%.2f MB"};
+      for (int k = 0; k < 6; k++) g_ptr_array_add(cells, isnan(v[k]) ? g_strdup("-") : g_strdup_printf(fmt[k], k == 3 ? -v[k] : v[k]));
+      if (fb && !isnan(v[4]) && v[4] < 1.0) { /* slower than the baseline: said in the table */
+        char *old = cells->pdata[5];
+        cells->pdata[5] = g_strdup_printf("%s (slower)", old);
+        g_free(old);
+      }
+      for (guint i = 0; i < custom->len; i++) {
+        GString *c = g_string_new(NULL);
+        fmt_value(c, metric(row, custom->pdata[i]), metric_unit(row, custom->pdata[i]));
+        g_ptr_array_add(cells, g_string_free(c, FALSE));
+      }
+    }
+    g_ptr_array_add(cells, NULL);
+    g_ptr_array_add(rows, g_ptr_array_free(cells, FALSE));
+  }
+  g_autofree int *w = g_new0(int, heads->len);
+  for (guint c = 0; c < heads->len; c++) {
+    w[c] = (int)g_utf8_strlen(heads->pdata[c], -1);
+    for (guint r = 0; r < rows->len; r++) w[c] = MAX(w[c], (int)g_utf8_strlen(((char **)rows->pdata[r])[c], -1));
+  }
+  for (int line = -1; line < (int)rows->len; line++) {
+    if (markdown) g_string_append(t, "|");
+    for (guint c = 0; c < heads->len; c++) {
+      const char *cell = line < 0 ? heads->pdata[c] : ((char **)rows->pdata[line])[c];
+      int pad = w[c] - (int)g_utf8_strlen(cell, -1);
+      g_string_append_printf(t, markdown ? " %s%*s |" : "%s%*s%s", cell, pad, "", c + 1 < heads->len ? "  " : "");
+    }
+    g_string_append_c(t, '\n');
+    if (line < 0) {
+      if (markdown) g_string_append(t, "|");
+      for (guint c = 0; c < heads->len; c++) {
+        for (int k = 0; k < w[c] + (markdown ? 2 : 0); k++) g_string_append(t, markdown ? "-" : "─");
+        g_string_append(t, markdown ? "|" : (c + 1 < heads->len ? "──" : ""));
+      }
+      g_string_append_c(t, '\n');
+    }
+  }
+  return g_string_free(t, FALSE);
+}
+
+static gboolean write_text(FILE *f, gpointer data, GError **error) {
+  const char *t = data;
+  if (fwrite(t, 1, strlen(t), f) != strlen(t)) {
+    g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_IO, "write failed: %s", g_strerror(errno));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+static gboolean write_file(const char *dir, const char *name, const char *text, GError **error) {
+  g_autofree char *path = g_build_filename(dir, name, NULL);
+  return pq_write_atomically(path, write_text, (gpointer)text, error);
+}
+
+static void csv_cell(GString *s, const char *v) {
+  if (strpbrk(v, ",\"\n")) {
+    g_string_append_c(s, '"');
+    for (const char *p = v; *p; p++) {
+      if (*p == '"') g_string_append_c(s, '"');
+      g_string_append_c(s, *p);
+    }
+    g_string_append_c(s, '"');
+  } else {
+    g_string_append(s, v);
+  }
+}
+
+static const char *section_of(const char *metric) {
+  if (g_str_has_prefix(metric, "metrics.")) return "Compression Metrics";
+  if (g_str_has_prefix(metric, "accuracy.")) return "Accuracy";
+  if (g_str_has_prefix(metric, "latency.")) return "Latency";
+  if (g_str_has_prefix(metric, "memory.")) return "Memory";
+  return "Other probes";
+}
+
+char *pq_report_write(const PqBenchSettings *s, GPtrArray *results, GError **error) {
+  /* report.json */
+  g_autoptr(JsonBuilder) b = json_builder_new();
+  json_builder_begin_object(b);
+  json_builder_set_member_name(b, "schema");
+  json_builder_add_string_value(b, "pquant-report");
+  json_builder_set_member_name(b, "schema_version");
+  json_builder_add_int_value(b, PQ_REPORT_SCHEMA_VERSION);
+  env_json(b, s);
+  json_builder_set_member_name(b, "methods");
+  json_builder_begin_array(b);
+  for (guint i = 0; i < results->len; i++) {
+    JsonNode *n = json_node_init_object(json_node_alloc(), results->pdata[i]);
+    json_builder_add_value(b, n);
+  }
+  json_builder_end_array(b);
+  json_builder_end_object(b);
+  g_autoptr(JsonNode) root = json_builder_get_root(b);
+  g_autoptr(JsonGenerator) gen = json_generator_new();
+  json_generator_set_root(gen, root);
+  json_generator_set_pretty(gen, TRUE);
+  g_autofree char *json = json_generator_to_data(gen, NULL);
+  if (!write_file(s->output_dir, "report.json", json, error)) return NULL;
+
+  g_autofree char *table = console_table(results, FALSE);
+  g_autofree char *mdtable = console_table(results, TRUE);
+  g_autoptr(GPtrArray) names = metric_names(results, FALSE);
+
+  /* report.csv: one row per method */
+  g_autoptr(GString) csv = g_string_new("method,status,error");
+  for (guint i = 0; i < names->len; i++) {
+    g_string_append_c(csv, ',');
+    csv_cell(csv, names->pdata[i]);
+  }
+  g_string_append_c(csv, '\n');
+  for (guint r = 0; r < results->len; r++) {
+    JsonObject *row = results->pdata[r];
+    csv_cell(csv, json_object_get_string_member_with_default(row, "method", ""));
+    g_string_append_c(csv, ',');
+    csv_cell(csv, json_object_get_string_member_with_default(row, "status", ""));
+    g_string_append_c(csv, ',');
+    csv_cell(csv, json_object_get_string_member_with_default(row, "error", ""));
+    for (guint i = 0; i < names->len; i++) {
+      double v = metric(row, names->pdata[i]);
+      if (isnan(v)) g_string_append(csv, ",");
+      else g_string_append_printf(csv, ",%.10g", v);
+    }
+    g_string_append_c(csv, '\n');
+  }
+  if (!write_file(s->output_dir, "report.csv", csv->str, error)) return NULL;
+
+  /* report.md: the summary, then each method's sections */
+  g_autoptr(GString) md = g_string_new("# pquant benchmark report\n\n");
+  g_autofree char *cpu = cpu_model();
+  g_autoptr(GDateTime) now = g_date_time_new_now_utc();
+  g_autofree char *date = g_date_time_format_iso8601(now);
+  g_string_append_printf(md, "pquant %s (%s), backend %s, %d thread(s), %s, dataset %s, %s.\n\n", PQ_VERSION_STRING, PQ_GIT_COMMIT,
+                         pq_plugin_name(s->backend), s->threads, cpu, s->test ? pq_dataset_name(s->test) : "none", date);
+  g_string_append_printf(md, "%s\n![accuracy against compression](accuracy_vs_compression.svg)\n![latency](latency.svg)\n\n", mdtable);
+  for (guint r = 0; r < results->len; r++) {
+    JsonObject *row = results->pdata[r];
+    g_string_append_printf(md, "## %s\n\n", json_object_get_string_member_with_default(row, "method", "?"));
+    if (!ok(row)) {
+      g_string_append_printf(md, "**Error:** %s\n\n", json_object_get_string_member_with_default(row, "error", "?"));
+      continue;
+    }
+    const char *sections[] = {"Compression Metrics", "Accuracy", "Latency", "Memory", "Other probes"};
+    for (size_t sct = 0; sct < G_N_ELEMENTS(sections); sct++) {
+      gboolean any = FALSE;
+      for (guint i = 0; i < names->len; i++) {
+        const char *n = names->pdata[i];
+        double v = metric(row, n);
+        if (strcmp(section_of(n), sections[sct]) || isnan(v)) continue;
+        if (!any) g_string_append_printf(md, "### %s\n\n| metric | value |\n|---|---|\n", sections[sct]);
+        any = TRUE;
+        g_autoptr(GString) val = g_string_new(NULL);
+        fmt_value(val, v, metric_unit(row, n));
+        g_string_append_printf(md, "| %s | %s |\n", n, val->str);
+      }
+      if (any) g_string_append_c(md, '\n');
+    }
+    JsonArray *layers = json_object_get_array_member(row, "layers");
+    if (layers && json_array_get_length(layers)) {
+      g_string_append(md, "### Layers\n\n| stage | method | layer | bytes before | bytes after | SQNR (dB) | detail |\n|---|---|---|---|---|---|---|\n");
+      for (guint i = 0; i < json_array_get_length(layers); i++) {
+        JsonObject *l = json_array_get_object_element(layers, i);
+        gboolean skipped = json_object_get_boolean_member_with_default(l, "skipped", FALSE);
+        JsonNode *sq = json_object_get_member(l, "sqnr_db");
+        g_autofree char *sqs = sq && JSON_NODE_HOLDS_VALUE(sq) ? g_strdup_printf("%.1f", json_node_get_double(sq)) : g_strdup("-");
+        g_string_append_printf(md, "| %" G_GINT64_FORMAT " | %s | %s | %s%" G_GINT64_FORMAT " | %s%" G_GINT64_FORMAT " | %s | %s%s |\n",
+                               json_object_get_int_member_with_default(l, "stage", 0), json_object_get_string_member_with_default(l, "method", ""),
+                               json_object_get_string_member_with_default(l, "layer", ""), "", json_object_get_int_member_with_default(l, "bytes_before", 0), "",
+                               json_object_get_int_member_with_default(l, "bytes_after", 0), sqs, skipped ? "skipped: " : "",
+                               json_object_get_string_member_with_default(l, "detail", ""));
+      }
+      g_string_append_c(md, '\n');
+    }
+  }
+  if (!write_file(s->output_dir, "report.md", md->str, error)) return NULL;
+  if (!pq_plot_write(results, s->output_dir, error)) return NULL;
+  (void)cmp_str;
+  return g_steal_pointer(&table);
+}
+
+/* ---- compare -------------------------------------------------------------------------------------- */
+
+static JsonObject *load_report(const char *path, JsonParser *parser, GError **error) {
+  g_autoptr(GError) perr = NULL;
+  if (!json_parser_load_from_file(parser, path, &perr)) {
+    g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID, "%s: %s", path, perr->message);
+    return NULL;
+  }
+  JsonNode *root = json_parser_get_root(parser);
+  JsonObject *o = root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
+  if (!o || g_strcmp0(json_object_get_string_member_with_default(o, "schema", ""), "pquant-report")) {
+    g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID, "%s: not a pquant report (field \"schema\")", path);
+    return NULL;
+  }
+  return o;
+}
+
+/* Two-sided Mann–Whitney U test, normal approximation: the probability that samples this far apart come
+ * from one distribution. */
+static double mann_whitney_p(JsonArray *a, JsonArray *b) {
+  guint na = json_array_get_length(a), nb = json_array_get_length(b), n = na + nb;
+  if (na < 5 || nb < 5) return 1.0;
+  g_autofree double *v = g_new(double, n);
+  g_autofree int *from_a = g_new(int, n);
+  for (guint i = 0; i < n; i++) {
+    v[i] = json_array_get_double_element(i < na ? a : b, i < na ? i : i - na);
+    from_a[i] = i < na;
+  }
+  /* rank with ties averaged: sort indices by value */
+  g_autofree guint *idx = g_new(guint, n);
+  for (guint i = 0; i < n; i++) idx[i] = i;
+  for (guint i = 1; i < n; i++) /* insertion sort: sample counts are small */
+    for (guint j = i; j > 0 && v[idx[j - 1]] > v[idx[j]]; j--) {
+      guint t = idx[j];
+      idx[j] = idx[j - 1];
+      idx[j - 1] = t;
+    }
+  double ra = 0;
+  for (guint i = 0; i < n;) {
+    guint j = i;
+    while (j + 1 < n && v[idx[j + 1]] == v[idx[i]]) j++;
+    double rank = (i + j) / 2.0 + 1;
+    for (guint k = i; k <= j; k++)
+      if (from_a[idx[k]]) ra += rank;
+    i = j + 1;
+  }
+  double u = ra - na * (na + 1) / 2.0, mu = na * (double)nb / 2.0, sd = sqrt(na * (double)nb * (n + 1) / 12.0);
+  double z = fabs(u - mu) / sd;
+  return erfc(z / sqrt(2.0));
+}
+
+int pq_report_compare(const char *a_path, const char *b_path, double threshold, GString *out, GError **error) {
+  g_autoptr(JsonParser) pa = json_parser_new();
+  g_autoptr(JsonParser) pb = json_parser_new();
+  JsonObject *a = load_report(a_path, pa, error);
+  if (!a) return -1;
+  JsonObject *b = load_report(b_path, pb, error);
+  if (!b) return -1;
+  gint64 va = json_object_get_int_member_with_default(a, "schema_version", -1), vb = json_object_get_int_member_with_default(b, "schema_version", -1);
+  if (va != vb || va != PQ_REPORT_SCHEMA_VERSION) {
+    g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_UNSUPPORTED,
+                "reports of different schema versions (%s: %" G_GINT64_FORMAT ", %s: %" G_GINT64_FORMAT "; this pquant reads %d)", a_path, va,
+                b_path, vb, PQ_REPORT_SCHEMA_VERSION);
+    return -1;
+  }
+  JsonArray *ma = json_object_get_array_member(a, "methods"), *mb = json_object_get_array_member(b, "methods");
+  int regressions = 0, compared = 0;
+  g_string_append_printf(out, "%-16s %-34s %14s %14s %9s  %s\n", "method", "metric", "A", "B", "change", "verdict");
+  for (guint i = 0; ma && i < json_array_get_length(ma); i++) {
+    JsonObject *ra = json_array_get_object_element(ma, i);
+    const char *name = json_object_get_string_member_with_default(ra, "method", "");
+    JsonObject *rb = NULL;
+    for (guint j = 0; mb && j < json_array_get_length(mb); j++)
+      if (!g_strcmp0(json_object_get_string_member_with_default(json_array_get_object_element(mb, j), "method", ""), name))
+        rb = json_array_get_object_element(mb, j);
+    if (!rb) {
+      g_string_append_printf(out, "%-16s only in A\n", name);
+      continue;
+    }
+    if (ok(ra) && !ok(rb)) {
+      g_string_append_printf(out, "%-16s %-34s %14s %14s %9s  REGRESSION (%s)\n", name, "status", "ok", "error", "",
+                             json_object_get_string_member_with_default(rb, "error", ""));
+      regressions++;
+      continue;
+    }
+    if (!ok(ra) || !ok(rb)) continue;
+    JsonObject *xa = json_object_get_object_member(ra, "metrics"), *xb = json_object_get_object_member(rb, "metrics");
+    g_autoptr(GList) keys = json_object_get_members(xa);
+    keys = g_list_sort(keys, (GCompareFunc)strcmp);
+    for (GList *l = keys; l; l = l->next) {
+      const char *k = l->data;
+      if (!json_object_has_member(xb, k)) continue;
+      JsonObject *ea = json_object_get_object_member(xa, k), *eb = json_object_get_object_member(xb, k);
+      const char *better = json_object_get_string_member_with_default(ea, "better", "none");
+      if (!strcmp(better, "none") || strstr(k, ".baseline")) continue; /* the baseline's own figures are context */
+      double x = json_object_get_double_member_with_default(ea, "value", NAN), y = json_object_get_double_member_with_default(eb, "value", NAN);
+      if (isnan(x) || isnan(y)) continue;
+      compared++;
+      double change = x != 0 ? (y - x) / fabs(x) : (y == 0 ? 0 : INFINITY);
+      double worse = !strcmp(better, "higher") ? -change : change;
+      gboolean regress = worse > threshold;
+      const char *why = "";
+      if (regress && json_object_has_member(ea, "samples") && json_object_has_member(eb, "samples")) {
+        /* timings: a change only counts when both runs' samples say it is not noise */
+        double p = mann_whitney_p(json_object_get_array_member(ea, "samples"), json_object_get_array_member(eb, "samples"));
+        if (p > 0.01) {
+          regress = FALSE;
+          why = " (within noise)";
+        }
+      }
+      if (fabs(change) <= threshold && !regress) continue;
+      regressions += regress;
+      g_string_append_printf(out, "%-16s %-34s %14.6g %14.6g %+8.1f%%  %s%s\n", name, k, x, y, 100 * change,
+                             regress ? "REGRESSION" : worse < 0 ? "better" : "worse", why);
+    }
+  }
+  g_string_append_printf(out, "%d metrics compared, %d regression%s beyond %.1f%%\n", compared, regressions, regressions == 1 ? "" : "s",
+                         100 * threshold);
+  return regressions;
+}
