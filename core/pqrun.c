@@ -2,6 +2,9 @@
 #include "pquant/pquant.h"
 
 #include <glib/gstdio.h>
+#include <json-glib/json-glib.h>
+#include <errno.h>
+#include <unistd.h>
 
 #include <locale.h>
 #include <stdio.h>
@@ -25,9 +28,14 @@ typedef struct {
   char *config;
   int calibration;
   GPtrArray *chain; /* "path:FILE" or "name:NAME", in command-line order */
+  char *batch_sizes;
+  int runs, warmup, timeout;
+  gboolean resume, dry_run;
+  double threshold;
 } Args;
 
-static Args args = {.dataset = NULL, .threads = 0, .batch = 256, .epochs = 18, .seed = 42, .calibration = 512};
+static Args args = {.dataset = NULL, .threads = 0, .batch = 256, .epochs = 18, .seed = 42, .calibration = 512,
+                    .runs = 100, .warmup = 10, .timeout = 600, .threshold = 0.05};
 
 /* --plugin and --compressor keep their relative order: it is the order of the chain */
 static gboolean add_chain_plugin(const char *name, const char *value, gpointer data, GError **error) {
@@ -60,6 +68,25 @@ static const GOptionEntry chain_entries[] = {
     {"config", 0, 0, G_OPTION_ARG_FILENAME, &args.config, "Stages from a JSON file: {\"stages\": [{\"plugin\": ..., \"options\": {...}}]}", "FILE"},
     {"calibration", 0, 0, G_OPTION_ARG_INT, &args.calibration, "Calibration samples from the training set for stages that ask (default 512)", "N"},
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "Write the compressed model here", "FILE"},
+    {NULL}};
+static const GOptionEntry bench_entries[] = {
+    {"config", 0, 0, G_OPTION_ARG_FILENAME, &args.config, "Suite config: {\"methods\": {NAME: [stages...]}} (default: the seven-method suite)", "FILE"},
+    {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "Report folder (default: pquant-report-DATE-TIME here)", "DIR"},
+    {"batch-sizes", 0, 0, G_OPTION_ARG_STRING, &args.batch_sizes, "Latency batch sizes, comma-separated (default 1,64)", "LIST"},
+    {"runs", 0, 0, G_OPTION_ARG_INT, &args.runs, "Timed runs per batch size (default 100)", "N"},
+    {"warmup", 0, 0, G_OPTION_ARG_INT, &args.warmup, "Warm-up runs (default 10)", "N"},
+    {"timeout", 0, 0, G_OPTION_ARG_INT, &args.timeout, "Seconds a method may take before it is stopped (default 600, 0: none)", "S"},
+    {"calibration", 0, 0, G_OPTION_ARG_INT, &args.calibration, "Calibration samples for stages that ask (default 512)", "N"},
+    {"resume", 0, 0, G_OPTION_ARG_NONE, &args.resume, "Keep the methods already measured in the output folder", NULL},
+    {"dry-run", 0, 0, G_OPTION_ARG_NONE, &args.dry_run, "Sizes, bytes and FLOPs of each method, without evaluating", NULL},
+    {NULL}};
+static const GOptionEntry bench_run_entries[] = {
+    {"plugin", 'p', 0, G_OPTION_ARG_CALLBACK, (gpointer)add_chain_plugin, "Load a plugin (a custom probe or compressor; repeatable)", "PATH"},
+    {"backend", 'b', 0, G_OPTION_ARG_STRING, &args.backend, "Backend plugin (default: cpu)", "NAME"},
+    {"threads", 't', 0, G_OPTION_ARG_INT, &args.threads, "Threads (default: the backend's choice)", "N"},
+    {NULL}};
+static const GOptionEntry compare_entries[] = {
+    {"threshold", 0, 0, G_OPTION_ARG_DOUBLE, &args.threshold, "Relative change that counts as a regression (default 0.05)", "FRACTION"},
     {NULL}};
 static const GOptionEntry train_entries[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "Where to write the model (default: the cache)", "FILE"},
@@ -303,6 +330,141 @@ static int cmd_run(void) {
   return 0;
 }
 
+static int cmd_bench(void) {
+  GError *error = NULL;
+  if (args.runs < 1 || args.warmup < 0 || args.timeout < 0 || args.calibration < 0) {
+    g_printerr("pqrun bench: --runs must be >= 1; --warmup, --timeout and --calibration >= 0\n");
+    return 2;
+  }
+  g_autoptr(PqRegistry) reg = pq_registry_new();
+  for (guint i = 0; i < args.chain->len; i++) /* --plugin: custom compressors and probes */
+    if (!pq_registry_load(reg, (char *)args.chain->pdata[i] + 5, &error)) return fail(error);
+  pq_registry_scan_default(reg);
+  PqPlugin *backend = pq_registry_find(reg, args.backend ? args.backend : "cpu", PQ_KIND_BACKEND, &error);
+  if (!backend) return fail(error);
+  const char *why;
+  if (!pq_plugin_usable(backend, &why)) {
+    g_printerr("pqrun: backend '%s' is not usable on this machine: %s\n", pq_plugin_name(backend), why);
+    return 1;
+  }
+  /* the suite, validated whole before anything runs */
+  g_autofree char *config_text = NULL;
+  const char *origin = args.config ? args.config : "the default suite";
+  if (args.config && !g_file_get_contents(args.config, &config_text, NULL, &error)) return fail(error);
+  g_autoptr(GHashTable) pipelines = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)pq_pipeline_free);
+  g_autoptr(GPtrArray) methods = pq_bench_load_config(reg, config_text ? config_text : pq_bench_default_suite(), origin, pipelines, &error);
+  if (!methods) return fail(error);
+  /* probes and their options */
+  g_autoptr(GPtrArray) probes = g_ptr_array_new();
+  g_autoptr(GHashTable) popts = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, (GDestroyNotify)pq_options_free);
+  gint64 max_batch = 256;
+  for (guint i = 0; i < pq_registry_n_plugins(reg); i++) {
+    PqPlugin *p = pq_registry_plugin(reg, i);
+    if (pq_plugin_kind(p) != PQ_KIND_PROBE) continue;
+    PqOptions *o = pq_options_new(pq_plugin_options_schema(p), pq_plugin_name(p), &error);
+    if (!o) return fail(error);
+    if (!strcmp(pq_plugin_name(p), "latency")) {
+      g_autofree char *runs = g_strdup_printf("%d", args.runs), *warm = g_strdup_printf("%d", args.warmup);
+      if ((args.batch_sizes && !pq_options_set(o, "batch_sizes", args.batch_sizes, &error)) || !pq_options_set(o, "runs", runs, &error) ||
+          !pq_options_set(o, "warmup", warm, &error)) {
+        pq_options_free(o);
+        return fail(error);
+      }
+      g_auto(GStrv) sizes = g_strsplit(pq_options_get_string(o, "batch_sizes", "1,64"), ",", -1);
+      for (char **b = sizes; *b; b++) {
+        char *end;
+        gint64 v = g_ascii_strtoll(*b, &end, 10);
+        if (*end || v < 1 || v > 65536) {
+          pq_options_free(o);
+          g_printerr("pqrun bench: --batch-sizes: '%s' is not a batch size (1..65536)\n", *b);
+          return 2;
+        }
+        max_batch = MAX(max_batch, v);
+      }
+    }
+    g_hash_table_insert(popts, (gpointer)pq_plugin_name(p), o);
+    g_ptr_array_add(probes, p);
+  }
+  g_autoptr(PqModel) model = load_model(&error);
+  if (!model) return fail(error);
+  g_autoptr(PqDataset) test = pq_dataset_open(dataset_name(), "t10k", &error);
+  if (!test) return fail(error);
+  g_autoptr(PqDataset) train = pq_dataset_open(dataset_name(), "train", &error);
+  if (!train) return fail(error);
+
+  if (args.dry_run) {
+    printf("%-18s %12s %12s %14s %14s %9s\n", "method", "params", "bytes", "bytes on disk", "MACs", "ratio");
+    for (guint i = 0; i < methods->len; i++) {
+      const char *name = methods->pdata[i];
+      PqPipeline *p = g_hash_table_lookup(pipelines, name);
+      g_autoptr(PqModel) out = NULL;
+      if (pq_pipeline_n_stages(p) == 0) out = pq_model_ref(model);
+      else {
+        pq_pipeline_set_calibration(p, train, args.calibration);
+        g_autoptr(GError) merr = NULL;
+        out = pq_pipeline_run(p, model, &merr);
+        if (!out) {
+          printf("%-18s error: %s\n", name, merr->message);
+          continue;
+        }
+      }
+      PqCost c = {sizeof c, 0, 0, 0};
+      pq_model_cost(out, &c, NULL);
+      printf("%-18s %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %14" G_GINT64_FORMAT " %14" G_GINT64_FORMAT "%s %8.2fx\n", name,
+             pq_model_n_params(out), pq_model_nbytes(out), pq_model_file_size(out), c.macs, c.estimated ? "*" : " ",
+             (double)pq_model_nbytes(model) / (double)pq_model_nbytes(out));
+    }
+    printf("(no evaluation: --dry-run%s)\n", "; * marks estimated counts");
+    return 0;
+  }
+
+  /* the report folder: made and checked before the first method runs */
+  g_autofree char *outdir = NULL;
+  if (args.output) outdir = g_strdup(args.output);
+  else {
+    g_autoptr(GDateTime) now = g_date_time_new_now_local();
+    outdir = g_date_time_format(now, "pquant-report-%Y%m%d-%H%M%S");
+  }
+  if (g_mkdir_with_parents(outdir, 0755) != 0) {
+    g_printerr("pqrun: %s: cannot create the report folder: %s\n", outdir, g_strerror(errno));
+    return 1;
+  }
+  g_autofree char *probe_path = g_build_filename(outdir, ".write-test", NULL);
+  if (!g_file_set_contents(probe_path, "", 0, &error)) {
+    g_printerr("pqrun: %s: the report folder is not writable: %s\n", outdir, error->message);
+    g_error_free(error);
+    return 1;
+  }
+  g_unlink(probe_path);
+  g_printerr("report folder: %s\n", outdir);
+  PqBenchSettings st = {reg, backend, probes, popts, model, test, train, args.calibration, args.threads, max_batch, args.timeout,
+                        args.resume, isatty(2), outdir};
+  g_autoptr(GPtrArray) results = pq_bench_run(&st, methods, pipelines, &error);
+  if (!results) return fail(error);
+  g_autofree char *table = pq_report_write(&st, results, &error);
+  if (!table) return fail(error);
+  fputs(table, stdout);
+  printf("\nreport: %s/report.{json,md,csv}, plots: accuracy_vs_compression.{png,svg}, latency.{png,svg}\n", outdir);
+  guint errors = 0;
+  for (guint i = 0; i < results->len; i++)
+    errors += g_strcmp0(json_object_get_string_member_with_default(results->pdata[i], "status", ""), "ok") != 0;
+  if (errors) printf("%u of %u methods failed (see the table)\n", errors, results->len);
+  return 0;
+}
+
+static int cmd_compare(int argc, char **argv) {
+  if (argc != 3) {
+    g_printerr("usage: pqrun compare A/report.json B/report.json [--threshold FRACTION]\n");
+    return 2;
+  }
+  GError *error = NULL;
+  g_autoptr(GString) out = g_string_new(NULL);
+  int n = pq_report_compare(argv[1], argv[2], args.threshold, out, &error);
+  if (n < 0) return fail(error);
+  fputs(out->str, stdout);
+  return n > 0 ? 1 : 0;
+}
+
 static void print_shape(GString *s, int nd, const int64_t *sh) {
   g_string_append_c(s, '[');
   for (int i = 0; i < nd; i++) g_string_append_printf(s, i ? ", %" G_GINT64_FORMAT : "%" G_GINT64_FORMAT, sh[i]);
@@ -395,6 +557,8 @@ static const struct {
   const GOptionEntry *groups[3];
 } commands[] = {
     {"eval", "accuracy of a model on the test set", cmd_eval, {plugin_entries, model_entries, run_entries}},
+    {"bench", "run the benchmark suite and write the report (the default: seven methods)", cmd_bench, {bench_entries, model_entries, bench_run_entries}},
+    {"compare", "compare two reports; exit 1 on a regression", NULL, {compare_entries, NULL, NULL}},
     {"run", "compress with a chain of plugins and evaluate beside the baseline", cmd_run, {chain_entries, model_entries, run_entries}},
     {"compress", "compress a model with a chain of plugins and write it", cmd_compress, {chain_entries, model_entries, NULL}},
     {"train", "train the default Fashion-MNIST MLP and cache it", cmd_train, {train_entries, NULL, NULL}},
@@ -432,6 +596,7 @@ int main(int argc, char **argv) {
       g_error_free(error);
       return 2;
     }
+    if (!commands[i].run) return cmd_compare(sub_argc, sub_argv);
     if (sub_argc > 1) {
       g_printerr("pqrun %s: unexpected argument '%s'\n", commands[i].name, sub_argv[1]);
       return 2;

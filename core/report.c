@@ -167,8 +167,10 @@ static char *console_table(GPtrArray *results, gboolean markdown) {
       double v[6] = {metric(row, "metrics.compression_ratio"), metric(row, "metrics.disk_ratio"), metric(row, "accuracy.top1"),
                      metric(row, "accuracy.degradation"), sp ? metric(row, sp) : NAN, metric(row, "memory.backend_peak_bytes") / 1e6};
       const char *fmt[6] = {"%.2fx", "%.2fx", "%.2f%%", "%+.2f pp", "%.2fx", "%.2f MB"};
-      for (int k = 0; k < 6; k++) g_ptr_array_add(cells, isnan(v[k]) ? g_strdup("-") : g_strdup_printf(fmt[k], k == 3 ? -v[k] : v[k]));
-      if (fb && !isnan(v[4]) && v[4] < 1.0) { /* slower than the baseline: said in the table */
+      v[3] = v[3] == 0 ? 0 : -v[3]; /* shown as the change of accuracy */
+      for (int k = 0; k < 6; k++) g_ptr_array_add(cells, isnan(v[k]) ? g_strdup("-") : g_strdup_printf(fmt[k], v[k]));
+      g_autofree char *slower = fb ? g_strdup_printf("latency.%s.slower", fb) : NULL;
+      if (slower && metric(row, slower) == 1) { /* slower than the baseline beyond noise: said in the table */
         char *old = cells->pdata[5];
         cells->pdata[5] = g_strdup_printf("%s (slower)", old);
         g_free(old);

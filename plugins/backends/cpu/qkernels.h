@@ -204,10 +204,40 @@ PQ_VNNI static float row_dot_vnni(const Step *st, const uint8_t *codes, int nib,
 
 #endif
 
+#ifdef PQ_X86
+/* Any width b: 8 codes live in b consecutive bytes. Gather each group's b bytes into its own 64-bit lane
+ * (vpermb), then pull 8 bit-fields at offsets 0, b, …, 7b out of every lane (vpmultishiftqb) and mask. */
+__attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void unpack_vbmi(const uint8_t *packed, int64_t n, int bits,
+                                                                                uint8_t *codes) {
+  uint8_t perm[64], shift[64];
+  for (int lane = 0; lane < 8; lane++)
+    for (int j = 0; j < 8; j++) {
+      perm[lane * 8 + j] = (uint8_t)(j < bits ? lane * bits + j : 0);
+      shift[lane * 8 + j] = (uint8_t)(j * bits);
+    }
+  const __m512i vperm = _mm512_loadu_si512(perm), vshift = _mm512_loadu_si512(shift);
+  const __m512i mask = _mm512_set1_epi8((char)((1u << bits) - 1));
+  const __mmask64 load = bits == 8 ? ~(__mmask64)0 : (((__mmask64)1 << (8 * bits)) - 1);
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) { /* 64 codes from 8·bits bytes, loaded without reading past them */
+    __m512i v = _mm512_maskz_loadu_epi8(load, packed + i / 8 * bits);
+    v = _mm512_permutexvar_epi8(vperm, v);
+    _mm512_storeu_si512(codes + i, _mm512_and_si512(_mm512_multishift_epi64_epi8(vshift, v), mask));
+  }
+  if (i < n) pq_unpack_codes(packed + i / 8 * bits, n - i, bits, codes + i);
+}
+
+static int pq_cpu_has_vbmi(void) { return __builtin_cpu_supports("avx512vbmi"); }
+#endif
+
 static void unpack_row(const uint8_t *packed, int64_t n, int bits, uint8_t *codes, int simd) {
 #ifdef PQ_X86
   if (simd && bits == 4) {
     unpack4_avx512(packed, n, codes);
+    return;
+  }
+  if (simd && pq_cpu_has_vbmi()) {
+    unpack_vbmi(packed, n, bits, codes);
     return;
   }
 #endif

@@ -137,6 +137,9 @@ static PqStatus latency_observe(const PqProbeContext *ctx, PqMetricSink *sink, P
       char key[96];
       snprintf(key, sizeof key, "latency.b%lld.speedup", batch);
       pq_metrics_add(sink, key, pct(sc, n, 50) > 0 ? pct(sb, n, 50) / pct(sc, n, 50) : 0, "x", PQ_BETTER_HIGHER);
+      /* slower than the baseline beyond noise: the compressed median above the baseline's 90th percentile */
+      snprintf(key, sizeof key, "latency.b%lld.slower", batch);
+      pq_metrics_add(sink, key, pct(sc, n, 50) > pct(sb, n, 90), "flag", PQ_BETTER_NONE);
       snprintf(key, sizeof key, "latency.b%lld.runs", batch);
       pq_metrics_add(sink, key, n, "", PQ_BETTER_NONE);
       free(sb);
