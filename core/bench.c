@@ -123,16 +123,34 @@ static char *run_method(const PqBenchSettings *s, const char *name, PqPipeline *
   json_builder_add_string_value(b, name);
   json_builder_set_member_name(b, "status");
   json_builder_add_string_value(b, "ok");
+  /* a probe that fails (or reports a NaN) loses its own metrics, not the method's others */
+  g_autoptr(GHashTable) probe_errors = g_hash_table_new_full(g_str_hash, g_str_equal, NULL, g_free);
   json_builder_set_member_name(b, "metrics");
   json_builder_begin_object(b);
   for (guint i = 0; i < s->probes->len; i++) {
     PqPlugin *probe = s->probes->pdata[i];
     const PqOptions *po = s->probe_options ? g_hash_table_lookup(s->probe_options, pq_plugin_name(probe)) : NULL;
-    g_autoptr(GPtrArray) metrics = pq_probe_run(probe, s->backend, s->model, compressed, s->test, po, s->threads, s->max_batch, error);
-    if (!metrics) return NULL;
+    g_autoptr(GError) perr = NULL;
+    g_autoptr(GPtrArray) metrics = pq_probe_run(probe, s->backend, s->model, compressed, s->test, po, s->threads, s->max_batch, &perr);
+    if (!metrics) {
+      g_hash_table_insert(probe_errors, (gpointer)pq_plugin_name(probe), g_strdup(perr->message));
+      continue;
+    }
     for (guint j = 0; j < metrics->len; j++) add_metric_json(b, metrics->pdata[j]);
   }
   json_builder_end_object(b);
+  if (g_hash_table_size(probe_errors)) {
+    json_builder_set_member_name(b, "probe_errors");
+    json_builder_begin_object(b);
+    GHashTableIter it;
+    gpointer k, v;
+    g_hash_table_iter_init(&it, probe_errors);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+      json_builder_set_member_name(b, k);
+      json_builder_add_string_value(b, v);
+    }
+    json_builder_end_object(b);
+  }
   json_builder_set_member_name(b, "layers");
   g_autofree char *records = pq_records_to_json(compressed->records);
   g_autoptr(JsonNode) rn = json_from_string(records, NULL);

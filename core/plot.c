@@ -128,7 +128,11 @@ static void draw_accuracy(cairo_t *cr, double w, double h, Point *p, int n) {
     else cairo_set_source_rgb(cr, 0.2, 0.35, 0.7);
     cairo_fill(cr);
     cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
-    text(cr, PX(p[i].x) + 7, PY(p[i].y) - 6, p[i].name, 10, 0);
+    cairo_set_font_size(cr, 10);
+    cairo_text_extents_t e;
+    cairo_text_extents(cr, p[i].name, &e);
+    if (PX(p[i].x) + 7 + e.width > w - r - 2) text(cr, PX(p[i].x) - 7, PY(p[i].y) - 6, p[i].name, 10, 2); /* near the right edge */
+    else text(cr, PX(p[i].x) + 7, PY(p[i].y) - 6, p[i].name, 10, 0);
   }
 #undef PX
 #undef PY

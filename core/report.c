@@ -206,6 +206,15 @@ static char *console_table(GPtrArray *results, gboolean markdown) {
       g_string_append_c(t, '\n');
     }
   }
+  for (guint r = 0; r < results->len; r++) { /* probes that failed for a method: under the table */
+    JsonObject *row = results->pdata[r];
+    JsonObject *pe = json_object_has_member(row, "probe_errors") ? json_object_get_object_member(row, "probe_errors") : NULL;
+    if (!pe) continue;
+    g_autoptr(GList) keys = json_object_get_members(pe);
+    for (GList *l = keys; l; l = l->next)
+      g_string_append_printf(t, "%s%s: probe '%s' failed: %s\n", markdown ? "\n- " : "", json_object_get_string_member_with_default(row, "method", "?"),
+                             (const char *)l->data, json_object_get_string_member(pe, l->data));
+  }
   return g_string_free(t, FALSE);
 }
 

@@ -7,7 +7,9 @@
 #include <pquant/pq-plugin.h>
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +23,12 @@ int (*volatile keep_undefined)(void) = pq_test_symbol_that_does_not_exist;
 
 MAYBE_UNUSED static PqStatus identity_compress(const PqModel *in, const PqOptions *options, const PqCalibration *calibration,
                                   PqModel **out, PqPluginError *error) {
+#ifdef CRASH
+  raise(SIGSEGV); /* a compressor that crashes: the suite must survive it */
+#endif
+#ifdef HANG
+  for (;;) pause(); /* one that never returns */
+#endif
   if (pq_options_get_int(options, "fail", 0)) {
     pq_plugin_error_set(error, PQ_ERR_INVALID, "asked to fail (fail=%lld)", (long long)pq_options_get_int(options, "fail", 0));
     return PQ_ERR_INVALID;
@@ -92,7 +100,11 @@ MAYBE_UNUSED static const PqBackendVTable backend_vtable = {sizeof(PqBackendVTab
 #define KIND PQ_KIND_PROBE
 #define NAME "test_probe"
 #define VTABLE &probe_vtable
+#ifdef NAN_DEFAULT
+#define SCHEMA "{\"nan\": {\"type\": \"boolean\", \"default\": true}}"
+#else
 #define SCHEMA "{\"nan\": {\"type\": \"boolean\", \"default\": false}}"
+#endif
 #elif defined(TEST_UNUSABLE)
 #define KIND PQ_KIND_BACKEND
 #define NAME "test_unusable"

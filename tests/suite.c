@@ -1,0 +1,188 @@
+/* suite.c — pqrun bench and compare as a user runs them: the report files, a crashing and a hanging method
+ * becoming error rows while the others finish, a probe reporting NaN, resume, bad configs and folders. */
+#include "testutil.h"
+
+#include <json-glib/json-glib.h>
+#include <math.h>
+#include <string.h>
+#include <sys/wait.h>
+
+static char *tmpdir, *model_path;
+
+static int pqrun_argv(char **out, char **err, const char *const *argv) {
+  g_autoptr(GPtrArray) a = g_ptr_array_new();
+  g_ptr_array_add(a, (gpointer)PQRUN);
+  for (; *argv; argv++) g_ptr_array_add(a, (gpointer)*argv);
+  g_ptr_array_add(a, NULL);
+  int status = 0;
+  g_autoptr(GError) e = NULL;
+  g_assert_true(g_spawn_sync(NULL, (char **)a->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL, out, err, &status, &e));
+  g_assert_true(WIFEXITED(status));
+  return WEXITSTATUS(status);
+}
+
+static gboolean have_dataset(void) { return g_file_test("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", G_FILE_TEST_EXISTS); }
+
+static const char *config =
+    "{\"methods\": {\"baseline\": [], \"quantization_8\": [{\"plugin\": \"quant\", \"options\": {\"bits\": 8}}],"
+    " \"crashes\": [{\"plugin\": \"crasher\"}], \"hangs\": [{\"plugin\": \"hanger\"}],"
+    " \"low_rank_8\": [{\"plugin\": \"low_rank\", \"options\": {\"rank\": 8}}]}}";
+
+static void test_bench_and_compare(void) {
+  if (!have_dataset()) {
+    g_test_skip("the dataset-fashion-mnist package is not installed (run .ci/setup)");
+    return;
+  }
+  g_autofree char *cfg = pq_test_write(tmpdir, "suite.json", config, strlen(config));
+  g_autofree char *out_dir = g_build_filename(tmpdir, "report-a", NULL);
+  g_autofree char *crash = g_build_filename(SUITE_PLUGIN_DIR, "crasher.so", NULL), *hang = g_build_filename(SUITE_PLUGIN_DIR, "hanger.so", NULL);
+  const char *argv[] = {"bench", "--model", model_path, "--config", cfg, "--plugin", crash, "--plugin", hang, "--plugin", EXAMPLE_DRIFT,
+                        "--timeout", "5", "--runs", "7", "--warmup", "1", "--batch-sizes", "1,4", "-o", out_dir, NULL};
+  g_autofree char *out = NULL, *err = NULL;
+  g_assert_cmpint(pqrun_argv(&out, &err, argv), ==, 0);
+  /* the table: error rows for the crash and the hang, figures for the others, the custom probe's columns */
+  if (!strstr(out, "error: crashed: Segmentation fault")) g_error("no crash row in:\n%s", out);
+  g_assert_nonnull(strstr(out, "error: timed out after 5 s"));
+  g_assert_nonnull(strstr(out, "drift.top1_agreement"));
+  g_assert_nonnull(strstr(out, "2 of 5 methods failed"));
+  const char *files[] = {"report.json", "report.md", "report.csv", "results.jsonl", "accuracy_vs_compression.png",
+                         "accuracy_vs_compression.svg", "latency.png", "latency.svg"};
+  for (size_t i = 0; i < G_N_ELEMENTS(files); i++) {
+    g_autofree char *p = g_build_filename(out_dir, files[i], NULL);
+    g_assert_true(g_file_test(p, G_FILE_TEST_IS_REGULAR));
+  }
+  /* report.json: the schema, the environment, every method in order, raw latency samples */
+  g_autofree char *json_path = g_build_filename(out_dir, "report.json", NULL);
+  g_autoptr(JsonParser) parser = json_parser_new();
+  g_assert_true(json_parser_load_from_file(parser, json_path, NULL));
+  JsonObject *root = json_node_get_object(json_parser_get_root(parser));
+  g_assert_cmpint(json_object_get_int_member(root, "schema_version"), ==, PQ_REPORT_SCHEMA_VERSION);
+  g_assert_nonnull(json_object_get_string_member(json_object_get_object_member(root, "environment"), "cpu"));
+  JsonArray *methods = json_object_get_array_member(root, "methods");
+  g_assert_cmpuint(json_array_get_length(methods), ==, 5);
+  JsonObject *q8 = json_array_get_object_element(methods, 1);
+  g_assert_cmpstr(json_object_get_string_member(q8, "status"), ==, "ok");
+  JsonObject *m = json_object_get_object_member(q8, "metrics");
+  JsonObject *lat = json_object_get_object_member(m, "latency.b1.p50_ms");
+  g_assert_cmpuint(json_array_get_length(json_object_get_array_member(lat, "samples")), ==, 7);
+  /* the ratio of stored bytes and the ratio of file sizes agree within 2% */
+  double r_mem = json_object_get_double_member(json_object_get_object_member(m, "metrics.compression_ratio"), "value");
+  double r_disk = json_object_get_double_member(json_object_get_object_member(m, "metrics.disk_ratio"), "value");
+  g_assert_cmpfloat(fabs(r_disk / r_mem - 1), <, 0.02);
+  g_assert_cmpstr(json_object_get_string_member(json_array_get_object_element(methods, 2), "status"), ==, "error");
+  /* the CSV: a header and one row per method */
+  g_autofree char *csv_path = g_build_filename(out_dir, "report.csv", NULL), *csv = NULL;
+  g_file_get_contents(csv_path, &csv, NULL, NULL);
+  g_auto(GStrv) lines = g_strsplit(csv, "\n", -1);
+  g_assert_cmpuint(g_strv_length(lines), ==, 7); /* header, 5 rows, the empty tail */
+  g_assert_true(g_str_has_prefix(lines[0], "method,status,error,"));
+  g_assert_nonnull(strstr(lines[0], "accuracy.top1"));
+  /* the Markdown: the seed's sections per method */
+  g_autofree char *md_path = g_build_filename(out_dir, "report.md", NULL), *md = NULL;
+  g_file_get_contents(md_path, &md, NULL, NULL);
+  const char *sections[] = {"## quantization_8", "### Compression Metrics", "### Accuracy", "### Latency", "### Memory", "### Layers"};
+  for (size_t i = 0; i < G_N_ELEMENTS(sections); i++) g_assert_nonnull(strstr(md, sections[i]));
+
+  /* compare: a run against itself has no regression */
+  g_free(out);
+  g_free(err);
+  const char *same[] = {"compare", json_path, json_path, NULL};
+  g_assert_cmpint(pqrun_argv(&out, &err, same), ==, 0);
+  g_assert_nonnull(strstr(out, " 0 regressions"));
+  /* ... and against one where quantization_8 became three times slower, it exits 1 */
+  JsonObject *lat_q = json_object_get_object_member(m, "latency.b1.p50_ms");
+  json_object_set_double_member(lat_q, "value", json_object_get_double_member(lat_q, "value") * 3);
+  JsonArray *smp = json_object_get_array_member(lat_q, "samples");
+  JsonArray *slow = json_array_new();
+  for (guint i = 0; i < json_array_get_length(smp); i++) json_array_add_double_element(slow, json_array_get_double_element(smp, i) * 3);
+  json_object_set_array_member(lat_q, "samples", slow);
+  g_autoptr(JsonGenerator) gen = json_generator_new();
+  json_generator_set_root(gen, json_parser_get_root(parser));
+  g_autofree char *slow_path = g_build_filename(tmpdir, "slow.json", NULL);
+  g_assert_true(json_generator_to_file(gen, slow_path, NULL));
+  g_free(out);
+  g_free(err);
+  const char *slower[] = {"compare", json_path, slow_path, NULL};
+  g_assert_cmpint(pqrun_argv(&out, &err, slower), ==, 1);
+  g_assert_nonnull(strstr(out, "quantization_8"));
+  g_assert_nonnull(strstr(out, "latency.b1.p50_ms"));
+  g_assert_nonnull(strstr(out, "REGRESSION"));
+  /* reports of another schema version are refused */
+  json_object_set_int_member(root, "schema_version", 99);
+  g_autofree char *v99 = g_build_filename(tmpdir, "v99.json", NULL);
+  g_assert_true(json_generator_to_file(gen, v99, NULL));
+  g_free(out);
+  g_free(err);
+  const char *other[] = {"compare", json_path, v99, NULL};
+  g_assert_cmpint(pqrun_argv(&out, &err, other), ==, 1);
+  g_assert_nonnull(strstr(err, "different schema versions"));
+
+  /* resume: the methods that succeeded are kept, the failed ones run again */
+  g_free(out);
+  g_free(err);
+  const char *again[] = {"bench", "--model", model_path, "--config", cfg, "--plugin", crash, "--plugin", hang, "--timeout", "2", "--runs", "3",
+                         "--batch-sizes", "1", "--resume", "-o", out_dir, NULL};
+  g_assert_cmpint(pqrun_argv(&out, &err, again), ==, 0);
+  g_assert_nonnull(strstr(out, "error: timed out after 2 s")); /* ran again, with the new limit */
+  g_assert_nonnull(strstr(out, "drift.top1_agreement"));        /* kept from the first run */
+}
+
+static void test_bad_inputs(void) {
+  g_autofree char *out = NULL, *err = NULL;
+  const char *bad_cfg = "{\"methods\": {\"q\": [{\"plugin\": \"quant\", \"options\": {\"bitz\": 3}}]}}";
+  g_autofree char *cfg = pq_test_write(tmpdir, "bad.json", bad_cfg, strlen(bad_cfg));
+  const char *a1[] = {"bench", "--model", model_path, "--config", cfg, NULL};
+  g_assert_cmpint(pqrun_argv(&out, &err, a1), ==, 1);
+  g_assert_nonnull(strstr(err, "methods.q"));
+  g_assert_nonnull(strstr(err, "unknown option \"bitz\""));
+  g_free(out);
+  g_free(err);
+  const char *unknown = "{\"methods\": {\"x\": [{\"plugin\": \"nope\"}]}}";
+  g_autofree char *cfg2 = pq_test_write(tmpdir, "unknown.json", unknown, strlen(unknown));
+  const char *a2[] = {"bench", "--model", model_path, "--config", cfg2, NULL};
+  g_assert_cmpint(pqrun_argv(&out, &err, a2), ==, 1);
+  g_assert_nonnull(strstr(err, "no compressor plugin named 'nope'"));
+  g_free(out);
+  g_free(err);
+  if (!have_dataset()) return;
+  /* an output folder that cannot be made (a file is in the way) */
+  g_autofree char *file = pq_test_write(tmpdir, "a-file", "x", 1);
+  g_autofree char *under = g_build_filename(file, "report", NULL);
+  const char *a3[] = {"bench", "--model", model_path, "--config", cfg2, "-o", under, NULL};
+  const char *good = "{\"methods\": {\"baseline\": []}}";
+  g_autofree char *cfg3 = pq_test_write(tmpdir, "good.json", good, strlen(good));
+  a3[4] = cfg3;
+  g_assert_cmpint(pqrun_argv(&out, &err, a3), ==, 1);
+  g_assert_nonnull(strstr(err, "cannot create the report folder"));
+  g_free(out);
+  g_free(err);
+  /* a probe reporting NaN: its failure is reported, the method's other figures stay */
+  g_autofree char *nanp = g_build_filename(SUITE_PLUGIN_DIR, "nan_probe.so", NULL);
+  g_autofree char *dir = g_build_filename(tmpdir, "report-nan", NULL);
+  const char *a4[] = {"bench", "--model", model_path, "--config", cfg3, "--plugin", nanp, "--runs", "3", "--batch-sizes", "1", "-o", dir, NULL};
+  g_assert_cmpint(pqrun_argv(&out, &err, a4), ==, 0);
+  g_assert_nonnull(strstr(out, "baseline: probe 'test_probe' failed: probe 'test_probe': metric 'test.nan' is not a finite number"));
+  g_assert_nonnull(strstr(out, "%  ")); /* accuracy still there */
+  g_free(out);
+  g_free(err);
+  /* dry run: sizes without evaluating */
+  const char *a5[] = {"bench", "--model", model_path, "--dry-run", NULL};
+  g_assert_cmpint(pqrun_argv(&out, &err, a5), ==, 0);
+  g_assert_nonnull(strstr(out, "quantization_6"));
+  g_assert_nonnull(strstr(out, "(no evaluation: --dry-run"));
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  tmpdir = pq_test_mkdtemp();
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(784, 256, 10, 5); /* big enough that the file header weighs under 2% */
+  model_path = g_build_filename(tmpdir, "m.safetensors", NULL);
+  g_assert_true(pq_model_save(m, model_path, NULL));
+  g_test_add_func("/suite/bench-and-compare", test_bench_and_compare);
+  g_test_add_func("/suite/bad-inputs", test_bad_inputs);
+  int rc = g_test_run();
+  pq_test_rmdir(tmpdir);
+  g_free(tmpdir);
+  g_free(model_path);
+  return rc;
+}
