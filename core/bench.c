@@ -175,15 +175,6 @@ static JsonObject *error_row(const char *name, const char *message, double secon
   return o;
 }
 
-static gboolean write_text(FILE *f, gpointer data, GError **error) {
-  const char *t = data;
-  if (fwrite(t, 1, strlen(t), f) != strlen(t)) {
-    g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_IO, "write failed: %s", g_strerror(errno));
-    return FALSE;
-  }
-  return TRUE;
-}
-
 /* Methods already in OUTPUT/results.jsonl (for --resume). */
 static GHashTable *load_done(const char *path) {
   GHashTable *done = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, (GDestroyNotify)json_object_unref);
@@ -243,7 +234,7 @@ GPtrArray *pq_bench_run(const PqBenchSettings *s, GPtrArray *methods, GHashTable
         json_node_unref(n);
         json_object_unref(o);
       }
-      _exit(pq_write_atomically(tmp, write_text, text, NULL) ? 0 : 3);
+      _exit(pq_write_text_atomically(tmp, text, NULL) ? 0 : 3);
     }
     int status = 0;
     gboolean timed_out = FALSE;

@@ -101,6 +101,7 @@ gboolean pq_quant_params_valid(int bits, int ndim, const int64_t *shape, PqQuant
 /* atomically replace `path` with `len` bytes written by a callback */
 typedef gboolean (*PqWriteFunc)(FILE *out, gpointer user_data, GError **error);
 gboolean pq_write_atomically(const char *path, PqWriteFunc func, gpointer user_data, GError **error);
+gboolean pq_write_text_atomically(const char *path, const char *text, GError **error);
 
 /* records: copy, and the JSON form stored as __metadata__["pquant.records"] */
 void pq_records_copy(GPtrArray *dst, const GPtrArray *src);

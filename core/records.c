@@ -3,6 +3,7 @@
 
 #include <json-glib/json-glib.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 void pq_record_free(gpointer p) {
@@ -88,6 +89,41 @@ int pq_options_layer_selected(const PqOptions *o, const char *layer, int64_t n_p
   const char *inc = pq_options_get_string(o, "include", "*");
   const char *exc = pq_options_get_string(o, "exclude", "");
   return match_any(inc, layer) && !match_any(exc, layer) && n_params >= pq_options_get_int(o, "min_params", 0);
+}
+
+PqTensor *pq_layer_weight(PqModel *m, const PqNode *node, const PqOptions *o, const char *method, const char *packed_hint) {
+  if (node->inputs->len < 2) return NULL;
+  PqTensor *w = pq_model_tensor(m, node->inputs->pdata[1]);
+  if (!w) return NULL; /* a computed operand, not a weight */
+  if (!pq_options_layer_selected(o, node->name, w->numel)) {
+    pq_model_record_skip(m, method, node->name, "not selected (include, exclude, min_params)");
+    return NULL;
+  }
+  if (w->dtype != PQ_DTYPE_F32 && w->dtype != PQ_DTYPE_F16 && w->dtype != PQ_DTYPE_BF16) {
+    g_autofree char *why = w->dtype == PQ_DTYPE_PACKED && packed_hint
+                               ? g_strdup_printf("weight '%s' is packed: %s", w->name, packed_hint)
+                               : g_strdup_printf("weight '%s' is %s, not floating point", w->name,
+                                                 w->dtype == PQ_DTYPE_PACKED ? "packed" : pq_dtype_name(w->dtype));
+    pq_model_record_skip(m, method, node->name, why);
+    return NULL;
+  }
+  return w;
+}
+
+float *pq_layer_weight_f32(const PqNode *node, const PqTensor *w, PqPluginError *error) {
+  float *f = malloc(sizeof(float) * (size_t)MAX(w->numel, 1)); /* plain malloc: plugins free() it */
+  if (!f) {
+    pq_plugin_error_set(error, PQ_ERR_NOMEM, "layer '%s': out of memory for weight '%s'", node->name, w->name);
+    return NULL;
+  }
+  pq_tensor_to_f32(w, f);
+  for (int64_t i = 0; i < w->numel; i++)
+    if (!isfinite(f[i])) {
+      pq_plugin_error_set(error, PQ_ERR_INVALID, "layer '%s': weight '%s' holds NaN or infinite values", node->name, w->name);
+      free(f);
+      return NULL;
+    }
+  return f;
 }
 
 /* JSON numbers cannot be NaN or infinite: those are written as null. */

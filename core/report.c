@@ -218,18 +218,9 @@ static char *console_table(GPtrArray *results, gboolean markdown) {
   return g_string_free(t, FALSE);
 }
 
-static gboolean write_text(FILE *f, gpointer data, GError **error) {
-  const char *t = data;
-  if (fwrite(t, 1, strlen(t), f) != strlen(t)) {
-    g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_IO, "write failed: %s", g_strerror(errno));
-    return FALSE;
-  }
-  return TRUE;
-}
-
 static gboolean write_file(const char *dir, const char *name, const char *text, GError **error) {
   g_autofree char *path = g_build_filename(dir, name, NULL);
-  return pq_write_atomically(path, write_text, (gpointer)text, error);
+  return pq_write_text_atomically(path, text, error);
 }
 
 static void csv_cell(GString *s, const char *v) {

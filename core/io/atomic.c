@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 gboolean pq_write_atomically(const char *path, PqWriteFunc func, gpointer user_data, GError **error) {
@@ -40,4 +41,17 @@ gboolean pq_write_atomically(const char *path, PqWriteFunc func, gpointer user_d
     g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_IO, "%s: %s", path, werr->message);
   }
   return ok;
+}
+
+static gboolean write_text(FILE *f, gpointer data, GError **error) {
+  const char *t = data;
+  if (fwrite(t, 1, strlen(t), f) != strlen(t)) {
+    g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_IO, "write failed: %s", g_strerror(errno));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean pq_write_text_atomically(const char *path, const char *text, GError **error) {
+  return pq_write_atomically(path, write_text, (gpointer)text, error);
 }

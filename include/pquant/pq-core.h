@@ -204,6 +204,15 @@ PQ_API void pq_model_record_layer(PqModel *model, const char *method, const char
                                   int64_t bytes_after, double rel_error, double sqnr_db);
 /* Record that `method` left `layer` as it was, and why. */
 PQ_API void pq_model_record_skip(PqModel *model, const char *method, const char *layer, const char *reason);
+/* For compressors walking a model's layers: the weight (input 1, a model tensor) of `node` when the layer
+ * is selected (include, exclude, min_params) and the weight is floating point; NULL otherwise, the skip
+ * recorded for `method` when there was a weight to skip. `packed_hint` (may be NULL) replaces the reason
+ * given for a packed weight ("factor before quantizing"). */
+PQ_API PqTensor *pq_layer_weight(PqModel *model, const PqNode *node, const PqOptions *options, const char *method,
+                                 const char *packed_hint);
+/* That weight widened to float32 (malloc'd: free() it), or NULL with an error naming the layer when it holds
+ * NaN or infinite values. */
+PQ_API float *pq_layer_weight_f32(const PqNode *node, const PqTensor *weight, struct PqPluginError *error);
 /* Relative Frobenius error ||ref - approx|| / ||ref|| and SQNR = 10 log10(||ref||^2 / ||ref - approx||^2). */
 PQ_API void pq_error_stats(const float *ref, const float *approx, int64_t n, double *rel_error, double *sqnr_db);
 /* Whether the pipeline's layer selection (options include, exclude, min_params, which every compressor

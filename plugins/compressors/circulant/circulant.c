@@ -50,35 +50,21 @@ static PqStatus circ_compress(const PqModel *in, const PqOptions *o, const PqCal
     PqNode *node = pq_graph_node(g, i);
     const char *layer = pq_node_name(node);
     if (strcmp(pq_node_op(node), "linear") || pq_node_n_inputs(node) < 2) continue;
-    PqTensor *w = pq_model_tensor(m, pq_node_input(node, 1));
+    PqTensor *w = pq_layer_weight(m, node, o, "circulant", NULL);
     if (!w) continue;
     int64_t rows = pq_tensor_rows(w), cols = pq_tensor_cols(w), numel = pq_tensor_numel(w);
-    if (!pq_options_layer_selected(o, layer, numel)) {
-      pq_model_record_skip(m, "circulant", layer, "not selected (include, exclude, min_params)");
-      continue;
-    }
-    PqDType dt = pq_tensor_dtype(w);
-    if (dt != PQ_DTYPE_F32 && dt != PQ_DTYPE_F16 && dt != PQ_DTYPE_BF16) {
-      snprintf(why, sizeof why, "weight '%s' is %s, not floating point", pq_tensor_name(w), dt == PQ_DTYPE_PACKED ? "packed" : pq_dtype_name(dt));
-      pq_model_record_skip(m, "circulant", layer, why);
-      continue;
-    }
     int64_t mb = (rows + b - 1) / b, nb = (cols + b - 1) / b;
     if (mb * nb * b >= numel) {
       snprintf(why, sizeof why, "block %lld would not shrink %lld x %lld", (long long)b, (long long)rows, (long long)cols);
       pq_model_record_skip(m, "circulant", layer, why);
       continue;
     }
-    float *wf = malloc(sizeof(float) * (size_t)numel), *back = malloc(sizeof(float) * (size_t)numel);
-    pq_tensor_to_f32(w, wf);
-    for (int64_t j = 0; j < numel; j++)
-      if (!isfinite(wf[j])) {
-        free(wf);
-        free(back);
-        pq_plugin_error_set(err, PQ_ERR_INVALID, "layer '%s': weight '%s' holds NaN or infinite values", layer, pq_tensor_name(w));
-        pq_model_unref(m); /* last: the layer's name belongs to it */
-        return PQ_ERR_INVALID;
-      }
+    float *wf = pq_layer_weight_f32(node, w, err);
+    if (!wf) {
+      pq_model_unref(m);
+      return (PqStatus)err->code;
+    }
+    float *back = malloc(sizeof(float) * (size_t)numel);
     int64_t cs[3] = {mb, nb, b};
     snprintf(name, sizeof name, "%s.circ", pq_tensor_name(w));
     PqTensor *c = pq_tensor_new(name, PQ_DTYPE_F32, 3, cs);

@@ -145,33 +145,18 @@ static PqStatus lr_compress(const PqModel *in, const PqOptions *o, const PqCalib
     const char *op = pq_node_op(node), *layer = pq_node_name(node);
     int is_linear = !strcmp(op, "linear"), is_conv = !strcmp(op, "conv2d");
     if ((!is_linear && !is_conv) || pq_node_n_inputs(node) < 2) continue;
-    PqTensor *w = pq_model_tensor(m, pq_node_input(node, 1));
+    PqTensor *w = pq_layer_weight(m, node, o, "low_rank", "factor before quantizing");
     if (!w) continue;
     int64_t mrows = pq_tensor_rows(w), ncols = pq_tensor_cols(w), numel = pq_tensor_numel(w);
-    if (!pq_options_layer_selected(o, layer, numel)) {
-      pq_model_record_skip(m, "low_rank", layer, "not selected (include, exclude, min_params)");
-      continue;
-    }
-    PqDType dt = pq_tensor_dtype(w);
-    if (dt != PQ_DTYPE_F32 && dt != PQ_DTYPE_F16 && dt != PQ_DTYPE_BF16) {
-      snprintf(why, sizeof why, "weight '%s' is %s%s: factor before quantizing", pq_tensor_name(w),
-               dt == PQ_DTYPE_PACKED ? "packed" : pq_dtype_name(dt), dt == PQ_DTYPE_PACKED ? "" : ", not floating point");
-      pq_model_record_skip(m, "low_rank", layer, why);
-      continue;
-    }
     if (is_conv && pq_node_get_int(node, "groups", 1) != 1) {
       pq_model_record_skip(m, "low_rank", layer, "grouped convolution");
       continue;
     }
-    float *wf = malloc(sizeof(float) * (size_t)numel);
-    pq_tensor_to_f32(w, wf);
-    for (int64_t j = 0; j < numel; j++)
-      if (!isfinite(wf[j])) {
-        free(wf);
-        pq_plugin_error_set(err, PQ_ERR_INVALID, "layer '%s': weight '%s' holds NaN or infinite values", layer, pq_tensor_name(w));
-        pq_model_unref(m); /* last: the layer's name belongs to it */
-        return PQ_ERR_INVALID;
-      }
+    float *wf = pq_layer_weight_f32(node, w, err);
+    if (!wf) {
+      pq_model_unref(m);
+      return (PqStatus)err->code;
+    }
     int64_t k = choose_rank(&st, wf, mrows, ncols, err);
     if (k < 0) {
       free(wf);

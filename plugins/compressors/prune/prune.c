@@ -221,29 +221,14 @@ static PqStatus prune_compress(const PqModel *in, const PqOptions *o, const PqCa
   for (size_t i = 0; i < n_nodes; i++) {
     PqNode *node = pq_graph_node(g, i);
     if (strcmp(pq_node_op(node), "linear") || pq_node_n_inputs(node) < 2) continue;
-    PqTensor *w = pq_model_tensor(m, pq_node_input(node, 1));
+    PqTensor *w = pq_layer_weight(m, node, o, "prune", NULL);
     if (!w) continue;
-    const char *layer = pq_node_name(node);
-    if (!pq_options_layer_selected(o, layer, pq_tensor_numel(w))) {
-      pq_model_record_skip(m, "prune", layer, "not selected (include, exclude, min_params)");
-      continue;
+    float *wf = pq_layer_weight_f32(node, w, err); /* refuses NaN and infinite weights, naming the layer */
+    if (!wf) {
+      pq_model_unref(m);
+      return (PqStatus)err->code;
     }
-    if (!is_float(w)) {
-      char why[160];
-      snprintf(why, sizeof why, "weight '%s' is %s, not floating point", pq_tensor_name(w),
-               pq_tensor_dtype(w) == PQ_DTYPE_PACKED ? "packed" : pq_dtype_name(pq_tensor_dtype(w)));
-      pq_model_record_skip(m, "prune", layer, why);
-      continue;
-    }
-    float *wf = to_f32(w);
-    int finite = 1;
-    for (int64_t j = 0; j < pq_tensor_numel(w) && finite; j++) finite = isfinite(wf[j]);
     free(wf);
-    if (!finite) {
-      pq_plugin_error_set(err, PQ_ERR_INVALID, "layer '%s': weight '%s' holds NaN or infinite values", layer, pq_tensor_name(w));
-      pq_model_unref(m); /* last: the layer's name belongs to it */
-      return PQ_ERR_INVALID;
-    }
     if (is_structured) structured(m, node, w, sparsity);
     else unstructured(m, node, w, sparsity, err);
   }

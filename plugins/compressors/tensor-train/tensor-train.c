@@ -154,31 +154,17 @@ static PqStatus tt_compress(const PqModel *in, const PqOptions *o, const PqCalib
     PqNode *node = pq_graph_node(g, i);
     const char *layer = pq_node_name(node);
     if (strcmp(pq_node_op(node), "linear") || pq_node_n_inputs(node) < 2) continue;
-    PqTensor *w = pq_model_tensor(mdl, pq_node_input(node, 1));
+    PqTensor *w = pq_layer_weight(mdl, node, o, "tensor_train", NULL);
     if (!w) continue;
     int64_t M = pq_tensor_rows(w), N = pq_tensor_cols(w), numel = pq_tensor_numel(w);
-    if (!pq_options_layer_selected(o, layer, numel)) {
-      pq_model_record_skip(mdl, "tensor_train", layer, "not selected (include, exclude, min_params)");
-      continue;
-    }
-    PqDType dt = pq_tensor_dtype(w);
-    if (dt != PQ_DTYPE_F32 && dt != PQ_DTYPE_F16 && dt != PQ_DTYPE_BF16) {
-      snprintf(why, sizeof why, "weight '%s' is %s, not floating point", pq_tensor_name(w), dt == PQ_DTYPE_PACKED ? "packed" : pq_dtype_name(dt));
-      pq_model_record_skip(mdl, "tensor_train", layer, why);
-      continue;
-    }
     int64_t mf[16], nf[16], ranks[17];
     factorize(M, st.d, mf);
     factorize(N, st.d, nf);
-    float *wf = malloc(sizeof(float) * (size_t)numel);
-    pq_tensor_to_f32(w, wf);
-    for (int64_t j = 0; j < numel; j++)
-      if (!isfinite(wf[j])) {
-        free(wf);
-        pq_plugin_error_set(err, PQ_ERR_INVALID, "layer '%s': weight '%s' holds NaN or infinite values", layer, pq_tensor_name(w));
-        pq_model_unref(mdl); /* last: the layer's name belongs to it */
-        return PQ_ERR_INVALID;
-      }
+    float *wf = pq_layer_weight_f32(node, w, err);
+    if (!wf) {
+      pq_model_unref(mdl);
+      return (PqStatus)err->code;
+    }
     float *cores[16] = {0};
     if (tt_svd(&st, wf, M, N, mf, nf, cores, ranks, err) != 0) {
       free(wf);
