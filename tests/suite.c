@@ -37,12 +37,12 @@ static void test_bench_and_compare(void) {
   g_autofree char *out_dir = g_build_filename(tmpdir, "report-a", NULL);
   g_autofree char *crash = g_build_filename(SUITE_PLUGIN_DIR, "crasher.so", NULL), *hang = g_build_filename(SUITE_PLUGIN_DIR, "hanger.so", NULL);
   const char *argv[] = {"bench", "--model", model_path, "--config", cfg, "--plugin", crash, "--plugin", hang, "--plugin", EXAMPLE_DRIFT,
-                        "--timeout", "15", "--runs", "7", "--warmup", "1", "--batch-sizes", "1,4", "-o", out_dir, NULL};
+                        "--timeout", "30", "--runs", "7", "--warmup", "1", "--batch-sizes", "1,4", "-o", out_dir, NULL};
   g_autofree char *out = NULL, *err = NULL;
   g_assert_cmpint(pqrun_argv(&out, &err, argv), ==, 0);
   /* the table: error rows for the crash and the hang, figures for the others, the custom probe's columns */
   if (!strstr(out, "error: crashed: Segmentation fault")) g_error("no crash row in:\n%s", out);
-  g_assert_nonnull(strstr(out, "error: timed out after 15 s"));
+  g_assert_nonnull(strstr(out, "error: timed out after 30 s"));
   g_assert_nonnull(strstr(out, "drift.top1_agreement"));
   g_assert_nonnull(strstr(out, "2 of 5 methods failed"));
   const char *files[] = {"report.json", "report.md", "report.csv", "results.jsonl", "accuracy_vs_compression.png",
