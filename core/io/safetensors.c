@@ -147,6 +147,7 @@ static PqModel *apply_packed(PqModel *model, const char *path, const char *json,
 
 PqModel *pq_model_load(const char *path, GError **error) {
   g_return_val_if_fail(path != NULL, NULL);
+  if (g_str_has_suffix(path, ".onnx")) return pq_onnx_load(path, error);
   struct stat st;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) FAIL(PQ_FORMAT_ERROR_IO, "cannot open: %s", g_strerror(errno));

@@ -47,6 +47,13 @@ PQ_API void pq_propagate_plugin_error(GError **error, const struct PqPluginError
 PQ_API PqModel *pq_model_load(const char *path, GError **error);
 /* Write atomically (temporary file, then rename). */
 PQ_API gboolean pq_model_save(const PqModel *model, const char *path, GError **error);
+/* ONNX models (when built with protobuf-c; else these fail saying so). pq_model_load reads *.onnx through
+ * them. `constants` (name → PqTensor*, may be NULL) turns graph inputs of those names into tensors. */
+PQ_API gboolean pq_have_onnx(void);
+PQ_API PqModel *pq_onnx_load(const char *path, GError **error);
+PQ_API PqModel *pq_onnx_load_full(const char *path, GHashTable *constants, GError **error);
+/* One ONNX TensorProto file (as the ONNX test data stores inputs and outputs). */
+PQ_API PqTensor *pq_onnx_load_tensor(const char *path, GError **error);
 /* Serialise the graph to JSON text and back (the `pquant.graph` metadata entry). */
 PQ_API char *pq_graph_to_json(const PqGraph *graph);
 PQ_API gboolean pq_graph_from_json(PqGraph *graph, const char *json, GError **error);

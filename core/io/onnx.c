@@ -1,0 +1,469 @@
+/* onnx.c — ONNX models into pquant's graph: initializers become tensors, supported nodes become pquant ops
+ * (Gemm, MatMul, Add, Relu, Conv, MaxPool, AveragePool, GlobalAveragePool, BatchNormalization, Flatten,
+ * Reshape, Softmax, Constant, Identity, Dropout). The protobuf code is generated at build time from the
+ * onnx.proto Debian's libonnx-dev installs. */
+#include "../pq-private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "onnx.pb-c.h"
+
+#define FAIL(...)                                                                                                  \
+  do {                                                                                                             \
+    g_autofree char *m_ = g_strdup_printf(__VA_ARGS__);                                                            \
+    g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID, "%s: %s", path, m_);                              \
+    goto fail;                                                                                                     \
+  } while (0)
+
+static const char *dtype_label(int t) {
+  static const char *names[] = {"UNDEFINED", "FLOAT", "UINT8", "INT8", "UINT16", "INT16", "INT32", "INT64", "STRING", "BOOL",
+                                "FLOAT16", "DOUBLE", "UINT32", "UINT64", "COMPLEX64", "COMPLEX128", "BFLOAT16"};
+  return t >= 0 && t < (int)G_N_ELEMENTS(names) ? names[t] : "unknown";
+}
+
+/* A TensorProto as a pquant tensor (DOUBLE narrowed to F32); NULL with a message naming the tensor. */
+static PqTensor *tensor_from_proto(const Onnx__TensorProto *tp, const char *name, const char *path, GError **error) {
+  int64_t shape[PQ_MAX_DIMS];
+  PqTensor *t = NULL;
+  if (tp->n_dims > PQ_MAX_DIMS) FAIL("tensor '%s': %zu dimensions, at most %d", name, tp->n_dims, PQ_MAX_DIMS);
+  for (size_t i = 0; i < tp->n_dims; i++) {
+    if (tp->dims[i] < 0) FAIL("tensor '%s': dimension %zu is negative (%" G_GINT64_FORMAT ")", name, i, tp->dims[i]);
+    shape[i] = tp->dims[i];
+  }
+  if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
+    FAIL("tensor '%s': external data is not supported: save the model with its weights inside", name);
+  PqDType dt;
+  size_t src_size;
+  switch (tp->data_type) {
+  case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT: dt = PQ_DTYPE_F32; src_size = 4; break;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE: dt = PQ_DTYPE_F32; src_size = 8; break;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16: dt = PQ_DTYPE_F16; src_size = 2; break;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16: dt = PQ_DTYPE_BF16; src_size = 2; break;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT8: dt = PQ_DTYPE_I8; src_size = 1; break;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__UINT8: dt = PQ_DTYPE_U8; src_size = 1; break;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT32: dt = PQ_DTYPE_I32; src_size = 4; break;
+  case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: dt = PQ_DTYPE_I64; src_size = 8; break;
+  default: FAIL("tensor '%s': data type %s is not supported", name, dtype_label(tp->data_type));
+  }
+  t = pq_tensor_new(name, dt, (int)tp->n_dims, shape);
+  if (!t) FAIL("tensor '%s': its shape overflows", name);
+  int64_t n = pq_tensor_numel(t);
+  void *dst = pq_tensor_mutable_data(t);
+  if (tp->has_raw_data) {
+    if ((uint64_t)tp->raw_data.len != (uint64_t)n * src_size)
+      FAIL("tensor '%s': raw_data holds %zu bytes, its shape and type need %" G_GINT64_FORMAT, name, tp->raw_data.len, n * (int64_t)src_size);
+    if (tp->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE)
+      for (int64_t i = 0; i < n; i++) {
+        double d;
+        memcpy(&d, tp->raw_data.data + 8 * i, 8);
+        ((float *)dst)[i] = (float)d;
+      }
+    else memcpy(dst, tp->raw_data.data, (size_t)n * src_size);
+  } else {
+    size_t have = dt == PQ_DTYPE_F32 && src_size == 4 ? tp->n_float_data
+                  : src_size == 8 && dt == PQ_DTYPE_F32 ? tp->n_double_data
+                  : dt == PQ_DTYPE_I64 ? tp->n_int64_data
+                                       : tp->n_int32_data;
+    if ((int64_t)have != n) FAIL("tensor '%s': %zu values stored, its shape needs %" G_GINT64_FORMAT, name, have, n);
+    for (int64_t i = 0; i < n; i++) {
+      switch (dt) {
+      case PQ_DTYPE_F32: ((float *)dst)[i] = src_size == 8 ? (float)tp->double_data[i] : tp->float_data[i]; break;
+      case PQ_DTYPE_I64: ((int64_t *)dst)[i] = tp->int64_data[i]; break;
+      case PQ_DTYPE_I32: ((int32_t *)dst)[i] = tp->int32_data[i]; break;
+      case PQ_DTYPE_F16:
+      case PQ_DTYPE_BF16: ((uint16_t *)dst)[i] = (uint16_t)tp->int32_data[i]; break;
+      case PQ_DTYPE_I8: ((int8_t *)dst)[i] = (int8_t)tp->int32_data[i]; break;
+      case PQ_DTYPE_U8: ((uint8_t *)dst)[i] = (uint8_t)tp->int32_data[i]; break;
+      default: break;
+      }
+    }
+  }
+  return t;
+fail:
+  if (t) pq_tensor_unref(t);
+  return NULL;
+}
+
+/* protobuf-c recurses without a depth limit: a file nesting subgraphs deeply overflows the stack. The first
+ * unpack runs in a child process; a crash there is an error here. */
+static gboolean unpack_survives(const uint8_t *data, size_t len, const ProtobufCMessageDescriptor *desc) {
+  pid_t pid = fork();
+  if (pid < 0) return TRUE; /* cannot check: go on */
+  if (pid == 0) {
+    ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, len, data);
+    if (m) protobuf_c_message_free_unpacked(m, NULL);
+    _exit(m ? 0 : 2);
+  }
+  int status;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return !WIFSIGNALED(status);
+}
+
+static uint8_t *read_file(const char *path, size_t *len, GError **error) {
+  struct stat st;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_IO, "%s: cannot open: %s", path, g_strerror(errno));
+    return NULL;
+  }
+  gboolean regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+  gboolean dir = fstat(fd, &st) == 0 && S_ISDIR(st.st_mode);
+  close(fd);
+  if (!regular) {
+    g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_IO, "%s: %s", path, dir ? "is a folder, not a model file" : "is not a regular file");
+    return NULL;
+  }
+  char *data = NULL;
+  gsize n = 0;
+  g_autoptr(GError) ferr = NULL;
+  if (!g_file_get_contents(path, &data, &n, &ferr)) {
+    g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_IO, "%s: %s", path, ferr->message);
+    return NULL;
+  }
+  *len = n;
+  return (uint8_t *)data;
+}
+
+PqTensor *pq_onnx_load_tensor(const char *path, GError **error) {
+  size_t len;
+  g_autofree uint8_t *data = read_file(path, &len, error);
+  if (!data) return NULL;
+  Onnx__TensorProto *tp = onnx__tensor_proto__unpack(NULL, len, data);
+  if (!tp) {
+    g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID, "%s: not an ONNX TensorProto", path);
+    return NULL;
+  }
+  PqTensor *t = tensor_from_proto(tp, tp->name && tp->name[0] ? tp->name : "tensor", path, error);
+  onnx__tensor_proto__free_unpacked(tp, NULL);
+  return t;
+}
+
+/* ---- nodes ---------------------------------------------------------------------------------------- */
+
+typedef struct {
+  PqModel *m;
+  const char *path;
+  int64_t opset;
+  int counter;
+} Ctx;
+
+static const Onnx__AttributeProto *attr(const Onnx__NodeProto *n, const char *name) {
+  for (size_t i = 0; i < n->n_attribute; i++)
+    if (!strcmp(n->attribute[i]->name, name)) return n->attribute[i];
+  return NULL;
+}
+static int64_t attr_i(const Onnx__NodeProto *n, const char *name, int64_t def) {
+  const Onnx__AttributeProto *a = attr(n, name);
+  return a && a->has_i ? a->i : def;
+}
+static double attr_f(const Onnx__NodeProto *n, const char *name, double def) {
+  const Onnx__AttributeProto *a = attr(n, name);
+  return a && a->has_f ? a->f : def;
+}
+static const char *attr_s(const Onnx__NodeProto *n, const char *name, char *buf, size_t len) {
+  const Onnx__AttributeProto *a = attr(n, name);
+  if (!a || !a->has_s) return NULL;
+  g_strlcpy(buf, (const char *)a->s.data, MIN(len, a->s.len + 1));
+  return buf;
+}
+
+/* The shape of a value, from the graph built so far (the graph planned with it as an output). */
+static gboolean shape_of(Ctx *c, const char *value, int64_t *shape, int *nd, GError **error) {
+  if (pq_model_tensor(c->m, value)) {
+    PqTensor *t = pq_model_tensor(c->m, value);
+    *nd = pq_tensor_ndim(t);
+    memcpy(shape, pq_tensor_shape(t), sizeof(int64_t) * (size_t)*nd);
+    return TRUE;
+  }
+  const PqGraph *g = pq_model_const_graph(c->m);
+  for (size_t i = 0; i < pq_graph_n_inputs(g); i++)
+    if (!strcmp(pq_graph_input_name(g, i), value)) {
+      const int64_t *s = pq_graph_input_shape(g, i, nd);
+      memcpy(shape, s, sizeof(int64_t) * (size_t)*nd);
+      shape[0] = 1;
+      return TRUE;
+    }
+  g_autoptr(PqModel) probe = pq_model_copy(c->m);
+  pq_graph_add_output(pq_model_graph(probe), value);
+  g_autoptr(PqPlan) plan = pq_model_plan(probe, 1, error);
+  if (!plan) return FALSE;
+  const int64_t *s = pq_plan_value_shape(plan, pq_plan_value_index(plan, value), nd);
+  memcpy(shape, s, sizeof(int64_t) * (size_t)*nd);
+  return TRUE;
+}
+
+static char *fresh(Ctx *c, const char *base) { return g_strdup_printf("%s__pq%d", base, c->counter++); }
+
+static void set_tensor(Ctx *c, PqTensor *t) {
+  pq_model_set_tensor(c->m, t);
+  pq_tensor_unref(t);
+}
+
+/* Sliding-window attributes (Conv, MaxPool, AveragePool) onto a pquant node; auto_pad resolved from shapes. */
+static gboolean window_attrs(Ctx *c, const Onnx__NodeProto *n, PqNode *node, const char *x, const int64_t *kernel, GError **error) {
+  const char *path = c->path;
+  const Onnx__AttributeProto *a;
+  int64_t strides[2] = {1, 1}, dil[2] = {1, 1}, pads[4] = {0, 0, 0, 0};
+  if ((a = attr(n, "strides")) && a->n_ints == 2) memcpy(strides, a->ints, sizeof strides);
+  if ((a = attr(n, "dilations")) && a->n_ints == 2) memcpy(dil, a->ints, sizeof dil);
+  if ((a = attr(n, "pads"))) {
+    if (a->n_ints != 4) FAIL("node '%s' (%s): pads must list 4 values (2-D only)", n->name, n->op_type);
+    memcpy(pads, a->ints, sizeof pads); /* ONNX: begin_h, begin_w, end_h, end_w = pquant's top, left, bottom, right */
+  }
+  char ap[32] = "NOTSET";
+  attr_s(n, "auto_pad", ap, sizeof ap);
+  if (!strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
+    int64_t s[PQ_MAX_DIMS];
+    int nd;
+    if (!shape_of(c, x, s, &nd, error)) return FALSE;
+    for (int d = 0; d < 2; d++) {
+      int64_t in = s[2 + d], out = (in + strides[d] - 1) / strides[d];
+      int64_t total = MAX((out - 1) * strides[d] + (kernel[d] - 1) * dil[d] + 1 - in, 0);
+      int64_t small = total / 2, big = total - small;
+      pads[d] = !strcmp(ap, "SAME_UPPER") ? small : big;
+      pads[d + 2] = !strcmp(ap, "SAME_UPPER") ? big : small;
+    }
+  } else if (!strcmp(ap, "VALID")) {
+    memset(pads, 0, sizeof pads);
+  } else if (strcmp(ap, "NOTSET")) {
+    FAIL("node '%s' (%s): auto_pad '%s' is not supported", n->name, n->op_type, ap);
+  }
+  pq_node_set_ints(node, "strides", 2, strides);
+  pq_node_set_ints(node, "dilations", 2, dil);
+  pq_node_set_ints(node, "pads", 4, pads);
+  return TRUE;
+fail:
+  return FALSE;
+}
+
+static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
+  const char *path = c->path, *op = n->op_type;
+  PqGraph *g = pq_model_graph(c->m);
+  const char *in0 = n->n_input > 0 ? n->input[0] : "", *out0 = n->n_output > 0 ? n->output[0] : "";
+  const char *name = n->name;
+  if (n->domain && n->domain[0] && strcmp(n->domain, "ai.onnx")) FAIL("node '%s': domain '%s' is not supported", name, n->domain);
+#define ONE(pqop, ...)                                                                                             \
+  do {                                                                                                             \
+    const char *ins_[] = {__VA_ARGS__};                                                                            \
+    const char *outs_[1] = {out0};                                                                                 \
+    node = pq_graph_add_node(g, pqop, name, G_N_ELEMENTS(ins_), ins_, 1, outs_);                                   \
+  } while (0)
+  PqNode *node = NULL;
+  if (!strcmp(op, "Relu")) ONE("relu", in0);
+  else if (!strcmp(op, "Add")) ONE("add", in0, n->input[1]);
+  else if (!strcmp(op, "Identity") || !strcmp(op, "Dropout")) { /* inference: the input itself */
+    int64_t s[PQ_MAX_DIMS], zeros[PQ_MAX_DIMS] = {0};
+    int nd;
+    if (!shape_of(c, in0, s, &nd, error)) return FALSE;
+    ONE("reshape", in0);
+    pq_node_set_ints(node, "shape", (size_t)nd, zeros);
+  } else if (!strcmp(op, "MatMul")) ONE("matmul", in0, n->input[1]);
+  else if (!strcmp(op, "Gemm")) {
+    double alpha = attr_f(n, "alpha", 1.0), beta = attr_f(n, "beta", 1.0);
+    int64_t ta = attr_i(n, "transA", 0), tb = attr_i(n, "transB", 0);
+    PqTensor *B = pq_model_tensor(c->m, n->input[1]);
+    PqTensor *C = n->n_input > 2 && n->input[2][0] ? pq_model_tensor(c->m, n->input[2]) : NULL;
+    if (ta) FAIL("node '%s' (Gemm): transA = 1 is not supported", name);
+    if (!B || pq_tensor_ndim(B) != 2) FAIL("node '%s' (Gemm): B must be a 2-D initializer", name);
+    if (n->n_input > 2 && n->input[2][0] && !C) FAIL("node '%s' (Gemm): C must be an initializer", name);
+    int64_t K = tb ? pq_tensor_shape(B)[1] : pq_tensor_shape(B)[0], N = tb ? pq_tensor_shape(B)[0] : pq_tensor_shape(B)[1];
+    int64_t ws[2] = {N, K};
+    g_autofree char *wname = fresh(c, "gemm_w");
+    PqTensor *w = pq_tensor_new(wname, PQ_DTYPE_F32, 2, ws);
+    g_autofree float *bf = g_new(float, MAX(K * N, 1));
+    pq_tensor_to_f32(B, bf);
+    float *wd = pq_tensor_mutable_data(w);
+    for (int64_t i = 0; i < N; i++) /* W [N, K]: linear computes x W^T */
+      for (int64_t k = 0; k < K; k++) wd[i * K + k] = (float)alpha * (tb ? bf[i * K + k] : bf[k * N + i]);
+    set_tensor(c, w);
+    g_autofree char *bias = NULL, *mid = NULL;
+    g_autofree float *cf = NULL;
+    int64_t cn = C ? pq_tensor_numel(C) : 0;
+    if (C) {
+      cf = g_new(float, MAX(cn, 1));
+      pq_tensor_to_f32(C, cf);
+    }
+    if (C && (cn == N || cn == 1) && (pq_tensor_ndim(C) <= 1 || pq_tensor_shape(C)[pq_tensor_ndim(C) - 1] == cn)) {
+      bias = fresh(c, "gemm_b"); /* a vector (or scalar) C is the bias */
+      int64_t bs[1] = {N};
+      PqTensor *bt = pq_tensor_new(bias, PQ_DTYPE_F32, 1, bs);
+      for (int64_t i = 0; i < N; i++) ((float *)pq_tensor_mutable_data(bt))[i] = (float)beta * cf[cn == 1 ? 0 : i];
+      set_tensor(c, bt);
+      const char *ins[3] = {in0, wname, bias}, *outs[1] = {out0};
+      node = pq_graph_add_node(g, "linear", name, 3, ins, 1, outs);
+    } else {
+      mid = C ? fresh(c, "gemm_out") : g_strdup(out0);
+      const char *ins[2] = {in0, wname}, *outs[1] = {mid};
+      node = pq_graph_add_node(g, "linear", name, 2, ins, 1, outs);
+      if (C) { /* a matrix C: added after, as a constant */
+        g_autofree char *cname = fresh(c, "gemm_c");
+        PqTensor *ct = pq_tensor_new(cname, PQ_DTYPE_F32, pq_tensor_ndim(C), pq_tensor_shape(C));
+        for (int64_t i = 0; i < cn; i++) ((float *)pq_tensor_mutable_data(ct))[i] = (float)beta * cf[i];
+        set_tensor(c, ct);
+        const char *ai[2] = {mid, cname}, *ao[1] = {out0};
+        g_autofree char *an = g_strdup_printf("%s_add_c", name);
+        pq_graph_add_node(g, "add", an, 2, ai, 1, ao);
+      }
+    }
+  } else if (!strcmp(op, "Conv")) {
+    PqTensor *W = pq_model_tensor(c->m, n->input[1]);
+    if (!W || pq_tensor_ndim(W) != 4) FAIL("node '%s' (Conv): only 2-D convolutions with an initializer kernel are supported", name);
+    if (n->n_input > 2 && n->input[2][0]) ONE("conv2d", in0, n->input[1], n->input[2]);
+    else ONE("conv2d", in0, n->input[1]);
+    pq_node_set_int(node, "groups", attr_i(n, "group", 1));
+    if (!window_attrs(c, n, node, in0, pq_tensor_shape(W) + 2, error)) return FALSE;
+  } else if (!strcmp(op, "MaxPool") || !strcmp(op, "AveragePool")) {
+    const Onnx__AttributeProto *k = attr(n, "kernel_shape");
+    if (!k || k->n_ints != 2) FAIL("node '%s' (%s): only 2-D pooling is supported", name, op);
+    if (n->n_output > 1) FAIL("node '%s' (MaxPool): the Indices output is not supported", name);
+    ONE(!strcmp(op, "MaxPool") ? "maxpool2d" : "avgpool2d", in0);
+    pq_node_set_ints(node, "kernel", 2, k->ints);
+    pq_node_set_int(node, "ceil_mode", attr_i(n, "ceil_mode", 0));
+    pq_node_set_int(node, "count_include_pad", attr_i(n, "count_include_pad", 0));
+    if (attr_i(n, "storage_order", 0)) FAIL("node '%s' (MaxPool): storage_order = 1 is not supported", name);
+    if (!window_attrs(c, n, node, in0, k->ints, error)) return FALSE;
+  } else if (!strcmp(op, "GlobalAveragePool")) ONE("global_avg_pool", in0);
+  else if (!strcmp(op, "BatchNormalization")) {
+    if (attr_i(n, "training_mode", 0) || n->n_output > 1) FAIL("node '%s' (BatchNormalization): training mode is not supported", name);
+    ONE("batch_norm", in0, n->input[1], n->input[2], n->input[3], n->input[4]);
+    pq_node_set_float(node, "epsilon", attr_f(n, "epsilon", 1e-5));
+  } else if (!strcmp(op, "Flatten")) {
+    ONE("flatten", in0);
+    pq_node_set_int(node, "axis", attr_i(n, "axis", 1));
+  } else if (!strcmp(op, "Reshape")) {
+    PqTensor *s = n->n_input > 1 ? pq_model_tensor(c->m, n->input[1]) : NULL;
+    if (!s || pq_tensor_dtype(s) != PQ_DTYPE_I64 || pq_tensor_ndim(s) != 1) FAIL("node '%s' (Reshape): the shape must be an INT64 initializer", name);
+    const int64_t *sv = pq_tensor_data(s);
+    for (int64_t i = 0; i < pq_tensor_numel(s); i++)
+      if (sv[i] == 0 && attr_i(n, "allowzero", 0)) FAIL("node '%s' (Reshape): allowzero with a 0 in the shape is not supported", name);
+    ONE("reshape", in0);
+    pq_node_set_ints(node, "shape", (size_t)pq_tensor_numel(s), sv);
+  } else if (!strcmp(op, "Softmax")) {
+    int64_t axis = attr_i(n, "axis", c->opset >= 13 ? -1 : 1), s[PQ_MAX_DIMS];
+    int nd;
+    if (!shape_of(c, in0, s, &nd, error)) return FALSE;
+    if (axis < 0) axis += nd;
+    if (c->opset >= 13 || axis == nd - 1) {
+      ONE("softmax", in0);
+      pq_node_set_int(node, "axis", axis);
+    } else { /* before opset 13: over all dimensions from axis on, as one */
+      g_autofree char *flat = fresh(c, "softmax_in"), *sm = fresh(c, "softmax_2d");
+      const char *fi[1] = {in0}, *fo[1] = {flat}, *si[1] = {flat}, *so[1] = {sm}, *ri[1] = {sm}, *ro[1] = {out0};
+      g_autofree char *n1 = g_strdup_printf("%s_flatten", name), *n3 = g_strdup_printf("%s_reshape", name);
+      pq_node_set_int(pq_graph_add_node(g, "flatten", n1, 1, fi, 1, fo), "axis", axis);
+      pq_node_set_int(pq_graph_add_node(g, "softmax", name, 1, si, 1, so), "axis", -1);
+      s[0] = 0;
+      pq_node_set_ints(pq_graph_add_node(g, "reshape", n3, 1, ri, 1, ro), "shape", (size_t)nd, s);
+    }
+  } else if (!strcmp(op, "Constant")) {
+    const Onnx__AttributeProto *v = attr(n, "value");
+    if (!v || !v->t) FAIL("node '%s' (Constant): only the tensor 'value' form is supported", name);
+    PqTensor *t = tensor_from_proto(v->t, out0, path, error);
+    if (!t) return FALSE;
+    set_tensor(c, t);
+  } else {
+    FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Constant, Conv, Dropout, Flatten, Gemm, "
+         "GlobalAveragePool, Identity, MatMul, MaxPool, Relu, Reshape, Softmax)", name, op);
+  }
+#undef ONE
+  return TRUE;
+fail:
+  return FALSE;
+}
+
+PqModel *pq_onnx_load_full(const char *path, GHashTable *constants, GError **error) {
+  size_t len = 0;
+  g_autofree uint8_t *data = read_file(path, &len, error);
+  Onnx__ModelProto *mp = NULL;
+  PqModel *m = NULL;
+  if (!data) return NULL;
+  if (!unpack_survives(data, len, &onnx__model_proto__descriptor))
+    FAIL("the protobuf parser crashed on this file (subgraphs nested too deeply, or a malformed file)");
+  mp = onnx__model_proto__unpack(NULL, len, data);
+  if (!mp) FAIL("not an ONNX model (the protobuf does not parse as a ModelProto)");
+  if (!mp->has_ir_version) FAIL("field ir_version is missing (an empty or foreign protobuf?)");
+  if (!mp->graph) FAIL("field graph is missing");
+  if (mp->n_opset_import == 0) FAIL("field opset_import is empty");
+  Ctx c = {pq_model_new(), path, 0, 0};
+  m = c.m;
+  for (size_t i = 0; i < mp->n_opset_import; i++)
+    if (!mp->opset_import[i]->domain || !mp->opset_import[i]->domain[0] || !strcmp(mp->opset_import[i]->domain, "ai.onnx"))
+      c.opset = mp->opset_import[i]->version;
+  const Onnx__GraphProto *gp = mp->graph;
+  for (size_t i = 0; i < gp->n_initializer; i++) {
+    const char *tn = gp->initializer[i]->name;
+    if (!tn || !tn[0]) FAIL("initializer %zu has no name", i);
+    PqTensor *t = tensor_from_proto(gp->initializer[i], tn, path, error);
+    if (!t) goto out;
+    set_tensor(&c, t);
+  }
+  if (gp->n_sparse_initializer) FAIL("sparse initializers are not supported");
+  GHashTableIter it;
+  gpointer k, v;
+  if (constants) {
+    g_hash_table_iter_init(&it, constants);
+    while (g_hash_table_iter_next(&it, &k, &v)) {
+      PqTensor *t = pq_tensor_new(k, pq_tensor_dtype(v), pq_tensor_ndim(v), pq_tensor_shape(v));
+      memcpy(pq_tensor_mutable_data(t), pq_tensor_data(v), pq_tensor_nbytes(v));
+      set_tensor(&c, t);
+    }
+  }
+  PqGraph *g = pq_model_graph(m);
+  for (size_t i = 0; i < gp->n_input; i++) {
+    const Onnx__ValueInfoProto *vi = gp->input[i];
+    if (pq_model_tensor(m, vi->name)) continue; /* an initializer listed as an input too */
+    const Onnx__TypeProto *tp = vi->type;
+    if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type->shape)
+      FAIL("input '%s': needs a tensor type with a shape", vi->name);
+    if (tp->tensor_type->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
+      FAIL("input '%s': element type %s, pquant runs FLOAT inputs", vi->name, dtype_label(tp->tensor_type->elem_type));
+    const Onnx__TensorShapeProto *sp = tp->tensor_type->shape;
+    if (sp->n_dim < 1 || sp->n_dim > PQ_MAX_DIMS) FAIL("input '%s': %zu dimensions, 1 to %d supported", vi->name, sp->n_dim, PQ_MAX_DIMS);
+    int64_t shape[PQ_MAX_DIMS];
+    for (size_t d = 0; d < sp->n_dim; d++) {
+      const Onnx__TensorShapeProto__Dimension *dim = sp->dim[d];
+      if (d == 0) shape[d] = -1; /* the first dimension is the batch */
+      else if (dim->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && dim->dim_value >= 0) shape[d] = dim->dim_value;
+      else FAIL("input '%s': dimension %zu must be a non-negative number (only the first may be symbolic)", vi->name, d);
+    }
+    pq_graph_add_input(g, vi->name, (int)sp->n_dim, shape);
+  }
+  for (size_t i = 0; i < gp->n_node; i++) {
+    Onnx__NodeProto *n = gp->node[i];
+    g_autofree char *gen = NULL;
+    char *orig = n->name;
+    if (!n->name || !n->name[0]) { /* pquant names every node */
+      gen = g_strdup_printf("%s_%zu", n->op_type ? n->op_type : "node", i);
+      n->name = gen;
+    }
+    gboolean ok = add_node(&c, n, error);
+    n->name = orig; /* protobuf-c frees its own */
+    if (!ok) goto out;
+  }
+  for (size_t i = 0; i < gp->n_output; i++) pq_graph_add_output(g, gp->output[i]->name);
+  pq_model_set_meta(m, "pquant.model", mp->graph->name && mp->graph->name[0] ? mp->graph->name : "onnx");
+  if (mp->producer_name && mp->producer_name[0]) pq_model_set_meta(m, "onnx.producer", mp->producer_name);
+  {
+    g_autoptr(GError) verr = NULL;
+    if (!pq_model_validate(m, &verr)) FAIL("%s", verr->message);
+  }
+  onnx__model_proto__free_unpacked(mp, NULL);
+  return m;
+fail:
+out:
+  if (mp) onnx__model_proto__free_unpacked(mp, NULL);
+  if (m) pq_model_unref(m);
+  return NULL;
+}
+
+PqModel *pq_onnx_load(const char *path, GError **error) { return pq_onnx_load_full(path, NULL, error); }
+
+gboolean pq_have_onnx(void) { return TRUE; }
