@@ -112,7 +112,12 @@ PqTensor *pq_tensor_new(const char *name, PqDType dtype, int ndim, const int64_t
   PqTensor *t = tensor_alloc(name, dtype, ndim, shape);
   if (!t) return NULL;
   t->nbytes = (size_t)t->numel * pq_dtype_size(dtype);
-  t->data = g_malloc0(t->nbytes ? t->nbytes : 1);
+  t->data = g_try_malloc0(t->nbytes ? t->nbytes : 1); /* a shape from a file may ask for more than there is */
+  if (!t->data) {
+    g_free(t->name);
+    g_free(t);
+    return NULL;
+  }
   t->owns_data = TRUE;
   return t;
 }

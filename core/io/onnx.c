@@ -52,13 +52,23 @@ static PqTensor *tensor_from_proto(const Onnx__TensorProto *tp, const char *name
   case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: dt = PQ_DTYPE_I64; src_size = 8; break;
   default: FAIL("tensor '%s': data type %s is not supported", name, dtype_label(tp->data_type));
   }
-  t = pq_tensor_new(name, dt, (int)tp->n_dims, shape);
-  if (!t) FAIL("tensor '%s': its shape overflows", name);
-  int64_t n = pq_tensor_numel(t);
-  void *dst = pq_tensor_mutable_data(t);
+  int64_t n;
+  if (!pq_shape_numel((int)tp->n_dims, shape, &n)) FAIL("tensor '%s': its shape overflows", name);
+  /* the stored data must match the shape before anything is allocated for it */
   if (tp->has_raw_data) {
     if ((uint64_t)tp->raw_data.len != (uint64_t)n * src_size)
       FAIL("tensor '%s': raw_data holds %zu bytes, its shape and type need %" G_GINT64_FORMAT, name, tp->raw_data.len, n * (int64_t)src_size);
+  } else {
+    size_t have = dt == PQ_DTYPE_F32 && src_size == 4 ? tp->n_float_data
+                  : src_size == 8 && dt == PQ_DTYPE_F32 ? tp->n_double_data
+                  : dt == PQ_DTYPE_I64 ? tp->n_int64_data
+                                       : tp->n_int32_data;
+    if ((int64_t)have != n) FAIL("tensor '%s': %zu values stored, its shape needs %" G_GINT64_FORMAT, name, have, n);
+  }
+  t = pq_tensor_new(name, dt, (int)tp->n_dims, shape);
+  if (!t) FAIL("tensor '%s': cannot allocate it", name);
+  void *dst = pq_tensor_mutable_data(t);
+  if (tp->has_raw_data) {
     if (tp->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE)
       for (int64_t i = 0; i < n; i++) {
         double d;
@@ -67,11 +77,6 @@ static PqTensor *tensor_from_proto(const Onnx__TensorProto *tp, const char *name
       }
     else memcpy(dst, tp->raw_data.data, (size_t)n * src_size);
   } else {
-    size_t have = dt == PQ_DTYPE_F32 && src_size == 4 ? tp->n_float_data
-                  : src_size == 8 && dt == PQ_DTYPE_F32 ? tp->n_double_data
-                  : dt == PQ_DTYPE_I64 ? tp->n_int64_data
-                                       : tp->n_int32_data;
-    if ((int64_t)have != n) FAIL("tensor '%s': %zu values stored, its shape needs %" G_GINT64_FORMAT, name, have, n);
     for (int64_t i = 0; i < n; i++) {
       switch (dt) {
       case PQ_DTYPE_F32: ((float *)dst)[i] = src_size == 8 ? (float)tp->double_data[i] : tp->float_data[i]; break;
