@@ -85,6 +85,9 @@ static const GOptionEntry bench_run_entries[] = {
     {"backend", 'b', 0, G_OPTION_ARG_STRING, &args.backend, "Backend plugin (default: cpu)", "NAME"},
     {"threads", 't', 0, G_OPTION_ARG_INT, &args.threads, "Threads (default: the backend's choice)", "N"},
     {NULL}};
+static const GOptionEntry convert_entries[] = {
+    {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "The model file to write", "FILE"},
+    {NULL}};
 static const GOptionEntry compare_entries[] = {
     {"threshold", 0, 0, G_OPTION_ARG_DOUBLE, &args.threshold, "Relative change that counts as a regression (default 0.05)", "FRACTION"},
     {NULL}};
@@ -452,6 +455,19 @@ static int cmd_bench(void) {
   return 0;
 }
 
+static int cmd_convert(int argc, char **argv) {
+  if (argc != 2 || !args.output) {
+    g_printerr("usage: pqrun convert MODEL.onnx -o MODEL.safetensors\n");
+    return 2;
+  }
+  GError *error = NULL;
+  g_autoptr(PqModel) m = pq_model_load(argv[1], &error);
+  if (!m || !pq_model_save(m, args.output, &error)) return fail(error);
+  printf("%s: %" G_GINT64_FORMAT " parameters, %" G_GINT64_FORMAT " bytes of tensors, %zu nodes -> %s\n", argv[1], pq_model_n_params(m),
+         pq_model_nbytes(m), pq_graph_n_nodes(pq_model_const_graph(m)), args.output);
+  return 0;
+}
+
 static int cmd_compare(int argc, char **argv) {
   if (argc != 3) {
     g_printerr("usage: pqrun compare A/report.json B/report.json [--threshold FRACTION]\n");
@@ -559,6 +575,7 @@ static const struct {
     {"eval", "accuracy of a model on the test set", cmd_eval, {plugin_entries, model_entries, run_entries}},
     {"bench", "run the benchmark suite and write the report (the default: seven methods)", cmd_bench, {bench_entries, model_entries, bench_run_entries}},
     {"compare", "compare two reports; exit 1 on a regression", NULL, {compare_entries, NULL, NULL}},
+    {"convert", "convert an ONNX model into a pquant model file", NULL, {convert_entries, NULL, NULL}},
     {"run", "compress with a chain of plugins and evaluate beside the baseline", cmd_run, {chain_entries, model_entries, run_entries}},
     {"compress", "compress a model with a chain of plugins and write it", cmd_compress, {chain_entries, model_entries, NULL}},
     {"train", "train the default Fashion-MNIST MLP and cache it", cmd_train, {train_entries, NULL, NULL}},
@@ -596,7 +613,7 @@ int main(int argc, char **argv) {
       g_error_free(error);
       return 2;
     }
-    if (!commands[i].run) return cmd_compare(sub_argc, sub_argv);
+    if (!commands[i].run) return !strcmp(commands[i].name, "convert") ? cmd_convert(sub_argc, sub_argv) : cmd_compare(sub_argc, sub_argv);
     if (sub_argc > 1) {
       g_printerr("pqrun %s: unexpected argument '%s'\n", commands[i].name, sub_argv[1]);
       return 2;

@@ -281,14 +281,19 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (n->n_input > 2 && n->input[2][0] && !C) FAIL("node '%s' (Gemm): C must be an initializer", name);
     int64_t K = tb ? pq_tensor_shape(B)[1] : pq_tensor_shape(B)[0], N = tb ? pq_tensor_shape(B)[0] : pq_tensor_shape(B)[1];
     int64_t ws[2] = {N, K};
-    g_autofree char *wname = fresh(c, "gemm_w");
-    PqTensor *w = pq_tensor_new(wname, PQ_DTYPE_F32, 2, ws);
-    g_autofree float *bf = g_new(float, MAX(K * N, 1));
-    pq_tensor_to_f32(B, bf);
-    float *wd = pq_tensor_mutable_data(w);
-    for (int64_t i = 0; i < N; i++) /* W [N, K]: linear computes x W^T */
-      for (int64_t k = 0; k < K; k++) wd[i * K + k] = (float)alpha * (tb ? bf[i * K + k] : bf[k * N + i]);
-    set_tensor(c, w);
+    g_autofree char *wname = NULL;
+    if (tb && alpha == 1.0) { /* B already is linear's W [N, K] */
+      wname = g_strdup(n->input[1]);
+    } else {
+      wname = fresh(c, "gemm_w");
+      PqTensor *w = pq_tensor_new(wname, PQ_DTYPE_F32, 2, ws);
+      g_autofree float *bf = g_new(float, MAX(K * N, 1));
+      pq_tensor_to_f32(B, bf);
+      float *wd = pq_tensor_mutable_data(w);
+      for (int64_t i = 0; i < N; i++) /* W [N, K]: linear computes x W^T */
+        for (int64_t k = 0; k < K; k++) wd[i * K + k] = (float)alpha * (tb ? bf[i * K + k] : bf[k * N + i]);
+      set_tensor(c, w);
+    }
     g_autofree char *bias = NULL, *mid = NULL;
     g_autofree float *cf = NULL;
     int64_t cn = C ? pq_tensor_numel(C) : 0;
@@ -454,6 +459,21 @@ PqModel *pq_onnx_load_full(const char *path, GHashTable *constants, GError **err
     if (!ok) goto out;
   }
   for (size_t i = 0; i < gp->n_output; i++) pq_graph_add_output(g, gp->output[i]->name);
+  { /* initializers no node reads (Gemm's originals once rewritten, or unused ones in the file) are dropped */
+    g_autoptr(GHashTable) used = g_hash_table_new(g_str_hash, g_str_equal);
+    for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
+      const PqNode *nd = pq_graph_node(g, i);
+      for (size_t j = 0; j < pq_node_n_inputs(nd); j++) g_hash_table_add(used, (gpointer)pq_node_input(nd, j));
+    }
+    g_autoptr(GPtrArray) drop = g_ptr_array_new_with_free_func(g_free);
+    for (size_t i = 0; i < pq_model_n_tensors(m); i++) {
+      const char *tn = pq_tensor_name(pq_model_tensor_at(m, i));
+      gboolean is_output = FALSE;
+      for (size_t j = 0; j < pq_graph_n_outputs(g); j++) is_output |= !strcmp(pq_graph_output_name(g, j), tn);
+      if (!g_hash_table_contains(used, tn) && !is_output) g_ptr_array_add(drop, g_strdup(tn));
+    }
+    for (guint i = 0; i < drop->len; i++) pq_model_remove_tensor(m, drop->pdata[i]);
+  }
   pq_model_set_meta(m, "pquant.model", mp->graph->name && mp->graph->name[0] ? mp->graph->name : "onnx");
   if (mp->producer_name && mp->producer_name[0]) pq_model_set_meta(m, "onnx.producer", mp->producer_name);
   {

@@ -1,0 +1,339 @@
+/* onnx.c — ONNX models built here with the protobuf structs: a small CNN that loads, converts and runs
+ * through pqrun bench with compressed variants; and every malformed file refused with a clear error. */
+#include "testutil.h"
+
+#include <string.h>
+#include <sys/wait.h>
+
+#include "onnx.pb-c.h"
+
+static char *tmpdir;
+
+/* ---- building models --------------------------------------------------------------------------------- */
+
+static Onnx__TensorProto *tensor(const char *name, int nd, const int64_t *dims, guint32 seed, float scale) {
+  Onnx__TensorProto *t = g_new0(Onnx__TensorProto, 1);
+  onnx__tensor_proto__init(t);
+  t->name = g_strdup(name);
+  t->n_dims = (size_t)nd;
+  t->dims = g_memdup2(dims, sizeof(int64_t) * (size_t)nd);
+  t->has_data_type = 1;
+  t->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+  int64_t n = 1;
+  for (int i = 0; i < nd; i++) n *= dims[i];
+  t->n_float_data = (size_t)n;
+  t->float_data = g_new(float, n);
+  GRand *r = g_rand_new_with_seed(seed);
+  for (int64_t i = 0; i < n; i++) t->float_data[i] = (float)g_rand_double_range(r, -scale, scale);
+  g_rand_free(r);
+  return t;
+}
+
+static Onnx__AttributeProto *attr_ints(const char *name, int n, const int64_t *v) {
+  Onnx__AttributeProto *a = g_new0(Onnx__AttributeProto, 1);
+  onnx__attribute_proto__init(a);
+  a->name = g_strdup(name);
+  a->has_type = 1;
+  a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+  a->n_ints = (size_t)n;
+  a->ints = g_memdup2(v, sizeof(int64_t) * (size_t)n);
+  return a;
+}
+
+static Onnx__AttributeProto *attr_int(const char *name, int64_t v) {
+  Onnx__AttributeProto *a = g_new0(Onnx__AttributeProto, 1);
+  onnx__attribute_proto__init(a);
+  a->name = g_strdup(name);
+  a->has_type = 1;
+  a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+  a->has_i = 1;
+  a->i = v;
+  return a;
+}
+
+static Onnx__NodeProto *node(const char *op, const char *name, int nin, const char *const *in, const char *out, int nattr,
+                             Onnx__AttributeProto **attrs) {
+  Onnx__NodeProto *n = g_new0(Onnx__NodeProto, 1);
+  onnx__node_proto__init(n);
+  n->op_type = g_strdup(op);
+  n->name = g_strdup(name);
+  n->n_input = (size_t)nin;
+  n->input = g_new(char *, nin);
+  for (int i = 0; i < nin; i++) n->input[i] = g_strdup(in[i]);
+  n->n_output = 1;
+  n->output = g_new(char *, 1);
+  n->output[0] = g_strdup(out);
+  n->n_attribute = (size_t)nattr;
+  n->attribute = g_memdup2(attrs, sizeof(void *) * (size_t)nattr);
+  return n;
+}
+
+static Onnx__ValueInfoProto *value(const char *name, int nd, const int64_t *dims) {
+  Onnx__ValueInfoProto *v = g_new0(Onnx__ValueInfoProto, 1);
+  onnx__value_info_proto__init(v);
+  v->name = g_strdup(name);
+  Onnx__TypeProto *tp = g_new0(Onnx__TypeProto, 1);
+  onnx__type_proto__init(tp);
+  Onnx__TypeProto__Tensor *tt = g_new0(Onnx__TypeProto__Tensor, 1);
+  onnx__type_proto__tensor__init(tt);
+  tt->has_elem_type = 1;
+  tt->elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
+  Onnx__TensorShapeProto *sp = g_new0(Onnx__TensorShapeProto, 1);
+  onnx__tensor_shape_proto__init(sp);
+  sp->n_dim = (size_t)nd;
+  sp->dim = g_new(Onnx__TensorShapeProto__Dimension *, nd);
+  for (int i = 0; i < nd; i++) {
+    Onnx__TensorShapeProto__Dimension *d = g_new0(Onnx__TensorShapeProto__Dimension, 1);
+    onnx__tensor_shape_proto__dimension__init(d);
+    if (dims[i] < 0) {
+      d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+      d->dim_param = g_strdup("N");
+    } else {
+      d->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
+      d->dim_value = dims[i];
+    }
+    sp->dim[i] = d;
+  }
+  tt->shape = sp;
+  tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
+  tp->tensor_type = tt;
+  v->type = tp;
+  return v;
+}
+
+/* Packs a model with the given graph; the structs are left to the process (a test). */
+static char *write_model(const char *name, Onnx__GraphProto *g, gboolean with_ir) {
+  Onnx__ModelProto m = ONNX__MODEL_PROTO__INIT;
+  Onnx__OperatorSetIdProto ops = ONNX__OPERATOR_SET_ID_PROTO__INIT, *opsp = &ops;
+  ops.has_version = 1;
+  ops.version = 13;
+  m.has_ir_version = with_ir;
+  m.ir_version = 8;
+  m.n_opset_import = 1;
+  m.opset_import = &opsp;
+  m.graph = g;
+  size_t len = onnx__model_proto__get_packed_size(&m);
+  g_autofree uint8_t *buf = g_malloc(len);
+  onnx__model_proto__pack(&m, buf);
+  return pq_test_write(tmpdir, name, buf, len);
+}
+
+static Onnx__GraphProto *graph(int nn, Onnx__NodeProto **nodes, int ni, Onnx__TensorProto **inits, Onnx__ValueInfoProto *in,
+                               const char *out) {
+  Onnx__GraphProto *g = g_new0(Onnx__GraphProto, 1);
+  onnx__graph_proto__init(g);
+  g->name = g_strdup("test");
+  g->n_node = (size_t)nn;
+  g->node = g_memdup2(nodes, sizeof(void *) * (size_t)nn);
+  g->n_initializer = (size_t)ni;
+  g->initializer = g_memdup2(inits, sizeof(void *) * (size_t)ni);
+  g->n_input = 1;
+  g->input = g_new(Onnx__ValueInfoProto *, 1);
+  g->input[0] = in;
+  int64_t od[2] = {-1, 10};
+  g->n_output = 1;
+  g->output = g_new(Onnx__ValueInfoProto *, 1);
+  g->output[0] = value(out, 2, od);
+  return g;
+}
+
+/* Conv(1→4, 3x3, pad 1) → Relu → MaxPool 2 → Flatten → Gemm(784→10, transB) → Softmax, on [N,1,28,28]. */
+static char *write_cnn(void) {
+  int64_t wd[4] = {4, 1, 3, 3}, bd[1] = {4}, fd[2] = {10, 784}, fbd[1] = {10}, xin[4] = {-1, 1, 28, 28};
+  Onnx__TensorProto *inits[4] = {tensor("conv.w", 4, wd, 1, 0.5f), tensor("conv.b", 1, bd, 2, 0.1f), tensor("fc.w", 2, fd, 3, 0.05f),
+                                 tensor("fc.b", 1, fbd, 4, 0.1f)};
+  int64_t pads[4] = {1, 1, 1, 1}, k2[2] = {2, 2};
+  Onnx__AttributeProto *conv_a[1] = {attr_ints("pads", 4, pads)};
+  Onnx__AttributeProto *pool_a[2] = {attr_ints("kernel_shape", 2, k2), attr_ints("strides", 2, k2)};
+  Onnx__AttributeProto *gemm_a[1] = {attr_int("transB", 1)};
+  const char *ci[3] = {"image", "conv.w", "conv.b"}, *ri[1] = {"c"}, *pi[1] = {"r"}, *fi[1] = {"p"}, *gi[3] = {"f", "fc.w", "fc.b"},
+             *si[1] = {"logits"};
+  Onnx__NodeProto *nodes[6] = {node("Conv", "conv", 3, ci, "c", 1, conv_a), node("Relu", "", 1, ri, "r", 0, NULL),
+                               node("MaxPool", "pool", 1, pi, "p", 2, pool_a), node("Flatten", "flatten", 1, fi, "f", 0, NULL),
+                               node("Gemm", "fc", 3, gi, "logits", 1, gemm_a), node("Softmax", "softmax", 1, si, "probs", 0, NULL)};
+  return write_model("cnn.onnx", graph(6, nodes, 4, inits, value("image", 4, xin), "probs"), TRUE);
+}
+
+static int pqrun(char **out, char **err, const char *const *argv) {
+  g_autoptr(GPtrArray) a = g_ptr_array_new();
+  g_ptr_array_add(a, (gpointer)PQRUN);
+  for (; *argv; argv++) g_ptr_array_add(a, (gpointer)*argv);
+  g_ptr_array_add(a, NULL);
+  int status = 0;
+  g_assert_true(g_spawn_sync(NULL, (char **)a->pdata, NULL, G_SPAWN_DEFAULT, NULL, NULL, out, err, &status, NULL));
+  g_assert_true(WIFEXITED(status));
+  return WEXITSTATUS(status);
+}
+
+static void test_cnn(void) {
+  g_autofree char *path = write_cnn();
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqModel) m = pq_model_load(path, &err);
+  g_assert_no_error(err);
+  g_assert_cmpint(pq_graph_n_nodes(pq_model_const_graph(m)), ==, 6);
+  g_assert_cmpint(pq_model_n_params(m), ==, 36 + 4 + 7840 + 10);
+  /* converted, and read back with the same outputs */
+  g_autofree char *st = g_build_filename(tmpdir, "cnn.safetensors", NULL);
+  g_autofree char *out = NULL, *errs = NULL;
+  const char *conv[] = {"convert", path, "-o", st, NULL};
+  g_assert_cmpint(pqrun(&out, &errs, conv), ==, 0);
+  g_autoptr(PqModel) back = pq_model_load(st, &err);
+  g_assert_no_error(err);
+  g_autoptr(PqRegistry) reg = pq_registry_new();
+  PqPlugin *cpu = pq_test_cpu_backend(reg);
+  g_autoptr(PqBackend) b1 = pq_backend_prepare(cpu, m, 1, 2, NULL, &err), b2 = pq_backend_prepare(cpu, back, 1, 2, NULL, &err);
+  g_assert_no_error(err);
+  float x[2 * 784], y1[20], y2[20];
+  for (int i = 0; i < 2 * 784; i++) x[i] = (float)(i % 29) / 29.0f;
+  g_assert_true(pq_backend_run_f32(b1, x, 2, y1, &err));
+  g_assert_true(pq_backend_run_f32(b2, x, 2, y2, &err));
+  g_assert_cmpmem(y1, sizeof y1, y2, sizeof y2);
+  double sum = 0;
+  for (int i = 0; i < 10; i++) sum += y1[i];
+  g_assert_cmpfloat_with_epsilon(sum, 1.0, 1e-5); /* a softmax came out */
+  if (!g_file_test("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", G_FILE_TEST_EXISTS)) {
+    g_test_skip("the dataset-fashion-mnist package is not installed (run .ci/setup)");
+    return;
+  }
+  /* the ONNX CNN through the suite with compressed variants, conv layers included */
+  const char *cfg = "{\"methods\": {\"baseline\": [], \"quantization_8\": [{\"plugin\": \"quant\", \"options\": {\"bits\": 8}}],"
+                    " \"low_rank_2\": [{\"plugin\": \"low_rank\", \"options\": {\"rank\": 2}}]}}";
+  g_autofree char *cfgp = pq_test_write(tmpdir, "cnn-suite.json", cfg, strlen(cfg));
+  g_autofree char *dir = g_build_filename(tmpdir, "cnn-report", NULL);
+  g_free(out);
+  g_free(errs);
+  const char *bench[] = {"bench", "--model", path, "--config", cfgp, "--runs", "3", "--batch-sizes", "1", "-o", dir, NULL};
+  g_assert_cmpint(pqrun(&out, &errs, bench), ==, 0);
+  g_assert_nonnull(strstr(out, "quantization_8"));
+  g_assert_null(strstr(out, "error:"));
+  g_autofree char *md = NULL, *mdp = g_build_filename(dir, "report.md", NULL);
+  g_assert_true(g_file_get_contents(mdp, &md, NULL, NULL));
+  g_assert_nonnull(strstr(md, "| 1 | quant | conv |")); /* the conv kernel was quantized and ran packed */
+  g_assert_nonnull(strstr(md, "| 1 | low_rank | conv |"));
+}
+
+static void expect_error(const char *path, const char *needle) {
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqModel) m = pq_model_load(path, &err);
+  g_assert_null(m);
+  g_assert_nonnull(err);
+  g_assert_nonnull(strstr(err->message, path));
+  if (!strstr(err->message, needle)) g_error("'%s' lacks '%s'", err->message, needle);
+}
+
+/* A protobuf nesting graph → node → attribute → graph … `depth` times, written inside out. */
+static char *write_nested(int depth) {
+  gsize cap = (gsize)depth * 16 + 64, pos = cap;
+  g_autofree guint8 *buf = g_malloc(cap);
+  const int fields[3] = {6, 5, 1}; /* AttributeProto.g, NodeProto.attribute, GraphProto.node */
+  for (int d = 0; d < depth; d++)
+    for (int f = 0; f < 3; f++) {
+      guint64 len = cap - pos;
+      guint8 v[10];
+      int n = 0;
+      do {
+        v[n++] = (guint8)((len & 0x7f) | (len > 0x7f ? 0x80 : 0));
+        len >>= 7;
+      } while (len);
+      pos -= (gsize)n;
+      memcpy(buf + pos, v, (size_t)n);
+      buf[--pos] = (guint8)(fields[f] << 3 | 2);
+    }
+  /* the outermost graph is ModelProto.graph (7); ir_version first */
+  guint64 len = cap - pos;
+  GByteArray *out = g_byte_array_new();
+  guint8 head[2] = {0x08, 0x08}; /* ir_version = 8 */
+  g_byte_array_append(out, head, 2);
+  guint8 tag = 7 << 3 | 2, v[10];
+  int n = 0;
+  do {
+    v[n++] = (guint8)((len & 0x7f) | (len > 0x7f ? 0x80 : 0));
+    len >>= 7;
+  } while (len);
+  g_byte_array_append(out, &tag, 1);
+  g_byte_array_append(out, v, (guint)n);
+  g_byte_array_append(out, buf + pos, (guint)(cap - pos));
+  char *p = pq_test_write(tmpdir, "nested.onnx", out->data, out->len);
+  g_byte_array_unref(out);
+  return p;
+}
+
+static void test_bad(void) {
+  g_autofree char *empty = pq_test_write(tmpdir, "empty.onnx", "", 0);
+  expect_error(empty, "field ir_version is missing");
+  guint8 junk[256];
+  GRand *r = g_rand_new_with_seed(7);
+  for (int i = 0; i < 256; i++) junk[i] = (guint8)g_rand_int_range(r, 0, 256);
+  g_rand_free(r);
+  g_autofree char *random = pq_test_write(tmpdir, "random.onnx", junk, sizeof junk);
+  expect_error(random, "random.onnx");
+  g_autofree char *cnn = write_cnn(), *bytes = NULL;
+  gsize len;
+  g_file_get_contents(cnn, &bytes, &len, NULL);
+  g_autofree char *trunc = pq_test_write(tmpdir, "truncated.onnx", bytes, len / 2);
+  expect_error(trunc, "not an ONNX model");
+  expect_error(tmpdir, "is a folder");
+  expect_error("/dev/zero.onnx", "cannot open");
+  int64_t xin[2] = {-1, 4}, wd[2] = {10, 4}, neg[2] = {-3, 4};
+  /* undefined input, a cycle */
+  {
+    const char *in[1] = {"nope"};
+    Onnx__NodeProto *nodes[1] = {node("Relu", "r", 1, in, "probs", 0, NULL)};
+    g_autofree char *p = write_model("undefined.onnx", graph(1, nodes, 0, NULL, value("x", 2, xin), "probs"), TRUE);
+    expect_error(p, "node 'r' (relu): input 'nope' is not defined");
+  }
+  {
+    const char *a[2] = {"x", "b"}, *bb[1] = {"a"};
+    Onnx__NodeProto *nodes[2] = {node("Add", "n1", 2, a, "a", 0, NULL), node("Relu", "n2", 1, bb, "b", 0, NULL)};
+    g_autofree char *p = write_model("cycle.onnx", graph(2, nodes, 0, NULL, value("x", 2, xin), "b"), TRUE);
+    expect_error(p, "part of a cycle");
+  }
+  /* negative dimensions, raw_data of the wrong length, external data */
+  {
+    const char *in[2] = {"x", "w"};
+    Onnx__TensorProto *w = tensor("w", 2, wd, 1, 1);
+    w->dims[0] = neg[0];
+    Onnx__TensorProto *inits[1] = {w};
+    Onnx__NodeProto *nodes[1] = {node("MatMul", "mm", 2, in, "probs", 0, NULL)};
+    g_autofree char *p = write_model("negative.onnx", graph(1, nodes, 1, inits, value("x", 2, xin), "probs"), TRUE);
+    expect_error(p, "tensor 'w': dimension 0 is negative");
+    w->dims[0] = 10;
+    w->n_float_data = 0;
+    w->has_raw_data = 1;
+    w->raw_data.len = 12;
+    w->raw_data.data = g_malloc0(12);
+    g_autofree char *p2 = write_model("rawdata.onnx", graph(1, nodes, 1, inits, value("x", 2, xin), "probs"), TRUE);
+    expect_error(p2, "tensor 'w': raw_data holds 12 bytes, its shape and type need 160");
+    w->has_raw_data = 0;
+    w->n_float_data = 40;
+    w->has_data_location = 1;
+    w->data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+    g_autofree char *p3 = write_model("external.onnx", graph(1, nodes, 1, inits, value("x", 2, xin), "probs"), TRUE);
+    expect_error(p3, "external data is not supported");
+  }
+  /* an unsupported op names itself and the node */
+  {
+    const char *in[1] = {"x"};
+    Onnx__NodeProto *nodes[1] = {node("Sigmoid", "sig", 1, in, "probs", 0, NULL)};
+    g_autofree char *p = write_model("sigmoid.onnx", graph(1, nodes, 0, NULL, value("x", 2, xin), "probs"), TRUE);
+    expect_error(p, "node 'sig': op 'Sigmoid' is not supported");
+  }
+  /* 100 000 nested subgraphs: refused, the process intact */
+  g_autofree char *nested = write_nested(100000);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqModel) m = pq_model_load(nested, &err);
+  g_assert_null(m);
+  g_assert_nonnull(err);
+  g_test_message("nested: %s", err->message);
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  tmpdir = pq_test_mkdtemp();
+  g_test_add_func("/onnx/cnn", test_cnn);
+  g_test_add_func("/onnx/bad-files", test_bad);
+  int rc = g_test_run();
+  pq_test_rmdir(tmpdir);
+  g_free(tmpdir);
+  return rc;
+}
