@@ -75,7 +75,7 @@ static PqTensor *tensor_from_proto(const Onnx__TensorProto *tp, const char *name
         memcpy(&d, tp->raw_data.data + 8 * i, 8);
         ((float *)dst)[i] = (float)d;
       }
-    else memcpy(dst, tp->raw_data.data, (size_t)n * src_size);
+    else if (n > 0) memcpy(dst, tp->raw_data.data, (size_t)n * src_size);
   } else {
     for (int64_t i = 0; i < n; i++) {
       switch (dt) {
