@@ -1,0 +1,153 @@
+/* cuda.c — the CUDA backend: on a machine without a usable GPU it says why and refuses to prepare (checked
+ * here); on a GPU, every op and compressed form it runs matches the CPU backend on the same inputs. */
+#include "testutil.h"
+
+#include <math.h>
+#include <string.h>
+
+static PqRegistry *reg;
+static PqPlugin *cpu, *cuda;
+
+static float *run(PqPlugin *backend, const PqModel *m, int64_t batch, int64_t *on) {
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqBackend) b = pq_backend_prepare(backend, m, 1, batch, NULL, &err);
+  g_assert_no_error(err);
+  int64_t in = pq_backend_input_numel(b);
+  *on = pq_backend_output_numel(b);
+  g_autofree float *x = g_new(float, batch * in);
+  GRand *r = g_rand_new_with_seed(11);
+  for (int64_t i = 0; i < batch * in; i++) x[i] = (float)g_rand_double_range(r, -1, 1);
+  g_rand_free(r);
+  float *y = g_new0(float, batch * *on);
+  g_assert_true(pq_backend_run_f32(b, x, batch, y, &err));
+  g_assert_no_error(err);
+  return y;
+}
+
+static void compare(const PqModel *gpu_model, const PqModel *cpu_model, int64_t batch, double tol) {
+  int64_t on;
+  g_autofree float *a = run(cuda, gpu_model, batch, &on), *b = run(cpu, cpu_model, batch, &on);
+  double worst = 0, scale = 0;
+  for (int64_t i = 0; i < batch * on; i++) {
+    worst = fmax(worst, fabs((double)a[i] - b[i]));
+    scale = fmax(scale, fabs((double)b[i]));
+  }
+  g_test_message("max |gpu - cpu| = %g (scale %g)", worst, scale);
+  g_assert_cmpfloat(worst, <=, tol * (1 + scale));
+}
+
+static gboolean usable(void) {
+  const char *why = NULL;
+  if (pq_plugin_usable(cuda, &why)) return TRUE;
+  g_autofree char *msg = g_strdup_printf("no usable GPU here: %s", why);
+  g_test_skip(msg);
+  return FALSE;
+}
+
+static void test_not_usable(void) {
+  const char *why = NULL;
+  if (pq_plugin_usable(cuda, &why)) {
+    g_test_skip("a GPU is usable here: nothing to refuse");
+    return;
+  }
+  g_assert_nonnull(why);
+  g_assert_cmpstr(why, !=, "");
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(8, 4, 3, 1);
+  g_autoptr(GError) err = NULL;
+  g_assert_null(pq_backend_prepare(cuda, m, 1, 4, NULL, &err));
+  g_assert_error(err, PQ_PLUGIN_CALL_ERROR, PQ_ERR_NOT_USABLE);
+  g_assert_nonnull(strstr(err->message, "backend 'cuda' is not usable on this machine"));
+}
+
+static void test_dense(void) {
+  if (!usable()) return;
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(300, 64, 10, 3);
+  compare(m, m, 1, 1e-4);
+  compare(m, m, 33, 1e-4);
+  /* a small CNN: conv (padded, strided, grouped), batch norm, pools, add, flatten, linear, softmax */
+  PqModel *c = pq_model_new();
+  PqGraph *g = pq_model_graph(c);
+  int64_t xs[4] = {-1, 4, 12, 10}, w1[4] = {8, 2, 3, 3}, b1[1] = {8}, ch[1] = {8}, wl[2] = {10, 8 * 3 * 3}, bl[1] = {10};
+  pq_graph_add_input(g, "x", 4, xs);
+  PqTensor *ts[8] = {pq_test_random_tensor("w1", 4, w1, 1, 0.5f), pq_test_random_tensor("b1", 1, b1, 2, 0.1f),
+                     pq_test_random_tensor("g", 1, ch, 3, 1), pq_test_random_tensor("be", 1, ch, 4, 1),
+                     pq_test_random_tensor("mu", 1, ch, 5, 1), pq_test_random_tensor("var", 1, ch, 6, 1),
+                     pq_test_random_tensor("wl", 2, wl, 7, 0.2f), pq_test_random_tensor("bl", 1, bl, 8, 0.1f)};
+  float *var = pq_tensor_mutable_data(ts[5]);
+  for (int i = 0; i < 8; i++) var[i] = fabsf(var[i]) + 0.5f;
+  for (int i = 0; i < 8; i++) {
+    pq_model_set_tensor(c, ts[i]);
+    pq_tensor_unref(ts[i]);
+  }
+  const char *n1[3] = {"x", "w1", "b1"}, *o1[1] = {"c1"}, *n2[5] = {"c1", "g", "be", "mu", "var"}, *o2[1] = {"bn"}, *n3[1] = {"bn"},
+             *o3[1] = {"r"}, *n4[1] = {"r"}, *o4[1] = {"mp"}, *n5[1] = {"mp"}, *o5[1] = {"ap"}, *n6[2] = {"mp", "ap"}, *o6[1] = {"s"},
+             *n7[1] = {"s"}, *o7[1] = {"f"}, *n8[3] = {"f", "wl", "bl"}, *o8[1] = {"l"}, *n9[1] = {"l"}, *o9[1] = {"y"};
+  PqNode *conv = pq_graph_add_node(g, "conv2d", "conv", 3, n1, 1, o1);
+  int64_t pads[4] = {1, 1, 1, 1}, st[2] = {1, 1}, k2[2] = {2, 2}, k3[2] = {3, 3}, s1[2] = {1, 1};
+  pq_node_set_ints(conv, "pads", 4, pads);
+  pq_node_set_ints(conv, "strides", 2, st);
+  pq_node_set_int(conv, "groups", 2);
+  pq_graph_add_node(g, "batch_norm", "bn", 5, n2, 1, o2);
+  pq_graph_add_node(g, "relu", "relu", 1, n3, 1, o3);
+  PqNode *mp = pq_graph_add_node(g, "maxpool2d", "mp", 1, n4, 1, o4);
+  pq_node_set_ints(mp, "kernel", 2, k2);
+  pq_node_set_int(mp, "ceil_mode", 1);
+  PqNode *ap = pq_graph_add_node(g, "avgpool2d", "ap", 1, n5, 1, o5);
+  pq_node_set_ints(ap, "kernel", 2, k3);
+  pq_node_set_ints(ap, "strides", 2, s1);
+  pq_node_set_ints(ap, "pads", 4, pads);
+  pq_graph_add_node(g, "add", "add", 2, n6, 1, o6);
+  pq_graph_add_node(g, "flatten", "flat", 1, n7, 1, o7);
+  pq_graph_add_node(g, "linear", "fc", 3, n8, 1, o8);
+  pq_graph_add_node(g, "softmax", "sm", 1, n9, 1, o9);
+  pq_graph_add_output(g, "y");
+  compare(c, c, 5, 1e-4);
+  pq_model_unref(c);
+}
+
+/* Packed weights are dequantized inside the GPU kernel: compared with the same weights dequantized on the
+ * host and run in float32 on the CPU. */
+static void test_packed(void) {
+  if (!usable()) return;
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(256, 96, 10, 9);
+  const struct {
+    int bits;
+    PqQuantScheme scheme;
+    int64_t group;
+    int symmetric;
+  } forms[] = {{8, PQ_QUANT_PER_CHANNEL, 0, 1}, {4, PQ_QUANT_PER_GROUP, 32, 1}, {6, PQ_QUANT_PER_GROUP, 16, 0}, {3, PQ_QUANT_PER_TENSOR, 0, 1}};
+  for (size_t f = 0; f < G_N_ELEMENTS(forms); f++) {
+    g_autoptr(PqModel) q = pq_model_copy(m), deq = pq_model_copy(m);
+    const char *ws[2] = {"w1", "w2"};
+    for (int l = 0; l < 2; l++) {
+      PqTensor *w = pq_model_tensor(m, ws[l]);
+      PqPluginError e = {sizeof e, 0, {0}};
+      PqTensor *p = pq_quantize_matrix(ws[l], pq_tensor_data(w), 2, pq_tensor_shape(w), forms[f].bits, forms[f].scheme, forms[f].group,
+                                       forms[f].symmetric, 0, &e);
+      g_assert_nonnull(p);
+      PqTensor *d = pq_tensor_new(ws[l], PQ_DTYPE_F32, 2, pq_tensor_shape(w));
+      pq_tensor_to_f32(p, pq_tensor_mutable_data(d));
+      pq_model_set_tensor(q, p);
+      pq_model_set_tensor(deq, d);
+      pq_tensor_unref(p);
+      pq_tensor_unref(d);
+    }
+    compare(q, deq, 1, 1e-4);
+    compare(q, deq, 17, 1e-4);
+  }
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  reg = pq_registry_new();
+  cpu = pq_test_cpu_backend(reg);
+  g_autoptr(GError) err = NULL;
+  cuda = pq_registry_load(reg, CUDA_PLUGIN, &err);
+  g_assert_no_error(err);
+  g_test_add_func("/cuda/not-usable-here", test_not_usable);
+  g_test_add_func("/cuda/dense-ops", test_dense);
+  g_test_add_func("/cuda/packed-weights", test_packed);
+  int rc = g_test_run();
+  pq_registry_free(reg);
+  return rc;
+}
