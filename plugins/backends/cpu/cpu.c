@@ -214,7 +214,7 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, PqPlug
   st->q_groups_per_row = st->q_per == PQ_QUANT_PER_GROUP ? st->k / st->q_chunk : 1;
   st->q_x = malloc((size_t)st->k + 64);
   st->q_xsum = malloc(sizeof(int32_t) * (size_t)st->q_chunks);
-  st->q_unpacked = malloc((size_t)st->k + 64);
+  st->q_unpacked = malloc(4 * ((size_t)st->k + 64)); /* four unpacked rows */
   st->q_xe = malloc((size_t)st->k / 2 + 64);
   st->q_xo = malloc((size_t)st->k / 2 + 64);
   st->q_xsumf = malloc(sizeof(float) * (size_t)st->q_chunks);

@@ -92,14 +92,26 @@ PQ_VNNI static inline __m512i chunk_sum(const uint8_t *p, const int8_t *xe, cons
                                         int nib) {
   const __m512i m4 = _mm512_set1_epi8(0x0f);
   __m512i li = _mm512_setzero_si512();
-  if (nib)
-    for (int64_t j = 0; j < bytes; j += 64) {
+  int64_t j = 0;
+  if (nib) {
+    for (; j + 64 <= bytes; j += 64) {
       __m512i v = _mm512_loadu_si512(p + j);
       li = _mm512_dpbusd_epi32(li, _mm512_and_si512(v, m4), _mm512_loadu_si512(xe + j));
       li = _mm512_dpbusd_epi32(li, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), _mm512_loadu_si512(xo + j));
     }
-  else
-    for (int64_t j = 0; j < bytes; j += 64) li = _mm512_dpbusd_epi32(li, _mm512_loadu_si512(p + j), _mm512_loadu_si512(xq + j));
+    if (j < bytes) { /* the tail, masked: nothing read past the chunk */
+      __mmask64 k = ((__mmask64)1 << (bytes - j)) - 1;
+      __m512i v = _mm512_maskz_loadu_epi8(k, p + j);
+      li = _mm512_dpbusd_epi32(li, _mm512_and_si512(v, m4), _mm512_maskz_loadu_epi8(k, xe + j));
+      li = _mm512_dpbusd_epi32(li, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), _mm512_maskz_loadu_epi8(k, xo + j));
+    }
+  } else {
+    for (; j + 64 <= bytes; j += 64) li = _mm512_dpbusd_epi32(li, _mm512_loadu_si512(p + j), _mm512_loadu_si512(xq + j));
+    if (j < bytes) {
+      __mmask64 k = ((__mmask64)1 << (bytes - j)) - 1;
+      li = _mm512_dpbusd_epi32(li, _mm512_maskz_loadu_epi8(k, p + j), _mm512_maskz_loadu_epi8(k, xq + j));
+    }
+  }
   return li;
 }
 
@@ -132,7 +144,7 @@ PQ_VNNI static float row_dot_vnni(const Step *st, const uint8_t *codes, int nib,
   __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
   float tails = 0.0f, main = 0.0f;
   const int64_t chunk_bytes = nib ? L / 2 : L;
-  const int blocks = k % L == 0 && chunk_bytes % 64 == 0;
+  const int blocks = k % L == 0 && (!nib || L % 2 == 0); /* whole chunks; tails are masked */
   if (blocks) main = row_dot_blocks(codes, nib, xq, xe, xo, st->q_scales + s0, sstep, nch, chunk_bytes);
   for (int64_t ch = 0; ch < (blocks ? 0 : nch); ch++) {
     const int64_t len = ch == nch - 1 ? k - ch * L : L;
@@ -230,6 +242,73 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void unpack_vbmi(c
 static int pq_cpu_has_vbmi(void) { return __builtin_cpu_supports("avx512vbmi"); }
 #endif
 
+#ifdef PQ_X86
+static void unpack_vbmi(const uint8_t *packed, int64_t n, int bits, uint8_t *codes);
+static int pq_cpu_has_vbmi(void);
+
+/* Rows o..o+count-1 unpacked to one byte a code, k + 64 bytes apart, in the step's buffer. */
+static const uint8_t *unpack_rows(const Step *st, int64_t o, int count, int vbmi) {
+  for (int t = 0; t < count; t++) {
+    const uint8_t *src = st->q_codes + (o + t) * st->q_row_bytes;
+    uint8_t *dst = st->q_unpacked + t * (st->k + 64);
+    if (vbmi) unpack_vbmi(src, st->k, st->q_bits, dst);
+    else pq_unpack_codes(src, st->k, st->q_bits, dst);
+  }
+  return st->q_unpacked;
+}
+
+/* One scale per row (per channel or per tensor), rows of at most one chunk: four outputs a pass, each
+ * activation block loaded once for all four; integer sums exact, one float step per output. Codes of
+ * fewer than 8 bits are unpacked four rows at a time into the step's buffer first. */
+PQ_VNNI static void rows8_vnni(const Step *st, const int8_t *xq, int32_t xsum, float sx, const float *b, float *y) {
+  const int64_t n = st->n, k = st->k;
+  const int64_t rb = st->q_bits == 8 ? st->q_row_bytes : k + 64; /* unpacked rows: one byte a code */
+  const int zdef = 1 << (st->q_bits - 1);
+  const int vbmi = st->q_bits != 8 && pq_cpu_has_vbmi();
+#define ROWS(o, count)                                                                                             \
+  (st->q_bits == 8 ? st->q_codes + (o) * st->q_row_bytes : unpack_rows(st, o, count, vbmi))
+  const __mmask64 tail = k % 64 ? (((__mmask64)1 << (k % 64)) - 1) : 0;
+  const int64_t full = k - k % 64;
+  int64_t o = 0;
+  for (; o + 4 <= n; o += 4) {
+    const uint8_t *r0 = ROWS(o, 4), *r1 = r0 + rb, *r2 = r1 + rb, *r3 = r2 + rb;
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t j = 0; j < full; j += 64) {
+      __m512i x = _mm512_loadu_si512(xq + j);
+      a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(r0 + j), x);
+      a1 = _mm512_dpbusd_epi32(a1, _mm512_loadu_si512(r1 + j), x);
+      a2 = _mm512_dpbusd_epi32(a2, _mm512_loadu_si512(r2 + j), x);
+      a3 = _mm512_dpbusd_epi32(a3, _mm512_loadu_si512(r3 + j), x);
+    }
+    if (tail) {
+      __m512i x = _mm512_maskz_loadu_epi8(tail, xq + full);
+      a0 = _mm512_dpbusd_epi32(a0, _mm512_maskz_loadu_epi8(tail, r0 + full), x);
+      a1 = _mm512_dpbusd_epi32(a1, _mm512_maskz_loadu_epi8(tail, r1 + full), x);
+      a2 = _mm512_dpbusd_epi32(a2, _mm512_maskz_loadu_epi8(tail, r2 + full), x);
+      a3 = _mm512_dpbusd_epi32(a3, _mm512_maskz_loadu_epi8(tail, r3 + full), x);
+    }
+    int32_t d[4] = {_mm512_reduce_add_epi32(a0), _mm512_reduce_add_epi32(a1), _mm512_reduce_add_epi32(a2), _mm512_reduce_add_epi32(a3)};
+    for (int t = 0; t < 4; t++) {
+      int64_t si = st->q_per == 1 ? o + t : 0;
+      int32_t z = st->q_zeros ? st->q_zeros[si] : zdef;
+      float v = st->q_scales[si] * (float)(d[t] - z * xsum) * sx + (b ? b[o + t] : 0.0f);
+      y[o + t] = st->fuse_relu && v < 0.0f ? 0.0f : v;
+    }
+  }
+  for (; o < n; o++) {
+    const uint8_t *r0 = ROWS(o, 1);
+    __m512i a0 = _mm512_setzero_si512();
+    for (int64_t j = 0; j < full; j += 64) a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(r0 + j), _mm512_loadu_si512(xq + j));
+    if (tail) a0 = _mm512_dpbusd_epi32(a0, _mm512_maskz_loadu_epi8(tail, r0 + full), _mm512_maskz_loadu_epi8(tail, xq + full));
+    int64_t si = st->q_per == 1 ? o : 0;
+    int32_t z = st->q_zeros ? st->q_zeros[si] : zdef;
+    float v = st->q_scales[si] * (float)(_mm512_reduce_add_epi32(a0) - z * xsum) * sx + (b ? b[o] : 0.0f);
+    y[o] = st->fuse_relu && v < 0.0f ? 0.0f : v;
+  }
+#undef ROWS
+}
+#endif
+
 static void unpack_row(const uint8_t *packed, int64_t n, int bits, uint8_t *codes, int simd) {
 #ifdef PQ_X86
   if (simd && bits == 4) {
@@ -285,6 +364,10 @@ static void packed_rows(const Step *st, const float *x, const float *b, float *y
       st->q_xsumf[ch] = (float)s; /* exact: |s| <= 127 * 8192 */
     }
 #ifdef PQ_X86
+    if (simd && st->q_bits != 4 && st->q_per != 2 && nch == 1) {
+      rows8_vnni(st, xq, xsum[0], sx, b, yr);
+      continue;
+    }
     if (simd) {
       const int nib = st->q_bits == 4 && L % 2 == 0; /* else one byte a code: rows below 8 bits are unpacked first */
       if (nib)
