@@ -59,6 +59,10 @@ typedef struct {
   int8_t *q_xe, *q_xo;    /* the int8 row's even and odd elements (4-bit kernels) */
   float *q_xsumf;         /* q_xsum as floats */
   float q_act_scale;      /* > 0: the input's int8 scale fixed at compression (static activations) */
+  int8_t *q_xbatch;       /* every input row of a batch as int8 (blocked kernels), with sums and scales */
+  int32_t *q_xbatch_sum;
+  float *q_xbatch_scale;
+  int64_t q_xbatch_rows;  /* rows those buffers hold */
   struct Circ *circ;      /* circulant_linear: spectra, buffers and FFT plans */
   struct TT *tt;          /* tt_linear: cores laid out for GEMMs, work buffers */
   int tt_bias;            /* value index of its bias, or -1 */
@@ -112,6 +116,9 @@ static void cpu_release(void *handle) {
     free(c->steps[i].q_xo);
     free(c->steps[i].q_xsumf);
     circ_free(c->steps[i].circ);
+    free(c->steps[i].q_xbatch);
+    free(c->steps[i].q_xbatch_sum);
+    free(c->steps[i].q_xbatch_scale);
     tt_free(c->steps[i].tt);
   }
   free(c->owned_weights);
@@ -218,6 +225,18 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, PqPlug
   st->q_xe = malloc((size_t)st->k / 2 + 64);
   st->q_xo = malloc((size_t)st->k / 2 + 64);
   st->q_xsumf = malloc(sizeof(float) * (size_t)st->q_chunks);
+  int64_t max_rows = c->max_batch * (st->m_rows > 0 ? st->m_rows : 1);
+  if (max_rows >= 4 && st->q_per != PQ_QUANT_PER_GROUP && st->q_bits != 4) { /* batches: the blocked kernels */
+    st->q_xbatch = malloc((size_t)(max_rows * st->k) + 64);
+    st->q_xbatch_sum = malloc(sizeof(int32_t) * (size_t)max_rows);
+    st->q_xbatch_scale = malloc(sizeof(float) * (size_t)max_rows);
+    if (!st->q_xbatch || !st->q_xbatch_sum || !st->q_xbatch_scale) {
+      pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
+      return PQ_ERR_NOMEM;
+    }
+    st->q_xbatch_rows = max_rows;
+    c->converted_bytes += max_rows * (st->k + 8);
+  }
   if (!st->q_x || !st->q_xsum || !st->q_unpacked || !st->q_xe || !st->q_xo || !st->q_xsumf) {
     pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
     return PQ_ERR_NOMEM;

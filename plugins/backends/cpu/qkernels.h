@@ -309,6 +309,51 @@ PQ_VNNI static void rows8_vnni(const Step *st, const int8_t *xq, int32_t xsum, f
 }
 #endif
 
+#ifdef PQ_X86
+/* Several input rows at once (batches): four weight rows × four input rows a pass, sixteen accumulators, so
+ * every weight block loaded serves four inputs. xq holds `rows` int8 rows `k` apart, with their sums and
+ * scales. Rows and outputs left over take the one-row path. */
+PQ_VNNI static void rows8_vnni_batch(const Step *st, const int8_t *xq, const int32_t *xsum, const float *sx, int64_t rows,
+                                     const float *b, float *y) {
+  const int64_t n = st->n, k = st->k, full = k - k % 64;
+  const __mmask64 tail = k % 64 ? (((__mmask64)1 << (k % 64)) - 1) : 0;
+  const int64_t rb = st->q_bits == 8 ? st->q_row_bytes : k + 64;
+  const int zdef = 1 << (st->q_bits - 1);
+  const int vbmi = st->q_bits != 8 && pq_cpu_has_vbmi();
+  const int64_t rows4 = rows - rows % 4;
+  for (int64_t o = 0; o < n; o += 4) {
+    int oc = (int)(n - o < 4 ? n - o : 4);
+    const uint8_t *w0 = st->q_bits == 8 ? st->q_codes + o * st->q_row_bytes : unpack_rows(st, o, oc, vbmi);
+    const uint8_t *w[4];
+    for (int t = 0; t < 4; t++) w[t] = w0 + (t < oc ? t : 0) * rb; /* a short last group repeats row 0, unused */
+    for (int64_t r = 0; r < rows4; r += 4) {
+      const int8_t *x0 = xq + r * k, *x1 = x0 + k, *x2 = x1 + k, *x3 = x2 + k;
+      __m512i a[4][4];
+      for (int i = 0; i < 4; i++)
+        for (int t = 0; t < 4; t++) a[i][t] = _mm512_setzero_si512();
+      for (int64_t j = 0; j <= full; j += 64) {
+        __mmask64 m = j < full ? ~(__mmask64)0 : tail;
+        if (!m) break;
+        __m512i xv[4] = {_mm512_maskz_loadu_epi8(m, x0 + j), _mm512_maskz_loadu_epi8(m, x1 + j), _mm512_maskz_loadu_epi8(m, x2 + j),
+                         _mm512_maskz_loadu_epi8(m, x3 + j)};
+        for (int t = 0; t < 4; t++) {
+          __m512i wv = _mm512_maskz_loadu_epi8(m, w[t] + j);
+          for (int i = 0; i < 4; i++) a[i][t] = _mm512_dpbusd_epi32(a[i][t], wv, xv[i]);
+        }
+      }
+      for (int i = 0; i < 4; i++)
+        for (int t = 0; t < oc; t++) {
+          int64_t si = st->q_per == 1 ? o + t : 0;
+          int32_t z = st->q_zeros ? st->q_zeros[si] : zdef;
+          float v = st->q_scales[si] * (float)(_mm512_reduce_add_epi32(a[i][t]) - z * xsum[r + i]) * sx[r + i] + (b ? b[o + t] : 0.0f);
+          y[(r + i) * n + o + t] = st->fuse_relu && v < 0.0f ? 0.0f : v;
+        }
+    }
+  }
+  for (int64_t r = rows4; r < rows; r++) rows8_vnni(st, xq + r * k, xsum[r], sx[r], b, y + r * n);
+}
+#endif
+
 static void unpack_row(const uint8_t *packed, int64_t n, int bits, uint8_t *codes, int simd) {
 #ifdef PQ_X86
   if (simd && bits == 4) {
@@ -340,6 +385,27 @@ static float row_dot_c(const Step *st, const uint8_t *codes, const int8_t *xq, c
 /* y [rows, n] = x [rows, k] · W^T (+ b), W packed */
 static void packed_rows(const Step *st, const float *x, const float *b, float *y, int64_t rows, int simd) {
   const int64_t n = st->n, k = st->k, L = st->q_chunk, nch = st->q_chunks;
+#ifdef PQ_X86
+  if (simd && rows >= 4 && rows <= st->q_xbatch_rows && st->q_bits != 4 && st->q_per != 2 && nch == 1 && st->q_xbatch) {
+    /* quantize every input row first, then the blocked pass */
+    for (int64_t r = 0; r < rows; r++) {
+      int8_t *xr = st->q_xbatch + r * k;
+      float sx;
+      if (st->q_act_scale > 0) {
+        quantize_row_s8_fixed(x + r * k, k, xr, st->q_act_scale);
+        sx = st->q_act_scale;
+      } else {
+        sx = quantize_row_s8_avx512(x + r * k, k, xr);
+      }
+      int32_t sum = 0;
+      for (int64_t i = 0; i < k; i++) sum += xr[i];
+      st->q_xbatch_sum[r] = sum;
+      st->q_xbatch_scale[r] = sx;
+    }
+    rows8_vnni_batch(st, st->q_xbatch, st->q_xbatch_sum, st->q_xbatch_scale, rows, b, y);
+    return;
+  }
+#endif
   int8_t *xq = st->q_x;
   int32_t *xsum = st->q_xsum;
   for (int64_t r = 0; r < rows; r++) {
