@@ -3,6 +3,8 @@
 #include "pq-private.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
@@ -105,11 +107,27 @@ static void add_metric_json(JsonBuilder *b, const PqMetric *m) {
   json_builder_end_object(b);
 }
 
+/* The child tells the parent what it is doing (for the progress line) through this pipe; -1: nobody asks. */
+static int stage_fd = -1;
+
+static void tell_stage(const char *fmt, ...) G_GNUC_PRINTF(1, 2);
+static void tell_stage(const char *fmt, ...) {
+  if (stage_fd < 0) return;
+  char buf[64];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = g_vsnprintf(buf, sizeof buf - 1, fmt, ap);
+  va_end(ap);
+  buf[MIN(n, (int)sizeof buf - 2)] = '\n';
+  if (write(stage_fd, buf, (size_t)MIN(n + 1, (int)sizeof buf - 1)) < 0) stage_fd = -1;
+}
+
 /* In the child: compress, probe, and describe the result as JSON text. */
 static char *run_method(const PqBenchSettings *s, const char *name, PqPipeline *pipeline, GError **error) {
   gint64 t0 = g_get_monotonic_time();
   g_autoptr(PqModel) compressed = NULL;
   if (pipeline && pq_pipeline_n_stages(pipeline) > 0) {
+    tell_stage("compressing (%u stage%s)", pq_pipeline_n_stages(pipeline), pq_pipeline_n_stages(pipeline) == 1 ? "" : "s");
     pq_pipeline_set_calibration(pipeline, s->train, s->calibration);
     compressed = pq_pipeline_run(pipeline, s->model, error);
     if (!compressed) return NULL;
@@ -130,6 +148,7 @@ static char *run_method(const PqBenchSettings *s, const char *name, PqPipeline *
   for (guint i = 0; i < s->probes->len; i++) {
     PqPlugin *probe = s->probes->pdata[i];
     const PqOptions *po = s->probe_options ? g_hash_table_lookup(s->probe_options, pq_plugin_name(probe)) : NULL;
+    tell_stage("probe %s", pq_plugin_name(probe));
     g_autoptr(GError) perr = NULL;
     g_autoptr(GPtrArray) metrics = pq_probe_run(probe, s->backend, s->model, compressed, s->test, po, s->threads, s->max_batch, &perr);
     if (!metrics) {
@@ -195,9 +214,23 @@ static GHashTable *load_done(const char *path) {
 static void progress(const PqBenchSettings *s, guint i, guint n, const char *name, double elapsed, double estimate, const char *state) {
   if (!s->progress) return;
   if (estimate > 0)
-    g_printerr("\r\033[K[%u/%u] %-18s %-10s %6.1f s (about %.0f s left)", i + 1, n, name, state, elapsed, estimate);
+    g_printerr("\r\033[K[%u/%u] %-18s %-24s %6.1f s (about %.0f s left)", i + 1, n, name, state, elapsed, estimate);
   else
-    g_printerr("\r\033[K[%u/%u] %-18s %-10s %6.1f s", i + 1, n, name, state, elapsed);
+    g_printerr("\r\033[K[%u/%u] %-18s %-24s %6.1f s", i + 1, n, name, state, elapsed);
+}
+
+/* The last complete line the child wrote, if any new one came. */
+static void read_stage(int fd, char *stage, size_t len) {
+  char buf[512];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf - 1)) > 0) {
+    buf[n] = 0;
+    char *end = strrchr(buf, '\n');
+    if (!end) continue;
+    *end = 0;
+    char *start = strrchr(buf, '\n');
+    g_strlcpy(stage, start ? start + 1 : buf, len);
+  }
 }
 
 GPtrArray *pq_bench_run(const PqBenchSettings *s, GPtrArray *methods, GHashTable *pipelines, GError **error) {
@@ -217,6 +250,8 @@ GPtrArray *pq_bench_run(const PqBenchSettings *s, GPtrArray *methods, GHashTable
     g_autofree char *tmp = g_strdup_printf("%s/.method-%u.json", s->output_dir, i);
     g_unlink(tmp);
     fflush(NULL);
+    int pipefd[2] = {-1, -1};
+    if (s->progress && pipe(pipefd) == 0) fcntl(pipefd[0], F_SETFL, O_NONBLOCK);
     gint64 t0 = g_get_monotonic_time();
     pid_t pid = fork();
     if (pid < 0) {
@@ -225,6 +260,8 @@ GPtrArray *pq_bench_run(const PqBenchSettings *s, GPtrArray *methods, GHashTable
       return NULL;
     }
     if (pid == 0) { /* the child: its result is a file, written whole or not at all */
+      if (pipefd[0] >= 0) close(pipefd[0]);
+      stage_fd = pipefd[1];
       g_autoptr(GError) cerr = NULL;
       g_autofree char *text = run_method(s, name, g_hash_table_lookup(pipelines, name), &cerr);
       if (!text) {
@@ -236,6 +273,8 @@ GPtrArray *pq_bench_run(const PqBenchSettings *s, GPtrArray *methods, GHashTable
       }
       _exit(pq_write_text_atomically(tmp, text, NULL) ? 0 : 3);
     }
+    if (pipefd[1] >= 0) close(pipefd[1]);
+    char stage[64] = "starting";
     int status = 0;
     gboolean timed_out = FALSE;
     double est = ran ? (double)(g_get_monotonic_time() - started) / 1e6 / ran * (methods->len - i) : 0;
@@ -250,9 +289,11 @@ GPtrArray *pq_bench_run(const PqBenchSettings *s, GPtrArray *methods, GHashTable
         timed_out = TRUE;
         break;
       }
-      progress(s, i, methods->len, name, el, est, "running");
+      if (pipefd[0] >= 0) read_stage(pipefd[0], stage, sizeof stage);
+      progress(s, i, methods->len, name, el, est, stage);
       g_usleep(20000);
     }
+    if (pipefd[0] >= 0) close(pipefd[0]);
     double secs = (double)(g_get_monotonic_time() - t0) / 1e6;
     ran++;
     JsonObject *row = NULL;
