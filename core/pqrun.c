@@ -31,11 +31,11 @@ typedef struct {
   char *batch_sizes;
   int runs, warmup, timeout;
   gboolean resume, dry_run;
-  double threshold;
+  double threshold, threshold_pp;
 } Args;
 
 static Args args = {.dataset = NULL, .threads = 0, .batch = 256, .epochs = 18, .seed = 42, .calibration = 512,
-                    .runs = 100, .warmup = 10, .timeout = 600, .threshold = 0.05};
+                    .runs = 100, .warmup = 10, .timeout = 600, .threshold = 0.05, .threshold_pp = 0.5};
 
 /* --plugin and --compressor keep their relative order: it is the order of the chain */
 static gboolean add_chain_plugin(const char *name, const char *value, gpointer data, GError **error) {
@@ -90,6 +90,7 @@ static const GOptionEntry convert_entries[] = {
     {NULL}};
 static const GOptionEntry compare_entries[] = {
     {"threshold", 0, 0, G_OPTION_ARG_DOUBLE, &args.threshold, "Relative change that counts as a regression (default 0.05)", "FRACTION"},
+    {"threshold-pp", 0, 0, G_OPTION_ARG_DOUBLE, &args.threshold_pp, "Change in points for metrics in % or pp, such as accuracy (default 0.5)", "POINTS"},
     {NULL}};
 static const GOptionEntry train_entries[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "Where to write the model (default: the cache)", "FILE"},
@@ -470,12 +471,12 @@ static int cmd_convert(int argc, char **argv) {
 
 static int cmd_compare(int argc, char **argv) {
   if (argc != 3) {
-    g_printerr("usage: pqrun compare A/report.json B/report.json [--threshold FRACTION]\n");
+    g_printerr("usage: pqrun compare A/report.json B/report.json [--threshold FRACTION] [--threshold-pp POINTS]\n");
     return 2;
   }
   GError *error = NULL;
   g_autoptr(GString) out = g_string_new(NULL);
-  int n = pq_report_compare(argv[1], argv[2], args.threshold, out, &error);
+  int n = pq_report_compare(argv[1], argv[2], args.threshold, args.threshold_pp, out, &error);
   if (n < 0) return fail(error);
   fputs(out->str, stdout);
   return n > 0 ? 1 : 0;

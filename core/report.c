@@ -399,7 +399,7 @@ static double mann_whitney_p(JsonArray *a, JsonArray *b) {
   return erfc(z / sqrt(2.0));
 }
 
-int pq_report_compare(const char *a_path, const char *b_path, double threshold, GString *out, GError **error) {
+int pq_report_compare(const char *a_path, const char *b_path, double threshold, double threshold_pp, GString *out, GError **error) {
   g_autoptr(JsonParser) pa = json_parser_new();
   g_autoptr(JsonParser) pb = json_parser_new();
   JsonObject *a = load_report(a_path, pa, error);
@@ -446,9 +446,13 @@ int pq_report_compare(const char *a_path, const char *b_path, double threshold, 
       double x = json_object_get_double_member_with_default(ea, "value", NAN), y = json_object_get_double_member_with_default(eb, "value", NAN);
       if (isnan(x) || isnan(y)) continue;
       compared++;
-      double change = x != 0 ? (y - x) / fabs(x) : (y == 0 ? 0 : INFINITY);
+      /* percentages are judged in points (0.5 pp of accuracy matter), everything else relatively */
+      const char *unit = json_object_get_string_member_with_default(ea, "unit", "");
+      gboolean points = !strcmp(unit, "%") || !strcmp(unit, "pp");
+      double change = points ? y - x : x != 0 ? (y - x) / fabs(x) : (y == 0 ? 0 : INFINITY);
       double worse = !strcmp(better, "higher") ? -change : change;
-      gboolean regress = worse > threshold;
+      double limit = points ? threshold_pp : threshold;
+      gboolean regress = worse > limit;
       const char *why = "";
       if (regress && json_object_has_member(ea, "samples") && json_object_has_member(eb, "samples")) {
         /* timings: a change only counts when both runs' samples say it is not noise */
@@ -458,13 +462,14 @@ int pq_report_compare(const char *a_path, const char *b_path, double threshold, 
           why = " (within noise)";
         }
       }
-      if (fabs(change) <= threshold && !regress) continue;
+      if (fabs(change) <= limit && !regress) continue;
       regressions += regress;
-      g_string_append_printf(out, "%-16s %-34s %14.6g %14.6g %+8.1f%%  %s%s\n", name, k, x, y, 100 * change,
+      g_autofree char *shown = points ? g_strdup_printf("%+.2f pp", change) : g_strdup_printf("%+.1f%%", 100 * change);
+      g_string_append_printf(out, "%-16s %-34s %14.6g %14.6g %9s  %s%s\n", name, k, x, y, shown,
                              regress ? "REGRESSION" : worse < 0 ? "better" : "worse", why);
     }
   }
-  g_string_append_printf(out, "%d metrics compared, %d regression%s beyond %.1f%%\n", compared, regressions, regressions == 1 ? "" : "s",
-                         100 * threshold);
+  g_string_append_printf(out, "%d metrics compared, %d regression%s beyond %.1f%% (%.2f pp for percentages)\n", compared, regressions,
+                         regressions == 1 ? "" : "s", 100 * threshold, threshold_pp);
   return regressions;
 }

@@ -110,6 +110,23 @@ static void test_bench_and_compare(void) {
   g_assert_nonnull(strstr(out, "quantization_8"));
   g_assert_nonnull(strstr(out, "latency.b1.p50_ms"));
   g_assert_nonnull(strstr(out, "REGRESSION"));
+  /* accuracy one point lower: a regression in points, though only 1% relative (from a fresh copy of A) */
+  g_autoptr(JsonParser) p2 = json_parser_new();
+  g_assert_true(json_parser_load_from_file(p2, json_path, NULL));
+  JsonObject *q8b = json_array_get_object_element(json_object_get_array_member(json_node_get_object(json_parser_get_root(p2)), "methods"), 1);
+  JsonObject *acc = json_object_get_object_member(json_object_get_object_member(q8b, "metrics"), "accuracy.top1");
+  json_object_set_double_member(acc, "value", json_object_get_double_member(acc, "value") - 1.0);
+  g_autoptr(JsonGenerator) gen2 = json_generator_new();
+  json_generator_set_root(gen2, json_parser_get_root(p2));
+  g_autofree char *worse_path = g_build_filename(tmpdir, "worse.json", NULL);
+  g_assert_true(json_generator_to_file(gen2, worse_path, NULL));
+  g_free(out);
+  g_free(err);
+  const char *worse[] = {"compare", json_path, worse_path, NULL};
+  g_assert_cmpint(pqrun_argv(&out, &err, worse), ==, 1);
+  g_assert_nonnull(strstr(out, "accuracy.top1"));
+  g_assert_nonnull(strstr(out, "-1.00 pp  REGRESSION"));
+  g_assert_nonnull(strstr(out, "1 regression beyond"));
   /* reports of another schema version are refused */
   json_object_set_int_member(root, "schema_version", 99);
   g_autofree char *v99 = g_build_filename(tmpdir, "v99.json", NULL);

@@ -218,8 +218,10 @@ PQ_API GPtrArray *pq_bench_run(const PqBenchSettings *settings, GPtrArray *metho
 /* The report: report.json, report.md, report.csv, plots; and the console table (returned). */
 PQ_API char *pq_report_write(const PqBenchSettings *settings, GPtrArray *results, GError **error);
 /* Compare two report.json files: prints per method and metric the change, returns the number of regressions
- * beyond `threshold` (a fraction), or -1 with an error (unreadable, other schema version). */
-PQ_API int pq_report_compare(const char *a_path, const char *b_path, double threshold, GString *out, GError **error);
+ * beyond `threshold` (a fraction; metrics in % or pp: `threshold_pp` points), or -1 with an error
+ * (unreadable, other schema version). */
+PQ_API int pq_report_compare(const char *a_path, const char *b_path, double threshold, double threshold_pp, GString *out,
+                             GError **error);
 
 /* ---- the default model ------------------------------------------------------------------------------ */
 typedef struct {
