@@ -68,6 +68,8 @@ int pq_model_cost(const PqModel *model, PqCost *cost, PqPluginError *error) {
       size_t kn;
       const int64_t *k = pq_node_get_ints(n, "kernel", &kn);
       add = out_numel * (k ? k[0] * k[1] : 1);
+    } else if (!pq_op_is_builtin(op)) {
+      estimated = 1; /* an op a plugin declared: pquant cannot count its arithmetic */
     } /* flatten, reshape: no arithmetic */
     macs += m;
     flops += 2 * m + add;

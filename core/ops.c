@@ -62,13 +62,44 @@ static char *shape_to_string(int nd, const int64_t *sh) {
   return g_string_free(s, FALSE);
 }
 
+int pq_op_is_builtin(const char *op) {
+  for (size_t i = 0; i < PQ_N_ELEMENTS(known_ops); i++)
+    if (!strcmp(op, known_ops[i])) return 1;
+  return 0;
+}
+
+/* An op a loaded compressor declared: its kernel infers the shape. */
+static gboolean plugin_infer(const PqOpKernel *k, const PqNode *node, int n_in, const int64_t *const *in, const int *nd,
+                             int64_t out[][PQ_MAX_DIMS], int *ond, GError **error) {
+  PqTensorView views[16];
+  for (int j = 0; j < n_in; j++) {
+    memset(&views[j], 0, sizeof views[j]);
+    views[j].struct_size = sizeof views[j];
+    views[j].ndim = in[j] ? nd[j] : 0;
+    if (in[j]) memcpy(views[j].shape, in[j], sizeof(int64_t) * (size_t)nd[j]);
+  }
+  PqTensorView o = {sizeof o, PQ_DTYPE_F32, 0, 0, {0}, NULL};
+  PqPluginError perr = {sizeof perr, 0, {0}};
+  if (k->infer(node, views, (size_t)n_in, &o, &perr) != PQ_OK)
+    FAIL("%s", perr.message[0] ? perr.message : "the op's kernel refused these shapes");
+  if (o.ndim < 1 || o.ndim > PQ_MAX_DIMS) FAIL("the op's kernel gave %d output dimensions", o.ndim);
+  for (int d = 0; d < o.ndim; d++)
+    if (o.shape[d] < 0) FAIL("the op's kernel gave a negative output dimension");
+  ond[0] = o.ndim;
+  memcpy(out[0], o.shape, sizeof(int64_t) * (size_t)o.ndim);
+  return TRUE;
+}
+
 gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, const int *nd,
                      int64_t out[][PQ_MAX_DIMS], int *ond, GError **error) {
   const char *op = node->op;
   int n_out = (int)node->outputs->len;
-  gboolean known = FALSE;
-  for (size_t i = 0; i < PQ_N_ELEMENTS(known_ops); i++) known |= strcmp(op, known_ops[i]) == 0;
-  if (!known) FAIL("unknown op \"%s\"", op);
+  if (!pq_op_is_builtin(op)) {
+    const PqOpKernel *k = pq_op_kernel_find(op);
+    if (!k) FAIL("unknown op \"%s\" (neither built in nor declared by a loaded compressor plugin)", op);
+    if (n_out != 1) FAIL("op \"%s\" has exactly one output, not %d", op, n_out);
+    return plugin_infer(k, node, n_in, in, nd, out, ond, error);
+  }
   if (n_out != 1) FAIL("op \"%s\" has exactly one output, not %d", op, n_out);
 #define NEED_INPUTS(lo, hi)                                                                                        \
   if (n_in < (lo) || n_in > (hi)) FAIL("op \"%s\" takes %d to %d inputs, not %d", op, lo, hi, n_in);            \

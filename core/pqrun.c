@@ -490,6 +490,8 @@ static void print_shape(GString *s, int nd, const int64_t *sh) {
 
 static int cmd_info(void) {
   GError *error = NULL;
+  g_autoptr(PqRegistry) reg = make_registry(&error); /* loaded compressors declare their ops */
+  if (!reg) return fail(error);
   g_autoptr(PqModel) m = load_model(&error);
   if (!m) return fail(error);
   const PqGraph *g = pq_model_const_graph(m);
@@ -580,7 +582,7 @@ static const struct {
     {"run", "compress with a chain of plugins and evaluate beside the baseline", cmd_run, {chain_entries, model_entries, run_entries}},
     {"compress", "compress a model with a chain of plugins and write it", cmd_compress, {chain_entries, model_entries, NULL}},
     {"train", "train the default Fashion-MNIST MLP and cache it", cmd_train, {train_entries, NULL, NULL}},
-    {"info", "graph, shapes, parameters and bytes of a model", cmd_info, {model_entries, NULL, NULL}},
+    {"info", "graph, shapes, parameters and bytes of a model", cmd_info, {plugin_entries, model_entries, NULL}},
     {"plugins", "list loaded plugins and every rejected file with its reason", cmd_plugins, {plugin_entries, NULL, NULL}},
 };
 

@@ -79,6 +79,44 @@ static gboolean reserved_null(void *const *reserved, size_t n) {
     return FALSE;                                                                                                  \
   } while (0)
 
+/* Ops declared by loaded compressors: op name → kernel. Plugins are never unloaded, so neither are these. */
+G_LOCK_DEFINE_STATIC(op_kernels);
+static GHashTable *op_kernels;
+
+const PqOpKernel *pq_op_kernel_find(const char *op) {
+  G_LOCK(op_kernels);
+  const PqOpKernel *k = op_kernels ? g_hash_table_lookup(op_kernels, op) : NULL;
+  G_UNLOCK(op_kernels);
+  return k;
+}
+
+static gboolean valid_name(const char *s);
+
+static gboolean check_kernels(const PqPluginDesc *d, const PqCompressorVTable *v, GError **error) {
+  if (!HAS_FIELD(v, PqCompressorVTable, n_kernels) || v->n_kernels == 0) return TRUE;
+  if (!v->kernels) REJECT(PQ_REGISTRY_ERROR_INVALID, "compressor vtable: %zu kernels declared, the table is NULL", v->n_kernels);
+  for (size_t i = 0; i < v->n_kernels; i++) {
+    const PqOpKernel *k = &v->kernels[i];
+    if (k->struct_size < offsetof(PqOpKernel, run) + sizeof(k->run)) REJECT(PQ_REGISTRY_ERROR_INVALID, "op kernel %zu: struct_size too small", i);
+    if (!valid_name(k->op)) REJECT(PQ_REGISTRY_ERROR_INVALID, "op kernel %zu: op name must be 1-63 characters of [a-z0-9_]", i);
+    if (pq_op_is_builtin(k->op)) REJECT(PQ_REGISTRY_ERROR_INVALID, "op kernel '%s': a built-in op cannot be redefined", k->op);
+    if (!k->infer || !k->run) REJECT(PQ_REGISTRY_ERROR_INVALID, "op kernel '%s': infer and run are required", k->op);
+    if (pq_op_kernel_find(k->op)) REJECT(PQ_REGISTRY_ERROR_DUPLICATE, "op '%s' is already declared by another plugin", k->op);
+  }
+  (void)d;
+  return TRUE;
+}
+
+static void register_kernels(const PqPluginDesc *d) {
+  if (d->kind != PQ_KIND_COMPRESSOR) return;
+  const PqCompressorVTable *v = d->vtable;
+  if (!HAS_FIELD(v, PqCompressorVTable, n_kernels)) return;
+  G_LOCK(op_kernels);
+  if (!op_kernels) op_kernels = g_hash_table_new(g_str_hash, g_str_equal);
+  for (size_t i = 0; i < v->n_kernels; i++) g_hash_table_insert(op_kernels, (gpointer)v->kernels[i].op, (gpointer)&v->kernels[i]);
+  G_UNLOCK(op_kernels);
+}
+
 static gboolean check_vtable(const PqPluginDesc *d, GError **error) {
   const uint32_t vsize = *(const uint32_t *)d->vtable;
   switch (d->kind) {
@@ -87,9 +125,9 @@ static gboolean check_vtable(const PqPluginDesc *d, GError **error) {
     if (vsize < offsetof(PqCompressorVTable, compress) + sizeof(v->compress))
       REJECT(PQ_REGISTRY_ERROR_INVALID, "compressor vtable struct_size %u is too small", vsize);
     if (!v->compress) REJECT(PQ_REGISTRY_ERROR_INVALID, "compressor vtable: required function compress is NULL");
-    if (HAS_FIELD(v, PqCompressorVTable, reserved) && !reserved_null(v->reserved, 8))
+    if (HAS_FIELD(v, PqCompressorVTable, reserved) && !reserved_null(v->reserved, G_N_ELEMENTS(v->reserved)))
       REJECT(PQ_REGISTRY_ERROR_INVALID, "compressor vtable: reserved fields must be NULL");
-    return TRUE;
+    return check_kernels(d, v, error);
   }
   case PQ_KIND_BACKEND: {
     const PqBackendVTable *v = d->vtable;
@@ -198,6 +236,7 @@ static PqPlugin *load_file(PqRegistry *r, const char *path, GError **error) {
     }
   }
   g_ptr_array_add(r->plugins, p);
+  register_kernels(d);
   return p;
 }
 

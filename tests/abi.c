@@ -9,7 +9,7 @@
 
 static void test_versions(void) {
   g_assert_cmpint(PQ_ABI_MAJOR, ==, 1);
-  g_assert_cmpint(PQ_ABI_MINOR, ==, 0);
+  g_assert_cmpint(PQ_ABI_MINOR, ==, 1);
   g_assert_cmpstr(PQ_PLUGIN_ENTRY_SYMBOL, ==, "pq_plugin_query");
 }
 
@@ -48,7 +48,16 @@ static void test_layout(void) {
   PIN_SIZE(PqCompressorVTable, 88);
   PIN_OFF(PqCompressorVTable, compress, 8);
   PIN_OFF(PqCompressorVTable, calibration_samples, 16);
-  PIN_OFF(PqCompressorVTable, reserved, 24);
+  PIN_OFF(PqCompressorVTable, kernels, 24);
+  PIN_OFF(PqCompressorVTable, n_kernels, 32);
+  PIN_OFF(PqCompressorVTable, reserved, 40);
+
+  PIN_SIZE(PqOpKernel, 72);
+  PIN_OFF(PqOpKernel, op, 8);
+  PIN_OFF(PqOpKernel, infer, 16);
+  PIN_OFF(PqOpKernel, run, 24);
+  PIN_OFF(PqOpKernel, workspace_bytes, 32);
+  PIN_OFF(PqOpKernel, reserved, 40);
 
   PIN_SIZE(PqBackendConfig, 24);
   PIN_OFF(PqBackendConfig, threads, 4);

@@ -40,8 +40,8 @@ static void test_good(void) {
 }
 
 static void test_broken(void) {
-  expect_rejected("bad-major", PQ_REGISTRY_ERROR_ABI, "built for ABI 2.0, this pquant speaks ABI major 1 only");
-  expect_rejected("bad-minor", PQ_REGISTRY_ERROR_ABI, "built for ABI 1.1, newer than this pquant's 1.0");
+  expect_rejected("bad-major", PQ_REGISTRY_ERROR_ABI, "built for ABI 2.1, this pquant speaks ABI major 1 only");
+  expect_rejected("bad-minor", PQ_REGISTRY_ERROR_ABI, "built for ABI 1.2, newer than this pquant's 1.1");
   expect_rejected("missing-fn", PQ_REGISTRY_ERROR_INVALID, "required function compress is NULL");
   expect_rejected("dup-name", PQ_REGISTRY_ERROR_DUPLICATE, "duplicate name 'test_identity'");
   expect_rejected("undefined", PQ_REGISTRY_ERROR_OPEN, "undefined symbol: pq_test_symbol_that_does_not_exist");
@@ -49,6 +49,7 @@ static void test_broken(void) {
   expect_rejected("bad-name", PQ_REGISTRY_ERROR_INVALID, "name must be 1-63 characters");
   expect_rejected("bad-schema", PQ_REGISTRY_ERROR_INVALID, "type must be integer, number, boolean or string");
   expect_rejected("null-desc", PQ_REGISTRY_ERROR_INVALID, "returned NULL");
+  expect_rejected("kernel-builtin", PQ_REGISTRY_ERROR_INVALID, "op kernel 'linear': a built-in op cannot be redefined");
 }
 
 static void test_not_elf(void) {
@@ -72,7 +73,7 @@ static void test_scan(void) {
   pq_registry_scan_dir(r, TEST_PLUGIN_DIR);
   /* good, probe and unusable load; the first of good/dup-name loads and the other is a duplicate */
   g_assert_cmpuint(pq_registry_n_plugins(r), ==, 3);
-  g_assert_cmpuint(pq_registry_n_rejected(r), ==, 9);
+  g_assert_cmpuint(pq_registry_n_rejected(r), ==, 10);
   for (guint i = 0; i < pq_registry_n_rejected(r); i++) g_assert_cmpstr(pq_registry_rejected_reason(r, i), !=, "");
   g_autoptr(GError) err = NULL;
   PqPlugin *u = pq_registry_find(r, "test_unusable", PQ_KIND_BACKEND, &err);

@@ -249,6 +249,13 @@ PQ_API int pq_plan_value_last_use(const PqPlan *plan, int value);
 /* Number of steps reading the value (graph outputs count once more). */
 PQ_API int pq_plan_value_n_uses(const PqPlan *plan, int value);
 
+/* ---- ops plugins add ---------------------------------------------------------------------------------- */
+struct PqOpKernel;
+/* The kernel a loaded compressor declared for `op`, or NULL (built-in ops have none). */
+PQ_API const struct PqOpKernel *pq_op_kernel_find(const char *op);
+/* Whether `op` is one of the core's built-in ops. */
+PQ_API int pq_op_is_builtin(const char *op);
+
 /* ---- cost ------------------------------------------------------------------------------------------- */
 
 /* Multiply-accumulates and floating-point operations of one sample through the model, from the real

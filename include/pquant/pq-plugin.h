@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 #define PQ_ABI_MAJOR 1
-#define PQ_ABI_MINOR 0
+#define PQ_ABI_MINOR 1
 
 /* The one symbol a plugin exports. */
 #define PQ_PLUGIN_ENTRY_SYMBOL "pq_plugin_query"
@@ -91,6 +91,27 @@ typedef struct PqCalibration {
 PQ_API float *pq_calibration_capture(const PqCalibration *calibration, const char *value, int64_t *per_sample,
                                      PqPluginError *error);
 
+/* A new op a compressor introduces (a codebook layer, a sparse pattern, a factorisation of its own), with the
+ * reference CPU kernel that runs it: the CPU backend runs any op a loaded compressor declares, so a model
+ * with a third-party form runs without changing a backend. Owned by the plugin, static. */
+typedef struct PqOpKernel {
+  uint32_t struct_size;
+  uint32_t reserved0;            /* MUST be 0 */
+  const char *op;                /* required: [a-z0-9_]+, not a built-in op, unique among loaded plugins */
+  /* Required. The output's shape from the node and its inputs' shapes (inputs[j].data is NULL here).
+   * Dimension 0 of activations is the batch; set output->ndim and output->shape. */
+  PqStatus (*infer)(const PqNode *node, const PqTensorView *inputs, size_t n_inputs, PqTensorView *output, PqPluginError *error);
+  /* Required. Compute the output (float32, shape as inferred with this batch). Inputs that are model
+   * tensors come as views of their stored data with their own dtype (PACKED: the packed bytes; read such
+   * tensors through pq_model_tensor(model, pq_node_input(node, j)) for their parameters). MUST NOT
+   * allocate what a run could reuse: `workspace` is workspace_bytes() large, or NULL. */
+  PqStatus (*run)(const PqNode *node, const PqModel *model, const PqTensorView *inputs, size_t n_inputs, PqTensorView *output,
+                  void *workspace, PqPluginError *error);
+  /* Optional (NULL = none). Scratch bytes run() needs for this node at this batch. */
+  size_t (*workspace_bytes)(const PqNode *node, const PqTensorView *inputs, size_t n_inputs);
+  void *reserved[4];             /* MUST be NULL */
+} PqOpKernel;
+
 typedef struct PqCompressorVTable {
   uint32_t struct_size;
   /* Required. Read `in` (which MUST NOT be modified) and return a new model in `*out`, owned by the caller.
@@ -100,7 +121,10 @@ typedef struct PqCompressorVTable {
                        PqModel **out, PqPluginError *error);
   /* Optional (may be NULL = 0). How many calibration samples the compressor wants for these options. */
   int64_t (*calibration_samples)(const PqOptions *options);
-  void *reserved[8];           /* MUST be NULL */
+  /* Optional (may be NULL / 0). The ops this compressor introduces, with their reference CPU kernels. */
+  const PqOpKernel *kernels;
+  size_t n_kernels;            /* since ABI 1.1 (taken from reserved[]: the size is unchanged) */
+  void *reserved[6];           /* MUST be NULL */
 } PqCompressorVTable;
 
 /* ------------------------------------------------------------------------------------------------------------

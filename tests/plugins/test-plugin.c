@@ -2,6 +2,7 @@
  *   (default)     a compressor "test_identity" that copies the model and records an option
  *   TEST_PROBE    a probe "test_probe" that runs both models once and reports their output difference
  *   TEST_UNUSABLE a backend "test_unusable" that says it is not usable here
+ *   KERNEL_BUILTIN a compressor that declares a kernel for the built-in op "linear" (refused)
  * and deliberately broken ones:
  *   BAD_MAJOR, BAD_MINOR, MISSING_FN, DUP_NAME, UNDEFINED, NO_ENTRY, BAD_NAME, BAD_SCHEMA, NULL_DESC */
 #include <pquant/pq-plugin.h>
@@ -43,12 +44,28 @@ MAYBE_UNUSED static PqStatus identity_compress(const PqModel *in, const PqOption
 
 static int64_t identity_calibration(const PqOptions *options) { return pq_options_get_int(options, "calibration", 0); }
 
+#ifdef KERNEL_BUILTIN /* declares a kernel for a built-in op: refused */
+static PqStatus k_infer(const PqNode *n, const PqTensorView *i, size_t c, PqTensorView *o, PqPluginError *e) {
+  (void)n, (void)i, (void)c, (void)o, (void)e;
+  return PQ_OK;
+}
+static PqStatus k_run(const PqNode *n, const PqModel *m, const PqTensorView *i, size_t c, PqTensorView *o, void *w, PqPluginError *e) {
+  (void)n, (void)m, (void)i, (void)c, (void)o, (void)w, (void)e;
+  return PQ_OK;
+}
+static const PqOpKernel kernels[] = {{.struct_size = sizeof(PqOpKernel), .op = "linear", .infer = k_infer, .run = k_run}};
+#endif
+
 MAYBE_UNUSED static const PqCompressorVTable compressor_vtable = {
     .struct_size = sizeof(PqCompressorVTable),
 #ifndef MISSING_FN
     .compress = identity_compress,
 #endif
     .calibration_samples = identity_calibration,
+#ifdef KERNEL_BUILTIN
+    .kernels = kernels,
+    .n_kernels = 1,
+#endif
 };
 
 static PqStatus probe_observe(const PqProbeContext *ctx, PqMetricSink *sink, PqPluginError *error) {

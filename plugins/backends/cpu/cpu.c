@@ -12,7 +12,7 @@
 #include <string.h>
 
 enum {
-  K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC, K_TT, K_SPARSE
+  K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC, K_TT, K_SPARSE, K_PLUGIN
 };
 
 static const struct {
@@ -31,7 +31,8 @@ static int op_kind(const char *op) {
   return -1;
 }
 
-static int cpu_supports_op(const char *op) { return op_kind(op) >= 0; }
+/* Built-in ops, and any op a loaded compressor declared with its reference kernel. */
+static int cpu_supports_op(const char *op) { return op_kind(op) >= 0 || pq_op_kernel_find(op) != NULL; }
 
 typedef struct {
   int kind;
@@ -63,6 +64,8 @@ typedef struct {
   int32_t *q_xbatch_sum;
   float *q_xbatch_scale;
   int64_t q_xbatch_rows;  /* rows those buffers hold */
+  const PqOpKernel *kernel; /* an op a plugin declared */
+  void *kernel_ws;
   struct Circ *circ;      /* circulant_linear: spectra, buffers and FFT plans */
   struct TT *tt;          /* tt_linear: cores laid out for GEMMs, work buffers */
   int tt_bias;            /* value index of its bias, or -1 */
@@ -116,6 +119,7 @@ static void cpu_release(void *handle) {
     free(c->steps[i].q_xo);
     free(c->steps[i].q_xsumf);
     circ_free(c->steps[i].circ);
+    free(c->steps[i].kernel_ws);
     free(c->steps[i].q_xbatch);
     free(c->steps[i].q_xbatch_sum);
     free(c->steps[i].q_xbatch_scale);
@@ -391,13 +395,39 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
   const PqNode *node = pq_plan_step(p, (size_t)s);
   Step *st = &c->steps[s];
   st->kind = op_kind(pq_node_op(node));
+  for (int j = 0; j < 16; j++) st->in[j] = pq_plan_step_input(p, (size_t)s, (size_t)j);
+  st->out = pq_plan_step_output(p, (size_t)s, 0);
+  if (st->kind < 0 && (st->kernel = pq_op_kernel_find(pq_node_op(node)))) {
+    st->kind = K_PLUGIN; /* weights go to the kernel as stored: it knows its own form */
+    if (st->in[0] < 0 || pq_plan_value_kind(p, st->in[0]) == PQ_VALUE_WEIGHT) {
+      pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "node '%s': the first input must be an activation, not a tensor", pq_node_name(node));
+      return PQ_ERR_UNSUPPORTED;
+    }
+    if (st->kernel->struct_size >= offsetof(PqOpKernel, workspace_bytes) + sizeof(void *) && st->kernel->workspace_bytes) {
+      PqTensorView views[16];
+      size_t n = pq_node_n_inputs(node);
+      for (size_t j = 0; j < n && j < 16; j++) {
+        int nd;
+        memset(&views[j], 0, sizeof views[j]);
+        views[j].struct_size = sizeof views[j];
+        if (st->in[j] < 0) continue;
+        const int64_t *sh = pq_plan_value_shape(p, st->in[j], &nd);
+        views[j].ndim = nd;
+        memcpy(views[j].shape, sh, sizeof(int64_t) * (size_t)nd);
+      }
+      size_t bytes = st->kernel->workspace_bytes(node, views, n < 16 ? n : 16);
+      if (bytes && !(st->kernel_ws = malloc(bytes))) {
+        pq_plugin_error_set(err, PQ_ERR_NOMEM, "node '%s': out of memory for its workspace", pq_node_name(node));
+        return PQ_ERR_NOMEM;
+      }
+    }
+    return PQ_OK;
+  }
   if (st->kind < 0) {
     pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "op '%s' (node '%s') is not supported by the CPU backend", pq_node_op(node),
                         pq_node_name(node));
     return PQ_ERR_UNSUPPORTED;
   }
-  for (int j = 0; j < 16; j++) st->in[j] = pq_plan_step_input(p, (size_t)s, (size_t)j);
-  st->out = pq_plan_step_output(p, (size_t)s, 0);
   if ((st->kind == K_LINEAR || st->kind == K_CONV2D) && st->in[1] >= 0 && pq_plan_value_kind(p, st->in[1]) == PQ_VALUE_WEIGHT &&
       pq_tensor_dtype(pq_plan_value_tensor(p, st->in[1])) == PQ_DTYPE_PACKED) {
     if (st->kind == K_CONV2D) return setup_packed_conv(c, st, node, err);
@@ -921,6 +951,38 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       else run_linear(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch);
       break;
     case K_MATMUL: run_matmul(st, x, PTR(st->in[1]), y, batch); break;
+    case K_PLUGIN: {
+      const PqNode *node = pq_plan_step(c->plan, (size_t)s);
+      size_t n = pq_node_n_inputs(node);
+      PqTensorView views[16];
+      for (size_t j = 0; j < n && j < 16; j++) {
+        memset(&views[j], 0, sizeof views[j]);
+        views[j].struct_size = sizeof views[j];
+        int v = st->in[j];
+        if (v < 0) continue;
+        const Value *val = &c->values[v];
+        if (pq_plan_value_kind(c->plan, v) == PQ_VALUE_WEIGHT) { /* as stored */
+          PqTensor *t = pq_plan_value_tensor(c->plan, v);
+          views[j].dtype = pq_tensor_dtype(t);
+          views[j].ndim = pq_tensor_ndim(t);
+          memcpy(views[j].shape, pq_tensor_shape(t), sizeof(int64_t) * (size_t)views[j].ndim);
+          views[j].data = (void *)pq_tensor_data(t);
+        } else {
+          views[j].dtype = PQ_DTYPE_F32;
+          views[j].ndim = val->ndim;
+          memcpy(views[j].shape, val->shape, sizeof(int64_t) * (size_t)val->ndim);
+          views[j].shape[0] = batch;
+          views[j].data = c->slot_ptr[val->slot];
+        }
+      }
+      const Value *ov = &c->values[st->out];
+      PqTensorView out = {sizeof out, PQ_DTYPE_F32, ov->ndim, 0, {0}, y};
+      memcpy(out.shape, ov->shape, sizeof(int64_t) * (size_t)ov->ndim);
+      out.shape[0] = batch;
+      PqStatus rc = st->kernel->run(node, c->model, views, n < 16 ? n : 16, &out, st->kernel_ws, err);
+      if (rc != PQ_OK) return rc;
+      break;
+    }
     case K_SPARSE: run_sparse(st, x, st->in[4] >= 0 ? PTR(st->in[4]) : NULL, y, batch); break;
     case K_TT: tt_run(st->tt, x, st->tt_bias >= 0 ? PTR(st->tt_bias) : NULL, y, batch * st->m_rows, st->fuse_relu); break;
     case K_CIRC:
