@@ -92,7 +92,7 @@ const PqOpKernel *pq_op_kernel_find(const char *op) {
 
 static gboolean valid_name(const char *s);
 
-static gboolean check_kernels(const PqPluginDesc *d, const PqCompressorVTable *v, GError **error) {
+static gboolean check_kernels(const PqCompressorVTable *v, GError **error) {
   if (!HAS_FIELD(v, PqCompressorVTable, n_kernels) || v->n_kernels == 0) return TRUE;
   if (!v->kernels) REJECT(PQ_REGISTRY_ERROR_INVALID, "compressor vtable: %zu kernels declared, the table is NULL", v->n_kernels);
   for (size_t i = 0; i < v->n_kernels; i++) {
@@ -101,9 +101,10 @@ static gboolean check_kernels(const PqPluginDesc *d, const PqCompressorVTable *v
     if (!valid_name(k->op)) REJECT(PQ_REGISTRY_ERROR_INVALID, "op kernel %zu: op name must be 1-63 characters of [a-z0-9_]", i);
     if (pq_op_is_builtin(k->op)) REJECT(PQ_REGISTRY_ERROR_INVALID, "op kernel '%s': a built-in op cannot be redefined", k->op);
     if (!k->infer || !k->run) REJECT(PQ_REGISTRY_ERROR_INVALID, "op kernel '%s': infer and run are required", k->op);
-    if (pq_op_kernel_find(k->op)) REJECT(PQ_REGISTRY_ERROR_DUPLICATE, "op '%s' is already declared by another plugin", k->op);
+    /* the same plugin loaded again (another registry in this process) declares the very same kernel */
+    const PqOpKernel *prev = pq_op_kernel_find(k->op);
+    if (prev && prev != k) REJECT(PQ_REGISTRY_ERROR_DUPLICATE, "op '%s' is already declared by another plugin", k->op);
   }
-  (void)d;
   return TRUE;
 }
 
@@ -127,7 +128,7 @@ static gboolean check_vtable(const PqPluginDesc *d, GError **error) {
     if (!v->compress) REJECT(PQ_REGISTRY_ERROR_INVALID, "compressor vtable: required function compress is NULL");
     if (HAS_FIELD(v, PqCompressorVTable, reserved) && !reserved_null(v->reserved, G_N_ELEMENTS(v->reserved)))
       REJECT(PQ_REGISTRY_ERROR_INVALID, "compressor vtable: reserved fields must be NULL");
-    return check_kernels(d, v, error);
+    return check_kernels(v, error);
   }
   case PQ_KIND_BACKEND: {
     const PqBackendVTable *v = d->vtable;

@@ -49,6 +49,11 @@ static void test_new_op(void) {
   PqPlugin *sign = pq_registry_load(reg, EXAMPLE_SIGN, &err);
   g_assert_no_error(err);
   g_assert_nonnull(pq_op_kernel_find("sign_linear"));
+  { /* a second registry in the same process loads the same plugin again: its op is not a duplicate */
+    g_autoptr(PqRegistry) again = pq_registry_new();
+    g_assert_nonnull(pq_registry_load(again, EXAMPLE_SIGN, &err));
+    g_assert_no_error(err);
+  }
   PqPlugin *cpu = pq_test_cpu_backend(reg);
   g_autoptr(PqModel) m = pq_test_tiny_mlp(100, 24, 10, 3);
   g_autoptr(PqModel) s = pq_compressor_run(sign, m, NULL, NULL, &err);
