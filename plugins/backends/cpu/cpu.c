@@ -390,6 +390,16 @@ static void conv_geometry(Step *st, PqPlan *p, const PqNode *node) {
   st->count_include_pad = (int)pq_node_get_int(node, "count_include_pad", 0);
 }
 
+/* A view for a plugin op's kernel: `nd` dimensions of `shape` (none when shape is NULL), over `data`. */
+static void set_view(PqTensorView *v, PqDType dtype, int nd, const int64_t *shape, void *data) {
+  memset(v, 0, sizeof *v);
+  v->struct_size = sizeof *v;
+  v->dtype = dtype;
+  v->ndim = shape ? nd : 0;
+  if (shape) memcpy(v->shape, shape, sizeof(int64_t) * (size_t)nd);
+  v->data = data;
+}
+
 static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
   PqPlan *p = c->plan;
   const PqNode *node = pq_plan_step(p, (size_t)s);
@@ -407,13 +417,9 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
       PqTensorView views[16];
       size_t n = pq_node_n_inputs(node);
       for (size_t j = 0; j < n && j < 16; j++) {
-        int nd;
-        memset(&views[j], 0, sizeof views[j]);
-        views[j].struct_size = sizeof views[j];
-        if (st->in[j] < 0) continue;
-        const int64_t *sh = pq_plan_value_shape(p, st->in[j], &nd);
-        views[j].ndim = nd;
-        memcpy(views[j].shape, sh, sizeof(int64_t) * (size_t)nd);
+        int nd = 0;
+        const int64_t *sh = st->in[j] >= 0 ? pq_plan_value_shape(p, st->in[j], &nd) : NULL;
+        set_view(&views[j], PQ_DTYPE_F32, nd, sh, NULL);
       }
       size_t bytes = st->kernel->workspace_bytes(node, views, n < 16 ? n : 16);
       if (bytes && !(st->kernel_ws = malloc(bytes))) {
@@ -956,28 +962,21 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       size_t n = pq_node_n_inputs(node);
       PqTensorView views[16];
       for (size_t j = 0; j < n && j < 16; j++) {
-        memset(&views[j], 0, sizeof views[j]);
-        views[j].struct_size = sizeof views[j];
         int v = st->in[j];
-        if (v < 0) continue;
-        const Value *val = &c->values[v];
-        if (pq_plan_value_kind(c->plan, v) == PQ_VALUE_WEIGHT) { /* as stored */
+        if (v < 0) {
+          set_view(&views[j], PQ_DTYPE_F32, 0, NULL, NULL);
+        } else if (pq_plan_value_kind(c->plan, v) == PQ_VALUE_WEIGHT) { /* as stored */
           PqTensor *t = pq_plan_value_tensor(c->plan, v);
-          views[j].dtype = pq_tensor_dtype(t);
-          views[j].ndim = pq_tensor_ndim(t);
-          memcpy(views[j].shape, pq_tensor_shape(t), sizeof(int64_t) * (size_t)views[j].ndim);
-          views[j].data = (void *)pq_tensor_data(t);
+          set_view(&views[j], pq_tensor_dtype(t), pq_tensor_ndim(t), pq_tensor_shape(t), (void *)pq_tensor_data(t));
         } else {
-          views[j].dtype = PQ_DTYPE_F32;
-          views[j].ndim = val->ndim;
-          memcpy(views[j].shape, val->shape, sizeof(int64_t) * (size_t)val->ndim);
+          const Value *val = &c->values[v];
+          set_view(&views[j], PQ_DTYPE_F32, val->ndim, val->shape, c->slot_ptr[val->slot]);
           views[j].shape[0] = batch;
-          views[j].data = c->slot_ptr[val->slot];
         }
       }
       const Value *ov = &c->values[st->out];
-      PqTensorView out = {sizeof out, PQ_DTYPE_F32, ov->ndim, 0, {0}, y};
-      memcpy(out.shape, ov->shape, sizeof(int64_t) * (size_t)ov->ndim);
+      PqTensorView out;
+      set_view(&out, PQ_DTYPE_F32, ov->ndim, ov->shape, y);
       out.shape[0] = batch;
       PqStatus rc = st->kernel->run(node, c->model, views, n < 16 ? n : 16, &out, st->kernel_ws, err);
       if (rc != PQ_OK) return rc;
