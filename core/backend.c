@@ -7,6 +7,7 @@
 
 struct PqBackend {
   PqPlugin *plugin;
+  gboolean ran; /* a run succeeded since prepare: there is a last run to time */
   const PqBackendVTable *vt;
   void *handle;
   PqModel *model;
@@ -100,8 +101,10 @@ gboolean pq_backend_run(PqBackend *b, const PqTensorView *inputs, gsize n_inputs
   if (b->vt->run(b->handle, inputs, n_inputs, outputs, n_outputs, &perr) != PQ_OK) {
     g_autofree char *who = g_strdup_printf("backend '%s': run", pq_plugin_name(b->plugin));
     pq_propagate_plugin_error(error, &perr, who);
+    b->ran = FALSE;
     return FALSE;
   }
+  b->ran = TRUE;
   return TRUE;
 }
 
@@ -141,6 +144,32 @@ gboolean pq_backend_memory(PqBackend *b, PqMemoryCounters *out, GError **error) 
     pq_propagate_plugin_error(error, &perr, "backend memory counters");
     return FALSE;
   }
+  return TRUE;
+}
+
+gboolean pq_backend_last_timing(PqBackend *b, PqRunTiming *out, GError **error) {
+  memset(out, 0, sizeof *out);
+  out->struct_size = sizeof *out;
+  out->total_ms = out->compute_ms = out->copy_in_ms = out->copy_out_ms = -1;
+  if (b->vt->struct_size < offsetof(PqBackendVTable, last_run_timing) + sizeof b->vt->last_run_timing || !b->vt->last_run_timing ||
+      !b->ran)
+    return TRUE;
+  PqPluginError perr;
+  init_error(&perr);
+  if (b->vt->last_run_timing(b->handle, out, &perr) != PQ_OK) {
+    pq_propagate_plugin_error(error, &perr, "backend timing");
+    return FALSE;
+  }
+  const struct {
+    const char *name;
+    double v;
+  } f[] = {{"total_ms", out->total_ms}, {"compute_ms", out->compute_ms}, {"copy_in_ms", out->copy_in_ms}, {"copy_out_ms", out->copy_out_ms}};
+  for (size_t i = 0; i < G_N_ELEMENTS(f); i++)
+    if (!isfinite(f[i].v) || (f[i].v < 0 && f[i].v != -1)) {
+      g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INTERNAL, "backend '%s' timing: %s = %g is neither a time nor -1",
+                  pq_plugin_name(b->plugin), f[i].name, f[i].v);
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -345,6 +374,15 @@ int pq_runner_run(PqRunner *r, int role, const PqTensorView *inputs, size_t n_in
   return PQ_OK;
 }
 
+int pq_runner_last_timing(PqRunner *r, int role, PqRunTiming *out, PqPluginError *error) {
+  g_autoptr(GError) err = NULL;
+  if (!pq_backend_last_timing(role == PQ_MODEL_COMPRESSED ? r->compressed : r->baseline, out, &err)) {
+    pq_plugin_error_set(error, PQ_ERR_INTERNAL, "%s", err->message);
+    return PQ_ERR_INTERNAL;
+  }
+  return PQ_OK;
+}
+
 int64_t pq_runner_max_batch(const PqRunner *r) { return r->baseline->max_batch; }
 
 int pq_runner_memory(PqRunner *r, int role, PqMemoryCounters *out, PqPluginError *error) {
@@ -390,6 +428,12 @@ void pq_metrics_add_samples(PqMetricSink *sink, const char *name, const double *
 
 GPtrArray *pq_probe_run(PqPlugin *probe, PqPlugin *backend_plugin, const PqModel *baseline, const PqModel *compressed,
                         const PqDataset *dataset, const PqOptions *options, int threads, gint64 max_batch, GError **error) {
+  return pq_probe_run_full(probe, backend_plugin, NULL, baseline, compressed, dataset, options, threads, max_batch, error);
+}
+
+GPtrArray *pq_probe_run_full(PqPlugin *probe, PqPlugin *backend_plugin, const PqOptions *backend_options, const PqModel *baseline,
+                             const PqModel *compressed, const PqDataset *dataset, const PqOptions *options, int threads,
+                             gint64 max_batch, GError **error) {
   const PqPluginDesc *d = pq_plugin_desc(probe);
   if (d->kind != PQ_KIND_PROBE) {
     g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "plugin '%s' is a %s, not a probe", d->name, pq_plugin_kind_name(d->kind));
@@ -401,9 +445,9 @@ GPtrArray *pq_probe_run(PqPlugin *probe, PqPlugin *backend_plugin, const PqModel
     if (!own_opts) return NULL;
     options = own_opts;
   }
-  g_autoptr(PqBackend) bb = pq_backend_prepare(backend_plugin, baseline, threads, max_batch, NULL, error);
+  g_autoptr(PqBackend) bb = pq_backend_prepare(backend_plugin, baseline, threads, max_batch, backend_options, error);
   if (!bb) return NULL;
-  g_autoptr(PqBackend) bc = pq_backend_prepare(backend_plugin, compressed, threads, max_batch, NULL, error);
+  g_autoptr(PqBackend) bc = pq_backend_prepare(backend_plugin, compressed, threads, max_batch, backend_options, error);
   if (!bc) return NULL;
   PqRunner runner = {bb, bc};
   PqMetricSink sink = {g_ptr_array_new_with_free_func(metric_free)};

@@ -150,7 +150,8 @@ static char *run_method(const PqBenchSettings *s, const char *name, PqPipeline *
     const PqOptions *po = s->probe_options ? g_hash_table_lookup(s->probe_options, pq_plugin_name(probe)) : NULL;
     tell_stage("probe %s", pq_plugin_name(probe));
     g_autoptr(GError) perr = NULL;
-    g_autoptr(GPtrArray) metrics = pq_probe_run(probe, s->backend, s->model, compressed, s->test, po, s->threads, s->max_batch, &perr);
+    g_autoptr(GPtrArray) metrics = pq_probe_run_full(probe, s->backend, s->backend_options, s->model, compressed, s->test, po, s->threads,
+                                                      s->max_batch, &perr);
     if (!metrics) {
       g_hash_table_insert(probe_errors, (gpointer)pq_plugin_name(probe), g_strdup(perr->message));
       continue;

@@ -265,3 +265,19 @@ char *pq_options_schema_summary(const char *schema_json) {
   }
   return g_string_free(s, FALSE);
 }
+
+char *pq_options_describe(const PqOptions *o) {
+  GString *s = g_string_new(NULL);
+  for (guint i = 0; o && i < o->opts->len; i++) {
+    const Opt *x = o->opts->pdata[i];
+    if (!x->set) continue;
+    if (s->len) g_string_append(s, ", ");
+    switch (x->type) {
+    case OPT_INT: g_string_append_printf(s, "%s=%" G_GINT64_FORMAT, x->key, (gint64)x->i); break;
+    case OPT_NUMBER: g_string_append_printf(s, "%s=%g", x->key, x->f); break;
+    case OPT_BOOL: g_string_append_printf(s, "%s=%s", x->key, x->i ? "true" : "false"); break;
+    case OPT_STRING: g_string_append_printf(s, "%s=%s", x->key, x->s); break;
+    }
+  }
+  return g_string_free(s, FALSE);
+}

@@ -25,6 +25,7 @@ typedef struct {
   gint64 seed;
   gboolean quiet;
   char **opts;
+  char **backend_opts;
   char *config;
   int calibration;
   GPtrArray *chain; /* "path:FILE" or "name:NAME", in command-line order */
@@ -59,6 +60,7 @@ static const GOptionEntry model_entries[] = {
 static const GOptionEntry run_entries[] = {
     {"backend", 'b', 0, G_OPTION_ARG_STRING, &args.backend, "Backend plugin (default: cpu)", "NAME"},
     {"threads", 't', 0, G_OPTION_ARG_INT, &args.threads, "Threads (default: the backend's choice)", "N"},
+    {"backend-opt", 0, 0, G_OPTION_ARG_STRING_ARRAY, &args.backend_opts, "Backend option KEY=VALUE (repeatable; see pqrun plugins)", "ASSIGNMENT"},
     {"batch", 0, 0, G_OPTION_ARG_INT, &args.batch, "Batch size for evaluation (default 256)", "N"},
     {NULL}};
 static const GOptionEntry chain_entries[] = {
@@ -84,6 +86,7 @@ static const GOptionEntry bench_run_entries[] = {
     {"plugin", 'p', 0, G_OPTION_ARG_CALLBACK, (gpointer)add_chain_plugin, "Load a plugin (a custom probe or compressor; repeatable)", "PATH"},
     {"backend", 'b', 0, G_OPTION_ARG_STRING, &args.backend, "Backend plugin (default: cpu)", "NAME"},
     {"threads", 't', 0, G_OPTION_ARG_INT, &args.threads, "Threads (default: the backend's choice)", "N"},
+    {"backend-opt", 0, 0, G_OPTION_ARG_STRING_ARRAY, &args.backend_opts, "Backend option KEY=VALUE (repeatable; see pqrun plugins)", "ASSIGNMENT"},
     {NULL}};
 static const GOptionEntry convert_entries[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "The model file to write", "FILE"},
@@ -179,10 +182,28 @@ static void print_records(const PqModel *m) {
   }
 }
 
+/* The backend's options from --backend-opt KEY=VALUE, checked against its schema. */
+static PqOptions *backend_options(PqPlugin *be, GError **error) {
+  g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(be), pq_plugin_name(be), error);
+  if (!o) return NULL;
+  for (char **a = args.backend_opts; a && *a; a++) {
+    const char *eq = strchr(*a, '=');
+    if (!eq || eq == *a) {
+      g_set_error(error, PQ_OPTIONS_ERROR, 0, "--backend-opt '%s': expected KEY=VALUE", *a);
+      return NULL;
+    }
+    g_autofree char *key = g_strndup(*a, (gsize)(eq - *a));
+    if (!pq_options_set(o, key, eq + 1, error)) return NULL;
+  }
+  return g_steal_pointer(&o);
+}
+
 static gboolean evaluate(PqRegistry *reg, PqModel *model, const PqDataset *test, double *acc, GError **error) {
   PqPlugin *be = pq_registry_find(reg, args.backend ? args.backend : "cpu", PQ_KIND_BACKEND, error);
   if (!be) return FALSE;
-  g_autoptr(PqBackend) b = pq_backend_prepare(be, model, args.threads, args.batch, NULL, error);
+  g_autoptr(PqOptions) bo = backend_options(be, error);
+  if (!bo) return FALSE;
+  g_autoptr(PqBackend) b = pq_backend_prepare(be, model, args.threads, args.batch, bo, error);
   return b && pq_evaluate_accuracy(b, test, acc, error);
 }
 
@@ -351,6 +372,8 @@ static int cmd_bench(void) {
     g_printerr("pqrun: backend '%s' is not usable on this machine: %s\n", pq_plugin_name(backend), why);
     return 1;
   }
+  g_autoptr(PqOptions) bopts = backend_options(backend, &error);
+  if (!bopts) return fail(error);
   /* the suite, validated whole before anything runs */
   g_autofree char *config_text = NULL;
   const char *origin = args.config ? args.config : "the default suite";
@@ -442,7 +465,7 @@ static int cmd_bench(void) {
   g_unlink(probe_path);
   g_printerr("report folder: %s\n", outdir);
   PqBenchSettings st = {reg, backend, probes, popts, model, test, train, args.calibration, args.threads, max_batch, args.timeout,
-                        args.resume, isatty(2), outdir};
+                        args.resume, isatty(2), outdir, bopts};
   g_autoptr(GPtrArray) results = pq_bench_run(&st, methods, pipelines, &error);
   if (!results) return fail(error);
   g_autofree char *table = pq_report_write(&st, results, &error);

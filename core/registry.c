@@ -136,7 +136,7 @@ static gboolean check_vtable(const PqPluginDesc *d, GError **error) {
       REJECT(PQ_REGISTRY_ERROR_INVALID, "backend vtable struct_size %u is too small", vsize);
     const char *missing = !v->supports_op ? "supports_op" : !v->prepare ? "prepare" : !v->run ? "run" : !v->release ? "release" : NULL;
     if (missing) REJECT(PQ_REGISTRY_ERROR_INVALID, "backend vtable: required function %s is NULL", missing);
-    if (HAS_FIELD(v, PqBackendVTable, reserved) && !reserved_null(v->reserved, 8))
+    if (HAS_FIELD(v, PqBackendVTable, reserved) && !reserved_null(v->reserved, G_N_ELEMENTS(v->reserved)))
       REJECT(PQ_REGISTRY_ERROR_INVALID, "backend vtable: reserved fields must be NULL");
     return TRUE;
   }
@@ -145,7 +145,7 @@ static gboolean check_vtable(const PqPluginDesc *d, GError **error) {
     if (vsize < offsetof(PqProbeVTable, observe) + sizeof(v->observe))
       REJECT(PQ_REGISTRY_ERROR_INVALID, "probe vtable struct_size %u is too small", vsize);
     if (!v->observe) REJECT(PQ_REGISTRY_ERROR_INVALID, "probe vtable: required function observe is NULL");
-    if (HAS_FIELD(v, PqProbeVTable, reserved) && !reserved_null(v->reserved, 8))
+    if (HAS_FIELD(v, PqProbeVTable, reserved) && !reserved_null(v->reserved, G_N_ELEMENTS(v->reserved)))
       REJECT(PQ_REGISTRY_ERROR_INVALID, "probe vtable: reserved fields must be NULL");
     return TRUE;
   }
@@ -168,7 +168,7 @@ static gboolean check_desc(PqRegistry *r, const PqPluginDesc *d, GError **error)
   if (!valid_name(d->name)) REJECT(PQ_REGISTRY_ERROR_INVALID, "descriptor: name must be 1-63 characters of [a-z0-9_]");
   if (!d->version || !d->version[0]) REJECT(PQ_REGISTRY_ERROR_INVALID, "descriptor of '%s': version is missing", d->name);
   if (!d->description) REJECT(PQ_REGISTRY_ERROR_INVALID, "descriptor of '%s': description is missing", d->name);
-  if (d->reserved0 || (HAS_FIELD(d, PqPluginDesc, reserved) && !reserved_null(d->reserved, 8)))
+  if (d->reserved0 || (HAS_FIELD(d, PqPluginDesc, reserved) && !reserved_null(d->reserved, G_N_ELEMENTS(d->reserved))))
     REJECT(PQ_REGISTRY_ERROR_INVALID, "descriptor of '%s': reserved fields must be NULL", d->name);
   if (!d->vtable) REJECT(PQ_REGISTRY_ERROR_INVALID, "descriptor of '%s': vtable is NULL", d->name);
   if (!check_vtable(d, error)) return FALSE;

@@ -95,7 +95,9 @@ static void env_json(JsonBuilder *b, const PqBenchSettings *s) {
   json_builder_add_int_value(b, g_get_num_processors());
   json_builder_set_member_name(b, "threads");
   json_builder_add_int_value(b, s->threads);
-  g_autofree char *backend = g_strdup_printf("%s %s", pq_plugin_name(s->backend), pq_plugin_version(s->backend));
+  g_autofree char *bopts = pq_options_describe(s->backend_options);
+  g_autofree char *backend = g_strdup_printf("%s %s%s%s%s", pq_plugin_name(s->backend), pq_plugin_version(s->backend),
+                                             *bopts ? " (" : "", bopts, *bopts ? ")" : "");
   KV("backend", backend);
   g_autofree char *glib = g_strdup_printf("%u.%u.%u", glib_major_version, glib_minor_version, glib_micro_version);
   KV("glib", glib);

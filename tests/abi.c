@@ -9,7 +9,7 @@
 
 static void test_versions(void) {
   g_assert_cmpint(PQ_ABI_MAJOR, ==, 1);
-  g_assert_cmpint(PQ_ABI_MINOR, ==, 1);
+  g_assert_cmpint(PQ_ABI_MINOR, ==, 2);
   g_assert_cmpstr(PQ_PLUGIN_ENTRY_SYMBOL, ==, "pq_plugin_query");
 }
 
@@ -74,7 +74,14 @@ static void test_layout(void) {
   PIN_OFF(PqBackendVTable, run, 24);
   PIN_OFF(PqBackendVTable, release, 32);
   PIN_OFF(PqBackendVTable, memory, 40);
-  PIN_OFF(PqBackendVTable, reserved, 48);
+  PIN_OFF(PqBackendVTable, last_run_timing, 48);
+  PIN_OFF(PqBackendVTable, reserved, 56);
+
+  PIN_SIZE(PqRunTiming, 40);
+  PIN_OFF(PqRunTiming, total_ms, 8);
+  PIN_OFF(PqRunTiming, compute_ms, 16);
+  PIN_OFF(PqRunTiming, copy_in_ms, 24);
+  PIN_OFF(PqRunTiming, copy_out_ms, 32);
 
   PIN_SIZE(PqProbeContext, 48);
   PIN_OFF(PqProbeContext, baseline, 8);

@@ -373,6 +373,62 @@ static void test_errors(void) {
   g_assert_cmpmem(yh, 4 * sizeof(float), yr, 4 * sizeof(float));
 }
 
+static double metric(GPtrArray *metrics, const char *name) {
+  for (guint i = 0; i < metrics->len; i++)
+    if (!strcmp(((PqMetric *)metrics->pdata[i])->name, name)) return ((PqMetric *)metrics->pdata[i])->value;
+  g_error("no metric '%s'", name);
+  return 0;
+}
+
+/* The backend times its own runs (ABI 1.2): nothing before a run; after one, the compute and the copy out;
+ * the latency probe reports those figures beside its own, and each lies inside the span the host timed. */
+static void test_timing(void) {
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(256, 128, 10, 5);
+  g_autoptr(PqBackend) b = pq_backend_prepare(cpu, m, 1, 8, NULL, &err);
+  g_assert_no_error(err);
+  PqRunTiming t;
+  g_assert_true(pq_backend_last_timing(b, &t, &err));
+  g_assert_cmpfloat(t.total_ms, ==, -1); /* no run yet */
+  float x[8 * 256], y[8 * 10];
+  fill(x, 8 * 256, 1);
+  g_assert_true(pq_backend_run_f32(b, x, 8, y, &err));
+  g_assert_true(pq_backend_last_timing(b, &t, &err));
+  g_assert_cmpfloat(t.compute_ms, >, 0);
+  g_assert_cmpfloat(t.copy_in_ms, ==, 0); /* the CPU backend reads its input in place */
+  g_assert_cmpfloat(t.copy_out_ms, >=, 0);
+  g_assert_cmpfloat(fabs(t.total_ms - (t.compute_ms + t.copy_out_ms)), <, 1e-9);
+
+  PqPlugin *lat = pq_registry_load(reg, LATENCY_PLUGIN, &err);
+  g_assert_no_error(err);
+  g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(lat), "latency", &err);
+  g_assert_true(pq_options_set(o, "batch_sizes", "1,8", &err));
+  g_assert_true(pq_options_set(o, "runs", "30", &err));
+  g_autoptr(GPtrArray) r = pq_probe_run(lat, cpu, m, m, NULL, o, 1, 8, &err);
+  g_assert_no_error(err);
+  const char *batches[2] = {"b1", "b8"};
+  for (int i = 0; i < 2; i++) {
+    char k1[96], k2[96];
+    /* every run's backend time lies inside the host's span of it, so each order statistic does too */
+    g_snprintf(k1, sizeof k1, "latency.%s.backend_p50_ms", batches[i]);
+    g_snprintf(k2, sizeof k2, "latency.%s.p50_ms", batches[i]);
+    g_assert_cmpfloat(metric(r, k1), >, 0);
+    g_assert_cmpfloat(metric(r, k1), <=, metric(r, k2));
+    g_snprintf(k2, sizeof k2, "latency.%s.backend_compute_p50_ms", batches[i]);
+    g_assert_cmpfloat(metric(r, k2), <=, metric(r, k1));
+    g_snprintf(k1, sizeof k1, "latency.%s.baseline.backend_p50_ms", batches[i]);
+    g_snprintf(k2, sizeof k2, "latency.%s.baseline.p50_ms", batches[i]);
+    g_assert_cmpfloat(metric(r, k1), <=, metric(r, k2));
+  }
+
+  /* a backend whose timing is not a time: the probe fails with the backend and the field named */
+  PqPlugin *bad = pq_registry_load(reg, TEST_PLUGIN_DIR "/timing-nan.so", &err);
+  g_assert_no_error(err);
+  g_assert_null(pq_probe_run(lat, bad, m, m, NULL, o, 1, 8, &err));
+  g_assert_nonnull(err);
+  g_assert_nonnull(strstr(err->message, "backend 'test_timing_nan' timing: compute_ms = nan is neither a time nor -1"));
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   reg = pq_registry_new();
@@ -383,6 +439,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cpu/pool-batchnorm-gap", test_pool_bn_gap);
   g_test_add_func("/cpu/network", test_network);
   g_test_add_func("/cpu/errors", test_errors);
+  g_test_add_func("/cpu/timing", test_timing);
   int rc = g_test_run();
   pq_registry_free(reg);
   return rc;

@@ -34,6 +34,7 @@ typedef struct PqMetricSink PqMetricSink;
 struct PqPluginError;
 struct PqTensorView;
 struct PqMemoryCounters;
+struct PqRunTiming;
 
 /* Element types. Values are part of the ABI and are never renumbered. */
 typedef enum {
@@ -292,6 +293,9 @@ PQ_API int pq_runner_run(PqRunner *runner, int role, const struct PqTensorView *
 PQ_API int64_t pq_runner_max_batch(const PqRunner *runner);
 /* The memory counters of the backend running `role`'s model (fields it cannot know are -1). */
 PQ_API int pq_runner_memory(PqRunner *runner, int role, struct PqMemoryCounters *out, struct PqPluginError *error);
+/* How long `role`'s last run took as the backend timed it (an accelerator's clock: copies and compute
+ * apart); every field -1 where the backend offers no timing of its own. */
+PQ_API int pq_runner_last_timing(PqRunner *runner, int role, struct PqRunTiming *out, struct PqPluginError *error);
 
 typedef enum { PQ_BETTER_NONE = 0, PQ_BETTER_HIGHER = 1, PQ_BETTER_LOWER = 2 } PqBetter;
 

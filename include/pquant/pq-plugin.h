@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 #define PQ_ABI_MAJOR 1
-#define PQ_ABI_MINOR 1
+#define PQ_ABI_MINOR 2
 
 /* The one symbol a plugin exports. */
 #define PQ_PLUGIN_ENTRY_SYMBOL "pq_plugin_query"
@@ -149,6 +149,17 @@ typedef struct PqMemoryCounters {
   int64_t device_total_bytes;  /* device memory in all (accelerators), else -1 */
 } PqMemoryCounters;
 
+/* How long the last run() of a prepared model took, as the backend itself timed it (an accelerator's own
+ * clock: CUDA events, say), in milliseconds. Fields it cannot time are -1. */
+typedef struct PqRunTiming {
+  uint32_t struct_size;
+  int32_t reserved0;           /* MUST be 0 */
+  double total_ms;             /* the whole run: copies in, compute, copies out */
+  double compute_ms;           /* the compute alone */
+  double copy_in_ms;           /* host → device copies of the inputs (0 where nothing is copied) */
+  double copy_out_ms;          /* device → host copies of the outputs (0 where nothing is copied) */
+} PqRunTiming;
+
 typedef struct PqBackendVTable {
   uint32_t struct_size;
   /* Required. 1 if the backend can run nodes with this op name, 0 otherwise. `op` is never NULL. */
@@ -165,7 +176,10 @@ typedef struct PqBackendVTable {
   void (*release)(void *handle);
   /* Optional (may be NULL). Fill the memory counters of a prepared model. */
   PqStatus (*memory)(void *handle, PqMemoryCounters *out, PqPluginError *error);
-  void *reserved[8];           /* MUST be NULL */
+  /* Optional (may be NULL; since ABI 1.2, taken from reserved[]: the size is unchanged). Fill the timing of
+   * the last successful run() of `handle`; called by the host right after that run, from the same thread. */
+  PqStatus (*last_run_timing)(void *handle, PqRunTiming *out, PqPluginError *error);
+  void *reserved[7];           /* MUST be NULL */
 } PqBackendVTable;
 
 /* ------------------------------------------------------------------------------------------------------------

@@ -78,6 +78,8 @@ PQ_API PqOptions *pq_options_new(const char *schema_json, const char *owner, GEr
 /* Set `key` from text, checked against the schema's type, range and choices. */
 PQ_API gboolean pq_options_set(PqOptions *options, const char *key, const char *value, GError **error);
 PQ_API void pq_options_free(PqOptions *options);
+/* "key=value, ..." for every option that has a value (defaults included), in schema order; g_free() it. */
+PQ_API char *pq_options_describe(const PqOptions *options);
 /* "rank (integer, 1..4096, default 64), ..." for listings. */
 PQ_API char *pq_options_schema_summary(const char *schema_json);
 
@@ -127,6 +129,9 @@ PQ_API gint64 pq_backend_input_numel(const PqBackend *backend);  /* per sample *
 PQ_API gint64 pq_backend_output_numel(const PqBackend *backend); /* per sample */
 PQ_API gint64 pq_backend_max_batch(const PqBackend *backend);
 PQ_API gboolean pq_backend_memory(PqBackend *backend, PqMemoryCounters *out, GError **error);
+/* The backend's own timing of its last successful run (fields it cannot time, or all where it offers no
+ * timing, are -1). */
+PQ_API gboolean pq_backend_last_timing(PqBackend *backend, PqRunTiming *out, GError **error);
 PQ_API void pq_backend_free(PqBackend *backend);
 
 /* Top-1 accuracy (0..1) of a prepared single-input model over a dataset. */
@@ -185,6 +190,10 @@ typedef struct {
 PQ_API GPtrArray *pq_probe_run(PqPlugin *probe, PqPlugin *backend_plugin, const PqModel *baseline,
                                const PqModel *compressed, const PqDataset *dataset, const PqOptions *options,
                                int threads, gint64 max_batch, GError **error);
+/* The same, with the backend's options (NULL = its defaults). */
+PQ_API GPtrArray *pq_probe_run_full(PqPlugin *probe, PqPlugin *backend_plugin, const PqOptions *backend_options,
+                                    const PqModel *baseline, const PqModel *compressed, const PqDataset *dataset,
+                                    const PqOptions *options, int threads, gint64 max_batch, GError **error);
 
 /* ---- the benchmark suite ---------------------------------------------------------------------------- */
 #define PQ_REPORT_SCHEMA_VERSION 1
@@ -205,6 +214,7 @@ typedef struct {
   int timeout_s;              /* per method; 0 = none */
   gboolean resume, progress;
   const char *output_dir;
+  const PqOptions *backend_options; /* the backend's options, or NULL for its defaults */
 } PqBenchSettings;
 
 /* Methods from a suite config: {"methods": {"NAME": [{"plugin": ..., "options": {...}}, ...], ...}}, each

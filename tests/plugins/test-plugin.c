@@ -3,6 +3,7 @@
  *   TEST_PROBE    a probe "test_probe" that runs both models once and reports their output difference
  *   TEST_UNUSABLE a backend "test_unusable" that says it is not usable here
  *   KERNEL_BUILTIN a compressor that declares a kernel for the built-in op "linear" (refused)
+ *   TIMING_NAN    a backend "test_timing_nan" that runs (zeros out) and times its runs as NaN (an error)
  * and deliberately broken ones:
  *   BAD_MAJOR, BAD_MINOR, MISSING_FN, DUP_NAME, UNDEFINED, NO_ENTRY, BAD_NAME, BAD_SCHEMA, NULL_DESC */
 #include <pquant/pq-plugin.h>
@@ -111,7 +112,32 @@ static PqStatus run(void *h, const PqTensorView *i, size_t ni, PqTensorView *o, 
   return PQ_ERR_NOT_USABLE;
 }
 static void rel(void *h) { (void)h; }
-MAYBE_UNUSED static const PqBackendVTable backend_vtable = {sizeof(PqBackendVTable), sup, prep, run, rel, NULL, {0}};
+#ifdef TIMING_NAN
+static PqStatus zero_prep(const PqModel *m, const PqBackendConfig *c, void **h, PqPluginError *e) {
+  (void)m; (void)c; (void)e;
+  *h = malloc(1);
+  return PQ_OK;
+}
+static PqStatus zero_run(void *h, const PqTensorView *i, size_t ni, PqTensorView *o, size_t no, PqPluginError *e) {
+  (void)h; (void)i; (void)ni; (void)e;
+  for (size_t k = 0; k < no; k++) {
+    int64_t n = 1;
+    for (int d = 0; d < o[k].ndim; d++) n *= o[k].shape[d];
+    memset(o[k].data, 0, sizeof(float) * (size_t)n);
+  }
+  return PQ_OK;
+}
+static PqStatus nan_timing(void *h, PqRunTiming *out, PqPluginError *e) {
+  (void)h; (void)e;
+  out->total_ms = 1;
+  out->compute_ms = NAN;
+  out->copy_in_ms = out->copy_out_ms = 0;
+  return PQ_OK;
+}
+static const PqBackendVTable timing_vtable = {.struct_size = sizeof(PqBackendVTable), .supports_op = sup, .prepare = zero_prep,
+                                              .run = zero_run, .release = free, .last_run_timing = nan_timing};
+#endif
+MAYBE_UNUSED static const PqBackendVTable backend_vtable = {.struct_size = sizeof(PqBackendVTable), .supports_op = sup, .prepare = prep, .run = run, .release = rel};
 
 #if defined(TEST_PROBE)
 #define KIND PQ_KIND_PROBE
@@ -122,6 +148,11 @@ MAYBE_UNUSED static const PqBackendVTable backend_vtable = {sizeof(PqBackendVTab
 #else
 #define SCHEMA "{\"nan\": {\"type\": \"boolean\", \"default\": false}}"
 #endif
+#elif defined(TIMING_NAN)
+#define KIND PQ_KIND_BACKEND
+#define NAME "test_timing_nan"
+#define VTABLE &timing_vtable
+#define SCHEMA NULL
 #elif defined(TEST_UNUSABLE)
 #define KIND PQ_KIND_BACKEND
 #define NAME "test_unusable"

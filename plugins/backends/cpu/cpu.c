@@ -10,6 +10,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum {
   K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC, K_TT, K_SPARSE, K_PLUGIN
@@ -103,6 +104,7 @@ typedef struct {
   int *input_values, *output_values;
   int n_inputs, n_outputs;
   int simd; /* AVX-512 VNNI kernels for packed weights (else the portable ones) */
+  double last_compute_ms, last_copy_out_ms; /* the last run, timed here (CLOCK_MONOTONIC) */
 } Cpu;
 
 static void cpu_release(void *handle) {
@@ -911,6 +913,12 @@ static void run_pool(const Step *st, const float *x, float *y, int64_t batch, in
   }
 }
 
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
 static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_inputs, PqTensorView *outputs,
                         size_t n_outputs, PqPluginError *err) {
   Cpu *c = handle;
@@ -945,6 +953,7 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
     }
   }
   if (c->threads > 0 && openblas_get_num_threads() != c->threads) openblas_set_num_threads(c->threads);
+  double t0 = now_ms();
 #define PTR(v) (c->values[(v)].weight ? c->values[(v)].weight : c->slot_ptr[c->values[(v)].slot])
   for (int s = 0; s < c->n_steps; s++) {
     const Step *st = &c->steps[s];
@@ -1021,11 +1030,25 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
     case K_NOP: break;
     }
   }
+  double t1 = now_ms();
   for (int i = 0; i < c->n_outputs; i++) {
     const Value *v = &c->values[c->output_values[i]];
     memcpy(outputs[i].data, c->slot_ptr[v->slot], sizeof(float) * (size_t)(v->per_sample * batch));
   }
 #undef PTR
+  c->last_compute_ms = t1 - t0;
+  c->last_copy_out_ms = now_ms() - t1;
+  return PQ_OK;
+}
+
+/* Inputs are read in place (no copy in); the outputs are copied out of the arena. */
+static PqStatus cpu_last_run_timing(void *handle, PqRunTiming *out, PqPluginError *err) {
+  (void)err;
+  const Cpu *c = handle;
+  out->compute_ms = c->last_compute_ms;
+  out->copy_in_ms = 0;
+  out->copy_out_ms = c->last_copy_out_ms;
+  out->total_ms = c->last_compute_ms + c->last_copy_out_ms;
   return PQ_OK;
 }
 
@@ -1048,6 +1071,7 @@ static const PqBackendVTable cpu_vtable = {
     .run = cpu_run,
     .release = cpu_release,
     .memory = cpu_memory,
+    .last_run_timing = cpu_last_run_timing,
 };
 
 static const PqPluginDesc cpu_desc = {

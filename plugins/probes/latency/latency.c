@@ -1,7 +1,8 @@
 /* latency.c — the latency probe: for each batch size, warm-up runs, then timed runs of the baseline and the
  * compressed model alternately (so drift hits both alike), each timed with CLOCK_MONOTONIC; mean, std, min,
  * max, p10, p50, p90, p99, throughput, speedup against the baseline, raw samples, and a flag when the
- * figures are unstable. */
+ * figures are unstable. Where the backend times its runs itself (a GPU's events), those figures come too:
+ * the whole run and the compute alone, as the backend's clock saw them. */
 #include <pquant/pq-plugin.h>
 
 #include <math.h>
@@ -60,6 +61,37 @@ static void add_stats(PqMetricSink *sink, const char *prefix, const double *samp
 #undef ADD
 }
 
+/* The backend's own timing of both models' runs, where it offers one (as many samples as host timings). */
+static void add_backend_stats(PqMetricSink *sink, long long batch, double *tot_b, double *tot_c, double *cmp_b, double *cmp_c, int n) {
+  qsort(tot_b, (size_t)n, sizeof(double), cmp_double);
+  qsort(tot_c, (size_t)n, sizeof(double), cmp_double);
+  qsort(cmp_b, (size_t)n, sizeof(double), cmp_double);
+  qsort(cmp_c, (size_t)n, sizeof(double), cmp_double);
+  double mean_b = 0, mean_c = 0;
+  for (int i = 0; i < n; i++) {
+    mean_b += tot_b[i];
+    mean_c += tot_c[i];
+  }
+  char key[96];
+  const struct {
+    const char *fmt;
+    double v;
+    const char *unit;
+    PqBetter better;
+  } m[] = {{"latency.b%lld.backend_mean_ms", mean_c / n, "ms", PQ_BETTER_LOWER},
+           {"latency.b%lld.backend_p50_ms", pct(tot_c, n, 50), "ms", PQ_BETTER_LOWER},
+           {"latency.b%lld.backend_p99_ms", pct(tot_c, n, 99), "ms", PQ_BETTER_LOWER},
+           {"latency.b%lld.backend_compute_p50_ms", pct(cmp_c, n, 50), "ms", PQ_BETTER_LOWER},
+           {"latency.b%lld.baseline.backend_mean_ms", mean_b / n, "ms", PQ_BETTER_LOWER},
+           {"latency.b%lld.baseline.backend_p50_ms", pct(tot_b, n, 50), "ms", PQ_BETTER_LOWER},
+           {"latency.b%lld.baseline.backend_compute_p50_ms", pct(cmp_b, n, 50), "ms", PQ_BETTER_LOWER},
+           {"latency.b%lld.backend_speedup", pct(tot_c, n, 50) > 0 ? pct(tot_b, n, 50) / pct(tot_c, n, 50) : 0, "x", PQ_BETTER_HIGHER}};
+  for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+    snprintf(key, sizeof key, m[i].fmt, batch);
+    pq_metrics_add(sink, key, m[i].v, m[i].unit, m[i].better);
+  }
+}
+
 static PqStatus latency_observe(const PqProbeContext *ctx, PqMetricSink *sink, PqPluginError *err) {
   const char *list = pq_options_get_string(ctx->options, "batch_sizes", "1,64");
   int runs = (int)pq_options_get_int(ctx->options, "runs", 100), warmup = (int)pq_options_get_int(ctx->options, "warmup", 10);
@@ -100,8 +132,10 @@ static PqStatus latency_observe(const PqProbeContext *ctx, PqMetricSink *sink, P
     PqTensorView in = {sizeof in, PQ_DTYPE_F32, nd, 0, {0}, x};
     for (int d = 0; d < nd; d++) in.shape[d] = ishape[d];
     in.shape[0] = batch;
-    int cap = runs, n = 0;
+    int cap = runs, n = 0, timed = 1; /* timed: the backend timed every run so far */
     double *tb = malloc(sizeof(double) * (size_t)cap), *tc = malloc(sizeof(double) * (size_t)cap);
+    double *db = malloc(sizeof(double) * (size_t)cap), *dc = malloc(sizeof(double) * (size_t)cap);
+    double *kb = malloc(sizeof(double) * (size_t)cap), *kc = malloc(sizeof(double) * (size_t)cap);
     PqStatus st = PQ_OK;
     for (int i = 0; i < warmup && st == PQ_OK; i++) {
       st = (PqStatus)pq_runner_run(ctx->runner, PQ_MODEL_BASELINE, &in, 1, &out, 1, err);
@@ -113,6 +147,10 @@ static PqStatus latency_observe(const PqProbeContext *ctx, PqMetricSink *sink, P
         cap *= 2;
         tb = realloc(tb, sizeof(double) * (size_t)cap);
         tc = realloc(tc, sizeof(double) * (size_t)cap);
+        db = realloc(db, sizeof(double) * (size_t)cap);
+        dc = realloc(dc, sizeof(double) * (size_t)cap);
+        kb = realloc(kb, sizeof(double) * (size_t)cap);
+        kc = realloc(kc, sizeof(double) * (size_t)cap);
       }
       double t0 = now_ms();
       st = (PqStatus)pq_runner_run(ctx->runner, PQ_MODEL_BASELINE, &in, 1, &out, 1, err);
@@ -121,6 +159,16 @@ static PqStatus latency_observe(const PqProbeContext *ctx, PqMetricSink *sink, P
       double t2 = now_ms();
       tb[n] = t1 - t0;
       tc[n] = t2 - t1;
+      if (st == PQ_OK && timed) { /* outside the timed spans: both handles keep their last run's timing */
+        PqRunTiming rb = {sizeof rb, 0, -1, -1, -1, -1}, rc = {sizeof rc, 0, -1, -1, -1, -1};
+        st = (PqStatus)pq_runner_last_timing(ctx->runner, PQ_MODEL_BASELINE, &rb, err);
+        if (st == PQ_OK) st = (PqStatus)pq_runner_last_timing(ctx->runner, PQ_MODEL_COMPRESSED, &rc, err);
+        timed = rb.total_ms >= 0 && rc.total_ms >= 0 && rb.compute_ms >= 0 && rc.compute_ms >= 0;
+        db[n] = rb.total_ms;
+        dc[n] = rc.total_ms;
+        kb[n] = rb.compute_ms;
+        kc[n] = rc.compute_ms;
+      }
       n++;
     }
     if (st == PQ_OK && n > 0) {
@@ -144,11 +192,16 @@ static PqStatus latency_observe(const PqProbeContext *ctx, PqMetricSink *sink, P
       pq_metrics_add(sink, key, n, "", PQ_BETTER_NONE);
       free(sb);
       free(sc);
+      if (timed) add_backend_stats(sink, batch, db, dc, kb, kc, n);
     }
     free(x);
     free(y);
     free(tb);
     free(tc);
+    free(db);
+    free(dc);
+    free(kb);
+    free(kc);
     if (st != PQ_OK) return st;
   }
   return PQ_OK;
