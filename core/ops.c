@@ -325,3 +325,36 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
   }
   FAIL("unknown op \"%s\"", op);
 }
+
+int pq_sparse_check(const PqNode *node, const PqTensor *values, const PqTensor *cols, const PqTensor *rows, PqPluginError *error) {
+  const char *name = pq_node_name(node);
+  int64_t k = pq_node_get_int(node, "in_features", 0), n = pq_node_get_int(node, "out_features", 0);
+  if (pq_tensor_dtype(rows) != PQ_DTYPE_I32 || (pq_tensor_dtype(cols) != PQ_DTYPE_U16 && pq_tensor_dtype(cols) != PQ_DTYPE_I32)) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "sparse_linear '%s': row starts must be I32 and column indices U16 or I32", name);
+    return -1;
+  }
+  int64_t nnz = pq_tensor_numel(values);
+  if (pq_tensor_numel(rows) != n + 1 || pq_tensor_numel(cols) != nnz) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "sparse_linear '%s': %lld row starts and %lld column indices for %lld values and %lld rows",
+                        name, (long long)pq_tensor_numel(rows), (long long)pq_tensor_numel(cols), (long long)nnz, (long long)n);
+    return -1;
+  }
+  const int32_t *rp = pq_tensor_data(rows);
+  if (rp[0] != 0 || rp[n] != nnz) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "sparse_linear '%s': row starts must run from 0 to %lld", name, (long long)nnz);
+    return -1;
+  }
+  for (int64_t o = 0; o < n; o++)
+    if (rp[o + 1] < rp[o]) {
+      pq_plugin_error_set(error, PQ_ERR_INVALID, "sparse_linear '%s': row starts decrease at row %lld", name, (long long)o);
+      return -1;
+    }
+  for (int64_t q = 0; q < nnz; q++) {
+    int64_t col = pq_tensor_dtype(cols) == PQ_DTYPE_U16 ? ((const uint16_t *)pq_tensor_data(cols))[q] : ((const int32_t *)pq_tensor_data(cols))[q];
+    if (col < 0 || col >= k) {
+      pq_plugin_error_set(error, PQ_ERR_INVALID, "sparse_linear '%s': column index %lld out of range", name, (long long)col);
+      return -1;
+    }
+  }
+  return 0;
+}

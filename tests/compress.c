@@ -12,10 +12,7 @@ static PqRegistry *reg;
 static PqPlugin *cpu, *quant, *low_rank, *circulant, *tensor_train, *prune;
 
 static PqModel *compress(PqPlugin *p, const PqModel *m, const char *const *kv, GError **error) {
-  g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(p), pq_plugin_name(p), error);
-  g_assert_true(pq_options_add_layer_selection(o, error));
-  for (; kv && kv[0]; kv += 2) g_assert_true(pq_options_set(o, kv[0], kv[1], error));
-  return pq_compressor_run_full(p, m, o, NULL, 0, cpu, error);
+  return pq_test_compress(p, cpu, m, kv, error);
 }
 
 /* Runs the model on a batch of `batch` seeded inputs with SIMD kernels on or off. */
@@ -302,28 +299,10 @@ static void test_low_rank(void) {
   g_assert_nonnull(strstr(err->message, "needs calibration samples"));
 }
 
-/* x [-1, C, H, W] → conv2d(cw, cb) with these strides and pads → y */
-static PqModel *conv_model(const int64_t *xs, const int64_t *ws, const int64_t *strides, const int64_t *pads, guint32 seed) {
-  PqModel *m = pq_model_new();
-  int64_t bs[1] = {ws[0]};
-  pq_graph_add_input(pq_model_graph(m), "x", 4, xs);
-  PqTensor *w = pq_test_random_tensor("cw", 4, ws, seed, 1), *b = pq_test_random_tensor("cb", 1, bs, seed + 1, 1);
-  pq_model_set_tensor(m, w);
-  pq_model_set_tensor(m, b);
-  pq_tensor_unref(w);
-  pq_tensor_unref(b);
-  const char *in[3] = {"x", "cw", "cb"}, *out[1] = {"y"};
-  PqNode *n = pq_graph_add_node(pq_model_graph(m), "conv2d", "conv", 3, in, 1, out);
-  pq_node_set_ints(n, "strides", 2, strides);
-  pq_node_set_ints(n, "pads", 4, pads);
-  pq_graph_add_output(pq_model_graph(m), "y");
-  return m;
-}
-
 /* A conv2d factors into a k-channel conv2d and a 1x1 conv2d that compute the same as the product. */
 static void test_low_rank_conv(void) {
   int64_t xs[4] = {-1, 3, 8, 8}, ws[4] = {16, 3, 3, 3}, st[2] = {2, 2}, pads[4] = {1, 1, 1, 1};
-  PqModel *m = conv_model(xs, ws, st, pads, 3);
+  PqModel *m = pq_test_conv_model(xs, ws, st, pads, 3);
   g_autoptr(GError) err = NULL;
   const char *kv[] = {"rank", "5", NULL};
   g_autoptr(PqModel) lr = compress(low_rank, m, kv, &err);
@@ -557,7 +536,7 @@ static void test_nan_everywhere(void) {
 /* conv2d with a packed kernel runs from the codes and matches the float conv with the dequantized kernel. */
 static void test_quant_conv(void) {
   int64_t xs[4] = {-1, 3, 9, 7}, ws[4] = {8, 3, 3, 3}, st[2] = {2, 1}, pads[4] = {1, 0, 1, 2};
-  PqModel *m = conv_model(xs, ws, st, pads, 5);
+  PqModel *m = pq_test_conv_model(xs, ws, st, pads, 5);
   g_autoptr(GError) err = NULL;
   const char *kv[] = {"bits", "8", NULL};
   g_autoptr(PqModel) q = compress(quant, m, kv, &err);

@@ -1,16 +1,26 @@
 /* cuda.c — the CUDA backend: on a machine without a usable GPU it says why and refuses to prepare (checked
- * here); on a GPU, every op and compressed form it runs matches the CPU backend on the same inputs. */
+ * here); on a GPU, every op and compressed form it runs matches the CPU backend on the same inputs, the
+ * TF32/fp16 modes stay within their precision, and its CUDA-event timing and memory counters are sane. */
 #include "testutil.h"
 
 #include <math.h>
 #include <string.h>
 
 static PqRegistry *reg;
-static PqPlugin *cpu, *cuda;
+static PqPlugin *cpu, *cuda, *quant, *tensor_train, *circulant, *prune, *low_rank;
 
-static float *run(PqPlugin *backend, const PqModel *m, int64_t batch, int64_t *on) {
+static PqOptions *math_options(const char *math) {
+  if (!math) return NULL;
   g_autoptr(GError) err = NULL;
-  g_autoptr(PqBackend) b = pq_backend_prepare(backend, m, 1, batch, NULL, &err);
+  PqOptions *o = pq_options_new(pq_plugin_options_schema(cuda), "cuda", &err);
+  g_assert_true(pq_options_set(o, "math", math, &err));
+  return o;
+}
+
+static float *run_with(PqPlugin *backend, const PqModel *m, int64_t batch, int64_t *on, const char *math) {
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqOptions) o = math_options(math);
+  g_autoptr(PqBackend) b = pq_backend_prepare(backend, m, 1, batch, o, &err);
   g_assert_no_error(err);
   int64_t in = pq_backend_input_numel(b);
   *on = pq_backend_output_numel(b);
@@ -18,22 +28,36 @@ static float *run(PqPlugin *backend, const PqModel *m, int64_t batch, int64_t *o
   GRand *r = g_rand_new_with_seed(11);
   for (int64_t i = 0; i < batch * in; i++) x[i] = (float)g_rand_double_range(r, -1, 1);
   g_rand_free(r);
-  float *y = g_new0(float, batch * *on);
+  float *y = g_new(float, batch * *on);
+  for (int64_t i = 0; i < batch * *on; i++) y[i] = NAN; /* poisoned: every output must be written */
   g_assert_true(pq_backend_run_f32(b, x, batch, y, &err));
   g_assert_no_error(err);
   return y;
 }
 
-static void compare(const PqModel *gpu_model, const PqModel *cpu_model, int64_t batch, double tol) {
+static float *run(PqPlugin *backend, const PqModel *m, int64_t batch, int64_t *on) { return run_with(backend, m, batch, on, NULL); }
+
+static void compare_math(const PqModel *gpu_model, const PqModel *cpu_model, int64_t batch, double tol, const char *math) {
   int64_t on;
-  g_autofree float *a = run(cuda, gpu_model, batch, &on), *b = run(cpu, cpu_model, batch, &on);
+  g_autofree float *a = run_with(cuda, gpu_model, batch, &on, math), *b = run(cpu, cpu_model, batch, &on);
   double worst = 0, scale = 0;
   for (int64_t i = 0; i < batch * on; i++) {
-    worst = fmax(worst, fabs((double)a[i] - b[i]));
+    worst = isnan(a[i]) ? INFINITY : fmax(worst, fabs((double)a[i] - b[i]));
     scale = fmax(scale, fabs((double)b[i]));
   }
-  g_test_message("max |gpu - cpu| = %g (scale %g)", worst, scale);
+  g_test_message("max |gpu - cpu| = %g (scale %g, batch %lld, math %s)", worst, scale, (long long)batch, math ? math : "fp32");
   g_assert_cmpfloat(worst, <=, tol * (1 + scale));
+}
+
+static void compare(const PqModel *gpu_model, const PqModel *cpu_model, int64_t batch, double tol) {
+  compare_math(gpu_model, cpu_model, batch, tol, NULL);
+}
+
+static PqModel *compressed(PqPlugin *p, const PqModel *m, const char *const *kv) {
+  g_autoptr(GError) err = NULL;
+  PqModel *out = pq_test_compress(p, cpu, m, kv, &err);
+  g_assert_no_error(err);
+  return out;
 }
 
 static gboolean usable(void) {
@@ -137,6 +161,116 @@ static void test_packed(void) {
   }
 }
 
+/* Tensor-train, block-circulant and CSR layers: the same ops on both backends, at batch 1 and a batch that is
+ * neither the largest nor a power of two (the circulant layer's FFT plans for it are made at that run). */
+static void test_forms(void) {
+  if (!usable()) return;
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(256, 96, 10, 21);
+  const char *tt[] = {"max_rank", "8", "cores", "2", NULL}, *circ[] = {"block", "32", NULL}, *sp[] = {"sparsity", "0.8", NULL},
+             *st[] = {"sparsity", "0.5", "mode", "structured", NULL}, *lr[] = {"rank", "16", NULL};
+  struct {
+    PqPlugin **plugin;
+    const char *const *kv;
+    double tol;
+  } forms[] = {{&tensor_train, tt, 1e-4}, {&circulant, circ, 1e-3}, {&prune, sp, 1e-4}, {&prune, st, 1e-4}, {&low_rank, lr, 1e-4}};
+  for (size_t f = 0; f < G_N_ELEMENTS(forms); f++) {
+    g_autoptr(PqModel) c = compressed(*forms[f].plugin, m, forms[f].kv);
+    g_test_message("%s", pq_node_op(pq_graph_node(pq_model_const_graph(c), 0)));
+    compare(c, c, 1, forms[f].tol);
+    compare(c, c, 19, forms[f].tol);
+    int64_t on; /* a second batch size on one prepared model, then the first again */
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PqBackend) b = pq_backend_prepare(cuda, c, 1, 32, NULL, &err);
+    g_assert_no_error(err);
+    on = pq_backend_output_numel(b);
+    float x[32 * 256], y1[32 * 10], y2[32 * 10];
+    for (int i = 0; i < 32 * 256; i++) x[i] = (float)((i * 37) % 101) / 101.0f - 0.5f;
+    g_assert_true(pq_backend_run_f32(b, x, 3, y1, &err));
+    g_assert_true(pq_backend_run_f32(b, x, 32, y2, &err));
+    g_assert_true(pq_backend_run_f32(b, x, 3, y2, &err));
+    g_assert_no_error(err);
+    for (int64_t i = 0; i < 3 * on; i++) g_assert_cmpfloat(y1[i], ==, y2[i]);
+  }
+}
+
+/* Packed conv kernels (dequantized in the GPU kernel) against the same weights dequantized, in float on the
+ * CPU; static int8 activations (W8A8) against the CPU backend's own int8 path. */
+static void test_packed_conv_and_static(void) {
+  if (!usable()) return;
+  int64_t xs[4] = {-1, 3, 9, 7}, ws[4] = {8, 3, 3, 3}, st[2] = {2, 1}, pads[4] = {1, 0, 1, 2};
+  g_autoptr(PqModel) m = pq_test_conv_model(xs, ws, st, pads, 5);
+  const char *kv[] = {"bits", "8", NULL};
+  g_autoptr(PqModel) q = compressed(quant, m, kv);
+  g_autoptr(PqModel) deq = pq_model_copy(m);
+  g_autoptr(PqTensor) wd = pq_tensor_new("cw", PQ_DTYPE_F32, 4, ws);
+  pq_tensor_to_f32(pq_model_tensor(q, "cw"), pq_tensor_mutable_data(wd));
+  pq_model_set_tensor(deq, wd);
+  compare(q, deq, 1, 1e-4);
+  compare(q, deq, 6, 1e-4);
+  /* static activations: both backends round the input to the same int8 grid */
+  g_autoptr(PqModel) mlp = pq_test_tiny_mlp(128, 64, 10, 23);
+  g_autoptr(PqModel) qs = compressed(quant, mlp, kv);
+  PqGraph *g = pq_model_graph(qs);
+  for (size_t i = 0; i < pq_graph_n_nodes(g); i++)
+    if (!strcmp(pq_node_op(pq_graph_node(g, i)), "linear")) pq_node_set_float(pq_graph_node(g, i), "act_scale", 1.0 / 127.0);
+  compare(qs, qs, 5, 1e-3);
+}
+
+/* TF32 and fp16 GEMMs: within their precision of the float32 CPU result. */
+static void test_math(void) {
+  if (!usable()) return;
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(512, 256, 10, 25);
+  compare_math(m, m, 64, 5e-3, "tf32");
+  compare_math(m, m, 64, 2e-2, "fp16");
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqOptions) half = math_options("fp16");
+  g_autoptr(PqBackend) bh = pq_backend_prepare(cuda, m, 1, 64, half, &err);
+  g_autoptr(PqBackend) bf = pq_backend_prepare(cuda, m, 1, 64, NULL, &err);
+  g_assert_no_error(err);
+  PqMemoryCounters mh, mf;
+  g_assert_true(pq_backend_memory(bh, &mh, &err));
+  g_assert_true(pq_backend_memory(bf, &mf, &err));
+  g_assert_cmpint(mh.weights_bytes, <, mf.weights_bytes); /* the linear weights in half the bytes */
+}
+
+/* CUDA-event timing of a run, and the memory counters. */
+static void test_timing_memory(void) {
+  if (!usable()) return;
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(784, 256, 10, 27);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqBackend) b = pq_backend_prepare(cuda, m, 1, 64, NULL, &err);
+  g_assert_no_error(err);
+  PqRunTiming t;
+  g_assert_true(pq_backend_last_timing(b, &t, &err));
+  g_assert_cmpfloat(t.total_ms, ==, -1); /* nothing ran yet */
+  g_autofree float *x = g_new0(float, 64 * 784), *y = g_new(float, 64 * 10);
+  for (int i = 0; i < 64 * 784; i++) x[i] = (float)(i % 13) / 13.0f;
+  gint64 t0 = g_get_monotonic_time();
+  g_assert_true(pq_backend_run_f32(b, x, 64, y, &err));
+  double host_ms = (double)(g_get_monotonic_time() - t0) / 1e3;
+  g_assert_true(pq_backend_last_timing(b, &t, &err));
+  g_assert_no_error(err);
+  g_test_message("events: in %.4f, compute %.4f, out %.4f ms; host %.4f ms", t.copy_in_ms, t.compute_ms, t.copy_out_ms, host_ms);
+  g_assert_cmpfloat(t.copy_in_ms, >, 0);
+  g_assert_cmpfloat(t.compute_ms, >, 0);
+  g_assert_cmpfloat(t.copy_out_ms, >, 0);
+  g_assert_cmpfloat(fabs(t.total_ms - (t.copy_in_ms + t.compute_ms + t.copy_out_ms)), <, 1e-6);
+  g_assert_cmpfloat(t.total_ms, <=, host_ms);
+  PqMemoryCounters mc;
+  g_assert_true(pq_backend_memory(b, &mc, &err));
+  g_assert_cmpint(mc.weights_bytes, ==, pq_model_nbytes(m)); /* float32 weights as stored */
+  g_assert_cmpint(mc.current_bytes, >, mc.weights_bytes);
+  g_assert_cmpint(mc.device_total_bytes, >, 0);
+  g_assert_cmpint(mc.device_free_bytes, <=, mc.device_total_bytes);
+}
+
+static PqPlugin *load(const char *path) {
+  g_autoptr(GError) err = NULL;
+  PqPlugin *p = pq_registry_load(reg, path, &err);
+  g_assert_no_error(err);
+  return p;
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   reg = pq_registry_new();
@@ -144,9 +278,18 @@ int main(int argc, char **argv) {
   g_autoptr(GError) err = NULL;
   cuda = pq_registry_load(reg, CUDA_PLUGIN, &err);
   g_assert_no_error(err);
+  quant = load(QUANT_PLUGIN);
+  tensor_train = load(TENSOR_TRAIN_PLUGIN);
+  circulant = load(CIRCULANT_PLUGIN);
+  prune = load(PRUNE_PLUGIN);
+  low_rank = load(LOW_RANK_PLUGIN);
   g_test_add_func("/cuda/not-usable-here", test_not_usable);
   g_test_add_func("/cuda/dense-ops", test_dense);
   g_test_add_func("/cuda/packed-weights", test_packed);
+  g_test_add_func("/cuda/tt-circulant-sparse-lowrank", test_forms);
+  g_test_add_func("/cuda/packed-conv-static-activations", test_packed_conv_and_static);
+  g_test_add_func("/cuda/tf32-fp16", test_math);
+  g_test_add_func("/cuda/timing-memory", test_timing_memory);
   int rc = g_test_run();
   pq_registry_free(reg);
   return rc;

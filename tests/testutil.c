@@ -80,3 +80,27 @@ PqPlugin *pq_test_cpu_backend(PqRegistry *reg) {
   g_assert_no_error(err);
   return p;
 }
+
+PqModel *pq_test_compress(PqPlugin *compressor, PqPlugin *cpu, const PqModel *m, const char *const *kv, GError **error) {
+  g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(compressor), pq_plugin_name(compressor), error);
+  g_assert_true(pq_options_add_layer_selection(o, error));
+  for (; kv && kv[0]; kv += 2) g_assert_true(pq_options_set(o, kv[0], kv[1], error));
+  return pq_compressor_run_full(compressor, m, o, NULL, 0, cpu, error);
+}
+
+PqModel *pq_test_conv_model(const int64_t *xs, const int64_t *ws, const int64_t *strides, const int64_t *pads, guint32 seed) {
+  PqModel *m = pq_model_new();
+  int64_t bs[1] = {ws[0]};
+  pq_graph_add_input(pq_model_graph(m), "x", 4, xs);
+  PqTensor *w = pq_test_random_tensor("cw", 4, ws, seed, 1), *b = pq_test_random_tensor("cb", 1, bs, seed + 1, 1);
+  pq_model_set_tensor(m, w);
+  pq_model_set_tensor(m, b);
+  pq_tensor_unref(w);
+  pq_tensor_unref(b);
+  const char *in[3] = {"x", "cw", "cb"}, *out[1] = {"y"};
+  PqNode *n = pq_graph_add_node(pq_model_graph(m), "conv2d", "conv", 3, in, 1, out);
+  pq_node_set_ints(n, "strides", 2, strides);
+  pq_node_set_ints(n, "pads", 4, pads);
+  pq_graph_add_output(pq_model_graph(m), "y");
+  return m;
+}

@@ -17,5 +17,10 @@ PqTensor *pq_test_random_tensor(const char *name, int ndim, const int64_t *shape
 PqModel *pq_test_tiny_mlp(int in, int hidden, int out, guint32 seed);
 /* The CPU backend plugin from the build tree. */
 PqPlugin *pq_test_cpu_backend(PqRegistry *reg);
+/* Compress `m` with `compressor` and options KEY, VALUE, ..., NULL (plus the layer-selection keys); stages that
+ * ask for calibration capture it on `cpu`. NULL with `error` set on failure. */
+PqModel *pq_test_compress(PqPlugin *compressor, PqPlugin *cpu, const PqModel *m, const char *const *kv, GError **error);
+/* x [-1, C, H, W] → conv2d(cw [ws], cb) with these strides and pads → y, random weights. */
+PqModel *pq_test_conv_model(const int64_t *xs, const int64_t *ws, const int64_t *strides, const int64_t *pads, guint32 seed);
 
 #endif

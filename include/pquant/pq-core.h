@@ -163,6 +163,12 @@ PQ_API const char *pq_node_get_string(const PqNode *node, const char *key, const
 /* Lends the list (n set to its length), or returns NULL (n = 0) when absent. */
 PQ_API const int64_t *pq_node_get_ints(const PqNode *node, const char *key, size_t *n);
 
+/* A sparse_linear node's CSR tensors checked against its in/out features, so that a backend never reads out
+ * of bounds: row starts I32 running from 0 to the number of values without decreasing, column indices U16
+ * or I32 inside [0, in_features). 0, or -1 with `error` filled (PQ_ERR_INVALID, naming the node). */
+PQ_API int pq_sparse_check(const PqNode *node, const PqTensor *values, const PqTensor *cols, const PqTensor *rows,
+                           struct PqPluginError *error);
+
 /* ---- models -------------------------------------------------------------------------------------------- */
 
 PQ_API PqModel *pq_model_new(void);

@@ -265,28 +265,8 @@ static PqStatus setup_sparse_linear(Cpu *c, Step *st, const PqNode *node, PqPlug
   st->k = pq_node_get_int(node, "in_features", 0);
   st->n = pq_node_get_int(node, "out_features", 0);
   st->m_rows = c->values[st->in[0]].per_sample / st->k;
-  if (pq_tensor_dtype(rows) != PQ_DTYPE_I32 || (pq_tensor_dtype(cols) != PQ_DTYPE_U16 && pq_tensor_dtype(cols) != PQ_DTYPE_I32)) {
-    pq_plugin_error_set(err, PQ_ERR_INVALID, "sparse_linear '%s': row starts must be I32 and column indices U16 or I32", pq_node_name(node));
-    return PQ_ERR_INVALID;
-  }
+  if (pq_sparse_check(node, vals, cols, rows, err) != 0) return PQ_ERR_INVALID;
   const int32_t *rp = pq_tensor_data(rows);
-  int64_t nnz = pq_tensor_numel(vals);
-  if (rp[0] != 0 || rp[st->n] != nnz) {
-    pq_plugin_error_set(err, PQ_ERR_INVALID, "sparse_linear '%s': row starts must run from 0 to %lld", pq_node_name(node), (long long)nnz);
-    return PQ_ERR_INVALID;
-  }
-  for (int64_t o = 0; o < st->n; o++)
-    if (rp[o + 1] < rp[o]) {
-      pq_plugin_error_set(err, PQ_ERR_INVALID, "sparse_linear '%s': row starts decrease at row %lld", pq_node_name(node), (long long)o);
-      return PQ_ERR_INVALID;
-    }
-  for (int64_t q = 0; q < nnz; q++) {
-    int64_t col = pq_tensor_dtype(cols) == PQ_DTYPE_U16 ? ((const uint16_t *)pq_tensor_data(cols))[q] : ((const int32_t *)pq_tensor_data(cols))[q];
-    if (col < 0 || col >= st->k) {
-      pq_plugin_error_set(err, PQ_ERR_INVALID, "sparse_linear '%s': column index %lld out of range", pq_node_name(node), (long long)col);
-      return PQ_ERR_INVALID;
-    }
-  }
   st->sp_rows = rp;
   if (pq_tensor_dtype(cols) == PQ_DTYPE_U16) st->sp_col16 = pq_tensor_data(cols);
   else st->sp_col32 = pq_tensor_data(cols);

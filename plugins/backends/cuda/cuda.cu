@@ -1,12 +1,17 @@
-/* cuda.cu — the CUDA backend: the CPU backend's op set on an NVIDIA GPU. Dense GEMMs through cuBLAS,
- * elementwise, pooling and im2col kernels, and linear layers with packed 2–8-bit weights dequantized inside
- * the kernel (no float copy of a weight in device memory). Weights are uploaded once at prepare, every
- * activation buffer is allocated there too; a run is one host→device copy of the input, the kernels, and one
- * device→host copy of each output. On a machine without a driver or device it says it is not usable. */
+/* cuda.cu — the CUDA backend: the CPU backend's op set on an NVIDIA GPU. Dense GEMMs through cuBLAS (fp32, or
+ * TF32 / fp16 weights where the "math" option asks), elementwise, pooling and im2col kernels; linear and
+ * conv layers with packed 2–8-bit weights dequantized inside the kernel (no float copy of a weight in device
+ * memory); tensor-train layers as one GEMM and one transpose per core; block-circulant layers through cuFFT;
+ * CSR sparse layers. Weights are uploaded (and transformed: TT cores laid out for the GEMMs, circulant blocks'
+ * spectra) once at prepare, every activation buffer is allocated there too; a run is one host→device copy of
+ * the input, the kernels, and one device→host copy of each output, timed with CUDA events. On a machine
+ * without a driver or device it says it is not usable. */
 #include <pquant/pq-plugin.h>
 
 #include <cublas_v2.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <cufft.h>
 
 #include <cmath>
 #include <cstdio>
@@ -14,14 +19,16 @@
 #include <cstring>
 #include <vector>
 
-enum { K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS };
+enum { K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_CIRC, K_TT, K_SPARSE };
+enum { MATH_FP32, MATH_TF32, MATH_FP16 };
 
 static const struct {
   const char *op;
   int kind;
 } op_table[] = {{"linear", K_LINEAR},       {"matmul", K_MATMUL},     {"add", K_ADD},         {"relu", K_RELU},
                 {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},     {"maxpool2d", K_MAXPOOL}, {"avgpool2d", K_AVGPOOL},
-                {"global_avg_pool", K_GAP}, {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},  {"reshape", K_ALIAS}};
+                {"global_avg_pool", K_GAP}, {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},  {"reshape", K_ALIAS},
+                {"circulant_linear", K_CIRC}, {"tt_linear", K_TT}, {"sparse_linear", K_SPARSE}};
 
 static int op_kind(const char *op) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
@@ -33,6 +40,13 @@ static int cuda_supports_op(const char *op) { return op_kind(op) >= 0; }
 
 struct Shape8 {
   int64_t d[PQ_MAX_DIMS];
+};
+
+/* cuFFT plans of a circulant layer for one number of rows (made at prepare for the largest batch, at the
+ * first run of any other batch); they share the backend's one work area. */
+struct FftPlans {
+  int64_t rows = 0;
+  cufftHandle fwd = 0, inv = 0;
 };
 
 struct Step {
@@ -50,10 +64,24 @@ struct Step {
   const uint8_t *q_zeros = nullptr;
   int q_bits = 0, q_per = 0;
   int64_t q_row_bytes = 0, q_group = 0, q_groups_per_row = 1;
+  float q_act_scale = 0.0f;                                               /* > 0: static int8 activations */
+  /* tensor train: cores C_k [(n_k r_k), (r_{k-1} m_k)] row-major, two work buffers */
+  int tt_d = 0, tt_bias = -1;
+  int64_t tt_r[17] = {0}, tt_m[16] = {0}, tt_n[16] = {0}, tt_M = 0;
+  float *tt_c[16] = {nullptr}, *tt_bufr = nullptr, *tt_buft = nullptr;
+  /* block circulant: blocks of cb, cf = cb/2+1 frequencies, cmb x cnb blocks; spectra scaled by 1/cb */
+  int64_t cb = 0, cf = 0, cmb = 0, cnb = 0;
+  cufftComplex *cw = nullptr, *cx = nullptr, *cacc = nullptr;
+  float *cxpad = nullptr, *cypad = nullptr;
+  std::vector<FftPlans> plans;
+  /* CSR sparse */
+  const float *sp_vals = nullptr;
+  const int32_t *sp_cols = nullptr, *sp_rows = nullptr;
 };
 
 struct Value {
   float *ptr = nullptr;     /* device */
+  __half *hptr = nullptr;   /* device: the fp16 copy of a linear weight (math = fp16) */
   int64_t per_sample = 0;
   int ndim = 0;
   int64_t shape[PQ_MAX_DIMS] = {0};
@@ -73,6 +101,14 @@ struct Cuda {
   cublasHandle_t blas = nullptr;
   cudaStream_t stream = nullptr;
   int64_t weights_bytes = 0, allocated = 0;
+  int math = MATH_FP32;
+  __half *half_ws = nullptr;   /* a linear layer's input in fp16 (math = fp16) */
+  size_t half_ws_elems = 0;
+  void *fft_work = nullptr;    /* the cuFFT work area every plan shares */
+  size_t fft_work_bytes = 0;
+  cudaEvent_t ev[4] = {nullptr, nullptr, nullptr, nullptr}; /* before the copies in, after them, after the compute, after the copies out */
+  bool timed = false;
+  float last_ms[3] = {0, 0, 0}; /* copies in, compute, copies out of the last run */
 };
 
 #define CHECK(call, what)                                                                                          \
@@ -101,6 +137,13 @@ static int cuda_usable_here(PqPluginError *why) {
 static void cuda_release(void *handle) {
   Cuda *c = (Cuda *)handle;
   if (!c) return;
+  for (Step &st : c->steps)
+    for (FftPlans &pl : st.plans) {
+      if (pl.fwd) cufftDestroy(pl.fwd);
+      if (pl.inv) cufftDestroy(pl.inv);
+    }
+  for (cudaEvent_t e : c->ev)
+    if (e) cudaEventDestroy(e);
   for (void *p : c->allocations) cudaFree(p);
   if (c->blas) cublasDestroy(c->blas);
   if (c->stream) cudaStreamDestroy(c->stream);
@@ -159,13 +202,14 @@ __global__ void k_softmax(const float *x, float *y, int64_t outer, int64_t len, 
   for (int64_t j = 0; j < len; j++) yp[j * inner] /= s;
 }
 
+/* col [c·kh·kw, oh·ow], or with `by_position` [oh·ow, c·kh·kw] (the rows a packed-linear kernel reads) */
 __global__ void k_im2col(const float *x, float *col, int64_t c, int64_t h, int64_t w, int64_t kh, int64_t kw, int64_t oh, int64_t ow,
-                         int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pl) {
-  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, ohw = oh * ow;
-  if (i >= c * kh * kw * ohw) return;
+                         int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pl, int by_position) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x, ohw = oh * ow, kk = c * kh * kw;
+  if (i >= kk * ohw) return;
   int64_t p = i % ohw, r = i / ohw, kj = r % kw, ki = (r / kw) % kh, ci = r / (kw * kh);
   int64_t oy = p / ow, ox = p % ow, iy = oy * sh - pt + ki * dh, ix = ox * sw - pl + kj * dw;
-  col[i] = iy >= 0 && iy < h && ix >= 0 && ix < w ? x[(ci * h + iy) * w + ix] : 0.0f;
+  col[by_position ? p * kk + r : i] = iy >= 0 && iy < h && ix >= 0 && ix < w ? x[(ci * h + iy) * w + ix] : 0.0f;
 }
 
 __global__ void k_bias_channels(float *y, const float *b, int64_t oc, int64_t ohw, int64_t total, int relu) {
@@ -217,10 +261,12 @@ __global__ void k_batchnorm(const float *x, float *y, const float *bn, int64_t c
   y[i] = relu && v < 0.0f ? 0.0f : v;
 }
 
-/* Packed linear: one warp per (row, output); codes unpacked and dequantized in registers. */
+/* Packed linear: one warp per (row, output); codes unpacked and dequantized in registers. y[r·ys_r + o·ys_o]
+ * (a linear layer: ys_r = n, ys_o = 1; a conv over positions: ys_r = 1, ys_o = positions). With act_scale > 0
+ * the input is rounded to that int8 grid first, as the model's static activations say. */
 __global__ void k_packed_linear(const float *x, const uint8_t *codes, const float *scales, const uint8_t *zeros, const float *bias,
                                 float *y, int64_t rows, int64_t n, int64_t k, int64_t row_bytes, int bits, int per, int64_t group,
-                                int64_t groups_per_row, int relu) {
+                                int64_t groups_per_row, int relu, int64_t ys_r, int64_t ys_o, float act_scale) {
   int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
   int lane = threadIdx.x % 32;
   if (warp >= rows * n) return;
@@ -236,9 +282,27 @@ __global__ void k_packed_linear(const float *x, const uint8_t *codes, const floa
     if ((bit & 7) + bits > 8) v |= (unsigned)row[(bit >> 3) + 1] << 8;
     unsigned code = (v >> (bit & 7)) & mask;
     int64_t si = per == 2 ? o * groups_per_row + i / group : per == 1 ? o : 0;
-    float z = zeros ? (float)zeros[si] : zdef;
-    acc += xr[i] * scales[si] * ((float)code - z);
+    float z = zeros ? (float)zeros[si] : zdef, xv = xr[i];
+    if (act_scale > 0.0f) xv = fminf(fmaxf(rintf(xv * (1.0f / act_scale)), -127.0f), 127.0f) * act_scale; /* as the CPU rounds */
+    acc += xv * scales[si] * ((float)code - z);
   }
+  for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, off);
+  if (lane == 0) {
+    float v = acc + (bias ? bias[o] : 0.0f);
+    y[r * ys_r + o * ys_o] = relu && v < 0.0f ? 0.0f : v;
+  }
+}
+
+/* CSR sparse linear: one warp per (row, output), the lanes over that output's stored weights. */
+__global__ void k_sparse_linear(const float *x, const float *vals, const int32_t *cols, const int32_t *starts, const float *bias,
+                                float *y, int64_t rows, int64_t n, int64_t k, int relu) {
+  int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+  int lane = threadIdx.x % 32;
+  if (warp >= rows * n) return;
+  int64_t r = warp / n, o = warp % n;
+  const float *xr = x + r * k;
+  float acc = 0.0f;
+  for (int32_t q = starts[o] + lane; q < starts[o + 1]; q += 32) acc += vals[q] * xr[cols[q]];
   for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, off);
   if (lane == 0) {
     float v = acc + (bias ? bias[o] : 0.0f);
@@ -246,7 +310,67 @@ __global__ void k_packed_linear(const float *x, const uint8_t *codes, const floa
   }
 }
 
-static unsigned blocks(int64_t n, int t = 256) { return (unsigned)((n + t - 1) / t); }
+/* tensor train: [A, r, m] → [m, A, r], the output index to the front */
+__global__ void k_tt_transpose(const float *src, float *dst, int64_t a, int64_t rp, int64_t m) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= a * rp * m) return;
+  int64_t mi = i % m, r = (i / m) % rp, ai = i / (m * rp);
+  dst[(mi * a + ai) * rp + r] = src[i];
+}
+
+/* tensor train: the last contraction left [M, rows]; y [rows, M] = its transpose + bias */
+__global__ void k_tt_out(const float *cur, const float *bias, float *y, int64_t rows, int64_t m, int relu) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= rows * m) return;
+  int64_t b = i / m, o = i % m;
+  float v = cur[o * rows + b] + (bias ? bias[o] : 0.0f);
+  y[i] = relu && v < 0.0f ? 0.0f : v;
+}
+
+/* circulant: each input row zero-padded to whole blocks */
+__global__ void k_circ_pad(const float *x, float *xpad, int64_t rows, int64_t in, int64_t padded) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= rows * padded) return;
+  int64_t r = i / padded, j = i % padded;
+  xpad[i] = j < in ? x[r * in + j] : 0.0f;
+}
+
+/* circulant: acc[r, bi, f] = Σ_bj W[bi, bj, f] · X[r, bj, f] in the frequency domain */
+__global__ void k_circ_mac(const cufftComplex *w, const cufftComplex *x, cufftComplex *acc, int64_t rows, int64_t mb, int64_t nb, int64_t f) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= rows * mb * f) return;
+  int64_t k = i % f, bi = (i / f) % mb, r = i / (f * mb);
+  float re = 0.0f, im = 0.0f;
+  for (int64_t bj = 0; bj < nb; bj++) {
+    cufftComplex a = w[(bi * nb + bj) * f + k], b = x[(r * nb + bj) * f + k];
+    re += a.x * b.x - a.y * b.y;
+    im += a.x * b.y + a.y * b.x;
+  }
+  acc[i].x = re;
+  acc[i].y = im;
+}
+
+__global__ void k_circ_out(const float *ypad, const float *bias, float *y, int64_t rows, int64_t out, int64_t padded, int relu) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= rows * out) return;
+  int64_t r = i / out, o = i % out;
+  float v = ypad[r * padded + o] + (bias ? bias[o] : 0.0f);
+  y[i] = relu && v < 0.0f ? 0.0f : v;
+}
+
+__global__ void k_scale_complex(cufftComplex *v, int64_t n, float s) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  v[i].x *= s;
+  v[i].y *= s;
+}
+
+__global__ void k_to_half(const float *x, __half *y, int64_t n) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = __float2half(x[i]);
+}
+
+static unsigned blocks_for(int64_t n, int t = 256) { return (unsigned)((n + t - 1) / t); }
 
 /* ---- prepare ------------------------------------------------------------------------------------- */
 
@@ -255,7 +379,7 @@ static PqStatus upload_weight(Cuda *c, int v, PqPluginError *err) {
   if (val.ptr) return PQ_OK;
   PqTensor *t = pq_plan_value_tensor(c->plan, v);
   if (pq_tensor_dtype(t) == PQ_DTYPE_PACKED) {
-    pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "tensor '%s' is packed: the CUDA backend runs packed weights in linear layers only",
+    pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "tensor '%s' is packed: the CUDA backend runs packed weights in linear and conv2d layers only",
                         pq_tensor_name(t));
     return PQ_ERR_UNSUPPORTED;
   }
@@ -283,6 +407,199 @@ static const void *upload_bytes(Cuda *c, const void *data, size_t bytes) {
   return p;
 }
 
+#define NOMEM(what)                                                                                                \
+  do {                                                                                                             \
+    pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of device memory for '%s'", what);                                 \
+    return PQ_ERR_NOMEM;                                                                                           \
+  } while (0)
+
+static std::vector<float> host_f32(PqTensor *t) {
+  std::vector<float> h((size_t)(pq_tensor_numel(t) ? pq_tensor_numel(t) : 1));
+  pq_tensor_to_f32(t, h.data());
+  return h;
+}
+
+/* A linear weight held in fp16 (math = fp16): half the bytes, tensor-core GEMMs with float32 accumulation. */
+static PqStatus upload_weight_half(Cuda *c, int v, PqPluginError *err) {
+  Value &val = c->values[v];
+  if (val.hptr) return PQ_OK;
+  PqTensor *t = pq_plan_value_tensor(c->plan, v);
+  std::vector<float> f = host_f32(t);
+  std::vector<__half> h(f.size());
+  for (size_t i = 0; i < f.size(); i++) h[i] = __float2half(f[i]);
+  val.hptr = (__half *)upload_bytes(c, h.data(), sizeof(__half) * h.size());
+  if (!val.hptr) NOMEM(pq_tensor_name(t));
+  val.weight = true;
+  return PQ_OK;
+}
+
+/* Packed weights (linear, or conv over output positions): codes, scales and zero points as stored. */
+static PqStatus setup_packed(Cuda *c, Step &st, const PqNode *node, PqPluginError *err) {
+  PqTensor *w = pq_plan_value_tensor(c->plan, st.in[1]);
+  st.n = pq_tensor_rows(w);
+  st.k = pq_tensor_cols(w);
+  st.q_bits = pq_tensor_bits(w);
+  st.q_per = (int)pq_tensor_quant_scheme(w);
+  st.q_row_bytes = (int64_t)pq_tensor_row_bytes(w);
+  st.q_group = st.q_per == PQ_QUANT_PER_GROUP ? pq_tensor_group_size(w) : st.k;
+  st.q_groups_per_row = st.q_per == PQ_QUANT_PER_GROUP ? st.k / st.q_group : 1;
+  st.q_act_scale = (float)pq_node_get_float(node, "act_scale", 0.0);
+  st.q_codes = (const uint8_t *)upload_bytes(c, pq_tensor_data(w), pq_tensor_nbytes(w));
+  st.q_scales = (const float *)upload_bytes(c, pq_tensor_data(pq_tensor_scales(w)), pq_tensor_nbytes(pq_tensor_scales(w)));
+  if (pq_tensor_zeros(w)) st.q_zeros = (const uint8_t *)upload_bytes(c, pq_tensor_data(pq_tensor_zeros(w)), pq_tensor_nbytes(pq_tensor_zeros(w)));
+  if (!st.q_codes || !st.q_scales || (pq_tensor_zeros(w) && !st.q_zeros)) NOMEM(pq_tensor_name(w));
+  return PQ_OK;
+}
+
+/* Tensor train: cores [r_{k-1}, m_k, n_k, r_k] laid out once as C_k [(n_k r_k), (r_{k-1} m_k)] for the
+ * GEMMs (as the CPU backend lays them out), and two work buffers for the largest batch. */
+static PqStatus setup_tt(Cuda *c, Step &st, const PqNode *node, PqPluginError *err) {
+  PqPlan *p = c->plan;
+  int d = (int)pq_node_get_int(node, "cores", 0);
+  if (d < 1 || d > 16) {
+    pq_plugin_error_set(err, PQ_ERR_INVALID, "tt_linear '%s': %d cores (1..16)", pq_node_name(node), d);
+    return PQ_ERR_INVALID;
+  }
+  st.tt_d = d;
+  st.tt_r[0] = 1;
+  st.tt_M = 1;
+  int64_t nin = 1;
+  for (int k = 0; k < d; k++) {
+    if (pq_plan_value_kind(p, st.in[1 + k]) != PQ_VALUE_WEIGHT) {
+      pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "tt_linear '%s': cores must be model tensors", pq_node_name(node));
+      return PQ_ERR_UNSUPPORTED;
+    }
+    int cnd;
+    const int64_t *cs = pq_plan_value_shape(p, st.in[1 + k], &cnd);
+    st.tt_m[k] = cs[1];
+    st.tt_n[k] = cs[2];
+    st.tt_r[k + 1] = cs[3];
+    st.tt_M *= cs[1];
+    nin *= cs[2];
+  }
+  st.m_rows = c->values[st.in[0]].per_sample / nin;
+  for (int k = 0; k < d; k++) {
+    int64_t rp = st.tt_r[k], m = st.tt_m[k], n = st.tt_n[k], rn = st.tt_r[k + 1];
+    std::vector<float> core = host_f32(pq_plan_value_tensor(p, st.in[1 + k])), lay((size_t)(n * rn * rp * m));
+    for (int64_t a = 0; a < rp; a++)
+      for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++)
+          for (int64_t s2 = 0; s2 < rn; s2++) lay[(size_t)((j * rn + s2) * (rp * m) + a * m + i)] = core[(size_t)(((a * m + i) * n + j) * rn + s2)];
+    st.tt_c[k] = (float *)upload_bytes(c, lay.data(), sizeof(float) * lay.size());
+    if (!st.tt_c[k]) NOMEM(pq_node_name(node));
+  }
+  int64_t work = 0;
+  for (int k = d - 1; k >= 0; k--) { /* step k: m_{k+1}…m_d · rows · n_1…n_{k-1} by the wider of its two sides */
+    int64_t a = c->max_batch * st.m_rows;
+    for (int t = k + 1; t < d; t++) a *= st.tt_m[t];
+    for (int t = 0; t < k; t++) a *= st.tt_n[t];
+    int64_t wide = st.tt_n[k] * st.tt_r[k + 1] > st.tt_r[k] * st.tt_m[k] ? st.tt_n[k] * st.tt_r[k + 1] : st.tt_r[k] * st.tt_m[k];
+    if (a * wide > work) work = a * wide;
+  }
+  st.tt_bufr = (float *)dev_alloc(c, sizeof(float) * (size_t)work);
+  st.tt_buft = (float *)dev_alloc(c, sizeof(float) * (size_t)work);
+  if (!st.tt_bufr || !st.tt_buft) NOMEM(pq_node_name(node));
+  st.tt_bias = st.in[1 + d];
+  return st.tt_bias >= 0 ? upload_weight(c, st.tt_bias, err) : PQ_OK;
+}
+
+/* The two cuFFT plans of a circulant layer for `rows` input rows, on the backend's stream and work area. */
+static PqStatus make_fft_plans(Cuda *c, Step &st, int64_t rows, FftPlans *out, size_t *work, PqPluginError *err) {
+  int n = (int)st.cb;
+  size_t wf = 0, wi = 0;
+  FftPlans pl;
+  pl.rows = rows;
+  if (cufftCreate(&pl.fwd) != CUFFT_SUCCESS || cufftCreate(&pl.inv) != CUFFT_SUCCESS || cufftSetAutoAllocation(pl.fwd, 0) != CUFFT_SUCCESS ||
+      cufftSetAutoAllocation(pl.inv, 0) != CUFFT_SUCCESS ||
+      cufftMakePlanMany(pl.fwd, 1, &n, nullptr, 1, n, nullptr, 1, (int)st.cf, CUFFT_R2C, (int)(rows * st.cnb), &wf) != CUFFT_SUCCESS ||
+      cufftMakePlanMany(pl.inv, 1, &n, nullptr, 1, (int)st.cf, nullptr, 1, n, CUFFT_C2R, (int)(rows * st.cmb), &wi) != CUFFT_SUCCESS ||
+      cufftSetStream(pl.fwd, c->stream) != CUFFT_SUCCESS || cufftSetStream(pl.inv, c->stream) != CUFFT_SUCCESS) {
+    if (pl.fwd) cufftDestroy(pl.fwd);
+    if (pl.inv) cufftDestroy(pl.inv);
+    pq_plugin_error_set(err, PQ_ERR_INTERNAL, "cuFFT: cannot plan %lld transforms of %d points", (long long)(rows * st.cnb), n);
+    return PQ_ERR_INTERNAL;
+  }
+  *work = wf > wi ? wf : wi;
+  *out = pl;
+  return PQ_OK;
+}
+
+/* Block circulant: the blocks' spectra, computed once on the device and scaled by 1/b (cuFFT's inverse is
+ * unnormalised), buffers and plans for the largest batch. */
+static PqStatus setup_circ(Cuda *c, Step &st, const PqNode *node, PqPluginError *err) {
+  PqPlan *p = c->plan;
+  if (pq_plan_value_kind(p, st.in[1]) != PQ_VALUE_WEIGHT) {
+    pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "circulant_linear '%s': its blocks must be a model tensor", pq_node_name(node));
+    return PQ_ERR_UNSUPPORTED;
+  }
+  int bnd;
+  const int64_t *bs = pq_plan_value_shape(p, st.in[1], &bnd);
+  st.k = pq_node_get_int(node, "in_features", 0);
+  st.n = pq_node_get_int(node, "out_features", 0);
+  st.m_rows = c->values[st.in[0]].per_sample / st.k;
+  st.cmb = bs[0];
+  st.cnb = bs[1];
+  st.cb = bs[2];
+  st.cf = st.cb / 2 + 1;
+  int64_t rows = c->max_batch * st.m_rows, nw = st.cmb * st.cnb * st.cf;
+  std::vector<float> blocks = host_f32(pq_plan_value_tensor(p, st.in[1]));
+  float *tmp = nullptr;
+  CHECK(cudaMalloc(&tmp, sizeof(float) * blocks.size()), "circulant blocks");
+  st.cw = (cufftComplex *)dev_alloc(c, sizeof(cufftComplex) * (size_t)nw);
+  cufftHandle plan = 0;
+  int n = (int)st.cb;
+  bool ok = st.cw && cudaMemcpy(tmp, blocks.data(), sizeof(float) * blocks.size(), cudaMemcpyHostToDevice) == cudaSuccess &&
+            cufftPlanMany(&plan, 1, &n, nullptr, 1, n, nullptr, 1, (int)st.cf, CUFFT_R2C, (int)(st.cmb * st.cnb)) == CUFFT_SUCCESS &&
+            cufftExecR2C(plan, tmp, st.cw) == CUFFT_SUCCESS;
+  if (ok) k_scale_complex<<<blocks_for(nw), 256>>>(st.cw, nw, 1.0f / (float)st.cb);
+  ok = ok && cudaDeviceSynchronize() == cudaSuccess;
+  if (plan) cufftDestroy(plan);
+  cudaFree(tmp);
+  if (!ok) {
+    pq_plugin_error_set(err, PQ_ERR_INTERNAL, "circulant_linear '%s': cannot transform its blocks on the device", pq_node_name(node));
+    return PQ_ERR_INTERNAL;
+  }
+  c->weights_bytes += (int64_t)sizeof(cufftComplex) * nw;
+  st.cxpad = (float *)dev_alloc(c, sizeof(float) * (size_t)(rows * st.cnb * st.cb));
+  st.cx = (cufftComplex *)dev_alloc(c, sizeof(cufftComplex) * (size_t)(rows * st.cnb * st.cf));
+  st.cacc = (cufftComplex *)dev_alloc(c, sizeof(cufftComplex) * (size_t)(rows * st.cmb * st.cf));
+  st.cypad = (float *)dev_alloc(c, sizeof(float) * (size_t)(rows * st.cmb * st.cb));
+  if (!st.cxpad || !st.cx || !st.cacc || !st.cypad) NOMEM(pq_node_name(node));
+  FftPlans pl;
+  size_t work = 0;
+  PqStatus rc = make_fft_plans(c, st, rows, &pl, &work, err);
+  if (rc != PQ_OK) return rc;
+  st.plans.push_back(pl);
+  if (work > c->fft_work_bytes) c->fft_work_bytes = work;
+  if (st.in[2] >= 0) return upload_weight(c, st.in[2], err);
+  return PQ_OK;
+}
+
+/* CSR sparse: checked once (core's pq_sparse_check), values in float32, column indices widened to int32. */
+static PqStatus setup_sparse(Cuda *c, Step &st, const PqNode *node, PqPluginError *err) {
+  PqPlan *p = c->plan;
+  for (int j = 1; j < 5; j++)
+    if (st.in[j] >= 0 && pq_plan_value_kind(p, st.in[j]) != PQ_VALUE_WEIGHT) {
+      pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "sparse_linear '%s': its weight and bias must be model tensors", pq_node_name(node));
+      return PQ_ERR_UNSUPPORTED;
+    }
+  PqTensor *vals = pq_plan_value_tensor(p, st.in[1]), *cols = pq_plan_value_tensor(p, st.in[2]), *rows = pq_plan_value_tensor(p, st.in[3]);
+  if (pq_sparse_check(node, vals, cols, rows, err) != 0) return PQ_ERR_INVALID;
+  st.k = pq_node_get_int(node, "in_features", 0);
+  st.n = pq_node_get_int(node, "out_features", 0);
+  st.m_rows = c->values[st.in[0]].per_sample / st.k;
+  int64_t nnz = pq_tensor_numel(vals);
+  std::vector<float> v = host_f32(vals);
+  std::vector<int32_t> ci((size_t)(nnz ? nnz : 1));
+  for (int64_t q = 0; q < nnz; q++)
+    ci[(size_t)q] = pq_tensor_dtype(cols) == PQ_DTYPE_U16 ? ((const uint16_t *)pq_tensor_data(cols))[q] : ((const int32_t *)pq_tensor_data(cols))[q];
+  st.sp_vals = (const float *)upload_bytes(c, v.data(), sizeof(float) * v.size());
+  st.sp_cols = (const int32_t *)upload_bytes(c, ci.data(), sizeof(int32_t) * ci.size());
+  st.sp_rows = (const int32_t *)upload_bytes(c, pq_tensor_data(rows), pq_tensor_nbytes(rows));
+  if (!st.sp_vals || !st.sp_cols || !st.sp_rows) NOMEM(pq_node_name(node));
+  return st.in[4] >= 0 ? upload_weight(c, st.in[4], err) : PQ_OK;
+}
+
 static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
   PqPlan *p = c->plan;
   const PqNode *node = pq_plan_step(p, (size_t)s);
@@ -294,41 +611,49 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
     pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "op '%s' (node '%s') is not supported by the CUDA backend", pq_node_op(node), pq_node_name(node));
     return PQ_ERR_UNSUPPORTED;
   }
+  if (pq_plan_value_kind(p, st.in[0]) == PQ_VALUE_WEIGHT) {
+    pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "node '%s': the first input must be an activation, not a tensor", pq_node_name(node));
+    return PQ_ERR_UNSUPPORTED;
+  }
+  if (st.kind == K_TT) return setup_tt(c, st, node, err);
+  if (st.kind == K_CIRC) return setup_circ(c, st, node, err);
+  if (st.kind == K_SPARSE) return setup_sparse(c, st, node, err);
   int nd;
   const int64_t *xs = pq_plan_value_shape(p, st.in[0], &nd);
-  if (st.kind == K_LINEAR && pq_tensor_dtype(pq_plan_value_tensor(p, st.in[1])) == PQ_DTYPE_PACKED) {
-    PqTensor *w = pq_plan_value_tensor(p, st.in[1]);
-    st.n = pq_tensor_rows(w);
-    st.k = pq_tensor_cols(w);
-    st.m_rows = c->values[st.in[0]].per_sample / st.k;
-    st.q_bits = pq_tensor_bits(w);
-    st.q_per = (int)pq_tensor_quant_scheme(w);
-    st.q_row_bytes = (int64_t)pq_tensor_row_bytes(w);
-    st.q_group = st.q_per == 2 ? pq_tensor_group_size(w) : st.k;
-    st.q_groups_per_row = st.q_per == 2 ? st.k / st.q_group : 1;
-    st.q_codes = (const uint8_t *)upload_bytes(c, pq_tensor_data(w), pq_tensor_nbytes(w));
-    st.q_scales = (const float *)upload_bytes(c, pq_tensor_data(pq_tensor_scales(w)), pq_tensor_nbytes(pq_tensor_scales(w)));
-    if (pq_tensor_zeros(w)) st.q_zeros = (const uint8_t *)upload_bytes(c, pq_tensor_data(pq_tensor_zeros(w)), pq_tensor_nbytes(pq_tensor_zeros(w)));
-    if (!st.q_codes || !st.q_scales || (pq_tensor_zeros(w) && !st.q_zeros)) {
-      pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of device memory for '%s'", pq_tensor_name(w));
-      return PQ_ERR_NOMEM;
+  bool packed = (st.kind == K_LINEAR || st.kind == K_CONV2D) && pq_plan_value_kind(p, st.in[1]) == PQ_VALUE_WEIGHT &&
+                pq_tensor_dtype(pq_plan_value_tensor(p, st.in[1])) == PQ_DTYPE_PACKED;
+  bool half = st.kind == K_LINEAR && !packed && c->math == MATH_FP16 && pq_plan_value_kind(p, st.in[1]) == PQ_VALUE_WEIGHT;
+  if (packed) {
+    if (st.kind == K_CONV2D && pq_node_get_int(node, "groups", 1) != 1) {
+      pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "conv2d '%s': packed kernels run with groups = 1 only", pq_node_name(node));
+      return PQ_ERR_UNSUPPORTED;
     }
-    if (st.in[2] >= 0) return upload_weight(c, st.in[2], err);
-    return PQ_OK;
+    PqStatus rc = setup_packed(c, st, node, err);
+    if (rc != PQ_OK) return rc;
+  } else if (half) {
+    PqStatus rc = upload_weight_half(c, st.in[1], err);
+    if (rc != PQ_OK) return rc;
   }
   for (int j = 0; j < 16; j++) {
     int v = st.in[j];
-    if (v < 0 || pq_plan_value_kind(p, v) != PQ_VALUE_WEIGHT) continue;
+    if (v < 0 || pq_plan_value_kind(p, v) != PQ_VALUE_WEIGHT || (j == 1 && (packed || half))) continue;
     PqStatus rc = upload_weight(c, v, err);
     if (rc != PQ_OK) return rc;
   }
   switch (st.kind) {
   case K_LINEAR: {
-    int wnd;
-    const int64_t *ws = pq_plan_value_shape(p, st.in[1], &wnd);
-    st.n = ws[0];
-    st.k = ws[1];
+    if (pq_plan_value_kind(p, st.in[1]) != PQ_VALUE_WEIGHT) {
+      pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "linear '%s': weight and bias must be model tensors", pq_node_name(node));
+      return PQ_ERR_UNSUPPORTED;
+    }
+    if (!packed) {
+      int wnd;
+      const int64_t *ws = pq_plan_value_shape(p, st.in[1], &wnd);
+      st.n = ws[0];
+      st.k = ws[1];
+    }
     st.m_rows = c->values[st.in[0]].per_sample / st.k;
+    if (half && (size_t)(c->max_batch * st.m_rows * st.k) > c->half_ws_elems) c->half_ws_elems = (size_t)(c->max_batch * st.m_rows * st.k);
     break;
   }
   case K_MATMUL: {
@@ -357,6 +682,10 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
     st.oh = os[2];
     st.ow = os[3];
     if (st.kind == K_CONV2D) {
+      if (pq_plan_value_kind(p, st.in[1]) != PQ_VALUE_WEIGHT) {
+        pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "conv2d '%s': the kernel must be a model tensor", pq_node_name(node));
+        return PQ_ERR_UNSUPPORTED;
+      }
       int wnd;
       const int64_t *ws = pq_plan_value_shape(p, st.in[1], &wnd);
       st.kh = ws[2];
@@ -388,16 +717,14 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
   case K_BATCHNORM: {
     int64_t ch = xs[1];
     double eps = pq_node_get_float(node, "epsilon", 1e-5);
-    std::vector<float> g(ch), b(ch), mean(ch), var(ch), host(2 * ch);
-    pq_tensor_to_f32(pq_plan_value_tensor(p, st.in[1]), g.data());
-    pq_tensor_to_f32(pq_plan_value_tensor(p, st.in[2]), b.data());
-    pq_tensor_to_f32(pq_plan_value_tensor(p, st.in[3]), mean.data());
-    pq_tensor_to_f32(pq_plan_value_tensor(p, st.in[4]), var.data());
+    std::vector<float> g = host_f32(pq_plan_value_tensor(p, st.in[1])), b = host_f32(pq_plan_value_tensor(p, st.in[2])),
+                       mean = host_f32(pq_plan_value_tensor(p, st.in[3])), var = host_f32(pq_plan_value_tensor(p, st.in[4])), host(2 * ch);
     for (int64_t i = 0; i < ch; i++) {
       host[i] = (float)(g[i] / sqrt((double)var[i] + eps));
       host[ch + i] = b[i] - mean[i] * host[i];
     }
     st.bn = (float *)upload_bytes(c, host.data(), sizeof(float) * (size_t)(2 * ch));
+    if (!st.bn) NOMEM(pq_node_name(node));
     st.c = ch;
     st.h = c->values[st.in[0]].per_sample / ch;
     break;
@@ -438,13 +765,19 @@ static PqStatus cuda_prepare(const PqModel *model, const PqBackendConfig *cfg, v
     cuda_release(c);
     return PQ_ERR_INVALID;
   }
-  if (cudaStreamCreate(&c->stream) != cudaSuccess || cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS) {
+  const char *math = pq_options_get_string(cfg->options, "math", "fp32");
+  c->math = !strcmp(math, "tf32") ? MATH_TF32 : !strcmp(math, "fp16") ? MATH_FP16 : MATH_FP32;
+  bool events = true;
+  for (cudaEvent_t &e : c->ev) events = events && cudaEventCreate(&e) == cudaSuccess;
+  if (!events || cudaStreamCreate(&c->stream) != cudaSuccess || cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS) {
     pq_plan_free(p1);
     cuda_release(c);
     pq_plugin_error_set(err, PQ_ERR_NOT_USABLE, "cannot start CUDA or cuBLAS");
     return PQ_ERR_NOT_USABLE;
   }
   cublasSetStream(c->blas, c->stream);
+  /* tf32: float32 GEMMs on the tensor cores; fp16 keeps that for the GEMMs it does not hold in fp16 */
+  if (c->math != MATH_FP32) cublasSetMathMode(c->blas, CUBLAS_TF32_TENSOR_OP_MATH);
   size_t nv = pq_plan_n_values(c->plan), ns = pq_plan_n_steps(c->plan);
   c->values.resize(nv);
   c->steps.resize(ns);
@@ -483,12 +816,24 @@ static PqStatus cuda_prepare(const PqModel *model, const PqBackendConfig *cfg, v
     ov.ptr = stp.kind == K_ALIAS ? c->values[stp.in[0]].ptr : (float *)dev_alloc(c, sizeof(float) * (size_t)(ov.per_sample * c->max_batch));
   }
   if (c->workspace_floats) c->workspace = (float *)dev_alloc(c, sizeof(float) * c->workspace_floats);
-  for (const Value &v : c->values)
-    if (!v.ptr) {
-      cuda_release(c);
-      pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of device memory");
-      return PQ_ERR_NOMEM;
-    }
+  if (c->half_ws_elems) c->half_ws = (__half *)dev_alloc(c, sizeof(__half) * c->half_ws_elems);
+  if (c->fft_work_bytes) c->fft_work = dev_alloc(c, c->fft_work_bytes);
+  bool ok = (!c->workspace_floats || c->workspace) && (!c->half_ws_elems || c->half_ws) && (!c->fft_work_bytes || c->fft_work);
+  /* every activation has its buffer (weights were checked as they were uploaded; packed, TT, circulant and
+   * sparse ones live in their steps) */
+  for (size_t v = 0; v < c->values.size(); v++) ok = ok && (c->values[v].ptr || pq_plan_value_kind(c->plan, (int)v) == PQ_VALUE_WEIGHT);
+  if (!ok) {
+    cuda_release(c);
+    pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of device memory");
+    return PQ_ERR_NOMEM;
+  }
+  for (Step &stp : c->steps)
+    for (FftPlans &pl : stp.plans)
+      if (cufftSetWorkArea(pl.fwd, c->fft_work) != CUFFT_SUCCESS || cufftSetWorkArea(pl.inv, c->fft_work) != CUFFT_SUCCESS) {
+        cuda_release(c);
+        pq_plugin_error_set(err, PQ_ERR_INTERNAL, "cuFFT: cannot set the work area");
+        return PQ_ERR_INTERNAL;
+      }
   *handle = c;
   return PQ_OK;
 }
@@ -507,6 +852,28 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
     pq_plugin_error_set(err, PQ_ERR_INVALID, "batch %lld outside 1..%lld", (long long)batch, (long long)c->max_batch);
     return PQ_ERR_INVALID;
   }
+  c->timed = false;
+  /* a batch size not seen before: the circulant layers' FFT plans for it (the only set-up a run may do) */
+  for (Step &st : c->steps) {
+    if (st.kind != K_CIRC) continue;
+    int64_t rows = batch * st.m_rows;
+    bool have = false;
+    for (const FftPlans &pl : st.plans) have = have || pl.rows == rows;
+    if (have) continue;
+    FftPlans pl;
+    size_t work = 0;
+    PqStatus rc = make_fft_plans(c, st, rows, &pl, &work, err);
+    if (rc != PQ_OK) return rc;
+    if (work > c->fft_work_bytes || cufftSetWorkArea(pl.fwd, c->fft_work) != CUFFT_SUCCESS || cufftSetWorkArea(pl.inv, c->fft_work) != CUFFT_SUCCESS) {
+      cufftDestroy(pl.fwd);
+      cufftDestroy(pl.inv);
+      pq_plugin_error_set(err, PQ_ERR_INTERNAL, "cuFFT: the plans for batch %lld need %zu bytes of work area, %zu were set aside", (long long)batch,
+                          work, c->fft_work_bytes);
+      return PQ_ERR_INTERNAL;
+    }
+    st.plans.push_back(pl);
+  }
+  CHECK(cudaEventRecord(c->ev[0], c->stream), "timing");
   for (size_t i = 0; i < n_inputs; i++) {
     Value &v = c->values[c->inputs[i]];
     bool ok = inputs[i].dtype == PQ_DTYPE_F32 && inputs[i].ndim == v.ndim && inputs[i].shape[0] == batch && inputs[i].data;
@@ -519,6 +886,7 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
   }
   const float one = 1.0f, zero = 0.0f;
   cudaStream_t s = c->stream;
+  CHECK(cudaEventRecord(c->ev[1], s), "timing");
   for (Step &st : c->steps) {
     float *y = c->values[st.out].ptr;
     const float *x = c->values[st.in[0]].ptr;
@@ -529,21 +897,33 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
       const float *b = st.in[2] >= 0 ? c->values[st.in[2]].ptr : nullptr;
       if (st.q_codes) {
         int64_t warps = rows * st.n;
-        k_packed_linear<<<blocks(warps * 32), 256, 0, s>>>(x, st.q_codes, st.q_scales, st.q_zeros, b, y, rows, st.n, st.k, st.q_row_bytes,
-                                                            st.q_bits, st.q_per, st.q_group, st.q_groups_per_row, st.relu);
+        k_packed_linear<<<blocks_for(warps * 32), 256, 0, s>>>(x, st.q_codes, st.q_scales, st.q_zeros, b, y, rows, st.n, st.k, st.q_row_bytes,
+                                                            st.q_bits, st.q_per, st.q_group, st.q_groups_per_row, st.relu, st.n, 1,
+                                                            st.q_act_scale);
+        break;
+      }
+      if (c->values[st.in[1]].hptr) { /* fp16 weights and inputs, float32 accumulation and output */
+        k_to_half<<<blocks_for(rows * st.k), 256, 0, s>>>(x, c->half_ws, rows * st.k);
+        if (cublasGemmEx(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)st.n, (int)rows, (int)st.k, &one, c->values[st.in[1]].hptr, CUDA_R_16F, (int)st.k,
+                         c->half_ws, CUDA_R_16F, (int)st.k, &zero, y, CUDA_R_32F, (int)st.n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) !=
+            CUBLAS_STATUS_SUCCESS) {
+          pq_plugin_error_set(err, PQ_ERR_INTERNAL, "cuBLAS: fp16 GEMM failed");
+          return PQ_ERR_INTERNAL;
+        }
+        if (b || st.relu) k_bias_relu<<<blocks_for(rows * st.n), 256, 0, s>>>(y, b, rows, st.n, st.relu);
         break;
       }
       /* row-major y [rows, n] = x W^T is column-major y^T = W x^T */
       cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)st.n, (int)rows, (int)st.k, &one, c->values[st.in[1]].ptr, (int)st.k, x, (int)st.k,
                   &zero, y, (int)st.n);
-      if (b || st.relu) k_bias_relu<<<blocks(rows * st.n), 256, 0, s>>>(y, b, rows, st.n, st.relu);
+      if (b || st.relu) k_bias_relu<<<blocks_for(rows * st.n), 256, 0, s>>>(y, b, rows, st.n, st.relu);
       break;
     }
     case K_MATMUL: {
       int64_t rows = batch * st.m_rows;
       cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)st.n, (int)rows, (int)st.k, &one, c->values[st.in[1]].ptr, (int)st.n, x, (int)st.k,
                   &zero, y, (int)st.n);
-      if (st.relu) k_bias_relu<<<blocks(rows * st.n), 256, 0, s>>>(y, nullptr, rows, st.n, 1);
+      if (st.relu) k_bias_relu<<<blocks_for(rows * st.n), 256, 0, s>>>(y, nullptr, rows, st.n, 1);
       break;
     }
     case K_ADD: {
@@ -551,47 +931,116 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
       os.d[0] = batch;
       if (!c->values[st.in[0]].weight && as.d[0] != 1) as.d[0] = batch;
       if (!c->values[st.in[1]].weight && bs.d[0] != 1) bs.d[0] = batch;
-      k_add<<<blocks(total), 256, 0, s>>>(x, c->values[st.in[1]].ptr, y, st.rank, as, bs, os, total, st.relu);
+      k_add<<<blocks_for(total), 256, 0, s>>>(x, c->values[st.in[1]].ptr, y, st.rank, as, bs, os, total, st.relu);
       break;
     }
-    case K_RELU: k_relu<<<blocks(total), 256, 0, s>>>(x, y, total); break;
+    case K_RELU: k_relu<<<blocks_for(total), 256, 0, s>>>(x, y, total); break;
     case K_SOFTMAX: {
       int64_t outer = total / (st.axis_len * st.axis_inner);
-      k_softmax<<<blocks(outer * st.axis_inner), 256, 0, s>>>(x, y, outer, st.axis_len, st.axis_inner);
+      k_softmax<<<blocks_for(outer * st.axis_inner), 256, 0, s>>>(x, y, outer, st.axis_len, st.axis_inner);
       break;
     }
     case K_CONV2D: {
       int64_t cg = st.c / st.groups, ocg = st.oc / st.groups, ohw = st.oh * st.ow, kk = cg * st.kh * st.kw;
+      const float *b = st.in[2] >= 0 ? c->values[st.in[2]].ptr : nullptr;
+      if (st.q_codes) { /* packed kernel: im2col by position, then the packed-linear kernel writing [oc, positions] */
+        for (int64_t n = 0; n < batch; n++) {
+          k_im2col<<<blocks_for(kk * ohw), 256, 0, s>>>(x + n * st.c * st.h * st.w, c->workspace, st.c, st.h, st.w, st.kh, st.kw, st.oh, st.ow,
+                                                        st.sh, st.sw, st.dh, st.dw, st.pt, st.pl, 1);
+          k_packed_linear<<<blocks_for(ohw * st.oc * 32), 256, 0, s>>>(c->workspace, st.q_codes, st.q_scales, st.q_zeros, b, y + n * st.oc * ohw,
+                                                                       ohw, st.oc, kk, st.q_row_bytes, st.q_bits, st.q_per, st.q_group,
+                                                                       st.q_groups_per_row, st.relu, 1, ohw, st.q_act_scale);
+        }
+        break;
+      }
       const float *w = c->values[st.in[1]].ptr;
       for (int64_t n = 0; n < batch; n++)
         for (int64_t g = 0; g < st.groups; g++) {
           const float *xg = x + (n * st.c + g * cg) * st.h * st.w;
-          k_im2col<<<blocks(kk * ohw), 256, 0, s>>>(xg, c->workspace, cg, st.h, st.w, st.kh, st.kw, st.oh, st.ow, st.sh, st.sw, st.dh, st.dw,
-                                                    st.pt, st.pl);
+          k_im2col<<<blocks_for(kk * ohw), 256, 0, s>>>(xg, c->workspace, cg, st.h, st.w, st.kh, st.kw, st.oh, st.ow, st.sh, st.sw, st.dh, st.dw,
+                                                    st.pt, st.pl, 0);
           /* row-major yg [ocg, ohw] = W_g [ocg, kk] · col [kk, ohw]: column-major yg^T = col^T W_g^T */
           cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)ohw, (int)ocg, (int)kk, &one, c->workspace, (int)ohw, w + g * ocg * kk, (int)kk,
                       &zero, y + (n * st.oc + g * ocg) * ohw, (int)ohw);
         }
-      const float *b = st.in[2] >= 0 ? c->values[st.in[2]].ptr : nullptr;
-      if (b || st.relu) k_bias_channels<<<blocks(total), 256, 0, s>>>(y, b, st.oc, ohw, total, st.relu);
+      if (b || st.relu) k_bias_channels<<<blocks_for(total), 256, 0, s>>>(y, b, st.oc, ohw, total, st.relu);
       break;
     }
     case K_MAXPOOL:
     case K_AVGPOOL:
-      k_pool<<<blocks(batch * st.c * st.oh * st.ow), 256, 0, s>>>(x, y, batch * st.c, st.h, st.w, st.oh, st.ow, st.kh, st.kw, st.sh, st.sw, st.dh,
+      k_pool<<<blocks_for(batch * st.c * st.oh * st.ow), 256, 0, s>>>(x, y, batch * st.c, st.h, st.w, st.oh, st.ow, st.kh, st.kw, st.sh, st.sw, st.dh,
                                                                  st.dw, st.pt, st.pl, st.kind == K_MAXPOOL, st.count_include_pad);
       break;
-    case K_GAP: k_gap<<<blocks(batch * st.c), 256, 0, s>>>(x, y, batch * st.c, st.h); break;
-    case K_BATCHNORM: k_batchnorm<<<blocks(total), 256, 0, s>>>(x, y, st.bn, st.c, st.h, total, st.relu); break;
+    case K_GAP: k_gap<<<blocks_for(batch * st.c), 256, 0, s>>>(x, y, batch * st.c, st.h); break;
+    case K_BATCHNORM: k_batchnorm<<<blocks_for(total), 256, 0, s>>>(x, y, st.bn, st.c, st.h, total, st.relu); break;
     case K_ALIAS: break;
+    case K_SPARSE: {
+      int64_t rows = batch * st.m_rows;
+      k_sparse_linear<<<blocks_for(rows * st.n * 32), 256, 0, s>>>(x, st.sp_vals, st.sp_cols, st.sp_rows,
+                                                                   st.in[4] >= 0 ? c->values[st.in[4]].ptr : nullptr, y, rows, st.n, st.k, st.relu);
+      break;
+    }
+    case K_TT: {
+      int64_t rows = batch * st.m_rows;
+      const float *cur = x;
+      for (int k = st.tt_d - 1; k >= 0; k--) {
+        int64_t a = rows, rp = st.tt_r[k], m = st.tt_m[k], kk = st.tt_n[k] * st.tt_r[k + 1];
+        for (int t = k + 1; t < st.tt_d; t++) a *= st.tt_m[t];
+        for (int t = 0; t < k; t++) a *= st.tt_n[t];
+        /* row-major bufr [a, rp·m] = cur [a, kk] · C_k [kk, rp·m]: column-major bufr^T = C_k^T cur^T */
+        cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)(rp * m), (int)a, (int)kk, &one, st.tt_c[k], (int)(rp * m), cur, (int)kk, &zero,
+                    st.tt_bufr, (int)(rp * m));
+        k_tt_transpose<<<blocks_for(a * rp * m), 256, 0, s>>>(st.tt_bufr, st.tt_buft, a, rp, m);
+        cur = st.tt_buft;
+      }
+      k_tt_out<<<blocks_for(rows * st.tt_M), 256, 0, s>>>(cur, st.tt_bias >= 0 ? c->values[st.tt_bias].ptr : nullptr, y, rows, st.tt_M, st.relu);
+      break;
+    }
+    case K_CIRC: {
+      int64_t rows = batch * st.m_rows, padded = st.cnb * st.cb;
+      const FftPlans *pl = nullptr;
+      for (const FftPlans &q : st.plans)
+        if (q.rows == rows) pl = &q;
+      k_circ_pad<<<blocks_for(rows * padded), 256, 0, s>>>(x, st.cxpad, rows, st.k, padded);
+      if (cufftExecR2C(pl->fwd, st.cxpad, st.cx) != CUFFT_SUCCESS) {
+        pq_plugin_error_set(err, PQ_ERR_INTERNAL, "cuFFT: forward transform failed");
+        return PQ_ERR_INTERNAL;
+      }
+      k_circ_mac<<<blocks_for(rows * st.cmb * st.cf), 256, 0, s>>>(st.cw, st.cx, st.cacc, rows, st.cmb, st.cnb, st.cf);
+      if (cufftExecC2R(pl->inv, st.cacc, st.cypad) != CUFFT_SUCCESS) {
+        pq_plugin_error_set(err, PQ_ERR_INTERNAL, "cuFFT: inverse transform failed");
+        return PQ_ERR_INTERNAL;
+      }
+      k_circ_out<<<blocks_for(rows * st.n), 256, 0, s>>>(st.cypad, st.in[2] >= 0 ? c->values[st.in[2]].ptr : nullptr, y, rows, st.n,
+                                                         st.cmb * st.cb, st.relu);
+      break;
+    }
     }
   }
+  CHECK(cudaEventRecord(c->ev[2], s), "timing");
   for (size_t i = 0; i < n_outputs; i++) {
     Value &v = c->values[c->outputs[i]];
     CHECK(cudaMemcpyAsync(outputs[i].data, v.ptr, sizeof(float) * (size_t)(v.per_sample * batch), cudaMemcpyDeviceToHost, s), "output copy");
   }
+  CHECK(cudaEventRecord(c->ev[3], s), "timing");
   CHECK(cudaStreamSynchronize(s), "run");
   CHECK(cudaGetLastError(), "kernel");
+  for (int i = 0; i < 3; i++) CHECK(cudaEventElapsedTime(&c->last_ms[i], c->ev[i], c->ev[i + 1]), "timing");
+  c->timed = true;
+  return PQ_OK;
+}
+
+/* CUDA events: the device's own clock, so host scheduling and launch gaps before the first copy stay out. */
+static PqStatus cuda_last_run_timing(void *handle, PqRunTiming *out, PqPluginError *err) {
+  Cuda *c = (Cuda *)handle;
+  if (!c->timed) {
+    pq_plugin_error_set(err, PQ_ERR_INVALID, "no run to time yet");
+    return PQ_ERR_INVALID;
+  }
+  out->copy_in_ms = c->last_ms[0];
+  out->compute_ms = c->last_ms[1];
+  out->copy_out_ms = c->last_ms[2];
+  out->total_ms = (double)c->last_ms[0] + c->last_ms[1] + c->last_ms[2];
   return PQ_OK;
 }
 
@@ -608,13 +1057,15 @@ static PqStatus cuda_memory(void *handle, PqMemoryCounters *out, PqPluginError *
 }
 
 static const PqBackendVTable cuda_vtable = {
-    sizeof(PqBackendVTable), cuda_supports_op, cuda_prepare, cuda_run, cuda_release, cuda_memory, {nullptr},
+    sizeof(PqBackendVTable), cuda_supports_op, cuda_prepare, cuda_run, cuda_release, cuda_memory, cuda_last_run_timing, {nullptr},
 };
 
 static const PqPluginDesc cuda_desc = {
-    sizeof(PqPluginDesc), PQ_ABI_MAJOR, PQ_ABI_MINOR, PQ_KIND_BACKEND, 0, "cuda", "0.1.0",
-    "float32 inference on an NVIDIA GPU (cuBLAS; packed weights dequantized in-kernel)", nullptr, &cuda_vtable, cuda_usable_here,
-    {nullptr},
+    sizeof(PqPluginDesc), PQ_ABI_MAJOR, PQ_ABI_MINOR, PQ_KIND_BACKEND, 0, "cuda", "0.2.0",
+    "inference on an NVIDIA GPU (cuBLAS fp32/TF32/fp16, cuFFT; packed weights dequantized in-kernel; CUDA-event timing)",
+    "{\"math\": {\"type\": \"string\", \"enum\": [\"fp32\", \"tf32\", \"fp16\"], \"default\": \"fp32\","
+    " \"description\": \"GEMM precision: fp32; tf32 (tensor cores); fp16 (linear weights held in fp16, float32 accumulation; tf32 elsewhere)\"}}",
+    &cuda_vtable, cuda_usable_here, {nullptr},
 };
 
 extern "C" PQ_PLUGIN_EXPORT const PqPluginDesc *pq_plugin_query(void) { return &cuda_desc; }
