@@ -101,21 +101,31 @@ static gboolean check_kernels(const PqCompressorVTable *v, GError **error) {
     if (!valid_name(k->op)) REJECT(PQ_REGISTRY_ERROR_INVALID, "op kernel %zu: op name must be 1-63 characters of [a-z0-9_]", i);
     if (pq_op_is_builtin(k->op)) REJECT(PQ_REGISTRY_ERROR_INVALID, "op kernel '%s': a built-in op cannot be redefined", k->op);
     if (!k->infer || !k->run) REJECT(PQ_REGISTRY_ERROR_INVALID, "op kernel '%s': infer and run are required", k->op);
-    /* the same plugin loaded again (another registry in this process) declares the very same kernel */
-    const PqOpKernel *prev = pq_op_kernel_find(k->op);
-    if (prev && prev != k) REJECT(PQ_REGISTRY_ERROR_DUPLICATE, "op '%s' is already declared by another plugin", k->op);
+    for (size_t j = 0; j < i; j++)
+      if (!strcmp(v->kernels[j].op, k->op)) REJECT(PQ_REGISTRY_ERROR_DUPLICATE, "op kernel '%s' is declared twice in the table", k->op);
   }
   return TRUE;
 }
 
-static void register_kernels(const PqPluginDesc *d) {
-  if (d->kind != PQ_KIND_COMPRESSOR) return;
+/* The last step of accepting a compressor: its ops, checked against those of every plugin loaded in this
+ * process and registered under one lock, so two threads loading two plugins that declare one op cannot
+ * both win. The same plugin loaded again (by another registry) declares the very same kernels: accepted. */
+static gboolean claim_kernels(const PqPluginDesc *d, GError **error) {
+  if (d->kind != PQ_KIND_COMPRESSOR) return TRUE;
   const PqCompressorVTable *v = d->vtable;
-  if (!HAS_FIELD(v, PqCompressorVTable, n_kernels)) return;
+  if (!HAS_FIELD(v, PqCompressorVTable, n_kernels) || v->n_kernels == 0) return TRUE;
   G_LOCK(op_kernels);
   if (!op_kernels) op_kernels = g_hash_table_new(g_str_hash, g_str_equal);
+  for (size_t i = 0; i < v->n_kernels; i++) {
+    const PqOpKernel *prev = g_hash_table_lookup(op_kernels, v->kernels[i].op);
+    if (prev && prev != &v->kernels[i]) {
+      G_UNLOCK(op_kernels);
+      REJECT(PQ_REGISTRY_ERROR_DUPLICATE, "op '%s' is already declared by another plugin", v->kernels[i].op);
+    }
+  }
   for (size_t i = 0; i < v->n_kernels; i++) g_hash_table_insert(op_kernels, (gpointer)v->kernels[i].op, (gpointer)&v->kernels[i]);
   G_UNLOCK(op_kernels);
+  return TRUE;
 }
 
 static gboolean check_vtable(const PqPluginDesc *d, GError **error) {
@@ -182,7 +192,7 @@ static gboolean check_desc(PqRegistry *r, const PqPluginDesc *d, GError **error)
     if (strcmp(p->desc->name, d->name) == 0)
       REJECT(PQ_REGISTRY_ERROR_DUPLICATE, "duplicate name '%s': already loaded from %s", d->name, p->path);
   }
-  return TRUE;
+  return claim_kernels(d, error); /* last: nothing may reject the plugin after its ops are registered */
 }
 
 static void add_rejected(PqRegistry *r, const char *path, const char *reason) {
@@ -237,7 +247,6 @@ static PqPlugin *load_file(PqRegistry *r, const char *path, GError **error) {
     }
   }
   g_ptr_array_add(r->plugins, p);
-  register_kernels(d);
   return p;
 }
 

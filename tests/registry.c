@@ -54,6 +54,31 @@ static void test_broken(void) {
   expect_rejected("bad-schema", PQ_REGISTRY_ERROR_INVALID, "type must be integer, number, boolean or string");
   expect_rejected("null-desc", PQ_REGISTRY_ERROR_INVALID, "returned NULL");
   expect_rejected("kernel-builtin", PQ_REGISTRY_ERROR_INVALID, "op kernel 'linear': a built-in op cannot be redefined");
+  expect_rejected("kernel-null-table", PQ_REGISTRY_ERROR_INVALID, "compressor vtable: 1 kernels declared, the table is NULL");
+  expect_rejected("kernel-bad-name", PQ_REGISTRY_ERROR_INVALID, "op kernel 0: op name must be 1-63 characters of [a-z0-9_]");
+  expect_rejected("kernel-no-run", PQ_REGISTRY_ERROR_INVALID, "op kernel 'test_no_run': infer and run are required");
+  expect_rejected("kernel-twice", PQ_REGISTRY_ERROR_DUPLICATE, "op kernel 'test_twice' is declared twice in the table");
+  g_assert_null(pq_op_kernel_find("test_twice"));
+  g_assert_null(pq_op_kernel_find("test_no_run"));
+  { /* two plugins declaring one op: whichever loads second (a scan may have loaded one already) is refused */
+    g_autoptr(PqRegistry) r = pq_registry_new();
+    GError *ea = NULL, *eb = NULL;
+    PqPlugin *a = pq_registry_load(r, TEST_PLUGIN_DIR "/kernel-shared-a.so", &ea);
+    PqPlugin *b = pq_registry_load(r, TEST_PLUGIN_DIR "/kernel-shared-b.so", &eb);
+    g_assert_true((a == NULL) != (b == NULL));
+    GError *e = a ? eb : ea;
+    g_assert_error(e, PQ_REGISTRY_ERROR, PQ_REGISTRY_ERROR_DUPLICATE);
+    g_assert_nonnull(strstr(e->message, "op 'test_shared_op' is already declared by another plugin"));
+    g_error_free(e);
+    const PqOpKernel *k = pq_op_kernel_find("test_shared_op");
+    g_assert_nonnull(k);
+    /* loading the winner again elsewhere is no clash: the very same kernel */
+    g_autoptr(PqRegistry) again = pq_registry_new();
+    g_autoptr(GError) err = NULL;
+    g_assert_nonnull(pq_registry_load(again, a ? TEST_PLUGIN_DIR "/kernel-shared-a.so" : TEST_PLUGIN_DIR "/kernel-shared-b.so", &err));
+    g_assert_no_error(err);
+    g_assert_true(pq_op_kernel_find("test_shared_op") == k);
+  }
 }
 
 static void test_not_elf(void) {
@@ -75,9 +100,10 @@ static void test_not_elf(void) {
 static void test_scan(void) {
   g_autoptr(PqRegistry) r = pq_registry_new();
   pq_registry_scan_dir(r, TEST_PLUGIN_DIR);
-  /* good, probe, unusable and timing-nan load; the first of good/dup-name loads and the other is a duplicate */
-  g_assert_cmpuint(pq_registry_n_plugins(r), ==, 4);
-  g_assert_cmpuint(pq_registry_n_rejected(r), ==, 10);
+  /* good, probe, unusable, timing-nan and kernel-shared-a load; the first of good/dup-name loads and the
+   * other is a duplicate, as is kernel-shared-b's op */
+  g_assert_cmpuint(pq_registry_n_plugins(r), ==, 5);
+  g_assert_cmpuint(pq_registry_n_rejected(r), ==, 15);
   for (guint i = 0; i < pq_registry_n_rejected(r); i++) g_assert_cmpstr(pq_registry_rejected_reason(r, i), !=, "");
   g_autoptr(GError) err = NULL;
   PqPlugin *u = pq_registry_find(r, "test_unusable", PQ_KIND_BACKEND, &err);

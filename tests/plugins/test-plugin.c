@@ -3,6 +3,9 @@
  *   TEST_PROBE    a probe "test_probe" that runs both models once and reports their output difference
  *   TEST_UNUSABLE a backend "test_unusable" that says it is not usable here
  *   KERNEL_BUILTIN a compressor that declares a kernel for the built-in op "linear" (refused)
+ *   KERNEL_NULL_TABLE, KERNEL_BAD_NAME, KERNEL_NO_RUN, KERNEL_TWICE  op-kernel tables that are refused: NULL
+ *                 with n_kernels 1, op "Bad-Op", run NULL, one op declared twice
+ *   KERNEL_SHARED an op "test_shared_op" with its kernel (two such plugins: the second is refused)
  *   TIMING_NAN    a backend "test_timing_nan" that runs (zeros out) and times its runs as NaN (an error)
  * and deliberately broken ones:
  *   BAD_MAJOR, BAD_MINOR, MISSING_FN, DUP_NAME, UNDEFINED, NO_ENTRY, BAD_NAME, BAD_SCHEMA, NULL_DESC */
@@ -45,16 +48,34 @@ MAYBE_UNUSED static PqStatus identity_compress(const PqModel *in, const PqOption
 
 static int64_t identity_calibration(const PqOptions *options) { return pq_options_get_int(options, "calibration", 0); }
 
-#ifdef KERNEL_BUILTIN /* declares a kernel for a built-in op: refused */
-static PqStatus k_infer(const PqNode *n, const PqTensorView *i, size_t c, PqTensorView *o, PqPluginError *e) {
+#if defined(KERNEL_BUILTIN) || defined(KERNEL_NULL_TABLE) || defined(KERNEL_BAD_NAME) || defined(KERNEL_NO_RUN) || \
+    defined(KERNEL_TWICE) || defined(KERNEL_SHARED)
+#define HAS_KERNELS 1
+#endif
+
+#ifdef HAS_KERNELS
+MAYBE_UNUSED static PqStatus k_infer(const PqNode *n, const PqTensorView *i, size_t c, PqTensorView *o, PqPluginError *e) {
   (void)n, (void)i, (void)c, (void)o, (void)e;
   return PQ_OK;
 }
-static PqStatus k_run(const PqNode *n, const PqModel *m, const PqTensorView *i, size_t c, PqTensorView *o, void *w, PqPluginError *e) {
+MAYBE_UNUSED static PqStatus k_run(const PqNode *n, const PqModel *m, const PqTensorView *i, size_t c, PqTensorView *o, void *w, PqPluginError *e) {
   (void)n, (void)m, (void)i, (void)c, (void)o, (void)w, (void)e;
   return PQ_OK;
 }
+#if defined(KERNEL_BUILTIN) /* a kernel for a built-in op */
 static const PqOpKernel kernels[] = {{.struct_size = sizeof(PqOpKernel), .op = "linear", .infer = k_infer, .run = k_run}};
+#elif defined(KERNEL_NULL_TABLE)
+static const PqOpKernel *const kernels = NULL;
+#elif defined(KERNEL_BAD_NAME)
+static const PqOpKernel kernels[] = {{.struct_size = sizeof(PqOpKernel), .op = "Bad-Op", .infer = k_infer, .run = k_run}};
+#elif defined(KERNEL_NO_RUN)
+static const PqOpKernel kernels[] = {{.struct_size = sizeof(PqOpKernel), .op = "test_no_run", .infer = k_infer}};
+#elif defined(KERNEL_TWICE)
+static const PqOpKernel kernels[] = {{.struct_size = sizeof(PqOpKernel), .op = "test_twice", .infer = k_infer, .run = k_run},
+                                     {.struct_size = sizeof(PqOpKernel), .op = "test_twice", .infer = k_infer, .run = k_run}};
+#else
+static const PqOpKernel kernels[] = {{.struct_size = sizeof(PqOpKernel), .op = "test_shared_op", .infer = k_infer, .run = k_run}};
+#endif
 #endif
 
 MAYBE_UNUSED static const PqCompressorVTable compressor_vtable = {
@@ -63,9 +84,13 @@ MAYBE_UNUSED static const PqCompressorVTable compressor_vtable = {
     .compress = identity_compress,
 #endif
     .calibration_samples = identity_calibration,
-#ifdef KERNEL_BUILTIN
+#ifdef HAS_KERNELS
     .kernels = kernels,
+#ifdef KERNEL_TWICE
+    .n_kernels = 2,
+#else
     .n_kernels = 1,
+#endif
 #endif
 };
 
