@@ -1,5 +1,5 @@
 /* bench-compressed.c — compressed forms against dense float32 OpenBLAS on the same 4096×4096 shape, one
- * thread, measured in the same run: int8 and 4-bit linear at batch 1 against sgemv, low-rank rank 64
+ * thread, measured in the same run: int8, 4-bit (per group) and 6-bit (per channel) linear at batch 1 against sgemv, low-rank rank 64
  * against dense, quantizing to int8 (GB/s of float input), randomized SVD against full sgesdd.
  * Usage: bench-compressed [--size N] [--skip-svd] */
 #include <pquant/pquant.h>
@@ -100,11 +100,13 @@ int main(int argc, char **argv) {
   struct {
     const char *name;
     int bits;
+    PqQuantScheme scheme;
     double target;
-  } forms[2] = {{"int8 linear, batch 1 vs sgemv", 8, 5.0}, {"4-bit linear, batch 1 vs sgemv", 4, 8.0}};
-  for (int f = 0; f < 2; f++) {
-    PqTensor *q = pq_quantize_matrix("w", wd, 2, shape, forms[f].bits, forms[f].bits == 8 ? PQ_QUANT_PER_CHANNEL : PQ_QUANT_PER_GROUP, 128, 1,
-                                     0, &perr);
+  } forms[3] = {{"int8 linear, batch 1 vs sgemv", 8, PQ_QUANT_PER_CHANNEL, 5.0},
+                {"4-bit linear, batch 1 vs sgemv", 4, PQ_QUANT_PER_GROUP, 8.0},
+                {"6-bit linear, batch 1 vs sgemv", 6, PQ_QUANT_PER_CHANNEL, 5.0}};
+  for (int f = 0; f < 3; f++) {
+    PqTensor *q = pq_quantize_matrix("w", wd, 2, shape, forms[f].bits, forms[f].scheme, 128, 1, 0, &perr);
     g_autoptr(PqModel) m = one_linear(q, n);
     pq_tensor_unref(q);
     g_autoptr(PqBackend) b = pq_backend_prepare(cpu, m, 1, 1, NULL, &err);

@@ -232,7 +232,7 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, PqPlug
   st->q_xo = malloc((size_t)st->k / 2 + 64);
   st->q_xsumf = malloc(sizeof(float) * (size_t)st->q_chunks);
   int64_t max_rows = c->max_batch * (st->m_rows > 0 ? st->m_rows : 1);
-  if (max_rows >= 4 && st->q_per != PQ_QUANT_PER_GROUP && st->q_bits != 4) { /* batches: the blocked kernels */
+  if (max_rows >= 4 && st->q_per != PQ_QUANT_PER_GROUP) { /* batches: the blocked kernels */
     st->q_xbatch = malloc((size_t)(max_rows * st->k) + 64);
     st->q_xbatch_sum = malloc(sizeof(int32_t) * (size_t)max_rows);
     st->q_xbatch_scale = malloc(sizeof(float) * (size_t)max_rows);

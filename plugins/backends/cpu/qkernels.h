@@ -236,10 +236,74 @@ __attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void unpack_vbmi(c
     v = _mm512_permutexvar_epi8(vperm, v);
     _mm512_storeu_si512(codes + i, _mm512_and_si512(_mm512_multishift_epi64_epi8(vshift, v), mask));
   }
-  if (i < n) pq_unpack_codes(packed + i / 8 * bits, n - i, bits, codes + i);
+  if (i < n) { /* the last codes the same way: only their bytes read, only they written */
+    int64_t left = n - i, bytes = (left * bits + 7) / 8;
+    __m512i v = _mm512_maskz_loadu_epi8(((__mmask64)1 << bytes) - 1, packed + i / 8 * bits);
+    v = _mm512_permutexvar_epi8(vperm, v);
+    _mm512_mask_storeu_epi8(codes + i, ((__mmask64)1 << left) - 1, _mm512_and_si512(_mm512_multishift_epi64_epi8(vshift, v), mask));
+  }
 }
 
 static int pq_cpu_has_vbmi(void) { return __builtin_cpu_supports("avx512vbmi"); }
+
+/* One input row against rows of 2–7-bit codes, one scale per row: the codes are pulled out of the packed
+ * bytes in registers (vpermb + vpmultishiftqb, as unpack_vbmi does) right before each dot product, four
+ * weight rows a pass sharing each activation block; nothing is unpacked to memory. */
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi"))) static void rows_vbmi(const Step *st, const int8_t *xq,
+                                                                                                 int32_t xsum, float sx, const float *b,
+                                                                                                 float *y) {
+  const int64_t n = st->n, k = st->k, rb = st->q_row_bytes;
+  const int bits = st->q_bits, zdef = 1 << (bits - 1);
+  uint8_t perm[64], shift[64];
+  for (int lane = 0; lane < 8; lane++)
+    for (int j = 0; j < 8; j++) {
+      perm[lane * 8 + j] = (uint8_t)(j < bits ? lane * bits + j : 0);
+      shift[lane * 8 + j] = (uint8_t)(j * bits);
+    }
+  const __m512i vperm = _mm512_loadu_si512(perm), vshift = _mm512_loadu_si512(shift);
+  const __m512i mask = _mm512_set1_epi8((char)((1u << bits) - 1));
+  const __mmask64 load = ((__mmask64)1 << (8 * bits)) - 1;
+  const int64_t full = k - k % 64, left = k % 64;
+  const __mmask64 xtail = left ? ((__mmask64)1 << left) - 1 : 0, wtail = left ? ((__mmask64)1 << ((left * bits + 7) / 8)) - 1 : 0;
+#define CODES(row, j, m) _mm512_and_si512(_mm512_multishift_epi64_epi8(vshift, _mm512_permutexvar_epi8(vperm, _mm512_maskz_loadu_epi8(m, (row) + (j) / 8 * bits))), mask)
+  int64_t o = 0;
+  for (; o + 4 <= n; o += 4) {
+    const uint8_t *r0 = st->q_codes + o * rb, *r1 = r0 + rb, *r2 = r1 + rb, *r3 = r2 + rb;
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t j = 0; j < full; j += 64) {
+      __m512i x = _mm512_loadu_si512(xq + j);
+      a0 = _mm512_dpbusd_epi32(a0, CODES(r0, j, load), x);
+      a1 = _mm512_dpbusd_epi32(a1, CODES(r1, j, load), x);
+      a2 = _mm512_dpbusd_epi32(a2, CODES(r2, j, load), x);
+      a3 = _mm512_dpbusd_epi32(a3, CODES(r3, j, load), x);
+    }
+    if (left) { /* codes past k decode to anything: their activations load as 0 */
+      __m512i x = _mm512_maskz_loadu_epi8(xtail, xq + full);
+      a0 = _mm512_dpbusd_epi32(a0, CODES(r0, full, wtail), x);
+      a1 = _mm512_dpbusd_epi32(a1, CODES(r1, full, wtail), x);
+      a2 = _mm512_dpbusd_epi32(a2, CODES(r2, full, wtail), x);
+      a3 = _mm512_dpbusd_epi32(a3, CODES(r3, full, wtail), x);
+    }
+    int32_t d[4] = {_mm512_reduce_add_epi32(a0), _mm512_reduce_add_epi32(a1), _mm512_reduce_add_epi32(a2), _mm512_reduce_add_epi32(a3)};
+    for (int t = 0; t < 4; t++) {
+      int64_t si = st->q_per == 1 ? o + t : 0;
+      int32_t z = st->q_zeros ? st->q_zeros[si] : zdef;
+      float v = st->q_scales[si] * (float)(d[t] - z * xsum) * sx + (b ? b[o + t] : 0.0f);
+      y[o + t] = st->fuse_relu && v < 0.0f ? 0.0f : v;
+    }
+  }
+  for (; o < n; o++) {
+    const uint8_t *r0 = st->q_codes + o * rb;
+    __m512i a0 = _mm512_setzero_si512();
+    for (int64_t j = 0; j < full; j += 64) a0 = _mm512_dpbusd_epi32(a0, CODES(r0, j, load), _mm512_loadu_si512(xq + j));
+    if (left) a0 = _mm512_dpbusd_epi32(a0, CODES(r0, full, wtail), _mm512_maskz_loadu_epi8(xtail, xq + full));
+    int64_t si = st->q_per == 1 ? o : 0;
+    int32_t z = st->q_zeros ? st->q_zeros[si] : zdef;
+    float v = st->q_scales[si] * (float)(_mm512_reduce_add_epi32(a0) - z * xsum) * sx + (b ? b[o] : 0.0f);
+    y[o] = st->fuse_relu && v < 0.0f ? 0.0f : v;
+  }
+#undef CODES
+}
 #endif
 
 #ifdef PQ_X86
@@ -350,7 +414,10 @@ PQ_VNNI static void rows8_vnni_batch(const Step *st, const int8_t *xq, const int
         }
     }
   }
-  for (int64_t r = rows4; r < rows; r++) rows8_vnni(st, xq + r * k, xsum[r], sx[r], b, y + r * n);
+  for (int64_t r = rows4; r < rows; r++) {
+    if (vbmi) rows_vbmi(st, xq + r * k, xsum[r], sx[r], b, y + r * n);
+    else rows8_vnni(st, xq + r * k, xsum[r], sx[r], b, y + r * n);
+  }
 }
 #endif
 
@@ -386,7 +453,7 @@ static float row_dot_c(const Step *st, const uint8_t *codes, const int8_t *xq, c
 static void packed_rows(const Step *st, const float *x, const float *b, float *y, int64_t rows, int simd) {
   const int64_t n = st->n, k = st->k, L = st->q_chunk, nch = st->q_chunks;
 #ifdef PQ_X86
-  if (simd && rows >= 4 && rows <= st->q_xbatch_rows && st->q_bits != 4 && st->q_per != 2 && nch == 1 && st->q_xbatch) {
+  if (simd && rows >= 4 && rows <= st->q_xbatch_rows && (st->q_bits != 4 || pq_cpu_has_vbmi()) && st->q_per != 2 && nch == 1 && st->q_xbatch) {
     /* quantize every input row first, then the blocked pass */
     for (int64_t r = 0; r < rows; r++) {
       int8_t *xr = st->q_xbatch + r * k;
@@ -430,6 +497,10 @@ static void packed_rows(const Step *st, const float *x, const float *b, float *y
       st->q_xsumf[ch] = (float)s; /* exact: |s| <= 127 * 8192 */
     }
 #ifdef PQ_X86
+    if (simd && st->q_bits != 8 && st->q_per != 2 && nch == 1 && pq_cpu_has_vbmi()) {
+      rows_vbmi(st, xq, xsum[0], sx, b, yr);
+      continue;
+    }
     if (simd && st->q_bits != 4 && st->q_per != 2 && nch == 1) {
       rows8_vnni(st, xq, xsum[0], sx, b, yr);
       continue;
