@@ -288,7 +288,7 @@ static void test_bad(void) {
     g_autofree char *p = write_model("cycle.onnx", graph(2, nodes, 0, NULL, value("x", 2, xin), "b"), TRUE);
     expect_error(p, "part of a cycle");
   }
-  /* negative dimensions, raw_data of the wrong length, external data */
+  /* negative dimensions, raw_data of the wrong length, external data (read, and refused when wrong) */
   {
     const char *in[2] = {"x", "w"};
     Onnx__TensorProto *w = tensor("w", 2, wd, 1, 1);
@@ -306,10 +306,55 @@ static void test_bad(void) {
     expect_error(p2, "tensor 'w': raw_data holds 12 bytes, its shape and type need 160");
     w->has_raw_data = 0;
     w->n_float_data = 40;
+    /* external data: the weights in a file beside the model, at an offset after other bytes */
+    float *values = w->float_data;
+    g_autofree guint8 *file = g_malloc0(4096 + 160 + 7);
+    memset(file, 0xab, 4096);
+    memcpy(file + 4096, values, 160);
+    g_autofree char *bin = pq_test_write(tmpdir, "w.bin", file, 4096 + 160 + 7);
+    Onnx__StringStringEntryProto loc = ONNX__STRING_STRING_ENTRY_PROTO__INIT, off = ONNX__STRING_STRING_ENTRY_PROTO__INIT,
+                                 len = ONNX__STRING_STRING_ENTRY_PROTO__INIT;
+    Onnx__StringStringEntryProto *entries[3] = {&loc, &off, &len};
+    loc.key = "location", loc.value = "w.bin", off.key = "offset", off.value = "4096", len.key = "length", len.value = "160";
+    w->n_float_data = 0;
+    w->dims[0] = 4, w->dims[1] = 10; /* x [-1, 4] · w [4, 10]: a model that loads */
     w->has_data_location = 1;
     w->data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
+    w->external_data = entries;
+    w->n_external_data = 3;
     g_autofree char *p3 = write_model("external.onnx", graph(1, nodes, 1, inits, value("x", 2, xin), "probs"), TRUE);
-    expect_error(p3, "external data is not supported");
+    {
+      g_autoptr(GError) err = NULL;
+      g_autoptr(PqModel) m = pq_model_load(p3, &err);
+      g_assert_no_error(err);
+      PqTensor *t = pq_model_tensor(m, "w");
+      g_assert_nonnull(t);
+      g_assert_cmpmem(pq_tensor_data(t), 160, values, 160);
+    }
+    /* and each way it can be wrong, named */
+    const struct {
+      const char *loc, *off, *len, *needle;
+    } bad[] = {
+        {"", "4096", "160", "tensor 'w': external data without a \"location\""},
+        {"/etc/passwd", "0", "160", "external data location '/etc/passwd' must be relative to the model's folder"},
+        {"../w.bin", "4096", "160", "external data location '../w.bin' leaves the model's folder"},
+        {"missing.bin", "0", "160", "cannot open its external data"},
+        {"w.bin", "4200", "160", "external data offset 4200 + length 160 lies beyond the end of"},
+        {"w.bin", "9000", "160", "external data offset 9000 lies beyond the end of"},
+        {"w.bin", "4096", "156", "tensor 'w': the external data holds 156 bytes, its shape and type need 160"},
+        {"w.bin", "4096", NULL, "tensor 'w': the external data holds 167 bytes, its shape and type need 160"},
+        {"w.bin", "-1", "160", "external data offset '-1' is not a byte count"},
+    };
+    for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+      loc.value = (char *)bad[i].loc;
+      off.value = (char *)bad[i].off;
+      len.value = (char *)bad[i].len;
+      w->n_external_data = bad[i].len ? 3 : 2;
+      g_autofree char *pb = write_model("external-bad.onnx", graph(1, nodes, 1, inits, value("x", 2, xin), "probs"), TRUE);
+      expect_error(pb, bad[i].needle);
+    }
+    w->external_data = NULL;
+    w->n_external_data = 0;
   }
   /* an unsupported op names itself and the node */
   {

@@ -28,17 +28,79 @@ static const char *dtype_label(int t) {
   return t >= 0 && t < (int)G_N_ELEMENTS(names) ? names[t] : "unknown";
 }
 
+/* The bytes of a tensor stored outside the model file (ONNX external data): "location" relative to the
+ * model's folder and inside it, "offset" and "length" in bytes (length: to the end of the file when absent).
+ * Only that range is read. NULL with a message naming the tensor and the key. */
+static guint8 *read_external(const Onnx__TensorProto *tp, const char *name, const char *path, gsize *len, GError **error) {
+  const char *location = NULL, *offset_s = NULL, *length_s = NULL;
+  guint8 *buf = NULL;
+  g_autofree char *dir = g_path_get_dirname(path), *file = NULL;
+  int fd = -1;
+  for (size_t i = 0; i < tp->n_external_data; i++) {
+    const Onnx__StringStringEntryProto *e = tp->external_data[i];
+    if (!e->key || !e->value) continue;
+    if (!strcmp(e->key, "location")) location = e->value;
+    else if (!strcmp(e->key, "offset")) offset_s = e->value;
+    else if (!strcmp(e->key, "length")) length_s = e->value;
+  }
+  if (!location || !location[0]) FAIL("tensor '%s': external data without a \"location\"", name);
+  if (g_path_is_absolute(location)) FAIL("tensor '%s': external data location '%s' must be relative to the model's folder", name, location);
+  {
+    g_auto(GStrv) parts = g_strsplit(location, "/", -1);
+    for (char **c = parts; *c; c++)
+      if (!strcmp(*c, "..")) FAIL("tensor '%s': external data location '%s' leaves the model's folder", name, location);
+  }
+  guint64 offset = 0, length = 0;
+  if (offset_s && !g_ascii_string_to_unsigned(offset_s, 10, 0, G_MAXINT64, &offset, NULL))
+    FAIL("tensor '%s': external data offset '%s' is not a byte count", name, offset_s);
+  if (length_s && !g_ascii_string_to_unsigned(length_s, 10, 0, G_MAXINT64, &length, NULL))
+    FAIL("tensor '%s': external data length '%s' is not a byte count", name, length_s);
+  file = g_build_filename(dir, location, NULL);
+  fd = open(file, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) FAIL("tensor '%s': cannot open its external data '%s': %s", name, file, g_strerror(errno));
+  if (!S_ISREG(st.st_mode)) FAIL("tensor '%s': external data '%s' is not a file", name, file);
+  if (offset > (guint64)st.st_size) FAIL("tensor '%s': external data offset %" G_GUINT64_FORMAT " lies beyond the end of '%s' (%lld bytes)", name, offset, file, (long long)st.st_size);
+  if (!length_s) length = (guint64)st.st_size - offset;
+  if (length > (guint64)st.st_size - offset)
+    FAIL("tensor '%s': external data offset %" G_GUINT64_FORMAT " + length %" G_GUINT64_FORMAT " lies beyond the end of '%s' (%lld bytes)", name, offset,
+         length, file, (long long)st.st_size);
+  buf = g_try_malloc(length ? length : 1);
+  if (!buf) FAIL("tensor '%s': cannot allocate %" G_GUINT64_FORMAT " bytes for its external data", name, length);
+  for (guint64 done = 0; done < length;) {
+    ssize_t r = pread(fd, buf + done, length - done, (off_t)(offset + done));
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) FAIL("tensor '%s': cannot read its external data '%s': %s", name, file, r < 0 ? g_strerror(errno) : "the file is shorter than it was");
+    done += (guint64)r;
+  }
+  close(fd);
+  *len = length;
+  return buf;
+fail:
+  if (fd >= 0) close(fd);
+  g_free(buf);
+  return NULL;
+}
+
 /* A TensorProto as a pquant tensor (DOUBLE narrowed to F32); NULL with a message naming the tensor. */
 static PqTensor *tensor_from_proto(const Onnx__TensorProto *tp, const char *name, const char *path, GError **error) {
   int64_t shape[PQ_MAX_DIMS];
   PqTensor *t = NULL;
+  g_autofree guint8 *ext = NULL;
   if (tp->n_dims > PQ_MAX_DIMS) FAIL("tensor '%s': %zu dimensions, at most %d", name, tp->n_dims, PQ_MAX_DIMS);
   for (size_t i = 0; i < tp->n_dims; i++) {
     if (tp->dims[i] < 0) FAIL("tensor '%s': dimension %zu is negative (%" G_GINT64_FORMAT ")", name, i, tp->dims[i]);
     shape[i] = tp->dims[i];
   }
-  if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
-    FAIL("tensor '%s': external data is not supported: save the model with its weights inside", name);
+  /* the stored bytes: raw_data, or the same bytes from the external file */
+  const uint8_t *raw = tp->has_raw_data ? tp->raw_data.data : NULL;
+  size_t raw_len = tp->has_raw_data ? tp->raw_data.len : 0;
+  if (tp->has_data_location && tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+    gsize n_ext = 0;
+    if (!(ext = read_external(tp, name, path, &n_ext, error))) return NULL;
+    raw = ext;
+    raw_len = n_ext;
+  }
   PqDType dt;
   size_t src_size;
   switch (tp->data_type) {
@@ -55,9 +117,10 @@ static PqTensor *tensor_from_proto(const Onnx__TensorProto *tp, const char *name
   int64_t n;
   if (!pq_shape_numel((int)tp->n_dims, shape, &n)) FAIL("tensor '%s': its shape overflows", name);
   /* the stored data must match the shape before anything is allocated for it */
-  if (tp->has_raw_data) {
-    if ((uint64_t)tp->raw_data.len != (uint64_t)n * src_size)
-      FAIL("tensor '%s': raw_data holds %zu bytes, its shape and type need %" G_GINT64_FORMAT, name, tp->raw_data.len, n * (int64_t)src_size);
+  if (raw) {
+    if ((uint64_t)raw_len != (uint64_t)n * src_size)
+      FAIL("tensor '%s': %s holds %zu bytes, its shape and type need %" G_GINT64_FORMAT, name, ext ? "the external data" : "raw_data", raw_len,
+           n * (int64_t)src_size);
   } else {
     size_t have = dt == PQ_DTYPE_F32 && src_size == 4 ? tp->n_float_data
                   : src_size == 8 && dt == PQ_DTYPE_F32 ? tp->n_double_data
@@ -68,14 +131,14 @@ static PqTensor *tensor_from_proto(const Onnx__TensorProto *tp, const char *name
   t = pq_tensor_new(name, dt, (int)tp->n_dims, shape);
   if (!t) FAIL("tensor '%s': cannot allocate it", name);
   void *dst = pq_tensor_mutable_data(t);
-  if (tp->has_raw_data) {
+  if (raw) {
     if (tp->data_type == ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE)
       for (int64_t i = 0; i < n; i++) {
         double d;
-        memcpy(&d, tp->raw_data.data + 8 * i, 8);
+        memcpy(&d, raw + 8 * i, 8);
         ((float *)dst)[i] = (float)d;
       }
-    else if (n > 0) memcpy(dst, tp->raw_data.data, (size_t)n * src_size);
+    else if (n > 0) memcpy(dst, raw, (size_t)n * src_size);
   } else {
     for (int64_t i = 0; i < n; i++) {
       switch (dt) {
