@@ -401,6 +401,20 @@ static double mann_whitney_p(JsonArray *a, JsonArray *b) {
   return erfc(z / sqrt(2.0));
 }
 
+/* The raw samples that say whether a change of metric `k` is noise: its own, or for a latency figure without
+ * any (mean, std, p99, throughput, the backend's own timings…) those of its batch size's p50 — one run's
+ * spread is the same for all its figures. NULL when there are none. */
+static JsonObject *noise_reference(JsonObject *metrics, const char *k, JsonObject *own) {
+  if (json_object_has_member(own, "samples")) return own;
+  long batch;
+  int used = 0;
+  if (sscanf(k, "latency.b%ld.%n", &batch, &used) != 1 || used == 0) return NULL;
+  char ref[64];
+  g_snprintf(ref, sizeof ref, "latency.b%ld.p50_ms", batch);
+  JsonObject *r = json_object_has_member(metrics, ref) ? json_object_get_object_member(metrics, ref) : NULL;
+  return r && json_object_has_member(r, "samples") ? r : NULL;
+}
+
 int pq_report_compare(const char *a_path, const char *b_path, double threshold, double threshold_pp, GString *out, GError **error) {
   g_autoptr(JsonParser) pa = json_parser_new();
   g_autoptr(JsonParser) pb = json_parser_new();
@@ -456,9 +470,10 @@ int pq_report_compare(const char *a_path, const char *b_path, double threshold, 
       double limit = points ? threshold_pp : threshold;
       gboolean regress = worse > limit;
       const char *why = "";
-      if (regress && json_object_has_member(ea, "samples") && json_object_has_member(eb, "samples")) {
+      JsonObject *sa = noise_reference(xa, k, ea), *sb = noise_reference(xb, k, eb);
+      if (regress && sa && sb) {
         /* timings: a change only counts when both runs' samples say it is not noise */
-        double p = mann_whitney_p(json_object_get_array_member(ea, "samples"), json_object_get_array_member(eb, "samples"));
+        double p = mann_whitney_p(json_object_get_array_member(sa, "samples"), json_object_get_array_member(sb, "samples"));
         if (p > 0.01) {
           regress = FALSE;
           why = " (within noise)";
