@@ -401,6 +401,18 @@ static double mann_whitney_p(JsonArray *a, JsonArray *b) {
   return erfc(z / sqrt(2.0));
 }
 
+/* Of a batch size's latency figures, compare judges the central ones: p50 (and the backend's own p50) and
+ * the speedup over the baseline timed in the same process. Spread and extremes (std, min, max, p10–p99) and
+ * figures derived from the mean move with every outlier; they stay in the reports as context. */
+static gboolean latency_judged(const char *k) {
+  long batch;
+  int used = 0;
+  if (sscanf(k, "latency.b%ld.%n", &batch, &used) != 1 || used == 0) return TRUE;
+  const char *f = k + used;
+  return !strcmp(f, "p50_ms") || !strcmp(f, "speedup") || !strcmp(f, "backend_p50_ms") || !strcmp(f, "backend_compute_p50_ms") ||
+         !strcmp(f, "backend_speedup");
+}
+
 /* The raw samples that say whether a change of metric `k` is noise: its own, or for a latency figure without
  * any (mean, std, p99, throughput, the backend's own timings…) those of its batch size's p50 — one run's
  * spread is the same for all its figures. NULL when there are none. */
@@ -459,6 +471,7 @@ int pq_report_compare(const char *a_path, const char *b_path, double threshold, 
       JsonObject *ea = json_object_get_object_member(xa, k), *eb = json_object_get_object_member(xb, k);
       const char *better = json_object_get_string_member_with_default(ea, "better", "none");
       if (!strcmp(better, "none") || strstr(k, ".baseline")) continue; /* the baseline's own figures are context */
+      if (!latency_judged(k)) continue;
       double x = json_object_get_double_member_with_default(ea, "value", NAN), y = json_object_get_double_member_with_default(eb, "value", NAN);
       if (isnan(x) || isnan(y)) continue;
       compared++;
