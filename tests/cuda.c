@@ -5,6 +5,8 @@
 
 #include <math.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static PqRegistry *reg;
 static PqPlugin *cpu, *cuda, *quant, *tensor_train, *circulant, *prune, *low_rank;
@@ -81,6 +83,24 @@ static void test_not_usable(void) {
   g_assert_null(pq_backend_prepare(cuda, m, 1, 4, NULL, &err));
   g_assert_error(err, PQ_PLUGIN_CALL_ERROR, PQ_ERR_NOT_USABLE);
   g_assert_nonnull(strstr(err->message, "backend 'cuda' is not usable on this machine"));
+}
+
+/* The suite runs each method in a forked child: asking whether the GPU is usable must leave this process
+ * without CUDA initialized, or the child could not use it. Runs before any test here touches the GPU. */
+static void test_fork_safe(void) {
+  if (!usable()) return;
+  pid_t pid = fork();
+  g_assert_cmpint(pid, >=, 0);
+  if (pid == 0) {
+    g_autoptr(PqModel) m = pq_test_tiny_mlp(16, 8, 4, 1);
+    g_autoptr(PqBackend) b = pq_backend_prepare(cuda, m, 1, 2, NULL, NULL);
+    float x[32] = {0}, y[8];
+    _exit(b && pq_backend_run_f32(b, x, 2, y, NULL) ? 0 : 3);
+  }
+  int status = 0;
+  g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+  g_assert_true(WIFEXITED(status));
+  g_assert_cmpint(WEXITSTATUS(status), ==, 0);
 }
 
 static void test_dense(void) {
@@ -284,6 +304,7 @@ int main(int argc, char **argv) {
   prune = load(PRUNE_PLUGIN);
   low_rank = load(LOW_RANK_PLUGIN);
   g_test_add_func("/cuda/not-usable-here", test_not_usable);
+  g_test_add_func("/cuda/fork-safe", test_fork_safe);
   g_test_add_func("/cuda/dense-ops", test_dense);
   g_test_add_func("/cuda/packed-weights", test_packed);
   g_test_add_func("/cuda/tt-circulant-sparse-lowrank", test_forms);

@@ -13,6 +13,10 @@
 #include <cuda_runtime.h>
 #include <cufft.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -120,18 +124,65 @@ struct Cuda {
     }                                                                                                              \
   } while (0)
 
-static int cuda_usable_here(PqPluginError *why) {
+/* Whether a device answers, and if not why (a NUL-terminated reason). */
+struct Probe {
+  int usable;
+  char reason[240];
+};
+
+static Probe probe_devices(void) {
+  Probe r = {0, {0}};
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
-  if (e != cudaSuccess) {
-    pq_plugin_error_set(why, PQ_ERR_NOT_USABLE, "%s", cudaGetErrorString(e));
-    return 0;
+  if (e != cudaSuccess) snprintf(r.reason, sizeof r.reason, "%s", cudaGetErrorString(e));
+  else if (n == 0) snprintf(r.reason, sizeof r.reason, "no CUDA device");
+  else r.usable = 1;
+  return r;
+}
+
+/* CUDA cannot be used in a process forked after CUDA was initialized in its parent, and the suite runs
+ * each method in a forked child: so the host process never initializes CUDA to ask. The question is put
+ * to a child of its own, once; the answer comes back through a pipe. */
+static int cuda_usable_here(PqPluginError *why) {
+  static int asked = 0;
+  static Probe answer;
+  if (!asked) {
+    int fds[2];
+    pid_t pid = pipe(fds) == 0 ? fork() : -1;
+    if (pid < 0) {
+      answer = {0, {0}};
+      snprintf(answer.reason, sizeof answer.reason, "cannot start a process to look for a GPU: %s", strerror(errno));
+    } else if (pid == 0) {
+      close(fds[0]);
+      Probe r = probe_devices();
+      ssize_t w = write(fds[1], &r, sizeof r);
+      _exit(w == (ssize_t)sizeof r ? 0 : 1);
+    } else {
+      close(fds[1]);
+      Probe r = {0, {0}};
+      size_t got = 0;
+      while (got < sizeof r) {
+        ssize_t k = read(fds[0], (char *)&r + got, sizeof r - got);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) break;
+        got += (size_t)k;
+      }
+      close(fds[0]);
+      int status = 0;
+      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      if (got == sizeof r) answer = r;
+      else {
+        answer = {0, {0}};
+        snprintf(answer.reason, sizeof answer.reason, "the CUDA runtime failed while looking for a GPU%s",
+                 WIFSIGNALED(status) ? " (the check crashed)" : "");
+      }
+      answer.reason[sizeof answer.reason - 1] = 0;
+    }
+    asked = 1;
   }
-  if (n == 0) {
-    pq_plugin_error_set(why, PQ_ERR_NOT_USABLE, "no CUDA device");
-    return 0;
-  }
-  return 1;
+  if (!answer.usable) pq_plugin_error_set(why, PQ_ERR_NOT_USABLE, "%s", answer.reason);
+  return answer.usable;
 }
 
 static void cuda_release(void *handle) {
