@@ -306,9 +306,10 @@ PqModel *pq_compressor_run_full(PqPlugin *plugin, const PqModel *model, const Pq
   }
   if (!pq_model_validate(model, error)) return NULL;
   CalibrationHost host = {capture_backend, model};
-  PqCalibration calib = {sizeof calib, 0, 0, NULL, &host};
+  PqCalibration calib = {sizeof calib, 0, 0, NULL, &host, NULL};
   PqTensorView view;
   g_autofree float *cal_data = NULL;
+  g_autofree guint8 *cal_labels = NULL;
   gint64 want = vt->struct_size >= offsetof(PqCompressorVTable, calibration_samples) + sizeof(void *) && vt->calibration_samples
                     ? vt->calibration_samples(options)
                     : 0;
@@ -324,10 +325,13 @@ PqModel *pq_compressor_run_full(PqPlugin *plugin, const PqModel *model, const Pq
     if (max_samples > 0) want = MIN(want, max_samples);
     want = MIN(want, pq_dataset_n_samples(calibration_set));
     cal_data = g_new(float, want * per);
-    gint64 got = pq_dataset_get_batch(calibration_set, 0, want, cal_data, NULL);
+    gboolean labelled = pq_dataset_labels(calibration_set) != NULL;
+    if (labelled) cal_labels = g_new(guint8, want);
+    gint64 got = pq_dataset_get_batch(calibration_set, 0, want, cal_data, cal_labels);
     fill_view(&view, nd, shape, got, cal_data);
     calib.n_samples = got;
     calib.inputs = &view;
+    calib.labels = cal_labels;
   }
   PqModel *out = NULL;
   PqPluginError perr;

@@ -206,3 +206,274 @@ PqModel *pq_train_mlp(const PqDataset *train, const PqTrainParams *params, GErro
   for (int i = 0; i < 3; i++) layer_clear(&L[i]);
   return m;
 }
+
+/* ---- fine-tuning a compressed model ---------------------------------------------------------------------- */
+
+enum { FT_LINEAR, FT_RELU, FT_SOFTMAX, FT_ALIAS };
+
+typedef struct {
+  int kind;
+  const char *name;          /* node name */
+  int64_t in, out;           /* per-sample widths of the step's input and output */
+  float *w, *b;              /* linear: weight [out, in] (float32: trained; else its dequantized copy, fixed), bias */
+  gboolean train_w, train_b;
+  const char *wname, *bname;
+  float *gw, *gb, *mw, *vw, *mb, *vb;
+} FtStep;
+
+static void ft_free(FtStep *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    g_free(s[i].w), g_free(s[i].b), g_free(s[i].gw), g_free(s[i].gb);
+    g_free(s[i].mw), g_free(s[i].vw), g_free(s[i].mb), g_free(s[i].vb);
+  }
+  g_free(s);
+}
+
+/* Mean cross-entropy and accuracy over all samples, batch by batch (acts: per-step output buffers). */
+static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int bs) {
+  const float *cur = x;
+  for (size_t i = 0; i < ns; i++) {
+    FtStep *s = &st[i];
+    float *y = acts[i];
+    switch (s->kind) {
+    case FT_LINEAR:
+      for (int r = 0; r < bs; r++) {
+        if (s->b) memcpy(y + (size_t)r * s->out, s->b, sizeof(float) * (size_t)s->out);
+        else memset(y + (size_t)r * s->out, 0, sizeof(float) * (size_t)s->out);
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bs, (int)s->out, (int)s->in, 1.0f, cur, (int)s->in, s->w, (int)s->in, 1.0f, y,
+                  (int)s->out);
+      break;
+    case FT_RELU:
+      for (size_t k = 0; k < (size_t)bs * s->out; k++) y[k] = cur[k] > 0 ? cur[k] : 0;
+      break;
+    default: memcpy(y, cur, sizeof(float) * (size_t)bs * s->out); break; /* alias; a final softmax is left to the loss */
+    }
+    cur = y;
+  }
+}
+
+/* Softmax cross-entropy of logits [bs, c]: the summed loss and correct count; with `grad`, logits become
+ * (p − onehot) / bs. */
+static double ft_loss(float *logits, const guint8 *labels, int bs, int64_t c, int64_t *correct, gboolean grad) {
+  double loss = 0;
+  for (int r = 0; r < bs; r++) {
+    float *z = logits + (size_t)r * c, m = z[0], sum = 0;
+    int64_t best = 0;
+    for (int64_t k = 1; k < c; k++) {
+      if (z[k] > m) m = z[k];
+      if (z[k] > z[best]) best = k;
+    }
+    *correct += best == labels[r];
+    double zl = z[labels[r]];
+    for (int64_t k = 0; k < c; k++) sum += expf(z[k] - m);
+    loss += log(sum) + m - zl;
+    if (grad)
+      for (int64_t k = 0; k < c; k++) z[k] = (expf(z[k] - m) / sum - (k == labels[r])) / (float)bs;
+  }
+  return loss;
+}
+
+int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int64_t n, const PqFinetuneParams *p, PqFinetuneResult *res,
+                PqPluginError *error) {
+  g_return_val_if_fail(model && inputs && labels && p && res, -1);
+  if (n < 1 || p->epochs < 1 || p->batch_size < 1 || !(p->learning_rate > 0)) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "finetune: needs samples, epochs >= 1, batch size >= 1 and a positive learning rate");
+    return -1;
+  }
+  g_autoptr(GError) gerr = NULL;
+  g_autoptr(PqPlan) plan = pq_model_plan(model, 1, &gerr);
+  if (!plan) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "finetune: %s", gerr->message);
+    return -1;
+  }
+  const PqGraph *g = model->graph;
+  size_t ns = pq_plan_n_steps(plan);
+  FtStep *st = g_new0(FtStep, ns ? ns : 1);
+  int prev = pq_plan_value_index(plan, pq_graph_input_name(g, 0));
+  int64_t width = pq_plan_value_numel(plan, prev);
+  int ok = g->inputs->len == 1 && g->outputs->len == 1;
+  const char *why = "the model must have one input and one output";
+  for (size_t i = 0; ok && i < ns; i++) {
+    const PqNode *node = pq_plan_step(plan, i);
+    FtStep *s = &st[i];
+    s->name = node->name;
+    const char *op = node->op;
+    int in0 = pq_plan_step_input(plan, i, 0), out = pq_plan_step_output(plan, i, 0);
+    s->in = width;
+    s->out = pq_plan_value_numel(plan, out);
+    if (in0 != prev) {
+      ok = 0;
+      why = "only a chain of layers is fine-tuned (each node reading the one before)";
+      break;
+    }
+    if (!strcmp(op, "linear")) {
+      int wv = pq_plan_step_input(plan, i, 1), bv = pq_plan_step_input(plan, i, 2);
+      if (wv < 0 || pq_plan_value_kind(plan, wv) != PQ_VALUE_WEIGHT || (bv >= 0 && pq_plan_value_kind(plan, bv) != PQ_VALUE_WEIGHT)) {
+        ok = 0;
+        why = "a linear layer's weight and bias must be model tensors";
+        break;
+      }
+      PqTensor *w = pq_plan_value_tensor(plan, wv);
+      if (pq_tensor_numel(w) != s->in * s->out) {
+        ok = 0;
+        why = "a linear layer's input must be 2-D [batch, features]";
+        break;
+      }
+      s->kind = FT_LINEAR;
+      s->wname = pq_tensor_name(w);
+      s->w = g_new(float, s->in * s->out);
+      pq_tensor_to_f32(w, s->w);
+      s->train_w = pq_tensor_dtype(w) == PQ_DTYPE_F32;
+      if (bv >= 0) {
+        PqTensor *b = pq_plan_value_tensor(plan, bv);
+        s->bname = pq_tensor_name(b);
+        s->b = g_new(float, s->out);
+        pq_tensor_to_f32(b, s->b);
+        s->train_b = pq_tensor_dtype(b) == PQ_DTYPE_F32;
+      }
+    } else if (!strcmp(op, "relu")) s->kind = FT_RELU;
+    else if (!strcmp(op, "flatten") || !strcmp(op, "reshape")) s->kind = FT_ALIAS;
+    else if (!strcmp(op, "softmax") && i == ns - 1) s->kind = FT_SOFTMAX;
+    else {
+      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, relu, flatten, reshape, a final softmax)",
+                          node->name, op);
+      ft_free(st, ns);
+      return -1;
+    }
+    prev = out;
+    width = s->out;
+  }
+  if (ok && prev != pq_plan_value_index(plan, pq_graph_output_name(g, 0))) {
+    ok = 0;
+    why = "the chain must end at the model's output";
+  }
+  if (!ok || ns == 0) {
+    pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: %s", ns ? why : "the model has no layers");
+    ft_free(st, ns);
+    return -1;
+  }
+  int64_t classes = st[ns - 1].out, trained = 0;
+  for (int64_t i = 0; i < n; i++)
+    if (labels[i] >= classes) {
+      pq_plugin_error_set(error, PQ_ERR_INVALID, "finetune: label %d of sample %lld is not one of the model's %lld outputs", labels[i], (long long)i,
+                          (long long)classes);
+      ft_free(st, ns);
+      return -1;
+    }
+  for (size_t i = 0; i < ns; i++) {
+    FtStep *s = &st[i];
+    if (s->train_w) {
+      s->gw = g_new0(float, s->in * s->out), s->mw = g_new0(float, s->in * s->out), s->vw = g_new0(float, s->in * s->out);
+      trained += s->in * s->out;
+    }
+    if (s->train_b) {
+      s->gb = g_new0(float, s->out), s->mb = g_new0(float, s->out), s->vb = g_new0(float, s->out);
+      trained += s->out;
+    }
+  }
+  const int B = p->batch_size;
+  int64_t in_width = st[0].in;
+  float **acts = g_new(float *, ns);
+  int64_t widest = in_width;
+  for (size_t i = 0; i < ns; i++) {
+    acts[i] = g_new(float, (size_t)B * st[i].out);
+    widest = MAX(widest, st[i].out);
+  }
+  float *d0 = g_new(float, (size_t)B * widest), *d1 = g_new(float, (size_t)B * widest), *xb = g_new(float, (size_t)B * in_width);
+  guint8 *lb = g_new(guint8, B);
+  gint32 *order = g_new(gint32, n);
+  for (int64_t i = 0; i < n; i++) order[i] = (gint32)i;
+  GRand *rng = g_rand_new_with_seed((guint32)p->seed);
+  int old_threads = openblas_get_num_threads();
+  openblas_set_num_threads(p->threads > 0 ? p->threads : 1);
+  /* the loss and accuracy on the samples before and after */
+#define EVALUATE(loss_out, acc_out)                                                                                \
+  do {                                                                                                             \
+    double l_ = 0;                                                                                                 \
+    int64_t c_ = 0;                                                                                                \
+    for (int64_t s0 = 0; s0 < n; s0 += B) {                                                                        \
+      int bs_ = (int)MIN(B, n - s0);                                                                               \
+      ft_forward(st, ns, inputs + s0 * in_width, acts, bs_);                                                       \
+      l_ += ft_loss(acts[ns - 1], labels + s0, bs_, classes, &c_, FALSE);                                          \
+    }                                                                                                              \
+    loss_out = l_ / (double)n;                                                                                     \
+    acc_out = (double)c_ / (double)n;                                                                              \
+  } while (0)
+  EVALUATE(res->loss_before, res->accuracy_before);
+  int64_t total = ((n + B - 1) / B) * p->epochs;
+  int t = 0;
+  for (int ep = 0; ep < p->epochs; ep++) {
+    for (int64_t i = n - 1; i > 0; i--) {
+      int64_t j = g_rand_int_range(rng, 0, (gint32)(i + 1));
+      gint32 tmp = order[i];
+      order[i] = order[j];
+      order[j] = tmp;
+    }
+    for (int64_t s0 = 0; s0 < n; s0 += B) {
+      int bs = (int)MIN(B, n - s0);
+      for (int r = 0; r < bs; r++) {
+        memcpy(xb + (size_t)r * in_width, inputs + (size_t)order[s0 + r] * in_width, sizeof(float) * (size_t)in_width);
+        lb[r] = labels[order[s0 + r]];
+      }
+      ft_forward(st, ns, xb, acts, bs);
+      int64_t dummy = 0;
+      float *dy = d0, *dx = d1;
+      memcpy(dy, acts[ns - 1], sizeof(float) * (size_t)bs * classes);
+      ft_loss(dy, lb, bs, classes, &dummy, TRUE);
+      for (size_t i = ns; i-- > 0;) { /* dy: the loss's gradient at step i's output */
+        FtStep *s = &st[i];
+        const float *x = i ? acts[i - 1] : xb;
+        if (s->kind == FT_LINEAR) {
+          if (s->train_w)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)s->out, (int)s->in, bs, 1.0f, dy, (int)s->out, x, (int)s->in, 0.0f, s->gw,
+                        (int)s->in);
+          if (s->train_b) {
+            memset(s->gb, 0, sizeof(float) * (size_t)s->out);
+            for (int r = 0; r < bs; r++)
+              for (int64_t k = 0; k < s->out; k++) s->gb[k] += dy[(size_t)r * s->out + k];
+          }
+          if (i == 0) break;
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bs, (int)s->in, (int)s->out, 1.0f, dy, (int)s->out, s->w, (int)s->in, 0.0f, dx,
+                      (int)s->in);
+          float *tmp = dy;
+          dy = dx, dx = tmp;
+        } else if (s->kind == FT_RELU) {
+          for (size_t k = 0; k < (size_t)bs * s->out; k++) dy[k] = acts[i][k] > 0 ? dy[k] : 0;
+        } /* alias and the final softmax (folded into the loss) pass the gradient through */
+      }
+      t++;
+      double lr = p->learning_rate * 0.5 * (1.0 + cos(G_PI * (double)(t - 1) / (double)total));
+      for (size_t i = 0; i < ns; i++) {
+        FtStep *s = &st[i];
+        if (s->train_w) adam(s->w, s->gw, s->mw, s->vw, (size_t)(s->in * s->out), lr, t);
+        if (s->train_b) adam(s->b, s->gb, s->mb, s->vb, (size_t)s->out, lr, t);
+      }
+    }
+  }
+  EVALUATE(res->loss_after, res->accuracy_after);
+#undef EVALUATE
+  openblas_set_num_threads(old_threads);
+  /* the trained tensors replace the model's (which other models may share: new tensors, never in place) */
+  for (size_t i = 0; i < ns; i++) {
+    FtStep *s = &st[i];
+    PqTensor *old;
+    if (s->train_w && (old = pq_model_tensor(model, s->wname))) {
+      PqTensor *nt = make_tensor(s->wname, pq_tensor_ndim(old), pq_tensor_shape(old), s->w);
+      pq_model_set_tensor(model, nt);
+      pq_tensor_unref(nt);
+    }
+    if (s->train_b && (old = pq_model_tensor(model, s->bname))) {
+      PqTensor *nt = make_tensor(s->bname, pq_tensor_ndim(old), pq_tensor_shape(old), s->b);
+      pq_model_set_tensor(model, nt);
+      pq_tensor_unref(nt);
+    }
+  }
+  res->trained_params = trained;
+  g_rand_free(rng);
+  for (size_t i = 0; i < ns; i++) g_free(acts[i]);
+  g_free(acts);
+  g_free(d0), g_free(d1), g_free(xb), g_free(lb), g_free(order);
+  ft_free(st, ns);
+  return 0;
+}

@@ -40,10 +40,11 @@ static void test_layout(void) {
   PIN_OFF(PqTensorView, shape, 16);
   PIN_OFF(PqTensorView, data, 80);
 
-  PIN_SIZE(PqCalibration, 32);
+  PIN_SIZE(PqCalibration, 40);
   PIN_OFF(PqCalibration, n_samples, 8);
   PIN_OFF(PqCalibration, inputs, 16);
   PIN_OFF(PqCalibration, host, 24);
+  PIN_OFF(PqCalibration, labels, 32);
 
   PIN_SIZE(PqCompressorVTable, 88);
   PIN_OFF(PqCompressorVTable, compress, 8);

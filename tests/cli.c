@@ -156,6 +156,18 @@ static void test_compress_and_run(void) {
   g_assert_nonnull(strstr(out, " pp\n"));
   g_free(out);
   g_free(err);
+  /* fine-tuning after factoring: the random model's factors learn the labels (far above its chance level) */
+  g_assert_cmpint(pqrun(&out, &err, "run", "--model", path, "--compressor", "low_rank", "--opt", "low_rank.rank=16", "--compressor", "finetune",
+                        "--opt", "finetune.samples=4096", "--calibration", "4096", NULL), ==, 0);
+  g_assert_nonnull(strstr(out, "2     finetune   (float weights)"));
+  g_assert_nonnull(strstr(out, "2 epochs on 4096 samples: loss "));
+  const char *deg = strrchr(out, '%');
+  g_assert_nonnull(deg);
+  double gained = g_ascii_strtod(deg + 1, NULL); /* the degradation column: "+NN.NN pp" */
+  g_test_message("finetune: %+.2f pp", gained);
+  g_assert_cmpfloat(gained, >, 30.0);
+  g_free(out);
+  g_free(err);
   /* a chain from a config file */
   const char *cfg = "{\"stages\": [{\"plugin\": \"quant\", \"options\": {\"bits\": 4, \"scheme\": \"per_group\", \"group_size\": 16}}]}";
   g_autofree char *cfgp = pq_test_write(tmpdir, "chain.json", cfg, strlen(cfg));

@@ -561,6 +561,80 @@ static void test_quant_conv(void) {
   pq_model_unref(m);
 }
 
+/* Labels from a teacher: the float model's own classes on seeded inputs, so a good student can learn them. */
+static void teacher_data(const PqModel *m, int64_t n, int64_t in, float **x, guint8 **labels) {
+  *x = g_new(float, n * in);
+  *labels = g_new(guint8, n);
+  GRand *r = g_rand_new_with_seed(99);
+  for (int64_t i = 0; i < n * in; i++) (*x)[i] = (float)g_rand_double_range(r, -1, 1);
+  g_rand_free(r);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqBackend) b = pq_backend_prepare(cpu, m, 1, n, NULL, &err);
+  g_assert_no_error(err);
+  int64_t on = pq_backend_output_numel(b);
+  g_autofree float *y = g_new(float, n * on);
+  g_assert_true(pq_backend_run_f32(b, *x, n, y, &err));
+  for (int64_t i = 0; i < n; i++) {
+    int64_t best = 0;
+    for (int64_t c = 1; c < on; c++)
+      if (y[i * on + c] > y[i * on + best]) best = c;
+    (*labels)[i] = (guint8)best;
+  }
+}
+
+/* Fine-tuning: a crudely factored model learns its teacher's labels back; packed weights are trained
+ * through and left as they were; the model it was copied from is untouched; what it cannot train through
+ * is refused by name. */
+static void test_finetune(void) {
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(64, 48, 10, 81);
+  g_autofree float *x = NULL;
+  g_autofree guint8 *labels = NULL;
+  teacher_data(m, 2048, 64, &x, &labels);
+  g_autoptr(GError) err = NULL;
+  const char *kv[] = {"rank", "6", NULL};
+  g_autoptr(PqModel) lr = compress(low_rank, m, kv, &err);
+  g_assert_no_error(err);
+  g_autoptr(PqModel) ft = pq_model_copy(lr);
+  g_autofree float *before = g_memdup2(pq_tensor_data(pq_model_tensor(lr, "b1")), 48 * sizeof(float));
+  PqFinetuneParams p = {20, 64, 3e-3, 7, 1};
+  PqFinetuneResult res;
+  PqPluginError perr = {sizeof perr, 0, {0}};
+  g_assert_cmpint(pq_finetune(ft, x, labels, 2048, &p, &res, &perr), ==, 0);
+  g_test_message("loss %.3f -> %.3f, accuracy %.3f -> %.3f, %lld trained", res.loss_before, res.loss_after, res.accuracy_before,
+                 res.accuracy_after, (long long)res.trained_params);
+  g_assert_cmpfloat(res.loss_after, <, 0.8 * res.loss_before);
+  g_assert_cmpfloat(res.accuracy_after, >, res.accuracy_before + 0.05);
+  g_assert_cmpint(res.trained_params, ==, pq_model_n_params(lr));
+  g_assert_cmpmem(pq_tensor_data(pq_model_tensor(lr, "b1")), 48 * sizeof(float), before, 48 * sizeof(float)); /* shared: untouched */
+  g_assert_true(memcmp(pq_tensor_data(pq_model_tensor(ft, "b1")), before, 48 * sizeof(float)) != 0);
+  /* the same run again: the same weights (seeded, one thread) */
+  g_autoptr(PqModel) ft2 = pq_model_copy(lr);
+  PqFinetuneResult res2;
+  g_assert_cmpint(pq_finetune(ft2, x, labels, 2048, &p, &res2, &perr), ==, 0);
+  g_assert_cmpfloat(res2.loss_after, ==, res.loss_after);
+
+  /* packed first layer: its codes stay, the float layers after it learn */
+  const char *q8[] = {"bits", "4", "include", "fc1", NULL};
+  g_autoptr(PqModel) q = compress(quant, m, q8, &err);
+  g_assert_no_error(err);
+  g_autoptr(PqModel) qft = pq_model_copy(q);
+  g_assert_cmpint(pq_finetune(qft, x, labels, 2048, &p, &res, &perr), ==, 0);
+  g_assert_true(pq_model_tensor(qft, "w1") == pq_model_tensor(q, "w1"));
+  g_assert_cmpint(pq_tensor_dtype(pq_model_tensor(qft, "w1")), ==, PQ_DTYPE_PACKED);
+  g_assert_cmpint(res.trained_params, ==, pq_model_n_params(m) - 48 * 64);
+  g_assert_cmpfloat(res.loss_after, <=, res.loss_before);
+
+  /* refused: an op it cannot train through, a label the model cannot output */
+  const char *tt[] = {"max_rank", "2", "cores", "2", "include", "fc1", NULL};
+  g_autoptr(PqModel) t = compress(tensor_train, m, tt, &err);
+  g_assert_no_error(err);
+  g_assert_cmpint(pq_finetune(t, x, labels, 2048, &p, &res, &perr), ==, -1);
+  g_assert_nonnull(strstr(perr.message, "node 'fc1': op 'tt_linear' is not one it trains through"));
+  labels[5] = 10;
+  g_assert_cmpint(pq_finetune(ft, x, labels, 2048, &p, &res, &perr), ==, -1);
+  g_assert_nonnull(strstr(perr.message, "label 10 of sample 5 is not one of the model's 10 outputs"));
+}
+
 static void test_pipeline(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(64, 48, 10, 31);
   g_autoptr(PqPipeline) p = pq_pipeline_new(reg);
@@ -686,6 +760,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/quant-conv", test_quant_conv);
   g_test_add_func("/compress/nan-weights", test_nan_everywhere);
   g_test_add_func("/compress/pipeline", test_pipeline);
+  g_test_add_func("/compress/finetune", test_finetune);
   g_test_add_func("/compress/data-aware", test_data_aware);
   int rc = g_test_run();
   pq_registry_free(reg);

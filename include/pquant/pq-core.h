@@ -169,6 +169,30 @@ PQ_API const int64_t *pq_node_get_ints(const PqNode *node, const char *key, size
 PQ_API int pq_sparse_check(const PqNode *node, const PqTensor *values, const PqTensor *cols, const PqTensor *rows,
                            struct PqPluginError *error);
 
+/* ---- fine-tuning -------------------------------------------------------------------------------------- */
+
+typedef struct PqFinetuneParams {
+  int epochs;              /* >= 1 */
+  int batch_size;          /* >= 1 */
+  double learning_rate;    /* Adam's, cosine-decayed to 0 over the run */
+  uint64_t seed;           /* the order of the samples */
+  int threads;             /* BLAS threads (0 = 1) */
+} PqFinetuneParams;
+
+typedef struct PqFinetuneResult {
+  double loss_before, loss_after;           /* mean cross-entropy on the samples */
+  double accuracy_before, accuracy_after;   /* fraction of the samples classified right */
+  int64_t trained_params;                   /* float32 weights and biases trained */
+} PqFinetuneResult;
+
+/* Trains the float32 weights and biases of `model`'s linear layers on labelled samples (inputs: n rows of
+ * the model's input width; labels: class indices) with softmax cross-entropy and Adam; weights held in
+ * another form (packed codes, float16) stay as they are and are trained through. The model must be a chain
+ * of linear, relu, flatten/reshape and an optional final softmax. The trained tensors replace the model's
+ * (new tensors: a model sharing the old ones is untouched). 0, or -1 with `error` filled. */
+PQ_API int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int64_t n, const PqFinetuneParams *params,
+                       PqFinetuneResult *result, struct PqPluginError *error);
+
 /* ---- models -------------------------------------------------------------------------------------------- */
 
 PQ_API PqModel *pq_model_new(void);

@@ -83,6 +83,9 @@ typedef struct PqCalibration {
   int64_t n_samples;           /* number of samples in `inputs` (first dimension) */
   const PqTensorView *inputs;  /* the model's input for n_samples samples; never NULL when n_samples > 0 */
   const void *host;            /* the host's; MUST NOT be touched: pass the calibration to pq_calibration_capture() */
+  /* Since ABI 1.2 (read it only when struct_size covers it): the samples' class labels, n_samples of them,
+   * or NULL when the dataset has none. */
+  const uint8_t *labels;
 } PqCalibration;
 
 /* Run the calibration inputs through the model being compressed (on the host's CPU backend) and return the
