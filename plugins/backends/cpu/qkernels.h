@@ -216,6 +216,15 @@ PQ_VNNI static float row_dot_vnni(const Step *st, const uint8_t *codes, int nib,
 
 #endif
 
+/* One output of a layer with one scale per row (or per tensor): the integer dot product of its codes with
+ * an int8 input row, corrected for the zero point, scaled, plus bias, ReLU where fused. */
+static inline float finish_output(const Step *st, int64_t o, int32_t dot, int32_t xsum, float sx, const float *b) {
+  int64_t si = st->q_per == 1 ? o : 0;
+  int32_t z = st->q_zeros ? st->q_zeros[si] : 1 << (st->q_bits - 1);
+  float v = st->q_scales[si] * (float)(dot - z * xsum) * sx + (b ? b[o] : 0.0f);
+  return st->fuse_relu && v < 0.0f ? 0.0f : v;
+}
+
 #ifdef PQ_X86
 /* Any width b: 8 codes live in b consecutive bytes. Gather each group's b bytes into its own 64-bit lane
  * (vpermb), then pull 8 bit-fields at offsets 0, b, …, 7b out of every lane (vpmultishiftqb) and mask. */
@@ -253,7 +262,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi"))) stati
                                                                                                  int32_t xsum, float sx, const float *b,
                                                                                                  float *y) {
   const int64_t n = st->n, k = st->k, rb = st->q_row_bytes;
-  const int bits = st->q_bits, zdef = 1 << (bits - 1);
+  const int bits = st->q_bits;
   uint8_t perm[64], shift[64];
   for (int lane = 0; lane < 8; lane++)
     for (int j = 0; j < 8; j++) {
@@ -285,22 +294,14 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi"))) stati
       a3 = _mm512_dpbusd_epi32(a3, CODES(r3, full, wtail), x);
     }
     int32_t d[4] = {_mm512_reduce_add_epi32(a0), _mm512_reduce_add_epi32(a1), _mm512_reduce_add_epi32(a2), _mm512_reduce_add_epi32(a3)};
-    for (int t = 0; t < 4; t++) {
-      int64_t si = st->q_per == 1 ? o + t : 0;
-      int32_t z = st->q_zeros ? st->q_zeros[si] : zdef;
-      float v = st->q_scales[si] * (float)(d[t] - z * xsum) * sx + (b ? b[o + t] : 0.0f);
-      y[o + t] = st->fuse_relu && v < 0.0f ? 0.0f : v;
-    }
+    for (int t = 0; t < 4; t++) y[o + t] = finish_output(st, o + t, d[t], xsum, sx, b);
   }
   for (; o < n; o++) {
     const uint8_t *r0 = st->q_codes + o * rb;
     __m512i a0 = _mm512_setzero_si512();
     for (int64_t j = 0; j < full; j += 64) a0 = _mm512_dpbusd_epi32(a0, CODES(r0, j, load), _mm512_loadu_si512(xq + j));
     if (left) a0 = _mm512_dpbusd_epi32(a0, CODES(r0, full, wtail), _mm512_maskz_loadu_epi8(xtail, xq + full));
-    int64_t si = st->q_per == 1 ? o : 0;
-    int32_t z = st->q_zeros ? st->q_zeros[si] : zdef;
-    float v = st->q_scales[si] * (float)(_mm512_reduce_add_epi32(a0) - z * xsum) * sx + (b ? b[o] : 0.0f);
-    y[o] = st->fuse_relu && v < 0.0f ? 0.0f : v;
+    y[o] = finish_output(st, o, _mm512_reduce_add_epi32(a0), xsum, sx, b);
   }
 #undef CODES
 }
@@ -327,7 +328,6 @@ static const uint8_t *unpack_rows(const Step *st, int64_t o, int count, int vbmi
 PQ_VNNI static void rows8_vnni(const Step *st, const int8_t *xq, int32_t xsum, float sx, const float *b, float *y) {
   const int64_t n = st->n, k = st->k;
   const int64_t rb = st->q_bits == 8 ? st->q_row_bytes : k + 64; /* unpacked rows: one byte a code */
-  const int zdef = 1 << (st->q_bits - 1);
   const int vbmi = st->q_bits != 8 && pq_cpu_has_vbmi();
 #define ROWS(o, count)                                                                                             \
   (st->q_bits == 8 ? st->q_codes + (o) * st->q_row_bytes : unpack_rows(st, o, count, vbmi))
@@ -352,22 +352,14 @@ PQ_VNNI static void rows8_vnni(const Step *st, const int8_t *xq, int32_t xsum, f
       a3 = _mm512_dpbusd_epi32(a3, _mm512_maskz_loadu_epi8(tail, r3 + full), x);
     }
     int32_t d[4] = {_mm512_reduce_add_epi32(a0), _mm512_reduce_add_epi32(a1), _mm512_reduce_add_epi32(a2), _mm512_reduce_add_epi32(a3)};
-    for (int t = 0; t < 4; t++) {
-      int64_t si = st->q_per == 1 ? o + t : 0;
-      int32_t z = st->q_zeros ? st->q_zeros[si] : zdef;
-      float v = st->q_scales[si] * (float)(d[t] - z * xsum) * sx + (b ? b[o + t] : 0.0f);
-      y[o + t] = st->fuse_relu && v < 0.0f ? 0.0f : v;
-    }
+    for (int t = 0; t < 4; t++) y[o + t] = finish_output(st, o + t, d[t], xsum, sx, b);
   }
   for (; o < n; o++) {
     const uint8_t *r0 = ROWS(o, 1);
     __m512i a0 = _mm512_setzero_si512();
     for (int64_t j = 0; j < full; j += 64) a0 = _mm512_dpbusd_epi32(a0, _mm512_loadu_si512(r0 + j), _mm512_loadu_si512(xq + j));
     if (tail) a0 = _mm512_dpbusd_epi32(a0, _mm512_maskz_loadu_epi8(tail, r0 + full), _mm512_maskz_loadu_epi8(tail, xq + full));
-    int64_t si = st->q_per == 1 ? o : 0;
-    int32_t z = st->q_zeros ? st->q_zeros[si] : zdef;
-    float v = st->q_scales[si] * (float)(_mm512_reduce_add_epi32(a0) - z * xsum) * sx + (b ? b[o] : 0.0f);
-    y[o] = st->fuse_relu && v < 0.0f ? 0.0f : v;
+    y[o] = finish_output(st, o, _mm512_reduce_add_epi32(a0), xsum, sx, b);
   }
 #undef ROWS
 }
@@ -382,7 +374,6 @@ PQ_VNNI static void rows8_vnni_batch(const Step *st, const int8_t *xq, const int
   const int64_t n = st->n, k = st->k, full = k - k % 64;
   const __mmask64 tail = k % 64 ? (((__mmask64)1 << (k % 64)) - 1) : 0;
   const int64_t rb = st->q_bits == 8 ? st->q_row_bytes : k + 64;
-  const int zdef = 1 << (st->q_bits - 1);
   const int vbmi = st->q_bits != 8 && pq_cpu_has_vbmi();
   const int64_t rows4 = rows - rows % 4;
   for (int64_t o = 0; o < n; o += 4) {
@@ -406,12 +397,7 @@ PQ_VNNI static void rows8_vnni_batch(const Step *st, const int8_t *xq, const int
         }
       }
       for (int i = 0; i < 4; i++)
-        for (int t = 0; t < oc; t++) {
-          int64_t si = st->q_per == 1 ? o + t : 0;
-          int32_t z = st->q_zeros ? st->q_zeros[si] : zdef;
-          float v = st->q_scales[si] * (float)(_mm512_reduce_add_epi32(a[i][t]) - z * xsum[r + i]) * sx[r + i] + (b ? b[o + t] : 0.0f);
-          y[(r + i) * n + o + t] = st->fuse_relu && v < 0.0f ? 0.0f : v;
-        }
+        for (int t = 0; t < oc; t++) y[(r + i) * n + o + t] = finish_output(st, o + t, _mm512_reduce_add_epi32(a[i][t]), xsum[r + i], sx[r + i], b);
     }
   }
   for (int64_t r = rows4; r < rows; r++) {
