@@ -9,6 +9,7 @@
 #include <locale.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #define DEFAULT_MODEL_FILE "fashion-mnist-mlp-v1.safetensors"
@@ -176,9 +177,10 @@ static void print_records(const PqModel *m) {
       printf("%-5d %-10s %-14s %12s %12s %8s %8s %9s  skipped: %s\n", r->stage, r->method, r->layer, "-", "-", "-", "-", "-", r->detail);
       continue;
     }
-    printf("%-5d %-10s %-14s %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %7.2fx %8.2f %9.1f  %s\n", r->stage, r->method, r->layer,
+    g_autofree char *sqnr = isnan(r->sqnr_db) ? g_strdup("-") : g_strdup_printf("%.1f", r->sqnr_db); /* not measured: "-" */
+    printf("%-5d %-10s %-14s %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %7.2fx %8.2f %9s  %s\n", r->stage, r->method, r->layer,
            r->bytes_before, r->bytes_after, r->bytes_after ? (double)r->bytes_before / (double)r->bytes_after : 0.0,
-           r->params_before ? 8.0 * (double)r->bytes_after / (double)r->params_before : 0.0, r->sqnr_db, r->detail);
+           r->params_before ? 8.0 * (double)r->bytes_after / (double)r->params_before : 0.0, sqnr, r->detail);
   }
 }
 

@@ -168,6 +168,13 @@ static void test_compress_and_run(void) {
   g_assert_cmpfloat(gained, >, 30.0);
   g_free(out);
   g_free(err);
+  /* the example suite with fine-tuned methods validates and runs its chains (--dry-run: sizes only) */
+  g_assert_cmpint(pqrun(&out, &err, "bench", "--model", path, "--config", TEST_SRCDIR "/../examples/suites/finetune.json", "--dry-run", NULL), ==, 0);
+  g_assert_nonnull(strstr(out, "low_rank_32_ft"));
+  g_assert_nonnull(strstr(out, "combined_ft"));
+  g_assert_null(strstr(out, "error"));
+  g_free(out);
+  g_free(err);
   /* a chain from a config file */
   const char *cfg = "{\"stages\": [{\"plugin\": \"quant\", \"options\": {\"bits\": 4, \"scheme\": \"per_group\", \"group_size\": 16}}]}";
   g_autofree char *cfgp = pq_test_write(tmpdir, "chain.json", cfg, strlen(cfg));
