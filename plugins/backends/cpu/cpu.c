@@ -159,7 +159,13 @@ static const float *weight_f32(Cpu *c, PqTensor *t, PqPluginError *err) {
     pq_plugin_error_set(err, PQ_ERR_NOMEM, "cannot convert tensor '%s' to float32", pq_tensor_name(t));
     return NULL;
   }
-  c->owned_weights = realloc(c->owned_weights, sizeof(float *) * (size_t)(c->n_owned + 1));
+  float **grown = realloc(c->owned_weights, sizeof(float *) * (size_t)(c->n_owned + 1));
+  if (!grown) {
+    free(f);
+    pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory for tensor '%s'", pq_tensor_name(t));
+    return NULL;
+  }
+  c->owned_weights = grown;
   c->owned_weights[c->n_owned++] = f;
   c->converted_bytes += n * 4;
   c->weights_bytes += n * 4;
@@ -611,8 +617,7 @@ static int slot_get(Slot **slots, int *n_slots, size_t need) {
   if (best < 0) { /* else grow the largest free slot, or make a new one */
     for (int i = 0; i < *n_slots; i++)
       if ((*slots)[i].live == 0 && (best < 0 || (*slots)[i].cap > (*slots)[best].cap)) best = i;
-    if (best < 0) {
-      *slots = realloc(*slots, sizeof(Slot) * (size_t)(*n_slots + 1));
+    if (best < 0) { /* the array has room: at most one slot per input and per step */
       best = (*n_slots)++;
       (*slots)[best] = (Slot){0, 0, 0};
     }
@@ -624,12 +629,17 @@ static int slot_get(Slot **slots, int *n_slots, size_t need) {
 /* Assigns each activation a slot of the arena, reusing a slot once all values living in it are read. */
 static PqStatus plan_buffers(Cpu *c, PqPluginError *err) {
   PqPlan *p = c->plan;
-  Slot *slots = NULL;
   int n_slots = 0;
-  int *remaining = calloc((size_t)c->n_values, sizeof(int));
+  Slot *slots = malloc(sizeof(Slot) * (size_t)(c->n_inputs + c->n_steps + 1));
+  int *remaining = calloc((size_t)c->n_values + 1, sizeof(int));
+  if (!slots || !remaining) {
+    free(slots);
+    free(remaining);
+    pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory planning the activation buffers");
+    return PQ_ERR_NOMEM;
+  }
   for (int v = 0; v < c->n_values; v++) remaining[v] = pq_plan_value_n_uses(p, v);
   for (int i = 0; i < c->n_inputs; i++) {
-    slots = realloc(slots, sizeof(Slot) * (size_t)(n_slots + 1));
     slots[n_slots] = (Slot){0, 1 << 30, 0}; /* the caller's memory: never reused */
     c->values[c->input_values[i]].slot = n_slots++;
   }

@@ -17,6 +17,14 @@ static double now_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
+/* *p grown to `cap` doubles; 0 (and *p as it was) when memory runs out */
+static int grow(double **p, int cap) {
+  double *q = realloc(*p, sizeof(double) * (size_t)cap);
+  if (!q) return 0;
+  *p = q;
+  return 1;
+}
+
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -111,6 +119,10 @@ static PqStatus latency_observe(const PqProbeContext *ctx, PqMetricSink *sink, P
     }
     /* real inputs where there is a dataset, else a fixed pattern */
     float *x = calloc((size_t)(batch * per), sizeof(float)), *y = NULL;
+    if (!x) {
+      pq_plugin_error_set(err, PQ_ERR_NOMEM, "latency: out of memory for batch %lld", batch);
+      return PQ_ERR_NOMEM;
+    }
     if (ctx->dataset && pq_dataset_sample_numel(ctx->dataset) == per) pq_dataset_get_batch(ctx->dataset, 0, batch, x, NULL);
     else
       for (int64_t i = 0; i < batch * per; i++) x[i] = (float)(i % 17) / 17.0f;
@@ -136,21 +148,21 @@ static PqStatus latency_observe(const PqProbeContext *ctx, PqMetricSink *sink, P
     double *tb = malloc(sizeof(double) * (size_t)cap), *tc = malloc(sizeof(double) * (size_t)cap);
     double *db = malloc(sizeof(double) * (size_t)cap), *dc = malloc(sizeof(double) * (size_t)cap);
     double *kb = malloc(sizeof(double) * (size_t)cap), *kc = malloc(sizeof(double) * (size_t)cap);
-    PqStatus st = PQ_OK;
+    PqStatus st = x && y && tb && tc && db && dc && kb && kc ? PQ_OK : PQ_ERR_NOMEM;
+    if (st != PQ_OK) pq_plugin_error_set(err, PQ_ERR_NOMEM, "latency: out of memory for batch %lld", batch);
     for (int i = 0; i < warmup && st == PQ_OK; i++) {
       st = (PqStatus)pq_runner_run(ctx->runner, PQ_MODEL_BASELINE, &in, 1, &out, 1, err);
       if (st == PQ_OK) st = (PqStatus)pq_runner_run(ctx->runner, PQ_MODEL_COMPRESSED, &in, 1, &out, 1, err);
     }
     double started = now_ms();
     while (st == PQ_OK && (n < runs || now_ms() - started < min_ms)) {
-      if (n == cap) {
+      if (n == cap) { /* --min-time asked for more runs than planned */
         cap *= 2;
-        tb = realloc(tb, sizeof(double) * (size_t)cap);
-        tc = realloc(tc, sizeof(double) * (size_t)cap);
-        db = realloc(db, sizeof(double) * (size_t)cap);
-        dc = realloc(dc, sizeof(double) * (size_t)cap);
-        kb = realloc(kb, sizeof(double) * (size_t)cap);
-        kc = realloc(kc, sizeof(double) * (size_t)cap);
+        if (!grow(&tb, cap) || !grow(&tc, cap) || !grow(&db, cap) || !grow(&dc, cap) || !grow(&kb, cap) || !grow(&kc, cap)) {
+          pq_plugin_error_set(err, PQ_ERR_NOMEM, "latency: out of memory for %d timings", cap);
+          st = PQ_ERR_NOMEM;
+          break;
+        }
       }
       double t0 = now_ms();
       st = (PqStatus)pq_runner_run(ctx->runner, PQ_MODEL_BASELINE, &in, 1, &out, 1, err);
