@@ -115,6 +115,16 @@ struct Cuda {
   float last_ms[3] = {0, 0, 0}; /* copies in, compute, copies out of the last run */
 };
 
+/* a cuBLAS call inside run(): its failure is the run's error */
+#define BLAS(call, what)                                                                                           \
+  do {                                                                                                             \
+    cublasStatus_t b_ = (call);                                                                                    \
+    if (b_ != CUBLAS_STATUS_SUCCESS) {                                                                             \
+      pq_plugin_error_set(err, PQ_ERR_INTERNAL, "cuBLAS %s: status %d", what, (int)b_);                            \
+      return PQ_ERR_INTERNAL;                                                                                      \
+    }                                                                                                              \
+  } while (0)
+
 #define CHECK(call, what)                                                                                          \
   do {                                                                                                             \
     cudaError_t e_ = (call);                                                                                       \
@@ -965,15 +975,15 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
         break;
       }
       /* row-major y [rows, n] = x W^T is column-major y^T = W x^T */
-      cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)st.n, (int)rows, (int)st.k, &one, c->values[st.in[1]].ptr, (int)st.k, x, (int)st.k,
-                  &zero, y, (int)st.n);
+      BLAS(cublasSgemm(c->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)st.n, (int)rows, (int)st.k, &one, c->values[st.in[1]].ptr, (int)st.k, x, (int)st.k,
+                  &zero, y, (int)st.n), "GEMM");
       if (b || st.relu) k_bias_relu<<<blocks_for(rows * st.n), 256, 0, s>>>(y, b, rows, st.n, st.relu);
       break;
     }
     case K_MATMUL: {
       int64_t rows = batch * st.m_rows;
-      cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)st.n, (int)rows, (int)st.k, &one, c->values[st.in[1]].ptr, (int)st.n, x, (int)st.k,
-                  &zero, y, (int)st.n);
+      BLAS(cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)st.n, (int)rows, (int)st.k, &one, c->values[st.in[1]].ptr, (int)st.n, x, (int)st.k,
+                  &zero, y, (int)st.n), "GEMM");
       if (st.relu) k_bias_relu<<<blocks_for(rows * st.n), 256, 0, s>>>(y, nullptr, rows, st.n, 1);
       break;
     }
@@ -1011,8 +1021,8 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
           k_im2col<<<blocks_for(kk * ohw), 256, 0, s>>>(xg, c->workspace, cg, st.h, st.w, st.kh, st.kw, st.oh, st.ow, st.sh, st.sw, st.dh, st.dw,
                                                     st.pt, st.pl, 0);
           /* row-major yg [ocg, ohw] = W_g [ocg, kk] · col [kk, ohw]: column-major yg^T = col^T W_g^T */
-          cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)ohw, (int)ocg, (int)kk, &one, c->workspace, (int)ohw, w + g * ocg * kk, (int)kk,
-                      &zero, y + (n * st.oc + g * ocg) * ohw, (int)ohw);
+          BLAS(cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)ohw, (int)ocg, (int)kk, &one, c->workspace, (int)ohw, w + g * ocg * kk, (int)kk,
+                      &zero, y + (n * st.oc + g * ocg) * ohw, (int)ohw), "GEMM");
         }
       if (b || st.relu) k_bias_channels<<<blocks_for(total), 256, 0, s>>>(y, b, st.oc, ohw, total, st.relu);
       break;
@@ -1039,8 +1049,8 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
         for (int t = k + 1; t < st.tt_d; t++) a *= st.tt_m[t];
         for (int t = 0; t < k; t++) a *= st.tt_n[t];
         /* row-major bufr [a, rp·m] = cur [a, kk] · C_k [kk, rp·m]: column-major bufr^T = C_k^T cur^T */
-        cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)(rp * m), (int)a, (int)kk, &one, st.tt_c[k], (int)(rp * m), cur, (int)kk, &zero,
-                    st.tt_bufr, (int)(rp * m));
+        BLAS(cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)(rp * m), (int)a, (int)kk, &one, st.tt_c[k], (int)(rp * m), cur, (int)kk, &zero,
+                    st.tt_bufr, (int)(rp * m)), "GEMM");
         k_tt_transpose<<<blocks_for(a * rp * m), 256, 0, s>>>(st.tt_bufr, st.tt_buft, a, rp, m);
         cur = st.tt_buft;
       }
