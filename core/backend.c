@@ -109,13 +109,7 @@ gboolean pq_backend_run(PqBackend *b, const PqTensorView *inputs, gsize n_inputs
 }
 
 static void fill_view(PqTensorView *v, int ndim, const int64_t *per_sample, gint64 batch, void *data) {
-  memset(v, 0, sizeof *v);
-  v->struct_size = sizeof *v;
-  v->dtype = PQ_DTYPE_F32;
-  v->ndim = ndim;
-  memcpy(v->shape, per_sample, sizeof(int64_t) * (size_t)ndim);
-  v->shape[0] = batch;
-  v->data = data;
+  pq_tensor_view_init(v, PQ_DTYPE_F32, ndim, per_sample, batch, data);
 }
 
 gboolean pq_backend_run_f32(PqBackend *b, const float *input, gint64 batch, float *output, GError **error) {

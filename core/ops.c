@@ -71,14 +71,9 @@ int pq_op_is_builtin(const char *op) {
 /* An op a loaded compressor declared: its kernel infers the shape. */
 static gboolean plugin_infer(const PqOpKernel *k, const PqNode *node, int n_in, const int64_t *const *in, const int *nd,
                              int64_t out[][PQ_MAX_DIMS], int *ond, GError **error) {
-  PqTensorView views[16];
-  for (int j = 0; j < n_in; j++) {
-    memset(&views[j], 0, sizeof views[j]);
-    views[j].struct_size = sizeof views[j];
-    views[j].ndim = in[j] ? nd[j] : 0;
-    if (in[j]) memcpy(views[j].shape, in[j], sizeof(int64_t) * (size_t)nd[j]);
-  }
-  PqTensorView o = {sizeof o, PQ_DTYPE_F32, 0, 0, {0}, NULL};
+  PqTensorView views[16], o;
+  for (int j = 0; j < n_in; j++) pq_tensor_view_init(&views[j], PQ_DTYPE_F32, nd[j], in[j], 0, NULL);
+  pq_tensor_view_init(&o, PQ_DTYPE_F32, 0, NULL, 0, NULL);
   PqPluginError perr = {sizeof perr, 0, {0}};
   if (k->infer(node, views, (size_t)n_in, &o, &perr) != PQ_OK)
     FAIL("%s", perr.message[0] ? perr.message : "the op's kernel refused these shapes");

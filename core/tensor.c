@@ -328,3 +328,13 @@ int pq_tensor_to_f32(const PqTensor *t, float *out) {
   }
   return -1;
 }
+
+void pq_tensor_view_init(PqTensorView *v, int dtype, int ndim, const int64_t *shape, int64_t batch, void *data) {
+  memset(v, 0, sizeof *v);
+  v->struct_size = sizeof *v;
+  v->dtype = dtype;
+  v->ndim = shape ? ndim : 0;
+  if (shape) memcpy(v->shape, shape, sizeof(int64_t) * (size_t)ndim);
+  if (shape && ndim > 0 && batch >= 1) v->shape[0] = batch;
+  v->data = data;
+}

@@ -94,6 +94,9 @@ PQ_API PqTensor *pq_tensor_zeros(const PqTensor *tensor);           /* borrowed;
 PQ_API int64_t pq_tensor_rows(const PqTensor *tensor);              /* shape[0] (1 for scalars) */
 PQ_API int64_t pq_tensor_cols(const PqTensor *tensor);              /* numel / rows */
 PQ_API size_t pq_tensor_row_bytes(const PqTensor *tensor);          /* PACKED: bytes of one packed row */
+/* Fill a PqTensorView (struct_size set, reserved fields 0): `shape` NULL gives a view of no dimensions (an
+ * absent input); `batch` >= 1 replaces dimension 0. */
+PQ_API void pq_tensor_view_init(struct PqTensorView *view, int dtype, int ndim, const int64_t *shape, int64_t batch, void *data);
 
 /* Pack `n` codes (each < 2^bits) into `out` (ceil(n*bits/8) bytes) and back. */
 PQ_API void pq_pack_codes(const uint8_t *codes, int64_t n, int bits, uint8_t *out);

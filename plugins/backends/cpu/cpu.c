@@ -380,12 +380,7 @@ static void conv_geometry(Step *st, PqPlan *p, const PqNode *node) {
 
 /* A view for a plugin op's kernel: `nd` dimensions of `shape` (none when shape is NULL), over `data`. */
 static void set_view(PqTensorView *v, PqDType dtype, int nd, const int64_t *shape, void *data) {
-  memset(v, 0, sizeof *v);
-  v->struct_size = sizeof *v;
-  v->dtype = dtype;
-  v->ndim = shape ? nd : 0;
-  if (shape) memcpy(v->shape, shape, sizeof(int64_t) * (size_t)nd);
-  v->data = data;
+  pq_tensor_view_init(v, dtype, nd, shape, 0, data);
 }
 
 static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
