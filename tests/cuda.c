@@ -182,7 +182,7 @@ static void test_packed(void) {
 }
 
 /* Tensor-train, block-circulant and CSR layers: the same ops on both backends, at batch 1 and a batch that is
- * neither the largest nor a power of two (the circulant layer's FFT plans for it are made at that run). */
+ * not a power of two (the circulant layer transforms its rows in chunks of 16, 2 and 1). */
 static void test_forms(void) {
   if (!usable()) return;
   g_autoptr(PqModel) m = pq_test_tiny_mlp(256, 96, 10, 21);

@@ -46,8 +46,9 @@ struct Shape8 {
   int64_t d[PQ_MAX_DIMS];
 };
 
-/* cuFFT plans of a circulant layer for one number of rows (made at prepare for the largest batch, at the
- * first run of any other batch); they share the backend's one work area. */
+/* cuFFT plans of a circulant layer for one number of rows. A layer has them for every power of two up to
+ * its largest batch, made at prepare and sharing the backend's one work area; a run of any batch size
+ * transforms its rows in power-of-two chunks (19 rows: 16, 2 and 1), so runs plan and allocate nothing. */
 struct FftPlans {
   int64_t rows = 0;
   cufftHandle fwd = 0, inv = 0;
@@ -626,12 +627,16 @@ static PqStatus setup_circ(Cuda *c, Step &st, const PqNode *node, PqPluginError 
   st.cacc = (cufftComplex *)dev_alloc(c, sizeof(cufftComplex) * (size_t)(rows * st.cmb * st.cf));
   st.cypad = (float *)dev_alloc(c, sizeof(float) * (size_t)(rows * st.cmb * st.cb));
   if (!st.cxpad || !st.cx || !st.cacc || !st.cypad) NOMEM(pq_node_name(node));
-  FftPlans pl;
-  size_t work = 0;
-  PqStatus rc = make_fft_plans(c, st, rows, &pl, &work, err);
-  if (rc != PQ_OK) return rc;
-  st.plans.push_back(pl);
-  if (work > c->fft_work_bytes) c->fft_work_bytes = work;
+  int64_t top = 1; /* plans for top, top/2, ..., 1 rows: the run walks them largest first */
+  while (top * 2 <= rows) top *= 2;
+  for (int64_t r = top; r >= 1; r /= 2) {
+    FftPlans pl;
+    size_t work = 0;
+    PqStatus rc = make_fft_plans(c, st, r, &pl, &work, err);
+    if (rc != PQ_OK) return rc;
+    st.plans.push_back(pl);
+    if (work > c->fft_work_bytes) c->fft_work_bytes = work;
+  }
   if (st.in[2] >= 0) return upload_weight(c, st.in[2], err);
   return PQ_OK;
 }
@@ -914,26 +919,6 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
     return PQ_ERR_INVALID;
   }
   c->timed = false;
-  /* a batch size not seen before: the circulant layers' FFT plans for it (the only set-up a run may do) */
-  for (Step &st : c->steps) {
-    if (st.kind != K_CIRC) continue;
-    int64_t rows = batch * st.m_rows;
-    bool have = false;
-    for (const FftPlans &pl : st.plans) have = have || pl.rows == rows;
-    if (have) continue;
-    FftPlans pl;
-    size_t work = 0;
-    PqStatus rc = make_fft_plans(c, st, rows, &pl, &work, err);
-    if (rc != PQ_OK) return rc;
-    if (work > c->fft_work_bytes || cufftSetWorkArea(pl.fwd, c->fft_work) != CUFFT_SUCCESS || cufftSetWorkArea(pl.inv, c->fft_work) != CUFFT_SUCCESS) {
-      cufftDestroy(pl.fwd);
-      cufftDestroy(pl.inv);
-      pq_plugin_error_set(err, PQ_ERR_INTERNAL, "cuFFT: the plans for batch %lld need %zu bytes of work area, %zu were set aside", (long long)batch,
-                          work, c->fft_work_bytes);
-      return PQ_ERR_INTERNAL;
-    }
-    st.plans.push_back(pl);
-  }
   CHECK(cudaEventRecord(c->ev[0], c->stream), "timing");
   for (size_t i = 0; i < n_inputs; i++) {
     Value &v = c->values[c->inputs[i]];
@@ -1059,19 +1044,26 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
     }
     case K_CIRC: {
       int64_t rows = batch * st.m_rows, padded = st.cnb * st.cb;
-      const FftPlans *pl = nullptr;
-      for (const FftPlans &q : st.plans)
-        if (q.rows == rows) pl = &q;
       k_circ_pad<<<blocks_for(rows * padded), 256, 0, s>>>(x, st.cxpad, rows, st.k, padded);
-      if (cufftExecR2C(pl->fwd, st.cxpad, st.cx) != CUFFT_SUCCESS) {
-        pq_plugin_error_set(err, PQ_ERR_INTERNAL, "cuFFT: forward transform failed");
-        return PQ_ERR_INTERNAL;
-      }
+      for (int64_t r0 = 0; r0 < rows;) /* power-of-two chunks, largest first (plans[] runs from the largest down) */
+        for (const FftPlans &pl : st.plans)
+          while (pl.rows <= rows - r0) {
+            if (cufftExecR2C(pl.fwd, st.cxpad + r0 * padded, st.cx + r0 * st.cnb * st.cf) != CUFFT_SUCCESS) {
+              pq_plugin_error_set(err, PQ_ERR_INTERNAL, "cuFFT: forward transform failed");
+              return PQ_ERR_INTERNAL;
+            }
+            r0 += pl.rows;
+          }
       k_circ_mac<<<blocks_for(rows * st.cmb * st.cf), 256, 0, s>>>(st.cw, st.cx, st.cacc, rows, st.cmb, st.cnb, st.cf);
-      if (cufftExecC2R(pl->inv, st.cacc, st.cypad) != CUFFT_SUCCESS) {
-        pq_plugin_error_set(err, PQ_ERR_INTERNAL, "cuFFT: inverse transform failed");
-        return PQ_ERR_INTERNAL;
-      }
+      for (int64_t r0 = 0; r0 < rows;)
+        for (const FftPlans &pl : st.plans)
+          while (pl.rows <= rows - r0) {
+            if (cufftExecC2R(pl.inv, st.cacc + r0 * st.cmb * st.cf, st.cypad + r0 * st.cmb * st.cb) != CUFFT_SUCCESS) {
+              pq_plugin_error_set(err, PQ_ERR_INTERNAL, "cuFFT: inverse transform failed");
+              return PQ_ERR_INTERNAL;
+            }
+            r0 += pl.rows;
+          }
       k_circ_out<<<blocks_for(rows * st.n), 256, 0, s>>>(st.cypad, st.in[2] >= 0 ? c->values[st.in[2]].ptr : nullptr, y, rows, st.n,
                                                          st.cmb * st.cb, st.relu);
       break;
