@@ -1,6 +1,8 @@
 /* cost.c — MACs and FLOPs per sample from the real shapes of every op, compressed forms included. */
 #include "pq-private.h"
 
+#include <pquant/pq-activation.h>
+
 #include <math.h>
 #include <string.h>
 
@@ -60,6 +62,10 @@ int pq_model_cost(const PqModel *model, PqCost *cost, PqPluginError *error) {
       estimated = 1;
     } else if (!strcmp(op, "add") || !strcmp(op, "relu") || !strcmp(op, "global_avg_pool")) {
       add = !strcmp(op, "global_avg_pool") ? in_numel : out_numel;
+    } else if (pq_activation_kind(op) != PQ_ACT_NONE) {
+      /* counted as one flop an element; exp, tanh and erf cost more, so the total is an estimate */
+      add = out_numel;
+      estimated = 1;
     } else if (!strcmp(op, "softmax")) {
       add = 4 * out_numel; /* max, exp, sum, divide per element */
     } else if (!strcmp(op, "batch_norm")) {

@@ -1,6 +1,7 @@
 /* ops.c — shape inference of the built-in op set (see docs/file-format.md for each op's contract). */
 #include "pq-private.h"
 
+#include <pquant/pq-activation.h>
 #include <string.h>
 
 #define FAIL(...)                                                                                                  \
@@ -11,7 +12,9 @@
 
 static const char *const known_ops[] = {"linear",  "matmul",    "add",     "relu",       "softmax",
                                         "conv2d",  "maxpool2d", "avgpool2d", "global_avg_pool", "batch_norm",
-                                        "flatten", "reshape", "circulant_linear", "tt_linear", "sparse_linear"};
+                                        "flatten", "reshape", "circulant_linear", "tt_linear", "sparse_linear",
+                                        "sigmoid", "tanh", "leaky_relu", "elu", "selu", "clip", "hard_sigmoid", "hard_swish",
+                                        "softplus", "gelu"};
 
 static gboolean get_pair(const PqNode *node, const char *key, int64_t def, int64_t out[2], GError **error) {
   size_t n;
@@ -194,6 +197,17 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
       out[0][i] = a == 1 ? b : a;
     }
     ond[0] = r;
+    return TRUE;
+  }
+  if (pq_activation_kind(op) != PQ_ACT_NONE) { /* elementwise: the input's shape */
+    NEED_INPUTS(1, 1);
+    if (!strcmp(op, "clip") && pq_node_get_float(node, "min", -INFINITY) > pq_node_get_float(node, "max", INFINITY))
+      FAIL("clip: min %g above max %g", pq_node_get_float(node, "min", -INFINITY), pq_node_get_float(node, "max", INFINITY));
+    if (!strcmp(op, "gelu") && strcmp(pq_node_get_string(node, "approximate", "none"), "none") &&
+        strcmp(pq_node_get_string(node, "approximate", "none"), "tanh"))
+      FAIL("gelu: approximate must be \"none\" or \"tanh\", not \"%s\"", pq_node_get_string(node, "approximate", "none"));
+    ond[0] = nd[0];
+    memcpy(out[0], in[0], sizeof(int64_t) * (size_t)nd[0]);
     return TRUE;
   }
   if (strcmp(op, "relu") == 0 || strcmp(op, "softmax") == 0) {

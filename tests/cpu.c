@@ -330,6 +330,70 @@ static void test_network(void) {
   pq_model_unref(m);
 }
 
+/* The activation ops against double-precision formulas written out here, over a range that reaches both
+ * saturated ends; a bad attribute is refused when the graph is checked. */
+static void test_activations(void) {
+  const struct {
+    const char *op, *attr;
+    double a, b;   /* attributes set (NAN: left at the default) */
+    double da, db; /* the defaults the reference uses when unset */
+  } cases[] = {
+      {"sigmoid", NULL, NAN, NAN, 0, 0},       {"tanh", NULL, NAN, NAN, 0, 0},
+      {"leaky_relu", "alpha", 0.1, NAN, 0.01, 0}, {"leaky_relu", NULL, NAN, NAN, 0.01, 0},
+      {"elu", "alpha", 0.5, NAN, 1, 0},         {"selu", NULL, NAN, NAN, 1.6732632423543772, 1.0507009873554805},
+      {"clip", "min", -0.5, 1.5, 0, 0},         {"hard_sigmoid", NULL, NAN, NAN, 0.2, 0.5},
+      {"hard_swish", NULL, NAN, NAN, 0, 0},     {"softplus", NULL, NAN, NAN, 0, 0},
+      {"gelu", NULL, NAN, NAN, 0, 0},           {"gelu", "approximate", NAN, NAN, 1, 0},
+  };
+  int64_t xs[2] = {-1, 41};
+  float x[2 * 41];
+  for (int i = 0; i < 2 * 41; i++) x[i] = (float)(i - 41) * 0.75f; /* -30.75 .. 30 */
+  for (size_t c = 0; c < G_N_ELEMENTS(cases); c++) {
+    PqNode *n;
+    g_autoptr(PqModel) m = single(cases[c].op, 2, xs, 0, NULL, &n);
+    double a = cases[c].da, b = cases[c].db;
+    if (cases[c].attr && !strcmp(cases[c].attr, "approximate")) pq_node_set_string(n, "approximate", "tanh");
+    else if (cases[c].attr && !strcmp(cases[c].op, "clip")) {
+      pq_node_set_float(n, "min", cases[c].a);
+      pq_node_set_float(n, "max", cases[c].b);
+      a = cases[c].a, b = cases[c].b;
+    } else if (cases[c].attr) {
+      pq_node_set_float(n, cases[c].attr, cases[c].a);
+      a = cases[c].a;
+    }
+    int64_t on;
+    g_autofree float *y = run(m, x, 2, 2, &on);
+    for (int i = 0; i < 2 * 41; i++) {
+      double v = x[i], r;
+      const char *op = cases[c].op;
+      if (!strcmp(op, "sigmoid")) r = 1 / (1 + exp(-v));
+      else if (!strcmp(op, "tanh")) r = tanh(v);
+      else if (!strcmp(op, "leaky_relu")) r = v >= 0 ? v : a * v;
+      else if (!strcmp(op, "elu")) r = v >= 0 ? v : a * (exp(v) - 1);
+      else if (!strcmp(op, "selu")) r = b * (v > 0 ? v : a * (exp(v) - 1));
+      else if (!strcmp(op, "clip")) r = fmin(fmax(v, a), b);
+      else if (!strcmp(op, "hard_sigmoid")) r = fmin(fmax(a * v + b, 0), 1);
+      else if (!strcmp(op, "hard_swish")) r = v * fmin(fmax(v / 6 + 0.5, 0), 1);
+      else if (!strcmp(op, "softplus")) r = log1p(exp(v));
+      else if (a == 0) r = 0.5 * v * (1 + erf(v / sqrt(2))); /* gelu */
+      else r = 0.5 * v * (1 + tanh(sqrt(2 / G_PI) * (v + 0.044715 * v * v * v)));
+      if (!(fabs(y[i] - r) <= 2e-6 * (1 + fabs(r)))) g_error("%s(%g) = %.9g, expected %.9g", op, v, y[i], r);
+    }
+  }
+  g_autoptr(GError) err = NULL;
+  PqNode *n;
+  g_autoptr(PqModel) bad = single("clip", 2, xs, 0, NULL, &n);
+  pq_node_set_float(n, "min", 2);
+  pq_node_set_float(n, "max", 1);
+  g_assert_null(pq_backend_prepare(cpu, bad, 1, 2, NULL, &err));
+  g_assert_nonnull(strstr(err->message, "clip: min 2 above max 1"));
+  g_clear_error(&err);
+  g_autoptr(PqModel) bad2 = single("gelu", 2, xs, 0, NULL, &n);
+  pq_node_set_string(n, "approximate", "fast");
+  g_assert_null(pq_backend_prepare(cpu, bad2, 1, 2, NULL, &err));
+  g_assert_nonnull(strstr(err->message, "gelu: approximate must be \"none\" or \"tanh\", not \"fast\""));
+}
+
 static void test_errors(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(4, 3, 2, 1);
   g_autoptr(GError) err = NULL;
@@ -440,6 +504,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cpu/network", test_network);
   g_test_add_func("/cpu/errors", test_errors);
   g_test_add_func("/cpu/timing", test_timing);
+  g_test_add_func("/cpu/activations", test_activations);
   int rc = g_test_run();
   pq_registry_free(reg);
   return rc;

@@ -149,6 +149,23 @@ static void test_dense(void) {
   pq_model_unref(c);
 }
 
+/* The activation ops: the same formula (pq-activation.h) on both sides. */
+static void test_activations(void) {
+  if (!usable()) return;
+  const char *ops[] = {"sigmoid", "tanh", "leaky_relu", "elu", "selu", "clip", "hard_sigmoid", "hard_swish", "softplus", "gelu"};
+  for (size_t i = 0; i < G_N_ELEMENTS(ops); i++) {
+    g_autoptr(PqModel) m = pq_test_tiny_mlp(64, 32, 10, 3);
+    PqGraph *g = pq_model_graph(m);
+    for (size_t k = 0; k < pq_graph_n_nodes(g); k++) /* the MLP's relu becomes this activation */
+      if (!strcmp(pq_node_op(pq_graph_node(g, k)), "relu")) pq_node_set_op(pq_graph_node(g, k), ops[i]);
+    if (!strcmp(ops[i], "clip")) {
+      for (size_t k = 0; k < pq_graph_n_nodes(g); k++)
+        if (!strcmp(pq_node_op(pq_graph_node(g, k)), "clip")) pq_node_set_float(pq_graph_node(g, k), "max", 0.5);
+    }
+    compare(m, m, 7, 1e-5);
+  }
+}
+
 /* Packed weights are dequantized inside the GPU kernel: compared with the same weights dequantized on the
  * host and run in float32 on the CPU. */
 static void test_packed(void) {
@@ -307,6 +324,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cuda/fork-safe", test_fork_safe);
   g_test_add_func("/cuda/dense-ops", test_dense);
   g_test_add_func("/cuda/packed-weights", test_packed);
+  g_test_add_func("/cuda/activations", test_activations);
   g_test_add_func("/cuda/tt-circulant-sparse-lowrank", test_forms);
   g_test_add_func("/cuda/packed-conv-static-activations", test_packed_conv_and_static);
   g_test_add_func("/cuda/tf32-fp16", test_math);

@@ -325,7 +325,38 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     node = pq_graph_add_node(g, pqop, name, G_N_ELEMENTS(ins_), ins_, 1, outs_);                                   \
   } while (0)
   PqNode *node = NULL;
-  if (!strcmp(op, "Relu")) ONE("relu", in0);
+  static const struct {
+    const char *onnx, *pq;
+  } unary[] = {{"Sigmoid", "sigmoid"}, {"Tanh", "tanh"},           {"LeakyRelu", "leaky_relu"}, {"Elu", "elu"},
+               {"Selu", "selu"},       {"HardSigmoid", "hard_sigmoid"}, {"HardSwish", "hard_swish"}, {"Softplus", "softplus"},
+               {"Gelu", "gelu"},       {"Clip", "clip"}};
+  const char *act = NULL;
+  for (size_t i = 0; i < G_N_ELEMENTS(unary); i++)
+    if (!strcmp(op, unary[i].onnx)) act = unary[i].pq;
+  if (act) { /* elementwise activations: ONNX's attributes (and Clip's bounds) become the node's */
+    ONE(act, in0);
+    static const char *const fattrs[] = {"alpha", "beta", "gamma"};
+    for (size_t i = 0; i < G_N_ELEMENTS(fattrs); i++)
+      if (attr(n, fattrs[i])) pq_node_set_float(node, fattrs[i], attr_f(n, fattrs[i], 0));
+    if (!strcmp(op, "Gelu")) {
+      char buf[16];
+      const char *ap = attr_s(n, "approximate", buf, sizeof buf);
+      pq_node_set_string(node, "approximate", ap ? ap : "none");
+    }
+    if (!strcmp(op, "Clip")) { /* opset < 11: attributes min, max; since 11: optional inputs 1 and 2, scalars */
+      const char *bound[2] = {"min", "max"};
+      for (int k = 0; k < 2; k++) {
+        if (attr(n, bound[k])) pq_node_set_float(node, bound[k], attr_f(n, bound[k], 0));
+        if (n->n_input > (size_t)(1 + k) && n->input[1 + k][0]) {
+          PqTensor *t = pq_model_tensor(c->m, n->input[1 + k]);
+          float v;
+          if (!t || pq_tensor_numel(t) != 1 || pq_tensor_to_f32(t, &v) != 0)
+            FAIL("node '%s' (Clip): its %s must be a scalar initializer or constant", name, bound[k]);
+          pq_node_set_float(node, bound[k], v);
+        }
+      }
+    }
+  } else if (!strcmp(op, "Relu")) ONE("relu", in0);
   else if (!strcmp(op, "Add")) ONE("add", in0, n->input[1]);
   else if (!strcmp(op, "Identity") || !strcmp(op, "Dropout")) { /* inference: the input itself */
     int64_t s[PQ_MAX_DIMS], zeros[PQ_MAX_DIMS] = {0};
@@ -443,8 +474,9 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (!t) return FALSE;
     set_tensor(c, t);
   } else {
-    FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Constant, Conv, Dropout, Flatten, Gemm, "
-         "GlobalAveragePool, Identity, MatMul, MaxPool, Relu, Reshape, Softmax)", name, op);
+    FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Constant, Conv, Dropout, Elu, "
+         "Flatten, Gelu, Gemm, GlobalAveragePool, HardSigmoid, HardSwish, Identity, LeakyRelu, MatMul, MaxPool, Relu, Reshape, Selu, "
+         "Sigmoid, Softmax, Softplus, Tanh)", name, op);
   }
 #undef ONE
   return TRUE;

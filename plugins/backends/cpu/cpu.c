@@ -1,5 +1,6 @@
 /* cpu.c — the CPU backend: runs pquant graphs in float32 with OpenBLAS. Buffers are planned once at prepare
  * (with reuse by liveness and zero-copy flatten/reshape), so run() allocates nothing. */
+#include <pquant/pq-activation.h>
 #include <pquant/pq-plugin.h>
 
 #include "circulant.h" /* first: see there */
@@ -13,7 +14,8 @@
 #include <time.h>
 
 enum {
-  K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC, K_TT, K_SPARSE, K_PLUGIN
+  K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC, K_TT, K_SPARSE, K_PLUGIN,
+  K_ACT /* sigmoid, tanh, … (pq-activation.h) */
 };
 
 static const struct {
@@ -29,7 +31,7 @@ static const struct {
 static int op_kind(const char *op) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
     if (strcmp(op_table[i].op, op) == 0) return op_table[i].kind;
-  return -1;
+  return pq_activation_kind(op) != PQ_ACT_NONE ? K_ACT : -1;
 }
 
 /* Built-in ops, and any op a loaded compressor declared with its reference kernel. */
@@ -39,6 +41,8 @@ typedef struct {
   int kind;
   int in[16], out;     /* value indices (-1 = none) */
   int fuse_relu;       /* linear/conv/add followed by a relu folded into it */
+  int act;             /* K_ACT: which function, and its two parameters */
+  float act_a, act_b;
   /* geometry, per sample where it matters */
   int64_t m_rows;      /* linear: rows per sample (product of leading dims / batch) */
   int64_t k, n;        /* linear: in, out features; matmul: k, n */
@@ -390,6 +394,10 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
   st->kind = op_kind(pq_node_op(node));
   for (int j = 0; j < 16; j++) st->in[j] = pq_plan_step_input(p, (size_t)s, (size_t)j);
   st->out = pq_plan_step_output(p, (size_t)s, 0);
+  if (st->kind == K_ACT) {
+    st->act = (int)pq_activation_kind(pq_node_op(node));
+    pq_activation_params(node, (PqActivation)st->act, &st->act_a, &st->act_b);
+  }
   if (st->kind < 0 && (st->kernel = pq_op_kernel_find(pq_node_op(node)))) {
     st->kind = K_PLUGIN; /* weights go to the kernel as stored: it knows its own form */
     if (st->in[0] < 0 || pq_plan_value_kind(p, st->in[0]) == PQ_VALUE_WEIGHT) {
@@ -987,6 +995,9 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       break;
     case K_RELU:
       for (int64_t i = 0; i < total; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+      break;
+    case K_ACT:
+      for (int64_t i = 0; i < total; i++) y[i] = pq_activation(st->act, x[i], st->act_a, st->act_b);
       break;
     case K_SOFTMAX: run_softmax(st, x, y, total); break;
     case K_CONV2D:

@@ -6,6 +6,7 @@
  * spectra) once at prepare, every activation buffer is allocated there too; a run is one host→device copy of
  * the input, the kernels, and one device→host copy of each output, timed with CUDA events. On a machine
  * without a driver or device it says it is not usable. */
+#include <pquant/pq-activation.h>
 #include <pquant/pq-plugin.h>
 
 #include <cublas_v2.h>
@@ -23,7 +24,8 @@
 #include <cstring>
 #include <vector>
 
-enum { K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_CIRC, K_TT, K_SPARSE };
+enum { K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_CIRC, K_TT, K_SPARSE,
+       K_ACT /* sigmoid, tanh, … (pq-activation.h) */ };
 enum { MATH_FP32, MATH_TF32, MATH_FP16 };
 
 static const struct {
@@ -37,7 +39,7 @@ static const struct {
 static int op_kind(const char *op) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
     if (!strcmp(op_table[i].op, op)) return op_table[i].kind;
-  return -1;
+  return pq_activation_kind(op) != PQ_ACT_NONE ? K_ACT : -1;
 }
 
 static int cuda_supports_op(const char *op) { return op_kind(op) >= 0; }
@@ -70,6 +72,8 @@ struct Step {
   int q_bits = 0, q_per = 0;
   int64_t q_row_bytes = 0, q_group = 0, q_groups_per_row = 1;
   float q_act_scale = 0.0f;                                               /* > 0: static int8 activations */
+  int act = 0;                                                            /* K_ACT: the function and its parameters */
+  float act_a = 0.0f, act_b = 0.0f;
   /* tensor train: cores C_k [(n_k r_k), (r_{k-1} m_k)] row-major, two work buffers */
   int tt_d = 0, tt_bias = -1;
   int64_t tt_r[17] = {0}, tt_m[16] = {0}, tt_n[16] = {0}, tt_M = 0;
@@ -229,6 +233,11 @@ __global__ void k_bias_relu(float *y, const float *b, int64_t rows, int64_t n, i
   if (i >= rows * n) return;
   float v = y[i] + (b ? b[i % n] : 0.0f);
   y[i] = relu && v < 0.0f ? 0.0f : v;
+}
+
+__global__ void k_activation(const float *x, float *y, int64_t n, int kind, float a, float b) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = pq_activation(kind, x[i], a, b); /* the formula every backend shares */
 }
 
 __global__ void k_relu(const float *x, float *y, int64_t n) {
@@ -681,6 +690,10 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
     pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "node '%s': the first input must be an activation, not a tensor", pq_node_name(node));
     return PQ_ERR_UNSUPPORTED;
   }
+  if (st.kind == K_ACT) {
+    st.act = (int)pq_activation_kind(pq_node_op(node));
+    pq_activation_params(node, (PqActivation)st.act, &st.act_a, &st.act_b);
+  }
   if (st.kind == K_TT) return setup_tt(c, st, node, err);
   if (st.kind == K_CIRC) return setup_circ(c, st, node, err);
   if (st.kind == K_SPARSE) return setup_sparse(c, st, node, err);
@@ -981,6 +994,7 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
       break;
     }
     case K_RELU: k_relu<<<blocks_for(total), 256, 0, s>>>(x, y, total); break;
+    case K_ACT: k_activation<<<blocks_for(total), 256, 0, s>>>(x, y, total, st.act, st.act_a, st.act_b); break;
     case K_SOFTMAX: {
       int64_t outer = total / (st.axis_len * st.axis_inner);
       k_softmax<<<blocks_for(outer * st.axis_inner), 256, 0, s>>>(x, y, outer, st.axis_len, st.axis_inner);

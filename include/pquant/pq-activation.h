@@ -1,0 +1,85 @@
+/* pq-activation.h — pquant's elementwise activation ops (sigmoid, tanh, leaky_relu, elu, selu, clip,
+ * hard_sigmoid, hard_swish, softplus, gelu): their names, their two parameters and one formula, written once
+ * for every backend — plain C for CPU code, host-and-device for CUDA code (include it from a .cu file and
+ * pq_activation() runs in kernels). relu stays its own op. See docs/file-format.md for each op's contract. */
+#ifndef PQ_ACTIVATION_H
+#define PQ_ACTIVATION_H
+
+#include <math.h>
+#include <string.h>
+
+#include "pq-core.h"
+
+#ifdef __CUDACC__
+#define PQ_ACT_FN __host__ __device__ static inline
+#else
+#define PQ_ACT_FN static inline
+#endif
+
+typedef enum {
+  PQ_ACT_NONE = 0,
+  PQ_ACT_SIGMOID = 1,
+  PQ_ACT_TANH = 2,
+  PQ_ACT_LEAKY_RELU = 3,   /* a: alpha (0.01) */
+  PQ_ACT_ELU = 4,          /* a: alpha (1) */
+  PQ_ACT_SELU = 5,         /* a: alpha (1.67326324), b: gamma (1.05070102) */
+  PQ_ACT_CLIP = 6,         /* a: min (-inf), b: max (+inf) */
+  PQ_ACT_HARD_SIGMOID = 7, /* a: alpha (0.2), b: beta (0.5) */
+  PQ_ACT_HARD_SWISH = 8,
+  PQ_ACT_SOFTPLUS = 9,
+  PQ_ACT_GELU = 10,        /* a: 0 the exact (erf) form, 1 the tanh approximation */
+} PqActivation;
+
+/* The activation an op name stands for, or PQ_ACT_NONE. */
+static inline PqActivation pq_activation_kind(const char *op) {
+  static const char *const names[] = {"", "sigmoid", "tanh", "leaky_relu", "elu", "selu", "clip", "hard_sigmoid", "hard_swish",
+                                      "softplus", "gelu"};
+  for (int i = 1; i < (int)(sizeof names / sizeof names[0]); i++)
+    if (op && !strcmp(op, names[i])) return (PqActivation)i;
+  return PQ_ACT_NONE;
+}
+
+/* A node's two parameters, with the defaults above for the attributes it does not set. */
+static inline void pq_activation_params(const PqNode *node, PqActivation kind, float *a, float *b) {
+  *a = 0.0f;
+  *b = 0.0f;
+  switch (kind) {
+  case PQ_ACT_LEAKY_RELU: *a = (float)pq_node_get_float(node, "alpha", 0.01); break;
+  case PQ_ACT_ELU: *a = (float)pq_node_get_float(node, "alpha", 1.0); break;
+  case PQ_ACT_SELU:
+    *a = (float)pq_node_get_float(node, "alpha", 1.6732632423543772);
+    *b = (float)pq_node_get_float(node, "gamma", 1.0507009873554805);
+    break;
+  case PQ_ACT_CLIP:
+    *a = (float)pq_node_get_float(node, "min", -INFINITY);
+    *b = (float)pq_node_get_float(node, "max", INFINITY);
+    break;
+  case PQ_ACT_HARD_SIGMOID:
+    *a = (float)pq_node_get_float(node, "alpha", 0.2);
+    *b = (float)pq_node_get_float(node, "beta", 0.5);
+    break;
+  case PQ_ACT_GELU: *a = !strcmp(pq_node_get_string(node, "approximate", "none"), "tanh") ? 1.0f : 0.0f; break;
+  default: break;
+  }
+}
+
+/* The function itself, in float32. */
+PQ_ACT_FN float pq_activation(int kind, float x, float a, float b) {
+  switch (kind) {
+  case PQ_ACT_SIGMOID: return x >= 0.0f ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
+  case PQ_ACT_TANH: return tanhf(x);
+  case PQ_ACT_LEAKY_RELU: return x >= 0.0f ? x : a * x;
+  case PQ_ACT_ELU: return x >= 0.0f ? x : a * expm1f(x);
+  case PQ_ACT_SELU: return b * (x > 0.0f ? x : a * expm1f(x));
+  case PQ_ACT_CLIP: return fminf(fmaxf(x, a), b);
+  case PQ_ACT_HARD_SIGMOID: return fminf(fmaxf(a * x + b, 0.0f), 1.0f);
+  case PQ_ACT_HARD_SWISH: return x * fminf(fmaxf(x / 6.0f + 0.5f, 0.0f), 1.0f);
+  case PQ_ACT_SOFTPLUS: return x > 20.0f ? x : log1pf(expf(x));
+  case PQ_ACT_GELU:
+    if (a != 0.0f) return 0.5f * x * (1.0f + tanhf(0.7978845608f * (x + 0.044715f * x * x * x)));
+    return 0.5f * x * (1.0f + erff(x * 0.70710678118f));
+  default: return x;
+  }
+}
+
+#endif
