@@ -356,6 +356,20 @@ static void test_bad(void) {
     w->external_data = NULL;
     w->n_external_data = 0;
   }
+  /* a node without an op type, an output without a name (found by fuzzing: these crashed) */
+  {
+    const char *in[1] = {"x"};
+    Onnx__NodeProto *nodes[1] = {node("Relu", "r", 1, in, "probs", 0, NULL)};
+    g_free(nodes[0]->op_type);
+    nodes[0]->op_type = NULL;
+    g_autofree char *p = write_model("no-op-type.onnx", graph(1, nodes, 0, NULL, value("x", 2, xin), "probs"), TRUE);
+    expect_error(p, "node 0 ('r'): op_type is missing");
+    Onnx__NodeProto *ok[1] = {node("Relu", "r", 1, in, "probs", 0, NULL)};
+    Onnx__GraphProto *gp = graph(1, ok, 0, NULL, value("x", 2, xin), "probs");
+    gp->output[0]->name = NULL;
+    g_autofree char *p2 = write_model("no-output-name.onnx", gp, TRUE);
+    expect_error(p2, "graph output 0 has no name");
+  }
   /* an unsupported op names itself and the node */
   {
     const char *in[1] = {"x"};

@@ -524,6 +524,7 @@ PqModel *pq_onnx_load_full(const char *path, GHashTable *constants, GError **err
   PqGraph *g = pq_model_graph(m);
   for (size_t i = 0; i < gp->n_input; i++) {
     const Onnx__ValueInfoProto *vi = gp->input[i];
+    if (!vi->name || !vi->name[0]) FAIL("graph input %zu has no name", i);
     if (pq_model_tensor(m, vi->name)) continue; /* an initializer listed as an input too */
     const Onnx__TypeProto *tp = vi->type;
     if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type->shape)
@@ -543,6 +544,7 @@ PqModel *pq_onnx_load_full(const char *path, GHashTable *constants, GError **err
   }
   for (size_t i = 0; i < gp->n_node; i++) {
     Onnx__NodeProto *n = gp->node[i];
+    if (!n->op_type || !n->op_type[0]) FAIL("node %zu ('%s'): op_type is missing", i, n->name ? n->name : "");
     g_autofree char *gen = NULL;
     char *orig = n->name;
     if (!n->name || !n->name[0]) { /* pquant names every node */
@@ -553,7 +555,10 @@ PqModel *pq_onnx_load_full(const char *path, GHashTable *constants, GError **err
     n->name = orig; /* protobuf-c frees its own */
     if (!ok) goto out;
   }
-  for (size_t i = 0; i < gp->n_output; i++) pq_graph_add_output(g, gp->output[i]->name);
+  for (size_t i = 0; i < gp->n_output; i++) {
+    if (!gp->output[i]->name || !gp->output[i]->name[0]) FAIL("graph output %zu has no name", i);
+    pq_graph_add_output(g, gp->output[i]->name);
+  }
   { /* initializers no node reads (Gemm's originals once rewritten, or unused ones in the file) are dropped */
     g_autoptr(GHashTable) used = g_hash_table_new(g_str_hash, g_str_equal);
     for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
