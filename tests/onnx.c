@@ -356,7 +356,7 @@ static void test_bad(void) {
     w->external_data = NULL;
     w->n_external_data = 0;
   }
-  /* a node without an op type, an output without a name (found by fuzzing: these crashed) */
+  /* a node without an op type, an output without a name, too few inputs (found by fuzzing: these crashed) */
   {
     const char *in[1] = {"x"};
     Onnx__NodeProto *nodes[1] = {node("Relu", "r", 1, in, "probs", 0, NULL)};
@@ -369,6 +369,13 @@ static void test_bad(void) {
     gp->output[0]->name = NULL;
     g_autofree char *p2 = write_model("no-output-name.onnx", gp, TRUE);
     expect_error(p2, "graph output 0 has no name");
+    /* an op short of the inputs it reads by position */
+    Onnx__NodeProto *bn[1] = {node("BatchNormalization", "bn", 1, in, "probs", 0, NULL)};
+    g_autofree char *p3 = write_model("bn-one-input.onnx", graph(1, bn, 0, NULL, value("x", 2, xin), "probs"), TRUE);
+    expect_error(p3, "node 'bn' (BatchNormalization): 1 inputs, it needs 5");
+    Onnx__NodeProto *add[1] = {node("Add", "a", 1, in, "probs", 0, NULL)};
+    g_autofree char *p4 = write_model("add-one-input.onnx", graph(1, add, 0, NULL, value("x", 2, xin), "probs"), TRUE);
+    expect_error(p4, "node 'a' (Add): 1 inputs, it needs 2");
   }
   /* an unsupported op names itself and the node */
   {

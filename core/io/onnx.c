@@ -325,6 +325,17 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     node = pq_graph_add_node(g, pqop, name, G_N_ELEMENTS(ins_), ins_, 1, outs_);                                   \
   } while (0)
   PqNode *node = NULL;
+  { /* the inputs an op reads by position must be there */
+    static const struct {
+      const char *op;
+      size_t n;
+    } need[] = {{"Add", 2}, {"MatMul", 2}, {"Gemm", 2}, {"Conv", 2}, {"BatchNormalization", 5}, {"Reshape", 2}};
+    size_t want = strcmp(op, "Constant") ? 1 : 0;
+    for (size_t i = 0; i < G_N_ELEMENTS(need); i++)
+      if (!strcmp(op, need[i].op)) want = need[i].n;
+    if (n->n_input < want) FAIL("node '%s' (%s): %zu inputs, it needs %zu", name, op, n->n_input, want);
+    if (n->n_output < 1) FAIL("node '%s' (%s): no output", name, op);
+  }
   static const struct {
     const char *onnx, *pq;
   } unary[] = {{"Sigmoid", "sigmoid"}, {"Tanh", "tanh"},           {"LeakyRelu", "leaky_relu"}, {"Elu", "elu"},
