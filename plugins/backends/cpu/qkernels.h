@@ -226,16 +226,21 @@ static inline float finish_output(const Step *st, int64_t o, int32_t dot, int32_
 }
 
 #ifdef PQ_X86
-/* Any width b: 8 codes live in b consecutive bytes. Gather each group's b bytes into its own 64-bit lane
- * (vpermb), then pull 8 bit-fields at offsets 0, b, …, 7b out of every lane (vpmultishiftqb) and mask. */
-__attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void unpack_vbmi(const uint8_t *packed, int64_t n, int bits,
-                                                                                uint8_t *codes) {
-  uint8_t perm[64], shift[64];
+/* The byte permutation and bit shifts that pull 8 codes of `bits` out of each 64-bit lane (below). */
+static void vbmi_tables(int bits, uint8_t perm[64], uint8_t shift[64]) {
   for (int lane = 0; lane < 8; lane++)
     for (int j = 0; j < 8; j++) {
       perm[lane * 8 + j] = (uint8_t)(j < bits ? lane * bits + j : 0);
       shift[lane * 8 + j] = (uint8_t)(j * bits);
     }
+}
+
+/* Any width b: 8 codes live in b consecutive bytes. Gather each group's b bytes into its own 64-bit lane
+ * (vpermb), then pull 8 bit-fields at offsets 0, b, …, 7b out of every lane (vpmultishiftqb) and mask. */
+__attribute__((target("avx512f,avx512bw,avx512vbmi"))) static void unpack_vbmi(const uint8_t *packed, int64_t n, int bits,
+                                                                                uint8_t *codes) {
+  uint8_t perm[64], shift[64];
+  vbmi_tables(bits, perm, shift);
   const __m512i vperm = _mm512_loadu_si512(perm), vshift = _mm512_loadu_si512(shift);
   const __m512i mask = _mm512_set1_epi8((char)((1u << bits) - 1));
   const __mmask64 load = bits == 8 ? ~(__mmask64)0 : (((__mmask64)1 << (8 * bits)) - 1);
@@ -264,11 +269,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi"))) stati
   const int64_t n = st->n, k = st->k, rb = st->q_row_bytes;
   const int bits = st->q_bits;
   uint8_t perm[64], shift[64];
-  for (int lane = 0; lane < 8; lane++)
-    for (int j = 0; j < 8; j++) {
-      perm[lane * 8 + j] = (uint8_t)(j < bits ? lane * bits + j : 0);
-      shift[lane * 8 + j] = (uint8_t)(j * bits);
-    }
+  vbmi_tables(bits, perm, shift);
   const __m512i vperm = _mm512_loadu_si512(perm), vshift = _mm512_loadu_si512(shift);
   const __m512i mask = _mm512_set1_epi8((char)((1u << bits) - 1));
   const __mmask64 load = ((__mmask64)1 << (8 * bits)) - 1;
