@@ -4,6 +4,7 @@
 
 #include "pquant/pquant.h"
 
+#include <json-glib/json-glib.h>
 #include <stdio.h>
 
 struct PqTensor {
@@ -107,6 +108,8 @@ gboolean pq_write_text_atomically(const char *path, const char *text, GError **e
 void pq_records_copy(GPtrArray *dst, const GPtrArray *src);
 void pq_record_free(gpointer record);
 char *pq_records_to_json(const GPtrArray *records);
+/* A suite result row has the members, of the types, the reports read (report.c); FALSE with *why (g_free). */
+gboolean pq_result_row_check(JsonObject *row, char **why);
 gboolean pq_records_from_json(GPtrArray *records, const char *json, GError **error);
 /* Set the stage number of records that have none yet (stage 0). */
 void pq_records_set_stage(GPtrArray *records, int stage);

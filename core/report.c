@@ -352,6 +352,82 @@ char *pq_report_write(const PqBenchSettings *s, GPtrArray *results, GError **err
 
 /* ---- compare -------------------------------------------------------------------------------------- */
 
+static gboolean holds(JsonNode *n, GType t) {
+  if (!n || !JSON_NODE_HOLDS_VALUE(n)) return FALSE;
+  GType v = json_node_get_value_type(n);
+  return v == t || (t == G_TYPE_DOUBLE && v == G_TYPE_INT64);
+}
+
+/* A result row as the suite writes it (results.jsonl, and each of report.json's methods), so that what reads
+ * it later never meets a member of the wrong type: "method" and "status" strings; "error" a string where
+ * present; with status "ok", "metrics" an object of objects, each with a number "value", strings "unit" and
+ * "better" where present, and "samples" an array of numbers where present; "layers" an array of objects
+ * whose known members have their types; "probe_errors" an object of strings. */
+gboolean pq_result_row_check(JsonObject *row, char **why) {
+#define BAD(...)                                                                                                   \
+  do {                                                                                                             \
+    *why = g_strdup_printf(__VA_ARGS__);                                                                           \
+    return FALSE;                                                                                                  \
+  } while (0)
+  if (!holds(json_object_get_member(row, "method"), G_TYPE_STRING)) BAD("\"method\" must be a string");
+  if (!holds(json_object_get_member(row, "status"), G_TYPE_STRING)) BAD("\"status\" must be a string");
+  if (json_object_has_member(row, "error") && !holds(json_object_get_member(row, "error"), G_TYPE_STRING)) BAD("\"error\" must be a string");
+  if (json_object_has_member(row, "seconds") && !holds(json_object_get_member(row, "seconds"), G_TYPE_DOUBLE)) BAD("\"seconds\" must be a number");
+  JsonNode *pe = json_object_get_member(row, "probe_errors");
+  if (pe) {
+    if (!JSON_NODE_HOLDS_OBJECT(pe)) BAD("\"probe_errors\" must be an object");
+    g_autoptr(GList) ks = json_object_get_members(json_node_get_object(pe));
+    for (GList *l = ks; l; l = l->next)
+      if (!holds(json_object_get_member(json_node_get_object(pe), l->data), G_TYPE_STRING)) BAD("probe_errors.%s must be a string", (char *)l->data);
+  }
+  JsonNode *mn = json_object_get_member(row, "metrics");
+  if (!mn && !g_strcmp0(json_node_get_string(json_object_get_member(row, "status")), "ok")) BAD("a finished method needs \"metrics\"");
+  if (mn) {
+    if (!JSON_NODE_HOLDS_OBJECT(mn)) BAD("\"metrics\" must be an object");
+    JsonObject *m = json_node_get_object(mn);
+    g_autoptr(GList) ks = json_object_get_members(m);
+    for (GList *l = ks; l; l = l->next) {
+      JsonNode *en = json_object_get_member(m, l->data);
+      if (!JSON_NODE_HOLDS_OBJECT(en)) BAD("metrics.%s must be an object", (char *)l->data);
+      JsonObject *e = json_node_get_object(en);
+      if (!holds(json_object_get_member(e, "value"), G_TYPE_DOUBLE)) BAD("metrics.%s.value must be a number", (char *)l->data);
+      const char *str[] = {"unit", "better"};
+      for (int k = 0; k < 2; k++)
+        if (json_object_has_member(e, str[k]) && !holds(json_object_get_member(e, str[k]), G_TYPE_STRING))
+          BAD("metrics.%s.%s must be a string", (char *)l->data, str[k]);
+      JsonNode *sn = json_object_get_member(e, "samples");
+      if (sn) {
+        if (!JSON_NODE_HOLDS_ARRAY(sn)) BAD("metrics.%s.samples must be an array", (char *)l->data);
+        JsonArray *a = json_node_get_array(sn);
+        for (guint i = 0; i < json_array_get_length(a); i++)
+          if (!holds(json_array_get_element(a, i), G_TYPE_DOUBLE)) BAD("metrics.%s.samples[%u] must be a number", (char *)l->data, i);
+      }
+    }
+  }
+  JsonNode *ln = json_object_get_member(row, "layers");
+  if (ln) {
+    if (!JSON_NODE_HOLDS_ARRAY(ln)) BAD("\"layers\" must be an array");
+    JsonArray *a = json_node_get_array(ln);
+    for (guint i = 0; i < json_array_get_length(a); i++) {
+      JsonNode *en = json_array_get_element(a, i);
+      if (!JSON_NODE_HOLDS_OBJECT(en)) BAD("layers[%u] must be an object", i);
+      JsonObject *e = json_node_get_object(en);
+      const struct {
+        const char *key;
+        GType t;
+      } f[] = {{"stage", G_TYPE_INT64}, {"method", G_TYPE_STRING}, {"layer", G_TYPE_STRING}, {"detail", G_TYPE_STRING},
+               {"bytes_before", G_TYPE_INT64}, {"bytes_after", G_TYPE_INT64}, {"skipped", G_TYPE_BOOLEAN}};
+      for (size_t k = 0; k < G_N_ELEMENTS(f); k++)
+        if (json_object_has_member(e, f[k].key) && !holds(json_object_get_member(e, f[k].key), f[k].t))
+          BAD("layers[%u].%s has the wrong type", i, f[k].key);
+      JsonNode *q = json_object_get_member(e, "sqnr_db");
+      if (q && !JSON_NODE_HOLDS_NULL(q) && !holds(q, G_TYPE_DOUBLE)) BAD("layers[%u].sqnr_db must be a number or null", i);
+    }
+  }
+  return TRUE;
+#undef BAD
+}
+
 static JsonObject *load_report(const char *path, JsonParser *parser, GError **error) {
   g_autoptr(GError) perr = NULL;
   if (!json_parser_load_from_file(parser, path, &perr)) {
@@ -360,9 +436,30 @@ static JsonObject *load_report(const char *path, JsonParser *parser, GError **er
   }
   JsonNode *root = json_parser_get_root(parser);
   JsonObject *o = root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
-  if (!o || g_strcmp0(json_object_get_string_member_with_default(o, "schema", ""), "pquant-report")) {
+  JsonNode *sch = o ? json_object_get_member(o, "schema") : NULL;
+  if (!holds(sch, G_TYPE_STRING) || strcmp(json_node_get_string(sch), "pquant-report")) {
     g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID, "%s: not a pquant report (field \"schema\")", path);
     return NULL;
+  }
+  JsonNode *ver = json_object_get_member(o, "schema_version"), *mn = json_object_get_member(o, "methods");
+  if (!holds(ver, G_TYPE_INT64)) {
+    g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID, "%s: \"schema_version\" must be an integer", path);
+    return NULL;
+  }
+  if (!mn || !JSON_NODE_HOLDS_ARRAY(mn)) {
+    g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID, "%s: \"methods\" must be an array", path);
+    return NULL;
+  }
+  JsonArray *ms = json_node_get_array(mn);
+  for (guint i = 0; i < json_array_get_length(ms); i++) {
+    JsonNode *rn = json_array_get_element(ms, i);
+    g_autofree char *why = NULL;
+    if (!JSON_NODE_HOLDS_OBJECT(rn)) why = g_strdup("must be an object");
+    else pq_result_row_check(json_node_get_object(rn), &why);
+    if (why) {
+      g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID, "%s: methods[%u]: %s", path, i, why);
+      return NULL;
+    }
   }
   return o;
 }

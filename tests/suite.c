@@ -160,8 +160,24 @@ static void test_bench_and_compare(void) {
   const char *other[] = {"compare", json_path, v99, NULL};
   g_assert_cmpint(pqrun_argv(&out, &err, other), ==, 1);
   g_assert_nonnull(strstr(err, "different schema versions"));
+  /* a report with a member of the wrong type is refused, naming it (found by fuzzing: GLib criticals) */
+  const char *wrong = "{\"schema\": \"pquant-report\", \"schema_version\": 1, \"methods\": [{\"method\": \"q8\", \"status\": \"ok\","
+                      " \"metrics\": {\"accuracy.top1\": {\"value\": \"high\"}}}]}";
+  g_autofree char *wrong_path = pq_test_write(tmpdir, "wrong.json", wrong, strlen(wrong));
+  g_free(out);
+  g_free(err);
+  const char *wr[] = {"compare", json_path, wrong_path, NULL};
+  g_assert_cmpint(pqrun_argv(&out, &err, wr), ==, 1);
+  g_assert_nonnull(strstr(err, "methods[0]: metrics.accuracy.top1.value must be a number"));
 
-  /* resume: the methods that succeeded are kept, the failed ones run again */
+  /* resume: the methods that succeeded are kept, the failed ones run again; a line of results.jsonl that is
+   * not a row as the suite writes it (hand-edited) means its method runs again */
+  {
+    g_autofree char *log = g_build_filename(out_dir, "results.jsonl", NULL), *text = NULL;
+    g_assert_true(g_file_get_contents(log, &text, NULL, NULL));
+    g_autofree char *more = g_strconcat(text, "{\"method\": [\"baseline\"], \"status\": \"ok\"}\n", NULL);
+    g_assert_true(g_file_set_contents(log, more, -1, NULL));
+  }
   g_free(out);
   g_free(err);
   const char *again[] = {"bench", "--model", model_path, "--config", cfg, "--plugin", crash, "--plugin", hang, "--timeout", "2", "--runs", "3",
