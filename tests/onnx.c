@@ -366,6 +366,7 @@ static void test_bad(void) {
     expect_error(p, "node 0 ('r'): op_type is missing");
     Onnx__NodeProto *ok[1] = {node("Relu", "r", 1, in, "probs", 0, NULL)};
     Onnx__GraphProto *gp = graph(1, ok, 0, NULL, value("x", 2, xin), "probs");
+    g_free(gp->output[0]->name);
     gp->output[0]->name = NULL;
     g_autofree char *p2 = write_model("no-output-name.onnx", gp, TRUE);
     expect_error(p2, "graph output 0 has no name");
