@@ -2,6 +2,7 @@
 #include "pq-private.h"
 
 #include <cblas.h>
+#include <pquant/pq-activation.h>
 #include <math.h>
 #include <string.h>
 
@@ -209,10 +210,12 @@ PqModel *pq_train_mlp(const PqDataset *train, const PqTrainParams *params, GErro
 
 /* ---- fine-tuning a compressed model ---------------------------------------------------------------------- */
 
-enum { FT_LINEAR, FT_RELU, FT_SOFTMAX, FT_ALIAS };
+enum { FT_LINEAR, FT_RELU, FT_SOFTMAX, FT_ALIAS, FT_ACT };
 
 typedef struct {
   int kind;
+  int act;                   /* FT_ACT: which activation (pq-activation.h) and its parameters */
+  float act_a, act_b;
   const char *name;          /* node name */
   int64_t in, out;           /* per-sample widths of the step's input and output */
   float *w, *b;              /* linear: weight [out, in] (float32: trained; else its dequantized copy, fixed), bias */
@@ -246,6 +249,9 @@ static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int 
       break;
     case FT_RELU:
       for (size_t k = 0; k < (size_t)bs * s->out; k++) y[k] = cur[k] > 0 ? cur[k] : 0;
+      break;
+    case FT_ACT:
+      for (size_t k = 0; k < (size_t)bs * s->out; k++) y[k] = pq_activation(s->act, cur[k], s->act_a, s->act_b);
       break;
     default: memcpy(y, cur, sizeof(float) * (size_t)bs * s->out); break; /* alias; a final softmax is left to the loss */
     }
@@ -333,10 +339,15 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
         s->train_b = pq_tensor_dtype(b) == PQ_DTYPE_F32;
       }
     } else if (!strcmp(op, "relu")) s->kind = FT_RELU;
+    else if (pq_activation_kind(op) != PQ_ACT_NONE) {
+      s->kind = FT_ACT;
+      s->act = (int)pq_activation_kind(op);
+      pq_activation_params(node, (PqActivation)s->act, &s->act_a, &s->act_b);
+    }
     else if (!strcmp(op, "flatten") || !strcmp(op, "reshape")) s->kind = FT_ALIAS;
     else if (!strcmp(op, "softmax") && i == ns - 1) s->kind = FT_SOFTMAX;
     else {
-      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, relu, flatten, reshape, a final softmax)",
+      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, relu and the other activations, flatten, reshape, a final softmax)",
                           node->name, op);
       ft_free(st, ns);
       return -1;
@@ -440,6 +451,8 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
           dy = dx, dx = tmp;
         } else if (s->kind == FT_RELU) {
           for (size_t k = 0; k < (size_t)bs * s->out; k++) dy[k] = acts[i][k] > 0 ? dy[k] : 0;
+        } else if (s->kind == FT_ACT) { /* the derivative at the step's input */
+          for (size_t k = 0; k < (size_t)bs * s->out; k++) dy[k] *= pq_activation_grad(s->act, x[k], s->act_a, s->act_b);
         } /* alias and the final softmax (folded into the loss) pass the gradient through */
       }
       t++;

@@ -624,6 +624,14 @@ static void test_finetune(void) {
   g_assert_cmpint(res.trained_params, ==, pq_model_n_params(m) - 48 * 64);
   g_assert_cmpfloat(res.loss_after, <=, res.loss_before);
 
+  /* through other activations too: the same MLP with tanh learns its teacher's labels */
+  g_autoptr(PqModel) th = pq_model_copy(lr);
+  PqGraph *tg = pq_model_graph(th);
+  for (size_t i = 0; i < pq_graph_n_nodes(tg); i++)
+    if (!strcmp(pq_node_op(pq_graph_node(tg, i)), "relu")) pq_node_set_op(pq_graph_node(tg, i), "tanh");
+  g_assert_cmpint(pq_finetune(th, x, labels, 2048, &p, &res, &perr), ==, 0);
+  g_assert_cmpfloat(res.loss_after, <, 0.8 * res.loss_before);
+
   /* refused: an op it cannot train through, a label the model cannot output */
   const char *tt[] = {"max_rank", "2", "cores", "2", "include", "fc1", NULL};
   g_autoptr(PqModel) t = compress(tensor_train, m, tt, &err);

@@ -1,6 +1,8 @@
 /* cpu.c — the CPU backend: every op against a plain reference, batching, fusion and buffer reuse. */
 #include "testutil.h"
 
+#include <pquant/pq-activation.h>
+
 #include <math.h>
 #include <string.h>
 
@@ -380,6 +382,18 @@ static void test_activations(void) {
       if (!(fabs(y[i] - r) <= 2e-6 * (1 + fabs(r)))) g_error("%s(%g) = %.9g, expected %.9g", op, v, y[i], r);
     }
   }
+  /* their derivatives (what fine-tuning trains through) against central differences, away from the kinks */
+  const double pts[] = {-2.3, -0.7, 0.4, 1.3, 2.2};
+  for (int k = PQ_ACT_SIGMOID; k <= PQ_ACT_GELU; k++)
+    for (int approx = 0; approx < (k == PQ_ACT_GELU ? 2 : 1); approx++)
+      for (size_t i = 0; i < G_N_ELEMENTS(pts); i++) {
+        float a = k == PQ_ACT_CLIP ? -0.5f : k == PQ_ACT_GELU ? (float)approx : k == PQ_ACT_HARD_SIGMOID ? 0.2f : 0.3f;
+        float b = k == PQ_ACT_CLIP ? 1.5f : k == PQ_ACT_HARD_SIGMOID ? 0.5f : 1.05f;
+        double h = 1e-3, x0 = pts[i];
+        double fd = ((double)pq_activation(k, (float)(x0 + h), a, b) - (double)pq_activation(k, (float)(x0 - h), a, b)) / (2 * h);
+        double g = pq_activation_grad(k, (float)x0, a, b);
+        if (!(fabs(g - fd) <= 2e-3 * (1 + fabs(fd)))) g_error("activation %d (a %g): derivative at %g is %g, differences give %g", k, a, x0, g, fd);
+      }
   g_autoptr(GError) err = NULL;
   PqNode *n;
   g_autoptr(PqModel) bad = single("clip", 2, xs, 0, NULL, &n);

@@ -82,4 +82,33 @@ PQ_ACT_FN float pq_activation(int kind, float x, float a, float b) {
   }
 }
 
+/* Its derivative at x, for training through it (pq_finetune). */
+PQ_ACT_FN float pq_activation_grad(int kind, float x, float a, float b) {
+  switch (kind) {
+  case PQ_ACT_SIGMOID: {
+    float s = pq_activation(PQ_ACT_SIGMOID, x, a, b);
+    return s * (1.0f - s);
+  }
+  case PQ_ACT_TANH: {
+    float t = tanhf(x);
+    return 1.0f - t * t;
+  }
+  case PQ_ACT_LEAKY_RELU: return x >= 0.0f ? 1.0f : a;
+  case PQ_ACT_ELU: return x >= 0.0f ? 1.0f : a * expf(x);
+  case PQ_ACT_SELU: return b * (x > 0.0f ? 1.0f : a * expf(x));
+  case PQ_ACT_CLIP: return x > a && x < b ? 1.0f : 0.0f;
+  case PQ_ACT_HARD_SIGMOID: return a * x + b > 0.0f && a * x + b < 1.0f ? a : 0.0f;
+  case PQ_ACT_HARD_SWISH: return x <= -3.0f ? 0.0f : x >= 3.0f ? 1.0f : (2.0f * x + 3.0f) / 6.0f;
+  case PQ_ACT_SOFTPLUS: return pq_activation(PQ_ACT_SIGMOID, x, a, b);
+  case PQ_ACT_GELU:
+    if (a != 0.0f) {
+      const float k = 0.7978845608f;
+      float t = tanhf(k * (x + 0.044715f * x * x * x));
+      return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * 0.044715f * x * x);
+    }
+    return 0.5f * (1.0f + erff(x * 0.70710678118f)) + x * expf(-0.5f * x * x) * 0.3989422804f;
+  default: return 1.0f;
+  }
+}
+
 #endif
