@@ -364,6 +364,44 @@ __global__ void k_packed_linear(const float *x, const uint8_t *codes, const floa
   }
 }
 
+/* Packed linear, 8-bit codes with one scale (and zero point) per row, k a multiple of 4: each lane reads four
+ * codes and four inputs at once (uchar4, float4), and the row's scale and zero point are applied once to the
+ * sums: y = scale · (Σ x·code − zero · Σ x). */
+__global__ void k_packed_linear8(const float *x, const uint8_t *codes, const float *scales, const uint8_t *zeros, const float *bias,
+                                 float *y, int64_t rows, int64_t n, int64_t k, int64_t row_bytes, int per, int relu, int64_t ys_r,
+                                 int64_t ys_o, float act_scale) {
+  int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+  int lane = threadIdx.x % 32;
+  if (warp >= rows * n) return;
+  int64_t r = warp / n, o = warp % n;
+  const uchar4 *row = (const uchar4 *)(codes + o * row_bytes);
+  const float4 *xr = (const float4 *)(x + r * k);
+  float dot = 0.0f, sum = 0.0f;
+  for (int64_t i = lane; i < k / 4; i += 32) {
+    uchar4 c = row[i];
+    float4 v = xr[i];
+    if (act_scale > 0.0f) {
+      const float inv = 1.0f / act_scale;
+      v.x = fminf(fmaxf(rintf(v.x * inv), -127.0f), 127.0f) * act_scale;
+      v.y = fminf(fmaxf(rintf(v.y * inv), -127.0f), 127.0f) * act_scale;
+      v.z = fminf(fmaxf(rintf(v.z * inv), -127.0f), 127.0f) * act_scale;
+      v.w = fminf(fmaxf(rintf(v.w * inv), -127.0f), 127.0f) * act_scale;
+    }
+    dot += v.x * (float)c.x + v.y * (float)c.y + v.z * (float)c.z + v.w * (float)c.w;
+    sum += v.x + v.y + v.z + v.w;
+  }
+  for (int off = 16; off > 0; off >>= 1) {
+    dot += __shfl_down_sync(0xffffffffu, dot, off);
+    sum += __shfl_down_sync(0xffffffffu, sum, off);
+  }
+  if (lane == 0) {
+    int64_t si = per == 1 ? o : 0;
+    float z = zeros ? (float)zeros[si] : 128.0f;
+    float v = scales[si] * (dot - z * sum) + (bias ? bias[o] : 0.0f);
+    y[r * ys_r + o * ys_o] = relu && v < 0.0f ? 0.0f : v;
+  }
+}
+
 /* CSR sparse linear: one warp per (row, output), the lanes over that output's stored weights. */
 __global__ void k_sparse_linear(const float *x, const float *vals, const int32_t *cols, const int32_t *starts, const float *bias,
                                 float *y, int64_t rows, int64_t n, int64_t k, int relu) {
@@ -954,6 +992,11 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
     case K_LINEAR: {
       int64_t rows = batch * st.m_rows;
       const float *b = st.in[2] >= 0 ? c->values[st.in[2]].ptr : nullptr;
+      if (st.q_codes && st.q_bits == 8 && st.q_per != PQ_QUANT_PER_GROUP && st.k % 4 == 0 && st.q_row_bytes % 4 == 0) {
+        k_packed_linear8<<<blocks_for(rows * st.n * 32), 256, 0, s>>>(x, st.q_codes, st.q_scales, st.q_zeros, b, y, rows, st.n, st.k,
+                                                                     st.q_row_bytes, st.q_per, st.relu, st.n, 1, st.q_act_scale);
+        break;
+      }
       if (st.q_codes) {
         int64_t warps = rows * st.n;
         k_packed_linear<<<blocks_for(warps * 32), 256, 0, s>>>(x, st.q_codes, st.q_scales, st.q_zeros, b, y, rows, st.n, st.k, st.q_row_bytes,
