@@ -60,7 +60,7 @@ int pq_model_cost(const PqModel *model, PqCost *cost, PqPluginError *error) {
       /* a real FFT of size b: ~2.5 b log2 b flops (an estimate) for each input and output block */
       add = rows * (int64_t)llround(2.5 * (double)b * log2((double)b)) * (bs[0] + bs[1]) + (has_bias ? out_numel : 0);
       estimated = 1;
-    } else if (!strcmp(op, "add") || !strcmp(op, "relu") || !strcmp(op, "global_avg_pool")) {
+    } else if (pq_binary_kind(op) != PQ_BIN_NONE || !strcmp(op, "relu") || !strcmp(op, "global_avg_pool")) {
       add = !strcmp(op, "global_avg_pool") ? in_numel : out_numel;
     } else if (pq_activation_kind(op) != PQ_ACT_NONE) {
       /* counted as one flop an element; exp, tanh and erf cost more, so the total is an estimate */

@@ -14,7 +14,7 @@ static const char *const known_ops[] = {"linear",  "matmul",    "add",     "relu
                                         "conv2d",  "maxpool2d", "avgpool2d", "global_avg_pool", "batch_norm",
                                         "flatten", "reshape", "circulant_linear", "tt_linear", "sparse_linear",
                                         "sigmoid", "tanh", "leaky_relu", "elu", "selu", "clip", "hard_sigmoid", "hard_swish",
-                                        "softplus", "gelu"};
+                                        "softplus", "gelu", "sub", "mul", "div"};
 
 static gboolean get_pair(const PqNode *node, const char *key, int64_t def, int64_t out[2], GError **error) {
   size_t n;
@@ -184,7 +184,7 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
     out[0][nd[0] - 1] = in[1][nd[1] - 1];
     return TRUE;
   }
-  if (strcmp(op, "add") == 0) {
+  if (pq_binary_kind(op) != PQ_BIN_NONE) { /* add, sub, mul, div */
     NEED_INPUTS(2, 2);
     int r = MAX(nd[0], nd[1]);
     for (int i = 0; i < r; i++) {
@@ -192,7 +192,7 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
       int64_t b = i < r - nd[1] ? 1 : in[1][i - (r - nd[1])];
       if (a != b && a != 1 && b != 1) {
         g_autofree char *sa = shape_to_string(nd[0], in[0]), *sb = shape_to_string(nd[1], in[1]);
-        FAIL("add: shapes %s and %s do not broadcast", sa, sb);
+        FAIL("%s: shapes %s and %s do not broadcast", op, sa, sb);
       }
       out[0][i] = a == 1 ? b : a;
     }

@@ -408,6 +408,47 @@ static void test_activations(void) {
   g_assert_nonnull(strstr(err->message, "gelu: approximate must be \"none\" or \"tanh\", not \"fast\""));
 }
 
+/* sub, mul, div (and add) with a broadcast weight, and with two activations of one shape; a relu after
+ * them is folded in. */
+static void test_binary(void) {
+  const char *ops[] = {"add", "sub", "mul", "div"};
+  int64_t xs[3] = {-1, 3, 4}, ws[1] = {4};
+  float x[2 * 12];
+  fill(x, 24, 9);
+  for (size_t o = 0; o < G_N_ELEMENTS(ops); o++) {
+    g_autoptr(PqTensor) w = pq_test_random_tensor("w", 1, ws, 4, 1);
+    float *wd = pq_tensor_mutable_data(w);
+    for (int i = 0; i < 4; i++) wd[i] += wd[i] >= 0 ? 0.5f : -0.5f; /* away from 0: a divisor */
+    PqTensor *wl[1] = {w};
+    PqNode *n;
+    g_autoptr(PqModel) m = single(ops[o], 3, xs, 1, wl, &n);
+    int64_t on;
+    g_autofree float *y = run(m, x, 2, 2, &on);
+    /* x op relu(x), same shapes, then a relu */
+    g_autoptr(PqModel) m2 = pq_model_new();
+    PqGraph *g = pq_model_graph(m2);
+    pq_graph_add_input(g, "x", 3, xs);
+    const char *ri[1] = {"x"}, *ro[1] = {"r"}, *bi[2] = {"x", "r"}, *bo[1] = {"b"}, *fi[1] = {"b"}, *fo[1] = {"y"};
+    pq_graph_add_node(g, "relu", "relu", 1, ri, 1, ro);
+    pq_graph_add_node(g, ops[o], "bin", 2, bi, 1, bo);
+    pq_graph_add_node(g, "relu", "relu2", 1, fi, 1, fo);
+    pq_graph_add_output(g, "y");
+    g_autofree float *y2 = run(m2, x, 2, 2, &on);
+    for (int i = 0; i < 24; i++) {
+      float a = x[i], b = wd[i % 4], r = a > 0 ? a : 0, e1, e2;
+      switch (o) {
+      case 0: e1 = a + b, e2 = a + r; break;
+      case 1: e1 = a - b, e2 = a - r; break;
+      case 2: e1 = a * b, e2 = a * r; break;
+      default: e1 = a / b, e2 = r != 0 ? a / r : (a == 0 ? NAN : a / r); break;
+      }
+      e2 = e2 > 0 ? e2 : 0;
+      g_assert_cmpfloat(fabsf(y[i] - e1), <=, 1e-6f * (1 + fabsf(e1)));
+      if (!isnan(e2) && isfinite(e2)) g_assert_cmpfloat(fabsf(y2[i] - e2), <=, 1e-6f * (1 + fabsf(e2)));
+    }
+  }
+}
+
 static void test_errors(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(4, 3, 2, 1);
   g_autoptr(GError) err = NULL;
@@ -519,6 +560,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cpu/errors", test_errors);
   g_test_add_func("/cpu/timing", test_timing);
   g_test_add_func("/cpu/activations", test_activations);
+  g_test_add_func("/cpu/binary-ops", test_binary);
   int rc = g_test_run();
   pq_registry_free(reg);
   return rc;

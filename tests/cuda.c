@@ -166,6 +166,29 @@ static void test_activations(void) {
   }
 }
 
+/* sub, mul, div (add is in the CNN above): a broadcast weight and a same-shape activation. */
+static void test_binary(void) {
+  if (!usable()) return;
+  const char *ops[] = {"sub", "mul", "div"};
+  for (size_t i = 0; i < G_N_ELEMENTS(ops); i++) {
+    g_autoptr(PqModel) m = pq_model_new();
+    PqGraph *g = pq_model_graph(m);
+    int64_t xs[3] = {-1, 3, 8}, ws[1] = {8};
+    pq_graph_add_input(g, "x", 3, xs);
+    PqTensor *w = pq_test_random_tensor("w", 1, ws, 5, 1);
+    float *wd = pq_tensor_mutable_data(w);
+    for (int k = 0; k < 8; k++) wd[k] += wd[k] >= 0 ? 0.5f : -0.5f;
+    pq_model_set_tensor(m, w);
+    pq_tensor_unref(w);
+    const char *s1[1] = {"x"}, *o1[1] = {"s"}, *i2[2] = {"x", "w"}, *o2[1] = {"a"}, *i3[2] = {"a", "s"}, *o3[1] = {"y"};
+    pq_graph_add_node(g, "sigmoid", "sig", 1, s1, 1, o1); /* a divisor that is never 0 */
+    pq_graph_add_node(g, ops[i], "bw", 2, i2, 1, o2);
+    pq_graph_add_node(g, ops[i], "bs", 2, i3, 1, o3);
+    pq_graph_add_output(g, "y");
+    compare(m, m, 6, 1e-5);
+  }
+}
+
 /* Packed weights are dequantized inside the GPU kernel: compared with the same weights dequantized on the
  * host and run in float32 on the CPU. */
 static void test_packed(void) {
@@ -325,6 +348,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cuda/dense-ops", test_dense);
   g_test_add_func("/cuda/packed-weights", test_packed);
   g_test_add_func("/cuda/activations", test_activations);
+  g_test_add_func("/cuda/binary-ops", test_binary);
   g_test_add_func("/cuda/tt-circulant-sparse-lowrank", test_forms);
   g_test_add_func("/cuda/packed-conv-static-activations", test_packed_conv_and_static);
   g_test_add_func("/cuda/tf32-fp16", test_math);

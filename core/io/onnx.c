@@ -329,7 +329,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     static const struct {
       const char *op;
       size_t n;
-    } need[] = {{"Add", 2}, {"MatMul", 2}, {"Gemm", 2}, {"Conv", 2}, {"BatchNormalization", 5}, {"Reshape", 2}};
+    } need[] = {{"Add", 2}, {"Sub", 2}, {"Mul", 2}, {"Div", 2}, {"MatMul", 2}, {"Gemm", 2}, {"Conv", 2}, {"BatchNormalization", 5}, {"Reshape", 2}};
     size_t want = strcmp(op, "Constant") ? 1 : 0;
     for (size_t i = 0; i < G_N_ELEMENTS(need); i++)
       if (!strcmp(op, need[i].op)) want = need[i].n;
@@ -368,7 +368,12 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
       }
     }
   } else if (!strcmp(op, "Relu")) ONE("relu", in0);
-  else if (!strcmp(op, "Add")) ONE("add", in0, n->input[1]);
+  else if (!strcmp(op, "Add") || !strcmp(op, "Mul")) { /* commutative: the activation first, as backends read it */
+    const char *a = in0, *b = n->input[1];
+    if (pq_model_tensor(c->m, a) && !pq_model_tensor(c->m, b)) a = n->input[1], b = in0;
+    ONE(!strcmp(op, "Add") ? "add" : "mul", a, b);
+  } else if (!strcmp(op, "Sub")) ONE("sub", in0, n->input[1]);
+  else if (!strcmp(op, "Div")) ONE("div", in0, n->input[1]);
   else if (!strcmp(op, "Identity") || !strcmp(op, "Dropout")) { /* inference: the input itself */
     int64_t s[PQ_MAX_DIMS], zeros[PQ_MAX_DIMS] = {0};
     int nd;
@@ -485,9 +490,9 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (!t) return FALSE;
     set_tensor(c, t);
   } else {
-    FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Constant, Conv, Dropout, Elu, "
-         "Flatten, Gelu, Gemm, GlobalAveragePool, HardSigmoid, HardSwish, Identity, LeakyRelu, MatMul, MaxPool, Relu, Reshape, Selu, "
-         "Sigmoid, Softmax, Softplus, Tanh)", name, op);
+    FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Constant, Conv, Div, Dropout, "
+         "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, HardSigmoid, HardSwish, Identity, LeakyRelu, MatMul, MaxPool, Mul, Relu, Reshape, "
+         "Selu, Sigmoid, Softmax, Softplus, Sub, Tanh)", name, op);
   }
 #undef ONE
   return TRUE;

@@ -22,6 +22,7 @@ static const struct {
   const char *op;
   int kind;
 } op_table[] = {{"linear", K_LINEAR},       {"matmul", K_MATMUL},       {"add", K_ADD},
+                {"sub", K_ADD},             {"mul", K_ADD},             {"div", K_ADD}, /* K_ADD: the binary ops */
                 {"relu", K_RELU},           {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},
                 {"maxpool2d", K_MAXPOOL},   {"avgpool2d", K_AVGPOOL},   {"global_avg_pool", K_GAP},
                 {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},      {"reshape", K_ALIAS},
@@ -51,6 +52,7 @@ typedef struct {
   int axis_outer_per_sample; int64_t axis_len, axis_inner; /* softmax */
   float *bn_scale, *bn_shift; /* batch_norm folded at prepare */
   int add_same;        /* add: both inputs same shape */
+  int bin;             /* add, sub, mul, div (PqBinary) */
   int64_t add_bshape[PQ_MAX_DIMS], add_ashape[PQ_MAX_DIMS], add_oshape[PQ_MAX_DIMS];
   int add_rank;
   /* linear with a packed weight */
@@ -572,6 +574,7 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
     break;
   }
   case K_ADD: {
+    st->bin = (int)pq_binary_kind(pq_node_op(node));
     int and_, bnd, ond;
     const int64_t *as = pq_plan_value_shape(p, st->in[0], &and_), *bs = pq_plan_value_shape(p, st->in[1], &bnd);
     const int64_t *os = pq_plan_value_shape(p, st->out, &ond);
@@ -763,6 +766,23 @@ static void run_matmul(const Step *st, const float *x, const float *w, float *y,
   if (st->fuse_relu) relu_inplace(y, rows * st->n);
 }
 
+/* y[i] = a[i·ia] op b[i·ib]: one loop per op, so each vectorizes */
+static void binary_inner(int op, float *restrict y, const float *a, int64_t ia, const float *b, int64_t ib, int64_t n) {
+  switch (op) {
+  case PQ_BIN_SUB:
+    for (int64_t i = 0; i < n; i++) y[i] = a[i * ia] - b[i * ib];
+    break;
+  case PQ_BIN_MUL:
+    for (int64_t i = 0; i < n; i++) y[i] = a[i * ia] * b[i * ib];
+    break;
+  case PQ_BIN_DIV:
+    for (int64_t i = 0; i < n; i++) y[i] = a[i * ia] / b[i * ib];
+    break;
+  default:
+    for (int64_t i = 0; i < n; i++) y[i] = a[i * ia] + b[i * ib];
+  }
+}
+
 static void run_add(const Step *st, const float *a, const float *b, float *y, int64_t batch, int a_act, int b_act) {
   int r = st->add_rank;
   int64_t os[PQ_MAX_DIMS], as[PQ_MAX_DIMS], bs[PQ_MAX_DIMS];
@@ -775,7 +795,7 @@ static void run_add(const Step *st, const float *a, const float *b, float *y, in
   int64_t total = 1;
   for (int d = 0; d < r; d++) total *= os[d];
   if (st->add_same) {
-    for (int64_t i = 0; i < total; i++) y[i] = a[i] + b[i];
+    binary_inner(st->bin, y, a, 1, b, 1, total);
   } else {
     /* strides with 0 on broadcast dimensions; the innermost dimension is walked in a tight loop */
     int64_t sa[PQ_MAX_DIMS], sb[PQ_MAX_DIMS], idx[PQ_MAX_DIMS] = {0};
@@ -796,7 +816,7 @@ static void run_add(const Step *st, const float *a, const float *b, float *y, in
       float *yo = y + o * inner;
       const float *ap = a + ao, *bp = b + bo;
       int64_t ia = sa[r - 1], ib = sb[r - 1];
-      for (int64_t i = 0; i < inner; i++) yo[i] = ap[i * ia] + bp[i * ib];
+      binary_inner(st->bin, yo, ap, ia, bp, ib, inner);
       for (int d = r - 2; d >= 0; d--) {
         if (++idx[d] < os[d]) break;
         idx[d] = 0;

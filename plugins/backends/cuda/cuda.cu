@@ -32,6 +32,7 @@ static const struct {
   const char *op;
   int kind;
 } op_table[] = {{"linear", K_LINEAR},       {"matmul", K_MATMUL},     {"add", K_ADD},         {"relu", K_RELU},
+                {"sub", K_ADD},             {"mul", K_ADD},           {"div", K_ADD}, /* K_ADD: the binary ops */
                 {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},     {"maxpool2d", K_MAXPOOL}, {"avgpool2d", K_AVGPOOL},
                 {"global_avg_pool", K_GAP}, {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},  {"reshape", K_ALIAS},
                 {"circulant_linear", K_CIRC}, {"tt_linear", K_TT}, {"sparse_linear", K_SPARSE}};
@@ -63,7 +64,7 @@ struct Step {
   int count_include_pad = 0;
   int64_t axis_len = 0, axis_inner = 1;                                   /* softmax */
   float *bn = nullptr;                                                    /* device: scale then shift, 2·C */
-  int rank = 0;                                                           /* add */
+  int rank = 0, bin = 0;                                                  /* add, sub, mul, div */
   Shape8 as{}, bs{}, os{};
   /* packed linear */
   const uint8_t *q_codes = nullptr;
@@ -245,7 +246,7 @@ __global__ void k_relu(const float *x, float *y, int64_t n) {
   if (i < n) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
-__global__ void k_add(const float *a, const float *b, float *y, int rank, Shape8 as, Shape8 bs, Shape8 os, int64_t total, int relu) {
+__global__ void k_add(const float *a, const float *b, float *y, int rank, Shape8 as, Shape8 bs, Shape8 os, int64_t total, int relu, int op) {
   int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= total) return;
   int64_t rem = i, ai = 0, bi = 0, am = 1, bm = 1;
@@ -257,7 +258,7 @@ __global__ void k_add(const float *a, const float *b, float *y, int rank, Shape8
     am *= as.d[d];
     bm *= bs.d[d];
   }
-  float v = a[ai] + b[bi];
+  float v = pq_binary(op, a[ai], b[bi]);
   y[i] = relu && v < 0.0f ? 0.0f : v;
 }
 
@@ -855,6 +856,7 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
     break;
   }
   case K_ADD: {
+    st.bin = (int)pq_binary_kind(pq_node_op(node));
     int an, bn2, on;
     const int64_t *as = pq_plan_value_shape(p, st.in[0], &an), *bs = pq_plan_value_shape(p, st.in[1], &bn2);
     const int64_t *os = pq_plan_value_shape(p, st.out, &on);
@@ -1033,7 +1035,7 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
       os.d[0] = batch;
       if (!c->values[st.in[0]].weight && as.d[0] != 1) as.d[0] = batch;
       if (!c->values[st.in[1]].weight && bs.d[0] != 1) bs.d[0] = batch;
-      k_add<<<blocks_for(total), 256, 0, s>>>(x, c->values[st.in[1]].ptr, y, st.rank, as, bs, os, total, st.relu);
+      k_add<<<blocks_for(total), 256, 0, s>>>(x, c->values[st.in[1]].ptr, y, st.rank, as, bs, os, total, st.relu, st.bin);
       break;
     }
     case K_RELU: k_relu<<<blocks_for(total), 256, 0, s>>>(x, y, total); break;
