@@ -378,6 +378,30 @@ static void test_bad(void) {
     g_autofree char *p4 = write_model("add-one-input.onnx", graph(1, add, 0, NULL, value("x", 2, xin), "probs"), TRUE);
     expect_error(p4, "node 'a' (Add): 1 inputs, it needs 2");
   }
+  /* Unsqueeze then Squeeze: reshapes that keep the batch; an axis on the batch is refused */
+  {
+    int64_t ax[1] = {2}, ax0[1] = {0};
+    const char *i1[1] = {"x"}, *i2[1] = {"u"}, *i3[1] = {"s"};
+    Onnx__AttributeProto *au[1] = {attr_ints("axes", 1, ax)}, *as[1] = {attr_ints("axes", 1, ax)};
+    Onnx__NodeProto *nodes[3] = {node("Unsqueeze", "un", 1, i1, "u", 1, au), node("Squeeze", "sq", 1, i2, "s", 1, as),
+                                 node("Relu", "r", 1, i3, "probs", 0, NULL)};
+    g_autofree char *p = write_model("squeeze.onnx", graph(3, nodes, 0, NULL, value("x", 2, xin), "probs"), TRUE);
+    g_autoptr(GError) e = NULL;
+    g_autoptr(PqModel) m = pq_model_load(p, &e);
+    g_assert_no_error(e);
+    g_assert_cmpstr(pq_node_op(pq_graph_node(pq_model_const_graph(m), 0)), ==, "reshape");
+    g_autoptr(PqPlan) plan = pq_plan_new(m, 3, NULL);
+    int nd;
+    const int64_t *us = pq_plan_value_shape(plan, pq_plan_value_index(plan, "u"), &nd);
+    g_assert_cmpint(nd, ==, 3);
+    g_assert_cmpint(us[0], ==, 3);
+    g_assert_cmpint(us[1], ==, 4);
+    g_assert_cmpint(us[2], ==, 1);
+    Onnx__AttributeProto *a0[1] = {attr_ints("axes", 1, ax0)};
+    Onnx__NodeProto *bad[1] = {node("Unsqueeze", "un0", 1, i1, "probs", 1, a0)};
+    g_autofree char *p2 = write_model("unsqueeze0.onnx", graph(1, bad, 0, NULL, value("x", 2, xin), "probs"), TRUE);
+    expect_error(p2, "node 'un0' (Unsqueeze): axis 0 is the batch, which pquant keeps first");
+  }
   /* an unsupported op names itself and the node */
   {
     const char *in[1] = {"x"};

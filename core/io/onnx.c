@@ -455,6 +455,45 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (attr_i(n, "training_mode", 0) || n->n_output > 1) FAIL("node '%s' (BatchNormalization): training mode is not supported", name);
     ONE("batch_norm", in0, n->input[1], n->input[2], n->input[3], n->input[4]);
     pq_node_set_float(node, "epsilon", attr_f(n, "epsilon", 1e-5));
+  } else if (!strcmp(op, "Unsqueeze") || !strcmp(op, "Squeeze")) { /* a reshape, the batch (dimension 0) kept */
+    gboolean un = !strcmp(op, "Unsqueeze");
+    int64_t s[PQ_MAX_DIMS], axes[PQ_MAX_DIMS], o[PQ_MAX_DIMS];
+    int nd, na = 0;
+    if (!shape_of(c, in0, s, &nd, error)) return FALSE;
+    const Onnx__AttributeProto *aa = attr(n, "axes");
+    PqTensor *at = n->n_input > 1 && n->input[1][0] ? pq_model_tensor(c->m, n->input[1]) : NULL;
+    if (n->n_input > 1 && n->input[1][0] && (!at || pq_tensor_dtype(at) != PQ_DTYPE_I64 || pq_tensor_ndim(at) != 1))
+      FAIL("node '%s' (%s): axes must be an INT64 initializer", name, op);
+    const int64_t *av = aa ? aa->ints : at ? pq_tensor_data(at) : NULL;
+    size_t nav = aa ? aa->n_ints : at ? (size_t)pq_tensor_numel(at) : 0;
+    if (!av && un) FAIL("node '%s' (Unsqueeze): no axes", name);
+    int ond = un ? nd + (int)nav : nd;
+    if (ond > PQ_MAX_DIMS || nav > PQ_MAX_DIMS) FAIL("node '%s' (%s): more than %d dimensions", name, op, PQ_MAX_DIMS);
+    for (size_t i = 0; i < nav; i++) {
+      int64_t a = av[i] < 0 ? av[i] + (un ? ond : nd) : av[i];
+      if (a < 0 || a >= (un ? ond : nd)) FAIL("node '%s' (%s): axis %" G_GINT64_FORMAT " out of range", name, op, av[i]);
+      if (a == 0) FAIL("node '%s' (%s): axis 0 is the batch, which pquant keeps first", name, op);
+      axes[na++] = a;
+    }
+    int k = 0;
+    if (un) {
+      for (int d = 0, src = 0; d < ond; d++) {
+        gboolean ins = FALSE;
+        for (int i = 0; i < na; i++) ins |= axes[i] == d;
+        o[k++] = ins ? 1 : s[src++];
+      }
+    } else {
+      for (int d = 0; d < nd; d++) {
+        gboolean drop = FALSE;
+        for (int i = 0; i < na; i++) drop |= axes[i] == d;
+        if (!av && d > 0 && s[d] == 1) drop = TRUE; /* no axes: every dimension of 1 but the batch */
+        if (drop && s[d] != 1) FAIL("node '%s' (Squeeze): dimension %d is %" G_GINT64_FORMAT ", not 1", name, d, s[d]);
+        if (!drop) o[k++] = s[d];
+      }
+    }
+    o[0] = 0; /* the batch, copied at run time */
+    ONE("reshape", in0);
+    pq_node_set_ints(node, "shape", (size_t)k, o);
   } else if (!strcmp(op, "Flatten")) {
     ONE("flatten", in0);
     pq_node_set_int(node, "axis", attr_i(n, "axis", 1));
@@ -492,7 +531,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
   } else {
     FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Constant, Conv, Div, Dropout, "
          "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, HardSigmoid, HardSwish, Identity, LeakyRelu, MatMul, MaxPool, Mul, Relu, Reshape, "
-         "Selu, Sigmoid, Softmax, Softplus, Sub, Tanh)", name, op);
+         "Selu, Sigmoid, Softmax, Softplus, Squeeze, Sub, Tanh, Unsqueeze)", name, op);
   }
 #undef ONE
   return TRUE;
