@@ -40,6 +40,21 @@ static Onnx__AttributeProto *attr_ints(const char *name, int n, const int64_t *v
   return a;
 }
 
+static Onnx__TensorProto *int64_tensor(const char *name, int nd, const int64_t *dims, const int64_t *v) {
+  Onnx__TensorProto *t = g_new0(Onnx__TensorProto, 1);
+  onnx__tensor_proto__init(t);
+  t->name = g_strdup(name);
+  t->n_dims = (size_t)nd;
+  t->dims = nd ? g_memdup2(dims, sizeof(int64_t) * (size_t)nd) : NULL;
+  t->has_data_type = 1;
+  t->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+  int64_t n = 1;
+  for (int i = 0; i < nd; i++) n *= dims[i];
+  t->n_int64_data = (size_t)n;
+  t->int64_data = g_memdup2(v, sizeof(int64_t) * (size_t)n);
+  return t;
+}
+
 static Onnx__AttributeProto *attr_int(const char *name, int64_t v) {
   Onnx__AttributeProto *a = g_new0(Onnx__AttributeProto, 1);
   onnx__attribute_proto__init(a);
@@ -401,6 +416,35 @@ static void test_bad(void) {
     Onnx__NodeProto *bad[1] = {node("Unsqueeze", "un0", 1, i1, "probs", 1, a0)};
     g_autofree char *p2 = write_model("unsqueeze0.onnx", graph(1, bad, 0, NULL, value("x", 2, xin), "probs"), TRUE);
     expect_error(p2, "node 'un0' (Unsqueeze): axis 0 is the batch, which pquant keeps first");
+  }
+  /* PyTorch's x.view(x.size(0), -1): Shape, Gather, Unsqueeze, Concat, Reshape, folded at load into one reshape
+   * that keeps the batch; the batch moved out of place is refused */
+  {
+    int64_t x3[3] = {-1, 2, 6}, d1[1] = {1};
+    Onnx__TensorProto *idx = int64_tensor("idx", 0, NULL, (int64_t[]){0}), *minus = int64_tensor("minus1", 1, d1, (int64_t[]){-1}),
+                      *axes = int64_tensor("axes0", 1, d1, (int64_t[]){0});
+    const char *s_in[1] = {"x"}, *g_in[2] = {"shape", "idx"}, *u_in[2] = {"b", "axes0"}, *c_in[2] = {"b1", "minus1"}, *r_in[2] = {"x", "shp"},
+               *c_bad[2] = {"minus1", "b1"};
+    Onnx__AttributeProto *cat[1] = {attr_int("axis", 0)}, *cat2[1] = {attr_int("axis", 0)};
+    Onnx__TensorProto *inits[3] = {idx, minus, axes};
+    Onnx__NodeProto *nodes[5] = {node("Shape", "sh", 1, s_in, "shape", 0, NULL), node("Gather", "ga", 2, g_in, "b", 0, NULL),
+                                 node("Unsqueeze", "un", 2, u_in, "b1", 0, NULL), node("Concat", "ca", 2, c_in, "shp", 1, cat),
+                                 node("Reshape", "re", 2, r_in, "probs", 0, NULL)};
+    g_autofree char *p = write_model("view.onnx", graph(5, nodes, 3, inits, value("x", 3, x3), "probs"), TRUE);
+    g_autoptr(GError) e = NULL;
+    g_autoptr(PqModel) m = pq_model_load(p, &e);
+    g_assert_no_error(e);
+    g_assert_cmpuint(pq_graph_n_nodes(pq_model_const_graph(m)), ==, 1);
+    g_autoptr(PqPlan) plan = pq_plan_new(m, 5, NULL);
+    int nd;
+    const int64_t *os = pq_plan_value_shape(plan, pq_plan_value_index(plan, "probs"), &nd);
+    g_assert_cmpint(nd, ==, 2);
+    g_assert_cmpint(os[0], ==, 5);
+    g_assert_cmpint(os[1], ==, 12);
+    g_assert_cmpuint(pq_model_n_tensors(m), ==, 0); /* the folded shapes are gone */
+    nodes[3] = node("Concat", "ca", 2, c_bad, "shp", 1, cat2);
+    g_autofree char *p2 = write_model("view-bad.onnx", graph(5, nodes, 3, inits, value("x", 3, x3), "probs"), TRUE);
+    expect_error(p2, "node 're' (Reshape): the batch would move to dimension 1");
   }
   /* an unsupported op names itself and the node */
   {

@@ -275,6 +275,23 @@ static void set_tensor(Ctx *c, PqTensor *t) {
   pq_tensor_unref(t);
 }
 
+/* Shape arithmetic folded at load (PyTorch's x.view(x.size(0), -1) exports as Shape, Gather, Unsqueeze, Concat,
+ * Reshape): the batch, unknown until run time, is this value inside such constants; a Reshape takes it in its
+ * first place as "copy the batch" and refuses it anywhere else. */
+#define BATCH_MARK INT64_MIN
+
+static PqTensor *int64_const(const char *name, int nd, const int64_t *shape, const int64_t *v) {
+  PqTensor *t = pq_tensor_new(name, PQ_DTYPE_I64, nd, shape);
+  if (t && pq_tensor_numel(t)) memcpy(pq_tensor_mutable_data(t), v, sizeof(int64_t) * (size_t)pq_tensor_numel(t));
+  return t;
+}
+
+/* An INT64 constant (initializer, Constant or folded) of at most 64 values, or NULL. */
+static PqTensor *small_int64(Ctx *c, const char *name) {
+  PqTensor *t = name && name[0] ? pq_model_tensor(c->m, name) : NULL;
+  return t && pq_tensor_dtype(t) == PQ_DTYPE_I64 && pq_tensor_ndim(t) <= 1 && pq_tensor_numel(t) <= 64 ? t : NULL;
+}
+
 /* Sliding-window attributes (Conv, MaxPool, AveragePool) onto a pquant node; auto_pad resolved from shapes. */
 static gboolean window_attrs(Ctx *c, const Onnx__NodeProto *n, PqNode *node, const char *x, const int64_t *kernel, GError **error) {
   const char *path = c->path;
@@ -329,7 +346,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     static const struct {
       const char *op;
       size_t n;
-    } need[] = {{"Add", 2}, {"Sub", 2}, {"Mul", 2}, {"Div", 2}, {"MatMul", 2}, {"Gemm", 2}, {"Conv", 2}, {"BatchNormalization", 5}, {"Reshape", 2}};
+    } need[] = {{"Add", 2}, {"Sub", 2}, {"Mul", 2}, {"Div", 2}, {"MatMul", 2}, {"Gemm", 2}, {"Conv", 2}, {"BatchNormalization", 5}, {"Reshape", 2}, {"Gather", 2}};
     size_t want = strcmp(op, "Constant") ? 1 : 0;
     for (size_t i = 0; i < G_N_ELEMENTS(need); i++)
       if (!strcmp(op, need[i].op)) want = need[i].n;
@@ -455,6 +472,38 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (attr_i(n, "training_mode", 0) || n->n_output > 1) FAIL("node '%s' (BatchNormalization): training mode is not supported", name);
     ONE("batch_norm", in0, n->input[1], n->input[2], n->input[3], n->input[4]);
     pq_node_set_float(node, "epsilon", attr_f(n, "epsilon", 1e-5));
+  } else if (!strcmp(op, "Shape")) { /* folded: the input's static shape, the batch marked */
+    int64_t s[PQ_MAX_DIMS], one = 0;
+    int nd;
+    if (!shape_of(c, in0, s, &nd, error)) return FALSE;
+    if (attr(n, "start") || attr(n, "end")) FAIL("node '%s' (Shape): start and end are not supported", name);
+    s[0] = BATCH_MARK;
+    one = nd;
+    set_tensor(c, int64_const(out0, 1, &one, s));
+  } else if (!strcmp(op, "Gather") && small_int64(c, in0)) { /* folded: elements of a shape constant */
+    PqTensor *d = small_int64(c, in0), *ix = small_int64(c, n->input[1]);
+    if (!ix || attr_i(n, "axis", 0) != 0) FAIL("node '%s' (Gather): on a shape, the indices must be an INT64 constant and axis 0", name);
+    const int64_t *dv = pq_tensor_data(d), *iv = pq_tensor_data(ix);
+    int64_t len = pq_tensor_numel(d), cnt = pq_tensor_numel(ix), v[64];
+    for (int64_t i = 0; i < cnt; i++) {
+      int64_t k = iv[i] < 0 ? iv[i] + len : iv[i];
+      if (k < 0 || k >= len) FAIL("node '%s' (Gather): index %" G_GINT64_FORMAT " outside %" G_GINT64_FORMAT " values", name, iv[i], len);
+      v[i] = dv[k];
+    }
+    set_tensor(c, int64_const(out0, pq_tensor_ndim(ix), pq_tensor_shape(ix), v));
+  } else if (!strcmp(op, "Concat") && small_int64(c, in0)) { /* folded: shape constants joined */
+    int64_t v[64], cnt = 0;
+    for (size_t i = 0; i < n->n_input; i++) {
+      PqTensor *t = small_int64(c, n->input[i]);
+      if (!t || cnt + pq_tensor_numel(t) > 64) FAIL("node '%s' (Concat): on shapes, every input must be a small INT64 constant", name);
+      memcpy(v + cnt, pq_tensor_data(t), sizeof(int64_t) * (size_t)pq_tensor_numel(t));
+      cnt += pq_tensor_numel(t);
+    }
+    set_tensor(c, int64_const(out0, 1, &cnt, v));
+  } else if (!strcmp(op, "Unsqueeze") && small_int64(c, in0) && pq_tensor_ndim(small_int64(c, in0)) == 0) { /* folded: a scalar to [1] */
+    PqTensor *t = small_int64(c, in0);
+    int64_t one = 1;
+    set_tensor(c, int64_const(out0, 1, &one, pq_tensor_data(t)));
   } else if (!strcmp(op, "Unsqueeze") || !strcmp(op, "Squeeze")) { /* a reshape, the batch (dimension 0) kept */
     gboolean un = !strcmp(op, "Unsqueeze");
     int64_t s[PQ_MAX_DIMS], axes[PQ_MAX_DIMS], o[PQ_MAX_DIMS];
@@ -500,9 +549,17 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
   } else if (!strcmp(op, "Reshape")) {
     PqTensor *s = n->n_input > 1 ? pq_model_tensor(c->m, n->input[1]) : NULL;
     if (!s || pq_tensor_dtype(s) != PQ_DTYPE_I64 || pq_tensor_ndim(s) != 1) FAIL("node '%s' (Reshape): the shape must be an INT64 initializer", name);
-    const int64_t *sv = pq_tensor_data(s);
-    for (int64_t i = 0; i < pq_tensor_numel(s); i++)
+    const int64_t *sv0 = pq_tensor_data(s);
+    int64_t sv[PQ_MAX_DIMS];
+    if (pq_tensor_numel(s) > PQ_MAX_DIMS) FAIL("node '%s' (Reshape): more than %d dimensions", name, PQ_MAX_DIMS);
+    for (int64_t i = 0; i < pq_tensor_numel(s); i++) {
+      sv[i] = sv0[i];
       if (sv[i] == 0 && attr_i(n, "allowzero", 0)) FAIL("node '%s' (Reshape): allowzero with a 0 in the shape is not supported", name);
+      if (sv[i] == BATCH_MARK) { /* the batch from a folded Shape: kept in place 0, refused elsewhere */
+        if (i != 0) FAIL("node '%s' (Reshape): the batch would move to dimension %" G_GINT64_FORMAT "; pquant keeps it first", name, i);
+        sv[i] = 0;
+      }
+    }
     ONE("reshape", in0);
     pq_node_set_ints(node, "shape", (size_t)pq_tensor_numel(s), sv);
   } else if (!strcmp(op, "Softmax")) {
@@ -613,6 +670,24 @@ PqModel *pq_onnx_load_full(const char *path, GHashTable *constants, GError **err
   for (size_t i = 0; i < gp->n_output; i++) {
     if (!gp->output[i]->name || !gp->output[i]->name[0]) FAIL("graph output %zu has no name", i);
     pq_graph_add_output(g, gp->output[i]->name);
+  }
+  /* a folded shape that still holds the batch is for Reshape alone: any other reader, or an output, is refused */
+  for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
+    const PqNode *nd = pq_graph_node(g, i);
+    for (size_t j = 0; j < pq_node_n_inputs(nd); j++) {
+      PqTensor *t = pq_node_input(nd, j)[0] ? pq_model_tensor(m, pq_node_input(nd, j)) : NULL;
+      if (!t || pq_tensor_dtype(t) != PQ_DTYPE_I64) continue;
+      for (int64_t k = 0; k < pq_tensor_numel(t); k++)
+        if (((const int64_t *)pq_tensor_data(t))[k] == BATCH_MARK)
+          FAIL("node '%s' reads '%s', a shape holding the batch (known only at run time): only Reshape can take it", pq_node_name(nd),
+               pq_tensor_name(t));
+    }
+  }
+  for (size_t i = 0; i < pq_graph_n_outputs(g); i++) {
+    PqTensor *t = pq_model_tensor(m, pq_graph_output_name(g, i));
+    if (t && pq_tensor_dtype(t) == PQ_DTYPE_I64)
+      for (int64_t k = 0; k < pq_tensor_numel(t); k++)
+        if (((const int64_t *)pq_tensor_data(t))[k] == BATCH_MARK) FAIL("output '%s' is a shape holding the batch", pq_tensor_name(t));
   }
   { /* initializers no node reads (Gemm's originals once rewritten, or unused ones in the file) are dropped */
     g_autoptr(GHashTable) used = g_hash_table_new(g_str_hash, g_str_equal);
