@@ -210,7 +210,7 @@ PqModel *pq_train_mlp(const PqDataset *train, const PqTrainParams *params, GErro
 
 /* ---- fine-tuning a compressed model ---------------------------------------------------------------------- */
 
-enum { FT_LINEAR, FT_RELU, FT_SOFTMAX, FT_ALIAS, FT_ACT };
+enum { FT_LINEAR, FT_RELU, FT_SOFTMAX, FT_ALIAS, FT_ACT, FT_CONV, FT_MAXPOOL, FT_AVGPOOL, FT_GAP, FT_BN };
 
 typedef struct {
   int kind;
@@ -220,20 +220,91 @@ typedef struct {
   int64_t in, out;           /* per-sample widths of the step's input and output */
   float *w, *b;              /* linear: weight [out, in] (float32: trained; else its dequantized copy, fixed), bias */
   gboolean train_w, train_b;
+  int64_t nw, nb;            /* weight and bias sizes (linear, conv2d) */
   const char *wname, *bname;
   float *gw, *gb, *mw, *vw, *mb, *vb;
+  /* conv2d and pools: [C, H, W] in, [O, OH, OW] out; the window; conv's weight is [O, C·kh·kw] */
+  int64_t c, h, w_, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+  int include_pad;
+  int32_t *argmax;           /* maxpool: for each output of the batch, the input it took */
+  float *scale, *shift;      /* batch_norm (fixed): y = x·scale + shift per channel */
 } FtStep;
 
 static void ft_free(FtStep *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     g_free(s[i].w), g_free(s[i].b), g_free(s[i].gw), g_free(s[i].gb);
     g_free(s[i].mw), g_free(s[i].vw), g_free(s[i].mb), g_free(s[i].vb);
+    g_free(s[i].argmax), g_free(s[i].scale), g_free(s[i].shift);
   }
   g_free(s);
 }
 
-/* Mean cross-entropy and accuracy over all samples, batch by batch (acts: per-step output buffers). */
-static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int bs) {
+/* col [C·kh·kw, OH·OW] from one sample x [C, H, W]; with `back`, the reverse: col's values added into x. */
+static void ft_im2col(const FtStep *s, float *x, float *col, gboolean back) {
+  int64_t ohw = s->oh * s->ow;
+  for (int64_t ci = 0; ci < s->c; ci++)
+    for (int64_t ki = 0; ki < s->kh; ki++)
+      for (int64_t kj = 0; kj < s->kw; kj++) {
+        float *row = col + ((ci * s->kh + ki) * s->kw + kj) * ohw;
+        for (int64_t oy = 0; oy < s->oh; oy++) {
+          int64_t iy = oy * s->sh - s->ph + ki * s->dh;
+          for (int64_t ox = 0; ox < s->ow; ox++) {
+            int64_t ix = ox * s->sw - s->pw + kj * s->dw;
+            gboolean in = iy >= 0 && iy < s->h && ix >= 0 && ix < s->w_;
+            if (back) {
+              if (in) x[(ci * s->h + iy) * s->w_ + ix] += row[oy * s->ow + ox];
+            } else row[oy * s->ow + ox] = in ? x[(ci * s->h + iy) * s->w_ + ix] : 0.0f;
+          }
+        }
+      }
+}
+
+/* Pools over one sample's planes: forward (argmax kept for max), or backward from dy into dx (zeroed first). */
+static void ft_pool(FtStep *s, const float *x, float *y, int r, gboolean back, const float *dy, float *dx) {
+  int max = s->kind == FT_MAXPOOL;
+  for (int64_t ch = 0; ch < s->c; ch++)
+    for (int64_t oy = 0; oy < s->oh; oy++)
+      for (int64_t ox = 0; ox < s->ow; ox++) {
+        int64_t oi = (ch * s->oh + oy) * s->ow + ox, best = -1, cnt = 0, cnt_pad = 0;
+        float acc = max ? -INFINITY : 0.0f;
+        for (int64_t ki = 0; ki < s->kh; ki++)
+          for (int64_t kj = 0; kj < s->kw; kj++) {
+            int64_t iy = oy * s->sh - s->ph + ki * s->dh, ix = ox * s->sw - s->pw + kj * s->dw;
+            if (iy < 0 || iy >= s->h || ix < 0 || ix >= s->w_) {
+              if (iy < s->h + s->ph && ix < s->w_ + s->pw) cnt_pad++;
+              continue;
+            }
+            int64_t ii = (ch * s->h + iy) * s->w_ + ix;
+            cnt++;
+            if (max) {
+              if (best < 0 || x[ii] > acc) acc = x[ii], best = ii;
+            } else if (back) {
+              (void)0; /* distributed below, once the count is known */
+            } else acc += x[ii];
+          }
+        int64_t div = s->include_pad ? cnt + cnt_pad : cnt;
+        if (!back) {
+          if (max) s->argmax[(int64_t)r * s->out + oi] = (int32_t)best;
+          y[oi] = max ? (best >= 0 ? acc : 0.0f) : (div ? acc / (float)div : 0.0f);
+          continue;
+        }
+        if (max) {
+          int32_t b = s->argmax[(int64_t)r * s->out + oi];
+          if (b >= 0) dx[b] += dy[oi];
+          continue;
+        }
+        if (!div) continue;
+        float g = dy[oi] / (float)div;
+        for (int64_t ki = 0; ki < s->kh; ki++)
+          for (int64_t kj = 0; kj < s->kw; kj++) {
+            int64_t iy = oy * s->sh - s->ph + ki * s->dh, ix = ox * s->sw - s->pw + kj * s->dw;
+            if (iy >= 0 && iy < s->h && ix >= 0 && ix < s->w_) dx[(ch * s->h + iy) * s->w_ + ix] += g;
+          }
+      }
+}
+
+/* The forward pass of a batch (acts: per-step output buffers; col: im2col scratch). */
+static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int bs, float *col) {
   const float *cur = x;
   for (size_t i = 0; i < ns; i++) {
     FtStep *s = &st[i];
@@ -252,6 +323,38 @@ static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int 
       break;
     case FT_ACT:
       for (size_t k = 0; k < (size_t)bs * s->out; k++) y[k] = pq_activation(s->act, cur[k], s->act_a, s->act_b);
+      break;
+    case FT_CONV: {
+      int64_t ohw = s->oh * s->ow, ckk = s->c * s->kh * s->kw;
+      for (int r = 0; r < bs; r++) {
+        float *yr = y + (size_t)r * s->out;
+        ft_im2col(s, (float *)cur + (size_t)r * s->in, col, FALSE);
+        for (int64_t oc = 0; oc < s->o; oc++)
+          for (int64_t q = 0; q < ohw; q++) yr[oc * ohw + q] = s->b ? s->b[oc] : 0.0f;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s->o, (int)ohw, (int)ckk, 1.0f, s->w, (int)ckk, col, (int)ohw, 1.0f, yr,
+                    (int)ohw);
+      }
+      break;
+    }
+    case FT_MAXPOOL:
+    case FT_AVGPOOL:
+      for (int r = 0; r < bs; r++) ft_pool(s, cur + (size_t)r * s->in, y + (size_t)r * s->out, r, FALSE, NULL, NULL);
+      break;
+    case FT_GAP:
+      for (int64_t r = 0; r < bs; r++)
+        for (int64_t ch = 0; ch < s->c; ch++) {
+          double a = 0;
+          int64_t sp = s->in / s->c;
+          for (int64_t k = 0; k < sp; k++) a += cur[r * s->in + ch * sp + k];
+          y[r * s->out + ch] = (float)(a / (double)sp);
+        }
+      break;
+    case FT_BN:
+      for (int64_t r = 0; r < bs; r++)
+        for (int64_t k = 0; k < s->out; k++) {
+          int64_t ch = k / (s->out / s->c);
+          y[r * s->out + k] = cur[r * s->out + k] * s->scale[ch] + s->shift[ch];
+        }
       break;
     default: memcpy(y, cur, sizeof(float) * (size_t)bs * s->out); break; /* alias; a final softmax is left to the loss */
     }
@@ -327,6 +430,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
         break;
       }
       s->kind = FT_LINEAR;
+      s->nw = s->in * s->out, s->nb = s->out;
       s->wname = pq_tensor_name(w);
       s->w = g_new(float, s->in * s->out);
       pq_tensor_to_f32(w, s->w);
@@ -338,6 +442,80 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
         pq_tensor_to_f32(b, s->b);
         s->train_b = pq_tensor_dtype(b) == PQ_DTYPE_F32;
       }
+    } else if (!strcmp(op, "conv2d")) {
+      int wv = pq_plan_step_input(plan, i, 1), bv = pq_plan_step_input(plan, i, 2), xnd, ond;
+      if (wv < 0 || pq_plan_value_kind(plan, wv) != PQ_VALUE_WEIGHT || (bv >= 0 && pq_plan_value_kind(plan, bv) != PQ_VALUE_WEIGHT) ||
+          pq_node_get_int(node, "groups", 1) != 1) {
+        ok = 0;
+        why = "a conv2d needs its kernel and bias as model tensors, and groups = 1";
+        break;
+      }
+      PqTensor *w = pq_plan_value_tensor(plan, wv);
+      const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd), *os = pq_plan_value_shape(plan, out, &ond), *ws = pq_tensor_shape(w);
+      s->kind = FT_CONV;
+      s->nw = pq_tensor_numel(w), s->nb = os[1];
+      s->c = xs[1], s->h = xs[2], s->w_ = xs[3], s->o = os[1], s->oh = os[2], s->ow = os[3], s->kh = ws[2], s->kw = ws[3];
+      size_t cnt;
+      const int64_t *v = pq_node_get_ints(node, "strides", &cnt);
+      s->sh = v ? v[0] : 1, s->sw = v ? v[1] : 1;
+      v = pq_node_get_ints(node, "pads", &cnt);
+      s->ph = v ? v[0] : 0, s->pw = v ? v[1] : 0;
+      v = pq_node_get_ints(node, "dilations", &cnt);
+      s->dh = v ? v[0] : 1, s->dw = v ? v[1] : 1;
+      s->wname = pq_tensor_name(w);
+      s->w = g_new(float, pq_tensor_numel(w));
+      pq_tensor_to_f32(w, s->w);
+      s->train_w = pq_tensor_dtype(w) == PQ_DTYPE_F32;
+      if (bv >= 0) {
+        PqTensor *b = pq_plan_value_tensor(plan, bv);
+        s->bname = pq_tensor_name(b);
+        s->b = g_new(float, s->o);
+        pq_tensor_to_f32(b, s->b);
+        s->train_b = pq_tensor_dtype(b) == PQ_DTYPE_F32;
+      }
+    } else if (!strcmp(op, "maxpool2d") || !strcmp(op, "avgpool2d")) {
+      int xnd, ond;
+      const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd), *os = pq_plan_value_shape(plan, out, &ond);
+      size_t cnt;
+      const int64_t *k = pq_node_get_ints(node, "kernel", &cnt), *v;
+      s->kind = !strcmp(op, "maxpool2d") ? FT_MAXPOOL : FT_AVGPOOL;
+      s->c = xs[1], s->h = xs[2], s->w_ = xs[3], s->oh = os[2], s->ow = os[3], s->kh = k[0], s->kw = k[1];
+      v = pq_node_get_ints(node, "strides", &cnt);
+      s->sh = v ? v[0] : s->kh, s->sw = v ? v[1] : s->kw;
+      v = pq_node_get_ints(node, "pads", &cnt);
+      s->ph = v ? v[0] : 0, s->pw = v ? v[1] : 0;
+      v = pq_node_get_ints(node, "dilations", &cnt);
+      s->dh = v ? v[0] : 1, s->dw = v ? v[1] : 1;
+      s->include_pad = (int)pq_node_get_int(node, "count_include_pad", 0);
+      if (s->kind == FT_MAXPOOL) s->argmax = g_new(int32_t, (int64_t)p->batch_size * s->out);
+    } else if (!strcmp(op, "global_avg_pool")) {
+      int xnd;
+      s->kind = FT_GAP;
+      s->c = pq_plan_value_shape(plan, in0, &xnd)[1];
+    } else if (!strcmp(op, "batch_norm")) { /* fixed: its statistics are not trained */
+      int xnd;
+      s->kind = FT_BN;
+      s->c = pq_plan_value_shape(plan, in0, &xnd)[1];
+      float *par[4];
+      for (int j = 0; j < 4; j++) {
+        int v = pq_plan_step_input(plan, i, (size_t)(1 + j));
+        if (v < 0 || pq_plan_value_kind(plan, v) != PQ_VALUE_WEIGHT) {
+          for (int q = 0; q < j; q++) g_free(par[q]);
+          ok = 0;
+          why = "a batch_norm's parameters must be model tensors";
+          break;
+        }
+        par[j] = g_new(float, s->c);
+        pq_tensor_to_f32(pq_plan_value_tensor(plan, v), par[j]);
+      }
+      if (!ok) break;
+      double eps = pq_node_get_float(node, "epsilon", 1e-5);
+      s->scale = g_new(float, s->c), s->shift = g_new(float, s->c);
+      for (int64_t ch = 0; ch < s->c; ch++) {
+        s->scale[ch] = (float)(par[0][ch] / sqrt((double)par[3][ch] + eps));
+        s->shift[ch] = par[1][ch] - par[2][ch] * s->scale[ch];
+      }
+      for (int j = 0; j < 4; j++) g_free(par[j]);
     } else if (!strcmp(op, "relu")) s->kind = FT_RELU;
     else if (pq_activation_kind(op) != PQ_ACT_NONE) {
       s->kind = FT_ACT;
@@ -347,7 +525,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     else if (!strcmp(op, "flatten") || !strcmp(op, "reshape")) s->kind = FT_ALIAS;
     else if (!strcmp(op, "softmax") && i == ns - 1) s->kind = FT_SOFTMAX;
     else {
-      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, relu and the other activations, flatten, reshape, a final softmax)",
+      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, conv2d, pools, batch_norm, relu and the other activations, flatten, reshape, a final softmax)",
                           node->name, op);
       ft_free(st, ns);
       return -1;
@@ -375,14 +553,18 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
   for (size_t i = 0; i < ns; i++) {
     FtStep *s = &st[i];
     if (s->train_w) {
-      s->gw = g_new0(float, s->in * s->out), s->mw = g_new0(float, s->in * s->out), s->vw = g_new0(float, s->in * s->out);
-      trained += s->in * s->out;
+      s->gw = g_new0(float, s->nw), s->mw = g_new0(float, s->nw), s->vw = g_new0(float, s->nw);
+      trained += s->nw;
     }
     if (s->train_b) {
-      s->gb = g_new0(float, s->out), s->mb = g_new0(float, s->out), s->vb = g_new0(float, s->out);
-      trained += s->out;
+      s->gb = g_new0(float, s->nb), s->mb = g_new0(float, s->nb), s->vb = g_new0(float, s->nb);
+      trained += s->nb;
     }
   }
+  int64_t col_floats = 1; /* im2col scratch: the largest conv's [C·kh·kw, OH·OW] */
+  for (size_t i = 0; i < ns; i++)
+    if (st[i].kind == FT_CONV) col_floats = MAX(col_floats, st[i].c * st[i].kh * st[i].kw * st[i].oh * st[i].ow);
+  float *col = g_new(float, col_floats);
   const int B = p->batch_size;
   int64_t in_width = st[0].in;
   float **acts = g_new(float *, ns);
@@ -405,7 +587,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     int64_t c_ = 0;                                                                                                \
     for (int64_t s0 = 0; s0 < n; s0 += B) {                                                                        \
       int bs_ = (int)MIN(B, n - s0);                                                                               \
-      ft_forward(st, ns, inputs + s0 * in_width, acts, bs_);                                                       \
+      ft_forward(st, ns, inputs + s0 * in_width, acts, bs_, col);                                                  \
       l_ += ft_loss(acts[ns - 1], labels + s0, bs_, classes, &c_, FALSE);                                          \
     }                                                                                                              \
     loss_out = l_ / (double)n;                                                                                     \
@@ -427,7 +609,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
         memcpy(xb + (size_t)r * in_width, inputs + (size_t)order[s0 + r] * in_width, sizeof(float) * (size_t)in_width);
         lb[r] = labels[order[s0 + r]];
       }
-      ft_forward(st, ns, xb, acts, bs);
+      ft_forward(st, ns, xb, acts, bs, col);
       int64_t dummy = 0;
       float *dy = d0, *dx = d1;
       memcpy(dy, acts[ns - 1], sizeof(float) * (size_t)bs * classes);
@@ -449,6 +631,44 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
                       (int)s->in);
           float *tmp = dy;
           dy = dx, dx = tmp;
+        } else if (s->kind == FT_CONV) {
+          int64_t ohw = s->oh * s->ow, ckk = s->c * s->kh * s->kw;
+          if (s->train_w) memset(s->gw, 0, sizeof(float) * (size_t)s->nw);
+          if (s->train_b) memset(s->gb, 0, sizeof(float) * (size_t)s->nb);
+          if (i > 0) memset(dx, 0, sizeof(float) * (size_t)bs * s->in);
+          for (int r = 0; r < bs; r++) {
+            const float *dyr = dy + (size_t)r * s->out;
+            if (s->train_w) { /* dW += dY · colᵀ */
+              ft_im2col(s, (float *)x + (size_t)r * s->in, col, FALSE);
+              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)s->o, (int)ckk, (int)ohw, 1.0f, dyr, (int)ohw, col, (int)ohw, 1.0f, s->gw,
+                          (int)ckk);
+            }
+            if (s->train_b)
+              for (int64_t oc = 0; oc < s->o; oc++)
+                for (int64_t q = 0; q < ohw; q++) s->gb[oc] += dyr[oc * ohw + q];
+            if (i > 0) { /* dX = col2im(Wᵀ · dY) */
+              cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)ohw, (int)s->o, 1.0f, s->w, (int)ckk, dyr, (int)ohw, 0.0f, col,
+                          (int)ohw);
+              ft_im2col(s, dx + (size_t)r * s->in, col, TRUE);
+            }
+          }
+          if (i == 0) break;
+          float *tmp = dy;
+          dy = dx, dx = tmp;
+        } else if (s->kind == FT_MAXPOOL || s->kind == FT_AVGPOOL) {
+          memset(dx, 0, sizeof(float) * (size_t)bs * s->in);
+          for (int r = 0; r < bs; r++) ft_pool(s, x + (size_t)r * s->in, NULL, r, TRUE, dy + (size_t)r * s->out, dx + (size_t)r * s->in);
+          float *tmp = dy;
+          dy = dx, dx = tmp;
+        } else if (s->kind == FT_GAP) {
+          int64_t sp = s->in / s->c;
+          for (int64_t r = 0; r < bs; r++)
+            for (int64_t k = 0; k < s->in; k++) dx[r * s->in + k] = dy[r * s->out + k / sp] / (float)sp;
+          float *tmp = dy;
+          dy = dx, dx = tmp;
+        } else if (s->kind == FT_BN) {
+          for (int64_t r = 0; r < bs; r++)
+            for (int64_t k = 0; k < s->out; k++) dy[r * s->out + k] *= s->scale[k / (s->out / s->c)];
         } else if (s->kind == FT_RELU) {
           for (size_t k = 0; k < (size_t)bs * s->out; k++) dy[k] = acts[i][k] > 0 ? dy[k] : 0;
         } else if (s->kind == FT_ACT) { /* the derivative at the step's input */
@@ -459,8 +679,8 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       double lr = p->learning_rate * 0.5 * (1.0 + cos(G_PI * (double)(t - 1) / (double)total));
       for (size_t i = 0; i < ns; i++) {
         FtStep *s = &st[i];
-        if (s->train_w) adam(s->w, s->gw, s->mw, s->vw, (size_t)(s->in * s->out), lr, t);
-        if (s->train_b) adam(s->b, s->gb, s->mb, s->vb, (size_t)s->out, lr, t);
+        if (s->train_w) adam(s->w, s->gw, s->mw, s->vw, (size_t)s->nw, lr, t);
+        if (s->train_b) adam(s->b, s->gb, s->mb, s->vb, (size_t)s->nb, lr, t);
       }
     }
   }
@@ -486,7 +706,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
   g_rand_free(rng);
   for (size_t i = 0; i < ns; i++) g_free(acts[i]);
   g_free(acts);
-  g_free(d0), g_free(d1), g_free(xb), g_free(lb), g_free(order);
+  g_free(d0), g_free(d1), g_free(xb), g_free(lb), g_free(order), g_free(col);
   ft_free(st, ns);
   return 0;
 }

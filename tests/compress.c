@@ -643,6 +643,77 @@ static void test_finetune(void) {
   g_assert_nonnull(strstr(perr.message, "label 10 of sample 5 is not one of the model's 10 outputs"));
 }
 
+/* A small CNN: x [-1, 2, 8, 8] → conv 3x3 (4 channels, pad 1) → batch_norm → relu → maxpool 2 (or avgpool 3
+ * stride 2 pad 1, then global_avg_pool) → flatten → linear 10 → softmax. */
+static PqModel *small_cnn(gboolean avg, guint32 seed) {
+  PqModel *m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[4] = {-1, 2, 8, 8}, ws[4] = {4, 2, 3, 3}, c4[1] = {4}, wl[2] = {10, avg ? 4 : 4 * 4 * 4}, bl[1] = {10};
+  pq_graph_add_input(g, "x", 4, xs);
+  PqTensor *t[8] = {pq_test_random_tensor("cw", 4, ws, seed, 0.5f), pq_test_random_tensor("cb", 1, c4, seed + 1, 0.1f),
+                    pq_test_random_tensor("g", 1, c4, seed + 2, 1), pq_test_random_tensor("be", 1, c4, seed + 3, 0.2f),
+                    pq_test_random_tensor("mu", 1, c4, seed + 4, 0.2f), pq_test_random_tensor("var", 1, c4, seed + 5, 1),
+                    pq_test_random_tensor("lw", 2, wl, seed + 6, 0.5f), pq_test_random_tensor("lb", 1, bl, seed + 7, 0.1f)};
+  float *var = pq_tensor_mutable_data(t[5]);
+  for (int i = 0; i < 4; i++) var[i] = fabsf(var[i]) + 0.5f;
+  for (int i = 0; i < 8; i++) {
+    pq_model_set_tensor(m, t[i]);
+    pq_tensor_unref(t[i]);
+  }
+  int64_t pads[4] = {1, 1, 1, 1}, k2[2] = {2, 2}, k3[2] = {3, 3}, s2[2] = {2, 2};
+  const char *n1[3] = {"x", "cw", "cb"}, *o1[1] = {"c"}, *n2[5] = {"c", "g", "be", "mu", "var"}, *o2[1] = {"bn"}, *n3[1] = {"bn"},
+             *o3[1] = {"r"}, *n4[1] = {"r"}, *o4[1] = {"p"}, *n5[1] = {"p"}, *o5[1] = {"gap"}, *n6[1] = {avg ? "gap" : "p"}, *o6[1] = {"f"},
+             *n7[3] = {"f", "lw", "lb"}, *o7[1] = {"l"}, *n8[1] = {"l"}, *o8[1] = {"y"};
+  pq_node_set_ints(pq_graph_add_node(g, "conv2d", "conv", 3, n1, 1, o1), "pads", 4, pads);
+  pq_graph_add_node(g, "batch_norm", "bn", 5, n2, 1, o2);
+  pq_graph_add_node(g, "relu", "relu", 1, n3, 1, o3);
+  PqNode *pool = pq_graph_add_node(g, avg ? "avgpool2d" : "maxpool2d", "pool", 1, n4, 1, o4);
+  pq_node_set_ints(pool, "kernel", 2, avg ? k3 : k2);
+  if (avg) {
+    pq_node_set_ints(pool, "strides", 2, s2);
+    pq_node_set_ints(pool, "pads", 4, pads);
+    pq_graph_add_node(g, "global_avg_pool", "gap", 1, n5, 1, o5);
+  }
+  pq_graph_add_node(g, "flatten", "flat", 1, n6, 1, o6);
+  pq_graph_add_node(g, "linear", "fc", 3, n7, 1, o7);
+  pq_graph_add_node(g, "softmax", "sm", 1, n8, 1, o8);
+  pq_graph_add_output(g, "y");
+  return m;
+}
+
+/* Fine-tuning through conv, batch_norm, pools and global average pooling: its forward pass gives the CPU
+ * backend's loss exactly, and a factored CNN learns its teacher's labels back. */
+static void test_finetune_cnn(void) {
+  for (int avg = 0; avg < 2; avg++) {
+    g_autoptr(PqModel) m = small_cnn(avg, 91);
+    g_autofree float *x = NULL;
+    g_autofree guint8 *labels = NULL;
+    teacher_data(m, 512, 128, &x, &labels);
+    const char *kv[] = {"rank", "1", NULL};
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PqModel) lr = compress(low_rank, m, kv, &err); /* conv 2·3·3 → 1 channel → 4: a crude student */
+    g_assert_no_error(err);
+    /* the loss its forward pass sees, from the CPU backend's outputs */
+    g_autoptr(PqBackend) b = pq_backend_prepare(cpu, lr, 1, 512, NULL, &err);
+    g_assert_no_error(err);
+    g_autofree float *y = g_new(float, 512 * 10);
+    g_assert_true(pq_backend_run_f32(b, x, 512, y, &err));
+    double ce = 0;
+    for (int i = 0; i < 512; i++) ce -= log(y[i * 10 + labels[i]]);
+    ce /= 512;
+    g_autoptr(PqModel) ft = pq_model_copy(lr);
+    PqFinetuneParams p = {30, 32, 3e-3, 3, 1};
+    PqFinetuneResult res;
+    PqPluginError perr = {sizeof perr, 0, {0}};
+    g_assert_cmpint(pq_finetune(ft, x, labels, 512, &p, &res, &perr), ==, 0);
+    g_test_message("%s: loss %.4f (backend %.4f) -> %.4f, accuracy %.3f -> %.3f", avg ? "avgpool+gap" : "maxpool", res.loss_before, ce,
+                   res.loss_after, res.accuracy_before, res.accuracy_after);
+    g_assert_cmpfloat(fabs(res.loss_before - ce), <, 1e-4 * (1 + ce));
+    g_assert_cmpfloat(res.loss_after, <, 0.8 * res.loss_before);
+    g_assert_cmpfloat(res.accuracy_after, >, res.accuracy_before);
+  }
+}
+
 static void test_pipeline(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(64, 48, 10, 31);
   g_autoptr(PqPipeline) p = pq_pipeline_new(reg);
@@ -769,6 +840,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/nan-weights", test_nan_everywhere);
   g_test_add_func("/compress/pipeline", test_pipeline);
   g_test_add_func("/compress/finetune", test_finetune);
+  g_test_add_func("/compress/finetune-cnn", test_finetune_cnn);
   g_test_add_func("/compress/data-aware", test_data_aware);
   int rc = g_test_run();
   pq_registry_free(reg);
