@@ -239,6 +239,22 @@ static void ft_free(FtStep *s, size_t n) {
   g_free(s);
 }
 
+/* A linear or conv layer's weight and bias (b may be NULL) in float32: trained where stored as float32, else
+ * (packed, float16) fixed and trained through. */
+static void ft_params(FtStep *s, PqTensor *w, PqTensor *b) {
+  s->nw = pq_tensor_numel(w);
+  s->wname = pq_tensor_name(w);
+  s->w = g_new(float, s->nw);
+  pq_tensor_to_f32(w, s->w);
+  s->train_w = pq_tensor_dtype(w) == PQ_DTYPE_F32;
+  if (!b) return;
+  s->nb = pq_tensor_numel(b);
+  s->bname = pq_tensor_name(b);
+  s->b = g_new(float, s->nb);
+  pq_tensor_to_f32(b, s->b);
+  s->train_b = pq_tensor_dtype(b) == PQ_DTYPE_F32;
+}
+
 /* col [C·kh·kw, OH·OW] from one sample x [C, H, W]; with `back`, the reverse: col's values added into x. */
 static void ft_im2col(const FtStep *s, float *x, float *col, gboolean back) {
   int64_t ohw = s->oh * s->ow;
@@ -430,18 +446,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
         break;
       }
       s->kind = FT_LINEAR;
-      s->nw = s->in * s->out, s->nb = s->out;
-      s->wname = pq_tensor_name(w);
-      s->w = g_new(float, s->in * s->out);
-      pq_tensor_to_f32(w, s->w);
-      s->train_w = pq_tensor_dtype(w) == PQ_DTYPE_F32;
-      if (bv >= 0) {
-        PqTensor *b = pq_plan_value_tensor(plan, bv);
-        s->bname = pq_tensor_name(b);
-        s->b = g_new(float, s->out);
-        pq_tensor_to_f32(b, s->b);
-        s->train_b = pq_tensor_dtype(b) == PQ_DTYPE_F32;
-      }
+      ft_params(s, w, bv >= 0 ? pq_plan_value_tensor(plan, bv) : NULL);
     } else if (!strcmp(op, "conv2d")) {
       int wv = pq_plan_step_input(plan, i, 1), bv = pq_plan_step_input(plan, i, 2), xnd, ond;
       if (wv < 0 || pq_plan_value_kind(plan, wv) != PQ_VALUE_WEIGHT || (bv >= 0 && pq_plan_value_kind(plan, bv) != PQ_VALUE_WEIGHT) ||
@@ -453,7 +458,6 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       PqTensor *w = pq_plan_value_tensor(plan, wv);
       const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd), *os = pq_plan_value_shape(plan, out, &ond), *ws = pq_tensor_shape(w);
       s->kind = FT_CONV;
-      s->nw = pq_tensor_numel(w), s->nb = os[1];
       s->c = xs[1], s->h = xs[2], s->w_ = xs[3], s->o = os[1], s->oh = os[2], s->ow = os[3], s->kh = ws[2], s->kw = ws[3];
       size_t cnt;
       const int64_t *v = pq_node_get_ints(node, "strides", &cnt);
@@ -462,17 +466,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       s->ph = v ? v[0] : 0, s->pw = v ? v[1] : 0;
       v = pq_node_get_ints(node, "dilations", &cnt);
       s->dh = v ? v[0] : 1, s->dw = v ? v[1] : 1;
-      s->wname = pq_tensor_name(w);
-      s->w = g_new(float, pq_tensor_numel(w));
-      pq_tensor_to_f32(w, s->w);
-      s->train_w = pq_tensor_dtype(w) == PQ_DTYPE_F32;
-      if (bv >= 0) {
-        PqTensor *b = pq_plan_value_tensor(plan, bv);
-        s->bname = pq_tensor_name(b);
-        s->b = g_new(float, s->o);
-        pq_tensor_to_f32(b, s->b);
-        s->train_b = pq_tensor_dtype(b) == PQ_DTYPE_F32;
-      }
+      ft_params(s, w, bv >= 0 ? pq_plan_value_tensor(plan, bv) : NULL);
     } else if (!strcmp(op, "maxpool2d") || !strcmp(op, "avgpool2d")) {
       int xnd, ond;
       const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd), *os = pq_plan_value_shape(plan, out, &ond);
