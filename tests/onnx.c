@@ -446,6 +446,26 @@ static void test_bad(void) {
     g_autofree char *p2 = write_model("view-bad.onnx", graph(5, nodes, 3, inits, value("x", 3, x3), "probs"), TRUE);
     expect_error(p2, "node 're' (Reshape): the batch would move to dimension 1");
   }
+  /* Transpose of a weight (PyTorch's Linear without bias) is folded into the weight at load */
+  {
+    int64_t wd10[2] = {10, 4};
+    Onnx__TensorProto *w = tensor("wT", 2, wd10, 7, 1);
+    const char *t_in[1] = {"wT"}, *m_in[2] = {"x", "w"};
+    Onnx__TensorProto *inits[1] = {w};
+    Onnx__NodeProto *nodes[2] = {node("Transpose", "tr", 1, t_in, "w", 0, NULL), node("MatMul", "mm", 2, m_in, "probs", 0, NULL)};
+    g_autofree char *p = write_model("transpose.onnx", graph(2, nodes, 1, inits, value("x", 2, xin), "probs"), TRUE);
+    g_autoptr(GError) e = NULL;
+    g_autoptr(PqModel) m = pq_model_load(p, &e);
+    g_assert_no_error(e);
+    PqTensor *t = pq_model_tensor(m, "w");
+    g_assert_nonnull(t);
+    g_assert_cmpint(pq_tensor_shape(t)[0], ==, 4);
+    g_assert_cmpint(pq_tensor_shape(t)[1], ==, 10);
+    const float *tv = pq_tensor_data(t);
+    for (int i = 0; i < 4; i++)
+      for (int j = 0; j < 10; j++) g_assert_cmpfloat(tv[i * 10 + j], ==, w->float_data[j * 4 + i]);
+    g_assert_null(pq_model_tensor(m, "wT")); /* the original, no longer read, is dropped */
+  }
   /* an unsupported op names itself and the node */
   {
     const char *in[1] = {"x"};
