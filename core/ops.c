@@ -14,7 +14,7 @@ static const char *const known_ops[] = {"linear",  "matmul",    "add",     "relu
                                         "conv2d",  "maxpool2d", "avgpool2d", "global_avg_pool", "batch_norm",
                                         "flatten", "reshape", "circulant_linear", "tt_linear", "sparse_linear",
                                         "sigmoid", "tanh", "leaky_relu", "elu", "selu", "clip", "hard_sigmoid", "hard_swish",
-                                        "softplus", "gelu", "sub", "mul", "div"};
+                                        "softplus", "gelu", "sub", "mul", "div", "transpose"};
 
 static gboolean get_pair(const PqNode *node, const char *key, int64_t def, int64_t out[2], GError **error) {
   size_t n;
@@ -197,6 +197,21 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
       out[0][i] = a == 1 ? b : a;
     }
     ond[0] = r;
+    return TRUE;
+  }
+  if (strcmp(op, "transpose") == 0) { /* dimensions permuted; the batch stays first */
+    NEED_INPUTS(1, 1);
+    size_t np;
+    const int64_t *perm = pq_node_get_ints(node, "perm", &np);
+    if (!perm || (int)np != nd[0]) FAIL("transpose: \"perm\" must list the %d dimensions", nd[0]);
+    int seen = 0;
+    for (int d = 0; d < nd[0]; d++) {
+      if (perm[d] < 0 || perm[d] >= nd[0] || (seen >> perm[d]) & 1) FAIL("transpose: \"perm\" is not a permutation");
+      seen |= 1 << perm[d];
+      out[0][d] = in[0][perm[d]];
+    }
+    if (perm[0] != 0) FAIL("transpose: perm[0] must be 0 (the batch stays first)");
+    ond[0] = nd[0];
     return TRUE;
   }
   if (pq_activation_kind(op) != PQ_ACT_NONE) { /* elementwise: the input's shape */

@@ -449,6 +449,29 @@ static void test_binary(void) {
   }
 }
 
+/* transpose keeps the batch first and permutes the rest; moving the batch is refused */
+static void test_transpose(void) {
+  int64_t xs[4] = {-1, 2, 3, 4}, perm[4] = {0, 3, 1, 2};
+  PqNode *n;
+  g_autoptr(PqModel) m = single("transpose", 4, xs, 0, NULL, &n);
+  pq_node_set_ints(n, "perm", 4, perm);
+  float x[2 * 24];
+  fill(x, 48, 13);
+  int64_t on;
+  g_autofree float *y = run(m, x, 2, 2, &on);
+  g_assert_cmpint(on, ==, 24);
+  for (int r = 0; r < 2; r++)
+    for (int a = 0; a < 4; a++)     /* output [4, 2, 3] */
+      for (int b = 0; b < 2; b++)
+        for (int c = 0; c < 3; c++) g_assert_cmpfloat(y[r * 24 + (a * 2 + b) * 3 + c], ==, x[r * 24 + (b * 3 + c) * 4 + a]);
+  g_autoptr(GError) err = NULL;
+  int64_t bad[4] = {1, 0, 2, 3};
+  g_autoptr(PqModel) mb = single("transpose", 4, xs, 0, NULL, &n);
+  pq_node_set_ints(n, "perm", 4, bad);
+  g_assert_null(pq_backend_prepare(cpu, mb, 1, 2, NULL, &err));
+  g_assert_nonnull(strstr(err->message, "transpose: perm[0] must be 0 (the batch stays first)"));
+}
+
 static void test_errors(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(4, 3, 2, 1);
   g_autoptr(GError) err = NULL;
@@ -561,6 +584,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cpu/timing", test_timing);
   g_test_add_func("/cpu/activations", test_activations);
   g_test_add_func("/cpu/binary-ops", test_binary);
+  g_test_add_func("/cpu/transpose", test_transpose);
   int rc = g_test_run();
   pq_registry_free(reg);
   return rc;

@@ -166,7 +166,7 @@ static void test_activations(void) {
   }
 }
 
-/* sub, mul, div (add is in the CNN above): a broadcast weight and a same-shape activation. */
+/* sub, mul, div (add is in the CNN above): a broadcast weight and a same-shape activation; transpose. */
 static void test_binary(void) {
   if (!usable()) return;
   const char *ops[] = {"sub", "mul", "div"};
@@ -187,6 +187,14 @@ static void test_binary(void) {
     pq_graph_add_output(g, "y");
     compare(m, m, 6, 1e-5);
   }
+  /* and a transpose of the last two dimensions */
+  g_autoptr(PqModel) t = pq_model_new();
+  int64_t xs[3] = {-1, 3, 8}, perm[3] = {0, 2, 1};
+  pq_graph_add_input(pq_model_graph(t), "x", 3, xs);
+  const char *ti[1] = {"x"}, *to[1] = {"y"};
+  pq_node_set_ints(pq_graph_add_node(pq_model_graph(t), "transpose", "tr", 1, ti, 1, to), "perm", 3, perm);
+  pq_graph_add_output(pq_model_graph(t), "y");
+  compare(t, t, 5, 0);
 }
 
 /* Packed weights are dequantized inside the GPU kernel: compared with the same weights dequantized on the

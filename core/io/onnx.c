@@ -510,6 +510,17 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
       }
     }
     set_tensor(c, o);
+  } else if (!strcmp(op, "Transpose")) { /* of an activation: the batch must stay first */
+    const Onnx__AttributeProto *pa = attr(n, "perm");
+    int64_t s[PQ_MAX_DIMS], perm[PQ_MAX_DIMS];
+    int nd;
+    if (!shape_of(c, in0, s, &nd, error)) return FALSE;
+    if (pa && (int)pa->n_ints != nd) FAIL("node '%s' (Transpose): perm has %zu entries for %d dimensions", name, pa->n_ints, nd);
+    for (int d = 0; d < nd; d++) perm[d] = pa ? pa->ints[d] : nd - 1 - d;
+    if (nd < 1 || perm[0] != 0) FAIL("node '%s' (Transpose): it moves the batch (perm[0] = %" G_GINT64_FORMAT "); pquant keeps it first", name,
+                                     nd ? perm[0] : -1);
+    ONE("transpose", in0);
+    pq_node_set_ints(node, "perm", (size_t)nd, perm);
   } else if (!strcmp(op, "Shape")) { /* folded: the input's static shape, the batch marked */
     int64_t s[PQ_MAX_DIMS], one = 0;
     int nd;
@@ -626,7 +637,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
   } else {
     FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Constant, Conv, Div, Dropout, "
          "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LeakyRelu, MatMul, MaxPool, Mul, Relu, Reshape, "
-         "Selu, Shape, Sigmoid, Softmax, Softplus, Squeeze, Sub, Tanh, Transpose of a constant, Unsqueeze)", name, op);
+         "Selu, Shape, Sigmoid, Softmax, Softplus, Squeeze, Sub, Tanh, Transpose, Unsqueeze)", name, op);
   }
 #undef ONE
   return TRUE;

@@ -15,7 +15,7 @@
 
 enum {
   K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC, K_TT, K_SPARSE, K_PLUGIN,
-  K_ACT /* sigmoid, tanh, … (pq-activation.h) */
+  K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE
 };
 
 static const struct {
@@ -23,6 +23,7 @@ static const struct {
   int kind;
 } op_table[] = {{"linear", K_LINEAR},       {"matmul", K_MATMUL},       {"add", K_ADD},
                 {"sub", K_ADD},             {"mul", K_ADD},             {"div", K_ADD}, /* K_ADD: the binary ops */
+                {"transpose", K_TRANSPOSE},
                 {"relu", K_RELU},           {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},
                 {"maxpool2d", K_MAXPOOL},   {"avgpool2d", K_AVGPOOL},   {"global_avg_pool", K_GAP},
                 {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},      {"reshape", K_ALIAS},
@@ -43,6 +44,8 @@ typedef struct {
   int in[16], out;     /* value indices (-1 = none) */
   int fuse_relu;       /* linear/conv/add followed by a relu folded into it */
   int act;             /* K_ACT: which function, and its two parameters */
+  int tr_rank;         /* K_TRANSPOSE: per-sample input shape and, for each output dimension, its input stride */
+  int64_t tr_oshape[PQ_MAX_DIMS], tr_istride[PQ_MAX_DIMS];
   float act_a, act_b;
   /* geometry, per sample where it matters */
   int64_t m_rows;      /* linear: rows per sample (product of leading dims / batch) */
@@ -560,6 +563,16 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
     }
     break;
   }
+  case K_TRANSPOSE: {
+    int ond;
+    size_t np;
+    const int64_t *os = pq_plan_value_shape(p, st->out, &ond), *perm = pq_node_get_ints(node, "perm", &np);
+    int64_t ist[PQ_MAX_DIMS], m = 1;
+    for (int d = nd - 1; d >= 0; d--) ist[d] = m, m *= d ? xs[d] : 1; /* per sample: dimension 0 is the batch */
+    st->tr_rank = ond;
+    for (int d = 0; d < ond; d++) st->tr_oshape[d] = os[d], st->tr_istride[d] = ist[perm[d]];
+    break;
+  }
   case K_SOFTMAX: {
     int64_t axis = pq_node_get_int(node, "axis", -1);
     if (axis < 0) axis += nd;
@@ -1019,6 +1032,24 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
     case K_ACT:
       for (int64_t i = 0; i < total; i++) y[i] = pq_activation(st->act, x[i], st->act_a, st->act_b);
       break;
+    case K_TRANSPOSE: { /* per sample, the output in order, read through the permuted strides */
+      int64_t per = c->values[st->out].per_sample;
+      for (int64_t r = 0; r < batch; r++) {
+        const float *xr = x + r * per;
+        float *yr = y + r * per;
+        int64_t idx[PQ_MAX_DIMS] = {0};
+        for (int64_t i = 0; i < per; i++) {
+          int64_t off = 0;
+          for (int d = 1; d < st->tr_rank; d++) off += idx[d] * st->tr_istride[d];
+          yr[i] = xr[off];
+          for (int d = st->tr_rank - 1; d >= 1; d--) {
+            if (++idx[d] < st->tr_oshape[d]) break;
+            idx[d] = 0;
+          }
+        }
+      }
+      break;
+    }
     case K_SOFTMAX: run_softmax(st, x, y, total); break;
     case K_CONV2D:
       if (st->q_codes) run_packed_conv(st, x, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace, c->simd);

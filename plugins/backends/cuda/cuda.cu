@@ -25,7 +25,7 @@
 #include <vector>
 
 enum { K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_CIRC, K_TT, K_SPARSE,
-       K_ACT /* sigmoid, tanh, … (pq-activation.h) */ };
+       K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE };
 enum { MATH_FP32, MATH_TF32, MATH_FP16 };
 
 static const struct {
@@ -33,6 +33,7 @@ static const struct {
   int kind;
 } op_table[] = {{"linear", K_LINEAR},       {"matmul", K_MATMUL},     {"add", K_ADD},         {"relu", K_RELU},
                 {"sub", K_ADD},             {"mul", K_ADD},           {"div", K_ADD}, /* K_ADD: the binary ops */
+                {"transpose", K_TRANSPOSE},
                 {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},     {"maxpool2d", K_MAXPOOL}, {"avgpool2d", K_AVGPOOL},
                 {"global_avg_pool", K_GAP}, {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},  {"reshape", K_ALIAS},
                 {"circulant_linear", K_CIRC}, {"tt_linear", K_TT}, {"sparse_linear", K_SPARSE}};
@@ -234,6 +235,18 @@ __global__ void k_bias_relu(float *y, const float *b, int64_t rows, int64_t n, i
   if (i >= rows * n) return;
   float v = y[i] + (b ? b[i % n] : 0.0f);
   y[i] = relu && v < 0.0f ? 0.0f : v;
+}
+
+/* transpose per sample: output element i (of `per` per sample) read through the permuted input strides */
+__global__ void k_transpose(const float *x, float *y, int rank, Shape8 os, Shape8 ist, int64_t per, int64_t total) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  int64_t r = i / per, rem = i % per, off = 0;
+  for (int d = rank - 1; d >= 1; d--) {
+    off += (rem % os.d[d]) * ist.d[d];
+    rem /= os.d[d];
+  }
+  y[i] = x[r * per + off];
 }
 
 __global__ void k_activation(const float *x, float *y, int64_t n, int kind, float a, float b) {
@@ -847,6 +860,16 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
     st.h = c->values[st.in[0]].per_sample / ch;
     break;
   }
+  case K_TRANSPOSE: {
+    int ond;
+    size_t np;
+    const int64_t *os = pq_plan_value_shape(p, st.out, &ond), *perm = pq_node_get_ints(node, "perm", &np);
+    int64_t ist[PQ_MAX_DIMS], m = 1;
+    for (int d = nd - 1; d >= 0; d--) ist[d] = m, m *= d ? xs[d] : 1; /* per sample: dimension 0 is the batch */
+    st.rank = ond;
+    for (int d = 0; d < ond; d++) st.os.d[d] = os[d], st.as.d[d] = ist[perm[d]]; /* as: the input strides */
+    break;
+  }
   case K_SOFTMAX: {
     int64_t axis = pq_node_get_int(node, "axis", -1);
     if (axis < 0) axis += nd;
@@ -1079,6 +1102,9 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
     case K_GAP: k_gap<<<blocks_for(batch * st.c), 256, 0, s>>>(x, y, batch * st.c, st.h); break;
     case K_BATCHNORM: k_batchnorm<<<blocks_for(total), 256, 0, s>>>(x, y, st.bn, st.c, st.h, total, st.relu); break;
     case K_ALIAS: break;
+    case K_TRANSPOSE:
+      k_transpose<<<blocks_for(total), 256, 0, s>>>(x, y, st.rank, st.os, st.as, c->values[st.out].per_sample, total);
+      break;
     case K_SPARSE: {
       int64_t rows = batch * st.m_rows;
       k_sparse_linear<<<blocks_for(rows * st.n * 32), 256, 0, s>>>(x, st.sp_vals, st.sp_cols, st.sp_rows,
