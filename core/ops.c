@@ -14,7 +14,7 @@ static const char *const known_ops[] = {"linear",  "matmul",    "add",     "relu
                                         "conv2d",  "maxpool2d", "avgpool2d", "global_avg_pool", "batch_norm",
                                         "flatten", "reshape", "circulant_linear", "tt_linear", "sparse_linear",
                                         "sigmoid", "tanh", "leaky_relu", "elu", "selu", "clip", "hard_sigmoid", "hard_swish",
-                                        "softplus", "gelu", "sub", "mul", "div", "transpose"};
+                                        "softplus", "gelu", "sub", "mul", "div", "transpose", "prelu"};
 
 static gboolean get_pair(const PqNode *node, const char *key, int64_t def, int64_t out[2], GError **error) {
   size_t n;

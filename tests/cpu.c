@@ -408,10 +408,10 @@ static void test_activations(void) {
   g_assert_nonnull(strstr(err->message, "gelu: approximate must be \"none\" or \"tanh\", not \"fast\""));
 }
 
-/* sub, mul, div (and add) with a broadcast weight, and with two activations of one shape; a relu after
+/* sub, mul, div, prelu (and add) with a broadcast weight, and with two activations of one shape; a relu after
  * them is folded in. */
 static void test_binary(void) {
-  const char *ops[] = {"add", "sub", "mul", "div"};
+  const char *ops[] = {"add", "sub", "mul", "div", "prelu"};
   int64_t xs[3] = {-1, 3, 4}, ws[1] = {4};
   float x[2 * 12];
   fill(x, 24, 9);
@@ -440,7 +440,8 @@ static void test_binary(void) {
       case 0: e1 = a + b, e2 = a + r; break;
       case 1: e1 = a - b, e2 = a - r; break;
       case 2: e1 = a * b, e2 = a * r; break;
-      default: e1 = a / b, e2 = r != 0 ? a / r : (a == 0 ? NAN : a / r); break;
+      case 3: e1 = a / b, e2 = r != 0 ? a / r : (a == 0 ? NAN : a / r); break;
+      default: e1 = a >= 0 ? a : a * b, e2 = a >= 0 ? a : a * r; break; /* prelu: b, r the slopes */
       }
       e2 = e2 > 0 ? e2 : 0;
       g_assert_cmpfloat(fabsf(y[i] - e1), <=, 1e-6f * (1 + fabsf(e1)));

@@ -346,7 +346,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     static const struct {
       const char *op;
       size_t n;
-    } need[] = {{"Add", 2}, {"Sub", 2}, {"Mul", 2}, {"Div", 2}, {"MatMul", 2}, {"Gemm", 2}, {"Conv", 2}, {"BatchNormalization", 5}, {"Reshape", 2}, {"Gather", 2}};
+    } need[] = {{"Add", 2}, {"Sub", 2}, {"Mul", 2}, {"Div", 2}, {"PRelu", 2}, {"MatMul", 2}, {"Gemm", 2}, {"Conv", 2}, {"BatchNormalization", 5}, {"Reshape", 2}, {"Gather", 2}};
     size_t want = strcmp(op, "Constant") ? 1 : 0;
     for (size_t i = 0; i < G_N_ELEMENTS(need); i++)
       if (!strcmp(op, need[i].op)) want = need[i].n;
@@ -390,6 +390,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (pq_model_tensor(c->m, a) && !pq_model_tensor(c->m, b)) a = n->input[1], b = in0;
     ONE(!strcmp(op, "Add") ? "add" : "mul", a, b);
   } else if (!strcmp(op, "Sub")) ONE("sub", in0, n->input[1]);
+  else if (!strcmp(op, "PRelu")) ONE("prelu", in0, n->input[1]);
   else if (!strcmp(op, "Div")) ONE("div", in0, n->input[1]);
   else if (!strcmp(op, "Identity") || !strcmp(op, "Dropout")) { /* inference: the input itself */
     int64_t s[PQ_MAX_DIMS], zeros[PQ_MAX_DIMS] = {0};
@@ -636,7 +637,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     set_tensor(c, t);
   } else {
     FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Constant, Conv, Div, Dropout, "
-         "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LeakyRelu, MatMul, MaxPool, Mul, Relu, Reshape, "
+         "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LeakyRelu, MatMul, MaxPool, Mul, PRelu, Relu, Reshape, "
          "Selu, Shape, Sigmoid, Softmax, Softplus, Squeeze, Sub, Tanh, Transpose, Unsqueeze)", name, op);
   }
 #undef ONE

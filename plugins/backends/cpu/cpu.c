@@ -22,7 +22,7 @@ static const struct {
   const char *op;
   int kind;
 } op_table[] = {{"linear", K_LINEAR},       {"matmul", K_MATMUL},       {"add", K_ADD},
-                {"sub", K_ADD},             {"mul", K_ADD},             {"div", K_ADD}, /* K_ADD: the binary ops */
+                {"sub", K_ADD},             {"mul", K_ADD},             {"div", K_ADD}, {"prelu", K_ADD}, /* K_ADD: the binary ops */
                 {"transpose", K_TRANSPOSE},
                 {"relu", K_RELU},           {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},
                 {"maxpool2d", K_MAXPOOL},   {"avgpool2d", K_AVGPOOL},   {"global_avg_pool", K_GAP},
@@ -790,6 +790,9 @@ static void binary_inner(int op, float *restrict y, const float *a, int64_t ia, 
     break;
   case PQ_BIN_DIV:
     for (int64_t i = 0; i < n; i++) y[i] = a[i * ia] / b[i * ib];
+    break;
+  case PQ_BIN_PRELU:
+    for (int64_t i = 0; i < n; i++) y[i] = pq_binary(PQ_BIN_PRELU, a[i * ia], b[i * ib]);
     break;
   default:
     for (int64_t i = 0; i < n; i++) y[i] = a[i * ia] + b[i * ib];

@@ -32,7 +32,7 @@ static const struct {
   const char *op;
   int kind;
 } op_table[] = {{"linear", K_LINEAR},       {"matmul", K_MATMUL},     {"add", K_ADD},         {"relu", K_RELU},
-                {"sub", K_ADD},             {"mul", K_ADD},           {"div", K_ADD}, /* K_ADD: the binary ops */
+                {"sub", K_ADD},             {"mul", K_ADD},           {"div", K_ADD}, {"prelu", K_ADD}, /* K_ADD: the binary ops */
                 {"transpose", K_TRANSPOSE},
                 {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},     {"maxpool2d", K_MAXPOOL}, {"avgpool2d", K_AVGPOOL},
                 {"global_avg_pool", K_GAP}, {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},  {"reshape", K_ALIAS},
