@@ -2,6 +2,8 @@
  * through pqrun bench with compressed variants; and every malformed file refused with a clear error. */
 #include "testutil.h"
 
+#include <math.h>
+
 #include <string.h>
 #include <sys/wait.h>
 
@@ -465,6 +467,34 @@ static void test_bad(void) {
     for (int i = 0; i < 4; i++)
       for (int j = 0; j < 10; j++) g_assert_cmpfloat(tv[i * 10 + j], ==, w->float_data[j * 4 + i]);
     g_assert_null(pq_model_tensor(m, "wT")); /* the original, no longer read, is dropped */
+  }
+  /* ReduceMean over H and W (squeeze-and-excitation blocks): a global average pool, then [N, C] */
+  {
+    int64_t x4[4] = {-1, 2, 3, 4}, axes[2] = {2, 3};
+    const char *ri[1] = {"x"};
+    Onnx__AttributeProto *ra[2] = {attr_ints("axes", 2, axes), attr_int("keepdims", 0)};
+    Onnx__NodeProto *nodes[1] = {node("ReduceMean", "rm", 1, ri, "probs", 2, ra)};
+    g_autofree char *p = write_model("reducemean.onnx", graph(1, nodes, 0, NULL, value("x", 4, x4), "probs"), TRUE);
+    g_autoptr(GError) e = NULL;
+    g_autoptr(PqModel) m = pq_model_load(p, &e);
+    g_assert_no_error(e);
+    g_autoptr(PqRegistry) reg = pq_registry_new();
+    g_autoptr(PqBackend) b = pq_backend_prepare(pq_test_cpu_backend(reg), m, 1, 2, NULL, &e);
+    g_assert_no_error(e);
+    g_assert_cmpint(pq_backend_output_numel(b), ==, 2);
+    float x[48], y[4];
+    for (int i = 0; i < 48; i++) x[i] = (float)(i % 7) - 2.5f;
+    g_assert_true(pq_backend_run_f32(b, x, 2, y, &e));
+    for (int k = 0; k < 4; k++) {
+      double mean = 0;
+      for (int i = 0; i < 12; i++) mean += x[k * 12 + i];
+      g_assert_cmpfloat(fabs(y[k] - mean / 12), <, 1e-5);
+    }
+    int64_t bad_axes[1] = {1};
+    Onnx__AttributeProto *rb[1] = {attr_ints("axes", 1, bad_axes)};
+    Onnx__NodeProto *bad[1] = {node("ReduceMean", "rm1", 1, ri, "probs", 1, rb)};
+    g_autofree char *p2 = write_model("reducemean1.onnx", graph(1, bad, 0, NULL, value("x", 4, x4), "probs"), TRUE);
+    expect_error(p2, "node 'rm1' (ReduceMean): only the mean over axes 2 and 3 of a 4-D input is supported");
   }
   /* an unsupported op names itself and the node */
   {

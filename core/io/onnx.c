@@ -469,7 +469,28 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (attr_i(n, "storage_order", 0)) FAIL("node '%s' (MaxPool): storage_order = 1 is not supported", name);
     if (!window_attrs(c, n, node, in0, k->ints, error)) return FALSE;
   } else if (!strcmp(op, "GlobalAveragePool")) ONE("global_avg_pool", in0);
-  else if (!strcmp(op, "GlobalMaxPool")) { /* a max pool whose window is the whole plane */
+  else if (!strcmp(op, "ReduceMean")) { /* over the two spatial axes of [N, C, H, W] (SE blocks): a global average pool */
+    int64_t s[PQ_MAX_DIMS], ax[2] = {0, 0};
+    int nd;
+    if (!shape_of(c, in0, s, &nd, error)) return FALSE;
+    const Onnx__AttributeProto *aa = attr(n, "axes");
+    PqTensor *at = n->n_input > 1 && n->input[1][0] ? small_int64(c, n->input[1]) : NULL;
+    const int64_t *av = aa ? aa->ints : at ? pq_tensor_data(at) : NULL;
+    size_t nav = aa ? aa->n_ints : at ? (size_t)pq_tensor_numel(at) : 0;
+    for (size_t i = 0; i < nav && i < 2; i++) ax[i] = av[i] < 0 ? av[i] + nd : av[i];
+    if (nd != 4 || nav != 2 || !((ax[0] == 2 && ax[1] == 3) || (ax[0] == 3 && ax[1] == 2)))
+      FAIL("node '%s' (ReduceMean): only the mean over axes 2 and 3 of a 4-D input is supported", name);
+    if (attr_i(n, "keepdims", 1)) ONE("global_avg_pool", in0);
+    else {
+      g_autofree char *tmp = fresh(c, "reduce_mean");
+      const char *gi[1] = {in0}, *go[1] = {tmp}, *ri[1] = {tmp}, *ro[1] = {out0};
+      g_autofree char *rn = g_strdup_printf("%s_reshape", name);
+      pq_graph_add_node(g, "global_avg_pool", name, 1, gi, 1, go);
+      int64_t shp[2] = {0, s[1]};
+      node = pq_graph_add_node(g, "reshape", rn, 1, ri, 1, ro);
+      pq_node_set_ints(node, "shape", 2, shp);
+    }
+  } else if (!strcmp(op, "GlobalMaxPool")) { /* a max pool whose window is the whole plane */
     int64_t s[PQ_MAX_DIMS];
     int nd;
     if (!shape_of(c, in0, s, &nd, error)) return FALSE;
@@ -637,7 +658,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     set_tensor(c, t);
   } else {
     FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Constant, Conv, Div, Dropout, "
-         "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LeakyRelu, MatMul, MaxPool, Mul, PRelu, Relu, Reshape, "
+         "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LeakyRelu, MatMul, MaxPool, Mul, PRelu, ReduceMean, Relu, Reshape, "
          "Selu, Shape, Sigmoid, Softmax, Softplus, Squeeze, Sub, Tanh, Transpose, Unsqueeze)", name, op);
   }
 #undef ONE
