@@ -14,7 +14,7 @@ static const char *const known_ops[] = {"linear",  "matmul",    "add",     "relu
                                         "conv2d",  "maxpool2d", "avgpool2d", "global_avg_pool", "batch_norm",
                                         "flatten", "reshape", "circulant_linear", "tt_linear", "sparse_linear",
                                         "sigmoid", "tanh", "leaky_relu", "elu", "selu", "clip", "hard_sigmoid", "hard_swish",
-                                        "softplus", "gelu", "sub", "mul", "div", "transpose", "prelu"};
+                                        "softplus", "gelu", "sub", "mul", "div", "transpose", "prelu", "concat"};
 
 static gboolean get_pair(const PqNode *node, const char *key, int64_t def, int64_t out[2], GError **error) {
   size_t n;
@@ -197,6 +197,24 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
       out[0][i] = a == 1 ? b : a;
     }
     ond[0] = r;
+    return TRUE;
+  }
+  if (strcmp(op, "concat") == 0) { /* joined along one axis other than the batch */
+    NEED_INPUTS(1, 16);
+    int64_t axis = pq_node_get_int(node, "axis", 1);
+    if (axis < 0) axis += nd[0];
+    if (axis < 1 || axis >= nd[0]) FAIL("concat: axis %" G_GINT64_FORMAT " must be one of dimensions 1..%d (not the batch)", pq_node_get_int(node, "axis", 1), nd[0] - 1);
+    memcpy(out[0], in[0], sizeof(int64_t) * (size_t)nd[0]);
+    for (int j = 1; j < n_in; j++) {
+      if (!in[j] || nd[j] != nd[0]) FAIL("concat: input %d has %d dimensions, input 0 has %d", j, in[j] ? nd[j] : 0, nd[0]);
+      for (int d = 0; d < nd[0]; d++)
+        if (d != axis && in[j][d] != in[0][d]) {
+          g_autofree char *a = shape_to_string(nd[0], in[0]), *b = shape_to_string(nd[j], in[j]);
+          FAIL("concat: %s and %s differ outside axis %" G_GINT64_FORMAT, a, b, axis);
+        }
+      out[0][axis] += in[j][axis];
+    }
+    ond[0] = nd[0];
     return TRUE;
   }
   if (strcmp(op, "transpose") == 0) { /* dimensions permuted; the batch stays first */

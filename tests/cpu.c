@@ -473,6 +473,44 @@ static void test_transpose(void) {
   g_assert_nonnull(strstr(err->message, "transpose: perm[0] must be 0 (the batch stays first)"));
 }
 
+/* concat along the channels of [N, C, H, W] (two inputs of 2 and 3 channels), and its refusals */
+static void test_concat(void) {
+  g_autoptr(PqModel) m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[4] = {-1, 5, 2, 3};
+  pq_graph_add_input(g, "x", 4, xs);
+  /* split x's channels apart with two 1x1 convs that pick 2 and 3 of them, then join them again */
+  int64_t w1s[4] = {2, 5, 1, 1}, w2s[4] = {3, 5, 1, 1};
+  PqTensor *w1 = pq_tensor_new("w1", PQ_DTYPE_F32, 4, w1s), *w2 = pq_tensor_new("w2", PQ_DTYPE_F32, 4, w2s);
+  float *a = pq_tensor_mutable_data(w1), *b = pq_tensor_mutable_data(w2);
+  memset(a, 0, 40), memset(b, 0, 60);
+  a[0 * 5 + 3] = a[1 * 5 + 0] = 1; /* channels 3, 0 */
+  b[0 * 5 + 1] = b[1 * 5 + 4] = b[2 * 5 + 2] = 1; /* channels 1, 4, 2 */
+  pq_model_set_tensor(m, w1), pq_model_set_tensor(m, w2);
+  pq_tensor_unref(w1), pq_tensor_unref(w2);
+  const char *i1[2] = {"x", "w1"}, *o1[1] = {"a"}, *i2[2] = {"x", "w2"}, *o2[1] = {"b"}, *i3[2] = {"a", "b"}, *o3[1] = {"y"};
+  pq_graph_add_node(g, "conv2d", "c1", 2, i1, 1, o1);
+  pq_graph_add_node(g, "conv2d", "c2", 2, i2, 1, o2);
+  pq_node_set_int(pq_graph_add_node(g, "concat", "cat", 2, i3, 1, o3), "axis", -3);
+  pq_graph_add_output(g, "y");
+  float x[2 * 30];
+  fill(x, 60, 17);
+  int64_t on;
+  g_autofree float *y = run(m, x, 2, 2, &on);
+  g_assert_cmpint(on, ==, 30);
+  const int order[5] = {3, 0, 1, 4, 2};
+  for (int r = 0; r < 2; r++)
+    for (int ch = 0; ch < 5; ch++)
+      for (int k = 0; k < 6; k++) g_assert_cmpfloat(fabsf(y[r * 30 + ch * 6 + k] - x[r * 30 + order[ch] * 6 + k]), <, 1e-6f);
+  /* along the batch, or inputs that differ elsewhere: refused */
+  g_autoptr(GError) err = NULL;
+  PqNode *n;
+  g_autoptr(PqModel) bad = single("concat", 4, xs, 0, NULL, &n);
+  pq_node_set_int(n, "axis", 0);
+  g_assert_null(pq_backend_prepare(cpu, bad, 1, 2, NULL, &err));
+  g_assert_nonnull(strstr(err->message, "concat: axis 0 must be one of dimensions 1..3 (not the batch)"));
+}
+
 static void test_errors(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(4, 3, 2, 1);
   g_autoptr(GError) err = NULL;
@@ -586,6 +624,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cpu/activations", test_activations);
   g_test_add_func("/cpu/binary-ops", test_binary);
   g_test_add_func("/cpu/transpose", test_transpose);
+  g_test_add_func("/cpu/concat", test_concat);
   int rc = g_test_run();
   pq_registry_free(reg);
   return rc;

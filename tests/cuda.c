@@ -195,6 +195,16 @@ static void test_binary(void) {
   pq_node_set_ints(pq_graph_add_node(pq_model_graph(t), "transpose", "tr", 1, ti, 1, to), "perm", 3, perm);
   pq_graph_add_output(pq_model_graph(t), "y");
   compare(t, t, 5, 0);
+  /* and a concat of x with its transpose's sigmoid along the last axis */
+  g_autoptr(PqModel) cc = pq_model_new();
+  int64_t sq[3] = {-1, 4, 4};
+  pq_graph_add_input(pq_model_graph(cc), "x", 3, sq);
+  const char *ci[1] = {"x"}, *co[1] = {"t"}, *si[1] = {"t"}, *so[1] = {"s"}, *ki[2] = {"x", "s"}, *ko[1] = {"y"};
+  pq_node_set_ints(pq_graph_add_node(pq_model_graph(cc), "transpose", "tr", 1, ci, 1, co), "perm", 3, perm);
+  pq_graph_add_node(pq_model_graph(cc), "sigmoid", "sg", 1, si, 1, so);
+  pq_node_set_int(pq_graph_add_node(pq_model_graph(cc), "concat", "cat", 2, ki, 1, ko), "axis", 2);
+  pq_graph_add_output(pq_model_graph(cc), "y");
+  compare(cc, cc, 3, 1e-6);
 }
 
 /* Packed weights are dequantized inside the GPU kernel: compared with the same weights dequantized on the

@@ -496,6 +496,23 @@ static void test_bad(void) {
     g_autofree char *p2 = write_model("reducemean1.onnx", graph(1, bad, 0, NULL, value("x", 4, x4), "probs"), TRUE);
     expect_error(p2, "node 'rm1' (ReduceMean): only the mean over axes 2 and 3 of a 4-D input is supported");
   }
+  /* Concat of activations along a feature axis: a concat node; along the batch: refused */
+  {
+    const char *ri[1] = {"x"}, *ci[2] = {"x", "r"};
+    Onnx__AttributeProto *ca[1] = {attr_int("axis", -1)}, *cb[1] = {attr_int("axis", 0)};
+    Onnx__NodeProto *nodes[2] = {node("Relu", "r", 1, ri, "r", 0, NULL), node("Concat", "cat", 2, ci, "probs", 1, ca)};
+    g_autofree char *p = write_model("concat.onnx", graph(2, nodes, 0, NULL, value("x", 2, xin), "probs"), TRUE);
+    g_autoptr(GError) e = NULL;
+    g_autoptr(PqModel) m = pq_model_load(p, &e);
+    g_assert_no_error(e);
+    g_autoptr(PqPlan) plan = pq_plan_new(m, 2, NULL);
+    int nd;
+    const int64_t *os = pq_plan_value_shape(plan, pq_plan_value_index(plan, "probs"), &nd);
+    g_assert_cmpint(os[1], ==, 8);
+    nodes[1] = node("Concat", "cat0", 2, ci, "probs", 1, cb);
+    g_autofree char *p2 = write_model("concat0.onnx", graph(2, nodes, 0, NULL, value("x", 2, xin), "probs"), TRUE);
+    expect_error(p2, "node 'cat0' (Concat): along the batch");
+  }
   /* an unsupported op names itself and the node */
   {
     const char *in[1] = {"x"};

@@ -571,6 +571,19 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
       cnt += pq_tensor_numel(t);
     }
     set_tensor(c, int64_const(out0, 1, &cnt, v));
+  } else if (!strcmp(op, "Concat")) { /* of activations, along an axis other than the batch */
+    int64_t s[PQ_MAX_DIMS];
+    int nd;
+    if (!shape_of(c, in0, s, &nd, error)) return FALSE;
+    int64_t axis = attr_i(n, "axis", 1);
+    if (axis < 0) axis += nd;
+    if (axis == 0) FAIL("node '%s' (Concat): along the batch; pquant keeps one batch per run", name);
+    if (n->n_input > 16) FAIL("node '%s' (Concat): %zu inputs, at most 16", name, n->n_input);
+    const char *ins[16];
+    for (size_t i = 0; i < n->n_input; i++) ins[i] = n->input[i];
+    const char *outs[1] = {out0};
+    node = pq_graph_add_node(g, "concat", name, n->n_input, ins, 1, outs);
+    pq_node_set_int(node, "axis", axis);
   } else if (!strcmp(op, "Unsqueeze") && small_int64(c, in0) && pq_tensor_ndim(small_int64(c, in0)) == 0) { /* folded: a scalar to [1] */
     PqTensor *t = small_int64(c, in0);
     int64_t one = 1;
@@ -657,7 +670,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (!t) return FALSE;
     set_tensor(c, t);
   } else {
-    FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Constant, Conv, Div, Dropout, "
+    FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, Div, Dropout, "
          "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LeakyRelu, MatMul, MaxPool, Mul, PRelu, ReduceMean, Relu, Reshape, "
          "Selu, Shape, Sigmoid, Softmax, Softplus, Squeeze, Sub, Tanh, Transpose, Unsqueeze)", name, op);
   }

@@ -15,7 +15,7 @@
 
 enum {
   K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC, K_TT, K_SPARSE, K_PLUGIN,
-  K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE
+  K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT
 };
 
 static const struct {
@@ -23,7 +23,7 @@ static const struct {
   int kind;
 } op_table[] = {{"linear", K_LINEAR},       {"matmul", K_MATMUL},       {"add", K_ADD},
                 {"sub", K_ADD},             {"mul", K_ADD},             {"div", K_ADD}, {"prelu", K_ADD}, /* K_ADD: the binary ops */
-                {"transpose", K_TRANSPOSE},
+                {"transpose", K_TRANSPOSE}, {"concat", K_CONCAT},
                 {"relu", K_RELU},           {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},
                 {"maxpool2d", K_MAXPOOL},   {"avgpool2d", K_AVGPOOL},   {"global_avg_pool", K_GAP},
                 {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},      {"reshape", K_ALIAS},
@@ -44,6 +44,7 @@ typedef struct {
   int in[16], out;     /* value indices (-1 = none) */
   int fuse_relu;       /* linear/conv/add followed by a relu folded into it */
   int act;             /* K_ACT: which function, and its two parameters */
+  int64_t cat_outer;   /* K_CONCAT: blocks before the axis, per sample; each input's block after it (tr_oshape) */
   int tr_rank;         /* K_TRANSPOSE: per-sample input shape and, for each output dimension, its input stride */
   int64_t tr_oshape[PQ_MAX_DIMS], tr_istride[PQ_MAX_DIMS];
   float act_a, act_b;
@@ -563,6 +564,21 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
     }
     break;
   }
+  case K_CONCAT: {
+    int64_t axis = pq_node_get_int(node, "axis", 1);
+    if (axis < 0) axis += nd;
+    st->cat_outer = 1;
+    for (int d = 1; d < axis; d++) st->cat_outer *= xs[d];
+    st->tr_rank = (int)pq_node_n_inputs(node);
+    for (int j = 0; j < st->tr_rank; j++) {
+      if (pq_plan_value_kind(p, st->in[j]) == PQ_VALUE_WEIGHT) {
+        pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "concat '%s': its inputs must be activations", pq_node_name(node));
+        return PQ_ERR_UNSUPPORTED;
+      }
+      st->tr_oshape[j] = c->values[st->in[j]].per_sample / st->cat_outer; /* this input's block after the axis */
+    }
+    break;
+  }
   case K_TRANSPOSE: {
     int ond;
     size_t np;
@@ -1035,6 +1051,19 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
     case K_ACT:
       for (int64_t i = 0; i < total; i++) y[i] = pq_activation(st->act, x[i], st->act_a, st->act_b);
       break;
+    case K_CONCAT: { /* per sample and block before the axis, each input's block in turn */
+      int64_t per = c->values[st->out].per_sample;
+      for (int64_t r = 0; r < batch; r++)
+        for (int64_t o = 0; o < st->cat_outer; o++) {
+          float *yo = y + r * per + o * (per / st->cat_outer);
+          for (int j = 0; j < st->tr_rank; j++) {
+            int64_t blk = st->tr_oshape[j];
+            memcpy(yo, PTR(st->in[j]) + (r * st->cat_outer + o) * blk, sizeof(float) * (size_t)blk);
+            yo += blk;
+          }
+        }
+      break;
+    }
     case K_TRANSPOSE: { /* per sample, the output in order, read through the permuted strides */
       int64_t per = c->values[st->out].per_sample;
       for (int64_t r = 0; r < batch; r++) {

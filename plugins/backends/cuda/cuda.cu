@@ -25,7 +25,7 @@
 #include <vector>
 
 enum { K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_CIRC, K_TT, K_SPARSE,
-       K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE };
+       K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT };
 enum { MATH_FP32, MATH_TF32, MATH_FP16 };
 
 static const struct {
@@ -33,7 +33,7 @@ static const struct {
   int kind;
 } op_table[] = {{"linear", K_LINEAR},       {"matmul", K_MATMUL},     {"add", K_ADD},         {"relu", K_RELU},
                 {"sub", K_ADD},             {"mul", K_ADD},           {"div", K_ADD}, {"prelu", K_ADD}, /* K_ADD: the binary ops */
-                {"transpose", K_TRANSPOSE},
+                {"transpose", K_TRANSPOSE}, {"concat", K_CONCAT},
                 {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},     {"maxpool2d", K_MAXPOOL}, {"avgpool2d", K_AVGPOOL},
                 {"global_avg_pool", K_GAP}, {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},  {"reshape", K_ALIAS},
                 {"circulant_linear", K_CIRC}, {"tt_linear", K_TT}, {"sparse_linear", K_SPARSE}};
@@ -66,6 +66,7 @@ struct Step {
   int64_t axis_len = 0, axis_inner = 1;                                   /* softmax */
   float *bn = nullptr;                                                    /* device: scale then shift, 2·C */
   int rank = 0, bin = 0;                                                  /* add, sub, mul, div */
+  int64_t cat_outer = 1, cat_blk[16] = {0};                              /* concat: blocks before the axis; each input's after */
   Shape8 as{}, bs{}, os{};
   /* packed linear */
   const uint8_t *q_codes = nullptr;
@@ -235,6 +236,13 @@ __global__ void k_bias_relu(float *y, const float *b, int64_t rows, int64_t n, i
   if (i >= rows * n) return;
   float v = y[i] + (b ? b[i % n] : 0.0f);
   y[i] = relu && v < 0.0f ? 0.0f : v;
+}
+
+/* concat: one input's blocks into their place in the output's */
+__global__ void k_concat(const float *x, float *y, int64_t rows, int64_t blk_in, int64_t blk_out, int64_t offset) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= rows * blk_in) return;
+  y[(i / blk_in) * blk_out + offset + i % blk_in] = x[i];
 }
 
 /* transpose per sample: output element i (of `per` per sample) read through the permuted input strides */
@@ -860,6 +868,20 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
     st.h = c->values[st.in[0]].per_sample / ch;
     break;
   }
+  case K_CONCAT: {
+    int64_t axis = pq_node_get_int(node, "axis", 1);
+    if (axis < 0) axis += nd;
+    for (int d = 1; d < axis; d++) st.cat_outer *= xs[d];
+    st.rank = (int)pq_node_n_inputs(node);
+    for (int j = 0; j < st.rank; j++) {
+      if (pq_plan_value_kind(p, st.in[j]) == PQ_VALUE_WEIGHT) {
+        pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "concat '%s': its inputs must be activations", pq_node_name(node));
+        return PQ_ERR_UNSUPPORTED;
+      }
+      st.cat_blk[j] = c->values[st.in[j]].per_sample / st.cat_outer;
+    }
+    break;
+  }
   case K_TRANSPOSE: {
     int ond;
     size_t np;
@@ -1102,6 +1124,14 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
     case K_GAP: k_gap<<<blocks_for(batch * st.c), 256, 0, s>>>(x, y, batch * st.c, st.h); break;
     case K_BATCHNORM: k_batchnorm<<<blocks_for(total), 256, 0, s>>>(x, y, st.bn, st.c, st.h, total, st.relu); break;
     case K_ALIAS: break;
+    case K_CONCAT: {
+      int64_t rows = batch * st.cat_outer, blk_out = c->values[st.out].per_sample / st.cat_outer, off = 0;
+      for (int j = 0; j < st.rank; j++) {
+        k_concat<<<blocks_for(rows * st.cat_blk[j]), 256, 0, s>>>(c->values[st.in[j]].ptr, y, rows, st.cat_blk[j], blk_out, off);
+        off += st.cat_blk[j];
+      }
+      break;
+    }
     case K_TRANSPOSE:
       k_transpose<<<blocks_for(total), 256, 0, s>>>(x, y, st.rank, st.os, st.as, c->values[st.out].per_sample, total);
       break;
