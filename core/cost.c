@@ -66,7 +66,7 @@ int pq_model_cost(const PqModel *model, PqCost *cost, PqPluginError *error) {
       /* counted as one flop an element; exp, tanh and erf cost more, so the total is an estimate */
       add = out_numel;
       estimated = 1;
-    } else if (!strcmp(op, "softmax")) {
+    } else if (!strcmp(op, "softmax") || !strcmp(op, "log_softmax")) {
       add = 4 * out_numel; /* max, exp, sum, divide per element */
     } else if (!strcmp(op, "batch_norm")) {
       m = out_numel; /* folded: one multiply-add per element */

@@ -14,7 +14,7 @@ static const char *const known_ops[] = {"linear",  "matmul",    "add",     "relu
                                         "conv2d",  "maxpool2d", "avgpool2d", "global_avg_pool", "batch_norm",
                                         "flatten", "reshape", "circulant_linear", "tt_linear", "sparse_linear",
                                         "sigmoid", "tanh", "leaky_relu", "elu", "selu", "clip", "hard_sigmoid", "hard_swish",
-                                        "softplus", "gelu", "sub", "mul", "div", "transpose", "prelu", "concat"};
+                                        "softplus", "gelu", "sub", "mul", "div", "transpose", "prelu", "concat", "log_softmax"};
 
 static gboolean get_pair(const PqNode *node, const char *key, int64_t def, int64_t out[2], GError **error) {
   size_t n;
@@ -243,11 +243,11 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
     memcpy(out[0], in[0], sizeof(int64_t) * (size_t)nd[0]);
     return TRUE;
   }
-  if (strcmp(op, "relu") == 0 || strcmp(op, "softmax") == 0) {
+  if (strcmp(op, "relu") == 0 || strcmp(op, "softmax") == 0 || strcmp(op, "log_softmax") == 0) {
     NEED_INPUTS(1, 1);
-    if (strcmp(op, "softmax") == 0) {
+    if (strcmp(op, "relu") != 0) {
       int64_t axis = pq_node_get_int(node, "axis", -1);
-      if (nd[0] < 1 || axis < -nd[0] || axis >= nd[0]) FAIL("softmax: axis %" G_GINT64_FORMAT " out of range", axis);
+      if (nd[0] < 1 || axis < -nd[0] || axis >= nd[0]) FAIL("%s: axis %" G_GINT64_FORMAT " out of range", op, axis);
     }
     ond[0] = nd[0];
     memcpy(out[0], in[0], sizeof(int64_t) * (size_t)nd[0]);

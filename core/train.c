@@ -517,7 +517,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       pq_activation_params(node, (PqActivation)s->act, &s->act_a, &s->act_b);
     }
     else if (!strcmp(op, "flatten") || !strcmp(op, "reshape")) s->kind = FT_ALIAS;
-    else if (!strcmp(op, "softmax") && i == ns - 1) s->kind = FT_SOFTMAX;
+    else if ((!strcmp(op, "softmax") || !strcmp(op, "log_softmax")) && i == ns - 1) s->kind = FT_SOFTMAX; /* both: CE on logits */
     else {
       pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, conv2d, pools, batch_norm, relu and the other activations, flatten, reshape, a final softmax)",
                           node->name, op);

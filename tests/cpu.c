@@ -511,6 +511,22 @@ static void test_concat(void) {
   g_assert_nonnull(strstr(err->message, "concat: axis 0 must be one of dimensions 1..3 (not the batch)"));
 }
 
+/* log_softmax is the log of softmax, computed without overflow on large inputs */
+static void test_log_softmax(void) {
+  int64_t xs[2] = {-1, 6};
+  PqNode *n;
+  g_autoptr(PqModel) m = single("log_softmax", 2, xs, 0, NULL, &n);
+  float x[12] = {1, 2, 3, 4, 5, 6, 800, 801, 799, -800, 0, 802};
+  int64_t on;
+  g_autofree float *y = run(m, x, 2, 2, &on);
+  for (int r = 0; r < 2; r++) {
+    double mx = -INFINITY, sum = 0;
+    for (int j = 0; j < 6; j++) mx = fmax(mx, x[r * 6 + j]);
+    for (int j = 0; j < 6; j++) sum += exp(x[r * 6 + j] - mx);
+    for (int j = 0; j < 6; j++) g_assert_cmpfloat(fabs(y[r * 6 + j] - (x[r * 6 + j] - mx - log(sum))), <, 1e-4);
+  }
+}
+
 static void test_errors(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(4, 3, 2, 1);
   g_autoptr(GError) err = NULL;
@@ -625,6 +641,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cpu/binary-ops", test_binary);
   g_test_add_func("/cpu/transpose", test_transpose);
   g_test_add_func("/cpu/concat", test_concat);
+  g_test_add_func("/cpu/log-softmax", test_log_softmax);
   int rc = g_test_run();
   pq_registry_free(reg);
   return rc;

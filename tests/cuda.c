@@ -205,6 +205,11 @@ static void test_binary(void) {
   pq_node_set_int(pq_graph_add_node(pq_model_graph(cc), "concat", "cat", 2, ki, 1, ko), "axis", 2);
   pq_graph_add_output(pq_model_graph(cc), "y");
   compare(cc, cc, 3, 1e-6);
+  /* the MLP ending in log_softmax instead of softmax */
+  g_autoptr(PqModel) ls = pq_test_tiny_mlp(64, 32, 10, 8);
+  for (size_t k = 0; k < pq_graph_n_nodes(pq_model_graph(ls)); k++)
+    if (!strcmp(pq_node_op(pq_graph_node(pq_model_graph(ls), k)), "softmax")) pq_node_set_op(pq_graph_node(pq_model_graph(ls), k), "log_softmax");
+  compare(ls, ls, 4, 1e-5);
 }
 
 /* Packed weights are dequantized inside the GPU kernel: compared with the same weights dequantized on the

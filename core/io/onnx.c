@@ -646,20 +646,21 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     }
     ONE("reshape", in0);
     pq_node_set_ints(node, "shape", (size_t)pq_tensor_numel(s), sv);
-  } else if (!strcmp(op, "Softmax")) {
+  } else if (!strcmp(op, "Softmax") || !strcmp(op, "LogSoftmax")) {
+    const char *pqop = !strcmp(op, "Softmax") ? "softmax" : "log_softmax";
     int64_t axis = attr_i(n, "axis", c->opset >= 13 ? -1 : 1), s[PQ_MAX_DIMS];
     int nd;
     if (!shape_of(c, in0, s, &nd, error)) return FALSE;
     if (axis < 0) axis += nd;
     if (c->opset >= 13 || axis == nd - 1) {
-      ONE("softmax", in0);
+      ONE(pqop, in0);
       pq_node_set_int(node, "axis", axis);
     } else { /* before opset 13: over all dimensions from axis on, as one */
       g_autofree char *flat = fresh(c, "softmax_in"), *sm = fresh(c, "softmax_2d");
       const char *fi[1] = {in0}, *fo[1] = {flat}, *si[1] = {flat}, *so[1] = {sm}, *ri[1] = {sm}, *ro[1] = {out0};
       g_autofree char *n1 = g_strdup_printf("%s_flatten", name), *n3 = g_strdup_printf("%s_reshape", name);
       pq_node_set_int(pq_graph_add_node(g, "flatten", n1, 1, fi, 1, fo), "axis", axis);
-      pq_node_set_int(pq_graph_add_node(g, "softmax", name, 1, si, 1, so), "axis", -1);
+      pq_node_set_int(pq_graph_add_node(g, pqop, name, 1, si, 1, so), "axis", -1);
       s[0] = 0;
       pq_node_set_ints(pq_graph_add_node(g, "reshape", n3, 1, ri, 1, ro), "shape", (size_t)nd, s);
     }
@@ -671,7 +672,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     set_tensor(c, t);
   } else {
     FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, Div, Dropout, "
-         "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LeakyRelu, MatMul, MaxPool, Mul, PRelu, ReduceMean, Relu, Reshape, "
+         "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LeakyRelu, LogSoftmax, MatMul, MaxPool, Mul, PRelu, ReduceMean, Relu, Reshape, "
          "Selu, Shape, Sigmoid, Softmax, Softplus, Squeeze, Sub, Tanh, Transpose, Unsqueeze)", name, op);
   }
 #undef ONE

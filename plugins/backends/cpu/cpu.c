@@ -24,7 +24,7 @@ static const struct {
 } op_table[] = {{"linear", K_LINEAR},       {"matmul", K_MATMUL},       {"add", K_ADD},
                 {"sub", K_ADD},             {"mul", K_ADD},             {"div", K_ADD}, {"prelu", K_ADD}, /* K_ADD: the binary ops */
                 {"transpose", K_TRANSPOSE}, {"concat", K_CONCAT},
-                {"relu", K_RELU},           {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},
+                {"relu", K_RELU},           {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D}, {"log_softmax", K_SOFTMAX},
                 {"maxpool2d", K_MAXPOOL},   {"avgpool2d", K_AVGPOOL},   {"global_avg_pool", K_GAP},
                 {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},      {"reshape", K_ALIAS},
                 {"circulant_linear", K_CIRC}, {"tt_linear", K_TT},
@@ -44,6 +44,7 @@ typedef struct {
   int in[16], out;     /* value indices (-1 = none) */
   int fuse_relu;       /* linear/conv/add followed by a relu folded into it */
   int act;             /* K_ACT: which function, and its two parameters */
+  int log_sm;          /* K_SOFTMAX: log_softmax */
   int64_t cat_outer;   /* K_CONCAT: blocks before the axis, per sample; each input's block after it (tr_oshape) */
   int tr_rank;         /* K_TRANSPOSE: per-sample input shape and, for each output dimension, its input stride */
   int64_t tr_oshape[PQ_MAX_DIMS], tr_istride[PQ_MAX_DIMS];
@@ -590,6 +591,7 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
     break;
   }
   case K_SOFTMAX: {
+    st->log_sm = !strcmp(pq_node_op(node), "log_softmax");
     int64_t axis = pq_node_get_int(node, "axis", -1);
     if (axis < 0) axis += nd;
     if (axis == 0) {
@@ -871,6 +873,11 @@ static void run_softmax(const Step *st, const float *x, float *y, int64_t total)
         float e = expf(xp[j * inner] - m);
         yp[j * inner] = e;
         sum += e;
+      }
+      if (st->log_sm) { /* x − max − log Σ e^(x − max) */
+        float ls = logf(sum);
+        for (int64_t j = 0; j < len; j++) yp[j * inner] = xp[j * inner] - m - ls;
+        continue;
       }
       float inv = 1.0f / sum;
       for (int64_t j = 0; j < len; j++) yp[j * inner] *= inv;

@@ -34,7 +34,7 @@ static const struct {
 } op_table[] = {{"linear", K_LINEAR},       {"matmul", K_MATMUL},     {"add", K_ADD},         {"relu", K_RELU},
                 {"sub", K_ADD},             {"mul", K_ADD},           {"div", K_ADD}, {"prelu", K_ADD}, /* K_ADD: the binary ops */
                 {"transpose", K_TRANSPOSE}, {"concat", K_CONCAT},
-                {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},     {"maxpool2d", K_MAXPOOL}, {"avgpool2d", K_AVGPOOL},
+                {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},     {"log_softmax", K_SOFTMAX},     {"maxpool2d", K_MAXPOOL}, {"avgpool2d", K_AVGPOOL},
                 {"global_avg_pool", K_GAP}, {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},  {"reshape", K_ALIAS},
                 {"circulant_linear", K_CIRC}, {"tt_linear", K_TT}, {"sparse_linear", K_SPARSE}};
 
@@ -64,6 +64,7 @@ struct Step {
   int64_t c = 0, h = 0, w = 0, oc = 0, oh = 0, ow = 0, kh = 0, kw = 0, sh = 1, sw = 1, dh = 1, dw = 1, pt = 0, pl = 0, groups = 1;
   int count_include_pad = 0;
   int64_t axis_len = 0, axis_inner = 1;                                   /* softmax */
+  int log_sm = 0;                                                         /* log_softmax */
   float *bn = nullptr;                                                    /* device: scale then shift, 2·C */
   int rank = 0, bin = 0;                                                  /* add, sub, mul, div */
   int64_t cat_outer = 1, cat_blk[16] = {0};                              /* concat: blocks before the axis; each input's after */
@@ -283,7 +284,7 @@ __global__ void k_add(const float *a, const float *b, float *y, int rank, Shape8
   y[i] = relu && v < 0.0f ? 0.0f : v;
 }
 
-__global__ void k_softmax(const float *x, float *y, int64_t outer, int64_t len, int64_t inner) {
+__global__ void k_softmax(const float *x, float *y, int64_t outer, int64_t len, int64_t inner, int log_sm) {
   int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (t >= outer * inner) return;
   int64_t o = t / inner, in = t % inner;
@@ -292,6 +293,11 @@ __global__ void k_softmax(const float *x, float *y, int64_t outer, int64_t len, 
   float m = -INFINITY, s = 0.0f;
   for (int64_t j = 0; j < len; j++) m = fmaxf(m, xp[j * inner]);
   for (int64_t j = 0; j < len; j++) s += (yp[j * inner] = expf(xp[j * inner] - m));
+  if (log_sm) { /* x − max − log Σ e^(x − max) */
+    float ls = logf(s);
+    for (int64_t j = 0; j < len; j++) yp[j * inner] = xp[j * inner] - m - ls;
+    return;
+  }
   for (int64_t j = 0; j < len; j++) yp[j * inner] /= s;
 }
 
@@ -893,6 +899,7 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
     break;
   }
   case K_SOFTMAX: {
+    st.log_sm = !strcmp(pq_node_op(node), "log_softmax");
     int64_t axis = pq_node_get_int(node, "axis", -1);
     if (axis < 0) axis += nd;
     st.axis_len = xs[axis];
@@ -1087,7 +1094,7 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
     case K_ACT: k_activation<<<blocks_for(total), 256, 0, s>>>(x, y, total, st.act, st.act_a, st.act_b); break;
     case K_SOFTMAX: {
       int64_t outer = total / (st.axis_len * st.axis_inner);
-      k_softmax<<<blocks_for(outer * st.axis_inner), 256, 0, s>>>(x, y, outer, st.axis_len, st.axis_inner);
+      k_softmax<<<blocks_for(outer * st.axis_inner), 256, 0, s>>>(x, y, outer, st.axis_len, st.axis_inner, st.log_sm);
       break;
     }
     case K_CONV2D: {
