@@ -14,7 +14,7 @@ static const char *const known_ops[] = {"linear",  "matmul",    "add",     "relu
                                         "conv2d",  "maxpool2d", "avgpool2d", "global_avg_pool", "batch_norm",
                                         "flatten", "reshape", "circulant_linear", "tt_linear", "sparse_linear",
                                         "sigmoid", "tanh", "leaky_relu", "elu", "selu", "clip", "hard_sigmoid", "hard_swish",
-                                        "softplus", "gelu", "sub", "mul", "div", "transpose", "prelu", "concat", "log_softmax"};
+                                        "softplus", "gelu", "sub", "mul", "div", "transpose", "prelu", "concat", "log_softmax", "pad2d"};
 
 static gboolean get_pair(const PqNode *node, const char *key, int64_t def, int64_t out[2], GError **error) {
   size_t n;
@@ -197,6 +197,19 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
       out[0][i] = a == 1 ? b : a;
     }
     ond[0] = r;
+    return TRUE;
+  }
+  if (strcmp(op, "pad2d") == 0) { /* [N, C, H, W] grown by constant borders */
+    NEED_INPUTS(1, 1);
+    size_t np;
+    const int64_t *pads = pq_node_get_ints(node, "pads", &np);
+    if (nd[0] != 4) FAIL("pad2d: the input must be [N, C, H, W]");
+    if (!pads || np != 4 || pads[0] < 0 || pads[1] < 0 || pads[2] < 0 || pads[3] < 0)
+      FAIL("pad2d: \"pads\" must be four counts >= 0 (top, left, bottom, right)");
+    memcpy(out[0], in[0], sizeof(int64_t) * 4);
+    out[0][2] += pads[0] + pads[2];
+    out[0][3] += pads[1] + pads[3];
+    ond[0] = 4;
     return TRUE;
   }
   if (strcmp(op, "concat") == 0) { /* joined along one axis other than the batch */

@@ -527,6 +527,27 @@ static void test_log_softmax(void) {
   }
 }
 
+/* pad2d: the input in place, the border's value around it */
+static void test_pad(void) {
+  int64_t xs[4] = {-1, 2, 2, 3}, pads[4] = {1, 0, 2, 1};
+  PqNode *n;
+  g_autoptr(PqModel) m = single("pad2d", 4, xs, 0, NULL, &n);
+  pq_node_set_ints(n, "pads", 4, pads);
+  pq_node_set_float(n, "value", -7);
+  float x[2 * 12];
+  fill(x, 24, 19);
+  int64_t on;
+  g_autofree float *y = run(m, x, 2, 2, &on);
+  g_assert_cmpint(on, ==, 2 * 5 * 4);
+  for (int p = 0; p < 4; p++)
+    for (int r = 0; r < 5; r++)
+      for (int c = 0; c < 4; c++) {
+        int ir = r - 1, ic = c;
+        float want = ir >= 0 && ir < 2 && ic < 3 ? x[p * 6 + ir * 3 + ic] : -7.0f;
+        g_assert_cmpfloat(y[p * 20 + r * 4 + c], ==, want);
+      }
+}
+
 static void test_errors(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(4, 3, 2, 1);
   g_autoptr(GError) err = NULL;
@@ -642,6 +663,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cpu/transpose", test_transpose);
   g_test_add_func("/cpu/concat", test_concat);
   g_test_add_func("/cpu/log-softmax", test_log_softmax);
+  g_test_add_func("/cpu/pad2d", test_pad);
   int rc = g_test_run();
   pq_registry_free(reg);
   return rc;

@@ -210,6 +210,20 @@ static void test_binary(void) {
   for (size_t k = 0; k < pq_graph_n_nodes(pq_model_graph(ls)); k++)
     if (!strcmp(pq_node_op(pq_graph_node(pq_model_graph(ls), k)), "softmax")) pq_node_set_op(pq_graph_node(pq_model_graph(ls), k), "log_softmax");
   compare(ls, ls, 4, 1e-5);
+  /* pad2d before a conv */
+  g_autoptr(PqModel) pd = pq_model_new();
+  int64_t ps[4] = {-1, 2, 5, 6}, pads[4] = {1, 2, 0, 1}, ws[4] = {3, 2, 3, 3};
+  pq_graph_add_input(pq_model_graph(pd), "x", 4, ps);
+  PqTensor *w = pq_test_random_tensor("w", 4, ws, 6, 0.5f);
+  pq_model_set_tensor(pd, w);
+  pq_tensor_unref(w);
+  const char *pi[1] = {"x"}, *po[1] = {"p"}, *qi[2] = {"p", "w"}, *qo[1] = {"y"};
+  PqNode *pn = pq_graph_add_node(pq_model_graph(pd), "pad2d", "pad", 1, pi, 1, po);
+  pq_node_set_ints(pn, "pads", 4, pads);
+  pq_node_set_float(pn, "value", 0.25);
+  pq_graph_add_node(pq_model_graph(pd), "conv2d", "conv", 2, qi, 1, qo);
+  pq_graph_add_output(pq_model_graph(pd), "y");
+  compare(pd, pd, 3, 1e-4);
 }
 
 /* Packed weights are dequantized inside the GPU kernel: compared with the same weights dequantized on the

@@ -571,6 +571,30 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
       cnt += pq_tensor_numel(t);
     }
     set_tensor(c, int64_const(out0, 1, &cnt, v));
+  } else if (!strcmp(op, "Pad")) { /* constant borders on H and W of [N, C, H, W] */
+    int64_t s[PQ_MAX_DIMS];
+    int nd;
+    if (!shape_of(c, in0, s, &nd, error)) return FALSE;
+    char buf[32];
+    const char *mode = attr_s(n, "mode", buf, sizeof buf);
+    if (mode && strcmp(mode, "constant")) FAIL("node '%s' (Pad): mode '%s' is not supported (constant only)", name, mode);
+    const Onnx__AttributeProto *pa = attr(n, "pads");
+    PqTensor *pt = n->n_input > 1 && n->input[1][0] ? small_int64(c, n->input[1]) : NULL;
+    const int64_t *pv = pa ? pa->ints : pt ? pq_tensor_data(pt) : NULL;
+    size_t npv = pa ? pa->n_ints : pt ? (size_t)pq_tensor_numel(pt) : 0;
+    if (nd != 4 || !pv || npv != 8 || pv[0] || pv[1] || pv[4] || pv[5])
+      FAIL("node '%s' (Pad): only borders on H and W of a 4-D input, with constant pads, are supported", name);
+    for (int k = 0; k < 8; k++)
+      if (pv[k] < 0) FAIL("node '%s' (Pad): negative pads (cropping) are not supported", name);
+    float value = (float)attr_f(n, "value", 0.0);
+    if (n->n_input > 2 && n->input[2][0]) {
+      PqTensor *vt = pq_model_tensor(c->m, n->input[2]);
+      if (!vt || pq_tensor_numel(vt) != 1 || pq_tensor_to_f32(vt, &value) != 0) FAIL("node '%s' (Pad): constant_value must be a scalar constant", name);
+    }
+    int64_t p4[4] = {pv[2], pv[3], pv[6], pv[7]};
+    ONE("pad2d", in0);
+    pq_node_set_ints(node, "pads", 4, p4);
+    pq_node_set_float(node, "value", value);
   } else if (!strcmp(op, "Concat")) { /* of activations, along an axis other than the batch */
     int64_t s[PQ_MAX_DIMS];
     int nd;
@@ -672,7 +696,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     set_tensor(c, t);
   } else {
     FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, Div, Dropout, "
-         "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LeakyRelu, LogSoftmax, MatMul, MaxPool, Mul, PRelu, ReduceMean, Relu, Reshape, "
+         "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LeakyRelu, LogSoftmax, MatMul, MaxPool, Mul, Pad, PRelu, ReduceMean, Relu, Reshape, "
          "Selu, Shape, Sigmoid, Softmax, Softplus, Squeeze, Sub, Tanh, Transpose, Unsqueeze)", name, op);
   }
 #undef ONE

@@ -15,7 +15,7 @@
 
 enum {
   K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC, K_TT, K_SPARSE, K_PLUGIN,
-  K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT
+  K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD
 };
 
 static const struct {
@@ -23,7 +23,7 @@ static const struct {
   int kind;
 } op_table[] = {{"linear", K_LINEAR},       {"matmul", K_MATMUL},       {"add", K_ADD},
                 {"sub", K_ADD},             {"mul", K_ADD},             {"div", K_ADD}, {"prelu", K_ADD}, /* K_ADD: the binary ops */
-                {"transpose", K_TRANSPOSE}, {"concat", K_CONCAT},
+                {"transpose", K_TRANSPOSE}, {"concat", K_CONCAT}, {"pad2d", K_PAD},
                 {"relu", K_RELU},           {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D}, {"log_softmax", K_SOFTMAX},
                 {"maxpool2d", K_MAXPOOL},   {"avgpool2d", K_AVGPOOL},   {"global_avg_pool", K_GAP},
                 {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},      {"reshape", K_ALIAS},
@@ -45,6 +45,7 @@ typedef struct {
   int fuse_relu;       /* linear/conv/add followed by a relu folded into it */
   int act;             /* K_ACT: which function, and its two parameters */
   int log_sm;          /* K_SOFTMAX: log_softmax */
+  float pad_value;     /* K_PAD: the border's value; pads in pt, pl (top, left) and oh, ow the output plane */
   int64_t cat_outer;   /* K_CONCAT: blocks before the axis, per sample; each input's block after it (tr_oshape) */
   int tr_rank;         /* K_TRANSPOSE: per-sample input shape and, for each output dimension, its input stride */
   int64_t tr_oshape[PQ_MAX_DIMS], tr_istride[PQ_MAX_DIMS];
@@ -565,6 +566,14 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
     }
     break;
   }
+  case K_PAD: {
+    size_t np;
+    const int64_t *pads = pq_node_get_ints(node, "pads", &np);
+    st->c = xs[1], st->h = xs[2], st->w = xs[3], st->pt = pads[0], st->pl = pads[1];
+    st->oh = xs[2] + pads[0] + pads[2], st->ow = xs[3] + pads[1] + pads[3];
+    st->pad_value = (float)pq_node_get_float(node, "value", 0.0);
+    break;
+  }
   case K_CONCAT: {
     int64_t axis = pq_node_get_int(node, "axis", 1);
     if (axis < 0) axis += nd;
@@ -1057,6 +1066,14 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       break;
     case K_ACT:
       for (int64_t i = 0; i < total; i++) y[i] = pq_activation(st->act, x[i], st->act_a, st->act_b);
+      break;
+    case K_PAD: /* each plane: the border's value, then the input's rows in place */
+      for (int64_t pl = 0; pl < batch * st->c; pl++) {
+        float *yp = y + pl * st->oh * st->ow;
+        const float *xp = x + pl * st->h * st->w;
+        for (int64_t i = 0; i < st->oh * st->ow; i++) yp[i] = st->pad_value;
+        for (int64_t r = 0; r < st->h; r++) memcpy(yp + (r + st->pt) * st->ow + st->pl, xp + r * st->w, sizeof(float) * (size_t)st->w);
+      }
       break;
     case K_CONCAT: { /* per sample and block before the axis, each input's block in turn */
       int64_t per = c->values[st->out].per_sample;

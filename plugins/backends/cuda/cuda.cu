@@ -25,7 +25,7 @@
 #include <vector>
 
 enum { K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_CIRC, K_TT, K_SPARSE,
-       K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT };
+       K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD };
 enum { MATH_FP32, MATH_TF32, MATH_FP16 };
 
 static const struct {
@@ -33,7 +33,7 @@ static const struct {
   int kind;
 } op_table[] = {{"linear", K_LINEAR},       {"matmul", K_MATMUL},     {"add", K_ADD},         {"relu", K_RELU},
                 {"sub", K_ADD},             {"mul", K_ADD},           {"div", K_ADD}, {"prelu", K_ADD}, /* K_ADD: the binary ops */
-                {"transpose", K_TRANSPOSE}, {"concat", K_CONCAT},
+                {"transpose", K_TRANSPOSE}, {"concat", K_CONCAT}, {"pad2d", K_PAD},
                 {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},     {"log_softmax", K_SOFTMAX},     {"maxpool2d", K_MAXPOOL}, {"avgpool2d", K_AVGPOOL},
                 {"global_avg_pool", K_GAP}, {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},  {"reshape", K_ALIAS},
                 {"circulant_linear", K_CIRC}, {"tt_linear", K_TT}, {"sparse_linear", K_SPARSE}};
@@ -65,6 +65,7 @@ struct Step {
   int count_include_pad = 0;
   int64_t axis_len = 0, axis_inner = 1;                                   /* softmax */
   int log_sm = 0;                                                         /* log_softmax */
+  float pad_value = 0.0f;                                                 /* pad2d: the border (pads in pt, pl) */
   float *bn = nullptr;                                                    /* device: scale then shift, 2·C */
   int rank = 0, bin = 0;                                                  /* add, sub, mul, div */
   int64_t cat_outer = 1, cat_blk[16] = {0};                              /* concat: blocks before the axis; each input's after */
@@ -237,6 +238,15 @@ __global__ void k_bias_relu(float *y, const float *b, int64_t rows, int64_t n, i
   if (i >= rows * n) return;
   float v = y[i] + (b ? b[i % n] : 0.0f);
   y[i] = relu && v < 0.0f ? 0.0f : v;
+}
+
+/* pad2d: each output element the input's, or the border's value */
+__global__ void k_pad(const float *x, float *y, int64_t planes, int64_t h, int64_t w, int64_t oh, int64_t ow, int64_t pt, int64_t pl,
+                      float value) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= planes * oh * ow) return;
+  int64_t p = i / (oh * ow), oy = (i / ow) % oh - pt, ox = i % ow - pl;
+  y[i] = oy >= 0 && oy < h && ox >= 0 && ox < w ? x[(p * h + oy) * w + ox] : value;
 }
 
 /* concat: one input's blocks into their place in the output's */
@@ -874,6 +884,14 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
     st.h = c->values[st.in[0]].per_sample / ch;
     break;
   }
+  case K_PAD: {
+    size_t np;
+    const int64_t *pads = pq_node_get_ints(node, "pads", &np);
+    st.c = xs[1], st.h = xs[2], st.w = xs[3], st.pt = pads[0], st.pl = pads[1];
+    st.oh = xs[2] + pads[0] + pads[2], st.ow = xs[3] + pads[1] + pads[3];
+    st.pad_value = (float)pq_node_get_float(node, "value", 0.0);
+    break;
+  }
   case K_CONCAT: {
     int64_t axis = pq_node_get_int(node, "axis", 1);
     if (axis < 0) axis += nd;
@@ -1131,6 +1149,9 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
     case K_GAP: k_gap<<<blocks_for(batch * st.c), 256, 0, s>>>(x, y, batch * st.c, st.h); break;
     case K_BATCHNORM: k_batchnorm<<<blocks_for(total), 256, 0, s>>>(x, y, st.bn, st.c, st.h, total, st.relu); break;
     case K_ALIAS: break;
+    case K_PAD:
+      k_pad<<<blocks_for(total), 256, 0, s>>>(x, y, batch * st.c, st.h, st.w, st.oh, st.ow, st.pt, st.pl, st.pad_value);
+      break;
     case K_CONCAT: {
       int64_t rows = batch * st.cat_outer, blk_out = c->values[st.out].per_sample / st.cat_outer, off = 0;
       for (int j = 0; j < st.rank; j++) {
