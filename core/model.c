@@ -58,6 +58,19 @@ void pq_model_remove_tensor(PqModel *m, const char *name) {
   g_clear_pointer(&m->sorted, g_ptr_array_unref);
 }
 
+int pq_model_remove_tensor_if_unused(PqModel *m, const char *name) {
+  const PqGraph *g = m->graph;
+  for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
+    const PqNode *n = pq_graph_node(g, i);
+    for (size_t j = 0; j < pq_node_n_inputs(n); j++)
+      if (!strcmp(pq_node_input(n, j), name)) return 0;
+  }
+  for (size_t i = 0; i < pq_graph_n_outputs(g); i++)
+    if (!strcmp(pq_graph_output_name(g, i), name)) return 0;
+  pq_model_remove_tensor(m, name);
+  return 1;
+}
+
 PqTensor *pq_model_tensor(const PqModel *m, const char *name) {
   return name ? g_hash_table_lookup(m->tensors, name) : NULL;
 }

@@ -209,6 +209,9 @@ PQ_API const PqGraph *pq_model_const_graph(const PqModel *model);
 /* Adds or replaces the tensor of that name; the model takes its own reference. */
 PQ_API void pq_model_set_tensor(PqModel *model, PqTensor *tensor);
 PQ_API void pq_model_remove_tensor(PqModel *model, const char *name);
+/* Remove the tensor when no node of the graph reads it and it is no graph output (a weight a compressor
+ * replaced); 1 if it was removed. */
+PQ_API int pq_model_remove_tensor_if_unused(PqModel *model, const char *name);
 PQ_API PqTensor *pq_model_tensor(const PqModel *model, const char *name); /* borrowed or NULL */
 PQ_API size_t pq_model_n_tensors(const PqModel *model);
 PQ_API PqTensor *pq_model_tensor_at(const PqModel *model, size_t index);  /* sorted by name */

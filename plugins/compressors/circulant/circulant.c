@@ -83,10 +83,7 @@ static PqStatus circ_compress(const PqModel *in, const PqOptions *o, const PqCal
     pq_node_set_input(node, 1, name);
     pq_node_set_int(node, "in_features", cols);
     pq_node_set_int(node, "out_features", rows);
-    int used = 0;
-    for (size_t k = 0; k < pq_graph_n_nodes(g); k++)
-      for (size_t j = 0; j < pq_node_n_inputs(pq_graph_node(g, k)); j++) used |= !strcmp(pq_node_input(pq_graph_node(g, k), j), wname);
-    if (!used) pq_model_remove_tensor(m, wname);
+    pq_model_remove_tensor_if_unused(m, wname); /* a weight another layer shares stays */
     free(wf);
     free(back);
   }

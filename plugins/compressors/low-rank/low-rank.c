@@ -105,16 +105,6 @@ static float *input_cholesky(const Settings *st, const PqCalibration *cal, const
   return c;
 }
 
-static int tensor_used_elsewhere(const PqGraph *g, const char *name, const PqNode *except) {
-  for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
-    const PqNode *n = pq_graph_node(g, i);
-    if (n == except) continue;
-    for (size_t j = 0; j < pq_node_n_inputs(n); j++)
-      if (!strcmp(pq_node_input(n, j), name)) return 1;
-  }
-  return 0;
-}
-
 static PqStatus lr_compress(const PqModel *in, const PqOptions *o, const PqCalibration *cal, PqModel **out, PqPluginError *err) {
   Settings st = {
       .rank = pq_options_get_int(o, "rank", 64),
@@ -240,7 +230,7 @@ static PqStatus lr_compress(const PqModel *in, const PqOptions *o, const PqCalib
     int64_t bytes_before = (int64_t)pq_tensor_nbytes(w), bytes_after = (int64_t)(pq_tensor_nbytes(tv) + pq_tensor_nbytes(tu));
     pq_node_set_input(node, 0, mid);
     pq_node_set_input(node, 1, uname);
-    if (!tensor_used_elsewhere(g, wname, NULL)) pq_model_remove_tensor(m, wname); /* w is not used after this */
+    pq_model_remove_tensor_if_unused(m, wname); /* w is not read after this, unless another layer shares it */
     if (chol) snprintf(detail, sizeof detail, "rank %lld, activation-whitened (%lld samples)", (long long)k, (long long)cal->n_samples);
     else snprintf(detail, sizeof detail, "rank %lld", (long long)k);
     pq_model_record_layer(m, "low_rank", layer, detail, numel, k * (mrows + ncols), bytes_before, bytes_after, rel, sqnr);

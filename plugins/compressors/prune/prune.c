@@ -114,7 +114,7 @@ static PqStatus unstructured(PqModel *m, PqNode *node, PqTensor *w, double spars
     pq_node_set_input(node, 4, bias);
     pq_node_set_int(node, "in_features", cols);
     pq_node_set_int(node, "out_features", rows);
-    pq_model_remove_tensor(m, wname);
+    pq_model_remove_tensor_if_unused(m, wname); /* a weight another layer shares stays */
   }
   pq_tensor_unref(tv);
   pq_tensor_unref(tc);

@@ -215,10 +215,7 @@ static PqStatus tt_compress(const PqModel *in, const PqOptions *o, const PqCalib
     for (int k = 0; k < st.d && at < sizeof detail; k++) at += (size_t)snprintf(detail + at, sizeof detail - at, "%s%lld", k ? "x" : ", m ", (long long)mf[k]);
     for (int k = 0; k < st.d && at < sizeof detail; k++) at += (size_t)snprintf(detail + at, sizeof detail - at, "%s%lld", k ? "x" : ", n ", (long long)nf[k]);
     pq_model_record_layer(mdl, "tensor_train", layer, detail, numel, params, (int64_t)pq_tensor_nbytes(w), bytes_after, rel, sqnr);
-    int used = 0;
-    for (size_t k = 0; k < pq_graph_n_nodes(g); k++)
-      for (size_t j = 0; j < pq_node_n_inputs(pq_graph_node(g, k)); j++) used |= !strcmp(pq_node_input(pq_graph_node(g, k), j), wname);
-    if (!used) pq_model_remove_tensor(mdl, wname);
+    pq_model_remove_tensor_if_unused(mdl, wname); /* a weight another layer shares stays */
     free(wf);
   }
   *out = mdl;
