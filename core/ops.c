@@ -10,11 +10,10 @@
     return FALSE;                                                                                                  \
   } while (0)
 
-static const char *const known_ops[] = {"linear",  "matmul",    "add",     "relu",       "softmax",
-                                        "conv2d",  "maxpool2d", "avgpool2d", "global_avg_pool", "batch_norm",
-                                        "flatten", "reshape", "circulant_linear", "tt_linear", "sparse_linear",
-                                        "sigmoid", "tanh", "leaky_relu", "elu", "selu", "clip", "hard_sigmoid", "hard_swish",
-                                        "softplus", "gelu", "sub", "mul", "div", "transpose", "prelu", "concat", "log_softmax", "pad2d"};
+/* the ops with their own rules below; the activations and the binary ops are named in pq-activation.h */
+static const char *const known_ops[] = {"linear",  "matmul",    "relu",      "softmax",          "log_softmax", "conv2d",
+                                        "maxpool2d", "avgpool2d", "global_avg_pool", "batch_norm", "flatten",     "reshape",
+                                        "circulant_linear", "tt_linear", "sparse_linear", "transpose", "concat",  "pad2d"};
 
 static gboolean get_pair(const PqNode *node, const char *key, int64_t def, int64_t out[2], GError **error) {
   size_t n;
@@ -68,7 +67,7 @@ static char *shape_to_string(int nd, const int64_t *sh) {
 int pq_op_is_builtin(const char *op) {
   for (size_t i = 0; i < PQ_N_ELEMENTS(known_ops); i++)
     if (!strcmp(op, known_ops[i])) return 1;
-  return 0;
+  return pq_activation_kind(op) != PQ_ACT_NONE || pq_binary_kind(op) != PQ_BIN_NONE;
 }
 
 /* An op a loaded compressor declared: its kernel infers the shape. */

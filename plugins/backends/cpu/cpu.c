@@ -21,8 +21,7 @@ enum {
 static const struct {
   const char *op;
   int kind;
-} op_table[] = {{"linear", K_LINEAR},       {"matmul", K_MATMUL},       {"add", K_ADD},
-                {"sub", K_ADD},             {"mul", K_ADD},             {"div", K_ADD}, {"prelu", K_ADD}, /* K_ADD: the binary ops */
+} op_table[] = {{"linear", K_LINEAR},       {"matmul", K_MATMUL},
                 {"transpose", K_TRANSPOSE}, {"concat", K_CONCAT}, {"pad2d", K_PAD},
                 {"relu", K_RELU},           {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D}, {"log_softmax", K_SOFTMAX},
                 {"maxpool2d", K_MAXPOOL},   {"avgpool2d", K_AVGPOOL},   {"global_avg_pool", K_GAP},
@@ -33,6 +32,7 @@ static const struct {
 static int op_kind(const char *op) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
     if (strcmp(op_table[i].op, op) == 0) return op_table[i].kind;
+  if (pq_binary_kind(op) != PQ_BIN_NONE) return K_ADD; /* add, sub, mul, div, prelu: one broadcasting step */
   return pq_activation_kind(op) != PQ_ACT_NONE ? K_ACT : -1;
 }
 
