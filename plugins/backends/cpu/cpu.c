@@ -46,7 +46,9 @@ typedef struct {
   int act;             /* K_ACT: which function, and its two parameters */
   int log_sm;          /* K_SOFTMAX: log_softmax */
   float pad_value;     /* K_PAD: the border's value; pads in pt, pl (top, left) and oh, ow the output plane */
-  int64_t cat_outer;   /* K_CONCAT: blocks before the axis, per sample; each input's block after it (tr_oshape) */
+  int64_t cat_outer;   /* K_CONCAT: blocks before the axis, per sample; each input's block after it */
+  int cat_n;
+  int64_t cat_blk[16];
   int tr_rank;         /* K_TRANSPOSE: per-sample input shape and, for each output dimension, its input stride */
   int64_t tr_oshape[PQ_MAX_DIMS], tr_istride[PQ_MAX_DIMS];
   float act_a, act_b;
@@ -579,13 +581,13 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
     if (axis < 0) axis += nd;
     st->cat_outer = 1;
     for (int d = 1; d < axis; d++) st->cat_outer *= xs[d];
-    st->tr_rank = (int)pq_node_n_inputs(node);
-    for (int j = 0; j < st->tr_rank; j++) {
+    st->cat_n = (int)pq_node_n_inputs(node);
+    for (int j = 0; j < st->cat_n; j++) {
       if (pq_plan_value_kind(p, st->in[j]) == PQ_VALUE_WEIGHT) {
         pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "concat '%s': its inputs must be activations", pq_node_name(node));
         return PQ_ERR_UNSUPPORTED;
       }
-      st->tr_oshape[j] = c->values[st->in[j]].per_sample / st->cat_outer; /* this input's block after the axis */
+      st->cat_blk[j] = c->values[st->in[j]].per_sample / st->cat_outer;
     }
     break;
   }
@@ -1080,8 +1082,8 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       for (int64_t r = 0; r < batch; r++)
         for (int64_t o = 0; o < st->cat_outer; o++) {
           float *yo = y + r * per + o * (per / st->cat_outer);
-          for (int j = 0; j < st->tr_rank; j++) {
-            int64_t blk = st->tr_oshape[j];
+          for (int j = 0; j < st->cat_n; j++) {
+            int64_t blk = st->cat_blk[j];
             memcpy(yo, PTR(st->in[j]) + (r * st->cat_outer + o) * blk, sizeof(float) * (size_t)blk);
             yo += blk;
           }

@@ -67,7 +67,8 @@ struct Step {
   int log_sm = 0;                                                         /* log_softmax */
   float pad_value = 0.0f;                                                 /* pad2d: the border (pads in pt, pl) */
   float *bn = nullptr;                                                    /* device: scale then shift, 2·C */
-  int rank = 0, bin = 0;                                                  /* add, sub, mul, div */
+  int rank = 0, bin = 0;                                                  /* add, sub, mul, div; transpose */
+  Shape8 tr_ist{};                                                        /* transpose: each output dimension's input stride */
   int64_t cat_outer = 1, cat_blk[16] = {0};                              /* concat: blocks before the axis; each input's after */
   Shape8 as{}, bs{}, os{};
   /* packed linear */
@@ -913,7 +914,7 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
     int64_t ist[PQ_MAX_DIMS], m = 1;
     for (int d = nd - 1; d >= 0; d--) ist[d] = m, m *= d ? xs[d] : 1; /* per sample: dimension 0 is the batch */
     st.rank = ond;
-    for (int d = 0; d < ond; d++) st.os.d[d] = os[d], st.as.d[d] = ist[perm[d]]; /* as: the input strides */
+    for (int d = 0; d < ond; d++) st.os.d[d] = os[d], st.tr_ist.d[d] = ist[perm[d]];
     break;
   }
   case K_SOFTMAX: {
@@ -1161,7 +1162,7 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
       break;
     }
     case K_TRANSPOSE:
-      k_transpose<<<blocks_for(total), 256, 0, s>>>(x, y, st.rank, st.os, st.as, c->values[st.out].per_sample, total);
+      k_transpose<<<blocks_for(total), 256, 0, s>>>(x, y, st.rank, st.os, st.tr_ist, c->values[st.out].per_sample, total);
       break;
     case K_SPARSE: {
       int64_t rows = batch * st.m_rows;
