@@ -502,11 +502,14 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (attr_i(n, "training_mode", 0) || n->n_output > 1) FAIL("node '%s' (BatchNormalization): training mode is not supported", name);
     ONE("batch_norm", in0, n->input[1], n->input[2], n->input[3], n->input[4]);
     pq_node_set_float(node, "epsilon", attr_f(n, "epsilon", 1e-5));
-  } else if (!strcmp(op, "Transpose") && pq_model_tensor(c->m, in0)) { /* folded: a weight stored the other way round */
+  } else if (!strcmp(op, "Transpose")) { /* of a constant: folded; of an activation: the batch must stay first */
     PqTensor *t = pq_model_tensor(c->m, in0);
-    int nd = pq_tensor_ndim(t);
-    const int64_t *sh = pq_tensor_shape(t);
-    int64_t perm[PQ_MAX_DIMS], osh[PQ_MAX_DIMS], ist[PQ_MAX_DIMS], idx[PQ_MAX_DIMS] = {0};
+    int64_t s[PQ_MAX_DIMS], perm[PQ_MAX_DIMS], osh[PQ_MAX_DIMS];
+    int nd;
+    if (t) {
+      nd = pq_tensor_ndim(t);
+      memcpy(s, pq_tensor_shape(t), sizeof(int64_t) * (size_t)nd);
+    } else if (!shape_of(c, in0, s, &nd, error)) return FALSE;
     const Onnx__AttributeProto *pa = attr(n, "perm");
     if (pa && (int)pa->n_ints != nd) FAIL("node '%s' (Transpose): perm has %zu entries for %d dimensions", name, pa->n_ints, nd);
     int seen = 0;
@@ -514,35 +517,31 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
       perm[d] = pa ? pa->ints[d] : nd - 1 - d;
       if (perm[d] < 0 || perm[d] >= nd || (seen >> perm[d]) & 1) FAIL("node '%s' (Transpose): perm is not a permutation", name);
       seen |= 1 << perm[d];
-      osh[d] = sh[perm[d]];
+      osh[d] = s[perm[d]];
     }
-    if (pq_tensor_dtype(t) != PQ_DTYPE_F32) FAIL("node '%s' (Transpose): constants of type F32 only", name);
-    int64_t m = 1;
-    for (int d = nd - 1; d >= 0; d--) ist[d] = m, m *= sh[d];
-    PqTensor *o = pq_tensor_new(out0, PQ_DTYPE_F32, nd, osh);
-    const float *src = pq_tensor_data(t);
-    float *dst = pq_tensor_mutable_data(o);
-    for (int64_t i = 0; i < pq_tensor_numel(o); i++) { /* dst in order; idx the output index */
-      int64_t off = 0;
-      for (int d = 0; d < nd; d++) off += idx[d] * ist[perm[d]];
-      dst[i] = src[off];
-      for (int d = nd - 1; d >= 0; d--) {
-        if (++idx[d] < osh[d]) break;
-        idx[d] = 0;
+    if (!t) {
+      if (nd < 1 || perm[0] != 0)
+        FAIL("node '%s' (Transpose): it moves the batch (perm[0] = %" G_GINT64_FORMAT "); pquant keeps it first", name, nd ? perm[0] : -1);
+      ONE("transpose", in0);
+      pq_node_set_ints(node, "perm", (size_t)nd, perm);
+    } else {
+      if (pq_tensor_dtype(t) != PQ_DTYPE_F32) FAIL("node '%s' (Transpose): constants of type F32 only", name);
+      int64_t ist[PQ_MAX_DIMS], idx[PQ_MAX_DIMS] = {0}, m = 1;
+      for (int d = nd - 1; d >= 0; d--) ist[d] = m, m *= s[d];
+      PqTensor *o = pq_tensor_new(out0, PQ_DTYPE_F32, nd, osh);
+      const float *src = pq_tensor_data(t);
+      float *dst = pq_tensor_mutable_data(o);
+      for (int64_t i = 0; i < pq_tensor_numel(o); i++) { /* dst in order; idx the output index */
+        int64_t off = 0;
+        for (int d = 0; d < nd; d++) off += idx[d] * ist[perm[d]];
+        dst[i] = src[off];
+        for (int d = nd - 1; d >= 0; d--) {
+          if (++idx[d] < osh[d]) break;
+          idx[d] = 0;
+        }
       }
+      set_tensor(c, o);
     }
-    set_tensor(c, o);
-  } else if (!strcmp(op, "Transpose")) { /* of an activation: the batch must stay first */
-    const Onnx__AttributeProto *pa = attr(n, "perm");
-    int64_t s[PQ_MAX_DIMS], perm[PQ_MAX_DIMS];
-    int nd;
-    if (!shape_of(c, in0, s, &nd, error)) return FALSE;
-    if (pa && (int)pa->n_ints != nd) FAIL("node '%s' (Transpose): perm has %zu entries for %d dimensions", name, pa->n_ints, nd);
-    for (int d = 0; d < nd; d++) perm[d] = pa ? pa->ints[d] : nd - 1 - d;
-    if (nd < 1 || perm[0] != 0) FAIL("node '%s' (Transpose): it moves the batch (perm[0] = %" G_GINT64_FORMAT "); pquant keeps it first", name,
-                                     nd ? perm[0] : -1);
-    ONE("transpose", in0);
-    pq_node_set_ints(node, "perm", (size_t)nd, perm);
   } else if (!strcmp(op, "Shape")) { /* folded: the input's static shape, the batch marked */
     int64_t s[PQ_MAX_DIMS], one = 0;
     int nd;
