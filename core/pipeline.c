@@ -122,7 +122,7 @@ gboolean pq_pipeline_load_config(PqPipeline *p, const char *path, GError **error
     JsonNode *e = json_array_get_element(arr, i);
     JsonObject *so = JSON_NODE_HOLDS_OBJECT(e) ? json_node_get_object(e) : NULL;
     JsonNode *pn = so ? json_object_get_member(so, "plugin") : NULL;
-    const char *name = pn && JSON_NODE_HOLDS_VALUE(pn) && json_node_get_value_type(pn) == G_TYPE_STRING ? json_node_get_string(pn) : NULL;
+    const char *name = pq_json_holds(pn, G_TYPE_STRING) ? json_node_get_string(pn) : NULL;
     if (!name) CFG_FAIL("stages[%u]: needs a \"plugin\" (a registry name or a .so path)", i);
     g_autoptr(GError) lerr = NULL;
     PqPlugin *plugin = strchr(name, '/') || g_str_has_suffix(name, ".so") ? pq_registry_load(p->registry, name, &lerr)

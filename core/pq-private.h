@@ -108,6 +108,13 @@ gboolean pq_write_text_atomically(const char *path, const char *text, GError **e
 void pq_records_copy(GPtrArray *dst, const GPtrArray *src);
 void pq_record_free(gpointer record);
 char *pq_records_to_json(const GPtrArray *records);
+/* Whether a JSON node is a value of type t (G_TYPE_DOUBLE accepts integers too). */
+static inline gboolean pq_json_holds(JsonNode *n, GType t) {
+  if (!n || !JSON_NODE_HOLDS_VALUE(n)) return FALSE;
+  GType v = json_node_get_value_type(n);
+  return v == t || (t == G_TYPE_DOUBLE && v == G_TYPE_INT64);
+}
+
 /* A suite result row has the members, of the types, the reports read (report.c); FALSE with *why (g_free). */
 gboolean pq_result_row_check(JsonObject *row, char **why);
 gboolean pq_records_from_json(GPtrArray *records, const char *json, GError **error);

@@ -352,12 +352,6 @@ char *pq_report_write(const PqBenchSettings *s, GPtrArray *results, GError **err
 
 /* ---- compare -------------------------------------------------------------------------------------- */
 
-static gboolean holds(JsonNode *n, GType t) {
-  if (!n || !JSON_NODE_HOLDS_VALUE(n)) return FALSE;
-  GType v = json_node_get_value_type(n);
-  return v == t || (t == G_TYPE_DOUBLE && v == G_TYPE_INT64);
-}
-
 /* A result row as the suite writes it (results.jsonl, and each of report.json's methods), so that what reads
  * it later never meets a member of the wrong type: "method" and "status" strings; "error" a string where
  * present; with status "ok", "metrics" an object of objects, each with a number "value", strings "unit" and
@@ -369,16 +363,16 @@ gboolean pq_result_row_check(JsonObject *row, char **why) {
     *why = g_strdup_printf(__VA_ARGS__);                                                                           \
     return FALSE;                                                                                                  \
   } while (0)
-  if (!holds(json_object_get_member(row, "method"), G_TYPE_STRING)) BAD("\"method\" must be a string");
-  if (!holds(json_object_get_member(row, "status"), G_TYPE_STRING)) BAD("\"status\" must be a string");
-  if (json_object_has_member(row, "error") && !holds(json_object_get_member(row, "error"), G_TYPE_STRING)) BAD("\"error\" must be a string");
-  if (json_object_has_member(row, "seconds") && !holds(json_object_get_member(row, "seconds"), G_TYPE_DOUBLE)) BAD("\"seconds\" must be a number");
+  if (!pq_json_holds(json_object_get_member(row, "method"), G_TYPE_STRING)) BAD("\"method\" must be a string");
+  if (!pq_json_holds(json_object_get_member(row, "status"), G_TYPE_STRING)) BAD("\"status\" must be a string");
+  if (json_object_has_member(row, "error") && !pq_json_holds(json_object_get_member(row, "error"), G_TYPE_STRING)) BAD("\"error\" must be a string");
+  if (json_object_has_member(row, "seconds") && !pq_json_holds(json_object_get_member(row, "seconds"), G_TYPE_DOUBLE)) BAD("\"seconds\" must be a number");
   JsonNode *pe = json_object_get_member(row, "probe_errors");
   if (pe) {
     if (!JSON_NODE_HOLDS_OBJECT(pe)) BAD("\"probe_errors\" must be an object");
     g_autoptr(GList) ks = json_object_get_members(json_node_get_object(pe));
     for (GList *l = ks; l; l = l->next)
-      if (!holds(json_object_get_member(json_node_get_object(pe), l->data), G_TYPE_STRING)) BAD("probe_errors.%s must be a string", (char *)l->data);
+      if (!pq_json_holds(json_object_get_member(json_node_get_object(pe), l->data), G_TYPE_STRING)) BAD("probe_errors.%s must be a string", (char *)l->data);
   }
   JsonNode *mn = json_object_get_member(row, "metrics");
   if (!mn && !g_strcmp0(json_node_get_string(json_object_get_member(row, "status")), "ok")) BAD("a finished method needs \"metrics\"");
@@ -390,17 +384,17 @@ gboolean pq_result_row_check(JsonObject *row, char **why) {
       JsonNode *en = json_object_get_member(m, l->data);
       if (!JSON_NODE_HOLDS_OBJECT(en)) BAD("metrics.%s must be an object", (char *)l->data);
       JsonObject *e = json_node_get_object(en);
-      if (!holds(json_object_get_member(e, "value"), G_TYPE_DOUBLE)) BAD("metrics.%s.value must be a number", (char *)l->data);
+      if (!pq_json_holds(json_object_get_member(e, "value"), G_TYPE_DOUBLE)) BAD("metrics.%s.value must be a number", (char *)l->data);
       const char *str[] = {"unit", "better"};
       for (int k = 0; k < 2; k++)
-        if (json_object_has_member(e, str[k]) && !holds(json_object_get_member(e, str[k]), G_TYPE_STRING))
+        if (json_object_has_member(e, str[k]) && !pq_json_holds(json_object_get_member(e, str[k]), G_TYPE_STRING))
           BAD("metrics.%s.%s must be a string", (char *)l->data, str[k]);
       JsonNode *sn = json_object_get_member(e, "samples");
       if (sn) {
         if (!JSON_NODE_HOLDS_ARRAY(sn)) BAD("metrics.%s.samples must be an array", (char *)l->data);
         JsonArray *a = json_node_get_array(sn);
         for (guint i = 0; i < json_array_get_length(a); i++)
-          if (!holds(json_array_get_element(a, i), G_TYPE_DOUBLE)) BAD("metrics.%s.samples[%u] must be a number", (char *)l->data, i);
+          if (!pq_json_holds(json_array_get_element(a, i), G_TYPE_DOUBLE)) BAD("metrics.%s.samples[%u] must be a number", (char *)l->data, i);
       }
     }
   }
@@ -418,10 +412,10 @@ gboolean pq_result_row_check(JsonObject *row, char **why) {
       } f[] = {{"stage", G_TYPE_INT64}, {"method", G_TYPE_STRING}, {"layer", G_TYPE_STRING}, {"detail", G_TYPE_STRING},
                {"bytes_before", G_TYPE_INT64}, {"bytes_after", G_TYPE_INT64}, {"skipped", G_TYPE_BOOLEAN}};
       for (size_t k = 0; k < G_N_ELEMENTS(f); k++)
-        if (json_object_has_member(e, f[k].key) && !holds(json_object_get_member(e, f[k].key), f[k].t))
+        if (json_object_has_member(e, f[k].key) && !pq_json_holds(json_object_get_member(e, f[k].key), f[k].t))
           BAD("layers[%u].%s has the wrong type", i, f[k].key);
       JsonNode *q = json_object_get_member(e, "sqnr_db");
-      if (q && !JSON_NODE_HOLDS_NULL(q) && !holds(q, G_TYPE_DOUBLE)) BAD("layers[%u].sqnr_db must be a number or null", i);
+      if (q && !JSON_NODE_HOLDS_NULL(q) && !pq_json_holds(q, G_TYPE_DOUBLE)) BAD("layers[%u].sqnr_db must be a number or null", i);
     }
   }
   return TRUE;
@@ -437,12 +431,12 @@ static JsonObject *load_report(const char *path, JsonParser *parser, GError **er
   JsonNode *root = json_parser_get_root(parser);
   JsonObject *o = root && JSON_NODE_HOLDS_OBJECT(root) ? json_node_get_object(root) : NULL;
   JsonNode *sch = o ? json_object_get_member(o, "schema") : NULL;
-  if (!holds(sch, G_TYPE_STRING) || strcmp(json_node_get_string(sch), "pquant-report")) {
+  if (!pq_json_holds(sch, G_TYPE_STRING) || strcmp(json_node_get_string(sch), "pquant-report")) {
     g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID, "%s: not a pquant report (field \"schema\")", path);
     return NULL;
   }
   JsonNode *ver = json_object_get_member(o, "schema_version"), *mn = json_object_get_member(o, "methods");
-  if (!holds(ver, G_TYPE_INT64)) {
+  if (!pq_json_holds(ver, G_TYPE_INT64)) {
     g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID, "%s: \"schema_version\" must be an integer", path);
     return NULL;
   }
