@@ -494,6 +494,15 @@ static void test_prune(void) {
   g_assert_null(pq_backend_prepare(cpu, bad, 1, 2, NULL, &err));
   g_assert_nonnull(strstr(err->message, "row starts decrease"));
   g_clear_error(&err);
+  g_autoptr(PqModel) bad2 = pq_model_copy(p); /* a column index beyond the input */
+  PqTensor *ci = pq_model_tensor(p, "w1.sp_cols");
+  g_autoptr(PqTensor) bc = pq_tensor_new("w1.sp_cols", pq_tensor_dtype(ci), 1, pq_tensor_shape(ci));
+  memcpy(pq_tensor_mutable_data(bc), pq_tensor_data(ci), pq_tensor_nbytes(ci));
+  ((guint16 *)pq_tensor_mutable_data(bc))[3] = 1000;
+  pq_model_set_tensor(bad2, bc);
+  g_assert_null(pq_backend_prepare(cpu, bad2, 1, 2, NULL, &err));
+  g_assert_nonnull(strstr(err->message, "column index 1000 out of range"));
+  g_clear_error(&err);
   /* low sparsity does not pay in CSR: reported */
   const char *low[] = {"sparsity", "0.2", NULL};
   g_autoptr(PqModel) pl = compress(prune, m, low, &err);
@@ -638,6 +647,13 @@ static void test_finetune(void) {
   g_assert_no_error(err);
   g_assert_cmpint(pq_finetune(t, x, labels, 2048, &p, &res, &perr), ==, -1);
   g_assert_nonnull(strstr(perr.message, "node 'fc1': op 'tt_linear' is not one it trains through"));
+  /* a second output (a layer beside the chain): refused */
+  g_autoptr(PqModel) skip = pq_test_tiny_mlp(64, 64, 10, 81);
+  const char *sk_in[3] = {"x", "w2", "b2"};
+  pq_graph_add_node(pq_model_graph(skip), "linear", "fc_skip", 3, sk_in, 1, (const char *[]){"unused"});
+  pq_graph_add_output(pq_model_graph(skip), "unused");
+  g_assert_cmpint(pq_finetune(skip, x, labels, 2048, &p, &res, &perr), ==, -1);
+  g_assert_nonnull(strstr(perr.message, "the model must have one input and one output"));
   labels[5] = 10;
   g_assert_cmpint(pq_finetune(ft, x, labels, 2048, &p, &res, &perr), ==, -1);
   g_assert_nonnull(strstr(perr.message, "label 10 of sample 5 is not one of the model's 10 outputs"));

@@ -471,6 +471,12 @@ static void test_transpose(void) {
   pq_node_set_ints(n, "perm", 4, bad);
   g_assert_null(pq_backend_prepare(cpu, mb, 1, 2, NULL, &err));
   g_assert_nonnull(strstr(err->message, "transpose: perm[0] must be 0 (the batch stays first)"));
+  g_clear_error(&err);
+  int64_t twice[4] = {0, 1, 1, 3};
+  g_autoptr(PqModel) mt = single("transpose", 4, xs, 0, NULL, &n);
+  pq_node_set_ints(n, "perm", 4, twice);
+  g_assert_null(pq_backend_prepare(cpu, mt, 1, 2, NULL, &err));
+  g_assert_nonnull(strstr(err->message, "transpose: \"perm\" is not a permutation"));
 }
 
 /* concat along the channels of [N, C, H, W] (two inputs of 2 and 3 channels), and its refusals */
@@ -509,6 +515,13 @@ static void test_concat(void) {
   pq_node_set_int(n, "axis", 0);
   g_assert_null(pq_backend_prepare(cpu, bad, 1, 2, NULL, &err));
   g_assert_nonnull(strstr(err->message, "concat: axis 0 must be one of dimensions 1..3 (not the batch)"));
+  g_clear_error(&err);
+  int64_t cs[4] = {1, 5, 2, 3};
+  g_autoptr(PqTensor) cw = pq_test_random_tensor("cw", 4, cs, 3, 1);
+  PqTensor *cwl[1] = {cw};
+  g_autoptr(PqModel) withw = single("concat", 4, xs, 1, cwl, &n); /* a model tensor as a part (batch 1 to match): refused */
+  g_assert_null(pq_backend_prepare(cpu, withw, 1, 1, NULL, &err));
+  g_assert_nonnull(strstr(err->message, "its inputs must be activations"));
 }
 
 /* log_softmax is the log of softmax, computed without overflow on large inputs */
@@ -546,6 +559,12 @@ static void test_pad(void) {
         float want = ir >= 0 && ir < 2 && ic < 3 ? x[p * 6 + ir * 3 + ic] : -7.0f;
         g_assert_cmpfloat(y[p * 20 + r * 4 + c], ==, want);
       }
+  g_autoptr(GError) err = NULL;
+  int64_t neg[4] = {1, -1, 0, 0};
+  g_autoptr(PqModel) bad = single("pad2d", 4, xs, 0, NULL, &n);
+  pq_node_set_ints(n, "pads", 4, neg);
+  g_assert_null(pq_backend_prepare(cpu, bad, 1, 2, NULL, &err));
+  g_assert_nonnull(strstr(err->message, "pad2d: \"pads\" must be four counts >= 0"));
 }
 
 static void test_errors(void) {

@@ -57,6 +57,18 @@ static Onnx__TensorProto *int64_tensor(const char *name, int nd, const int64_t *
   return t;
 }
 
+static Onnx__AttributeProto *attr_string(const char *name, const char *v) {
+  Onnx__AttributeProto *a = g_new0(Onnx__AttributeProto, 1);
+  onnx__attribute_proto__init(a);
+  a->name = g_strdup(name);
+  a->has_type = 1;
+  a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING;
+  a->has_s = 1;
+  a->s.len = strlen(v);
+  a->s.data = (uint8_t *)g_strdup(v);
+  return a;
+}
+
 static Onnx__AttributeProto *attr_int(const char *name, int64_t v) {
   Onnx__AttributeProto *a = g_new0(Onnx__AttributeProto, 1);
   onnx__attribute_proto__init(a);
@@ -512,6 +524,29 @@ static void test_bad(void) {
     nodes[1] = node("Concat", "cat0", 2, ci, "probs", 1, cb);
     g_autofree char *p2 = write_model("concat0.onnx", graph(2, nodes, 0, NULL, value("x", 2, xin), "probs"), TRUE);
     expect_error(p2, "node 'cat0' (Concat): along the batch");
+  }
+  /* refusals of the shape ops, each naming the node: a Squeeze of a dimension that is not 1, a Gather past
+   * the shape, a Pad that reflects, a Transpose of an activation that moves the batch */
+  {
+    int64_t ax1[1] = {1}, d1[1] = {1}, p8[8] = {0, 0, 1, 1, 0, 0, 1, 1}, perm2[2] = {1, 0};
+    int64_t x4[4] = {-1, 2, 3, 4};
+    const char *i1[1] = {"x"}, *gi[2] = {"shape", "idx9"};
+    Onnx__AttributeProto *sq[1] = {attr_ints("axes", 1, ax1)}, *tp[1] = {attr_ints("perm", 2, perm2)};
+    Onnx__NodeProto *n1[1] = {node("Squeeze", "sq", 1, i1, "probs", 1, sq)};
+    g_autofree char *p1 = write_model("squeeze-bad.onnx", graph(1, n1, 0, NULL, value("x", 2, xin), "probs"), TRUE);
+    expect_error(p1, "node 'sq' (Squeeze): dimension 1 is 4, not 1");
+    Onnx__TensorProto *idx = int64_tensor("idx9", 1, d1, (int64_t[]){9});
+    Onnx__TensorProto *gin[1] = {idx};
+    Onnx__NodeProto *n2[2] = {node("Shape", "sh", 1, i1, "shape", 0, NULL), node("Gather", "ga", 2, gi, "probs", 0, NULL)};
+    g_autofree char *p2 = write_model("gather-bad.onnx", graph(2, n2, 1, gin, value("x", 2, xin), "probs"), TRUE);
+    expect_error(p2, "node 'ga' (Gather): index 9 outside 2 values");
+    Onnx__AttributeProto *pa[2] = {attr_ints("pads", 8, p8), attr_string("mode", "reflect")};
+    Onnx__NodeProto *n3[1] = {node("Pad", "pad", 1, i1, "probs", 2, pa)};
+    g_autofree char *p3 = write_model("pad-reflect.onnx", graph(1, n3, 0, NULL, value("x", 4, x4), "probs"), TRUE);
+    expect_error(p3, "node 'pad' (Pad): mode 'reflect' is not supported (constant only)");
+    Onnx__NodeProto *n4[1] = {node("Transpose", "tr", 1, i1, "probs", 1, tp)};
+    g_autofree char *p4 = write_model("transpose-batch.onnx", graph(1, n4, 0, NULL, value("x", 2, xin), "probs"), TRUE);
+    expect_error(p4, "node 'tr' (Transpose): it moves the batch (perm[0] = 1)");
   }
   /* an unsupported op names itself and the node */
   {
