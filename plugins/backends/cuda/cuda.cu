@@ -944,6 +944,20 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
   return PQ_OK;
 }
 
+/* A relu that alone reads the output of the step just before it runs inside that step (as on the CPU): the
+ * step's kernels clamp as they write, and the relu becomes an alias of its input, one launch fewer. */
+static void fuse_relu(Cuda *c) {
+  for (size_t s = 1; s < c->steps.size(); s++) {
+    Step &st = c->steps[s], &prev = c->steps[s - 1];
+    if (st.kind != K_RELU || st.in[0] != prev.out || pq_plan_value_n_uses(c->plan, prev.out) != 1) continue;
+    if (prev.kind != K_LINEAR && prev.kind != K_CONV2D && prev.kind != K_ADD && prev.kind != K_BATCHNORM && prev.kind != K_MATMUL &&
+        prev.kind != K_CIRC && prev.kind != K_TT && prev.kind != K_SPARSE)
+      continue;
+    prev.relu = 1;
+    st.kind = K_ALIAS;
+  }
+}
+
 static PqStatus cuda_prepare(const PqModel *model, const PqBackendConfig *cfg, void **handle, PqPluginError *err) {
   Cuda *c = new Cuda();
   PqStatus st = PQ_ERR_INVALID;
@@ -998,6 +1012,7 @@ static PqStatus cuda_prepare(const PqModel *model, const PqBackendConfig *cfg, v
       cuda_release(c);
       return st;
     }
+  fuse_relu(c);
   /* every activation its own buffer, allocated now: a run allocates nothing */
   for (int v : c->inputs) c->values[v].ptr = (float *)dev_alloc(c, sizeof(float) * (size_t)(c->values[v].per_sample * c->max_batch));
   for (size_t s = 0; s < ns; s++) {
