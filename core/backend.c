@@ -1,6 +1,8 @@
 /* backend.c — calling plugins from the host: backends (prepare/run), compressors, probes and the runner. */
 #include "pq-private.h"
 
+#include <cblas.h>
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -280,6 +282,88 @@ float *pq_calibration_capture(const PqCalibration *c, const char *value, int64_t
     memcpy(out + start * per, outs[want].data, sizeof(float) * (size_t)(got * per));
   }
   return out;
+}
+
+float *pq_calibration_gram(const PqCalibration *c, const PqNode *node, int64_t *k_out, int64_t *rows_out, PqPluginError *error) {
+  const CalibrationHost *host = c ? c->host : NULL;
+  const char *op = pq_node_op(node), *layer = pq_node_name(node);
+  int is_conv = !strcmp(op, "conv2d");
+  if ((!is_conv && strcmp(op, "linear")) || pq_node_n_inputs(node) < 2) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "layer '%s': a Gram matrix of inputs is for linear and conv2d layers, not %s", layer, op);
+    return NULL;
+  }
+  if (is_conv && pq_node_get_int(node, "groups", 1) != 1) {
+    pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "layer '%s': a grouped convolution has one Gram matrix per group", layer);
+    return NULL;
+  }
+  if (!host || c->n_samples < 1) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "layer '%s': no calibration samples", layer);
+    return NULL;
+  }
+  PqTensor *w = pq_model_tensor((PqModel *)host->model, pq_node_input(node, 1));
+  if (!w || pq_tensor_ndim(w) != (is_conv ? 4 : 2)) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "layer '%s': its weight '%s' is not a %s tensor of the model being compressed", layer,
+                        pq_node_input(node, 1), is_conv ? "4-D" : "2-D");
+    return NULL;
+  }
+  int64_t k = pq_tensor_cols(w), per = 0, rows;
+  float *x = pq_calibration_capture(c, pq_node_input(node, 0), &per, error);
+  if (!x) return NULL;
+  float *gram = calloc((size_t)(k * k), sizeof(float));
+  if (!gram) {
+    free(x);
+    pq_plugin_error_set(error, PQ_ERR_NOMEM, "layer '%s': out of memory for a %lld x %lld Gram matrix", layer, (long long)k, (long long)k);
+    return NULL;
+  }
+  if (!is_conv) {
+    if (per % k) {
+      free(x);
+      free(gram);
+      pq_plugin_error_set(error, PQ_ERR_INVALID, "layer '%s': its input (%lld values a sample) is not rows of %lld", layer, (long long)per, (long long)k);
+      return NULL;
+    }
+    rows = c->n_samples * (per / k);
+    cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, (int)k, (int)rows, 1.0f, x, (int)k, 0.0f, gram, (int)k);
+  } else {
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PqPlan) plan = pq_model_plan(host->model, 1, &err);
+    int xv = plan ? pq_plan_value_index(plan, pq_node_input(node, 0)) : -1, yv = plan ? pq_plan_value_index(plan, pq_node_output(node, 0)) : -1;
+    int xnd = 0, ynd = 0;
+    const int64_t *xs = xv >= 0 ? pq_plan_value_shape(plan, xv, &xnd) : NULL, *ys = yv >= 0 ? pq_plan_value_shape(plan, yv, &ynd) : NULL;
+    const int64_t *ws = pq_tensor_shape(w);
+    if (!xs || !ys || xnd != 4 || ynd != 4 || xs[1] != ws[1]) {
+      free(x);
+      free(gram);
+      pq_plugin_error_set(error, PQ_ERR_INVALID, "layer '%s': cannot find its input and output shapes in the model being compressed", layer);
+      return NULL;
+    }
+    size_t cnt;
+    const int64_t *st = pq_node_get_ints(node, "strides", &cnt), *dl = pq_node_get_ints(node, "dilations", &cnt),
+                  *pd = pq_node_get_ints(node, "pads", &cnt);
+    PqConvGeometry geo = {xs[1], xs[2], xs[3], ws[2], ws[3], ys[2], ys[3], st ? st[0] : 1, st ? st[1] : 1,
+                          dl ? dl[0] : 1, dl ? dl[1] : 1, pd ? pd[0] : 0, pd ? pd[1] : 0};
+    int64_t ohw = geo.oh * geo.ow;
+    float *col = malloc(sizeof(float) * (size_t)(k * ohw));
+    if (!col) {
+      free(x);
+      free(gram);
+      pq_plugin_error_set(error, PQ_ERR_NOMEM, "layer '%s': out of memory", layer);
+      return NULL;
+    }
+    for (int64_t s = 0; s < c->n_samples; s++) { /* G += col colᵀ, col [k, positions] */
+      pq_im2col(x + s * per, &geo, col);
+      cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, (int)k, (int)ohw, 1.0f, col, (int)ohw, 1.0f, gram, (int)k);
+    }
+    free(col);
+    rows = c->n_samples * ohw;
+  }
+  free(x);
+  float inv = 1.0f / (float)rows;
+  for (int64_t i = 0; i < k; i++)
+    for (int64_t j = 0; j <= i; j++) gram[j * k + i] = gram[i * k + j] *= inv;
+  *k_out = k;
+  if (rows_out) *rows_out = rows;
+  return gram;
 }
 
 PqModel *pq_compressor_run_full(PqPlugin *plugin, const PqModel *model, const PqOptions *options,

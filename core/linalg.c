@@ -137,3 +137,45 @@ int pq_svd_truncated(const float *a, int64_t m, int64_t n, int64_t k, int random
   if (randomized) return svd_randomized(a, m, n, k, oversample < 0 ? 0 : oversample, power_iters < 0 ? 0 : power_iters, seed, u, s, vt, err);
   return svd_exact(a, m, n, k, u, s, vt, err);
 }
+
+/* ---- convolution patches --------------------------------------------------------------------------- */
+
+void pq_im2col(const float *x, const PqConvGeometry *g, float *col) {
+  int64_t ohw = g->oh * g->ow;
+  for (int64_t ci = 0; ci < g->c; ci++)
+    for (int64_t ki = 0; ki < g->kh; ki++)
+      for (int64_t kj = 0; kj < g->kw; kj++) {
+        float *row = col + ((ci * g->kh + ki) * g->kw + kj) * ohw;
+        for (int64_t oy = 0; oy < g->oh; oy++) {
+          int64_t iy = oy * g->sh - g->pt + ki * g->dh;
+          float *r = row + oy * g->ow;
+          if (iy < 0 || iy >= g->h) { /* a whole output row in the padding */
+            memset(r, 0, sizeof(float) * (size_t)g->ow);
+            continue;
+          }
+          const float *xr = x + (ci * g->h + iy) * g->w;
+          for (int64_t ox = 0; ox < g->ow; ox++) {
+            int64_t ix = ox * g->sw - g->pl + kj * g->dw;
+            r[ox] = ix >= 0 && ix < g->w ? xr[ix] : 0.0f;
+          }
+        }
+      }
+}
+
+void pq_col2im_add(const float *col, const PqConvGeometry *g, float *x) {
+  int64_t ohw = g->oh * g->ow;
+  for (int64_t ci = 0; ci < g->c; ci++)
+    for (int64_t ki = 0; ki < g->kh; ki++)
+      for (int64_t kj = 0; kj < g->kw; kj++) {
+        const float *row = col + ((ci * g->kh + ki) * g->kw + kj) * ohw;
+        for (int64_t oy = 0; oy < g->oh; oy++) {
+          int64_t iy = oy * g->sh - g->pt + ki * g->dh;
+          if (iy < 0 || iy >= g->h) continue;
+          float *xr = x + (ci * g->h + iy) * g->w;
+          for (int64_t ox = 0; ox < g->ow; ox++) {
+            int64_t ix = ox * g->sw - g->pl + kj * g->dw;
+            if (ix >= 0 && ix < g->w) xr[ix] += row[oy * g->ow + ox];
+          }
+        }
+      }
+}

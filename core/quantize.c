@@ -2,7 +2,10 @@
  * round to nearest, optionally with a clipping search per scale group. Shared by every plugin that quantizes. */
 #include "pq-private.h"
 
+#include <cblas.h>
+#include <lapacke.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -179,5 +182,151 @@ PqTensor *pq_quantize_matrix(const char *name, const float *w, int ndim, const i
     }
     pq_pack_codes(codes, cols, bits, packed + r * rb);
   }
+  return g_steal_pointer(&t);
+}
+
+/* ---- GPTQ ------------------------------------------------------------------------------------------ */
+
+/* U, the upper Cholesky factor of (G + damping)⁻¹ (k × k, row-major, lower triangle 0): GPTQ's update rows. */
+static float *gptq_inverse_factor(const float *h, int64_t k, const char *name, PqPluginError *error) {
+  float *u = malloc(sizeof(float) * (size_t)(k * k));
+  if (!u) {
+    pq_plugin_error_set(error, PQ_ERR_NOMEM, "'%s': out of memory for a %lld x %lld Gram matrix", name, (long long)k, (long long)k);
+    return NULL;
+  }
+  memcpy(u, h, sizeof(float) * (size_t)(k * k));
+  lapack_int info = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)k, u, (lapack_int)k);
+  if (info == 0) info = LAPACKE_spotri(LAPACK_ROW_MAJOR, 'L', (lapack_int)k, u, (lapack_int)k);
+  if (info == 0) {
+    for (int64_t i = 0; i < k; i++) /* the inverse is in the lower triangle: mirror it, then factor it as UᵀU */
+      for (int64_t j = 0; j < i; j++) u[j * k + i] = u[i * k + j];
+    info = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'U', (lapack_int)k, u, (lapack_int)k);
+  }
+  if (info != 0) {
+    free(u);
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': the inputs' Gram matrix is not positive definite even with its damping (raise damping)", name);
+    return NULL;
+  }
+  for (int64_t i = 0; i < k; i++)
+    for (int64_t j = 0; j < i; j++) u[i * k + j] = 0.0f;
+  return u;
+}
+
+typedef struct {
+  int64_t a, b;
+  float key;
+} OrderKey;
+
+static int cmp_order_desc(const void *x, const void *y) { /* largest key first, ties by index: a stable order */
+  const OrderKey *p = x, *q = y;
+  if (p->key != q->key) return p->key > q->key ? -1 : 1;
+  return p->a < q->a ? -1 : p->a > q->a;
+}
+
+PqTensor *pq_quantize_matrix_gptq(const char *name, const float *w, int ndim, const int64_t *shape, int bits, PqQuantScheme scheme,
+                                  int64_t group_size, int symmetric, int clip_steps, const float *gram, double damping, int act_order,
+                                  PqPluginError *error) {
+  int64_t rows, cols;
+  size_t rb, nb;
+  if (!pq_packed_layout(bits, ndim, shape, &rows, &cols, &rb, &nb)) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': bits %d outside 2..8 or an invalid shape", name, bits);
+    return NULL;
+  }
+  if (scheme == PQ_QUANT_PER_GROUP && (group_size <= 0 || cols % group_size)) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': group size %lld does not divide the row length %lld", name, (long long)group_size,
+                        (long long)cols);
+    return NULL;
+  }
+  if (!(damping >= 0)) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': damping %g is negative", name, damping);
+    return NULL;
+  }
+  for (int64_t i = 0; i < rows * cols; i++)
+    if (!isfinite(w[i])) {
+      pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': element %lld is %s", name, (long long)i, isnan(w[i]) ? "NaN" : "infinite");
+      return NULL;
+    }
+  for (int64_t i = 0; i < cols * cols; i++)
+    if (!isfinite(gram[i])) {
+      pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': the Gram matrix holds a non-finite value at %lld", name, (long long)i);
+      return NULL;
+    }
+  const int64_t k = cols, n = rows, block = 128;
+  int64_t group = scheme == PQ_QUANT_PER_GROUP ? group_size : cols, row_groups = scheme == PQ_QUANT_PER_GROUP ? cols / group_size : 1;
+  /* the columns' order, and G in that order with its damping; columns no input ever reaches are 0 */
+  g_autofree int64_t *perm = g_new(int64_t, k);
+  g_autofree OrderKey *keys = g_new(OrderKey, k);
+  for (int64_t j = 0; j < k; j++) keys[j] = (OrderKey){j, 0, act_order ? gram[j * k + j] : 0.0f};
+  if (act_order) qsort(keys, (size_t)k, sizeof *keys, cmp_order_desc);
+  for (int64_t j = 0; j < k; j++) perm[j] = keys[j].a;
+  g_autofree float *h = g_new(float, k * k);
+  double mean = 0;
+  for (int64_t j = 0; j < k; j++) mean += gram[j * k + j];
+  mean = k ? mean / (double)k : 0;
+  g_autofree gboolean *dead = g_new0(gboolean, k);
+  for (int64_t i = 0; i < k; i++)
+    for (int64_t j = 0; j < k; j++) h[i * k + j] = gram[perm[i] * k + perm[j]];
+  for (int64_t j = 0; j < k; j++) {
+    if (h[j * k + j] <= 0.0f) { /* a dead input: any weight there is harmless; 0 keeps it simple */
+      dead[j] = TRUE;
+      for (int64_t i = 0; i < k; i++) h[i * k + j] = h[j * k + i] = 0.0f;
+      h[j * k + j] = 1.0f;
+    }
+    h[j * k + j] += (float)(damping * (mean > 0 ? mean : 1.0));
+  }
+  g_autofree float *u = gptq_inverse_factor(h, k, name, error);
+  if (!u) return NULL;
+  /* Wt [k, n]: column j (in processing order) of W as a contiguous row */
+  g_autofree float *wt = g_new(float, k * n);
+  for (int64_t j = 0; j < k; j++)
+    for (int64_t r = 0; r < n; r++) wt[j * n + r] = dead[j] ? 0.0f : w[r * k + perm[j]];
+  /* scale groups: fixed from W now, except per-group scales in natural order, chosen as each group starts */
+  int64_t n_scales = pq_quant_n_scales(scheme, rows, cols, group_size), ss[1] = {n_scales};
+  g_autoptr(PqTensor) scales = pq_tensor_new("scales", PQ_DTYPE_F32, 1, ss);
+  g_autoptr(PqTensor) zeros = symmetric ? NULL : pq_tensor_new("zeros", PQ_DTYPE_U8, 1, ss);
+  float *sc = pq_tensor_mutable_data(scales);
+  uint8_t *zp = zeros ? pq_tensor_mutable_data(zeros) : NULL;
+  g_autofree GroupParams *params = g_new(GroupParams, n * row_groups);
+  gboolean lazy = scheme == PQ_QUANT_PER_GROUP && !act_order;
+  if (scheme == PQ_QUANT_PER_TENSOR) {
+    GroupParams p = choose(w, rows * cols, bits, symmetric, clip_steps);
+    for (int64_t r = 0; r < n; r++) params[r] = p;
+  } else if (!lazy)
+    for (int64_t r = 0; r < n; r++)
+      for (int64_t gi = 0; gi < row_groups; gi++) params[r * row_groups + gi] = choose(w + r * k + gi * group, group, bits, symmetric, clip_steps);
+  g_autofree float *gv = g_new(float, group);
+  g_autofree uint8_t *codes = g_new(uint8_t, n * k);
+  g_autofree float *err = g_new(float, block * n);
+  for (int64_t i1 = 0; i1 < k; i1 += block) {
+    int64_t i2 = MIN(i1 + block, k);
+    for (int64_t j = i1; j < i2; j++) {
+      int64_t col = perm[j], gi = scheme == PQ_QUANT_PER_GROUP ? col / group : 0;
+      float *wj = wt + j * n, *ej = err + (j - i1) * n, d = u[j * k + j];
+      if (lazy && col % group == 0) /* this group's scales, from its columns as they stand now */
+        for (int64_t r = 0; r < n; r++) {
+          for (int64_t t = 0; t < group; t++) gv[t] = wt[(j + t) * n + r];
+          params[r * row_groups + gi] = choose(gv, group, bits, symmetric, clip_steps);
+        }
+      for (int64_t r = 0; r < n; r++) {
+        GroupParams p = params[r * row_groups + gi];
+        uint8_t q = code_of(wj[r], p, bits);
+        codes[r * k + col] = q;
+        ej[r] = (wj[r] - p.scale * ((float)q - (float)p.zero)) / d;
+      }
+      for (int64_t l = j + 1; l < i2; l++) cblas_saxpy((int)n, -u[j * k + l], ej, 1, wt + l * n, 1); /* within the block */
+    }
+    if (i2 < k) /* the rest at once: Wt[i2:] -= U[i1:i2, i2:]ᵀ E */
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(k - i2), (int)n, (int)(i2 - i1), -1.0f, u + i1 * k + i2, (int)k, err, (int)n,
+                  1.0f, wt + i2 * n, (int)n);
+  }
+  for (int64_t r = 0; r < n; r++)
+    for (int64_t gi = 0; gi < (scheme == PQ_QUANT_PER_TENSOR ? 1 : row_groups); gi++) {
+      int64_t si = scheme == PQ_QUANT_PER_TENSOR ? 0 : r * row_groups + gi;
+      sc[si] = params[r * row_groups + gi].scale;
+      if (zp) zp[si] = params[r * row_groups + gi].zero;
+    }
+  g_autoptr(PqTensor) t = pq_tensor_new_packed(name, bits, ndim, shape, scheme, group_size, scales, zeros);
+  uint8_t *packed = pq_tensor_mutable_data(t);
+  for (int64_t r = 0; r < n; r++) pq_pack_codes(codes + r * k, k, bits, packed + r * rb);
   return g_steal_pointer(&t);
 }

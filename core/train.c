@@ -257,22 +257,9 @@ static void ft_params(FtStep *s, PqTensor *w, PqTensor *b) {
 
 /* col [C·kh·kw, OH·OW] from one sample x [C, H, W]; with `back`, the reverse: col's values added into x. */
 static void ft_im2col(const FtStep *s, float *x, float *col, gboolean back) {
-  int64_t ohw = s->oh * s->ow;
-  for (int64_t ci = 0; ci < s->c; ci++)
-    for (int64_t ki = 0; ki < s->kh; ki++)
-      for (int64_t kj = 0; kj < s->kw; kj++) {
-        float *row = col + ((ci * s->kh + ki) * s->kw + kj) * ohw;
-        for (int64_t oy = 0; oy < s->oh; oy++) {
-          int64_t iy = oy * s->sh - s->ph + ki * s->dh;
-          for (int64_t ox = 0; ox < s->ow; ox++) {
-            int64_t ix = ox * s->sw - s->pw + kj * s->dw;
-            gboolean in = iy >= 0 && iy < s->h && ix >= 0 && ix < s->w_;
-            if (back) {
-              if (in) x[(ci * s->h + iy) * s->w_ + ix] += row[oy * s->ow + ox];
-            } else row[oy * s->ow + ox] = in ? x[(ci * s->h + iy) * s->w_ + ix] : 0.0f;
-          }
-        }
-      }
+  PqConvGeometry g = {s->c, s->h, s->w_, s->kh, s->kw, s->oh, s->ow, s->sh, s->sw, s->dh, s->dw, s->ph, s->pw};
+  if (back) pq_col2im_add(col, &g, x);
+  else pq_im2col(x, &g, col);
 }
 
 /* Pools over one sample's planes: forward (argmax kept for max), or backward from dy into dx (zeroed first). */

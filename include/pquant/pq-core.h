@@ -118,6 +118,29 @@ PQ_API PqTensor *pq_quantize_matrix(const char *name, const float *w, int ndim, 
                                     PqQuantScheme scheme, int64_t group_size, int symmetric, int clip_steps,
                                     struct PqPluginError *error);
 
+/* GPTQ (Frantar et al., 2022): quantize W as pq_quantize_matrix() does (same layout, scales and zero points),
+ * but column by column, each column's rounding error spread over the columns not yet quantized through the
+ * inverse of `gram` — G = XᵀX / N (cols × cols, row-major, both triangles), X the rows the layer multiplies
+ * by W — so that the layer's outputs on such inputs, not its weights, keep the least squared error.
+ * `damping` adds that fraction of G's mean diagonal to it; `act_order` quantizes the columns with the
+ * largest G diagonal first (per-group scales are then fixed from W before the first column). Columns
+ * whose inputs are always 0 are quantized as 0. NULL with `error` filled for invalid arguments, or when G
+ * plus its damping is not positive definite. Since ABI 1.3. */
+PQ_API PqTensor *pq_quantize_matrix_gptq(const char *name, const float *w, int ndim, const int64_t *shape, int bits,
+                                         PqQuantScheme scheme, int64_t group_size, int symmetric, int clip_steps,
+                                         const float *gram, double damping, int act_order, struct PqPluginError *error);
+
+/* A conv2d's geometry over one image [c, h, w] (c: the channels of one group), kernel kh × kw, output
+ * oh × ow, strides, dilations and the top and left pads. */
+typedef struct PqConvGeometry {
+  int64_t c, h, w, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl;
+} PqConvGeometry;
+/* col [c·kh·kw, oh·ow]: the image's patches, one column per output position, 0 where a patch reaches into
+ * the padding. Since ABI 1.3. */
+PQ_API void pq_im2col(const float *x, const PqConvGeometry *geometry, float *col);
+/* The reverse: each of col's values added into x [c, h, w] at its place (those in the padding dropped). */
+PQ_API void pq_col2im_add(const float *col, const PqConvGeometry *geometry, float *x);
+
 /* Truncated SVD of a row-major matrix A [m, n] ≈ U diag(S) Vt with U [m, k], S [k], Vt [k, n] (row-major),
  * singular values descending. `randomized` = 0: exact (LAPACK sgesdd); else randomized (Halko et al.) with
  * `oversample` extra columns and `power_iters` power iterations, in O((m + n)(k + oversample)) memory

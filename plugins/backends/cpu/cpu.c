@@ -896,28 +896,6 @@ static void run_softmax(const Step *st, const float *x, float *y, int64_t total)
   }
 }
 
-static void im2col(const float *x, int64_t c, int64_t h, int64_t w, const Step *st, float *col) {
-  int64_t ohw = st->oh * st->ow;
-  for (int64_t ci = 0; ci < c; ci++)
-    for (int64_t ki = 0; ki < st->kh; ki++)
-      for (int64_t kj = 0; kj < st->kw; kj++) {
-        float *row = col + ((ci * st->kh + ki) * st->kw + kj) * ohw;
-        for (int64_t oy = 0; oy < st->oh; oy++) {
-          int64_t iy = oy * st->sh - st->pt + ki * st->dh;
-          float *r = row + oy * st->ow;
-          if (iy < 0 || iy >= h) {
-            memset(r, 0, sizeof(float) * (size_t)st->ow);
-            continue;
-          }
-          const float *xr = x + (ci * h + iy) * w;
-          for (int64_t ox = 0; ox < st->ow; ox++) {
-            int64_t ix = ox * st->sw - st->pl + kj * st->dw;
-            r[ox] = ix >= 0 && ix < w ? xr[ix] : 0.0f;
-          }
-        }
-      }
-}
-
 static void run_conv(const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch, float *ws) {
   int64_t g = st->groups, cg = st->c / g, ocg = st->oc / g, ohw = st->oh * st->ow, kk = cg * st->kh * st->kw;
   int direct = st->kh == 1 && st->kw == 1 && st->sh == 1 && st->sw == 1 && st->pt == 0 && st->pl == 0 && st->oh == st->h &&
@@ -929,7 +907,8 @@ static void run_conv(const Step *st, const float *x, const float *w, const float
       const float *xg = xn + gi * cg * st->h * st->w;
       const float *col = xg;
       if (!direct) {
-        im2col(xg, cg, st->h, st->w, st, ws);
+        PqConvGeometry geo = {cg, st->h, st->w, st->kh, st->kw, st->oh, st->ow, st->sh, st->sw, st->dh, st->dw, st->pt, st->pl};
+        pq_im2col(xg, &geo, ws);
         col = ws;
       }
       float *yg = yn + gi * ocg * ohw;

@@ -2,6 +2,7 @@
  * packed integer tensors with per-tensor, per-channel or per-group scales. Backends compute from the codes. */
 #include <pquant/pq-plugin.h>
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,8 +15,25 @@ static int cmp_float(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+static int uses_gptq(const PqOptions *o) { return !strcmp(pq_options_get_string(o, "method", "rtn"), "gptq"); }
+
 static int64_t calibration_wanted(const PqOptions *o) {
-  return strcmp(pq_options_get_string(o, "activations", "dynamic"), "static") == 0 ? 65536 : 0; /* as many as given */
+  int static_act = !strcmp(pq_options_get_string(o, "activations", "dynamic"), "static");
+  return static_act || uses_gptq(o) ? 65536 : 0; /* as many as given */
+}
+
+/* Σ_rows (w − q)ᵀ G (w − q): the squared output error on the calibration inputs that G summarises. */
+static double output_error(const float *w, const float *q, const float *gram, int64_t n, int64_t k) {
+  float *d = calloc((size_t)(n * k), sizeof(float)), *dg = malloc(sizeof(float) * (size_t)(n * k));
+  double e = 0;
+  if (d && dg) {
+    for (int64_t i = 0; i < n * k; i++) d[i] = w[i] - q[i];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)k, (int)k, 1.0f, d, (int)k, gram, (int)k, 0.0f, dg, (int)k);
+    for (int64_t i = 0; i < n * k; i++) e += (double)d[i] * dg[i];
+  }
+  free(d);
+  free(dg);
+  return e;
 }
 
 /* The int8 range of a layer's input: max |x| over the calibration data, or a percentile of |x|. */
@@ -41,11 +59,13 @@ static float activation_scale(const PqCalibration *cal, const char *value, const
 
 static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCalibration *calibration, PqModel **out,
                                PqPluginError *error) {
-  int static_act = !strcmp(pq_options_get_string(o, "activations", "dynamic"), "static");
-  if (static_act && (!calibration || calibration->n_samples < 1)) {
-    pq_plugin_error_set(error, PQ_ERR_INVALID, "activations=static needs calibration samples (--calibration N > 0)");
+  int static_act = !strcmp(pq_options_get_string(o, "activations", "dynamic"), "static"), gptq = uses_gptq(o);
+  if ((static_act || gptq) && (!calibration || calibration->n_samples < 1)) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "%s needs calibration samples (--calibration N > 0)", gptq ? "method=gptq" : "activations=static");
     return PQ_ERR_INVALID;
   }
+  double damping = pq_options_get_float(o, "damping", 0.01);
+  int act_order = pq_options_get_bool(o, "act_order", 0);
   int bits = (int)pq_options_get_int(o, "bits", 8);
   const char *scheme_s = pq_options_get_string(o, "scheme", "per_channel");
   PqQuantScheme scheme = PQ_QUANT_PER_CHANNEL;
@@ -101,8 +121,44 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
       return PQ_ERR_NOMEM;
     }
     pq_tensor_to_f32(w, f);
-    PqTensor *q = pq_quantize_matrix(pq_tensor_name(w), f, pq_tensor_ndim(w), pq_tensor_shape(w), bits, scheme, group,
-                                     symmetric, clip, error);
+    /* GPTQ: the Gram matrix of the layer's inputs first (a grouped conv has none: rounded to nearest) */
+    float *gram = NULL;
+    int64_t gram_rows = 0, gram_k = 0;
+    char gptq_note[96] = "";
+    if (gptq) {
+      gram = pq_calibration_gram(calibration, node, &gram_k, &gram_rows, error);
+      if (!gram && error->code == PQ_ERR_UNSUPPORTED)
+        snprintf(gptq_note, sizeof gptq_note, ", rounded to nearest (GPTQ: grouped convolution)");
+      else if (!gram || gram_k != cols) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "layer '%s': %s", layer, gram ? "its Gram matrix does not match its weight" : error->message);
+        pq_plugin_error_set(error, PQ_ERR_INVALID, "%s", msg);
+        free(gram);
+        free(f);
+        free(back);
+        pq_model_unref(m); /* last: `layer` belongs to it */
+        return PQ_ERR_INVALID;
+      }
+    }
+    PqTensor *q = gram ? pq_quantize_matrix_gptq(pq_tensor_name(w), f, pq_tensor_ndim(w), pq_tensor_shape(w), bits, scheme, group,
+                                                 symmetric, clip, gram, damping, act_order, error)
+                       : pq_quantize_matrix(pq_tensor_name(w), f, pq_tensor_ndim(w), pq_tensor_shape(w), bits, scheme, group,
+                                            symmetric, clip, error);
+    if (q && gram) { /* how much GPTQ bought: its output error against rounding to nearest, on the same inputs */
+      PqTensor *rtn = pq_quantize_matrix(pq_tensor_name(w), f, pq_tensor_ndim(w), pq_tensor_shape(w), bits, scheme, group, symmetric,
+                                         clip, error);
+      float *rb = rtn ? malloc(sizeof(float) * (size_t)n) : NULL;
+      if (rb) {
+        pq_tensor_to_f32(q, back);
+        pq_tensor_to_f32(rtn, rb);
+        double eg = output_error(f, back, gram, n / cols, cols), er = output_error(f, rb, gram, n / cols, cols);
+        snprintf(gptq_note, sizeof gptq_note, ", GPTQ%s (%lld input rows): output error %.2fx round-to-nearest's",
+                 act_order ? " act_order" : "", (long long)gram_rows, er > 0 ? eg / er : 1.0);
+      }
+      free(rb);
+      if (rtn) pq_tensor_unref(rtn);
+    }
+    free(gram);
     if (!q) {
       free(f);
       free(back);
@@ -117,12 +173,16 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
     pq_error_stats(f, back, n, &rel, &sqnr);
     int64_t after = (int64_t)pq_tensor_nbytes(q) + (int64_t)pq_tensor_nbytes(pq_tensor_scales(q)) +
                     (pq_tensor_zeros(q) ? (int64_t)pq_tensor_nbytes(pq_tensor_zeros(q)) : 0);
-    char detail[160];
+    char detail[240];
     if (scheme == PQ_QUANT_PER_GROUP)
       snprintf(detail, sizeof detail, "%d-bit %s group %lld %s", bits, scheme_names[scheme], (long long)group,
                symmetric ? "symmetric" : "asymmetric");
     else
       snprintf(detail, sizeof detail, "%d-bit %s %s", bits, scheme_names[scheme], symmetric ? "symmetric" : "asymmetric");
+    if (gptq_note[0]) {
+      size_t at = strlen(detail);
+      snprintf(detail + at, sizeof detail - at, "%s", gptq_note);
+    }
     if (static_act && is_linear) { /* W8A8: a fixed int8 range for the layer's input */
       float sa = activation_scale(calibration, pq_node_input(node, 0), o, error);
       if (sa < 0) {
@@ -158,7 +218,7 @@ static const PqPluginDesc quant_desc = {
     .abi_minor = PQ_ABI_MINOR,
     .kind = PQ_KIND_COMPRESSOR,
     .name = "quant",
-    .version = "1.0.0",
+    .version = "1.1.0",
     .description = "weight quantization to 2-8 bits, stored packed, per tensor, channel or group",
     .options_schema =
         "{\"bits\": {\"type\": \"integer\", \"minimum\": 2, \"maximum\": 8, \"default\": 8},"
@@ -171,7 +231,14 @@ static const PqPluginDesc quant_desc = {
         " \"activations\": {\"type\": \"string\", \"enum\": [\"dynamic\", \"static\"], \"default\": \"dynamic\","
         "  \"description\": \"linear inputs quantized to int8 per row at run time, or with a range fixed from calibration data (W8A8)\"},"
         " \"act_range\": {\"type\": \"string\", \"enum\": [\"minmax\", \"percentile\"], \"default\": \"percentile\"},"
-        " \"percentile\": {\"type\": \"number\", \"minimum\": 50, \"maximum\": 100, \"default\": 99.99}}",
+        " \"percentile\": {\"type\": \"number\", \"minimum\": 50, \"maximum\": 100, \"default\": 99.99},"
+        " \"method\": {\"type\": \"string\", \"enum\": [\"rtn\", \"gptq\"], \"default\": \"rtn\","
+        "  \"description\": \"rtn: round each weight to nearest; gptq: columns in turn, each rounding error spread over the columns left through"
+        " the inverse Gram matrix of the layer's calibration inputs (Frantar et al. 2022)\"},"
+        " \"damping\": {\"type\": \"number\", \"minimum\": 0, \"maximum\": 10, \"default\": 0.01,"
+        "  \"description\": \"gptq: fraction of the Gram matrix's mean diagonal added to it\"},"
+        " \"act_order\": {\"type\": \"boolean\", \"default\": false,"
+        "  \"description\": \"gptq: quantize the columns with the largest inputs first\"}}",
     .vtable = &quant_vtable,
 };
 
