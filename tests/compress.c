@@ -830,6 +830,245 @@ static void test_data_aware(void) {
   g_assert_cmpfloat(out_err[1], <, out_err[0]);
 }
 
+/* Σ_rows (w − q)ᵀ G (w − q) in double: the squared output error on inputs whose Gram matrix is G. */
+static double gram_error(const float *w, const float *q, const float *g, int64_t n, int64_t k) {
+  double e = 0;
+  for (int64_t r = 0; r < n; r++)
+    for (int64_t i = 0; i < k; i++)
+      for (int64_t j = 0; j < k; j++) e += ((double)w[r * k + i] - q[r * k + i]) * g[i * k + j] * ((double)w[r * k + j] - q[r * k + j]);
+  return e;
+}
+
+/* GPTQ against its definition: with G = I no error has anywhere to go, so every code is round-to-nearest's;
+ * with correlated inputs its output error is well below round-to-nearest's; a column no input reaches
+ * is 0; a Gram matrix that is not positive definite, or holds NaN, is refused by name. */
+static void test_gptq_matrix(void) {
+  enum { N = 24, K = 64, S = 300 };
+  int64_t sh[2] = {N, K};
+  g_autoptr(PqTensor) wt = pq_test_random_tensor("w", 2, sh, 21, 1);
+  const float *w = pq_tensor_data(wt);
+  PqPluginError e = {sizeof e, 0, {0}};
+  g_autofree float *eye = g_new0(float, K * K), *g = g_new0(float, K * K), *x = g_new(float, S * K);
+  for (int i = 0; i < K; i++) eye[i * K + i] = 1.0f;
+  const struct {
+    PqQuantScheme scheme;
+    int64_t group;
+    int symmetric, clip, act_order;
+  } forms[] = {{PQ_QUANT_PER_CHANNEL, 0, 1, 20, 0}, {PQ_QUANT_PER_GROUP, 16, 1, 0, 0}, {PQ_QUANT_PER_GROUP, 16, 0, 10, 1},
+               {PQ_QUANT_PER_TENSOR, 0, 1, 5, 1}, {PQ_QUANT_PER_CHANNEL, 0, 0, 0, 1}};
+  for (size_t f = 0; f < G_N_ELEMENTS(forms); f++) {
+    g_autoptr(PqTensor) rtn = pq_quantize_matrix("w", w, 2, sh, 3, forms[f].scheme, forms[f].group, forms[f].symmetric, forms[f].clip, &e);
+    g_autoptr(PqTensor) gq = pq_quantize_matrix_gptq("w", w, 2, sh, 3, forms[f].scheme, forms[f].group, forms[f].symmetric, forms[f].clip,
+                                                     eye, 0.0, forms[f].act_order, &e);
+    g_assert_nonnull(gq);
+    g_assert_cmpuint(pq_tensor_nbytes(gq), ==, pq_tensor_nbytes(rtn));
+    g_assert_cmpmem(pq_tensor_data(gq), pq_tensor_nbytes(gq), pq_tensor_data(rtn), pq_tensor_nbytes(rtn));
+    g_assert_cmpmem(pq_tensor_data(pq_tensor_scales(gq)), pq_tensor_nbytes(pq_tensor_scales(gq)), pq_tensor_data(pq_tensor_scales(rtn)),
+                    pq_tensor_nbytes(pq_tensor_scales(rtn)));
+  }
+  /* inputs with strongly correlated columns: x_j = common + small own part */
+  GRand *r = g_rand_new_with_seed(5);
+  for (int s = 0; s < S; s++) {
+    float common = (float)g_rand_double_range(r, -1, 1);
+    for (int j = 0; j < K; j++) x[s * K + j] = common * (1.0f + 0.02f * (float)j) + 0.2f * (float)g_rand_double_range(r, -1, 1);
+  }
+  g_rand_free(r);
+  cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, K, S, 1.0f / S, x, K, 0.0f, g, K);
+  for (int i = 0; i < K; i++)
+    for (int j = 0; j < i; j++) g[j * K + i] = g[i * K + j];
+  float back_r[N * K], back_g[N * K];
+  for (int order = 0; order <= 1; order++)
+    for (int scheme = 1; scheme <= 2; scheme++) {
+      g_autoptr(PqTensor) rtn = pq_quantize_matrix("w", w, 2, sh, 3, (PqQuantScheme)scheme, 16, 1, 20, &e);
+      g_autoptr(PqTensor) gq = pq_quantize_matrix_gptq("w", w, 2, sh, 3, (PqQuantScheme)scheme, 16, 1, 20, g, 0.01, order, &e);
+      g_assert_nonnull(gq);
+      pq_tensor_to_f32(rtn, back_r);
+      pq_tensor_to_f32(gq, back_g);
+      double er = gram_error(w, back_r, g, N, K), eg = gram_error(w, back_g, g, N, K);
+      g_test_message("scheme %d act_order %d: output error GPTQ %.4g, round to nearest %.4g", scheme, order, eg, er);
+      g_assert_cmpfloat(eg, <, 0.5 * er);
+    }
+  /* column 7 never sees an input */
+  g_autofree float *gd = g_memdup2(g, sizeof(float) * K * K);
+  for (int i = 0; i < K; i++) gd[i * K + 7] = gd[7 * K + i] = 0.0f;
+  g_autoptr(PqTensor) dead = pq_quantize_matrix_gptq("w", w, 2, sh, 4, PQ_QUANT_PER_CHANNEL, 0, 1, 0, gd, 0.01, 1, &e);
+  g_assert_nonnull(dead);
+  pq_tensor_to_f32(dead, back_g);
+  for (int i = 0; i < N; i++) g_assert_cmpfloat(back_g[i * K + 7], ==, 0.0f);
+  /* refusals */
+  g_autofree float *bad = g_new0(float, K * K);
+  for (int i = 0; i < K; i++) bad[i * K + i] = 1.0f;
+  bad[1] = bad[K] = 3.0f; /* [[1, 3], [3, 1]]: indefinite */
+  g_assert_null(pq_quantize_matrix_gptq("w", w, 2, sh, 4, PQ_QUANT_PER_CHANNEL, 0, 1, 0, bad, 0.0, 0, &e));
+  g_assert_nonnull(strstr(e.message, "'w': the inputs' Gram matrix is not positive definite"));
+  bad[1] = bad[K] = NAN;
+  g_assert_null(pq_quantize_matrix_gptq("w", w, 2, sh, 4, PQ_QUANT_PER_CHANNEL, 0, 1, 0, bad, 0.01, 0, &e));
+  g_assert_cmpstr(e.message, ==, "'w': the Gram matrix holds a non-finite value at 1");
+  g_assert_null(pq_quantize_matrix_gptq("w", w, 2, sh, 4, PQ_QUANT_PER_GROUP, 10, 1, 0, eye, 0.01, 0, &e));
+  g_assert_cmpstr(e.message, ==, "'w': group size 10 does not divide the row length 64");
+  g_assert_null(pq_quantize_matrix_gptq("w", w, 2, sh, 4, PQ_QUANT_PER_CHANNEL, 0, 1, 0, eye, -1.0, 0, &e));
+  g_assert_cmpstr(e.message, ==, "'w': damping -1 is negative");
+}
+
+static PqDataset *train_set(void) {
+  g_autoptr(GError) err = NULL;
+  PqDataset *d = pq_dataset_open("fashion-mnist", "train", &err);
+  if (!d) g_test_skip("the dataset-fashion-mnist package is not installed (run .ci/setup)");
+  return d;
+}
+
+/* The Gram matrix a compressor gets (through the test plugin, which keeps it as a tensor) against one
+ * computed here: a linear layer reading another layer's output, and a conv with strides, dilations and
+ * uneven pads over image patches; a grouped conv and a relu are refused. */
+static void test_calibration_gram(void) {
+  g_autoptr(PqDataset) train = train_set();
+  if (!train) return;
+  g_autoptr(GError) err = NULL;
+  PqPlugin *tp = pq_registry_load(reg, TEST_PLUGIN_DIR "/good.so", &err);
+  g_assert_no_error(err);
+  enum { S = 40 };
+  g_autofree float *x = g_new(float, S * 784);
+  pq_dataset_get_batch(train, 0, S, x, NULL);
+  /* linear fc2 of a 784-32-10 MLP: its input is fc1's output after relu, "hr" */
+  g_autoptr(PqModel) mlp = pq_test_tiny_mlp(784, 32, 10, 3);
+  g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(tp), "test_identity", &err);
+  pq_options_add_layer_selection(o, &err);
+  pq_options_set(o, "calibration", "40", &err);
+  pq_options_set(o, "gram", "fc2", &err);
+  g_assert_no_error(err);
+  g_autoptr(PqModel) out = pq_compressor_run_full(tp, mlp, o, train, 0, cpu, &err);
+  g_assert_no_error(err);
+  g_assert_cmpstr(pq_model_meta(out, "test.gram_rows"), ==, "40");
+  g_autoptr(PqModel) probe = pq_model_copy(mlp);
+  pq_graph_add_output(pq_model_graph(probe), "hr");
+  g_autoptr(PqBackend) b = pq_backend_prepare(cpu, probe, 1, S, NULL, &err);
+  g_assert_no_error(err);
+  g_autofree float *y = g_new(float, S * 10), *h = g_new(float, S * 32);
+  PqTensorView in = {sizeof in, PQ_DTYPE_F32, 2, 0, {S, 784}, x};
+  PqTensorView outs[2] = {{sizeof(PqTensorView), PQ_DTYPE_F32, 2, 0, {S, 10}, y}, {sizeof(PqTensorView), PQ_DTYPE_F32, 2, 0, {S, 32}, h}};
+  g_assert_true(pq_backend_run(b, &in, 1, outs, 2, &err));
+  const float *gm = pq_tensor_data(pq_model_tensor(out, "test.gram"));
+  double worst = 0, scale = 0;
+  for (int i = 0; i < 32; i++)
+    for (int j = 0; j < 32; j++) {
+      double want = 0;
+      for (int s = 0; s < S; s++) want += (double)h[s * 32 + i] * h[s * 32 + j];
+      want /= S;
+      worst = fmax(worst, fabs(want - gm[i * 32 + j]));
+      scale = fmax(scale, fabs(want));
+    }
+  g_assert_cmpfloat(worst, <=, 1e-5 * scale);
+  /* conv 3x3 on 1x28x28: strides 2, 1; dilations 2, 1; pads top 2, left 0, bottom 1, right 3 */
+  int64_t xs[4] = {-1, 1, 28, 28}, ws[4] = {4, 1, 3, 3}, st[2] = {2, 1}, pads[4] = {2, 0, 1, 3}, dil[2] = {2, 1};
+  g_autoptr(PqModel) cm = pq_test_conv_model(xs, ws, st, pads, 4);
+  pq_node_set_ints(pq_graph_node(pq_model_graph(cm), 0), "dilations", 2, dil);
+  pq_options_set(o, "gram", "conv", &err);
+  g_autoptr(PqModel) cout = pq_compressor_run_full(tp, cm, o, train, 0, cpu, &err);
+  g_assert_no_error(err);
+  int64_t oh = (28 + 2 + 1 - 2 * 2 - 1) / 2 + 1, ow = (28 + 0 + 3 - 2 - 1) / 1 + 1;
+  g_autofree char *rows = g_strdup_printf("%lld", (long long)(S * oh * ow));
+  g_assert_cmpstr(pq_model_meta(cout, "test.gram_rows"), ==, rows);
+  double want[81] = {0};
+  for (int s = 0; s < S; s++)
+    for (int64_t oy = 0; oy < oh; oy++)
+      for (int64_t ox = 0; ox < ow; ox++) {
+        double p[9];
+        for (int ki = 0; ki < 3; ki++)
+          for (int kj = 0; kj < 3; kj++) {
+            int64_t iy = oy * 2 - 2 + ki * 2, ix = ox - 0 + kj;
+            p[ki * 3 + kj] = iy >= 0 && iy < 28 && ix >= 0 && ix < 28 ? x[s * 784 + iy * 28 + ix] : 0.0;
+          }
+        for (int i = 0; i < 9; i++)
+          for (int j = 0; j < 9; j++) want[i * 9 + j] += p[i] * p[j];
+      }
+  gm = pq_tensor_data(pq_model_tensor(cout, "test.gram"));
+  worst = scale = 0;
+  for (int i = 0; i < 81; i++) {
+    want[i] /= (double)(S * oh * ow);
+    worst = fmax(worst, fabs(want[i] - gm[i]));
+    scale = fmax(scale, fabs(want[i]));
+  }
+  g_assert_cmpfloat(worst, <=, 1e-5 * scale);
+  /* refusals */
+  pq_options_set(o, "gram", "relu", &err);
+  g_assert_null(pq_compressor_run_full(tp, mlp, o, train, 0, cpu, &err));
+  g_assert_nonnull(strstr(err->message, "layer 'relu': a Gram matrix of inputs is for linear and conv2d layers, not relu"));
+  g_clear_error(&err);
+  int64_t gxs[4] = {-1, 4, 14, 14}, gws[4] = {4, 2, 3, 3}, one[2] = {1, 1}, zero[4] = {0, 0, 0, 0};
+  g_autoptr(PqModel) gc = pq_test_conv_model(gxs, gws, one, zero, 5);
+  pq_node_set_int(pq_graph_node(pq_model_graph(gc), 0), "groups", 2);
+  pq_options_set(o, "gram", "conv", &err);
+  g_assert_null(pq_compressor_run_full(tp, gc, o, train, 0, cpu, &err));
+  g_assert_nonnull(strstr(err->message, "layer 'conv': a grouped convolution has one Gram matrix per group"));
+}
+
+/* quant method=gptq on real data: the layers' outputs on held-out images are closer to the float model's
+ * than round-to-nearest's at 3 bits (a linear MLP and a CNN), the record says so, and without calibration
+ * samples it is refused. */
+static void test_gptq_model(void) {
+  g_autoptr(PqDataset) train = train_set();
+  if (!train) return;
+  g_autoptr(GError) err = NULL;
+  int64_t xs[4] = {-1, 1, 28, 28}, ws[4] = {8, 1, 5, 5}, st[2] = {2, 2}, pads[4] = {2, 2, 2, 2};
+  PqModel *models[2] = {pq_test_tiny_mlp(784, 64, 10, 8), pq_test_conv_model(xs, ws, st, pads, 6)};
+  for (int mi = 0; mi < 2; mi++) {
+    PqModel *m = models[mi];
+    double out_err[2];
+    for (int gptq = 0; gptq <= 1; gptq++) {
+      g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(quant), "quant", &err);
+      pq_options_add_layer_selection(o, &err);
+      pq_options_set(o, "bits", "3", &err);
+      pq_options_set(o, "method", gptq ? "gptq" : "rtn", &err);
+      g_assert_no_error(err);
+      g_autoptr(PqModel) q = pq_compressor_run_full(quant, m, o, train, 256, cpu, &err);
+      g_assert_no_error(err);
+      if (gptq) g_assert_nonnull(strstr(pq_model_record(q, 0)->detail, "GPTQ: output error"));
+      /* the first layer's output on training images 1000..1099, which calibration did not see */
+      const char *value = mi ? "y" : "h";
+      g_autoptr(PqModel) a = pq_model_copy(m), b = pq_model_copy(q);
+      if (!mi) {
+        pq_graph_add_output(pq_model_graph(a), value);
+        pq_graph_add_output(pq_model_graph(b), value);
+      }
+      g_autoptr(PqBackend) ba = pq_backend_prepare(cpu, a, 1, 100, NULL, &err), bb = pq_backend_prepare(cpu, b, 1, 100, NULL, &err);
+      g_assert_no_error(err);
+      int64_t per = mi ? 8 * 14 * 14 : 64;
+      g_autofree float *x = g_new(float, 100 * 784), *ya = g_new(float, 100 * 10), *yb = g_new(float, 100 * 10), *ha = g_new(float, 100 * per),
+                       *hb = g_new(float, 100 * per);
+      pq_dataset_get_batch(train, 1000, 100, x, NULL);
+      PqTensorView in = {sizeof in, PQ_DTYPE_F32, mi ? 4 : 2, 0, {100, mi ? 1 : 784, 28, 28}, x};
+      PqTensorView oa[2] = {{sizeof(PqTensorView), PQ_DTYPE_F32, 2, 0, {100, 10}, ya}, {sizeof(PqTensorView), PQ_DTYPE_F32, 2, 0, {100, 64}, ha}};
+      PqTensorView ob[2] = {{sizeof(PqTensorView), PQ_DTYPE_F32, 2, 0, {100, 10}, yb}, {sizeof(PqTensorView), PQ_DTYPE_F32, 2, 0, {100, 64}, hb}};
+      if (mi) {
+        PqTensorView c = {sizeof c, PQ_DTYPE_F32, 4, 0, {100, 8, 14, 14}, ha};
+        oa[0] = c;
+        c.data = hb;
+        ob[0] = c;
+      }
+      g_assert_true(pq_backend_run(ba, &in, 1, oa, mi ? 1 : 2, &err));
+      g_assert_true(pq_backend_run(bb, &in, 1, ob, mi ? 1 : 2, &err));
+      g_assert_no_error(err);
+      pq_error_stats(ha, hb, 100 * per, &out_err[gptq], NULL);
+    }
+    g_test_message("%s, 3-bit: held-out output error round to nearest %.4f, GPTQ %.4f", mi ? "conv" : "fc1", out_err[0], out_err[1]);
+    g_assert_cmpfloat(out_err[1], <, 0.8 * out_err[0]);
+    pq_model_unref(m);
+  }
+  g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(quant), "quant", &err);
+  pq_options_add_layer_selection(o, &err);
+  pq_options_set(o, "method", "gptq", &err);
+  /* a grouped conv has no one Gram matrix: rounded to nearest, and the record says so */
+  int64_t gxs[4] = {-1, 4, 14, 14}, gws[4] = {4, 2, 3, 3}, one[2] = {1, 1}, zero[4] = {0, 0, 0, 0};
+  g_autoptr(PqModel) gc = pq_test_conv_model(gxs, gws, one, zero, 5);
+  pq_node_set_int(pq_graph_node(pq_model_graph(gc), 0), "groups", 2);
+  g_autoptr(PqModel) gq = pq_compressor_run_full(quant, gc, o, train, 64, cpu, &err);
+  g_assert_no_error(err);
+  g_assert_cmpstr(pq_model_record(gq, 0)->detail, ==, "8-bit per_channel symmetric, rounded to nearest (GPTQ: grouped convolution)");
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(784, 16, 10, 8);
+  g_assert_null(pq_compressor_run_full(quant, m, o, NULL, 0, cpu, &err));
+  g_assert_nonnull(strstr(err->message, "needs calibration samples"));
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   reg = pq_registry_new();
@@ -858,6 +1097,9 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/finetune", test_finetune);
   g_test_add_func("/compress/finetune-cnn", test_finetune_cnn);
   g_test_add_func("/compress/data-aware", test_data_aware);
+  g_test_add_func("/compress/gptq-matrix", test_gptq_matrix);
+  g_test_add_func("/compress/calibration-gram", test_calibration_gram);
+  g_test_add_func("/compress/gptq-model", test_gptq_model);
   int rc = g_test_run();
   pq_registry_free(reg);
   return rc;

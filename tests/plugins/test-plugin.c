@@ -1,5 +1,6 @@
 /* test-plugin.c — plugins for the registry tests, one source built many ways:
- *   (default)     a compressor "test_identity" that copies the model and records an option
+ *   (default)     a compressor "test_identity" that copies the model and records an option (with gram=LAYER,
+ *                 it also keeps that layer's pq_calibration_gram() as the tensor "test.gram")
  *   TEST_PROBE    a probe "test_probe" that runs both models once and reports their output difference
  *   TEST_UNUSABLE a backend "test_unusable" that says it is not usable here
  *   KERNEL_BUILTIN a compressor that declares a kernel for the built-in op "linear" (refused)
@@ -39,6 +40,30 @@ MAYBE_UNUSED static PqStatus identity_compress(const PqModel *in, const PqOption
     return PQ_ERR_INVALID;
   }
   *out = pq_model_copy(in);
+  const char *gram_layer = pq_options_get_string(options, "gram", "");
+  if (gram_layer[0]) { /* the Gram matrix of that layer's inputs, kept as the tensor "test.gram" */
+    PqGraph *g = pq_model_graph(*out);
+    PqNode *node = NULL;
+    for (size_t i = 0; i < pq_graph_n_nodes(g) && !node; i++)
+      if (!strcmp(pq_node_name(pq_graph_node(g, i)), gram_layer)) node = pq_graph_node(g, i);
+    int64_t k = 0, rows = 0;
+    float *gm = node ? pq_calibration_gram(calibration, node, &k, &rows, error) : NULL;
+    if (!gm) {
+      if (!node) pq_plugin_error_set(error, PQ_ERR_INVALID, "no layer '%s'", gram_layer);
+      pq_model_unref(*out);
+      *out = NULL;
+      return (PqStatus)error->code;
+    }
+    int64_t shape[2] = {k, k};
+    PqTensor *t = pq_tensor_new("test.gram", PQ_DTYPE_F32, 2, shape);
+    memcpy(pq_tensor_mutable_data(t), gm, sizeof(float) * (size_t)(k * k));
+    pq_model_set_tensor(*out, t);
+    pq_tensor_unref(t);
+    free(gm);
+    char rows_s[32];
+    snprintf(rows_s, sizeof rows_s, "%lld", (long long)rows);
+    pq_model_set_meta(*out, "test.gram_rows", rows_s);
+  }
   char buf[64];
   snprintf(buf, sizeof buf, "%lld", (long long)(calibration ? calibration->n_samples : 0));
   pq_model_set_meta(*out, "test.calibration_samples", buf);
@@ -186,7 +211,7 @@ MAYBE_UNUSED static const PqBackendVTable backend_vtable = {.struct_size = sizeo
 #else
 #define KIND PQ_KIND_COMPRESSOR
 #define VTABLE &compressor_vtable
-#define SCHEMA "{\"tag\": {\"type\": \"string\", \"default\": \"none\"}, \"fail\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 9, \"default\": 0}, \"calibration\": {\"type\": \"integer\", \"minimum\": 0, \"default\": 0}}"
+#define SCHEMA "{\"tag\": {\"type\": \"string\", \"default\": \"none\"}, \"fail\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 9, \"default\": 0}, \"calibration\": {\"type\": \"integer\", \"minimum\": 0, \"default\": 0}, \"gram\": {\"type\": \"string\", \"default\": \"\"}}"
 #if defined(BAD_NAME)
 #define NAME "Bad Name!"
 #elif defined(DUP_NAME) || !defined(PLUGIN_NAME)

@@ -75,20 +75,16 @@ static int factor(const Settings *st, const float *w, int64_t m, int64_t n, int6
   return rc;
 }
 
-/* Cholesky factor of X^T X / N + damping · mean(diag) · I from the layer's captured inputs. */
-static float *input_cholesky(const Settings *st, const PqCalibration *cal, const char *value, int64_t n, PqPluginError *err) {
-  int64_t per = 0;
-  float *x = pq_calibration_capture(cal, value, &per, err);
-  if (!x) return NULL;
-  int64_t rows = cal->n_samples * (per / n);
-  float *c = calloc((size_t)(n * n), sizeof(float));
-  if (!c) {
-    free(x);
-    pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
+/* Cholesky factor of the layer's input Gram matrix XᵀX / N (linear rows or conv patches) + damping · mean(diag) · I. */
+static float *input_cholesky(const Settings *st, const PqCalibration *cal, const PqNode *node, int64_t n, PqPluginError *err) {
+  int64_t k = 0;
+  float *c = pq_calibration_gram(cal, node, &k, NULL, err);
+  if (!c) return NULL;
+  if (k != n) {
+    free(c);
+    pq_plugin_error_set(err, PQ_ERR_INVALID, "the input Gram matrix is %lld wide, the weight's rows %lld", (long long)k, (long long)n);
     return NULL;
   }
-  cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, (int)n, (int)rows, 1.0f / (float)rows, x, (int)n, 0.0f, c, (int)n);
-  free(x);
   double mean = 0;
   for (int64_t i = 0; i < n; i++) mean += c[i * n + i];
   mean /= (double)n;
@@ -97,7 +93,7 @@ static float *input_cholesky(const Settings *st, const PqCalibration *cal, const
   lapack_int info = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, c, (lapack_int)n);
   if (info != 0) {
     free(c);
-    pq_plugin_error_set(err, PQ_ERR_INTERNAL, "the input covariance of '%s' is not positive definite (raise damping)", value);
+    pq_plugin_error_set(err, PQ_ERR_INTERNAL, "the input covariance of '%s' is not positive definite (raise damping)", pq_node_input(node, 0));
     return NULL;
   }
   for (int64_t i = 0; i < n; i++) /* potrf leaves the upper triangle as it was */
@@ -163,8 +159,8 @@ static PqStatus lr_compress(const PqModel *in, const PqOptions *o, const PqCalib
       continue;
     }
     float *chol = NULL;
-    if (st.data_aware && is_linear) {
-      chol = input_cholesky(&st, cal, pq_node_input(node, 0), ncols, err);
+    if (st.data_aware) {
+      chol = input_cholesky(&st, cal, node, ncols, err);
       if (!chol) {
         char msg[300];
         snprintf(msg, sizeof msg, "layer '%s': %s", layer, err->message);

@@ -152,8 +152,8 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
         pq_tensor_to_f32(q, back);
         pq_tensor_to_f32(rtn, rb);
         double eg = output_error(f, back, gram, n / cols, cols), er = output_error(f, rb, gram, n / cols, cols);
-        snprintf(gptq_note, sizeof gptq_note, ", GPTQ%s (%lld input rows): output error %.2fx round-to-nearest's",
-                 act_order ? " act_order" : "", (long long)gram_rows, er > 0 ? eg / er : 1.0);
+        snprintf(gptq_note, sizeof gptq_note, ", GPTQ%s: output error %.2fx round-to-nearest's on the %lld calibration rows",
+                 act_order ? " act_order" : "", er > 0 ? eg / er : 1.0, (long long)gram_rows);
       }
       free(rb);
       if (rtn) pq_tensor_unref(rtn);
