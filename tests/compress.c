@@ -1057,13 +1057,14 @@ static void test_gptq_model(void) {
   g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(quant), "quant", &err);
   pq_options_add_layer_selection(o, &err);
   pq_options_set(o, "method", "gptq", &err);
-  /* a grouped conv has no one Gram matrix: rounded to nearest, and the record says so */
+  /* a grouped conv (no one Gram matrix, and no packed kernel to run it) is left as it was, and the record says why */
   int64_t gxs[4] = {-1, 4, 14, 14}, gws[4] = {4, 2, 3, 3}, one[2] = {1, 1}, zero[4] = {0, 0, 0, 0};
   g_autoptr(PqModel) gc = pq_test_conv_model(gxs, gws, one, zero, 5);
   pq_node_set_int(pq_graph_node(pq_model_graph(gc), 0), "groups", 2);
   g_autoptr(PqModel) gq = pq_compressor_run_full(quant, gc, o, train, 64, cpu, &err);
   g_assert_no_error(err);
-  g_assert_cmpstr(pq_model_record(gq, 0)->detail, ==, "8-bit per_channel symmetric, rounded to nearest (GPTQ: grouped convolution)");
+  g_assert_cmpstr(pq_model_record(gq, 0)->detail, ==, "grouped convolution (packed conv kernels run with groups = 1)");
+  g_assert_cmpint(pq_tensor_dtype(pq_model_tensor(gq, "cw")), ==, PQ_DTYPE_F32);
   g_autoptr(PqModel) m = pq_test_tiny_mlp(784, 16, 10, 8);
   g_assert_null(pq_compressor_run_full(quant, m, o, NULL, 0, cpu, &err));
   g_assert_nonnull(strstr(err->message, "needs calibration samples"));

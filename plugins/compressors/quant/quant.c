@@ -91,6 +91,10 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
       pq_model_record_skip(m, "quant", layer, "matmul weights are not quantized (only linear and conv2d)");
       continue;
     }
+    if (is_conv && pq_node_get_int(node, "groups", 1) != 1) {
+      pq_model_record_skip(m, "quant", layer, "grouped convolution (packed conv kernels run with groups = 1)");
+      continue;
+    }
     PqDType dt = pq_tensor_dtype(w);
     if (dt == PQ_DTYPE_PACKED) {
       char why[96];
@@ -121,15 +125,13 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
       return PQ_ERR_NOMEM;
     }
     pq_tensor_to_f32(w, f);
-    /* GPTQ: the Gram matrix of the layer's inputs first (a grouped conv has none: rounded to nearest) */
+    /* GPTQ: the Gram matrix of the layer's inputs first */
     float *gram = NULL;
     int64_t gram_rows = 0, gram_k = 0;
     char gptq_note[96] = "";
     if (gptq) {
       gram = pq_calibration_gram(calibration, node, &gram_k, &gram_rows, error);
-      if (!gram && error->code == PQ_ERR_UNSUPPORTED)
-        snprintf(gptq_note, sizeof gptq_note, ", rounded to nearest (GPTQ: grouped convolution)");
-      else if (!gram || gram_k != cols) {
+      if (!gram || gram_k != cols) {
         char msg[600];
         snprintf(msg, sizeof msg, "layer '%s': %s", layer, gram ? "its Gram matrix does not match its weight" : error->message);
         pq_plugin_error_set(error, PQ_ERR_INVALID, "%s", msg);
