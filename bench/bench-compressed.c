@@ -170,6 +170,48 @@ int main(int argc, char **argv) {
     failed |= report("block-circulant 64, batch 1 vs dense", to, tb, 20.0, "");
   }
 
+  { /* GPTQ at 4 bits per channel against round-to-nearest with the same scales: its cost, and what it buys on
+       inputs whose columns are correlated (x = shared factors + noise, N = n rows) */
+    int64_t f = 32;
+    g_autofree float *xin = g_new(float, n * n), *fac = g_new(float, n * f), *mix = g_new(float, f * n), *gram = g_new0(float, n * n);
+    GRand *rg = g_rand_new_with_seed(9);
+    for (int64_t i = 0; i < n * f; i++) fac[i] = (float)g_rand_double_range(rg, -1, 1);
+    for (int64_t i = 0; i < f * n; i++) mix[i] = (float)g_rand_double_range(rg, -1, 1);
+    for (int64_t i = 0; i < n * n; i++) xin[i] = 0.3f * (float)g_rand_double_range(rg, -1, 1);
+    g_rand_free(rg);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)f, 1.0f, fac, (int)f, mix, (int)n, 1.0f, xin, (int)n);
+    cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, (int)n, (int)n, 1.0f / (float)n, xin, (int)n, 0.0f, gram, (int)n);
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t j = 0; j < i; j++) gram[j * n + i] = gram[i * n + j];
+    double t0 = bench_now();
+    PqTensor *qr = pq_quantize_matrix("w", wd, 2, shape, 4, PQ_QUANT_PER_CHANNEL, 0, 1, 20, &perr);
+    double t_rtn = bench_now() - t0;
+    t0 = bench_now();
+    PqTensor *qg = pq_quantize_matrix_gptq("w", wd, 2, shape, 4, PQ_QUANT_PER_CHANNEL, 0, 1, 20, gram, 0.01, 1, &perr);
+    double t_gptq = bench_now() - t0;
+    if (!qr || !qg) {
+      fprintf(stderr, "bench-compressed: %s\n", perr.message);
+      return 1;
+    }
+    /* output error Σ (w − q)ᵀ G (w − q) of each, through one GEMM: D G, then ⟨D G, D⟩ */
+    double e[2];
+    g_autofree float *d = g_new(float, n * n), *dg = g_new(float, n * n);
+    for (int which = 0; which < 2; which++) {
+      pq_tensor_to_f32(which ? qg : qr, d);
+      for (int64_t i = 0; i < n * n; i++) d[i] = wd[i] - d[i];
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)n, (int)n, 1.0f, d, (int)n, gram, (int)n, 0.0f, dg, (int)n);
+      e[which] = 0;
+      for (int64_t i = 0; i < n * n; i++) e[which] += (double)d[i] * dg[i];
+    }
+    pq_tensor_unref(qr);
+    pq_tensor_unref(qg);
+    printf("%-34s %11.1f %11.1f %8.1fx %8s (its cost: time against round-to-nearest)\n", "GPTQ 4-bit act_order vs RTN", t_gptq * 1e3, t_rtn * 1e3,
+           t_gptq / t_rtn, "-");
+    double ratio = e[1] / e[0];
+    printf("%-34s %11.4f %11s %9s %8s %s\n", "  its output error / RTN's", ratio, "", "", "0.50", ratio <= 0.5 ? "ok" : "ABOVE TARGET");
+    failed |= ratio > 0.5;
+  }
+
   if (!skip_svd) { /* a weight-like spectrum: singular values decaying as 1/(1+i/8) */
     int64_t k = 64;
     g_autofree float *a = g_new(float, n * n), *u = g_new(float, n * k), *s = g_new(float, k), *vt = g_new(float, k * n);
