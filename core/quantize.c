@@ -112,19 +112,27 @@ __attribute__((target("avx512f,avx512bw"))) static int row_q8_sym_avx512(const f
 }
 #endif
 
+/* The packed layout of a quantized matrix (rows, cols, bytes a packed row), or FALSE with `error` filled. */
+static gboolean quant_layout(const char *name, int bits, int ndim, const int64_t *shape, PqQuantScheme scheme, int64_t group_size,
+                             int64_t *rows, int64_t *cols, size_t *row_bytes, PqPluginError *error) {
+  size_t nb;
+  if (!pq_packed_layout(bits, ndim, shape, rows, cols, row_bytes, &nb)) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': bits %d outside 2..8 or an invalid shape", name, bits);
+    return FALSE;
+  }
+  if (scheme == PQ_QUANT_PER_GROUP && (group_size <= 0 || *cols % group_size)) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': group size %lld does not divide the row length %lld", name,
+                        (long long)group_size, (long long)*cols);
+    return FALSE;
+  }
+  return TRUE;
+}
+
 PqTensor *pq_quantize_matrix(const char *name, const float *w, int ndim, const int64_t *shape, int bits, PqQuantScheme scheme,
                              int64_t group_size, int symmetric, int clip_steps, PqPluginError *error) {
   int64_t rows, cols;
-  size_t rb, nb;
-  if (!pq_packed_layout(bits, ndim, shape, &rows, &cols, &rb, &nb)) {
-    pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': bits %d outside 2..8 or an invalid shape", name, bits);
-    return NULL;
-  }
-  if (scheme == PQ_QUANT_PER_GROUP && (group_size <= 0 || cols % group_size)) {
-    pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': group size %lld does not divide the row length %lld", name,
-                        (long long)group_size, (long long)cols);
-    return NULL;
-  }
+  size_t rb;
+  if (!quant_layout(name, bits, ndim, shape, scheme, group_size, &rows, &cols, &rb, error)) return NULL;
   if (scheme == PQ_QUANT_PER_TENSOR) /* its one scale needs every value: check them all first */
     for (int64_t i = 0; i < rows * cols; i++)
       if (!isfinite(w[i])) {
@@ -213,7 +221,7 @@ static float *gptq_inverse_factor(const float *h, int64_t k, const char *name, P
 }
 
 typedef struct {
-  int64_t a, b;
+  int64_t a;
   float key;
 } OrderKey;
 
@@ -227,16 +235,8 @@ PqTensor *pq_quantize_matrix_gptq(const char *name, const float *w, int ndim, co
                                   int64_t group_size, int symmetric, int clip_steps, const float *gram, double damping, int act_order,
                                   PqPluginError *error) {
   int64_t rows, cols;
-  size_t rb, nb;
-  if (!pq_packed_layout(bits, ndim, shape, &rows, &cols, &rb, &nb)) {
-    pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': bits %d outside 2..8 or an invalid shape", name, bits);
-    return NULL;
-  }
-  if (scheme == PQ_QUANT_PER_GROUP && (group_size <= 0 || cols % group_size)) {
-    pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': group size %lld does not divide the row length %lld", name, (long long)group_size,
-                        (long long)cols);
-    return NULL;
-  }
+  size_t rb;
+  if (!quant_layout(name, bits, ndim, shape, scheme, group_size, &rows, &cols, &rb, error)) return NULL;
   if (!(damping >= 0)) {
     pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': damping %g is negative", name, damping);
     return NULL;
@@ -256,7 +256,7 @@ PqTensor *pq_quantize_matrix_gptq(const char *name, const float *w, int ndim, co
   /* the columns' order, and G in that order with its damping; columns no input ever reaches are 0 */
   g_autofree int64_t *perm = g_new(int64_t, k);
   g_autofree OrderKey *keys = g_new(OrderKey, k);
-  for (int64_t j = 0; j < k; j++) keys[j] = (OrderKey){j, 0, act_order ? gram[j * k + j] : 0.0f};
+  for (int64_t j = 0; j < k; j++) keys[j] = (OrderKey){j, act_order ? gram[j * k + j] : 0.0f};
   if (act_order) qsort(keys, (size_t)k, sizeof *keys, cmp_order_desc);
   for (int64_t j = 0; j < k; j++) perm[j] = keys[j].a;
   g_autofree float *h = g_new(float, k * k);
