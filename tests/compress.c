@@ -828,6 +828,27 @@ static void test_data_aware(void) {
   }
   g_test_message("fc1 output error: plain %.4f, activation-whitened %.4f", out_err[0], out_err[1]);
   g_assert_cmpfloat(out_err[1], <, out_err[0]);
+  /* a conv is whitened by its input patches' covariance: rank 3 of a 8x1x5x5 kernel on images */
+  int64_t xs[4] = {-1, 1, 28, 28}, ws[4] = {8, 1, 5, 5}, st[2] = {2, 2}, pads[4] = {2, 2, 2, 2};
+  g_autoptr(PqModel) cm = pq_test_conv_model(xs, ws, st, pads, 12);
+  g_autofree float *x = g_new(float, 100 * 784), *ya = g_new(float, 100 * 8 * 14 * 14), *yb = g_new(float, 100 * 8 * 14 * 14);
+  pq_dataset_get_batch(train, 1000, 100, x, NULL);
+  for (int aware = 0; aware <= 1; aware++) {
+    g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(low_rank), "low_rank", &err);
+    pq_options_add_layer_selection(o, &err);
+    pq_options_set(o, "rank", "3", &err);
+    pq_options_set(o, "data_aware", aware ? "true" : "false", &err);
+    g_autoptr(PqModel) lr = pq_compressor_run_full(low_rank, cm, o, train, 256, cpu, &err);
+    g_assert_no_error(err);
+    g_assert_true((strstr(pq_model_record(lr, 0)->detail, "activation-whitened (256 samples)") != NULL) == aware);
+    g_autoptr(PqBackend) ba = pq_backend_prepare(cpu, cm, 1, 100, NULL, &err), bb = pq_backend_prepare(cpu, lr, 1, 100, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_true(pq_backend_run_f32(ba, x, 100, ya, &err));
+    g_assert_true(pq_backend_run_f32(bb, x, 100, yb, &err));
+    pq_error_stats(ya, yb, 100 * 8 * 14 * 14, &out_err[aware], NULL);
+  }
+  g_test_message("conv output error on held-out images: plain %.4f, activation-whitened %.4f", out_err[0], out_err[1]);
+  g_assert_cmpfloat(out_err[1], <, out_err[0]);
 }
 
 /* Σ_rows (w − q)ᵀ G (w − q) in double: the squared output error on inputs whose Gram matrix is G. */
