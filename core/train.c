@@ -210,13 +210,14 @@ PqModel *pq_train_mlp(const PqDataset *train, const PqTrainParams *params, GErro
 
 /* ---- fine-tuning a compressed model ---------------------------------------------------------------------- */
 
-enum { FT_LINEAR, FT_RELU, FT_SOFTMAX, FT_ALIAS, FT_ACT, FT_CONV, FT_MAXPOOL, FT_AVGPOOL, FT_GAP, FT_BN };
+enum { FT_LINEAR, FT_RELU, FT_SOFTMAX, FT_ALIAS, FT_ACT, FT_CONV, FT_MAXPOOL, FT_AVGPOOL, FT_GAP, FT_BN, FT_ADD };
 
 typedef struct {
   int kind;
   int act;                   /* FT_ACT: which activation (pq-activation.h) and its parameters */
   float act_a, act_b;
   const char *name;          /* node name */
+  int src0, src1;            /* the steps whose outputs it reads (src1: add's second operand); -1: the model's input */
   int64_t in, out;           /* per-sample widths of the step's input and output */
   float *w, *b;              /* linear: weight [out, in] (float32: trained; else its dequantized copy, fixed), bias */
   gboolean train_w, train_b;
@@ -308,10 +309,10 @@ static void ft_pool(FtStep *s, const float *x, float *y, int r, gboolean back, c
 
 /* The forward pass of a batch (acts: per-step output buffers; col: im2col scratch). */
 static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int bs, float *col) {
-  const float *cur = x;
   for (size_t i = 0; i < ns; i++) {
     FtStep *s = &st[i];
     float *y = acts[i];
+    const float *cur = s->src0 >= 0 ? acts[s->src0] : x;
     switch (s->kind) {
     case FT_LINEAR:
       for (int r = 0; r < bs; r++) {
@@ -359,9 +360,13 @@ static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int 
           y[r * s->out + k] = cur[r * s->out + k] * s->scale[ch] + s->shift[ch];
         }
       break;
+    case FT_ADD: {
+      const float *b = s->src1 >= 0 ? acts[s->src1] : x;
+      for (size_t k = 0; k < (size_t)bs * s->out; k++) y[k] = cur[k] + b[k];
+      break;
+    }
     default: memcpy(y, cur, sizeof(float) * (size_t)bs * s->out); break; /* alias; a final softmax is left to the loss */
     }
-    cur = y;
   }
 }
 
@@ -400,26 +405,39 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     return -1;
   }
   const PqGraph *g = model->graph;
-  size_t ns = pq_plan_n_steps(plan);
+  size_t ns = pq_plan_n_steps(plan), nv = pq_plan_n_values(plan);
   FtStep *st = g_new0(FtStep, ns ? ns : 1);
-  int prev = pq_plan_value_index(plan, pq_graph_input_name(g, 0));
-  int64_t width = pq_plan_value_numel(plan, prev);
-  int ok = g->inputs->len == 1 && g->outputs->len == 1;
+  g_autofree int *producer = g_new(int, nv ? nv : 1); /* per value: the step that computes it, -1 the model's input, -2 neither */
+  for (size_t v = 0; v < nv; v++) producer[v] = -2;
+  int ok = g->inputs->len == 1 && g->outputs->len == 1, last = -1;
   const char *why = "the model must have one input and one output";
+  if (ok) producer[pq_plan_value_index(plan, pq_graph_input_name(g, 0))] = -1;
   for (size_t i = 0; ok && i < ns; i++) {
     const PqNode *node = pq_plan_step(plan, i);
     FtStep *s = &st[i];
     s->name = node->name;
     const char *op = node->op;
     int in0 = pq_plan_step_input(plan, i, 0), out = pq_plan_step_output(plan, i, 0);
-    s->in = width;
-    s->out = pq_plan_value_numel(plan, out);
-    if (in0 != prev) {
+    if (in0 < 0 || producer[in0] == -2) {
       ok = 0;
-      why = "only a chain of layers is fine-tuned (each node reading the one before)";
+      why = "each node's first input must be the model's input or another node's output";
       break;
     }
-    if (!strcmp(op, "linear")) {
+    s->src0 = producer[in0];
+    s->in = pq_plan_value_numel(plan, in0);
+    s->out = pq_plan_value_numel(plan, out);
+    producer[out] = (int)i;
+    last = out;
+    if (!strcmp(op, "add")) { /* a residual connection: two activations of one shape */
+      int in1 = pq_plan_step_input(plan, i, 1);
+      if (in1 < 0 || producer[in1] == -2 || pq_plan_value_numel(plan, in1) != s->out || s->in != s->out) {
+        ok = 0;
+        why = "an add is trained through only when it sums two activations of the same shape (a residual connection)";
+        break;
+      }
+      s->kind = FT_ADD;
+      s->src1 = producer[in1];
+    } else if (!strcmp(op, "linear")) {
       int wv = pq_plan_step_input(plan, i, 1), bv = pq_plan_step_input(plan, i, 2);
       if (wv < 0 || pq_plan_value_kind(plan, wv) != PQ_VALUE_WEIGHT || (bv >= 0 && pq_plan_value_kind(plan, bv) != PQ_VALUE_WEIGHT)) {
         ok = 0;
@@ -506,17 +524,15 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     else if (!strcmp(op, "flatten") || !strcmp(op, "reshape")) s->kind = FT_ALIAS;
     else if ((!strcmp(op, "softmax") || !strcmp(op, "log_softmax")) && i == ns - 1) s->kind = FT_SOFTMAX; /* both: CE on logits */
     else {
-      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, conv2d, pools, batch_norm, relu and the other activations, flatten, reshape, a final softmax)",
+      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, conv2d, pools, batch_norm, relu and the other activations, flatten, reshape, a residual add, a final softmax)",
                           node->name, op);
       ft_free(st, ns);
       return -1;
     }
-    prev = out;
-    width = s->out;
   }
-  if (ok && prev != pq_plan_value_index(plan, pq_graph_output_name(g, 0))) {
+  if (ok && last != pq_plan_value_index(plan, pq_graph_output_name(g, 0))) {
     ok = 0;
-    why = "the chain must end at the model's output";
+    why = "the last node must compute the model's output";
   }
   if (!ok || ns == 0) {
     pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: %s", ns ? why : "the model has no layers");
@@ -547,14 +563,13 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     if (st[i].kind == FT_CONV) col_floats = MAX(col_floats, st[i].c * st[i].kh * st[i].kw * st[i].oh * st[i].ow);
   float *col = g_new(float, col_floats);
   const int B = p->batch_size;
-  int64_t in_width = st[0].in;
-  float **acts = g_new(float *, ns);
-  int64_t widest = in_width;
+  int64_t in_width = pq_plan_value_numel(plan, pq_plan_value_index(plan, pq_graph_input_name(g, 0)));
+  float **acts = g_new(float *, ns), **grads = g_new(float *, ns); /* per step: its output, and the loss's gradient there */
   for (size_t i = 0; i < ns; i++) {
     acts[i] = g_new(float, (size_t)B * st[i].out);
-    widest = MAX(widest, st[i].out);
+    grads[i] = g_new(float, (size_t)B * st[i].out);
   }
-  float *d0 = g_new(float, (size_t)B * widest), *d1 = g_new(float, (size_t)B * widest), *xb = g_new(float, (size_t)B * in_width);
+  float *xb = g_new(float, (size_t)B * in_width);
   guint8 *lb = g_new(guint8, B);
   gint32 *order = g_new(gint32, n);
   for (int64_t i = 0; i < n; i++) order[i] = (gint32)i;
@@ -591,14 +606,19 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
         lb[r] = labels[order[s0 + r]];
       }
       ft_forward(st, ns, xb, acts, bs, col);
+      for (size_t i = 0; i + 1 < ns; i++) memset(grads[i], 0, sizeof(float) * (size_t)bs * st[i].out);
       int64_t dummy = 0;
-      float *dy = d0, *dx = d1;
-      memcpy(dy, acts[ns - 1], sizeof(float) * (size_t)bs * classes);
-      ft_loss(dy, lb, bs, classes, &dummy, TRUE);
-      for (size_t i = ns; i-- > 0;) { /* dy: the loss's gradient at step i's output */
+      memcpy(grads[ns - 1], acts[ns - 1], sizeof(float) * (size_t)bs * classes);
+      ft_loss(grads[ns - 1], lb, bs, classes, &dummy, TRUE);
+      /* in reverse order each step adds its input's share of the gradient to the step that computed that input
+         (whose own turn comes later): a value read twice, as by a residual add, gets both shares */
+      for (size_t i = ns; i-- > 0;) {
         FtStep *s = &st[i];
-        const float *x = i ? acts[i - 1] : xb;
-        if (s->kind == FT_LINEAR) {
+        const float *dy = grads[i], *x = s->src0 >= 0 ? acts[s->src0] : xb;
+        float *dx = s->src0 >= 0 ? grads[s->src0] : NULL; /* NULL: the model's input needs no gradient */
+        size_t n_out = (size_t)bs * s->out;
+        switch (s->kind) {
+        case FT_LINEAR:
           if (s->train_w)
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)s->out, (int)s->in, bs, 1.0f, dy, (int)s->out, x, (int)s->in, 0.0f, s->gw,
                         (int)s->in);
@@ -607,16 +627,14 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
             for (int r = 0; r < bs; r++)
               for (int64_t k = 0; k < s->out; k++) s->gb[k] += dy[(size_t)r * s->out + k];
           }
-          if (i == 0) break;
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bs, (int)s->in, (int)s->out, 1.0f, dy, (int)s->out, s->w, (int)s->in, 0.0f, dx,
-                      (int)s->in);
-          float *tmp = dy;
-          dy = dx, dx = tmp;
-        } else if (s->kind == FT_CONV) {
+          if (dx)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bs, (int)s->in, (int)s->out, 1.0f, dy, (int)s->out, s->w, (int)s->in, 1.0f, dx,
+                        (int)s->in);
+          break;
+        case FT_CONV: {
           int64_t ohw = s->oh * s->ow, ckk = s->c * s->kh * s->kw;
           if (s->train_w) memset(s->gw, 0, sizeof(float) * (size_t)s->nw);
           if (s->train_b) memset(s->gb, 0, sizeof(float) * (size_t)s->nb);
-          if (i > 0) memset(dx, 0, sizeof(float) * (size_t)bs * s->in);
           for (int r = 0; r < bs; r++) {
             const float *dyr = dy + (size_t)r * s->out;
             if (s->train_w) { /* dW += dY · colᵀ */
@@ -627,34 +645,49 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
             if (s->train_b)
               for (int64_t oc = 0; oc < s->o; oc++)
                 for (int64_t q = 0; q < ohw; q++) s->gb[oc] += dyr[oc * ohw + q];
-            if (i > 0) { /* dX = col2im(Wᵀ · dY) */
+            if (dx) { /* dX += col2im(Wᵀ · dY) */
               cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)ohw, (int)s->o, 1.0f, s->w, (int)ckk, dyr, (int)ohw, 0.0f, col,
                           (int)ohw);
               ft_im2col(s, dx + (size_t)r * s->in, col, TRUE);
             }
           }
-          if (i == 0) break;
-          float *tmp = dy;
-          dy = dx, dx = tmp;
-        } else if (s->kind == FT_MAXPOOL || s->kind == FT_AVGPOOL) {
-          memset(dx, 0, sizeof(float) * (size_t)bs * s->in);
-          for (int r = 0; r < bs; r++) ft_pool(s, x + (size_t)r * s->in, NULL, r, TRUE, dy + (size_t)r * s->out, dx + (size_t)r * s->in);
-          float *tmp = dy;
-          dy = dx, dx = tmp;
-        } else if (s->kind == FT_GAP) {
-          int64_t sp = s->in / s->c;
-          for (int64_t r = 0; r < bs; r++)
-            for (int64_t k = 0; k < s->in; k++) dx[r * s->in + k] = dy[r * s->out + k / sp] / (float)sp;
-          float *tmp = dy;
-          dy = dx, dx = tmp;
-        } else if (s->kind == FT_BN) {
-          for (int64_t r = 0; r < bs; r++)
-            for (int64_t k = 0; k < s->out; k++) dy[r * s->out + k] *= s->scale[k / (s->out / s->c)];
-        } else if (s->kind == FT_RELU) {
-          for (size_t k = 0; k < (size_t)bs * s->out; k++) dy[k] = acts[i][k] > 0 ? dy[k] : 0;
-        } else if (s->kind == FT_ACT) { /* the derivative at the step's input */
-          for (size_t k = 0; k < (size_t)bs * s->out; k++) dy[k] *= pq_activation_grad(s->act, x[k], s->act_a, s->act_b);
-        } /* alias and the final softmax (folded into the loss) pass the gradient through */
+          break;
+        }
+        case FT_MAXPOOL:
+        case FT_AVGPOOL:
+          if (dx)
+            for (int r = 0; r < bs; r++) ft_pool(s, x + (size_t)r * s->in, NULL, r, TRUE, dy + (size_t)r * s->out, dx + (size_t)r * s->in);
+          break;
+        case FT_GAP:
+          if (dx) {
+            int64_t sp = s->in / s->c;
+            for (int64_t r = 0; r < bs; r++)
+              for (int64_t k = 0; k < s->in; k++) dx[r * s->in + k] += dy[r * s->out + k / sp] / (float)sp;
+          }
+          break;
+        case FT_BN:
+          if (dx)
+            for (int64_t r = 0; r < bs; r++)
+              for (int64_t k = 0; k < s->out; k++) dx[r * s->out + k] += dy[r * s->out + k] * s->scale[k / (s->out / s->c)];
+          break;
+        case FT_RELU:
+          if (dx)
+            for (size_t k = 0; k < n_out; k++) dx[k] += acts[i][k] > 0 ? dy[k] : 0;
+          break;
+        case FT_ACT: /* the derivative at the step's input */
+          if (dx)
+            for (size_t k = 0; k < n_out; k++) dx[k] += dy[k] * pq_activation_grad(s->act, x[k], s->act_a, s->act_b);
+          break;
+        case FT_ADD:
+          if (s->src1 >= 0)
+            for (size_t k = 0; k < n_out; k++) grads[s->src1][k] += dy[k];
+          if (dx)
+            for (size_t k = 0; k < n_out; k++) dx[k] += dy[k];
+          break;
+        default: /* alias and the final softmax (folded into the loss) pass the gradient through */
+          if (dx)
+            for (size_t k = 0; k < n_out; k++) dx[k] += dy[k];
+        }
       }
       t++;
       double lr = p->learning_rate * 0.5 * (1.0 + cos(G_PI * (double)(t - 1) / (double)total));
@@ -685,9 +718,9 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
   }
   res->trained_params = trained;
   g_rand_free(rng);
-  for (size_t i = 0; i < ns; i++) g_free(acts[i]);
-  g_free(acts);
-  g_free(d0), g_free(d1), g_free(xb), g_free(lb), g_free(order), g_free(col);
+  for (size_t i = 0; i < ns; i++) g_free(acts[i]), g_free(grads[i]);
+  g_free(acts), g_free(grads);
+  g_free(xb), g_free(lb), g_free(order), g_free(col);
   ft_free(st, ns);
   return 0;
 }

@@ -659,6 +659,107 @@ static void test_finetune(void) {
   g_assert_nonnull(strstr(perr.message, "label 10 of sample 5 is not one of the model's 10 outputs"));
 }
 
+/* The residual net of test_finetune_residual, in double: x → fc1 → h; relu → fc2 → b; s = h + b; t = s + x;
+ * fc3 → z; mean cross-entropy over the samples. p: w1 [12·12], b1 [12], w2 [12·12], b2 [12], w3 [4·12], b3 [4]. */
+static double residual_loss(const double *p, const float *x, const guint8 *labels, int n) {
+  const double *w1 = p, *b1 = w1 + 144, *w2 = b1 + 12, *b2 = w2 + 144, *w3 = b2 + 12, *b3 = w3 + 48;
+  double loss = 0;
+  for (int r = 0; r < n; r++) {
+    const float *xr = x + r * 12;
+    double h[12], t[12], z[4], m = -INFINITY, sum = 0;
+    for (int o = 0; o < 12; o++) {
+      h[o] = b1[o];
+      for (int i = 0; i < 12; i++) h[o] += w1[o * 12 + i] * xr[i];
+    }
+    for (int o = 0; o < 12; o++) {
+      double b = b2[o];
+      for (int i = 0; i < 12; i++) b += w2[o * 12 + i] * (h[i] > 0 ? h[i] : 0);
+      t[o] = h[o] + b + xr[o];
+    }
+    for (int o = 0; o < 4; o++) {
+      z[o] = b3[o];
+      for (int i = 0; i < 12; i++) z[o] += w3[o * 12 + i] * t[i];
+      m = fmax(m, z[o]);
+    }
+    for (int o = 0; o < 4; o++) sum += exp(z[o] - m);
+    loss += log(sum) + m - z[labels[r]];
+  }
+  return loss / n;
+}
+
+/* Fine-tuning through residual adds (one of two layers' outputs, one of a layer's and the model's input):
+ * Adam's first step moves each weight by the learning rate against the sign of its gradient, so one step
+ * on one batch shows every gradient's sign, checked against central differences of the loss in double. A
+ * dropped share of a gradient (either operand of an add) shows as wrong signs. An add of a model tensor is
+ * refused. */
+static void test_finetune_residual(void) {
+  enum { N = 32 };
+  PqModel *m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[2] = {-1, 12}, sq[2] = {12, 12}, v12[1] = {12}, w3s[2] = {4, 12}, v4[1] = {4};
+  pq_graph_add_input(g, "x", 2, xs);
+  PqTensor *ts[6] = {pq_test_random_tensor("w1", 2, sq, 31, 0.5f), pq_test_random_tensor("b1", 1, v12, 32, 0.1f),
+                     pq_test_random_tensor("w2", 2, sq, 33, 0.3f), pq_test_random_tensor("b2", 1, v12, 34, 0.1f),
+                     pq_test_random_tensor("w3", 2, w3s, 35, 0.5f), pq_test_random_tensor("b3", 1, v4, 36, 0.1f)};
+  for (int i = 0; i < 6; i++) pq_model_set_tensor(m, ts[i]);
+  pq_graph_add_node(g, "linear", "fc1", 3, (const char *[]){"x", "w1", "b1"}, 1, (const char *[]){"h"});
+  pq_graph_add_node(g, "relu", "relu", 1, (const char *[]){"h"}, 1, (const char *[]){"hr"});
+  pq_graph_add_node(g, "linear", "fc2", 3, (const char *[]){"hr", "w2", "b2"}, 1, (const char *[]){"b"});
+  pq_graph_add_node(g, "add", "res1", 2, (const char *[]){"h", "b"}, 1, (const char *[]){"s"});
+  pq_graph_add_node(g, "add", "res2", 2, (const char *[]){"s", "x"}, 1, (const char *[]){"t"});
+  pq_graph_add_node(g, "linear", "fc3", 3, (const char *[]){"t", "w3", "b3"}, 1, (const char *[]){"z"});
+  pq_graph_add_node(g, "softmax", "sm", 1, (const char *[]){"z"}, 1, (const char *[]){"y"});
+  pq_graph_add_output(g, "y");
+  g_autofree float *x = g_new(float, N * 12);
+  guint8 labels[N];
+  GRand *r = g_rand_new_with_seed(17);
+  for (int i = 0; i < N * 12; i++) x[i] = (float)g_rand_double_range(r, -1, 1);
+  for (int i = 0; i < N; i++) labels[i] = (guint8)g_rand_int_range(r, 0, 4);
+  g_rand_free(r);
+  const char *names[6] = {"w1", "b1", "w2", "b2", "w3", "b3"};
+  double p0[364];
+  for (int t = 0, at = 0; t < 6; at += (int)pq_tensor_numel(ts[t]), t++)
+    for (int64_t i = 0; i < pq_tensor_numel(ts[t]); i++) p0[at + i] = ((const float *)pq_tensor_data(ts[t]))[i];
+  const double lr = 1e-3;
+  PqFinetuneParams fp = {1, N, lr, 1, 1};
+  PqFinetuneResult res;
+  PqPluginError perr = {sizeof perr, 0, {0}};
+  g_autoptr(PqModel) ft = pq_model_copy(m);
+  g_assert_cmpint(pq_finetune(ft, x, labels, N, &fp, &res, &perr), ==, 0);
+  g_assert_cmpfloat(fabs(res.loss_before - residual_loss(p0, x, labels, N)), <, 1e-5); /* its forward pass is the model's */
+  int checked = 0, wrong = 0;
+  for (int t = 0, at = 0; t < 6; at += (int)pq_tensor_numel(ts[t]), t++) {
+    const float *after = pq_tensor_data(pq_model_tensor(ft, names[t]));
+    for (int64_t i = 0; i < pq_tensor_numel(ts[t]); i++) {
+      double p[364];
+      memcpy(p, p0, sizeof p);
+      p[at + i] = p0[at + i] + 1e-4;
+      double up = residual_loss(p, x, labels, N);
+      p[at + i] = p0[at + i] - 1e-4;
+      double grad = (up - residual_loss(p, x, labels, N)) / 2e-4, step = (double)after[i] - p0[at + i];
+      if (fabs(grad) < 1e-4) continue; /* too flat for float32 sums to give its sign surely */
+      checked++;
+      if (step * grad >= 0 || fabs(fabs(step) - lr) > 0.05 * lr) {
+        wrong++;
+        g_test_message("%s[%lld]: gradient %.3g, step %.3g", names[t], (long long)i, grad, step);
+      }
+    }
+  }
+  g_test_message("%d of %d weights stepped against their gradient by the learning rate", checked - wrong, checked);
+  g_assert_cmpint(checked, >, 300);
+  g_assert_cmpint(wrong, ==, 0);
+  /* an add of a model tensor (a bias-like constant) is refused */
+  pq_graph_add_node(g, "add", "plus_b3", 2, (const char *[]){"z", "b3"}, 1, (const char *[]){"zb"});
+  PqNode *sm = NULL;
+  for (size_t i = 0; i < pq_graph_n_nodes(g); i++)
+    if (!strcmp(pq_node_name(pq_graph_node(g, i)), "sm")) sm = pq_graph_node(g, i);
+  pq_node_set_input(sm, 0, "zb");
+  g_assert_cmpint(pq_finetune(m, x, labels, N, &fp, &res, &perr), ==, -1);
+  g_assert_nonnull(strstr(perr.message, "an add is trained through only when it sums two activations of the same shape"));
+  for (int i = 0; i < 6; i++) pq_tensor_unref(ts[i]);
+  pq_model_unref(m);
+}
+
 /* A small CNN: x [-1, 2, 8, 8] → conv 3x3 (4 channels, pad 1) → batch_norm → relu → maxpool 2 (or avgpool 3
  * stride 2 pad 1, then global_avg_pool) → flatten → linear 10 → softmax. */
 static PqModel *small_cnn(gboolean avg, guint32 seed) {
@@ -1118,6 +1219,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/pipeline", test_pipeline);
   g_test_add_func("/compress/finetune", test_finetune);
   g_test_add_func("/compress/finetune-cnn", test_finetune_cnn);
+  g_test_add_func("/compress/finetune-residual", test_finetune_residual);
   g_test_add_func("/compress/data-aware", test_data_aware);
   g_test_add_func("/compress/gptq-matrix", test_gptq_matrix);
   g_test_add_func("/compress/calibration-gram", test_calibration_gram);

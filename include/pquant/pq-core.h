@@ -213,9 +213,10 @@ typedef struct PqFinetuneResult {
 
 /* Trains the float32 weights and biases of `model`'s linear layers on labelled samples (inputs: n rows of
  * the model's input width; labels: class indices) with softmax cross-entropy and Adam; weights held in
- * another form (packed codes, float16) stay as they are and are trained through. The model must be a chain
- * of linear, conv2d (groups 1), pools, global_avg_pool, batch_norm (fixed), relu or another activation op,
- * flatten/reshape and an optional final softmax. The trained tensors replace the model's
+ * another form (packed codes, float16) stay as they are and are trained through. The model must be made of
+ * linear, conv2d (groups 1), pools, global_avg_pool, batch_norm (fixed), relu or another activation op,
+ * flatten/reshape, adds of two activations of one shape (residual connections) and an optional final
+ * softmax, its last node computing its one output. The trained tensors replace the model's
  * (new tensors: a model sharing the old ones is untouched). 0, or -1 with `error` filled. */
 PQ_API int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int64_t n, const PqFinetuneParams *params,
                        PqFinetuneResult *result, struct PqPluginError *error);
