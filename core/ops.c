@@ -251,6 +251,7 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
     if (!strcmp(op, "gelu") && strcmp(pq_node_get_string(node, "approximate", "none"), "none") &&
         strcmp(pq_node_get_string(node, "approximate", "none"), "tanh"))
       FAIL("gelu: approximate must be \"none\" or \"tanh\", not \"%s\"", pq_node_get_string(node, "approximate", "none"));
+    if (!strcmp(op, "celu") && pq_node_get_float(node, "alpha", 1.0) == 0.0) FAIL("celu: alpha must not be 0");
     ond[0] = nd[0];
     memcpy(out[0], in[0], sizeof(int64_t) * (size_t)nd[0]);
     return TRUE;

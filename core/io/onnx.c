@@ -357,13 +357,19 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     const char *onnx, *pq;
   } unary[] = {{"Sigmoid", "sigmoid"}, {"Tanh", "tanh"},           {"LeakyRelu", "leaky_relu"}, {"Elu", "elu"},
                {"Selu", "selu"},       {"HardSigmoid", "hard_sigmoid"}, {"HardSwish", "hard_swish"}, {"Softplus", "softplus"},
-               {"Gelu", "gelu"},       {"Clip", "clip"}};
+               {"Gelu", "gelu"},       {"Clip", "clip"},            {"Abs", "abs"},              {"Neg", "neg"},
+               {"Exp", "exp"},         {"Log", "log"},              {"Sqrt", "sqrt"},            {"Reciprocal", "reciprocal"},
+               {"Erf", "erf"},         {"Floor", "floor"},          {"Ceil", "ceil"},            {"Round", "round"},
+               {"Sign", "sign"},       {"Sin", "sin"},              {"Cos", "cos"},              {"Tan", "tan"},
+               {"Asin", "asin"},       {"Acos", "acos"},            {"Atan", "atan"},            {"Sinh", "sinh"},
+               {"Cosh", "cosh"},       {"Asinh", "asinh"},          {"Acosh", "acosh"},          {"Atanh", "atanh"},
+               {"Softsign", "softsign"}, {"ThresholdedRelu", "thresholded_relu"}, {"Celu", "celu"}, {"Shrink", "shrink"}};
   const char *act = NULL;
   for (size_t i = 0; i < G_N_ELEMENTS(unary); i++)
     if (!strcmp(op, unary[i].onnx)) act = unary[i].pq;
   if (act) { /* elementwise activations: ONNX's attributes (and Clip's bounds) become the node's */
     ONE(act, in0);
-    static const char *const fattrs[] = {"alpha", "beta", "gamma"};
+    static const char *const fattrs[] = {"alpha", "beta", "gamma", "lambd", "bias"};
     for (size_t i = 0; i < G_N_ELEMENTS(fattrs); i++)
       if (attr(n, fattrs[i])) pq_node_set_float(node, fattrs[i], attr_f(n, fattrs[i], 0));
     if (!strcmp(op, "Gelu")) {
@@ -696,7 +702,9 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
   } else {
     FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, Div, Dropout, "
          "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LeakyRelu, LogSoftmax, MatMul, MaxPool, Mul, Pad, PRelu, ReduceMean, Relu, Reshape, "
-         "Selu, Shape, Sigmoid, Softmax, Softplus, Squeeze, Sub, Tanh, Transpose, Unsqueeze)", name, op);
+         "Selu, Shape, Sigmoid, Softmax, Softplus, Squeeze, Sub, Tanh, Transpose, Unsqueeze, and elementwise Abs, Acos, Acosh, Asin, Asinh, "
+         "Atan, Atanh, Ceil, Celu, Cos, Cosh, Erf, Exp, Floor, Log, Neg, Reciprocal, Round, Shrink, Sign, Sin, Sinh, Softsign, Sqrt, Tan, "
+         "ThresholdedRelu)", name, op);
   }
 #undef ONE
   return TRUE;

@@ -1,5 +1,5 @@
 /* pq-activation.h — pquant's elementwise ops: the activations (sigmoid, tanh, leaky_relu, elu, selu, clip,
- * hard_sigmoid, hard_swish, softplus, gelu) with their two parameters, and the broadcasting binary ops (add,
+ * hard_sigmoid, hard_swish, softplus, gelu, and the unary math functions abs … shrink) with their two parameters, and the broadcasting binary ops (add,
  * sub, mul, div, and prelu: x with its slopes): names and one formula each, written once for every backend — plain C for CPU code,
  * host-and-device for CUDA code (include it from a .cu file and pq_activation() / pq_binary() run in
  * kernels). relu stays its own op. See docs/file-format.md for each op's contract. */
@@ -29,12 +29,42 @@ typedef enum {
   PQ_ACT_HARD_SWISH = 8,
   PQ_ACT_SOFTPLUS = 9,
   PQ_ACT_GELU = 10,        /* a: 0 the exact (erf) form, 1 the tanh approximation */
+  PQ_ACT_ABS = 11,
+  PQ_ACT_NEG = 12,
+  PQ_ACT_EXP = 13,
+  PQ_ACT_LOG = 14,
+  PQ_ACT_SQRT = 15,
+  PQ_ACT_RECIPROCAL = 16,
+  PQ_ACT_ERF = 17,
+  PQ_ACT_FLOOR = 18,
+  PQ_ACT_CEIL = 19,
+  PQ_ACT_ROUND = 20,       /* to nearest, ties to even */
+  PQ_ACT_SIGN = 21,
+  PQ_ACT_SIN = 22,
+  PQ_ACT_COS = 23,
+  PQ_ACT_TAN = 24,
+  PQ_ACT_ASIN = 25,
+  PQ_ACT_ACOS = 26,
+  PQ_ACT_ATAN = 27,
+  PQ_ACT_SINH = 28,
+  PQ_ACT_COSH = 29,
+  PQ_ACT_ASINH = 30,
+  PQ_ACT_ACOSH = 31,
+  PQ_ACT_ATANH = 32,
+  PQ_ACT_SOFTSIGN = 33,
+  PQ_ACT_THRESHOLDED_RELU = 34, /* a: alpha (1) */
+  PQ_ACT_CELU = 35,        /* a: alpha (1), not 0 */
+  PQ_ACT_SHRINK = 36,      /* a: lambd (0.5), b: bias (0) */
+  PQ_ACT_LAST = PQ_ACT_SHRINK
 } PqActivation;
 
 /* The activation an op name stands for, or PQ_ACT_NONE. */
 static inline PqActivation pq_activation_kind(const char *op) {
-  static const char *const names[] = {"", "sigmoid", "tanh", "leaky_relu", "elu", "selu", "clip", "hard_sigmoid", "hard_swish",
-                                      "softplus", "gelu"};
+  static const char *const names[] = {"",     "sigmoid", "tanh",       "leaky_relu", "elu",   "selu",     "clip",  "hard_sigmoid",
+                                      "hard_swish", "softplus", "gelu",   "abs",   "neg",   "exp",      "log",   "sqrt",
+                                      "reciprocal", "erf",   "floor",      "ceil",       "round", "sign",     "sin",   "cos",
+                                      "tan",   "asin",     "acos",       "atan",       "sinh",  "cosh",     "asinh", "acosh",
+                                      "atanh", "softsign", "thresholded_relu", "celu", "shrink"};
   for (int i = 1; i < (int)(sizeof names / sizeof names[0]); i++)
     if (op && !strcmp(op, names[i])) return (PqActivation)i;
   return PQ_ACT_NONE;
@@ -60,6 +90,12 @@ static inline void pq_activation_params(const PqNode *node, PqActivation kind, f
     *b = (float)pq_node_get_float(node, "beta", 0.5);
     break;
   case PQ_ACT_GELU: *a = !strcmp(pq_node_get_string(node, "approximate", "none"), "tanh") ? 1.0f : 0.0f; break;
+  case PQ_ACT_THRESHOLDED_RELU:
+  case PQ_ACT_CELU: *a = (float)pq_node_get_float(node, "alpha", 1.0); break;
+  case PQ_ACT_SHRINK:
+    *a = (float)pq_node_get_float(node, "lambd", 0.5);
+    *b = (float)pq_node_get_float(node, "bias", 0.0);
+    break;
   default: break;
   }
 }
@@ -79,6 +115,32 @@ PQ_ACT_FN float pq_activation(int kind, float x, float a, float b) {
   case PQ_ACT_GELU:
     if (a != 0.0f) return 0.5f * x * (1.0f + tanhf(0.7978845608f * (x + 0.044715f * x * x * x)));
     return 0.5f * x * (1.0f + erff(x * 0.70710678118f));
+  case PQ_ACT_ABS: return fabsf(x);
+  case PQ_ACT_NEG: return -x;
+  case PQ_ACT_EXP: return expf(x);
+  case PQ_ACT_LOG: return logf(x);
+  case PQ_ACT_SQRT: return sqrtf(x);
+  case PQ_ACT_RECIPROCAL: return 1.0f / x;
+  case PQ_ACT_ERF: return erff(x);
+  case PQ_ACT_FLOOR: return floorf(x);
+  case PQ_ACT_CEIL: return ceilf(x);
+  case PQ_ACT_ROUND: return rintf(x);
+  case PQ_ACT_SIGN: return x > 0.0f ? 1.0f : x < 0.0f ? -1.0f : x; /* 0 stays 0, NaN stays NaN */
+  case PQ_ACT_SIN: return sinf(x);
+  case PQ_ACT_COS: return cosf(x);
+  case PQ_ACT_TAN: return tanf(x);
+  case PQ_ACT_ASIN: return asinf(x);
+  case PQ_ACT_ACOS: return acosf(x);
+  case PQ_ACT_ATAN: return atanf(x);
+  case PQ_ACT_SINH: return sinhf(x);
+  case PQ_ACT_COSH: return coshf(x);
+  case PQ_ACT_ASINH: return asinhf(x);
+  case PQ_ACT_ACOSH: return acoshf(x);
+  case PQ_ACT_ATANH: return atanhf(x);
+  case PQ_ACT_SOFTSIGN: return x / (1.0f + fabsf(x));
+  case PQ_ACT_THRESHOLDED_RELU: return x > a ? x : 0.0f;
+  case PQ_ACT_CELU: return fmaxf(x, 0.0f) + fminf(0.0f, a * expm1f(x / a));
+  case PQ_ACT_SHRINK: return x < -a ? x + b : x > a ? x - b : 0.0f;
   default: return x;
   }
 }
@@ -108,6 +170,38 @@ PQ_ACT_FN float pq_activation_grad(int kind, float x, float a, float b) {
       return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * k * (1.0f + 3.0f * 0.044715f * x * x);
     }
     return 0.5f * (1.0f + erff(x * 0.70710678118f)) + x * expf(-0.5f * x * x) * 0.3989422804f;
+  case PQ_ACT_ABS: return x > 0.0f ? 1.0f : x < 0.0f ? -1.0f : 0.0f;
+  case PQ_ACT_NEG: return -1.0f;
+  case PQ_ACT_EXP: return expf(x);
+  case PQ_ACT_LOG: return 1.0f / x;
+  case PQ_ACT_SQRT: return 0.5f / sqrtf(x);
+  case PQ_ACT_RECIPROCAL: return -1.0f / (x * x);
+  case PQ_ACT_ERF: return 1.1283791671f * expf(-x * x); /* 2/√π e^(−x²) */
+  case PQ_ACT_FLOOR:
+  case PQ_ACT_CEIL:
+  case PQ_ACT_ROUND:
+  case PQ_ACT_SIGN: return 0.0f; /* steps: flat wherever defined */
+  case PQ_ACT_SIN: return cosf(x);
+  case PQ_ACT_COS: return -sinf(x);
+  case PQ_ACT_TAN: {
+    float t = tanf(x);
+    return 1.0f + t * t;
+  }
+  case PQ_ACT_ASIN: return 1.0f / sqrtf(1.0f - x * x);
+  case PQ_ACT_ACOS: return -1.0f / sqrtf(1.0f - x * x);
+  case PQ_ACT_ATAN: return 1.0f / (1.0f + x * x);
+  case PQ_ACT_SINH: return coshf(x);
+  case PQ_ACT_COSH: return sinhf(x);
+  case PQ_ACT_ASINH: return 1.0f / sqrtf(x * x + 1.0f);
+  case PQ_ACT_ACOSH: return 1.0f / sqrtf(x * x - 1.0f);
+  case PQ_ACT_ATANH: return 1.0f / (1.0f - x * x);
+  case PQ_ACT_SOFTSIGN: {
+    float d = 1.0f + fabsf(x);
+    return 1.0f / (d * d);
+  }
+  case PQ_ACT_THRESHOLDED_RELU: return x > a ? 1.0f : 0.0f;
+  case PQ_ACT_CELU: return x > 0.0f ? 1.0f : expf(x / a);
+  case PQ_ACT_SHRINK: return x < -a || x > a ? 1.0f : 0.0f;
   default: return 1.0f;
   }
 }
