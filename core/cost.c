@@ -68,6 +68,12 @@ int pq_model_cost(const PqModel *model, PqCost *cost, PqPluginError *error) {
       estimated = 1;
     } else if (!strcmp(op, "softmax") || !strcmp(op, "log_softmax")) {
       add = 4 * out_numel; /* max, exp, sum, divide per element */
+    } else if (!strcmp(op, "layer_norm")) {
+      /* per element: two multiply-adds (the variance's d·d + Σ, then y·scale + bias) and four more (the mean's
+         Σ, x − mean twice, × 1/σ); a row's division and square root are not counted: an estimate */
+      m = 2 * out_numel;
+      add = 4 * out_numel;
+      estimated = 1;
     } else if (!strcmp(op, "batch_norm")) {
       m = out_numel; /* folded: one multiply-add per element */
     } else if (!strcmp(op, "maxpool2d") || !strcmp(op, "avgpool2d")) {

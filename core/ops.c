@@ -13,7 +13,8 @@
 /* the ops with their own rules below; the activations and the binary ops are named in pq-activation.h */
 static const char *const known_ops[] = {"linear",  "matmul",    "relu",      "softmax",          "log_softmax", "conv2d",
                                         "maxpool2d", "avgpool2d", "global_avg_pool", "batch_norm", "flatten",     "reshape",
-                                        "circulant_linear", "tt_linear", "sparse_linear", "transpose", "concat",  "pad2d"};
+                                        "circulant_linear", "tt_linear", "sparse_linear", "transpose", "concat",  "pad2d",
+                                        "layer_norm"};
 
 static gboolean get_pair(const PqNode *node, const char *key, int64_t def, int64_t out[2], GError **error) {
   size_t n;
@@ -318,6 +319,32 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
     out[0][0] = in[0][0];
     out[0][1] = in[0][1];
     for (int i = 2; i < nd[0]; i++) out[0][i] = 1;
+    return TRUE;
+  }
+  if (strcmp(op, "layer_norm") == 0) {
+    NEED_INPUTS(1, 3);
+    int64_t axis = pq_node_get_int(node, "axis", -1), inner = 1;
+    if (axis < 0) axis += nd[0];
+    if (axis < 1 || axis >= nd[0])
+      FAIL("layer_norm: axis %" G_GINT64_FORMAT " outside 1 .. %d (dimension 0, the batch, is not normalised across)",
+           pq_node_get_int(node, "axis", -1), nd[0] - 1);
+    for (int d = (int)axis; d < nd[0]; d++) inner *= in[0][d];
+    for (int i = 1; i < n_in; i++) {
+      if (!in[i]) continue;
+      int64_t numel = 1;
+      for (int d = 0; d < nd[i]; d++) numel *= in[i][d];
+      if (numel != inner)
+        FAIL("layer_norm: its %s holds %" G_GINT64_FORMAT " values, the normalised dimensions %" G_GINT64_FORMAT, i == 1 ? "scale" : "bias",
+             numel, inner);
+    }
+    if (!(pq_node_get_float(node, "epsilon", 1e-5) >= 0)) FAIL("layer_norm: epsilon %g is negative", pq_node_get_float(node, "epsilon", 1e-5));
+    const char *which = pq_node_get_string(node, "output", "y");
+    if (strcmp(which, "y") && strcmp(which, "mean") && strcmp(which, "inv_std_dev"))
+      FAIL("layer_norm: output must be \"y\", \"mean\" or \"inv_std_dev\", not \"%s\"", which);
+    ond[0] = nd[0];
+    memcpy(out[0], in[0], sizeof(int64_t) * (size_t)nd[0]);
+    if (strcmp(which, "y")) /* a statistic: one per row, the normalised dimensions kept as 1 */
+      for (int d = (int)axis; d < nd[0]; d++) out[0][d] = 1;
     return TRUE;
   }
   if (strcmp(op, "batch_norm") == 0) {

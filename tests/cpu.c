@@ -464,6 +464,68 @@ static void test_activations(void) {
   g_assert_nonnull(strstr(err->message, "celu: alpha must not be 0"));
 }
 
+/* layer_norm against a double-precision reference: x [N, 3, 4, 5] normalised over its last two dimensions
+ * (axis 2) with scale and bias, over all three (axis 1, no bias), and the rows' means and 1/σ; a bad axis,
+ * a scale of the wrong size and an unknown output are refused when the graph is checked. */
+static void test_layer_norm(void) {
+  int64_t xs[4] = {-1, 3, 4, 5}, ps[2] = {4, 5}, p60[1] = {60};
+  enum { N = 3 };
+  float x[N * 60];
+  GRand *r = g_rand_new_with_seed(4);
+  for (int i = 0; i < N * 60; i++) x[i] = (float)g_rand_double_range(r, -2, 3) + (i % 7 == 0 ? 40.0f : 0.0f); /* an offset the mean removes */
+  g_rand_free(r);
+  g_autoptr(PqTensor) sc = pq_test_random_tensor("sc", 2, ps, 5, 1), bi = pq_test_random_tensor("bi", 2, ps, 6, 1),
+                      sc60 = pq_test_random_tensor("sc60", 1, p60, 7, 1);
+  for (int form = 0; form < 4; form++) {
+    PqNode *n;
+    PqTensor *w2[2] = {sc, bi}, *w1[1] = {sc60};
+    int axis = form == 0 ? 2 : 1;
+    g_autoptr(PqModel) m = form == 0 ? single("layer_norm", 4, xs, 2, w2, &n) : form == 1 ? single("layer_norm", 4, xs, 1, w1, &n)
+                                                                                       : single("layer_norm", 4, xs, 0, NULL, &n);
+    pq_node_set_int(n, "axis", form == 0 ? -2 : 1);
+    pq_node_set_float(n, "epsilon", 1e-3);
+    if (form >= 2) pq_node_set_string(n, "output", form == 2 ? "mean" : "inv_std_dev");
+    int64_t on, len = axis == 2 ? 20 : 60;
+    g_autofree float *y = run(m, x, N, N, &on);
+    g_assert_cmpint(on, ==, form >= 2 ? 60 / len : 60);
+    const float *s = pq_tensor_data(form == 0 ? sc : sc60), *b = form == 0 ? pq_tensor_data(bi) : NULL;
+    for (int64_t row = 0; row < N * 60 / len; row++) {
+      double mean = 0, var = 0;
+      for (int64_t i = 0; i < len; i++) mean += x[row * len + i];
+      mean /= len;
+      for (int64_t i = 0; i < len; i++) var += (x[row * len + i] - mean) * (x[row * len + i] - mean);
+      double inv = 1 / sqrt(var / len + 1e-3);
+      if (form == 2) g_assert_cmpfloat(fabs(y[row] - mean), <=, 1e-5 * (1 + fabs(mean)));
+      if (form == 3) g_assert_cmpfloat(fabs(y[row] - inv), <=, 1e-5 * inv);
+      if (form >= 2) continue;
+      for (int64_t i = 0; i < len; i++) {
+        int64_t pi = (row * len + i) % len;
+        double want = (x[row * len + i] - mean) * inv * s[pi] + (b ? b[pi] : 0);
+        if (!(fabs(y[row * len + i] - want) <= 1e-5 * (1 + fabs(want)))) g_error("layer_norm form %d [%lld]: %g, expected %g", form, (long long)(row * len + i), y[row * len + i], want);
+      }
+    }
+  }
+  g_autoptr(GError) err = NULL;
+  const struct {
+    const char *attr, *value;
+    PqTensor *w;
+    const char *needle;
+  } bad[] = {{"axis", "0", NULL, "layer_norm: axis 0 outside 1 .. 3 (dimension 0, the batch, is not normalised across)"},
+             {"axis", "4", NULL, "layer_norm: axis 4 outside 1 .. 3"},
+             {"axis", "-1", sc, "layer_norm: its scale holds 20 values, the normalised dimensions 5"},
+             {"output", "variance", NULL, "layer_norm: output must be \"y\", \"mean\" or \"inv_std_dev\", not \"variance\""}};
+  for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+    PqNode *n;
+    PqTensor *w[1] = {bad[i].w};
+    g_autoptr(PqModel) m = single("layer_norm", 4, xs, bad[i].w ? 1 : 0, w, &n);
+    if (!strcmp(bad[i].attr, "axis")) pq_node_set_int(n, "axis", atoi(bad[i].value));
+    else pq_node_set_string(n, bad[i].attr, bad[i].value);
+    g_assert_null(pq_backend_prepare(cpu, m, 1, 2, NULL, &err));
+    if (!strstr(err->message, bad[i].needle)) g_error("'%s' lacks '%s'", err->message, bad[i].needle);
+    g_clear_error(&err);
+  }
+}
+
 /* sub, mul, div, prelu (and add) with a broadcast weight, and with two activations of one shape; a relu after
  * them is folded in. */
 static void test_binary(void) {
@@ -734,6 +796,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cpu/errors", test_errors);
   g_test_add_func("/cpu/timing", test_timing);
   g_test_add_func("/cpu/activations", test_activations);
+  g_test_add_func("/cpu/layer-norm", test_layer_norm);
   g_test_add_func("/cpu/binary-ops", test_binary);
   g_test_add_func("/cpu/transpose", test_transpose);
   g_test_add_func("/cpu/concat", test_concat);

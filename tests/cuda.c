@@ -169,6 +169,30 @@ static void test_activations(void) {
   }
 }
 
+/* layer_norm: over the last two dimensions with scale and bias (a row of 40 values: more than a warp), and each
+ * row's mean and 1/σ beside it, summed into one output so that all three are compared */
+static void test_layer_norm(void) {
+  if (!usable()) return;
+  g_autoptr(PqModel) m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[3] = {-1, 5, 40}, ps[1] = {40};
+  pq_graph_add_input(g, "x", 3, xs);
+  PqTensor *sc = pq_test_random_tensor("sc", 1, ps, 8, 1), *bi = pq_test_random_tensor("bi", 1, ps, 9, 1);
+  pq_model_set_tensor(m, sc);
+  pq_model_set_tensor(m, bi);
+  pq_tensor_unref(sc);
+  pq_tensor_unref(bi);
+  const char *i1[3] = {"x", "sc", "bi"}, *o1[1] = {"n"}, *i2[1] = {"x"}, *o2[1] = {"mu"}, *o3[1] = {"inv"}, *i4[2] = {"n", "mu"},
+             *o4[1] = {"a"}, *i5[2] = {"a", "inv"}, *o5[1] = {"y"};
+  pq_graph_add_node(g, "layer_norm", "ln", 3, i1, 1, o1);
+  pq_node_set_string(pq_graph_add_node(g, "layer_norm", "ln_mean", 1, i2, 1, o2), "output", "mean");
+  pq_node_set_string(pq_graph_add_node(g, "layer_norm", "ln_inv", 1, i2, 1, o3), "output", "inv_std_dev");
+  pq_graph_add_node(g, "add", "a1", 2, i4, 1, o4);
+  pq_graph_add_node(g, "add", "a2", 2, i5, 1, o5);
+  pq_graph_add_output(g, "y");
+  compare(m, m, 7, 1e-4);
+}
+
 /* sub, mul, div (add is in the CNN above): a broadcast weight and a same-shape activation; transpose. */
 static void test_binary(void) {
   if (!usable()) return;
@@ -389,6 +413,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cuda/packed-weights", test_packed);
   g_test_add_func("/cuda/activations", test_activations);
   g_test_add_func("/cuda/binary-ops", test_binary);
+  g_test_add_func("/cuda/layer-norm", test_layer_norm);
   g_test_add_func("/cuda/tt-circulant-sparse-lowrank", test_forms);
   g_test_add_func("/cuda/packed-conv-static-activations", test_packed_conv_and_static);
   g_test_add_func("/cuda/tf32-fp16", test_math);

@@ -346,7 +346,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     static const struct {
       const char *op;
       size_t n;
-    } need[] = {{"Add", 2}, {"Sub", 2}, {"Mul", 2}, {"Div", 2}, {"PRelu", 2}, {"MatMul", 2}, {"Gemm", 2}, {"Conv", 2}, {"BatchNormalization", 5}, {"Reshape", 2}, {"Gather", 2}};
+    } need[] = {{"Add", 2}, {"Sub", 2}, {"Mul", 2}, {"Div", 2}, {"PRelu", 2}, {"MatMul", 2}, {"Gemm", 2}, {"Conv", 2}, {"BatchNormalization", 5}, {"Reshape", 2}, {"Gather", 2}, {"LayerNormalization", 2}};
     size_t want = strcmp(op, "Constant") ? 1 : 0;
     for (size_t i = 0; i < G_N_ELEMENTS(need); i++)
       if (!strcmp(op, need[i].op)) want = need[i].n;
@@ -508,6 +508,23 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (attr_i(n, "training_mode", 0) || n->n_output > 1) FAIL("node '%s' (BatchNormalization): training mode is not supported", name);
     ONE("batch_norm", in0, n->input[1], n->input[2], n->input[3], n->input[4]);
     pq_node_set_float(node, "epsilon", attr_f(n, "epsilon", 1e-5));
+  } else if (!strcmp(op, "LayerNormalization")) {
+    if (attr_i(n, "stash_type", 1) != 1) FAIL("node '%s' (LayerNormalization): stash_type %lld is not supported (float32 only)", name,
+                                             (long long)attr_i(n, "stash_type", 1));
+    if (n->n_input > 2 && n->input[2][0]) ONE("layer_norm", in0, n->input[1], n->input[2]);
+    else ONE("layer_norm", in0, n->input[1]);
+    pq_node_set_int(node, "axis", attr_i(n, "axis", -1));
+    pq_node_set_float(node, "epsilon", attr_f(n, "epsilon", 1e-5));
+    static const char *const stats[3] = {NULL, "mean", "inv_std_dev"};
+    for (size_t k = 1; k < n->n_output && k < 3; k++) { /* Mean, InvStdDev: a node each, computing only that */
+      if (!n->output[k][0]) continue;
+      g_autofree char *sname = g_strdup_printf("%s.%s", name, stats[k]);
+      const char *sin[1] = {in0}, *sout[1] = {n->output[k]};
+      PqNode *sn = pq_graph_add_node(g, "layer_norm", sname, 1, sin, 1, sout);
+      pq_node_set_int(sn, "axis", attr_i(n, "axis", -1));
+      pq_node_set_float(sn, "epsilon", attr_f(n, "epsilon", 1e-5));
+      pq_node_set_string(sn, "output", stats[k]);
+    }
   } else if (!strcmp(op, "Transpose")) { /* of a constant: folded; of an activation: the batch must stay first */
     PqTensor *t = pq_model_tensor(c->m, in0);
     int64_t s[PQ_MAX_DIMS], perm[PQ_MAX_DIMS], osh[PQ_MAX_DIMS];
@@ -701,7 +718,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     set_tensor(c, t);
   } else {
     FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, Div, Dropout, "
-         "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LeakyRelu, LogSoftmax, MatMul, MaxPool, Mul, Pad, PRelu, ReduceMean, Relu, Reshape, "
+         "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, MaxPool, Mul, Pad, PRelu, ReduceMean, Relu, Reshape, "
          "Selu, Shape, Sigmoid, Softmax, Softplus, Squeeze, Sub, Tanh, Transpose, Unsqueeze, and elementwise Abs, Acos, Acosh, Asin, Asinh, "
          "Atan, Atanh, Ceil, Celu, Cos, Cosh, Erf, Exp, Floor, Log, Neg, Reciprocal, Round, Shrink, Sign, Sin, Sinh, Softsign, Sqrt, Tan, "
          "ThresholdedRelu)", name, op);

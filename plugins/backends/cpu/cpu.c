@@ -15,7 +15,7 @@
 
 enum {
   K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC, K_TT, K_SPARSE, K_PLUGIN,
-  K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD
+  K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM
 };
 
 static const struct {
@@ -27,7 +27,7 @@ static const struct {
                 {"maxpool2d", K_MAXPOOL},   {"avgpool2d", K_AVGPOOL},   {"global_avg_pool", K_GAP},
                 {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},      {"reshape", K_ALIAS},
                 {"circulant_linear", K_CIRC}, {"tt_linear", K_TT},
-                {"sparse_linear", K_SPARSE}};
+                {"sparse_linear", K_SPARSE}, {"layer_norm", K_LAYERNORM}};
 
 static int op_kind(const char *op) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
@@ -57,7 +57,9 @@ typedef struct {
   int64_t k, n;        /* linear: in, out features; matmul: k, n */
   int64_t c, h, w, oc, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, groups;
   int count_include_pad;
-  int axis_outer_per_sample; int64_t axis_len, axis_inner; /* softmax */
+  int axis_outer_per_sample; int64_t axis_len, axis_inner; /* softmax; layer_norm: axis_len values a row */
+  double ln_eps;                                             /* layer_norm */
+  int ln_out;                                                /* layer_norm: 0 the normalised values, 1 each row's mean, 2 its 1/σ */
   float *bn_scale, *bn_shift; /* batch_norm folded at prepare */
   int add_same;        /* add: both inputs same shape */
   int bin;             /* add, sub, mul, div (PqBinary) */
@@ -601,6 +603,21 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
     for (int d = 0; d < ond; d++) st->tr_oshape[d] = os[d], st->tr_istride[d] = ist[perm[d]];
     break;
   }
+  case K_LAYERNORM: {
+    for (int j = 1; j < 3; j++)
+      if (st->in[j] >= 0 && pq_plan_value_kind(p, st->in[j]) != PQ_VALUE_WEIGHT) {
+        pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "layer_norm '%s': its scale and bias must be model tensors", pq_node_name(node));
+        return PQ_ERR_UNSUPPORTED;
+      }
+    int64_t axis = pq_node_get_int(node, "axis", -1), inner = 1;
+    if (axis < 0) axis += nd;
+    for (int d = (int)axis; d < nd; d++) inner *= xs[d];
+    st->axis_len = inner;
+    st->ln_eps = pq_node_get_float(node, "epsilon", 1e-5);
+    const char *which = pq_node_get_string(node, "output", "y");
+    st->ln_out = !strcmp(which, "mean") ? 1 : !strcmp(which, "inv_std_dev") ? 2 : 0;
+    break;
+  }
   case K_SOFTMAX: {
     st->log_sm = !strcmp(pq_node_op(node), "log_softmax");
     int64_t axis = pq_node_get_int(node, "axis", -1);
@@ -871,6 +888,29 @@ static void run_add(const Step *st, const float *a, const float *b, float *y, in
   if (st->fuse_relu) relu_inplace(y, total);
 }
 
+/* layer_norm: each row of axis_len values to zero mean and unit variance (in double), then scale and bias; or
+ * the rows' means or 1/σ, one value a row */
+static void run_layer_norm(const Step *st, const float *x, const float *scale, const float *bias, float *y, int64_t total) {
+  const int64_t len = st->axis_len;
+  for (int64_t r = 0; r < total / (st->ln_out ? 1 : len); r++) {
+    const float *xr = x + r * len;
+    float *yr = y + r * len;
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < len; i++) mean += xr[i];
+    mean /= (double)len;
+    for (int64_t i = 0; i < len; i++) var += ((double)xr[i] - mean) * ((double)xr[i] - mean);
+    float inv = (float)(1.0 / sqrt(var / (double)len + st->ln_eps)), m = (float)mean;
+    if (st->ln_out) {
+      y[r] = st->ln_out == 1 ? m : inv;
+      continue;
+    }
+    for (int64_t i = 0; i < len; i++) {
+      float v = (xr[i] - m) * inv;
+      yr[i] = (scale ? v * scale[i] : v) + (bias ? bias[i] : 0.0f);
+    }
+  }
+}
+
 static void run_softmax(const Step *st, const float *x, float *y, int64_t total) {
   int64_t len = st->axis_len, inner = st->axis_inner, outer = total / (len * inner);
   for (int64_t o = 0; o < outer; o++) {
@@ -1088,6 +1128,7 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       break;
     }
     case K_SOFTMAX: run_softmax(st, x, y, total); break;
+    case K_LAYERNORM: run_layer_norm(st, x, st->in[1] >= 0 ? PTR(st->in[1]) : NULL, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, total); break;
     case K_CONV2D:
       if (st->q_codes) run_packed_conv(st, x, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace, c->simd);
       else run_conv(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace);

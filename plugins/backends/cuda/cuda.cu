@@ -25,7 +25,7 @@
 #include <vector>
 
 enum { K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_CIRC, K_TT, K_SPARSE,
-       K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD };
+       K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM };
 enum { MATH_FP32, MATH_TF32, MATH_FP16 };
 
 static const struct {
@@ -35,7 +35,7 @@ static const struct {
                 {"transpose", K_TRANSPOSE}, {"concat", K_CONCAT}, {"pad2d", K_PAD},
                 {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},     {"log_softmax", K_SOFTMAX},     {"maxpool2d", K_MAXPOOL}, {"avgpool2d", K_AVGPOOL},
                 {"global_avg_pool", K_GAP}, {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},  {"reshape", K_ALIAS},
-                {"circulant_linear", K_CIRC}, {"tt_linear", K_TT}, {"sparse_linear", K_SPARSE}};
+                {"circulant_linear", K_CIRC}, {"tt_linear", K_TT}, {"sparse_linear", K_SPARSE}, {"layer_norm", K_LAYERNORM}};
 
 static int op_kind(const char *op) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
@@ -65,6 +65,8 @@ struct Step {
   int count_include_pad = 0;
   int64_t axis_len = 0, axis_inner = 1;                                   /* softmax */
   int log_sm = 0;                                                         /* log_softmax */
+  float ln_eps = 0.0f;                                                    /* layer_norm: rows of axis_len values */
+  int ln_out = 0;                                                         /* layer_norm: 0 the values, 1 the means, 2 1/σ */
   float pad_value = 0.0f;                                                 /* pad2d: the border (pads in pt, pl) */
   float *bn = nullptr;                                                    /* device: scale then shift, 2·C */
   int rank = 0, bin = 0;                                                  /* add, sub, mul, div; transpose */
@@ -310,6 +312,32 @@ __global__ void k_softmax(const float *x, float *y, int64_t outer, int64_t len, 
     return;
   }
   for (int64_t j = 0; j < len; j++) yp[j * inner] /= s;
+}
+
+/* layer_norm: one warp per row of `len` values: mean, then variance (two passes, shuffles), then the normalised
+ * values with their scale and bias */
+__global__ void k_layer_norm(const float *x, const float *scale, const float *bias, float *y, int64_t rows, int64_t len, float eps,
+                             int which) {
+  int64_t row = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+  int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const float *xr = x + row * len;
+  float *yr = y + row * len;
+  float s = 0.0f;
+  for (int64_t i = lane; i < len; i += 32) s += xr[i];
+  for (int off = 16; off > 0; off >>= 1) s += __shfl_xor_sync(0xffffffffu, s, off);
+  float mean = s / (float)len, v = 0.0f;
+  for (int64_t i = lane; i < len; i += 32) v += (xr[i] - mean) * (xr[i] - mean);
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  float inv = rsqrtf(v / (float)len + eps);
+  if (which) { /* the row's mean or 1/σ */
+    if (lane == 0) y[row] = which == 1 ? mean : inv;
+    return;
+  }
+  for (int64_t i = lane; i < len; i += 32) {
+    float t = (xr[i] - mean) * inv;
+    yr[i] = (scale ? t * scale[i] : t) + (bias ? bias[i] : 0.0f);
+  }
 }
 
 /* col [c·kh·kw, oh·ow], or with `by_position` [oh·ow, c·kh·kw] (the rows a packed-linear kernel reads) */
@@ -917,6 +945,21 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
     for (int d = 0; d < ond; d++) st.os.d[d] = os[d], st.tr_ist.d[d] = ist[perm[d]];
     break;
   }
+  case K_LAYERNORM: {
+    for (int j = 1; j < 3; j++)
+      if (st.in[j] >= 0 && pq_plan_value_kind(p, st.in[j]) != PQ_VALUE_WEIGHT) {
+        pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "layer_norm '%s': its scale and bias must be model tensors", pq_node_name(node));
+        return PQ_ERR_UNSUPPORTED;
+      }
+    int64_t axis = pq_node_get_int(node, "axis", -1);
+    if (axis < 0) axis += nd;
+    st.axis_len = 1;
+    for (int d = (int)axis; d < nd; d++) st.axis_len *= xs[d];
+    st.ln_eps = (float)pq_node_get_float(node, "epsilon", 1e-5);
+    const char *which = pq_node_get_string(node, "output", "y");
+    st.ln_out = !strcmp(which, "mean") ? 1 : !strcmp(which, "inv_std_dev") ? 2 : 0;
+    break;
+  }
   case K_SOFTMAX: {
     st.log_sm = !strcmp(pq_node_op(node), "log_softmax");
     int64_t axis = pq_node_get_int(node, "axis", -1);
@@ -1125,6 +1168,13 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
       break;
     }
     case K_RELU: k_relu<<<blocks_for(total), 256, 0, s>>>(x, y, total); break;
+    case K_LAYERNORM: {
+      int64_t rows = st.ln_out ? total : total / st.axis_len;
+      k_layer_norm<<<blocks_for(rows * 32), 256, 0, s>>>(x, st.in[1] >= 0 ? c->values[st.in[1]].ptr : nullptr,
+                                                        st.in[2] >= 0 ? c->values[st.in[2]].ptr : nullptr, y, rows, st.axis_len, st.ln_eps,
+                                                        st.ln_out);
+      break;
+    }
     case K_ACT: k_activation<<<blocks_for(total), 256, 0, s>>>(x, y, total, st.act, st.act_a, st.act_b); break;
     case K_SOFTMAX: {
       int64_t outer = total / (st.axis_len * st.axis_inner);
