@@ -68,6 +68,13 @@ int pq_model_cost(const PqModel *model, PqCost *cost, PqPluginError *error) {
       estimated = 1;
     } else if (!strcmp(op, "softmax") || !strcmp(op, "log_softmax")) {
       add = 4 * out_numel; /* max, exp, sum, divide per element */
+    } else if (pq_reduce_kind(op) != PQ_RED_NONE) {
+      /* one step an input element (an add, a compare, a multiply; a square and an add for l2 and sum_square;
+         a compare, a subtract, an exp and an add for log_sum_exp), then mean's one division an output; a
+         root, log or exp counted as one flop makes it an estimate */
+      PqReduce k = pq_reduce_kind(op);
+      add = in_numel * (k == PQ_RED_LOG_SUM_EXP ? 4 : k == PQ_RED_L2 || k == PQ_RED_SUM_SQUARE ? 2 : 1) + (k == PQ_RED_MEAN ? out_numel : 0);
+      if (k == PQ_RED_L2 || k == PQ_RED_LOG_SUM || k == PQ_RED_LOG_SUM_EXP) estimated = 1;
     } else if (!strcmp(op, "layer_norm")) {
       /* per element: two multiply-adds (the variance's d·d + Σ, then y·scale + bias) and four more (the mean's
          Σ, x − mean twice, × 1/σ); a row's division and square root are not counted: an estimate */

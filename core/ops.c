@@ -68,7 +68,26 @@ static char *shape_to_string(int nd, const int64_t *sh) {
 int pq_op_is_builtin(const char *op) {
   for (size_t i = 0; i < PQ_N_ELEMENTS(known_ops); i++)
     if (!strcmp(op, known_ops[i])) return 1;
-  return pq_activation_kind(op) != PQ_ACT_NONE || pq_binary_kind(op) != PQ_BIN_NONE;
+  return pq_activation_kind(op) != PQ_ACT_NONE || pq_binary_kind(op) != PQ_BIN_NONE || pq_reduce_kind(op) != PQ_RED_NONE;
+}
+
+/* A reduction's axes, checked: each a per-sample dimension, once; keepdims 0 or 1. */
+static gboolean reduce_axes(const PqNode *node, int ndim, unsigned *axes, GError **error) {
+  size_t n;
+  const int64_t *v = pq_node_get_ints(node, "axes", &n);
+  const char *op = pq_node_op(node);
+  *axes = 0;
+  if (!v || n == 0) FAIL("%s: \"axes\" is required (the dimensions to reduce; never the batch, dimension 0)", op);
+  for (size_t i = 0; i < n; i++) {
+    int64_t a = v[i] < 0 ? v[i] + ndim : v[i];
+    if (a < 1 || a >= ndim)
+      FAIL("%s: axis %" G_GINT64_FORMAT " outside 1 .. %d (dimension 0, the batch, is not reduced across)", op, v[i], ndim - 1);
+    if (*axes & (1u << a)) FAIL("%s: axis %" G_GINT64_FORMAT " given twice", op, v[i]);
+    *axes |= 1u << a;
+  }
+  int64_t keep = pq_node_get_int(node, "keepdims", 1);
+  if (keep != 0 && keep != 1) FAIL("%s: keepdims must be 0 or 1, not %" G_GINT64_FORMAT, op, keep);
+  return TRUE;
 }
 
 /* An op a loaded compressor declared: its kernel infers the shape. */
@@ -319,6 +338,18 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
     out[0][0] = in[0][0];
     out[0][1] = in[0][1];
     for (int i = 2; i < nd[0]; i++) out[0][i] = 1;
+    return TRUE;
+  }
+  if (pq_reduce_kind(op) != PQ_RED_NONE) { /* the input's shape, reduced dimensions 1 (keepdims) or gone */
+    NEED_INPUTS(1, 1);
+    unsigned axes;
+    if (!reduce_axes(node, nd[0], &axes, error)) return FALSE;
+    int keep = (int)pq_node_get_int(node, "keepdims", 1), o = 0;
+    for (int d = 0; d < nd[0]; d++) {
+      if (!(axes & (1u << d))) out[0][o++] = in[0][d];
+      else if (keep) out[0][o++] = 1;
+    }
+    ond[0] = o;
     return TRUE;
   }
   if (strcmp(op, "layer_norm") == 0) {

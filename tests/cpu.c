@@ -526,6 +526,76 @@ static void test_layer_norm(void) {
   }
 }
 
+/* Every reduction against a double-precision reference, over one axis and over two that are not adjacent
+ * (axes {-2} and {1, 3} of [N, 3, 4, 5]), keeping the reduced dimensions or not; bad axes are refused. */
+static void test_reductions(void) {
+  static const char *const ops[] = {"reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod",
+                                    "reduce_l1", "reduce_l2", "reduce_sum_square", "reduce_log_sum", "reduce_log_sum_exp"};
+  int64_t xs[4] = {-1, 3, 4, 5};
+  enum { N = 2 };
+  float x[N * 60];
+  GRand *r = g_rand_new_with_seed(12);
+  for (int i = 0; i < N * 60; i++) x[i] = (float)g_rand_double_range(r, 0.2, 1.8) * (i % 4 == 1 ? -1.0f : 1.0f) + (i % 11 == 0 ? 30.0f : 0.0f);
+  g_rand_free(r);
+  for (size_t k = 0; k < G_N_ELEMENTS(ops); k++)
+    for (int form = 0; form < 4; form++) {
+      gboolean two = form >= 2, keep = form % 2 == 0;
+      int64_t one[1] = {-2}, both[2] = {1, 3};
+      PqNode *n;
+      g_autoptr(PqModel) m = single(ops[k], 4, xs, 0, NULL, &n);
+      pq_node_set_ints(n, "axes", two ? 2 : 1, two ? both : one);
+      pq_node_set_int(n, "keepdims", keep);
+      g_autoptr(PqPlan) plan = pq_plan_new(m, 1, NULL);
+      int ond;
+      const int64_t *os = pq_plan_value_shape(plan, pq_plan_value_index(plan, "y"), &ond);
+      g_assert_cmpint(ond, ==, keep ? 4 : two ? 2 : 3);
+      if (keep) g_assert_true(two ? os[1] == 1 && os[2] == 4 && os[3] == 1 : os[1] == 3 && os[2] == 1 && os[3] == 5);
+      int64_t on;
+      g_autofree float *y = run(m, x, N, N, &on);
+      g_assert_cmpint(on, ==, two ? 4 : 15);
+      for (int64_t s0 = 0; s0 < N; s0++)
+        for (int64_t o = 0; o < on; o++) {
+          /* the elements output o gathers: two ? (c, h=o, w) : (c=o/5, h, w=o%5) */
+          double acc = 0, mx = -INFINITY, mn = INFINITY, prod = 1, l1 = 0, sq = 0, cnt = 0;
+          for (int64_t c = 0; c < 3; c++)
+            for (int64_t h = 0; h < 4; h++)
+              for (int64_t w = 0; w < 5; w++) {
+                if (two ? h != o : (c != o / 5 || w != o % 5)) continue;
+                double v = x[s0 * 60 + (c * 4 + h) * 5 + w];
+                acc += v, mx = fmax(mx, v), mn = fmin(mn, v), prod *= v, l1 += fabs(v), sq += v * v, cnt++;
+              }
+          double lse = 0;
+          for (int64_t c = 0; c < 3; c++)
+            for (int64_t h = 0; h < 4; h++)
+              for (int64_t w = 0; w < 5; w++)
+                if (!(two ? h != o : (c != o / 5 || w != o % 5))) lse += exp(x[s0 * 60 + (c * 4 + h) * 5 + w] - mx);
+          double want[10] = {acc, acc / cnt, mx, mn, prod, l1, sqrt(sq), sq, log(acc), log(lse) + mx};
+          double got = y[s0 * on + o];
+          if (!(fabs(got - want[k]) <= 2e-5 * (1 + fabs(want[k])) || (isnan(got) && isnan(want[k])))) /* log of a negative sum: NaN both */
+            g_error("%s form %d [%lld]: %.9g, expected %.9g", ops[k], form, (long long)o, got, want[k]);
+        }
+    }
+  /* refused when the graph is checked */
+  const struct {
+    int64_t axes[2];
+    int n_axes, keep;
+    const char *needle;
+  } bad[] = {{{0}, 1, 1, "reduce_sum: axis 0 outside 1 .. 3 (dimension 0, the batch, is not reduced across)"},
+             {{-4}, 1, 1, "reduce_sum: axis -4 outside 1 .. 3"},
+             {{2, -2}, 2, 1, "reduce_sum: axis -2 given twice"},
+             {{1}, 0, 1, "reduce_sum: \"axes\" is required"},
+             {{1}, 1, 2, "reduce_sum: keepdims must be 0 or 1, not 2"}};
+  for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+    PqNode *n;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PqModel) m = single("reduce_sum", 4, xs, 0, NULL, &n);
+    if (bad[i].n_axes) pq_node_set_ints(n, "axes", (size_t)bad[i].n_axes, bad[i].axes);
+    pq_node_set_int(n, "keepdims", bad[i].keep);
+    g_assert_null(pq_backend_prepare(cpu, m, 1, 2, NULL, &err));
+    if (!strstr(err->message, bad[i].needle)) g_error("'%s' lacks '%s'", err->message, bad[i].needle);
+  }
+}
+
 /* sub, mul, div, prelu (and add) with a broadcast weight, and with two activations of one shape; a relu after
  * them is folded in. */
 static void test_binary(void) {
@@ -797,6 +867,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cpu/timing", test_timing);
   g_test_add_func("/cpu/activations", test_activations);
   g_test_add_func("/cpu/layer-norm", test_layer_norm);
+  g_test_add_func("/cpu/reductions", test_reductions);
   g_test_add_func("/cpu/binary-ops", test_binary);
   g_test_add_func("/cpu/transpose", test_transpose);
   g_test_add_func("/cpu/concat", test_concat);

@@ -170,7 +170,7 @@ static void test_activations(void) {
 }
 
 /* layer_norm: over the last two dimensions with scale and bias (a row of 40 values: more than a warp), and each
- * row's mean and 1/σ beside it, summed into one output so that all three are compared */
+ * row's mean and 1/σ beside it, summed into one output so that all three are compared; the reductions */
 static void test_layer_norm(void) {
   if (!usable()) return;
   g_autoptr(PqModel) m = pq_model_new();
@@ -191,6 +191,20 @@ static void test_layer_norm(void) {
   pq_graph_add_node(g, "add", "a2", 2, i5, 1, o5);
   pq_graph_add_output(g, "y");
   compare(m, m, 7, 1e-4);
+  /* and each reduction over two dimensions that are not adjacent, keeping them */
+  const char *ops[] = {"reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "reduce_l1", "reduce_l2", "reduce_sum_square",
+                       "reduce_log_sum", "reduce_log_sum_exp"};
+  for (size_t i = 0; i < G_N_ELEMENTS(ops); i++) {
+    g_autoptr(PqModel) r = pq_model_new();
+    int64_t rs[4] = {-1, 3, 4, 6}, axes[2] = {1, -1};
+    pq_graph_add_input(pq_model_graph(r), "x", 4, rs);
+    const char *ri[1] = {"x"}, *rs1[1] = {"s"}, *ri2[1] = {"s"}, *ro[1] = {"y"};
+    pq_graph_add_node(pq_model_graph(r), "sigmoid", "pos", 1, ri, 1, rs1); /* positive: log_sum is defined */
+    PqNode *n = pq_graph_add_node(pq_model_graph(r), ops[i], "red", 1, ri2, 1, ro);
+    pq_node_set_ints(n, "axes", 2, axes);
+    pq_graph_add_output(pq_model_graph(r), "y");
+    compare(r, r, 5, 1e-5);
+  }
 }
 
 /* sub, mul, div (add is in the CNN above): a broadcast weight and a same-shape activation; transpose. */

@@ -502,11 +502,14 @@ static void test_bad(void) {
       for (int i = 0; i < 12; i++) mean += x[k * 12 + i];
       g_assert_cmpfloat(fabs(y[k] - mean / 12), <, 1e-5);
     }
-    int64_t bad_axes[1] = {1};
+    int64_t bad_axes[1] = {0};
     Onnx__AttributeProto *rb[1] = {attr_ints("axes", 1, bad_axes)};
     Onnx__NodeProto *bad[1] = {node("ReduceMean", "rm1", 1, ri, "probs", 1, rb)};
     g_autofree char *p2 = write_model("reducemean1.onnx", graph(1, bad, 0, NULL, value("x", 4, x4), "probs"), TRUE);
-    expect_error(p2, "node 'rm1' (ReduceMean): only the mean over axes 2 and 3 of a 4-D input is supported");
+    expect_error(p2, "node 'rm1' (ReduceMean): axis 0 is the batch, which pquant keeps");
+    Onnx__NodeProto *all[1] = {node("ReduceSum", "rs", 1, ri, "probs", 0, NULL)};
+    g_autofree char *p3 = write_model("reducesum.onnx", graph(1, all, 0, NULL, value("x", 4, x4), "probs"), TRUE);
+    expect_error(p3, "node 'rs' (ReduceSum): with no axes it reduces every dimension, the batch too");
   }
   /* Concat of activations along a feature axis: a concat node; along the batch: refused */
   {

@@ -287,6 +287,16 @@ static PqTensor *int64_const(const char *name, int nd, const int64_t *shape, con
 }
 
 /* An INT64 constant (initializer, Constant or folded) of at most 64 values, or NULL. */
+/* The pquant reduction an ONNX Reduce* op is (its name without "Reduce"), or NULL. */
+static const char *reduce_op(const char *suffix) {
+  static const char *const map[][2] = {{"Sum", "sum"},   {"Mean", "mean"}, {"Max", "max"},           {"Min", "min"},
+                                       {"Prod", "prod"}, {"L1", "l1"},     {"L2", "l2"},             {"SumSquare", "sum_square"},
+                                       {"LogSum", "log_sum"}, {"LogSumExp", "log_sum_exp"}};
+  for (size_t i = 0; i < G_N_ELEMENTS(map); i++)
+    if (!strcmp(suffix, map[i][0])) return map[i][1];
+  return NULL;
+}
+
 static PqTensor *small_int64(Ctx *c, const char *name) {
   PqTensor *t = name && name[0] ? pq_model_tensor(c->m, name) : NULL;
   return t && pq_tensor_dtype(t) == PQ_DTYPE_I64 && pq_tensor_ndim(t) <= 1 && pq_tensor_numel(t) <= 64 ? t : NULL;
@@ -475,26 +485,35 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (attr_i(n, "storage_order", 0)) FAIL("node '%s' (MaxPool): storage_order = 1 is not supported", name);
     if (!window_attrs(c, n, node, in0, k->ints, error)) return FALSE;
   } else if (!strcmp(op, "GlobalAveragePool")) ONE("global_avg_pool", in0);
-  else if (!strcmp(op, "ReduceMean")) { /* over the two spatial axes of [N, C, H, W] (SE blocks): a global average pool */
-    int64_t s[PQ_MAX_DIMS], ax[2] = {0, 0};
+  else if (!strncmp(op, "Reduce", 6) && reduce_op(op + 6)) { /* ReduceSum, ReduceMean, …: over dimensions other than the batch */
+    int64_t s[PQ_MAX_DIMS], ax[PQ_MAX_DIMS];
     int nd;
     if (!shape_of(c, in0, s, &nd, error)) return FALSE;
-    const Onnx__AttributeProto *aa = attr(n, "axes");
+    const Onnx__AttributeProto *aa = attr(n, "axes"); /* an attribute before opset 18 (13 for ReduceSum), an input since */
     PqTensor *at = n->n_input > 1 && n->input[1][0] ? small_int64(c, n->input[1]) : NULL;
+    if (!aa && n->n_input > 1 && n->input[1][0] && !at) FAIL("node '%s' (%s): its axes must be a constant", name, op);
     const int64_t *av = aa ? aa->ints : at ? pq_tensor_data(at) : NULL;
     size_t nav = aa ? aa->n_ints : at ? (size_t)pq_tensor_numel(at) : 0;
-    for (size_t i = 0; i < nav && i < 2; i++) ax[i] = av[i] < 0 ? av[i] + nd : av[i];
-    if (nd != 4 || nav != 2 || !((ax[0] == 2 && ax[1] == 3) || (ax[0] == 3 && ax[1] == 2)))
-      FAIL("node '%s' (ReduceMean): only the mean over axes 2 and 3 of a 4-D input is supported", name);
-    if (attr_i(n, "keepdims", 1)) ONE("global_avg_pool", in0);
-    else {
-      g_autofree char *tmp = fresh(c, "reduce_mean");
-      const char *gi[1] = {in0}, *go[1] = {tmp}, *ri[1] = {tmp}, *ro[1] = {out0};
-      g_autofree char *rn = g_strdup_printf("%s_reshape", name);
-      pq_graph_add_node(g, "global_avg_pool", name, 1, gi, 1, go);
-      int64_t shp[2] = {0, s[1]};
-      node = pq_graph_add_node(g, "reshape", rn, 1, ri, 1, ro);
-      pq_node_set_ints(node, "shape", 2, shp);
+    int keep = (int)attr_i(n, "keepdims", 1);
+    if (nav == 0 && attr_i(n, "noop_with_empty_axes", 0)) { /* no axes: the input as it is */
+      int64_t zeros[PQ_MAX_DIMS] = {0};
+      ONE("reshape", in0);
+      pq_node_set_ints(node, "shape", (size_t)nd, zeros);
+    } else {
+      if (nav == 0) FAIL("node '%s' (%s): with no axes it reduces every dimension, the batch too; pquant keeps one batch per run", name, op);
+      if (nav > (size_t)nd) FAIL("node '%s' (%s): %zu axes for %d dimensions", name, op, nav, nd);
+      for (size_t i = 0; i < nav; i++) {
+        ax[i] = av[i] < 0 ? av[i] + nd : av[i];
+        if (ax[i] == 0) FAIL("node '%s' (%s): axis 0 is the batch, which pquant keeps", name, op);
+      }
+      if (!strcmp(op, "ReduceMean") && keep && nd == 4 && nav == 2 && ((ax[0] == 2 && ax[1] == 3) || (ax[0] == 3 && ax[1] == 2)))
+        ONE("global_avg_pool", in0); /* over the planes of [N, C, H, W] (SE blocks): a global average pool, which finetune trains through */
+      else {
+        g_autofree char *pqop = g_strdup_printf("reduce_%s", reduce_op(op + 6));
+        ONE(pqop, in0);
+        pq_node_set_ints(node, "axes", nav, av);
+        pq_node_set_int(node, "keepdims", keep);
+      }
     }
   } else if (!strcmp(op, "GlobalMaxPool")) { /* a max pool whose window is the whole plane */
     int64_t s[PQ_MAX_DIMS];
@@ -718,7 +737,8 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     set_tensor(c, t);
   } else {
     FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, Div, Dropout, "
-         "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, MaxPool, Mul, Pad, PRelu, ReduceMean, Relu, Reshape, "
+         "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, MaxPool, Mul, Pad, PRelu, "
+         "ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceMax, ReduceMean, ReduceMin, ReduceProd, ReduceSum, ReduceSumSquare, Relu, Reshape, "
          "Selu, Shape, Sigmoid, Softmax, Softplus, Squeeze, Sub, Tanh, Transpose, Unsqueeze, and elementwise Abs, Acos, Acosh, Asin, Asinh, "
          "Atan, Atanh, Ceil, Celu, Cos, Cosh, Erf, Exp, Floor, Log, Neg, Reciprocal, Round, Shrink, Sign, Sin, Sinh, Softsign, Sqrt, Tan, "
          "ThresholdedRelu)", name, op);

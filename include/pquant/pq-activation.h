@@ -226,4 +226,125 @@ PQ_ACT_FN float pq_binary(int kind, float a, float b) {
   }
 }
 
+/* The reductions over some dimensions (reduce_sum, reduce_mean, … ; see docs/file-format.md): a start value, a
+ * step per element, and a final value from the count of elements; log_sum_exp takes a shift (the largest
+ * element, found by a pass of reduce_max first) so that e^x cannot overflow. */
+typedef enum {
+  PQ_RED_NONE = -1,
+  PQ_RED_SUM = 0,
+  PQ_RED_MEAN = 1,
+  PQ_RED_MAX = 2,
+  PQ_RED_MIN = 3,
+  PQ_RED_PROD = 4,
+  PQ_RED_L1 = 5,
+  PQ_RED_L2 = 6,
+  PQ_RED_SUM_SQUARE = 7,
+  PQ_RED_LOG_SUM = 8,
+  PQ_RED_LOG_SUM_EXP = 9
+} PqReduce;
+
+static inline PqReduce pq_reduce_kind(const char *op) {
+  static const char *const names[] = {"reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod",
+                                      "reduce_l1", "reduce_l2", "reduce_sum_square", "reduce_log_sum", "reduce_log_sum_exp"};
+  for (int i = 0; i < 10; i++)
+    if (op && !strcmp(op, names[i])) return (PqReduce)i;
+  return PQ_RED_NONE;
+}
+
+PQ_ACT_FN float pq_reduce_start(int kind) {
+  return kind == PQ_RED_MAX ? -INFINITY : kind == PQ_RED_MIN ? INFINITY : kind == PQ_RED_PROD ? 1.0f : 0.0f;
+}
+
+PQ_ACT_FN float pq_reduce_step(int kind, float acc, float x, float shift) {
+  switch (kind) {
+  case PQ_RED_MAX: return x > acc || x != x ? x : acc; /* a NaN wins, as in NumPy */
+  case PQ_RED_MIN: return x < acc || x != x ? x : acc;
+  case PQ_RED_PROD: return acc * x;
+  case PQ_RED_L1: return acc + fabsf(x);
+  case PQ_RED_L2:
+  case PQ_RED_SUM_SQUARE: return acc + x * x;
+  case PQ_RED_LOG_SUM_EXP: return acc + expf(x - shift);
+  default: return acc + x; /* sum, mean, log_sum */
+  }
+}
+
+PQ_ACT_FN float pq_reduce_final(int kind, float acc, int64_t count, float shift) {
+  switch (kind) {
+  case PQ_RED_MEAN: return acc / (float)count;
+  case PQ_RED_L2: return sqrtf(acc);
+  case PQ_RED_LOG_SUM: return logf(acc);
+  case PQ_RED_LOG_SUM_EXP: return logf(acc) + shift;
+  default: return acc;
+  }
+}
+
+/* Where a reduction reads: the per-sample dimensions it keeps and those it reduces, each with its size and
+ * its input stride. Output element o (of a sample) starts at pq_reduce_base(o) and reads pq_reduce_offset(r)
+ * past it for r < the reduced count. */
+typedef struct {
+  int n_kept, n_red;
+  int64_t kept[PQ_MAX_DIMS], kept_stride[PQ_MAX_DIMS], red[PQ_MAX_DIMS], red_stride[PQ_MAX_DIMS];
+  int64_t red_count;
+} PqReduceGeometry;
+
+PQ_ACT_FN int64_t pq_reduce_base(const PqReduceGeometry *g, int64_t o) {
+  int64_t off = 0;
+  for (int i = g->n_kept - 1; i >= 0; i--) {
+    off += (o % g->kept[i]) * g->kept_stride[i];
+    o /= g->kept[i];
+  }
+  return off;
+}
+
+PQ_ACT_FN int64_t pq_reduce_offset(const PqReduceGeometry *g, int64_t r) {
+  int64_t off = 0;
+  for (int i = g->n_red - 1; i >= 0; i--) {
+    off += (r % g->red[i]) * g->red_stride[i];
+    r /= g->red[i];
+  }
+  return off;
+}
+
+/* One output value: the reduction of the elements of x (one sample's) that output element o gathers. */
+PQ_ACT_FN float pq_reduce_one(int kind, const PqReduceGeometry *g, const float *x, int64_t o) {
+  const float *xb = x + pq_reduce_base(g, o);
+  float shift = 0.0f;
+  if (kind == PQ_RED_LOG_SUM_EXP) {
+    shift = pq_reduce_start(PQ_RED_MAX);
+    for (int64_t r = 0; r < g->red_count; r++) shift = pq_reduce_step(PQ_RED_MAX, shift, xb[pq_reduce_offset(g, r)], 0.0f);
+    if (!(shift > -INFINITY && shift < INFINITY)) shift = shift != shift ? shift : 0.0f; /* all −∞ (or +∞): no shift */
+  }
+  float acc = pq_reduce_start(kind);
+  for (int64_t r = 0; r < g->red_count; r++) acc = pq_reduce_step(kind, acc, xb[pq_reduce_offset(g, r)], shift);
+  return pq_reduce_final(kind, acc, g->red_count, shift);
+}
+
+/* A reduction node's "axes" as a bit per dimension (negative ones counted from the end), for a graph already
+ * checked (pq_plan_new() refuses bad axes). */
+static inline unsigned pq_reduce_axes_of(const PqNode *node, int ndim) {
+  size_t n = 0;
+  const int64_t *v = pq_node_get_ints(node, "axes", &n);
+  unsigned bits = 0;
+  for (size_t i = 0; v && i < n; i++) bits |= 1u << (v[i] < 0 ? v[i] + ndim : v[i]);
+  return bits;
+}
+
+/* The geometry of reducing `axes` (a bit per dimension, never the batch) of a value of shape `shape`. */
+static inline void pq_reduce_geometry(int ndim, const int64_t *shape, unsigned axes, PqReduceGeometry *g) {
+  int64_t stride = 1;
+  g->n_kept = g->n_red = 0;
+  g->red_count = 1;
+  int64_t st[PQ_MAX_DIMS];
+  for (int d = ndim - 1; d >= 1; d--) st[d] = stride, stride *= shape[d];
+  for (int d = 1; d < ndim; d++)
+    if (axes & (1u << d)) {
+      g->red[g->n_red] = shape[d];
+      g->red_stride[g->n_red++] = st[d];
+      g->red_count *= shape[d];
+    } else {
+      g->kept[g->n_kept] = shape[d];
+      g->kept_stride[g->n_kept++] = st[d];
+    }
+}
+
 #endif

@@ -15,7 +15,7 @@
 
 enum {
   K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC, K_TT, K_SPARSE, K_PLUGIN,
-  K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM
+  K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM, K_REDUCE /* reduce_sum, … */
 };
 
 static const struct {
@@ -33,6 +33,7 @@ static int op_kind(const char *op) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
     if (strcmp(op_table[i].op, op) == 0) return op_table[i].kind;
   if (pq_binary_kind(op) != PQ_BIN_NONE) return K_ADD; /* add, sub, mul, div, prelu: one broadcasting step */
+  if (pq_reduce_kind(op) != PQ_RED_NONE) return K_REDUCE;
   return pq_activation_kind(op) != PQ_ACT_NONE ? K_ACT : -1;
 }
 
@@ -60,6 +61,8 @@ typedef struct {
   int axis_outer_per_sample; int64_t axis_len, axis_inner; /* softmax; layer_norm: axis_len values a row */
   double ln_eps;                                             /* layer_norm */
   int ln_out;                                                /* layer_norm: 0 the normalised values, 1 each row's mean, 2 its 1/σ */
+  int red;                                                   /* K_REDUCE: which (pq-activation.h) and where it reads */
+  PqReduceGeometry red_geo;
   float *bn_scale, *bn_shift; /* batch_norm folded at prepare */
   int add_same;        /* add: both inputs same shape */
   int bin;             /* add, sub, mul, div (PqBinary) */
@@ -603,6 +606,10 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
     for (int d = 0; d < ond; d++) st->tr_oshape[d] = os[d], st->tr_istride[d] = ist[perm[d]];
     break;
   }
+  case K_REDUCE:
+    st->red = (int)pq_reduce_kind(pq_node_op(node));
+    pq_reduce_geometry(nd, xs, pq_reduce_axes_of(node, nd), &st->red_geo);
+    break;
   case K_LAYERNORM: {
     for (int j = 1; j < 3; j++)
       if (st->in[j] >= 0 && pq_plan_value_kind(p, st->in[j]) != PQ_VALUE_WEIGHT) {
@@ -1128,6 +1135,12 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       break;
     }
     case K_SOFTMAX: run_softmax(st, x, y, total); break;
+    case K_REDUCE: {
+      int64_t in_ps = c->values[st->in[0]].per_sample, out_ps = total / batch;
+      for (int64_t n = 0; n < batch; n++)
+        for (int64_t o = 0; o < out_ps; o++) y[n * out_ps + o] = pq_reduce_one(st->red, &st->red_geo, x + n * in_ps, o);
+      break;
+    }
     case K_LAYERNORM: run_layer_norm(st, x, st->in[1] >= 0 ? PTR(st->in[1]) : NULL, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, total); break;
     case K_CONV2D:
       if (st->q_codes) run_packed_conv(st, x, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace, c->simd);

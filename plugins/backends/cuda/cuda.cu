@@ -25,7 +25,7 @@
 #include <vector>
 
 enum { K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_CIRC, K_TT, K_SPARSE,
-       K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM };
+       K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM, K_REDUCE /* reduce_sum, … */ };
 enum { MATH_FP32, MATH_TF32, MATH_FP16 };
 
 static const struct {
@@ -41,6 +41,7 @@ static int op_kind(const char *op) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
     if (!strcmp(op_table[i].op, op)) return op_table[i].kind;
   if (pq_binary_kind(op) != PQ_BIN_NONE) return K_ADD; /* add, sub, mul, div, prelu: one broadcasting step */
+  if (pq_reduce_kind(op) != PQ_RED_NONE) return K_REDUCE;
   return pq_activation_kind(op) != PQ_ACT_NONE ? K_ACT : -1;
 }
 
@@ -67,6 +68,8 @@ struct Step {
   int log_sm = 0;                                                         /* log_softmax */
   float ln_eps = 0.0f;                                                    /* layer_norm: rows of axis_len values */
   int ln_out = 0;                                                         /* layer_norm: 0 the values, 1 the means, 2 1/σ */
+  int red = 0;                                                            /* reduce_*: which, and where it reads */
+  PqReduceGeometry red_geo{};
   float pad_value = 0.0f;                                                 /* pad2d: the border (pads in pt, pl) */
   float *bn = nullptr;                                                    /* device: scale then shift, 2·C */
   int rank = 0, bin = 0;                                                  /* add, sub, mul, div; transpose */
@@ -338,6 +341,13 @@ __global__ void k_layer_norm(const float *x, const float *scale, const float *bi
     float t = (xr[i] - mean) * inv;
     yr[i] = (scale ? t * scale[i] : t) + (bias ? bias[i] : 0.0f);
   }
+}
+
+/* reduce_*: one thread per output value, over the input elements it gathers (pq_reduce_one, as on the CPU) */
+__global__ void k_reduce(const float *x, float *y, int64_t total, int64_t in_ps, int64_t out_ps, int kind, PqReduceGeometry geo) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  y[i] = pq_reduce_one(kind, &geo, x + (i / out_ps) * in_ps, i % out_ps);
 }
 
 /* col [c·kh·kw, oh·ow], or with `by_position` [oh·ow, c·kh·kw] (the rows a packed-linear kernel reads) */
@@ -945,6 +955,10 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
     for (int d = 0; d < ond; d++) st.os.d[d] = os[d], st.tr_ist.d[d] = ist[perm[d]];
     break;
   }
+  case K_REDUCE:
+    st.red = (int)pq_reduce_kind(pq_node_op(node));
+    pq_reduce_geometry(nd, xs, pq_reduce_axes_of(node, nd), &st.red_geo);
+    break;
   case K_LAYERNORM: {
     for (int j = 1; j < 3; j++)
       if (st.in[j] >= 0 && pq_plan_value_kind(p, st.in[j]) != PQ_VALUE_WEIGHT) {
@@ -1168,6 +1182,9 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
       break;
     }
     case K_RELU: k_relu<<<blocks_for(total), 256, 0, s>>>(x, y, total); break;
+    case K_REDUCE:
+      k_reduce<<<blocks_for(total), 256, 0, s>>>(x, y, total, c->values[st.in[0]].per_sample, c->values[st.out].per_sample, st.red, st.red_geo);
+      break;
     case K_LAYERNORM: {
       int64_t rows = st.ln_out ? total : total / st.axis_len;
       k_layer_norm<<<blocks_for(rows * 32), 256, 0, s>>>(x, st.in[1] >= 0 ? c->values[st.in[1]].ptr : nullptr,
