@@ -596,10 +596,10 @@ static void test_reductions(void) {
   }
 }
 
-/* sub, mul, div, prelu (and add) with a broadcast weight, and with two activations of one shape; a relu after
+/* sub, mul, div, prelu, pow, minimum, maximum (and add) with a broadcast weight, and with two activations of one shape; a relu after
  * them is folded in. */
 static void test_binary(void) {
-  const char *ops[] = {"add", "sub", "mul", "div", "prelu"};
+  const char *ops[] = {"add", "sub", "mul", "div", "prelu", "pow", "minimum", "maximum"};
   int64_t xs[3] = {-1, 3, 4}, ws[1] = {4};
   float x[2 * 12];
   fill(x, 24, 9);
@@ -629,10 +629,14 @@ static void test_binary(void) {
       case 1: e1 = a - b, e2 = a - r; break;
       case 2: e1 = a * b, e2 = a * r; break;
       case 3: e1 = a / b, e2 = r != 0 ? a / r : (a == 0 ? NAN : a / r); break;
-      default: e1 = a >= 0 ? a : a * b, e2 = a >= 0 ? a : a * r; break; /* prelu: b, r the slopes */
+      case 4: e1 = a >= 0 ? a : a * b, e2 = a >= 0 ? a : a * r; break; /* prelu: b, r the slopes */
+      case 5: e1 = (float)pow(a, b), e2 = (float)pow(a, r); break; /* a negative base to a fraction: NaN */
+      case 6: e1 = fminf(a, b), e2 = fminf(a, r); break;
+      default: e1 = fmaxf(a, b), e2 = fmaxf(a, r); break;
       }
       e2 = e2 > 0 ? e2 : 0;
-      g_assert_cmpfloat(fabsf(y[i] - e1), <=, 1e-6f * (1 + fabsf(e1)));
+      if (isnan(e1)) g_assert_true(isnan(y[i]));
+      else g_assert_cmpfloat(fabsf(y[i] - e1), <=, 1e-6f * (1 + fabsf(e1)));
       if (!isnan(e2) && isfinite(e2)) g_assert_cmpfloat(fabsf(y2[i] - e2), <=, 1e-6f * (1 + fabsf(e2)));
     }
   }

@@ -207,10 +207,10 @@ static void test_layer_norm(void) {
   }
 }
 
-/* sub, mul, div (add is in the CNN above): a broadcast weight and a same-shape activation; transpose. */
+/* sub, mul, div, minimum, maximum, pow (add is in the CNN above): a broadcast weight and a same-shape activation; transpose. */
 static void test_binary(void) {
   if (!usable()) return;
-  const char *ops[] = {"sub", "mul", "div"};
+  const char *ops[] = {"sub", "mul", "div", "minimum", "maximum"};
   for (size_t i = 0; i < G_N_ELEMENTS(ops); i++) {
     g_autoptr(PqModel) m = pq_model_new();
     PqGraph *g = pq_model_graph(m);
@@ -225,6 +225,21 @@ static void test_binary(void) {
     pq_graph_add_node(g, "sigmoid", "sig", 1, s1, 1, o1); /* a divisor that is never 0 */
     pq_graph_add_node(g, ops[i], "bw", 2, i2, 1, o2);
     pq_graph_add_node(g, ops[i], "bs", 2, i3, 1, o3);
+    pq_graph_add_output(g, "y");
+    compare(m, m, 6, 1e-5);
+  }
+  /* pow of a positive base (sigmoid) to a broadcast weight */
+  {
+    g_autoptr(PqModel) m = pq_model_new();
+    PqGraph *g = pq_model_graph(m);
+    int64_t xs[3] = {-1, 3, 8}, ws[1] = {8};
+    pq_graph_add_input(g, "x", 3, xs);
+    PqTensor *w = pq_test_random_tensor("w", 1, ws, 6, 2);
+    pq_model_set_tensor(m, w);
+    pq_tensor_unref(w);
+    const char *s1[1] = {"x"}, *o1[1] = {"s"}, *i2[2] = {"s", "w"}, *o2[1] = {"y"};
+    pq_graph_add_node(g, "sigmoid", "sig", 1, s1, 1, o1);
+    pq_graph_add_node(g, "pow", "pw", 2, i2, 1, o2);
     pq_graph_add_output(g, "y");
     compare(m, m, 6, 1e-5);
   }

@@ -406,6 +406,51 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (pq_model_tensor(c->m, a) && !pq_model_tensor(c->m, b)) a = n->input[1], b = in0;
     ONE(!strcmp(op, "Add") ? "add" : "mul", a, b);
   } else if (!strcmp(op, "Sub")) ONE("sub", in0, n->input[1]);
+  else if (!strcmp(op, "Pow")) ONE("pow", in0, n->input[1]);
+  else if (!strcmp(op, "Min") || !strcmp(op, "Max") || !strcmp(op, "Sum") || !strcmp(op, "Mean")) {
+    /* variadic: a chain of binary nodes (the activations first), then Mean's 1/n; one input: the input itself */
+    const char *pqop = !strcmp(op, "Min") ? "minimum" : !strcmp(op, "Max") ? "maximum" : "add";
+    GPtrArray *ins = g_ptr_array_new();
+    for (size_t k = 0; k < n->n_input; k++)
+      if (n->input[k][0]) g_ptr_array_insert(ins, pq_model_tensor(c->m, n->input[k]) ? -1 : 0, n->input[k]);
+    if (ins->len == 0 || pq_model_tensor(c->m, ins->pdata[0])) {
+      g_ptr_array_free(ins, TRUE);
+      FAIL("node '%s' (%s): needs an input that is not a constant", name, op);
+    }
+    int mean = !strcmp(op, "Mean") && ins->len > 1;
+    const char *cur = ins->pdata[0];
+    g_autofree char *held = NULL;
+    for (guint k = 1; k < ins->len; k++) {
+      gboolean last = k + 1 == ins->len && !mean;
+      char *o = last ? g_strdup(out0) : fresh(c, name);
+      g_autofree char *nn = last ? g_strdup(name) : g_strdup_printf("%s_%u", name, k);
+      const char *bi[2] = {cur, ins->pdata[k]}, *bo[1] = {o};
+      node = pq_graph_add_node(g, pqop, nn, 2, bi, 1, bo);
+      g_free(held);
+      held = o;
+      cur = held;
+    }
+    if (ins->len == 1) { /* the input as it is */
+      int64_t s[PQ_MAX_DIMS], zeros[PQ_MAX_DIMS] = {0};
+      int nd;
+      if (!shape_of(c, cur, s, &nd, error)) {
+        g_ptr_array_free(ins, TRUE);
+        return FALSE;
+      }
+      const char *ri[1] = {cur}, *ro[1] = {out0};
+      node = pq_graph_add_node(g, "reshape", name, 1, ri, 1, ro);
+      pq_node_set_ints(node, "shape", (size_t)nd, zeros);
+    } else if (mean) {
+      g_autofree char *cn = fresh(c, "mean_scale");
+      int64_t one[1] = {1};
+      PqTensor *t = pq_tensor_new(cn, PQ_DTYPE_F32, 1, one);
+      *(float *)pq_tensor_mutable_data(t) = 1.0f / (float)ins->len;
+      set_tensor(c, t);
+      const char *mi[2] = {cur, cn}, *mo[1] = {out0};
+      node = pq_graph_add_node(g, "mul", name, 2, mi, 1, mo);
+    }
+    g_ptr_array_free(ins, TRUE);
+  }
   else if (!strcmp(op, "PRelu")) ONE("prelu", in0, n->input[1]);
   else if (!strcmp(op, "Div")) ONE("div", in0, n->input[1]);
   else if (!strcmp(op, "Identity") || !strcmp(op, "Dropout")) { /* inference: the input itself */
@@ -737,8 +782,8 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     set_tensor(c, t);
   } else {
     FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, Div, Dropout, "
-         "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, MaxPool, Mul, Pad, PRelu, "
-         "ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceMax, ReduceMean, ReduceMin, ReduceProd, ReduceSum, ReduceSumSquare, Relu, Reshape, "
+         "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, Max, MaxPool, Mean, Min, Mul, Pad, Pow, PRelu, "
+         "ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceMax, ReduceMean, ReduceMin, ReduceProd, ReduceSum, ReduceSumSquare, Relu, Reshape, Sum, "
          "Selu, Shape, Sigmoid, Softmax, Softplus, Squeeze, Sub, Tanh, Transpose, Unsqueeze, and elementwise Abs, Acos, Acosh, Asin, Asinh, "
          "Atan, Atanh, Ceil, Celu, Cos, Cosh, Erf, Exp, Floor, Log, Neg, Reciprocal, Round, Shrink, Sign, Sin, Sinh, Softsign, Sqrt, Tan, "
          "ThresholdedRelu)", name, op);

@@ -1,6 +1,6 @@
 /* pq-activation.h — pquant's elementwise ops: the activations (sigmoid, tanh, leaky_relu, elu, selu, clip,
  * hard_sigmoid, hard_swish, softplus, gelu, and the unary math functions abs … shrink) with their two parameters, and the broadcasting binary ops (add,
- * sub, mul, div, and prelu: x with its slopes): names and one formula each, written once for every backend — plain C for CPU code,
+ * sub, mul, div, pow, minimum, maximum, and prelu: x with its slopes): names and one formula each, written once for every backend — plain C for CPU code,
  * host-and-device for CUDA code (include it from a .cu file and pq_activation() / pq_binary() run in
  * kernels). relu stays its own op. See docs/file-format.md for each op's contract. */
 #ifndef PQ_ACTIVATION_H
@@ -207,11 +207,21 @@ PQ_ACT_FN float pq_activation_grad(int kind, float x, float a, float b) {
 }
 
 /* The broadcasting binary ops (NumPy rules; see docs/file-format.md). */
-typedef enum { PQ_BIN_NONE = -1, PQ_BIN_ADD = 0, PQ_BIN_SUB = 1, PQ_BIN_MUL = 2, PQ_BIN_DIV = 3, PQ_BIN_PRELU = 4 } PqBinary;
+typedef enum {
+  PQ_BIN_NONE = -1,
+  PQ_BIN_ADD = 0,
+  PQ_BIN_SUB = 1,
+  PQ_BIN_MUL = 2,
+  PQ_BIN_DIV = 3,
+  PQ_BIN_PRELU = 4,
+  PQ_BIN_POW = 5,
+  PQ_BIN_MINIMUM = 6,
+  PQ_BIN_MAXIMUM = 7
+} PqBinary;
 
 static inline PqBinary pq_binary_kind(const char *op) {
-  static const char *const names[] = {"add", "sub", "mul", "div", "prelu"};
-  for (int i = 0; i < 5; i++)
+  static const char *const names[] = {"add", "sub", "mul", "div", "prelu", "pow", "minimum", "maximum"};
+  for (int i = 0; i < 8; i++)
     if (op && !strcmp(op, names[i])) return (PqBinary)i;
   return PQ_BIN_NONE;
 }
@@ -222,6 +232,9 @@ PQ_ACT_FN float pq_binary(int kind, float a, float b) {
   case PQ_BIN_MUL: return a * b;
   case PQ_BIN_DIV: return a / b;
   case PQ_BIN_PRELU: return a >= 0.0f ? a : a * b; /* b: the slope */
+  case PQ_BIN_POW: return powf(a, b);
+  case PQ_BIN_MINIMUM: return a < b || a != a ? a : b; /* a NaN wins, as in NumPy */
+  case PQ_BIN_MAXIMUM: return a > b || a != a ? a : b;
   default: return a + b;
   }
 }

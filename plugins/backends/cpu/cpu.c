@@ -32,7 +32,7 @@ static const struct {
 static int op_kind(const char *op) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
     if (strcmp(op_table[i].op, op) == 0) return op_table[i].kind;
-  if (pq_binary_kind(op) != PQ_BIN_NONE) return K_ADD; /* add, sub, mul, div, prelu: one broadcasting step */
+  if (pq_binary_kind(op) != PQ_BIN_NONE) return K_ADD; /* add, sub, mul, div, prelu, pow, minimum, maximum: one broadcasting step */
   if (pq_reduce_kind(op) != PQ_RED_NONE) return K_REDUCE;
   return pq_activation_kind(op) != PQ_ACT_NONE ? K_ACT : -1;
 }
@@ -844,11 +844,11 @@ static void binary_inner(int op, float *restrict y, const float *a, int64_t ia, 
   case PQ_BIN_DIV:
     for (int64_t i = 0; i < n; i++) y[i] = a[i * ia] / b[i * ib];
     break;
-  case PQ_BIN_PRELU:
-    for (int64_t i = 0; i < n; i++) y[i] = pq_binary(PQ_BIN_PRELU, a[i * ia], b[i * ib]);
-    break;
-  default:
+  case PQ_BIN_ADD:
     for (int64_t i = 0; i < n; i++) y[i] = a[i * ia] + b[i * ib];
+    break;
+  default: /* prelu, pow, minimum, maximum */
+    for (int64_t i = 0; i < n; i++) y[i] = pq_binary(op, a[i * ia], b[i * ib]);
   }
 }
 

@@ -40,7 +40,7 @@ static const struct {
 static int op_kind(const char *op) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
     if (!strcmp(op_table[i].op, op)) return op_table[i].kind;
-  if (pq_binary_kind(op) != PQ_BIN_NONE) return K_ADD; /* add, sub, mul, div, prelu: one broadcasting step */
+  if (pq_binary_kind(op) != PQ_BIN_NONE) return K_ADD; /* add, sub, mul, div, prelu, pow, minimum, maximum: one broadcasting step */
   if (pq_reduce_kind(op) != PQ_RED_NONE) return K_REDUCE;
   return pq_activation_kind(op) != PQ_ACT_NONE ? K_ACT : -1;
 }
