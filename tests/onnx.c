@@ -241,6 +241,52 @@ static void test_cnn(void) {
   g_assert_nonnull(strstr(md, "| 1 | low_rank | conv |"));
 }
 
+/* A 1-D Conv (strides 2, uneven pads) and MaxPool over x [N, 2, 30] load as 2-D ones over [N, 2, 1, 30],
+ * between reshapes, and compute what the 1-D formulas give. */
+static void test_conv1d(void) {
+  int64_t wd[3] = {4, 2, 3}, bd[1] = {4}, xin[3] = {-1, 2, 30}, st[1] = {2}, pads[2] = {1, 2}, k2[1] = {2}, od[3] = {-1, 4, 8};
+  Onnx__TensorProto *inits[2] = {tensor("w", 3, wd, 7, 0.5f), tensor("b", 1, bd, 8, 0.1f)};
+  Onnx__AttributeProto *conv_a[2] = {attr_ints("strides", 1, st), attr_ints("pads", 2, pads)};
+  Onnx__AttributeProto *pool_a[2] = {attr_ints("kernel_shape", 1, k2), attr_ints("strides", 1, k2)};
+  const char *ci[3] = {"x", "w", "b"}, *pi[1] = {"c"};
+  Onnx__NodeProto *nodes[2] = {node("Conv", "conv1", 3, ci, "c", 2, conv_a), node("MaxPool", "pool1", 1, pi, "y", 2, pool_a)};
+  Onnx__GraphProto *g = graph(2, nodes, 2, inits, value("x", 3, xin), "y");
+  g->output[0] = value("y", 3, od);
+  g_autofree char *path = write_model("conv1d.onnx", g, TRUE);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqModel) m = pq_model_load(path, &err);
+  g_assert_no_error(err);
+  const PqNode *conv = NULL;
+  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_const_graph(m)); i++)
+    if (!strcmp(pq_node_name(pq_graph_node(pq_model_const_graph(m), i)), "conv1")) conv = pq_graph_node(pq_model_const_graph(m), i);
+  g_assert_nonnull(conv);
+  g_assert_cmpstr(pq_node_op(conv), ==, "conv2d");
+  g_assert_cmpint(pq_tensor_ndim(pq_model_tensor(m, pq_node_input(conv, 1))), ==, 4);
+  g_autoptr(PqRegistry) reg = pq_registry_new();
+  g_autoptr(PqBackend) b = pq_backend_prepare(pq_test_cpu_backend(reg), m, 1, 2, NULL, &err);
+  g_assert_no_error(err);
+  g_assert_cmpint(pq_backend_output_numel(b), ==, 32);
+  float x[2 * 60], y[2 * 32];
+  for (int i = 0; i < 120; i++) x[i] = (float)((i * 7) % 13) / 6.0f - 1.0f;
+  g_assert_true(pq_backend_run_f32(b, x, 2, y, &err));
+  const float *w = inits[0]->float_data, *bias = inits[1]->float_data;
+  for (int s0 = 0; s0 < 2; s0++)
+    for (int o = 0; o < 4; o++)
+      for (int q = 0; q < 8; q++) {
+        double best = -INFINITY;
+        for (int t = 2 * q; t < 2 * q + 2; t++) { /* the conv's positions t = 0 … 15, pooled in pairs */
+          double acc = bias[o];
+          for (int ci2 = 0; ci2 < 2; ci2++)
+            for (int k = 0; k < 3; k++) {
+              int at = t * 2 - 1 + k;
+              if (at >= 0 && at < 30) acc += w[(o * 2 + ci2) * 3 + k] * x[s0 * 60 + ci2 * 30 + at];
+            }
+          best = fmax(best, acc);
+        }
+        g_assert_cmpfloat(fabs(y[s0 * 32 + o * 8 + q] - best), <, 1e-5);
+      }
+}
+
 static void expect_error(const char *path, const char *needle) {
   g_autoptr(GError) err = NULL;
   g_autoptr(PqModel) m = pq_model_load(path, &err);
@@ -571,6 +617,7 @@ int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   tmpdir = pq_test_mkdtemp();
   g_test_add_func("/onnx/cnn", test_cnn);
+  g_test_add_func("/onnx/conv1d", test_conv1d);
   g_test_add_func("/onnx/bad-files", test_bad);
   int rc = g_test_run();
   pq_test_rmdir(tmpdir);

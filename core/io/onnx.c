@@ -303,15 +303,23 @@ static PqTensor *small_int64(Ctx *c, const char *name) {
 }
 
 /* Sliding-window attributes (Conv, MaxPool, AveragePool) onto a pquant node; auto_pad resolved from shapes. */
-static gboolean window_attrs(Ctx *c, const Onnx__NodeProto *n, PqNode *node, const char *x, const int64_t *kernel, GError **error) {
+/* A conv's or pool's strides, dilations and pads (from auto_pad where set) onto `node`, 2-D: with dims = 1 (a 1-D
+ * window over x [N, C, L], run as a 2-D one over [N, C, 1, L]) ONNX's values go to the second dimension and the
+ * first is 1 wide. `kernel`: the window's dims sizes. */
+static gboolean window_attrs(Ctx *c, const Onnx__NodeProto *n, PqNode *node, const char *x, const int64_t *kernel, int dims,
+                             GError **error) {
   const char *path = c->path;
   const Onnx__AttributeProto *a;
   int64_t strides[2] = {1, 1}, dil[2] = {1, 1}, pads[4] = {0, 0, 0, 0};
-  if ((a = attr(n, "strides")) && a->n_ints == 2) memcpy(strides, a->ints, sizeof strides);
-  if ((a = attr(n, "dilations")) && a->n_ints == 2) memcpy(dil, a->ints, sizeof dil);
+  int off = 2 - dims;
+  if ((a = attr(n, "strides")) && (int)a->n_ints == dims) memcpy(strides + off, a->ints, sizeof(int64_t) * (size_t)dims);
+  if ((a = attr(n, "dilations")) && (int)a->n_ints == dims) memcpy(dil + off, a->ints, sizeof(int64_t) * (size_t)dims);
   if ((a = attr(n, "pads"))) {
-    if (a->n_ints != 4) FAIL("node '%s' (%s): pads must list 4 values (2-D only)", n->name, n->op_type);
-    memcpy(pads, a->ints, sizeof pads); /* ONNX: begin_h, begin_w, end_h, end_w = pquant's top, left, bottom, right */
+    if ((int)a->n_ints != 2 * dims) FAIL("node '%s' (%s): pads must list %d values", n->name, n->op_type, 2 * dims);
+    for (int d = 0; d < dims; d++) { /* ONNX: the begins, then the ends = pquant's top, left, bottom, right */
+      pads[off + d] = a->ints[d];
+      pads[2 + off + d] = a->ints[dims + d];
+    }
   }
   char ap[32] = "NOTSET";
   attr_s(n, "auto_pad", ap, sizeof ap);
@@ -319,12 +327,13 @@ static gboolean window_attrs(Ctx *c, const Onnx__NodeProto *n, PqNode *node, con
     int64_t s[PQ_MAX_DIMS];
     int nd;
     if (!shape_of(c, x, s, &nd, error)) return FALSE;
-    for (int d = 0; d < 2; d++) {
-      int64_t in = s[2 + d], out = (in + strides[d] - 1) / strides[d];
-      int64_t total = MAX((out - 1) * strides[d] + (kernel[d] - 1) * dil[d] + 1 - in, 0);
+    for (int d = 0; d < dims; d++) {
+      int e = off + d;
+      int64_t in = s[2 + d], out = (in + strides[e] - 1) / strides[e];
+      int64_t total = MAX((out - 1) * strides[e] + (kernel[d] - 1) * dil[e] + 1 - in, 0);
       int64_t small = total / 2, big = total - small;
-      pads[d] = !strcmp(ap, "SAME_UPPER") ? small : big;
-      pads[d + 2] = !strcmp(ap, "SAME_UPPER") ? big : small;
+      pads[e] = !strcmp(ap, "SAME_UPPER") ? small : big;
+      pads[e + 2] = !strcmp(ap, "SAME_UPPER") ? big : small;
     }
   } else if (!strcmp(ap, "VALID")) {
     memset(pads, 0, sizeof pads);
@@ -337,6 +346,23 @@ static gboolean window_attrs(Ctx *c, const Onnx__NodeProto *n, PqNode *node, con
   return TRUE;
 fail:
   return FALSE;
+}
+
+/* A 1-D conv or pool over x [N, C, L] as a 2-D one: x reshaped to [N, C, 1, L] (a node named NAME_2d), the
+ * 2-D node (NAME, returned, its output a fresh value), and its output reshaped back to [N, C', L'] (NAME_1d)
+ * as `out`. */
+static PqNode *as_2d(Ctx *c, const char *name, const char *pqop, size_t n_in, const char **ins, const char *out) {
+  PqGraph *g = pq_model_graph(c->m);
+  g_autofree char *x2 = fresh(c, name), *y2 = fresh(c, name), *n_in2 = g_strdup_printf("%s_2d", name),
+                  *n_out = g_strdup_printf("%s_1d", name);
+  int64_t to2d[4] = {0, 0, 1, -1}, to1d[3] = {0, 0, -1};
+  const char *ri[1] = {ins[0]}, *ro[1] = {x2};
+  pq_node_set_ints(pq_graph_add_node(g, "reshape", n_in2, 1, ri, 1, ro), "shape", 4, to2d);
+  const char *ci[3] = {x2, n_in > 1 ? ins[1] : NULL, n_in > 2 ? ins[2] : NULL}, *co[1] = {y2};
+  pq_graph_add_node(g, pqop, name, n_in, ci, 1, co);
+  const char *bi[1] = {y2}, *bo[1] = {out};
+  pq_node_set_ints(pq_graph_add_node(g, "reshape", n_out, 1, bi, 1, bo), "shape", 3, to1d);
+  return pq_graph_node(g, pq_graph_n_nodes(g) - 2); /* looked up again: adding a node may move the others */
 }
 
 static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
@@ -514,21 +540,43 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     }
   } else if (!strcmp(op, "Conv")) {
     PqTensor *W = pq_model_tensor(c->m, n->input[1]);
-    if (!W || pq_tensor_ndim(W) != 4) FAIL("node '%s' (Conv): only 2-D convolutions with an initializer kernel are supported", name);
-    if (n->n_input > 2 && n->input[2][0]) ONE("conv2d", in0, n->input[1], n->input[2]);
-    else ONE("conv2d", in0, n->input[1]);
+    if (!W || (pq_tensor_ndim(W) != 4 && pq_tensor_ndim(W) != 3))
+      FAIL("node '%s' (Conv): only 1-D and 2-D convolutions with an initializer kernel are supported", name);
+    gboolean bias = n->n_input > 2 && n->input[2][0];
+    int dims = pq_tensor_ndim(W) - 2;
+    if (dims == 2) {
+      if (bias) ONE("conv2d", in0, n->input[1], n->input[2]);
+      else ONE("conv2d", in0, n->input[1]);
+    } else { /* 1-D: the kernel [O, C/g, k] as [O, C/g, 1, k], run over [N, C, 1, L] */
+      const int64_t *ws = pq_tensor_shape(W);
+      int64_t w4[4] = {ws[0], ws[1], 1, ws[2]};
+      g_autofree char *w2 = fresh(c, pq_tensor_name(W));
+      PqTensor *t = pq_tensor_new(w2, PQ_DTYPE_F32, 4, w4);
+      pq_tensor_to_f32(W, pq_tensor_mutable_data(t));
+      set_tensor(c, t);
+      const char *ci[3] = {in0, w2, bias ? n->input[2] : NULL};
+      node = as_2d(c, name, "conv2d", bias ? 3 : 2, ci, out0);
+    }
     pq_node_set_int(node, "groups", attr_i(n, "group", 1));
-    if (!window_attrs(c, n, node, in0, pq_tensor_shape(W) + 2, error)) return FALSE;
+    if (!window_attrs(c, n, node, in0, pq_tensor_shape(W) + 2, dims, error)) return FALSE;
   } else if (!strcmp(op, "MaxPool") || !strcmp(op, "AveragePool")) {
     const Onnx__AttributeProto *k = attr(n, "kernel_shape");
-    if (!k || k->n_ints != 2) FAIL("node '%s' (%s): only 2-D pooling is supported", name, op);
+    if (!k || (k->n_ints != 2 && k->n_ints != 1)) FAIL("node '%s' (%s): only 1-D and 2-D pooling is supported", name, op);
     if (n->n_output > 1) FAIL("node '%s' (MaxPool): the Indices output is not supported", name);
-    ONE(!strcmp(op, "MaxPool") ? "maxpool2d" : "avgpool2d", in0);
-    pq_node_set_ints(node, "kernel", 2, k->ints);
+    const char *pqop = !strcmp(op, "MaxPool") ? "maxpool2d" : "avgpool2d";
+    int64_t kernel[2] = {1, k->ints[0]};
+    if (k->n_ints == 2) {
+      ONE(pqop, in0);
+      memcpy(kernel, k->ints, sizeof kernel);
+    } else {
+      const char *pi[1] = {in0};
+      node = as_2d(c, name, pqop, 1, pi, out0);
+    }
+    pq_node_set_ints(node, "kernel", 2, kernel);
     pq_node_set_int(node, "ceil_mode", attr_i(n, "ceil_mode", 0));
     pq_node_set_int(node, "count_include_pad", attr_i(n, "count_include_pad", 0));
     if (attr_i(n, "storage_order", 0)) FAIL("node '%s' (MaxPool): storage_order = 1 is not supported", name);
-    if (!window_attrs(c, n, node, in0, k->ints, error)) return FALSE;
+    if (!window_attrs(c, n, node, in0, k->ints, (int)k->n_ints, error)) return FALSE;
   } else if (!strcmp(op, "GlobalAveragePool")) ONE("global_avg_pool", in0);
   else if (!strncmp(op, "Reduce", 6) && reduce_op(op + 6)) { /* ReduceSum, ReduceMean, …: over dimensions other than the batch */
     int64_t s[PQ_MAX_DIMS], ax[PQ_MAX_DIMS];
