@@ -34,6 +34,11 @@ int pq_model_cost(const PqModel *model, PqCost *cost, PqPluginError *error) {
       const int64_t *ws = pq_plan_value_shape(plan, pq_plan_step_input(plan, s, 1), &wnd);
       m = out_numel * ws[1] * ws[2] * ws[3]; /* OC·OH·OW · (C/groups)·kh·kw */
       add = has_bias ? out_numel : 0;
+    } else if (!strcmp(op, "conv_transpose2d")) {
+      int wnd;
+      const int64_t *ws = pq_plan_value_shape(plan, pq_plan_step_input(plan, s, 1), &wnd);
+      m = in_numel * ws[1] * ws[2] * ws[3]; /* every input value times its (O/groups)·kh·kw kernel taps */
+      add = has_bias ? out_numel : 0;
     } else if (!strcmp(op, "sparse_linear")) {
       int64_t rows = in_numel / xs[xnd - 1];
       m = rows * pq_plan_value_numel(plan, pq_plan_step_input(plan, s, 1));

@@ -14,7 +14,7 @@
 static const char *const known_ops[] = {"linear",  "matmul",    "relu",      "softmax",          "log_softmax", "conv2d",
                                         "maxpool2d", "avgpool2d", "global_avg_pool", "batch_norm", "flatten",     "reshape",
                                         "circulant_linear", "tt_linear", "sparse_linear", "transpose", "concat",  "pad2d",
-                                        "layer_norm"};
+                                        "layer_norm", "conv_transpose2d"};
 
 static gboolean get_pair(const PqNode *node, const char *key, int64_t def, int64_t out[2], GError **error) {
   size_t n;
@@ -301,6 +301,36 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
     int64_t oh = window_out(in[0][2], in[1][2], st[0], dl[0], pads[0], pads[2], FALSE);
     int64_t ow = window_out(in[0][3], in[1][3], st[1], dl[1], pads[1], pads[3], FALSE);
     if (oh <= 0 || ow <= 0) FAIL("conv2d: kernel larger than the padded input");
+    ond[0] = 4;
+    out[0][0] = in[0][0];
+    out[0][1] = oc;
+    out[0][2] = oh;
+    out[0][3] = ow;
+    return TRUE;
+  }
+  if (strcmp(op, "conv_transpose2d") == 0) { /* x [N, C, H, W], W [C, O/groups, kh, kw]: the gradient of a conv2d */
+    NEED_INPUTS(2, 3);
+    if (nd[0] != 4 || nd[1] != 4) FAIL("conv_transpose2d: input and weight must be 4-D (NCHW, and [C, O/groups, kh, kw])");
+    int64_t groups = pq_node_get_int(node, "groups", 1), st[2], dl[2], pads[4], opad[2] = {0, 0};
+    if (!get_pair(node, "strides", 1, st, error) || !get_pair(node, "dilations", 1, dl, error) || !get_pads(node, pads, error))
+      return FALSE;
+    size_t n_op;
+    const int64_t *ov = pq_node_get_ints(node, "output_padding", &n_op);
+    if (ov && n_op != 2) FAIL("conv_transpose2d: output_padding must be two integers");
+    for (int i = 0; ov && i < 2; i++) {
+      if (ov[i] < 0 || ov[i] >= MAX(st[i], dl[i]))
+        FAIL("conv_transpose2d: output_padding %" G_GINT64_FORMAT " must be below its stride or dilation", ov[i]);
+      opad[i] = ov[i];
+    }
+    int64_t c = in[0][1];
+    if (groups < 1 || c % groups || in[1][0] != c)
+      FAIL("conv_transpose2d: %" G_GINT64_FORMAT " input channels, a weight for %" G_GINT64_FORMAT ", groups %" G_GINT64_FORMAT " do not match", c,
+           in[1][0], groups);
+    int64_t oc = in[1][1] * groups;
+    if (n_in == 3 && in[2] && !(nd[2] == 1 && in[2][0] == oc)) FAIL("conv_transpose2d: bias must have shape [%" G_GINT64_FORMAT "]", oc);
+    int64_t oh = (in[0][2] - 1) * st[0] - pads[0] - pads[2] + dl[0] * (in[1][2] - 1) + opad[0] + 1;
+    int64_t ow = (in[0][3] - 1) * st[1] - pads[1] - pads[3] + dl[1] * (in[1][3] - 1) + opad[1] + 1;
+    if (oh <= 0 || ow <= 0) FAIL("conv_transpose2d: the pads remove the whole output");
     ond[0] = 4;
     out[0][0] = in[0][0];
     out[0][1] = oc;

@@ -526,6 +526,73 @@ static void test_layer_norm(void) {
   }
 }
 
+/* conv_transpose2d against its definition (each input value scattered through its kernel into the output),
+ * with groups, uneven strides, dilations and pads, output_padding, bias and a folded relu; bad attributes are
+ * refused. */
+static void test_conv_transpose(void) {
+  enum { N = 2, C = 4, H = 3, W = 5, G = 2, OG = 3, KH = 2, KW = 3 };
+  int64_t xs[4] = {-1, C, H, W}, ws[4] = {C, OG, KH, KW}, bs[1] = {G * OG}, st[2] = {2, 1}, dl[2] = {1, 2}, pads[4] = {1, 0, 0, 1},
+          opad[2] = {1, 0};
+  const int64_t OH = (H - 1) * 2 - 1 - 0 + 1 * (KH - 1) + 1 + 1, OW = (W - 1) * 1 - 0 - 1 + 2 * (KW - 1) + 0 + 1;
+  g_autoptr(PqTensor) w = pq_test_random_tensor("w", 4, ws, 21, 1), b = pq_test_random_tensor("b", 1, bs, 22, 1);
+  float x[N * C * H * W];
+  fill(x, N * C * H * W, 23);
+  for (int relu = 0; relu <= 1; relu++) {
+    PqTensor *wl[2] = {w, b};
+    PqNode *n;
+    g_autoptr(PqModel) m = single("conv_transpose2d", 4, xs, 2, wl, &n);
+    pq_node_set_int(n, "groups", G);
+    pq_node_set_ints(n, "strides", 2, st);
+    pq_node_set_ints(n, "dilations", 2, dl);
+    pq_node_set_ints(n, "pads", 4, pads);
+    pq_node_set_ints(n, "output_padding", 2, opad);
+    if (relu) { /* then a relu, folded into the transposed conv */
+      pq_node_set_output(n, 0, "t");
+      const char *ri[1] = {"t"}, *ro[1] = {"y"};
+      pq_graph_add_node(pq_model_graph(m), "relu", "relu", 1, ri, 1, ro);
+    }
+    int64_t on;
+    g_autofree float *y = run(m, x, N, N, &on);
+    g_assert_cmpint(on, ==, G * OG * OH * OW);
+    double want[N][G * OG][OH][OW];
+    const float *wd = pq_tensor_data(w), *bd = pq_tensor_data(b);
+    for (int s0 = 0; s0 < N; s0++)
+      for (int o = 0; o < G * OG; o++)
+        for (int yy = 0; yy < OH; yy++)
+          for (int yx = 0; yx < OW; yx++) want[s0][o][yy][yx] = bd[o];
+    for (int s0 = 0; s0 < N; s0++)
+      for (int ci = 0; ci < C; ci++)
+        for (int iy = 0; iy < H; iy++)
+          for (int ix = 0; ix < W; ix++)
+            for (int ol = 0; ol < OG; ol++)
+              for (int ki = 0; ki < KH; ki++)
+                for (int kj = 0; kj < KW; kj++) {
+                  int yy = iy * 2 - 1 + ki * 1, yx = ix * 1 - 0 + kj * 2, o = (ci / (C / G)) * OG + ol;
+                  if (yy >= 0 && yy < OH && yx >= 0 && yx < OW)
+                    want[s0][o][yy][yx] += (double)x[((s0 * C + ci) * H + iy) * W + ix] * wd[((ci * OG + ol) * KH + ki) * KW + kj];
+                }
+    for (int i = 0; i < N * on; i++) {
+      double v = (&want[0][0][0][0])[i];
+      if (relu && v < 0) v = 0;
+      if (!(fabs(y[i] - v) <= 1e-5 * (1 + fabs(v)))) g_error("conv_transpose2d (relu %d) [%d]: %g, expected %g", relu, i, y[i], v);
+    }
+  }
+  g_autoptr(GError) err = NULL;
+  PqTensor *wl[1] = {w};
+  PqNode *n;
+  g_autoptr(PqModel) bad = single("conv_transpose2d", 4, xs, 1, wl, &n);
+  int64_t big[2] = {2, 0};
+  pq_node_set_ints(n, "output_padding", 2, big);
+  g_assert_null(pq_backend_prepare(cpu, bad, 1, 2, NULL, &err));
+  g_assert_nonnull(strstr(err->message, "conv_transpose2d: output_padding 2 must be below its stride or dilation"));
+  g_clear_error(&err);
+  int64_t none[2] = {0, 0};
+  pq_node_set_ints(n, "output_padding", 2, none);
+  pq_node_set_int(n, "groups", 3);
+  g_assert_null(pq_backend_prepare(cpu, bad, 1, 2, NULL, &err));
+  if (!strstr(err->message, "conv_transpose2d: 4 input channels, a weight for 4, groups 3 do not match")) g_error("%s", err->message);
+}
+
 /* Every reduction against a double-precision reference, over one axis and over two that are not adjacent
  * (axes {-2} and {1, 3} of [N, 3, 4, 5]), keeping the reduced dimensions or not; bad axes are refused. */
 static void test_reductions(void) {
@@ -872,6 +939,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cpu/activations", test_activations);
   g_test_add_func("/cpu/layer-norm", test_layer_norm);
   g_test_add_func("/cpu/reductions", test_reductions);
+  g_test_add_func("/cpu/conv-transpose", test_conv_transpose);
   g_test_add_func("/cpu/binary-ops", test_binary);
   g_test_add_func("/cpu/transpose", test_transpose);
   g_test_add_func("/cpu/concat", test_concat);

@@ -207,6 +207,30 @@ static void test_layer_norm(void) {
   }
 }
 
+/* conv_transpose2d: groups, uneven strides, dilations and pads, output_padding, bias, a folded relu */
+static void test_conv_transpose(void) {
+  if (!usable()) return;
+  g_autoptr(PqModel) m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[4] = {-1, 4, 5, 6}, ws[4] = {4, 3, 3, 2}, bs[1] = {6}, st[2] = {2, 1}, dl[2] = {1, 2}, pads[4] = {1, 0, 0, 1}, opad[2] = {1, 0};
+  pq_graph_add_input(g, "x", 4, xs);
+  PqTensor *w = pq_test_random_tensor("w", 4, ws, 31, 0.5f), *b = pq_test_random_tensor("b", 1, bs, 32, 0.1f);
+  pq_model_set_tensor(m, w);
+  pq_model_set_tensor(m, b);
+  pq_tensor_unref(w);
+  pq_tensor_unref(b);
+  const char *ci[3] = {"x", "w", "b"}, *co[1] = {"t"}, *ri[1] = {"t"}, *ro[1] = {"y"};
+  PqNode *n = pq_graph_add_node(g, "conv_transpose2d", "ct", 3, ci, 1, co);
+  pq_node_set_int(n, "groups", 2);
+  pq_node_set_ints(n, "strides", 2, st);
+  pq_node_set_ints(n, "dilations", 2, dl);
+  pq_node_set_ints(n, "pads", 4, pads);
+  pq_node_set_ints(n, "output_padding", 2, opad);
+  pq_graph_add_node(g, "relu", "relu", 1, ri, 1, ro);
+  pq_graph_add_output(g, "y");
+  compare(m, m, 3, 1e-5);
+}
+
 /* sub, mul, div, minimum, maximum, pow (add is in the CNN above): a broadcast weight and a same-shape activation; transpose. */
 static void test_binary(void) {
   if (!usable()) return;
@@ -443,6 +467,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cuda/activations", test_activations);
   g_test_add_func("/cuda/binary-ops", test_binary);
   g_test_add_func("/cuda/layer-norm", test_layer_norm);
+  g_test_add_func("/cuda/conv-transpose", test_conv_transpose);
   g_test_add_func("/cuda/tt-circulant-sparse-lowrank", test_forms);
   g_test_add_func("/cuda/packed-conv-static-activations", test_packed_conv_and_static);
   g_test_add_func("/cuda/tf32-fp16", test_math);

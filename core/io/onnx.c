@@ -348,6 +348,57 @@ fail:
   return FALSE;
 }
 
+/* ConvTranspose's strides, dilations, output_padding and pads onto `node` (2-D; dims = 1 as in window_attrs), the
+ * pads computed from output_shape or auto_pad where the node gives them (ONNX's rules: the total padding split
+ * in two, the larger half at the end for SAME_UPPER, at the start otherwise). */
+static gboolean convt_attrs(Ctx *c, const Onnx__NodeProto *n, PqNode *node, const char *x, const int64_t *kernel, int dims, GError **error) {
+  const char *path = c->path;
+  const Onnx__AttributeProto *a;
+  int64_t strides[2] = {1, 1}, dil[2] = {1, 1}, pads[4] = {0, 0, 0, 0}, opad[2] = {0, 0};
+  int off = 2 - dims;
+  if ((a = attr(n, "strides")) && (int)a->n_ints == dims) memcpy(strides + off, a->ints, sizeof(int64_t) * (size_t)dims);
+  if ((a = attr(n, "dilations")) && (int)a->n_ints == dims) memcpy(dil + off, a->ints, sizeof(int64_t) * (size_t)dims);
+  if ((a = attr(n, "output_padding")) && (int)a->n_ints == dims) memcpy(opad + off, a->ints, sizeof(int64_t) * (size_t)dims);
+  if ((a = attr(n, "pads"))) {
+    if ((int)a->n_ints != 2 * dims) FAIL("node '%s' (%s): pads must list %d values", n->name, n->op_type, 2 * dims);
+    for (int d = 0; d < dims; d++) pads[off + d] = a->ints[d], pads[2 + off + d] = a->ints[dims + d];
+  }
+  char ap[32] = "NOTSET";
+  attr_s(n, "auto_pad", ap, sizeof ap);
+  const Onnx__AttributeProto *os = attr(n, "output_shape");
+  gboolean same = !strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER");
+  if (!same && strcmp(ap, "NOTSET") && strcmp(ap, "VALID")) FAIL("node '%s' (%s): auto_pad '%s' is not supported", n->name, n->op_type, ap);
+  if (!strcmp(ap, "VALID")) memset(pads, 0, sizeof pads);
+  if (os || same) {
+    int64_t s[PQ_MAX_DIMS];
+    int nd;
+    if (!shape_of(c, x, s, &nd, error)) return FALSE;
+    if (os && (int)os->n_ints != dims && (int)os->n_ints != dims + 2)
+      FAIL("node '%s' (%s): output_shape lists %zu values for %d spatial dimensions", n->name, n->op_type, os->n_ints, dims);
+    for (int d = 0; d < dims; d++) {
+      int e = off + d;
+      int64_t want = os ? os->ints[os->n_ints - (size_t)dims + (size_t)d] : s[2 + d] * strides[e];
+      int64_t total = strides[e] * (s[2 + d] - 1) + opad[e] + (kernel[d] - 1) * dil[e] + 1 - want;
+      int64_t half = total >= 0 ? total / 2 : -((1 - total) / 2); /* rounded down, also below 0 */
+      int upper = !strcmp(ap, "SAME_UPPER");
+      pads[e] = upper ? half : total - half;
+      pads[e + 2] = upper ? total - half : half;
+      if (pads[e + 2] < 0) { /* an output larger than the kernels reach: rows of bias only at the end */
+        opad[e] -= pads[e + 2];
+        pads[e + 2] = 0;
+      }
+      if (pads[e] < 0) FAIL("node '%s' (%s): output_shape %lld would need rows before the first", n->name, n->op_type, (long long)want);
+    }
+  }
+  pq_node_set_ints(node, "strides", 2, strides);
+  pq_node_set_ints(node, "dilations", 2, dil);
+  pq_node_set_ints(node, "pads", 4, pads);
+  pq_node_set_ints(node, "output_padding", 2, opad);
+  return TRUE;
+fail:
+  return FALSE;
+}
+
 /* A 1-D conv or pool over x [N, C, L] as a 2-D one: x reshaped to [N, C, 1, L] (a node named NAME_2d), the
  * 2-D node (NAME, returned, its output a fresh value), and its output reshaped back to [N, C', L'] (NAME_1d)
  * as `out`. */
@@ -559,6 +610,27 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     }
     pq_node_set_int(node, "groups", attr_i(n, "group", 1));
     if (!window_attrs(c, n, node, in0, pq_tensor_shape(W) + 2, dims, error)) return FALSE;
+  } else if (!strcmp(op, "ConvTranspose")) {
+    PqTensor *W = pq_model_tensor(c->m, n->input[1]);
+    if (!W || (pq_tensor_ndim(W) != 4 && pq_tensor_ndim(W) != 3))
+      FAIL("node '%s' (ConvTranspose): only 1-D and 2-D transposed convolutions with an initializer kernel are supported", name);
+    gboolean bias = n->n_input > 2 && n->input[2][0];
+    int dims = pq_tensor_ndim(W) - 2;
+    if (dims == 2) {
+      if (bias) ONE("conv_transpose2d", in0, n->input[1], n->input[2]);
+      else ONE("conv_transpose2d", in0, n->input[1]);
+    } else { /* 1-D: the kernel [C, O/g, k] as [C, O/g, 1, k], over [N, C, 1, L] */
+      const int64_t *ws = pq_tensor_shape(W);
+      int64_t w4[4] = {ws[0], ws[1], 1, ws[2]};
+      g_autofree char *w2 = fresh(c, pq_tensor_name(W));
+      PqTensor *t = pq_tensor_new(w2, PQ_DTYPE_F32, 4, w4);
+      pq_tensor_to_f32(W, pq_tensor_mutable_data(t));
+      set_tensor(c, t);
+      const char *ci[3] = {in0, w2, bias ? n->input[2] : NULL};
+      node = as_2d(c, name, "conv_transpose2d", bias ? 3 : 2, ci, out0);
+    }
+    pq_node_set_int(node, "groups", attr_i(n, "group", 1));
+    if (!convt_attrs(c, n, node, in0, pq_tensor_shape(W) + 2, dims, error)) return FALSE;
   } else if (!strcmp(op, "MaxPool") || !strcmp(op, "AveragePool")) {
     const Onnx__AttributeProto *k = attr(n, "kernel_shape");
     if (!k || (k->n_ints != 2 && k->n_ints != 1)) FAIL("node '%s' (%s): only 1-D and 2-D pooling is supported", name, op);
@@ -829,7 +901,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (!t) return FALSE;
     set_tensor(c, t);
   } else {
-    FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, Div, Dropout, "
+    FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, ConvTranspose, Div, Dropout, "
          "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, Max, MaxPool, Mean, Min, Mul, Pad, Pow, PRelu, "
          "ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceMax, ReduceMean, ReduceMin, ReduceProd, ReduceSum, ReduceSumSquare, Relu, Reshape, Sum, "
          "Selu, Shape, Sigmoid, Softmax, Softplus, Squeeze, Sub, Tanh, Transpose, Unsqueeze, and elementwise Abs, Acos, Acosh, Asin, Asinh, "

@@ -15,7 +15,7 @@
 
 enum {
   K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC, K_TT, K_SPARSE, K_PLUGIN,
-  K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM, K_REDUCE /* reduce_sum, … */
+  K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM, K_REDUCE /* reduce_sum, … */, K_CONVT
 };
 
 static const struct {
@@ -27,7 +27,7 @@ static const struct {
                 {"maxpool2d", K_MAXPOOL},   {"avgpool2d", K_AVGPOOL},   {"global_avg_pool", K_GAP},
                 {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},      {"reshape", K_ALIAS},
                 {"circulant_linear", K_CIRC}, {"tt_linear", K_TT},
-                {"sparse_linear", K_SPARSE}, {"layer_norm", K_LAYERNORM}};
+                {"sparse_linear", K_SPARSE}, {"layer_norm", K_LAYERNORM}, {"conv_transpose2d", K_CONVT}};
 
 static int op_kind(const char *op) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
@@ -374,7 +374,7 @@ static void conv_geometry(Step *st, PqPlan *p, const PqNode *node) {
   st->oc = os[1];
   st->oh = os[2];
   st->ow = os[3];
-  if (st->kind == K_CONV2D) {
+  if (st->kind == K_CONV2D || st->kind == K_CONVT) {
     int wnd;
     const int64_t *ws = pq_plan_value_shape(p, st->in[1], &wnd);
     st->kh = ws[2];
@@ -386,8 +386,8 @@ static void conv_geometry(Step *st, PqPlan *p, const PqNode *node) {
     st->kw = v[1];
   }
   v = pq_node_get_ints(node, "strides", &n);
-  st->sh = v ? v[0] : (st->kind == K_CONV2D ? 1 : st->kh);
-  st->sw = v ? v[1] : (st->kind == K_CONV2D ? 1 : st->kw);
+  st->sh = v ? v[0] : (st->kind == K_CONV2D || st->kind == K_CONVT ? 1 : st->kh);
+  st->sw = v ? v[1] : (st->kind == K_CONV2D || st->kind == K_CONVT ? 1 : st->kw);
   v = pq_node_get_ints(node, "dilations", &n);
   st->dh = v ? v[0] : 1;
   st->dw = v ? v[1] : 1;
@@ -493,15 +493,20 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
     break;
   }
   case K_CONV2D:
+  case K_CONVT:
   case K_MAXPOOL:
   case K_AVGPOOL: {
-    if (st->kind == K_CONV2D && pq_plan_value_kind(p, st->in[1]) != PQ_VALUE_WEIGHT) {
-      pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "conv2d '%s': the kernel must be a model tensor", pq_node_name(node));
+    if ((st->kind == K_CONV2D || st->kind == K_CONVT) && pq_plan_value_kind(p, st->in[1]) != PQ_VALUE_WEIGHT) {
+      pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "%s '%s': the kernel must be a model tensor", pq_node_op(node), pq_node_name(node));
       return PQ_ERR_UNSUPPORTED;
     }
     conv_geometry(st, p, node);
     if (st->kind == K_CONV2D) {
       size_t ws = (size_t)((st->c / st->groups) * st->kh * st->kw * st->oh * st->ow);
+      if (ws > c->workspace_floats) c->workspace_floats = ws;
+    }
+    if (st->kind == K_CONVT) { /* columns [O/groups·kh·kw, H·W] for one group of one sample */
+      size_t ws = (size_t)((st->oc / st->groups) * st->kh * st->kw * st->h * st->w);
       if (ws > c->workspace_floats) c->workspace_floats = ws;
     }
     break;
@@ -664,7 +669,7 @@ static void fuse_relu(Cpu *c) {
   for (int s = 1; s < c->n_steps; s++) {
     Step *st = &c->steps[s], *prev = &c->steps[s - 1];
     if (st->kind != K_RELU || st->in[0] != prev->out) continue;
-    if (prev->kind != K_LINEAR && prev->kind != K_CONV2D && prev->kind != K_ADD && prev->kind != K_BATCHNORM &&
+    if (prev->kind != K_LINEAR && prev->kind != K_CONV2D && prev->kind != K_CONVT && prev->kind != K_ADD && prev->kind != K_BATCHNORM &&
         prev->kind != K_MATMUL && prev->kind != K_CIRC && prev->kind != K_TT &&
         prev->kind != K_SPARSE)
       continue;
@@ -943,6 +948,29 @@ static void run_softmax(const Step *st, const float *x, float *y, int64_t total)
   }
 }
 
+/* conv_transpose2d, per sample and group: columns = W_gᵀ · x_g ([O/g·kh·kw, H·W]), then each column value added
+ * into the output at the place a conv2d with the same geometry would have read it from (col2im), then bias. */
+static void run_conv_transpose(const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch, float *ws) {
+  int64_t g = st->groups, cg = st->c / g, ocg = st->oc / g, hw = st->h * st->w, kk = ocg * st->kh * st->kw, ohw = st->oh * st->ow;
+  PqConvGeometry geo = {ocg, st->oh, st->ow, st->kh, st->kw, st->h, st->w, st->sh, st->sw, st->dh, st->dw, st->pt, st->pl};
+  for (int64_t n = 0; n < batch; n++) {
+    float *yn = y + n * st->oc * ohw;
+    memset(yn, 0, sizeof(float) * (size_t)(st->oc * ohw));
+    for (int64_t gi = 0; gi < g; gi++) {
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kk, (int)hw, (int)cg, 1.0f, w + gi * cg * kk, (int)kk,
+                  x + (n * st->c + gi * cg) * hw, (int)hw, 0.0f, ws, (int)hw);
+      pq_col2im_add(ws, &geo, yn + gi * ocg * ohw);
+    }
+    for (int64_t o = 0; o < st->oc; o++) {
+      float bo = b ? b[o] : 0.0f, *yo = yn + o * ohw;
+      for (int64_t i = 0; i < ohw; i++) {
+        float v = yo[i] + bo;
+        yo[i] = st->fuse_relu && v < 0.0f ? 0.0f : v;
+      }
+    }
+  }
+}
+
 static void run_conv(const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch, float *ws) {
   int64_t g = st->groups, cg = st->c / g, ocg = st->oc / g, ohw = st->oh * st->ow, kk = cg * st->kh * st->kw;
   int direct = st->kh == 1 && st->kw == 1 && st->sh == 1 && st->sw == 1 && st->pt == 0 && st->pl == 0 && st->oh == st->h &&
@@ -1146,6 +1174,7 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       if (st->q_codes) run_packed_conv(st, x, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace, c->simd);
       else run_conv(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace);
       break;
+    case K_CONVT: run_conv_transpose(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace); break;
     case K_MAXPOOL: run_pool(st, x, y, batch, 1); break;
     case K_AVGPOOL: run_pool(st, x, y, batch, 0); break;
     case K_GAP:

@@ -25,7 +25,7 @@
 #include <vector>
 
 enum { K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_CIRC, K_TT, K_SPARSE,
-       K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM, K_REDUCE /* reduce_sum, … */ };
+       K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM, K_REDUCE /* reduce_sum, … */, K_CONVT };
 enum { MATH_FP32, MATH_TF32, MATH_FP16 };
 
 static const struct {
@@ -35,7 +35,8 @@ static const struct {
                 {"transpose", K_TRANSPOSE}, {"concat", K_CONCAT}, {"pad2d", K_PAD},
                 {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},     {"log_softmax", K_SOFTMAX},     {"maxpool2d", K_MAXPOOL}, {"avgpool2d", K_AVGPOOL},
                 {"global_avg_pool", K_GAP}, {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},  {"reshape", K_ALIAS},
-                {"circulant_linear", K_CIRC}, {"tt_linear", K_TT}, {"sparse_linear", K_SPARSE}, {"layer_norm", K_LAYERNORM}};
+                {"circulant_linear", K_CIRC}, {"tt_linear", K_TT}, {"sparse_linear", K_SPARSE}, {"layer_norm", K_LAYERNORM},
+                {"conv_transpose2d", K_CONVT}};
 
 static int op_kind(const char *op) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
@@ -341,6 +342,26 @@ __global__ void k_layer_norm(const float *x, const float *scale, const float *bi
     float t = (xr[i] - mean) * inv;
     yr[i] = (scale ? t * scale[i] : t) + (bias ? bias[i] : 0.0f);
   }
+}
+
+/* conv_transpose2d, one group of one sample: each output value gathers the column values (col [O/g·kh·kw, H·W]
+ * = W_gᵀ · x_g) that a conv2d of the same geometry would have read from its place, then bias (and relu) */
+__global__ void k_col2im_bias(const float *col, const float *bias, float *y, int64_t ocg, int64_t oh, int64_t ow, int64_t h, int64_t w,
+                              int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t pt, int64_t pl, int relu) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= ocg * oh * ow) return;
+  int64_t c = i / (oh * ow), yy = (i / ow) % oh, yx = i % ow;
+  float acc = bias ? bias[c] : 0.0f;
+  for (int64_t ki = 0; ki < kh; ki++) {
+    int64_t ty = yy + pt - ki * dh;
+    if (ty < 0 || ty % sh || ty / sh >= h) continue;
+    for (int64_t kj = 0; kj < kw; kj++) {
+      int64_t tx = yx + pl - kj * dw;
+      if (tx < 0 || tx % sw || tx / sw >= w) continue;
+      acc += col[((c * kh + ki) * kw + kj) * h * w + (ty / sh) * w + tx / sw];
+    }
+  }
+  y[i] = relu && acc < 0.0f ? 0.0f : acc;
 }
 
 /* reduce_*: one thread per output value, over the input elements it gathers (pq_reduce_one, as on the CPU) */
@@ -863,6 +884,7 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
     break;
   }
   case K_CONV2D:
+  case K_CONVT:
   case K_MAXPOOL:
   case K_AVGPOOL: {
     int ond;
@@ -875,9 +897,9 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
     st.oc = os[1];
     st.oh = os[2];
     st.ow = os[3];
-    if (st.kind == K_CONV2D) {
+    if (st.kind == K_CONV2D || st.kind == K_CONVT) {
       if (pq_plan_value_kind(p, st.in[1]) != PQ_VALUE_WEIGHT) {
-        pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "conv2d '%s': the kernel must be a model tensor", pq_node_name(node));
+        pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "%s '%s': the kernel must be a model tensor", pq_node_op(node), pq_node_name(node));
         return PQ_ERR_UNSUPPORTED;
       }
       int wnd;
@@ -885,7 +907,8 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
       st.kh = ws[2];
       st.kw = ws[3];
       st.groups = pq_node_get_int(node, "groups", 1);
-      size_t need = (size_t)((st.c / st.groups) * st.kh * st.kw * st.oh * st.ow);
+      size_t need = st.kind == K_CONV2D ? (size_t)((st.c / st.groups) * st.kh * st.kw * st.oh * st.ow)
+                                        : (size_t)((st.oc / st.groups) * st.kh * st.kw * st.h * st.w); /* columns of one group */
       if (need > c->workspace_floats) c->workspace_floats = need;
     } else {
       v = pq_node_get_ints(node, "kernel", &cnt);
@@ -893,8 +916,8 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
       st.kw = v[1];
     }
     v = pq_node_get_ints(node, "strides", &cnt);
-    st.sh = v ? v[0] : (st.kind == K_CONV2D ? 1 : st.kh);
-    st.sw = v ? v[1] : (st.kind == K_CONV2D ? 1 : st.kw);
+    st.sh = v ? v[0] : (st.kind == K_CONV2D || st.kind == K_CONVT ? 1 : st.kh);
+    st.sw = v ? v[1] : (st.kind == K_CONV2D || st.kind == K_CONVT ? 1 : st.kw);
     v = pq_node_get_ints(node, "dilations", &cnt);
     st.dh = v ? v[0] : 1;
     st.dw = v ? v[1] : 1;
@@ -1007,7 +1030,7 @@ static void fuse_relu(Cuda *c) {
   for (size_t s = 1; s < c->steps.size(); s++) {
     Step &st = c->steps[s], &prev = c->steps[s - 1];
     if (st.kind != K_RELU || st.in[0] != prev.out || pq_plan_value_n_uses(c->plan, prev.out) != 1) continue;
-    if (prev.kind != K_LINEAR && prev.kind != K_CONV2D && prev.kind != K_ADD && prev.kind != K_BATCHNORM && prev.kind != K_MATMUL &&
+    if (prev.kind != K_LINEAR && prev.kind != K_CONV2D && prev.kind != K_CONVT && prev.kind != K_ADD && prev.kind != K_BATCHNORM && prev.kind != K_MATMUL &&
         prev.kind != K_CIRC && prev.kind != K_TT && prev.kind != K_SPARSE)
       continue;
     prev.relu = 1;
@@ -1222,6 +1245,19 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
                       &zero, y + (n * st.oc + g * ocg) * ohw, (int)ohw), "GEMM");
         }
       if (b || st.relu) k_bias_channels<<<blocks_for(total), 256, 0, s>>>(y, b, st.oc, ohw, total, st.relu);
+      break;
+    }
+    case K_CONVT: {
+      int64_t cg = st.c / st.groups, ocg = st.oc / st.groups, hw = st.h * st.w, kk = ocg * st.kh * st.kw, ohw = st.oh * st.ow;
+      const float *w = c->values[st.in[1]].ptr, *b = st.in[2] >= 0 ? c->values[st.in[2]].ptr : nullptr;
+      for (int64_t n = 0; n < batch; n++)
+        for (int64_t g = 0; g < st.groups; g++) {
+          /* row-major col [kk, hw] = W_g [cg, kk]ᵀ · x_g [cg, hw]: column-major colᵀ = x_gᵀ · W_g */
+          BLAS(cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)hw, (int)kk, (int)cg, &one, x + (n * st.c + g * cg) * hw, (int)hw,
+                           w + g * cg * kk, (int)kk, &zero, c->workspace, (int)hw), "GEMM");
+          k_col2im_bias<<<blocks_for(ocg * ohw), 256, 0, s>>>(c->workspace, b ? b + g * ocg : nullptr, y + (n * st.oc + g * ocg) * ohw, ocg, st.oh,
+                                                             st.ow, st.h, st.w, st.kh, st.kw, st.sh, st.sw, st.dh, st.dw, st.pt, st.pl, st.relu);
+        }
       break;
     }
     case K_MAXPOOL:
