@@ -14,7 +14,7 @@
 static const char *const known_ops[] = {"linear",  "matmul",    "relu",      "softmax",          "log_softmax", "conv2d",
                                         "maxpool2d", "avgpool2d", "global_avg_pool", "batch_norm", "flatten",     "reshape",
                                         "circulant_linear", "tt_linear", "sparse_linear", "transpose", "concat",  "pad2d",
-                                        "layer_norm", "conv_transpose2d"};
+                                        "layer_norm", "conv_transpose2d", "slice"};
 
 static gboolean get_pair(const PqNode *node, const char *key, int64_t def, int64_t out[2], GError **error) {
   size_t n;
@@ -247,6 +247,19 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
       out[0][axis] += in[j][axis];
     }
     ond[0] = nd[0];
+    return TRUE;
+  }
+  if (strcmp(op, "slice") == 0) { /* a sub-block of each sample, with steps */
+    NEED_INPUTS(1, 1);
+    PqSliceGeometry geo;
+    if (pq_slice_geometry(node, nd[0], in[0], &geo) != 0)
+      FAIL("slice: \"starts\" and \"ends\" (and \"axes\", \"steps\" where given) must be lists of one length, each axis a dimension "
+           "other than the batch (0) given once, each step not 0");
+    ond[0] = nd[0];
+    out[0][0] = in[0][0];
+    for (int d = 1; d < nd[0]; d++) out[0][d] = geo.out[d];
+    for (int d = 1; d < nd[0]; d++)
+      if (out[0][d] == 0) FAIL("slice: dimension %d would be empty", d);
     return TRUE;
   }
   if (strcmp(op, "transpose") == 0) { /* dimensions permuted; the batch stays first */

@@ -526,6 +526,67 @@ static void test_layer_norm(void) {
   }
 }
 
+/* slice against index arithmetic: steps forward and backward, negative starts and ends, ends past the
+ * dimension (clamped), axes in any order; refusals for the batch axis, a step of 0, lists of unequal length. */
+static void test_slice(void) {
+  int64_t xs[4] = {-1, 5, 6, 7};
+  enum { N = 2 };
+  float x[N * 210];
+  for (int i = 0; i < N * 210; i++) x[i] = (float)i;
+  const struct {
+    int n;
+    int64_t starts[3], ends[3], axes[3], steps[3];
+  } cases[] = {{1, {1}, {4}, {1}, {1}},                       /* dimension 1: 1, 2, 3 */
+               {2, {-1, 0}, {-8, 100}, {3, 2}, {-2, 3}},       /* dimension 3 backwards from the last: 6, 4, 2, 0; dimension 2: 0, 3 */
+               {3, {4, -2, 1}, {0, 6, 7}, {-3, -2, -1}, {-1, 1, 3}}}; /* 4, 3, 2, 1; 4, 5; 1, 4 */
+  for (size_t c = 0; c < G_N_ELEMENTS(cases); c++) {
+    PqNode *n;
+    g_autoptr(PqModel) m = single("slice", 4, xs, 0, NULL, &n);
+    pq_node_set_ints(n, "starts", (size_t)cases[c].n, cases[c].starts);
+    pq_node_set_ints(n, "ends", (size_t)cases[c].n, cases[c].ends);
+    pq_node_set_ints(n, "axes", (size_t)cases[c].n, cases[c].axes);
+    pq_node_set_ints(n, "steps", (size_t)cases[c].n, cases[c].steps);
+    int64_t on;
+    g_autofree float *y = run(m, x, N, N, &on);
+    /* the indices each dimension keeps, worked out here */
+    int64_t idx[4][8], cnt[4] = {0, 5, 6, 7};
+    for (int d = 1; d < 4; d++)
+      for (int i = 0; i < cnt[d]; i++) idx[d][i] = i;
+    for (int k = 0; k < cases[c].n; k++) {
+      int64_t a = cases[c].axes[k] < 0 ? cases[c].axes[k] + 4 : cases[c].axes[k], dim = xs[a], st = cases[c].starts[k], en = cases[c].ends[k],
+              step = cases[c].steps[k];
+      if (st < 0) st += dim;
+      if (en < 0) en += dim;
+      cnt[a] = 0;
+      if (step > 0)
+        for (int64_t i = MAX(st, 0); i < MIN(en, dim); i += step) idx[a][cnt[a]++] = i;
+      else
+        for (int64_t i = MIN(st, dim - 1); i > MAX(en, -1); i += step) idx[a][cnt[a]++] = i;
+    }
+    g_assert_cmpint(on, ==, cnt[1] * cnt[2] * cnt[3]);
+    int64_t o = 0;
+    for (int s0 = 0; s0 < N; s0++)
+      for (int i = 0; i < cnt[1]; i++)
+        for (int j = 0; j < cnt[2]; j++)
+          for (int k = 0; k < cnt[3]; k++, o++) g_assert_cmpfloat(y[o], ==, x[s0 * 210 + (idx[1][i] * 6 + idx[2][j]) * 7 + idx[3][k]]);
+  }
+  const struct {
+    int n;
+    int64_t starts[2], ends[2], axes[2], steps[2];
+  } bad[] = {{1, {0}, {1}, {0}, {1}}, {1, {0}, {3}, {1}, {0}}, {2, {0, 0}, {2, 2}, {1, -3}, {1, 1}}};
+  for (size_t c = 0; c < G_N_ELEMENTS(bad); c++) {
+    PqNode *n;
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PqModel) m = single("slice", 4, xs, 0, NULL, &n);
+    pq_node_set_ints(n, "starts", (size_t)bad[c].n, bad[c].starts);
+    pq_node_set_ints(n, "ends", (size_t)bad[c].n, bad[c].ends);
+    pq_node_set_ints(n, "axes", (size_t)bad[c].n, bad[c].axes);
+    pq_node_set_ints(n, "steps", (size_t)bad[c].n, bad[c].steps);
+    g_assert_null(pq_backend_prepare(cpu, m, 1, 2, NULL, &err));
+    g_assert_nonnull(strstr(err->message, "each axis a dimension other than the batch (0) given once, each step not 0"));
+  }
+}
+
 /* conv_transpose2d against its definition (each input value scattered through its kernel into the output),
  * with groups, uneven strides, dilations and pads, output_padding, bias and a folded relu; bad attributes are
  * refused. */
@@ -940,6 +1001,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cpu/layer-norm", test_layer_norm);
   g_test_add_func("/cpu/reductions", test_reductions);
   g_test_add_func("/cpu/conv-transpose", test_conv_transpose);
+  g_test_add_func("/cpu/slice", test_slice);
   g_test_add_func("/cpu/binary-ops", test_binary);
   g_test_add_func("/cpu/transpose", test_transpose);
   g_test_add_func("/cpu/concat", test_concat);

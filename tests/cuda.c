@@ -207,7 +207,7 @@ static void test_layer_norm(void) {
   }
 }
 
-/* conv_transpose2d: groups, uneven strides, dilations and pads, output_padding, bias, a folded relu */
+/* conv_transpose2d: groups, uneven strides, dilations and pads, output_padding, bias, a folded relu; slice */
 static void test_conv_transpose(void) {
   if (!usable()) return;
   g_autoptr(PqModel) m = pq_model_new();
@@ -229,6 +229,18 @@ static void test_conv_transpose(void) {
   pq_graph_add_node(g, "relu", "relu", 1, ri, 1, ro);
   pq_graph_add_output(g, "y");
   compare(m, m, 3, 1e-5);
+  /* and a slice with a backward step and a clamped end */
+  g_autoptr(PqModel) sl = pq_model_new();
+  pq_graph_add_input(pq_model_graph(sl), "x", 4, xs);
+  const char *si[1] = {"x"}, *so[1] = {"y"};
+  PqNode *sn = pq_graph_add_node(pq_model_graph(sl), "slice", "sl", 1, si, 1, so);
+  int64_t starts[2] = {-1, 1}, ends[2] = {-10, 100}, axes[2] = {3, 1}, steps[2] = {-2, 2};
+  pq_node_set_ints(sn, "starts", 2, starts);
+  pq_node_set_ints(sn, "ends", 2, ends);
+  pq_node_set_ints(sn, "axes", 2, axes);
+  pq_node_set_ints(sn, "steps", 2, steps);
+  pq_graph_add_output(pq_model_graph(sl), "y");
+  compare(sl, sl, 3, 0);
 }
 
 /* sub, mul, div, minimum, maximum, pow (add is in the CNN above): a broadcast weight and a same-shape activation; transpose. */

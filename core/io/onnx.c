@@ -631,6 +631,78 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     }
     pq_node_set_int(node, "groups", attr_i(n, "group", 1));
     if (!convt_attrs(c, n, node, in0, pq_tensor_shape(W) + 2, dims, error)) return FALSE;
+  } else if (!strcmp(op, "Slice")) { /* starts, ends, axes, steps: attributes (opset < 10) or constant inputs */
+    static const char *const keys[4] = {"starts", "ends", "axes", "steps"};
+    const int64_t *v[4] = {NULL, NULL, NULL, NULL};
+    size_t nv[4] = {0, 0, 0, 0};
+    for (int k = 0; k < 4; k++) {
+      const Onnx__AttributeProto *a = attr(n, keys[k]);
+      if (a) v[k] = a->ints, nv[k] = a->n_ints;
+      else if (n->n_input > (size_t)(1 + k) && n->input[1 + k][0]) {
+        PqTensor *t = small_int64(c, n->input[1 + k]);
+        if (!t) FAIL("node '%s' (Slice): its %s must be an INT64 constant", name, keys[k]);
+        v[k] = pq_tensor_data(t), nv[k] = (size_t)pq_tensor_numel(t);
+      }
+    }
+    if (!v[0] || !v[1]) FAIL("node '%s' (Slice): starts and ends are required", name);
+    int64_t s0[PQ_MAX_DIMS];
+    int nd;
+    if (!shape_of(c, in0, s0, &nd, error)) return FALSE;
+    for (size_t i = 0; i < nv[0]; i++) { /* dimension 0, the batch: only a slice that keeps it whole */
+      int64_t a = v[2] ? v[2][i] : (int64_t)i;
+      if (a == 0 || a == -nd) {
+        if (!(v[0][i] == 0 && v[1][i] >= INT32_MAX && (!v[3] || v[3][i] == 1)))
+          FAIL("node '%s' (Slice): it slices along the batch (axis 0), which pquant keeps whole", name);
+      }
+    }
+    int64_t ks[4][PQ_MAX_DIMS];
+    size_t kept = 0;
+    for (size_t i = 0; i < nv[0] && kept < PQ_MAX_DIMS; i++) { /* the batch's whole-axis entries dropped */
+      int64_t a = v[2] ? v[2][i] : (int64_t)i;
+      if (a == 0 || a == -nd) continue;
+      ks[0][kept] = v[0][i], ks[1][kept] = v[1][i], ks[2][kept] = a, ks[3][kept] = v[3] ? v[3][i] : 1;
+      kept++;
+    }
+    if (kept == 0) { /* nothing sliced: the input itself */
+      int64_t zeros[PQ_MAX_DIMS] = {0};
+      ONE("reshape", in0);
+      pq_node_set_ints(node, "shape", (size_t)nd, zeros);
+    } else {
+      ONE("slice", in0);
+      for (int k = 0; k < 4; k++) pq_node_set_ints(node, keys[k], kept, ks[k]);
+    }
+  } else if (!strcmp(op, "Split")) { /* each output a slice along the axis */
+    int64_t s0[PQ_MAX_DIMS];
+    int nd;
+    if (!shape_of(c, in0, s0, &nd, error)) return FALSE;
+    int64_t axis = attr_i(n, "axis", 0);
+    if (axis < 0) axis += nd;
+    if (axis <= 0 || axis >= nd) FAIL("node '%s' (Split): axis %lld is the batch or outside the %d dimensions", name, (long long)attr_i(n, "axis", 0), nd);
+    const Onnx__AttributeProto *sa = attr(n, "split");
+    PqTensor *st = !sa && n->n_input > 1 && n->input[1][0] ? small_int64(c, n->input[1]) : NULL;
+    if (!sa && n->n_input > 1 && n->input[1][0] && !st) FAIL("node '%s' (Split): its split sizes must be an INT64 constant", name);
+    const int64_t *sizes = sa ? sa->ints : st ? pq_tensor_data(st) : NULL;
+    size_t nsz = sa ? sa->n_ints : st ? (size_t)pq_tensor_numel(st) : 0, parts = n->n_output;
+    if (sizes && nsz != parts) FAIL("node '%s' (Split): %zu sizes for %zu outputs", name, nsz, parts);
+    int64_t dim = s0[axis], at = 0, each = parts ? (dim + (int64_t)parts - 1) / (int64_t)parts : 0;
+    for (size_t k = 0; k < parts; k++) {
+      int64_t len = sizes ? sizes[k] : MIN(each, dim - at);
+      if (len < 0 || at + len > dim) FAIL("node '%s' (Split): the sizes exceed dimension %lld (%lld)", name, (long long)axis, (long long)dim);
+      if (!n->output[k][0]) {
+        at += len;
+        continue;
+      }
+      g_autofree char *nn = k ? g_strdup_printf("%s_%zu", name, k) : g_strdup(name);
+      const char *si[1] = {in0}, *so[1] = {n->output[k]};
+      int64_t b[1] = {at}, e[1] = {at + len}, a[1] = {axis}, one[1] = {1};
+      node = pq_graph_add_node(g, "slice", nn, 1, si, 1, so);
+      pq_node_set_ints(node, "starts", 1, b);
+      pq_node_set_ints(node, "ends", 1, e);
+      pq_node_set_ints(node, "axes", 1, a);
+      pq_node_set_ints(node, "steps", 1, one);
+      at += len;
+    }
+    if (sizes && at != dim) FAIL("node '%s' (Split): the sizes add up to %lld, dimension %lld is %lld", name, (long long)at, (long long)axis, (long long)dim);
   } else if (!strcmp(op, "MaxPool") || !strcmp(op, "AveragePool")) {
     const Onnx__AttributeProto *k = attr(n, "kernel_shape");
     if (!k || (k->n_ints != 2 && k->n_ints != 1)) FAIL("node '%s' (%s): only 1-D and 2-D pooling is supported", name, op);
@@ -903,7 +975,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
   } else {
     FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, ConvTranspose, Div, Dropout, "
          "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, Max, MaxPool, Mean, Min, Mul, Pad, Pow, PRelu, "
-         "ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceMax, ReduceMean, ReduceMin, ReduceProd, ReduceSum, ReduceSumSquare, Relu, Reshape, Sum, "
+         "ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceMax, ReduceMean, ReduceMin, ReduceProd, ReduceSum, ReduceSumSquare, Relu, Reshape, Slice, Split, Sum, "
          "Selu, Shape, Sigmoid, Softmax, Softplus, Squeeze, Sub, Tanh, Transpose, Unsqueeze, and elementwise Abs, Acos, Acosh, Asin, Asinh, "
          "Atan, Atanh, Ceil, Celu, Cos, Cosh, Erf, Exp, Floor, Log, Neg, Reciprocal, Round, Shrink, Sign, Sin, Sinh, Softsign, Sqrt, Tan, "
          "ThresholdedRelu)", name, op);

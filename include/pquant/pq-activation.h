@@ -360,4 +360,65 @@ static inline void pq_reduce_geometry(int ndim, const int64_t *shape, unsigned a
     }
 }
 
+/* slice: which elements of a sample each output element is. For each dimension d ≥ 1 the output has out[d]
+ * elements, element i reading input index start + i·step (ONNX's Slice: negative starts and ends count from the
+ * end, then both are clamped to the dimension; a negative step walks backwards). `base` and `inc[d]` fold
+ * the starts, steps and the input's strides: output element o of a sample reads input element
+ * pq_slice_offset(g, o) of it. */
+typedef struct {
+  int rank;
+  int64_t base, out[PQ_MAX_DIMS], inc[PQ_MAX_DIMS];
+} PqSliceGeometry;
+
+PQ_ACT_FN int64_t pq_slice_offset(const PqSliceGeometry *g, int64_t o) {
+  int64_t off = g->base;
+  for (int d = g->rank - 1; d >= 1; d--) {
+    off += (o % g->out[d]) * g->inc[d];
+    o /= g->out[d];
+  }
+  return off;
+}
+
+/* The geometry of a slice node (attributes starts, ends, axes, steps: see docs/file-format.md) over a value of
+ * `shape`; 0, or -1 when an attribute is malformed (an axis out of range or twice, a step of 0, the lists of
+ * unequal lengths): pq_plan_new() refuses such nodes with the reason. */
+static inline int pq_slice_geometry(const PqNode *node, int ndim, const int64_t *shape, PqSliceGeometry *g) {
+  size_t ns = 0, ne = 0, na = 0, nst = 0;
+  const int64_t *st = pq_node_get_ints(node, "starts", &ns), *en = pq_node_get_ints(node, "ends", &ne);
+  const int64_t *ax = pq_node_get_ints(node, "axes", &na), *sp = pq_node_get_ints(node, "steps", &nst);
+  if (!st || !en || ns != ne || (ax && na != ns) || (sp && nst != ns) || ndim > PQ_MAX_DIMS) return -1;
+  int64_t start[PQ_MAX_DIMS], step[PQ_MAX_DIMS], stride = 1;
+  unsigned seen = 0;
+  g->rank = ndim;
+  for (int d = 0; d < ndim; d++) start[d] = 0, step[d] = 1, g->out[d] = shape[d];
+  for (size_t i = 0; i < ns; i++) {
+    int64_t a = ax ? ax[i] : (int64_t)i;
+    if (a < 0) a += ndim;
+    if (a < 1 || a >= ndim || (seen & (1u << a))) return -1;
+    seen |= 1u << a;
+    int64_t dim = shape[a], s = st[i], e = en[i], k = sp ? sp[i] : 1;
+    if (k == 0) return -1;
+    if (s < 0) s += dim;
+    if (e < 0) e += dim;
+    if (k > 0) {
+      s = s < 0 ? 0 : s > dim ? dim : s;
+      e = e < 0 ? 0 : e > dim ? dim : e;
+      g->out[a] = e > s ? (e - s + k - 1) / k : 0;
+    } else {
+      s = s < 0 ? -1 : s > dim - 1 ? dim - 1 : s;
+      e = e < -1 ? -1 : e > dim - 1 ? dim - 1 : e;
+      g->out[a] = s > e ? (s - e - k - 1) / -k : 0;
+    }
+    start[a] = s, step[a] = k;
+  }
+  g->base = 0;
+  for (int d = ndim - 1; d >= 1; d--) {
+    g->base += start[d] * stride;
+    g->inc[d] = step[d] * stride;
+    stride *= shape[d];
+  }
+  g->inc[0] = 0;
+  return 0;
+}
+
 #endif

@@ -15,7 +15,7 @@
 
 enum {
   K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC, K_TT, K_SPARSE, K_PLUGIN,
-  K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM, K_REDUCE /* reduce_sum, … */, K_CONVT
+  K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM, K_REDUCE /* reduce_sum, … */, K_CONVT, K_SLICE
 };
 
 static const struct {
@@ -27,7 +27,8 @@ static const struct {
                 {"maxpool2d", K_MAXPOOL},   {"avgpool2d", K_AVGPOOL},   {"global_avg_pool", K_GAP},
                 {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},      {"reshape", K_ALIAS},
                 {"circulant_linear", K_CIRC}, {"tt_linear", K_TT},
-                {"sparse_linear", K_SPARSE}, {"layer_norm", K_LAYERNORM}, {"conv_transpose2d", K_CONVT}};
+                {"sparse_linear", K_SPARSE}, {"layer_norm", K_LAYERNORM}, {"conv_transpose2d", K_CONVT},
+                {"slice", K_SLICE}};
 
 static int op_kind(const char *op) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
@@ -63,6 +64,7 @@ typedef struct {
   int ln_out;                                                /* layer_norm: 0 the normalised values, 1 each row's mean, 2 its 1/σ */
   int red;                                                   /* K_REDUCE: which (pq-activation.h) and where it reads */
   PqReduceGeometry red_geo;
+  PqSliceGeometry slice;                                     /* K_SLICE */
   float *bn_scale, *bn_shift; /* batch_norm folded at prepare */
   int add_same;        /* add: both inputs same shape */
   int bin;             /* add, sub, mul, div (PqBinary) */
@@ -611,6 +613,7 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
     for (int d = 0; d < ond; d++) st->tr_oshape[d] = os[d], st->tr_istride[d] = ist[perm[d]];
     break;
   }
+  case K_SLICE: pq_slice_geometry(node, nd, xs, &st->slice); break;
   case K_REDUCE:
     st->red = (int)pq_reduce_kind(pq_node_op(node));
     pq_reduce_geometry(nd, xs, pq_reduce_axes_of(node, nd), &st->red_geo);
@@ -1163,6 +1166,12 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       break;
     }
     case K_SOFTMAX: run_softmax(st, x, y, total); break;
+    case K_SLICE: {
+      int64_t in_ps = c->values[st->in[0]].per_sample, out_ps = total / batch;
+      for (int64_t n = 0; n < batch; n++)
+        for (int64_t o = 0; o < out_ps; o++) y[n * out_ps + o] = x[n * in_ps + pq_slice_offset(&st->slice, o)];
+      break;
+    }
     case K_REDUCE: {
       int64_t in_ps = c->values[st->in[0]].per_sample, out_ps = total / batch;
       for (int64_t n = 0; n < batch; n++)
