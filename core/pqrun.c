@@ -1,4 +1,4 @@
-/* pqrun.c — the command-line front end: train, eval, info, plugins. */
+/* pqrun.c — the command-line front end: train, eval, run, compress, sensitivity, bench, compare, convert, info, plugins. */
 #include "pquant/pquant.h"
 
 #include <glib/gstdio.h>
@@ -71,6 +71,14 @@ static const GOptionEntry chain_entries[] = {
     {"config", 0, 0, G_OPTION_ARG_FILENAME, &args.config, "Stages from a JSON file: {\"stages\": [{\"plugin\": ..., \"options\": {...}}]}", "FILE"},
     {"calibration", 0, 0, G_OPTION_ARG_INT, &args.calibration, "Calibration samples from the training set for stages that ask (default 512)", "N"},
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "Write the compressed model here", "FILE"},
+    {NULL}};
+static const GOptionEntry sensitivity_entries[] = {
+    {"plugin", 'p', 0, G_OPTION_ARG_CALLBACK, (gpointer)add_chain_plugin, "Load a plugin file; compressors join the chain in order (repeatable)", "PATH"},
+    {"compressor", 'c', 0, G_OPTION_ARG_CALLBACK, (gpointer)add_chain_compressor, "Add a compressor by registry name to the chain (repeatable)", "NAME"},
+    {"opt", 'O', 0, G_OPTION_ARG_STRING_ARRAY, &args.opts, "Stage option PLUGIN.KEY=VALUE or STAGE.KEY=VALUE (repeatable)", "ASSIGNMENT"},
+    {"config", 0, 0, G_OPTION_ARG_FILENAME, &args.config, "Stages from a JSON file: {\"stages\": [{\"plugin\": ..., \"options\": {...}}]}", "FILE"},
+    {"calibration", 0, 0, G_OPTION_ARG_INT, &args.calibration, "Calibration samples from the training set for stages that ask (default 512)", "N"},
+    {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "Write the results as JSON here", "FILE"},
     {NULL}};
 static const GOptionEntry bench_entries[] = {
     {"config", 0, 0, G_OPTION_ARG_FILENAME, &args.config, "Suite config: {\"methods\": {NAME: [stages...]}} (default: the seven-method suite)", "FILE"},
@@ -357,6 +365,158 @@ static int cmd_run(void) {
   return 0;
 }
 
+/* One row of `pqrun sensitivity`: the chain applied to one layer (or to all). */
+typedef struct {
+  char *layer, *op;
+  gint64 params, bytes;
+  double accuracy;
+} SensRow;
+
+static void sens_row_free(gpointer p) {
+  SensRow *r = p;
+  g_free(r->layer);
+  g_free(r->op);
+  g_free(r);
+}
+
+static gint cmp_degradation(gconstpointer a, gconstpointer b) { /* the largest loss first, then by name */
+  const SensRow *x = *(SensRow *const *)a, *y = *(SensRow *const *)b;
+  if (x->accuracy != y->accuracy) return x->accuracy < y->accuracy ? -1 : 1;
+  return strcmp(x->layer, y->layer);
+}
+
+/* Whether the chain acted on `layer`: a record, not a skip, names it or a node derived from it ("layer.…"). */
+static gboolean chain_touched(const PqModel *out, const char *layer) {
+  size_t len = strlen(layer);
+  for (guint i = 0; i < pq_model_n_records(out); i++) {
+    const PqLayerRecord *r = pq_model_record(out, i);
+    if (!r->skipped && !strncmp(r->layer, layer, len) && (r->layer[len] == 0 || r->layer[len] == '.')) return TRUE;
+  }
+  return FALSE;
+}
+
+/* The chain on one layer at a time: which layers cost the accuracy, and what each saves. Every stage's
+ * `include` is set to the layer and the nodes derived from it, so the layer's own compression is measured
+ * alone. */
+static int cmd_sensitivity(void) {
+  GError *error = NULL;
+  g_autoptr(PqRegistry) reg = pq_registry_new();
+  g_autoptr(PqDataset) calib = NULL;
+  g_autoptr(PqPipeline) p = make_pipeline(reg, &calib, &error);
+  if (!p) return fail(error);
+  g_autoptr(PqModel) m = load_model(&error);
+  if (!m) return fail(error);
+  g_autoptr(PqDataset) test = pq_dataset_open(dataset_name(), "t10k", &error);
+  if (!test) return fail(error);
+  double acc_base;
+  if (!evaluate(reg, m, test, &acc_base, &error)) return fail(error);
+  g_autoptr(PqModel) full = pq_pipeline_run(p, m, &error);
+  if (!full) return fail(error);
+  SensRow all = {(char *)"(all layers)", (char *)"", pq_model_n_params(full), pq_model_nbytes(full), 0};
+  if (!evaluate(reg, full, test, &all.accuracy, &error)) return fail(error);
+  g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func(sens_row_free);
+  const PqGraph *g = pq_model_const_graph(m);
+  guint n_stages = pq_pipeline_n_stages(p);
+  for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
+    const PqNode *node = pq_graph_node(g, i);
+    const char *layer = pq_node_name(node);
+    if (!layer[0] || !chain_touched(full, layer)) continue;
+    g_autofree char *pattern = g_strdup_printf("%s,%s.*", layer, layer);
+    for (guint st = 1; st <= n_stages; st++) {
+      g_autofree char *target = g_strdup_printf("%u", st);
+      if (!pq_pipeline_set_option(p, target, "include", pattern, &error)) return fail(error);
+    }
+    g_autoptr(PqModel) out = pq_pipeline_run(p, m, &error);
+    if (!out) return fail(error);
+    SensRow *r = g_new0(SensRow, 1);
+    r->layer = g_strdup(layer);
+    r->op = g_strdup(pq_node_op(node));
+    r->params = pq_model_n_params(out);
+    r->bytes = pq_model_nbytes(out);
+    g_ptr_array_add(rows, r);
+    if (!evaluate(reg, out, test, &r->accuracy, &error)) return fail(error);
+  }
+  if (rows->len == 0) {
+    g_printerr("pqrun sensitivity: the chain changed no layer of the model (see `pqrun run` for its records)\n");
+    return 1;
+  }
+  g_ptr_array_sort(rows, cmp_degradation);
+  gint64 base_bytes = pq_model_nbytes(m), saved_all = base_bytes - all.bytes;
+  printf("%-20s %-12s %12s %12s %9s %10s %12s\n", "layer", "op", "bytes", "saved", "of all", "accuracy", "degradation");
+  for (guint i = 0; i <= rows->len; i++) {
+    const SensRow *r = i < rows->len ? rows->pdata[i] : &all;
+    gint64 saved = base_bytes - r->bytes;
+    g_autofree char *share = saved_all > 0 ? g_strdup_printf("%.0f%%", 100.0 * (double)saved / (double)saved_all) : g_strdup("-");
+    printf("%-20s %-12s %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %9s %9.2f%% %+9.2f pp\n", r->layer, r->op, r->bytes, saved, share,
+           100 * r->accuracy, 100 * (r->accuracy - acc_base));
+  }
+  printf("(baseline %.2f%%, %" G_GINT64_FORMAT " bytes, on %s; each row: the chain on that layer alone, worst first)\n", 100 * acc_base,
+         base_bytes, pq_dataset_name(test));
+  if (args.output) {
+    g_autoptr(JsonBuilder) b = json_builder_new();
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "schema");
+    json_builder_add_string_value(b, "pquant-sensitivity-1");
+    json_builder_set_member_name(b, "model");
+    g_autofree char *mpath = args.model ? g_strdup(args.model) : cache_model_path();
+    json_builder_add_string_value(b, mpath);
+    json_builder_set_member_name(b, "dataset");
+    json_builder_add_string_value(b, pq_dataset_name(test));
+    json_builder_set_member_name(b, "chain");
+    json_builder_begin_array(b);
+    for (guint i = 0; i < args.chain->len; i++) json_builder_add_string_value(b, (const char *)args.chain->pdata[i] + 5);
+    json_builder_end_array(b);
+    json_builder_set_member_name(b, "options");
+    json_builder_begin_array(b);
+    for (char **o = args.opts; o && *o; o++) json_builder_add_string_value(b, *o);
+    json_builder_end_array(b);
+    if (args.config) {
+      json_builder_set_member_name(b, "config");
+      json_builder_add_string_value(b, args.config);
+    }
+    json_builder_set_member_name(b, "baseline");
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "accuracy");
+    json_builder_add_double_value(b, acc_base);
+    json_builder_set_member_name(b, "bytes");
+    json_builder_add_int_value(b, base_bytes);
+    json_builder_end_object(b);
+    for (int part = 0; part < 2; part++) {
+      json_builder_set_member_name(b, part ? "all" : "layers");
+      if (!part) json_builder_begin_array(b);
+      for (guint i = 0; i < (part ? 1 : rows->len); i++) {
+        const SensRow *r = part ? &all : rows->pdata[i];
+        json_builder_begin_object(b);
+        if (!part) {
+          json_builder_set_member_name(b, "layer");
+          json_builder_add_string_value(b, r->layer);
+          json_builder_set_member_name(b, "op");
+          json_builder_add_string_value(b, r->op);
+        }
+        json_builder_set_member_name(b, "bytes");
+        json_builder_add_int_value(b, r->bytes);
+        json_builder_set_member_name(b, "bytes_saved");
+        json_builder_add_int_value(b, base_bytes - r->bytes);
+        json_builder_set_member_name(b, "accuracy");
+        json_builder_add_double_value(b, r->accuracy);
+        json_builder_set_member_name(b, "degradation_pp");
+        json_builder_add_double_value(b, 100 * (r->accuracy - acc_base));
+        json_builder_end_object(b);
+      }
+      if (!part) json_builder_end_array(b);
+    }
+    json_builder_end_object(b);
+    g_autoptr(JsonGenerator) gen = json_generator_new();
+    g_autoptr(JsonNode) root = json_builder_get_root(b);
+    json_generator_set_root(gen, root);
+    json_generator_set_pretty(gen, TRUE);
+    g_autofree char *text = json_generator_to_data(gen, NULL);
+    if (!g_file_set_contents(args.output, text, -1, &error)) return fail(error); /* written whole or not at all (a rename) */
+    printf("written: %s\n", args.output);
+  }
+  return 0;
+}
+
 static int cmd_bench(void) {
   GError *error = NULL;
   if (args.runs < 1 || args.warmup < 0 || args.timeout < 0 || args.calibration < 0) {
@@ -606,6 +766,8 @@ static const struct {
     {"convert", "convert an ONNX model into a pquant model file", NULL, {convert_entries, NULL, NULL}},
     {"run", "compress with a chain of plugins and evaluate beside the baseline", cmd_run, {chain_entries, model_entries, run_entries}},
     {"compress", "compress a model with a chain of plugins and write it", cmd_compress, {chain_entries, model_entries, NULL}},
+    {"sensitivity", "the chain on each layer alone: which layers cost accuracy, what each saves", cmd_sensitivity,
+     {sensitivity_entries, model_entries, run_entries}},
     {"train", "train the default Fashion-MNIST MLP and cache it", cmd_train, {train_entries, NULL, NULL}},
     {"info", "graph, shapes, parameters and bytes of a model", cmd_info, {plugin_entries, model_entries, NULL}},
     {"plugins", "list loaded plugins and every rejected file with its reason", cmd_plugins, {plugin_entries, NULL, NULL}},

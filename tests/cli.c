@@ -1,6 +1,9 @@
 /* cli.c — pqrun as a user runs it: exit codes, messages naming files and fields, and outputs. */
 #include "testutil.h"
 
+#include <json-glib/json-glib.h>
+#include <math.h>
+
 #include <string.h>
 #include <sys/wait.h>
 
@@ -154,6 +157,43 @@ static void test_compress_and_run(void) {
   g_assert_nonnull(strstr(out, "baseline "));
   g_assert_nonnull(strstr(out, "compressed "));
   g_assert_nonnull(strstr(out, " pp\n"));
+  g_free(out);
+  g_free(err);
+  /* sensitivity: the chain on each layer alone, worst first, and as JSON */
+  g_autofree char *sens = g_build_filename(tmpdir, "sens.json", NULL);
+  g_assert_cmpint(pqrun(&out, &err, "sensitivity", "--model", path, "--compressor", "quant", "--opt", "quant.bits=2", "-o", sens, NULL), ==, 0);
+  g_assert_nonnull(strstr(out, "fc1 "));
+  g_assert_nonnull(strstr(out, "fc2 "));
+  g_assert_nonnull(strstr(out, "(all layers)"));
+  {
+    g_autoptr(JsonParser) jp = json_parser_new();
+    g_assert_true(json_parser_load_from_file(jp, sens, NULL));
+    JsonObject *root = json_node_get_object(json_parser_get_root(jp));
+    g_assert_cmpstr(json_object_get_string_member(root, "schema"), ==, "pquant-sensitivity-1");
+    JsonArray *layers = json_object_get_array_member(root, "layers");
+    g_assert_cmpint(json_array_get_length(layers), ==, 2);
+    double prev = -1, base = json_object_get_double_member(json_object_get_object_member(root, "baseline"), "accuracy");
+    gint64 saved = 0;
+    for (guint i = 0; i < 2; i++) { /* worst first; each row's degradation is its accuracy against the baseline */
+      JsonObject *l = json_array_get_object_element(layers, i);
+      double acc = json_object_get_double_member(l, "accuracy");
+      g_assert_cmpfloat(acc, >=, prev); /* the lowest accuracy, the largest loss, first */
+      g_assert_cmpfloat(fabs(json_object_get_double_member(l, "degradation_pp") - 100 * (acc - base)), <, 1e-9);
+      saved += json_object_get_int_member(l, "bytes_saved");
+      prev = acc;
+    }
+    /* what the layers save alone adds up to what the whole chain saves */
+    g_assert_cmpint(saved, ==, json_object_get_int_member(json_object_get_object_member(root, "all"), "bytes_saved"));
+  }
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "sensitivity", "--model", path, "--compressor", "quant", "--opt", "quant.include=nothing*", NULL), ==, 1);
+  g_assert_nonnull(strstr(err, "the chain changed no layer of the model"));
+  g_free(out);
+  g_free(err);
+  g_autofree char *nodir = g_build_filename(tmpdir, "no-such-folder", "sens.json", NULL);
+  g_assert_cmpint(pqrun(&out, &err, "sensitivity", "--model", path, "--compressor", "quant", "-o", nodir, NULL), ==, 1);
+  g_assert_nonnull(strstr(err, "no-such-folder"));
   g_free(out);
   g_free(err);
   /* fine-tuning after factoring: the random model's factors learn the labels (far above its chance level) */
