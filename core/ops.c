@@ -16,6 +16,11 @@ static const char *const known_ops[] = {"linear",  "matmul",    "relu",      "so
                                         "circulant_linear", "tt_linear", "sparse_linear", "transpose", "concat",  "pad2d",
                                         "layer_norm", "conv_transpose2d", "slice"};
 
+static void set_nchw(int64_t *out, int *ndim, int64_t n, int64_t c, int64_t h, int64_t w) {
+  *ndim = 4;
+  out[0] = n, out[1] = c, out[2] = h, out[3] = w;
+}
+
 static gboolean get_pair(const PqNode *node, const char *key, int64_t def, int64_t out[2], GError **error) {
   size_t n;
   const int64_t *v = pq_node_get_ints(node, key, &n);
@@ -314,11 +319,7 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
     int64_t oh = window_out(in[0][2], in[1][2], st[0], dl[0], pads[0], pads[2], FALSE);
     int64_t ow = window_out(in[0][3], in[1][3], st[1], dl[1], pads[1], pads[3], FALSE);
     if (oh <= 0 || ow <= 0) FAIL("conv2d: kernel larger than the padded input");
-    ond[0] = 4;
-    out[0][0] = in[0][0];
-    out[0][1] = oc;
-    out[0][2] = oh;
-    out[0][3] = ow;
+    set_nchw(out[0], &ond[0], in[0][0], oc, oh, ow);
     return TRUE;
   }
   if (strcmp(op, "conv_transpose2d") == 0) { /* x [N, C, H, W], W [C, O/groups, kh, kw]: the gradient of a conv2d */
@@ -344,11 +345,7 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
     int64_t oh = (in[0][2] - 1) * st[0] - pads[0] - pads[2] + dl[0] * (in[1][2] - 1) + opad[0] + 1;
     int64_t ow = (in[0][3] - 1) * st[1] - pads[1] - pads[3] + dl[1] * (in[1][3] - 1) + opad[1] + 1;
     if (oh <= 0 || ow <= 0) FAIL("conv_transpose2d: the pads remove the whole output");
-    ond[0] = 4;
-    out[0][0] = in[0][0];
-    out[0][1] = oc;
-    out[0][2] = oh;
-    out[0][3] = ow;
+    set_nchw(out[0], &ond[0], in[0][0], oc, oh, ow);
     return TRUE;
   }
   if (strcmp(op, "maxpool2d") == 0 || strcmp(op, "avgpool2d") == 0) {
@@ -367,11 +364,7 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
     int64_t oh = window_out(in[0][2], k[0], st[0], dl[0], pads[0], pads[2], ceil_mode);
     int64_t ow = window_out(in[0][3], k[1], st[1], dl[1], pads[1], pads[3], ceil_mode);
     if (oh <= 0 || ow <= 0) FAIL("%s: window larger than the padded input", op);
-    ond[0] = 4;
-    out[0][0] = in[0][0];
-    out[0][1] = in[0][1];
-    out[0][2] = oh;
-    out[0][3] = ow;
+    set_nchw(out[0], &ond[0], in[0][0], in[0][1], oh, ow);
     return TRUE;
   }
   if (strcmp(op, "global_avg_pool") == 0) {

@@ -70,14 +70,11 @@ static const GOptionEntry chain_entries[] = {
     {"opt", 'O', 0, G_OPTION_ARG_STRING_ARRAY, &args.opts, "Stage option PLUGIN.KEY=VALUE or STAGE.KEY=VALUE (repeatable)", "ASSIGNMENT"},
     {"config", 0, 0, G_OPTION_ARG_FILENAME, &args.config, "Stages from a JSON file: {\"stages\": [{\"plugin\": ..., \"options\": {...}}]}", "FILE"},
     {"calibration", 0, 0, G_OPTION_ARG_INT, &args.calibration, "Calibration samples from the training set for stages that ask (default 512)", "N"},
+    {NULL}};
+static const GOptionEntry model_output_entries[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "Write the compressed model here", "FILE"},
     {NULL}};
-static const GOptionEntry sensitivity_entries[] = {
-    {"plugin", 'p', 0, G_OPTION_ARG_CALLBACK, (gpointer)add_chain_plugin, "Load a plugin file; compressors join the chain in order (repeatable)", "PATH"},
-    {"compressor", 'c', 0, G_OPTION_ARG_CALLBACK, (gpointer)add_chain_compressor, "Add a compressor by registry name to the chain (repeatable)", "NAME"},
-    {"opt", 'O', 0, G_OPTION_ARG_STRING_ARRAY, &args.opts, "Stage option PLUGIN.KEY=VALUE or STAGE.KEY=VALUE (repeatable)", "ASSIGNMENT"},
-    {"config", 0, 0, G_OPTION_ARG_FILENAME, &args.config, "Stages from a JSON file: {\"stages\": [{\"plugin\": ..., \"options\": {...}}]}", "FILE"},
-    {"calibration", 0, 0, G_OPTION_ARG_INT, &args.calibration, "Calibration samples from the training set for stages that ask (default 512)", "N"},
+static const GOptionEntry json_output_entries[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "Write the results as JSON here", "FILE"},
     {NULL}};
 static const GOptionEntry bench_entries[] = {
@@ -325,16 +322,37 @@ static int cmd_compress(void) {
   return 0;
 }
 
+/* What `run` and `sensitivity` start from: the chain (with its calibration set), the model and the test set. */
+typedef struct {
+  PqRegistry *reg;
+  PqDataset *calib, *test;
+  PqPipeline *p;
+  PqModel *m;
+} ChainJob;
+
+static void chain_job_clear(ChainJob *j) {
+  if (j->p) pq_pipeline_free(j->p);
+  if (j->m) pq_model_unref(j->m);
+  if (j->test) pq_dataset_unref(j->test);
+  if (j->calib) pq_dataset_unref(j->calib);
+  if (j->reg) pq_registry_free(j->reg);
+}
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC(ChainJob, chain_job_clear)
+
+static gboolean chain_job_open(ChainJob *j, GError **error) {
+  j->reg = pq_registry_new();
+  return (j->p = make_pipeline(j->reg, &j->calib, error)) && (j->m = load_model(error)) &&
+         (j->test = pq_dataset_open(dataset_name(), "t10k", error));
+}
+
 static int cmd_run(void) {
   GError *error = NULL;
-  g_autoptr(PqRegistry) reg = pq_registry_new();
-  g_autoptr(PqDataset) calib = NULL;
-  g_autoptr(PqPipeline) p = make_pipeline(reg, &calib, &error);
-  if (!p) return fail(error);
-  g_autoptr(PqModel) m = load_model(&error);
-  if (!m) return fail(error);
-  g_autoptr(PqDataset) test = pq_dataset_open(dataset_name(), "t10k", &error);
-  if (!test) return fail(error);
+  g_auto(ChainJob) job = {0};
+  if (!chain_job_open(&job, &error)) return fail(error);
+  PqRegistry *reg = job.reg;
+  PqPipeline *p = job.p;
+  PqModel *m = job.m;
+  PqDataset *test = job.test;
   gint64 t0 = g_get_monotonic_time();
   g_autoptr(PqModel) out = pq_pipeline_run(p, m, &error);
   if (!out) return fail(error);
@@ -400,14 +418,12 @@ static gboolean chain_touched(const PqModel *out, const char *layer) {
  * alone. */
 static int cmd_sensitivity(void) {
   GError *error = NULL;
-  g_autoptr(PqRegistry) reg = pq_registry_new();
-  g_autoptr(PqDataset) calib = NULL;
-  g_autoptr(PqPipeline) p = make_pipeline(reg, &calib, &error);
-  if (!p) return fail(error);
-  g_autoptr(PqModel) m = load_model(&error);
-  if (!m) return fail(error);
-  g_autoptr(PqDataset) test = pq_dataset_open(dataset_name(), "t10k", &error);
-  if (!test) return fail(error);
+  g_auto(ChainJob) job = {0};
+  if (!chain_job_open(&job, &error)) return fail(error);
+  PqRegistry *reg = job.reg;
+  PqPipeline *p = job.p;
+  PqModel *m = job.m;
+  PqDataset *test = job.test;
   double acc_base;
   if (!evaluate(reg, m, test, &acc_base, &error)) return fail(error);
   g_autoptr(PqModel) full = pq_pipeline_run(p, m, &error);
@@ -758,16 +774,16 @@ static const struct {
   const char *name;
   const char *summary;
   int (*run)(void);
-  const GOptionEntry *groups[3];
+  const GOptionEntry *groups[4];
 } commands[] = {
     {"eval", "accuracy of a model on the test set", cmd_eval, {plugin_entries, model_entries, run_entries}},
     {"bench", "run the benchmark suite and write the report (the default: seven methods)", cmd_bench, {bench_entries, model_entries, bench_run_entries}},
     {"compare", "compare two reports; exit 1 on a regression", NULL, {compare_entries, NULL, NULL}},
     {"convert", "convert an ONNX model into a pquant model file", NULL, {convert_entries, NULL, NULL}},
-    {"run", "compress with a chain of plugins and evaluate beside the baseline", cmd_run, {chain_entries, model_entries, run_entries}},
-    {"compress", "compress a model with a chain of plugins and write it", cmd_compress, {chain_entries, model_entries, NULL}},
+    {"run", "compress with a chain of plugins and evaluate beside the baseline", cmd_run, {chain_entries, model_output_entries, model_entries, run_entries}},
+    {"compress", "compress a model with a chain of plugins and write it", cmd_compress, {chain_entries, model_output_entries, model_entries, NULL}},
     {"sensitivity", "the chain on each layer alone: which layers cost accuracy, what each saves", cmd_sensitivity,
-     {sensitivity_entries, model_entries, run_entries}},
+     {chain_entries, json_output_entries, model_entries, run_entries}},
     {"train", "train the default Fashion-MNIST MLP and cache it", cmd_train, {train_entries, NULL, NULL}},
     {"info", "graph, shapes, parameters and bytes of a model", cmd_info, {plugin_entries, model_entries, NULL}},
     {"plugins", "list loaded plugins and every rejected file with its reason", cmd_plugins, {plugin_entries, NULL, NULL}},
@@ -794,7 +810,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], commands[i].name) != 0) continue;
     g_autofree char *param = g_strdup_printf("%s - %s", commands[i].name, commands[i].summary);
     g_autoptr(GOptionContext) ctx = g_option_context_new(param);
-    for (int j = 0; j < 3 && commands[i].groups[j]; j++) g_option_context_add_main_entries(ctx, commands[i].groups[j], NULL);
+    for (int j = 0; j < 4 && commands[i].groups[j]; j++) g_option_context_add_main_entries(ctx, commands[i].groups[j], NULL);
     GError *error = NULL;
     int sub_argc = argc - 1;
     char **sub_argv = argv + 1;

@@ -306,12 +306,14 @@ static PqTensor *small_int64(Ctx *c, const char *name) {
 /* A conv's or pool's strides, dilations and pads (from auto_pad where set) onto `node`, 2-D: with dims = 1 (a 1-D
  * window over x [N, C, L], run as a 2-D one over [N, C, 1, L]) ONNX's values go to the second dimension and the
  * first is 1 wide. `kernel`: the window's dims sizes. */
-static gboolean window_attrs(Ctx *c, const Onnx__NodeProto *n, PqNode *node, const char *x, const int64_t *kernel, int dims,
-                             GError **error) {
-  const char *path = c->path;
+/* A window's strides, dilations and explicit pads as 2-D values (dims = 1: ONNX's values in the second
+ * dimension, the first 1 wide), and its auto_pad. */
+static gboolean read_window(const char *path, const Onnx__NodeProto *n, int dims, int64_t strides[2], int64_t dil[2], int64_t pads[4],
+                            char *ap, size_t ap_len, GError **error) {
   const Onnx__AttributeProto *a;
-  int64_t strides[2] = {1, 1}, dil[2] = {1, 1}, pads[4] = {0, 0, 0, 0};
   int off = 2 - dims;
+  strides[0] = strides[1] = dil[0] = dil[1] = 1;
+  memset(pads, 0, 4 * sizeof(int64_t));
   if ((a = attr(n, "strides")) && (int)a->n_ints == dims) memcpy(strides + off, a->ints, sizeof(int64_t) * (size_t)dims);
   if ((a = attr(n, "dilations")) && (int)a->n_ints == dims) memcpy(dil + off, a->ints, sizeof(int64_t) * (size_t)dims);
   if ((a = attr(n, "pads"))) {
@@ -321,8 +323,26 @@ static gboolean window_attrs(Ctx *c, const Onnx__NodeProto *n, PqNode *node, con
       pads[2 + off + d] = a->ints[dims + d];
     }
   }
-  char ap[32] = "NOTSET";
-  attr_s(n, "auto_pad", ap, sizeof ap);
+  g_strlcpy(ap, "NOTSET", ap_len);
+  attr_s(n, "auto_pad", ap, ap_len);
+  return TRUE;
+fail:
+  return FALSE;
+}
+
+static void set_window(PqNode *node, const int64_t strides[2], const int64_t dil[2], const int64_t pads[4]) {
+  pq_node_set_ints(node, "strides", 2, strides);
+  pq_node_set_ints(node, "dilations", 2, dil);
+  pq_node_set_ints(node, "pads", 4, pads);
+}
+
+static gboolean window_attrs(Ctx *c, const Onnx__NodeProto *n, PqNode *node, const char *x, const int64_t *kernel, int dims,
+                             GError **error) {
+  const char *path = c->path;
+  int64_t strides[2], dil[2], pads[4];
+  int off = 2 - dims;
+  char ap[32];
+  if (!read_window(path, n, dims, strides, dil, pads, ap, sizeof ap, error)) return FALSE;
   if (!strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER")) {
     int64_t s[PQ_MAX_DIMS];
     int nd;
@@ -340,9 +360,7 @@ static gboolean window_attrs(Ctx *c, const Onnx__NodeProto *n, PqNode *node, con
   } else if (strcmp(ap, "NOTSET")) {
     FAIL("node '%s' (%s): auto_pad '%s' is not supported", n->name, n->op_type, ap);
   }
-  pq_node_set_ints(node, "strides", 2, strides);
-  pq_node_set_ints(node, "dilations", 2, dil);
-  pq_node_set_ints(node, "pads", 4, pads);
+  set_window(node, strides, dil, pads);
   return TRUE;
 fail:
   return FALSE;
@@ -354,17 +372,11 @@ fail:
 static gboolean convt_attrs(Ctx *c, const Onnx__NodeProto *n, PqNode *node, const char *x, const int64_t *kernel, int dims, GError **error) {
   const char *path = c->path;
   const Onnx__AttributeProto *a;
-  int64_t strides[2] = {1, 1}, dil[2] = {1, 1}, pads[4] = {0, 0, 0, 0}, opad[2] = {0, 0};
+  int64_t strides[2], dil[2], pads[4], opad[2] = {0, 0};
   int off = 2 - dims;
-  if ((a = attr(n, "strides")) && (int)a->n_ints == dims) memcpy(strides + off, a->ints, sizeof(int64_t) * (size_t)dims);
-  if ((a = attr(n, "dilations")) && (int)a->n_ints == dims) memcpy(dil + off, a->ints, sizeof(int64_t) * (size_t)dims);
+  char ap[32];
+  if (!read_window(path, n, dims, strides, dil, pads, ap, sizeof ap, error)) return FALSE;
   if ((a = attr(n, "output_padding")) && (int)a->n_ints == dims) memcpy(opad + off, a->ints, sizeof(int64_t) * (size_t)dims);
-  if ((a = attr(n, "pads"))) {
-    if ((int)a->n_ints != 2 * dims) FAIL("node '%s' (%s): pads must list %d values", n->name, n->op_type, 2 * dims);
-    for (int d = 0; d < dims; d++) pads[off + d] = a->ints[d], pads[2 + off + d] = a->ints[dims + d];
-  }
-  char ap[32] = "NOTSET";
-  attr_s(n, "auto_pad", ap, sizeof ap);
   const Onnx__AttributeProto *os = attr(n, "output_shape");
   gboolean same = !strcmp(ap, "SAME_UPPER") || !strcmp(ap, "SAME_LOWER");
   if (!same && strcmp(ap, "NOTSET") && strcmp(ap, "VALID")) FAIL("node '%s' (%s): auto_pad '%s' is not supported", n->name, n->op_type, ap);
@@ -390,9 +402,7 @@ static gboolean convt_attrs(Ctx *c, const Onnx__NodeProto *n, PqNode *node, cons
       if (pads[e] < 0) FAIL("node '%s' (%s): output_shape %lld would need rows before the first", n->name, n->op_type, (long long)want);
     }
   }
-  pq_node_set_ints(node, "strides", 2, strides);
-  pq_node_set_ints(node, "dilations", 2, dil);
-  pq_node_set_ints(node, "pads", 4, pads);
+  set_window(node, strides, dil, pads);
   pq_node_set_ints(node, "output_padding", 2, opad);
   return TRUE;
 fail:
@@ -414,6 +424,25 @@ static PqNode *as_2d(Ctx *c, const char *name, const char *pqop, size_t n_in, co
   const char *bi[1] = {y2}, *bo[1] = {out};
   pq_node_set_ints(pq_graph_add_node(g, "reshape", n_out, 1, bi, 1, bo), "shape", 3, to1d);
   return pq_graph_node(g, pq_graph_n_nodes(g) - 2); /* looked up again: adding a node may move the others */
+}
+
+/* A Conv or ConvTranspose node (input, kernel W, optional bias) as `pqop`: 2-D as it is; 1-D with the kernel
+ * [A, B, k] stored as [A, B, 1, k] and run over [N, C, 1, L] between reshapes (as_2d). */
+static PqNode *conv_node(Ctx *c, const Onnx__NodeProto *n, const char *pqop, PqTensor *W) {
+  gboolean bias = n->n_input > 2 && n->input[2][0];
+  const char *ins[3] = {n->input[0], n->input[1], bias ? n->input[2] : NULL};
+  if (pq_tensor_ndim(W) == 4) {
+    const char *outs[1] = {n->output[0]};
+    return pq_graph_add_node(pq_model_graph(c->m), pqop, n->name, bias ? 3 : 2, ins, 1, outs);
+  }
+  const int64_t *ws = pq_tensor_shape(W);
+  int64_t w4[4] = {ws[0], ws[1], 1, ws[2]};
+  g_autofree char *w2 = fresh(c, pq_tensor_name(W));
+  PqTensor *t = pq_tensor_new(w2, PQ_DTYPE_F32, 4, w4);
+  pq_tensor_to_f32(W, pq_tensor_mutable_data(t));
+  set_tensor(c, t);
+  ins[1] = w2;
+  return as_2d(c, n->name, pqop, bias ? 3 : 2, ins, n->output[0]);
 }
 
 static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
@@ -593,42 +622,16 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     PqTensor *W = pq_model_tensor(c->m, n->input[1]);
     if (!W || (pq_tensor_ndim(W) != 4 && pq_tensor_ndim(W) != 3))
       FAIL("node '%s' (Conv): only 1-D and 2-D convolutions with an initializer kernel are supported", name);
-    gboolean bias = n->n_input > 2 && n->input[2][0];
     int dims = pq_tensor_ndim(W) - 2;
-    if (dims == 2) {
-      if (bias) ONE("conv2d", in0, n->input[1], n->input[2]);
-      else ONE("conv2d", in0, n->input[1]);
-    } else { /* 1-D: the kernel [O, C/g, k] as [O, C/g, 1, k], run over [N, C, 1, L] */
-      const int64_t *ws = pq_tensor_shape(W);
-      int64_t w4[4] = {ws[0], ws[1], 1, ws[2]};
-      g_autofree char *w2 = fresh(c, pq_tensor_name(W));
-      PqTensor *t = pq_tensor_new(w2, PQ_DTYPE_F32, 4, w4);
-      pq_tensor_to_f32(W, pq_tensor_mutable_data(t));
-      set_tensor(c, t);
-      const char *ci[3] = {in0, w2, bias ? n->input[2] : NULL};
-      node = as_2d(c, name, "conv2d", bias ? 3 : 2, ci, out0);
-    }
+    node = conv_node(c, n, "conv2d", W);
     pq_node_set_int(node, "groups", attr_i(n, "group", 1));
     if (!window_attrs(c, n, node, in0, pq_tensor_shape(W) + 2, dims, error)) return FALSE;
   } else if (!strcmp(op, "ConvTranspose")) {
     PqTensor *W = pq_model_tensor(c->m, n->input[1]);
     if (!W || (pq_tensor_ndim(W) != 4 && pq_tensor_ndim(W) != 3))
       FAIL("node '%s' (ConvTranspose): only 1-D and 2-D transposed convolutions with an initializer kernel are supported", name);
-    gboolean bias = n->n_input > 2 && n->input[2][0];
     int dims = pq_tensor_ndim(W) - 2;
-    if (dims == 2) {
-      if (bias) ONE("conv_transpose2d", in0, n->input[1], n->input[2]);
-      else ONE("conv_transpose2d", in0, n->input[1]);
-    } else { /* 1-D: the kernel [C, O/g, k] as [C, O/g, 1, k], over [N, C, 1, L] */
-      const int64_t *ws = pq_tensor_shape(W);
-      int64_t w4[4] = {ws[0], ws[1], 1, ws[2]};
-      g_autofree char *w2 = fresh(c, pq_tensor_name(W));
-      PqTensor *t = pq_tensor_new(w2, PQ_DTYPE_F32, 4, w4);
-      pq_tensor_to_f32(W, pq_tensor_mutable_data(t));
-      set_tensor(c, t);
-      const char *ci[3] = {in0, w2, bias ? n->input[2] : NULL};
-      node = as_2d(c, name, "conv_transpose2d", bias ? 3 : 2, ci, out0);
-    }
+    node = conv_node(c, n, "conv_transpose2d", W);
     pq_node_set_int(node, "groups", attr_i(n, "group", 1));
     if (!convt_attrs(c, n, node, in0, pq_tensor_shape(W) + 2, dims, error)) return FALSE;
   } else if (!strcmp(op, "Slice")) { /* starts, ends, axes, steps: attributes (opset < 10) or constant inputs */

@@ -58,6 +58,13 @@ typedef enum {
   PQ_ACT_LAST = PQ_ACT_SHRINK
 } PqActivation;
 
+/* The index of `op` in a table of n names, or -1. */
+static inline int pq_op_index(const char *const *names, int n, const char *op) {
+  for (int i = 0; op && i < n; i++)
+    if (names[i][0] && !strcmp(op, names[i])) return i;
+  return -1;
+}
+
 /* The activation an op name stands for, or PQ_ACT_NONE. */
 static inline PqActivation pq_activation_kind(const char *op) {
   static const char *const names[] = {"",     "sigmoid", "tanh",       "leaky_relu", "elu",   "selu",     "clip",  "hard_sigmoid",
@@ -65,9 +72,8 @@ static inline PqActivation pq_activation_kind(const char *op) {
                                       "reciprocal", "erf",   "floor",      "ceil",       "round", "sign",     "sin",   "cos",
                                       "tan",   "asin",     "acos",       "atan",       "sinh",  "cosh",     "asinh", "acosh",
                                       "atanh", "softsign", "thresholded_relu", "celu", "shrink"};
-  for (int i = 1; i < (int)(sizeof names / sizeof names[0]); i++)
-    if (op && !strcmp(op, names[i])) return (PqActivation)i;
-  return PQ_ACT_NONE;
+  int i = pq_op_index(names, (int)(sizeof names / sizeof names[0]), op);
+  return i > 0 ? (PqActivation)i : PQ_ACT_NONE;
 }
 
 /* A node's two parameters, with the defaults above for the attributes it does not set. */
@@ -221,9 +227,7 @@ typedef enum {
 
 static inline PqBinary pq_binary_kind(const char *op) {
   static const char *const names[] = {"add", "sub", "mul", "div", "prelu", "pow", "minimum", "maximum"};
-  for (int i = 0; i < 8; i++)
-    if (op && !strcmp(op, names[i])) return (PqBinary)i;
-  return PQ_BIN_NONE;
+  return (PqBinary)pq_op_index(names, 8, op); /* -1: PQ_BIN_NONE */
 }
 
 PQ_ACT_FN float pq_binary(int kind, float a, float b) {
@@ -259,9 +263,7 @@ typedef enum {
 static inline PqReduce pq_reduce_kind(const char *op) {
   static const char *const names[] = {"reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod",
                                       "reduce_l1", "reduce_l2", "reduce_sum_square", "reduce_log_sum", "reduce_log_sum_exp"};
-  for (int i = 0; i < 10; i++)
-    if (op && !strcmp(op, names[i])) return (PqReduce)i;
-  return PQ_RED_NONE;
+  return (PqReduce)pq_op_index(names, 10, op); /* -1: PQ_RED_NONE */
 }
 
 PQ_ACT_FN float pq_reduce_start(int kind) {
@@ -300,23 +302,19 @@ typedef struct {
   int64_t red_count;
 } PqReduceGeometry;
 
-PQ_ACT_FN int64_t pq_reduce_base(const PqReduceGeometry *g, int64_t o) {
+/* Index i of a row-major walk over n dimensions of `sizes`, as an offset through `strides`. */
+PQ_ACT_FN int64_t pq_walk_offset(int n, const int64_t *sizes, const int64_t *strides, int64_t i) {
   int64_t off = 0;
-  for (int i = g->n_kept - 1; i >= 0; i--) {
-    off += (o % g->kept[i]) * g->kept_stride[i];
-    o /= g->kept[i];
+  for (int d = n - 1; d >= 0; d--) {
+    off += (i % sizes[d]) * strides[d];
+    i /= sizes[d];
   }
   return off;
 }
 
-PQ_ACT_FN int64_t pq_reduce_offset(const PqReduceGeometry *g, int64_t r) {
-  int64_t off = 0;
-  for (int i = g->n_red - 1; i >= 0; i--) {
-    off += (r % g->red[i]) * g->red_stride[i];
-    r /= g->red[i];
-  }
-  return off;
-}
+PQ_ACT_FN int64_t pq_reduce_base(const PqReduceGeometry *g, int64_t o) { return pq_walk_offset(g->n_kept, g->kept, g->kept_stride, o); }
+
+PQ_ACT_FN int64_t pq_reduce_offset(const PqReduceGeometry *g, int64_t r) { return pq_walk_offset(g->n_red, g->red, g->red_stride, r); }
 
 /* One output value: the reduction of the elements of x (one sample's) that output element o gathers. */
 PQ_ACT_FN float pq_reduce_one(int kind, const PqReduceGeometry *g, const float *x, int64_t o) {
@@ -371,12 +369,7 @@ typedef struct {
 } PqSliceGeometry;
 
 PQ_ACT_FN int64_t pq_slice_offset(const PqSliceGeometry *g, int64_t o) {
-  int64_t off = g->base;
-  for (int d = g->rank - 1; d >= 1; d--) {
-    off += (o % g->out[d]) * g->inc[d];
-    o /= g->out[d];
-  }
-  return off;
+  return g->base + pq_walk_offset(g->rank - 1, g->out + 1, g->inc + 1, o); /* dimension 0, the batch, is walked by the caller */
 }
 
 /* The geometry of a slice node (attributes starts, ends, axes, steps: see docs/file-format.md) over a value of
