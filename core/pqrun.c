@@ -349,36 +349,32 @@ static int cmd_run(void) {
   GError *error = NULL;
   g_auto(ChainJob) job = {0};
   if (!chain_job_open(&job, &error)) return fail(error);
-  PqRegistry *reg = job.reg;
-  PqPipeline *p = job.p;
-  PqModel *m = job.m;
-  PqDataset *test = job.test;
   gint64 t0 = g_get_monotonic_time();
-  g_autoptr(PqModel) out = pq_pipeline_run(p, m, &error);
+  g_autoptr(PqModel) out = pq_pipeline_run(job.p, job.m, &error);
   if (!out) return fail(error);
   double secs = (double)(g_get_monotonic_time() - t0) / 1e6;
   double acc_base, acc_comp;
-  if (!evaluate(reg, m, test, &acc_base, &error) || !evaluate(reg, out, test, &acc_comp, &error)) return fail(error);
+  if (!evaluate(job.reg, job.m, job.test, &acc_base, &error) || !evaluate(job.reg, out, job.test, &acc_comp, &error)) return fail(error);
   print_records(out);
   gint64 disk_base = -1, disk_comp = -1;
   g_autofree char *tmpdir = g_dir_make_tmp("pqrun-XXXXXX", NULL);
   g_autofree char *fb = tmpdir ? g_build_filename(tmpdir, "baseline.safetensors", NULL) : NULL;
   g_autofree char *fc = tmpdir ? g_build_filename(tmpdir, "compressed.safetensors", NULL) : NULL;
   const char *comp_path = args.output ? args.output : fc;
-  if (fb && pq_model_save(m, fb, NULL)) disk_base = file_size(fb);
+  if (fb && pq_model_save(job.m, fb, NULL)) disk_base = file_size(fb);
   if (comp_path && pq_model_save(out, comp_path, &error)) disk_comp = file_size(comp_path);
   else if (error) return fail(error);
   if (fb) g_unlink(fb);
   if (fc) g_unlink(fc);
   if (tmpdir) g_rmdir(tmpdir);
   printf("\n%-12s %12s %12s %12s %9s %10s %12s\n", "model", "params", "bytes", "bytes on disk", "ratio", "accuracy", "degradation");
-  printf("%-12s %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %8.2fx %9.2f%% %12s\n", "baseline", pq_model_n_params(m),
-         pq_model_nbytes(m), disk_base, 1.0, 100 * acc_base, "-");
+  printf("%-12s %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %8.2fx %9.2f%% %12s\n", "baseline", pq_model_n_params(job.m),
+         pq_model_nbytes(job.m), disk_base, 1.0, 100 * acc_base, "-");
   printf("%-12s %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %8.2fx %9.2f%% %+9.2f pp\n", "compressed",
-         pq_model_n_params(out), pq_model_nbytes(out), disk_comp, (double)pq_model_nbytes(m) / (double)pq_model_nbytes(out),
+         pq_model_n_params(out), pq_model_nbytes(out), disk_comp, (double)pq_model_nbytes(job.m) / (double)pq_model_nbytes(out),
          100 * acc_comp, 100 * (acc_comp - acc_base));
   printf("(ratio: bytes stored in memory; on disk %.2fx; compressed in %.2f s on %s)\n",
-         disk_comp > 0 ? (double)disk_base / (double)disk_comp : 0.0, secs, pq_dataset_name(test));
+         disk_comp > 0 ? (double)disk_base / (double)disk_comp : 0.0, secs, pq_dataset_name(job.test));
   if (args.output) printf("written: %s\n", args.output);
   return 0;
 }
@@ -420,19 +416,15 @@ static int cmd_sensitivity(void) {
   GError *error = NULL;
   g_auto(ChainJob) job = {0};
   if (!chain_job_open(&job, &error)) return fail(error);
-  PqRegistry *reg = job.reg;
-  PqPipeline *p = job.p;
-  PqModel *m = job.m;
-  PqDataset *test = job.test;
   double acc_base;
-  if (!evaluate(reg, m, test, &acc_base, &error)) return fail(error);
-  g_autoptr(PqModel) full = pq_pipeline_run(p, m, &error);
+  if (!evaluate(job.reg, job.m, job.test, &acc_base, &error)) return fail(error);
+  g_autoptr(PqModel) full = pq_pipeline_run(job.p, job.m, &error);
   if (!full) return fail(error);
   SensRow all = {(char *)"(all layers)", (char *)"", pq_model_n_params(full), pq_model_nbytes(full), 0};
-  if (!evaluate(reg, full, test, &all.accuracy, &error)) return fail(error);
+  if (!evaluate(job.reg, full, job.test, &all.accuracy, &error)) return fail(error);
   g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func(sens_row_free);
-  const PqGraph *g = pq_model_const_graph(m);
-  guint n_stages = pq_pipeline_n_stages(p);
+  const PqGraph *g = pq_model_const_graph(job.m);
+  guint n_stages = pq_pipeline_n_stages(job.p);
   for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
     const PqNode *node = pq_graph_node(g, i);
     const char *layer = pq_node_name(node);
@@ -440,9 +432,9 @@ static int cmd_sensitivity(void) {
     g_autofree char *pattern = g_strdup_printf("%s,%s.*", layer, layer);
     for (guint st = 1; st <= n_stages; st++) {
       g_autofree char *target = g_strdup_printf("%u", st);
-      if (!pq_pipeline_set_option(p, target, "include", pattern, &error)) return fail(error);
+      if (!pq_pipeline_set_option(job.p, target, "include", pattern, &error)) return fail(error);
     }
-    g_autoptr(PqModel) out = pq_pipeline_run(p, m, &error);
+    g_autoptr(PqModel) out = pq_pipeline_run(job.p, job.m, &error);
     if (!out) return fail(error);
     SensRow *r = g_new0(SensRow, 1);
     r->layer = g_strdup(layer);
@@ -450,14 +442,14 @@ static int cmd_sensitivity(void) {
     r->params = pq_model_n_params(out);
     r->bytes = pq_model_nbytes(out);
     g_ptr_array_add(rows, r);
-    if (!evaluate(reg, out, test, &r->accuracy, &error)) return fail(error);
+    if (!evaluate(job.reg, out, job.test, &r->accuracy, &error)) return fail(error);
   }
   if (rows->len == 0) {
     g_printerr("pqrun sensitivity: the chain changed no layer of the model (see `pqrun run` for its records)\n");
     return 1;
   }
   g_ptr_array_sort(rows, cmp_degradation);
-  gint64 base_bytes = pq_model_nbytes(m), saved_all = base_bytes - all.bytes;
+  gint64 base_bytes = pq_model_nbytes(job.m), saved_all = base_bytes - all.bytes;
   printf("%-20s %-12s %12s %12s %9s %10s %12s\n", "layer", "op", "bytes", "saved", "of all", "accuracy", "degradation");
   for (guint i = 0; i <= rows->len; i++) {
     const SensRow *r = i < rows->len ? rows->pdata[i] : &all;
@@ -467,7 +459,7 @@ static int cmd_sensitivity(void) {
            100 * r->accuracy, 100 * (r->accuracy - acc_base));
   }
   printf("(baseline %.2f%%, %" G_GINT64_FORMAT " bytes, on %s; each row: the chain on that layer alone, worst first)\n", 100 * acc_base,
-         base_bytes, pq_dataset_name(test));
+         base_bytes, pq_dataset_name(job.test));
   if (args.output) {
     g_autoptr(JsonBuilder) b = json_builder_new();
     json_builder_begin_object(b);
@@ -477,7 +469,7 @@ static int cmd_sensitivity(void) {
     g_autofree char *mpath = args.model ? g_strdup(args.model) : cache_model_path();
     json_builder_add_string_value(b, mpath);
     json_builder_set_member_name(b, "dataset");
-    json_builder_add_string_value(b, pq_dataset_name(test));
+    json_builder_add_string_value(b, pq_dataset_name(job.test));
     json_builder_set_member_name(b, "chain");
     json_builder_begin_array(b);
     for (guint i = 0; i < args.chain->len; i++) json_builder_add_string_value(b, (const char *)args.chain->pdata[i] + 5);
