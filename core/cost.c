@@ -80,6 +80,10 @@ int pq_model_cost(const PqModel *model, PqCost *cost, PqPluginError *error) {
       PqReduce k = pq_reduce_kind(op);
       add = in_numel * (k == PQ_RED_LOG_SUM_EXP ? 4 : k == PQ_RED_L2 || k == PQ_RED_SUM_SQUARE ? 2 : 1) + (k == PQ_RED_MEAN ? out_numel : 0);
       if (k == PQ_RED_L2 || k == PQ_RED_LOG_SUM || k == PQ_RED_LOG_SUM_EXP) estimated = 1;
+    } else if (!strcmp(op, "resize2d")) {
+      /* a multiply-add per tap: 1 (nearest), 4 (linear), 16 (cubic) an output value */
+      const char *mode = pq_node_get_string(n, "mode", "nearest");
+      m = !strcmp(mode, "nearest") ? 0 : out_numel * (!strcmp(mode, "linear") ? 4 : 16);
     } else if (!strcmp(op, "layer_norm")) {
       /* per element: two multiply-adds (the variance's d·d + Σ, then y·scale + bias) and four more (the mean's
          Σ, x − mean twice, × 1/σ); a row's division and square root are not counted: an estimate */

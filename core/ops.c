@@ -14,7 +14,7 @@
 static const char *const known_ops[] = {"linear",  "matmul",    "relu",      "softmax",          "log_softmax", "conv2d",
                                         "maxpool2d", "avgpool2d", "global_avg_pool", "batch_norm", "flatten",     "reshape",
                                         "circulant_linear", "tt_linear", "sparse_linear", "transpose", "concat",  "pad2d",
-                                        "layer_norm", "conv_transpose2d", "slice"};
+                                        "layer_norm", "conv_transpose2d", "slice", "resize2d"};
 
 static void set_nchw(int64_t *out, int *ndim, int64_t n, int64_t c, int64_t h, int64_t w) {
   *ndim = 4;
@@ -252,6 +252,20 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
       out[0][axis] += in[j][axis];
     }
     ond[0] = nd[0];
+    return TRUE;
+  }
+  if (strcmp(op, "resize2d") == 0) { /* planes [H, W] resampled to "sizes" */
+    NEED_INPUTS(1, 1);
+    if (nd[0] != 4) FAIL("resize2d: input must be 4-D (NCHW)");
+    PqResizeParams rp;
+    if (pq_resize_params(node, in[0][2], in[0][3], &rp) != 0)
+      FAIL("resize2d: \"sizes\" must be two sizes, mode nearest, linear or cubic, coordinate_transformation_mode half_pixel, "
+           "pytorch_half_pixel, align_corners, asymmetric or tf_half_pixel_for_nn, nearest_mode round_prefer_floor, round_prefer_ceil, "
+           "floor or ceil");
+    if (rp.out[0] < 1 || rp.out[1] < 1 || !(rp.scale[0] > 0) || !(rp.scale[1] > 0))
+      FAIL("resize2d: sizes %" G_GINT64_FORMAT " x %" G_GINT64_FORMAT " and scales %g, %g must be positive", rp.out[0], rp.out[1], rp.scale[0],
+           rp.scale[1]);
+    set_nchw(out[0], &ond[0], in[0][0], in[0][1], rp.out[0], rp.out[1]);
     return TRUE;
   }
   if (strcmp(op, "slice") == 0) { /* a sub-block of each sample, with steps */

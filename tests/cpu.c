@@ -526,6 +526,56 @@ static void test_layer_norm(void) {
   }
 }
 
+/* resize2d: nearest (asymmetric, floor) doubling is replication; linear half_pixel against a bilinear
+ * formula with edge clamping written out here; bad attributes are refused. (ONNX's Resize tests check the
+ * other modes against ONNX's reference outputs.) */
+static void test_resize(void) {
+  int64_t xs[4] = {-1, 2, 3, 4};
+  enum { N = 2 };
+  float x[N * 24];
+  fill(x, N * 24, 31);
+  PqNode *n;
+  g_autoptr(PqModel) m = single("resize2d", 4, xs, 0, NULL, &n);
+  int64_t up[2] = {6, 8};
+  pq_node_set_ints(n, "sizes", 2, up);
+  pq_node_set_string(n, "coordinate_transformation_mode", "asymmetric");
+  pq_node_set_string(n, "nearest_mode", "floor");
+  int64_t on;
+  g_autofree float *y = run(m, x, N, N, &on);
+  g_assert_cmpint(on, ==, 2 * 48);
+  for (int p = 0; p < N * 2; p++)
+    for (int oy = 0; oy < 6; oy++)
+      for (int ox = 0; ox < 8; ox++) g_assert_cmpfloat(y[p * 48 + oy * 8 + ox], ==, x[p * 12 + (oy / 2) * 4 + ox / 2]);
+  g_autoptr(PqModel) l = single("resize2d", 4, xs, 0, NULL, &n);
+  int64_t odd[2] = {5, 7};
+  pq_node_set_ints(n, "sizes", 2, odd);
+  pq_node_set_string(n, "mode", "linear");
+  g_autofree float *yl = run(l, x, N, N, &on);
+  for (int p = 0; p < N * 2; p++)
+    for (int oy = 0; oy < 5; oy++)
+      for (int ox = 0; ox < 7; ox++) {
+        double sy = (oy + 0.5) * 3.0 / 5.0 - 0.5, sx = (ox + 0.5) * 4.0 / 7.0 - 0.5, fy = floor(sy), fx = floor(sx), want = 0;
+        for (int a = 0; a < 2; a++)
+          for (int b = 0; b < 2; b++) {
+            int iy = (int)CLAMP(fy + a, 0, 2), ix = (int)CLAMP(fx + b, 0, 3);
+            want += (a ? sy - fy : 1 - (sy - fy)) * (b ? sx - fx : 1 - (sx - fx)) * x[p * 12 + iy * 4 + ix];
+          }
+        g_assert_cmpfloat(fabs(yl[p * 35 + oy * 7 + ox] - want), <, 1e-5);
+      }
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqModel) bad = single("resize2d", 4, xs, 0, NULL, &n);
+  pq_node_set_ints(n, "sizes", 2, up);
+  pq_node_set_string(n, "mode", "bicubic");
+  g_assert_null(pq_backend_prepare(cpu, bad, 1, 2, NULL, &err));
+  g_assert_nonnull(strstr(err->message, "resize2d: \"sizes\" must be two sizes, mode nearest, linear or cubic"));
+  g_clear_error(&err);
+  int64_t zero[2] = {0, 4};
+  pq_node_set_string(n, "mode", "cubic");
+  pq_node_set_ints(n, "sizes", 2, zero);
+  g_assert_null(pq_backend_prepare(cpu, bad, 1, 2, NULL, &err));
+  g_assert_nonnull(strstr(err->message, "resize2d: sizes 0 x 4 and scales"));
+}
+
 /* slice against index arithmetic: steps forward and backward, negative starts and ends, ends past the
  * dimension (clamped), axes in any order; refusals for the batch axis, a step of 0, lists of unequal length. */
 static void test_slice(void) {
@@ -1002,6 +1052,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cpu/reductions", test_reductions);
   g_test_add_func("/cpu/conv-transpose", test_conv_transpose);
   g_test_add_func("/cpu/slice", test_slice);
+  g_test_add_func("/cpu/resize", test_resize);
   g_test_add_func("/cpu/binary-ops", test_binary);
   g_test_add_func("/cpu/transpose", test_transpose);
   g_test_add_func("/cpu/concat", test_concat);

@@ -207,7 +207,7 @@ static void test_layer_norm(void) {
   }
 }
 
-/* conv_transpose2d: groups, uneven strides, dilations and pads, output_padding, bias, a folded relu; slice */
+/* conv_transpose2d: groups, uneven strides, dilations and pads, output_padding, bias, a folded relu; slice; resize2d */
 static void test_conv_transpose(void) {
   if (!usable()) return;
   g_autoptr(PqModel) m = pq_model_new();
@@ -241,6 +241,18 @@ static void test_conv_transpose(void) {
   pq_node_set_ints(sn, "steps", 2, steps);
   pq_graph_add_output(pq_model_graph(sl), "y");
   compare(sl, sl, 3, 0);
+  /* and resize2d in each mode */
+  const char *modes[3] = {"nearest", "linear", "cubic"};
+  for (int i = 0; i < 3; i++) {
+    g_autoptr(PqModel) rz = pq_model_new();
+    pq_graph_add_input(pq_model_graph(rz), "x", 4, xs);
+    PqNode *rn = pq_graph_add_node(pq_model_graph(rz), "resize2d", "rz", 1, si, 1, so);
+    int64_t sizes[2] = {9, 4};
+    pq_node_set_ints(rn, "sizes", 2, sizes);
+    pq_node_set_string(rn, "mode", modes[i]);
+    pq_graph_add_output(pq_model_graph(rz), "y");
+    compare(rz, rz, 3, 1e-5);
+  }
 }
 
 /* sub, mul, div, minimum, maximum, pow (add is in the CNN above): a broadcast weight and a same-shape activation; transpose. */

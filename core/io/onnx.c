@@ -634,6 +634,59 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     node = conv_node(c, n, "conv_transpose2d", W);
     pq_node_set_int(node, "groups", attr_i(n, "group", 1));
     if (!convt_attrs(c, n, node, in0, pq_tensor_shape(W) + 2, dims, error)) return FALSE;
+  } else if (!strcmp(op, "Resize") || !strcmp(op, "Upsample")) { /* [N, C, H, W] planes resampled: resize2d */
+    int64_t s0[PQ_MAX_DIMS];
+    int nd;
+    if (!shape_of(c, in0, s0, &nd, error)) return FALSE;
+    if (nd != 4) FAIL("node '%s' (%s): only 4-D inputs [N, C, H, W] are resized, not %d-D", name, op, nd);
+    /* Upsample and opset-10 Resize (X, scales): asymmetric coordinates, nearest by floor; since opset 11
+       (X, roi, scales, sizes) the attributes say */
+    gboolean legacy = !strcmp(op, "Upsample") || n->n_input == 2;
+    const char *scales_name = legacy ? n->input[1] : n->n_input > 2 ? n->input[2] : "";
+    const char *sizes_name = !legacy && n->n_input > 3 ? n->input[3] : "";
+    char mode[32] = "nearest", coord[32] = "half_pixel", nearest[32] = "round_prefer_floor", policy[32] = "stretch";
+    attr_s(n, "mode", mode, sizeof mode);
+    attr_s(n, "coordinate_transformation_mode", coord, sizeof coord);
+    attr_s(n, "nearest_mode", nearest, sizeof nearest);
+    attr_s(n, "keep_aspect_ratio_policy", policy, sizeof policy);
+    if (legacy) {
+      g_strlcpy(coord, "asymmetric", sizeof coord);
+      g_strlcpy(nearest, "floor", sizeof nearest);
+      if (!strcmp(mode, "bilinear")) g_strlcpy(mode, "linear", sizeof mode);
+    }
+    if (!strcmp(coord, "tf_crop_and_resize")) FAIL("node '%s' (%s): coordinate_transformation_mode tf_crop_and_resize is not supported", name, op);
+    if (attr_i(n, "antialias", 0)) FAIL("node '%s' (%s): antialias is not supported", name, op);
+    if (strcmp(policy, "stretch")) FAIL("node '%s' (%s): keep_aspect_ratio_policy %s is not supported", name, op, policy);
+    if (attr(n, "axes")) FAIL("node '%s' (%s): axes are not supported (all four dimensions only)", name, op);
+    double scale[2] = {0, 0};
+    int64_t out[2] = {0, 0};
+    if (sizes_name[0]) {
+      PqTensor *t = small_int64(c, sizes_name);
+      if (!t || pq_tensor_numel(t) != 4) FAIL("node '%s' (%s): its sizes must be an INT64 constant of 4 values", name, op);
+      const int64_t *v = pq_tensor_data(t);
+      if (v[1] != s0[1]) FAIL("node '%s' (%s): it resizes the channels (%lld to %lld)", name, op, (long long)s0[1], (long long)v[1]);
+      out[0] = v[2], out[1] = v[3];
+      scale[0] = (double)v[2] / (double)s0[2], scale[1] = (double)v[3] / (double)s0[3];
+    } else {
+      PqTensor *t = scales_name[0] ? pq_model_tensor(c->m, scales_name) : NULL;
+      float sv[4];
+      if (!t || pq_tensor_numel(t) != 4 || pq_tensor_to_f32(t, sv) != 0)
+        FAIL("node '%s' (%s): its scales must be a constant of 4 values (or sizes given)", name, op);
+      if (sv[0] != 1.0f || sv[1] != 1.0f) FAIL("node '%s' (%s): it scales the batch or the channels (%g, %g)", name, op, sv[0], sv[1]);
+      for (int d = 0; d < 2; d++) {
+        scale[d] = sv[2 + d];
+        out[d] = (int64_t)floor((double)s0[2 + d] * scale[d]);
+      }
+    }
+    ONE("resize2d", in0);
+    pq_node_set_ints(node, "sizes", 2, out);
+    pq_node_set_float(node, "scale_h", scale[0]);
+    pq_node_set_float(node, "scale_w", scale[1]);
+    pq_node_set_string(node, "mode", mode);
+    pq_node_set_string(node, "coordinate_transformation_mode", coord);
+    pq_node_set_string(node, "nearest_mode", nearest);
+    pq_node_set_float(node, "cubic_coeff_a", attr_f(n, "cubic_coeff_a", -0.75));
+    pq_node_set_int(node, "exclude_outside", attr_i(n, "exclude_outside", 0));
   } else if (!strcmp(op, "Slice")) { /* starts, ends, axes, steps: attributes (opset < 10) or constant inputs */
     static const char *const keys[4] = {"starts", "ends", "axes", "steps"};
     const int64_t *v[4] = {NULL, NULL, NULL, NULL};
@@ -978,8 +1031,8 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
   } else {
     FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, ConvTranspose, Div, Dropout, "
          "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, Max, MaxPool, Mean, Min, Mul, Pad, Pow, PRelu, "
-         "ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceMax, ReduceMean, ReduceMin, ReduceProd, ReduceSum, ReduceSumSquare, Relu, Reshape, Slice, Split, Sum, "
-         "Selu, Shape, Sigmoid, Softmax, Softplus, Squeeze, Sub, Tanh, Transpose, Unsqueeze, and elementwise Abs, Acos, Acosh, Asin, Asinh, "
+         "ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceMax, ReduceMean, ReduceMin, ReduceProd, ReduceSum, ReduceSumSquare, Relu, Reshape, Resize, Slice, Split, Sum, "
+         "Selu, Shape, Sigmoid, Softmax, Softplus, Squeeze, Sub, Tanh, Transpose, Unsqueeze, Upsample, and elementwise Abs, Acos, Acosh, Asin, Asinh, "
          "Atan, Atanh, Ceil, Celu, Cos, Cosh, Erf, Exp, Floor, Log, Neg, Reciprocal, Round, Shrink, Sign, Sin, Sinh, Softsign, Sqrt, Tan, "
          "ThresholdedRelu)", name, op);
   }

@@ -414,4 +414,102 @@ static inline int pq_slice_geometry(const PqNode *node, int ndim, const int64_t 
   return 0;
 }
 
+/* resize2d (see docs/file-format.md): each output position of a plane [H, W] maps back to a source coordinate
+ * per axis (coordinate transformation), and samples the input there: the nearest value (four rounding
+ * rules), linearly between two, or cubically between four (Keys' kernel with parameter a; outside the plane
+ * the edge value, or with exclude_outside the taps beyond it dropped and the rest renormalised). */
+typedef enum { PQ_RESIZE_NEAREST = 0, PQ_RESIZE_LINEAR = 1, PQ_RESIZE_CUBIC = 2 } PqResizeMode;
+typedef enum {
+  PQ_COORD_HALF_PIXEL = 0,
+  PQ_COORD_PYTORCH_HALF_PIXEL = 1,
+  PQ_COORD_ALIGN_CORNERS = 2,
+  PQ_COORD_ASYMMETRIC = 3,
+  PQ_COORD_TF_HALF_PIXEL_FOR_NN = 4
+} PqResizeCoord;
+typedef enum { PQ_NEAREST_ROUND_PREFER_FLOOR = 0, PQ_NEAREST_ROUND_PREFER_CEIL = 1, PQ_NEAREST_FLOOR = 2, PQ_NEAREST_CEIL = 3 } PqResizeNearest;
+
+typedef struct {
+  int mode, coord, nearest, exclude_outside;
+  double cubic_a;
+  int64_t in[2], out[2]; /* H, W of a plane before and after */
+  double scale[2];       /* output over input size per axis, as the model gives it */
+} PqResizeParams;
+
+/* A resize2d node's parameters for an input plane of in_h × in_w; 0, or -1 for an unknown mode name. */
+static inline int pq_resize_params(const PqNode *node, int64_t in_h, int64_t in_w, PqResizeParams *p) {
+  static const char *const modes[] = {"nearest", "linear", "cubic"};
+  static const char *const coords[] = {"half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn"};
+  static const char *const nearest[] = {"round_prefer_floor", "round_prefer_ceil", "floor", "ceil"};
+  size_t n = 0;
+  const int64_t *sz = pq_node_get_ints(node, "sizes", &n);
+  p->mode = pq_op_index(modes, 3, pq_node_get_string(node, "mode", "nearest"));
+  p->coord = pq_op_index(coords, 5, pq_node_get_string(node, "coordinate_transformation_mode", "half_pixel"));
+  p->nearest = pq_op_index(nearest, 4, pq_node_get_string(node, "nearest_mode", "round_prefer_floor"));
+  p->exclude_outside = (int)pq_node_get_int(node, "exclude_outside", 0);
+  p->cubic_a = pq_node_get_float(node, "cubic_coeff_a", -0.75);
+  p->in[0] = in_h, p->in[1] = in_w;
+  if (!sz || n != 2 || p->mode < 0 || p->coord < 0 || p->nearest < 0) return -1;
+  p->out[0] = sz[0], p->out[1] = sz[1];
+  p->scale[0] = pq_node_get_float(node, "scale_h", (double)sz[0] / (double)in_h);
+  p->scale[1] = pq_node_get_float(node, "scale_w", (double)sz[1] / (double)in_w);
+  return 0;
+}
+
+/* The source coordinate of output index x along `axis`. The resized length in the formulas is input length ×
+ * scale, unrounded (ONNX's rule: with scales 0.6 a length 4 resizes to 2 values, placed as if it were 2.4). */
+PQ_ACT_FN double pq_resize_source(const PqResizeParams *p, int axis, int64_t x) {
+  double s = p->scale[axis], xr = (double)x, len = s * (double)p->in[axis];
+  switch (p->coord) {
+  case PQ_COORD_PYTORCH_HALF_PIXEL: return len > 1.0 ? (xr + 0.5) / s - 0.5 : 0.0;
+  case PQ_COORD_ALIGN_CORNERS: return len > 1.0 ? xr * (double)(p->in[axis] - 1) / (len - 1.0) : 0.0;
+  case PQ_COORD_ASYMMETRIC: return xr / s;
+  case PQ_COORD_TF_HALF_PIXEL_FOR_NN: return (xr + 0.5) / s;
+  default: return (xr + 0.5) / s - 0.5;
+  }
+}
+
+PQ_ACT_FN double pq_cubic_weight(double d, double a) {
+  d = fabs(d);
+  if (d <= 1.0) return ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0;
+  if (d < 2.0) return ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a;
+  return 0.0;
+}
+
+/* The input indices (inside the plane) and weights output index x samples along `axis`; their count. */
+PQ_ACT_FN int pq_resize_taps(const PqResizeParams *p, int axis, int64_t x, int64_t idx[4], double w[4]) {
+  double c = pq_resize_source(p, axis, x), f = floor(c), t = c - f;
+  int64_t in = p->in[axis], base = (int64_t)f;
+  if (p->mode == PQ_RESIZE_NEAREST) {
+    int64_t i = p->nearest == PQ_NEAREST_FLOOR ? base
+              : p->nearest == PQ_NEAREST_CEIL  ? (int64_t)ceil(c)
+              : p->nearest == PQ_NEAREST_ROUND_PREFER_CEIL ? (t >= 0.5 ? base + 1 : base)
+                                                           : (t > 0.5 ? base + 1 : base);
+    idx[0] = i < 0 ? 0 : i >= in ? in - 1 : i;
+    w[0] = 1.0;
+    return 1;
+  }
+  int n = p->mode == PQ_RESIZE_LINEAR ? 2 : 4, first = p->mode == PQ_RESIZE_LINEAR ? 0 : -1;
+  double sum = 0.0;
+  for (int k = 0; k < n; k++) {
+    int64_t i = base + first + k;
+    w[k] = p->mode == PQ_RESIZE_LINEAR ? (k ? t : 1.0 - t) : pq_cubic_weight(t - (double)(first + k), p->cubic_a);
+    if (p->exclude_outside && (i < 0 || i >= in)) w[k] = 0.0;
+    sum += w[k];
+    idx[k] = i < 0 ? 0 : i >= in ? in - 1 : i; /* outside: the edge value */
+  }
+  if (p->exclude_outside && sum != 0.0)
+    for (int k = 0; k < n; k++) w[k] /= sum;
+  return n;
+}
+
+/* Output value (oy, ox) of one plane [in_h, in_w]. */
+PQ_ACT_FN float pq_resize_one(const PqResizeParams *p, const float *plane, int64_t oy, int64_t ox) {
+  int64_t iy[4], ix[4];
+  double wy[4], wx[4], acc = 0.0;
+  int ny = pq_resize_taps(p, 0, oy, iy, wy), nx = pq_resize_taps(p, 1, ox, ix, wx);
+  for (int a = 0; a < ny; a++)
+    for (int b = 0; b < nx; b++) acc += wy[a] * wx[b] * (double)plane[iy[a] * p->in[1] + ix[b]];
+  return (float)acc;
+}
+
 #endif

@@ -15,7 +15,7 @@
 
 enum {
   K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC, K_TT, K_SPARSE, K_PLUGIN,
-  K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM, K_REDUCE /* reduce_sum, … */, K_CONVT, K_SLICE
+  K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM, K_REDUCE /* reduce_sum, … */, K_CONVT, K_SLICE, K_RESIZE
 };
 
 static const struct {
@@ -28,7 +28,7 @@ static const struct {
                 {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},      {"reshape", K_ALIAS},
                 {"circulant_linear", K_CIRC}, {"tt_linear", K_TT},
                 {"sparse_linear", K_SPARSE}, {"layer_norm", K_LAYERNORM}, {"conv_transpose2d", K_CONVT},
-                {"slice", K_SLICE}};
+                {"slice", K_SLICE}, {"resize2d", K_RESIZE}};
 
 static int op_kind(const char *op) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
@@ -65,6 +65,7 @@ typedef struct {
   int red;                                                   /* K_REDUCE: which (pq-activation.h) and where it reads */
   PqReduceGeometry red_geo;
   PqSliceGeometry slice;                                     /* K_SLICE */
+  PqResizeParams resize;                                     /* K_RESIZE */
   float *bn_scale, *bn_shift; /* batch_norm folded at prepare */
   int add_same;        /* add: both inputs same shape */
   int bin;             /* add, sub, mul, div (PqBinary) */
@@ -614,6 +615,7 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
     break;
   }
   case K_SLICE: pq_slice_geometry(node, nd, xs, &st->slice); break;
+  case K_RESIZE: pq_resize_params(node, xs[2], xs[3], &st->resize); break;
   case K_REDUCE:
     st->red = (int)pq_reduce_kind(pq_node_op(node));
     pq_reduce_geometry(nd, xs, pq_reduce_axes_of(node, nd), &st->red_geo);
@@ -1166,6 +1168,13 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       break;
     }
     case K_SOFTMAX: run_softmax(st, x, y, total); break;
+    case K_RESIZE: {
+      const PqResizeParams *rp = &st->resize;
+      int64_t planes = batch * c->values[st->in[0]].per_sample / (rp->in[0] * rp->in[1]), ohw = rp->out[0] * rp->out[1];
+      for (int64_t pl = 0; pl < planes; pl++)
+        for (int64_t o = 0; o < ohw; o++) y[pl * ohw + o] = pq_resize_one(rp, x + pl * rp->in[0] * rp->in[1], o / rp->out[1], o % rp->out[1]);
+      break;
+    }
     case K_SLICE: {
       int64_t in_ps = c->values[st->in[0]].per_sample, out_ps = total / batch;
       for (int64_t n = 0; n < batch; n++)

@@ -25,7 +25,7 @@
 #include <vector>
 
 enum { K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_CIRC, K_TT, K_SPARSE,
-       K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM, K_REDUCE /* reduce_sum, … */, K_CONVT, K_SLICE };
+       K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM, K_REDUCE /* reduce_sum, … */, K_CONVT, K_SLICE, K_RESIZE };
 enum { MATH_FP32, MATH_TF32, MATH_FP16 };
 
 static const struct {
@@ -36,7 +36,7 @@ static const struct {
                 {"softmax", K_SOFTMAX},     {"conv2d", K_CONV2D},     {"log_softmax", K_SOFTMAX},     {"maxpool2d", K_MAXPOOL}, {"avgpool2d", K_AVGPOOL},
                 {"global_avg_pool", K_GAP}, {"batch_norm", K_BATCHNORM}, {"flatten", K_ALIAS},  {"reshape", K_ALIAS},
                 {"circulant_linear", K_CIRC}, {"tt_linear", K_TT}, {"sparse_linear", K_SPARSE}, {"layer_norm", K_LAYERNORM},
-                {"conv_transpose2d", K_CONVT}, {"slice", K_SLICE}};
+                {"conv_transpose2d", K_CONVT}, {"slice", K_SLICE}, {"resize2d", K_RESIZE}};
 
 static int op_kind(const char *op) {
   for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
@@ -72,6 +72,7 @@ struct Step {
   int red = 0;                                                            /* reduce_*: which, and where it reads */
   PqReduceGeometry red_geo{};
   PqSliceGeometry slice{};                                                /* slice */
+  PqResizeParams resize{};                                                /* resize2d */
   float pad_value = 0.0f;                                                 /* pad2d: the border (pads in pt, pl) */
   float *bn = nullptr;                                                    /* device: scale then shift, 2·C */
   int rank = 0, bin = 0;                                                  /* add, sub, mul, div; transpose */
@@ -363,6 +364,14 @@ __global__ void k_col2im_bias(const float *col, const float *bias, float *y, int
     }
   }
   y[i] = relu && acc < 0.0f ? 0.0f : acc;
+}
+
+/* resize2d: one thread per output value, sampling its plane through pq_resize_one() (as on the CPU) */
+__global__ void k_resize(const float *x, float *y, int64_t total, PqResizeParams rp) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  int64_t ohw = rp.out[0] * rp.out[1], o = i % ohw;
+  y[i] = pq_resize_one(&rp, x + (i / ohw) * rp.in[0] * rp.in[1], o / rp.out[1], o % rp.out[1]);
 }
 
 /* slice: one thread per output value, reading the input element pq_slice_offset() names (as on the CPU) */
@@ -987,6 +996,7 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
     break;
   }
   case K_SLICE: pq_slice_geometry(node, nd, xs, &st.slice); break;
+  case K_RESIZE: pq_resize_params(node, xs[2], xs[3], &st.resize); break;
   case K_REDUCE:
     st.red = (int)pq_reduce_kind(pq_node_op(node));
     pq_reduce_geometry(nd, xs, pq_reduce_axes_of(node, nd), &st.red_geo);
@@ -1214,6 +1224,7 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
       break;
     }
     case K_RELU: k_relu<<<blocks_for(total), 256, 0, s>>>(x, y, total); break;
+    case K_RESIZE: k_resize<<<blocks_for(total), 256, 0, s>>>(x, y, total, st.resize); break;
     case K_SLICE:
       k_slice<<<blocks_for(total), 256, 0, s>>>(x, y, total, c->values[st.in[0]].per_sample, c->values[st.out].per_sample, st.slice);
       break;
