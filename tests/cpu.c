@@ -526,6 +526,34 @@ static void test_layer_norm(void) {
   }
 }
 
+/* matmul of two activations (attention's Q·Kᵀ): each sample's [2, 3, 4] times its own transpose, a Gram
+ * matrix per leading index; a relu after it folded in. */
+static void test_matmul_activations(void) {
+  g_autoptr(PqModel) m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[4] = {-1, 2, 3, 4}, perm[4] = {0, 1, 3, 2};
+  pq_graph_add_input(g, "x", 4, xs);
+  const char *ti[1] = {"x"}, *to[1] = {"t"}, *mi[2] = {"x", "t"}, *mo[1] = {"g"}, *ri[1] = {"g"}, *ro[1] = {"y"};
+  pq_node_set_ints(pq_graph_add_node(g, "transpose", "tr", 1, ti, 1, to), "perm", 4, perm);
+  pq_graph_add_node(g, "matmul", "mm", 2, mi, 1, mo);
+  pq_graph_add_node(g, "relu", "relu", 1, ri, 1, ro);
+  pq_graph_add_output(g, "y");
+  enum { N = 3 };
+  float x[N * 24];
+  fill(x, N * 24, 41);
+  int64_t on;
+  g_autofree float *y = run(m, x, N, N, &on);
+  g_assert_cmpint(on, ==, 2 * 3 * 3);
+  for (int s0 = 0; s0 < N; s0++)
+    for (int h = 0; h < 2; h++)
+      for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+          double acc = 0;
+          for (int k = 0; k < 4; k++) acc += (double)x[((s0 * 2 + h) * 3 + i) * 4 + k] * x[((s0 * 2 + h) * 3 + j) * 4 + k];
+          g_assert_cmpfloat(fabs(y[((s0 * 2 + h) * 3 + i) * 3 + j] - fmax(acc, 0)), <, 1e-5);
+        }
+}
+
 /* resize2d: nearest (asymmetric, floor) doubling is replication; linear half_pixel against a bilinear
  * formula with edge clamping written out here; bad attributes are refused. (ONNX's Resize tests check the
  * other modes against ONNX's reference outputs.) */
@@ -1053,6 +1081,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cpu/conv-transpose", test_conv_transpose);
   g_test_add_func("/cpu/slice", test_slice);
   g_test_add_func("/cpu/resize", test_resize);
+  g_test_add_func("/cpu/matmul-activations", test_matmul_activations);
   g_test_add_func("/cpu/binary-ops", test_binary);
   g_test_add_func("/cpu/transpose", test_transpose);
   g_test_add_func("/cpu/concat", test_concat);

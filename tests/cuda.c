@@ -241,6 +241,17 @@ static void test_conv_transpose(void) {
   pq_node_set_ints(sn, "steps", 2, steps);
   pq_graph_add_output(pq_model_graph(sl), "y");
   compare(sl, sl, 3, 0);
+  /* and a matmul of two activations (each [3, 4] slice times its transpose) */
+  {
+    g_autoptr(PqModel) mm = pq_model_new();
+    int64_t ms[4] = {-1, 2, 3, 4}, perm[4] = {0, 1, 3, 2};
+    pq_graph_add_input(pq_model_graph(mm), "x", 4, ms);
+    const char *ti[1] = {"x"}, *to[1] = {"t"}, *mi[2] = {"x", "t"}, *mo[1] = {"y"};
+    pq_node_set_ints(pq_graph_add_node(pq_model_graph(mm), "transpose", "tr", 1, ti, 1, to), "perm", 4, perm);
+    pq_graph_add_node(pq_model_graph(mm), "matmul", "mm", 2, mi, 1, mo);
+    pq_graph_add_output(pq_model_graph(mm), "y");
+    compare(mm, mm, 3, 1e-5);
+  }
   /* and resize2d in each mode */
   const char *modes[3] = {"nearest", "linear", "cubic"};
   for (int i = 0; i < 3; i++) {

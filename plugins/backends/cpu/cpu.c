@@ -56,6 +56,7 @@ typedef struct {
   float act_a, act_b;
   /* geometry, per sample where it matters */
   int64_t m_rows;      /* linear: rows per sample (product of leading dims / batch) */
+  int64_t mm_slices;   /* matmul of two activations: matrices per sample ([m_rows, k] · [k, n] each), else 0 */
   int64_t k, n;        /* linear: in, out features; matmul: k, n */
   int64_t c, h, w, oc, oh, ow, kh, kw, sh, sw, dh, dw, pt, pl, groups;
   int count_include_pad;
@@ -485,14 +486,20 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
   case K_MATMUL: {
     int bnd;
     const int64_t *bs = pq_plan_value_shape(p, st->in[1], &bnd);
-    if (bnd != 2 || pq_plan_value_kind(p, st->in[1]) != PQ_VALUE_WEIGHT) {
-      pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "matmul '%s': the CPU backend multiplies by a 2-D model tensor only",
+    int weight = pq_plan_value_kind(p, st->in[1]) == PQ_VALUE_WEIGHT;
+    if (weight ? bnd != 2 : bnd < 3) { /* an activation B has the batch first, then the same leading dimensions as A */
+      pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED,
+                          "matmul '%s': the CPU backend multiplies by a 2-D model tensor, or by an activation with A's leading dimensions",
                           pq_node_name(node));
       return PQ_ERR_UNSUPPORTED;
     }
-    st->k = bs[0];
-    st->n = bs[1];
-    st->m_rows = c->values[st->in[0]].per_sample / st->k;
+    st->k = bs[bnd - 2];
+    st->n = bs[bnd - 1];
+    if (weight) st->m_rows = c->values[st->in[0]].per_sample / st->k;
+    else { /* batched: one [m, k] · [k, n] product per leading index */
+      st->m_rows = xs[nd - 2];
+      st->mm_slices = c->values[st->in[0]].per_sample / (st->m_rows * st->k);
+    }
     break;
   }
   case K_CONV2D:
@@ -836,6 +843,14 @@ static void run_linear(const Step *st, const float *x, const float *w, const flo
 }
 
 static void run_matmul(const Step *st, const float *x, const float *w, float *y, int64_t batch) {
+  if (st->mm_slices) { /* two activations: a product per matrix */
+    int64_t m = st->m_rows, k = st->k, n = st->n;
+    for (int64_t i = 0; i < batch * st->mm_slices; i++)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, x + i * m * k, (int)k, w + i * k * n, (int)n, 0.0f,
+                  y + i * m * n, (int)n);
+    if (st->fuse_relu) relu_inplace(y, batch * st->mm_slices * m * n);
+    return;
+  }
   int64_t rows = batch * st->m_rows;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)st->n, (int)st->k, 1.0f, x, (int)st->k, w,
               (int)st->n, 0.0f, y, (int)st->n);

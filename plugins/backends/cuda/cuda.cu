@@ -63,6 +63,7 @@ struct FftPlans {
 struct Step {
   int kind = 0, in[16], out = -1, relu = 0;
   int64_t k = 0, n = 0, m_rows = 1;                                       /* linear, matmul */
+  int64_t mm_slices = 0;                                                  /* matmul of two activations: matrices per sample */
   int64_t c = 0, h = 0, w = 0, oc = 0, oh = 0, ow = 0, kh = 0, kw = 0, sh = 1, sw = 1, dh = 1, dw = 1, pt = 0, pl = 0, groups = 1;
   int count_include_pad = 0;
   int64_t axis_len = 0, axis_inner = 1;                                   /* softmax */
@@ -891,13 +892,20 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
   case K_MATMUL: {
     int bnd;
     const int64_t *bs = pq_plan_value_shape(p, st.in[1], &bnd);
-    if (bnd != 2 || pq_plan_value_kind(p, st.in[1]) != PQ_VALUE_WEIGHT) {
-      pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "matmul '%s': the CUDA backend multiplies by a 2-D model tensor only", pq_node_name(node));
+    bool weight = pq_plan_value_kind(p, st.in[1]) == PQ_VALUE_WEIGHT;
+    if (weight ? bnd != 2 : bnd < 3) { /* an activation B has the batch first, then the same leading dimensions as A */
+      pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED,
+                          "matmul '%s': the CUDA backend multiplies by a 2-D model tensor, or by an activation with A's leading dimensions",
+                          pq_node_name(node));
       return PQ_ERR_UNSUPPORTED;
     }
-    st.k = bs[0];
-    st.n = bs[1];
-    st.m_rows = c->values[st.in[0]].per_sample / st.k;
+    st.k = bs[bnd - 2];
+    st.n = bs[bnd - 1];
+    if (weight) st.m_rows = c->values[st.in[0]].per_sample / st.k;
+    else { /* batched: one [m, k] · [k, n] product per leading index */
+      st.m_rows = xs[nd - 2];
+      st.mm_slices = c->values[st.in[0]].per_sample / (st.m_rows * st.k);
+    }
     break;
   }
   case K_CONV2D:
@@ -1209,6 +1217,13 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
       break;
     }
     case K_MATMUL: {
+      if (st.mm_slices) { /* two activations: one strided batch of [m, k] · [k, n] products (column-major Cᵀ = Bᵀ Aᵀ) */
+        int64_t m = st.m_rows, k = st.k, n = st.n, count = batch * st.mm_slices;
+        BLAS(cublasSgemmStridedBatched(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)n, (int)m, (int)k, &one, c->values[st.in[1]].ptr, (int)n, k * n, x,
+                                       (int)k, m * k, &zero, y, (int)n, m * n, (int)count), "batched GEMM");
+        if (st.relu) k_bias_relu<<<blocks_for(count * m * n), 256, 0, s>>>(y, nullptr, count * m, n, 1);
+        break;
+      }
       int64_t rows = batch * st.m_rows;
       BLAS(cublasSgemm(c->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)st.n, (int)rows, (int)st.k, &one, c->values[st.in[1]].ptr, (int)st.n, x, (int)st.k,
                   &zero, y, (int)st.n), "GEMM");
