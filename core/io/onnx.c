@@ -462,7 +462,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     static const struct {
       const char *op;
       size_t n;
-    } need[] = {{"Add", 2}, {"Sub", 2}, {"Mul", 2}, {"Div", 2}, {"PRelu", 2}, {"MatMul", 2}, {"Gemm", 2}, {"Conv", 2}, {"BatchNormalization", 5}, {"Reshape", 2}, {"Gather", 2}, {"LayerNormalization", 2}};
+    } need[] = {{"Add", 2}, {"Sub", 2}, {"Mul", 2}, {"Div", 2}, {"PRelu", 2}, {"MatMul", 2}, {"Gemm", 2}, {"Conv", 2}, {"BatchNormalization", 5}, {"Reshape", 2}, {"Gather", 2}, {"LayerNormalization", 2}, {"InstanceNormalization", 3}};
     size_t want = strcmp(op, "Constant") ? 1 : 0;
     for (size_t i = 0; i < G_N_ELEMENTS(need); i++)
       if (!strcmp(op, need[i].op)) want = need[i].n;
@@ -988,6 +988,59 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
   } else if (!strcmp(op, "Flatten")) {
     ONE("flatten", in0);
     pq_node_set_int(node, "axis", attr_i(n, "axis", 1));
+  } else if (!strcmp(op, "DepthToSpace") || !strcmp(op, "SpaceToDepth")) { /* a reshape, a transpose and a reshape */
+    int64_t s0[PQ_MAX_DIMS], b = attr_i(n, "blocksize", 0);
+    int nd;
+    if (!shape_of(c, in0, s0, &nd, error)) return FALSE;
+    if (nd != 4 || b < 1) FAIL("node '%s' (%s): needs a 4-D input and a blocksize >= 1", name, op);
+    int64_t C = s0[1], H = s0[2], W = s0[3];
+    int64_t r1[6], perm[6], r2[4] = {0, 0, 0, 0};
+    gboolean d2s = !strcmp(op, "DepthToSpace");
+    char md[8] = "DCR";
+    attr_s(n, "mode", md, sizeof md);
+    if (d2s && C % (b * b)) FAIL("node '%s' (DepthToSpace): %lld channels are not a multiple of %lld", name, (long long)C, (long long)(b * b));
+    if (!d2s && (H % b || W % b)) FAIL("node '%s' (SpaceToDepth): %lld x %lld is not a multiple of %lld", name, (long long)H, (long long)W, (long long)b);
+    if (d2s && !strcmp(md, "CRD")) { /* [N, C/b², b, b, H, W] → [N, C/b², H, b, W, b] */
+      int64_t a[6] = {0, C / (b * b), b, b, H, W}, p[6] = {0, 1, 4, 2, 5, 3};
+      memcpy(r1, a, sizeof a), memcpy(perm, p, sizeof p);
+    } else if (d2s) { /* DCR: [N, b, b, C/b², H, W] → [N, C/b², H, b, W, b] */
+      int64_t a[6] = {0, b, b, C / (b * b), H, W}, p[6] = {0, 3, 4, 1, 5, 2};
+      memcpy(r1, a, sizeof a), memcpy(perm, p, sizeof p);
+    } else { /* [N, C, H/b, b, W/b, b] → [N, b, b, C, H/b, W/b] */
+      int64_t a[6] = {0, C, H / b, b, W / b, b}, p[6] = {0, 3, 5, 1, 2, 4};
+      memcpy(r1, a, sizeof a), memcpy(perm, p, sizeof p);
+    }
+    if (d2s) r2[1] = C / (b * b), r2[2] = H * b, r2[3] = W * b;
+    else r2[1] = C * b * b, r2[2] = H / b, r2[3] = W / b;
+    g_autofree char *t1 = fresh(c, name), *t2 = fresh(c, name), *n1 = g_strdup_printf("%s_split", name), *n2 = g_strdup_printf("%s_move", name);
+    const char *i1[1] = {in0}, *o1[1] = {t1}, *i2[1] = {t1}, *o2[1] = {t2}, *i3[1] = {t2}, *o3[1] = {out0};
+    pq_node_set_ints(pq_graph_add_node(g, "reshape", n1, 1, i1, 1, o1), "shape", 6, r1);
+    pq_node_set_ints(pq_graph_add_node(g, "transpose", n2, 1, i2, 1, o2), "perm", 6, perm);
+    node = pq_graph_add_node(g, "reshape", name, 1, i3, 1, o3);
+    pq_node_set_ints(node, "shape", 4, r2);
+  } else if (!strcmp(op, "InstanceNormalization")) { /* each channel's plane normalised, then scale and bias per channel */
+    int64_t s0[PQ_MAX_DIMS];
+    int nd;
+    if (!shape_of(c, in0, s0, &nd, error)) return FALSE;
+    PqTensor *sc = pq_model_tensor(c->m, n->input[1]), *bi = pq_model_tensor(c->m, n->input[2]);
+    if (nd < 3 || !sc || !bi || pq_tensor_numel(sc) != s0[1] || pq_tensor_numel(bi) != s0[1])
+      FAIL("node '%s' (InstanceNormalization): needs an input [N, C, …] and scale and bias constants of C values", name);
+    int64_t ps[PQ_MAX_DIMS];
+    ps[0] = s0[1];
+    for (int d = 1; d < nd - 1; d++) ps[d] = 1; /* [C, 1, …]: broadcast over the planes */
+    g_autofree char *scn = fresh(c, "instance_norm_scale"), *bin = fresh(c, "instance_norm_bias"), *t1 = fresh(c, name),
+                    *t2 = fresh(c, name), *n2 = g_strdup_printf("%s_scale", name), *n3 = g_strdup_printf("%s_bias", name);
+    PqTensor *ts = pq_tensor_new(scn, PQ_DTYPE_F32, nd - 1, ps), *tb = pq_tensor_new(bin, PQ_DTYPE_F32, nd - 1, ps);
+    pq_tensor_to_f32(sc, pq_tensor_mutable_data(ts));
+    pq_tensor_to_f32(bi, pq_tensor_mutable_data(tb));
+    set_tensor(c, ts);
+    set_tensor(c, tb);
+    const char *i1[1] = {in0}, *o1[1] = {t1}, *i2[2] = {t1, scn}, *o2[1] = {t2}, *i3[2] = {t2, bin}, *o3[1] = {out0};
+    PqNode *ln = pq_graph_add_node(g, "layer_norm", name, 1, i1, 1, o1);
+    pq_node_set_int(ln, "axis", 2);
+    pq_node_set_float(ln, "epsilon", attr_f(n, "epsilon", 1e-5));
+    pq_graph_add_node(g, "mul", n2, 2, i2, 1, o2);
+    node = pq_graph_add_node(g, "add", n3, 2, i3, 1, o3);
   } else if (!strcmp(op, "Reshape")) {
     PqTensor *s = n->n_input > 1 ? pq_model_tensor(c->m, n->input[1]) : NULL;
     if (!s || pq_tensor_dtype(s) != PQ_DTYPE_I64 || pq_tensor_ndim(s) != 1) FAIL("node '%s' (Reshape): the shape must be an INT64 initializer", name);
@@ -1029,10 +1082,10 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (!t) return FALSE;
     set_tensor(c, t);
   } else {
-    FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, ConvTranspose, Div, Dropout, "
-         "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, Max, MaxPool, Mean, Min, Mul, Pad, Pow, PRelu, "
+    FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, ConvTranspose, DepthToSpace, Div, Dropout, "
+         "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, InstanceNormalization, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, Max, MaxPool, Mean, Min, Mul, Pad, Pow, PRelu, "
          "ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceMax, ReduceMean, ReduceMin, ReduceProd, ReduceSum, ReduceSumSquare, Relu, Reshape, Resize, Slice, Split, Sum, "
-         "Selu, Shape, Sigmoid, Softmax, Softplus, Squeeze, Sub, Tanh, Transpose, Unsqueeze, Upsample, and elementwise Abs, Acos, Acosh, Asin, Asinh, "
+         "Selu, Shape, Sigmoid, Softmax, Softplus, SpaceToDepth, Squeeze, Sub, Tanh, Transpose, Unsqueeze, Upsample, and elementwise Abs, Acos, Acosh, Asin, Asinh, "
          "Atan, Atanh, Ceil, Celu, Cos, Cosh, Erf, Exp, Floor, Log, Neg, Reciprocal, Round, Shrink, Sign, Sin, Sinh, Softsign, Sqrt, Tan, "
          "ThresholdedRelu)", name, op);
   }
