@@ -402,9 +402,15 @@ static void test_bad(void) {
       g_autoptr(GError) err = NULL;
       g_autoptr(PqModel) m = pq_model_load(p3, &err);
       g_assert_no_error(err);
-      PqTensor *t = pq_model_tensor(m, "w");
+      /* a MatMul by a constant loads as a linear layer, its weight the constant transposed */
+      const PqNode *mm = pq_graph_node(pq_model_const_graph(m), 0);
+      g_assert_cmpstr(pq_node_op(mm), ==, "linear");
+      PqTensor *t = pq_model_tensor(m, pq_node_input(mm, 1));
       g_assert_nonnull(t);
-      g_assert_cmpmem(pq_tensor_data(t), 160, values, 160);
+      g_assert_cmpint(pq_tensor_shape(t)[0], ==, 10);
+      const float *td = pq_tensor_data(t);
+      for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 10; j++) g_assert_cmpfloat(td[j * 4 + i], ==, values[i * 10 + j]);
     }
     /* and each way it can be wrong, named */
     const struct {
@@ -517,14 +523,16 @@ static void test_bad(void) {
     g_autoptr(GError) e = NULL;
     g_autoptr(PqModel) m = pq_model_load(p, &e);
     g_assert_no_error(e);
-    PqTensor *t = pq_model_tensor(m, "w");
+    /* x · wTᵀ: the MatMul by a constant is a linear layer whose weight [10, 4] is wT's values again */
+    const PqNode *mm = pq_graph_node(pq_model_const_graph(m), 0);
+    g_assert_cmpuint(pq_graph_n_nodes(pq_model_const_graph(m)), ==, 1);
+    g_assert_cmpstr(pq_node_op(mm), ==, "linear");
+    PqTensor *t = pq_model_tensor(m, pq_node_input(mm, 1));
     g_assert_nonnull(t);
-    g_assert_cmpint(pq_tensor_shape(t)[0], ==, 4);
-    g_assert_cmpint(pq_tensor_shape(t)[1], ==, 10);
-    const float *tv = pq_tensor_data(t);
-    for (int i = 0; i < 4; i++)
-      for (int j = 0; j < 10; j++) g_assert_cmpfloat(tv[i * 10 + j], ==, w->float_data[j * 4 + i]);
-    g_assert_null(pq_model_tensor(m, "wT")); /* the original, no longer read, is dropped */
+    g_assert_cmpint(pq_tensor_shape(t)[0], ==, 10);
+    g_assert_cmpint(pq_tensor_shape(t)[1], ==, 4);
+    g_assert_cmpmem(pq_tensor_data(t), 160, w->float_data, 160);
+    g_assert_null(pq_model_tensor(m, "w")); /* the folded transpose, no longer read, is dropped */
   }
   /* ReduceMean over H and W (squeeze-and-excitation blocks): a global average pool, then [N, C] */
   {

@@ -221,6 +221,7 @@ typedef struct {
   const char *path;
   int64_t opset;
   int counter;
+  GHashTable *transposed; /* a MatMul's constant B → the name of its transposed copy (a linear layer's weight) */
 } Ctx;
 
 static const Onnx__AttributeProto *attr(const Onnx__NodeProto *n, const char *name) {
@@ -565,8 +566,28 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (!shape_of(c, in0, s, &nd, error)) return FALSE;
     ONE("reshape", in0);
     pq_node_set_ints(node, "shape", (size_t)nd, zeros);
-  } else if (!strcmp(op, "MatMul")) ONE("matmul", in0, n->input[1]);
-  else if (!strcmp(op, "Gemm")) {
+  } else if (!strcmp(op, "MatMul")) {
+    PqTensor *B = pq_model_tensor(c->m, n->input[1]);
+    if (B && pq_tensor_ndim(B) == 2 && !pq_model_tensor(c->m, in0)) {
+      /* x · B with a constant B [k, n] (how PyTorch exports nn.Linear on 3-D inputs): a linear layer with W = Bᵀ,
+         so that compressors (which work on linear and conv2d layers) see it */
+      const int64_t *bs = pq_tensor_shape(B);
+      int64_t ws[2] = {bs[1], bs[0]};
+      const char *wname = g_hash_table_lookup(c->transposed, n->input[1]); /* one copy, however many MatMuls share B */
+      if (!wname) {
+        wname = fresh(c, pq_tensor_name(B));
+        g_hash_table_insert(c->transposed, g_strdup(n->input[1]), (gpointer)wname);
+        g_autofree float *bf = g_new(float, bs[0] * bs[1]);
+        if (pq_tensor_to_f32(B, bf) != 0) FAIL("node '%s' (MatMul): its constant operand '%s' is not numeric", name, n->input[1]);
+        PqTensor *w = pq_tensor_new(wname, PQ_DTYPE_F32, 2, ws);
+        float *wd = pq_tensor_mutable_data(w);
+        for (int64_t i = 0; i < bs[0]; i++)
+          for (int64_t j = 0; j < bs[1]; j++) wd[j * bs[0] + i] = bf[i * bs[1] + j];
+        set_tensor(c, w);
+      }
+      ONE("linear", in0, wname);
+    } else ONE("matmul", in0, n->input[1]);
+  } else if (!strcmp(op, "Gemm")) {
     double alpha = attr_f(n, "alpha", 1.0), beta = attr_f(n, "beta", 1.0);
     int64_t ta = attr_i(n, "transA", 0), tb = attr_i(n, "transB", 0);
     PqTensor *B = pq_model_tensor(c->m, n->input[1]);
@@ -1100,6 +1121,7 @@ PqModel *pq_onnx_load_full(const char *path, GHashTable *constants, GError **err
   g_autofree uint8_t *data = read_file(path, &len, error);
   Onnx__ModelProto *mp = NULL;
   PqModel *m = NULL;
+  GHashTable *transposed = NULL;
   if (!data) return NULL;
   if (!unpack_survives(data, len, &onnx__model_proto__descriptor))
     FAIL("the protobuf parser crashed on this file (subgraphs nested too deeply, or a malformed file)");
@@ -1108,8 +1130,9 @@ PqModel *pq_onnx_load_full(const char *path, GHashTable *constants, GError **err
   if (!mp->has_ir_version) FAIL("field ir_version is missing (an empty or foreign protobuf?)");
   if (!mp->graph) FAIL("field graph is missing");
   if (mp->n_opset_import == 0) FAIL("field opset_import is empty");
-  Ctx c = {pq_model_new(), path, 0, 0};
+  Ctx c = {pq_model_new(), path, 0, 0, NULL};
   m = c.m;
+  c.transposed = transposed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
   for (size_t i = 0; i < mp->n_opset_import; i++)
     if (!mp->opset_import[i]->domain || !mp->opset_import[i]->domain[0] || !strcmp(mp->opset_import[i]->domain, "ai.onnx"))
       c.opset = mp->opset_import[i]->version;
@@ -1210,10 +1233,12 @@ PqModel *pq_onnx_load_full(const char *path, GHashTable *constants, GError **err
     if (!pq_model_validate(m, &verr)) FAIL("%s", verr->message);
   }
   onnx__model_proto__free_unpacked(mp, NULL);
+  g_hash_table_destroy(transposed);
   return m;
 fail:
 out:
   if (mp) onnx__model_proto__free_unpacked(mp, NULL);
+  if (transposed) g_hash_table_destroy(transposed);
   if (m) pq_model_unref(m);
   return NULL;
 }
