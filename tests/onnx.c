@@ -287,6 +287,39 @@ static void test_conv1d(void) {
       }
 }
 
+/* Gather of an activation with constant indices: x[:, 2] (a scalar index drops the axis, as ViT's class
+ * token is taken) and x[:, :, [3, -4]] (a list keeps it), as slices, a concat and a reshape. */
+static void test_gather_activation(void) {
+  int64_t xin[3] = {-1, 3, 4}, none[1] = {0}, two[1] = {2}, idx2[2] = {3, -4}, od[2] = {-1, 4}, od2[3] = {-1, 3, 2};
+  for (int form = 0; form < 2; form++) {
+    Onnx__TensorProto *inits[1] = {form ? int64_tensor("ix", 1, two, idx2) : int64_tensor("ix", 0, none, (int64_t[]){2})};
+    Onnx__AttributeProto *ga[1] = {attr_int("axis", form ? 2 : 1)};
+    const char *gi[2] = {"x", "ix"};
+    Onnx__NodeProto *nodes[1] = {node("Gather", "g", 2, gi, "y", 1, ga)};
+    Onnx__GraphProto *gr = graph(1, nodes, 1, inits, value("x", 3, xin), "y");
+    gr->output[0] = form ? value("y", 3, od2) : value("y", 2, od);
+    g_autofree char *path = write_model(form ? "gather2.onnx" : "gather1.onnx", gr, TRUE);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PqModel) m = pq_model_load(path, &err);
+    g_assert_no_error(err);
+    g_autoptr(PqRegistry) reg = pq_registry_new();
+    g_autoptr(PqBackend) b = pq_backend_prepare(pq_test_cpu_backend(reg), m, 1, 2, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(pq_backend_output_numel(b), ==, form ? 6 : 4);
+    float x[24], y[12];
+    for (int i = 0; i < 24; i++) x[i] = (float)i;
+    g_assert_true(pq_backend_run_f32(b, x, 2, y, &err));
+    for (int s0 = 0; s0 < 2; s0++)
+      if (!form)
+        for (int j = 0; j < 4; j++) g_assert_cmpfloat(y[s0 * 4 + j], ==, x[s0 * 12 + 2 * 4 + j]);
+      else
+        for (int r = 0; r < 3; r++) {
+          g_assert_cmpfloat(y[s0 * 6 + r * 2], ==, x[s0 * 12 + r * 4 + 3]);
+          g_assert_cmpfloat(y[s0 * 6 + r * 2 + 1], ==, x[s0 * 12 + r * 4 + 0]);
+        }
+  }
+}
+
 static void expect_error(const char *path, const char *needle) {
   g_autoptr(GError) err = NULL;
   g_autoptr(PqModel) m = pq_model_load(path, &err);
@@ -626,6 +659,7 @@ int main(int argc, char **argv) {
   tmpdir = pq_test_mkdtemp();
   g_test_add_func("/onnx/cnn", test_cnn);
   g_test_add_func("/onnx/conv1d", test_conv1d);
+  g_test_add_func("/onnx/gather-activation", test_gather_activation);
   g_test_add_func("/onnx/bad-files", test_bad);
   int rc = g_test_run();
   pq_test_rmdir(tmpdir);

@@ -917,6 +917,54 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
       v[i] = dv[k];
     }
     set_tensor(c, int64_const(out0, pq_tensor_ndim(ix), pq_tensor_shape(ix), v));
+  } else if (!strcmp(op, "Gather") && !pq_model_tensor(c->m, in0)) { /* of an activation, constant indices: slices */
+    PqTensor *ix = small_int64(c, n->input[1]);
+    int64_t s0[PQ_MAX_DIMS];
+    int nd;
+    if (!shape_of(c, in0, s0, &nd, error)) return FALSE;
+    int64_t axis = attr_i(n, "axis", 0);
+    if (axis < 0) axis += nd;
+    if (!ix) FAIL("node '%s' (Gather): of an activation, the indices must be an INT64 constant", name);
+    if (axis <= 0 || axis >= nd) FAIL("node '%s' (Gather): axis %lld is the batch or outside the %d dimensions", name, (long long)attr_i(n, "axis", 0), nd);
+    int64_t cnt = pq_tensor_numel(ix), dim = s0[axis];
+    const int64_t *iv = pq_tensor_data(ix);
+    if (cnt < 1 || cnt > 16) FAIL("node '%s' (Gather): %lld indices (1 to 16 on an activation)", name, (long long)cnt);
+    /* each index a one-wide slice along the axis, joined by a concat; then the indices' shape in the axis's place */
+    g_autoptr(GPtrArray) parts = g_ptr_array_new_with_free_func(g_free);
+    for (int64_t i = 0; i < cnt; i++) {
+      int64_t k = iv[i] < 0 ? iv[i] + dim : iv[i];
+      if (k < 0 || k >= dim) FAIL("node '%s' (Gather): index %lld outside %lld values", name, (long long)iv[i], (long long)dim);
+      char *part = fresh(c, name);
+      g_autofree char *pn = g_strdup_printf("%s_%lld", name, (long long)i);
+      const char *si[1] = {in0}, *so[1] = {part};
+      int64_t b[1] = {k}, e[1] = {k + 1}, a[1] = {axis}, one[1] = {1};
+      PqNode *sl = pq_graph_add_node(g, "slice", pn, 1, si, 1, so);
+      pq_node_set_ints(sl, "starts", 1, b);
+      pq_node_set_ints(sl, "ends", 1, e);
+      pq_node_set_ints(sl, "axes", 1, a);
+      pq_node_set_ints(sl, "steps", 1, one);
+      g_ptr_array_add(parts, part);
+    }
+    g_autofree char *joined = cnt > 1 ? fresh(c, name) : g_strdup(parts->pdata[0]);
+    if (cnt > 1) {
+      g_autofree char *cn = g_strdup_printf("%s_join", name);
+      const char *co[1] = {joined};
+      pq_node_set_int(pq_graph_add_node(g, "concat", cn, (size_t)cnt, (const char **)parts->pdata, 1, co), "axis", axis);
+    }
+    int64_t shape[PQ_MAX_DIMS], r = 0; /* data's dimensions before the axis, the indices', those after */
+    shape[r++] = 0;
+    for (int d = 1; d < axis; d++) shape[r++] = s0[d];
+    for (int d = 0; d < pq_tensor_ndim(ix); d++) {
+      if (r >= PQ_MAX_DIMS) FAIL("node '%s' (Gather): more than %d dimensions", name, PQ_MAX_DIMS);
+      shape[r++] = pq_tensor_shape(ix)[d];
+    }
+    for (int d = (int)axis + 1; d < nd; d++) {
+      if (r >= PQ_MAX_DIMS) FAIL("node '%s' (Gather): more than %d dimensions", name, PQ_MAX_DIMS);
+      shape[r++] = s0[d];
+    }
+    const char *ri[1] = {joined}, *ro[1] = {out0};
+    node = pq_graph_add_node(g, "reshape", name, 1, ri, 1, ro);
+    pq_node_set_ints(node, "shape", (size_t)r, shape);
   } else if (!strcmp(op, "Concat") && small_int64(c, in0)) { /* folded: shape constants joined */
     int64_t v[64], cnt = 0;
     for (size_t i = 0; i < n->n_input; i++) {
@@ -1104,7 +1152,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     set_tensor(c, t);
   } else {
     FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, ConvTranspose, DepthToSpace, Div, Dropout, "
-         "Elu, Flatten, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, InstanceNormalization, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, Max, MaxPool, Mean, Min, Mul, Pad, Pow, PRelu, "
+         "Elu, Flatten, Gather, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, InstanceNormalization, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, Max, MaxPool, Mean, Min, Mul, Pad, Pow, PRelu, "
          "ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceMax, ReduceMean, ReduceMin, ReduceProd, ReduceSum, ReduceSumSquare, Relu, Reshape, Resize, Slice, Split, Sum, "
          "Selu, Shape, Sigmoid, Softmax, Softplus, SpaceToDepth, Squeeze, Sub, Tanh, Transpose, Unsqueeze, Upsample, and elementwise Abs, Acos, Acosh, Asin, Asinh, "
          "Atan, Atanh, Ceil, Celu, Cos, Cosh, Erf, Exp, Floor, Log, Neg, Reciprocal, Round, Shrink, Sign, Sin, Sinh, Softsign, Sqrt, Tan, "
