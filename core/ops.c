@@ -244,12 +244,13 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
     memcpy(out[0], in[0], sizeof(int64_t) * (size_t)nd[0]);
     for (int j = 1; j < n_in; j++) {
       if (!in[j] || nd[j] != nd[0]) FAIL("concat: input %d has %d dimensions, input 0 has %d", j, in[j] ? nd[j] : 0, nd[0]);
-      for (int d = 0; d < nd[0]; d++)
-        if (d != axis && in[j][d] != in[0][d]) {
+      for (int d = 0; d < nd[0]; d++) /* dimension 0 of 1 (a model tensor) is repeated over the batch */
+        if (d != axis && in[j][d] != in[0][d] && !(d == 0 && (in[j][0] == 1 || in[0][0] == 1))) {
           g_autofree char *a = shape_to_string(nd[0], in[0]), *b = shape_to_string(nd[j], in[j]);
           FAIL("concat: %s and %s differ outside axis %" G_GINT64_FORMAT, a, b, axis);
         }
       out[0][axis] += in[j][axis];
+      out[0][0] = MAX(out[0][0], in[j][0]);
     }
     ond[0] = nd[0];
     return TRUE;

@@ -914,12 +914,31 @@ static void test_concat(void) {
   g_assert_null(pq_backend_prepare(cpu, bad, 1, 2, NULL, &err));
   g_assert_nonnull(strstr(err->message, "concat: axis 0 must be one of dimensions 1..3 (not the batch)"));
   g_clear_error(&err);
+  /* a model tensor [1, …] as a part (a ViT's class token), first or second: the same block for every sample */
   int64_t cs[4] = {1, 5, 2, 3};
   g_autoptr(PqTensor) cw = pq_test_random_tensor("cw", 4, cs, 3, 1);
-  PqTensor *cwl[1] = {cw};
-  g_autoptr(PqModel) withw = single("concat", 4, xs, 1, cwl, &n); /* a model tensor as a part (batch 1 to match): refused */
-  g_assert_null(pq_backend_prepare(cpu, withw, 1, 1, NULL, &err));
-  g_assert_nonnull(strstr(err->message, "its inputs must be activations"));
+  const float *cwd = pq_tensor_data(cw);
+  for (int first = 0; first <= 1; first++) {
+    g_autoptr(PqModel) withw = pq_model_new();
+    pq_graph_add_input(pq_model_graph(withw), "x", 4, xs);
+    pq_model_set_tensor(withw, cw);
+    const char *ci[2] = {first ? "cw" : "x", first ? "x" : "cw"}, *co[1] = {"y"};
+    pq_graph_add_node(pq_model_graph(withw), "concat", "cat", 2, ci, 1, co);
+    pq_graph_add_output(pq_model_graph(withw), "y");
+    g_autofree float *yw = run(withw, x, 2, 2, &on);
+    g_assert_cmpint(on, ==, 60);
+    for (int r = 0; r < 2; r++)
+      for (int i = 0; i < 30; i++) {
+        g_assert_cmpfloat(yw[r * 60 + (first ? 30 : 0) + i], ==, x[r * 30 + i]);
+        g_assert_cmpfloat(yw[r * 60 + (first ? 0 : 30) + i], ==, cwd[i]);
+      }
+  }
+  int64_t c2[4] = {2, 5, 2, 3};
+  g_autoptr(PqTensor) cw2 = pq_test_random_tensor("cw2", 4, c2, 3, 1);
+  PqTensor *cwl[1] = {cw2};
+  g_autoptr(PqModel) withw2 = single("concat", 4, xs, 1, cwl, &n); /* a model tensor of two "samples": refused */
+  g_assert_null(pq_backend_prepare(cpu, withw2, 1, 2, NULL, &err));
+  g_assert_nonnull(strstr(err->message, "value 'y' does not keep the batch as its first dimension"));
 }
 
 /* log_softmax is the log of softmax, computed without overflow on large inputs */

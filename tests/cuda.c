@@ -241,6 +241,19 @@ static void test_conv_transpose(void) {
   pq_node_set_ints(sn, "steps", 2, steps);
   pq_graph_add_output(pq_model_graph(sl), "y");
   compare(sl, sl, 3, 0);
+  /* and a concat that starts with a model tensor [1, …] (a class token), repeated for every sample */
+  {
+    g_autoptr(PqModel) cm = pq_model_new();
+    int64_t cxs[3] = {-1, 3, 4}, cts[3] = {1, 2, 4};
+    pq_graph_add_input(pq_model_graph(cm), "x", 3, cxs);
+    PqTensor *tok = pq_test_random_tensor("tok", 3, cts, 12, 1);
+    pq_model_set_tensor(cm, tok);
+    pq_tensor_unref(tok);
+    const char *ci[2] = {"tok", "x"}, *co[1] = {"y"};
+    pq_graph_add_node(pq_model_graph(cm), "concat", "cat", 2, ci, 1, co);
+    pq_graph_add_output(pq_model_graph(cm), "y");
+    compare(cm, cm, 3, 0);
+  }
   /* and a matmul of two activations (each [3, 4] slice times its transpose) */
   {
     g_autoptr(PqModel) mm = pq_model_new();

@@ -320,6 +320,37 @@ static void test_gather_activation(void) {
   }
 }
 
+/* A ViT's class token: cls [1, 1, 4] expanded to [batch, 1, 4] (the batch from Shape, Gather, Unsqueeze,
+ * Concat) and joined before the patches x [N, 3, 4]: every sample's first row is the token. */
+static void test_class_token(void) {
+  int64_t xin[3] = {-1, 3, 4}, cs[3] = {1, 1, 4}, d1[1] = {1}, d2[1] = {2}, od[3] = {-1, 4, 4};
+  Onnx__TensorProto *inits[4] = {tensor("cls", 3, cs, 9, 1), int64_tensor("idx", 0, NULL, (int64_t[]){0}),
+                                 int64_tensor("axes0", 1, d1, (int64_t[]){0}), int64_tensor("rest", 1, d2, (int64_t[]){1, 4})};
+  const char *s_in[1] = {"x"}, *g_in[2] = {"shape", "idx"}, *u_in[2] = {"b", "axes0"}, *c_in[2] = {"b1", "rest"}, *e_in[2] = {"cls", "shp"},
+             *j_in[2] = {"clsN", "x"};
+  Onnx__AttributeProto *cat0[1] = {attr_int("axis", 0)}, *cat1[1] = {attr_int("axis", 1)};
+  Onnx__NodeProto *nodes[6] = {node("Shape", "sh", 1, s_in, "shape", 0, NULL), node("Gather", "ga", 2, g_in, "b", 0, NULL),
+                               node("Unsqueeze", "un", 2, u_in, "b1", 0, NULL), node("Concat", "ca", 2, c_in, "shp", 1, cat0),
+                               node("Expand", "ex", 2, e_in, "clsN", 0, NULL), node("Concat", "join", 2, j_in, "y", 1, cat1)};
+  Onnx__GraphProto *gr = graph(6, nodes, 4, inits, value("x", 3, xin), "y");
+  gr->output[0] = value("y", 3, od);
+  g_autofree char *path = write_model("cls.onnx", gr, TRUE);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqModel) m = pq_model_load(path, &err);
+  g_assert_no_error(err);
+  g_assert_cmpuint(pq_graph_n_nodes(pq_model_const_graph(m)), ==, 1); /* only the concat runs */
+  g_autoptr(PqRegistry) reg = pq_registry_new();
+  g_autoptr(PqBackend) b = pq_backend_prepare(pq_test_cpu_backend(reg), m, 1, 3, NULL, &err);
+  g_assert_no_error(err);
+  float x[3 * 12], y[3 * 16];
+  for (int i = 0; i < 36; i++) x[i] = (float)i;
+  g_assert_true(pq_backend_run_f32(b, x, 3, y, &err));
+  for (int s0 = 0; s0 < 3; s0++) {
+    for (int k = 0; k < 4; k++) g_assert_cmpfloat(y[s0 * 16 + k], ==, inits[0]->float_data[k]);
+    for (int k = 0; k < 12; k++) g_assert_cmpfloat(y[s0 * 16 + 4 + k], ==, x[s0 * 12 + k]);
+  }
+}
+
 static void expect_error(const char *path, const char *needle) {
   g_autoptr(GError) err = NULL;
   g_autoptr(PqModel) m = pq_model_load(path, &err);
@@ -660,6 +691,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/onnx/cnn", test_cnn);
   g_test_add_func("/onnx/conv1d", test_conv1d);
   g_test_add_func("/onnx/gather-activation", test_gather_activation);
+  g_test_add_func("/onnx/class-token", test_class_token);
   g_test_add_func("/onnx/bad-files", test_bad);
   int rc = g_test_run();
   pq_test_rmdir(tmpdir);

@@ -4,6 +4,8 @@
  * onnx.proto Debian's libonnx-dev installs. */
 #include "../pq-private.h"
 
+#include <pquant/pq-activation.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -965,6 +967,32 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     const char *ri[1] = {joined}, *ro[1] = {out0};
     node = pq_graph_add_node(g, "reshape", name, 1, ri, 1, ro);
     pq_node_set_ints(node, "shape", (size_t)r, shape);
+  } else if (!strcmp(op, "Expand") && pq_model_tensor(c->m, in0) && pq_tensor_dtype(pq_model_tensor(c->m, in0)) != PQ_DTYPE_I64) {
+    /* of a constant (a ViT's class token before its Concat): the constant broadcast to the shape, at load; a
+       batch in the shape stays 1, and the Concat repeats the block for every sample */
+    PqTensor *x = pq_model_tensor(c->m, in0), *sh = small_int64(c, n->input[1]);
+    if (!sh || pq_tensor_ndim(sh) != 1) FAIL("node '%s' (Expand): its shape must be a 1-D INT64 constant", name);
+    const int64_t *tv = pq_tensor_data(sh), *xs = pq_tensor_shape(x);
+    int nx = pq_tensor_ndim(x), nt = (int)pq_tensor_numel(sh), r = MAX(nx, nt);
+    if (r > PQ_MAX_DIMS) FAIL("node '%s' (Expand): more than %d dimensions", name, PQ_MAX_DIMS);
+    int64_t os[PQ_MAX_DIMS], xst[PQ_MAX_DIMS], st = 1;
+    for (int d = r - 1; d >= 0; d--) {
+      int64_t a = d < r - nx ? 1 : xs[d - (r - nx)], b = d < r - nt ? 1 : tv[d - (r - nt)];
+      if (b == BATCH_MARK) {
+        if (d != 0) FAIL("node '%s' (Expand): the batch in dimension %d; pquant keeps it first", name, d);
+        b = 1;
+      }
+      if (a != b && a != 1 && b != 1) FAIL("node '%s' (Expand): dimension %d of %lld does not broadcast to %lld", name, d, (long long)a, (long long)b);
+      os[d] = a == 1 ? b : a;
+      xst[d] = a == 1 ? 0 : st; /* the constant's stride, 0 where it is repeated */
+      st *= a;
+    }
+    g_autofree float *xf = g_new(float, pq_tensor_numel(x) ? pq_tensor_numel(x) : 1);
+    if (pq_tensor_to_f32(x, xf) != 0) FAIL("node '%s' (Expand): its input '%s' is not numeric", name, in0);
+    PqTensor *t = pq_tensor_new(out0, PQ_DTYPE_F32, r, os);
+    float *td = pq_tensor_mutable_data(t);
+    for (int64_t i = 0; i < pq_tensor_numel(t); i++) td[i] = xf[pq_walk_offset(r, os, xst, i)];
+    set_tensor(c, t);
   } else if (!strcmp(op, "Concat") && small_int64(c, in0)) { /* folded: shape constants joined */
     int64_t v[64], cnt = 0;
     for (size_t i = 0; i < n->n_input; i++) {

@@ -50,6 +50,7 @@ typedef struct {
   float pad_value;     /* K_PAD: the border's value; pads in pt, pl (top, left) and oh, ow the output plane */
   int64_t cat_outer;   /* K_CONCAT: blocks before the axis, per sample; each input's block after it */
   int cat_n;
+  unsigned cat_const;  /* K_CONCAT: a bit per input that is a model tensor, repeated for every sample */
   int64_t cat_blk[16];
   int tr_rank;         /* K_TRANSPOSE: per-sample input shape and, for each output dimension, its input stride */
   int64_t tr_oshape[PQ_MAX_DIMS], tr_istride[PQ_MAX_DIMS];
@@ -463,7 +464,7 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
       if (!c->values[v].weight) return (PqStatus)err->code;
     }
   }
-  if (pq_plan_value_kind(p, st->in[0]) == PQ_VALUE_WEIGHT) {
+  if (st->kind != K_CONCAT && pq_plan_value_kind(p, st->in[0]) == PQ_VALUE_WEIGHT) { /* concat may start with a model tensor */
     pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "node '%s': the first input must be an activation, not a tensor",
                         pq_node_name(node));
     return PQ_ERR_UNSUPPORTED;
@@ -603,11 +604,17 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
     for (int d = 1; d < axis; d++) st->cat_outer *= xs[d];
     st->cat_n = (int)pq_node_n_inputs(node);
     for (int j = 0; j < st->cat_n; j++) {
-      if (pq_plan_value_kind(p, st->in[j]) == PQ_VALUE_WEIGHT) {
-        pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "concat '%s': its inputs must be activations", pq_node_name(node));
-        return PQ_ERR_UNSUPPORTED;
-      }
-      st->cat_blk[j] = c->values[st->in[j]].per_sample / st->cat_outer;
+      int wnd;
+      const int64_t *ws = pq_plan_value_shape(p, st->in[j], &wnd);
+      if (pq_plan_value_kind(p, st->in[j]) == PQ_VALUE_WEIGHT) { /* a model tensor [1, …]: the same block for every sample */
+        if (ws[0] != 1) {
+          pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "concat '%s': a model tensor joins activations only with a first dimension of 1",
+                              pq_node_name(node));
+          return PQ_ERR_UNSUPPORTED;
+        }
+        st->cat_blk[j] = pq_tensor_numel(pq_plan_value_tensor(p, st->in[j])) / st->cat_outer;
+        st->cat_const |= 1u << j;
+      } else st->cat_blk[j] = c->values[st->in[j]].per_sample / st->cat_outer;
     }
     break;
   }
@@ -1158,7 +1165,7 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
           float *yo = y + r * per + o * (per / st->cat_outer);
           for (int j = 0; j < st->cat_n; j++) {
             int64_t blk = st->cat_blk[j];
-            memcpy(yo, PTR(st->in[j]) + (r * st->cat_outer + o) * blk, sizeof(float) * (size_t)blk);
+            memcpy(yo, PTR(st->in[j]) + ((st->cat_const >> j & 1u) ? o : r * st->cat_outer + o) * blk, sizeof(float) * (size_t)blk);
             yo += blk;
           }
         }

@@ -79,6 +79,7 @@ struct Step {
   int rank = 0, bin = 0;                                                  /* add, sub, mul, div; transpose */
   Shape8 tr_ist{};                                                        /* transpose: each output dimension's input stride */
   int64_t cat_outer = 1, cat_blk[16] = {0};                              /* concat: blocks before the axis; each input's after */
+  unsigned cat_const = 0;                                                 /* concat: a bit per model-tensor input */
   Shape8 as{}, bs{}, os{};
   /* packed linear */
   const uint8_t *q_codes = nullptr;
@@ -259,11 +260,13 @@ __global__ void k_pad(const float *x, float *y, int64_t planes, int64_t h, int64
   y[i] = oy >= 0 && oy < h && ox >= 0 && ox < w ? x[(p * h + oy) * w + ox] : value;
 }
 
-/* concat: one input's blocks into their place in the output's */
-__global__ void k_concat(const float *x, float *y, int64_t rows, int64_t blk_in, int64_t blk_out, int64_t offset) {
+/* concat: one input's blocks into their place in the output's; a model tensor's `per_sample` blocks (else 0) are
+ * the same for every sample */
+__global__ void k_concat(const float *x, float *y, int64_t rows, int64_t blk_in, int64_t blk_out, int64_t offset, int64_t const_rows) {
   int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= rows * blk_in) return;
-  y[(i / blk_in) * blk_out + offset + i % blk_in] = x[i];
+  int64_t row = i / blk_in, src = const_rows ? (row % const_rows) * blk_in + i % blk_in : i;
+  y[row * blk_out + offset + i % blk_in] = x[src];
 }
 
 /* transpose per sample: output element i (of `per` per sample) read through the permuted input strides */
@@ -840,7 +843,7 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
     pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "op '%s' (node '%s') is not supported by the CUDA backend", pq_node_op(node), pq_node_name(node));
     return PQ_ERR_UNSUPPORTED;
   }
-  if (pq_plan_value_kind(p, st.in[0]) == PQ_VALUE_WEIGHT) {
+  if (st.kind != K_CONCAT && pq_plan_value_kind(p, st.in[0]) == PQ_VALUE_WEIGHT) { /* concat may start with a model tensor */
     pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "node '%s': the first input must be an activation, not a tensor", pq_node_name(node));
     return PQ_ERR_UNSUPPORTED;
   }
@@ -985,11 +988,17 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
     for (int d = 1; d < axis; d++) st.cat_outer *= xs[d];
     st.rank = (int)pq_node_n_inputs(node);
     for (int j = 0; j < st.rank; j++) {
-      if (pq_plan_value_kind(p, st.in[j]) == PQ_VALUE_WEIGHT) {
-        pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "concat '%s': its inputs must be activations", pq_node_name(node));
-        return PQ_ERR_UNSUPPORTED;
-      }
-      st.cat_blk[j] = c->values[st.in[j]].per_sample / st.cat_outer;
+      int wnd;
+      const int64_t *ws = pq_plan_value_shape(p, st.in[j], &wnd);
+      if (pq_plan_value_kind(p, st.in[j]) == PQ_VALUE_WEIGHT) { /* a model tensor [1, …]: the same block for every sample */
+        if (ws[0] != 1) {
+          pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "concat '%s': a model tensor joins activations only with a first dimension of 1",
+                              pq_node_name(node));
+          return PQ_ERR_UNSUPPORTED;
+        }
+        st.cat_blk[j] = pq_tensor_numel(pq_plan_value_tensor(p, st.in[j])) / st.cat_outer;
+        st.cat_const |= 1u << j;
+      } else st.cat_blk[j] = c->values[st.in[j]].per_sample / st.cat_outer;
     }
     break;
   }
@@ -1312,7 +1321,8 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
     case K_CONCAT: {
       int64_t rows = batch * st.cat_outer, blk_out = c->values[st.out].per_sample / st.cat_outer, off = 0;
       for (int j = 0; j < st.rank; j++) {
-        k_concat<<<blocks_for(rows * st.cat_blk[j]), 256, 0, s>>>(c->values[st.in[j]].ptr, y, rows, st.cat_blk[j], blk_out, off);
+        k_concat<<<blocks_for(rows * st.cat_blk[j]), 256, 0, s>>>(c->values[st.in[j]].ptr, y, rows, st.cat_blk[j], blk_out, off,
+                                                                  (st.cat_const >> j & 1u) ? st.cat_outer : 0);
         off += st.cat_blk[j];
       }
       break;
