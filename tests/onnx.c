@@ -361,6 +361,32 @@ static void expect_error(const char *path, const char *needle) {
 }
 
 /* A protobuf nesting graph → node → attribute → graph … `depth` times, written inside out. */
+/* Cast: of an activation to FLOAT, the input itself; of an INT64 constant to FLOAT, converted at load (x · 3);
+ * of an activation to INT64, refused by name. */
+static void test_cast(void) {
+  int64_t xin[2] = {-1, 4}, d1[1] = {1};
+  Onnx__TensorProto *inits[1] = {int64_tensor("three", 1, d1, (int64_t[]){3})};
+  Onnx__AttributeProto *tf[1] = {attr_int("to", 1)}, *tf2[1] = {attr_int("to", 1)}, *ti[1] = {attr_int("to", 7)};
+  const char *c1[1] = {"x"}, *c2[1] = {"three"}, *mi[2] = {"xf", "threef"};
+  Onnx__NodeProto *nodes[3] = {node("Cast", "cx", 1, c1, "xf", 1, tf), node("Cast", "c3", 1, c2, "threef", 1, tf2),
+                               node("Mul", "mul", 2, mi, "y", 0, NULL)};
+  Onnx__GraphProto *gr = graph(3, nodes, 1, inits, value("x", 2, xin), "y");
+  gr->output[0] = value("y", 2, xin);
+  g_autofree char *path = write_model("cast.onnx", gr, TRUE);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqModel) m = pq_model_load(path, &err);
+  g_assert_no_error(err);
+  g_autoptr(PqRegistry) reg = pq_registry_new();
+  g_autoptr(PqBackend) b = pq_backend_prepare(pq_test_cpu_backend(reg), m, 1, 2, NULL, &err);
+  g_assert_no_error(err);
+  float x[8] = {1, -2, 3.5f, 0, 4, 5, -6, 7}, y[8];
+  g_assert_true(pq_backend_run_f32(b, x, 2, y, &err));
+  for (int i = 0; i < 8; i++) g_assert_cmpfloat(y[i], ==, 3 * x[i]);
+  Onnx__NodeProto *bad[1] = {node("Cast", "ci", 1, c1, "y", 1, ti)};
+  g_autofree char *p2 = write_model("cast-int.onnx", graph(1, bad, 0, NULL, value("x", 2, xin), "y"), TRUE);
+  expect_error(p2, "node 'ci' (Cast): of an activation, only to FLOAT (pquant runs float32), not type 7");
+}
+
 static char *write_nested(int depth) {
   gsize cap = (gsize)depth * 16 + 64, pos = cap;
   g_autofree guint8 *buf = g_malloc(cap);
@@ -692,6 +718,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/onnx/conv1d", test_conv1d);
   g_test_add_func("/onnx/gather-activation", test_gather_activation);
   g_test_add_func("/onnx/class-token", test_class_token);
+  g_test_add_func("/onnx/cast", test_cast);
   g_test_add_func("/onnx/bad-files", test_bad);
   int rc = g_test_run();
   pq_test_rmdir(tmpdir);

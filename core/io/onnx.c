@@ -562,7 +562,40 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
   }
   else if (!strcmp(op, "PRelu")) ONE("prelu", in0, n->input[1]);
   else if (!strcmp(op, "Div")) ONE("div", in0, n->input[1]);
-  else if (!strcmp(op, "Identity") || !strcmp(op, "Dropout")) { /* inference: the input itself */
+  else if (!strcmp(op, "Cast") && pq_model_tensor(c->m, in0)) { /* of a constant: converted at load (to float32 or int64) */
+    PqTensor *x = pq_model_tensor(c->m, in0);
+    int64_t to = attr_i(n, "to", 0), cnt = pq_tensor_numel(x);
+    if (to != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && to != ONNX__TENSOR_PROTO__DATA_TYPE__INT64)
+      FAIL("node '%s' (Cast): of a constant, only to FLOAT or INT64 (not type %lld)", name, (long long)to);
+    if (pq_tensor_dtype(x) == PQ_DTYPE_I64)
+      for (int64_t i = 0; i < cnt; i++)
+        if (((const int64_t *)pq_tensor_data(x))[i] == BATCH_MARK) FAIL("node '%s' (Cast): '%s' is a shape holding the batch", name, in0);
+    g_autofree float *f = g_new(float, cnt ? cnt : 1);
+    PqTensor *t;
+    if (to == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT) {
+      if (pq_tensor_to_f32(x, f) != 0) FAIL("node '%s' (Cast): '%s' is not numeric", name, in0);
+      t = pq_tensor_new(out0, PQ_DTYPE_F32, pq_tensor_ndim(x), pq_tensor_shape(x));
+      if (cnt) memcpy(pq_tensor_mutable_data(t), f, sizeof(float) * (size_t)cnt);
+    } else {
+      t = pq_tensor_new(out0, PQ_DTYPE_I64, pq_tensor_ndim(x), pq_tensor_shape(x));
+      int64_t *d = pq_tensor_mutable_data(t);
+      if (pq_tensor_dtype(x) == PQ_DTYPE_I64) {
+        if (cnt) memcpy(d, pq_tensor_data(x), sizeof(int64_t) * (size_t)cnt);
+      } else {
+        if (pq_tensor_to_f32(x, f) != 0) FAIL("node '%s' (Cast): '%s' is not numeric", name, in0);
+        for (int64_t i = 0; i < cnt; i++) d[i] = (int64_t)f[i]; /* toward zero, as ONNX casts */
+      }
+    }
+    set_tensor(c, t);
+  } else if (!strcmp(op, "Cast")) { /* of an activation: float32 stays float32 */
+    int64_t to = attr_i(n, "to", 0), s[PQ_MAX_DIMS], zeros[PQ_MAX_DIMS] = {0};
+    int nd;
+    if (to != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
+      FAIL("node '%s' (Cast): of an activation, only to FLOAT (pquant runs float32), not type %lld", name, (long long)to);
+    if (!shape_of(c, in0, s, &nd, error)) return FALSE;
+    ONE("reshape", in0);
+    pq_node_set_ints(node, "shape", (size_t)nd, zeros);
+  } else if (!strcmp(op, "Identity") || !strcmp(op, "Dropout")) { /* inference: the input itself */
     int64_t s[PQ_MAX_DIMS], zeros[PQ_MAX_DIMS] = {0};
     int nd;
     if (!shape_of(c, in0, s, &nd, error)) return FALSE;
@@ -844,6 +877,9 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     ONE("batch_norm", in0, n->input[1], n->input[2], n->input[3], n->input[4]);
     pq_node_set_float(node, "epsilon", attr_f(n, "epsilon", 1e-5));
   } else if (!strcmp(op, "LayerNormalization")) {
+    for (size_t k = 1; k < n->n_input && k < 3; k++)
+      if (n->input[k][0] && !pq_model_tensor(c->m, n->input[k]))
+        FAIL("node '%s' (LayerNormalization): its %s must be a constant", name, k == 1 ? "Scale" : "B");
     if (attr_i(n, "stash_type", 1) != 1) FAIL("node '%s' (LayerNormalization): stash_type %lld is not supported (float32 only)", name,
                                              (long long)attr_i(n, "stash_type", 1));
     if (n->n_input > 2 && n->input[2][0]) ONE("layer_norm", in0, n->input[1], n->input[2]);
@@ -920,17 +956,19 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     }
     set_tensor(c, int64_const(out0, pq_tensor_ndim(ix), pq_tensor_shape(ix), v));
   } else if (!strcmp(op, "Gather") && !pq_model_tensor(c->m, in0)) { /* of an activation, constant indices: slices */
-    PqTensor *ix = small_int64(c, n->input[1]);
-    int64_t s0[PQ_MAX_DIMS];
+    PqTensor *ix = pq_model_tensor(c->m, n->input[1]);
+    int64_t s0[PQ_MAX_DIMS], iv[16];
     int nd;
     if (!shape_of(c, in0, s0, &nd, error)) return FALSE;
     int64_t axis = attr_i(n, "axis", 0);
     if (axis < 0) axis += nd;
-    if (!ix) FAIL("node '%s' (Gather): of an activation, the indices must be an INT64 constant", name);
+    if (!ix || (pq_tensor_dtype(ix) != PQ_DTYPE_I64 && pq_tensor_dtype(ix) != PQ_DTYPE_I32))
+      FAIL("node '%s' (Gather): of an activation, the indices must be an INT64 or INT32 constant", name);
     if (axis <= 0 || axis >= nd) FAIL("node '%s' (Gather): axis %lld is the batch or outside the %d dimensions", name, (long long)attr_i(n, "axis", 0), nd);
     int64_t cnt = pq_tensor_numel(ix), dim = s0[axis];
-    const int64_t *iv = pq_tensor_data(ix);
     if (cnt < 1 || cnt > 16) FAIL("node '%s' (Gather): %lld indices (1 to 16 on an activation)", name, (long long)cnt);
+    for (int64_t i = 0; i < cnt; i++)
+      iv[i] = pq_tensor_dtype(ix) == PQ_DTYPE_I64 ? ((const int64_t *)pq_tensor_data(ix))[i] : ((const int32_t *)pq_tensor_data(ix))[i];
     /* each index a one-wide slice along the axis, joined by a concat; then the indices' shape in the axis's place */
     g_autoptr(GPtrArray) parts = g_ptr_array_new_with_free_func(g_free);
     for (int64_t i = 0; i < cnt; i++) {
@@ -1179,7 +1217,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (!t) return FALSE;
     set_tensor(c, t);
   } else {
-    FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Clip, Concat, Constant, Conv, ConvTranspose, DepthToSpace, Div, Dropout, "
+    FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Cast, Clip, Concat, Constant, Conv, ConvTranspose, DepthToSpace, Div, Dropout, "
          "Elu, Flatten, Gather, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, InstanceNormalization, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, Max, MaxPool, Mean, Min, Mul, Pad, Pow, PRelu, "
          "ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceMax, ReduceMean, ReduceMin, ReduceProd, ReduceSum, ReduceSumSquare, Relu, Reshape, Resize, Slice, Split, Sum, "
          "Selu, Shape, Sigmoid, Softmax, Softplus, SpaceToDepth, Squeeze, Sub, Tanh, Transpose, Unsqueeze, Upsample, and elementwise Abs, Acos, Acosh, Asin, Asinh, "
