@@ -387,6 +387,30 @@ static void test_cast(void) {
   expect_error(p2, "node 'ci' (Cast): of an activation, only to FLOAT (pquant runs float32), not type 7");
 }
 
+/* Shape with end (opset 15): Shape(x, end = 1) is the batch alone, which Concat and Reshape take as
+ * x.view(x.size(0), -1). */
+static void test_shape_slice(void) {
+  int64_t x3[3] = {-1, 2, 6}, d1[1] = {1}, od[2] = {-1, 12};
+  Onnx__TensorProto *inits[1] = {int64_tensor("minus1", 1, d1, (int64_t[]){-1})};
+  Onnx__AttributeProto *end1[1] = {attr_int("end", 1)}, *cat[1] = {attr_int("axis", 0)};
+  const char *s_in[1] = {"x"}, *c_in[2] = {"b", "minus1"}, *r_in[2] = {"x", "shp"};
+  Onnx__NodeProto *nodes[3] = {node("Shape", "sh", 1, s_in, "b", 1, end1), node("Concat", "ca", 2, c_in, "shp", 1, cat),
+                               node("Reshape", "re", 2, r_in, "y", 0, NULL)};
+  Onnx__GraphProto *gr = graph(3, nodes, 1, inits, value("x", 3, x3), "y");
+  gr->output[0] = value("y", 2, od);
+  g_autofree char *path = write_model("shape-end.onnx", gr, TRUE);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqModel) m = pq_model_load(path, &err);
+  g_assert_no_error(err);
+  g_assert_cmpuint(pq_graph_n_nodes(pq_model_const_graph(m)), ==, 1);
+  g_autoptr(PqPlan) plan = pq_plan_new(m, 3, NULL);
+  int nd;
+  const int64_t *os = pq_plan_value_shape(plan, pq_plan_value_index(plan, "y"), &nd);
+  g_assert_cmpint(nd, ==, 2);
+  g_assert_cmpint(os[0], ==, 3);
+  g_assert_cmpint(os[1], ==, 12);
+}
+
 static char *write_nested(int depth) {
   gsize cap = (gsize)depth * 16 + 64, pos = cap;
   g_autofree guint8 *buf = g_malloc(cap);
@@ -719,6 +743,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/onnx/gather-activation", test_gather_activation);
   g_test_add_func("/onnx/class-token", test_class_token);
   g_test_add_func("/onnx/cast", test_cast);
+  g_test_add_func("/onnx/shape-end", test_shape_slice);
   g_test_add_func("/onnx/bad-files", test_bad);
   int rc = g_test_run();
   pq_test_rmdir(tmpdir);

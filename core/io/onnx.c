@@ -940,10 +940,13 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     int64_t s[PQ_MAX_DIMS], one = 0;
     int nd;
     if (!shape_of(c, in0, s, &nd, error)) return FALSE;
-    if (attr(n, "start") || attr(n, "end")) FAIL("node '%s' (Shape): start and end are not supported", name);
     s[0] = BATCH_MARK;
-    one = nd;
-    set_tensor(c, int64_const(out0, 1, &one, s));
+    int64_t start = attr_i(n, "start", 0), end = attr_i(n, "end", nd); /* opset 15: dimensions start … end − 1 */
+    if (start < 0) start += nd;
+    if (end < 0) end += nd;
+    start = CLAMP(start, 0, nd), end = CLAMP(end, 0, nd);
+    one = MAX(end - start, 0);
+    set_tensor(c, int64_const(out0, 1, &one, s + start));
   } else if (!strcmp(op, "Gather") && small_int64(c, in0)) { /* folded: elements of a shape constant */
     PqTensor *d = small_int64(c, in0), *ix = small_int64(c, n->input[1]);
     if (!ix || attr_i(n, "axis", 0) != 0) FAIL("node '%s' (Gather): on a shape, the indices must be an INT64 constant and axis 0", name);
