@@ -503,6 +503,14 @@ static void test_prune(void) {
   g_assert_null(pq_backend_prepare(cpu, bad2, 1, 2, NULL, &err));
   g_assert_nonnull(strstr(err->message, "column index 1000 out of range"));
   g_clear_error(&err);
+  g_autoptr(PqModel) bad3 = pq_model_copy(p); /* row starts for a different number of rows: the shape rule refuses it */
+  int64_t rs3[1] = {24};
+  g_autoptr(PqTensor) br3 = pq_tensor_new("w1.sp_rows", PQ_DTYPE_I32, 1, rs3);
+  memcpy(pq_tensor_mutable_data(br3), pq_tensor_data(pq_model_tensor(p, "w1.sp_rows")), 24 * 4);
+  pq_model_set_tensor(bad3, br3);
+  g_assert_null(pq_backend_prepare(cpu, bad3, 1, 2, NULL, &err));
+  g_assert_nonnull(strstr(err->message, "sparse_linear: row starts must have shape [25]"));
+  g_clear_error(&err);
   /* low sparsity does not pay in CSR: reported */
   const char *low[] = {"sparsity", "0.2", NULL};
   g_autoptr(PqModel) pl = compress(prune, m, low, &err);

@@ -715,6 +715,13 @@ static void test_bad(void) {
     Onnx__NodeProto *n3[1] = {node("Pad", "pad", 1, i1, "probs", 2, pa)};
     g_autofree char *p3 = write_model("pad-reflect.onnx", graph(1, n3, 0, NULL, value("x", 4, x4), "probs"), TRUE);
     expect_error(p3, "node 'pad' (Pad): mode 'reflect' is not supported (constant only)");
+    /* a Pad whose constant value is an activation, not a scalar constant */
+    int64_t p8b[8] = {0, 0, 1, 1, 0, 0, 1, 1};
+    Onnx__TensorProto *pads_t[1] = {int64_tensor("pads8", 1, (int64_t[]){8}, p8b)};
+    const char *pv_in[3] = {"x", "pads8", "x"};
+    Onnx__NodeProto *n5[1] = {node("Pad", "padv", 3, pv_in, "probs", 0, NULL)};
+    g_autofree char *p5 = write_model("pad-value.onnx", graph(1, n5, 1, pads_t, value("x", 4, x4), "probs"), TRUE);
+    expect_error(p5, "node 'padv' (Pad): constant_value must be a scalar constant");
     Onnx__NodeProto *n4[1] = {node("Transpose", "tr", 1, i1, "probs", 1, tp)};
     g_autofree char *p4 = write_model("transpose-batch.onnx", graph(1, n4, 0, NULL, value("x", 2, xin), "probs"), TRUE);
     expect_error(p4, "node 'tr' (Transpose): it moves the batch (perm[0] = 1)");
