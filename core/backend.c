@@ -208,13 +208,19 @@ typedef struct {
 } CalibrationHost;
 
 float *pq_calibration_capture(const PqCalibration *c, const char *value, int64_t *per_sample, PqPluginError *error) {
+  return pq_calibration_capture_model(c, NULL, value, per_sample, error);
+}
+
+float *pq_calibration_capture_model(const PqCalibration *c, const PqModel *model, const char *value, int64_t *per_sample,
+                                    PqPluginError *error) {
   const CalibrationHost *host = c ? c->host : NULL;
   if (!host || !c->inputs || c->n_samples < 1) {
     pq_plugin_error_set(error, PQ_ERR_INVALID, "no calibration samples to capture '%s' from", value);
     return NULL;
   }
+  if (!model) model = host->model;
   g_autoptr(GError) err = NULL;
-  g_autoptr(PqPlan) plan = pq_model_plan(host->model, 1, &err);
+  g_autoptr(PqPlan) plan = pq_model_plan(model, 1, &err);
   if (!plan) {
     pq_plugin_error_set(error, PQ_ERR_INVALID, "%s", err->message);
     return NULL;
@@ -240,7 +246,7 @@ float *pq_calibration_capture(const PqCalibration *c, const char *value, int64_t
     pq_plugin_error_set(error, PQ_ERR_NOT_USABLE, "no backend to capture activations with");
     return NULL;
   }
-  g_autoptr(PqModel) probe_model = pq_model_copy(host->model);
+  g_autoptr(PqModel) probe_model = pq_model_copy(model);
   PqGraph *g = pq_model_graph(probe_model);
   gboolean is_output = FALSE;
   for (size_t i = 0; i < pq_graph_n_outputs(g); i++) is_output |= strcmp(pq_graph_output_name(g, i), value) == 0;
@@ -284,7 +290,8 @@ float *pq_calibration_capture(const PqCalibration *c, const char *value, int64_t
   return out;
 }
 
-float *pq_calibration_gram(const PqCalibration *c, const PqNode *node, int64_t *k_out, int64_t *rows_out, PqPluginError *error) {
+float *pq_calibration_gram(const PqCalibration *c, const PqModel *model, const PqNode *node, int64_t *k_out, int64_t *rows_out,
+                           PqPluginError *error) {
   const CalibrationHost *host = c ? c->host : NULL;
   const char *op = pq_node_op(node), *layer = pq_node_name(node);
   int is_conv = !strcmp(op, "conv2d");
@@ -300,14 +307,15 @@ float *pq_calibration_gram(const PqCalibration *c, const PqNode *node, int64_t *
     pq_plugin_error_set(error, PQ_ERR_INVALID, "layer '%s': no calibration samples", layer);
     return NULL;
   }
-  PqTensor *w = pq_model_tensor((PqModel *)host->model, pq_node_input(node, 1));
+  if (!model) model = host->model;
+  PqTensor *w = pq_model_tensor((PqModel *)model, pq_node_input(node, 1));
   if (!w || pq_tensor_ndim(w) != (is_conv ? 4 : 2)) {
     pq_plugin_error_set(error, PQ_ERR_INVALID, "layer '%s': its weight '%s' is not a %s tensor of the model being compressed", layer,
                         pq_node_input(node, 1), is_conv ? "4-D" : "2-D");
     return NULL;
   }
   int64_t k = pq_tensor_cols(w), per = 0, rows;
-  float *x = pq_calibration_capture(c, pq_node_input(node, 0), &per, error);
+  float *x = pq_calibration_capture_model(c, model, pq_node_input(node, 0), &per, error);
   if (!x) return NULL;
   float *gram = calloc((size_t)(k * k), sizeof(float));
   if (!gram) {
@@ -326,7 +334,7 @@ float *pq_calibration_gram(const PqCalibration *c, const PqNode *node, int64_t *
     cblas_ssyrk(CblasRowMajor, CblasLower, CblasTrans, (int)k, (int)rows, 1.0f, x, (int)k, 0.0f, gram, (int)k);
   } else {
     g_autoptr(GError) err = NULL;
-    g_autoptr(PqPlan) plan = pq_model_plan(host->model, 1, &err);
+    g_autoptr(PqPlan) plan = pq_model_plan(model, 1, &err);
     int xv = plan ? pq_plan_value_index(plan, pq_node_input(node, 0)) : -1, yv = plan ? pq_plan_value_index(plan, pq_node_output(node, 0)) : -1;
     int xnd = 0, ynd = 0;
     const int64_t *xs = xv >= 0 ? pq_plan_value_shape(plan, xv, &xnd) : NULL, *ys = yv >= 0 ? pq_plan_value_shape(plan, yv, &ynd) : NULL;

@@ -1184,6 +1184,27 @@ static void test_gptq_model(void) {
     g_assert_cmpfloat(out_err[1], <, 0.8 * out_err[0]);
     pq_model_unref(m);
   }
+  /* sequential: the first layer's inputs are the model's either way (the same codes); the second layer's come
+     through the quantized first (other codes) */
+  {
+    g_autoptr(PqModel) mlp = pq_test_tiny_mlp(784, 32, 10, 4);
+    PqModel *q[2];
+    for (int seq = 0; seq <= 1; seq++) {
+      g_autoptr(PqOptions) so = pq_options_new(pq_plugin_options_schema(quant), "quant", &err);
+      pq_options_add_layer_selection(so, &err);
+      pq_options_set(so, "bits", "2", &err);
+      pq_options_set(so, "method", "gptq", &err);
+      pq_options_set(so, "sequential", seq ? "true" : "false", &err);
+      q[seq] = pq_compressor_run_full(quant, mlp, so, train, 128, cpu, &err);
+      g_assert_no_error(err);
+    }
+    g_assert_nonnull(strstr(pq_model_record(q[1], 1)->detail, "GPTQ sequential"));
+    PqTensor *a1 = pq_model_tensor(q[0], "w1"), *b1 = pq_model_tensor(q[1], "w1"), *a2 = pq_model_tensor(q[0], "w2"), *b2 = pq_model_tensor(q[1], "w2");
+    g_assert_cmpmem(pq_tensor_data(a1), pq_tensor_nbytes(a1), pq_tensor_data(b1), pq_tensor_nbytes(b1));
+    g_assert_true(memcmp(pq_tensor_data(a2), pq_tensor_data(b2), pq_tensor_nbytes(a2)) != 0);
+    pq_model_unref(q[0]);
+    pq_model_unref(q[1]);
+  }
   g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(quant), "quant", &err);
   pq_options_add_layer_selection(o, &err);
   pq_options_set(o, "method", "gptq", &err);

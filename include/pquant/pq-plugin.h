@@ -93,15 +93,19 @@ typedef struct PqCalibration {
  * `*per_sample` floats, which the caller frees with free(). NULL with `error` filled on failure. */
 PQ_API float *pq_calibration_capture(const PqCalibration *calibration, const char *value, int64_t *per_sample,
                                      PqPluginError *error);
+/* The same through `model` (a copy the compressor is changing, say; NULL: the model being compressed), for
+ * methods that work layer after layer on what the earlier layers became. Since ABI 1.3. */
+PQ_API float *pq_calibration_capture_model(const PqCalibration *calibration, const PqModel *model, const char *value,
+                                           int64_t *per_sample, PqPluginError *error);
 
-/* The Gram matrix G = XᵀX / N of what a linear or conv2d layer (`node`, of the model being compressed)
- * multiplies by its weight, over the calibration samples: X's rows are the layer's input rows (linear) or
+/* The Gram matrix G = XᵀX / N of what a linear or conv2d layer (`node`, of `model`, or of the model being
+ * compressed when `model` is NULL) multiplies by its weight, over the calibration samples: X's rows are the layer's input rows (linear) or
  * its input patches, one per output position (conv2d, groups = 1). G is k × k, k the weight's row length,
  * row-major with both triangles; malloc'd, free() it. `*k` gets k, `*rows` (may be NULL) N. NULL with
  * `error` filled otherwise (no samples, another op, a grouped conv). What data-aware compressors (GPTQ,
  * activation-whitened SVD) start from. Since ABI 1.3. */
-PQ_API float *pq_calibration_gram(const PqCalibration *calibration, const PqNode *node, int64_t *k, int64_t *rows,
-                                  PqPluginError *error);
+PQ_API float *pq_calibration_gram(const PqCalibration *calibration, const PqModel *model, const PqNode *node, int64_t *k,
+                                  int64_t *rows, PqPluginError *error);
 
 /* A new op a compressor introduces (a codebook layer, a sparse pattern, a factorisation of its own), with the
  * reference CPU kernel that runs it: the CPU backend runs any op a loaded compressor declares, so a model

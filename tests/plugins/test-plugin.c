@@ -47,7 +47,7 @@ MAYBE_UNUSED static PqStatus identity_compress(const PqModel *in, const PqOption
     for (size_t i = 0; i < pq_graph_n_nodes(g) && !node; i++)
       if (!strcmp(pq_node_name(pq_graph_node(g, i)), gram_layer)) node = pq_graph_node(g, i);
     int64_t k = 0, rows = 0;
-    float *gm = node ? pq_calibration_gram(calibration, node, &k, &rows, error) : NULL;
+    float *gm = node ? pq_calibration_gram(calibration, NULL, node, &k, &rows, error) : NULL;
     if (!gm) {
       if (!node) pq_plugin_error_set(error, PQ_ERR_INVALID, "no layer '%s'", gram_layer);
       pq_model_unref(*out);

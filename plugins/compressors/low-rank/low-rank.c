@@ -78,7 +78,7 @@ static int factor(const Settings *st, const float *w, int64_t m, int64_t n, int6
 /* Cholesky factor of the layer's input Gram matrix XᵀX / N (linear rows or conv patches) + damping · mean(diag) · I. */
 static float *input_cholesky(const Settings *st, const PqCalibration *cal, const PqNode *node, int64_t n, PqPluginError *err) {
   int64_t k = 0;
-  float *c = pq_calibration_gram(cal, node, &k, NULL, err);
+  float *c = pq_calibration_gram(cal, NULL, node, &k, NULL, err);
   if (!c) return NULL;
   if (k != n) {
     free(c);

@@ -65,7 +65,7 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
     return PQ_ERR_INVALID;
   }
   double damping = pq_options_get_float(o, "damping", 0.01);
-  int act_order = pq_options_get_bool(o, "act_order", 0);
+  int act_order = pq_options_get_bool(o, "act_order", 0), sequential = pq_options_get_bool(o, "sequential", 0);
   int bits = (int)pq_options_get_int(o, "bits", 8);
   const char *scheme_s = pq_options_get_string(o, "scheme", "per_channel");
   PqQuantScheme scheme = PQ_QUANT_PER_CHANNEL;
@@ -128,9 +128,10 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
     /* GPTQ: the Gram matrix of the layer's inputs first */
     float *gram = NULL;
     int64_t gram_rows = 0, gram_k = 0;
-    char gptq_note[96] = "";
+    char gptq_note[128] = "";
     if (gptq) {
-      gram = pq_calibration_gram(calibration, node, &gram_k, &gram_rows, error);
+      /* sequential: the layer's inputs through the layers before it as they are now quantized */
+      gram = pq_calibration_gram(calibration, sequential ? m : NULL, node, &gram_k, &gram_rows, error);
       if (!gram || gram_k != cols) {
         char msg[600];
         snprintf(msg, sizeof msg, "layer '%s': %s", layer, gram ? "its Gram matrix does not match its weight" : error->message);
@@ -154,8 +155,8 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
         pq_tensor_to_f32(q, back);
         pq_tensor_to_f32(rtn, rb);
         double eg = output_error(f, back, gram, n / cols, cols), er = output_error(f, rb, gram, n / cols, cols);
-        snprintf(gptq_note, sizeof gptq_note, ", GPTQ%s: output error %.2fx round-to-nearest's on the %lld calibration rows",
-                 act_order ? " act_order" : "", er > 0 ? eg / er : 1.0, (long long)gram_rows);
+        snprintf(gptq_note, sizeof gptq_note, ", GPTQ%s%s: output error %.2fx round-to-nearest's on the %lld calibration rows",
+                 act_order ? " act_order" : "", sequential ? " sequential" : "", er > 0 ? eg / er : 1.0, (long long)gram_rows);
       }
       free(rb);
       if (rtn) pq_tensor_unref(rtn);
@@ -240,7 +241,9 @@ static const PqPluginDesc quant_desc = {
         " \"damping\": {\"type\": \"number\", \"minimum\": 0, \"maximum\": 10, \"default\": 0.01,"
         "  \"description\": \"gptq: fraction of the Gram matrix's mean diagonal added to it\"},"
         " \"act_order\": {\"type\": \"boolean\", \"default\": false,"
-        "  \"description\": \"gptq: quantize the columns with the largest inputs first\"}}",
+        "  \"description\": \"gptq: quantize the columns with the largest inputs first\"},"
+        " \"sequential\": {\"type\": \"boolean\", \"default\": false,"
+        "  \"description\": \"gptq: each layer's inputs taken through the layers before it as already quantized\"}}",
     .vtable = &quant_vtable,
 };
 
