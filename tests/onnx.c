@@ -722,6 +722,11 @@ static void test_bad(void) {
     Onnx__NodeProto *n5[1] = {node("Pad", "padv", 3, pv_in, "probs", 0, NULL)};
     g_autofree char *p5 = write_model("pad-value.onnx", graph(1, n5, 1, pads_t, value("x", 4, x4), "probs"), TRUE);
     expect_error(p5, "node 'padv' (Pad): constant_value must be a scalar constant");
+    /* a Slice whose ends list fewer values than its starts */
+    Onnx__AttributeProto *sa[2] = {attr_ints("starts", 2, (int64_t[]){0, 0}), attr_ints("ends", 1, (int64_t[]){1})};
+    Onnx__NodeProto *n6[1] = {node("Slice", "sl", 1, i1, "probs", 2, sa)};
+    g_autofree char *p6 = write_model("slice-lengths.onnx", graph(1, n6, 0, NULL, value("x", 2, xin), "probs"), TRUE);
+    expect_error(p6, "node 'sl' (Slice): starts, ends, axes and steps must list as many values (2 starts)");
     Onnx__NodeProto *n4[1] = {node("Transpose", "tr", 1, i1, "probs", 1, tp)};
     g_autofree char *p4 = write_model("transpose-batch.onnx", graph(1, n4, 0, NULL, value("x", 2, xin), "probs"), TRUE);
     expect_error(p4, "node 'tr' (Transpose): it moves the batch (perm[0] = 1)");

@@ -757,6 +757,8 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
       }
     }
     if (!v[0] || !v[1]) FAIL("node '%s' (Slice): starts and ends are required", name);
+    if (nv[1] != nv[0] || (v[2] && nv[2] != nv[0]) || (v[3] && nv[3] != nv[0]))
+      FAIL("node '%s' (Slice): starts, ends, axes and steps must list as many values (%zu starts)", name, nv[0]);
     int64_t s0[PQ_MAX_DIMS];
     int nd;
     if (!shape_of(c, in0, s0, &nd, error)) return FALSE;
@@ -1016,7 +1018,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     const int64_t *tv = pq_tensor_data(sh), *xs = pq_tensor_shape(x);
     int nx = pq_tensor_ndim(x), nt = (int)pq_tensor_numel(sh), r = MAX(nx, nt);
     if (r > PQ_MAX_DIMS) FAIL("node '%s' (Expand): more than %d dimensions", name, PQ_MAX_DIMS);
-    int64_t os[PQ_MAX_DIMS], xst[PQ_MAX_DIMS], st = 1;
+    int64_t os[PQ_MAX_DIMS], xst[PQ_MAX_DIMS], st = 1, total = 1;
     for (int d = r - 1; d >= 0; d--) {
       int64_t a = d < r - nx ? 1 : xs[d - (r - nx)], b = d < r - nt ? 1 : tv[d - (r - nt)];
       if (b == BATCH_MARK) {
@@ -1027,6 +1029,9 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
       os[d] = a == 1 ? b : a;
       xst[d] = a == 1 ? 0 : st; /* the constant's stride, 0 where it is repeated */
       st *= a;
+      if (os[d] < 1 || os[d] > (INT64_C(1) << 26) / total)
+        FAIL("node '%s' (Expand): the result would hold more than %lld values (or none)", name, (long long)(INT64_C(1) << 26));
+      total *= os[d];
     }
     g_autofree float *xf = g_new(float, pq_tensor_numel(x) ? pq_tensor_numel(x) : 1);
     if (pq_tensor_to_f32(x, xf) != 0) FAIL("node '%s' (Expand): its input '%s' is not numeric", name, in0);
