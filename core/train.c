@@ -210,7 +210,7 @@ PqModel *pq_train_mlp(const PqDataset *train, const PqTrainParams *params, GErro
 
 /* ---- fine-tuning a compressed model ---------------------------------------------------------------------- */
 
-enum { FT_LINEAR, FT_RELU, FT_SOFTMAX, FT_ALIAS, FT_ACT, FT_CONV, FT_MAXPOOL, FT_AVGPOOL, FT_GAP, FT_BN, FT_ADD };
+enum { FT_LINEAR, FT_RELU, FT_SOFTMAX, FT_ALIAS, FT_ACT, FT_CONV, FT_MAXPOOL, FT_AVGPOOL, FT_GAP, FT_BN, FT_ADD, FT_LN };
 
 typedef struct {
   int kind;
@@ -229,6 +229,7 @@ typedef struct {
   int include_pad;
   int32_t *argmax;           /* maxpool: for each output of the batch, the input it took */
   float *scale, *shift;      /* batch_norm (fixed): y = x·scale + shift per channel */
+  double eps;                /* layer_norm: rows of c values, its scale and bias in w and b (trained where float32) */
 } FtStep;
 
 static void ft_free(FtStep *s, size_t n) {
@@ -243,11 +244,13 @@ static void ft_free(FtStep *s, size_t n) {
 /* A linear or conv layer's weight and bias (b may be NULL) in float32: trained where stored as float32, else
  * (packed, float16) fixed and trained through. */
 static void ft_params(FtStep *s, PqTensor *w, PqTensor *b) {
-  s->nw = pq_tensor_numel(w);
-  s->wname = pq_tensor_name(w);
-  s->w = g_new(float, s->nw);
-  pq_tensor_to_f32(w, s->w);
-  s->train_w = pq_tensor_dtype(w) == PQ_DTYPE_F32;
+  if (w) { /* (a layer_norm may have no scale) */
+    s->nw = pq_tensor_numel(w);
+    s->wname = pq_tensor_name(w);
+    s->w = g_new(float, s->nw);
+    pq_tensor_to_f32(w, s->w);
+    s->train_w = pq_tensor_dtype(w) == PQ_DTYPE_F32;
+  }
   if (!b) return;
   s->nb = pq_tensor_numel(b);
   s->bname = pq_tensor_name(b);
@@ -359,6 +362,18 @@ static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int 
           int64_t ch = k / (s->out / s->c);
           y[r * s->out + k] = cur[r * s->out + k] * s->scale[ch] + s->shift[ch];
         }
+      break;
+    case FT_LN:
+      for (int64_t r = 0; r < (int64_t)bs * s->out / s->c; r++) {
+        const float *xr = cur + r * s->c;
+        float *yr = y + r * s->c;
+        double mean = 0, var = 0;
+        for (int64_t k = 0; k < s->c; k++) mean += xr[k];
+        mean /= (double)s->c;
+        for (int64_t k = 0; k < s->c; k++) var += ((double)xr[k] - mean) * ((double)xr[k] - mean);
+        float inv = (float)(1.0 / sqrt(var / (double)s->c + s->eps)), m = (float)mean;
+        for (int64_t k = 0; k < s->c; k++) yr[k] = (xr[k] - m) * inv * (s->w ? s->w[k] : 1.0f) + (s->b ? s->b[k] : 0.0f);
+      }
       break;
     case FT_ADD: {
       const float *b = s->src1 >= 0 ? acts[s->src1] : x;
@@ -491,6 +506,22 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       int xnd;
       s->kind = FT_GAP;
       s->c = pq_plan_value_shape(plan, in0, &xnd)[1];
+    } else if (!strcmp(op, "layer_norm")) { /* its scale and bias are trained (where float32) */
+      int sv = pq_plan_step_input(plan, i, 1), bv = pq_plan_step_input(plan, i, 2), xnd;
+      if (strcmp(pq_node_get_string(node, "output", "y"), "y") || (sv >= 0 && pq_plan_value_kind(plan, sv) != PQ_VALUE_WEIGHT) ||
+          (bv >= 0 && pq_plan_value_kind(plan, bv) != PQ_VALUE_WEIGHT)) {
+        ok = 0;
+        why = "a layer_norm is trained through when it outputs the normalised values and its scale and bias are model tensors";
+        break;
+      }
+      const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd);
+      int64_t axis = pq_node_get_int(node, "axis", -1);
+      if (axis < 0) axis += xnd;
+      s->kind = FT_LN;
+      s->c = 1;
+      for (int d = (int)axis; d < xnd; d++) s->c *= xs[d];
+      s->eps = pq_node_get_float(node, "epsilon", 1e-5);
+      ft_params(s, sv >= 0 ? pq_plan_value_tensor(plan, sv) : NULL, bv >= 0 ? pq_plan_value_tensor(plan, bv) : NULL);
     } else if (!strcmp(op, "batch_norm")) { /* fixed: its statistics are not trained */
       int xnd;
       s->kind = FT_BN;
@@ -524,7 +555,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     else if (!strcmp(op, "flatten") || !strcmp(op, "reshape")) s->kind = FT_ALIAS;
     else if ((!strcmp(op, "softmax") || !strcmp(op, "log_softmax")) && i == ns - 1) s->kind = FT_SOFTMAX; /* both: CE on logits */
     else {
-      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, conv2d, pools, batch_norm, relu and the other activations, flatten, reshape, a residual add, a final softmax)",
+      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, conv2d, pools, batch_norm, layer_norm, relu and the other activations, flatten, reshape, a residual add, a final softmax)",
                           node->name, op);
       ft_free(st, ns);
       return -1;
@@ -677,6 +708,30 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
         case FT_ACT: /* the derivative at the step's input */
           if (dx)
             for (size_t k = 0; k < n_out; k++) dx[k] += dy[k] * pq_activation_grad(s->act, x[k], s->act_a, s->act_b);
+          break;
+        case FT_LN: /* dx = (1/σ)(g − mean g − x̂ · mean(g x̂)), g = dy · scale */
+          if (s->train_w) memset(s->gw, 0, sizeof(float) * (size_t)s->nw);
+          if (s->train_b) memset(s->gb, 0, sizeof(float) * (size_t)s->nb);
+          for (int64_t r = 0; r < (int64_t)bs * s->out / s->c; r++) {
+            const float *xr = x + r * s->c, *dyr = dy + r * s->c;
+            double mean = 0, var = 0, mg = 0, mgx = 0;
+            for (int64_t k = 0; k < s->c; k++) mean += xr[k];
+            mean /= (double)s->c;
+            for (int64_t k = 0; k < s->c; k++) var += ((double)xr[k] - mean) * ((double)xr[k] - mean);
+            double inv = 1.0 / sqrt(var / (double)s->c + s->eps);
+            for (int64_t k = 0; k < s->c; k++) {
+              double xh = ((double)xr[k] - mean) * inv, gk = (double)dyr[k] * (s->w ? s->w[k] : 1.0f);
+              mg += gk, mgx += gk * xh;
+              if (s->train_w) s->gw[k] += (float)(dyr[k] * xh);
+              if (s->train_b) s->gb[k] += dyr[k];
+            }
+            mg /= (double)s->c, mgx /= (double)s->c;
+            if (dx)
+              for (int64_t k = 0; k < s->c; k++) {
+                double xh = ((double)xr[k] - mean) * inv, gk = (double)dyr[k] * (s->w ? s->w[k] : 1.0f);
+                dx[r * s->c + k] += (float)(inv * (gk - mg - xh * mgx));
+              }
+          }
           break;
         case FT_ADD:
           if (s->src1 >= 0)

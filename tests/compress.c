@@ -667,6 +667,46 @@ static void test_finetune(void) {
   g_assert_nonnull(strstr(perr.message, "label 10 of sample 5 is not one of the model's 10 outputs"));
 }
 
+/* One fine-tuning step of Adam on one batch moves each trained weight by the learning rate against its
+ * gradient's sign: checked for every weight whose gradient (central differences of `loss`, in double, over
+ * the parameters `p0` laid out tensor after tensor as `names`) is clear of float32 noise. Returns how many were
+ * checked; fails on any that stepped otherwise. The forward loss must match `loss` too. */
+static int check_first_step(PqModel *m, const char *const *names, int n_names, double (*loss)(const double *, const float *, const guint8 *, int),
+                            const float *x, const guint8 *labels, int n) {
+  int total = 0;
+  for (int t = 0; t < n_names; t++) total += (int)pq_tensor_numel(pq_model_tensor(m, names[t]));
+  g_autofree double *p0 = g_new(double, total), *p = g_new(double, total);
+  for (int t = 0, at = 0; t < n_names; at += (int)pq_tensor_numel(pq_model_tensor(m, names[t])), t++)
+    for (int64_t i = 0; i < pq_tensor_numel(pq_model_tensor(m, names[t])); i++) p0[at + i] = ((const float *)pq_tensor_data(pq_model_tensor(m, names[t])))[i];
+  const double lr = 1e-3;
+  PqFinetuneParams fp = {1, n, lr, 1, 1};
+  PqFinetuneResult res;
+  PqPluginError perr = {sizeof perr, 0, {0}};
+  g_autoptr(PqModel) ft = pq_model_copy(m);
+  g_assert_cmpint(pq_finetune(ft, x, labels, n, &fp, &res, &perr), ==, 0);
+  g_assert_cmpfloat(fabs(res.loss_before - loss(p0, x, labels, n)), <, 1e-5); /* its forward pass is the model's */
+  int checked = 0, wrong = 0;
+  for (int t = 0, at = 0; t < n_names; at += (int)pq_tensor_numel(pq_model_tensor(m, names[t])), t++) {
+    const float *after = pq_tensor_data(pq_model_tensor(ft, names[t]));
+    for (int64_t i = 0; i < pq_tensor_numel(pq_model_tensor(m, names[t])); i++) {
+      memcpy(p, p0, sizeof(double) * (size_t)total);
+      p[at + i] = p0[at + i] + 1e-4;
+      double up = loss(p, x, labels, n);
+      p[at + i] = p0[at + i] - 1e-4;
+      double grad = (up - loss(p, x, labels, n)) / 2e-4, step = (double)after[i] - p0[at + i];
+      if (fabs(grad) < 1e-4) continue; /* too flat for float32 sums to give its sign surely */
+      checked++;
+      if (step * grad >= 0 || fabs(fabs(step) - lr) > 0.05 * lr) {
+        wrong++;
+        g_test_message("%s[%lld]: gradient %.3g, step %.3g", names[t], (long long)i, grad, step);
+      }
+    }
+  }
+  g_test_message("%d of %d weights stepped against their gradient by the learning rate", checked - wrong, checked);
+  g_assert_cmpint(wrong, ==, 0);
+  return checked;
+}
+
 /* The residual net of test_finetune_residual, in double: x → fc1 → h; relu → fc2 → b; s = h + b; t = s + x;
  * fc3 → z; mean cross-entropy over the samples. p: w1 [12·12], b1 [12], w2 [12·12], b2 [12], w3 [4·12], b3 [4]. */
 static double residual_loss(const double *p, const float *x, const guint8 *labels, int n) {
@@ -725,37 +765,10 @@ static void test_finetune_residual(void) {
   for (int i = 0; i < N; i++) labels[i] = (guint8)g_rand_int_range(r, 0, 4);
   g_rand_free(r);
   const char *names[6] = {"w1", "b1", "w2", "b2", "w3", "b3"};
-  double p0[364];
-  for (int t = 0, at = 0; t < 6; at += (int)pq_tensor_numel(ts[t]), t++)
-    for (int64_t i = 0; i < pq_tensor_numel(ts[t]); i++) p0[at + i] = ((const float *)pq_tensor_data(ts[t]))[i];
-  const double lr = 1e-3;
-  PqFinetuneParams fp = {1, N, lr, 1, 1};
+  g_assert_cmpint(check_first_step(m, names, 6, residual_loss, x, labels, N), >, 300);
+  PqFinetuneParams fp = {1, N, 1e-3, 1, 1};
   PqFinetuneResult res;
   PqPluginError perr = {sizeof perr, 0, {0}};
-  g_autoptr(PqModel) ft = pq_model_copy(m);
-  g_assert_cmpint(pq_finetune(ft, x, labels, N, &fp, &res, &perr), ==, 0);
-  g_assert_cmpfloat(fabs(res.loss_before - residual_loss(p0, x, labels, N)), <, 1e-5); /* its forward pass is the model's */
-  int checked = 0, wrong = 0;
-  for (int t = 0, at = 0; t < 6; at += (int)pq_tensor_numel(ts[t]), t++) {
-    const float *after = pq_tensor_data(pq_model_tensor(ft, names[t]));
-    for (int64_t i = 0; i < pq_tensor_numel(ts[t]); i++) {
-      double p[364];
-      memcpy(p, p0, sizeof p);
-      p[at + i] = p0[at + i] + 1e-4;
-      double up = residual_loss(p, x, labels, N);
-      p[at + i] = p0[at + i] - 1e-4;
-      double grad = (up - residual_loss(p, x, labels, N)) / 2e-4, step = (double)after[i] - p0[at + i];
-      if (fabs(grad) < 1e-4) continue; /* too flat for float32 sums to give its sign surely */
-      checked++;
-      if (step * grad >= 0 || fabs(fabs(step) - lr) > 0.05 * lr) {
-        wrong++;
-        g_test_message("%s[%lld]: gradient %.3g, step %.3g", names[t], (long long)i, grad, step);
-      }
-    }
-  }
-  g_test_message("%d of %d weights stepped against their gradient by the learning rate", checked - wrong, checked);
-  g_assert_cmpint(checked, >, 300);
-  g_assert_cmpint(wrong, ==, 0);
   /* an add of a model tensor (a bias-like constant) is refused */
   pq_graph_add_node(g, "add", "plus_b3", 2, (const char *[]){"z", "b3"}, 1, (const char *[]){"zb"});
   PqNode *sm = NULL;
@@ -766,6 +779,65 @@ static void test_finetune_residual(void) {
   g_assert_nonnull(strstr(perr.message, "an add is trained through only when it sums two activations of the same shape"));
   for (int i = 0; i < 6; i++) pq_tensor_unref(ts[i]);
   pq_model_unref(m);
+}
+
+/* x → fc1 (12 → 8) → layer_norm (scale, bias, ε 1e-3) → relu → fc2 (8 → 4) → cross-entropy, in double.
+ * p: w1 [96], b1 [8], scale [8], bias [8], w2 [32], b2 [4]. */
+static double ln_net_loss(const double *p, const float *x, const guint8 *labels, int n) {
+  const double *w1 = p, *b1 = w1 + 96, *sc = b1 + 8, *bi = sc + 8, *w2 = bi + 8, *b2 = w2 + 32;
+  double loss = 0;
+  for (int r = 0; r < n; r++) {
+    double h[8], mean = 0, var = 0, z[4], m = -INFINITY, sum = 0;
+    for (int o = 0; o < 8; o++) {
+      h[o] = b1[o];
+      for (int i = 0; i < 12; i++) h[o] += w1[o * 12 + i] * x[r * 12 + i];
+      mean += h[o];
+    }
+    mean /= 8;
+    for (int o = 0; o < 8; o++) var += (h[o] - mean) * (h[o] - mean);
+    double inv = 1 / sqrt(var / 8 + 1e-3);
+    for (int o = 0; o < 8; o++) h[o] = fmax((h[o] - mean) * inv * sc[o] + bi[o], 0);
+    for (int o = 0; o < 4; o++) {
+      z[o] = b2[o];
+      for (int i = 0; i < 8; i++) z[o] += w2[o * 8 + i] * h[i];
+      m = fmax(m, z[o]);
+    }
+    for (int o = 0; o < 4; o++) sum += exp(z[o] - m);
+    loss += log(sum) + m - z[labels[r]];
+  }
+  return loss / n;
+}
+
+/* Fine-tuning through layer_norm: its scale and bias learn, and the layer before it gets the gradient through
+ * the normalisation (every weight's first Adam step against central differences in double). */
+static void test_finetune_layer_norm(void) {
+  enum { N = 32 };
+  g_autoptr(PqModel) m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[2] = {-1, 12}, w1s[2] = {8, 12}, v8[1] = {8}, w2s[2] = {4, 8}, v4[1] = {4};
+  pq_graph_add_input(g, "x", 2, xs);
+  PqTensor *ts[6] = {pq_test_random_tensor("w1", 2, w1s, 41, 0.5f), pq_test_random_tensor("b1", 1, v8, 42, 0.1f),
+                     pq_test_random_tensor("sc", 1, v8, 43, 1.0f), pq_test_random_tensor("bi", 1, v8, 44, 0.2f),
+                     pq_test_random_tensor("w2", 2, w2s, 45, 0.5f), pq_test_random_tensor("b2", 1, v4, 46, 0.1f)};
+  for (int i = 0; i < 6; i++) {
+    pq_model_set_tensor(m, ts[i]);
+    pq_tensor_unref(ts[i]);
+  }
+  pq_graph_add_node(g, "linear", "fc1", 3, (const char *[]){"x", "w1", "b1"}, 1, (const char *[]){"h"});
+  PqNode *ln = pq_graph_add_node(g, "layer_norm", "ln", 3, (const char *[]){"h", "sc", "bi"}, 1, (const char *[]){"n"});
+  pq_node_set_float(ln, "epsilon", 1e-3);
+  pq_graph_add_node(g, "relu", "relu", 1, (const char *[]){"n"}, 1, (const char *[]){"r"});
+  pq_graph_add_node(g, "linear", "fc2", 3, (const char *[]){"r", "w2", "b2"}, 1, (const char *[]){"z"});
+  pq_graph_add_node(g, "softmax", "sm", 1, (const char *[]){"z"}, 1, (const char *[]){"y"});
+  pq_graph_add_output(g, "y");
+  float x[N * 12];
+  guint8 labels[N];
+  GRand *r = g_rand_new_with_seed(19);
+  for (int i = 0; i < N * 12; i++) x[i] = (float)g_rand_double_range(r, -1, 1);
+  for (int i = 0; i < N; i++) labels[i] = (guint8)g_rand_int_range(r, 0, 4);
+  g_rand_free(r);
+  const char *names[6] = {"w1", "b1", "sc", "bi", "w2", "b2"};
+  g_assert_cmpint(check_first_step(m, names, 6, ln_net_loss, x, labels, N), >, 100);
 }
 
 /* A small CNN: x [-1, 2, 8, 8] → conv 3x3 (4 channels, pad 1) → batch_norm → relu → maxpool 2 (or avgpool 3
@@ -1249,6 +1321,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/finetune", test_finetune);
   g_test_add_func("/compress/finetune-cnn", test_finetune_cnn);
   g_test_add_func("/compress/finetune-residual", test_finetune_residual);
+  g_test_add_func("/compress/finetune-layer-norm", test_finetune_layer_norm);
   g_test_add_func("/compress/data-aware", test_data_aware);
   g_test_add_func("/compress/gptq-matrix", test_gptq_matrix);
   g_test_add_func("/compress/calibration-gram", test_calibration_gram);

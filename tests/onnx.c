@@ -241,6 +241,25 @@ static void test_cnn(void) {
   g_assert_nonnull(strstr(md, "| 1 | low_rank | conv |"));
 }
 
+/* A model that must load. */
+static PqModel *load_ok(const char *path) {
+  g_autoptr(GError) err = NULL;
+  PqModel *m = pq_model_load(path, &err);
+  g_assert_no_error(err);
+  return m;
+}
+
+/* `batch` samples of x through m on the CPU backend into y; its output must hold `out_numel` values a sample. */
+static void run_cpu(const PqModel *m, int64_t batch, const float *x, float *y, int64_t out_numel) {
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqRegistry) reg = pq_registry_new();
+  g_autoptr(PqBackend) b = pq_backend_prepare(pq_test_cpu_backend(reg), m, 1, batch, NULL, &err);
+  g_assert_no_error(err);
+  g_assert_cmpint(pq_backend_output_numel(b), ==, out_numel);
+  g_assert_true(pq_backend_run_f32(b, x, batch, y, &err));
+  g_assert_no_error(err);
+}
+
 /* A 1-D Conv (strides 2, uneven pads) and MaxPool over x [N, 2, 30] load as 2-D ones over [N, 2, 1, 30],
  * between reshapes, and compute what the 1-D formulas give. */
 static void test_conv1d(void) {
@@ -253,22 +272,16 @@ static void test_conv1d(void) {
   Onnx__GraphProto *g = graph(2, nodes, 2, inits, value("x", 3, xin), "y");
   g->output[0] = value("y", 3, od);
   g_autofree char *path = write_model("conv1d.onnx", g, TRUE);
-  g_autoptr(GError) err = NULL;
-  g_autoptr(PqModel) m = pq_model_load(path, &err);
-  g_assert_no_error(err);
+  g_autoptr(PqModel) m = load_ok(path);
   const PqNode *conv = NULL;
   for (size_t i = 0; i < pq_graph_n_nodes(pq_model_const_graph(m)); i++)
     if (!strcmp(pq_node_name(pq_graph_node(pq_model_const_graph(m), i)), "conv1")) conv = pq_graph_node(pq_model_const_graph(m), i);
   g_assert_nonnull(conv);
   g_assert_cmpstr(pq_node_op(conv), ==, "conv2d");
   g_assert_cmpint(pq_tensor_ndim(pq_model_tensor(m, pq_node_input(conv, 1))), ==, 4);
-  g_autoptr(PqRegistry) reg = pq_registry_new();
-  g_autoptr(PqBackend) b = pq_backend_prepare(pq_test_cpu_backend(reg), m, 1, 2, NULL, &err);
-  g_assert_no_error(err);
-  g_assert_cmpint(pq_backend_output_numel(b), ==, 32);
   float x[2 * 60], y[2 * 32];
   for (int i = 0; i < 120; i++) x[i] = (float)((i * 7) % 13) / 6.0f - 1.0f;
-  g_assert_true(pq_backend_run_f32(b, x, 2, y, &err));
+  run_cpu(m, 2, x, y, 32);
   const float *w = inits[0]->float_data, *bias = inits[1]->float_data;
   for (int s0 = 0; s0 < 2; s0++)
     for (int o = 0; o < 4; o++)
@@ -299,16 +312,10 @@ static void test_gather_activation(void) {
     Onnx__GraphProto *gr = graph(1, nodes, 1, inits, value("x", 3, xin), "y");
     gr->output[0] = form ? value("y", 3, od2) : value("y", 2, od);
     g_autofree char *path = write_model(form ? "gather2.onnx" : "gather1.onnx", gr, TRUE);
-    g_autoptr(GError) err = NULL;
-    g_autoptr(PqModel) m = pq_model_load(path, &err);
-    g_assert_no_error(err);
-    g_autoptr(PqRegistry) reg = pq_registry_new();
-    g_autoptr(PqBackend) b = pq_backend_prepare(pq_test_cpu_backend(reg), m, 1, 2, NULL, &err);
-    g_assert_no_error(err);
-    g_assert_cmpint(pq_backend_output_numel(b), ==, form ? 6 : 4);
+    g_autoptr(PqModel) m = load_ok(path);
     float x[24], y[12];
     for (int i = 0; i < 24; i++) x[i] = (float)i;
-    g_assert_true(pq_backend_run_f32(b, x, 2, y, &err));
+    run_cpu(m, 2, x, y, form ? 6 : 4);
     for (int s0 = 0; s0 < 2; s0++)
       if (!form)
         for (int j = 0; j < 4; j++) g_assert_cmpfloat(y[s0 * 4 + j], ==, x[s0 * 12 + 2 * 4 + j]);
@@ -335,16 +342,11 @@ static void test_class_token(void) {
   Onnx__GraphProto *gr = graph(6, nodes, 4, inits, value("x", 3, xin), "y");
   gr->output[0] = value("y", 3, od);
   g_autofree char *path = write_model("cls.onnx", gr, TRUE);
-  g_autoptr(GError) err = NULL;
-  g_autoptr(PqModel) m = pq_model_load(path, &err);
-  g_assert_no_error(err);
+  g_autoptr(PqModel) m = load_ok(path);
   g_assert_cmpuint(pq_graph_n_nodes(pq_model_const_graph(m)), ==, 1); /* only the concat runs */
-  g_autoptr(PqRegistry) reg = pq_registry_new();
-  g_autoptr(PqBackend) b = pq_backend_prepare(pq_test_cpu_backend(reg), m, 1, 3, NULL, &err);
-  g_assert_no_error(err);
   float x[3 * 12], y[3 * 16];
   for (int i = 0; i < 36; i++) x[i] = (float)i;
-  g_assert_true(pq_backend_run_f32(b, x, 3, y, &err));
+  run_cpu(m, 3, x, y, 16);
   for (int s0 = 0; s0 < 3; s0++) {
     for (int k = 0; k < 4; k++) g_assert_cmpfloat(y[s0 * 16 + k], ==, inits[0]->float_data[k]);
     for (int k = 0; k < 12; k++) g_assert_cmpfloat(y[s0 * 16 + 4 + k], ==, x[s0 * 12 + k]);
@@ -373,14 +375,9 @@ static void test_cast(void) {
   Onnx__GraphProto *gr = graph(3, nodes, 1, inits, value("x", 2, xin), "y");
   gr->output[0] = value("y", 2, xin);
   g_autofree char *path = write_model("cast.onnx", gr, TRUE);
-  g_autoptr(GError) err = NULL;
-  g_autoptr(PqModel) m = pq_model_load(path, &err);
-  g_assert_no_error(err);
-  g_autoptr(PqRegistry) reg = pq_registry_new();
-  g_autoptr(PqBackend) b = pq_backend_prepare(pq_test_cpu_backend(reg), m, 1, 2, NULL, &err);
-  g_assert_no_error(err);
+  g_autoptr(PqModel) m = load_ok(path);
   float x[8] = {1, -2, 3.5f, 0, 4, 5, -6, 7}, y[8];
-  g_assert_true(pq_backend_run_f32(b, x, 2, y, &err));
+  run_cpu(m, 2, x, y, 4);
   for (int i = 0; i < 8; i++) g_assert_cmpfloat(y[i], ==, 3 * x[i]);
   Onnx__NodeProto *bad[1] = {node("Cast", "ci", 1, c1, "y", 1, ti)};
   g_autofree char *p2 = write_model("cast-int.onnx", graph(1, bad, 0, NULL, value("x", 2, xin), "y"), TRUE);
@@ -399,9 +396,7 @@ static void test_shape_slice(void) {
   Onnx__GraphProto *gr = graph(3, nodes, 1, inits, value("x", 3, x3), "y");
   gr->output[0] = value("y", 2, od);
   g_autofree char *path = write_model("shape-end.onnx", gr, TRUE);
-  g_autoptr(GError) err = NULL;
-  g_autoptr(PqModel) m = pq_model_load(path, &err);
-  g_assert_no_error(err);
+  g_autoptr(PqModel) m = load_ok(path);
   g_assert_cmpuint(pq_graph_n_nodes(pq_model_const_graph(m)), ==, 1);
   g_autoptr(PqPlan) plan = pq_plan_new(m, 3, NULL);
   int nd;

@@ -214,7 +214,7 @@ typedef struct PqFinetuneResult {
 /* Trains the float32 weights and biases of `model`'s linear layers on labelled samples (inputs: n rows of
  * the model's input width; labels: class indices) with softmax cross-entropy and Adam; weights held in
  * another form (packed codes, float16) stay as they are and are trained through. The model must be made of
- * linear, conv2d (groups 1), pools, global_avg_pool, batch_norm (fixed), relu or another activation op,
+ * linear, conv2d (groups 1), pools, global_avg_pool, batch_norm (fixed), layer_norm, relu or another activation op,
  * flatten/reshape, adds of two activations of one shape (residual connections) and an optional final
  * softmax, its last node computing its one output. The trained tensors replace the model's
  * (new tensors: a model sharing the old ones is untouched). 0, or -1 with `error` filled. */
