@@ -210,7 +210,10 @@ PqModel *pq_train_mlp(const PqDataset *train, const PqTrainParams *params, GErro
 
 /* ---- fine-tuning a compressed model ---------------------------------------------------------------------- */
 
-enum { FT_LINEAR, FT_RELU, FT_SOFTMAX, FT_ALIAS, FT_ACT, FT_CONV, FT_MAXPOOL, FT_AVGPOOL, FT_GAP, FT_BN, FT_ADD, FT_LN };
+enum {
+  FT_LINEAR, FT_RELU, FT_SOFTMAX, FT_ALIAS, FT_ACT, FT_CONV, FT_MAXPOOL, FT_AVGPOOL, FT_GAP, FT_BN, FT_ADD, FT_LN,
+  FT_TRANSPOSE, FT_MATMUL2, FT_SMAX, FT_SCALE, FT_ADDW, FT_SLICE, FT_CONCAT
+};
 
 typedef struct {
   int kind;
@@ -230,6 +233,15 @@ typedef struct {
   int32_t *argmax;           /* maxpool: for each output of the batch, the input it took */
   float *scale, *shift;      /* batch_norm (fixed): y = x·scale + shift per channel */
   double eps;                /* layer_norm: rows of c values, its scale and bias in w and b (trained where float32) */
+  int rank;                  /* transpose: per-sample output dimensions and their input strides */
+  int64_t tr_out[PQ_MAX_DIMS], tr_ist[PQ_MAX_DIMS];
+  PqSliceGeometry slice;     /* slice */
+  int64_t mm_m, mm_k, mm_n, mm_slices; /* matmul of two activations: [m, k] · [k, n], matrices a sample */
+  int bin;                   /* scale: x op c, c a scalar model tensor (fixed) */
+  float cst;
+  int cat_n, cat_src[16];    /* concat: each input's step (-1: the model's input, -2: a model tensor, fixed) */
+  int64_t cat_outer, cat_blk[16];
+  float *cat_w[16];
 } FtStep;
 
 static void ft_free(FtStep *s, size_t n) {
@@ -237,6 +249,7 @@ static void ft_free(FtStep *s, size_t n) {
     g_free(s[i].w), g_free(s[i].b), g_free(s[i].gw), g_free(s[i].gb);
     g_free(s[i].mw), g_free(s[i].vw), g_free(s[i].mb), g_free(s[i].vb);
     g_free(s[i].argmax), g_free(s[i].scale), g_free(s[i].shift);
+    for (int j = 0; j < 16; j++) g_free(s[i].cat_w[j]);
   }
   g_free(s);
 }
@@ -317,14 +330,16 @@ static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int 
     float *y = acts[i];
     const float *cur = s->src0 >= 0 ? acts[s->src0] : x;
     switch (s->kind) {
-    case FT_LINEAR:
-      for (int r = 0; r < bs; r++) {
-        if (s->b) memcpy(y + (size_t)r * s->out, s->b, sizeof(float) * (size_t)s->out);
-        else memset(y + (size_t)r * s->out, 0, sizeof(float) * (size_t)s->out);
+    case FT_LINEAR: { /* rows of c inputs (h of them a sample: tokens, say) to rows of o outputs */
+      int rows = bs * (int)s->h;
+      for (int r = 0; r < rows; r++) {
+        if (s->b) memcpy(y + (size_t)r * s->o, s->b, sizeof(float) * (size_t)s->o);
+        else memset(y + (size_t)r * s->o, 0, sizeof(float) * (size_t)s->o);
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bs, (int)s->out, (int)s->in, 1.0f, cur, (int)s->in, s->w, (int)s->in, 1.0f, y,
-                  (int)s->out);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, (int)s->o, (int)s->c, 1.0f, cur, (int)s->c, s->w, (int)s->c, 1.0f, y,
+                  (int)s->o);
       break;
+    }
     case FT_RELU:
       for (size_t k = 0; k < (size_t)bs * s->out; k++) y[k] = cur[k] > 0 ? cur[k] : 0;
       break;
@@ -380,6 +395,50 @@ static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int 
       for (size_t k = 0; k < (size_t)bs * s->out; k++) y[k] = cur[k] + b[k];
       break;
     }
+    case FT_ADDW: /* + a model tensor, the same for every sample */
+      for (int64_t r = 0; r < bs; r++)
+        for (int64_t k = 0; k < s->out; k++) y[r * s->out + k] = cur[r * s->out + k] + s->w[k];
+      break;
+    case FT_SCALE:
+      for (size_t k = 0; k < (size_t)bs * s->out; k++) y[k] = pq_binary(s->bin, cur[k], s->cst);
+      break;
+    case FT_TRANSPOSE:
+      for (int64_t r = 0; r < bs; r++)
+        for (int64_t o = 0; o < s->out; o++) y[r * s->out + o] = cur[r * s->in + pq_walk_offset(s->rank - 1, s->tr_out + 1, s->tr_ist + 1, o)];
+      break;
+    case FT_SLICE:
+      for (int64_t r = 0; r < bs; r++)
+        for (int64_t o = 0; o < s->out; o++) y[r * s->out + o] = cur[r * s->in + pq_slice_offset(&s->slice, o)];
+      break;
+    case FT_MATMUL2: {
+      const float *b = s->src1 >= 0 ? acts[s->src1] : x;
+      int64_t m = s->mm_m, k = s->mm_k, n = s->mm_n;
+      for (int64_t i = 0; i < bs * s->mm_slices; i++)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, cur + i * m * k, (int)k, b + i * k * n, (int)n, 0.0f,
+                    y + i * m * n, (int)n);
+      break;
+    }
+    case FT_SMAX: /* a softmax inside the graph, over the last dimension */
+      for (int64_t r = 0; r < (int64_t)bs * s->out / s->c; r++) {
+        const float *xr = cur + r * s->c;
+        float *yr = y + r * s->c, m = -INFINITY, sum = 0.0f;
+        for (int64_t k = 0; k < s->c; k++) m = fmaxf(m, xr[k]);
+        for (int64_t k = 0; k < s->c; k++) sum += (yr[k] = expf(xr[k] - m));
+        for (int64_t k = 0; k < s->c; k++) yr[k] /= sum;
+      }
+      break;
+    case FT_CONCAT:
+      for (int64_t r = 0; r < bs; r++)
+        for (int64_t o = 0; o < s->cat_outer; o++) {
+          float *yo = y + r * s->out + o * (s->out / s->cat_outer);
+          for (int j = 0; j < s->cat_n; j++) {
+            const float *src = s->cat_src[j] == -2 ? s->cat_w[j] + o * s->cat_blk[j]
+                                                   : (s->cat_src[j] >= 0 ? acts[s->cat_src[j]] : x) + (r * s->cat_outer + o) * s->cat_blk[j];
+            memcpy(yo, src, sizeof(float) * (size_t)s->cat_blk[j]);
+            yo += s->cat_blk[j];
+          }
+        }
+      break;
     default: memcpy(y, cur, sizeof(float) * (size_t)bs * s->out); break; /* alias; a final softmax is left to the loss */
     }
   }
@@ -433,8 +492,8 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     s->name = node->name;
     const char *op = node->op;
     int in0 = pq_plan_step_input(plan, i, 0), out = pq_plan_step_output(plan, i, 0);
-    if (in0 < 0 || producer[in0] == -2) {
-      ok = 0;
+    if (in0 < 0 || (producer[in0] == -2 && !(!strcmp(op, "concat") && pq_plan_value_kind(plan, in0) == PQ_VALUE_WEIGHT))) {
+      ok = 0; /* (a concat may start with a model tensor: a class token) */
       why = "each node's first input must be the model's input or another node's output";
       break;
     }
@@ -443,8 +502,9 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     s->out = pq_plan_value_numel(plan, out);
     producer[out] = (int)i;
     last = out;
-    if (!strcmp(op, "add")) { /* a residual connection: two activations of one shape */
-      int in1 = pq_plan_step_input(plan, i, 1);
+    int in1_ = pq_plan_step_input(plan, i, 1);
+    if (!strcmp(op, "add") && in1_ >= 0 && pq_plan_value_kind(plan, in1_) != PQ_VALUE_WEIGHT) { /* a residual connection: two activations of one shape */
+      int in1 = in1_;
       if (in1 < 0 || producer[in1] == -2 || pq_plan_value_numel(plan, in1) != s->out || s->in != s->out) {
         ok = 0;
         why = "an add is trained through only when it sums two activations of the same shape (a residual connection)";
@@ -460,11 +520,13 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
         break;
       }
       PqTensor *w = pq_plan_value_tensor(plan, wv);
-      if (pq_tensor_numel(w) != s->in * s->out) {
+      s->o = pq_tensor_rows(w), s->c = pq_tensor_cols(w);
+      if (s->c < 1 || s->in % s->c || s->out != s->in / s->c * s->o) {
         ok = 0;
-        why = "a linear layer's input must be 2-D [batch, features]";
+        why = "a linear layer's input must be rows of its weight's width";
         break;
       }
+      s->h = s->in / s->c; /* rows a sample */
       s->kind = FT_LINEAR;
       ft_params(s, w, bv >= 0 ? pq_plan_value_tensor(plan, bv) : NULL);
     } else if (!strcmp(op, "conv2d")) {
@@ -546,6 +608,83 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
         s->shift[ch] = par[1][ch] - par[2][ch] * s->scale[ch];
       }
       for (int j = 0; j < 4; j++) g_free(par[j]);
+    } else if (!strcmp(op, "transpose")) {
+      int xnd, ond;
+      size_t np;
+      const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd), *os = pq_plan_value_shape(plan, out, &ond), *perm = pq_node_get_ints(node, "perm", &np);
+      int64_t ist[PQ_MAX_DIMS], m = 1;
+      for (int d = xnd - 1; d >= 1; d--) ist[d] = m, m *= xs[d];
+      s->kind = FT_TRANSPOSE;
+      s->rank = ond;
+      for (int d = 1; d < ond; d++) s->tr_out[d] = os[d], s->tr_ist[d] = ist[perm[d]];
+    } else if (!strcmp(op, "slice")) {
+      int xnd;
+      const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd);
+      s->kind = FT_SLICE;
+      pq_slice_geometry(node, xnd, xs, &s->slice);
+    } else if (!strcmp(op, "matmul")) { /* of two activations, as attention multiplies them */
+      int in1 = pq_plan_step_input(plan, i, 1), and_, bnd;
+      if (in1 < 0 || producer[in1] == -2) {
+        ok = 0;
+        why = "a matmul is trained through when it multiplies two activations (attention)";
+        break;
+      }
+      const int64_t *as = pq_plan_value_shape(plan, in0, &and_), *bsh = pq_plan_value_shape(plan, in1, &bnd);
+      s->kind = FT_MATMUL2;
+      s->src1 = producer[in1];
+      s->mm_m = as[and_ - 2], s->mm_k = as[and_ - 1], s->mm_n = bsh[bnd - 1];
+      s->mm_slices = s->in / (s->mm_m * s->mm_k);
+    } else if ((!strcmp(op, "softmax") || !strcmp(op, "log_softmax")) && i != ns - 1) {
+      int xnd;
+      const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd);
+      int64_t axis = pq_node_get_int(node, "axis", -1);
+      if (strcmp(op, "softmax") || (axis != -1 && axis != xnd - 1)) {
+        ok = 0;
+        why = "a softmax inside the model is trained through over its last dimension only";
+        break;
+      }
+      s->kind = FT_SMAX;
+      s->c = xs[xnd - 1];
+    } else if (pq_binary_kind(op) == PQ_BIN_ADD || pq_binary_kind(op) == PQ_BIN_SUB || pq_binary_kind(op) == PQ_BIN_MUL ||
+               pq_binary_kind(op) == PQ_BIN_DIV) { /* by a model tensor: a fixed scalar, or (add) a per-sample term trained */
+      int in1 = pq_plan_step_input(plan, i, 1);
+      PqTensor *t = in1 >= 0 && pq_plan_value_kind(plan, in1) == PQ_VALUE_WEIGHT ? pq_plan_value_tensor(plan, in1) : NULL;
+      if (t && pq_tensor_numel(t) == 1) {
+        s->kind = FT_SCALE;
+        s->bin = (int)pq_binary_kind(op);
+        pq_tensor_to_f32(t, &s->cst);
+      } else if (t && pq_binary_kind(op) == PQ_BIN_ADD && pq_tensor_numel(t) == s->out) {
+        s->kind = FT_ADDW; /* a positional embedding, say */
+        ft_params(s, t, NULL);
+      } else {
+        ok = 0;
+        why = "a binary op is trained through as a residual add of two activations, an add of a model tensor of one sample's shape, or by a scalar constant";
+        break;
+      }
+    } else if (!strcmp(op, "concat")) {
+      int xnd;
+      const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd);
+      int64_t axis = pq_node_get_int(node, "axis", 1);
+      if (axis < 0) axis += xnd;
+      s->kind = FT_CONCAT;
+      s->cat_outer = 1;
+      for (int d = 1; d < axis; d++) s->cat_outer *= xs[d];
+      s->cat_n = (int)pq_node_n_inputs(node);
+      for (int j = 0; j < s->cat_n && j < 16; j++) {
+        int v = pq_plan_step_input(plan, i, (size_t)j);
+        if (pq_plan_value_kind(plan, v) == PQ_VALUE_WEIGHT) { /* a class token: kept as it is */
+          PqTensor *t = pq_plan_value_tensor(plan, v);
+          s->cat_src[j] = -2;
+          s->cat_w[j] = g_new(float, pq_tensor_numel(t));
+          pq_tensor_to_f32(t, s->cat_w[j]);
+          s->cat_blk[j] = pq_tensor_numel(t) / s->cat_outer;
+        } else {
+          s->cat_src[j] = producer[v];
+          s->cat_blk[j] = pq_plan_value_numel(plan, v) / s->cat_outer;
+          if (producer[v] == -2) ok = 0, why = "each node's inputs must be the model's input, other nodes' outputs or model tensors";
+        }
+      }
+      if (!ok) break;
     } else if (!strcmp(op, "relu")) s->kind = FT_RELU;
     else if (pq_activation_kind(op) != PQ_ACT_NONE) {
       s->kind = FT_ACT;
@@ -555,7 +694,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     else if (!strcmp(op, "flatten") || !strcmp(op, "reshape")) s->kind = FT_ALIAS;
     else if ((!strcmp(op, "softmax") || !strcmp(op, "log_softmax")) && i == ns - 1) s->kind = FT_SOFTMAX; /* both: CE on logits */
     else {
-      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, conv2d, pools, batch_norm, layer_norm, relu and the other activations, flatten, reshape, a residual add, a final softmax)",
+      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, conv2d, pools, batch_norm, layer_norm, relu and the other activations, flatten, reshape, transpose, slice, concat, matmul of activations, softmax, residual adds, adds and scalings by constants)",
                           node->name, op);
       ft_free(st, ns);
       return -1;
@@ -649,19 +788,21 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
         float *dx = s->src0 >= 0 ? grads[s->src0] : NULL; /* NULL: the model's input needs no gradient */
         size_t n_out = (size_t)bs * s->out;
         switch (s->kind) {
-        case FT_LINEAR:
+        case FT_LINEAR: {
+          int rows = bs * (int)s->h;
           if (s->train_w)
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)s->out, (int)s->in, bs, 1.0f, dy, (int)s->out, x, (int)s->in, 0.0f, s->gw,
-                        (int)s->in);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)s->o, (int)s->c, rows, 1.0f, dy, (int)s->o, x, (int)s->c, 0.0f, s->gw,
+                        (int)s->c);
           if (s->train_b) {
-            memset(s->gb, 0, sizeof(float) * (size_t)s->out);
-            for (int r = 0; r < bs; r++)
-              for (int64_t k = 0; k < s->out; k++) s->gb[k] += dy[(size_t)r * s->out + k];
+            memset(s->gb, 0, sizeof(float) * (size_t)s->o);
+            for (int r = 0; r < rows; r++)
+              for (int64_t k = 0; k < s->o; k++) s->gb[k] += dy[(size_t)r * s->o + k];
           }
           if (dx)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, bs, (int)s->in, (int)s->out, 1.0f, dy, (int)s->out, s->w, (int)s->in, 1.0f, dx,
-                        (int)s->in);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, (int)s->c, (int)s->o, 1.0f, dy, (int)s->o, s->w, (int)s->c, 1.0f, dx,
+                        (int)s->c);
           break;
+        }
         case FT_CONV: {
           int64_t ohw = s->oh * s->ow, ckk = s->c * s->kh * s->kw;
           if (s->train_w) memset(s->gw, 0, sizeof(float) * (size_t)s->nw);
@@ -732,6 +873,66 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
                 dx[r * s->c + k] += (float)(inv * (gk - mg - xh * mgx));
               }
           }
+          break;
+        case FT_ADDW:
+          if (s->train_w) {
+            memset(s->gw, 0, sizeof(float) * (size_t)s->nw);
+            for (int64_t r = 0; r < bs; r++)
+              for (int64_t k = 0; k < s->out; k++) s->gw[k] += dy[r * s->out + k];
+          }
+          if (dx)
+            for (size_t k = 0; k < n_out; k++) dx[k] += dy[k];
+          break;
+        case FT_SCALE:
+          if (dx)
+            for (size_t k = 0; k < n_out; k++)
+              dx[k] += s->bin == PQ_BIN_MUL ? dy[k] * s->cst : s->bin == PQ_BIN_DIV ? dy[k] / s->cst : dy[k];
+          break;
+        case FT_TRANSPOSE: /* each output value's gradient back to the input value it came from */
+          if (dx)
+            for (int64_t r = 0; r < bs; r++)
+              for (int64_t o = 0; o < s->out; o++) dx[r * s->in + pq_walk_offset(s->rank - 1, s->tr_out + 1, s->tr_ist + 1, o)] += dy[r * s->out + o];
+          break;
+        case FT_SLICE:
+          if (dx)
+            for (int64_t r = 0; r < bs; r++)
+              for (int64_t o = 0; o < s->out; o++) dx[r * s->in + pq_slice_offset(&s->slice, o)] += dy[r * s->out + o];
+          break;
+        case FT_MATMUL2: { /* dA += dY Bᵀ, dB += Aᵀ dY, matrix by matrix */
+          const float *b = s->src1 >= 0 ? acts[s->src1] : xb;
+          float *db = s->src1 >= 0 ? grads[s->src1] : NULL;
+          int64_t m = s->mm_m, k = s->mm_k, n = s->mm_n;
+          for (int64_t q = 0; q < bs * s->mm_slices; q++) {
+            if (dx)
+              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)k, (int)n, 1.0f, dy + q * m * n, (int)n, b + q * k * n, (int)n, 1.0f,
+                          dx + q * m * k, (int)k);
+            if (db)
+              cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)n, (int)m, 1.0f, x + q * m * k, (int)k, dy + q * m * n, (int)n, 1.0f,
+                          db + q * k * n, (int)n);
+          }
+          break;
+        }
+        case FT_SMAX: /* dx = y (dy − Σ dy y) along each row */
+          if (dx)
+            for (int64_t r = 0; r < (int64_t)bs * s->out / s->c; r++) {
+              const float *yr = acts[i] + r * s->c, *dyr = dy + r * s->c;
+              double dot = 0;
+              for (int64_t k = 0; k < s->c; k++) dot += (double)dyr[k] * yr[k];
+              for (int64_t k = 0; k < s->c; k++) dx[r * s->c + k] += yr[k] * (float)(dyr[k] - dot);
+            }
+          break;
+        case FT_CONCAT: /* each block's gradient back to its input (a model tensor's is dropped: kept as it is) */
+          for (int64_t r = 0; r < bs; r++)
+            for (int64_t o = 0; o < s->cat_outer; o++) {
+              const float *go = dy + r * s->out + o * (s->out / s->cat_outer);
+              for (int j = 0; j < s->cat_n; j++) {
+                if (s->cat_src[j] >= 0) {
+                  float *gi = grads[s->cat_src[j]] + (r * s->cat_outer + o) * s->cat_blk[j];
+                  for (int64_t k = 0; k < s->cat_blk[j]; k++) gi[k] += go[k];
+                }
+                go += s->cat_blk[j];
+              }
+            }
           break;
         case FT_ADD:
           if (s->src1 >= 0)

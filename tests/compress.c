@@ -683,8 +683,9 @@ static int check_first_step(PqModel *m, const char *const *names, int n_names, d
   PqFinetuneResult res;
   PqPluginError perr = {sizeof perr, 0, {0}};
   g_autoptr(PqModel) ft = pq_model_copy(m);
-  g_assert_cmpint(pq_finetune(ft, x, labels, n, &fp, &res, &perr), ==, 0);
-  g_assert_cmpfloat(fabs(res.loss_before - loss(p0, x, labels, n)), <, 1e-5); /* its forward pass is the model's */
+  if (pq_finetune(ft, x, labels, n, &fp, &res, &perr) != 0) g_error("%s", perr.message);
+  if (!(fabs(res.loss_before - loss(p0, x, labels, n)) < 1e-5)) /* its forward pass is the model's */
+    g_error("finetune's loss %.9g, the reference's %.9g", res.loss_before, loss(p0, x, labels, n));
   int checked = 0, wrong = 0;
   for (int t = 0, at = 0; t < n_names; at += (int)pq_tensor_numel(pq_model_tensor(m, names[t])), t++) {
     const float *after = pq_tensor_data(pq_model_tensor(ft, names[t]));
@@ -738,8 +739,8 @@ static double residual_loss(const double *p, const float *x, const guint8 *label
 /* Fine-tuning through residual adds (one of two layers' outputs, one of a layer's and the model's input):
  * Adam's first step moves each weight by the learning rate against the sign of its gradient, so one step
  * on one batch shows every gradient's sign, checked against central differences of the loss in double. A
- * dropped share of a gradient (either operand of an add) shows as wrong signs. An add of a model tensor is
- * refused. */
+ * dropped share of a gradient (either operand of an add) shows as wrong signs. A sub of a model tensor that
+ * is not a scalar is refused. */
 static void test_finetune_residual(void) {
   enum { N = 32 };
   PqModel *m = pq_model_new();
@@ -769,14 +770,14 @@ static void test_finetune_residual(void) {
   PqFinetuneParams fp = {1, N, 1e-3, 1, 1};
   PqFinetuneResult res;
   PqPluginError perr = {sizeof perr, 0, {0}};
-  /* an add of a model tensor (a bias-like constant) is refused */
-  pq_graph_add_node(g, "add", "plus_b3", 2, (const char *[]){"z", "b3"}, 1, (const char *[]){"zb"});
+  /* a sub of a model tensor that is not a scalar is refused (an add of one is a trained term) */
+  pq_graph_add_node(g, "sub", "minus_b3", 2, (const char *[]){"z", "b3"}, 1, (const char *[]){"zb"});
   PqNode *sm = NULL;
   for (size_t i = 0; i < pq_graph_n_nodes(g); i++)
     if (!strcmp(pq_node_name(pq_graph_node(g, i)), "sm")) sm = pq_graph_node(g, i);
   pq_node_set_input(sm, 0, "zb");
   g_assert_cmpint(pq_finetune(m, x, labels, N, &fp, &res, &perr), ==, -1);
-  g_assert_nonnull(strstr(perr.message, "an add is trained through only when it sums two activations of the same shape"));
+  g_assert_nonnull(strstr(perr.message, "a binary op is trained through as a residual add of two activations, an add of a model tensor"));
   for (int i = 0; i < 6; i++) pq_tensor_unref(ts[i]);
   pq_model_unref(m);
 }
@@ -838,6 +839,165 @@ static void test_finetune_layer_norm(void) {
   g_rand_free(r);
   const char *names[6] = {"w1", "b1", "sc", "bi", "w2", "b2"};
   g_assert_cmpint(check_first_step(m, names, 6, ln_net_loss, x, labels, N), >, 100);
+}
+
+/* x → fc1 (5 → 4) → softmax (inside) → fc2 (4 → 3, weights offset by 2 so that the gradient reaching the
+ * softmax is mostly the same for every entry, which the softmax must cancel) → cross-entropy, in double.
+ * p: w1 [20], b1 [4], w2 [12], b2 [3]. */
+static double smax_net_loss(const double *p, const float *x, const guint8 *labels, int n) {
+  const double *w1 = p, *b1 = w1 + 20, *w2 = b1 + 4, *b2 = w2 + 12;
+  double loss = 0;
+  for (int r = 0; r < n; r++) {
+    double h[4], m = -INFINITY, sum = 0, z[3], mz = -INFINITY, sz = 0;
+    for (int o = 0; o < 4; o++) {
+      h[o] = b1[o];
+      for (int i = 0; i < 5; i++) h[o] += w1[o * 5 + i] * x[r * 5 + i];
+      m = fmax(m, h[o]);
+    }
+    for (int o = 0; o < 4; o++) sum += (h[o] = exp(h[o] - m));
+    for (int o = 0; o < 4; o++) h[o] /= sum;
+    for (int o = 0; o < 3; o++) {
+      z[o] = b2[o];
+      for (int i = 0; i < 4; i++) z[o] += w2[o * 4 + i] * h[i];
+      mz = fmax(mz, z[o]);
+    }
+    for (int o = 0; o < 3; o++) sz += exp(z[o] - mz);
+    loss += log(sz) + mz - z[labels[r]];
+  }
+  return loss / n;
+}
+
+/* Fine-tuning through a softmax inside the model: fc1's first Adam steps against central differences. */
+static void test_finetune_softmax_inside(void) {
+  enum { N = 24 };
+  g_autoptr(PqModel) m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[2] = {-1, 5}, w1s[2] = {4, 5}, v4[1] = {4}, w2s[2] = {3, 4}, v3[1] = {3};
+  pq_graph_add_input(g, "x", 2, xs);
+  PqTensor *ts[4] = {pq_test_random_tensor("w1", 2, w1s, 61, 1.0f), pq_test_random_tensor("b1", 1, v4, 62, 0.2f),
+                     pq_test_random_tensor("w2", 2, w2s, 63, 0.5f), pq_test_random_tensor("b2", 1, v3, 64, 0.1f)};
+  float *w2 = pq_tensor_mutable_data(ts[2]);
+  for (int i = 0; i < 12; i++) w2[i] += i / 4 == 0 ? 2.0f : -2.0f; /* a common part per output row */
+  for (int i = 0; i < 4; i++) {
+    pq_model_set_tensor(m, ts[i]);
+    pq_tensor_unref(ts[i]);
+  }
+  pq_graph_add_node(g, "linear", "fc1", 3, (const char *[]){"x", "w1", "b1"}, 1, (const char *[]){"h"});
+  pq_graph_add_node(g, "softmax", "inner", 1, (const char *[]){"h"}, 1, (const char *[]){"p"});
+  pq_graph_add_node(g, "linear", "fc2", 3, (const char *[]){"p", "w2", "b2"}, 1, (const char *[]){"z"});
+  pq_graph_add_node(g, "softmax", "sm", 1, (const char *[]){"z"}, 1, (const char *[]){"y"});
+  pq_graph_add_output(g, "y");
+  float x[N * 5];
+  guint8 labels[N];
+  GRand *r = g_rand_new_with_seed(29);
+  for (int i = 0; i < N * 5; i++) x[i] = (float)g_rand_double_range(r, -1, 1);
+  for (int i = 0; i < N; i++) labels[i] = (guint8)g_rand_int_range(r, 0, 3);
+  g_rand_free(r);
+  const char *names[4] = {"w1", "b1", "w2", "b2"}; /* fc1's gradients pass the softmax */
+  g_assert_cmpint(check_first_step(m, names, 4, smax_net_loss, x, labels, N), >, 30);
+}
+
+/* A one-head attention block, in double: x [4 tokens, 6] + pos; q, k, v = linear (6 → 6, no bias); scores
+ * q·kᵀ · (−0.4), softmax over keys, times v; + the block's input (residual); layer_norm; the class token: a fixed
+ * row [1, 6] joined before the tokens, taken back out (slice of row 0) and flattened; fc (6 → 3); cross-entropy.
+ * p: pos [24], wq, wk, wv [36 each], ln scale [6], bias [6], wf [18], bf [3]. */
+static const float attn_cls[6] = {0.3f, -0.2f, 0.5f, 0.1f, -0.4f, 0.2f};
+static double attn_loss(const double *p, const float *x, const guint8 *labels, int n) {
+  const double *pos = p, *wq = pos + 24, *wk = wq + 36, *wv = wk + 36, *sc = wv + 36, *bi = sc + 6, *wf = bi + 6, *bf = wf + 18;
+  double loss = 0;
+  for (int r = 0; r < n; r++) {
+    double h[5][6], q[5][6], k[5][6], v[5][6], a[5][5], o[5][6];
+    for (int j = 0; j < 6; j++) h[0][j] = attn_cls[j]; /* the class token first */
+    for (int t = 0; t < 4; t++)
+      for (int j = 0; j < 6; j++) h[t + 1][j] = x[r * 24 + t * 6 + j] + pos[t * 6 + j];
+    for (int t = 0; t < 5; t++)
+      for (int j = 0; j < 6; j++) {
+        q[t][j] = k[t][j] = v[t][j] = 0;
+        for (int i = 0; i < 6; i++) q[t][j] += wq[j * 6 + i] * h[t][i], k[t][j] += wk[j * 6 + i] * h[t][i], v[t][j] += wv[j * 6 + i] * h[t][i];
+      }
+    for (int t = 0; t < 5; t++) {
+      double m = -INFINITY, sum = 0;
+      for (int u = 0; u < 5; u++) {
+        a[t][u] = 0;
+        for (int j = 0; j < 6; j++) a[t][u] += q[t][j] * k[u][j];
+        a[t][u] *= -0.4;
+        m = fmax(m, a[t][u]);
+      }
+      for (int u = 0; u < 5; u++) sum += (a[t][u] = exp(a[t][u] - m));
+      for (int u = 0; u < 5; u++) a[t][u] /= sum;
+      for (int j = 0; j < 6; j++) {
+        o[t][j] = h[t][j];
+        for (int u = 0; u < 5; u++) o[t][j] += a[t][u] * v[u][j];
+      }
+    }
+    double mean = 0, var = 0, z[3], mz = -INFINITY, sum = 0, c[6];
+    for (int j = 0; j < 6; j++) mean += o[0][j];
+    mean /= 6;
+    for (int j = 0; j < 6; j++) var += (o[0][j] - mean) * (o[0][j] - mean);
+    for (int j = 0; j < 6; j++) c[j] = (o[0][j] - mean) / sqrt(var / 6 + 1e-5) * sc[j] + bi[j];
+    for (int m2 = 0; m2 < 3; m2++) {
+      z[m2] = bf[m2];
+      for (int j = 0; j < 6; j++) z[m2] += wf[m2 * 6 + j] * c[j];
+      mz = fmax(mz, z[m2]);
+    }
+    for (int m2 = 0; m2 < 3; m2++) sum += exp(z[m2] - mz);
+    loss += log(sum) + mz - z[labels[r]];
+  }
+  return loss / n;
+}
+
+/* Fine-tuning through an attention block: matmuls of two activations, a transpose, a softmax inside, a scale,
+ * a positional embedding (an add of a model tensor, trained), a class token (a concat of a model tensor, kept),
+ * a slice, layer_norm and the residual add; every trained weight's first Adam step against central
+ * differences in double. */
+static void test_finetune_attention(void) {
+  enum { N = 16 };
+  g_autoptr(PqModel) m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[3] = {-1, 4, 6}, ps[3] = {1, 4, 6}, sq[2] = {6, 6}, v6[1] = {6}, wfs[2] = {3, 6}, v3[1] = {3}, one[1] = {1}, cs[3] = {1, 1, 6};
+  pq_graph_add_input(g, "x", 3, xs);
+  PqTensor *ts[8] = {pq_test_random_tensor("pos", 3, ps, 51, 0.3f), pq_test_random_tensor("wq", 2, sq, 52, 0.5f),
+                     pq_test_random_tensor("wk", 2, sq, 53, 0.5f), pq_test_random_tensor("wv", 2, sq, 54, 0.5f),
+                     pq_test_random_tensor("sc", 1, v6, 55, 1.0f), pq_test_random_tensor("bi", 1, v6, 56, 0.2f),
+                     pq_test_random_tensor("wf", 2, wfs, 57, 0.5f), pq_test_random_tensor("bf", 1, v3, 58, 0.1f)};
+  for (int i = 0; i < 8; i++) {
+    pq_model_set_tensor(m, ts[i]);
+    pq_tensor_unref(ts[i]);
+  }
+  PqTensor *scale = pq_tensor_new("scale", PQ_DTYPE_F32, 1, one), *cls = pq_tensor_new("cls", PQ_DTYPE_F32, 3, cs);
+  *(float *)pq_tensor_mutable_data(scale) = -0.4f; /* negative: a scaling lost in the backward pass would flip signs */
+  memcpy(pq_tensor_mutable_data(cls), attn_cls, sizeof attn_cls);
+  pq_model_set_tensor(m, scale);
+  pq_model_set_tensor(m, cls);
+  pq_tensor_unref(scale);
+  pq_tensor_unref(cls);
+  int64_t perm[3] = {0, 2, 1}, s0[1] = {0}, e1[1] = {1}, a1[1] = {1}, st1[1] = {1}, flat[2] = {0, 6};
+  pq_graph_add_node(g, "add", "pos_add", 2, (const char *[]){"x", "pos"}, 1, (const char *[]){"xp"});
+  pq_node_set_int(pq_graph_add_node(g, "concat", "cls_cat", 2, (const char *[]){"cls", "xp"}, 1, (const char *[]){"h"}), "axis", 1);
+  pq_graph_add_node(g, "linear", "q", 2, (const char *[]){"h", "wq"}, 1, (const char *[]){"q"});
+  pq_graph_add_node(g, "linear", "k", 2, (const char *[]){"h", "wk"}, 1, (const char *[]){"k"});
+  pq_graph_add_node(g, "linear", "v", 2, (const char *[]){"h", "wv"}, 1, (const char *[]){"v"});
+  pq_node_set_ints(pq_graph_add_node(g, "transpose", "kt", 1, (const char *[]){"k"}, 1, (const char *[]){"kt"}), "perm", 3, perm);
+  pq_graph_add_node(g, "matmul", "scores", 2, (const char *[]){"q", "kt"}, 1, (const char *[]){"s"});
+  pq_graph_add_node(g, "mul", "scaled", 2, (const char *[]){"s", "scale"}, 1, (const char *[]){"s2"});
+  pq_node_set_int(pq_graph_add_node(g, "softmax", "attn", 1, (const char *[]){"s2"}, 1, (const char *[]){"a"}), "axis", -1);
+  pq_graph_add_node(g, "matmul", "mix", 2, (const char *[]){"a", "v"}, 1, (const char *[]){"o"});
+  pq_graph_add_node(g, "add", "res", 2, (const char *[]){"o", "h"}, 1, (const char *[]){"r"});
+  PqNode *sl = pq_graph_add_node(g, "slice", "take_cls", 1, (const char *[]){"r"}, 1, (const char *[]){"c0"});
+  pq_node_set_ints(sl, "starts", 1, s0), pq_node_set_ints(sl, "ends", 1, e1), pq_node_set_ints(sl, "axes", 1, a1), pq_node_set_ints(sl, "steps", 1, st1);
+  pq_node_set_ints(pq_graph_add_node(g, "reshape", "flat", 1, (const char *[]){"c0"}, 1, (const char *[]){"c"}), "shape", 2, flat);
+  pq_graph_add_node(g, "layer_norm", "ln", 3, (const char *[]){"c", "sc", "bi"}, 1, (const char *[]){"n"});
+  pq_graph_add_node(g, "linear", "fc", 3, (const char *[]){"n", "wf", "bf"}, 1, (const char *[]){"z"});
+  pq_graph_add_node(g, "softmax", "sm", 1, (const char *[]){"z"}, 1, (const char *[]){"y"});
+  pq_graph_add_output(g, "y");
+  float x[N * 24];
+  guint8 labels[N];
+  GRand *r = g_rand_new_with_seed(23);
+  for (int i = 0; i < N * 24; i++) x[i] = (float)g_rand_double_range(r, -1, 1);
+  for (int i = 0; i < N; i++) labels[i] = (guint8)g_rand_int_range(r, 0, 3);
+  g_rand_free(r);
+  const char *names[8] = {"pos", "wq", "wk", "wv", "sc", "bi", "wf", "bf"};
+  g_assert_cmpint(check_first_step(m, names, 8, attn_loss, x, labels, N), >, 100);
 }
 
 /* A small CNN: x [-1, 2, 8, 8] → conv 3x3 (4 channels, pad 1) → batch_norm → relu → maxpool 2 (or avgpool 3
@@ -1322,6 +1482,8 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/finetune-cnn", test_finetune_cnn);
   g_test_add_func("/compress/finetune-residual", test_finetune_residual);
   g_test_add_func("/compress/finetune-layer-norm", test_finetune_layer_norm);
+  g_test_add_func("/compress/finetune-attention", test_finetune_attention);
+  g_test_add_func("/compress/finetune-softmax-inside", test_finetune_softmax_inside);
   g_test_add_func("/compress/data-aware", test_data_aware);
   g_test_add_func("/compress/gptq-matrix", test_gptq_matrix);
   g_test_add_func("/compress/calibration-gram", test_calibration_gram);

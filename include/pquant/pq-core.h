@@ -215,8 +215,10 @@ typedef struct PqFinetuneResult {
  * the model's input width; labels: class indices) with softmax cross-entropy and Adam; weights held in
  * another form (packed codes, float16) stay as they are and are trained through. The model must be made of
  * linear, conv2d (groups 1), pools, global_avg_pool, batch_norm (fixed), layer_norm, relu or another activation op,
- * flatten/reshape, adds of two activations of one shape (residual connections) and an optional final
- * softmax, its last node computing its one output. The trained tensors replace the model's
+ * flatten/reshape, transpose, slice, concat, matmul of two activations, softmax over the last dimension, adds
+ * of two activations of one shape (residual connections), adds of a one-sample model tensor (trained),
+ * scalings by a scalar constant and an optional final softmax, its last node computing its one output
+ * (docs/compressors.md). The trained tensors replace the model's
  * (new tensors: a model sharing the old ones is untouched). 0, or -1 with `error` filled. */
 PQ_API int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int64_t n, const PqFinetuneParams *params,
                        PqFinetuneResult *result, struct PqPluginError *error);
