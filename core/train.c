@@ -212,7 +212,7 @@ PqModel *pq_train_mlp(const PqDataset *train, const PqTrainParams *params, GErro
 
 enum {
   FT_LINEAR, FT_RELU, FT_SOFTMAX, FT_ALIAS, FT_ACT, FT_CONV, FT_MAXPOOL, FT_AVGPOOL, FT_GAP, FT_BN, FT_ADD, FT_LN,
-  FT_TRANSPOSE, FT_MATMUL2, FT_SMAX, FT_SCALE, FT_ADDW, FT_SLICE, FT_CONCAT
+  FT_TRANSPOSE, FT_MATMUL2, FT_SMAX, FT_SCALE, FT_ADDW, FT_SLICE, FT_CONCAT, FT_REDUCE
 };
 
 typedef struct {
@@ -236,6 +236,7 @@ typedef struct {
   int rank;                  /* transpose: per-sample output dimensions and their input strides */
   int64_t tr_out[PQ_MAX_DIMS], tr_ist[PQ_MAX_DIMS];
   PqSliceGeometry slice;     /* slice */
+  PqReduceGeometry red;      /* reduce_sum, reduce_mean (bin: which) */
   int64_t mm_m, mm_k, mm_n, mm_slices; /* matmul of two activations: [m, k] · [k, n], matrices a sample */
   int bin;                   /* scale: x op c, c a scalar model tensor (fixed) */
   float cst;
@@ -409,6 +410,10 @@ static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int 
     case FT_SLICE:
       for (int64_t r = 0; r < bs; r++)
         for (int64_t o = 0; o < s->out; o++) y[r * s->out + o] = cur[r * s->in + pq_slice_offset(&s->slice, o)];
+      break;
+    case FT_REDUCE:
+      for (int64_t r = 0; r < bs; r++)
+        for (int64_t o = 0; o < s->out; o++) y[r * s->out + o] = pq_reduce_one(s->bin, &s->red, cur + r * s->in, o);
       break;
     case FT_MATMUL2: {
       const float *b = s->src1 >= 0 ? acts[s->src1] : x;
@@ -617,6 +622,12 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       s->kind = FT_TRANSPOSE;
       s->rank = ond;
       for (int d = 1; d < ond; d++) s->tr_out[d] = os[d], s->tr_ist[d] = ist[perm[d]];
+    } else if (pq_reduce_kind(op) == PQ_RED_SUM || pq_reduce_kind(op) == PQ_RED_MEAN) { /* pooling over tokens, say */
+      int xnd;
+      const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd);
+      s->kind = FT_REDUCE;
+      s->bin = (int)pq_reduce_kind(op);
+      pq_reduce_geometry(xnd, xs, pq_reduce_axes_of(node, xnd), &s->red);
     } else if (!strcmp(op, "slice")) {
       int xnd;
       const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd);
@@ -694,7 +705,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     else if (!strcmp(op, "flatten") || !strcmp(op, "reshape")) s->kind = FT_ALIAS;
     else if ((!strcmp(op, "softmax") || !strcmp(op, "log_softmax")) && i == ns - 1) s->kind = FT_SOFTMAX; /* both: CE on logits */
     else {
-      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, conv2d, pools, batch_norm, layer_norm, relu and the other activations, flatten, reshape, transpose, slice, concat, matmul of activations, softmax, residual adds, adds and scalings by constants)",
+      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, conv2d, pools, batch_norm, layer_norm, relu and the other activations, flatten, reshape, transpose, slice, concat, reduce_sum, reduce_mean, matmul of activations, softmax, residual adds, adds and scalings by constants)",
                           node->name, op);
       ft_free(st, ns);
       return -1;
@@ -892,6 +903,15 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
           if (dx)
             for (int64_t r = 0; r < bs; r++)
               for (int64_t o = 0; o < s->out; o++) dx[r * s->in + pq_walk_offset(s->rank - 1, s->tr_out + 1, s->tr_ist + 1, o)] += dy[r * s->out + o];
+          break;
+        case FT_REDUCE: /* each gathered element gets the output's gradient (divided by the count for a mean) */
+          if (dx)
+            for (int64_t r = 0; r < bs; r++)
+              for (int64_t o = 0; o < s->out; o++) {
+                float g = dy[r * s->out + o] / (s->bin == PQ_RED_MEAN ? (float)s->red.red_count : 1.0f);
+                float *d = dx + r * s->in + pq_reduce_base(&s->red, o);
+                for (int64_t q = 0; q < s->red.red_count; q++) d[pq_reduce_offset(&s->red, q)] += g;
+              }
           break;
         case FT_SLICE:
           if (dx)

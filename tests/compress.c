@@ -897,6 +897,61 @@ static void test_finetune_softmax_inside(void) {
   g_assert_cmpint(check_first_step(m, names, 4, smax_net_loss, x, labels, N), >, 30);
 }
 
+/* x [3 tokens, 4] → fc1 (4 → 5, per token) → tanh → mean over the tokens → fc2 (5 → 3) → cross-entropy, in
+ * double. p: w1 [20], b1 [5], w2 [15], b2 [3]. */
+static double pool_net_loss(const double *p, const float *x, const guint8 *labels, int n) {
+  const double *w1 = p, *b1 = w1 + 20, *w2 = b1 + 5, *b2 = w2 + 15;
+  double loss = 0;
+  for (int r = 0; r < n; r++) {
+    double pooled[5] = {0}, z[3], mz = -INFINITY, sz = 0;
+    for (int t = 0; t < 3; t++)
+      for (int o = 0; o < 5; o++) {
+        double h = b1[o];
+        for (int i = 0; i < 4; i++) h += w1[o * 4 + i] * x[(r * 3 + t) * 4 + i];
+        pooled[o] += tanh(h) / 3;
+      }
+    for (int o = 0; o < 3; o++) {
+      z[o] = b2[o];
+      for (int i = 0; i < 5; i++) z[o] += w2[o * 5 + i] * pooled[i];
+      mz = fmax(mz, z[o]);
+    }
+    for (int o = 0; o < 3; o++) sz += exp(z[o] - mz);
+    loss += log(sz) + mz - z[labels[r]];
+  }
+  return loss / n;
+}
+
+/* Fine-tuning through reduce_mean (pooling over tokens): every weight's first Adam step. */
+static void test_finetune_mean_pool(void) {
+  enum { N = 20 };
+  g_autoptr(PqModel) m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[3] = {-1, 3, 4}, w1s[2] = {5, 4}, v5[1] = {5}, w2s[2] = {3, 5}, v3[1] = {3}, ax[1] = {1};
+  pq_graph_add_input(g, "x", 3, xs);
+  PqTensor *ts[4] = {pq_test_random_tensor("w1", 2, w1s, 71, 1.0f), pq_test_random_tensor("b1", 1, v5, 72, 0.2f),
+                     pq_test_random_tensor("w2", 2, w2s, 73, 1.0f), pq_test_random_tensor("b2", 1, v3, 74, 0.1f)};
+  for (int i = 0; i < 4; i++) {
+    pq_model_set_tensor(m, ts[i]);
+    pq_tensor_unref(ts[i]);
+  }
+  pq_graph_add_node(g, "linear", "fc1", 3, (const char *[]){"x", "w1", "b1"}, 1, (const char *[]){"h"});
+  pq_graph_add_node(g, "tanh", "act", 1, (const char *[]){"h"}, 1, (const char *[]){"a"});
+  PqNode *pool = pq_graph_add_node(g, "reduce_mean", "pool", 1, (const char *[]){"a"}, 1, (const char *[]){"p"});
+  pq_node_set_ints(pool, "axes", 1, ax);
+  pq_node_set_int(pool, "keepdims", 0);
+  pq_graph_add_node(g, "linear", "fc2", 3, (const char *[]){"p", "w2", "b2"}, 1, (const char *[]){"z"});
+  pq_graph_add_node(g, "softmax", "sm", 1, (const char *[]){"z"}, 1, (const char *[]){"y"});
+  pq_graph_add_output(g, "y");
+  float x[N * 12];
+  guint8 labels[N];
+  GRand *r = g_rand_new_with_seed(31);
+  for (int i = 0; i < N * 12; i++) x[i] = (float)g_rand_double_range(r, -1, 1);
+  for (int i = 0; i < N; i++) labels[i] = (guint8)g_rand_int_range(r, 0, 3);
+  g_rand_free(r);
+  const char *names[4] = {"w1", "b1", "w2", "b2"};
+  g_assert_cmpint(check_first_step(m, names, 4, pool_net_loss, x, labels, N), >, 30);
+}
+
 /* A one-head attention block, in double: x [4 tokens, 6] + pos; q, k, v = linear (6 → 6, no bias); scores
  * q·kᵀ · (−0.4), softmax over keys, times v; + the block's input (residual); layer_norm; the class token: a fixed
  * row [1, 6] joined before the tokens, taken back out (slice of row 0) and flattened; fc (6 → 3); cross-entropy.
@@ -1484,6 +1539,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/finetune-layer-norm", test_finetune_layer_norm);
   g_test_add_func("/compress/finetune-attention", test_finetune_attention);
   g_test_add_func("/compress/finetune-softmax-inside", test_finetune_softmax_inside);
+  g_test_add_func("/compress/finetune-mean-pool", test_finetune_mean_pool);
   g_test_add_func("/compress/data-aware", test_data_aware);
   g_test_add_func("/compress/gptq-matrix", test_gptq_matrix);
   g_test_add_func("/compress/calibration-gram", test_calibration_gram);
