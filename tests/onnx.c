@@ -194,6 +194,80 @@ static int pqrun(char **out, char **err, const char *const *argv) {
   return WEXITSTATUS(status);
 }
 
+/* A model that must load. */
+static PqModel *load_ok(const char *path) {
+  g_autoptr(GError) err = NULL;
+  PqModel *m = pq_model_load(path, &err);
+  g_assert_no_error(err);
+  return m;
+}
+
+/* `batch` samples of x through m on the CPU backend into y; its output must hold `out_numel` values a sample. */
+static void run_cpu(const PqModel *m, int64_t batch, const float *x, float *y, int64_t out_numel) {
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqRegistry) reg = pq_registry_new();
+  g_autoptr(PqBackend) b = pq_backend_prepare(pq_test_cpu_backend(reg), m, 1, batch, NULL, &err);
+  g_assert_no_error(err);
+  g_assert_cmpint(pq_backend_output_numel(b), ==, out_numel);
+  g_assert_true(pq_backend_run_f32(b, x, batch, y, &err));
+  g_assert_no_error(err);
+}
+
+/* A row-attention classifier on Fashion-MNIST's 28 × 28 images: each image as 28 tokens of 28 pixels, one
+ * attention head (MatMul by constants for q, k, v, a Transpose, MatMul of activations, a scaled Softmax), mean
+ * pooling over the tokens (ReduceMean) and a Gemm. Its weights are random. */
+static char *write_attention(void) {
+  int64_t wd[2] = {28, 16}, fd[2] = {10, 16}, fbd[1] = {10}, xin[2] = {-1, 784}, sd[1] = {3}, one[1] = {1};
+  Onnx__TensorProto *inits[7] = {tensor("wq", 2, wd, 11, 0.2f), tensor("wk", 2, wd, 12, 0.2f), tensor("wv", 2, wd, 13, 0.2f),
+                                 tensor("wf", 2, fd, 14, 0.3f), tensor("bf", 1, fbd, 15, 0.1f),
+                                 int64_tensor("tokens", 1, sd, (int64_t[]){0, 28, 28}), tensor("scale", 1, one, 16, 1.0f)};
+  inits[6]->float_data[0] = 0.25f;
+  int64_t perm[3] = {0, 2, 1}, axes[1] = {1};
+  Onnx__AttributeProto *tp[1] = {attr_ints("perm", 3, perm)}, *ra[2] = {attr_ints("axes", 1, axes), attr_int("keepdims", 0)},
+                       *ga[1] = {attr_int("transB", 1)};
+  const char *r_in[2] = {"image", "tokens"}, *q_in[2] = {"t", "wq"}, *k_in[2] = {"t", "wk"}, *v_in[2] = {"t", "wv"}, *kt_in[1] = {"k"},
+             *s_in[2] = {"q", "kt"}, *sc_in[2] = {"s", "scale"}, *a_in[1] = {"s2"}, *o_in[2] = {"a", "v"}, *p_in[1] = {"o"},
+             *g_in[3] = {"p", "wf", "bf"}, *sm_in[1] = {"logits"};
+  Onnx__NodeProto *nodes[12] = {node("Reshape", "tok", 2, r_in, "t", 0, NULL),       node("MatMul", "q", 2, q_in, "q", 0, NULL),
+                                node("MatMul", "k", 2, k_in, "k", 0, NULL),          node("MatMul", "v", 2, v_in, "v", 0, NULL),
+                                node("Transpose", "kt", 1, kt_in, "kt", 1, tp),      node("MatMul", "scores", 2, s_in, "s", 0, NULL),
+                                node("Mul", "scaled", 2, sc_in, "s2", 0, NULL),      node("Softmax", "attn", 1, a_in, "a", 0, NULL),
+                                node("MatMul", "mix", 2, o_in, "o", 0, NULL),        node("ReduceMean", "pool", 1, p_in, "p", 2, ra),
+                                node("Gemm", "fc", 3, g_in, "logits", 1, ga),        node("Softmax", "softmax", 1, sm_in, "probs", 0, NULL)};
+  return write_model("attention.onnx", graph(12, nodes, 7, inits, value("image", 2, xin), "probs"), TRUE);
+}
+
+/* That attention model through pquant: q, k and v load as linear layers, low_rank factors them, finetune
+ * trains through the attention (20 pp or more above its random start), and GPTQ quantizes its linear layers. */
+static void test_attention_pipeline(void) {
+  g_autofree char *path = write_attention();
+  g_autoptr(PqModel) m = load_ok(path);
+  int linear = 0;
+  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_const_graph(m)); i++) linear += !strcmp(pq_node_op(pq_graph_node(pq_model_const_graph(m), i)), "linear");
+  g_assert_cmpint(linear, ==, 4); /* q, k, v and the Gemm */
+  if (!g_file_test("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", G_FILE_TEST_EXISTS)) {
+    g_test_skip("the dataset-fashion-mnist package is not installed (run .ci/setup)");
+    return;
+  }
+  g_autofree char *out = NULL, *errs = NULL;
+  const char *ft[] = {"run", "--model", path, "--compressor", "finetune", "--opt", "finetune.samples=8192", "--opt", "finetune.learning_rate=0.003",
+                      "--calibration", "8192", NULL};
+  g_assert_cmpint(pqrun(&out, &errs, ft), ==, 0);
+  const char *deg = strstr(out, "compressed ");
+  g_assert_nonnull(deg);
+  deg = strrchr(deg, '%'); /* the accuracy's %, then the degradation "+NN.NN pp" */
+  double gained = g_ascii_strtod(deg + 1, NULL);
+  g_test_message("attention, finetuned from random weights: %+.2f pp", gained);
+  g_assert_cmpfloat(gained, >, 20.0);
+  g_free(out);
+  g_free(errs);
+  const char *chain[] = {"run", "--model", path, "--compressor", "low_rank", "--opt", "low_rank.rank=4", "--compressor", "quant", "--opt",
+                         "quant.method=gptq", "--opt", "quant.bits=4", NULL};
+  g_assert_cmpint(pqrun(&out, &errs, chain), ==, 0);
+  g_assert_nonnull(strstr(out, "1     low_rank   q "));
+  g_assert_nonnull(strstr(out, "GPTQ"));
+}
+
 static void test_cnn(void) {
   g_autofree char *path = write_cnn();
   g_autoptr(GError) err = NULL;
@@ -239,25 +313,6 @@ static void test_cnn(void) {
   g_assert_true(g_file_get_contents(mdp, &md, NULL, NULL));
   g_assert_nonnull(strstr(md, "| 1 | quant | conv |")); /* the conv kernel was quantized and ran packed */
   g_assert_nonnull(strstr(md, "| 1 | low_rank | conv |"));
-}
-
-/* A model that must load. */
-static PqModel *load_ok(const char *path) {
-  g_autoptr(GError) err = NULL;
-  PqModel *m = pq_model_load(path, &err);
-  g_assert_no_error(err);
-  return m;
-}
-
-/* `batch` samples of x through m on the CPU backend into y; its output must hold `out_numel` values a sample. */
-static void run_cpu(const PqModel *m, int64_t batch, const float *x, float *y, int64_t out_numel) {
-  g_autoptr(GError) err = NULL;
-  g_autoptr(PqRegistry) reg = pq_registry_new();
-  g_autoptr(PqBackend) b = pq_backend_prepare(pq_test_cpu_backend(reg), m, 1, batch, NULL, &err);
-  g_assert_no_error(err);
-  g_assert_cmpint(pq_backend_output_numel(b), ==, out_numel);
-  g_assert_true(pq_backend_run_f32(b, x, batch, y, &err));
-  g_assert_no_error(err);
 }
 
 /* A 1-D Conv (strides 2, uneven pads) and MaxPool over x [N, 2, 30] load as 2-D ones over [N, 2, 1, 30],
@@ -751,6 +806,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/onnx/class-token", test_class_token);
   g_test_add_func("/onnx/cast", test_cast);
   g_test_add_func("/onnx/shape-end", test_shape_slice);
+  g_test_add_func("/onnx/attention-pipeline", test_attention_pipeline);
   g_test_add_func("/onnx/bad-files", test_bad);
   int rc = g_test_run();
   pq_test_rmdir(tmpdir);
