@@ -123,4 +123,15 @@ void pq_records_set_stage(GPtrArray *records, int stage);
 
 #define PQ_N_ELEMENTS(a) (sizeof(a) / sizeof((a)[0]))
 
+/* structured.c: a tensor-train matrix's partial products, kept so that a gradient with respect to its dense
+ * matrix goes back to each core (fine-tuning). chain_dense forms W and keeps the left products; chain_grads
+ * (after chain_dense with the same cores) writes each core's gradient, laid out as the core. */
+typedef struct PqTtChain PqTtChain;
+PqTtChain *pq_tt_chain_new(int d, const int64_t (*shapes)[4]);
+void pq_tt_chain_free(PqTtChain *chain);
+void pq_tt_chain_dense(PqTtChain *chain, const float *const *cores, float *w);
+void pq_tt_chain_grads(PqTtChain *chain, const float *const *cores, const float *dw, float *const *dcores);
+/* A circulant weight's gradient: each block column's entries summed from dw [out, in] along their diagonals. */
+void pq_circulant_grad(const float *dw, int64_t out, int64_t in, int64_t b, float *dblocks);
+
 #endif

@@ -243,14 +243,27 @@ typedef struct {
   int cat_n, cat_src[16];    /* concat: each input's step (-1: the model's input, -2: a model tensor, fixed) */
   int64_t cat_outer, cat_blk[16];
   float *cat_w[16];
+  int form;                  /* a linear layer's weight held in a structured form (FORM_*): w is its dense matrix, */
+  int np;                    /* formed again after each step from np parameter tensors (TT cores, circulant blocks, */
+  float *p[16], *gp[16], *mp[16], *vp[16]; /* CSR values), each trained where float32 */
+  int64_t pn[16];
+  const char *pname[16];
+  gboolean ptrain[16];
+  PqTtChain *tt;             /* tt_linear: its partial products */
+  int64_t blk;               /* circulant_linear: the block size */
+  int32_t *csr_col, *csr_row; /* sparse_linear: the pattern, kept */
 } FtStep;
+
+enum { FORM_DENSE, FORM_TT, FORM_CIRC, FORM_CSR };
 
 static void ft_free(FtStep *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     g_free(s[i].w), g_free(s[i].b), g_free(s[i].gw), g_free(s[i].gb);
     g_free(s[i].mw), g_free(s[i].vw), g_free(s[i].mb), g_free(s[i].vb);
     g_free(s[i].argmax), g_free(s[i].scale), g_free(s[i].shift);
-    for (int j = 0; j < 16; j++) g_free(s[i].cat_w[j]);
+    for (int j = 0; j < 16; j++) g_free(s[i].cat_w[j]), g_free(s[i].p[j]), g_free(s[i].gp[j]), g_free(s[i].mp[j]), g_free(s[i].vp[j]);
+    pq_tt_chain_free(s[i].tt);
+    g_free(s[i].csr_col), g_free(s[i].csr_row);
   }
   g_free(s);
 }
@@ -271,6 +284,29 @@ static void ft_params(FtStep *s, PqTensor *w, PqTensor *b) {
   s->b = g_new(float, s->nb);
   pq_tensor_to_f32(b, s->b);
   s->train_b = pq_tensor_dtype(b) == PQ_DTYPE_F32;
+}
+
+/* A structured layer's dense weight [o, c] from its parameters. */
+static void ft_form_dense(FtStep *s) {
+  switch (s->form) {
+  case FORM_TT: pq_tt_chain_dense(s->tt, (const float *const *)s->p, s->w); break;
+  case FORM_CIRC: pq_circulant_dense(s->p[0], s->o, s->c, s->blk, s->w); break;
+  default: /* CSR: a column named twice in a row sums, as the sparse kernels sum it */
+    memset(s->w, 0, sizeof(float) * (size_t)s->nw);
+    for (int64_t o = 0; o < s->o; o++)
+      for (int32_t k = s->csr_row[o]; k < s->csr_row[o + 1]; k++) s->w[o * s->c + s->csr_col[k]] += s->p[0][k];
+  }
+}
+
+/* The gradient with respect to the dense weight (in gw) taken back to the parameters (gp). */
+static void ft_form_grads(FtStep *s) {
+  switch (s->form) {
+  case FORM_TT: pq_tt_chain_grads(s->tt, (const float *const *)s->p, s->gw, s->gp); break;
+  case FORM_CIRC: pq_circulant_grad(s->gw, s->o, s->c, s->blk, s->gp[0]); break;
+  default:
+    for (int64_t o = 0; o < s->o; o++)
+      for (int32_t k = s->csr_row[o]; k < s->csr_row[o + 1]; k++) s->gp[0][k] = s->gw[o * s->c + s->csr_col[k]];
+  }
 }
 
 /* col [C·kh·kw, OH·OW] from one sample x [C, H, W]; with `back`, the reverse: col's values added into x. */
@@ -534,6 +570,57 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       s->h = s->in / s->c; /* rows a sample */
       s->kind = FT_LINEAR;
       ft_params(s, w, bv >= 0 ? pq_plan_value_tensor(plan, bv) : NULL);
+    } else if (!strcmp(op, "tt_linear") || !strcmp(op, "circulant_linear") || !strcmp(op, "sparse_linear")) {
+      /* trained as its parameters: tensor-train cores, circulant blocks' columns, or CSR values (the pattern kept) */
+      int form = op[0] == 't' ? FORM_TT : op[0] == 'c' ? FORM_CIRC : FORM_CSR, xnd, ond;
+      size_t nin = pq_node_n_inputs(node);
+      int np = form == FORM_TT ? (int)pq_node_get_int(node, "cores", 1) : 1, bias_at = form == FORM_TT ? 1 + np : form == FORM_CIRC ? 2 : 4;
+      for (size_t j = 1; j < nin && ok; j++) {
+        int v = pq_plan_step_input(plan, i, j);
+        if (v >= 0 && pq_plan_value_kind(plan, v) != PQ_VALUE_WEIGHT) ok = 0;
+      }
+      if (!ok) {
+        why = "a tt_linear, circulant_linear or sparse_linear layer's parameters must be model tensors";
+        break;
+      }
+      const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd), *os = pq_plan_value_shape(plan, out, &ond);
+      s->kind = FT_LINEAR;
+      s->form = form;
+      s->c = xs[xnd - 1], s->o = os[ond - 1], s->h = s->in / s->c;
+      s->np = np;
+      int64_t shapes[16][4];
+      for (int j = 0; j < np; j++) {
+        PqTensor *t = pq_plan_value_tensor(plan, pq_plan_step_input(plan, i, (size_t)(1 + j)));
+        s->pn[j] = pq_tensor_numel(t);
+        s->pname[j] = pq_tensor_name(t);
+        s->p[j] = g_new(float, s->pn[j]);
+        pq_tensor_to_f32(t, s->p[j]);
+        s->ptrain[j] = pq_tensor_dtype(t) == PQ_DTYPE_F32;
+        if (form == FORM_TT) memcpy(shapes[j], pq_tensor_shape(t), sizeof shapes[j]);
+        if (form == FORM_CIRC) s->blk = pq_tensor_shape(t)[2];
+      }
+      if (form == FORM_CSR) {
+        PqTensor *vals = pq_plan_value_tensor(plan, pq_plan_step_input(plan, i, 1)), *cols = pq_plan_value_tensor(plan, pq_plan_step_input(plan, i, 2)),
+                 *rows = pq_plan_value_tensor(plan, pq_plan_step_input(plan, i, 3));
+        if (pq_sparse_check(node, vals, cols, rows, error) != 0) {
+          ft_free(st, ns);
+          return -1;
+        }
+        int64_t nnz = pq_tensor_numel(cols);
+        s->csr_col = g_new(int32_t, nnz ? nnz : 1);
+        s->csr_row = g_memdup2(pq_tensor_data(rows), sizeof(int32_t) * (size_t)(s->o + 1));
+        for (int64_t k = 0; k < nnz; k++)
+          s->csr_col[k] = pq_tensor_dtype(cols) == PQ_DTYPE_U16 ? ((const uint16_t *)pq_tensor_data(cols))[k] : ((const int32_t *)pq_tensor_data(cols))[k];
+      }
+      if (form == FORM_TT && !(s->tt = pq_tt_chain_new(np, (const int64_t(*)[4])shapes))) {
+        pq_plugin_error_set(error, PQ_ERR_NOMEM, "finetune: node '%s': out of memory for its tensor-train products", node->name);
+        ft_free(st, ns);
+        return -1;
+      }
+      s->nw = s->o * s->c;
+      s->w = g_new(float, s->nw);
+      ft_params(s, NULL, (int)nin > bias_at ? pq_plan_value_tensor(plan, pq_plan_step_input(plan, i, (size_t)bias_at)) : NULL);
+      ft_form_dense(s);
     } else if (!strcmp(op, "conv2d")) {
       int wv = pq_plan_step_input(plan, i, 1), bv = pq_plan_step_input(plan, i, 2), xnd, ond;
       if (wv < 0 || pq_plan_value_kind(plan, wv) != PQ_VALUE_WEIGHT || (bv >= 0 && pq_plan_value_kind(plan, bv) != PQ_VALUE_WEIGHT) ||
@@ -705,7 +792,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     else if (!strcmp(op, "flatten") || !strcmp(op, "reshape")) s->kind = FT_ALIAS;
     else if ((!strcmp(op, "softmax") || !strcmp(op, "log_softmax")) && i == ns - 1) s->kind = FT_SOFTMAX; /* both: CE on logits */
     else {
-      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, conv2d, pools, batch_norm, layer_norm, relu and the other activations, flatten, reshape, transpose, slice, concat, reduce_sum, reduce_mean, matmul of activations, softmax, residual adds, adds and scalings by constants)",
+      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, tt_linear, circulant_linear, sparse_linear, conv2d, pools, batch_norm, layer_norm, relu and the other activations, flatten, reshape, transpose, slice, concat, reduce_sum, reduce_mean, matmul of activations, softmax, residual adds, adds and scalings by constants)",
                           node->name, op);
       ft_free(st, ns);
       return -1;
@@ -737,6 +824,17 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     if (s->train_b) {
       s->gb = g_new0(float, s->nb), s->mb = g_new0(float, s->nb), s->vb = g_new0(float, s->nb);
       trained += s->nb;
+    }
+    gboolean any = FALSE;
+    for (int j = 0; j < s->np; j++) any |= s->ptrain[j];
+    if (s->form && any) { /* the dense weight's gradient, then each parameter's */
+      s->gw = g_new0(float, s->nw);
+      for (int j = 0; j < s->np; j++) {
+        s->gp[j] = g_new0(float, s->pn[j]);
+        if (!s->ptrain[j]) continue;
+        s->mp[j] = g_new0(float, s->pn[j]), s->vp[j] = g_new0(float, s->pn[j]);
+        trained += s->pn[j];
+      }
     }
   }
   int64_t col_floats = 1; /* im2col scratch: the largest conv's [C·kh·kw, OH·OW] */
@@ -801,7 +899,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
         switch (s->kind) {
         case FT_LINEAR: {
           int rows = bs * (int)s->h;
-          if (s->train_w)
+          if (s->gw) /* its own weight, or a structured layer's dense one */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)s->o, (int)s->c, rows, 1.0f, dy, (int)s->o, x, (int)s->c, 0.0f, s->gw,
                         (int)s->c);
           if (s->train_b) {
@@ -971,6 +1069,12 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
         FtStep *s = &st[i];
         if (s->train_w) adam(s->w, s->gw, s->mw, s->vw, (size_t)s->nw, lr, t);
         if (s->train_b) adam(s->b, s->gb, s->mb, s->vb, (size_t)s->nb, lr, t);
+        if (s->form && s->gw) {
+          ft_form_grads(s);
+          for (int j = 0; j < s->np; j++)
+            if (s->ptrain[j]) adam(s->p[j], s->gp[j], s->mp[j], s->vp[j], (size_t)s->pn[j], lr, t);
+          ft_form_dense(s);
+        }
       }
     }
   }
@@ -991,6 +1095,12 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       pq_model_set_tensor(model, nt);
       pq_tensor_unref(nt);
     }
+    for (int j = 0; j < s->np; j++)
+      if (s->ptrain[j] && s->gw && (old = pq_model_tensor(model, s->pname[j]))) {
+        PqTensor *nt = make_tensor(s->pname[j], pq_tensor_ndim(old), pq_tensor_shape(old), s->p[j]);
+        pq_model_set_tensor(model, nt);
+        pq_tensor_unref(nt);
+      }
   }
   res->trained_params = trained;
   g_rand_free(rng);

@@ -649,12 +649,33 @@ static void test_finetune(void) {
   g_assert_cmpint(pq_finetune(th, x, labels, 2048, &p, &res, &perr), ==, 0);
   g_assert_cmpfloat(res.loss_after, <, 0.8 * res.loss_before);
 
-  /* refused: an op it cannot train through, a label the model cannot output */
+  /* a tensor-train first layer: its cores learn (a new tensor each, of the same shape) */
   const char *tt[] = {"max_rank", "2", "cores", "2", "include", "fc1", NULL};
   g_autoptr(PqModel) t = compress(tensor_train, m, tt, &err);
   g_assert_no_error(err);
-  g_assert_cmpint(pq_finetune(t, x, labels, 2048, &p, &res, &perr), ==, -1);
-  g_assert_nonnull(strstr(perr.message, "node 'fc1': op 'tt_linear' is not one it trains through"));
+  g_autoptr(PqModel) tft = pq_model_copy(t);
+  g_assert_cmpint(pq_finetune(tft, x, labels, 2048, &p, &res, &perr), ==, 0);
+  g_test_message("tensor-train: loss %.3f -> %.3f", res.loss_before, res.loss_after);
+  g_assert_cmpfloat(res.loss_after, <, 0.8 * res.loss_before);
+  g_assert_cmpint(res.trained_params, ==, pq_model_n_params(t));
+  g_assert_true(pq_model_tensor(tft, "w1.tt1") != pq_model_tensor(t, "w1.tt1"));
+  g_assert_cmpint(pq_tensor_numel(pq_model_tensor(tft, "w1.tt1")), ==, pq_tensor_numel(pq_model_tensor(t, "w1.tt1")));
+
+  /* refused: an op it cannot train through, a label the model cannot output */
+  g_autoptr(PqModel) mx = pq_model_copy(m);
+  PqNode *relu = NULL;
+  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_graph(mx)); i++)
+    if (!strcmp(pq_node_op(pq_graph_node(pq_model_graph(mx), i)), "relu")) relu = pq_graph_node(pq_model_graph(mx), i);
+  pq_node_set_op(relu, "reduce_max"); /* over the last axis, kept: [n, 1], to a fc2 that takes one input */
+  pq_node_set_ints(relu, "axes", 1, (const int64_t[]){1});
+  pq_node_set_int(relu, "keepdims", 1);
+  PqTensor *w1x = pq_test_random_tensor("w2x", 2, (const int64_t[]){10, 1}, 5, 1.0f);
+  pq_model_set_tensor(mx, w1x);
+  pq_tensor_unref(w1x);
+  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_graph(mx)); i++)
+    if (!strcmp(pq_node_name(pq_graph_node(pq_model_graph(mx), i)), "fc2")) pq_node_set_input(pq_graph_node(pq_model_graph(mx), i), 1, "w2x");
+  g_assert_cmpint(pq_finetune(mx, x, labels, 2048, &p, &res, &perr), ==, -1);
+  g_assert_nonnull(strstr(perr.message, "op 'reduce_max' is not one it trains through"));
   /* a second output (a layer beside the chain): refused */
   g_autoptr(PqModel) skip = pq_test_tiny_mlp(64, 64, 10, 81);
   const char *sk_in[3] = {"x", "w2", "b2"};
@@ -895,6 +916,130 @@ static void test_finetune_softmax_inside(void) {
   g_rand_free(r);
   const char *names[4] = {"w1", "b1", "w2", "b2"}; /* fc1's gradients pass the softmax */
   g_assert_cmpint(check_first_step(m, names, 4, smax_net_loss, x, labels, N), >, 30);
+}
+
+/* The structured net of test_finetune_structured, in double: x [12] → tt_linear (cores g1 [1, 3, 2, 2],
+ * g2 [2, 2, 3, 2], g3 [2, 2, 2, 1]: 12 → 12) → relu → circulant_linear (blocks [3, 3, 4]: 12 → 10) → relu → sparse_linear
+ * (CSR, 10 → 4) → cross-entropy. Each dense matrix is formed here by its definition. p: g1 [12], g2 [24],
+ * g3 [8], tb [12], cb [36], cbias [10], sv [STRUCT_NNZ], sb [4]. */
+enum { STRUCT_NNZ = 19 };
+static const int32_t struct_rows[5] = {0, 5, 9, 14, 19};
+static const int32_t struct_cols[STRUCT_NNZ] = {0, 2, 3, 7, 9, 1, 4, 5, 8, 0, 3, 6, 7, 8, 1, 2, 5, 6, 9};
+static double struct_loss(const double *p, const float *x, const guint8 *labels, int n) {
+  const double *g1 = p, *g2 = g1 + 12, *g3 = g2 + 24, *tb = g3 + 8, *cb = tb + 12, *cbias = cb + 36, *sv = cbias + 10, *sb = sv + STRUCT_NNZ;
+  double w1[12][12] = {{0}}, w2[10][12], w3[4][10] = {{0}}, loss = 0;
+  for (int i1 = 0; i1 < 3; i1++) /* W[(i1, i2, i3), (j1, j2, j3)] = Σ_ab G1[0, i1, j1, a] G2[a, i2, j2, b] G3[b, i3, j3, 0] */
+    for (int i2 = 0; i2 < 2; i2++)
+      for (int i3 = 0; i3 < 2; i3++)
+        for (int j1 = 0; j1 < 2; j1++)
+          for (int j2 = 0; j2 < 3; j2++)
+            for (int j3 = 0; j3 < 2; j3++)
+              for (int a = 0; a < 2; a++)
+                for (int b = 0; b < 2; b++)
+                  w1[(i1 * 2 + i2) * 2 + i3][(j1 * 3 + j2) * 2 + j3] +=
+                      g1[(i1 * 2 + j1) * 2 + a] * g2[((a * 2 + i2) * 3 + j2) * 2 + b] * g3[(b * 2 + i3) * 2 + j3];
+  for (int i = 0; i < 10; i++) /* block (I, J)'s entry (r, s) is its column's value (r − s) mod 4 */
+    for (int j = 0; j < 12; j++) w2[i][j] = cb[((i / 4) * 3 + j / 4) * 4 + ((i % 4) - (j % 4) + 4) % 4];
+  for (int o = 0; o < 4; o++)
+    for (int k = struct_rows[o]; k < struct_rows[o + 1]; k++) w3[o][struct_cols[k]] = sv[k];
+  for (int r = 0; r < n; r++) {
+    double h[12], c[10], z[4], m = -INFINITY, sum = 0;
+    for (int o = 0; o < 12; o++) {
+      h[o] = tb[o];
+      for (int i = 0; i < 12; i++) h[o] += w1[o][i] * x[r * 12 + i];
+      h[o] = h[o] > 0 ? h[o] : 0;
+    }
+    for (int o = 0; o < 10; o++) {
+      c[o] = cbias[o];
+      for (int i = 0; i < 12; i++) c[o] += w2[o][i] * h[i];
+      c[o] = c[o] > 0 ? c[o] : 0;
+    }
+    for (int o = 0; o < 4; o++) {
+      z[o] = sb[o];
+      for (int i = 0; i < 10; i++) z[o] += w3[o][i] * c[i];
+      m = fmax(m, z[o]);
+    }
+    for (int o = 0; o < 4; o++) sum += exp(z[o] - m);
+    loss += log(sum) + m - z[labels[r]];
+  }
+  return loss / n;
+}
+
+/* Fine-tuning through layers held in structured forms trains their parameters: the tensor-train cores,
+ * the circulant blocks' columns and the CSR values (its pattern kept), each weight's first Adam step checked
+ * against central differences as in test_finetune_residual. The CPU backend's loss on the model is the
+ * reference's too, so finetune's dense forms are the kernels'. */
+static void test_finetune_structured(void) {
+  enum { N = 32 };
+  g_autoptr(PqModel) m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[2] = {-1, 12}, g1s[4] = {1, 3, 2, 2}, g2s[4] = {2, 2, 3, 2}, g3s[4] = {2, 2, 2, 1}, v12[1] = {12}, cbs[3] = {3, 3, 4}, v10[1] = {10}, nnz[1] = {STRUCT_NNZ},
+          v5[1] = {5}, v4[1] = {4};
+  pq_graph_add_input(g, "x", 2, xs);
+  PqTensor *ts[8] = {pq_test_random_tensor("g1", 4, g1s, 41, 0.9f),    pq_test_random_tensor("g2", 4, g2s, 42, 0.9f),
+                     pq_test_random_tensor("g3", 4, g3s, 48, 0.9f),    pq_test_random_tensor("tb", 1, v12, 43, 0.2f),    pq_test_random_tensor("cb", 3, cbs, 44, 0.6f),
+                     pq_test_random_tensor("cbias", 1, v10, 45, 0.2f), pq_test_random_tensor("sv", 1, nnz, 46, 0.8f),
+                     pq_test_random_tensor("sb", 1, v4, 47, 0.1f)};
+  for (int i = 0; i < 8; i++) {
+    pq_model_set_tensor(m, ts[i]);
+    pq_tensor_unref(ts[i]);
+  }
+  PqTensor *cols = pq_tensor_new("scols", PQ_DTYPE_I32, 1, nnz), *rows = pq_tensor_new("srows", PQ_DTYPE_I32, 1, v5);
+  memcpy(pq_tensor_mutable_data(cols), struct_cols, sizeof struct_cols);
+  memcpy(pq_tensor_mutable_data(rows), struct_rows, sizeof struct_rows);
+  pq_model_set_tensor(m, cols);
+  pq_model_set_tensor(m, rows);
+  pq_tensor_unref(cols);
+  pq_tensor_unref(rows);
+  PqNode *tt = pq_graph_add_node(g, "tt_linear", "fc1", 5, (const char *[]){"x", "g1", "g2", "g3", "tb"}, 1, (const char *[]){"h"});
+  pq_node_set_int(tt, "cores", 3);
+  pq_graph_add_node(g, "relu", "r1", 1, (const char *[]){"h"}, 1, (const char *[]){"hr"});
+  PqNode *circ = pq_graph_add_node(g, "circulant_linear", "fc2", 3, (const char *[]){"hr", "cb", "cbias"}, 1, (const char *[]){"c"});
+  pq_node_set_int(circ, "in_features", 12);
+  pq_node_set_int(circ, "out_features", 10);
+  pq_graph_add_node(g, "relu", "r2", 1, (const char *[]){"c"}, 1, (const char *[]){"cr"});
+  PqNode *sp = pq_graph_add_node(g, "sparse_linear", "fc3", 5, (const char *[]){"cr", "sv", "scols", "srows", "sb"}, 1, (const char *[]){"z"});
+  pq_node_set_int(sp, "in_features", 10);
+  pq_node_set_int(sp, "out_features", 4);
+  pq_graph_add_node(g, "softmax", "sm", 1, (const char *[]){"z"}, 1, (const char *[]){"y"});
+  pq_graph_add_output(g, "y");
+  float x[N * 12];
+  guint8 labels[N];
+  GRand *r = g_rand_new_with_seed(37);
+  for (int i = 0; i < N * 12; i++) x[i] = (float)g_rand_double_range(r, -1, 1);
+  for (int i = 0; i < N; i++) labels[i] = (guint8)g_rand_int_range(r, 0, 4);
+  g_rand_free(r);
+  const char *names[8] = {"g1", "g2", "g3", "tb", "cb", "cbias", "sv", "sb"};
+  /* the CPU backend's loss */
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqBackend) b = pq_backend_prepare(cpu, m, 1, N, NULL, &err);
+  g_assert_no_error(err);
+  float y[N * 4];
+  g_assert_true(pq_backend_run_f32(b, x, N, y, &err));
+  double backend_loss = 0;
+  for (int i = 0; i < N; i++) backend_loss -= log(y[i * 4 + labels[i]]) / N;
+  int total = 0;
+  for (int t = 0; t < 8; t++) total += (int)pq_tensor_numel(pq_model_tensor(m, names[t]));
+  g_autofree double *p0 = g_new(double, total);
+  for (int t = 0, at = 0; t < 8; at += (int)pq_tensor_numel(pq_model_tensor(m, names[t])), t++)
+    for (int64_t i = 0; i < pq_tensor_numel(pq_model_tensor(m, names[t])); i++) p0[at + i] = ((const float *)pq_tensor_data(pq_model_tensor(m, names[t])))[i];
+  g_assert_cmpfloat(fabs(backend_loss - struct_loss(p0, x, labels, N)), <, 1e-5);
+  g_assert_cmpint(check_first_step(m, names, 8, struct_loss, x, labels, N), >, 100);
+  /* the pattern is kept: the same index tensors, the values' count */
+  g_autoptr(PqModel) ft = pq_model_copy(m);
+  PqFinetuneParams fp = {2, 8, 1e-2, 1, 1};
+  PqFinetuneResult res;
+  PqPluginError perr = {sizeof perr, 0, {0}};
+  g_assert_cmpint(pq_finetune(ft, x, labels, N, &fp, &res, &perr), ==, 0);
+  g_assert_cmpint(res.trained_params, ==, total);
+  g_assert_true(pq_model_tensor(ft, "scols") == pq_model_tensor(m, "scols"));
+  g_assert_cmpint(pq_tensor_numel(pq_model_tensor(ft, "sv")), ==, STRUCT_NNZ);
+  g_assert_true(pq_model_tensor(ft, "g1") != pq_model_tensor(m, "g1"));
+  /* a CSR pattern out of range is refused naming the layer */
+  int32_t *bad = pq_tensor_mutable_data(pq_model_tensor(m, "scols"));
+  bad[3] = 10;
+  g_assert_cmpint(pq_finetune(m, x, labels, N, &fp, &res, &perr), ==, -1);
+  g_assert_nonnull(strstr(perr.message, "sparse_linear 'fc3': column index 10 out of range"));
 }
 
 /* x [3 tokens, 4] → fc1 (4 → 5, per token) → tanh → mean over the tokens → fc2 (5 → 3) → cross-entropy, in
@@ -1540,6 +1685,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/finetune-attention", test_finetune_attention);
   g_test_add_func("/compress/finetune-softmax-inside", test_finetune_softmax_inside);
   g_test_add_func("/compress/finetune-mean-pool", test_finetune_mean_pool);
+  g_test_add_func("/compress/finetune-structured", test_finetune_structured);
   g_test_add_func("/compress/data-aware", test_data_aware);
   g_test_add_func("/compress/gptq-matrix", test_gptq_matrix);
   g_test_add_func("/compress/calibration-gram", test_calibration_gram);

@@ -141,6 +141,16 @@ PQ_API void pq_im2col(const float *x, const PqConvGeometry *geometry, float *col
 /* The reverse: each of col's values added into x [c, h, w] at its place (those in the padding dropped). */
 PQ_API void pq_col2im_add(const float *col, const PqConvGeometry *geometry, float *x);
 
+/* The dense [M, N] matrix (row-major) of a tensor-train matrix of d cores (1..16), core k of shape
+ * shapes[k] = [r_{k-1}, m_k, n_k, r_k] with r_0 = r_d = 1, M = Π m_k, N = Π n_k: W[(i_1 … i_d), (j_1 … j_d)] =
+ * G_1[:, i_1, j_1, :] · … · G_d[:, i_d, j_d, :], the first core's index the most significant (the layout of
+ * tt_linear). Returns 0, or -1 when out of memory. Since ABI 1.4. */
+PQ_API int pq_tt_dense(int d, const int64_t (*shapes)[4], const float *const *cores, float *w);
+/* The dense [out, in] matrix of a block-circulant weight (circulant_linear's blocks [ceil(out/b), ceil(in/b), b]):
+ * block (I, J) is the b × b circulant C[r][s] = c[(r − s) mod b] of its first column c, cut at the
+ * matrix's edges. Since ABI 1.4. */
+PQ_API void pq_circulant_dense(const float *blocks, int64_t out, int64_t in, int64_t b, float *w);
+
 /* Truncated SVD of a row-major matrix A [m, n] ≈ U diag(S) Vt with U [m, k], S [k], Vt [k, n] (row-major),
  * singular values descending. `randomized` = 0: exact (LAPACK sgesdd); else randomized (Halko et al.) with
  * `oversample` extra columns and `power_iters` power iterations, in O((m + n)(k + oversample)) memory

@@ -31,15 +31,6 @@ static void project(const float *w, int64_t m, int64_t n, int64_t b, float *c /*
   free(cnt);
 }
 
-static void expand(const float *c, int64_t m, int64_t n, int64_t b, float *w) {
-  int64_t nb = (n + b - 1) / b;
-  for (int64_t i = 0; i < m; i++)
-    for (int64_t j = 0; j < n; j++) {
-      int64_t I = i / b, J = j / b, d = ((i % b - j % b) % b + b) % b;
-      w[i * n + j] = c[(I * nb + J) * b + d];
-    }
-}
-
 static PqStatus circ_compress(const PqModel *in, const PqOptions *o, const PqCalibration *cal, PqModel **out, PqPluginError *err) {
   (void)cal;
   int64_t b = pq_options_get_int(o, "block", 64);
@@ -69,7 +60,7 @@ static PqStatus circ_compress(const PqModel *in, const PqOptions *o, const PqCal
     snprintf(name, sizeof name, "%s.circ", pq_tensor_name(w));
     PqTensor *c = pq_tensor_new(name, PQ_DTYPE_F32, 3, cs);
     project(wf, rows, cols, b, pq_tensor_mutable_data(c));
-    expand(pq_tensor_data(c), rows, cols, b, back);
+    pq_circulant_dense(pq_tensor_data(c), rows, cols, b, back);
     double rel, sqnr;
     pq_error_stats(wf, back, numel, &rel, &sqnr);
     char detail[64];

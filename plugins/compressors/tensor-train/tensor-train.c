@@ -114,36 +114,6 @@ static int tt_svd(const Settings *st, const float *w, int64_t M, int64_t N, cons
   return 0;
 }
 
-/* Rebuild the dense matrix from the cores (for the recorded error only). */
-static void tt_dense(int d, const int64_t *m, const int64_t *n, const int64_t *r, float *const *cores, int64_t M, int64_t N, float *w) {
-  int64_t maxr = 1;
-  for (int k = 0; k <= d; k++) maxr = r[k] > maxr ? r[k] : maxr;
-  float *v = malloc(sizeof(float) * (size_t)maxr), *v2 = malloc(sizeof(float) * (size_t)maxr);
-  int64_t ii[16], jj[16];
-  for (int64_t row = 0; row < M; row++)
-    for (int64_t col = 0; col < N; col++) {
-      int64_t t = row, u = col;
-      for (int k = d - 1; k >= 0; k--) {
-        ii[k] = t % m[k];
-        t /= m[k];
-        jj[k] = u % n[k];
-        u /= n[k];
-      }
-      v[0] = 1.0f;
-      for (int k = 0; k < d; k++) { /* v (1 × r_{k-1}) · G_k[:, i, j, :] */
-        for (int64_t b = 0; b < r[k + 1]; b++) {
-          double acc = 0;
-          for (int64_t a = 0; a < r[k]; a++) acc += (double)v[a] * cores[k][((a * m[k] + ii[k]) * n[k] + jj[k]) * r[k + 1] + b];
-          v2[b] = (float)acc;
-        }
-        memcpy(v, v2, sizeof(float) * (size_t)r[k + 1]);
-      }
-      w[row * N + col] = v[0];
-    }
-  free(v);
-  free(v2);
-}
-
 static PqStatus tt_compress(const PqModel *in, const PqOptions *o, const PqCalibration *cal, PqModel **out, PqPluginError *err) {
   (void)cal;
   Settings st = {(int)pq_options_get_int(o, "cores", 3), pq_options_get_int(o, "max_rank", 32), pq_options_get_float(o, "tolerance", 0)};
@@ -185,9 +155,10 @@ static PqStatus tt_compress(const PqModel *in, const PqOptions *o, const PqCalib
       continue;
     }
     float *back = malloc(sizeof(float) * (size_t)numel);
-    tt_dense(st.d, mf, nf, ranks, cores, M, N, back);
-    double rel, sqnr;
-    pq_error_stats(wf, back, numel, &rel, &sqnr);
+    int64_t shapes[16][4];
+    for (int k = 0; k < st.d; k++) shapes[k][0] = ranks[k], shapes[k][1] = mf[k], shapes[k][2] = nf[k], shapes[k][3] = ranks[k + 1];
+    double rel = NAN, sqnr = NAN; /* (the recorded error: the dense matrix the cores make against the weight) */
+    if (back && pq_tt_dense(st.d, (const int64_t(*)[4])shapes, (const float *const *)cores, back) == 0) pq_error_stats(wf, back, numel, &rel, &sqnr);
     free(back);
     char wname[256], cname[300];
     snprintf(wname, sizeof wname, "%s", pq_tensor_name(w));
