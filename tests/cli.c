@@ -212,6 +212,8 @@ static void test_compress_and_run(void) {
   g_assert_cmpint(pqrun(&out, &err, "bench", "--model", path, "--config", TEST_SRCDIR "/../examples/suites/finetune.json", "--dry-run", NULL), ==, 0);
   g_assert_nonnull(strstr(out, "low_rank_32_ft"));
   g_assert_nonnull(strstr(out, "combined_ft"));
+  g_assert_nonnull(strstr(out, "tensor_train_32_ft"));
+  g_assert_nonnull(strstr(out, "circulant_64_ft"));
   g_assert_null(strstr(out, "error"));
   g_free(out);
   g_free(err);
