@@ -1,6 +1,6 @@
 /* bench-compressed.c — compressed forms against dense float32 OpenBLAS on the same 4096×4096 shape, one
  * thread, measured in the same run: int8, 4-bit (per group) and 6-bit (per channel) linear at batch 1 against sgemv, low-rank rank 64
- * against dense, quantizing to int8 (GB/s of float input), randomized SVD against full sgesdd.
+ * against dense, CSR at 90% sparsity at batch 1 and 64, quantizing to int8 (GB/s of float input), randomized SVD against full sgesdd.
  * Usage: bench-compressed [--size N] [--skip-svd] */
 #include <pquant/pquant.h>
 
@@ -16,10 +16,21 @@ typedef struct {
   PqBackend *b;
   const float *x;
   float *y;
+  int64_t batch; /* 0: 1 */
 } RunCtx;
 static void run_backend(void *p) {
   RunCtx *c = p;
-  pq_backend_run_f32(c->b, c->x, 1, c->y, NULL);
+  pq_backend_run_f32(c->b, c->x, c->batch ? c->batch : 1, c->y, NULL);
+}
+
+typedef struct {
+  const float *w, *x;
+  float *y;
+  int n, batch;
+} GemmCtx;
+static void run_sgemm(void *p) { /* y [batch, n] = x [batch, n] · Wᵀ */
+  GemmCtx *c = p;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->batch, c->n, c->n, 1.0f, c->x, c->n, c->w, c->n, 0.0f, c->y, c->n);
 }
 
 typedef struct {
@@ -114,7 +125,7 @@ int main(int argc, char **argv) {
       fprintf(stderr, "bench-compressed: %s\n", err->message);
       return 1;
     }
-    RunCtx ours = {b, x, y};
+    RunCtx ours = {b, x, y, 1};
     double to, tb;
     bench_pair(run_backend, &ours, run_sgemv, &dense, 21, 0.05, &to, &tb);
     failed |= report(forms[f].name, to, tb, forms[f].target, "");
@@ -138,7 +149,7 @@ int main(int argc, char **argv) {
     pq_graph_add_node(pq_model_graph(m), "linear", "fc", 2, i2, 1, o2);
     pq_graph_add_output(pq_model_graph(m), "y");
     g_autoptr(PqBackend) b = pq_backend_prepare(cpu, m, 1, 1, NULL, &err);
-    RunCtx ours = {b, x, y};
+    RunCtx ours = {b, x, y, 1};
     double to, tb;
     bench_pair(run_backend, &ours, run_sgemv, &dense, 21, 0.05, &to, &tb);
     failed |= report("low-rank 64, batch 1 vs dense", to, tb, 10.0, "");
@@ -164,10 +175,58 @@ int main(int argc, char **argv) {
       fprintf(stderr, "bench-compressed: %s\n", err->message);
       return 1;
     }
-    RunCtx ours = {be, x, y};
+    RunCtx ours = {be, x, y, 1};
     double to, tb;
     bench_pair(run_backend, &ours, run_sgemv, &dense, 21, 0.05, &to, &tb);
     failed |= report("block-circulant 64, batch 1 vs dense", to, tb, 20.0, "");
+  }
+
+  /* CSR at 90% sparsity (a random pattern, 10% of each row kept): one row at a time at batch 1 against sgemv,
+     chunks of 16 transposed rows at batch 64 against sgemm */
+  {
+    int64_t per_row = n / 10, nnz = per_row * n, vs[1] = {nnz}, rs[1] = {n + 1};
+    g_autoptr(PqModel) m = pq_model_new();
+    int64_t is[2] = {-1, n};
+    pq_graph_add_input(pq_model_graph(m), "x", 2, is);
+    PqTensor *v = pq_tensor_new("v", PQ_DTYPE_F32, 1, vs), *ci = pq_tensor_new("c", n <= 65536 ? PQ_DTYPE_U16 : PQ_DTYPE_I32, 1, vs),
+             *ri = pq_tensor_new("r", PQ_DTYPE_I32, 1, rs);
+    float *vd = pq_tensor_mutable_data(v);
+    int32_t *rd = pq_tensor_mutable_data(ri);
+    GRand *rp = g_rand_new_with_seed(5);
+    for (int64_t o = 0; o <= n; o++) rd[o] = (int32_t)(o * per_row);
+    for (int64_t o = 0; o < n; o++)
+      for (int64_t q = 0; q < per_row; q++) { /* ascending columns, one every ~10 */
+        int64_t col = (q * n) / per_row + g_rand_int_range(rp, 0, (gint32)(n / per_row));
+        if (pq_tensor_dtype(ci) == PQ_DTYPE_U16) ((uint16_t *)pq_tensor_mutable_data(ci))[o * per_row + q] = (uint16_t)col;
+        else ((int32_t *)pq_tensor_mutable_data(ci))[o * per_row + q] = (int32_t)col;
+        vd[o * per_row + q] = wd[o * n + col];
+      }
+    g_rand_free(rp);
+    PqTensor *ts[3] = {v, ci, ri};
+    for (int j = 0; j < 3; j++) {
+      pq_model_set_tensor(m, ts[j]);
+      pq_tensor_unref(ts[j]);
+    }
+    const char *i1[4] = {"x", "v", "c", "r"}, *o1[1] = {"y"};
+    PqNode *node = pq_graph_add_node(pq_model_graph(m), "sparse_linear", "fc", 4, i1, 1, o1);
+    pq_node_set_int(node, "in_features", n);
+    pq_node_set_int(node, "out_features", n);
+    pq_graph_add_output(pq_model_graph(m), "y");
+    const int64_t B = 64;
+    g_autoptr(PqBackend) be = pq_backend_prepare(cpu, m, 1, B, NULL, &err);
+    if (!be) {
+      fprintf(stderr, "bench-compressed: %s\n", err->message);
+      return 1;
+    }
+    g_autofree float *xb = g_new(float, B * n), *yb = g_new(float, B * n), *yb2 = g_new(float, B * n);
+    for (int64_t i = 0; i < B * n; i++) xb[i] = x[i % n] * (float)(1 + i / n % 3);
+    RunCtx ours = {be, x, y, 1}, ours_b = {be, xb, yb, B};
+    GemmCtx dense_b = {wd, xb, yb2, (int)n, (int)B};
+    double to, tb;
+    bench_pair(run_backend, &ours, run_sgemv, &dense, 21, 0.05, &to, &tb);
+    failed |= report("CSR 90%, batch 1 vs dense", to, tb, 2.0, "");
+    bench_pair(run_backend, &ours_b, run_sgemm, &dense_b, 11, 0.1, &to, &tb);
+    failed |= report("CSR 90%, batch 64 vs dense sgemm", to, tb, 3.0, "");
   }
 
   { /* GPTQ at 4 bits per channel against round-to-nearest with the same scales: its cost, and what it buys on

@@ -446,6 +446,27 @@ static void test_tensor_train(void) {
   g_assert_nonnull(strstr(pq_model_record(tb, 0)->detail, "would not shrink 30 x 24"));
 }
 
+/* m with each named weight replaced by the dense matrix of its CSR form in p (name.sp_values, .sp_cols u16, .sp_rows). */
+static PqModel *densified(const PqModel *p, const PqModel *m, const char *const *names) {
+  PqModel *d = pq_model_copy(m);
+  for (int l = 0; l < 2; l++) {
+    const PqTensor *orig = pq_model_tensor(m, names[l]);
+    int64_t rows_n = pq_tensor_shape(orig)[0], cols_n = pq_tensor_shape(orig)[1];
+    g_autoptr(PqTensor) t = pq_tensor_new(names[l], PQ_DTYPE_F32, 2, pq_tensor_shape(orig));
+    float *w = pq_tensor_mutable_data(t);
+    memset(w, 0, sizeof(float) * (size_t)(rows_n * cols_n));
+    g_autofree char *vn = g_strdup_printf("%s.sp_values", names[l]), *cn = g_strdup_printf("%s.sp_cols", names[l]),
+                    *rn = g_strdup_printf("%s.sp_rows", names[l]);
+    const float *v = pq_tensor_data(pq_model_tensor(p, vn));
+    const guint16 *c = pq_tensor_data(pq_model_tensor(p, cn));
+    const gint32 *r = pq_tensor_data(pq_model_tensor(p, rn));
+    for (int64_t row = 0; row < rows_n; row++)
+      for (gint32 q = r[row]; q < r[row + 1]; q++) w[row * cols_n + c[q]] = v[q];
+    pq_model_set_tensor(d, t);
+  }
+  return d;
+}
+
 static void test_prune(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(40, 24, 10, 71);
   g_autoptr(GError) err = NULL;
@@ -458,24 +479,33 @@ static void test_prune(void) {
   g_assert_cmpint(pq_tensor_numel(vals), ==, 240); /* 960 weights, 720 dropped */
   g_assert_cmpint(pq_tensor_dtype(cols), ==, PQ_DTYPE_U16);
   g_assert_cmpint(pq_model_n_params(p), ==, 240 + 60 + 24 + 10);
-  g_autoptr(PqModel) masked = pq_model_copy(m);
   const char *ws[2] = {"w1", "w2"};
-  int64_t shapes[2][2] = {{24, 40}, {10, 24}};
-  for (int l = 0; l < 2; l++) {
-    g_autoptr(PqTensor) t = pq_tensor_new(ws[l], PQ_DTYPE_F32, 2, shapes[l]);
-    float *d = pq_tensor_mutable_data(t);
-    g_autofree char *vn = g_strdup_printf("%s.sp_values", ws[l]), *cn = g_strdup_printf("%s.sp_cols", ws[l]),
-                    *rn = g_strdup_printf("%s.sp_rows", ws[l]);
-    const float *v = pq_tensor_data(pq_model_tensor(p, vn));
-    const guint16 *c = pq_tensor_data(pq_model_tensor(p, cn));
-    const gint32 *r = pq_tensor_data(pq_model_tensor(p, rn));
-    for (int64_t row = 0; row < shapes[l][0]; row++)
-      for (gint32 q = r[row]; q < r[row + 1]; q++) d[row * shapes[l][1] + c[q]] = v[q];
-    pq_model_set_tensor(masked, t);
-  }
+  g_autoptr(PqModel) masked = densified(p, m, ws);
   int64_t on;
   g_autofree float *y = forward(p, 3, TRUE, &on), *ym = forward(masked, 3, TRUE, &on);
   g_assert_cmpfloat(max_rel_diff(y, ym, 3 * on), <, 1e-5);
+  /* at every batch size (one row at a time below 4 rows, chunks of 16 transposed rows from 4, with a part
+     chunk), with and without AVX-512, with u16 and i32 column indices; rows of 80 values (gathers of 16) */
+  g_autoptr(PqModel) wide = pq_test_tiny_mlp(200, 40, 10, 72);
+  const char *kv6[] = {"sparsity", "0.6", NULL};
+  g_autoptr(PqModel) pw = compress(prune, wide, kv6, &err);
+  g_assert_no_error(err);
+  g_autoptr(PqModel) pw_dense = densified(pw, wide, ws), p32 = pq_model_copy(pw);
+  for (int l = 0; l < 2; l++) {
+    g_autofree char *cn = g_strdup_printf("%s.sp_cols", ws[l]);
+    const PqTensor *c16 = pq_model_tensor(pw, cn);
+    g_autoptr(PqTensor) c32 = pq_tensor_new(cn, PQ_DTYPE_I32, 1, pq_tensor_shape(c16));
+    for (int64_t q = 0; q < pq_tensor_numel(c16); q++) ((gint32 *)pq_tensor_mutable_data(c32))[q] = ((const guint16 *)pq_tensor_data(c16))[q];
+    pq_model_set_tensor(p32, c32);
+  }
+  const int64_t batches[] = {1, 3, 4, 16, 17, 37};
+  for (int bi = 0; bi < 6; bi++)
+    for (int simd = 0; simd < 2; simd++) {
+      int64_t bt = batches[bi];
+      g_autofree float *ys = forward(pw, bt, simd, &on), *yd = forward(pw_dense, bt, simd, &on), *y32 = forward(p32, bt, simd, &on);
+      g_assert_cmpfloat(max_rel_diff(ys, yd, bt * on), <, 1e-5);
+      g_assert_cmpfloat(max_rel_diff(y32, yd, bt * on), <, 1e-5);
+    }
   /* the kept weights are the largest: every dropped |w| <= every kept |w| */
   const float *w1 = pq_tensor_data(pq_model_tensor(m, "w1")), *w1m = pq_tensor_data(pq_model_tensor(masked, "w1"));
   float max_dropped = 0, min_kept = INFINITY;
@@ -527,7 +557,7 @@ static void test_prune(void) {
   g_assert_cmpint(pq_tensor_numel(pq_model_tensor(s, "b1")), ==, 12);
   g_assert_true(pq_model_record(s, 1)->skipped);
   g_autoptr(PqModel) z = pq_model_copy(m);
-  g_autoptr(PqTensor) w2z = pq_tensor_new("w2", PQ_DTYPE_F32, 2, shapes[1]);
+  g_autoptr(PqTensor) w2z = pq_tensor_new("w2", PQ_DTYPE_F32, 2, (const int64_t[]){10, 24});
   float *w2d = pq_tensor_mutable_data(w2z);
   memcpy(w2d, pq_tensor_data(pq_model_tensor(m, "w2")), 240 * 4);
   const float *kept_rows = pq_tensor_data(pq_model_tensor(s, "w1"));
@@ -538,8 +568,8 @@ static void test_prune(void) {
       for (int o = 0; o < 10; o++) w2d[o * 24 + r] = 0.0f;
   }
   pq_model_set_tensor(z, w2z);
-  g_autofree float *ys = forward(s, 3, TRUE, &on), *yz = forward(z, 3, TRUE, &on);
-  g_assert_cmpfloat(max_rel_diff(ys, yz, 3 * on), <, 1e-5);
+  g_autofree float *yst = forward(s, 3, TRUE, &on), *yz = forward(z, 3, TRUE, &on);
+  g_assert_cmpfloat(max_rel_diff(yst, yz, 3 * on), <, 1e-5);
 }
 
 /* Every compressor refuses NaN weights with an error naming the layer (and the empty model is no layer). */

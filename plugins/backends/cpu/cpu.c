@@ -5,6 +5,7 @@
 
 #include "circulant.h" /* first: see there */
 #include "ttlinear.h"
+#include "sparse.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -95,10 +96,7 @@ typedef struct {
   struct TT *tt;          /* tt_linear: cores laid out for GEMMs, work buffers */
   int tt_bias;            /* value index of its bias, or -1 */
   /* sparse_linear (CSR) */
-  const float *sp_values;
-  const uint16_t *sp_col16;
-  const int32_t *sp_col32;
-  const int32_t *sp_rows;
+  SpCsr sp;               /* sparse_linear */
 } Step;
 
 typedef struct {
@@ -128,6 +126,7 @@ typedef struct {
   int *input_values, *output_values;
   int n_inputs, n_outputs;
   int simd; /* AVX-512 VNNI kernels for packed weights (else the portable ones) */
+  int sp_avx512; /* AVX-512 kernels for CSR weights */
   double last_compute_ms, last_copy_out_ms; /* the last run, timed here (CLOCK_MONOTONIC) */
 } Cpu;
 
@@ -296,29 +295,16 @@ static PqStatus setup_sparse_linear(Cpu *c, Step *st, const PqNode *node, PqPlug
   st->n = pq_node_get_int(node, "out_features", 0);
   st->m_rows = c->values[st->in[0]].per_sample / st->k;
   if (pq_sparse_check(node, vals, cols, rows, err) != 0) return PQ_ERR_INVALID;
-  const int32_t *rp = pq_tensor_data(rows);
-  st->sp_rows = rp;
-  if (pq_tensor_dtype(cols) == PQ_DTYPE_U16) st->sp_col16 = pq_tensor_data(cols);
-  else st->sp_col32 = pq_tensor_data(cols);
+  st->sp.rows = pq_tensor_data(rows);
+  if (pq_tensor_dtype(cols) == PQ_DTYPE_U16) st->sp.col16 = pq_tensor_data(cols);
+  else st->sp.col32 = pq_tensor_data(cols);
+  st->sp.in = st->k, st->sp.out = st->n;
   c->weights_bytes += (int64_t)(pq_tensor_nbytes(cols) + pq_tensor_nbytes(rows));
-  if (!(st->sp_values = weight_f32(c, vals, err))) return (PqStatus)err->code;
+  if (!(st->sp.values = weight_f32(c, vals, err))) return (PqStatus)err->code;
+  size_t ws = (size_t)(SP_LANES * st->k); /* a chunk of rows, transposed */
+  if (ws > c->workspace_floats) c->workspace_floats = ws;
   if (st->in[4] >= 0 && !(c->values[st->in[4]].weight = weight_f32(c, pq_plan_value_tensor(p, st->in[4]), err))) return (PqStatus)err->code;
   return PQ_OK;
-}
-
-static void run_sparse(const Step *st, const float *x, const float *b, float *y, int64_t batch) {
-  for (int64_t r = 0; r < batch * st->m_rows; r++) {
-    const float *xr = x + r * st->k;
-    float *yr = y + r * st->n;
-    for (int64_t o = 0; o < st->n; o++) {
-      float acc = b ? b[o] : 0.0f;
-      if (st->sp_col16)
-        for (int32_t q = st->sp_rows[o]; q < st->sp_rows[o + 1]; q++) acc += st->sp_values[q] * xr[st->sp_col16[q]];
-      else
-        for (int32_t q = st->sp_rows[o]; q < st->sp_rows[o + 1]; q++) acc += st->sp_values[q] * xr[st->sp_col32[q]];
-      yr[o] = st->fuse_relu && acc < 0.0f ? 0.0f : acc;
-    }
-  }
 }
 
 static void conv_geometry(Step *st, PqPlan *p, const PqNode *node);
@@ -783,6 +769,7 @@ static PqStatus cpu_prepare(const PqModel *model, const PqBackendConfig *cfg, vo
   c->max_batch = cfg->max_batch;
   c->threads = cfg->threads;
   c->simd = pq_options_get_bool(cfg->options, "simd", 1) && pq_cpu_has_vnni();
+  c->sp_avx512 = pq_options_get_bool(cfg->options, "simd", 1) && sp_has_avx512();
   c->plan = pq_plan_new(model, cfg->max_batch, err);
   if (!c->plan) goto fail;
   c->n_values = (int)pq_plan_n_values(c->plan);
@@ -1135,7 +1122,9 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       if (rc != PQ_OK) return rc;
       break;
     }
-    case K_SPARSE: run_sparse(st, x, st->in[4] >= 0 ? PTR(st->in[4]) : NULL, y, batch); break;
+    case K_SPARSE:
+      sp_run(&st->sp, x, st->in[4] >= 0 ? PTR(st->in[4]) : NULL, y, batch * st->m_rows, st->fuse_relu, c->sp_avx512, c->workspace);
+      break;
     case K_TT: tt_run(st->tt, x, st->tt_bias >= 0 ? PTR(st->tt_bias) : NULL, y, batch * st->m_rows, st->fuse_relu); break;
     case K_CIRC:
       for (int64_t r = 0; r < batch * st->m_rows; r++)
@@ -1290,7 +1279,7 @@ static const PqPluginDesc cpu_desc = {
     .version = "1.0.0",
     .description = "float32 inference on the CPU with OpenBLAS",
     .options_schema = "{\"simd\": {\"type\": \"boolean\", \"default\": true,"
-                      " \"description\": \"AVX-512 VNNI kernels for packed weights where the CPU has them\"}}",
+                      " \"description\": \"AVX-512 kernels (VNNI for packed weights, AVX-512F for CSR ones) where the CPU has them\"}}",
     .vtable = &cpu_vtable,
     .usable_here = NULL,
 };
