@@ -6,6 +6,8 @@
 #include <glib/gstdio.h>
 #include <stdlib.h>
 #include <math.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <string.h>
 
 static PqRegistry *reg;
@@ -15,12 +17,12 @@ static PqModel *compress(PqPlugin *p, const PqModel *m, const char *const *kv, G
   return pq_test_compress(p, cpu, m, kv, error);
 }
 
-/* Runs the model on a batch of `batch` seeded inputs with SIMD kernels on or off. */
-static float *forward(const PqModel *m, int64_t batch, gboolean simd, int64_t *out_numel) {
+/* Runs the model on a batch of `batch` seeded inputs with SIMD kernels on or off, on `threads` threads. */
+static float *forward_threads(const PqModel *m, int64_t batch, gboolean simd, int threads, int64_t *out_numel) {
   g_autoptr(GError) err = NULL;
   g_autoptr(PqOptions) bo = pq_options_new(pq_plugin_options_schema(cpu), "cpu", &err);
   g_assert_true(pq_options_set(bo, "simd", simd ? "true" : "false", &err));
-  g_autoptr(PqBackend) b = pq_backend_prepare(cpu, m, 1, batch, bo, &err);
+  g_autoptr(PqBackend) b = pq_backend_prepare(cpu, m, threads, batch, bo, &err);
   g_assert_no_error(err);
   int64_t in = pq_backend_input_numel(b);
   *out_numel = pq_backend_output_numel(b);
@@ -31,6 +33,10 @@ static float *forward(const PqModel *m, int64_t batch, gboolean simd, int64_t *o
   float *y = g_new(float, batch * *out_numel);
   g_assert_true(pq_backend_run_f32(b, x, batch, y, &err));
   return y;
+}
+
+static float *forward(const PqModel *m, int64_t batch, gboolean simd, int64_t *out_numel) {
+  return forward_threads(m, batch, simd, 1, out_numel);
 }
 
 static double max_rel_diff(const float *a, const float *b, int64_t n) {
@@ -570,6 +576,44 @@ static void test_prune(void) {
   pq_model_set_tensor(z, w2z);
   g_autofree float *yst = forward(s, 3, TRUE, &on), *yz = forward(z, 3, TRUE, &on);
   g_assert_cmpfloat(max_rel_diff(yst, yz, 3 * on), <, 1e-5);
+}
+
+/* The packed and CSR kernels on the backend's threads give the results of one thread, bit for bit: rows
+ * split at batches of 8 and more, outputs split below that on a layer of 4M weights (per-channel, per-group
+ * with zero points), CSR rows split in chunks of 16; with and without SIMD, 2 and 3 threads. */
+static void test_threads(void) {
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(1024, 4096, 10, 91); /* fc1: 4096 × 1024 */
+  g_autoptr(GError) err = NULL;
+  const char *q8[] = {"bits", "8", NULL}, *q4[] = {"bits", "4", "scheme", "per_group", "group_size", "128", "symmetric", "false", NULL},
+             *sp[] = {"sparsity", "0.9", NULL};
+  const char *const *kvs[3] = {q8, q4, sp};
+  PqPlugin *plugins[3] = {quant, quant, prune};
+  for (int v = 0; v < 3; v++) {
+    g_autoptr(PqModel) c = compress(plugins[v], m, kvs[v], &err);
+    g_assert_no_error(err);
+    const int64_t batches[] = {1, 3, 8, 45};
+    for (int bi = 0; bi < 4; bi++)
+      for (int simd = 0; simd < 2; simd++) {
+        int64_t on;
+        g_autofree float *y1 = forward_threads(c, batches[bi], simd, 1, &on);
+        for (int t = 2; t <= 3; t++) {
+          g_autofree float *yt = forward_threads(c, batches[bi], simd, t, &on);
+          if (memcmp(y1, yt, batches[bi] * on * sizeof(float))) g_error("variant %d, batch %lld, simd %d, %d threads: not one thread's results", v, (long long)batches[bi], simd, t);
+        }
+      }
+    /* a backend prepared with threads, run in a forked child (where its threads are not): on one thread */
+    g_autoptr(PqBackend) b = pq_backend_prepare(cpu, c, 2, 45, NULL, &err);
+    g_assert_no_error(err);
+    pid_t pid = fork();
+    if (pid == 0) {
+      alarm(30);
+      g_autofree float *x = g_new0(float, 45 * 1024), *y = g_new(float, 45 * 10);
+      _exit(pq_backend_run_f32(b, x, 45, y, NULL) ? 0 : 1);
+    }
+    int status = 0;
+    g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
+    g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
 }
 
 /* Every compressor refuses NaN weights with an error naming the layer (and the empty model is no layer). */
@@ -1688,12 +1732,12 @@ int main(int argc, char **argv) {
   reg = pq_registry_new();
   cpu = pq_test_cpu_backend(reg);
   g_autoptr(GError) err = NULL;
-  quant = pq_registry_load(reg, QUANT_PLUGIN, &err);
-  low_rank = pq_registry_load(reg, LOW_RANK_PLUGIN, &err);
-  circulant = pq_registry_load(reg, CIRCULANT_PLUGIN, &err);
-  tensor_train = pq_registry_load(reg, TENSOR_TRAIN_PLUGIN, &err);
-  prune = pq_registry_load(reg, PRUNE_PLUGIN, &err);
-  g_assert_no_error(err);
+  const char *paths[5] = {QUANT_PLUGIN, LOW_RANK_PLUGIN, CIRCULANT_PLUGIN, TENSOR_TRAIN_PLUGIN, PRUNE_PLUGIN};
+  PqPlugin **slots[5] = {&quant, &low_rank, &circulant, &tensor_train, &prune};
+  for (int i = 0; i < 5; i++) {
+    *slots[i] = pq_registry_load(reg, paths[i], &err);
+    g_assert_no_error(err); /* (each: an error is never set over another) */
+  }
   g_test_add_func("/compress/quant-forms", test_quant_forms);
   g_test_add_func("/compress/quant-saved", test_quant_saved);
   g_test_add_func("/compress/quant-bad-input", test_quant_bad);
@@ -1705,6 +1749,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/circulant", test_circulant);
   g_test_add_func("/compress/tensor-train", test_tensor_train);
   g_test_add_func("/compress/prune", test_prune);
+  g_test_add_func("/compress/threads", test_threads);
   g_test_add_func("/compress/quant-conv", test_quant_conv);
   g_test_add_func("/compress/nan-weights", test_nan_everywhere);
   g_test_add_func("/compress/pipeline", test_pipeline);

@@ -8,7 +8,9 @@
 static void test_half_and_drift(void) {
   g_autoptr(PqRegistry) reg = pq_registry_new();
   g_autoptr(GError) err = NULL;
-  PqPlugin *half = pq_registry_load(reg, EXAMPLE_HALF, &err), *drift = pq_registry_load(reg, EXAMPLE_DRIFT, &err);
+  PqPlugin *half = pq_registry_load(reg, EXAMPLE_HALF, &err);
+  g_assert_no_error(err);
+  PqPlugin *drift = pq_registry_load(reg, EXAMPLE_DRIFT, &err);
   g_assert_no_error(err);
   PqPlugin *cpu = pq_test_cpu_backend(reg);
   g_autoptr(PqModel) m = pq_test_tiny_mlp(784, 32, 10, 11);

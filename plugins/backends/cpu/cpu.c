@@ -6,6 +6,7 @@
 #include "circulant.h" /* first: see there */
 #include "ttlinear.h"
 #include "sparse.h"
+#include "pool.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -97,7 +98,31 @@ typedef struct {
   int tt_bias;            /* value index of its bias, or -1 */
   /* sparse_linear (CSR) */
   SpCsr sp;               /* sparse_linear */
+  struct QScratch *q_more; /* packed linear: the per-row buffers above for the pool's threads 1, 2, … */
 } Step;
+
+/* A packed linear layer's per-row buffers (one set a thread) */
+typedef struct QScratch {
+  int8_t *x;
+  int32_t *xsum;
+  uint8_t *unpacked;
+  int8_t *xe, *xo;
+  float *xsumf;
+} QScratch;
+
+static int q_scratch_new(const Step *st, QScratch *q) {
+  q->x = malloc((size_t)st->k + 64);
+  q->xsum = malloc(sizeof(int32_t) * (size_t)st->q_chunks);
+  q->unpacked = malloc(4 * ((size_t)st->k + 64)); /* four unpacked rows */
+  q->xe = malloc((size_t)st->k / 2 + 64);
+  q->xo = malloc((size_t)st->k / 2 + 64);
+  q->xsumf = malloc(sizeof(float) * (size_t)st->q_chunks);
+  return q->x && q->xsum && q->unpacked && q->xe && q->xo && q->xsumf;
+}
+
+static void q_scratch_free(QScratch *q) {
+  free(q->x), free(q->xsum), free(q->unpacked), free(q->xe), free(q->xo), free(q->xsumf);
+}
 
 typedef struct {
   int slot;            /* buffer slot; inputs have their own slots filled at run time */
@@ -127,22 +152,25 @@ typedef struct {
   int n_inputs, n_outputs;
   int simd; /* AVX-512 VNNI kernels for packed weights (else the portable ones) */
   int sp_avx512; /* AVX-512 kernels for CSR weights */
+  Pool *pool;    /* threads for the packed and CSR kernels (NULL: the calling thread only) */
+  int pool_threads; /* its size when made (1 without one) */
+  size_t workspace_stride; /* the workspace holds one part of this many floats a thread */
   double last_compute_ms, last_copy_out_ms; /* the last run, timed here (CLOCK_MONOTONIC) */
 } Cpu;
 
 static void cpu_release(void *handle) {
   Cpu *c = handle;
   if (!c) return;
+  pool_free(c->pool); /* first: no thread runs a kernel any more */
   for (int i = 0; i < c->n_owned; i++) free(c->owned_weights[i]);
   for (int i = 0; i < c->n_steps && c->steps; i++) {
     free(c->steps[i].bn_scale);
     free(c->steps[i].bn_shift);
-    free(c->steps[i].q_x);
-    free(c->steps[i].q_xsum);
-    free(c->steps[i].q_unpacked);
-    free(c->steps[i].q_xe);
-    free(c->steps[i].q_xo);
-    free(c->steps[i].q_xsumf);
+    QScratch own = {c->steps[i].q_x, c->steps[i].q_xsum, c->steps[i].q_unpacked, c->steps[i].q_xe, c->steps[i].q_xo, c->steps[i].q_xsumf};
+    q_scratch_free(&own);
+    if (c->steps[i].q_more)
+      for (int t = 0; t + 1 < c->pool_threads; t++) q_scratch_free(&c->steps[i].q_more[t]);
+    free(c->steps[i].q_more);
     circ_free(c->steps[i].circ);
     free(c->steps[i].kernel_ws);
     free(c->steps[i].q_xbatch);
@@ -254,12 +282,9 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, PqPlug
   if (st->q_chunk < 1) st->q_chunk = 1;
   st->q_chunks = (st->k + st->q_chunk - 1) / st->q_chunk;
   st->q_groups_per_row = st->q_per == PQ_QUANT_PER_GROUP ? st->k / st->q_chunk : 1;
-  st->q_x = malloc((size_t)st->k + 64);
-  st->q_xsum = malloc(sizeof(int32_t) * (size_t)st->q_chunks);
-  st->q_unpacked = malloc(4 * ((size_t)st->k + 64)); /* four unpacked rows */
-  st->q_xe = malloc((size_t)st->k / 2 + 64);
-  st->q_xo = malloc((size_t)st->k / 2 + 64);
-  st->q_xsumf = malloc(sizeof(float) * (size_t)st->q_chunks);
+  QScratch own;
+  q_scratch_new(st, &own); /* (checked below) */
+  st->q_x = own.x, st->q_xsum = own.xsum, st->q_unpacked = own.unpacked, st->q_xe = own.xe, st->q_xo = own.xo, st->q_xsumf = own.xsumf;
   int64_t max_rows = c->max_batch * (st->m_rows > 0 ? st->m_rows : 1);
   if (max_rows >= 4 && st->q_per != PQ_QUANT_PER_GROUP) { /* batches: the blocked kernels */
     st->q_xbatch = malloc((size_t)(max_rows * st->k) + 64);
@@ -761,6 +786,31 @@ static PqStatus plan_buffers(Cpu *c, PqPluginError *err) {
   return PQ_OK;
 }
 
+/* Threads for the packed and CSR kernels: as many as the backend runs OpenBLAS with (the `threads` asked
+ * for, else OpenBLAS's own count), made only when the model has such layers; each packed layer gets its
+ * per-row buffers once a thread. */
+static PqStatus setup_pool(Cpu *c, PqPluginError *err) {
+  c->pool_threads = 1;
+  int want = c->threads > 0 ? c->threads : openblas_get_num_threads(), any = 0;
+  for (int s = 0; s < c->n_steps; s++) any |= c->steps[s].q_codes != NULL || c->steps[s].kind == K_SPARSE;
+  if (!any || want < 2 || !(c->pool = pool_new(want))) return PQ_OK; /* (no pool: one thread, as before) */
+  c->pool_threads = c->pool->n;
+  for (int s = 0; s < c->n_steps; s++) {
+    Step *st = &c->steps[s];
+    if (!st->q_codes) continue;
+    st->q_more = calloc((size_t)(c->pool_threads - 1), sizeof(QScratch));
+    if (!st->q_more) goto nomem;
+    for (int t = 0; t + 1 < c->pool_threads; t++) {
+      if (!q_scratch_new(st, &st->q_more[t])) goto nomem;
+      c->converted_bytes += st->k * 2 + 64 * 2 + (int64_t)sizeof(int32_t) * st->q_chunks;
+    }
+  }
+  return PQ_OK;
+nomem:
+  pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory for the kernels' per-thread buffers");
+  return PQ_ERR_NOMEM;
+}
+
 static PqStatus cpu_prepare(const PqModel *model, const PqBackendConfig *cfg, void **handle, PqPluginError *err) {
   Cpu *c = calloc(1, sizeof(Cpu));
   if (!c) return PQ_ERR_NOMEM;
@@ -788,8 +838,10 @@ static PqStatus cpu_prepare(const PqModel *model, const PqBackendConfig *cfg, vo
     if ((st = setup_step(c, s, err)) != PQ_OK) goto fail;
   fuse_relu(c);
   if ((st = plan_buffers(c, err)) != PQ_OK) goto fail;
+  if ((st = setup_pool(c, err)) != PQ_OK) goto fail;
+  c->workspace_stride = (c->workspace_floats + 15) & ~(size_t)15;
   if (c->workspace_floats) {
-    c->workspace = aligned_alloc(64, sizeof(float) * ((c->workspace_floats + 15) & ~(size_t)15));
+    c->workspace = aligned_alloc(64, sizeof(float) * c->workspace_stride * (size_t)c->pool_threads);
     if (!c->workspace) {
       st = PQ_ERR_NOMEM;
       pq_plugin_error_set(err, st, "out of memory for the convolution workspace");
@@ -1050,6 +1102,90 @@ static double now_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
+/* ---- the packed and CSR kernels on the pool's threads: each part a contiguous range of rows -------------- */
+
+typedef struct {
+  const Cpu *c;
+  const Step *st;
+  const float *x, *b;
+  float *y;
+  int64_t rows;
+} RowsJob;
+
+#define PAR_MIN_MACS (1 << 20) /* below this much work a layer stays on one thread (waking the others costs µs) */
+
+/* a copy of a packed step with thread `part`'s per-row buffers */
+static void packed_local(const Step *st, int part, Step *local) {
+  *local = *st;
+  if (part == 0) return;
+  const QScratch *q = &st->q_more[part - 1];
+  local->q_x = q->x, local->q_xsum = q->xsum, local->q_unpacked = q->unpacked, local->q_xe = q->xe, local->q_xo = q->xo, local->q_xsumf = q->xsumf;
+}
+
+static void packed_part(void *p, int part, int parts) {
+  const RowsJob *j = p;
+  const Step *st = j->st;
+  /* in blocks of 4 rows, as the blocked kernels take them; the rows past the last block (which one thread
+     gives to the one-row kernels) go to the last part */
+  int64_t blocks = j->rows / 4, r0 = blocks * part / parts * 4, r1 = part == parts - 1 ? j->rows : blocks * (part + 1) / parts * 4;
+  Step local;
+  if (part > 0) { /* this thread's per-row buffers, and its rows of the batch buffers */
+    packed_local(st, part, &local);
+    if (st->q_xbatch) {
+      local.q_xbatch = st->q_xbatch + r0 * st->k;
+      local.q_xbatch_sum = st->q_xbatch_sum + r0;
+      local.q_xbatch_scale = st->q_xbatch_scale + r0;
+      local.q_xbatch_rows = st->q_xbatch_rows - r0;
+    }
+    st = &local;
+  }
+  if (r1 > r0) packed_rows(st, j->x + r0 * st->k, j->b, j->y + r0 * st->n, r1 - r0, j->c->simd);
+}
+
+/* A few rows of a large layer: each part takes a range of the outputs (a multiple of 4), row by row. */
+static void packed_cols_part(void *p, int part, int parts) {
+  const RowsJob *j = p;
+  const Step *st = j->st;
+  int64_t quads = (st->n + 3) / 4, n0 = quads * part / parts * 4, n1 = quads * (part + 1) / parts * 4;
+  if (n1 > st->n) n1 = st->n;
+  if (n1 <= n0) return;
+  Step local;
+  packed_local(st, part, &local);
+  int64_t per_out = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : st->q_per == PQ_QUANT_PER_CHANNEL ? 1 : 0; /* scales an output */
+  local.n = n1 - n0;
+  local.q_codes = st->q_codes + n0 * st->q_row_bytes;
+  local.q_scales = st->q_scales + n0 * per_out;
+  if (st->q_zeros) local.q_zeros = st->q_zeros + n0 * per_out;
+  for (int64_t r = 0; r < j->rows; r++)
+    packed_rows(&local, j->x + r * st->k, j->b ? j->b + n0 : NULL, j->y + r * st->n + n0, 1, j->c->simd);
+}
+
+static void run_packed_linear_par(Cpu *c, const Step *st, const float *x, const float *b, float *y, int64_t rows) {
+  RowsJob job = {c, st, x, b, y, rows};
+  if (rows < 8 && rows * st->k * st->n >= 4 * PAR_MIN_MACS) {
+    pool_run(c->pool, (int)(st->n / 64), packed_cols_part, &job);
+    return;
+  }
+  int parts = rows * st->k * st->n >= PAR_MIN_MACS ? (int)(rows / 8) : 1; /* (8 rows or more a part: the blocked kernels) */
+  pool_run(c->pool, parts, packed_part, &job);
+}
+
+static void sparse_part(void *p, int part, int parts) {
+  const RowsJob *j = p;
+  const Step *st = j->st;
+  int64_t chunks = (j->rows + SP_LANES - 1) / SP_LANES, r0 = chunks * part / parts * SP_LANES, r1 = chunks * (part + 1) / parts * SP_LANES;
+  if (r1 > j->rows) r1 = j->rows;
+  if (r1 > r0)
+    sp_run(&st->sp, j->x + r0 * st->k, j->b, j->y + r0 * st->n, r1 - r0, st->fuse_relu, j->c->sp_avx512,
+           j->c->workspace + (size_t)part * j->c->workspace_stride, j->rows >= SP_MIN_LANE_ROWS);
+}
+
+static void run_sparse_par(Cpu *c, const Step *st, const float *x, const float *b, float *y, int64_t rows) {
+  RowsJob job = {c, st, x, b, y, rows};
+  int parts = rows >= 2 * SP_LANES && rows * st->sp.rows[st->n] >= PAR_MIN_MACS / 4 ? (int)(rows / SP_LANES) : 1;
+  pool_run(c->pool, parts, sparse_part, &job);
+}
+
 static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_inputs, PqTensorView *outputs,
                         size_t n_outputs, PqPluginError *err) {
   Cpu *c = handle;
@@ -1093,7 +1229,7 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
     int64_t total = c->values[st->out].per_sample * batch;
     switch (st->kind) {
     case K_LINEAR:
-      if (st->q_codes) run_packed_linear(st, x, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->simd);
+      if (st->q_codes) run_packed_linear_par(c, st, x, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch * st->m_rows);
       else run_linear(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch);
       break;
     case K_MATMUL: run_matmul(st, x, PTR(st->in[1]), y, batch); break;
@@ -1123,7 +1259,7 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       break;
     }
     case K_SPARSE:
-      sp_run(&st->sp, x, st->in[4] >= 0 ? PTR(st->in[4]) : NULL, y, batch * st->m_rows, st->fuse_relu, c->sp_avx512, c->workspace);
+      run_sparse_par(c, st, x, st->in[4] >= 0 ? PTR(st->in[4]) : NULL, y, batch * st->m_rows);
       break;
     case K_TT: tt_run(st->tt, x, st->tt_bias >= 0 ? PTR(st->tt_bias) : NULL, y, batch * st->m_rows, st->fuse_relu); break;
     case K_CIRC:
@@ -1251,7 +1387,7 @@ static PqStatus cpu_last_run_timing(void *handle, PqRunTiming *out, PqPluginErro
 static PqStatus cpu_memory(void *handle, PqMemoryCounters *out, PqPluginError *err) {
   (void)err;
   Cpu *c = handle;
-  int64_t bytes = c->weights_bytes + (int64_t)(c->arena_floats + c->workspace_floats) * 4;
+  int64_t bytes = c->weights_bytes + (int64_t)(c->arena_floats + c->workspace_stride * (size_t)c->pool_threads) * 4;
   out->weights_bytes = c->weights_bytes;
   out->current_bytes = bytes;
   out->peak_bytes = bytes; /* everything is allocated once at prepare */

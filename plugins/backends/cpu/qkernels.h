@@ -523,8 +523,5 @@ static void packed_rows(const Step *st, const float *x, const float *b, float *y
   }
 }
 
-static void run_packed_linear(const Step *st, const float *x, const float *b, float *y, int64_t batch, int simd) {
-  packed_rows(st, x, b, y, batch * st->m_rows, simd);
-}
 
 #endif

@@ -98,10 +98,11 @@ SP_LANES_FN(uint16_t, sp_lanes_avx512_u16, PQ_SP_AVX512)
 SP_LANES_FN(int32_t, sp_lanes_avx512_i32, PQ_SP_AVX512)
 #endif
 
-/* y [n_rows, out] from x [n_rows, in]; xt: SP_LANES · in floats of workspace. */
-static void sp_run(const SpCsr *s, const float *x, const float *bias, float *y, int64_t n_rows, int relu, int avx512, float *xt) {
+/* y [n_rows, out] from x [n_rows, in]; xt: SP_LANES · in floats of workspace. `lanes`: the transposed path
+ * (a part of a batch takes the path of the whole batch: the two sum in different orders). */
+static void sp_run(const SpCsr *s, const float *x, const float *bias, float *y, int64_t n_rows, int relu, int avx512, float *xt, int lanes) {
   int64_t r = 0;
-  if (n_rows >= SP_MIN_LANE_ROWS)
+  if (lanes)
     for (; r < n_rows; r += SP_LANES) {
       int64_t rows = n_rows - r < SP_LANES ? n_rows - r : SP_LANES;
       sp_transpose(x + r * s->in, rows, s->in, xt);
