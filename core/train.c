@@ -228,7 +228,7 @@ typedef struct {
   const char *wname, *bname;
   float *gw, *gb, *mw, *vw, *mb, *vb;
   /* conv2d and pools: [C, H, W] in, [O, OH, OW] out; the window; conv's weight is [O, C·kh·kw] */
-  int64_t c, h, w_, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
+  int64_t c, h, w_, o, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, groups; /* (groups: conv2d, c and o split in that many) */
   int include_pad;
   int32_t *argmax;           /* maxpool: for each output of the batch, the input it took */
   float *scale, *shift;      /* batch_norm (fixed): y = x·scale + shift per channel */
@@ -309,9 +309,10 @@ static void ft_form_grads(FtStep *s) {
   }
 }
 
-/* col [C·kh·kw, OH·OW] from one sample x [C, H, W]; with `back`, the reverse: col's values added into x. */
+/* col [C/groups·kh·kw, OH·OW] from one group's channels of one sample x [C/groups, H, W]; with `back`, the
+ * reverse: col's values added into x. */
 static void ft_im2col(const FtStep *s, float *x, float *col, gboolean back) {
-  PqConvGeometry g = {s->c, s->h, s->w_, s->kh, s->kw, s->oh, s->ow, s->sh, s->sw, s->dh, s->dw, s->ph, s->pw};
+  PqConvGeometry g = {s->c / s->groups, s->h, s->w_, s->kh, s->kw, s->oh, s->ow, s->sh, s->sw, s->dh, s->dw, s->ph, s->pw};
   if (back) pq_col2im_add(col, &g, x);
   else pq_im2col(x, &g, col);
 }
@@ -383,15 +384,17 @@ static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int 
     case FT_ACT:
       for (size_t k = 0; k < (size_t)bs * s->out; k++) y[k] = pq_activation(s->act, cur[k], s->act_a, s->act_b);
       break;
-    case FT_CONV: {
-      int64_t ohw = s->oh * s->ow, ckk = s->c * s->kh * s->kw;
+    case FT_CONV: { /* per group: W_g [o/g, c/g·kh·kw] · col_g */
+      int64_t ohw = s->oh * s->ow, cg = s->c / s->groups, og = s->o / s->groups, ckk = cg * s->kh * s->kw;
       for (int r = 0; r < bs; r++) {
         float *yr = y + (size_t)r * s->out;
-        ft_im2col(s, (float *)cur + (size_t)r * s->in, col, FALSE);
         for (int64_t oc = 0; oc < s->o; oc++)
           for (int64_t q = 0; q < ohw; q++) yr[oc * ohw + q] = s->b ? s->b[oc] : 0.0f;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s->o, (int)ohw, (int)ckk, 1.0f, s->w, (int)ckk, col, (int)ohw, 1.0f, yr,
-                    (int)ohw);
+        for (int64_t g = 0; g < s->groups; g++) {
+          ft_im2col(s, (float *)cur + (size_t)r * s->in + g * cg * s->h * s->w_, col, FALSE);
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)og, (int)ohw, (int)ckk, 1.0f, s->w + g * og * ckk, (int)ckk, col, (int)ohw,
+                      1.0f, yr + g * og * ohw, (int)ohw);
+        }
       }
       break;
     }
@@ -623,16 +626,16 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       ft_form_dense(s);
     } else if (!strcmp(op, "conv2d")) {
       int wv = pq_plan_step_input(plan, i, 1), bv = pq_plan_step_input(plan, i, 2), xnd, ond;
-      if (wv < 0 || pq_plan_value_kind(plan, wv) != PQ_VALUE_WEIGHT || (bv >= 0 && pq_plan_value_kind(plan, bv) != PQ_VALUE_WEIGHT) ||
-          pq_node_get_int(node, "groups", 1) != 1) {
+      if (wv < 0 || pq_plan_value_kind(plan, wv) != PQ_VALUE_WEIGHT || (bv >= 0 && pq_plan_value_kind(plan, bv) != PQ_VALUE_WEIGHT)) {
         ok = 0;
-        why = "a conv2d needs its kernel and bias as model tensors, and groups = 1";
+        why = "a conv2d needs its kernel and bias as model tensors";
         break;
       }
       PqTensor *w = pq_plan_value_tensor(plan, wv);
       const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd), *os = pq_plan_value_shape(plan, out, &ond), *ws = pq_tensor_shape(w);
       s->kind = FT_CONV;
       s->c = xs[1], s->h = xs[2], s->w_ = xs[3], s->o = os[1], s->oh = os[2], s->ow = os[3], s->kh = ws[2], s->kw = ws[3];
+      s->groups = pq_node_get_int(node, "groups", 1); /* (the plan checked that it divides both channel counts) */
       size_t cnt;
       const int64_t *v = pq_node_get_ints(node, "strides", &cnt);
       s->sh = v ? v[0] : 1, s->sw = v ? v[1] : 1;
@@ -839,7 +842,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
   }
   int64_t col_floats = 1; /* im2col scratch: the largest conv's [C·kh·kw, OH·OW] */
   for (size_t i = 0; i < ns; i++)
-    if (st[i].kind == FT_CONV) col_floats = MAX(col_floats, st[i].c * st[i].kh * st[i].kw * st[i].oh * st[i].ow);
+    if (st[i].kind == FT_CONV) col_floats = MAX(col_floats, st[i].c / st[i].groups * st[i].kh * st[i].kw * st[i].oh * st[i].ow);
   float *col = g_new(float, col_floats);
   const int B = p->batch_size;
   int64_t in_width = pq_plan_value_numel(plan, pq_plan_value_index(plan, pq_graph_input_name(g, 0)));
@@ -912,25 +915,28 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
                         (int)s->c);
           break;
         }
-        case FT_CONV: {
-          int64_t ohw = s->oh * s->ow, ckk = s->c * s->kh * s->kw;
+        case FT_CONV: { /* group by group */
+          int64_t ohw = s->oh * s->ow, cg = s->c / s->groups, og = s->o / s->groups, ckk = cg * s->kh * s->kw, chw = cg * s->h * s->w_;
           if (s->train_w) memset(s->gw, 0, sizeof(float) * (size_t)s->nw);
           if (s->train_b) memset(s->gb, 0, sizeof(float) * (size_t)s->nb);
           for (int r = 0; r < bs; r++) {
             const float *dyr = dy + (size_t)r * s->out;
-            if (s->train_w) { /* dW += dY · colᵀ */
-              ft_im2col(s, (float *)x + (size_t)r * s->in, col, FALSE);
-              cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)s->o, (int)ckk, (int)ohw, 1.0f, dyr, (int)ohw, col, (int)ohw, 1.0f, s->gw,
-                          (int)ckk);
+            for (int64_t g = 0; g < s->groups; g++) {
+              const float *dyg = dyr + g * og * ohw, *wg = s->w + g * og * ckk;
+              if (s->train_w) { /* dW_g += dY_g · colᵀ */
+                ft_im2col(s, (float *)x + (size_t)r * s->in + g * chw, col, FALSE);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)og, (int)ckk, (int)ohw, 1.0f, dyg, (int)ohw, col, (int)ohw, 1.0f,
+                            s->gw + g * og * ckk, (int)ckk);
+              }
+              if (dx) { /* dX_g += col2im(W_gᵀ · dY_g) */
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)ohw, (int)og, 1.0f, wg, (int)ckk, dyg, (int)ohw, 0.0f, col,
+                            (int)ohw);
+                ft_im2col(s, dx + (size_t)r * s->in + g * chw, col, TRUE);
+              }
             }
             if (s->train_b)
               for (int64_t oc = 0; oc < s->o; oc++)
                 for (int64_t q = 0; q < ohw; q++) s->gb[oc] += dyr[oc * ohw + q];
-            if (dx) { /* dX += col2im(Wᵀ · dY) */
-              cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ckk, (int)ohw, (int)s->o, 1.0f, s->w, (int)ckk, dyr, (int)ohw, 0.0f, col,
-                          (int)ohw);
-              ft_im2col(s, dx + (size_t)r * s->in, col, TRUE);
-            }
           }
           break;
         }

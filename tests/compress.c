@@ -1116,6 +1116,92 @@ static void test_finetune_structured(void) {
   g_assert_nonnull(strstr(perr.message, "sparse_linear 'fc3': column index 10 out of range"));
 }
 
+/* The grouped-conv net of test_finetune_grouped_conv, in double: x [4, 5, 5] → depthwise 3×3 conv (groups 4,
+ * pad 1) → relu → 2×2 conv stride 2, groups 2 (4 → 6 channels) → flatten → linear (24 → 3) → cross-entropy.
+ * p: w1 [4, 1, 3, 3], b1 [4], w2 [6, 2, 2, 2], b2 [6], w3 [3, 24], b3 [3]. */
+static double gconv_loss(const double *p, const float *x, const guint8 *labels, int n) {
+  const double *w1 = p, *b1 = w1 + 36, *w2 = b1 + 4, *b2 = w2 + 48, *w3 = b2 + 6, *b3 = w3 + 72;
+  double loss = 0;
+  for (int r = 0; r < n; r++) {
+    const float *xr = x + r * 100;
+    double h[4][5][5], g[24], z[3], m = -INFINITY, sum = 0;
+    for (int c = 0; c < 4; c++)
+      for (int y = 0; y < 5; y++)
+        for (int xx = 0; xx < 5; xx++) {
+          double a = b1[c];
+          for (int ky = 0; ky < 3; ky++)
+            for (int kx = 0; kx < 3; kx++) {
+              int iy = y - 1 + ky, ix = xx - 1 + kx;
+              if (iy >= 0 && iy < 5 && ix >= 0 && ix < 5) a += w1[c * 9 + ky * 3 + kx] * xr[c * 25 + iy * 5 + ix];
+            }
+          h[c][y][xx] = a > 0 ? a : 0;
+        }
+    for (int o = 0; o < 6; o++) /* output channel o reads input channels 2·(o / 3) and the next */
+      for (int y = 0; y < 2; y++)
+        for (int xx = 0; xx < 2; xx++) {
+          double a = b2[o];
+          for (int ci = 0; ci < 2; ci++)
+            for (int ky = 0; ky < 2; ky++)
+              for (int kx = 0; kx < 2; kx++) a += w2[((o * 2 + ci) * 2 + ky) * 2 + kx] * h[(o / 3) * 2 + ci][y * 2 + ky][xx * 2 + kx];
+          g[o * 4 + y * 2 + xx] = a;
+        }
+    for (int o = 0; o < 3; o++) {
+      z[o] = b3[o];
+      for (int i = 0; i < 24; i++) z[o] += w3[o * 24 + i] * g[i];
+      m = fmax(m, z[o]);
+    }
+    for (int o = 0; o < 3; o++) sum += exp(z[o] - m);
+    loss += log(sum) + m - z[labels[r]];
+  }
+  return loss / n;
+}
+
+/* Fine-tuning through grouped convolutions (a depthwise one and one of two groups), weight by weight against
+ * central differences; the CPU backend's loss is the reference's. */
+static void test_finetune_grouped_conv(void) {
+  enum { N = 24 };
+  g_autoptr(PqModel) m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[4] = {-1, 4, 5, 5}, w1s[4] = {4, 1, 3, 3}, v4[1] = {4}, w2s[4] = {6, 2, 2, 2}, v6[1] = {6}, w3s[2] = {3, 24}, v3[1] = {3};
+  pq_graph_add_input(g, "x", 4, xs);
+  PqTensor *ts[6] = {pq_test_random_tensor("w1", 4, w1s, 51, 0.6f), pq_test_random_tensor("b1", 1, v4, 52, 0.2f),
+                     pq_test_random_tensor("w2", 4, w2s, 53, 0.6f), pq_test_random_tensor("b2", 1, v6, 54, 0.2f),
+                     pq_test_random_tensor("w3", 2, w3s, 55, 0.5f), pq_test_random_tensor("b3", 1, v3, 56, 0.1f)};
+  for (int i = 0; i < 6; i++) {
+    pq_model_set_tensor(m, ts[i]);
+    pq_tensor_unref(ts[i]);
+  }
+  PqNode *c1 = pq_graph_add_node(g, "conv2d", "dw", 3, (const char *[]){"x", "w1", "b1"}, 1, (const char *[]){"h"});
+  pq_node_set_int(c1, "groups", 4);
+  pq_node_set_ints(c1, "pads", 4, (const int64_t[]){1, 1, 1, 1});
+  pq_graph_add_node(g, "relu", "r", 1, (const char *[]){"h"}, 1, (const char *[]){"hr"});
+  PqNode *c2 = pq_graph_add_node(g, "conv2d", "gc", 3, (const char *[]){"hr", "w2", "b2"}, 1, (const char *[]){"c"});
+  pq_node_set_int(c2, "groups", 2);
+  pq_node_set_ints(c2, "strides", 2, (const int64_t[]){2, 2});
+  pq_graph_add_node(g, "flatten", "f", 1, (const char *[]){"c"}, 1, (const char *[]){"cf"});
+  pq_graph_add_node(g, "linear", "fc", 3, (const char *[]){"cf", "w3", "b3"}, 1, (const char *[]){"z"});
+  pq_graph_add_node(g, "softmax", "sm", 1, (const char *[]){"z"}, 1, (const char *[]){"y"});
+  pq_graph_add_output(g, "y");
+  float x[N * 100];
+  guint8 labels[N];
+  GRand *r = g_rand_new_with_seed(53);
+  for (int i = 0; i < N * 100; i++) x[i] = (float)g_rand_double_range(r, -1, 1);
+  for (int i = 0; i < N; i++) labels[i] = (guint8)g_rand_int_range(r, 0, 3);
+  g_rand_free(r);
+  const char *names[6] = {"w1", "b1", "w2", "b2", "w3", "b3"};
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqBackend) b = pq_backend_prepare(cpu, m, 1, N, NULL, &err);
+  g_assert_no_error(err);
+  float y[N * 3];
+  g_assert_true(pq_backend_run_f32(b, x, N, y, &err));
+  double backend_loss = 0, p0[36 + 4 + 48 + 6 + 72 + 3];
+  for (int i = 0; i < N; i++) backend_loss -= log(y[i * 3 + labels[i]]) / N;
+  for (int t = 0, at = 0; t < 6; at += (int)pq_tensor_numel(pq_model_tensor(m, names[t])), t++)
+    for (int64_t i = 0; i < pq_tensor_numel(pq_model_tensor(m, names[t])); i++) p0[at + i] = ((const float *)pq_tensor_data(pq_model_tensor(m, names[t])))[i];
+  g_assert_cmpfloat(fabs(backend_loss - gconv_loss(p0, x, labels, N)), <, 1e-5);
+  g_assert_cmpint(check_first_step(m, names, 6, gconv_loss, x, labels, N), >, 100);
+}
+
 /* x [3 tokens, 4] → fc1 (4 → 5, per token) → tanh → mean over the tokens → fc2 (5 → 3) → cross-entropy, in
  * double. p: w1 [20], b1 [5], w2 [15], b2 [3]. */
 static double pool_net_loss(const double *p, const float *x, const guint8 *labels, int n) {
@@ -1761,6 +1847,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/finetune-softmax-inside", test_finetune_softmax_inside);
   g_test_add_func("/compress/finetune-mean-pool", test_finetune_mean_pool);
   g_test_add_func("/compress/finetune-structured", test_finetune_structured);
+  g_test_add_func("/compress/finetune-grouped-conv", test_finetune_grouped_conv);
   g_test_add_func("/compress/data-aware", test_data_aware);
   g_test_add_func("/compress/gptq-matrix", test_gptq_matrix);
   g_test_add_func("/compress/calibration-gram", test_calibration_gram);
