@@ -1,4 +1,4 @@
-/* pqrun.c — the command-line front end: train, eval, run, compress, sensitivity, bench, compare, convert, info, plugins. */
+/* pqrun.c — the command-line front end: train, eval, run, compress, sensitivity, tune, bench, compare, convert, info, plugins. */
 #include "pquant/pquant.h"
 
 #include <glib/gstdio.h>
@@ -34,10 +34,14 @@ typedef struct {
   int runs, warmup, timeout;
   gboolean resume, dry_run;
   double threshold, threshold_pp;
+  double max_degradation;
+  int validation;
+  char **fallback_opts;
 } Args;
 
 static Args args = {.dataset = NULL, .threads = 0, .batch = 256, .epochs = 18, .seed = 42, .calibration = 512,
-                    .runs = 100, .warmup = 10, .timeout = 600, .threshold = 0.05, .threshold_pp = 0.5};
+                    .runs = 100, .warmup = 10, .timeout = 600, .threshold = 0.05, .threshold_pp = 0.5,
+                    .max_degradation = 1.0, .validation = 5000};
 
 /* --plugin and --compressor keep their relative order: it is the order of the chain */
 static gboolean add_chain_plugin(const char *name, const char *value, gpointer data, GError **error) {
@@ -93,6 +97,12 @@ static const GOptionEntry bench_run_entries[] = {
     {"backend", 'b', 0, G_OPTION_ARG_STRING, &args.backend, "Backend plugin (default: cpu)", "NAME"},
     {"threads", 't', 0, G_OPTION_ARG_INT, &args.threads, "Threads (default: the backend's choice)", "N"},
     {"backend-opt", 0, 0, G_OPTION_ARG_STRING_ARRAY, &args.backend_opts, "Backend option KEY=VALUE (repeatable; see pqrun plugins)", "ASSIGNMENT"},
+    {NULL}};
+static const GOptionEntry tune_entries[] = {
+    {"max-degradation", 0, 0, G_OPTION_ARG_DOUBLE, &args.max_degradation, "Accuracy points the result may lose on validation (default 1.0)", "PP"},
+    {"validation", 0, 0, G_OPTION_ARG_INT, &args.validation, "Validation samples: the last N of the training split (default 5000)", "N"},
+    {"fallback-opt", 0, 0, G_OPTION_ARG_STRING_ARRAY, &args.fallback_opts,
+     "Left-out layers take the chain again with this option changed, PLUGIN.KEY=VALUE (repeatable; default: they stay as they were)", "ASSIGNMENT"},
     {NULL}};
 static const GOptionEntry convert_entries[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "The model file to write", "FILE"},
@@ -409,6 +419,39 @@ static gboolean chain_touched(const PqModel *out, const char *layer) {
   return FALSE;
 }
 
+/* Sets one option on every stage of the chain. */
+static gboolean set_on_every_stage(PqPipeline *p, const char *key, const char *value, GError **error) {
+  for (guint st = 1; st <= pq_pipeline_n_stages(p); st++) {
+    g_autofree char *target = g_strdup_printf("%u", st);
+    if (!pq_pipeline_set_option(p, target, key, value, error)) return FALSE;
+  }
+  return TRUE;
+}
+
+/* The chain on each layer it changed in `full`, alone, evaluated on `ds`: one row a layer, in graph order.
+ * Every stage's `include` is left set to the last layer's pattern. */
+static GPtrArray *per_layer_rows(ChainJob *job, const PqModel *full, const PqDataset *ds, GError **error) {
+  g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func(sens_row_free);
+  const PqGraph *g = pq_model_const_graph(job->m);
+  for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
+    const PqNode *node = pq_graph_node(g, i);
+    const char *layer = pq_node_name(node);
+    if (!layer[0] || !chain_touched(full, layer)) continue;
+    g_autofree char *pattern = g_strdup_printf("%s,%s.*", layer, layer);
+    if (!set_on_every_stage(job->p, "include", pattern, error)) return NULL;
+    g_autoptr(PqModel) out = pq_pipeline_run(job->p, job->m, error);
+    if (!out) return NULL;
+    SensRow *r = g_new0(SensRow, 1);
+    r->layer = g_strdup(layer);
+    r->op = g_strdup(pq_node_op(node));
+    r->params = pq_model_n_params(out);
+    r->bytes = pq_model_nbytes(out);
+    g_ptr_array_add(rows, r);
+    if (!evaluate(job->reg, out, ds, &r->accuracy, error)) return NULL;
+  }
+  return g_steal_pointer(&rows);
+}
+
 /* The chain on one layer at a time: which layers cost the accuracy, and what each saves. Every stage's
  * `include` is set to the layer and the nodes derived from it, so the layer's own compression is measured
  * alone. */
@@ -422,28 +465,8 @@ static int cmd_sensitivity(void) {
   if (!full) return fail(error);
   SensRow all = {(char *)"(all layers)", (char *)"", pq_model_n_params(full), pq_model_nbytes(full), 0};
   if (!evaluate(job.reg, full, job.test, &all.accuracy, &error)) return fail(error);
-  g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func(sens_row_free);
-  const PqGraph *g = pq_model_const_graph(job.m);
-  guint n_stages = pq_pipeline_n_stages(job.p);
-  for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
-    const PqNode *node = pq_graph_node(g, i);
-    const char *layer = pq_node_name(node);
-    if (!layer[0] || !chain_touched(full, layer)) continue;
-    g_autofree char *pattern = g_strdup_printf("%s,%s.*", layer, layer);
-    for (guint st = 1; st <= n_stages; st++) {
-      g_autofree char *target = g_strdup_printf("%u", st);
-      if (!pq_pipeline_set_option(job.p, target, "include", pattern, &error)) return fail(error);
-    }
-    g_autoptr(PqModel) out = pq_pipeline_run(job.p, job.m, &error);
-    if (!out) return fail(error);
-    SensRow *r = g_new0(SensRow, 1);
-    r->layer = g_strdup(layer);
-    r->op = g_strdup(pq_node_op(node));
-    r->params = pq_model_n_params(out);
-    r->bytes = pq_model_nbytes(out);
-    g_ptr_array_add(rows, r);
-    if (!evaluate(job.reg, out, job.test, &r->accuracy, &error)) return fail(error);
-  }
+  g_autoptr(GPtrArray) rows = per_layer_rows(&job, full, job.test, &error);
+  if (!rows) return fail(error);
   if (rows->len == 0) {
     g_printerr("pqrun sensitivity: the chain changed no layer of the model (see `pqrun run` for its records)\n");
     return 1;
@@ -520,6 +543,104 @@ static int cmd_sensitivity(void) {
     json_generator_set_pretty(gen, TRUE);
     g_autofree char *text = json_generator_to_data(gen, NULL);
     if (!g_file_set_contents(args.output, text, -1, &error)) return fail(error); /* written whole or not at all (a rename) */
+    printf("written: %s\n", args.output);
+  }
+  return 0;
+}
+
+/* Accuracy-driven tuning: the chain on every layer it changes; while the validation degradation is beyond
+ * --max-degradation, one more layer is left out of the chain (kept as it was) — the one whose own
+ * compression costs the most validation accuracy for each byte it saves. The validation set is the last
+ * --validation samples of the training split (the test set is only for the final figures). */
+typedef struct {
+  double accuracy; /* the baseline's */
+  gint64 bytes;
+} TuneBase;
+
+static gint cmp_cost_per_byte(gconstpointer a, gconstpointer b, gpointer data) { /* the most accuracy lost per byte saved first */
+  const SensRow *x = *(SensRow *const *)a, *y = *(SensRow *const *)b;
+  const TuneBase *base = data;
+  double cx = (base->accuracy - x->accuracy) / (double)MAX(base->bytes - x->bytes, 1),
+         cy = (base->accuracy - y->accuracy) / (double)MAX(base->bytes - y->bytes, 1);
+  if (cx != cy) return cx > cy ? -1 : 1;
+  return strcmp(x->layer, y->layer);
+}
+
+static int cmd_tune(void) {
+  GError *error = NULL;
+  for (char **o = args.opts; o && *o; o++)
+    if (strstr(*o, ".include=") || strstr(*o, ".exclude=")) {
+      g_printerr("pqrun tune: '%s': tune chooses the layers itself (leave include and exclude out)\n", *o);
+      return 2;
+    }
+  if (!(args.max_degradation >= 0)) {
+    g_printerr("pqrun tune: --max-degradation must be >= 0 (points of accuracy)\n");
+    return 2;
+  }
+  g_auto(ChainJob) job = {0};
+  if (!chain_job_open(&job, &error)) return fail(error);
+  gint64 n_train = pq_dataset_n_samples(job.calib);
+  if (args.validation < 1 || args.validation >= n_train) {
+    g_printerr("pqrun tune: --validation must be 1 .. %" G_GINT64_FORMAT " (the training split has %" G_GINT64_FORMAT " samples)\n", n_train - 1, n_train);
+    return 2;
+  }
+  g_autoptr(PqDataset) val = pq_dataset_slice(job.calib, n_train - args.validation, args.validation, &error);
+  if (!val) return fail(error);
+  double v_base, v_acc;
+  if (!evaluate(job.reg, job.m, val, &v_base, &error)) return fail(error);
+  g_autoptr(PqModel) cur = pq_pipeline_run(job.p, job.m, &error);
+  if (!cur || !evaluate(job.reg, cur, val, &v_acc, &error)) return fail(error);
+  gint64 base_bytes = pq_model_nbytes(job.m);
+  g_auto(ChainJob) fb = {0}; /* the fallback chain: the same stages with --fallback-opt applied, on the left-out layers only */
+  if (args.fallback_opts) {
+    fb.reg = pq_registry_new();
+    if (!(fb.p = make_pipeline(fb.reg, &fb.calib, &error))) return fail(error);
+    for (char **o = args.fallback_opts; *o; o++)
+      if (!pq_pipeline_parse_option(fb.p, *o, &error)) return fail(error);
+  }
+  printf("%-5s %-24s %12s %9s %11s %12s\n", "step", "left out", "bytes", "ratio", "validation", "degradation");
+#define TUNE_ROW(step, what, model, acc)                                                                                  \
+  printf("%-5d %-24s %12" G_GINT64_FORMAT " %8.2fx %10.2f%% %+9.2f pp\n", step, what, pq_model_nbytes(model),              \
+         (double)base_bytes / (double)pq_model_nbytes(model), 100 * (acc), 100 * ((acc) - v_base))
+  TUNE_ROW(0, "-", cur, v_acc);
+  GString *excluded = g_string_new("");
+  int step = 0;
+  if (100 * (v_base - v_acc) > args.max_degradation) {
+    g_autoptr(GPtrArray) rows = per_layer_rows(&job, cur, val, &error);
+    if (!rows) return fail(error);
+    TuneBase base = {v_base, base_bytes};
+    g_ptr_array_sort_with_data(rows, cmp_cost_per_byte, &base);
+    if (!set_on_every_stage(job.p, "include", "*", &error)) return fail(error);
+    for (guint i = 0; i < rows->len && 100 * (v_base - v_acc) > args.max_degradation; i++) {
+      const SensRow *r = rows->pdata[i];
+      g_string_append_printf(excluded, "%s%s,%s.*", excluded->len ? "," : "", r->layer, r->layer);
+      if (!set_on_every_stage(job.p, "exclude", excluded->str, &error)) return fail(error);
+      pq_model_unref(cur);
+      cur = pq_pipeline_run(job.p, job.m, &error);
+      if (cur && fb.p) {
+        PqModel *first = cur;
+        cur = set_on_every_stage(fb.p, "include", excluded->str, &error) ? pq_pipeline_run(fb.p, first, &error) : NULL;
+        pq_model_unref(first);
+      }
+      if (!cur || !evaluate(job.reg, cur, val, &v_acc, &error)) return fail(error);
+      g_autofree char *what = g_strdup_printf("%s%s", r->layer, fb.p ? " (fallback)" : "");
+      TUNE_ROW(++step, what, cur, v_acc);
+    }
+  }
+#undef TUNE_ROW
+  double t_base, t_acc;
+  if (!evaluate(job.reg, job.m, job.test, &t_base, &error) || !evaluate(job.reg, cur, job.test, &t_acc, &error)) return fail(error);
+  printf("(validation: %s, %d samples, baseline %.2f%%%s)\n", pq_dataset_name(val), args.validation, 100 * v_base,
+         args.calibration > n_train - args.validation ? "; it overlaps the calibration samples: pass a smaller --calibration" : "");
+  printf("\nresult: %.2fx, test accuracy %.2f%% against %.2f%% (%+.2f pp) on %s; %s\n", (double)base_bytes / (double)pq_model_nbytes(cur),
+         100 * t_acc, 100 * t_base, 100 * (t_acc - t_base), pq_dataset_name(job.test),
+         100 * (v_base - v_acc) <= args.max_degradation ? "within the target on validation" : "beyond the target on validation");
+  if (excluded->len)
+    printf("the same model again: this chain with --opt N.exclude=%s for each stage N%s\n", excluded->str,
+           fb.p ? ", then the fallback chain with --opt N.include=(the same)" : "");
+  g_string_free(excluded, TRUE);
+  if (args.output) {
+    if (!pq_model_save(cur, args.output, &error)) return fail(error);
     printf("written: %s\n", args.output);
   }
   return 0;
@@ -766,7 +887,7 @@ static const struct {
   const char *name;
   const char *summary;
   int (*run)(void);
-  const GOptionEntry *groups[4];
+  const GOptionEntry *groups[5];
 } commands[] = {
     {"eval", "accuracy of a model on the test set", cmd_eval, {plugin_entries, model_entries, run_entries}},
     {"bench", "run the benchmark suite and write the report (the default: seven methods)", cmd_bench, {bench_entries, model_entries, bench_run_entries}},
@@ -776,6 +897,8 @@ static const struct {
     {"compress", "compress a model with a chain of plugins and write it", cmd_compress, {chain_entries, model_output_entries, model_entries, NULL}},
     {"sensitivity", "the chain on each layer alone: which layers cost accuracy, what each saves", cmd_sensitivity,
      {chain_entries, json_output_entries, model_entries, run_entries}},
+    {"tune", "the chain, leaving out the layers that cost the most accuracy until within a target", cmd_tune,
+     {chain_entries, tune_entries, model_output_entries, model_entries, run_entries}},
     {"train", "train the default Fashion-MNIST MLP and cache it", cmd_train, {train_entries, NULL, NULL}},
     {"info", "graph, shapes, parameters and bytes of a model", cmd_info, {plugin_entries, model_entries, NULL}},
     {"plugins", "list loaded plugins and every rejected file with its reason", cmd_plugins, {plugin_entries, NULL, NULL}},
@@ -802,7 +925,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], commands[i].name) != 0) continue;
     g_autofree char *param = g_strdup_printf("%s - %s", commands[i].name, commands[i].summary);
     g_autoptr(GOptionContext) ctx = g_option_context_new(param);
-    for (int j = 0; j < 4 && commands[i].groups[j]; j++) g_option_context_add_main_entries(ctx, commands[i].groups[j], NULL);
+    for (int j = 0; j < 5 && commands[i].groups[j]; j++) g_option_context_add_main_entries(ctx, commands[i].groups[j], NULL);
     GError *error = NULL;
     int sub_argc = argc - 1;
     char **sub_argv = argv + 1;

@@ -4,6 +4,7 @@
 #include <json-glib/json-glib.h>
 #include <math.h>
 
+#include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 
@@ -194,6 +195,54 @@ static void test_compress_and_run(void) {
   g_autofree char *nodir = g_build_filename(tmpdir, "no-such-folder", "sens.json", NULL);
   g_assert_cmpint(pqrun(&out, &err, "sensitivity", "--model", path, "--compressor", "quant", "-o", nodir, NULL), ==, 1);
   g_assert_nonnull(strstr(err, "no-such-folder"));
+  g_free(out);
+  g_free(err);
+  /* tune: layers left out (or given the fallback chain) until the validation degradation is within the
+     target; the last row within it, the model written as that row says */
+  g_autofree char *tuned = g_build_filename(tmpdir, "tuned.safetensors", NULL);
+  g_assert_cmpint(pqrun(&out, &err, "tune", "--model", path, "--compressor", "quant", "--opt", "quant.bits=2", "--max-degradation", "0",
+                        "--validation", "2000", "--fallback-opt", "quant.bits=8", "-o", tuned, NULL), ==, 0);
+  {
+    g_auto(GStrv) lines = g_strsplit(out, "\n", -1);
+    int steps = 0;
+    double last_deg = 1e9;
+    gint64 last_bytes = -1;
+    for (char **l = lines; *l; l++) {
+      int step;
+      char what[64];
+      gint64 bytes;
+      double ratio, acc, deg;
+      if (sscanf(*l, "%d %63s %" G_GINT64_FORMAT " %lfx %lf%% %lf pp", &step, what, &bytes, &ratio, &acc, &deg) == 6) {
+        g_assert_cmpint(step, ==, steps++);
+        last_deg = deg, last_bytes = bytes;
+      } else if (sscanf(*l, "%d %63s (fallback) %" G_GINT64_FORMAT " %lfx %lf%% %lf pp", &step, what, &bytes, &ratio, &acc, &deg) == 6) {
+        g_assert_cmpint(step, ==, steps++);
+        last_deg = deg, last_bytes = bytes;
+      }
+    }
+    g_assert_cmpint(steps, >=, 1);
+    g_assert_cmpint(steps, <=, 3); /* step 0, then at most the two layers */
+    g_assert_cmpfloat(last_deg, >=, -0.005);
+    g_assert_nonnull(strstr(out, "train[58000:60000]"));
+    g_assert_nonnull(strstr(out, "within the target on validation"));
+    g_autoptr(PqModel) t = pq_model_load(tuned, NULL);
+    g_assert_nonnull(t);
+    g_assert_cmpint(pq_model_nbytes(t), ==, last_bytes);
+    if (steps > 1) g_assert_nonnull(strstr(out, "(fallback)"));
+  }
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "tune", "--model", path, "--compressor", "quant", "--max-degradation", "100", NULL), ==, 0);
+  g_assert_nonnull(strstr(out, "0     -  "));
+  g_assert_null(strstr(out, "\n1     "));
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "tune", "--model", path, "--compressor", "quant", "--opt", "quant.exclude=fc1", NULL), ==, 2);
+  g_assert_nonnull(strstr(err, "tune chooses the layers itself"));
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "tune", "--model", path, "--compressor", "quant", "--validation", "60000", NULL), ==, 2);
+  g_assert_nonnull(strstr(err, "--validation must be 1 .. 59999"));
   g_free(out);
   g_free(err);
   /* fine-tuning after factoring: the random model's factors learn the labels (far above its chance level) */

@@ -55,6 +55,20 @@ static void test_valid(void) {
   g_autoptr(PqDataset) te = pq_dataset_open(tmpdir, "test", &err);
   g_assert_no_error(err);
   g_assert_cmpint(pq_dataset_n_samples(te), ==, 3);
+  /* a slice: the same samples, renumbered; a range outside is an error */
+  g_autoptr(PqDataset) sl = pq_dataset_slice(tr, 3, 2, &err);
+  g_assert_no_error(err);
+  g_assert_cmpint(pq_dataset_n_samples(sl), ==, 2);
+  g_assert_true(g_str_has_suffix(pq_dataset_name(sl), "[3:5]"));
+  float xs[12], xt[12];
+  guint8 ls[2], lt[2];
+  g_assert_cmpint(pq_dataset_get_batch(sl, 0, 2, xs, ls), ==, 2);
+  g_assert_cmpint(pq_dataset_get_batch(tr, 3, 2, xt, lt), ==, 2);
+  g_assert_cmpmem(xs, sizeof xs, xt, sizeof xt);
+  g_assert_cmpmem(ls, 2, lt, 2);
+  g_assert_null(pq_dataset_slice(tr, 4, 2, &err));
+  g_assert_error(err, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID);
+  g_assert_nonnull(strstr(err->message, "samples 4 to 5 asked, it has 5"));
 }
 
 static void test_fashion_mnist(void) {

@@ -186,6 +186,23 @@ void pq_dataset_unref(PqDataset *ds) {
   g_free(ds);
 }
 
+PqDataset *pq_dataset_slice(const PqDataset *ds, int64_t start, int64_t count, GError **error) {
+  g_return_val_if_fail(ds, NULL);
+  if (start < 0 || count < 1 || start > ds->n - count) {
+    g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID, "%s: samples %" G_GINT64_FORMAT " to %" G_GINT64_FORMAT " asked, it has %" G_GINT64_FORMAT,
+                ds->name, start, start + count - 1, ds->n);
+    return NULL;
+  }
+  PqDataset *s = g_new0(PqDataset, 1);
+  *s = *ds;
+  s->refcount = 1;
+  s->name = g_strdup_printf("%s[%" G_GINT64_FORMAT ":%" G_GINT64_FORMAT "]", ds->name, start, start + count);
+  s->n = count;
+  s->images = g_memdup2(ds->images + start * ds->sample_numel, (gsize)(count * ds->sample_numel));
+  s->labels = g_memdup2(ds->labels + start, (gsize)count);
+  return s;
+}
+
 int64_t pq_dataset_n_samples(const PqDataset *ds) { return ds->n; }
 int pq_dataset_n_classes(const PqDataset *ds) { return ds->n_classes; }
 const int64_t *pq_dataset_sample_shape(const PqDataset *ds, int *ndim) {

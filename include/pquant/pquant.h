@@ -68,6 +68,9 @@ PQ_API PqDataset *pq_dataset_load_idx(const char *images_path, const char *label
 /* `name_or_dir` is "fashion-mnist" (the Debian package's folder) or a folder with
  * {split}-images-idx3-ubyte[.gz] and {split}-labels-idx1-ubyte[.gz]; split is "train" or "t10k"/"test". */
 PQ_API PqDataset *pq_dataset_open(const char *name_or_dir, const char *split, GError **error);
+/* A new dataset of samples start … start + count − 1 (copied), named "NAME[start:end]"; an error for a range
+ * outside the dataset. */
+PQ_API PqDataset *pq_dataset_slice(const PqDataset *dataset, gint64 start, gint64 count, GError **error);
 PQ_API PqDataset *pq_dataset_ref(PqDataset *dataset);
 PQ_API void pq_dataset_unref(PqDataset *dataset);
 PQ_API const guint8 *pq_dataset_labels(const PqDataset *dataset);
