@@ -212,10 +212,9 @@ static void test_compress_and_run(void) {
       char what[64];
       gint64 bytes;
       double ratio, acc, deg;
+      char *fb = strstr(*l, " (fallback)");
+      if (fb) memset(fb, ' ', strlen(" (fallback)")); /* a step row either way */
       if (sscanf(*l, "%d %63s %" G_GINT64_FORMAT " %lfx %lf%% %lf pp", &step, what, &bytes, &ratio, &acc, &deg) == 6) {
-        g_assert_cmpint(step, ==, steps++);
-        last_deg = deg, last_bytes = bytes;
-      } else if (sscanf(*l, "%d %63s (fallback) %" G_GINT64_FORMAT " %lfx %lf%% %lf pp", &step, what, &bytes, &ratio, &acc, &deg) == 6) {
         g_assert_cmpint(step, ==, steps++);
         last_deg = deg, last_bytes = bytes;
       }

@@ -803,6 +803,18 @@ static int check_first_step(PqModel *m, const char *const *names, int n_names, d
   return checked;
 }
 
+/* One sample's cross-entropy after a last dense layer, in double: z = w h + b (w [out, in]), log Σ exp z − z[label]. */
+static double dense_ce(const double *w, const double *b, const double *h, int in, int out, int label) {
+  double z[16], m = -INFINITY, sum = 0;
+  for (int o = 0; o < out; o++) {
+    z[o] = b[o];
+    for (int i = 0; i < in; i++) z[o] += w[o * in + i] * h[i];
+    m = fmax(m, z[o]);
+  }
+  for (int o = 0; o < out; o++) sum += exp(z[o] - m);
+  return log(sum) + m - z[label];
+}
+
 /* The residual net of test_finetune_residual, in double: x → fc1 → h; relu → fc2 → b; s = h + b; t = s + x;
  * fc3 → z; mean cross-entropy over the samples. p: w1 [12·12], b1 [12], w2 [12·12], b2 [12], w3 [4·12], b3 [4]. */
 static double residual_loss(const double *p, const float *x, const guint8 *labels, int n) {
@@ -810,7 +822,7 @@ static double residual_loss(const double *p, const float *x, const guint8 *label
   double loss = 0;
   for (int r = 0; r < n; r++) {
     const float *xr = x + r * 12;
-    double h[12], t[12], z[4], m = -INFINITY, sum = 0;
+    double h[12], t[12];
     for (int o = 0; o < 12; o++) {
       h[o] = b1[o];
       for (int i = 0; i < 12; i++) h[o] += w1[o * 12 + i] * xr[i];
@@ -820,13 +832,7 @@ static double residual_loss(const double *p, const float *x, const guint8 *label
       for (int i = 0; i < 12; i++) b += w2[o * 12 + i] * (h[i] > 0 ? h[i] : 0);
       t[o] = h[o] + b + xr[o];
     }
-    for (int o = 0; o < 4; o++) {
-      z[o] = b3[o];
-      for (int i = 0; i < 12; i++) z[o] += w3[o * 12 + i] * t[i];
-      m = fmax(m, z[o]);
-    }
-    for (int o = 0; o < 4; o++) sum += exp(z[o] - m);
-    loss += log(sum) + m - z[labels[r]];
+    loss += dense_ce(w3, b3, t, 12, 4, labels[r]);
   }
   return loss / n;
 }
@@ -883,7 +889,7 @@ static double ln_net_loss(const double *p, const float *x, const guint8 *labels,
   const double *w1 = p, *b1 = w1 + 96, *sc = b1 + 8, *bi = sc + 8, *w2 = bi + 8, *b2 = w2 + 32;
   double loss = 0;
   for (int r = 0; r < n; r++) {
-    double h[8], mean = 0, var = 0, z[4], m = -INFINITY, sum = 0;
+    double h[8], mean = 0, var = 0;
     for (int o = 0; o < 8; o++) {
       h[o] = b1[o];
       for (int i = 0; i < 12; i++) h[o] += w1[o * 12 + i] * x[r * 12 + i];
@@ -893,13 +899,7 @@ static double ln_net_loss(const double *p, const float *x, const guint8 *labels,
     for (int o = 0; o < 8; o++) var += (h[o] - mean) * (h[o] - mean);
     double inv = 1 / sqrt(var / 8 + 1e-3);
     for (int o = 0; o < 8; o++) h[o] = fmax((h[o] - mean) * inv * sc[o] + bi[o], 0);
-    for (int o = 0; o < 4; o++) {
-      z[o] = b2[o];
-      for (int i = 0; i < 8; i++) z[o] += w2[o * 8 + i] * h[i];
-      m = fmax(m, z[o]);
-    }
-    for (int o = 0; o < 4; o++) sum += exp(z[o] - m);
-    loss += log(sum) + m - z[labels[r]];
+    loss += dense_ce(w2, b2, h, 8, 4, labels[r]);
   }
   return loss / n;
 }
@@ -943,7 +943,7 @@ static double smax_net_loss(const double *p, const float *x, const guint8 *label
   const double *w1 = p, *b1 = w1 + 20, *w2 = b1 + 4, *b2 = w2 + 12;
   double loss = 0;
   for (int r = 0; r < n; r++) {
-    double h[4], m = -INFINITY, sum = 0, z[3], mz = -INFINITY, sz = 0;
+    double h[4], m = -INFINITY, sum = 0;
     for (int o = 0; o < 4; o++) {
       h[o] = b1[o];
       for (int i = 0; i < 5; i++) h[o] += w1[o * 5 + i] * x[r * 5 + i];
@@ -951,13 +951,7 @@ static double smax_net_loss(const double *p, const float *x, const guint8 *label
     }
     for (int o = 0; o < 4; o++) sum += (h[o] = exp(h[o] - m));
     for (int o = 0; o < 4; o++) h[o] /= sum;
-    for (int o = 0; o < 3; o++) {
-      z[o] = b2[o];
-      for (int i = 0; i < 4; i++) z[o] += w2[o * 4 + i] * h[i];
-      mz = fmax(mz, z[o]);
-    }
-    for (int o = 0; o < 3; o++) sz += exp(z[o] - mz);
-    loss += log(sz) + mz - z[labels[r]];
+    loss += dense_ce(w2, b2, h, 4, 3, labels[r]);
   }
   return loss / n;
 }
@@ -1017,7 +1011,7 @@ static double struct_loss(const double *p, const float *x, const guint8 *labels,
   for (int o = 0; o < 4; o++)
     for (int k = struct_rows[o]; k < struct_rows[o + 1]; k++) w3[o][struct_cols[k]] = sv[k];
   for (int r = 0; r < n; r++) {
-    double h[12], c[10], z[4], m = -INFINITY, sum = 0;
+    double h[12], c[10];
     for (int o = 0; o < 12; o++) {
       h[o] = tb[o];
       for (int i = 0; i < 12; i++) h[o] += w1[o][i] * x[r * 12 + i];
@@ -1028,13 +1022,7 @@ static double struct_loss(const double *p, const float *x, const guint8 *labels,
       for (int i = 0; i < 12; i++) c[o] += w2[o][i] * h[i];
       c[o] = c[o] > 0 ? c[o] : 0;
     }
-    for (int o = 0; o < 4; o++) {
-      z[o] = sb[o];
-      for (int i = 0; i < 10; i++) z[o] += w3[o][i] * c[i];
-      m = fmax(m, z[o]);
-    }
-    for (int o = 0; o < 4; o++) sum += exp(z[o] - m);
-    loss += log(sum) + m - z[labels[r]];
+    loss += dense_ce(&w3[0][0], sb, c, 10, 4, labels[r]);
   }
   return loss / n;
 }
@@ -1124,7 +1112,7 @@ static double gconv_loss(const double *p, const float *x, const guint8 *labels, 
   double loss = 0;
   for (int r = 0; r < n; r++) {
     const float *xr = x + r * 100;
-    double h[4][5][5], g[24], z[3], m = -INFINITY, sum = 0;
+    double h[4][5][5], g[24];
     for (int c = 0; c < 4; c++)
       for (int y = 0; y < 5; y++)
         for (int xx = 0; xx < 5; xx++) {
@@ -1145,13 +1133,7 @@ static double gconv_loss(const double *p, const float *x, const guint8 *labels, 
               for (int kx = 0; kx < 2; kx++) a += w2[((o * 2 + ci) * 2 + ky) * 2 + kx] * h[(o / 3) * 2 + ci][y * 2 + ky][xx * 2 + kx];
           g[o * 4 + y * 2 + xx] = a;
         }
-    for (int o = 0; o < 3; o++) {
-      z[o] = b3[o];
-      for (int i = 0; i < 24; i++) z[o] += w3[o * 24 + i] * g[i];
-      m = fmax(m, z[o]);
-    }
-    for (int o = 0; o < 3; o++) sum += exp(z[o] - m);
-    loss += log(sum) + m - z[labels[r]];
+    loss += dense_ce(w3, b3, g, 24, 3, labels[r]);
   }
   return loss / n;
 }
@@ -1208,20 +1190,14 @@ static double pool_net_loss(const double *p, const float *x, const guint8 *label
   const double *w1 = p, *b1 = w1 + 20, *w2 = b1 + 5, *b2 = w2 + 15;
   double loss = 0;
   for (int r = 0; r < n; r++) {
-    double pooled[5] = {0}, z[3], mz = -INFINITY, sz = 0;
+    double pooled[5] = {0};
     for (int t = 0; t < 3; t++)
       for (int o = 0; o < 5; o++) {
         double h = b1[o];
         for (int i = 0; i < 4; i++) h += w1[o * 4 + i] * x[(r * 3 + t) * 4 + i];
         pooled[o] += tanh(h) / 3;
       }
-    for (int o = 0; o < 3; o++) {
-      z[o] = b2[o];
-      for (int i = 0; i < 5; i++) z[o] += w2[o * 5 + i] * pooled[i];
-      mz = fmax(mz, z[o]);
-    }
-    for (int o = 0; o < 3; o++) sz += exp(z[o] - mz);
-    loss += log(sz) + mz - z[labels[r]];
+    loss += dense_ce(w2, b2, pooled, 5, 3, labels[r]);
   }
   return loss / n;
 }
@@ -1290,18 +1266,12 @@ static double attn_loss(const double *p, const float *x, const guint8 *labels, i
         for (int u = 0; u < 5; u++) o[t][j] += a[t][u] * v[u][j];
       }
     }
-    double mean = 0, var = 0, z[3], mz = -INFINITY, sum = 0, c[6];
+    double mean = 0, var = 0, c[6];
     for (int j = 0; j < 6; j++) mean += o[0][j];
     mean /= 6;
     for (int j = 0; j < 6; j++) var += (o[0][j] - mean) * (o[0][j] - mean);
     for (int j = 0; j < 6; j++) c[j] = (o[0][j] - mean) / sqrt(var / 6 + 1e-5) * sc[j] + bi[j];
-    for (int m2 = 0; m2 < 3; m2++) {
-      z[m2] = bf[m2];
-      for (int j = 0; j < 6; j++) z[m2] += wf[m2 * 6 + j] * c[j];
-      mz = fmax(mz, z[m2]);
-    }
-    for (int m2 = 0; m2 < 3; m2++) sum += exp(z[m2] - mz);
-    loss += log(sum) + mz - z[labels[r]];
+    loss += dense_ce(wf, bf, c, 6, 3, labels[r]);
   }
   return loss / n;
 }
