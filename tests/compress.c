@@ -614,6 +614,22 @@ static void test_threads(void) {
     g_assert_cmpint(waitpid(pid, &status, 0), ==, pid);
     g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   }
+  /* a packed conv: each image's 1024 positions split over the threads (more rows than the batch buffers
+     hold: the one-row kernels, as on one thread); and a smaller one, 64 positions, through the blocked ones */
+  const int64_t xs_big[4] = {-1, 8, 32, 32}, ws_big[4] = {32, 8, 3, 3}, xs_small[4] = {-1, 64, 8, 8}, ws_small[4] = {256, 64, 3, 3},
+                one[2] = {1, 1}, pad1[4] = {1, 1, 1, 1};
+  for (int v = 0; v < 2; v++) {
+    PqModel *cm = pq_test_conv_model(v ? xs_small : xs_big, v ? ws_small : ws_big, one, pad1, 93);
+    const char *kv8[] = {"bits", "8", NULL};
+    g_autoptr(PqModel) cq = compress(quant, cm, kv8, &err);
+    g_assert_no_error(err);
+    for (int simd = 0; simd < 2; simd++) {
+      int64_t on;
+      g_autofree float *y1 = forward_threads(cq, 3, simd, 1, &on), *y2 = forward_threads(cq, 3, simd, 2, &on);
+      if (memcmp(y1, y2, 3 * on * sizeof(float))) g_error("packed conv %d, simd %d, 2 threads: not one thread's results", v, simd);
+    }
+    pq_model_unref(cm);
+  }
 }
 
 /* Every compressor refuses NaN weights with an error naming the layer (and the empty model is no layer). */

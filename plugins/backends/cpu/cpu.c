@@ -255,7 +255,8 @@ static PqStatus check_values(Cpu *c, PqPluginError *err) {
 }
 
 /* Linear layers with packed weights compute from the codes: nothing is widened to float. */
-static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, PqPluginError *err) {
+/* batch_rows: the most rows one call takes (0: the batch's rows; a conv: one image's output positions) */
+static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_t batch_rows, PqPluginError *err) {
   PqPlan *p = c->plan;
   PqTensor *w = pq_plan_value_tensor(p, st->in[1]);
   if (pq_plan_value_kind(p, st->in[0]) == PQ_VALUE_WEIGHT ||
@@ -285,7 +286,7 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, PqPlug
   QScratch own;
   q_scratch_new(st, &own); /* (checked below) */
   st->q_x = own.x, st->q_xsum = own.xsum, st->q_unpacked = own.unpacked, st->q_xe = own.xe, st->q_xo = own.xo, st->q_xsumf = own.xsumf;
-  int64_t max_rows = c->max_batch * (st->m_rows > 0 ? st->m_rows : 1);
+  int64_t max_rows = batch_rows > 0 ? batch_rows : c->max_batch * (st->m_rows > 0 ? st->m_rows : 1);
   if (max_rows >= 4 && st->q_per != PQ_QUANT_PER_GROUP) { /* batches: the blocked kernels */
     st->q_xbatch = malloc((size_t)(max_rows * st->k) + 64);
     st->q_xbatch_sum = malloc(sizeof(int32_t) * (size_t)max_rows);
@@ -343,40 +344,13 @@ static PqStatus setup_packed_conv(Cpu *c, Step *st, const PqNode *node, PqPlugin
   conv_geometry(st, c->plan, node);
   int64_t per_sample = c->values[st->in[0]].per_sample;
   c->values[st->in[0]].per_sample = st->c * st->kh * st->kw; /* the packed-linear setup reads k from here */
-  PqStatus rc = setup_packed_linear(c, st, node, err);
+  PqStatus rc = setup_packed_linear(c, st, node, st->oh * st->ow, err); /* the blocked kernels take an image's positions */
   c->values[st->in[0]].per_sample = per_sample;
   if (rc != PQ_OK) return rc;
   st->m_rows = 1;
   size_t ws = (size_t)(st->oh * st->ow * (st->k + st->oc));
   if (ws > c->workspace_floats) c->workspace_floats = ws;
   return PQ_OK;
-}
-
-static void run_packed_conv(const Step *st, const float *x, const float *b, float *y, int64_t batch, float *ws, int simd) {
-  const int64_t ohw = st->oh * st->ow, kk = st->k;
-  float *cols = ws, *tmp = ws + ohw * kk;
-  for (int64_t nimg = 0; nimg < batch; nimg++) {
-    const float *xn = x + nimg * st->c * st->h * st->w;
-    for (int64_t oy = 0; oy < st->oh; oy++)
-      for (int64_t ox = 0; ox < st->ow; ox++) {
-        float *row = cols + (oy * st->ow + ox) * kk;
-        for (int64_t ci = 0; ci < st->c; ci++)
-          for (int64_t ki = 0; ki < st->kh; ki++) {
-            int64_t iy = oy * st->sh - st->pt + ki * st->dh;
-            for (int64_t kj = 0; kj < st->kw; kj++) {
-              int64_t ix = ox * st->sw - st->pl + kj * st->dw;
-              row[(ci * st->kh + ki) * st->kw + kj] = iy >= 0 && iy < st->h && ix >= 0 && ix < st->w ? xn[(ci * st->h + iy) * st->w + ix] : 0.0f;
-            }
-          }
-      }
-    packed_rows(st, cols, NULL, tmp, ohw, simd);
-    float *yn = y + nimg * st->oc * ohw;
-    for (int64_t o = 0; o < st->oc; o++)
-      for (int64_t q = 0; q < ohw; q++) {
-        float v = tmp[q * st->oc + o] + (b ? b[o] : 0.0f);
-        yn[o * ohw + q] = st->fuse_relu && v < 0.0f ? 0.0f : v;
-      }
-  }
 }
 
 static void conv_geometry(Step *st, PqPlan *p, const PqNode *node) {
@@ -459,7 +433,7 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
   if ((st->kind == K_LINEAR || st->kind == K_CONV2D) && st->in[1] >= 0 && pq_plan_value_kind(p, st->in[1]) == PQ_VALUE_WEIGHT &&
       pq_tensor_dtype(pq_plan_value_tensor(p, st->in[1])) == PQ_DTYPE_PACKED) {
     if (st->kind == K_CONV2D) return setup_packed_conv(c, st, node, err);
-    return setup_packed_linear(c, st, node, err);
+    return setup_packed_linear(c, st, node, 0, err);
   }
   if (st->kind == K_SPARSE) {
     if (pq_plan_value_kind(p, st->in[0]) == PQ_VALUE_WEIGHT) {
@@ -1122,24 +1096,36 @@ static void packed_local(const Step *st, int part, Step *local) {
   local->q_x = q->x, local->q_xsum = q->xsum, local->q_unpacked = q->unpacked, local->q_xe = q->xe, local->q_xo = q->xo, local->q_xsumf = q->xsumf;
 }
 
+/* Part `part` of `parts` of `rows` rows, in blocks of 4 as the blocked kernels take them; the rows past the
+ * last block (which one thread gives to the one-row kernels) go to the last part. */
+static void part_rows(int64_t rows, int part, int parts, int64_t *r0, int64_t *r1) {
+  int64_t blocks = rows / 4;
+  *r0 = blocks * part / parts * 4;
+  *r1 = part == parts - 1 ? rows : blocks * (part + 1) / parts * 4;
+}
+
+/* A copy of a packed step for rows r0… of a call of `rows` rows: thread `part`'s per-row buffers and its rows of
+ * the batch buffers (none when the call has more rows than they hold: the one-row kernels, as one thread
+ * would take them). */
+static void packed_slice(const Step *st, int part, int64_t r0, int64_t rows, Step *local) {
+  packed_local(st, part, local);
+  if (st->q_xbatch && rows <= st->q_xbatch_rows) {
+    local->q_xbatch = st->q_xbatch + r0 * st->k;
+    local->q_xbatch_sum = st->q_xbatch_sum + r0;
+    local->q_xbatch_scale = st->q_xbatch_scale + r0;
+    local->q_xbatch_rows = st->q_xbatch_rows - r0;
+  } else {
+    local->q_xbatch = NULL;
+  }
+}
+
 static void packed_part(void *p, int part, int parts) {
   const RowsJob *j = p;
-  const Step *st = j->st;
-  /* in blocks of 4 rows, as the blocked kernels take them; the rows past the last block (which one thread
-     gives to the one-row kernels) go to the last part */
-  int64_t blocks = j->rows / 4, r0 = blocks * part / parts * 4, r1 = part == parts - 1 ? j->rows : blocks * (part + 1) / parts * 4;
+  int64_t r0, r1;
+  part_rows(j->rows, part, parts, &r0, &r1);
   Step local;
-  if (part > 0) { /* this thread's per-row buffers, and its rows of the batch buffers */
-    packed_local(st, part, &local);
-    if (st->q_xbatch) {
-      local.q_xbatch = st->q_xbatch + r0 * st->k;
-      local.q_xbatch_sum = st->q_xbatch_sum + r0;
-      local.q_xbatch_scale = st->q_xbatch_scale + r0;
-      local.q_xbatch_rows = st->q_xbatch_rows - r0;
-    }
-    st = &local;
-  }
-  if (r1 > r0) packed_rows(st, j->x + r0 * st->k, j->b, j->y + r0 * st->n, r1 - r0, j->c->simd);
+  packed_slice(j->st, part, r0, j->rows, &local);
+  if (r1 > r0) packed_rows(&local, j->x + r0 * local.k, j->b, j->y + r0 * local.n, r1 - r0, j->c->simd);
 }
 
 /* A few rows of a large layer: each part takes a range of the outputs (a multiple of 4), row by row. */
@@ -1168,6 +1154,63 @@ static void run_packed_linear_par(Cpu *c, const Step *st, const float *x, const 
   }
   int parts = rows * st->k * st->n >= PAR_MIN_MACS ? (int)(rows / 8) : 1; /* (8 rows or more a part: the blocked kernels) */
   pool_run(c->pool, parts, packed_part, &job);
+}
+
+/* conv2d with a packed kernel, image by image: each part lays out the patches of its output positions (a row
+ * a position), runs the packed-linear kernels over them and writes its positions of the output. */
+typedef struct {
+  const Cpu *c;
+  const Step *st;
+  const float *xn, *b;
+  float *yn, *cols, *tmp;
+} ConvJob;
+
+static void conv_part(void *p, int part, int parts) {
+  const ConvJob *j = p;
+  const Step *st = j->st;
+  const int64_t ohw = st->oh * st->ow, kk = st->k;
+  int64_t r0, r1;
+  part_rows(ohw, part, parts, &r0, &r1);
+  for (int64_t q = r0; q < r1; q++) {
+    const int64_t oy = q / st->ow, ox = q % st->ow, ix0 = ox * st->sw - st->pl;
+    const int inside_x = ix0 >= 0 && ix0 + (st->kw - 1) * st->dw < st->w; /* no column of the window in the padding */
+    float *row = j->cols + q * kk;
+    for (int64_t ci = 0; ci < st->c; ci++)
+      for (int64_t ki = 0; ki < st->kh; ki++) {
+        const int64_t iy = oy * st->sh - st->pt + ki * st->dh;
+        float *dst = row + (ci * st->kh + ki) * st->kw;
+        if (iy < 0 || iy >= st->h) {
+          for (int64_t kj = 0; kj < st->kw; kj++) dst[kj] = 0.0f;
+          continue;
+        }
+        const float *src = j->xn + (ci * st->h + iy) * st->w;
+        if (inside_x)
+          for (int64_t kj = 0; kj < st->kw; kj++) dst[kj] = src[ix0 + kj * st->dw];
+        else
+          for (int64_t kj = 0; kj < st->kw; kj++) {
+            int64_t ix = ix0 + kj * st->dw;
+            dst[kj] = ix >= 0 && ix < st->w ? src[ix] : 0.0f;
+          }
+      }
+  }
+  if (r1 <= r0) return;
+  Step local;
+  packed_slice(st, part, r0, ohw, &local);
+  packed_rows(&local, j->cols + r0 * kk, NULL, j->tmp + r0 * st->oc, r1 - r0, j->c->simd);
+  for (int64_t o = 0; o < st->oc; o++)
+    for (int64_t q = r0; q < r1; q++) {
+      float v = j->tmp[q * st->oc + o] + (j->b ? j->b[o] : 0.0f);
+      j->yn[o * ohw + q] = st->fuse_relu && v < 0.0f ? 0.0f : v;
+    }
+}
+
+static void run_packed_conv(Cpu *c, const Step *st, const float *x, const float *b, float *y, int64_t batch) {
+  const int64_t ohw = st->oh * st->ow;
+  int parts = ohw * st->k * st->oc >= PAR_MIN_MACS ? (int)(ohw / 8) : 1;
+  for (int64_t nimg = 0; nimg < batch; nimg++) {
+    ConvJob job = {c, st, x + nimg * st->c * st->h * st->w, b, y + nimg * st->oc * ohw, c->workspace, c->workspace + ohw * st->k};
+    pool_run(c->pool, parts, conv_part, &job);
+  }
 }
 
 static void sparse_part(void *p, int part, int parts) {
@@ -1336,7 +1379,7 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
     }
     case K_LAYERNORM: run_layer_norm(st, x, st->in[1] >= 0 ? PTR(st->in[1]) : NULL, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, total); break;
     case K_CONV2D:
-      if (st->q_codes) run_packed_conv(st, x, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace, c->simd);
+      if (st->q_codes) run_packed_conv(c, st, x, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch);
       else run_conv(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace);
       break;
     case K_CONVT: run_conv_transpose(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace); break;

@@ -60,6 +60,7 @@ static void *pool_main(void *arg) {
     double t0 = pool_now_us();
     for (int i = 1; atomic_load_explicit(&p->gen, memory_order_acquire) == seen && !atomic_load(&p->stop); i++) {
       pool_pause();
+      if (i % 64 == 0) sched_yield(); /* (OpenBLAS's threads, spinning as well, get the core when they have work) */
       if (i % 64 == 0 && pool_now_us() - t0 > POOL_SPIN_US) { /* long idle: sleep */
         pthread_mutex_lock(&p->mu);
         while (atomic_load(&p->gen) == seen && !atomic_load(&p->stop)) pthread_cond_wait(&p->go, &p->mu);
