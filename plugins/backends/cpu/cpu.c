@@ -1153,6 +1153,10 @@ static void run_packed_linear_par(Cpu *c, const Step *st, const float *x, const 
     return;
   }
   int parts = rows * st->k * st->n >= PAR_MIN_MACS ? (int)(rows / 8) : 1; /* (8 rows or more a part: the blocked kernels) */
+  if (parts < 2 || pool_size(c->pool) < 2) {
+    packed_rows(st, x, b, y, rows, c->simd); /* one thread: no copy of the step */
+    return;
+  }
   pool_run(c->pool, parts, packed_part, &job);
 }
 
