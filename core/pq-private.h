@@ -72,7 +72,8 @@ struct PqDataset {
   int ndim;
   int64_t sample_shape[3];
   int64_t sample_numel;
-  guint8 *images;  /* n * sample_numel */
+  guint8 *images;  /* n * sample_numel bytes, scaled by 1/255 when read; or NULL and: */
+  float *fimages;  /* n * sample_numel floats, read as they are */
   guint8 *labels;  /* n */
   int n_classes;
 };

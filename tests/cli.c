@@ -133,6 +133,65 @@ static void test_plugins_listing(void) {
   g_assert_nonnull(strstr(out, "NOT USABLE HERE: no test accelerator on this machine"));
 }
 
+/* A .npy file (version 1.0) of `descr` and `shape` holding `len` bytes. */
+static void write_npy(const char *dir, const char *name, const char *descr, const char *shape, const void *data, gsize len) {
+  g_autofree char *dict = g_strdup_printf("{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr, shape);
+  gsize hl = strlen(dict) + 1;
+  GByteArray *b = g_byte_array_new();
+  g_byte_array_append(b, (const guint8 *)"\x93NUMPY\x01\x00", 8);
+  guint8 hb[2] = {(guint8)(hl & 0xff), (guint8)(hl >> 8)};
+  g_byte_array_append(b, hb, 2);
+  g_byte_array_append(b, (const guint8 *)dict, (guint)strlen(dict));
+  g_byte_array_append(b, (const guint8 *)"\n", 1);
+  g_byte_array_append(b, data, (guint)len);
+  g_free(pq_test_write(dir, name, b->data, b->len));
+  g_byte_array_unref(b);
+}
+
+/* A dataset of NumPy files in a folder (float32 [N, 6] features, int64 labels): eval and run take it with
+ * --dataset, for a model whose input is not an image. */
+static void test_npy_dataset(void) {
+  g_autofree char *dir = g_build_filename(tmpdir, "npyset", NULL);
+  g_mkdir_with_parents(dir, 0700);
+  enum { N = 300 };
+  g_autofree float *x = g_new(float, N * 6);
+  gint64 y[N];
+  GRand *r = g_rand_new_with_seed(8);
+  for (int i = 0; i < N; i++) {
+    y[i] = g_rand_int_range(r, 0, 3);
+    for (int j = 0; j < 6; j++) x[i * 6 + j] = (float)g_rand_double_range(r, -1, 1) + (j == y[i] ? 2.0f : 0.0f); /* separable */
+  }
+  g_rand_free(r);
+  for (int split = 0; split < 2; split++) {
+    write_npy(dir, split ? "test-images.npy" : "train-images.npy", "<f4", "(300, 6)", x, sizeof(float) * N * 6);
+    write_npy(dir, split ? "test-labels.npy" : "train-labels.npy", "<i8", "(300,)", y, sizeof y);
+  }
+  /* a model that reads the class from features 0-2 */
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(6, 8, 3, 3);
+  float *w1 = pq_tensor_mutable_data(pq_model_tensor(m, "w1")), *b1 = pq_tensor_mutable_data(pq_model_tensor(m, "b1"));
+  float *w2 = pq_tensor_mutable_data(pq_model_tensor(m, "w2")), *b2 = pq_tensor_mutable_data(pq_model_tensor(m, "b2"));
+  memset(w1, 0, 48 * sizeof(float)), memset(b1, 0, 8 * sizeof(float)), memset(w2, 0, 24 * sizeof(float)), memset(b2, 0, 3 * sizeof(float));
+  for (int c = 0; c < 3; c++) w1[c * 6 + c] = 1.0f, w2[c * 8 + c] = 1.0f;
+  g_autofree char *path = g_build_filename(tmpdir, "features.safetensors", NULL);
+  g_assert_true(pq_model_save(m, path, NULL));
+  g_autofree char *out = NULL, *err = NULL;
+  g_assert_cmpint(pqrun(&out, &err, "eval", "--model", path, "--dataset", dir, NULL), ==, 0);
+  g_assert_nonnull(strstr(out, "(300 samples)"));
+  const char *acc = strstr(out, "accuracy: ");
+  g_assert_nonnull(acc);
+  g_assert_cmpfloat(g_ascii_strtod(acc + 10, NULL), >, 90.0);
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "run", "--model", path, "--dataset", dir, "--compressor", "quant", "--opt", "quant.bits=8", NULL), ==, 0);
+  g_assert_nonnull(strstr(out, "compressed "));
+  g_free(out);
+  g_free(err);
+  /* a malformed file is an error naming it */
+  write_npy(dir, "test-labels.npy", "<f4", "(300,)", x, sizeof(float) * N);
+  g_assert_cmpint(pqrun(&out, &err, "eval", "--model", path, "--dataset", dir, NULL), ==, 1);
+  g_assert_nonnull(strstr(err, "test-labels.npy: labels must be one integer a sample"));
+}
+
 static void test_compress_and_run(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(784, 64, 10, 5);
   g_autofree char *path = g_build_filename(tmpdir, "c.safetensors", NULL), *outp = g_build_filename(tmpdir, "c8.safetensors", NULL);
@@ -307,6 +366,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cli/bad-inputs", test_bad_inputs);
   g_test_add_func("/cli/plugins", test_plugins_listing);
   g_test_add_func("/cli/compress-and-run", test_compress_and_run);
+  g_test_add_func("/cli/npy-dataset", test_npy_dataset);
   int rc = g_test_run();
   pq_test_rmdir(tmpdir);
   g_free(tmpdir);

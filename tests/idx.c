@@ -1,6 +1,7 @@
 /* idx.c — IDX datasets: raw and gzip files, the Fashion-MNIST package, and every malformed input. */
 #include "testutil.h"
 
+#include <math.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -69,6 +70,108 @@ static void test_valid(void) {
   g_assert_null(pq_dataset_slice(tr, 4, 2, &err));
   g_assert_error(err, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID);
   g_assert_nonnull(strstr(err->message, "samples 4 to 5 asked, it has 5"));
+}
+
+/* A .npy file: version 1.0, the header padded to a multiple of 64 bytes as NumPy writes it. */
+static char *write_npy(const char *name, const char *descr, const char *shape, const char *fortran, const void *data, gsize len) {
+  g_autofree char *dict = g_strdup_printf("{'descr': '%s', 'fortran_order': %s, 'shape': %s, }", descr, fortran, shape);
+  gsize hl = strlen(dict) + 1, total = 10 + hl;
+  gsize pad = (64 - total % 64) % 64;
+  GByteArray *b = g_byte_array_new();
+  g_byte_array_append(b, (const guint8 *)"\x93NUMPY\x01\x00", 8);
+  guint16 h = (guint16)(hl + pad);
+  guint8 hb[2] = {(guint8)(h & 0xff), (guint8)(h >> 8)};
+  g_byte_array_append(b, hb, 2);
+  g_byte_array_append(b, (const guint8 *)dict, (guint)strlen(dict));
+  for (gsize i = 0; i < pad; i++) g_byte_array_append(b, (const guint8 *)" ", 1);
+  g_byte_array_append(b, (const guint8 *)"\n", 1);
+  if (len) g_byte_array_append(b, data, (guint)len);
+  char *path = pq_test_write(tmpdir, name, b->data, b->len);
+  g_byte_array_unref(b);
+  return path;
+}
+
+/* NumPy datasets: uint8 images scaled as IDX's, float32 NCHW images as they are, labels of any integer type;
+ * found by pq_dataset_open as {split}-images.npy ("test" for t10k); each malformed field an error naming it. */
+static void test_npy(void) {
+  guint8 img8[3 * 4];
+  for (int i = 0; i < 12; i++) img8[i] = (guint8)(i * 20);
+  gint64 lab64[3] = {2, 0, 5};
+  g_autofree char *i8 = write_npy("u8-images.npy", "|u1", "(3, 2, 2)", "False", img8, sizeof img8),
+                  *l64 = write_npy("u8-labels.npy", "<i8", "(3,)", "False", lab64, sizeof lab64);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqDataset) a = pq_dataset_load_npy(i8, l64, &err);
+  g_assert_no_error(err);
+  g_assert_cmpint(pq_dataset_n_samples(a), ==, 3);
+  g_assert_cmpint(pq_dataset_sample_numel(a), ==, 4);
+  g_assert_cmpint(pq_dataset_n_classes(a), ==, 6);
+  float x[24];
+  guint8 l[3];
+  g_assert_cmpint(pq_dataset_get_batch(a, 1, 2, x, l), ==, 2);
+  g_assert_cmpfloat(x[0], ==, 80.0f / 255.0f);
+  g_assert_cmpint(l[0], ==, 0);
+  g_assert_cmpint(l[1], ==, 5);
+  /* float32 [2, 3, 2, 2], found through pq_dataset_open by its split, read as it is, sliced */
+  float imgf[24];
+  for (int i = 0; i < 24; i++) imgf[i] = -1.5f + 0.25f * (float)i;
+  guint8 labu[2] = {1, 3};
+  g_autofree char *fi = write_npy("test-images.npy", "<f4", "(2, 3, 2, 2)", "False", imgf, sizeof imgf),
+                  *fl = write_npy("test-labels.npy", "|u1", "(2,)", "False", labu, sizeof labu);
+  g_autoptr(PqDataset) f = pq_dataset_open(tmpdir, "t10k", &err);
+  g_assert_no_error(err);
+  int nd;
+  const int64_t *sh = pq_dataset_sample_shape(f, &nd);
+  g_assert_cmpint(sh[0], ==, 3);
+  g_assert_cmpint(sh[2], ==, 2);
+  g_assert_cmpint(pq_dataset_get_batch(f, 0, 2, x, l), ==, 2);
+  g_assert_cmpmem(x, sizeof imgf, imgf, sizeof imgf);
+  g_autoptr(PqDataset) fs = pq_dataset_slice(f, 1, 1, &err);
+  g_assert_no_error(err);
+  g_assert_cmpint(pq_dataset_get_batch(fs, 0, 1, x, l), ==, 1);
+  g_assert_cmpfloat(x[0], ==, imgf[12]);
+  g_assert_cmpint(l[0], ==, 3);
+  /* every malformed field: an error naming the file and the field */
+  gint16 lab16[3] = {1, 300, 2};
+  float nanimg[4] = {0.0f, NAN, 1.0f, 2.0f};
+  struct {
+    const char *descr, *shape, *fortran;
+    const void *data;
+    gsize len;
+    gboolean labels; /* the bad file is the labels' */
+    const char *says;
+  } bad[] = {
+      {"|u1", "(3, 2, 2)", "True", img8, sizeof img8, FALSE, "field 'fortran_order': only C order"},
+      {">f4", "(3, 2, 2)", "False", img8, sizeof img8, FALSE, "field 'descr': big-endian"},
+      {"<c8", "(3, 2, 2)", "False", img8, sizeof img8, FALSE, "field 'descr': type <c8 is not supported"},
+      {"|u1", "(3, 2, 2)", "False", img8, sizeof img8 - 1, FALSE, "truncated: 11 data bytes, its shape and type make 12"},
+      {"|u1", "(3, 2)", "False", img8, sizeof img8, FALSE, "trailing bytes"},
+      {"|u1", "(3, 2, a)", "False", img8, 12, FALSE, "field 'shape': not a tuple of sizes"},
+      {"<i2", "(3, 2, 2)", "False", img8, 0, FALSE, "truncated"},
+      {"<i4", "(3, 2, 2)", "False", lab64, 0, FALSE, "truncated"},
+      {"<i2", "(3,)", "False", lab16, sizeof lab16, TRUE, "label 300 of sample 1 is not a class 0..255"},
+      {"<f4", "(3,)", "False", imgf, 12, TRUE, "labels must be one integer a sample"},
+      {"<i8", "(2,)", "False", lab64, 16, TRUE, "field 'shape': 2 labels for 3 images"},
+      {"<f4", "(1, 2, 2)", "False", nanimg, sizeof nanimg, FALSE, "value 1 (sample 0) is not a finite float32"},
+      {"|u1", "(12,)", "False", img8, 12, FALSE, "field 'shape': images must be"},
+      {"<i2", "(3, 2, 2)", "False", lab64, sizeof lab64, FALSE, "field 'descr': images must be uint8, float32 or float64"},
+  };
+  for (size_t i = 0; i < G_N_ELEMENTS(bad); i++) {
+    g_autofree char *bp = write_npy("bad.npy", bad[i].descr, bad[i].shape, bad[i].fortran, bad[i].data, bad[i].len);
+    g_autoptr(PqDataset) d = bad[i].labels ? pq_dataset_load_npy(i8, bp, &err) : pq_dataset_load_npy(bp, l64, &err);
+    if (g_str_has_prefix(bad[i].says, "value 1")) { /* one image of float32: labels for one sample */
+      g_autofree char *l1 = write_npy("l1.npy", "|u1", "(1,)", "False", labu, 1);
+      g_clear_error(&err);
+      d = pq_dataset_load_npy(bp, l1, &err);
+    }
+    g_assert_null(d);
+    g_assert_nonnull(err);
+    if (!strstr(err->message, bad[i].says) || !strstr(err->message, "bad.npy")) g_error("case %zu: %s", i, err->message);
+    g_clear_error(&err);
+  }
+  /* not a .npy file at all */
+  g_autofree char *junk = pq_test_write(tmpdir, "junk.npy", "hello, world", 12);
+  g_assert_null(pq_dataset_load_npy(junk, l64, &err));
+  g_assert_nonnull(strstr(err->message, "junk.npy: not a .npy file"));
 }
 
 static void test_fashion_mnist(void) {
@@ -178,6 +281,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/idx/valid-raw-and-gzip", test_valid);
   g_test_add_func("/idx/fashion-mnist-package", test_fashion_mnist);
   g_test_add_func("/idx/bad-files", test_bad);
+  g_test_add_func("/idx/npy", test_npy);
   int rc = g_test_run();
   pq_test_rmdir(tmpdir);
   g_free(tmpdir);

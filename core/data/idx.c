@@ -160,12 +160,28 @@ PqDataset *pq_dataset_open(const char *name_or_dir, const char *split, GError **
   }
   g_autofree char *images = find_split_file(dir, sp, "images-idx3");
   g_autofree char *labels = find_split_file(dir, sp, "labels-idx1");
-  if (!images || !labels) {
-    g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_IO, "%s: missing %s-images-idx3-ubyte[.gz] or %s-labels-idx1-ubyte[.gz]",
-                dir, sp, sp);
-    return NULL;
+  PqDataset *ds;
+  if (images && labels) {
+    ds = pq_dataset_load_idx(images, labels, error);
+  } else { /* NumPy files: {split}-images.npy and {split}-labels.npy ("test" for the t10k split too) */
+    const char *names[2] = {sp, strcmp(sp, "t10k") == 0 ? "test" : NULL};
+    for (int i = 0; i < 2 && names[i] && !(images && labels); i++) {
+      g_free(images), g_free(labels);
+      g_autofree char *ib = g_strdup_printf("%s-images.npy", names[i]), *lbn = g_strdup_printf("%s-labels.npy", names[i]);
+      images = g_build_filename(dir, ib, NULL), labels = g_build_filename(dir, lbn, NULL);
+      if (!g_file_test(images, G_FILE_TEST_EXISTS) || !g_file_test(labels, G_FILE_TEST_EXISTS)) {
+        g_clear_pointer(&images, g_free);
+        g_clear_pointer(&labels, g_free);
+      }
+    }
+    if (!images || !labels) {
+      g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_IO,
+                  "%s: missing %s-images-idx3-ubyte[.gz] and %s-labels-idx1-ubyte[.gz], or %s-images.npy and %s-labels.npy", dir, sp, sp,
+                  names[1] ? names[1] : sp, names[1] ? names[1] : sp);
+      return NULL;
+    }
+    ds = pq_dataset_load_npy(images, labels, error);
   }
-  PqDataset *ds = pq_dataset_load_idx(images, labels, error);
   if (ds) {
     g_free(ds->name);
     ds->name = g_strdup_printf("%s/%s", strcmp(name_or_dir, "fashion-mnist") == 0 ? "fashion-mnist" : dir, sp);
@@ -182,6 +198,7 @@ void pq_dataset_unref(PqDataset *ds) {
   if (!ds || !g_atomic_int_dec_and_test(&ds->refcount)) return;
   g_free(ds->name);
   g_free(ds->images);
+  g_free(ds->fimages);
   g_free(ds->labels);
   g_free(ds);
 }
@@ -198,7 +215,8 @@ PqDataset *pq_dataset_slice(const PqDataset *ds, int64_t start, int64_t count, G
   s->refcount = 1;
   s->name = g_strdup_printf("%s[%" G_GINT64_FORMAT ":%" G_GINT64_FORMAT "]", ds->name, start, start + count);
   s->n = count;
-  s->images = g_memdup2(ds->images + start * ds->sample_numel, (gsize)(count * ds->sample_numel));
+  if (ds->fimages) s->fimages = g_memdup2(ds->fimages + start * ds->sample_numel, sizeof(float) * (gsize)(count * ds->sample_numel));
+  else s->images = g_memdup2(ds->images + start * ds->sample_numel, (gsize)(count * ds->sample_numel));
   s->labels = g_memdup2(ds->labels + start, (gsize)count);
   return s;
 }
@@ -216,9 +234,13 @@ const guint8 *pq_dataset_labels(const PqDataset *ds) { return ds->labels; }
 int64_t pq_dataset_get_batch(const PqDataset *ds, int64_t start, int64_t count, float *images, uint8_t *labels) {
   if (start < 0 || start >= ds->n || count <= 0) return 0;
   int64_t n = MIN(count, ds->n - start);
-  const guint8 *src = ds->images + start * ds->sample_numel;
   int64_t total = n * ds->sample_numel;
-  for (int64_t i = 0; i < total; i++) images[i] = src[i] * (1.0f / 255.0f);
+  if (ds->fimages) {
+    memcpy(images, ds->fimages + start * ds->sample_numel, sizeof(float) * (size_t)total);
+  } else {
+    const guint8 *src = ds->images + start * ds->sample_numel;
+    for (int64_t i = 0; i < total; i++) images[i] = src[i] * (1.0f / 255.0f);
+  }
   if (labels) memcpy(labels, ds->labels + start, (size_t)n);
   return n;
 }

@@ -65,8 +65,13 @@ PQ_API PqPlan *pq_model_plan(const PqModel *model, gint64 batch, GError **error)
 /* ---- datasets --------------------------------------------------------------------------------------- */
 /* Load an IDX image file and its IDX label file (raw or gzip). */
 PQ_API PqDataset *pq_dataset_load_idx(const char *images_path, const char *labels_path, GError **error);
+/* Load NumPy .npy files: images [N, H, W], [N, C, H, W] or [N, D] (uint8, scaled by 1/255 as IDX images are;
+ * float32 or float64, read as they are) and labels [N] of any integer type, values 0..255; C order,
+ * little-endian. The classes are 0 … the largest label. */
+PQ_API PqDataset *pq_dataset_load_npy(const char *images_path, const char *labels_path, GError **error);
 /* `name_or_dir` is "fashion-mnist" (the Debian package's folder) or a folder with
- * {split}-images-idx3-ubyte[.gz] and {split}-labels-idx1-ubyte[.gz]; split is "train" or "t10k"/"test". */
+ * {split}-images-idx3-ubyte[.gz] and {split}-labels-idx1-ubyte[.gz], or {split}-images.npy and {split}-labels.npy;
+ * split is "train" or "t10k"/"test" (NumPy files may be named either). */
 PQ_API PqDataset *pq_dataset_open(const char *name_or_dir, const char *split, GError **error);
 /* A new dataset of samples start … start + count − 1 (copied), named "NAME[start:end]"; an error for a range
  * outside the dataset. */

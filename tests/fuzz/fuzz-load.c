@@ -2,6 +2,7 @@
  *   (default)    the input as a safetensors model file
  *   FUZZ_ONNX    the input as an ONNX model file
  *   FUZZ_IDX     the input as an IDX images file (raw, or gzip when it starts so) beside a valid labels file
+ *   FUZZ_NPY     the input as a NumPy images file beside a valid labels file, then as the labels beside valid images
  *   FUZZ_CONFIG  the input as a suite config (JSON) checked against the built-in plugins' registry
  *   FUZZ_COMPARE the input as report B of `pqrun compare`, against a small valid report A
  * Any crash, hang, sanitizer report or GLib critical (made fatal here) is a bug: a bad file must be an error that says why. Build and run:
@@ -36,7 +37,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     g_log_set_always_fatal(G_LOG_LEVEL_CRITICAL | G_LOG_LEVEL_WARNING | G_LOG_LEVEL_ERROR);
   }
   GError *err = NULL;
-#if defined(FUZZ_IDX)
+#if defined(FUZZ_NPY)
+  /* a valid .npy of 4 uint8 labels, and one of 4 images of 2 × 2 uint8 */
+  static const char lab[] = "\x93NUMPY\x01\x00\x3e\x00{'descr': '|u1', 'fortran_order': False, 'shape': (4,), }    \n\x00\x01\x02\x03";
+  static const char img[] = "\x93NUMPY\x01\x00\x3f\x00{'descr': '|u1', 'fortran_order': False, 'shape': (4, 2, 2), }\n"
+                            "\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c\x0d\x0e\x0f";
+  g_autofree char *lp = g_build_filename(dir, "labels.npy", NULL), *ip = g_build_filename(dir, "images.npy", NULL),
+                  *fp = g_build_filename(dir, "fuzz.npy", NULL);
+  write_file(lp, lab, sizeof lab - 1);
+  write_file(ip, img, sizeof img - 1);
+  write_file(fp, data, size);
+  for (int side = 0; side < 2; side++) {
+    PqDataset *ds = side ? pq_dataset_load_npy(ip, fp, &err) : pq_dataset_load_npy(fp, lp, &err);
+    if (ds) {
+      int64_t per = pq_dataset_sample_numel(ds), n = pq_dataset_n_samples(ds);
+      if (per > 0 && per < (1 << 20) && n > 0) {
+        float *x = malloc(sizeof(float) * (size_t)per);
+        uint8_t y;
+        pq_dataset_get_batch(ds, n - 1, 1, x, &y);
+        free(x);
+      }
+      pq_dataset_unref(ds);
+    } else {
+      must_say_why(err);
+      err = NULL;
+    }
+  }
+#elif defined(FUZZ_IDX)
   /* labels: 4 samples of class 0..3; images: the input */
   static const uint8_t labels[] = {0, 0, 8, 1, 0, 0, 0, 4, 0, 1, 2, 3};
   g_autofree char *lp = g_build_filename(dir, "fuzz-labels-idx1-ubyte", NULL), *ip = g_build_filename(dir, "fuzz-images-idx3-ubyte", NULL);
