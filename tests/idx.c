@@ -94,6 +94,10 @@ static char *write_npy(const char *name, const char *descr, const char *shape, c
 /* NumPy datasets: uint8 images scaled as IDX's, float32 NCHW images as they are, labels of any integer type;
  * found by pq_dataset_open as {split}-images.npy ("test" for t10k); each malformed field an error naming it. */
 static void test_npy(void) {
+  char *outer = tmpdir; /* a folder of its own: test_valid's IDX files would be found first */
+  g_autofree char *own = g_build_filename(outer, "npy", NULL);
+  g_mkdir_with_parents(own, 0700);
+  tmpdir = own;
   guint8 img8[3 * 4];
   for (int i = 0; i < 12; i++) img8[i] = (guint8)(i * 20);
   gint64 lab64[3] = {2, 0, 5};
@@ -172,6 +176,7 @@ static void test_npy(void) {
   g_autofree char *junk = pq_test_write(tmpdir, "junk.npy", "hello, world", 12);
   g_assert_null(pq_dataset_load_npy(junk, l64, &err));
   g_assert_nonnull(strstr(err->message, "junk.npy: not a .npy file"));
+  tmpdir = outer;
 }
 
 static void test_fashion_mnist(void) {
