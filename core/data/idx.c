@@ -161,6 +161,7 @@ PqDataset *pq_dataset_open(const char *name_or_dir, const char *split, GError **
   g_autofree char *images = find_split_file(dir, sp, "images-idx3");
   g_autofree char *labels = find_split_file(dir, sp, "labels-idx1");
   PqDataset *ds;
+  const char *found = sp; /* the split's name in the files */
   if (images && labels) {
     ds = pq_dataset_load_idx(images, labels, error);
   } else { /* NumPy files: {split}-images.npy and {split}-labels.npy ("test" for the t10k split too) */
@@ -172,6 +173,8 @@ PqDataset *pq_dataset_open(const char *name_or_dir, const char *split, GError **
       if (!g_file_test(images, G_FILE_TEST_EXISTS) || !g_file_test(labels, G_FILE_TEST_EXISTS)) {
         g_clear_pointer(&images, g_free);
         g_clear_pointer(&labels, g_free);
+      } else {
+        found = names[i];
       }
     }
     if (!images || !labels) {
@@ -184,7 +187,7 @@ PqDataset *pq_dataset_open(const char *name_or_dir, const char *split, GError **
   }
   if (ds) {
     g_free(ds->name);
-    ds->name = g_strdup_printf("%s/%s", strcmp(name_or_dir, "fashion-mnist") == 0 ? "fashion-mnist" : dir, sp);
+    ds->name = g_strdup_printf("%s/%s", strcmp(name_or_dir, "fashion-mnist") == 0 ? "fashion-mnist" : dir, found);
   }
   return ds;
 }
