@@ -60,7 +60,7 @@ static const GOptionEntry plugin_entries[] = {
     {NULL}};
 static const GOptionEntry model_entries[] = {
     {"model", 'm', 0, G_OPTION_ARG_FILENAME, &args.model, "Model file (default: the cached Fashion-MNIST MLP, trained on first use)", "FILE"},
-    {"dataset", 'd', 0, G_OPTION_ARG_FILENAME, &args.dataset, "fashion-mnist (default) or a folder of IDX files", "NAME|DIR"},
+    {"dataset", 'd', 0, G_OPTION_ARG_FILENAME, &args.dataset, "fashion-mnist (default) or a folder of IDX or NumPy (.npy) files", "NAME|DIR"},
     {NULL}};
 static const GOptionEntry run_entries[] = {
     {"backend", 'b', 0, G_OPTION_ARG_STRING, &args.backend, "Backend plugin (default: cpu)", "NAME"},
@@ -115,7 +115,7 @@ static const GOptionEntry train_entries[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "Where to write the model (default: the cache)", "FILE"},
     {"epochs", 0, 0, G_OPTION_ARG_INT, &args.epochs, "Epochs (default 18)", "N"},
     {"seed", 0, 0, G_OPTION_ARG_INT64, &args.seed, "Random seed (default 42)", "N"},
-    {"dataset", 'd', 0, G_OPTION_ARG_FILENAME, &args.dataset, "fashion-mnist (default) or a folder of IDX files", "NAME|DIR"},
+    {"dataset", 'd', 0, G_OPTION_ARG_FILENAME, &args.dataset, "fashion-mnist (default) or a folder of IDX or NumPy (.npy) files", "NAME|DIR"},
     {"quiet", 'q', 0, G_OPTION_ARG_NONE, &args.quiet, "Do not print progress", NULL},
     {NULL}};
 
@@ -906,7 +906,7 @@ static const struct {
 
 static void usage(FILE *f) {
   fprintf(f, "Usage: pqrun COMMAND [OPTION...]\n\nCommands:\n");
-  for (size_t i = 0; i < G_N_ELEMENTS(commands); i++) fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  for (size_t i = 0; i < G_N_ELEMENTS(commands); i++) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
   fprintf(f, "\n`pqrun COMMAND --help` for a command's options; `pqrun --version`.\n");
 }
 
