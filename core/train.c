@@ -212,7 +212,7 @@ PqModel *pq_train_mlp(const PqDataset *train, const PqTrainParams *params, GErro
 
 enum {
   FT_LINEAR, FT_RELU, FT_SOFTMAX, FT_ALIAS, FT_ACT, FT_CONV, FT_MAXPOOL, FT_AVGPOOL, FT_GAP, FT_BN, FT_ADD, FT_LN,
-  FT_TRANSPOSE, FT_MATMUL2, FT_SMAX, FT_SCALE, FT_ADDW, FT_SLICE, FT_CONCAT, FT_REDUCE
+  FT_TRANSPOSE, FT_MATMUL2, FT_SMAX, FT_SCALE, FT_ADDW, FT_SLICE, FT_CONCAT, FT_REDUCE, FT_CONVT
 };
 
 typedef struct {
@@ -317,6 +317,13 @@ static void ft_im2col(const FtStep *s, float *x, float *col, gboolean back) {
   else pq_im2col(x, &g, col);
 }
 
+/* conv_transpose2d: the geometry of the conv2d whose gradient it is — the output [O/groups, OH, OW] as that
+ * conv's input, the input [C/groups, H, W] as its output — so that col2im spreads and im2col gathers. */
+static PqConvGeometry ft_convt_geo(const FtStep *s) {
+  PqConvGeometry g = {s->o / s->groups, s->oh, s->ow, s->kh, s->kw, s->h, s->w_, s->sh, s->sw, s->dh, s->dw, s->ph, s->pw};
+  return g;
+}
+
 /* Pools over one sample's planes: forward (argmax kept for max), or backward from dy into dx (zeroed first). */
 static void ft_pool(FtStep *s, const float *x, float *y, int r, gboolean back, const float *dy, float *dx) {
   int max = s->kind == FT_MAXPOOL;
@@ -395,6 +402,23 @@ static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int 
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)og, (int)ohw, (int)ckk, 1.0f, s->w + g * og * ckk, (int)ckk, col, (int)ohw,
                       1.0f, yr + g * og * ohw, (int)ohw);
         }
+      }
+      break;
+    }
+    case FT_CONVT: { /* per group: col = W_gᵀ · x_g [O/g·kh·kw, H·W], spread into y_g (col2im) */
+      int64_t hw = s->h * s->w_, ohw = s->oh * s->ow, cg = s->c / s->groups, og = s->o / s->groups, kk = og * s->kh * s->kw;
+      PqConvGeometry geo = ft_convt_geo(s);
+      for (int r = 0; r < bs; r++) {
+        float *yr = y + (size_t)r * s->out;
+        memset(yr, 0, sizeof(float) * (size_t)s->out);
+        for (int64_t g = 0; g < s->groups; g++) {
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kk, (int)hw, (int)cg, 1.0f, s->w + g * cg * kk, (int)kk,
+                      cur + (size_t)r * s->in + g * cg * hw, (int)hw, 0.0f, col, (int)hw);
+          pq_col2im_add(col, &geo, yr + g * og * ohw);
+        }
+        if (s->b)
+          for (int64_t oc = 0; oc < s->o; oc++)
+            for (int64_t q = 0; q < ohw; q++) yr[oc * ohw + q] += s->b[oc];
       }
       break;
     }
@@ -624,16 +648,16 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       s->w = g_new(float, s->nw);
       ft_params(s, NULL, (int)nin > bias_at ? pq_plan_value_tensor(plan, pq_plan_step_input(plan, i, (size_t)bias_at)) : NULL);
       ft_form_dense(s);
-    } else if (!strcmp(op, "conv2d")) {
+    } else if (!strcmp(op, "conv2d") || !strcmp(op, "conv_transpose2d")) {
       int wv = pq_plan_step_input(plan, i, 1), bv = pq_plan_step_input(plan, i, 2), xnd, ond;
       if (wv < 0 || pq_plan_value_kind(plan, wv) != PQ_VALUE_WEIGHT || (bv >= 0 && pq_plan_value_kind(plan, bv) != PQ_VALUE_WEIGHT)) {
         ok = 0;
-        why = "a conv2d needs its kernel and bias as model tensors";
+        why = "a conv2d or conv_transpose2d needs its kernel and bias as model tensors";
         break;
       }
       PqTensor *w = pq_plan_value_tensor(plan, wv);
       const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd), *os = pq_plan_value_shape(plan, out, &ond), *ws = pq_tensor_shape(w);
-      s->kind = FT_CONV;
+      s->kind = !strcmp(op, "conv_transpose2d") ? FT_CONVT : FT_CONV;
       s->c = xs[1], s->h = xs[2], s->w_ = xs[3], s->o = os[1], s->oh = os[2], s->ow = os[3], s->kh = ws[2], s->kw = ws[3];
       s->groups = pq_node_get_int(node, "groups", 1); /* (the plan checked that it divides both channel counts) */
       size_t cnt;
@@ -795,7 +819,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     else if (!strcmp(op, "flatten") || !strcmp(op, "reshape")) s->kind = FT_ALIAS;
     else if ((!strcmp(op, "softmax") || !strcmp(op, "log_softmax")) && i == ns - 1) s->kind = FT_SOFTMAX; /* both: CE on logits */
     else {
-      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, tt_linear, circulant_linear, sparse_linear, conv2d, pools, batch_norm, layer_norm, relu and the other activations, flatten, reshape, transpose, slice, concat, reduce_sum, reduce_mean, matmul of activations, softmax, residual adds, adds and scalings by constants)",
+      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, tt_linear, circulant_linear, sparse_linear, conv2d, conv_transpose2d, pools, batch_norm, layer_norm, relu and the other activations, flatten, reshape, transpose, slice, concat, reduce_sum, reduce_mean, matmul of activations, softmax, residual adds, adds and scalings by constants)",
                           node->name, op);
       ft_free(st, ns);
       return -1;
@@ -843,6 +867,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
   int64_t col_floats = 1; /* im2col scratch: the largest conv's [C·kh·kw, OH·OW] */
   for (size_t i = 0; i < ns; i++)
     if (st[i].kind == FT_CONV) col_floats = MAX(col_floats, st[i].c / st[i].groups * st[i].kh * st[i].kw * st[i].oh * st[i].ow);
+    else if (st[i].kind == FT_CONVT) col_floats = MAX(col_floats, st[i].o / st[i].groups * st[i].kh * st[i].kw * st[i].h * st[i].w_);
   float *col = g_new(float, col_floats);
   const int B = p->batch_size;
   int64_t in_width = pq_plan_value_numel(plan, pq_plan_value_index(plan, pq_graph_input_name(g, 0)));
@@ -933,6 +958,28 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
                             (int)ohw);
                 ft_im2col(s, dx + (size_t)r * s->in + g * chw, col, TRUE);
               }
+            }
+            if (s->train_b)
+              for (int64_t oc = 0; oc < s->o; oc++)
+                for (int64_t q = 0; q < ohw; q++) s->gb[oc] += dyr[oc * ohw + q];
+          }
+          break;
+        }
+        case FT_CONVT: { /* dcol = im2col(dY_g); dX_g += W_g · dcol; dW_g += X_g · dcolᵀ */
+          int64_t hw = s->h * s->w_, ohw = s->oh * s->ow, cg = s->c / s->groups, og = s->o / s->groups, kk = og * s->kh * s->kw;
+          PqConvGeometry geo = ft_convt_geo(s);
+          if (s->train_w) memset(s->gw, 0, sizeof(float) * (size_t)s->nw);
+          if (s->train_b) memset(s->gb, 0, sizeof(float) * (size_t)s->nb);
+          for (int r = 0; r < bs; r++) {
+            const float *dyr = dy + (size_t)r * s->out;
+            for (int64_t g = 0; g < s->groups; g++) {
+              pq_im2col(dyr + g * og * ohw, &geo, col);
+              if (dx)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)cg, (int)hw, (int)kk, 1.0f, s->w + g * cg * kk, (int)kk, col, (int)hw,
+                            1.0f, dx + (size_t)r * s->in + g * cg * hw, (int)hw);
+              if (s->train_w)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)cg, (int)kk, (int)hw, 1.0f, x + (size_t)r * s->in + g * cg * hw, (int)hw, col,
+                            (int)hw, 1.0f, s->gw + g * cg * kk, (int)kk);
             }
             if (s->train_b)
               for (int64_t oc = 0; oc < s->o; oc++)

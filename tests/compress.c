@@ -1200,6 +1200,86 @@ static void test_finetune_grouped_conv(void) {
   g_assert_cmpint(check_first_step(m, names, 6, gconv_loss, x, labels, N), >, 100);
 }
 
+/* The transposed-conv net of test_finetune_conv_transpose, in double: x [2, 3, 3] → 1×1 conv (w0 [2, 2, 1, 1],
+ * b0 [2]) → tanh → conv_transpose2d (2 → 4
+ * channels, groups 2, 3×3, stride 2, pads 1, output_padding 1: 6×6) → relu → global average pool → linear
+ * (4 → 3) → cross-entropy. p: w0 [4], b0 [2], w1 [2, 2, 3, 3] ([C, O/groups, kh, kw]), b1 [4], w2 [3, 4], b2 [3]. */
+static double convt_loss(const double *p, const float *x, const guint8 *labels, int n) {
+  const double *w0 = p, *b0 = w0 + 4, *w1 = b0 + 2, *b1 = w1 + 36, *w2 = b1 + 4, *b2 = w2 + 12;
+  double loss = 0;
+  for (int r = 0; r < n; r++) {
+    double xr[18], y[4][6][6], pooled[4];
+    for (int c = 0; c < 2; c++)
+      for (int i = 0; i < 9; i++) xr[c * 9 + i] = tanh(b0[c] + w0[c * 2] * x[r * 18 + i] + w0[c * 2 + 1] * x[r * 18 + 9 + i]);
+    for (int o = 0; o < 4; o++)
+      for (int i = 0; i < 36; i++) y[o][i / 6][i % 6] = b1[o];
+    for (int c = 0; c < 2; c++) /* input channel c (group c) spreads into outputs 2c and 2c + 1 */
+      for (int iy = 0; iy < 3; iy++)
+        for (int ix = 0; ix < 3; ix++)
+          for (int oo = 0; oo < 2; oo++)
+            for (int ky = 0; ky < 3; ky++)
+              for (int kx = 0; kx < 3; kx++) {
+                int oy = iy * 2 - 1 + ky, ox = ix * 2 - 1 + kx;
+                if (oy >= 0 && oy < 6 && ox >= 0 && ox < 6) y[c * 2 + oo][oy][ox] += xr[c * 9 + iy * 3 + ix] * w1[((c * 2 + oo) * 3 + ky) * 3 + kx];
+              }
+    for (int o = 0; o < 4; o++) {
+      pooled[o] = 0;
+      for (int i = 0; i < 36; i++) pooled[o] += fmax(y[o][i / 6][i % 6], 0) / 36;
+    }
+    loss += dense_ce(w2, b2, pooled, 4, 3, labels[r]);
+  }
+  return loss / n;
+}
+
+/* Fine-tuning through a grouped, strided conv_transpose2d with output padding, weight by weight against
+ * central differences; the CPU backend's loss is the reference's. */
+static void test_finetune_conv_transpose(void) {
+  enum { N = 24 };
+  g_autoptr(PqModel) m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[4] = {-1, 2, 3, 3}, w1s[4] = {2, 2, 3, 3}, v4[1] = {4}, w2s[2] = {3, 4}, v3[1] = {3};
+  pq_graph_add_input(g, "x", 4, xs);
+  int64_t w0s[4] = {2, 2, 1, 1}, v2[1] = {2};
+  PqTensor *ts[6] = {pq_test_random_tensor("w0", 4, w0s, 59, 0.8f), pq_test_random_tensor("b0", 1, v2, 60, 0.2f),
+                     pq_test_random_tensor("w1", 4, w1s, 61, 0.7f), pq_test_random_tensor("b1", 1, v4, 62, 0.2f),
+                     pq_test_random_tensor("w2", 2, w2s, 63, 1.0f), pq_test_random_tensor("b2", 1, v3, 64, 0.1f)};
+  for (int i = 0; i < 6; i++) {
+    pq_model_set_tensor(m, ts[i]);
+    pq_tensor_unref(ts[i]);
+  }
+  pq_graph_add_node(g, "conv2d", "pre", 3, (const char *[]){"x", "w0", "b0"}, 1, (const char *[]){"h0"});
+  pq_graph_add_node(g, "tanh", "t", 1, (const char *[]){"h0"}, 1, (const char *[]){"h0t"});
+  PqNode *ct = pq_graph_add_node(g, "conv_transpose2d", "up", 3, (const char *[]){"h0t", "w1", "b1"}, 1, (const char *[]){"h"});
+  pq_node_set_int(ct, "groups", 2);
+  pq_node_set_ints(ct, "strides", 2, (const int64_t[]){2, 2});
+  pq_node_set_ints(ct, "pads", 4, (const int64_t[]){1, 1, 1, 1});
+  pq_node_set_ints(ct, "output_padding", 2, (const int64_t[]){1, 1});
+  pq_graph_add_node(g, "relu", "r", 1, (const char *[]){"h"}, 1, (const char *[]){"hr"});
+  pq_graph_add_node(g, "global_avg_pool", "gap", 1, (const char *[]){"hr"}, 1, (const char *[]){"p"});
+  pq_graph_add_node(g, "flatten", "f", 1, (const char *[]){"p"}, 1, (const char *[]){"pf"});
+  pq_graph_add_node(g, "linear", "fc", 3, (const char *[]){"pf", "w2", "b2"}, 1, (const char *[]){"z"});
+  pq_graph_add_node(g, "softmax", "sm", 1, (const char *[]){"z"}, 1, (const char *[]){"y"});
+  pq_graph_add_output(g, "y");
+  float x[N * 18];
+  guint8 labels[N];
+  GRand *r = g_rand_new_with_seed(67);
+  for (int i = 0; i < N * 18; i++) x[i] = (float)g_rand_double_range(r, -1, 1);
+  for (int i = 0; i < N; i++) labels[i] = (guint8)g_rand_int_range(r, 0, 3);
+  g_rand_free(r);
+  const char *names[6] = {"w0", "b0", "w1", "b1", "w2", "b2"}; /* w0, b0: through the transposed conv's input gradient */
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqBackend) b = pq_backend_prepare(cpu, m, 1, N, NULL, &err);
+  g_assert_no_error(err);
+  float y[N * 3];
+  g_assert_true(pq_backend_run_f32(b, x, N, y, &err));
+  double backend_loss = 0, p0[4 + 2 + 36 + 4 + 12 + 3];
+  for (int i = 0; i < N; i++) backend_loss -= log(y[i * 3 + labels[i]]) / N;
+  for (int t = 0, at = 0; t < 6; at += (int)pq_tensor_numel(pq_model_tensor(m, names[t])), t++)
+    for (int64_t i = 0; i < pq_tensor_numel(pq_model_tensor(m, names[t])); i++) p0[at + i] = ((const float *)pq_tensor_data(pq_model_tensor(m, names[t])))[i];
+  g_assert_cmpfloat(fabs(backend_loss - convt_loss(p0, x, labels, N)), <, 1e-5);
+  g_assert_cmpint(check_first_step(m, names, 6, convt_loss, x, labels, N), >, 45);
+}
+
 /* x [3 tokens, 4] → fc1 (4 → 5, per token) → tanh → mean over the tokens → fc2 (5 → 3) → cross-entropy, in
  * double. p: w1 [20], b1 [5], w2 [15], b2 [3]. */
 static double pool_net_loss(const double *p, const float *x, const guint8 *labels, int n) {
@@ -1834,6 +1914,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/finetune-mean-pool", test_finetune_mean_pool);
   g_test_add_func("/compress/finetune-structured", test_finetune_structured);
   g_test_add_func("/compress/finetune-grouped-conv", test_finetune_grouped_conv);
+  g_test_add_func("/compress/finetune-conv-transpose", test_finetune_conv_transpose);
   g_test_add_func("/compress/data-aware", test_data_aware);
   g_test_add_func("/compress/gptq-matrix", test_gptq_matrix);
   g_test_add_func("/compress/calibration-gram", test_calibration_gram);
