@@ -212,7 +212,7 @@ PqModel *pq_train_mlp(const PqDataset *train, const PqTrainParams *params, GErro
 
 enum {
   FT_LINEAR, FT_RELU, FT_SOFTMAX, FT_ALIAS, FT_ACT, FT_CONV, FT_MAXPOOL, FT_AVGPOOL, FT_GAP, FT_BN, FT_ADD, FT_LN,
-  FT_TRANSPOSE, FT_MATMUL2, FT_SMAX, FT_SCALE, FT_ADDW, FT_SLICE, FT_CONCAT, FT_REDUCE, FT_CONVT
+  FT_TRANSPOSE, FT_MATMUL2, FT_SMAX, FT_SCALE, FT_ADDW, FT_SLICE, FT_CONCAT, FT_REDUCE, FT_CONVT, FT_PAD, FT_RESIZE
 };
 
 typedef struct {
@@ -252,6 +252,7 @@ typedef struct {
   PqTtChain *tt;             /* tt_linear: its partial products */
   int64_t blk;               /* circulant_linear: the block size */
   int32_t *csr_col, *csr_row; /* sparse_linear: the pattern, kept */
+  PqResizeParams rs;         /* resize2d (c planes of h × w_ to oh × ow) */
 } FtStep;
 
 enum { FORM_DENSE, FORM_TT, FORM_CIRC, FORM_CSR };
@@ -425,6 +426,19 @@ static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int 
     case FT_MAXPOOL:
     case FT_AVGPOOL:
       for (int r = 0; r < bs; r++) ft_pool(s, cur + (size_t)r * s->in, y + (size_t)r * s->out, r, FALSE, NULL, NULL);
+      break;
+    case FT_PAD: /* planes grown by borders of a constant (its value in cst; top and left pads in ph, pw) */
+      for (int64_t r = 0; r < (int64_t)bs * s->c; r++)
+        for (int64_t oy = 0; oy < s->oh; oy++)
+          for (int64_t ox = 0; ox < s->ow; ox++) {
+            int64_t iy = oy - s->ph, ix = ox - s->pw;
+            y[(r * s->oh + oy) * s->ow + ox] = iy >= 0 && iy < s->h && ix >= 0 && ix < s->w_ ? cur[(r * s->h + iy) * s->w_ + ix] : s->cst;
+          }
+      break;
+    case FT_RESIZE:
+      for (int64_t r = 0; r < (int64_t)bs * s->c; r++)
+        for (int64_t oy = 0; oy < s->oh; oy++)
+          for (int64_t ox = 0; ox < s->ow; ox++) y[(r * s->oh + oy) * s->ow + ox] = pq_resize_one(&s->rs, cur + r * s->h * s->w_, oy, ox);
       break;
     case FT_GAP:
       for (int64_t r = 0; r < bs; r++)
@@ -683,6 +697,24 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       s->dh = v ? v[0] : 1, s->dw = v ? v[1] : 1;
       s->include_pad = (int)pq_node_get_int(node, "count_include_pad", 0);
       if (s->kind == FT_MAXPOOL) s->argmax = g_new(int32_t, (int64_t)p->batch_size * s->out);
+    } else if (!strcmp(op, "pad2d") || !strcmp(op, "resize2d")) {
+      int xnd, ond;
+      const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd), *os = pq_plan_value_shape(plan, out, &ond);
+      s->c = xs[1], s->h = xs[2], s->w_ = xs[3], s->oh = os[2], s->ow = os[3];
+      if (op[0] == 'p') {
+        size_t np;
+        const int64_t *pads = pq_node_get_ints(node, "pads", &np);
+        s->kind = FT_PAD;
+        s->ph = pads[0], s->pw = pads[1];
+        s->cst = (float)pq_node_get_float(node, "value", 0.0);
+      } else {
+        s->kind = FT_RESIZE;
+        if (pq_resize_params(node, s->h, s->w_, &s->rs) != 0) {
+          ok = 0;
+          why = "a resize2d's mode is not one pquant knows";
+          break;
+        }
+      }
     } else if (!strcmp(op, "global_avg_pool")) {
       int xnd;
       s->kind = FT_GAP;
@@ -819,7 +851,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     else if (!strcmp(op, "flatten") || !strcmp(op, "reshape")) s->kind = FT_ALIAS;
     else if ((!strcmp(op, "softmax") || !strcmp(op, "log_softmax")) && i == ns - 1) s->kind = FT_SOFTMAX; /* both: CE on logits */
     else {
-      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, tt_linear, circulant_linear, sparse_linear, conv2d, conv_transpose2d, pools, batch_norm, layer_norm, relu and the other activations, flatten, reshape, transpose, slice, concat, reduce_sum, reduce_mean, matmul of activations, softmax, residual adds, adds and scalings by constants)",
+      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, tt_linear, circulant_linear, sparse_linear, conv2d, conv_transpose2d, pad2d, resize2d, pools, batch_norm, layer_norm, relu and the other activations, flatten, reshape, transpose, slice, concat, reduce_sum, reduce_mean, matmul of activations, softmax, residual adds, adds and scalings by constants)",
                           node->name, op);
       ft_free(st, ns);
       return -1;
@@ -987,6 +1019,25 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
           }
           break;
         }
+        case FT_PAD: /* the inner part of the gradient */
+          if (dx)
+            for (int64_t r = 0; r < (int64_t)bs * s->c; r++)
+              for (int64_t iy = 0; iy < s->h; iy++)
+                for (int64_t ix = 0; ix < s->w_; ix++) dx[(r * s->h + iy) * s->w_ + ix] += dy[(r * s->oh + iy + s->ph) * s->ow + ix + s->pw];
+          break;
+        case FT_RESIZE: /* each output's gradient back to the taps it read, by their weights */
+          if (dx)
+            for (int64_t r = 0; r < (int64_t)bs * s->c; r++)
+              for (int64_t oy = 0; oy < s->oh; oy++)
+                for (int64_t ox = 0; ox < s->ow; ox++) {
+                  int64_t iy[4], ix[4];
+                  double wy[4], wx[4];
+                  int ny = pq_resize_taps(&s->rs, 0, oy, iy, wy), nx = pq_resize_taps(&s->rs, 1, ox, ix, wx);
+                  float g = dy[(r * s->oh + oy) * s->ow + ox], *d = dx + r * s->h * s->w_;
+                  for (int a = 0; a < ny; a++)
+                    for (int b2 = 0; b2 < nx; b2++) d[iy[a] * s->w_ + ix[b2]] += (float)(wy[a] * wx[b2]) * g;
+                }
+          break;
         case FT_MAXPOOL:
         case FT_AVGPOOL:
           if (dx)

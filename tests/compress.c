@@ -3,6 +3,7 @@
 #include "testutil.h"
 
 #include <cblas.h>
+#include <pquant/pq-activation.h>
 #include <glib/gstdio.h>
 #include <stdlib.h>
 #include <math.h>
@@ -1280,6 +1281,82 @@ static void test_finetune_conv_transpose(void) {
   g_assert_cmpint(check_first_step(m, names, 6, convt_loss, x, labels, N), >, 45);
 }
 
+/* The resize-and-pad net of test_finetune_resize_pad, in double: x [2, 3, 3] → 1×1 conv (w0 [2, 2, 1, 1], b0 [2])
+ * → tanh → resize2d (linear, half_pixel, to 5 × 5; the taps of pq_resize_taps) → pad2d (top 1, right 2, value
+ * 0.5: 6 × 7) → flatten → linear (84 → 3) → cross-entropy. p: w0 [4], b0 [2], w [3, 84], b [3]. */
+static PqResizeParams resize_pad_rs;
+static double resize_pad_loss(const double *p, const float *x, const guint8 *labels, int n) {
+  const double *w0 = p, *b0 = w0 + 4, *w = b0 + 2, *b = w + 252;
+  double loss = 0;
+  for (int r = 0; r < n; r++) {
+    double h[2][9], z[2][5][5], f[84];
+    for (int c = 0; c < 2; c++)
+      for (int i = 0; i < 9; i++) h[c][i] = tanh(b0[c] + w0[c * 2] * x[r * 18 + i] + w0[c * 2 + 1] * x[r * 18 + 9 + i]);
+    for (int c = 0; c < 2; c++)
+      for (int oy = 0; oy < 5; oy++)
+        for (int ox = 0; ox < 5; ox++) {
+          int64_t iy[4], ix[4];
+          double wy[4], wx[4], acc = 0;
+          int ny = pq_resize_taps(&resize_pad_rs, 0, oy, iy, wy), nx = pq_resize_taps(&resize_pad_rs, 1, ox, ix, wx);
+          for (int a = 0; a < ny; a++)
+            for (int q = 0; q < nx; q++) acc += wy[a] * wx[q] * h[c][iy[a] * 3 + ix[q]];
+          z[c][oy][ox] = acc;
+        }
+    for (int c = 0; c < 2; c++)
+      for (int oy = 0; oy < 6; oy++)
+        for (int ox = 0; ox < 7; ox++) f[c * 42 + oy * 7 + ox] = oy >= 1 && ox < 5 ? z[c][oy - 1][ox] : 0.5;
+    loss += dense_ce(w, b, f, 84, 3, labels[r]);
+  }
+  return loss / n;
+}
+
+/* Fine-tuning through resize2d (linear) and pad2d: the 1×1 conv before them learns through both, checked
+ * weight by weight; the CPU backend's loss is the reference's. */
+static void test_finetune_resize_pad(void) {
+  enum { N = 24 };
+  g_autoptr(PqModel) m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[4] = {-1, 2, 3, 3}, w0s[4] = {2, 2, 1, 1}, v2[1] = {2}, ws[2] = {3, 84}, v3[1] = {3};
+  pq_graph_add_input(g, "x", 4, xs);
+  PqTensor *ts[4] = {pq_test_random_tensor("w0", 4, w0s, 71, 0.9f), pq_test_random_tensor("b0", 1, v2, 72, 0.2f),
+                     pq_test_random_tensor("w", 2, ws, 73, 0.4f), pq_test_random_tensor("b", 1, v3, 74, 0.1f)};
+  for (int i = 0; i < 4; i++) {
+    pq_model_set_tensor(m, ts[i]);
+    pq_tensor_unref(ts[i]);
+  }
+  pq_graph_add_node(g, "conv2d", "pre", 3, (const char *[]){"x", "w0", "b0"}, 1, (const char *[]){"h0"});
+  pq_graph_add_node(g, "tanh", "t", 1, (const char *[]){"h0"}, 1, (const char *[]){"h"});
+  PqNode *rz = pq_graph_add_node(g, "resize2d", "up", 1, (const char *[]){"h"}, 1, (const char *[]){"z"});
+  pq_node_set_string(rz, "mode", "linear");
+  pq_node_set_ints(rz, "sizes", 2, (const int64_t[]){5, 5});
+  PqNode *pd = pq_graph_add_node(g, "pad2d", "pad", 1, (const char *[]){"z"}, 1, (const char *[]){"zp"});
+  pq_node_set_ints(pd, "pads", 4, (const int64_t[]){1, 0, 0, 2});
+  pq_node_set_float(pd, "value", 0.5);
+  pq_graph_add_node(g, "flatten", "f", 1, (const char *[]){"zp"}, 1, (const char *[]){"zf"});
+  pq_graph_add_node(g, "linear", "fc", 3, (const char *[]){"zf", "w", "b"}, 1, (const char *[]){"o"});
+  pq_graph_add_node(g, "softmax", "sm", 1, (const char *[]){"o"}, 1, (const char *[]){"y"});
+  pq_graph_add_output(g, "y");
+  g_assert_cmpint(pq_resize_params(rz, 3, 3, &resize_pad_rs), ==, 0);
+  float x[N * 18];
+  guint8 labels[N];
+  GRand *r = g_rand_new_with_seed(77);
+  for (int i = 0; i < N * 18; i++) x[i] = (float)g_rand_double_range(r, -1, 1);
+  for (int i = 0; i < N; i++) labels[i] = (guint8)g_rand_int_range(r, 0, 3);
+  g_rand_free(r);
+  const char *names[4] = {"w0", "b0", "w", "b"};
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqBackend) be = pq_backend_prepare(cpu, m, 1, N, NULL, &err);
+  g_assert_no_error(err);
+  float y[N * 3];
+  g_assert_true(pq_backend_run_f32(be, x, N, y, &err));
+  double backend_loss = 0, p0[4 + 2 + 252 + 3];
+  for (int i = 0; i < N; i++) backend_loss -= log(y[i * 3 + labels[i]]) / N;
+  for (int t = 0, at = 0; t < 4; at += (int)pq_tensor_numel(pq_model_tensor(m, names[t])), t++)
+    for (int64_t i = 0; i < pq_tensor_numel(pq_model_tensor(m, names[t])); i++) p0[at + i] = ((const float *)pq_tensor_data(pq_model_tensor(m, names[t])))[i];
+  g_assert_cmpfloat(fabs(backend_loss - resize_pad_loss(p0, x, labels, N)), <, 1e-5);
+  g_assert_cmpint(check_first_step(m, names, 4, resize_pad_loss, x, labels, N), >, 200);
+}
+
 /* x [3 tokens, 4] → fc1 (4 → 5, per token) → tanh → mean over the tokens → fc2 (5 → 3) → cross-entropy, in
  * double. p: w1 [20], b1 [5], w2 [15], b2 [3]. */
 static double pool_net_loss(const double *p, const float *x, const guint8 *labels, int n) {
@@ -1915,6 +1992,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/finetune-structured", test_finetune_structured);
   g_test_add_func("/compress/finetune-grouped-conv", test_finetune_grouped_conv);
   g_test_add_func("/compress/finetune-conv-transpose", test_finetune_conv_transpose);
+  g_test_add_func("/compress/finetune-resize-pad", test_finetune_resize_pad);
   g_test_add_func("/compress/data-aware", test_data_aware);
   g_test_add_func("/compress/gptq-matrix", test_gptq_matrix);
   g_test_add_func("/compress/calibration-gram", test_calibration_gram);

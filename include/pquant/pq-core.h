@@ -225,7 +225,7 @@ typedef struct PqFinetuneResult {
  * the model's input width; labels: class indices) with softmax cross-entropy and Adam; weights held in
  * another form (packed codes, float16) stay as they are and are trained through. The model must be made of
  * linear (tt_linear, circulant_linear and sparse_linear too: their cores, block columns or CSR values are what is
- * trained, the sparsity pattern kept), conv2d and conv_transpose2d (any groups), pools, global_avg_pool, batch_norm (fixed), layer_norm, relu or another activation op,
+ * trained, the sparsity pattern kept), conv2d and conv_transpose2d (any groups), pad2d, resize2d, pools, global_avg_pool, batch_norm (fixed), layer_norm, relu or another activation op,
  * flatten/reshape, reduce_sum/mean, transpose, slice, concat, matmul of two activations, softmax over the last dimension, adds
  * of two activations of one shape (residual connections), adds of a one-sample model tensor (trained),
  * scalings by a scalar constant and an optional final softmax, its last node computing its one output
