@@ -1,6 +1,6 @@
 /* bench-compressed.c — compressed forms against dense float32 OpenBLAS on the same 4096×4096 shape, one
  * thread, measured in the same run: int8, 4-bit (per group) and 6-bit (per channel) linear at batch 1 against sgemv, low-rank rank 64
- * against dense, CSR at 90% sparsity at batch 1 and 64, quantizing to int8 (GB/s of float input), randomized SVD against full sgesdd.
+ * against dense, CSR at 90% sparsity at batch 1 and 64, int8 on 2 threads against 1, quantizing to int8 (GB/s of float input), randomized SVD against full sgesdd.
  * Usage: bench-compressed [--size N] [--skip-svd] */
 #include <pquant/pquant.h>
 
@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bench-util.h"
 
@@ -129,6 +130,30 @@ int main(int argc, char **argv) {
     double to, tb;
     bench_pair(run_backend, &ours, run_sgemv, &dense, 21, 0.05, &to, &tb);
     failed |= report(forms[f].name, to, tb, forms[f].target, "");
+  }
+
+  /* the packed kernels on the backend's threads: int8 at batch 64 (rows split) and batch 1 (outputs split),
+     2 threads against 1, where the machine has two processors */
+  if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
+    PqTensor *q = pq_quantize_matrix("w", wd, 2, shape, 8, PQ_QUANT_PER_CHANNEL, 128, 1, 0, &perr);
+    g_autoptr(PqModel) m = one_linear(q, n);
+    pq_tensor_unref(q);
+    const int64_t B = 64;
+    g_autoptr(PqBackend) b1 = pq_backend_prepare(cpu, m, 1, B, NULL, &err), b2 = pq_backend_prepare(cpu, m, 2, B, NULL, &err);
+    if (!b1 || !b2) {
+      fprintf(stderr, "bench-compressed: %s\n", err->message);
+      return 1;
+    }
+    g_autofree float *xb = g_new(float, B * n), *yb = g_new(float, B * n);
+    for (int64_t i = 0; i < B * n; i++) xb[i] = x[i % n] * (float)(1 + i / n % 3);
+    const int64_t batches[2] = {64, 1};
+    const char *names[2] = {"int8 batch 64, 2 threads vs 1", "int8 batch 1, 2 threads vs 1"};
+    for (int k = 0; k < 2; k++) {
+      RunCtx one = {b1, xb, yb, batches[k]}, two = {b2, xb, yb, batches[k]};
+      double t2, t1;
+      bench_pair(run_backend, &two, run_backend, &one, 11, 0.1, &t2, &t1);
+      failed |= report(names[k], t2, t1, 1.5, "");
+    }
   }
 
   /* low-rank rank 64 as two linears */
