@@ -76,6 +76,10 @@ static void *pool_main(void *arg) {
 
 static void pool_free(Pool *p) {
   if (!p) return;
+  if (p->pid != getpid()) { /* a forked child's copy: its threads were never here, nothing to stop or join */
+    free(p);
+    return;
+  }
   pthread_mutex_lock(&p->mu);
   atomic_store(&p->stop, 1);
   pthread_cond_broadcast(&p->go);
