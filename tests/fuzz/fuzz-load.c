@@ -15,6 +15,18 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Reads a loaded dataset's last sample, then drops it. */
+G_GNUC_UNUSED static void read_last_sample(PqDataset *ds) {
+  int64_t per = pq_dataset_sample_numel(ds), n = pq_dataset_n_samples(ds);
+  if (per > 0 && per < (1 << 20) && n > 0) {
+    float *x = malloc(sizeof(float) * (size_t)per);
+    uint8_t y;
+    pq_dataset_get_batch(ds, n - 1, 1, x, &y);
+    free(x);
+  }
+  pq_dataset_unref(ds);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 G_GNUC_UNUSED static void write_file(const char *path, const void *data, size_t size) {
@@ -50,14 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   for (int side = 0; side < 2; side++) {
     PqDataset *ds = side ? pq_dataset_load_npy(ip, fp, &err) : pq_dataset_load_npy(fp, lp, &err);
     if (ds) {
-      int64_t per = pq_dataset_sample_numel(ds), n = pq_dataset_n_samples(ds);
-      if (per > 0 && per < (1 << 20) && n > 0) {
-        float *x = malloc(sizeof(float) * (size_t)per);
-        uint8_t y;
-        pq_dataset_get_batch(ds, n - 1, 1, x, &y);
-        free(x);
-      }
-      pq_dataset_unref(ds);
+      read_last_sample(ds);
     } else {
       must_say_why(err);
       err = NULL;
@@ -70,16 +75,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   write_file(lp, labels, sizeof labels);
   write_file(ip, data, size);
   PqDataset *ds = pq_dataset_open(dir, "fuzz", &err);
-  if (ds) {
-    int64_t per = pq_dataset_sample_numel(ds), n = pq_dataset_n_samples(ds);
-    if (per > 0 && per < (1 << 20) && n > 0) {
-      float *x = malloc(sizeof(float) * (size_t)per);
-      uint8_t y;
-      pq_dataset_get_batch(ds, n - 1, 1, x, &y);
-      free(x);
-    }
-    pq_dataset_unref(ds);
-  } else must_say_why(err);
+  if (ds)
+    read_last_sample(ds);
+  else must_say_why(err);
 #elif defined(FUZZ_COMPARE)
   static const char a[] = "{\"schema\": \"pquant-report\", \"schema_version\": 1, \"methods\": [{\"method\": \"q8\", \"status\": \"ok\","
                           " \"metrics\": {\"latency.b1.p50_ms\": {\"value\": 1.5, \"unit\": \"ms\", \"better\": \"lower\", \"samples\": [1, 2, 1.5]},"
