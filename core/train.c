@@ -490,7 +490,17 @@ static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int 
       break;
     case FT_REDUCE:
       for (int64_t r = 0; r < bs; r++)
-        for (int64_t o = 0; o < s->out; o++) y[r * s->out + o] = pq_reduce_one(s->bin, &s->red, cur + r * s->in, o);
+        for (int64_t o = 0; o < s->out; o++) {
+          y[r * s->out + o] = pq_reduce_one(s->bin, &s->red, cur + r * s->in, o);
+          if (!s->argmax) continue;
+          const float *xb = cur + r * s->in + pq_reduce_base(&s->red, o); /* max, min: which element (the first of ties) */
+          int32_t best = 0;
+          for (int64_t q = 1; q < s->red.red_count; q++) {
+            float v = xb[pq_reduce_offset(&s->red, q)], b = xb[pq_reduce_offset(&s->red, best)];
+            if (s->bin == PQ_RED_MAX ? v > b : v < b) best = (int32_t)q;
+          }
+          s->argmax[r * s->out + o] = best;
+        }
       break;
     case FT_MATMUL2: {
       const float *b = s->src1 >= 0 ? acts[s->src1] : x;
@@ -768,12 +778,14 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       s->kind = FT_TRANSPOSE;
       s->rank = ond;
       for (int d = 1; d < ond; d++) s->tr_out[d] = os[d], s->tr_ist[d] = ist[perm[d]];
-    } else if (pq_reduce_kind(op) == PQ_RED_SUM || pq_reduce_kind(op) == PQ_RED_MEAN) { /* pooling over tokens, say */
+    } else if (pq_reduce_kind(op) == PQ_RED_SUM || pq_reduce_kind(op) == PQ_RED_MEAN || pq_reduce_kind(op) == PQ_RED_MAX ||
+               pq_reduce_kind(op) == PQ_RED_MIN) { /* pooling over tokens, say */
       int xnd;
       const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd);
       s->kind = FT_REDUCE;
       s->bin = (int)pq_reduce_kind(op);
       pq_reduce_geometry(xnd, xs, pq_reduce_axes_of(node, xnd), &s->red);
+      if (s->bin == PQ_RED_MAX || s->bin == PQ_RED_MIN) s->argmax = g_new(int32_t, (int64_t)p->batch_size * s->out); /* the element each output took */
     } else if (!strcmp(op, "slice")) {
       int xnd;
       const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd);
@@ -802,8 +814,8 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       }
       s->kind = FT_SMAX;
       s->c = xs[xnd - 1];
-    } else if (pq_binary_kind(op) == PQ_BIN_ADD || pq_binary_kind(op) == PQ_BIN_SUB || pq_binary_kind(op) == PQ_BIN_MUL ||
-               pq_binary_kind(op) == PQ_BIN_DIV) { /* by a model tensor: a fixed scalar, or (add) a per-sample term trained */
+    } else if (pq_binary_kind(op) != PQ_BIN_NONE && pq_binary_kind(op) != PQ_BIN_PRELU) {
+      /* by a model tensor: a fixed scalar (add, sub, mul, div, pow, minimum, maximum), or (add) a per-sample term trained */
       int in1 = pq_plan_step_input(plan, i, 1);
       PqTensor *t = in1 >= 0 && pq_plan_value_kind(plan, in1) == PQ_VALUE_WEIGHT ? pq_plan_value_tensor(plan, in1) : NULL;
       if (t && pq_tensor_numel(t) == 1) {
@@ -851,7 +863,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     else if (!strcmp(op, "flatten") || !strcmp(op, "reshape")) s->kind = FT_ALIAS;
     else if ((!strcmp(op, "softmax") || !strcmp(op, "log_softmax")) && i == ns - 1) s->kind = FT_SOFTMAX; /* both: CE on logits */
     else {
-      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, tt_linear, circulant_linear, sparse_linear, conv2d, conv_transpose2d, pad2d, resize2d, pools, batch_norm, layer_norm, relu and the other activations, flatten, reshape, transpose, slice, concat, reduce_sum, reduce_mean, matmul of activations, softmax, residual adds, adds and scalings by constants)",
+      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, tt_linear, circulant_linear, sparse_linear, conv2d, conv_transpose2d, pad2d, resize2d, pools, batch_norm, layer_norm, relu and the other activations, flatten, reshape, transpose, slice, concat, reduce_sum, reduce_mean, reduce_max, reduce_min, matmul of activations, softmax, residual adds, adds, scalings, powers, minima and maxima by scalar constants)",
                           node->name, op);
       ft_free(st, ns);
       return -1;
@@ -1096,18 +1108,28 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
           if (dx)
             for (size_t k = 0; k < n_out; k++) dx[k] += dy[k];
           break;
-        case FT_SCALE:
+        case FT_SCALE: /* d(x op c)/dx */
           if (dx)
-            for (size_t k = 0; k < n_out; k++)
-              dx[k] += s->bin == PQ_BIN_MUL ? dy[k] * s->cst : s->bin == PQ_BIN_DIV ? dy[k] / s->cst : dy[k];
+            for (size_t k = 0; k < n_out; k++) {
+              float d = s->bin == PQ_BIN_MUL ? s->cst : s->bin == PQ_BIN_DIV ? 1.0f / s->cst
+                      : s->bin == PQ_BIN_POW     ? s->cst * powf(x[k], s->cst - 1.0f)
+                      : s->bin == PQ_BIN_MINIMUM ? (float)(x[k] < s->cst)
+                      : s->bin == PQ_BIN_MAXIMUM ? (float)(x[k] > s->cst)
+                                                 : 1.0f;
+              dx[k] += dy[k] * d;
+            }
           break;
         case FT_TRANSPOSE: /* each output value's gradient back to the input value it came from */
           if (dx)
             for (int64_t r = 0; r < bs; r++)
               for (int64_t o = 0; o < s->out; o++) dx[r * s->in + pq_walk_offset(s->rank - 1, s->tr_out + 1, s->tr_ist + 1, o)] += dy[r * s->out + o];
           break;
-        case FT_REDUCE: /* each gathered element gets the output's gradient (divided by the count for a mean) */
-          if (dx)
+        case FT_REDUCE: /* each gathered element gets the output's gradient (divided by the count for a mean); max and min: the element taken */
+          if (dx && s->argmax)
+            for (int64_t r = 0; r < bs; r++)
+              for (int64_t o = 0; o < s->out; o++)
+                dx[r * s->in + pq_reduce_base(&s->red, o) + pq_reduce_offset(&s->red, s->argmax[r * s->out + o])] += dy[r * s->out + o];
+          else if (dx)
             for (int64_t r = 0; r < bs; r++)
               for (int64_t o = 0; o < s->out; o++) {
                 float g = dy[r * s->out + o] / (s->bin == PQ_RED_MEAN ? (float)s->red.red_count : 1.0f);

@@ -1338,6 +1338,79 @@ static void test_finetune_resize_pad(void) {
   g_assert_cmpint(check_first_step(m, names, 4, resize_pad_loss, x, labels, N), >, 200);
 }
 
+/* The max-pool net of test_finetune_max_pool_pow, in double: x [3 tokens, 4] → fc1 (4 → 5, per token) → tanh
+ * → pow 2, plus the tanh itself (so that a wrong factor in pow's derivative turns signs) → minimum 0.8 → max
+ * over the tokens → fc2 (5 → 3) → cross-entropy; variant 1: −1.5 · tanh and a min over the tokens (near
+ * tanh ≈ 0.75, where the right derivative 2·tanh − 1.5 changes sign). p: w1 [20], b1 [5], w2 [15], b2 [3]. */
+static int maxpow_variant; /* 1: the tanh enters as −1.5 · tanh, and the pool is a min */
+static double maxpow_loss(const double *p, const float *x, const guint8 *labels, int n) {
+  const double *w1 = p, *b1 = w1 + 20, *w2 = b1 + 5, *b2 = w2 + 15;
+  double loss = 0;
+  for (int r = 0; r < n; r++) {
+    double pooled[5];
+    for (int o = 0; o < 5; o++) {
+      pooled[o] = maxpow_variant ? INFINITY : -INFINITY;
+      for (int t = 0; t < 3; t++) {
+        double h = b1[o];
+        for (int i = 0; i < 4; i++) h += w1[o * 4 + i] * x[(r * 3 + t) * 4 + i];
+        double v = fmin(pow(tanh(h), 2.0) + (maxpow_variant ? -1.5 : 1.0) * tanh(h), 0.8);
+        pooled[o] = maxpow_variant ? fmin(pooled[o], v) : fmax(pooled[o], v);
+      }
+    }
+    loss += dense_ce(w2, b2, pooled, 5, 3, labels[r]);
+  }
+  return loss / n;
+}
+
+/* Fine-tuning through reduce_max (and reduce_min) over tokens, and a power, a minimum and a scaling by scalar
+ * constants, weight by weight; the CPU backend's loss is the reference's. (Adam's first step shows signs only:
+ * a wrong factor in a derivative shows where another path adds to it, hence the residual add.) */
+static void test_finetune_max_pool_pow(void) {
+  enum { N = 32 };
+  for (maxpow_variant = 0; maxpow_variant < 2; maxpow_variant++) {
+    g_autoptr(PqModel) m = pq_model_new();
+    PqGraph *g = pq_model_graph(m);
+    int64_t xs[3] = {-1, 3, 4}, w1s[2] = {5, 4}, v5[1] = {5}, w2s[2] = {3, 5}, v3[1] = {3}, one[1] = {1};
+    pq_graph_add_input(g, "x", 3, xs);
+    PqTensor *ts[6] = {pq_test_random_tensor("w1", 2, w1s, 81, 1.5f), pq_test_random_tensor("b1", 1, v5, 82, 0.3f),
+                       pq_test_random_tensor("w2", 2, w2s, 83, 1.5f), pq_test_random_tensor("b2", 1, v3, 84, 0.1f),
+                       pq_tensor_new("two", PQ_DTYPE_F32, 1, one), pq_tensor_new("cap", PQ_DTYPE_F32, 1, one)};
+    *(float *)pq_tensor_mutable_data(ts[4]) = 2.0f;
+    *(float *)pq_tensor_mutable_data(ts[5]) = 0.8f;
+    for (int i = 0; i < 6; i++) {
+      pq_model_set_tensor(m, ts[i]);
+      pq_tensor_unref(ts[i]);
+    }
+    pq_graph_add_node(g, "linear", "fc1", 3, (const char *[]){"x", "w1", "b1"}, 1, (const char *[]){"h"});
+    pq_graph_add_node(g, "tanh", "t", 1, (const char *[]){"h"}, 1, (const char *[]){"ht"});
+    pq_graph_add_node(g, "pow", "sq", 2, (const char *[]){"ht", "two"}, 1, (const char *[]){"h2"});
+    if (maxpow_variant) { /* −1.5 · tanh, by a scalar constant */
+      PqTensor *k = pq_tensor_new("k", PQ_DTYPE_F32, 1, one);
+      *(float *)pq_tensor_mutable_data(k) = -1.5f;
+      pq_model_set_tensor(m, k);
+      pq_tensor_unref(k);
+      pq_graph_add_node(g, "mul", "scaled", 2, (const char *[]){"ht", "k"}, 1, (const char *[]){"hk"});
+    }
+    pq_graph_add_node(g, "add", "res", 2, (const char *[]){"h2", maxpow_variant ? "hk" : "ht"}, 1, (const char *[]){"hs"});
+    pq_graph_add_node(g, "minimum", "capped", 2, (const char *[]){"hs", "cap"}, 1, (const char *[]){"hc"});
+    PqNode *mx = pq_graph_add_node(g, maxpow_variant ? "reduce_min" : "reduce_max", "pool", 1, (const char *[]){"hc"}, 1, (const char *[]){"p"});
+    pq_node_set_ints(mx, "axes", 1, (const int64_t[]){1});
+    pq_node_set_int(mx, "keepdims", 0);
+    pq_graph_add_node(g, "linear", "fc2", 3, (const char *[]){"p", "w2", "b2"}, 1, (const char *[]){"z"});
+    pq_graph_add_node(g, "softmax", "sm", 1, (const char *[]){"z"}, 1, (const char *[]){"y"});
+    pq_graph_add_output(g, "y");
+    float x[N * 12];
+    guint8 labels[N];
+    GRand *r = g_rand_new_with_seed(87);
+    for (int i = 0; i < N * 12; i++) x[i] = (float)g_rand_double_range(r, -1, 1);
+    for (int i = 0; i < N; i++) labels[i] = (guint8)g_rand_int_range(r, 0, 3);
+    g_rand_free(r);
+    const char *names[4] = {"w1", "b1", "w2", "b2"};
+    assert_backend_loss(m, names, G_N_ELEMENTS(names), maxpow_loss, x, labels, N);
+    g_assert_cmpint(check_first_step(m, names, 4, maxpow_loss, x, labels, N), >, 30);
+  }
+}
+
 /* x [3 tokens, 4] → fc1 (4 → 5, per token) → tanh → mean over the tokens → fc2 (5 → 3) → cross-entropy, in
  * double. p: w1 [20], b1 [5], w2 [15], b2 [3]. */
 static double pool_net_loss(const double *p, const float *x, const guint8 *labels, int n) {
@@ -1974,6 +2047,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/finetune-grouped-conv", test_finetune_grouped_conv);
   g_test_add_func("/compress/finetune-conv-transpose", test_finetune_conv_transpose);
   g_test_add_func("/compress/finetune-resize-pad", test_finetune_resize_pad);
+  g_test_add_func("/compress/finetune-max-pool-pow", test_finetune_max_pool_pow);
   g_test_add_func("/compress/data-aware", test_data_aware);
   g_test_add_func("/compress/gptq-matrix", test_gptq_matrix);
   g_test_add_func("/compress/calibration-gram", test_calibration_gram);

@@ -226,9 +226,9 @@ typedef struct PqFinetuneResult {
  * another form (packed codes, float16) stay as they are and are trained through. The model must be made of
  * linear (tt_linear, circulant_linear and sparse_linear too: their cores, block columns or CSR values are what is
  * trained, the sparsity pattern kept), conv2d and conv_transpose2d (any groups), pad2d, resize2d, pools, global_avg_pool, batch_norm (fixed), layer_norm, relu or another activation op,
- * flatten/reshape, reduce_sum/mean, transpose, slice, concat, matmul of two activations, softmax over the last dimension, adds
+ * flatten/reshape, reduce_sum/mean/max/min, transpose, slice, concat, matmul of two activations, softmax over the last dimension, adds
  * of two activations of one shape (residual connections), adds of a one-sample model tensor (trained),
- * scalings by a scalar constant and an optional final softmax, its last node computing its one output
+ * scalings, powers, minima and maxima by a scalar constant and an optional final softmax, its last node computing its one output
  * (docs/compressors.md). The trained tensors replace the model's
  * (new tensors: a model sharing the old ones is untouched). 0, or -1 with `error` filled. */
 PQ_API int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int64_t n, const PqFinetuneParams *params,
