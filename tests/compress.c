@@ -759,7 +759,7 @@ static void test_finetune(void) {
   PqNode *relu = NULL;
   for (size_t i = 0; i < pq_graph_n_nodes(pq_model_graph(mx)); i++)
     if (!strcmp(pq_node_op(pq_graph_node(pq_model_graph(mx), i)), "relu")) relu = pq_graph_node(pq_model_graph(mx), i);
-  pq_node_set_op(relu, "reduce_max"); /* over the last axis, kept: [n, 1], to a fc2 that takes one input */
+  pq_node_set_op(relu, "reduce_prod"); /* over the last axis, kept: [n, 1], to a fc2 that takes one input */
   pq_node_set_ints(relu, "axes", 1, (const int64_t[]){1});
   pq_node_set_int(relu, "keepdims", 1);
   PqTensor *w1x = pq_test_random_tensor("w2x", 2, (const int64_t[]){10, 1}, 5, 1.0f);
@@ -768,7 +768,7 @@ static void test_finetune(void) {
   for (size_t i = 0; i < pq_graph_n_nodes(pq_model_graph(mx)); i++)
     if (!strcmp(pq_node_name(pq_graph_node(pq_model_graph(mx), i)), "fc2")) pq_node_set_input(pq_graph_node(pq_model_graph(mx), i), 1, "w2x");
   g_assert_cmpint(pq_finetune(mx, x, labels, 2048, &p, &res, &perr), ==, -1);
-  g_assert_nonnull(strstr(perr.message, "op 'reduce_max' is not one it trains through"));
+  g_assert_nonnull(strstr(perr.message, "op 'reduce_prod' is not one it trains through"));
   /* a second output (a layer beside the chain): refused */
   g_autoptr(PqModel) skip = pq_test_tiny_mlp(64, 64, 10, 81);
   const char *sk_in[3] = {"x", "w2", "b2"};
