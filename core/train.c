@@ -212,7 +212,7 @@ PqModel *pq_train_mlp(const PqDataset *train, const PqTrainParams *params, GErro
 
 enum {
   FT_LINEAR, FT_RELU, FT_SOFTMAX, FT_ALIAS, FT_ACT, FT_CONV, FT_MAXPOOL, FT_AVGPOOL, FT_GAP, FT_BN, FT_ADD, FT_LN,
-  FT_TRANSPOSE, FT_MATMUL2, FT_SMAX, FT_SCALE, FT_ADDW, FT_SLICE, FT_CONCAT, FT_REDUCE, FT_CONVT, FT_PAD, FT_RESIZE
+  FT_TRANSPOSE, FT_MATMUL2, FT_SMAX, FT_BINW, FT_SLICE, FT_CONCAT, FT_REDUCE, FT_CONVT, FT_PAD, FT_RESIZE
 };
 
 typedef struct {
@@ -238,8 +238,10 @@ typedef struct {
   PqSliceGeometry slice;     /* slice */
   PqReduceGeometry red;      /* reduce_sum, reduce_mean (bin: which) */
   int64_t mm_m, mm_k, mm_n, mm_slices; /* matmul of two activations: [m, k] · [k, n], matrices a sample */
-  int bin;                   /* scale: x op c, c a scalar model tensor (fixed) */
-  float cst;
+  int bin;                   /* FT_BINW: x op c (c op x with swap), c a model tensor in w, broadcast by bidx; */
+  int swap;                  /* trained where float32 and not a scalar for add, sub, mul, div and prelu */
+  int32_t *bidx;             /* (each per-sample output element's index into c) */
+  float cst;                 /* pad2d: the border's value */
   int cat_n, cat_src[16];    /* concat: each input's step (-1: the model's input, -2: a model tensor, fixed) */
   int64_t cat_outer, cat_blk[16];
   float *cat_w[16];
@@ -264,9 +266,49 @@ static void ft_free(FtStep *s, size_t n) {
     g_free(s[i].argmax), g_free(s[i].scale), g_free(s[i].shift);
     for (int j = 0; j < 16; j++) g_free(s[i].cat_w[j]), g_free(s[i].p[j]), g_free(s[i].gp[j]), g_free(s[i].mp[j]), g_free(s[i].vp[j]);
     pq_tt_chain_free(s[i].tt);
-    g_free(s[i].csr_col), g_free(s[i].csr_row);
+    g_free(s[i].csr_col), g_free(s[i].csr_row), g_free(s[i].bidx);
   }
   g_free(s);
+}
+
+/* A trained tensor as one step reads it: its values, gradient and Adam moments; tie: the index of the first
+ * step's hold on the same tensor, or -1. */
+typedef struct {
+  float *val, *grad, *m, *v;
+  int64_t n;
+  int tie;
+} FtParam;
+
+static void ft_param_add(GArray *params, GHashTable *first, float *val, float *grad, float *m, float *v, int64_t n, const char *name) {
+  gpointer at;
+  FtParam fp = {val, grad, m, v, n, g_hash_table_lookup_extended(first, name, NULL, &at) ? GPOINTER_TO_INT(at) : -1};
+  if (fp.tie < 0) g_hash_table_insert(first, (gpointer)name, GINT_TO_POINTER((int)params->len));
+  g_array_append_val(params, fp);
+}
+
+/* For a binary op of an activation (output shape os, the batch first) and a model tensor of shape bs (NumPy
+ * broadcasting), each per-sample output element's index into the tensor; NULL where the tensor has a batch
+ * dimension other than 1. */
+static int32_t *ft_broadcast_index(const int64_t *os, int ond, const int64_t *bs, int bnd) {
+  if (bnd > ond || (bnd == ond && bs[0] != 1)) return NULL;
+  int64_t per = 1, stride[PQ_MAX_DIMS], b[PQ_MAX_DIMS], acc = 1;
+  for (int d = ond - 1; d >= 0; d--) {
+    b[d] = d < ond - bnd ? 1 : bs[d - (ond - bnd)];
+    stride[d] = acc;
+    acc *= b[d];
+    if (d > 0) per *= os[d];
+  }
+  int32_t *idx = g_new(int32_t, per ? per : 1);
+  for (int64_t k = 0; k < per; k++) {
+    int64_t rest = k, off = 0;
+    for (int d = ond - 1; d >= 1; d--) {
+      int64_t i = rest % os[d];
+      rest /= os[d];
+      if (b[d] != 1) off += i * stride[d];
+    }
+    idx[k] = (int32_t)off;
+  }
+  return idx;
 }
 
 /* A linear or conv layer's weight and bias (b may be NULL) in float32: trained where stored as float32, else
@@ -468,17 +510,17 @@ static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int 
         for (int64_t k = 0; k < s->c; k++) yr[k] = (xr[k] - m) * inv * (s->w ? s->w[k] : 1.0f) + (s->b ? s->b[k] : 0.0f);
       }
       break;
-    case FT_ADD: {
+    case FT_ADD: { /* a binary op of two activations of one shape */
       const float *b = s->src1 >= 0 ? acts[s->src1] : x;
-      for (size_t k = 0; k < (size_t)bs * s->out; k++) y[k] = cur[k] + b[k];
+      for (size_t k = 0; k < (size_t)bs * s->out; k++) y[k] = pq_binary(s->bin, cur[k], b[k]);
       break;
     }
-    case FT_ADDW: /* + a model tensor, the same for every sample */
+    case FT_BINW: /* x op c, c a model tensor, the same for every sample */
       for (int64_t r = 0; r < bs; r++)
-        for (int64_t k = 0; k < s->out; k++) y[r * s->out + k] = cur[r * s->out + k] + s->w[k];
-      break;
-    case FT_SCALE:
-      for (size_t k = 0; k < (size_t)bs * s->out; k++) y[k] = pq_binary(s->bin, cur[k], s->cst);
+        for (int64_t k = 0; k < s->out; k++) {
+          float a = cur[r * s->out + k], c = s->w[s->bidx[k]];
+          y[r * s->out + k] = s->swap ? pq_binary(s->bin, c, a) : pq_binary(s->bin, a, c);
+        }
       break;
     case FT_TRANSPOSE:
       for (int64_t r = 0; r < bs; r++)
@@ -583,7 +625,13 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     FtStep *s = &st[i];
     s->name = node->name;
     const char *op = node->op;
-    int in0 = pq_plan_step_input(plan, i, 0), out = pq_plan_step_output(plan, i, 0);
+    int in0 = pq_plan_step_input(plan, i, 0), out = pq_plan_step_output(plan, i, 0), in1_ = pq_plan_step_input(plan, i, 1);
+    int swap = pq_binary_kind(op) != PQ_BIN_NONE && in0 >= 0 && in1_ >= 0 && pq_plan_value_kind(plan, in0) == PQ_VALUE_WEIGHT &&
+               pq_plan_value_kind(plan, in1_) != PQ_VALUE_WEIGHT; /* c op x: the activation is the second input */
+    if (swap) {
+      int t = in0;
+      in0 = in1_, in1_ = t;
+    }
     if (in0 < 0 || (producer[in0] == -2 && !(!strcmp(op, "concat") && pq_plan_value_kind(plan, in0) == PQ_VALUE_WEIGHT))) {
       ok = 0; /* (a concat may start with a model tensor: a class token) */
       why = "each node's first input must be the model's input or another node's output";
@@ -594,16 +642,16 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     s->out = pq_plan_value_numel(plan, out);
     producer[out] = (int)i;
     last = out;
-    int in1_ = pq_plan_step_input(plan, i, 1);
-    if (!strcmp(op, "add") && in1_ >= 0 && pq_plan_value_kind(plan, in1_) != PQ_VALUE_WEIGHT) { /* a residual connection: two activations of one shape */
-      int in1 = in1_;
-      if (in1 < 0 || producer[in1] == -2 || pq_plan_value_numel(plan, in1) != s->out || s->in != s->out) {
+    if (pq_binary_kind(op) != PQ_BIN_NONE && in1_ >= 0 && pq_plan_value_kind(plan, in1_) != PQ_VALUE_WEIGHT) {
+      /* two activations of one shape: a residual add, a gate (x · sigmoid(x)), ... */
+      if (producer[in1_] == -2 || pq_plan_value_numel(plan, in1_) != s->out || s->in != s->out) {
         ok = 0;
-        why = "an add is trained through only when it sums two activations of the same shape (a residual connection)";
+        why = "a binary op of two activations is trained through when they have the same shape (a residual add, a gate)";
         break;
       }
       s->kind = FT_ADD;
-      s->src1 = producer[in1];
+      s->bin = (int)pq_binary_kind(op);
+      s->src1 = producer[in1_];
     } else if (!strcmp(op, "linear")) {
       int wv = pq_plan_step_input(plan, i, 1), bv = pq_plan_step_input(plan, i, 2);
       if (wv < 0 || pq_plan_value_kind(plan, wv) != PQ_VALUE_WEIGHT || (bv >= 0 && pq_plan_value_kind(plan, bv) != PQ_VALUE_WEIGHT)) {
@@ -814,22 +862,21 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       }
       s->kind = FT_SMAX;
       s->c = xs[xnd - 1];
-    } else if (pq_binary_kind(op) != PQ_BIN_NONE && pq_binary_kind(op) != PQ_BIN_PRELU) {
-      /* by a model tensor: a fixed scalar (add, sub, mul, div, pow, minimum, maximum), or (add) a per-sample term trained */
-      int in1 = pq_plan_step_input(plan, i, 1);
-      PqTensor *t = in1 >= 0 && pq_plan_value_kind(plan, in1) == PQ_VALUE_WEIGHT ? pq_plan_value_tensor(plan, in1) : NULL;
-      if (t && pq_tensor_numel(t) == 1) {
-        s->kind = FT_SCALE;
-        s->bin = (int)pq_binary_kind(op);
-        pq_tensor_to_f32(t, &s->cst);
-      } else if (t && pq_binary_kind(op) == PQ_BIN_ADD && pq_tensor_numel(t) == s->out) {
-        s->kind = FT_ADDW; /* a positional embedding, say */
-        ft_params(s, t, NULL);
-      } else {
+    } else if (pq_binary_kind(op) != PQ_BIN_NONE) { /* by a model tensor that broadcasts to the activation's shape */
+      PqTensor *t = in1_ >= 0 && pq_plan_value_kind(plan, in1_) == PQ_VALUE_WEIGHT ? pq_plan_value_tensor(plan, in1_) : NULL;
+      int ond, bnd;
+      const int64_t *os = pq_plan_value_shape(plan, out, &ond), *bshape = t ? pq_plan_value_shape(plan, in1_, &bnd) : NULL;
+      if (!t || s->in != s->out || !(s->bidx = ft_broadcast_index(os, ond, bshape, bnd))) {
         ok = 0;
-        why = "a binary op is trained through as a residual add of two activations, an add of a model tensor of one sample's shape, or by a scalar constant";
+        why = "a binary op is trained through when it takes two activations of one shape, or an activation and a model tensor that "
+              "broadcasts to the activation's shape";
         break;
       }
+      s->kind = FT_BINW;
+      s->bin = (int)pq_binary_kind(op);
+      s->swap = swap;
+      ft_params(s, t, NULL); /* trained: a scale, shift or slope of more than one value (scalars and pow, min, max: fixed) */
+      s->train_w = s->train_w && s->nw > 1 && s->bin <= PQ_BIN_PRELU;
     } else if (!strcmp(op, "concat")) {
       int xnd;
       const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd);
@@ -863,7 +910,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     else if (!strcmp(op, "flatten") || !strcmp(op, "reshape")) s->kind = FT_ALIAS;
     else if ((!strcmp(op, "softmax") || !strcmp(op, "log_softmax")) && i == ns - 1) s->kind = FT_SOFTMAX; /* both: CE on logits */
     else {
-      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, tt_linear, circulant_linear, sparse_linear, conv2d, conv_transpose2d, pad2d, resize2d, pools, batch_norm, layer_norm, relu and the other activations, flatten, reshape, transpose, slice, concat, reduce_sum, reduce_mean, reduce_max, reduce_min, matmul of activations, softmax, residual adds, adds, scalings, powers, minima and maxima by scalar constants)",
+      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "finetune: node '%s': op '%s' is not one it trains through (linear, tt_linear, circulant_linear, sparse_linear, conv2d, conv_transpose2d, pad2d, resize2d, pools, batch_norm, layer_norm, relu and the other activations, flatten, reshape, transpose, slice, concat, reduce_sum, reduce_mean, reduce_max, reduce_min, matmul of activations, softmax, and the binary ops of two activations or of an activation and a model tensor)",
                           node->name, op);
       ft_free(st, ns);
       return -1;
@@ -886,27 +933,49 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       ft_free(st, ns);
       return -1;
     }
+  /* a tensor that one of its readers holds fixed (packed, a scalar, an exponent) is fixed for all of them */
+  g_autoptr(GHashTable) fixed = g_hash_table_new(g_str_hash, g_str_equal);
   for (size_t i = 0; i < ns; i++) {
     FtStep *s = &st[i];
-    if (s->train_w) {
-      s->gw = g_new0(float, s->nw), s->mw = g_new0(float, s->nw), s->vw = g_new0(float, s->nw);
-      trained += s->nw;
-    }
-    if (s->train_b) {
-      s->gb = g_new0(float, s->nb), s->mb = g_new0(float, s->nb), s->vb = g_new0(float, s->nb);
-      trained += s->nb;
-    }
+    if (s->wname && !s->train_w && !s->form) g_hash_table_add(fixed, (gpointer)s->wname);
+    if (s->bname && !s->train_b) g_hash_table_add(fixed, (gpointer)s->bname);
+    for (int j = 0; j < s->np; j++)
+      if (!s->ptrain[j]) g_hash_table_add(fixed, (gpointer)s->pname[j]);
+  }
+  for (size_t i = 0; i < ns; i++) {
+    FtStep *s = &st[i];
+    s->train_w = s->train_w && !g_hash_table_contains(fixed, s->wname);
+    s->train_b = s->train_b && !g_hash_table_contains(fixed, s->bname);
+    for (int j = 0; j < s->np; j++) s->ptrain[j] = s->ptrain[j] && !g_hash_table_contains(fixed, s->pname[j]);
+  }
+  for (size_t i = 0; i < ns; i++) {
+    FtStep *s = &st[i];
+    if (s->train_w) s->gw = g_new0(float, s->nw), s->mw = g_new0(float, s->nw), s->vw = g_new0(float, s->nw);
+    if (s->train_b) s->gb = g_new0(float, s->nb), s->mb = g_new0(float, s->nb), s->vb = g_new0(float, s->nb);
     gboolean any = FALSE;
     for (int j = 0; j < s->np; j++) any |= s->ptrain[j];
     if (s->form && any) { /* the dense weight's gradient, then each parameter's */
       s->gw = g_new0(float, s->nw);
       for (int j = 0; j < s->np; j++) {
         s->gp[j] = g_new0(float, s->pn[j]);
-        if (!s->ptrain[j]) continue;
-        s->mp[j] = g_new0(float, s->pn[j]), s->vp[j] = g_new0(float, s->pn[j]);
-        trained += s->pn[j];
+        if (s->ptrain[j]) s->mp[j] = g_new0(float, s->pn[j]), s->vp[j] = g_new0(float, s->pn[j]);
       }
     }
+  }
+  /* every trained tensor once: a tensor that two nodes read (tied weights) is held by the first, which adds
+     the others' gradients to its own and hands them its values after each step */
+  g_autoptr(GArray) params = g_array_new(FALSE, FALSE, sizeof(FtParam));
+  {
+    g_autoptr(GHashTable) first = g_hash_table_new(g_str_hash, g_str_equal);
+    for (size_t i = 0; i < ns; i++) {
+      FtStep *s = &st[i];
+      if (s->train_w) ft_param_add(params, first, s->w, s->gw, s->mw, s->vw, s->nw, s->wname);
+      if (s->train_b) ft_param_add(params, first, s->b, s->gb, s->mb, s->vb, s->nb, s->bname);
+      for (int j = 0; j < s->np; j++)
+        if (s->ptrain[j] && s->gw) ft_param_add(params, first, s->p[j], s->gp[j], s->mp[j], s->vp[j], s->pn[j], s->pname[j]);
+    }
+    for (guint k = 0; k < params->len; k++)
+      if (g_array_index(params, FtParam, k).tie < 0) trained += g_array_index(params, FtParam, k).n;
   }
   int64_t col_floats = 1; /* im2col scratch: the largest conv's [C·kh·kw, OH·OW] */
   for (size_t i = 0; i < ns; i++)
@@ -1099,24 +1168,13 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
               }
           }
           break;
-        case FT_ADDW:
-          if (s->train_w) {
-            memset(s->gw, 0, sizeof(float) * (size_t)s->nw);
-            for (int64_t r = 0; r < bs; r++)
-              for (int64_t k = 0; k < s->out; k++) s->gw[k] += dy[r * s->out + k];
-          }
-          if (dx)
-            for (size_t k = 0; k < n_out; k++) dx[k] += dy[k];
-          break;
-        case FT_SCALE: /* d(x op c)/dx */
-          if (dx)
-            for (size_t k = 0; k < n_out; k++) {
-              float d = s->bin == PQ_BIN_MUL ? s->cst : s->bin == PQ_BIN_DIV ? 1.0f / s->cst
-                      : s->bin == PQ_BIN_POW     ? s->cst * powf(x[k], s->cst - 1.0f)
-                      : s->bin == PQ_BIN_MINIMUM ? (float)(x[k] < s->cst)
-                      : s->bin == PQ_BIN_MAXIMUM ? (float)(x[k] > s->cst)
-                                                 : 1.0f;
-              dx[k] += dy[k] * d;
+        case FT_BINW: /* d(x op c)/dx to the input; d(x op c)/dc summed over the samples and the broadcast */
+          if (s->train_w) memset(s->gw, 0, sizeof(float) * (size_t)s->nw);
+          for (int64_t r = 0; r < bs; r++)
+            for (int64_t k = 0; k < s->out; k++) {
+              float a = x[r * s->out + k], c = s->w[s->bidx[k]], g = dy[r * s->out + k];
+              if (dx) dx[r * s->out + k] += g * (s->swap ? pq_binary_db(s->bin, c, a) : pq_binary_da(s->bin, a, c));
+              if (s->train_w) s->gw[s->bidx[k]] += g * (s->swap ? pq_binary_da(s->bin, c, a) : pq_binary_db(s->bin, a, c));
             }
           break;
         case FT_TRANSPOSE: /* each output value's gradient back to the input value it came from */
@@ -1178,12 +1236,14 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
               }
             }
           break;
-        case FT_ADD:
+        case FT_ADD: {
+          const float *b = s->src1 >= 0 ? acts[s->src1] : xb;
           if (s->src1 >= 0)
-            for (size_t k = 0; k < n_out; k++) grads[s->src1][k] += dy[k];
+            for (size_t k = 0; k < n_out; k++) grads[s->src1][k] += dy[k] * pq_binary_db(s->bin, x[k], b[k]);
           if (dx)
-            for (size_t k = 0; k < n_out; k++) dx[k] += dy[k];
+            for (size_t k = 0; k < n_out; k++) dx[k] += dy[k] * pq_binary_da(s->bin, x[k], b[k]);
           break;
+        }
         default: /* alias and the final softmax (folded into the loss) pass the gradient through */
           if (dx)
             for (size_t k = 0; k < n_out; k++) dx[k] += dy[k];
@@ -1191,17 +1251,18 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       }
       t++;
       double lr = p->learning_rate * 0.5 * (1.0 + cos(G_PI * (double)(t - 1) / (double)total));
-      for (size_t i = 0; i < ns; i++) {
-        FtStep *s = &st[i];
-        if (s->train_w) adam(s->w, s->gw, s->mw, s->vw, (size_t)s->nw, lr, t);
-        if (s->train_b) adam(s->b, s->gb, s->mb, s->vb, (size_t)s->nb, lr, t);
-        if (s->form && s->gw) {
-          ft_form_grads(s);
-          for (int j = 0; j < s->np; j++)
-            if (s->ptrain[j]) adam(s->p[j], s->gp[j], s->mp[j], s->vp[j], (size_t)s->pn[j], lr, t);
-          ft_form_dense(s);
-        }
-      }
+      for (size_t i = 0; i < ns; i++)
+        if (st[i].form && st[i].gw) ft_form_grads(&st[i]); /* the dense weight's gradient to the parameters' */
+      FtParam *ps = (FtParam *)(void *)params->data;
+      for (guint k = 0; k < params->len; k++)
+        if (ps[k].tie >= 0)
+          for (int64_t q = 0; q < ps[k].n; q++) ps[ps[k].tie].grad[q] += ps[k].grad[q];
+      for (guint k = 0; k < params->len; k++)
+        if (ps[k].tie < 0) adam(ps[k].val, ps[k].grad, ps[k].m, ps[k].v, (size_t)ps[k].n, lr, t);
+      for (guint k = 0; k < params->len; k++)
+        if (ps[k].tie >= 0) memcpy(ps[k].val, ps[ps[k].tie].val, sizeof(float) * (size_t)ps[k].n);
+      for (size_t i = 0; i < ns; i++)
+        if (st[i].form && st[i].gw) ft_form_dense(&st[i]);
     }
   }
   EVALUATE(res->loss_after, res->accuracy_after);

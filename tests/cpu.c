@@ -445,6 +445,22 @@ static void test_activations(void) {
         if (!(fabs(g - fd) <= 2e-3 * (1 + fabs(fd)))) g_error("activation %d (a %g): derivative at %g is %g, differences give %g", k, a, x0, g, fd);
       }
   g_assert_cmpint(checked, >, 5 * 30);
+  /* the binary ops' derivatives by either operand, the same way (points off the ties of minimum and maximum) */
+  const double pa[] = {-1.7, 0.6, 1.9}, pb[] = {-0.8, 0.45, 1.3};
+  int bchecked = 0;
+  for (int k = PQ_BIN_ADD; k <= PQ_BIN_MAXIMUM; k++)
+    for (size_t i = 0; i < G_N_ELEMENTS(pa); i++)
+      for (size_t j = 0; j < G_N_ELEMENTS(pb); j++) {
+        double h = 1e-3, a0 = pa[i], b0 = pb[j];
+        double fa = ((double)pq_binary(k, (float)(a0 + h), (float)b0) - (double)pq_binary(k, (float)(a0 - h), (float)b0)) / (2 * h);
+        double fb = ((double)pq_binary(k, (float)a0, (float)(b0 + h)) - (double)pq_binary(k, (float)a0, (float)(b0 - h))) / (2 * h);
+        if (isnan(fa) || isnan(fb)) continue; /* pow of a negative base */
+        bchecked++;
+        double ga = pq_binary_da(k, (float)a0, (float)b0), gb = pq_binary_db(k, (float)a0, (float)b0);
+        if (!(fabs(ga - fa) <= 2e-3 * (1 + fabs(fa))) || !(fabs(gb - fb) <= 2e-3 * (1 + fabs(fb))))
+          g_error("binary op %d at (%g, %g): derivatives %g, %g; differences give %g, %g", k, a0, b0, ga, gb, fa, fb);
+      }
+  g_assert_cmpint(bchecked, >, 8 * 9 - 10);
   g_autoptr(GError) err = NULL;
   PqNode *n;
   g_autoptr(PqModel) bad = single("clip", 2, xs, 0, NULL, &n);
@@ -828,6 +844,19 @@ static void test_binary(void) {
     pq_graph_add_node(g, "relu", "relu2", 1, fi, 1, fo);
     pq_graph_add_output(g, "y");
     g_autofree float *y2 = run(m2, x, 2, 2, &on);
+    /* the tensor first: w op x (as ONNX writes 1 − x), broadcast the other way */
+    g_autoptr(PqModel) m3 = pq_model_new();
+    pq_model_set_tensor(m3, w);
+    pq_graph_add_input(pq_model_graph(m3), "x", 3, xs);
+    pq_graph_add_node(pq_model_graph(m3), ops[o], "wfirst", 2, (const char *[]){"w", "x"}, 1, (const char *[]){"y"});
+    pq_graph_add_output(pq_model_graph(m3), "y");
+    g_autofree float *y3 = run(m3, x, 2, 2, &on);
+    g_assert_cmpint(on, ==, 12);
+    for (int i = 0; i < 24; i++) {
+      float e3 = pq_binary((int)o, wd[i % 4], x[i]); /* (the formulas themselves are checked below) */
+      if (isnan(e3)) g_assert_true(isnan(y3[i]));
+      else g_assert_cmpfloat(fabsf(y3[i] - e3), <=, 1e-6f * (1 + fabsf(e3)));
+    }
     for (int i = 0; i < 24; i++) {
       float a = x[i], b = wd[i % 4], r = a > 0 ? a : 0, e1, e2;
       switch (o) {

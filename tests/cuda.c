@@ -293,10 +293,12 @@ static void test_binary(void) {
     for (int k = 0; k < 8; k++) wd[k] += wd[k] >= 0 ? 0.5f : -0.5f;
     pq_model_set_tensor(m, w);
     pq_tensor_unref(w);
-    const char *s1[1] = {"x"}, *o1[1] = {"s"}, *i2[2] = {"x", "w"}, *o2[1] = {"a"}, *i3[2] = {"a", "s"}, *o3[1] = {"y"};
+    const char *s1[1] = {"x"}, *o1[1] = {"s"}, *i2[2] = {"x", "w"}, *o2[1] = {"a"}, *i3[2] = {"a", "s"}, *o3[1] = {"y0"};
     pq_graph_add_node(g, "sigmoid", "sig", 1, s1, 1, o1); /* a divisor that is never 0 */
     pq_graph_add_node(g, ops[i], "bw", 2, i2, 1, o2);
     pq_graph_add_node(g, ops[i], "bs", 2, i3, 1, o3);
+    pq_graph_add_node(g, ops[i], "wf", 2, (const char *[]){"w", "s"}, 1, (const char *[]){"z"}); /* the tensor first: w − s, w / s */
+    pq_graph_add_node(g, "add", "sum", 2, (const char *[]){"y0", "z"}, 1, (const char *[]){"y"});
     pq_graph_add_output(g, "y");
     compare(m, m, 6, 1e-5);
   }

@@ -382,6 +382,29 @@ static void test_gather_activation(void) {
   }
 }
 
+/* An initializer first in Sub and Div (1 − x, c / sigmoid(x), as exports of gates write them): loaded as
+ * they are, and run so on the CPU backend. */
+static void test_constant_first(void) {
+  int64_t xin[2] = {-1, 4}, four[1] = {4};
+  Onnx__TensorProto *inits[2] = {tensor("c", 1, four, 71, 1.0f), tensor("d", 1, four, 72, 2.0f)};
+  Onnx__NodeProto *nodes[3] = {node("Sub", "one_minus", 2, (const char *[]){"c", "x"}, "a", 0, NULL),
+                               node("Sigmoid", "sig", 1, (const char *[]){"a"}, "s", 0, NULL),
+                               node("Div", "over", 2, (const char *[]){"d", "s"}, "y", 0, NULL)};
+  float cv[4], dv[4];
+  memcpy(cv, inits[0]->float_data, sizeof cv);
+  memcpy(dv, inits[1]->float_data, sizeof dv);
+  Onnx__GraphProto *gr = graph(3, nodes, 2, inits, value("x", 2, xin), "y");
+  g_autofree char *path = write_model("constant-first.onnx", gr, TRUE);
+  g_autoptr(PqModel) m = load_ok(path);
+  float x[8], y[8];
+  for (int i = 0; i < 8; i++) x[i] = (float)i * 0.3f - 1.0f;
+  run_cpu(m, 2, x, y, 4);
+  for (int i = 0; i < 8; i++) {
+    double e = dv[i % 4] * (1 + exp(-(cv[i % 4] - x[i])));
+    g_assert_cmpfloat(fabs(y[i] - e), <=, 1e-5 * (1 + fabs(e)));
+  }
+}
+
 /* A ViT's class token: cls [1, 1, 4] expanded to [batch, 1, 4] (the batch from Shape, Gather, Unsqueeze,
  * Concat) and joined before the patches x [N, 3, 4]: every sample's first row is the token. */
 static void test_class_token(void) {
@@ -803,6 +826,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/onnx/cnn", test_cnn);
   g_test_add_func("/onnx/conv1d", test_conv1d);
   g_test_add_func("/onnx/gather-activation", test_gather_activation);
+  g_test_add_func("/onnx/constant-first", test_constant_first);
   g_test_add_func("/onnx/class-token", test_class_token);
   g_test_add_func("/onnx/cast", test_cast);
   g_test_add_func("/onnx/shape-end", test_shape_slice);

@@ -243,6 +243,33 @@ PQ_ACT_FN float pq_binary(int kind, float a, float b) {
   }
 }
 
+/* The derivatives of a binary op's result by its first and by its second operand (finetune trains through them;
+ * at a tie of minimum or maximum the first operand takes the gradient, as it takes the value). */
+PQ_ACT_FN float pq_binary_da(int kind, float a, float b) {
+  switch (kind) {
+  case PQ_BIN_MUL: return b;
+  case PQ_BIN_DIV: return 1.0f / b;
+  case PQ_BIN_PRELU: return a >= 0.0f ? 1.0f : b;
+  case PQ_BIN_POW: return b * powf(a, b - 1.0f);
+  case PQ_BIN_MINIMUM: return a <= b || a != a ? 1.0f : 0.0f;
+  case PQ_BIN_MAXIMUM: return a >= b || a != a ? 1.0f : 0.0f;
+  default: return 1.0f; /* add, sub */
+  }
+}
+
+PQ_ACT_FN float pq_binary_db(int kind, float a, float b) {
+  switch (kind) {
+  case PQ_BIN_SUB: return -1.0f;
+  case PQ_BIN_MUL: return a;
+  case PQ_BIN_DIV: return -a / (b * b);
+  case PQ_BIN_PRELU: return a >= 0.0f ? 0.0f : a;
+  case PQ_BIN_POW: return a > 0.0f ? powf(a, b) * logf(a) : 0.0f;
+  case PQ_BIN_MINIMUM: return a <= b || a != a ? 0.0f : 1.0f;
+  case PQ_BIN_MAXIMUM: return a >= b || a != a ? 0.0f : 1.0f;
+  default: return 1.0f; /* add */
+  }
+}
+
 /* The reductions over some dimensions (reduce_sum, reduce_mean, … ; see docs/file-format.md): a start value, a
  * step per element, and a final value from the count of elements; log_sum_exp takes a shift (the largest
  * element, found by a pass of reduce_max first) so that e^x cannot overflow. */

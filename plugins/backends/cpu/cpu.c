@@ -449,7 +449,8 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
       if (!c->values[v].weight) return (PqStatus)err->code;
     }
   }
-  if (st->kind != K_CONCAT && pq_plan_value_kind(p, st->in[0]) == PQ_VALUE_WEIGHT) { /* concat may start with a model tensor */
+  if (pq_plan_value_kind(p, st->in[0]) == PQ_VALUE_WEIGHT && st->kind != K_CONCAT && /* concat may start with a model tensor, */
+      !(st->kind == K_ADD && pq_plan_value_kind(p, st->in[1]) != PQ_VALUE_WEIGHT)) { /* a binary op too: c − x */
     pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "node '%s': the first input must be an activation, not a tensor",
                         pq_node_name(node));
     return PQ_ERR_UNSUPPORTED;
@@ -660,7 +661,7 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
       st->add_oshape[d] = os[d];
     }
     st->add_same = and_ == bnd && memcmp(as, bs, sizeof(int64_t) * (size_t)and_) == 0 &&
-                   pq_plan_value_kind(p, st->in[1]) != PQ_VALUE_WEIGHT;
+                   pq_plan_value_kind(p, st->in[0]) != PQ_VALUE_WEIGHT && pq_plan_value_kind(p, st->in[1]) != PQ_VALUE_WEIGHT;
     break;
   }
   default: break;

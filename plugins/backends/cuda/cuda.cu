@@ -843,7 +843,8 @@ static PqStatus setup_step(Cuda *c, int s, PqPluginError *err) {
     pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "op '%s' (node '%s') is not supported by the CUDA backend", pq_node_op(node), pq_node_name(node));
     return PQ_ERR_UNSUPPORTED;
   }
-  if (st.kind != K_CONCAT && pq_plan_value_kind(p, st.in[0]) == PQ_VALUE_WEIGHT) { /* concat may start with a model tensor */
+  if (pq_plan_value_kind(p, st.in[0]) == PQ_VALUE_WEIGHT && st.kind != K_CONCAT && /* concat may start with a model tensor, */
+      !(st.kind == K_ADD && pq_plan_value_kind(p, st.in[1]) != PQ_VALUE_WEIGHT)) { /* a binary op too: c − x */
     pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "node '%s': the first input must be an activation, not a tensor", pq_node_name(node));
     return PQ_ERR_UNSUPPORTED;
   }
