@@ -241,6 +241,8 @@ typedef struct {
   int bin;                   /* FT_BINW: x op c (c op x with swap), c a model tensor in w, broadcast by bidx; */
   int swap;                  /* trained where float32 and not a scalar for add, sub, mul, div and prelu */
   int32_t *bidx;             /* (each per-sample output element's index into c) */
+  int32_t *aidx;             /* FT_ADD: the same into each operand where it is broadcast (else NULL), */
+  int64_t in1;               /* and the second operand's values a sample */
   float cst;                 /* pad2d: the border's value */
   int cat_n, cat_src[16];    /* concat: each input's step (-1: the model's input, -2: a model tensor, fixed) */
   int64_t cat_outer, cat_blk[16];
@@ -266,7 +268,7 @@ static void ft_free(FtStep *s, size_t n) {
     g_free(s[i].argmax), g_free(s[i].scale), g_free(s[i].shift);
     for (int j = 0; j < 16; j++) g_free(s[i].cat_w[j]), g_free(s[i].p[j]), g_free(s[i].gp[j]), g_free(s[i].mp[j]), g_free(s[i].vp[j]);
     pq_tt_chain_free(s[i].tt);
-    g_free(s[i].csr_col), g_free(s[i].csr_row), g_free(s[i].bidx);
+    g_free(s[i].csr_col), g_free(s[i].csr_row), g_free(s[i].bidx), g_free(s[i].aidx);
   }
   g_free(s);
 }
@@ -286,11 +288,11 @@ static void ft_param_add(GArray *params, GHashTable *first, float *val, float *g
   g_array_append_val(params, fp);
 }
 
-/* For a binary op of an activation (output shape os, the batch first) and a model tensor of shape bs (NumPy
- * broadcasting), each per-sample output element's index into the tensor; NULL where the tensor has a batch
- * dimension other than 1. */
-static int32_t *ft_broadcast_index(const int64_t *os, int ond, const int64_t *bs, int bnd) {
-  if (bnd > ond || (bnd == ond && bs[0] != 1)) return NULL;
+/* For a binary op with output shape os (the batch first), each per-sample output element's index into one
+ * operand of shape bs (NumPy broadcasting): a model tensor, whose batch dimension (if it has one) must be 1,
+ * or (batch) an activation of the same rank, indexed within its sample. NULL where neither holds. */
+static int32_t *ft_broadcast_index(const int64_t *os, int ond, const int64_t *bs, int bnd, gboolean batch) {
+  if (bnd > ond || (!batch && bnd == ond && bs[0] != 1) || (batch && bnd != ond)) return NULL;
   int64_t per = 1, stride[PQ_MAX_DIMS], b[PQ_MAX_DIMS], acc = 1;
   for (int d = ond - 1; d >= 0; d--) {
     b[d] = d < ond - bnd ? 1 : bs[d - (ond - bnd)];
@@ -510,9 +512,11 @@ static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int 
         for (int64_t k = 0; k < s->c; k++) yr[k] = (xr[k] - m) * inv * (s->w ? s->w[k] : 1.0f) + (s->b ? s->b[k] : 0.0f);
       }
       break;
-    case FT_ADD: { /* a binary op of two activations of one shape */
+    case FT_ADD: { /* a binary op of two activations */
       const float *b = s->src1 >= 0 ? acts[s->src1] : x;
-      for (size_t k = 0; k < (size_t)bs * s->out; k++) y[k] = pq_binary(s->bin, cur[k], b[k]);
+      for (int64_t r = 0; r < bs; r++)
+        for (int64_t k = 0; k < s->out; k++)
+          y[r * s->out + k] = pq_binary(s->bin, cur[r * s->in + (s->aidx ? s->aidx[k] : k)], b[r * s->in1 + (s->bidx ? s->bidx[k] : k)]);
       break;
     }
     case FT_BINW: /* x op c, c a model tensor, the same for every sample */
@@ -643,10 +647,15 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     producer[out] = (int)i;
     last = out;
     if (pq_binary_kind(op) != PQ_BIN_NONE && in1_ >= 0 && pq_plan_value_kind(plan, in1_) != PQ_VALUE_WEIGHT) {
-      /* two activations of one shape: a residual add, a gate (x · sigmoid(x)), ... */
-      if (producer[in1_] == -2 || pq_plan_value_numel(plan, in1_) != s->out || s->in != s->out) {
+      /* two activations: a residual add, a gate (x · sigmoid(x)), a squeeze-and-excitation scale ([C, 1, 1]) */
+      int ond, and_, bnd;
+      const int64_t *os = pq_plan_value_shape(plan, out, &ond), *as = pq_plan_value_shape(plan, in0, &and_),
+                    *bshape = pq_plan_value_shape(plan, in1_, &bnd);
+      s->in1 = pq_plan_value_numel(plan, in1_);
+      if (producer[in1_] == -2 || (s->in != s->out && !(s->aidx = ft_broadcast_index(os, ond, as, and_, TRUE))) ||
+          (s->in1 != s->out && !(s->bidx = ft_broadcast_index(os, ond, bshape, bnd, TRUE)))) {
         ok = 0;
-        why = "a binary op of two activations is trained through when they have the same shape (a residual add, a gate)";
+        why = "a binary op of two activations is trained through when their shapes broadcast with the batch first in both";
         break;
       }
       s->kind = FT_ADD;
@@ -866,7 +875,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       PqTensor *t = in1_ >= 0 && pq_plan_value_kind(plan, in1_) == PQ_VALUE_WEIGHT ? pq_plan_value_tensor(plan, in1_) : NULL;
       int ond, bnd;
       const int64_t *os = pq_plan_value_shape(plan, out, &ond), *bshape = t ? pq_plan_value_shape(plan, in1_, &bnd) : NULL;
-      if (!t || s->in != s->out || !(s->bidx = ft_broadcast_index(os, ond, bshape, bnd))) {
+      if (!t || s->in != s->out || !(s->bidx = ft_broadcast_index(os, ond, bshape, bnd, FALSE))) {
         ok = 0;
         why = "a binary op is trained through when it takes two activations of one shape, or an activation and a model tensor that "
               "broadcasts to the activation's shape";
@@ -1236,12 +1245,15 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
               }
             }
           break;
-        case FT_ADD: {
+        case FT_ADD: { /* each operand's share, summed over where it was broadcast */
           const float *b = s->src1 >= 0 ? acts[s->src1] : xb;
-          if (s->src1 >= 0)
-            for (size_t k = 0; k < n_out; k++) grads[s->src1][k] += dy[k] * pq_binary_db(s->bin, x[k], b[k]);
-          if (dx)
-            for (size_t k = 0; k < n_out; k++) dx[k] += dy[k] * pq_binary_da(s->bin, x[k], b[k]);
+          for (int64_t r = 0; r < bs; r++)
+            for (int64_t k = 0; k < s->out; k++) {
+              int64_t ia = r * s->in + (s->aidx ? s->aidx[k] : k), ib = r * s->in1 + (s->bidx ? s->bidx[k] : k);
+              float g = dy[r * s->out + k];
+              if (s->src1 >= 0) grads[s->src1][ib] += g * pq_binary_db(s->bin, x[ia], b[ib]);
+              if (dx) dx[ia] += g * pq_binary_da(s->bin, x[ia], b[ib]);
+            }
           break;
         }
         default: /* alias and the final softmax (folded into the loss) pass the gradient through */
