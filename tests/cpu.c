@@ -144,6 +144,10 @@ static void test_conv(void) {
       {4, 9, 8, 6, 3, 2, 2, 1, 1, 2, 1, 0, 0, 1, 2},  /* strides, dilations, asymmetric pads, groups */
       {5, 4, 4, 3, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},  /* 1x1: direct GEMM */
       {4, 6, 6, 4, 3, 3, 2, 2, 1, 1, 0, 0, 0, 0, 4},  /* depthwise */
+      {5, 7, 9, 5, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 5},  /* depthwise, same padding (a MobileNet block) */
+      {3, 8, 7, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 3},  /* depthwise, stride 2, two outputs a channel */
+      {2, 9, 10, 2, 3, 2, 1, 3, 2, 2, 2, 0, 1, 3, 2}, /* depthwise, dilated, uneven strides and pads */
+      {3, 5, 5, 3, 5, 5, 1, 1, 1, 1, 3, 3, 3, 3, 3},  /* depthwise, a kernel as wide as the input, pads beyond it */
   };
   for (size_t ci = 0; ci < G_N_ELEMENTS(cases); ci++) {
     const ConvCase *k = &cases[ci];
@@ -168,6 +172,24 @@ static void test_conv(void) {
     ref_conv(k, x, pq_tensor_data(w), pq_tensor_data(b), ref, batch, oh, ow);
     assert_close(y, ref, batch * on, 1e-4f);
   }
+  /* a depthwise layer large enough to be split over the backend's threads (3 here): the same results */
+  const ConvCase big = {32, 40, 40, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 32};
+  int64_t xs[4] = {-1, 32, 40, 40}, wsh[4] = {32, 1, 3, 3}, bsh[1] = {32};
+  g_autoptr(PqTensor) w = pq_test_random_tensor("w", 4, wsh, 17, 1), b = pq_test_random_tensor("b", 1, bsh, 18, 1);
+  PqTensor *ws[2] = {w, b};
+  PqNode *n;
+  g_autoptr(PqModel) m = single("conv2d", 4, xs, 2, ws, &n);
+  pq_node_set_ints(n, "pads", 4, (const int64_t[]){1, 1, 1, 1});
+  pq_node_set_int(n, "groups", 32);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqBackend) be = pq_backend_prepare(cpu, m, 3, 3, NULL, &err);
+  g_assert_no_error(err);
+  int64_t in_n = 3 * 32 * 1600;
+  g_autofree float *x = g_new(float, in_n), *y = g_new(float, in_n), *ref = g_new(float, in_n);
+  fill(x, in_n, 31);
+  g_assert_true(pq_backend_run_f32(be, x, 3, y, &err));
+  ref_conv(&big, x, pq_tensor_data(w), pq_tensor_data(b), ref, 3, 40, 40);
+  assert_close(y, ref, in_n, 1e-4f);
 }
 
 static void test_pool_bn_gap(void) {

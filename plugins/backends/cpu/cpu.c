@@ -334,6 +334,8 @@ static PqStatus setup_sparse_linear(Cpu *c, Step *st, const PqNode *node, PqPlug
 }
 
 static void conv_geometry(Step *st, PqPlan *p, const PqNode *node);
+static size_t depthwise_pad_floats(const Step *st);
+static int conv_is_depthwise(const Step *st) { return st->groups > 1 && st->c == st->groups; }
 
 /* conv2d with a packed kernel: im2col by output position, then the packed-linear kernels over positions. */
 static PqStatus setup_packed_conv(Cpu *c, Step *st, const PqNode *node, PqPluginError *err) {
@@ -499,7 +501,7 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
     }
     conv_geometry(st, p, node);
     if (st->kind == K_CONV2D) {
-      size_t ws = (size_t)((st->c / st->groups) * st->kh * st->kw * st->oh * st->ow);
+      size_t ws = conv_is_depthwise(st) ? depthwise_pad_floats(st) : (size_t)((st->c / st->groups) * st->kh * st->kw * st->oh * st->ow);
       if (ws > c->workspace_floats) c->workspace_floats = ws;
     }
     if (st->kind == K_CONVT) { /* columns [O/groups·kh·kw, H·W] for one group of one sample */
@@ -767,7 +769,8 @@ static PqStatus plan_buffers(Cpu *c, PqPluginError *err) {
 static PqStatus setup_pool(Cpu *c, PqPluginError *err) {
   c->pool_threads = 1;
   int want = c->threads > 0 ? c->threads : openblas_get_num_threads(), any = 0;
-  for (int s = 0; s < c->n_steps; s++) any |= c->steps[s].q_codes != NULL || c->steps[s].kind == K_SPARSE;
+  for (int s = 0; s < c->n_steps; s++)
+    any |= c->steps[s].q_codes != NULL || c->steps[s].kind == K_SPARSE || (c->steps[s].kind == K_CONV2D && conv_is_depthwise(&c->steps[s]));
   if (!any || want < 2 || !(c->pool = pool_new(want))) return PQ_OK; /* (no pool: one thread, as before) */
   c->pool_threads = c->pool->n;
   for (int s = 0; s < c->n_steps; s++) {
@@ -1012,8 +1015,108 @@ static void run_conv_transpose(const Step *st, const float *x, const float *w, c
   }
 }
 
-static void run_conv(const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch, float *ws) {
+#define PAR_MIN_MACS (1 << 20) /* below this much work a layer stays on one thread (waking the others costs µs) */
+
+/* A depthwise conv (one input channel a group, ocg outputs each): a GEMM a channel would be 1 × OH·OW ×
+ * kh·kw, all call and no work. Instead each input plane is copied once into a zero-bordered plane (`pad`, the
+ * workspace), and each output row is computed in blocks of 16 (then 8) outputs held in one vector across all
+ * kh·kw taps, the last block overlapping the one before it; rows narrower than 8 and strided convs go
+ * output by output. */
+typedef float dw_v16 __attribute__((vector_size(16 * sizeof(float))));
+typedef float dw_v8 __attribute__((vector_size(8 * sizeof(float))));
+typedef int32_t dw_i16 __attribute__((vector_size(16 * sizeof(int32_t))));
+typedef int32_t dw_i8 __attribute__((vector_size(8 * sizeof(int32_t))));
+
+#define DW_BLOCK(VT, IT, ox)                                                                                    \
+  do {                                                                                                             \
+    VT acc_ = {0};                                                                                                 \
+    acc_ += bias;                                                                                                  \
+    for (int64_t ky = 0; ky < st->kh; ky++)                                                                        \
+      for (int64_t kx = 0; kx < st->kw; kx++) {                                                                    \
+        VT v_;                                                                                                     \
+        memcpy(&v_, base + ky * st->dh * pw + kx * st->dw + (ox), sizeof v_);                                      \
+        acc_ += wo[ky * st->kw + kx] * v_;                                                                         \
+      }                                                                                                            \
+    if (relu) { /* lanes kept where positive: the compare's all-ones mask, and-ed with the bits */                  \
+      VT zero_ = {0};                                                                                              \
+      acc_ = (VT)((IT)acc_ & (acc_ > zero_));                                                                      \
+    }                                                                                                              \
+    memcpy(yr + (ox), &acc_, sizeof acc_);                                                                         \
+  } while (0)
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) /* one register a block where the machine has them */
+static void conv_depthwise_planes(const Step *st, const float *x, const float *w, const float *b, float *y, int64_t i0, int64_t i1, float *pad) {
+  int64_t ocg = st->oc / st->groups, ohw = st->oh * st->ow, hw = st->h * st->w;
+  int64_t ph = (st->oh - 1) * st->sh + (st->kh - 1) * st->dh + 1, pw = (st->ow - 1) * st->sw + (st->kw - 1) * st->dw + 1;
+  int relu = st->fuse_relu;
+  for (int64_t i = i0; i < i1; i++) { /* input planes i0 … i1 − 1 of the batch: sample i / C, channel i % C */
+    int64_t n = i / st->c, ci = i % st->c;
+    const float *xp = x + (n * st->c + ci) * hw;
+    int64_t c0 = st->pl < 0 ? 0 : st->pl, c1 = st->pl + st->w < pw ? st->pl + st->w : pw; /* the input's columns in pad */
+    for (int64_t r = 0; r < ph; r++) {
+      float *row = pad + r * pw;
+      int64_t iy = r - st->pt;
+      if (iy < 0 || iy >= st->h || c0 >= c1) {
+        memset(row, 0, sizeof(float) * (size_t)pw);
+        continue;
+      }
+      memset(row, 0, sizeof(float) * (size_t)c0);
+      memcpy(row + c0, xp + iy * st->w + (c0 - st->pl), sizeof(float) * (size_t)(c1 - c0));
+      memset(row + c1, 0, sizeof(float) * (size_t)(pw - c1));
+    }
+    for (int64_t o = ci * ocg; o < (ci + 1) * ocg; o++) {
+      const float *wo = w + o * st->kh * st->kw;
+      float *yp = y + (n * st->oc + o) * ohw, bias = b ? b[o] : 0.0f;
+      for (int64_t oy = 0; oy < st->oh; oy++) {
+        const float *base = pad + oy * st->sh * pw;
+        float *yr = yp + oy * st->ow;
+        int64_t ox = 0;
+        if (st->sw == 1 && st->ow >= 16) {
+          for (; ox + 16 <= st->ow; ox += 16) DW_BLOCK(dw_v16, dw_i16, ox);
+          if (ox < st->ow) DW_BLOCK(dw_v16, dw_i16, st->ow - 16);
+          ox = st->ow;
+        } else if (st->sw == 1 && st->ow >= 8) {
+          for (; ox + 8 <= st->ow; ox += 8) DW_BLOCK(dw_v8, dw_i8, ox);
+          if (ox < st->ow) DW_BLOCK(dw_v8, dw_i8, st->ow - 8);
+          ox = st->ow;
+        }
+        for (; ox < st->ow; ox++) {
+          float acc = bias;
+          for (int64_t ky = 0; ky < st->kh; ky++)
+            for (int64_t kx = 0; kx < st->kw; kx++) acc += wo[ky * st->kw + kx] * base[ky * st->dh * pw + kx * st->dw + ox * st->sw];
+          yr[ox] = relu && acc < 0.0f ? 0.0f : acc;
+        }
+      }
+    }
+  }
+}
+
+typedef struct {
+  Cpu *c;
+  const Step *st;
+  const float *x, *w, *b;
+  float *y;
+  int64_t planes;
+} DepthwiseJob;
+
+static void depthwise_part(void *p, int part, int parts) {
+  const DepthwiseJob *j = p;
+  conv_depthwise_planes(j->st, j->x, j->w, j->b, j->y, j->planes * part / parts, j->planes * (part + 1) / parts,
+                        j->c->workspace + (size_t)part * j->c->workspace_stride);
+}
+
+/* The padded plane conv_depthwise_planes works in (one a thread). */
+static size_t depthwise_pad_floats(const Step *st) {
+  return (size_t)(((st->oh - 1) * st->sh + (st->kh - 1) * st->dh + 1) * ((st->ow - 1) * st->sw + (st->kw - 1) * st->dw + 1));
+}
+
+static void run_conv(Cpu *c, const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch, float *ws) {
   int64_t g = st->groups, cg = st->c / g, ocg = st->oc / g, ohw = st->oh * st->ow, kk = cg * st->kh * st->kw;
+  if (conv_is_depthwise(st)) { /* depthwise: planes split over the backend's threads */
+    DepthwiseJob job = {c, st, x, w, b, y, batch * st->c};
+    pool_run(c->pool, batch * st->oc * ohw * st->kh * st->kw >= PAR_MIN_MACS ? (int)(batch * st->c) : 1, depthwise_part, &job);
+    return;
+  }
   int direct = st->kh == 1 && st->kw == 1 && st->sh == 1 && st->sw == 1 && st->pt == 0 && st->pl == 0 && st->oh == st->h &&
                st->ow == st->w;
   for (int64_t n = 0; n < batch; n++) {
@@ -1087,7 +1190,6 @@ typedef struct {
   int64_t rows;
 } RowsJob;
 
-#define PAR_MIN_MACS (1 << 20) /* below this much work a layer stays on one thread (waking the others costs µs) */
 
 /* a copy of a packed step with thread `part`'s per-row buffers */
 static void packed_local(const Step *st, int part, Step *local) {
@@ -1385,7 +1487,7 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
     case K_LAYERNORM: run_layer_norm(st, x, st->in[1] >= 0 ? PTR(st->in[1]) : NULL, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, total); break;
     case K_CONV2D:
       if (st->q_codes) run_packed_conv(c, st, x, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch);
-      else run_conv(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace);
+      else run_conv(c, st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace);
       break;
     case K_CONVT: run_conv_transpose(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace); break;
     case K_MAXPOOL: run_pool(st, x, y, batch, 1); break;

@@ -1,0 +1,155 @@
+/* bench-conv.c — the convolutions of a MobileNet-style block through pquant's CPU backend against the calls
+ * a GEMM-only convolution makes for the same shapes, measured in the same run: a depthwise 3×3 (one im2col
+ * and one sgemm a channel: what the backend's grouped path does, and what it no longer does for depthwise)
+ * and a pointwise 1×1 (one sgemm a sample). Prints ratios; targets are in docs/benchmarks.md.
+ * Usage: bench-conv [--threads N] [--seconds S] */
+#include <pquant/pquant.h>
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+typedef struct {
+  const char *name;
+  int64_t c, oc, hw, k, pad, groups; /* square input hw × hw, k × k kernel, stride 1 */
+  double target;                     /* pquant / baseline at most this */
+} Case;
+
+/* The baseline: per sample and group, im2col (none for 1×1) then one sgemm, bias and ReLU left out. */
+static void gemm_conv(const Case *k, const float *x, const float *w, float *col, float *y, int batch) {
+  int64_t cg = k->c / k->groups, ocg = k->oc / k->groups, ohw = k->hw * k->hw, kk = cg * k->k * k->k;
+  PqConvGeometry geo = {cg, k->hw, k->hw, k->k, k->k, k->hw, k->hw, 1, 1, 1, 1, k->pad, k->pad};
+  for (int n = 0; n < batch; n++)
+    for (int64_t g = 0; g < k->groups; g++) {
+      const float *xg = x + (n * k->c + g * cg) * ohw, *b = xg;
+      if (k->k > 1) {
+        pq_im2col(xg, &geo, col);
+        b = col;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ocg, (int)ohw, (int)kk, 1.0f, w + g * ocg * kk, (int)kk, b, (int)ohw, 0.0f,
+                  y + (n * k->oc + g * ocg) * ohw, (int)ohw);
+    }
+}
+
+static PqModel *conv_model(const Case *k) {
+  PqModel *m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[4] = {-1, k->c, k->hw, k->hw}, ws[4] = {k->oc, k->c / k->groups, k->k, k->k}, bs[1] = {k->oc};
+  pq_graph_add_input(g, "x", 4, xs);
+  PqTensor *w = pq_tensor_new("w", PQ_DTYPE_F32, 4, ws), *b = pq_tensor_new("b", PQ_DTYPE_F32, 1, bs);
+  float *wd = pq_tensor_mutable_data(w);
+  GRand *r = g_rand_new_with_seed(3);
+  for (int64_t i = 0; i < pq_tensor_numel(w); i++) wd[i] = (float)g_rand_double_range(r, -0.3, 0.3);
+  g_rand_free(r);
+  pq_model_set_tensor(m, w);
+  pq_model_set_tensor(m, b);
+  pq_tensor_unref(w);
+  pq_tensor_unref(b);
+  const char *ins[3] = {"x", "w", "b"}, *outs[1] = {"c"}, *ri[1] = {"c"}, *ro[1] = {"y"};
+  PqNode *n = pq_graph_add_node(g, "conv2d", "conv", 3, ins, 1, outs);
+  int64_t pads[4] = {k->pad, k->pad, k->pad, k->pad};
+  pq_node_set_ints(n, "pads", 4, pads);
+  pq_node_set_int(n, "groups", k->groups);
+  pq_graph_add_node(g, "relu", "relu", 1, ri, 1, ro);
+  pq_graph_add_output(g, "y");
+  return m;
+}
+
+int main(int argc, char **argv) {
+  int threads = 1;
+  double seconds = 1.0;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
+    else {
+      fprintf(stderr, "usage: %s [--threads N] [--seconds S]\n", argv[0]);
+      return 2;
+    }
+  }
+  const Case cases[] = {
+      {"depthwise 3x3, 144 ch, 28x28", 144, 144, 28, 3, 1, 144, 0.34}, /* >= 3x faster */
+      {"depthwise 3x3, 384 ch, 14x14", 384, 384, 14, 3, 1, 384, 0.34},
+      {"pointwise 1x1, 144->24, 28x28", 144, 24, 28, 1, 0, 1, 1.20},   /* overhead only: bias and ReLU, which the bare sgemm skips */
+  };
+  const int batches[2] = {1, 16};
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqRegistry) reg = pq_registry_new();
+  pq_registry_scan_default(reg);
+  PqPlugin *cpu = pq_registry_find(reg, "cpu", PQ_KIND_BACKEND, &err);
+  if (!cpu) {
+    fprintf(stderr, "bench-conv: %s\n", err->message);
+    return 1;
+  }
+  openblas_set_num_threads(threads);
+  printf("bench-conv: %d thread(s), pquant cpu backend (conv + bias + relu) vs the GEMM-only calls (im2col + sgemm a group)\n", threads);
+  printf("%-32s %6s %13s %13s %8s %8s\n", "layer", "batch", "pquant (us)", "gemm (us)", "ratio", "target");
+  int failed = 0;
+  for (size_t ci = 0; ci < G_N_ELEMENTS(cases); ci++)
+    for (int bi = 0; bi < 2; bi++) {
+      const Case *k = &cases[ci];
+      int batch = batches[bi];
+      g_autoptr(PqModel) m = conv_model(k);
+      g_autoptr(PqBackend) be = pq_backend_prepare(cpu, m, threads, batch, NULL, &err);
+      if (!be) {
+        fprintf(stderr, "bench-conv: %s\n", err->message);
+        return 1;
+      }
+      int64_t in = (int64_t)batch * k->c * k->hw * k->hw, out = (int64_t)batch * k->oc * k->hw * k->hw;
+      g_autofree float *x = g_new(float, in), *y = g_new(float, out), *y2 = g_new(float, out);
+      g_autofree float *col = g_new(float, (k->c / k->groups) * k->k * k->k * k->hw * k->hw);
+      for (int64_t i = 0; i < in; i++) x[i] = (float)(i % 97) / 97.0f - 0.5f;
+      const float *w = pq_tensor_data(pq_model_tensor(m, "w"));
+      int iters = 1;
+      for (;;) {
+        double t0 = now();
+        for (int i = 0; i < iters; i++) gemm_conv(k, x, w, col, y2, batch);
+        if (now() - t0 > 0.02) break;
+        iters *= 2;
+      }
+      int rounds = (int)(seconds / 0.04) + 5;
+      g_autofree double *tp = g_new(double, rounds), *tb = g_new(double, rounds);
+      for (int r = 0; r < rounds; r++) {
+        double t0 = now();
+        for (int i = 0; i < iters; i++)
+          if (!pq_backend_run_f32(be, x, batch, y, &err)) {
+            fprintf(stderr, "bench-conv: %s\n", err->message);
+            return 1;
+          }
+        double t1 = now();
+        for (int i = 0; i < iters; i++) gemm_conv(k, x, w, col, y2, batch);
+        double t2 = now();
+        tp[r] = (t1 - t0) / iters;
+        tb[r] = (t2 - t1) / iters;
+      }
+      double maxdiff = 0; /* the same convolution: the backend's output against the baseline's, ReLU applied */
+      for (int64_t i = 0; i < out; i++) {
+        double d = (double)y[i] - (y2[i] > 0 ? y2[i] : 0);
+        maxdiff = d > maxdiff ? d : -d > maxdiff ? -d : maxdiff;
+      }
+      if (maxdiff > 1e-3) {
+        fprintf(stderr, "bench-conv: %s: the backend's output differs from the GEMM path's by %g\n", k->name, maxdiff);
+        return 1;
+      }
+      qsort(tp, (size_t)rounds, sizeof(double), cmp_double);
+      qsort(tb, (size_t)rounds, sizeof(double), cmp_double);
+      double mp = tp[rounds / 2], mb = tb[rounds / 2], ratio = mp / mb;
+      printf("%-32s %6d %13.1f %13.1f %7.3fx %7.2fx %s\n", k->name, batch, mp * 1e6, mb * 1e6, ratio, k->target,
+             ratio <= k->target ? "ok" : "OVER TARGET");
+      failed |= ratio > k->target;
+    }
+  printf("(medians of alternating rounds; ratio = pquant / GEMM path, below 1 is faster; the GEMM path skips bias and ReLU)\n");
+  return failed ? 3 : 0;
+}
