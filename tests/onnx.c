@@ -405,6 +405,52 @@ static void test_constant_first(void) {
   }
 }
 
+/* Expand and Tile of activations: a grey image made three channels (x [N, 1, 2, 3] expanded to [1, 3, 2, 3],
+ * loaded as an add of zeros [1, 3, 1, 1]), a Tile of [N, 2, 3] by [1, 2, 3] (copies joined per axis), and
+ * what moves or repeats the batch refused. */
+static void expect_error(const char *path, const char *needle);
+
+static void test_expand_tile(void) {
+  int64_t xin[4] = {-1, 1, 2, 3}, four[1] = {4}, to[4] = {1, 3, 2, 3};
+  Onnx__TensorProto *inits[1] = {int64_tensor("shape", 1, four, to)};
+  Onnx__NodeProto *nodes[1] = {node("Expand", "grey_to_rgb", 2, (const char *[]){"x", "shape"}, "y", 0, NULL)};
+  g_autofree char *path = write_model("expand.onnx", graph(1, nodes, 1, inits, value("x", 4, xin), "y"), TRUE);
+  g_autoptr(PqModel) m = load_ok(path);
+  const PqTensor *z = NULL;
+  for (size_t i = 0; i < pq_model_n_tensors(m); i++)
+    if (strstr(pq_tensor_name(pq_model_tensor_at(m, i)), "expand_zeros")) z = pq_model_tensor_at(m, i);
+  g_assert_nonnull(z);
+  g_assert_cmpint(pq_tensor_numel(z), ==, 3); /* [1, 3, 1, 1]: three zeros, not a copy of the image */
+  float x[12], y[36];
+  for (int i = 0; i < 12; i++) x[i] = (float)i - 4.5f;
+  run_cpu(m, 2, x, y, 18);
+  for (int s0 = 0; s0 < 2; s0++)
+    for (int ch = 0; ch < 3; ch++)
+      for (int k = 0; k < 6; k++) g_assert_cmpfloat(y[s0 * 18 + ch * 6 + k], ==, x[s0 * 6 + k]);
+
+  int64_t tin[3] = {-1, 2, 3}, three[1] = {3}, reps[3] = {1, 2, 3};
+  Onnx__TensorProto *ti[1] = {int64_tensor("reps", 1, three, reps)};
+  Onnx__NodeProto *tn[1] = {node("Tile", "tile", 2, (const char *[]){"x", "reps"}, "y", 0, NULL)};
+  g_autofree char *tpath = write_model("tile.onnx", graph(1, tn, 1, ti, value("x", 3, tin), "y"), TRUE);
+  g_autoptr(PqModel) t = load_ok(tpath);
+  float tx[12], ty[72];
+  for (int i = 0; i < 12; i++) tx[i] = (float)i;
+  run_cpu(t, 2, tx, ty, 36);
+  for (int s0 = 0; s0 < 2; s0++) /* y[r][c] = x[r % 2][c % 3] over [4, 9] */
+    for (int r = 0; r < 4; r++)
+      for (int c = 0; c < 9; c++) g_assert_cmpfloat(ty[s0 * 36 + r * 9 + c], ==, tx[s0 * 6 + (r % 2) * 3 + c % 3]);
+
+  int64_t bad_reps[3] = {2, 1, 1}, five[1] = {5}, to5[5] = {1, 1, 1, 2, 3};
+  Onnx__TensorProto *bi[1] = {int64_tensor("reps", 1, three, bad_reps)};
+  Onnx__NodeProto *bn[1] = {node("Tile", "tile", 2, (const char *[]){"x", "reps"}, "y", 0, NULL)};
+  g_autofree char *bpath = write_model("tile-batch.onnx", graph(1, bn, 1, bi, value("x", 3, tin), "y"), TRUE);
+  expect_error(bpath, "node 'tile' (Tile): repeats of the batch (2) are not supported");
+  Onnx__TensorProto *ei[1] = {int64_tensor("shape", 1, five, to5)};
+  Onnx__NodeProto *en[1] = {node("Expand", "up", 2, (const char *[]){"x", "shape"}, "y", 0, NULL)};
+  g_autofree char *epath = write_model("expand-batch.onnx", graph(1, en, 1, ei, value("x", 4, xin), "y"), TRUE);
+  expect_error(epath, "node 'up' (Expand): a shape of 5 dimensions for an input of 4 would move the batch");
+}
+
 /* A ViT's class token: cls [1, 1, 4] expanded to [batch, 1, 4] (the batch from Shape, Gather, Unsqueeze,
  * Concat) and joined before the patches x [N, 3, 4]: every sample's first row is the token. */
 static void test_class_token(void) {
@@ -827,6 +873,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/onnx/conv1d", test_conv1d);
   g_test_add_func("/onnx/gather-activation", test_gather_activation);
   g_test_add_func("/onnx/constant-first", test_constant_first);
+  g_test_add_func("/onnx/expand-tile", test_expand_tile);
   g_test_add_func("/onnx/class-token", test_class_token);
   g_test_add_func("/onnx/cast", test_cast);
   g_test_add_func("/onnx/shape-end", test_shape_slice);

@@ -465,7 +465,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     static const struct {
       const char *op;
       size_t n;
-    } need[] = {{"Add", 2}, {"Sub", 2}, {"Mul", 2}, {"Div", 2}, {"PRelu", 2}, {"MatMul", 2}, {"Gemm", 2}, {"Conv", 2}, {"BatchNormalization", 5}, {"Reshape", 2}, {"Gather", 2}, {"LayerNormalization", 2}, {"InstanceNormalization", 3}};
+    } need[] = {{"Add", 2}, {"Sub", 2}, {"Mul", 2}, {"Div", 2}, {"PRelu", 2}, {"MatMul", 2}, {"Gemm", 2}, {"Conv", 2}, {"BatchNormalization", 5}, {"Reshape", 2}, {"Gather", 2}, {"Expand", 2}, {"Tile", 2}, {"LayerNormalization", 2}, {"InstanceNormalization", 3}};
     size_t want = strcmp(op, "Constant") ? 1 : 0;
     for (size_t i = 0; i < G_N_ELEMENTS(need); i++)
       if (!strcmp(op, need[i].op)) want = need[i].n;
@@ -1039,6 +1039,71 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     float *td = pq_tensor_mutable_data(t);
     for (int64_t i = 0; i < pq_tensor_numel(t); i++) td[i] = xf[pq_walk_offset(r, os, xst, i)];
     set_tensor(c, t);
+  } else if (!strcmp(op, "Expand")) {
+    /* of an activation: an add of zeros shaped [1, …] with the target's size where the input's is 1 and 1
+       elsewhere, which broadcasts the input as Expand does (x [N, 1, H, W] to [N, 3, H, W]: zeros [1, 3, 1, 1]) */
+    int64_t xs[PQ_MAX_DIMS];
+    int nx;
+    PqTensor *sh = small_int64(c, n->input[1]);
+    if (!sh || pq_tensor_ndim(sh) != 1) FAIL("node '%s' (Expand): its shape must be a 1-D INT64 constant", name);
+    if (!shape_of(c, in0, xs, &nx, error)) return FALSE;
+    const int64_t *tv = pq_tensor_data(sh);
+    int nt = (int)pq_tensor_numel(sh);
+    if (nt > nx) FAIL("node '%s' (Expand): a shape of %d dimensions for an input of %d would move the batch from the first", name, nt, nx);
+    int64_t zs[PQ_MAX_DIMS];
+    gboolean grows = FALSE;
+    for (int d = 0; d < nx; d++) {
+      int64_t a = d == 0 ? 1 : xs[d], b = d < nx - nt ? 1 : tv[d - (nx - nt)];
+      if (d == 0 && b != 1 && b != BATCH_MARK) FAIL("node '%s' (Expand): the batch dimension must stay as it is (1 or the batch), not %lld", name, (long long)b);
+      if (d == 0) b = 1;
+      if (a != b && a != 1 && b != 1) FAIL("node '%s' (Expand): dimension %d of %lld does not broadcast to %lld", name, d, (long long)a, (long long)b);
+      if (b < 1 || b > (INT64_C(1) << 26)) FAIL("node '%s' (Expand): dimension %d of the shape is %lld", name, d, (long long)b);
+      zs[d] = a == 1 && b > 1 ? b : 1;
+      grows |= zs[d] > 1;
+    }
+    if (!grows) { /* nothing to broadcast: the input as it is */
+      int64_t zeros[PQ_MAX_DIMS] = {0};
+      const char *ri[1] = {in0}, *ro[1] = {out0};
+      node = pq_graph_add_node(g, "reshape", name, 1, ri, 1, ro);
+      pq_node_set_ints(node, "shape", (size_t)nx, zeros);
+    } else {
+      g_autofree char *zn = fresh(c, "expand_zeros");
+      set_tensor(c, pq_tensor_new(zn, PQ_DTYPE_F32, nx, zs)); /* (new tensors hold zeros) */
+      ONE("add", in0, zn);
+    }
+  } else if (!strcmp(op, "Tile") && !pq_model_tensor(c->m, in0)) {
+    /* of an activation: copies joined along each repeated axis (a concat of the input with itself) */
+    int64_t xs[PQ_MAX_DIMS];
+    int nx;
+    PqTensor *rp = small_int64(c, n->input[1]);
+    if (!shape_of(c, in0, xs, &nx, error)) return FALSE;
+    if (!rp || pq_tensor_ndim(rp) != 1 || pq_tensor_numel(rp) != nx)
+      FAIL("node '%s' (Tile): its repeats must be a 1-D INT64 constant of %d values", name, nx);
+    const int64_t *rv = pq_tensor_data(rp);
+    if (rv[0] != 1) FAIL("node '%s' (Tile): repeats of the batch (%lld) are not supported; pquant keeps the batch as it is", name, (long long)rv[0]);
+    int last = -1;
+    for (int d = 1; d < nx; d++) {
+      if (rv[d] < 1 || rv[d] > 16) FAIL("node '%s' (Tile): repeats[%d] = %lld (1 to 16)", name, d, (long long)rv[d]);
+      if (rv[d] > 1) last = d;
+    }
+    if (last < 0) { /* every repeat 1: the input as it is */
+      int64_t zeros[PQ_MAX_DIMS] = {0};
+      const char *ri[1] = {in0}, *ro[1] = {out0};
+      node = pq_graph_add_node(g, "reshape", name, 1, ri, 1, ro);
+      pq_node_set_ints(node, "shape", (size_t)nx, zeros);
+    }
+    g_autofree char *cur = g_strdup(in0);
+    for (int d = 1; d <= last; d++) {
+      if (rv[d] == 1) continue;
+      char *o = d == last ? g_strdup(out0) : fresh(c, name);
+      g_autofree char *nn = d == last ? g_strdup(name) : g_strdup_printf("%s_axis%d", name, d);
+      const char *ins[16], *outs[1] = {o};
+      for (int k = 0; k < rv[d]; k++) ins[k] = cur;
+      node = pq_graph_add_node(g, "concat", nn, (size_t)rv[d], ins, 1, outs);
+      pq_node_set_int(node, "axis", d);
+      g_free(cur);
+      cur = o;
+    }
   } else if (!strcmp(op, "Concat") && small_int64(c, in0)) { /* folded: shape constants joined */
     int64_t v[64], cnt = 0;
     for (size_t i = 0; i < n->n_input; i++) {
@@ -1226,9 +1291,9 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     set_tensor(c, t);
   } else {
     FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Cast, Clip, Concat, Constant, Conv, ConvTranspose, DepthToSpace, Div, Dropout, "
-         "Elu, Flatten, Gather, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, InstanceNormalization, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, Max, MaxPool, Mean, Min, Mul, Pad, Pow, PRelu, "
+         "Elu, Expand, Flatten, Gather, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, InstanceNormalization, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, Max, MaxPool, Mean, Min, Mul, Pad, Pow, PRelu, "
          "ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceMax, ReduceMean, ReduceMin, ReduceProd, ReduceSum, ReduceSumSquare, Relu, Reshape, Resize, Slice, Split, Sum, "
-         "Selu, Shape, Sigmoid, Softmax, Softplus, SpaceToDepth, Squeeze, Sub, Tanh, Transpose, Unsqueeze, Upsample, and elementwise Abs, Acos, Acosh, Asin, Asinh, "
+         "Selu, Shape, Sigmoid, Softmax, Softplus, SpaceToDepth, Squeeze, Sub, Tanh, Tile, Transpose, Unsqueeze, Upsample, and elementwise Abs, Acos, Acosh, Asin, Asinh, "
          "Atan, Atanh, Ceil, Celu, Cos, Cosh, Erf, Exp, Floor, Log, Neg, Reciprocal, Round, Shrink, Sign, Sin, Sinh, Softsign, Sqrt, Tan, "
          "ThresholdedRelu)", name, op);
   }
