@@ -241,7 +241,7 @@ typedef struct {
   int bin;                   /* FT_BINW: x op c (c op x with swap), c a model tensor in w, broadcast by bidx; */
   int swap;                  /* trained where float32 and not a scalar for add, sub, mul, div and prelu */
   int32_t *bidx;             /* (each per-sample output element's index into c) */
-  int32_t *aidx;             /* FT_ADD: the same into each operand where it is broadcast (else NULL), */
+  int32_t *aidx;             /* FT_ADD, FT_BINW: the same into each operand where it is broadcast (else NULL), */
   int64_t in1;               /* and the second operand's values a sample */
   float cst;                 /* pad2d: the border's value */
   int cat_n, cat_src[16];    /* concat: each input's step (-1: the model's input, -2: a model tensor, fixed) */
@@ -522,7 +522,7 @@ static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int 
     case FT_BINW: /* x op c, c a model tensor, the same for every sample */
       for (int64_t r = 0; r < bs; r++)
         for (int64_t k = 0; k < s->out; k++) {
-          float a = cur[r * s->out + k], c = s->w[s->bidx[k]];
+          float a = cur[r * s->in + (s->aidx ? s->aidx[k] : k)], c = s->w[s->bidx[k]];
           y[r * s->out + k] = s->swap ? pq_binary(s->bin, c, a) : pq_binary(s->bin, a, c);
         }
       break;
@@ -873,12 +873,14 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       s->c = xs[xnd - 1];
     } else if (pq_binary_kind(op) != PQ_BIN_NONE) { /* by a model tensor that broadcasts to the activation's shape */
       PqTensor *t = in1_ >= 0 && pq_plan_value_kind(plan, in1_) == PQ_VALUE_WEIGHT ? pq_plan_value_tensor(plan, in1_) : NULL;
-      int ond, bnd;
-      const int64_t *os = pq_plan_value_shape(plan, out, &ond), *bshape = t ? pq_plan_value_shape(plan, in1_, &bnd) : NULL;
-      if (!t || s->in != s->out || !(s->bidx = ft_broadcast_index(os, ond, bshape, bnd, FALSE))) {
-        ok = 0;
-        why = "a binary op is trained through when it takes two activations of one shape, or an activation and a model tensor that "
-              "broadcasts to the activation's shape";
+      int ond, bnd, and_;
+      const int64_t *os = pq_plan_value_shape(plan, out, &ond), *bshape = t ? pq_plan_value_shape(plan, in1_, &bnd) : NULL,
+                    *as = pq_plan_value_shape(plan, in0, &and_);
+      if (!t || !(s->bidx = ft_broadcast_index(os, ond, bshape, bnd, FALSE)) ||
+          (s->in != s->out && !(s->aidx = ft_broadcast_index(os, ond, as, and_, TRUE)))) {
+        ok = 0; /* (the activation broadcast too: an Expand, x [1, H, W] + zeros [3, 1, 1]) */
+        why = "a binary op is trained through when it takes two activations or an activation and a model tensor whose shapes "
+              "broadcast, with the batch first";
         break;
       }
       s->kind = FT_BINW;
@@ -1181,8 +1183,9 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
           if (s->train_w) memset(s->gw, 0, sizeof(float) * (size_t)s->nw);
           for (int64_t r = 0; r < bs; r++)
             for (int64_t k = 0; k < s->out; k++) {
-              float a = x[r * s->out + k], c = s->w[s->bidx[k]], g = dy[r * s->out + k];
-              if (dx) dx[r * s->out + k] += g * (s->swap ? pq_binary_db(s->bin, c, a) : pq_binary_da(s->bin, a, c));
+              int64_t ia = r * s->in + (s->aidx ? s->aidx[k] : k);
+              float a = x[ia], c = s->w[s->bidx[k]], g = dy[r * s->out + k];
+              if (dx) dx[ia] += g * (s->swap ? pq_binary_db(s->bin, c, a) : pq_binary_da(s->bin, a, c));
               if (s->train_w) s->gw[s->bidx[k]] += g * (s->swap ? pq_binary_da(s->bin, c, a) : pq_binary_db(s->bin, a, c));
             }
           break;

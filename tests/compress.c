@@ -955,11 +955,11 @@ static double tied_net_loss(const double *p, const float *x, const guint8 *label
   return loss / n;
 }
 
-/* The squeeze-and-excitation net of test_finetune_binary, in double: x → fc1 → h [3, 4]; e_i = sigmoid(mean_j
- * h_ij) ([3, 1]); m = h · e (broadcast); c_j = mean_i h_ij ([1, 4]); u = c − m (the first operand broadcast);
- * fc3 → z. p: w1 [144], b1 [12], w3 [48], b3 [4]. */
+/* The squeeze-and-excitation net of test_finetune_binary, in double: x → fc1 → h [3, 4]; e_ij = sigmoid(mean_j'
+ * h_ij' + kb_j) ([3, 1] plus a model tensor [4]: the activation broadcast); m = h · e; c_j = mean_i h_ij
+ * ([1, 4]); u = c − m (the first operand broadcast); fc3 → z. p: w1 [144], b1 [12], kb [4], w3 [48], b3 [4]. */
 static double se_net_loss(const double *p, const float *x, const guint8 *labels, int n) {
-  const double *w1 = p, *b1 = w1 + 144, *w3 = b1 + 12, *b3 = w3 + 48;
+  const double *w1 = p, *b1 = w1 + 144, *kb = b1 + 12, *w3 = kb + 4, *b3 = w3 + 48;
   double loss = 0;
   for (int r = 0; r < n; r++) {
     double h[12], u[12], e[3] = {0}, c[4] = {0};
@@ -968,7 +968,7 @@ static double se_net_loss(const double *p, const float *x, const guint8 *labels,
       for (int i = 0; i < 12; i++) h[o] += w1[o * 12 + i] * x[r * 12 + i];
       e[o / 4] += h[o] / 4, c[o % 4] += h[o] / 3;
     }
-    for (int k = 0; k < 12; k++) u[k] = c[k % 4] - h[k] / (1 + exp(-e[k / 4]));
+    for (int k = 0; k < 12; k++) u[k] = c[k % 4] - h[k] / (1 + exp(-(e[k / 4] + kb[k % 4])));
     loss += dense_ce(w3, b3, u, 12, 4, labels[r]);
   }
   return loss / n;
@@ -1050,15 +1050,17 @@ static void test_finetune_binary(void) {
   /* two activations of different shapes: a squeeze-and-excitation scale, and a mean over the other axis first */
   g_autoptr(PqModel) se = pq_model_new();
   g = pq_model_graph(se);
-  PqTensor *st3[4] = {pq_test_random_tensor("w1", 2, sq, 61, 0.5f), pq_test_random_tensor("b1", 1, v12, 62, 0.1f),
-                      pq_test_random_tensor("w3", 2, w3s, 63, 0.5f), pq_test_random_tensor("b3", 1, v4, 64, 0.1f)};
-  for (int i = 0; i < 4; i++) pq_model_set_tensor(se, st3[i]), pq_tensor_unref(st3[i]);
+  PqTensor *st3[5] = {pq_test_random_tensor("w1", 2, sq, 61, 0.5f), pq_test_random_tensor("b1", 1, v12, 62, 0.1f),
+                      pq_test_random_tensor("kb", 1, v4, 65, 0.5f), pq_test_random_tensor("w3", 2, w3s, 63, 0.5f),
+                      pq_test_random_tensor("b3", 1, v4, 64, 0.1f)};
+  for (int i = 0; i < 5; i++) pq_model_set_tensor(se, st3[i]), pq_tensor_unref(st3[i]);
   pq_graph_add_input(g, "x", 2, xs);
   pq_graph_add_node(g, "linear", "fc1", 3, (const char *[]){"x", "w1", "b1"}, 1, (const char *[]){"h"});
   pq_node_set_ints(pq_graph_add_node(g, "reshape", "to3", 1, (const char *[]){"h"}, 1, (const char *[]){"h3"}), "shape", 3, to3);
   PqNode *rm = pq_graph_add_node(g, "reduce_mean", "squeeze", 1, (const char *[]){"h3"}, 1, (const char *[]){"e0"});
   pq_node_set_ints(rm, "axes", 1, (const int64_t[]){2}), pq_node_set_int(rm, "keepdims", 1);
-  pq_graph_add_node(g, "sigmoid", "excite", 1, (const char *[]){"e0"}, 1, (const char *[]){"e"});
+  pq_graph_add_node(g, "add", "shift", 2, (const char *[]){"e0", "kb"}, 1, (const char *[]){"e1"}); /* [N, 3, 1] + [4] */
+  pq_graph_add_node(g, "sigmoid", "excite", 1, (const char *[]){"e1"}, 1, (const char *[]){"e"});
   pq_graph_add_node(g, "mul", "scale", 2, (const char *[]){"h3", "e"}, 1, (const char *[]){"m"});
   PqNode *cm = pq_graph_add_node(g, "reduce_mean", "colmean", 1, (const char *[]){"h3"}, 1, (const char *[]){"c"});
   pq_node_set_ints(cm, "axes", 1, (const int64_t[]){1}), pq_node_set_int(cm, "keepdims", 1);
@@ -1067,9 +1069,9 @@ static void test_finetune_binary(void) {
   pq_graph_add_node(g, "linear", "fc3", 3, (const char *[]){"u", "w3", "b3"}, 1, (const char *[]){"z"});
   pq_graph_add_node(g, "softmax", "sm", 1, (const char *[]){"z"}, 1, (const char *[]){"y"});
   pq_graph_add_output(g, "y");
-  const char *snames[4] = {"w1", "b1", "w3", "b3"};
-  assert_backend_loss(se, snames, 4, se_net_loss, x, labels, N);
-  g_assert_cmpint(check_first_step(se, snames, 4, se_net_loss, x, labels, N), >, 150);
+  const char *snames[5] = {"w1", "b1", "kb", "w3", "b3"};
+  assert_backend_loss(se, snames, 5, se_net_loss, x, labels, N);
+  g_assert_cmpint(check_first_step(se, snames, 5, se_net_loss, x, labels, N), >, 150);
 }
 
 /* x → fc1 (12 → 8) → layer_norm (scale, bias, ε 1e-3) → relu → fc2 (8 → 4) → cross-entropy, in double.
