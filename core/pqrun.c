@@ -37,6 +37,7 @@ typedef struct {
   double max_degradation;
   int validation;
   char **fallback_opts;
+  char **levels;
 } Args;
 
 static Args args = {.dataset = NULL, .threads = 0, .batch = 256, .epochs = 18, .seed = 42, .calibration = 512,
@@ -102,7 +103,9 @@ static const GOptionEntry tune_entries[] = {
     {"max-degradation", 0, 0, G_OPTION_ARG_DOUBLE, &args.max_degradation, "Accuracy points the result may lose on validation (default 1.0)", "PP"},
     {"validation", 0, 0, G_OPTION_ARG_INT, &args.validation, "Validation samples: the last N of the training split (default 5000)", "N"},
     {"fallback-opt", 0, 0, G_OPTION_ARG_STRING_ARRAY, &args.fallback_opts,
-     "Left-out layers take the chain again with this option changed, PLUGIN.KEY=VALUE (repeatable; default: they stay as they were)", "ASSIGNMENT"},
+     "Level 1: layers moved up take the chain again with this option changed, PLUGIN.KEY=VALUE (repeatable)", "ASSIGNMENT"},
+    {"level", 0, 0, G_OPTION_ARG_STRING_ARRAY, &args.levels,
+     "A further level, after --fallback-opt's: the chain with these options changed, PLUGIN.KEY=VALUE, several joined by ';' (repeatable, in order; above the last, a layer stays as it was)", "ASSIGNMENTS"},
     {NULL}};
 static const GOptionEntry convert_entries[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "The model file to write", "FILE"},
@@ -548,102 +551,189 @@ static int cmd_sensitivity(void) {
   return 0;
 }
 
-/* Accuracy-driven tuning: the chain on every layer it changes; while the validation degradation is beyond
- * --max-degradation, one more layer is left out of the chain (kept as it was) — the one whose own
- * compression costs the most validation accuracy for each byte it saves. The validation set is the last
- * --validation samples of the training split (the test set is only for the final figures). */
-typedef struct {
-  double accuracy; /* the baseline's */
-  gint64 bytes;
-} TuneBase;
+/* Accuracy-driven tuning over a ladder of levels: 0 the chain, 1 … K fallback chains (the chain again with
+ * --fallback-opt, then each --level, applied), K + 1 the layer left as it was. Every layer starts at level 0;
+ * while the validation degradation is beyond --max-degradation, one layer moves one level up: the move that
+ * buys back the most validation accuracy for each byte it adds, as measured with that layer alone at either
+ * level (the chain at each level on one layer at a time, once). The validation set is the last --validation
+ * samples of the training split (the test set is only for the final figures). */
+#define TUNE_MAX_LEVELS 8
 
-static gint cmp_cost_per_byte(gconstpointer a, gconstpointer b, gpointer data) { /* the most accuracy lost per byte saved first */
-  const SensRow *x = *(SensRow *const *)a, *y = *(SensRow *const *)b;
-  const TuneBase *base = data;
-  double cx = (base->accuracy - x->accuracy) / (double)MAX(base->bytes - x->bytes, 1),
-         cy = (base->accuracy - y->accuracy) / (double)MAX(base->bytes - y->bytes, 1);
-  if (cx != cy) return cx > cy ? -1 : 1;
-  return strcmp(x->layer, y->layer);
+typedef struct {
+  const char *layer;
+  int level;
+  double acc[TUNE_MAX_LEVELS + 2]; /* validation accuracy with this layer alone at each level */
+  gint64 bytes[TUNE_MAX_LEVELS + 2];
+} TuneLayer;
+
+/* The pattern that selects the layers at `level` (and the nodes derived from them). */
+static char *tune_pattern(const TuneLayer *ls, guint n, int level, gboolean at_least) {
+  GString *p = g_string_new("");
+  for (guint i = 0; i < n; i++)
+    if (at_least ? ls[i].level >= level : ls[i].level == level) g_string_append_printf(p, "%s%s,%s.*", p->len ? "," : "", ls[i].layer, ls[i].layer);
+  return g_string_free(p, FALSE);
+}
+
+/* The model with every layer at its level: the chain on the layers at level 0, then each fallback chain on
+ * the layers at its level. */
+static PqModel *tune_build(ChainJob *lv, int K, const TuneLayer *ls, guint n, GError **error) {
+  g_autofree char *above = tune_pattern(ls, n, 1, TRUE);
+  if (!set_on_every_stage(lv[0].p, "include", "*", error) || !set_on_every_stage(lv[0].p, "exclude", above, error)) return NULL;
+  PqModel *cur = pq_pipeline_run(lv[0].p, lv[0].m, error);
+  for (int k = 1; cur && k <= K; k++) {
+    g_autofree char *at = tune_pattern(ls, n, k, FALSE);
+    if (!at[0]) continue;
+    PqModel *prev = cur;
+    cur = set_on_every_stage(lv[k].p, "include", at, error) ? pq_pipeline_run(lv[k].p, prev, error) : NULL;
+    pq_model_unref(prev);
+  }
+  return cur;
 }
 
 static int cmd_tune(void) {
   GError *error = NULL;
-  for (char **o = args.opts; o && *o; o++)
-    if (strstr(*o, ".include=") || strstr(*o, ".exclude=")) {
-      g_printerr("pqrun tune: '%s': tune chooses the layers itself (leave include and exclude out)\n", *o);
+  int K = (args.fallback_opts ? 1 : 0) + (args.levels ? (int)g_strv_length(args.levels) : 0);
+  g_autoptr(GPtrArray) level_opts = g_ptr_array_new_with_free_func((GDestroyNotify)g_strfreev); /* each level's assignments */
+  if (args.fallback_opts) g_ptr_array_add(level_opts, g_strdupv(args.fallback_opts));
+  for (char **l = args.levels; l && *l; l++) {
+    g_auto(GStrv) parts = g_strsplit(*l, ";", -1);
+    GPtrArray *kept = g_ptr_array_new();
+    for (char **q = parts; *q; q++)
+      if (g_strstrip(*q)[0]) g_ptr_array_add(kept, g_strdup(*q));
+    if (kept->len == 0) {
+      g_ptr_array_free(kept, TRUE);
+      g_printerr("pqrun tune: --level '%s' changes no option (PLUGIN.KEY=VALUE, several joined by ';')\n", *l);
       return 2;
     }
+    g_ptr_array_add(kept, NULL);
+    g_ptr_array_add(level_opts, g_ptr_array_free(kept, FALSE));
+  }
+  if (K > TUNE_MAX_LEVELS) {
+    g_printerr("pqrun tune: %d fallback levels; at most %d\n", K, TUNE_MAX_LEVELS);
+    return 2;
+  }
+  for (int k = -1; k < K; k++)
+    for (char **o = k < 0 ? args.opts : level_opts->pdata[k]; o && *o; o++)
+      if (strstr(*o, ".include=") || strstr(*o, ".exclude=")) {
+        g_printerr("pqrun tune: '%s': tune chooses the layers itself (leave include and exclude out)\n", *o);
+        return 2;
+      }
   if (!(args.max_degradation >= 0)) {
     g_printerr("pqrun tune: --max-degradation must be >= 0 (points of accuracy)\n");
     return 2;
   }
-  g_auto(ChainJob) job = {0};
-  if (!chain_job_open(&job, &error)) return fail(error);
-  gint64 n_train = pq_dataset_n_samples(job.calib);
+  ChainJob lv[TUNE_MAX_LEVELS + 1] = {{0}};
+  int status = 1;
+  PqModel *cur = NULL;
+  PqDataset *val = NULL;
+  GPtrArray *rows0 = NULL;
+  g_autofree TuneLayer *ls = NULL;
+  guint n = 0;
+  if (!chain_job_open(&lv[0], &error)) goto out;
+  gint64 n_train = pq_dataset_n_samples(lv[0].calib);
   if (args.validation < 1 || args.validation >= n_train) {
     g_printerr("pqrun tune: --validation must be 1 .. %" G_GINT64_FORMAT " (the training split has %" G_GINT64_FORMAT " samples)\n", n_train - 1, n_train);
-    return 2;
+    status = 2;
+    goto out;
   }
-  g_autoptr(PqDataset) val = pq_dataset_slice(job.calib, n_train - args.validation, args.validation, &error);
-  if (!val) return fail(error);
+  for (int k = 1; k <= K; k++) { /* the fallback chains: the same stages with their level's options */
+    lv[k].reg = pq_registry_new();
+    lv[k].m = pq_model_ref(lv[0].m);
+    if (!(lv[k].p = make_pipeline(lv[k].reg, &lv[k].calib, &error))) goto out;
+    for (char **o = level_opts->pdata[k - 1]; *o; o++)
+      if (!pq_pipeline_parse_option(lv[k].p, *o, &error)) goto out;
+  }
+  val = pq_dataset_slice(lv[0].calib, n_train - args.validation, args.validation, &error);
   double v_base, v_acc;
-  if (!evaluate(job.reg, job.m, val, &v_base, &error)) return fail(error);
-  g_autoptr(PqModel) cur = pq_pipeline_run(job.p, job.m, &error);
-  if (!cur || !evaluate(job.reg, cur, val, &v_acc, &error)) return fail(error);
-  gint64 base_bytes = pq_model_nbytes(job.m);
-  g_auto(ChainJob) fb = {0}; /* the fallback chain: the same stages with --fallback-opt applied, on the left-out layers only */
-  if (args.fallback_opts) {
-    fb.reg = pq_registry_new();
-    if (!(fb.p = make_pipeline(fb.reg, &fb.calib, &error))) return fail(error);
-    for (char **o = args.fallback_opts; *o; o++)
-      if (!pq_pipeline_parse_option(fb.p, *o, &error)) return fail(error);
+  if (!val || !evaluate(lv[0].reg, lv[0].m, val, &v_base, &error)) goto out;
+  if (!(cur = pq_pipeline_run(lv[0].p, lv[0].m, &error)) || !evaluate(lv[0].reg, cur, val, &v_acc, &error)) goto out;
+  gint64 base_bytes = pq_model_nbytes(lv[0].m);
+  printf("levels: 0 the chain");
+  for (int k = 1; k <= K; k++) {
+    g_autofree char *joined = g_strjoinv(" ", level_opts->pdata[k - 1]);
+    printf("; %d %s", k, joined);
   }
-  printf("%-5s %-24s %12s %9s %11s %12s\n", "step", "left out", "bytes", "ratio", "validation", "degradation");
+  printf("; %d left as it was\n", K + 1);
+  printf("%-5s %-28s %12s %9s %11s %12s\n", "step", "layer -> level", "bytes", "ratio", "validation", "degradation");
 #define TUNE_ROW(step, what, model, acc)                                                                                  \
-  printf("%-5d %-24s %12" G_GINT64_FORMAT " %8.2fx %10.2f%% %+9.2f pp\n", step, what, pq_model_nbytes(model),              \
+  printf("%-5d %-28s %12" G_GINT64_FORMAT " %8.2fx %10.2f%% %+9.2f pp\n", step, what, pq_model_nbytes(model),              \
          (double)base_bytes / (double)pq_model_nbytes(model), 100 * (acc), 100 * ((acc) - v_base))
   TUNE_ROW(0, "-", cur, v_acc);
-  GString *excluded = g_string_new("");
   int step = 0;
   if (100 * (v_base - v_acc) > args.max_degradation) {
-    g_autoptr(GPtrArray) rows = per_layer_rows(&job, cur, val, &error);
-    if (!rows) return fail(error);
-    TuneBase base = {v_base, base_bytes};
-    g_ptr_array_sort_with_data(rows, cmp_cost_per_byte, &base);
-    if (!set_on_every_stage(job.p, "include", "*", &error)) return fail(error);
-    for (guint i = 0; i < rows->len && 100 * (v_base - v_acc) > args.max_degradation; i++) {
-      const SensRow *r = rows->pdata[i];
-      g_string_append_printf(excluded, "%s%s,%s.*", excluded->len ? "," : "", r->layer, r->layer);
-      if (!set_on_every_stage(job.p, "exclude", excluded->str, &error)) return fail(error);
+    /* each layer alone at each level, measured once */
+    if (!(rows0 = per_layer_rows(&lv[0], cur, val, &error))) goto out;
+    n = rows0->len;
+    ls = g_new0(TuneLayer, n ? n : 1);
+    for (guint i = 0; i < n; i++) {
+      const SensRow *r = rows0->pdata[i];
+      ls[i].layer = r->layer;
+      ls[i].acc[0] = r->accuracy, ls[i].bytes[0] = r->bytes;
+      for (int k = 1; k <= K + 1; k++) ls[i].acc[k] = v_base, ls[i].bytes[k] = base_bytes; /* (a level that skips it: as it was) */
+    }
+    for (int k = 1; k <= K; k++) {
+      g_autoptr(PqModel) full = pq_pipeline_run(lv[k].p, lv[0].m, &error);
+      if (!full) goto out;
+      g_autoptr(GPtrArray) rk = per_layer_rows(&lv[k], full, val, &error);
+      if (!rk) goto out;
+      for (guint j = 0; j < rk->len; j++)
+        for (guint i = 0; i < n; i++)
+          if (!strcmp(ls[i].layer, ((SensRow *)rk->pdata[j])->layer)) ls[i].acc[k] = ((SensRow *)rk->pdata[j])->accuracy, ls[i].bytes[k] = ((SensRow *)rk->pdata[j])->bytes;
+    }
+    while (100 * (v_base - v_acc) > args.max_degradation) {
+      /* a move takes a layer from its level to any higher one; measured alone, it gains some accuracy for
+         some bytes. The move with the most accuracy a byte among those that gain (else, every estimate
+         saying no gain, the least loss a byte); but a move that alone would close what is left of the gap
+         and costs fewer bytes than that one goes first. */
+      double gap = (v_base - v_acc) - args.max_degradation / 100, best_key = 0;
+      int best = -1, best_to = 0, best_gains = 0, closer = -1, closer_to = 0;
+      gint64 best_cost = 0, closer_cost = 0;
+      for (guint i = 0; i < n; i++)
+        for (int m = ls[i].level + 1; m <= K + 1; m++) {
+          double gain = ls[i].acc[m] - ls[i].acc[ls[i].level];
+          gint64 cost = MAX(ls[i].bytes[m] - ls[i].bytes[ls[i].level], 1);
+          double key = gain / (double)cost;
+          if (best < 0 || (gain > 0) > best_gains || ((gain > 0) == best_gains && key > best_key))
+            best = (int)i, best_to = m, best_gains = gain > 0, best_key = key, best_cost = cost;
+          if (gain > 0 && gain >= gap && (closer < 0 || cost < closer_cost)) closer = (int)i, closer_to = m, closer_cost = cost;
+        }
+      if (closer >= 0 && closer_cost < best_cost) best = closer, best_to = closer_to;
+      if (best < 0) break; /* every layer as it was */
+      ls[best].level = best_to;
       pq_model_unref(cur);
-      cur = pq_pipeline_run(job.p, job.m, &error);
-      if (cur && fb.p) {
-        PqModel *first = cur;
-        cur = set_on_every_stage(fb.p, "include", excluded->str, &error) ? pq_pipeline_run(fb.p, first, &error) : NULL;
-        pq_model_unref(first);
-      }
-      if (!cur || !evaluate(job.reg, cur, val, &v_acc, &error)) return fail(error);
-      g_autofree char *what = g_strdup_printf("%s%s", r->layer, fb.p ? " (fallback)" : "");
+      if (!(cur = tune_build(lv, K, ls, n, &error)) || !evaluate(lv[0].reg, cur, val, &v_acc, &error)) goto out;
+      g_autofree char *what = g_strdup_printf("%s -> %d%s", ls[best].layer, ls[best].level, ls[best].level > K ? " (as it was)" : "");
       TUNE_ROW(++step, what, cur, v_acc);
     }
   }
 #undef TUNE_ROW
   double t_base, t_acc;
-  if (!evaluate(job.reg, job.m, job.test, &t_base, &error) || !evaluate(job.reg, cur, job.test, &t_acc, &error)) return fail(error);
+  if (!evaluate(lv[0].reg, lv[0].m, lv[0].test, &t_base, &error) || !evaluate(lv[0].reg, cur, lv[0].test, &t_acc, &error)) goto out;
   printf("(validation: %s, %d samples, baseline %.2f%%%s)\n", pq_dataset_name(val), args.validation, 100 * v_base,
          args.calibration > n_train - args.validation ? "; it overlaps the calibration samples: pass a smaller --calibration" : "");
   printf("\nresult: %.2fx, test accuracy %.2f%% against %.2f%% (%+.2f pp) on %s; %s\n", (double)base_bytes / (double)pq_model_nbytes(cur),
-         100 * t_acc, 100 * t_base, 100 * (t_acc - t_base), pq_dataset_name(job.test),
+         100 * t_acc, 100 * t_base, 100 * (t_acc - t_base), pq_dataset_name(lv[0].test),
          100 * (v_base - v_acc) <= args.max_degradation ? "within the target on validation" : "beyond the target on validation");
-  if (excluded->len)
-    printf("the same model again: this chain with --opt N.exclude=%s for each stage N%s\n", excluded->str,
-           fb.p ? ", then the fallback chain with --opt N.include=(the same)" : "");
-  g_string_free(excluded, TRUE);
+  if (step > 0) {
+    g_autofree char *above = tune_pattern(ls, n, 1, TRUE);
+    printf("the same model again: this chain with --opt N.exclude=%s for each stage N", above);
+    for (int k = 1; k <= K; k++) {
+      g_autofree char *at = tune_pattern(ls, n, k, FALSE), *joined = g_strjoinv(" ", level_opts->pdata[k - 1]);
+      if (at[0]) printf(", then the chain with %s and --opt N.include=%s", joined, at);
+    }
+    printf("\n");
+  }
   if (args.output) {
-    if (!pq_model_save(cur, args.output, &error)) return fail(error);
+    if (!pq_model_save(cur, args.output, &error)) goto out;
     printf("written: %s\n", args.output);
   }
-  return 0;
+  status = 0;
+out:
+  if (cur) pq_model_unref(cur);
+  if (val) pq_dataset_unref(val);
+  if (rows0) g_ptr_array_unref(rows0);
+  for (int k = 0; k <= TUNE_MAX_LEVELS; k++) chain_job_clear(&lv[k]);
+  return error ? fail(error) : status;
 }
 
 static int cmd_bench(void) {

@@ -192,6 +192,41 @@ static void test_npy_dataset(void) {
   g_assert_nonnull(strstr(err, "test-labels.npy: labels must be one integer a sample"));
 }
 
+/* A nearest-class-mean classifier on Fashion-MNIST as one linear layer (w_c = the class's mean image,
+ * b_c = −|w_c|² / 2), from the first 20000 training images: a model with real accuracy (about 68%) that a
+ * 2-bit quantization visibly costs, built in a moment. */
+static PqModel *centroid_model(void) {
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqDataset) ds = pq_dataset_open("fashion-mnist", "train", &err);
+  g_assert_no_error(err);
+  enum { N = 20000, D = 784 };
+  g_autofree float *x = g_new(float, (gsize)N * D);
+  g_autofree guint8 *lab = g_new(guint8, N);
+  g_assert_cmpint(pq_dataset_get_batch(ds, 0, N, x, lab), ==, N);
+  int64_t ws[2] = {10, D}, bs[1] = {10}, xs[2] = {-1, D};
+  PqTensor *w = pq_tensor_new("w", PQ_DTYPE_F32, 2, ws), *b = pq_tensor_new("b", PQ_DTYPE_F32, 1, bs);
+  float *wd = pq_tensor_mutable_data(w), *bd = pq_tensor_mutable_data(b);
+  double sum[10][D] = {{0}};
+  int count[10] = {0};
+  for (int i = 0; i < N; i++) {
+    count[lab[i]]++;
+    for (int k = 0; k < D; k++) sum[lab[i]][k] += x[(gsize)i * D + k];
+  }
+  for (int c = 0; c < 10; c++) {
+    double sq = 0;
+    for (int k = 0; k < D; k++) wd[c * D + k] = (float)(sum[c][k] / MAX(count[c], 1)), sq += (double)wd[c * D + k] * wd[c * D + k];
+    bd[c] = (float)(-sq / 2);
+  }
+  PqModel *m = pq_model_new();
+  pq_model_set_tensor(m, w), pq_model_set_tensor(m, b);
+  pq_tensor_unref(w), pq_tensor_unref(b);
+  pq_graph_add_input(pq_model_graph(m), "x", 2, xs);
+  pq_graph_add_node(pq_model_graph(m), "linear", "fc", 3, (const char *[]){"x", "w", "b"}, 1, (const char *[]){"z"});
+  pq_graph_add_node(pq_model_graph(m), "softmax", "sm", 1, (const char *[]){"z"}, 1, (const char *[]){"y"});
+  pq_graph_add_output(pq_model_graph(m), "y");
+  return m;
+}
+
 static void test_compress_and_run(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(784, 64, 10, 5);
   g_autofree char *path = g_build_filename(tmpdir, "c.safetensors", NULL), *outp = g_build_filename(tmpdir, "c8.safetensors", NULL);
@@ -271,8 +306,13 @@ static void test_compress_and_run(void) {
       char what[64];
       gint64 bytes;
       double ratio, acc, deg;
-      char *fb = strstr(*l, " (fallback)");
-      if (fb) memset(fb, ' ', strlen(" (fallback)")); /* a step row either way */
+      char *arrow = strstr(*l, " -> "); /* "fc2 -> 1" or "fc2 -> 2 (as it was)": blanked, a step row either way */
+      if (arrow) {
+        char *e = arrow + 4;
+        while (*e && *e != ' ') e++;
+        if (g_str_has_prefix(e, " (as it was)")) e += strlen(" (as it was)");
+        memset(arrow, ' ', (size_t)(e - arrow));
+      }
       if (sscanf(*l, "%d %63s %" G_GINT64_FORMAT " %lfx %lf%% %lf pp", &step, what, &bytes, &ratio, &acc, &deg) == 6) {
         g_assert_cmpint(step, ==, steps++);
         last_deg = deg, last_bytes = bytes;
@@ -286,8 +326,55 @@ static void test_compress_and_run(void) {
     g_autoptr(PqModel) t = pq_model_load(tuned, NULL);
     g_assert_nonnull(t);
     g_assert_cmpint(pq_model_nbytes(t), ==, last_bytes);
-    if (steps > 1) g_assert_nonnull(strstr(out, "(fallback)"));
+    if (steps > 1) g_assert_nonnull(strstr(out, " -> 1"));
+    g_assert_nonnull(strstr(out, "levels: 0 the chain; 1 quant.bits=8; 2 left as it was"));
   }
+  g_free(out);
+  g_free(err);
+  /* a ladder: 2 bits, then 3, then 4 bits with GPTQ, then as it was; with a target of 0 the layer climbs
+     until the validation accuracy is the baseline's, each step a move up, the bytes never falling */
+  g_autofree char *laddered = g_build_filename(tmpdir, "laddered.safetensors", NULL), *cpath = g_build_filename(tmpdir, "centroids.safetensors", NULL);
+  g_autoptr(PqModel) cm = centroid_model();
+  g_assert_true(pq_model_save(cm, cpath, NULL));
+  g_assert_cmpint(pqrun(&out, &err, "tune", "--model", cpath, "--compressor", "quant", "--opt", "quant.bits=2", "--max-degradation", "0",
+                        "--validation", "2000", "--level", "quant.bits=3", "--level", "quant.bits=4; quant.method=gptq", "-o", laddered, NULL), ==, 0);
+  {
+    g_assert_nonnull(strstr(out, "levels: 0 the chain; 1 quant.bits=3; 2 quant.bits=4 quant.method=gptq; 3 left as it was"));
+    g_auto(GStrv) lines = g_strsplit(out, "\n", -1);
+    int steps = 0, level[8] = {0};
+    gint64 prev = 0;
+    for (char **l = lines; *l; l++) {
+      int step, to;
+      char layer[64];
+      gint64 bytes;
+      if (sscanf(*l, "%d %63s -> %d", &step, layer, &to) == 3) {
+        g_assert_cmpstr(layer, ==, "fc");
+        int li = 0;
+        g_assert_cmpint(to, >, level[li]); /* up only */
+        g_assert_cmpint(to, <=, 3);
+        level[li] = to;
+        g_assert_cmpint(step, ==, ++steps);
+        char *after = strstr(*l, to == 3 ? "(as it was)" : "->");
+        g_assert_nonnull(after);
+        g_assert_cmpint(sscanf(after + (to == 3 ? 11 : 4), "%" G_GINT64_FORMAT, &bytes), ==, 1);
+        g_assert_cmpint(bytes, >=, prev);
+        prev = bytes;
+      }
+    }
+    g_assert_cmpint(steps, >=, 1);
+    g_assert_nonnull(strstr(out, "within the target on validation"));
+    g_autoptr(PqModel) t = pq_model_load(laddered, NULL);
+    g_assert_nonnull(t);
+    g_assert_cmpint(pq_model_nbytes(t), ==, prev);
+  }
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "tune", "--model", path, "--compressor", "quant", "--level", "quant.bits=4;quant.exclude=fc1", NULL), ==, 2);
+  g_assert_nonnull(strstr(err, "'quant.exclude=fc1': tune chooses the layers itself"));
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "tune", "--model", path, "--compressor", "quant", "--level", " ; ", NULL), ==, 2);
+  g_assert_nonnull(strstr(err, "changes no option"));
   g_free(out);
   g_free(err);
   g_assert_cmpint(pqrun(&out, &err, "tune", "--model", path, "--compressor", "quant", "--max-degradation", "100", NULL), ==, 0);
