@@ -382,6 +382,32 @@ static void test_gather_activation(void) {
   }
 }
 
+/* A Gather of many indices on an activation (x [N, 48], 60 indices: a run of 20, a run with step 2, single
+ * indices going down, then 34 scattered ones: more than 16 slices, joined by a tree of concats). */
+static void test_gather_many(void) {
+  int64_t xin[2] = {-1, 48}, cnt[1] = {60}, od[2] = {-1, 60}, idx[60];
+  int k = 0;
+  for (int i = 0; i < 20; i++) idx[k++] = i;
+  for (int i = 21; i <= 25; i += 2) idx[k++] = i;
+  idx[k++] = 47, idx[k++] = -2, idx[k++] = 44;
+  for (int i = 0; k < 60; i++) idx[k++] = (i * 17 + 5) % 48;
+  Onnx__TensorProto *inits[1] = {int64_tensor("ix", 1, cnt, idx)};
+  Onnx__AttributeProto *ga[1] = {attr_int("axis", 1)};
+  Onnx__NodeProto *nodes[1] = {node("Gather", "g", 2, (const char *[]){"x", "ix"}, "y", 1, ga)};
+  Onnx__GraphProto *gr = graph(1, nodes, 1, inits, value("x", 2, xin), "y");
+  gr->output[0] = value("y", 2, od);
+  g_autofree char *path = write_model("gather-many.onnx", gr, TRUE);
+  g_autoptr(PqModel) m = load_ok(path);
+  int concats = 0;
+  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_const_graph(m)); i++) concats += !strcmp(pq_node_op(pq_graph_node(pq_model_const_graph(m), i)), "concat");
+  g_assert_cmpint(concats, >, 1); /* more than 16 runs: a tree */
+  float x[96], y[120];
+  for (int i = 0; i < 96; i++) x[i] = (float)i * 0.5f;
+  run_cpu(m, 2, x, y, 60);
+  for (int s0 = 0; s0 < 2; s0++)
+    for (int j = 0; j < 60; j++) g_assert_cmpfloat(y[s0 * 60 + j], ==, x[s0 * 48 + (idx[j] < 0 ? idx[j] + 48 : idx[j])]);
+}
+
 /* An initializer first in Sub and Div (1 − x, c / sigmoid(x), as exports of gates write them): loaded as
  * they are, and run so on the CPU backend. */
 static void test_constant_first(void) {
@@ -873,6 +899,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/onnx/conv1d", test_conv1d);
   g_test_add_func("/onnx/gather-activation", test_gather_activation);
   g_test_add_func("/onnx/constant-first", test_constant_first);
+  g_test_add_func("/onnx/gather-many", test_gather_many);
   g_test_add_func("/onnx/expand-tile", test_expand_tile);
   g_test_add_func("/onnx/class-token", test_class_token);
   g_test_add_func("/onnx/cast", test_cast);

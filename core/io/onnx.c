@@ -962,7 +962,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     set_tensor(c, int64_const(out0, pq_tensor_ndim(ix), pq_tensor_shape(ix), v));
   } else if (!strcmp(op, "Gather") && !pq_model_tensor(c->m, in0)) { /* of an activation, constant indices: slices */
     PqTensor *ix = pq_model_tensor(c->m, n->input[1]);
-    int64_t s0[PQ_MAX_DIMS], iv[16];
+    int64_t s0[PQ_MAX_DIMS];
     int nd;
     if (!shape_of(c, in0, s0, &nd, error)) return FALSE;
     int64_t axis = attr_i(n, "axis", 0);
@@ -971,31 +971,51 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
       FAIL("node '%s' (Gather): of an activation, the indices must be an INT64 or INT32 constant", name);
     if (axis <= 0 || axis >= nd) FAIL("node '%s' (Gather): axis %lld is the batch or outside the %d dimensions", name, (long long)attr_i(n, "axis", 0), nd);
     int64_t cnt = pq_tensor_numel(ix), dim = s0[axis];
-    if (cnt < 1 || cnt > 16) FAIL("node '%s' (Gather): %lld indices (1 to 16 on an activation)", name, (long long)cnt);
-    for (int64_t i = 0; i < cnt; i++)
-      iv[i] = pq_tensor_dtype(ix) == PQ_DTYPE_I64 ? ((const int64_t *)pq_tensor_data(ix))[i] : ((const int32_t *)pq_tensor_data(ix))[i];
-    /* each index a one-wide slice along the axis, joined by a concat; then the indices' shape in the axis's place */
-    g_autoptr(GPtrArray) parts = g_ptr_array_new_with_free_func(g_free);
+    if (cnt < 1 || cnt > (INT64_C(1) << 16)) FAIL("node '%s' (Gather): %lld indices (1 to 65536 on an activation)", name, (long long)cnt);
+    g_autofree int64_t *iv = g_new(int64_t, cnt);
     for (int64_t i = 0; i < cnt; i++) {
-      int64_t k = iv[i] < 0 ? iv[i] + dim : iv[i];
-      if (k < 0 || k >= dim) FAIL("node '%s' (Gather): index %lld outside %lld values", name, (long long)iv[i], (long long)dim);
+      int64_t v = pq_tensor_dtype(ix) == PQ_DTYPE_I64 ? ((const int64_t *)pq_tensor_data(ix))[i] : ((const int32_t *)pq_tensor_data(ix))[i];
+      iv[i] = v < 0 ? v + dim : v;
+      if (iv[i] < 0 || iv[i] >= dim) FAIL("node '%s' (Gather): index %lld outside %lld values", name, (long long)v, (long long)dim);
+    }
+    /* the indices as runs of equal positive steps (0 1 2 3 | 7 | 9 11 13), each run one slice along the axis;
+       the runs joined by concats of at most 16 inputs, a tree of them where there are more; then the
+       indices' shape in the axis's place */
+    g_autoptr(GPtrArray) parts = g_ptr_array_new_with_free_func(g_free);
+    for (int64_t i = 0; i < cnt;) {
+      int64_t j = i + 1, step = i + 1 < cnt && iv[i + 1] > iv[i] ? iv[i + 1] - iv[i] : 1;
+      while (j < cnt && iv[j] - iv[j - 1] == step) j++;
+      if (j == i + 1) step = 1;
       char *part = fresh(c, name);
       g_autofree char *pn = g_strdup_printf("%s_%lld", name, (long long)i);
       const char *si[1] = {in0}, *so[1] = {part};
-      int64_t b[1] = {k}, e[1] = {k + 1}, a[1] = {axis}, one[1] = {1};
+      int64_t bg[1] = {iv[i]}, e[1] = {iv[j - 1] + 1}, ax[1] = {axis}, st[1] = {step};
       PqNode *sl = pq_graph_add_node(g, "slice", pn, 1, si, 1, so);
-      pq_node_set_ints(sl, "starts", 1, b);
+      pq_node_set_ints(sl, "starts", 1, bg);
       pq_node_set_ints(sl, "ends", 1, e);
-      pq_node_set_ints(sl, "axes", 1, a);
-      pq_node_set_ints(sl, "steps", 1, one);
+      pq_node_set_ints(sl, "axes", 1, ax);
+      pq_node_set_ints(sl, "steps", 1, st);
       g_ptr_array_add(parts, part);
+      i = j;
     }
-    g_autofree char *joined = cnt > 1 ? fresh(c, name) : g_strdup(parts->pdata[0]);
-    if (cnt > 1) {
-      g_autofree char *cn = g_strdup_printf("%s_join", name);
-      const char *co[1] = {joined};
-      pq_node_set_int(pq_graph_add_node(g, "concat", cn, (size_t)cnt, (const char **)parts->pdata, 1, co), "axis", axis);
+    for (int level = 0; parts->len > 1; level++) { /* join 16 at a time until one is left */
+      g_autoptr(GPtrArray) next = g_ptr_array_new_with_free_func(g_free);
+      for (guint k = 0; k < parts->len; k += 16) {
+        guint take = MIN(16u, parts->len - k);
+        if (take == 1) {
+          g_ptr_array_add(next, g_strdup(parts->pdata[k]));
+          continue;
+        }
+        char *joined = fresh(c, name);
+        g_autofree char *cn = parts->len <= 16 ? g_strdup_printf("%s_join", name) : g_strdup_printf("%s_join%d_%u", name, level, k / 16);
+        const char *co[1] = {joined};
+        pq_node_set_int(pq_graph_add_node(g, "concat", cn, take, (const char **)parts->pdata + k, 1, co), "axis", axis);
+        g_ptr_array_add(next, joined);
+      }
+      g_ptr_array_unref(parts);
+      parts = g_steal_pointer(&next);
     }
+    const char *joined = parts->pdata[0];
     int64_t shape[PQ_MAX_DIMS], r = 0; /* data's dimensions before the axis, the indices', those after */
     shape[r++] = 0;
     for (int d = 1; d < axis; d++) shape[r++] = s0[d];
