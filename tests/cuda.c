@@ -147,6 +147,27 @@ static void test_dense(void) {
   pq_graph_add_output(g, "y");
   compare(c, c, 5, 1e-4);
   pq_model_unref(c);
+  /* depthwise convs (their own kernel): same padding; stride 2 with two outputs a channel; dilated, uneven
+     strides and pads; each followed by a relu folded into it */
+  const struct {
+    int64_t c, h, w, mult, kh, kw, sh, sw, dh, dw, pads[4];
+  } dws[3] = {{6, 9, 8, 1, 3, 3, 1, 1, 1, 1, {1, 1, 1, 1}}, {4, 10, 10, 2, 3, 3, 2, 2, 1, 1, {1, 1, 1, 1}}, {3, 9, 11, 1, 3, 2, 1, 3, 2, 2, {2, 0, 1, 3}}};
+  for (int k = 0; k < 3; k++) {
+    g_autoptr(PqModel) dm = pq_model_new();
+    int64_t dxs[4] = {-1, dws[k].c, dws[k].h, dws[k].w}, dw[4] = {dws[k].c * dws[k].mult, 1, dws[k].kh, dws[k].kw}, db[1] = {dws[k].c * dws[k].mult};
+    pq_graph_add_input(pq_model_graph(dm), "x", 4, dxs);
+    PqTensor *wt = pq_test_random_tensor("w", 4, dw, 20 + (guint32)k, 0.5f), *bt = pq_test_random_tensor("b", 1, db, 30 + (guint32)k, 0.1f);
+    pq_model_set_tensor(dm, wt), pq_model_set_tensor(dm, bt);
+    pq_tensor_unref(wt), pq_tensor_unref(bt);
+    PqNode *dn = pq_graph_add_node(pq_model_graph(dm), "conv2d", "dw", 3, (const char *[]){"x", "w", "b"}, 1, (const char *[]){"c"});
+    pq_node_set_int(dn, "groups", dws[k].c);
+    pq_node_set_ints(dn, "pads", 4, dws[k].pads);
+    pq_node_set_ints(dn, "strides", 2, (const int64_t[]){dws[k].sh, dws[k].sw});
+    pq_node_set_ints(dn, "dilations", 2, (const int64_t[]){dws[k].dh, dws[k].dw});
+    pq_graph_add_node(pq_model_graph(dm), "relu", "r", 1, (const char *[]){"c"}, 1, (const char *[]){"y"});
+    pq_graph_add_output(pq_model_graph(dm), "y");
+    compare(dm, dm, 3, 1e-5);
+  }
 }
 
 /* The activation ops: the same formula (pq-activation.h) on both sides. (Of the elementwise math ops, those

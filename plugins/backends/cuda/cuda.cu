@@ -402,6 +402,27 @@ __global__ void k_im2col(const float *x, float *col, int64_t c, int64_t h, int64
   col[by_position ? p * kk + r : i] = iy >= 0 && iy < h && ix >= 0 && ix < w ? x[(ci * h + iy) * w + ix] : 0.0f;
 }
 
+/* A depthwise conv (one input channel a group, oc / c outputs each), one thread an output: a GEMM a channel
+ * would be a launch and a 1 × OH·OW × kh·kw product for each channel of each sample. Bias and ReLU inside. */
+__global__ void k_conv_depthwise(const float *x, const float *w, const float *b, float *y, int64_t total, int64_t c, int64_t oc, int64_t h,
+                                 int64_t wd, int64_t oh, int64_t ow, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh, int64_t dw,
+                                 int64_t pt, int64_t pl, int relu) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  int64_t ox = i % ow, oy = (i / ow) % oh, o = (i / (ow * oh)) % oc, n = i / (ow * oh * oc);
+  const float *xp = x + (n * c + o / (oc / c)) * h * wd, *wo = w + o * kh * kw;
+  float acc = b ? b[o] : 0.0f;
+  for (int64_t ky = 0; ky < kh; ky++) {
+    int64_t iy = oy * sh - pt + ky * dh;
+    if (iy < 0 || iy >= h) continue;
+    for (int64_t kx = 0; kx < kw; kx++) {
+      int64_t ix = ox * sw - pl + kx * dw;
+      if (ix >= 0 && ix < wd) acc += wo[ky * kw + kx] * xp[iy * wd + ix];
+    }
+  }
+  y[i] = relu && acc < 0.0f ? 0.0f : acc;
+}
+
 __global__ void k_bias_channels(float *y, const float *b, int64_t oc, int64_t ohw, int64_t total, int relu) {
   int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i >= total) return;
@@ -1283,6 +1304,11 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
         break;
       }
       const float *w = c->values[st.in[1]].ptr;
+      if (cg == 1 && st.groups > 1) { /* depthwise: one kernel for the whole batch */
+        k_conv_depthwise<<<blocks_for(total), 256, 0, s>>>(x, w, b, y, total, st.c, st.oc, st.h, st.w, st.oh, st.ow, st.kh, st.kw, st.sh, st.sw,
+                                                          st.dh, st.dw, st.pt, st.pl, st.relu);
+        break;
+      }
       for (int64_t n = 0; n < batch; n++)
         for (int64_t g = 0; g < st.groups; g++) {
           const float *xg = x + (n * st.c + g * cg) * st.h * st.w;
