@@ -9,18 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
+#include "bench-util.h"
 
 typedef struct {
   const char *name;
@@ -42,6 +32,28 @@ static void gemm_conv(const Case *k, const float *x, const float *w, float *col,
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ocg, (int)ohw, (int)kk, 1.0f, w + g * ocg * kk, (int)kk, b, (int)ohw, 0.0f,
                   y + (n * k->oc + g * ocg) * ohw, (int)ohw);
     }
+}
+
+typedef struct {
+  const Case *k;
+  const float *x, *w;
+  float *col, *y;
+  int batch;
+  PqBackend *be;
+} Run;
+
+static void run_gemm(void *p) {
+  Run *r = p;
+  gemm_conv(r->k, r->x, r->w, r->col, r->y, r->batch);
+}
+
+static void run_pquant(void *p) {
+  Run *r = p;
+  g_autoptr(GError) err = NULL;
+  if (!pq_backend_run_f32(r->be, r->x, r->batch, r->y, &err)) {
+    fprintf(stderr, "bench-conv: %s\n", err->message);
+    exit(1);
+  }
 }
 
 static PqModel *conv_model(const Case *k) {
@@ -112,28 +124,9 @@ int main(int argc, char **argv) {
       g_autofree float *col = g_new(float, (k->c / k->groups) * k->k * k->k * k->hw * k->hw);
       for (int64_t i = 0; i < in; i++) x[i] = (float)(i % 97) / 97.0f - 0.5f;
       const float *w = pq_tensor_data(pq_model_tensor(m, "w"));
-      int iters = 1;
-      for (;;) {
-        double t0 = now();
-        for (int i = 0; i < iters; i++) gemm_conv(k, x, w, col, y2, batch);
-        if (now() - t0 > 0.02) break;
-        iters *= 2;
-      }
-      int rounds = (int)(seconds / 0.04) + 5;
-      g_autofree double *tp = g_new(double, rounds), *tb = g_new(double, rounds);
-      for (int r = 0; r < rounds; r++) {
-        double t0 = now();
-        for (int i = 0; i < iters; i++)
-          if (!pq_backend_run_f32(be, x, batch, y, &err)) {
-            fprintf(stderr, "bench-conv: %s\n", err->message);
-            return 1;
-          }
-        double t1 = now();
-        for (int i = 0; i < iters; i++) gemm_conv(k, x, w, col, y2, batch);
-        double t2 = now();
-        tp[r] = (t1 - t0) / iters;
-        tb[r] = (t2 - t1) / iters;
-      }
+      Run rp = {k, x, w, col, y, batch, be}, rg = {k, x, w, col, y2, batch, NULL};
+      double mp, mb;
+      bench_pair(run_pquant, &rp, run_gemm, &rg, (int)(seconds / 0.04) + 5, 0.02, &mp, &mb);
       double maxdiff = 0; /* the same convolution: the backend's output against the baseline's, ReLU applied */
       for (int64_t i = 0; i < out; i++) {
         double d = (double)y[i] - (y2[i] > 0 ? y2[i] : 0);
@@ -143,9 +136,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench-conv: %s: the backend's output differs from the GEMM path's by %g\n", k->name, maxdiff);
         return 1;
       }
-      qsort(tp, (size_t)rounds, sizeof(double), cmp_double);
-      qsort(tb, (size_t)rounds, sizeof(double), cmp_double);
-      double mp = tp[rounds / 2], mb = tb[rounds / 2], ratio = mp / mb;
+      double ratio = mp / mb;
       printf("%-32s %6d %13.1f %13.1f %7.3fx %7.2fx %s\n", k->name, batch, mp * 1e6, mb * 1e6, ratio, k->target,
              ratio <= k->target ? "ok" : "OVER TARGET");
       failed |= ratio > k->target;

@@ -7,18 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
+#include "bench-util.h"
 
 typedef struct {
   const float *w[3];
@@ -37,6 +27,24 @@ static void bare_forward(Bare *b) {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b->batch, b->out[l], b->in[l], 1.0f, x, b->in[l], b->w[l], b->in[l],
                   0.0f, b->h[l], b->out[l]);
     x = b->h[l];
+  }
+}
+
+static void bare_run(void *p) { bare_forward(p); }
+
+typedef struct {
+  PqBackend *be;
+  const float *x;
+  float *y;
+  int batch;
+} PqRun;
+
+static void pquant_run(void *p) {
+  PqRun *r = p;
+  g_autoptr(GError) err = NULL;
+  if (!pq_backend_run_f32(r->be, r->x, r->batch, r->y, &err)) {
+    fprintf(stderr, "bench-mlp: %s\n", err->message);
+    exit(1);
   }
 }
 
@@ -132,32 +140,11 @@ int main(int argc, char **argv) {
     for (int i = 0; i < batch * 784; i++) bare.x[i] = (float)(i % 255) / 255.0f;
     g_autofree float *y = g_new(float, (gsize)batch * 10);
     openblas_set_num_threads(threads);
-    /* calibrate a round to ~20 ms, then alternate rounds of both so drift hits each alike */
-    int iters = 1;
-    for (;;) {
-      double t0 = now();
-      for (int i = 0; i < iters; i++) bare_forward(&bare);
-      if (now() - t0 > 0.02) break;
-      iters *= 2;
-    }
-    int rounds = (int)(seconds / 0.04) + 5;
-    g_autofree double *tp = g_new(double, rounds), *tb = g_new(double, rounds);
-    for (int r = 0; r < rounds; r++) {
-      double t0 = now();
-      for (int i = 0; i < iters; i++)
-        if (!pq_backend_run_f32(be, bare.x, batch, y, &err)) {
-          fprintf(stderr, "bench-mlp: %s\n", err->message);
-          return 1;
-        }
-      double t1 = now();
-      for (int i = 0; i < iters; i++) bare_forward(&bare);
-      double t2 = now();
-      tp[r] = (t1 - t0) / iters;
-      tb[r] = (t2 - t1) / iters;
-    }
-    qsort(tp, (size_t)rounds, sizeof(double), cmp_double);
-    qsort(tb, (size_t)rounds, sizeof(double), cmp_double);
-    double mp = tp[rounds / 2], mb = tb[rounds / 2], ratio = mp / mb;
+    /* rounds of ~20 ms, alternating the two so that drift hits each alike */
+    PqRun pr = {be, bare.x, y, batch};
+    double mp, mb;
+    bench_pair(pquant_run, &pr, bare_run, &bare, (int)(seconds / 0.04) + 5, 0.02, &mp, &mb);
+    double ratio = mp / mb;
     printf("%-8d %14.2f %14.2f %7.3fx %7.2fx %s\n", batch, mp * 1e6, mb * 1e6, ratio, targets[bi],
            ratio <= targets[bi] ? "ok" : "OVER TARGET");
     failed |= ratio > targets[bi];
