@@ -39,21 +39,11 @@ typedef struct {
   const float *x, *w;
   float *col, *y;
   int batch;
-  PqBackend *be;
-} Run;
+} GemmRun;
 
 static void run_gemm(void *p) {
-  Run *r = p;
+  GemmRun *r = p;
   gemm_conv(r->k, r->x, r->w, r->col, r->y, r->batch);
-}
-
-static void run_pquant(void *p) {
-  Run *r = p;
-  g_autoptr(GError) err = NULL;
-  if (!pq_backend_run_f32(r->be, r->x, r->batch, r->y, &err)) {
-    fprintf(stderr, "bench-conv: %s\n", err->message);
-    exit(1);
-  }
 }
 
 static PqModel *conv_model(const Case *k) {
@@ -124,9 +114,10 @@ int main(int argc, char **argv) {
       g_autofree float *col = g_new(float, (k->c / k->groups) * k->k * k->k * k->hw * k->hw);
       for (int64_t i = 0; i < in; i++) x[i] = (float)(i % 97) / 97.0f - 0.5f;
       const float *w = pq_tensor_data(pq_model_tensor(m, "w"));
-      Run rp = {k, x, w, col, y, batch, be}, rg = {k, x, w, col, y2, batch, NULL};
+      BenchRun rp = {be, x, y, batch};
+      GemmRun rg = {k, x, w, col, y2, batch};
       double mp, mb;
-      bench_pair(run_pquant, &rp, run_gemm, &rg, (int)(seconds / 0.04) + 5, 0.02, &mp, &mb);
+      bench_pair(bench_backend_run, &rp, run_gemm, &rg, (int)(seconds / 0.04) + 5, 0.02, &mp, &mb);
       double maxdiff = 0; /* the same convolution: the backend's output against the baseline's, ReLU applied */
       for (int64_t i = 0; i < out; i++) {
         double d = (double)y[i] - (y2[i] > 0 ? y2[i] : 0);

@@ -11,16 +11,6 @@
 
 #include "bench-util.h"
 
-typedef struct {
-  PqBackend *b;
-  const float *x;
-  float *y;
-  gint64 batch;
-} RunCtx;
-static void run_pq(void *p) {
-  RunCtx *c = p;
-  pq_backend_run_f32(c->b, c->x, c->batch, c->y, NULL);
-}
 
 typedef struct {
   cublasHandle_t h;
@@ -125,9 +115,9 @@ int main(void) {
     bare.xh = g_new0(float, batch * bare.in[0]);
     bare.out_bytes = sizeof(float) * (size_t)(batch * bare.out[L - 1]);
     bare.yh = g_malloc(bare.out_bytes);
-    RunCtx ours = {b, bare.xh, g_malloc(bare.out_bytes), batch};
+    BenchRun ours = {b, bare.xh, g_malloc(bare.out_bytes), batch};
     double to, tb;
-    bench_pair(run_pq, &ours, run_bare, &bare, 21, 0.05, &to, &tb);
+    bench_pair(bench_backend_run, &ours, run_bare, &bare, 21, 0.05, &to, &tb);
     double ratio = cases[ci].speedup ? tb / to : to / tb;
     gboolean ok = cases[ci].speedup ? ratio >= cases[ci].target : ratio <= cases[ci].target;
     printf("%-38s %11.4f %11.4f %8.2fx %7.1fx %s\n", cases[ci].name, to * 1e3, tb * 1e3, ratio, cases[ci].target, ok ? "ok" : "MISSED");

@@ -32,22 +32,6 @@ static void bare_forward(Bare *b) {
 
 static void bare_run(void *p) { bare_forward(p); }
 
-typedef struct {
-  PqBackend *be;
-  const float *x;
-  float *y;
-  int batch;
-} PqRun;
-
-static void pquant_run(void *p) {
-  PqRun *r = p;
-  g_autoptr(GError) err = NULL;
-  if (!pq_backend_run_f32(r->be, r->x, r->batch, r->y, &err)) {
-    fprintf(stderr, "bench-mlp: %s\n", err->message);
-    exit(1);
-  }
-}
-
 int main(int argc, char **argv) {
   int threads = 1;
   double seconds = 1.0;
@@ -141,9 +125,9 @@ int main(int argc, char **argv) {
     g_autofree float *y = g_new(float, (gsize)batch * 10);
     openblas_set_num_threads(threads);
     /* rounds of ~20 ms, alternating the two so that drift hits each alike */
-    PqRun pr = {be, bare.x, y, batch};
+    BenchRun pr = {be, bare.x, y, batch};
     double mp, mb;
-    bench_pair(pquant_run, &pr, bare_run, &bare, (int)(seconds / 0.04) + 5, 0.02, &mp, &mb);
+    bench_pair(bench_backend_run, &pr, bare_run, &bare, (int)(seconds / 0.04) + 5, 0.02, &mp, &mb);
     double ratio = mp / mb;
     printf("%-8d %14.2f %14.2f %7.3fx %7.2fx %s\n", batch, mp * 1e6, mb * 1e6, ratio, targets[bi],
            ratio <= targets[bi] ? "ok" : "OVER TARGET");

@@ -1,7 +1,9 @@
-/* bench-util.h — timing helpers for the benchmark programs: alternating rounds, medians. */
+/* bench-util.h — timing helpers for the benchmark programs: alternating rounds, medians, a backend run. */
 #ifndef PQ_BENCH_UTIL_H
 #define PQ_BENCH_UTIL_H
 
+#include <pquant/pquant.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -49,6 +51,23 @@ static void bench_pair(BenchFn a, void *actx, BenchFn b, void *bctx, int rounds,
   *tb = bench_median(vb, rounds);
   free(va);
   free(vb);
+}
+
+/* One run of a prepared backend, as a BenchFn: a failed run ends the program with its message. */
+typedef struct {
+  PqBackend *be;
+  const float *x;
+  float *y;
+  int64_t batch;
+} BenchRun;
+
+G_GNUC_UNUSED static void bench_backend_run(void *p) {
+  BenchRun *r = p;
+  GError *err = NULL;
+  if (!pq_backend_run_f32(r->be, r->x, r->batch, r->y, &err)) {
+    fprintf(stderr, "bench: the backend's run failed: %s\n", err->message);
+    exit(1);
+  }
 }
 
 #endif
