@@ -266,6 +266,22 @@ char *pq_options_schema_summary(const char *schema_json) {
   return g_string_free(s, FALSE);
 }
 
+void pq_options_to_json(const PqOptions *o, JsonBuilder *b) {
+  json_builder_begin_object(b);
+  for (guint i = 0; o && i < o->opts->len; i++) {
+    const Opt *x = o->opts->pdata[i];
+    if (!x->set) continue;
+    json_builder_set_member_name(b, x->key);
+    switch (x->type) {
+    case OPT_INT: json_builder_add_int_value(b, x->i); break;
+    case OPT_NUMBER: json_builder_add_double_value(b, x->f); break;
+    case OPT_BOOL: json_builder_add_boolean_value(b, x->i != 0); break;
+    case OPT_STRING: json_builder_add_string_value(b, x->s); break;
+    }
+  }
+  json_builder_end_object(b);
+}
+
 char *pq_options_describe(const PqOptions *o) {
   GString *s = g_string_new(NULL);
   for (guint i = 0; o && i < o->opts->len; i++) {

@@ -144,6 +144,25 @@ gboolean pq_pipeline_load_config(PqPipeline *p, const char *path, GError **error
   return TRUE;
 }
 
+char *pq_pipeline_to_json(const PqPipeline *p) {
+  g_autoptr(JsonBuilder) b = json_builder_new();
+  json_builder_begin_array(b);
+  for (guint i = 0; i < p->stages->len; i++) {
+    const Stage *s = &g_array_index(p->stages, Stage, i);
+    json_builder_begin_object(b);
+    json_builder_set_member_name(b, "plugin");
+    json_builder_add_string_value(b, pq_plugin_name(s->plugin));
+    json_builder_set_member_name(b, "options");
+    pq_options_to_json(s->options, b);
+    json_builder_end_object(b);
+  }
+  json_builder_end_array(b);
+  g_autoptr(JsonGenerator) gen = json_generator_new();
+  g_autoptr(JsonNode) root = json_builder_get_root(b);
+  json_generator_set_root(gen, root);
+  return json_generator_to_data(gen, NULL);
+}
+
 PqModel *pq_pipeline_run(PqPipeline *p, const PqModel *model, GError **error) {
   if (p->stages->len == 0) {
     g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "the chain has no compressor stage");

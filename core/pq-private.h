@@ -109,6 +109,8 @@ gboolean pq_write_text_atomically(const char *path, const char *text, GError **e
 void pq_records_copy(GPtrArray *dst, const GPtrArray *src);
 void pq_record_free(gpointer record);
 char *pq_records_to_json(const GPtrArray *records);
+/* The options that are set, as one JSON object of typed values (the builder's next value). */
+void pq_options_to_json(const PqOptions *options, JsonBuilder *builder);
 /* Whether a JSON node is a value of type t (G_TYPE_DOUBLE accepts integers too). */
 static inline gboolean pq_json_holds(JsonNode *n, GType t) {
   if (!n || !JSON_NODE_HOLDS_VALUE(n)) return FALSE;

@@ -38,6 +38,7 @@ typedef struct {
   int validation;
   char **fallback_opts;
   char **levels;
+  char *save_chain;
 } Args;
 
 static Args args = {.dataset = NULL, .threads = 0, .batch = 256, .epochs = 18, .seed = 42, .calibration = 512,
@@ -106,6 +107,8 @@ static const GOptionEntry tune_entries[] = {
      "Level 1: layers moved up take the chain again with this option changed, PLUGIN.KEY=VALUE (repeatable)", "ASSIGNMENT"},
     {"level", 0, 0, G_OPTION_ARG_STRING_ARRAY, &args.levels,
      "A further level, after --fallback-opt's: the chain with these options changed, PLUGIN.KEY=VALUE, several joined by ';' (repeatable, in order; above the last, a layer stays as it was)", "ASSIGNMENTS"},
+    {"save-chain", 0, 0, G_OPTION_ARG_FILENAME, &args.save_chain,
+     "Write the result's chain as a config: its \"stages\" for pqrun run/compress --config, its \"methods\" (baseline, tuned) for pqrun bench --config", "FILE.json"},
     {NULL}};
 static const GOptionEntry convert_entries[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "The model file to write", "FILE"},
@@ -590,6 +593,48 @@ static PqModel *tune_build(ChainJob *lv, int K, const TuneLayer *ls, guint n, GE
   return cur;
 }
 
+/* The result as one chain: the stages of every level that holds a layer, in the order tune_build runs them,
+ * each with its include or exclude; written as {"stages": [...], "methods": {"baseline": [], "tuned": [...]}}. */
+static gboolean tune_save_chain(ChainJob *lv, int K, const TuneLayer *ls, guint n, const char *path, GError **error) {
+  g_autoptr(JsonArray) stages = json_array_new();
+  for (int k = 0; k <= K; k++) {
+    g_autofree char *at = tune_pattern(ls, n, k, FALSE);
+    if (k > 0 && !at[0]) continue;
+    if (k == 0) { /* the chain as the last build left it: every layer but those above level 0 */
+      g_autofree char *above = tune_pattern(ls, n, 1, TRUE);
+      if (!set_on_every_stage(lv[0].p, "include", "*", error) || !set_on_every_stage(lv[0].p, "exclude", above, error)) return FALSE;
+    } else if (!set_on_every_stage(lv[k].p, "include", at, error)) {
+      return FALSE;
+    }
+    g_autofree char *text = pq_pipeline_to_json(lv[k].p);
+    g_autoptr(JsonParser) parser = json_parser_new();
+    if (!json_parser_load_from_data(parser, text, -1, error)) return FALSE;
+    JsonArray *a = json_node_get_array(json_parser_get_root(parser));
+    for (guint i = 0; i < json_array_get_length(a); i++) json_array_add_element(stages, json_node_copy(json_array_get_element(a, i)));
+  }
+  g_autoptr(JsonBuilder) b = json_builder_new();
+  json_builder_begin_object(b);
+  json_builder_set_member_name(b, "stages");
+  json_builder_add_value(b, json_node_init_array(json_node_alloc(), stages));
+  json_builder_set_member_name(b, "methods");
+  json_builder_begin_object(b);
+  json_builder_set_member_name(b, "baseline");
+  json_builder_begin_array(b);
+  json_builder_end_array(b);
+  json_builder_set_member_name(b, "tuned");
+  json_builder_add_value(b, json_node_init_array(json_node_alloc(), stages));
+  json_builder_end_object(b);
+  json_builder_end_object(b);
+  g_autoptr(JsonGenerator) gen = json_generator_new();
+  g_autoptr(JsonNode) root = json_builder_get_root(b);
+  json_generator_set_root(gen, root);
+  json_generator_set_pretty(gen, TRUE);
+  g_autofree char *out = json_generator_to_data(gen, NULL);
+  if (!g_file_set_contents(path, out, -1, error)) return FALSE; /* written whole or not at all (a rename) */
+  printf("chain written: %s (pqrun run --config %s; pqrun bench --config %s, with the same --calibration)\n", path, path, path);
+  return TRUE;
+}
+
 static int cmd_tune(void) {
   GError *error = NULL;
   int K = (args.fallback_opts ? 1 : 0) + (args.levels ? (int)g_strv_length(args.levels) : 0);
@@ -727,6 +772,7 @@ static int cmd_tune(void) {
     if (!pq_model_save(cur, args.output, &error)) goto out;
     printf("written: %s\n", args.output);
   }
+  if (args.save_chain && !tune_save_chain(lv, K, ls, n, args.save_chain, &error)) goto out;
   status = 0;
 out:
   if (cur) pq_model_unref(cur);

@@ -334,10 +334,12 @@ static void test_compress_and_run(void) {
   /* a ladder: 2 bits, then 3, then 4 bits with GPTQ, then as it was; with a target of 0 the layer climbs
      until the validation accuracy is the baseline's, each step a move up, the bytes never falling */
   g_autofree char *laddered = g_build_filename(tmpdir, "laddered.safetensors", NULL), *cpath = g_build_filename(tmpdir, "centroids.safetensors", NULL);
+  g_autofree char *chain = g_build_filename(tmpdir, "tuned-chain.json", NULL), *again = g_build_filename(tmpdir, "again.safetensors", NULL);
   g_autoptr(PqModel) cm = centroid_model();
   g_assert_true(pq_model_save(cm, cpath, NULL));
   g_assert_cmpint(pqrun(&out, &err, "tune", "--model", cpath, "--compressor", "quant", "--opt", "quant.bits=2", "--max-degradation", "0",
-                        "--validation", "2000", "--level", "quant.bits=3", "--level", "quant.bits=4; quant.method=gptq", "-o", laddered, NULL), ==, 0);
+                        "--validation", "2000", "--level", "quant.bits=3", "--level", "quant.bits=4; quant.method=gptq", "-o", laddered, "--save-chain",
+                        chain, NULL), ==, 0);
   {
     g_assert_nonnull(strstr(out, "levels: 0 the chain; 1 quant.bits=3; 2 quant.bits=4 quant.method=gptq; 3 left as it was"));
     g_auto(GStrv) lines = g_strsplit(out, "\n", -1);
@@ -366,6 +368,24 @@ static void test_compress_and_run(void) {
     g_autoptr(PqModel) t = pq_model_load(laddered, NULL);
     g_assert_nonnull(t);
     g_assert_cmpint(pq_model_nbytes(t), ==, prev);
+    /* the saved chain makes the same model again (pqrun compress --config), tensor for tensor */
+    g_free(out);
+    g_free(err);
+    g_assert_cmpint(pqrun(&out, &err, "compress", "--model", cpath, "--config", chain, "-o", again, NULL), ==, 0);
+    g_autoptr(PqModel) a = pq_model_load(again, NULL);
+    g_assert_nonnull(a);
+    g_assert_cmpint(pq_model_n_tensors(a), ==, pq_model_n_tensors(t));
+    for (size_t i = 0; i < pq_model_n_tensors(t); i++) {
+      const PqTensor *x = pq_model_tensor_at(t, i), *y = pq_model_tensor(a, pq_tensor_name(x));
+      g_assert_nonnull(y);
+      g_assert_cmpmem(pq_tensor_data(x), pq_tensor_nbytes(x), pq_tensor_data(y), pq_tensor_nbytes(y));
+    }
+    /* and is a suite: the baseline and the tuned chain */
+    g_free(out);
+    g_free(err);
+    g_assert_cmpint(pqrun(&out, &err, "bench", "--model", cpath, "--config", chain, "--dry-run", NULL), ==, 0);
+    g_assert_nonnull(strstr(out, "baseline"));
+    g_assert_nonnull(strstr(out, "tuned"));
   }
   g_free(out);
   g_free(err);

@@ -171,6 +171,9 @@ PQ_API gboolean pq_pipeline_set_option(PqPipeline *pipeline, const char *target,
 PQ_API gboolean pq_pipeline_parse_option(PqPipeline *pipeline, const char *assignment, GError **error);
 /* Stages from a JSON config: {"stages": [{"plugin": "low_rank" or "path/low_rank.so", "options": {...}}, ...]}. */
 PQ_API gboolean pq_pipeline_load_config(PqPipeline *pipeline, const char *path, GError **error);
+/* The stages as a JSON array, the "stages" of a config that pq_pipeline_load_config reads back: each stage's
+ * plugin by registry name and the options set on it. Free with g_free. */
+PQ_API char *pq_pipeline_to_json(const PqPipeline *pipeline);
 /* Calibration samples come from `calibration_set` (the first `max_samples`, default 512 when <= 0). */
 PQ_API void pq_pipeline_set_calibration(PqPipeline *pipeline, const PqDataset *calibration_set, gint64 max_samples);
 PQ_API PqModel *pq_pipeline_run(PqPipeline *pipeline, const PqModel *model, GError **error);
