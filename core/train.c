@@ -354,6 +354,37 @@ static void ft_form_grads(FtStep *s) {
   }
 }
 
+/* A depthwise conv (one input channel a group) on one sample by direct loops, tap by tap over the output span
+ * where the input is inside: with y, y += w ∗ x (forward); with gw, gw += dy ⋆ x; with dx, dx += wᵀ ∗ dy. (A
+ * GEMM a channel would be a 1 × OH·OW × kh·kw product each.) */
+static void ft_depthwise(const FtStep *s, const float *x, const float *w, float *y, const float *dy, float *gw, float *dx) {
+  int64_t og = s->o / s->groups, hw = s->h * s->w_, ohw = s->oh * s->ow;
+  for (int64_t o = 0; o < s->o; o++) {
+    int64_t ci = o / og;
+    const float *xp = x + ci * hw, *dyo = dy ? dy + o * ohw : NULL;
+    float *yo = y ? y + o * ohw : NULL, *dxp = dx ? dx + ci * hw : NULL;
+    for (int64_t ky = 0; ky < s->kh; ky++)
+      for (int64_t kx = 0; kx < s->kw; kx++) {
+        int64_t wi = (o * s->kh + ky) * s->kw + kx, off = kx * s->dw - s->pw; /* ix = ox·sw + off, kept in [0, w) */
+        int64_t lo = off >= 0 ? 0 : (-off + s->sw - 1) / s->sw, hi = s->w_ - 1 - off < 0 ? 0 : (s->w_ - 1 - off) / s->sw + 1;
+        if (hi > s->ow) hi = s->ow;
+        float wv = w[wi];
+        double acc = 0;
+        for (int64_t oy = 0; oy < s->oh; oy++) {
+          int64_t iy = oy * s->sh - s->ph + ky * s->dh;
+          if (iy < 0 || iy >= s->h) continue;
+          for (int64_t ox = lo; ox < hi; ox++) {
+            int64_t xi = iy * s->w_ + off + ox * s->sw, yi = oy * s->ow + ox;
+            if (yo) yo[yi] += wv * xp[xi];
+            if (gw) acc += (double)dyo[yi] * xp[xi];
+            if (dxp) dxp[xi] += dyo[yi] * wv;
+          }
+        }
+        if (gw) gw[wi] += (float)acc;
+      }
+  }
+}
+
 /* col [C/groups·kh·kw, OH·OW] from one group's channels of one sample x [C/groups, H, W]; with `back`, the
  * reverse: col's values added into x. */
 static void ft_im2col(const FtStep *s, float *x, float *col, gboolean back) {
@@ -442,6 +473,10 @@ static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int 
         float *yr = y + (size_t)r * s->out;
         for (int64_t oc = 0; oc < s->o; oc++)
           for (int64_t q = 0; q < ohw; q++) yr[oc * ohw + q] = s->b ? s->b[oc] : 0.0f;
+        if (cg == 1 && s->groups > 1) { /* depthwise */
+          ft_depthwise(s, cur + (size_t)r * s->in, s->w, yr, NULL, NULL, NULL);
+          continue;
+        }
         for (int64_t g = 0; g < s->groups; g++) {
           ft_im2col(s, (float *)cur + (size_t)r * s->in + g * cg * s->h * s->w_, col, FALSE);
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)og, (int)ohw, (int)ckk, 1.0f, s->w + g * og * ckk, (int)ckk, col, (int)ohw,
@@ -1070,7 +1105,9 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
           if (s->train_b) memset(s->gb, 0, sizeof(float) * (size_t)s->nb);
           for (int r = 0; r < bs; r++) {
             const float *dyr = dy + (size_t)r * s->out;
-            for (int64_t g = 0; g < s->groups; g++) {
+            if (cg == 1 && s->groups > 1) /* depthwise */
+              ft_depthwise(s, x + (size_t)r * s->in, s->w, NULL, dyr, s->train_w ? s->gw : NULL, dx ? dx + (size_t)r * s->in : NULL);
+            for (int64_t g = 0; g < (cg == 1 && s->groups > 1 ? 0 : s->groups); g++) {
               const float *dyg = dyr + g * og * ohw, *wg = s->w + g * og * ckk;
               if (s->train_w) { /* dW_g += dY_g · colᵀ */
                 ft_im2col(s, (float *)x + (size_t)r * s->in + g * chw, col, FALSE);

@@ -1316,6 +1316,33 @@ static double gconv_loss(const double *p, const float *x, const guint8 *labels, 
   return loss / n;
 }
 
+/* The second net of test_finetune_grouped_conv, in double: x [2, 6, 7] → 1×1 conv (w0 [2, 2, 1, 1], b0 [2]; so
+ * that the depthwise conv's input gradient is trained through) → depthwise conv, two outputs a channel (w1
+ * [4, 1, 3, 3], b1 [4]), stride 2, pads top 1 left 1 bottom 1 right 2, dilation 1 × 2 → [4, 3, 3] → tanh →
+ * flatten → linear (36 → 3) → cross-entropy. */
+static double dw2_loss(const double *p, const float *x, const guint8 *labels, int n) {
+  const double *w0 = p, *b0 = w0 + 4, *w1 = b0 + 2, *b1 = w1 + 36, *w3 = b1 + 4, *b3 = w3 + 108;
+  double loss = 0;
+  for (int r = 0; r < n; r++) {
+    double xr[84], h[36];
+    for (int c = 0; c < 2; c++)
+      for (int q = 0; q < 42; q++) xr[c * 42 + q] = b0[c] + w0[c * 2] * x[r * 84 + q] + w0[c * 2 + 1] * x[r * 84 + 42 + q];
+    for (int o = 0; o < 4; o++)
+      for (int y = 0; y < 3; y++)
+        for (int xx = 0; xx < 3; xx++) {
+          double a = b1[o];
+          for (int ky = 0; ky < 3; ky++)
+            for (int kx = 0; kx < 3; kx++) {
+              int iy = y * 2 - 1 + ky, ix = xx * 2 - 1 + kx * 2;
+              if (iy >= 0 && iy < 6 && ix >= 0 && ix < 7) a += w1[o * 9 + ky * 3 + kx] * xr[(o / 2) * 42 + iy * 7 + ix];
+            }
+          h[o * 9 + y * 3 + xx] = tanh(a);
+        }
+    loss += dense_ce(w3, b3, h, 36, 3, labels[r]);
+  }
+  return loss / n;
+}
+
 /* Fine-tuning through grouped convolutions (a depthwise one and one of two groups), weight by weight against
  * central differences; the CPU backend's loss is the reference's. */
 static void test_finetune_grouped_conv(void) {
@@ -1351,6 +1378,29 @@ static void test_finetune_grouped_conv(void) {
   const char *names[6] = {"w1", "b1", "w2", "b2", "w3", "b3"};
   assert_backend_loss(m, names, G_N_ELEMENTS(names), gconv_loss, x, labels, N);
   g_assert_cmpint(check_first_step(m, names, 6, gconv_loss, x, labels, N), >, 100);
+
+  /* a depthwise conv with two outputs a channel, stride 2, uneven pads, a dilation of 2 across: x [2, 6, 7] */
+  g_autoptr(PqModel) d = pq_model_new();
+  int64_t dxs[4] = {-1, 2, 6, 7}, d0s[4] = {2, 2, 1, 1}, v2[1] = {2}, dws[4] = {4, 1, 3, 3}, dfs[2] = {3, 36};
+  pq_graph_add_input(pq_model_graph(d), "x", 4, dxs);
+  PqTensor *dt[6] = {pq_test_random_tensor("w0", 4, d0s, 61, 0.8f), pq_test_random_tensor("b0", 1, v2, 62, 0.2f),
+                     pq_test_random_tensor("w1", 4, dws, 57, 0.6f), pq_test_random_tensor("b1", 1, v4, 58, 0.2f),
+                     pq_test_random_tensor("w3", 2, dfs, 59, 0.5f), pq_test_random_tensor("b3", 1, v3, 60, 0.1f)};
+  for (int i = 0; i < 6; i++) pq_model_set_tensor(d, dt[i]), pq_tensor_unref(dt[i]);
+  pq_graph_add_node(pq_model_graph(d), "conv2d", "mix", 3, (const char *[]){"x", "w0", "b0"}, 1, (const char *[]){"x0"});
+  PqNode *dc = pq_graph_add_node(pq_model_graph(d), "conv2d", "dw", 3, (const char *[]){"x0", "w1", "b1"}, 1, (const char *[]){"h"});
+  pq_node_set_int(dc, "groups", 2);
+  pq_node_set_ints(dc, "pads", 4, (const int64_t[]){1, 1, 1, 2});
+  pq_node_set_ints(dc, "strides", 2, (const int64_t[]){2, 2});
+  pq_node_set_ints(dc, "dilations", 2, (const int64_t[]){1, 2});
+  pq_graph_add_node(pq_model_graph(d), "tanh", "t", 1, (const char *[]){"h"}, 1, (const char *[]){"ht"});
+  pq_graph_add_node(pq_model_graph(d), "flatten", "f", 1, (const char *[]){"ht"}, 1, (const char *[]){"hf"});
+  pq_graph_add_node(pq_model_graph(d), "linear", "fc", 3, (const char *[]){"hf", "w3", "b3"}, 1, (const char *[]){"z"});
+  pq_graph_add_node(pq_model_graph(d), "softmax", "sm", 1, (const char *[]){"z"}, 1, (const char *[]){"y"});
+  pq_graph_add_output(pq_model_graph(d), "y");
+  const char *dnames[6] = {"w0", "b0", "w1", "b1", "w3", "b3"};
+  assert_backend_loss(d, dnames, 6, dw2_loss, x, labels, N); /* (the same x, read as samples of 84) */
+  g_assert_cmpint(check_first_step(d, dnames, 6, dw2_loss, x, labels, N), >, 80);
 }
 
 /* The transposed-conv net of test_finetune_conv_transpose, in double: x [2, 3, 3] → 1×1 conv (w0 [2, 2, 1, 1],
