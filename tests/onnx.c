@@ -447,6 +447,7 @@ static void test_expand_tile(void) {
     if (strstr(pq_tensor_name(pq_model_tensor_at(m, i)), "expand_zeros")) z = pq_model_tensor_at(m, i);
   g_assert_nonnull(z);
   g_assert_cmpint(pq_tensor_numel(z), ==, 3); /* [1, 3, 1, 1]: three zeros, not a copy of the image */
+  g_assert_cmpint(pq_tensor_dtype(z), ==, PQ_DTYPE_U8); /* not float32: finetune keeps it as it is */
   float x[12], y[36];
   for (int i = 0; i < 12; i++) x[i] = (float)i - 4.5f;
   run_cpu(m, 2, x, y, 18);

@@ -1088,7 +1088,9 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
       pq_node_set_ints(node, "shape", (size_t)nx, zeros);
     } else {
       g_autofree char *zn = fresh(c, "expand_zeros");
-      set_tensor(c, pq_tensor_new(zn, PQ_DTYPE_F32, nx, zs)); /* (new tensors hold zeros) */
+      /* (new tensors hold zeros; stored as U8, a byte each, so that finetune — which trains float32 tensors —
+         keeps them zeros: they are the Expand's shape, not a parameter) */
+      set_tensor(c, pq_tensor_new(zn, PQ_DTYPE_U8, nx, zs));
       ONE("add", in0, zn);
     }
   } else if (!strcmp(op, "Tile") && !pq_model_tensor(c->m, in0)) {
