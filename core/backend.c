@@ -203,9 +203,15 @@ gboolean pq_evaluate_accuracy(PqBackend *b, const PqDataset *ds, double *accurac
 /* ---- compressors ---------------------------------------------------------------------------------- */
 
 typedef struct {
-  PqPlugin *backend;     /* for capturing activations; may be NULL */
-  const PqModel *model;  /* the stage's input model */
+  PqPlugin *backend;       /* for capturing activations; may be NULL */
+  const PqModel *model;    /* the stage's input model */
+  const PqModel *original; /* the model the chain started from */
 } CalibrationHost;
+
+const PqModel *pq_calibration_original(const PqCalibration *c) {
+  const CalibrationHost *host = c ? c->host : NULL;
+  return host ? host->original : NULL;
+}
 
 float *pq_calibration_capture(const PqCalibration *c, const char *value, int64_t *per_sample, PqPluginError *error) {
   return pq_calibration_capture_model(c, NULL, value, per_sample, error);
@@ -377,6 +383,11 @@ float *pq_calibration_gram(const PqCalibration *c, const PqModel *model, const P
 PqModel *pq_compressor_run_full(PqPlugin *plugin, const PqModel *model, const PqOptions *options,
                                 const PqDataset *calibration_set, gint64 max_samples, PqPlugin *capture_backend,
                                 GError **error) {
+  return pq_compressor_run_chained(plugin, model, model, options, calibration_set, max_samples, capture_backend, error);
+}
+
+PqModel *pq_compressor_run_chained(PqPlugin *plugin, const PqModel *model, const PqModel *original, const PqOptions *options,
+                                   const PqDataset *calibration_set, gint64 max_samples, PqPlugin *capture_backend, GError **error) {
   const PqPluginDesc *d = pq_plugin_desc(plugin);
   if (d->kind != PQ_KIND_COMPRESSOR) {
     g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "plugin '%s' is a %s, not a compressor", d->name,
@@ -391,7 +402,7 @@ PqModel *pq_compressor_run_full(PqPlugin *plugin, const PqModel *model, const Pq
     options = own_opts;
   }
   if (!pq_model_validate(model, error)) return NULL;
-  CalibrationHost host = {capture_backend, model};
+  CalibrationHost host = {capture_backend, model, original ? original : model};
   PqCalibration calib = {sizeof calib, 0, 0, NULL, &host, NULL};
   PqTensorView view;
   g_autofree float *cal_data = NULL;

@@ -173,7 +173,7 @@ PqModel *pq_pipeline_run(PqPipeline *p, const PqModel *model, GError **error) {
   for (guint i = 0; i < p->stages->len; i++) {
     Stage *s = &g_array_index(p->stages, Stage, i);
     g_autoptr(GError) err = NULL;
-    PqModel *next = pq_compressor_run_full(s->plugin, cur, s->options, p->calibration, p->max_samples, cpu, &err);
+    PqModel *next = pq_compressor_run_chained(s->plugin, cur, model, s->options, p->calibration, p->max_samples, cpu, &err);
     if (!next) {
       g_set_error(error, err->domain, err->code, "stage %u (%s): %s", i + 1, pq_plugin_name(s->plugin), err->message);
       return NULL;

@@ -109,6 +109,9 @@ gboolean pq_write_text_atomically(const char *path, const char *text, GError **e
 void pq_records_copy(GPtrArray *dst, const GPtrArray *src);
 void pq_record_free(gpointer record);
 char *pq_records_to_json(const GPtrArray *records);
+/* pq_compressor_run_full for a stage of a chain that started from `original` (the calibration's teacher). */
+PqModel *pq_compressor_run_chained(PqPlugin *plugin, const PqModel *model, const PqModel *original, const PqOptions *options,
+                                   const PqDataset *calibration_set, gint64 max_samples, PqPlugin *capture_backend, GError **error);
 /* The options that are set, as one JSON object of typed values (the builder's next value). */
 void pq_options_to_json(const PqOptions *options, JsonBuilder *builder);
 /* Whether a JSON node is a value of type t (G_TYPE_DOUBLE accepts integers too). */

@@ -619,32 +619,62 @@ static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int 
 
 /* Softmax cross-entropy of logits [bs, c]: the summed loss and correct count; with `grad`, logits become
  * (p − onehot) / bs. */
-static double ft_loss(float *logits, const guint8 *labels, int bs, int64_t c, int64_t *correct, gboolean grad) {
+/* The softmax cross-entropy of bs rows of logits against their targets: (1 − alpha)·onehot(label) +
+ * alpha·teacher (teacher: rows of c probabilities, or NULL with alpha 0; labels NULL with alpha 1). `correct`
+ * counts the rows whose top class is the label's (else the teacher's). With `grad`, the logits are replaced
+ * by the loss's gradient, (softmax − target) / bs. */
+static double ft_loss(float *logits, const guint8 *labels, const float *teacher, double alpha, int bs, int64_t c, int64_t *correct,
+                      gboolean grad) {
   double loss = 0;
   for (int r = 0; r < bs; r++) {
     float *z = logits + (size_t)r * c, m = z[0], sum = 0;
-    int64_t best = 0;
+    const float *tr = teacher ? teacher + (size_t)r * c : NULL;
+    int64_t best = 0, want = 0;
     for (int64_t k = 1; k < c; k++) {
       if (z[k] > m) m = z[k];
       if (z[k] > z[best]) best = k;
     }
-    *correct += best == labels[r];
-    double zl = z[labels[r]];
+    if (labels) want = labels[r];
+    else
+      for (int64_t k = 1; k < c; k++)
+        if (tr[k] > tr[want]) want = k;
+    *correct += best == want;
     for (int64_t k = 0; k < c; k++) sum += expf(z[k] - m);
-    loss += log(sum) + m - zl;
+    double lse = log(sum) + m;
+    for (int64_t k = 0; k < c; k++) {
+      float t = (float)((labels ? (1 - alpha) * (k == labels[r]) : 0) + (tr ? alpha * tr[k] : 0));
+      if (t != 0) loss += t * (lse - z[k]);
+    }
     if (grad)
-      for (int64_t k = 0; k < c; k++) z[k] = (expf(z[k] - m) / sum - (k == labels[r])) / (float)bs;
+      for (int64_t k = 0; k < c; k++) {
+        float t = (float)((labels ? (1 - alpha) * (k == labels[r]) : 0) + (tr ? alpha * tr[k] : 0));
+        z[k] = (expf(z[k] - m) / sum - t) / (float)bs;
+      }
   }
   return loss;
 }
 
 int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int64_t n, const PqFinetuneParams *p, PqFinetuneResult *res,
                 PqPluginError *error) {
-  g_return_val_if_fail(model && inputs && labels && p && res, -1);
+  g_return_val_if_fail(labels, -1);
+  return pq_finetune_soft(model, inputs, labels, NULL, 0.0, n, p, res, error);
+}
+
+int pq_finetune_soft(PqModel *model, const float *inputs, const uint8_t *labels, const float *teacher, double alpha, int64_t n,
+                     const PqFinetuneParams *p, PqFinetuneResult *res, PqPluginError *error) {
+  g_return_val_if_fail(model && inputs && p && res, -1);
   if (n < 1 || p->epochs < 1 || p->batch_size < 1 || !(p->learning_rate > 0)) {
     pq_plugin_error_set(error, PQ_ERR_INVALID, "finetune: needs samples, epochs >= 1, batch size >= 1 and a positive learning rate");
     return -1;
   }
+  if (!(alpha >= 0 && alpha <= 1) || (alpha > 0 && !teacher) || (alpha < 1 && !labels)) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "finetune: the teacher's weight must be in [0, 1], with the teacher's outputs where it is above 0 "
+                                               "and labels where it is below 1 (it is %g; labels %s, teacher %s)",
+                        alpha, labels ? "given" : "missing", teacher ? "given" : "missing");
+    return -1;
+  }
+  if (alpha == 0) teacher = NULL;
+  if (alpha == 1) labels = NULL;
   g_autoptr(GError) gerr = NULL;
   g_autoptr(PqPlan) plan = pq_model_plan(model, 1, &gerr);
   if (!plan) {
@@ -972,7 +1002,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     return -1;
   }
   int64_t classes = st[ns - 1].out, trained = 0;
-  for (int64_t i = 0; i < n; i++)
+  for (int64_t i = 0; labels && i < n; i++)
     if (labels[i] >= classes) {
       pq_plugin_error_set(error, PQ_ERR_INVALID, "finetune: label %d of sample %lld is not one of the model's %lld outputs", labels[i], (long long)i,
                           (long long)classes);
@@ -1037,6 +1067,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
   }
   float *xb = g_new(float, (size_t)B * in_width);
   guint8 *lb = g_new(guint8, B);
+  float *tb = teacher ? g_new(float, (size_t)B * classes) : NULL; /* a batch's teacher rows */
   gint32 *order = g_new(gint32, n);
   for (int64_t i = 0; i < n; i++) order[i] = (gint32)i;
   GRand *rng = g_rand_new_with_seed((guint32)p->seed);
@@ -1050,7 +1081,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
     for (int64_t s0 = 0; s0 < n; s0 += B) {                                                                        \
       int bs_ = (int)MIN(B, n - s0);                                                                               \
       ft_forward(st, ns, inputs + s0 * in_width, acts, bs_, col);                                                  \
-      l_ += ft_loss(acts[ns - 1], labels + s0, bs_, classes, &c_, FALSE);                                          \
+      l_ += ft_loss(acts[ns - 1], labels ? labels + s0 : NULL, teacher ? teacher + s0 * classes : NULL, alpha, bs_, classes, &c_, FALSE); \
     }                                                                                                              \
     loss_out = l_ / (double)n;                                                                                     \
     acc_out = (double)c_ / (double)n;                                                                              \
@@ -1069,13 +1100,14 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
       int bs = (int)MIN(B, n - s0);
       for (int r = 0; r < bs; r++) {
         memcpy(xb + (size_t)r * in_width, inputs + (size_t)order[s0 + r] * in_width, sizeof(float) * (size_t)in_width);
-        lb[r] = labels[order[s0 + r]];
+        if (labels) lb[r] = labels[order[s0 + r]];
+        if (teacher) memcpy(tb + (size_t)r * classes, teacher + (size_t)order[s0 + r] * classes, sizeof(float) * (size_t)classes);
       }
       ft_forward(st, ns, xb, acts, bs, col);
       for (size_t i = 0; i + 1 < ns; i++) memset(grads[i], 0, sizeof(float) * (size_t)bs * st[i].out);
       int64_t dummy = 0;
       memcpy(grads[ns - 1], acts[ns - 1], sizeof(float) * (size_t)bs * classes);
-      ft_loss(grads[ns - 1], lb, bs, classes, &dummy, TRUE);
+      ft_loss(grads[ns - 1], labels ? lb : NULL, teacher ? tb : NULL, alpha, bs, classes, &dummy, TRUE);
       /* in reverse order each step adds its input's share of the gradient to the step that computed that input
          (whose own turn comes later): a value read twice, as by a residual add, gets both shares */
       for (size_t i = ns; i-- > 0;) {
@@ -1345,7 +1377,7 @@ int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int6
   g_rand_free(rng);
   for (size_t i = 0; i < ns; i++) g_free(acts[i]), g_free(grads[i]);
   g_free(acts), g_free(grads);
-  g_free(xb), g_free(lb), g_free(order), g_free(col);
+  g_free(xb), g_free(lb), g_free(tb), g_free(order), g_free(col);
   ft_free(st, ns);
   return 0;
 }

@@ -422,6 +422,23 @@ static void test_compress_and_run(void) {
   g_assert_cmpfloat(gained, >, 30.0);
   g_free(out);
   g_free(err);
+  /* distillation without labels: the teacher is the model the chain started from, not the low-rank model the
+     stage receives (which would agree with itself 100% from the start) */
+  g_assert_cmpint(pqrun(&out, &err, "run", "--model", path, "--compressor", "low_rank", "--opt", "low_rank.rank=2", "--compressor", "finetune",
+                        "--opt", "finetune.samples=2048", "--opt", "finetune.distill=1", "--opt", "finetune.epochs=3", "--calibration", "2048", NULL), ==, 0);
+  {
+    const char *rec = strstr(out, "distilled from the original (weight 1): loss ");
+    g_assert_nonnull(rec);
+    const char *ag = strstr(rec, "agreement with the original on them ");
+    g_assert_nonnull(ag);
+    double before = 0, after = 0;
+    g_assert_cmpint(sscanf(ag + strlen("agreement with the original on them "), "%lf%% -> %lf%%", &before, &after), ==, 2);
+    g_test_message("distilled: agreement %.2f%% -> %.2f%%", before, after);
+    g_assert_cmpfloat(before, <, 95.0);
+    g_assert_cmpfloat(after, >, before);
+  }
+  g_free(out);
+  g_free(err);
   /* the example suite with fine-tuned methods validates and runs its chains (--dry-run: sizes only) */
   g_assert_cmpint(pqrun(&out, &err, "bench", "--model", path, "--config", TEST_SRCDIR "/../examples/suites/finetune.json", "--dry-run", NULL), ==, 0);
   g_assert_nonnull(strstr(out, "low_rank_32_ft"));

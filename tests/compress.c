@@ -785,6 +785,10 @@ static void test_finetune(void) {
  * gradient's sign: checked for every weight whose gradient (central differences of `loss`, in double, over
  * the parameters `p0` laid out tensor after tensor as `names`) is clear of float32 noise. Returns how many were
  * checked; fails on any that stepped otherwise. The forward loss must match `loss` too. */
+/* Soft targets for check_first_step's run (pq_finetune_soft): none unless a test sets them. */
+static const float *soft_teacher;
+static double soft_alpha;
+
 static int check_first_step(PqModel *m, const char *const *names, int n_names, double (*loss)(const double *, const float *, const guint8 *, int),
                             const float *x, const guint8 *labels, int n) {
   int total = 0;
@@ -797,7 +801,7 @@ static int check_first_step(PqModel *m, const char *const *names, int n_names, d
   PqFinetuneResult res;
   PqPluginError perr = {sizeof perr, 0, {0}};
   g_autoptr(PqModel) ft = pq_model_copy(m);
-  if (pq_finetune(ft, x, labels, n, &fp, &res, &perr) != 0) g_error("%s", perr.message);
+  if (pq_finetune_soft(ft, x, labels, soft_teacher, soft_alpha, n, &fp, &res, &perr) != 0) g_error("%s", perr.message);
   if (!(fabs(res.loss_before - loss(p0, x, labels, n)) < 1e-5)) /* its forward pass is the model's */
     g_error("finetune's loss %.9g, the reference's %.9g", res.loss_before, loss(p0, x, labels, n));
   int checked = 0, wrong = 0;
@@ -931,6 +935,80 @@ static double binary_net_loss(const double *p, const float *x, const guint8 *lab
     loss += dense_ce(w3, b3, q, 12, 4, labels[r]);
   }
   return loss / n;
+}
+
+/* The tiny MLP (12 → 8 → relu → 4, then a softmax) against soft targets, in double: the cross-entropy with
+ * (1 − soft_alpha)·onehot(label) + soft_alpha·soft_teacher (labels may be NULL when soft_alpha is 1). p: w1
+ * [96], b1 [8], w2 [32], b2 [4]. */
+static double soft_mlp_loss(const double *p, const float *x, const guint8 *labels, int n) {
+  const double *w1 = p, *b1 = w1 + 96, *w2 = b1 + 8, *b2 = w2 + 32;
+  double loss = 0;
+  for (int r = 0; r < n; r++) {
+    double h[8], z[4], m = -INFINITY, sum = 0;
+    for (int o = 0; o < 8; o++) {
+      h[o] = b1[o];
+      for (int i = 0; i < 12; i++) h[o] += w1[o * 12 + i] * x[r * 12 + i];
+      h[o] = h[o] > 0 ? h[o] : 0;
+    }
+    for (int o = 0; o < 4; o++) {
+      z[o] = b2[o];
+      for (int i = 0; i < 8; i++) z[o] += w2[o * 8 + i] * h[i];
+      m = fmax(m, z[o]);
+    }
+    for (int o = 0; o < 4; o++) sum += exp(z[o] - m);
+    for (int o = 0; o < 4; o++) {
+      double t = (labels ? (1 - soft_alpha) * (o == labels[r]) : 0) + soft_alpha * soft_teacher[r * 4 + o];
+      loss += t * (log(sum) + m - z[o]);
+    }
+  }
+  return loss / n;
+}
+
+/* Fine-tuning towards soft targets (pq_finetune_soft: distillation): 0.7 labels, 0.3 a teacher's
+ * probabilities, then the teacher alone without labels; Adam's first step against central differences of
+ * the soft cross-entropy. Refused: a weight outside [0, 1], a teacher missing where it weighs, labels missing
+ * where they do. */
+static void test_finetune_soft(void) {
+  enum { N = 32 };
+  g_autoptr(PqModel) m = pq_model_new();
+  int64_t xs[2] = {-1, 12}, w1s[2] = {8, 12}, v8[1] = {8}, w2s[2] = {4, 8}, v4[1] = {4};
+  PqTensor *ts[4] = {pq_test_random_tensor("w1", 2, w1s, 71, 0.5f), pq_test_random_tensor("b1", 1, v8, 72, 0.1f),
+                     pq_test_random_tensor("w2", 2, w2s, 73, 0.5f), pq_test_random_tensor("b2", 1, v4, 74, 0.1f)};
+  for (int i = 0; i < 4; i++) pq_model_set_tensor(m, ts[i]), pq_tensor_unref(ts[i]);
+  PqGraph *g = pq_model_graph(m);
+  pq_graph_add_input(g, "x", 2, xs);
+  pq_graph_add_node(g, "linear", "fc1", 3, (const char *[]){"x", "w1", "b1"}, 1, (const char *[]){"h"});
+  pq_graph_add_node(g, "relu", "relu", 1, (const char *[]){"h"}, 1, (const char *[]){"hr"});
+  pq_graph_add_node(g, "linear", "fc2", 3, (const char *[]){"hr", "w2", "b2"}, 1, (const char *[]){"z"});
+  pq_graph_add_node(g, "softmax", "sm", 1, (const char *[]){"z"}, 1, (const char *[]){"p"});
+  pq_graph_add_output(g, "p");
+  float x[N * 12], teacher[N * 4];
+  guint8 labels[N];
+  GRand *r = g_rand_new_with_seed(23);
+  for (int i = 0; i < N * 12; i++) x[i] = (float)g_rand_double_range(r, -1, 1);
+  for (int i = 0; i < N; i++) {
+    labels[i] = (guint8)g_rand_int_range(r, 0, 4);
+    double sum = 0, v[4];
+    for (int k = 0; k < 4; k++) sum += v[k] = exp(g_rand_double_range(r, -2, 2));
+    for (int k = 0; k < 4; k++) teacher[i * 4 + k] = (float)(v[k] / sum);
+  }
+  g_rand_free(r);
+  const char *names[4] = {"w1", "b1", "w2", "b2"};
+  soft_teacher = teacher, soft_alpha = 0.3;
+  g_assert_cmpint(check_first_step(m, names, 4, soft_mlp_loss, x, labels, N), >, 100);
+  soft_alpha = 1.0;
+  g_assert_cmpint(check_first_step(m, names, 4, soft_mlp_loss, x, NULL, N), >, 100);
+  soft_teacher = NULL, soft_alpha = 0;
+  PqFinetuneParams fp = {1, N, 1e-3, 1, 1};
+  PqFinetuneResult res;
+  PqPluginError perr = {sizeof perr, 0, {0}};
+  g_autoptr(PqModel) c = pq_model_copy(m);
+  g_assert_cmpint(pq_finetune_soft(c, x, labels, teacher, 1.5, N, &fp, &res, &perr), ==, -1);
+  g_assert_nonnull(strstr(perr.message, "the teacher's weight must be in [0, 1]"));
+  g_assert_cmpint(pq_finetune_soft(c, x, labels, NULL, 0.5, N, &fp, &res, &perr), ==, -1);
+  g_assert_nonnull(strstr(perr.message, "teacher missing"));
+  g_assert_cmpint(pq_finetune_soft(c, x, NULL, teacher, 0.5, N, &fp, &res, &perr), ==, -1);
+  g_assert_nonnull(strstr(perr.message, "labels missing"));
 }
 
 /* The tied net of test_finetune_binary, in double: x → fc(w, b1) → relu → fc(w, b2) (the same weight) →
@@ -2243,6 +2321,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/finetune-cnn", test_finetune_cnn);
   g_test_add_func("/compress/finetune-residual", test_finetune_residual);
   g_test_add_func("/compress/finetune-binary-ops", test_finetune_binary);
+  g_test_add_func("/compress/finetune-soft-targets", test_finetune_soft);
   g_test_add_func("/compress/finetune-layer-norm", test_finetune_layer_norm);
   g_test_add_func("/compress/finetune-attention", test_finetune_attention);
   g_test_add_func("/compress/finetune-softmax-inside", test_finetune_softmax_inside);

@@ -226,13 +226,19 @@ typedef struct PqFinetuneResult {
  * another form (packed codes, float16) stay as they are and are trained through. The model must be made of
  * linear (tt_linear, circulant_linear and sparse_linear too: their cores, block columns or CSR values are what is
  * trained, the sparsity pattern kept), conv2d and conv_transpose2d (any groups), pad2d, resize2d, pools, global_avg_pool, batch_norm (fixed), layer_norm, relu or another activation op,
- * flatten/reshape, reduce_sum/mean/max/min, transpose, slice, concat, matmul of two activations, softmax over the last dimension, adds
- * of two activations of one shape (residual connections), adds of a one-sample model tensor (trained),
- * scalings, powers, minima and maxima by a scalar constant and an optional final softmax, its last node computing its one output
- * (docs/compressors.md). The trained tensors replace the model's
+ * flatten/reshape, reduce_sum/mean/max/min, transpose, slice, concat, matmul of two activations, softmax over the last dimension, the
+ * binary ops of two activations or of an activation and a model tensor (broadcast either way; a tensor of more than one value trained
+ * under add, sub, mul, div and prelu) and an optional final softmax, its last node computing its one output
+ * (docs/compressors.md). A tensor read by several nodes is trained once, from all their gradients. The trained tensors replace the model's
  * (new tensors: a model sharing the old ones is untouched). 0, or -1 with `error` filled. */
 PQ_API int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int64_t n, const PqFinetuneParams *params,
                        PqFinetuneResult *result, struct PqPluginError *error);
+/* As pq_finetune, towards soft targets: (1 − alpha)·onehot(label) + alpha·teacher, where `teacher` holds n rows
+ * of the model's output width, probabilities (another model's outputs: the uncompressed model's, for
+ * distillation). alpha in [0, 1]; `teacher` may be NULL when alpha is 0, `labels` when alpha is 1 (unlabelled
+ * samples: the result's accuracies are then agreement with the teacher's top class). Since ABI 1.5. */
+PQ_API int pq_finetune_soft(PqModel *model, const float *inputs, const uint8_t *labels, const float *teacher, double alpha, int64_t n,
+                            const PqFinetuneParams *params, PqFinetuneResult *result, struct PqPluginError *error);
 
 /* ---- models -------------------------------------------------------------------------------------------- */
 

@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 #define PQ_ABI_MAJOR 1
-#define PQ_ABI_MINOR 4
+#define PQ_ABI_MINOR 5
 
 /* The one symbol a plugin exports. */
 #define PQ_PLUGIN_ENTRY_SYMBOL "pq_plugin_query"
@@ -97,6 +97,10 @@ PQ_API float *pq_calibration_capture(const PqCalibration *calibration, const cha
  * methods that work layer after layer on what the earlier layers became. Since ABI 1.3. */
 PQ_API float *pq_calibration_capture_model(const PqCalibration *calibration, const PqModel *model, const char *value,
                                            int64_t *per_sample, PqPluginError *error);
+/* The model the host's chain started from (the uncompressed model, before any stage ran; for a compressor run
+ * alone, the model being compressed), read-only, owned by the host and alive for the call: a teacher for
+ * distillation (capture its output with pq_calibration_capture_model()). NULL without calibration. Since ABI 1.5. */
+PQ_API const PqModel *pq_calibration_original(const PqCalibration *calibration);
 
 /* The Gram matrix G = XᵀX / N of what a linear or conv2d layer (`node`, of `model`, or of the model being
  * compressed when `model` is NULL) multiplies by its weight, over the calibration samples: X's rows are the layer's input rows (linear) or
