@@ -176,6 +176,10 @@ gboolean pq_evaluate_accuracy(PqBackend *b, const PqDataset *ds, double *accurac
                 pq_dataset_name(ds), pq_dataset_sample_numel(ds), b->in_numel);
     return FALSE;
   }
+  if (!pq_dataset_labels(ds)) {
+    g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID, "dataset %s has no labels (no labels file): accuracy needs them", pq_dataset_name(ds));
+    return FALSE;
+  }
   if (b->out_numel < pq_dataset_n_classes(ds)) {
     g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "the model gives %" G_GINT64_FORMAT " outputs per sample for %d classes",
                 b->out_numel, pq_dataset_n_classes(ds));

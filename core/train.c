@@ -94,6 +94,10 @@ PqModel *pq_train_mlp(const PqDataset *train, const PqTrainParams *params, GErro
   g_return_val_if_fail(train && params, NULL);
   const int sizes[4] = {(int)pq_dataset_sample_numel(train), 256, 128, pq_dataset_n_classes(train)};
   const int B = params->batch_size;
+  if (!pq_dataset_labels(train)) {
+    g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID, "dataset %s has no labels (no labels file): training needs them", pq_dataset_name(train));
+    return NULL;
+  }
   if (B < 1 || params->epochs < 1 || !(params->learning_rate > 0)) {
     g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID, "training needs epochs >= 1, batch size >= 1 and a positive learning rate");
     return NULL;

@@ -1,6 +1,8 @@
 /* cli.c — pqrun as a user runs it: exit codes, messages naming files and fields, and outputs. */
 #include "testutil.h"
 
+#include <glib/gstdio.h>
+
 #include <json-glib/json-glib.h>
 #include <math.h>
 
@@ -184,6 +186,25 @@ static void test_npy_dataset(void) {
   g_free(err);
   g_assert_cmpint(pqrun(&out, &err, "run", "--model", path, "--dataset", dir, "--compressor", "quant", "--opt", "quant.bits=8", NULL), ==, 0);
   g_assert_nonnull(strstr(out, "compressed "));
+  g_free(out);
+  g_free(err);
+  /* training images without a labels file: unlabelled samples, for calibration and distillation only */
+  g_autofree char *train_labels = g_build_filename(dir, "train-labels.npy", NULL);
+  g_assert_cmpint(g_unlink(train_labels), ==, 0);
+  g_assert_cmpint(pqrun(&out, &err, "run", "--model", path, "--dataset", dir, "--compressor", "low_rank", "--opt", "low_rank.rank=1", "--compressor",
+                        "finetune", "--opt", "finetune.distill=1", "--opt", "finetune.samples=300", "--calibration", "300", NULL), ==, 0);
+  g_assert_nonnull(strstr(out, "distilled from the original (weight 1)"));
+  g_assert_nonnull(strstr(out, "agreement with the original on them"));
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "run", "--model", path, "--dataset", dir, "--compressor", "finetune", "--calibration", "300", NULL), ==, 1);
+  g_assert_nonnull(strstr(err, "with labels unless distill is 1"));
+  g_free(out);
+  g_free(err);
+  g_autofree char *never = g_build_filename(tmpdir, "never.safetensors", NULL);
+  g_assert_cmpint(pqrun(&out, &err, "train", "--dataset", dir, "-o", never, "--quiet", NULL), ==, 1);
+  g_assert_false(g_file_test(never, G_FILE_TEST_EXISTS));
+  g_assert_nonnull(strstr(err, "has no labels (no labels file): training needs them"));
   g_free(out);
   g_free(err);
   /* a malformed file is an error naming it */

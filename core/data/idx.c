@@ -164,20 +164,22 @@ PqDataset *pq_dataset_open(const char *name_or_dir, const char *split, GError **
   const char *found = sp; /* the split's name in the files */
   if (images && labels) {
     ds = pq_dataset_load_idx(images, labels, error);
-  } else { /* NumPy files: {split}-images.npy and {split}-labels.npy ("test" for the t10k split too) */
+  } else { /* NumPy files: {split}-images.npy and {split}-labels.npy ("test" for the t10k split too); images
+               without a labels file are unlabelled samples (calibration, distillation) */
     const char *names[2] = {sp, strcmp(sp, "t10k") == 0 ? "test" : NULL};
-    for (int i = 0; i < 2 && names[i] && !(images && labels); i++) {
+    for (int i = 0; i < 2 && names[i] && !images; i++) {
       g_free(images), g_free(labels);
       g_autofree char *ib = g_strdup_printf("%s-images.npy", names[i]), *lbn = g_strdup_printf("%s-labels.npy", names[i]);
       images = g_build_filename(dir, ib, NULL), labels = g_build_filename(dir, lbn, NULL);
-      if (!g_file_test(images, G_FILE_TEST_EXISTS) || !g_file_test(labels, G_FILE_TEST_EXISTS)) {
+      if (!g_file_test(images, G_FILE_TEST_EXISTS)) {
         g_clear_pointer(&images, g_free);
         g_clear_pointer(&labels, g_free);
       } else {
         found = names[i];
+        if (!g_file_test(labels, G_FILE_TEST_EXISTS)) g_clear_pointer(&labels, g_free);
       }
     }
-    if (!images || !labels) {
+    if (!images) {
       g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_IO,
                   "%s: missing %s-images-idx3-ubyte[.gz] and %s-labels-idx1-ubyte[.gz], or %s-images.npy and %s-labels.npy", dir, sp, sp,
                   names[1] ? names[1] : sp, names[1] ? names[1] : sp);
@@ -220,7 +222,7 @@ PqDataset *pq_dataset_slice(const PqDataset *ds, int64_t start, int64_t count, G
   s->n = count;
   if (ds->fimages) s->fimages = g_memdup2(ds->fimages + start * ds->sample_numel, sizeof(float) * (gsize)(count * ds->sample_numel));
   else s->images = g_memdup2(ds->images + start * ds->sample_numel, (gsize)(count * ds->sample_numel));
-  s->labels = g_memdup2(ds->labels + start, (gsize)count);
+  s->labels = ds->labels ? g_memdup2(ds->labels + start, (gsize)count) : NULL;
   return s;
 }
 
@@ -244,6 +246,6 @@ int64_t pq_dataset_get_batch(const PqDataset *ds, int64_t start, int64_t count, 
     const guint8 *src = ds->images + start * ds->sample_numel;
     for (int64_t i = 0; i < total; i++) images[i] = src[i] * (1.0f / 255.0f);
   }
-  if (labels) memcpy(labels, ds->labels + start, (size_t)n);
+  if (labels && ds->labels) memcpy(labels, ds->labels + start, (size_t)n);
   return n;
 }

@@ -119,13 +119,13 @@ static double npy_value(const Npy *n, guint64 i) {
 }
 
 PqDataset *pq_dataset_load_npy(const char *images_path, const char *labels_path, GError **error) {
-  g_return_val_if_fail(images_path && labels_path, NULL);
-  Npy im, lb;
+  g_return_val_if_fail(images_path, NULL);
+  Npy im, lb = {0};
   if (!npy_open(images_path, &im, error)) {
     if (im.file) g_mapped_file_unref(im.file);
     return NULL;
   }
-  if (!npy_open(labels_path, &lb, error)) {
+  if (labels_path && !npy_open(labels_path, &lb, error)) {
     g_mapped_file_unref(im.file);
     if (lb.file) g_mapped_file_unref(lb.file);
     return NULL;
@@ -144,11 +144,11 @@ PqDataset *pq_dataset_load_npy(const char *images_path, const char *labels_path,
       break;
     }
     path = labels_path;
-    if (lb.ndim != 1 || lb.kind == 'f') {
+    if (labels_path && (lb.ndim != 1 || lb.kind == 'f')) {
       g_set_error(err, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID, "%s: labels must be one integer a sample (field 'shape' [N], an integer 'descr')", path);
       break;
     }
-    if (lb.shape[0] != im.shape[0]) {
+    if (labels_path && lb.shape[0] != im.shape[0]) {
       g_set_error(err, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID, "%s: field 'shape': %" G_GINT64_FORMAT " labels for %" G_GINT64_FORMAT " images in %s", path,
                   lb.shape[0], im.shape[0], images_path);
       break;
@@ -165,10 +165,10 @@ PqDataset *pq_dataset_load_npy(const char *images_path, const char *labels_path,
     int64_t c = im.ndim == 4 ? im.shape[1] : 1, h = im.ndim >= 3 ? im.shape[im.ndim - 2] : 1, w = im.shape[im.ndim - 1];
     ds->sample_shape[0] = c, ds->sample_shape[1] = h, ds->sample_shape[2] = w;
     ds->sample_numel = c * h * w;
-    ds->labels = g_malloc((gsize)ds->n);
-    int max = 0;
+    ds->labels = labels_path ? g_malloc((gsize)ds->n) : NULL; /* (no labels file: unlabelled samples, no classes) */
+    int max = -1;
     ok = TRUE;
-    for (int64_t i = 0; i < ds->n && ok; i++) {
+    for (int64_t i = 0; labels_path && i < ds->n && ok; i++) {
       double v = npy_value(&lb, (guint64)i);
       if (!(v >= 0 && v <= 255)) {
         g_set_error(err, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID, "%s: label %.0f of sample %" G_GINT64_FORMAT " is not a class 0..255", path, v, i);
@@ -200,7 +200,7 @@ PqDataset *pq_dataset_load_npy(const char *images_path, const char *labels_path,
     }
   } while (0);
   g_mapped_file_unref(im.file);
-  g_mapped_file_unref(lb.file);
+  if (lb.file) g_mapped_file_unref(lb.file);
   if (!ok) {
     if (ds) pq_dataset_unref(ds);
     return NULL;

@@ -39,6 +39,10 @@ static PqStatus accuracy_observe(const PqProbeContext *ctx, PqMetricSink *sink, 
   int nd;
   const int64_t *ishape = pq_graph_input_shape(pq_model_const_graph(ctx->baseline), 0, &nd);
   int64_t per = pq_dataset_sample_numel(ds), n = pq_dataset_n_samples(ds), c = pq_dataset_n_classes(ds);
+  if (c < 1) {
+    pq_plugin_error_set(err, PQ_ERR_INVALID, "the accuracy probe needs labels, and dataset %s has none (no labels file)", pq_dataset_name(ds));
+    return PQ_ERR_INVALID;
+  }
   int64_t limit = pq_options_get_int(ctx->options, "samples", 0);
   if (limit > 0 && limit < n) n = limit;
   int64_t bs = pq_runner_max_batch(ctx->runner);
