@@ -96,6 +96,9 @@ gboolean pq_shape_numel(int ndim, const int64_t *shape, int64_t *numel);
 gboolean pq_packed_layout(int bits, int ndim, const int64_t *shape, int64_t *rows, int64_t *cols, size_t *row_bytes,
                           size_t *nbytes);
 int64_t pq_quant_n_scales(PqQuantScheme scheme, int64_t rows, int64_t cols, int64_t group_size);
+/* `w` (the shape of the packed tensor `like`) rounded to nearest onto like's grid — its bits, scheme, scales
+ * and zero points (shared) — as a new packed tensor. Non-finite values take the nearest end code. */
+PqTensor *pq_quantize_like(const char *name, const float *w, const PqTensor *like);
 /* Check a packed tensor's parameters; FALSE with a message. */
 gboolean pq_quant_params_valid(int bits, int ndim, const int64_t *shape, PqQuantScheme scheme, int64_t group_size,
                                const PqTensor *scales, const PqTensor *zeros, GError **error);

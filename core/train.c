@@ -245,6 +245,8 @@ typedef struct {
   int bin;                   /* FT_BINW: x op c (c op x with swap), c a model tensor in w, broadcast by bidx; */
   int swap;                  /* trained where float32 and not a scalar for add, sub, mul, div and prelu */
   int32_t *bidx;             /* (each per-sample output element's index into c) */
+  float *shadow;             /* quantization-aware: the float32 weight that learns; w is it rounded onto the packed */
+  PqTensor *q_like;          /* weight's grid (its scales and zero points, kept), again after every step */
   int32_t *aidx;             /* FT_ADD, FT_BINW: the same into each operand where it is broadcast (else NULL), */
   int64_t in1;               /* and the second operand's values a sample */
   float cst;                 /* pad2d: the border's value */
@@ -272,7 +274,8 @@ static void ft_free(FtStep *s, size_t n) {
     g_free(s[i].argmax), g_free(s[i].scale), g_free(s[i].shift);
     for (int j = 0; j < 16; j++) g_free(s[i].cat_w[j]), g_free(s[i].p[j]), g_free(s[i].gp[j]), g_free(s[i].mp[j]), g_free(s[i].vp[j]);
     pq_tt_chain_free(s[i].tt);
-    g_free(s[i].csr_col), g_free(s[i].csr_row), g_free(s[i].bidx), g_free(s[i].aidx);
+    g_free(s[i].csr_col), g_free(s[i].csr_row), g_free(s[i].bidx), g_free(s[i].aidx), g_free(s[i].shadow);
+    if (s[i].q_like) pq_tensor_unref(s[i].q_like);
   }
   g_free(s);
 }
@@ -333,6 +336,23 @@ static void ft_params(FtStep *s, PqTensor *w, PqTensor *b) {
   s->b = g_new(float, s->nb);
   pq_tensor_to_f32(b, s->b);
   s->train_b = pq_tensor_dtype(b) == PQ_DTYPE_F32;
+}
+
+/* Quantization-aware training of a packed weight: its dequantized values (in w) become a float32 copy that
+ * learns, and w is that copy rounded onto the weight's own grid (bits, scheme, scales and zero points, kept
+ * as they are: the codes change, not the grid). */
+static void ft_qat_setup(FtStep *s, PqTensor *w) {
+  if (pq_tensor_dtype(w) != PQ_DTYPE_PACKED || !s->w) return;
+  s->shadow = g_memdup2(s->w, sizeof(float) * (size_t)s->nw);
+  s->q_like = pq_tensor_ref(w);
+  s->train_w = TRUE;
+}
+
+/* w = the copy rounded (straight-through: the step's gradient, taken at w, went to the copy). */
+static void ft_qat_round(FtStep *s) {
+  PqTensor *t = pq_quantize_like("qat", s->shadow, s->q_like);
+  pq_tensor_to_f32(t, s->w);
+  pq_tensor_unref(t);
 }
 
 /* A structured layer's dense weight [o, c] from its parameters. */
@@ -661,12 +681,17 @@ static double ft_loss(float *logits, const guint8 *labels, const float *teacher,
 int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int64_t n, const PqFinetuneParams *p, PqFinetuneResult *res,
                 PqPluginError *error) {
   g_return_val_if_fail(labels, -1);
-  return pq_finetune_soft(model, inputs, labels, NULL, 0.0, n, p, res, error);
+  return pq_finetune_ex(model, inputs, labels, n, p, NULL, res, error);
 }
 
-int pq_finetune_soft(PqModel *model, const float *inputs, const uint8_t *labels, const float *teacher, double alpha, int64_t n,
-                     const PqFinetuneParams *p, PqFinetuneResult *res, PqPluginError *error) {
+#define EXTRA_HAS(e, field) ((e) && (e)->struct_size >= offsetof(PqFinetuneExtra, field) + sizeof((e)->field))
+
+int pq_finetune_ex(PqModel *model, const float *inputs, const uint8_t *labels, int64_t n, const PqFinetuneParams *p,
+                   const PqFinetuneExtra *extra, PqFinetuneResult *res, PqPluginError *error) {
   g_return_val_if_fail(model && inputs && p && res, -1);
+  const float *teacher = EXTRA_HAS(extra, teacher) ? extra->teacher : NULL;
+  double alpha = EXTRA_HAS(extra, alpha) ? extra->alpha : 0.0;
+  gboolean qat = EXTRA_HAS(extra, qat) && extra->qat;
   if (n < 1 || p->epochs < 1 || p->batch_size < 1 || !(p->learning_rate > 0)) {
     pq_plugin_error_set(error, PQ_ERR_INVALID, "finetune: needs samples, epochs >= 1, batch size >= 1 and a positive learning rate");
     return -1;
@@ -747,6 +772,7 @@ int pq_finetune_soft(PqModel *model, const float *inputs, const uint8_t *labels,
       s->h = s->in / s->c; /* rows a sample */
       s->kind = FT_LINEAR;
       ft_params(s, w, bv >= 0 ? pq_plan_value_tensor(plan, bv) : NULL);
+      if (qat) ft_qat_setup(s, w);
     } else if (!strcmp(op, "tt_linear") || !strcmp(op, "circulant_linear") || !strcmp(op, "sparse_linear")) {
       /* trained as its parameters: tensor-train cores, circulant blocks' columns, or CSR values (the pattern kept) */
       int form = op[0] == 't' ? FORM_TT : op[0] == 'c' ? FORM_CIRC : FORM_CSR, xnd, ond;
@@ -818,6 +844,7 @@ int pq_finetune_soft(PqModel *model, const float *inputs, const uint8_t *labels,
       v = pq_node_get_ints(node, "dilations", &cnt);
       s->dh = v ? v[0] : 1, s->dw = v ? v[1] : 1;
       ft_params(s, w, bv >= 0 ? pq_plan_value_tensor(plan, bv) : NULL);
+      if (qat && s->kind == FT_CONV) ft_qat_setup(s, w);
     } else if (!strcmp(op, "maxpool2d") || !strcmp(op, "avgpool2d")) {
       int xnd, ond;
       const int64_t *xs = pq_plan_value_shape(plan, in0, &xnd), *os = pq_plan_value_shape(plan, out, &ond);
@@ -1049,7 +1076,7 @@ int pq_finetune_soft(PqModel *model, const float *inputs, const uint8_t *labels,
     g_autoptr(GHashTable) first = g_hash_table_new(g_str_hash, g_str_equal);
     for (size_t i = 0; i < ns; i++) {
       FtStep *s = &st[i];
-      if (s->train_w) ft_param_add(params, first, s->w, s->gw, s->mw, s->vw, s->nw, s->wname);
+      if (s->train_w) ft_param_add(params, first, s->shadow ? s->shadow : s->w, s->gw, s->mw, s->vw, s->nw, s->wname);
       if (s->train_b) ft_param_add(params, first, s->b, s->gb, s->mb, s->vb, s->nb, s->bname);
       for (int j = 0; j < s->np; j++)
         if (s->ptrain[j] && s->gw) ft_param_add(params, first, s->p[j], s->gp[j], s->mp[j], s->vp[j], s->pn[j], s->pname[j]);
@@ -1351,17 +1378,26 @@ int pq_finetune_soft(PqModel *model, const float *inputs, const uint8_t *labels,
         if (ps[k].tie >= 0) memcpy(ps[k].val, ps[ps[k].tie].val, sizeof(float) * (size_t)ps[k].n);
       for (size_t i = 0; i < ns; i++)
         if (st[i].form && st[i].gw) ft_form_dense(&st[i]);
+        else if (st[i].shadow) ft_qat_round(&st[i]);
     }
   }
   EVALUATE(res->loss_after, res->accuracy_after);
 #undef EVALUATE
   openblas_set_num_threads(old_threads);
   /* the trained tensors replace the model's (which other models may share: new tensors, never in place) */
-  for (size_t i = 0; i < ns; i++) {
+  int rc = 0;
+  for (size_t i = 0; i < ns && rc == 0; i++) /* first: every weight to pack again is finite (else nothing is changed) */
+    for (int64_t q = 0; st[i].shadow && st[i].train_w && q < st[i].nw && rc == 0; q++)
+      if (!isfinite(st[i].shadow[q])) {
+        pq_plugin_error_set(error, PQ_ERR_INVALID, "finetune: training diverged: weight '%s' is no longer finite (try a smaller learning rate)",
+                            st[i].wname);
+        rc = -1;
+      }
+  for (size_t i = 0; i < ns && rc == 0; i++) {
     FtStep *s = &st[i];
     PqTensor *old;
     if (s->train_w && (old = pq_model_tensor(model, s->wname))) {
-      PqTensor *nt = make_tensor(s->wname, pq_tensor_ndim(old), pq_tensor_shape(old), s->w);
+      PqTensor *nt = s->shadow ? pq_quantize_like(s->wname, s->shadow, s->q_like) : make_tensor(s->wname, pq_tensor_ndim(old), pq_tensor_shape(old), s->w);
       pq_model_set_tensor(model, nt);
       pq_tensor_unref(nt);
     }
@@ -1383,5 +1419,5 @@ int pq_finetune_soft(PqModel *model, const float *inputs, const uint8_t *labels,
   g_free(acts), g_free(grads);
   g_free(xb), g_free(lb), g_free(tb), g_free(order), g_free(col);
   ft_free(st, ns);
-  return 0;
+  return rc;
 }

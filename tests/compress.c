@@ -785,7 +785,7 @@ static void test_finetune(void) {
  * gradient's sign: checked for every weight whose gradient (central differences of `loss`, in double, over
  * the parameters `p0` laid out tensor after tensor as `names`) is clear of float32 noise. Returns how many were
  * checked; fails on any that stepped otherwise. The forward loss must match `loss` too. */
-/* Soft targets for check_first_step's run (pq_finetune_soft): none unless a test sets them. */
+/* Soft targets for check_first_step's run (pq_finetune_ex): none unless a test sets them. */
 static const float *soft_teacher;
 static double soft_alpha;
 
@@ -801,7 +801,8 @@ static int check_first_step(PqModel *m, const char *const *names, int n_names, d
   PqFinetuneResult res;
   PqPluginError perr = {sizeof perr, 0, {0}};
   g_autoptr(PqModel) ft = pq_model_copy(m);
-  if (pq_finetune_soft(ft, x, labels, soft_teacher, soft_alpha, n, &fp, &res, &perr) != 0) g_error("%s", perr.message);
+  PqFinetuneExtra extra = {sizeof extra, 0, soft_teacher, soft_alpha};
+  if (pq_finetune_ex(ft, x, labels, n, &fp, &extra, &res, &perr) != 0) g_error("%s", perr.message);
   if (!(fabs(res.loss_before - loss(p0, x, labels, n)) < 1e-5)) /* its forward pass is the model's */
     g_error("finetune's loss %.9g, the reference's %.9g", res.loss_before, loss(p0, x, labels, n));
   int checked = 0, wrong = 0;
@@ -964,7 +965,7 @@ static double soft_mlp_loss(const double *p, const float *x, const guint8 *label
   return loss / n;
 }
 
-/* Fine-tuning towards soft targets (pq_finetune_soft: distillation): 0.7 labels, 0.3 a teacher's
+/* Fine-tuning towards soft targets (pq_finetune_ex: distillation): 0.7 labels, 0.3 a teacher's
  * probabilities, then the teacher alone without labels; Adam's first step against central differences of
  * the soft cross-entropy. Refused: a weight outside [0, 1], a teacher missing where it weighs, labels missing
  * where they do. */
@@ -1003,12 +1004,93 @@ static void test_finetune_soft(void) {
   PqFinetuneResult res;
   PqPluginError perr = {sizeof perr, 0, {0}};
   g_autoptr(PqModel) c = pq_model_copy(m);
-  g_assert_cmpint(pq_finetune_soft(c, x, labels, teacher, 1.5, N, &fp, &res, &perr), ==, -1);
+  PqFinetuneExtra e1 = {sizeof e1, 0, teacher, 1.5}, e2 = {sizeof e2, 0, NULL, 0.5}, e3 = {sizeof e3, 0, teacher, 0.5};
+  g_assert_cmpint(pq_finetune_ex(c, x, labels, N, &fp, &e1, &res, &perr), ==, -1);
   g_assert_nonnull(strstr(perr.message, "the teacher's weight must be in [0, 1]"));
-  g_assert_cmpint(pq_finetune_soft(c, x, labels, NULL, 0.5, N, &fp, &res, &perr), ==, -1);
+  g_assert_cmpint(pq_finetune_ex(c, x, labels, N, &fp, &e2, &res, &perr), ==, -1);
   g_assert_nonnull(strstr(perr.message, "teacher missing"));
-  g_assert_cmpint(pq_finetune_soft(c, x, NULL, teacher, 0.5, N, &fp, &res, &perr), ==, -1);
+  g_assert_cmpint(pq_finetune_ex(c, x, NULL, N, &fp, &e3, &res, &perr), ==, -1);
   g_assert_nonnull(strstr(perr.message, "labels missing"));
+}
+
+/* Quantization-aware fine-tuning (PqFinetuneExtra.qat): one Adam step on a model with 3-bit packed weights
+ * equals one step on the same model with those weights dequantized to float32, the stepped weights rounded
+ * onto the packed weights' own grid (their scales kept) — the forward pass uses the rounded weights, the
+ * gradient goes straight through to the float copy, and the copy is packed again at the end. Then, over
+ * epochs, it learns a teacher's labels better than training through the packed weights unchanged. */
+static void test_finetune_qat(void) {
+  g_autoptr(PqModel) teach = pq_test_tiny_mlp(24, 16, 6, 91);
+  g_autofree float *x = NULL;
+  g_autofree guint8 *labels = NULL;
+  teacher_data(teach, 1024, 24, &x, &labels);
+  g_autoptr(PqModel) mq = pq_test_tiny_mlp(24, 16, 6, 92), mf = pq_model_copy(mq);
+  const char *ws[2] = {"w1", "w2"};
+  for (int k = 0; k < 2; k++) { /* 3-bit per channel in mq, the same values as float32 in mf */
+    PqTensor *w = pq_model_tensor(mq, ws[k]);
+    PqPluginError perr = {sizeof perr, 0, {0}};
+    PqTensor *q = pq_quantize_matrix(ws[k], pq_tensor_data(w), 2, pq_tensor_shape(w), 3, PQ_QUANT_PER_CHANNEL, 0, 1, 0, &perr);
+    g_assert_nonnull(q);
+    PqTensor *f = pq_tensor_new(ws[k], PQ_DTYPE_F32, 2, pq_tensor_shape(w));
+    pq_tensor_to_f32(q, pq_tensor_mutable_data(f));
+    pq_model_set_tensor(mq, q), pq_model_set_tensor(mf, f);
+    pq_tensor_unref(q), pq_tensor_unref(f);
+  }
+  PqFinetuneParams one = {1, 64, 0.1, 3, 1}; /* (dequantized weights sit mid-bin: a step must pass half a bin) */
+  PqFinetuneExtra qat = {sizeof qat, 1, NULL, 0};
+  PqFinetuneResult rq, rf;
+  PqPluginError perr = {sizeof perr, 0, {0}};
+  g_autoptr(PqModel) q1 = pq_model_copy(mq), f1 = pq_model_copy(mf);
+  g_assert_cmpint(pq_finetune_ex(q1, x, labels, 64, &one, &qat, &rq, &perr), ==, 0);
+  g_assert_cmpint(pq_finetune(f1, x, labels, 64, &one, &rf, &perr), ==, 0);
+  g_assert_cmpfloat(rq.loss_before, ==, rf.loss_before); /* the same forward pass */
+  g_assert_cmpint(rq.trained_params, ==, rf.trained_params);
+  int changed = 0;
+  for (int k = 0; k < 2; k++) {
+    PqTensor *q0 = pq_model_tensor(mq, ws[k]), *qn = pq_model_tensor(q1, ws[k]), *fn = pq_model_tensor(f1, ws[k]);
+    g_assert_cmpint(pq_tensor_dtype(qn), ==, PQ_DTYPE_PACKED);
+    g_assert_cmpint(pq_tensor_bits(qn), ==, 3);
+    g_assert_cmpmem(pq_tensor_data(pq_tensor_scales(qn)), pq_tensor_nbytes(pq_tensor_scales(qn)), pq_tensor_data(pq_tensor_scales(q0)),
+                    pq_tensor_nbytes(pq_tensor_scales(q0))); /* the grid kept */
+    int64_t rows = pq_tensor_rows(qn), cols = pq_tensor_cols(qn);
+    g_autofree float *got = g_new(float, rows * cols), *before = g_new(float, rows * cols);
+    pq_tensor_to_f32(qn, got);
+    pq_tensor_to_f32(q0, before);
+    const float *sc = pq_tensor_data(pq_tensor_scales(qn)), *fw = pq_tensor_data(fn);
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t c = 0; c < cols; c++) { /* the float model's stepped weight, rounded onto row r's grid (codes 0..7, zero 4) */
+        float code = nearbyintf(fw[r * cols + c] / sc[r]) + 4.0f;
+        code = code < 0 ? 0 : code > 7 ? 7 : code;
+        g_assert_cmpfloat(got[r * cols + c], ==, sc[r] * (code - 4.0f));
+        changed += got[r * cols + c] != before[r * cols + c];
+      }
+  }
+  g_test_message("one step: %d of %d codes moved", changed, 16 * 24 + 6 * 16);
+  g_assert_cmpint(changed, >, 10);
+  g_assert_cmpmem(pq_tensor_data(pq_model_tensor(q1, "b1")), 16 * sizeof(float), pq_tensor_data(pq_model_tensor(f1, "b1")), 16 * sizeof(float));
+  /* over epochs: lower loss than training through the packed weights as they are */
+  PqFinetuneParams many = {6, 64, 0.01, 3, 1};
+  g_autoptr(PqModel) q2 = pq_model_copy(mq), t2 = pq_model_copy(mq);
+  g_assert_cmpint(pq_finetune_ex(q2, x, labels, 1024, &many, &qat, &rq, &perr), ==, 0);
+  g_assert_cmpint(pq_finetune(t2, x, labels, 1024, &many, &rf, &perr), ==, 0);
+  g_test_message("loss %.3f: through the packed weights %.3f, quantization-aware %.3f", rq.loss_before, rf.loss_after, rq.loss_after);
+  g_assert_cmpfloat(rq.loss_after, <, 0.9 * rf.loss_after);
+  g_assert_cmpfloat(rq.accuracy_after, >, rf.accuracy_after);
+  /* what it trained is what it wrote: the packed model's loss on the CPU backend is its final loss (the
+     forward pass used the rounded weights, not the float copy) */
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqBackend) b = pq_backend_prepare(cpu, q2, 1, 1024, NULL, &err);
+  g_assert_no_error(err);
+  g_autofree float *y = g_new(float, 1024 * 6);
+  g_assert_true(pq_backend_run_f32(b, x, 1024, y, &err));
+  double ce = 0;
+  for (int i = 0; i < 1024; i++) {
+    double m = -INFINITY, sum = 0;
+    for (int c = 0; c < 6; c++) m = fmax(m, y[i * 6 + c]);
+    for (int c = 0; c < 6; c++) sum += exp(y[i * 6 + c] - m);
+    ce += log(sum) + m - y[i * 6 + labels[i]];
+  }
+  g_test_message("packed model on the CPU backend: %.5f, finetune's final loss %.5f", ce / 1024, rq.loss_after);
+  g_assert_cmpfloat(fabs(ce / 1024 - rq.loss_after), <, 2e-3); /* (the backend quantizes activations to int8 for packed layers) */
 }
 
 /* The tied net of test_finetune_binary, in double: x → fc(w, b1) → relu → fc(w, b2) (the same weight) →
@@ -2322,6 +2404,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/finetune-residual", test_finetune_residual);
   g_test_add_func("/compress/finetune-binary-ops", test_finetune_binary);
   g_test_add_func("/compress/finetune-soft-targets", test_finetune_soft);
+  g_test_add_func("/compress/finetune-qat", test_finetune_qat);
   g_test_add_func("/compress/finetune-layer-norm", test_finetune_layer_norm);
   g_test_add_func("/compress/finetune-attention", test_finetune_attention);
   g_test_add_func("/compress/finetune-softmax-inside", test_finetune_softmax_inside);

@@ -233,12 +233,22 @@ typedef struct PqFinetuneResult {
  * (new tensors: a model sharing the old ones is untouched). 0, or -1 with `error` filled. */
 PQ_API int pq_finetune(PqModel *model, const float *inputs, const uint8_t *labels, int64_t n, const PqFinetuneParams *params,
                        PqFinetuneResult *result, struct PqPluginError *error);
-/* As pq_finetune, towards soft targets: (1 − alpha)·onehot(label) + alpha·teacher, where `teacher` holds n rows
- * of the model's output width, probabilities (another model's outputs: the uncompressed model's, for
- * distillation). alpha in [0, 1]; `teacher` may be NULL when alpha is 0, `labels` when alpha is 1 (unlabelled
- * samples: the result's accuracies are then agreement with the teacher's top class). Since ABI 1.5. */
-PQ_API int pq_finetune_soft(PqModel *model, const float *inputs, const uint8_t *labels, const float *teacher, double alpha, int64_t n,
-                            const PqFinetuneParams *params, PqFinetuneResult *result, struct PqPluginError *error);
+/* What pq_finetune_ex adds to pq_finetune. Since ABI 1.5; grows only at its end (struct_size). */
+typedef struct PqFinetuneExtra {
+  uint32_t struct_size;   /* sizeof(PqFinetuneExtra) at the caller's build */
+  int32_t qat;            /* 1: packed weights (linear, conv2d) are trained too: a float32 copy of each learns
+                             through its rounding (straight-through: the forward pass uses it rounded again
+                             with the weight's own bits, scheme and group size every step), and the weight is
+                             packed from it at the end */
+  const float *teacher;   /* soft targets: n rows of the output width, probabilities (another model's outputs:
+                             the uncompressed model's, for distillation), or NULL */
+  double alpha;           /* targets = (1 − alpha)·onehot(label) + alpha·teacher; alpha in [0, 1]. `teacher` may be
+                             NULL when alpha is 0, `labels` when alpha is 1 (unlabelled samples: the result's
+                             accuracies are then agreement with the teacher's top class) */
+} PqFinetuneExtra;
+/* pq_finetune with `extra` (NULL: as pq_finetune). Since ABI 1.5. */
+PQ_API int pq_finetune_ex(PqModel *model, const float *inputs, const uint8_t *labels, int64_t n, const PqFinetuneParams *params,
+                          const PqFinetuneExtra *extra, PqFinetuneResult *result, struct PqPluginError *error);
 
 /* ---- models -------------------------------------------------------------------------------------------- */
 

@@ -1,6 +1,7 @@
 /* finetune.c — a pipeline stage that trains a compressed model's remaining float32 weights (low-rank
- * factors, biases, layers left dense) on labelled calibration samples, so that the layers compensate for
- * one another's compression error. Packed weights are trained through, not changed: chain it after
+ * factors, biases, layers left dense, structured forms' parameters) on calibration samples — towards their
+ * labels, the original model's outputs (distill), or a mix — so that the layers compensate for one
+ * another's compression error. Packed weights are trained through, not changed: chain it after
  * low_rank and before quant ("low_rank, finetune, quant"). The work is core's pq_finetune(). */
 #include <pquant/pq-plugin.h>
 
@@ -67,15 +68,18 @@ static PqStatus ft_compress(const PqModel *in, const PqOptions *o, const PqCalib
     pq_plan_free(plan);
   }
   float *teacher = alpha > 0 ? ft_teacher(cal, classes, err) : NULL;
+  PqFinetuneExtra extra = {sizeof extra, pq_options_get_bool(o, "qat", 0), teacher, alpha};
   if ((alpha > 0 && !teacher) ||
-      pq_finetune_soft(m, (const float *)cal->inputs->data, labels, teacher, alpha, cal->n_samples, &p, &r, err) != 0) {
+      pq_finetune_ex(m, (const float *)cal->inputs->data, labels, cal->n_samples, &p, &extra, &r, err) != 0) {
     free(teacher);
     pq_model_unref(m);
     return (PqStatus)err->code;
   }
   free(teacher);
   char detail[240], how[64] = "";
-  if (alpha > 0) snprintf(how, sizeof how, ", distilled from the original (weight %g)", alpha);
+  int qat = pq_options_get_bool(o, "qat", 0);
+  snprintf(how, sizeof how, "%s%s", qat ? ", quantization-aware" : "", "");
+  if (alpha > 0) snprintf(how + strlen(how), sizeof how - strlen(how), ", distilled from the original (weight %g)", alpha);
   snprintf(detail, sizeof detail, "%d epochs on %lld samples%s: loss %.3f -> %.3f, %s on them %.2f%% -> %.2f%%", p.epochs,
            (long long)cal->n_samples, how, r.loss_before, r.loss_after, alpha < 1 ? "accuracy" : "agreement with the original",
            100 * r.accuracy_before, 100 * r.accuracy_after);
@@ -95,16 +99,18 @@ static const PqPluginDesc ft_desc = {
     .kind = PQ_KIND_COMPRESSOR,
     .name = "finetune",
     .version = "1.0.0",
-    .description = "train the float32 weights left after compression on labelled calibration samples (chains of linear layers)",
+    .description = "train the float32 weights left after compression on calibration samples, from their labels and/or the original model's outputs",
     .options_schema = "{\"epochs\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 1000, \"default\": 2},"
                       " \"learning_rate\": {\"type\": \"number\", \"minimum\": 0, \"maximum\": 1, \"default\": 0.0005,"
                       " \"description\": \"Adam's, cosine-decayed over the run\"},"
                       " \"batch_size\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 65536, \"default\": 128},"
                       " \"samples\": {\"type\": \"integer\", \"minimum\": 1, \"default\": 8192,"
-                      " \"description\": \"labelled samples wanted (the host's --calibration caps them)\"},"
+                      " \"description\": \"samples wanted (the host's --calibration caps them)\"},"
                       " \"seed\": {\"type\": \"integer\", \"minimum\": 0, \"default\": 42},"
                       " \"distill\": {\"type\": \"number\", \"minimum\": 0, \"maximum\": 1, \"default\": 0,"
-                      " \"description\": \"weight of the original model's outputs in the targets, against the labels' (1: no labels needed)\"}}",
+                      " \"description\": \"weight of the original model's outputs in the targets, against the labels' (1: no labels needed)\"},"
+                      " \"qat\": {\"type\": \"boolean\", \"default\": false,"
+                      " \"description\": \"train packed weights too, through their rounding, and pack them again (quantization-aware)\"}}",
     .vtable = &ft_vtable,
 };
 
