@@ -46,6 +46,11 @@ static void test_layout(void) {
   PIN_OFF(PqCalibration, host, 24);
   PIN_OFF(PqCalibration, labels, 32);
 
+  PIN_SIZE(PqFinetuneExtra, 24); /* since 1.5 */
+  PIN_OFF(PqFinetuneExtra, qat, 4);
+  PIN_OFF(PqFinetuneExtra, teacher, 8);
+  PIN_OFF(PqFinetuneExtra, alpha, 16);
+
   PIN_SIZE(PqCompressorVTable, 88);
   PIN_OFF(PqCompressorVTable, compress, 8);
   PIN_OFF(PqCompressorVTable, calibration_samples, 16);
