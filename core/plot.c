@@ -127,13 +127,43 @@ static void draw_accuracy(cairo_t *cr, double w, double h, Point *p, int n) {
     if (p[i].front) cairo_set_source_rgb(cr, 0.85, 0.15, 0.1);
     else cairo_set_source_rgb(cr, 0.2, 0.35, 0.7);
     cairo_fill(cr);
-    cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
-    cairo_set_font_size(cr, 10);
-    cairo_text_extents_t e;
-    cairo_text_extents(cr, p[i].name, &e);
-    if (PX(p[i].x) + 7 + e.width > w - r - 2) text(cr, PX(p[i].x) - 7, PY(p[i].y) - 6, p[i].name, 10, 2); /* near the right edge */
-    else text(cr, PX(p[i].x) + 7, PY(p[i].y) - 6, p[i].name, 10, 0);
   }
+  /* labels where they cover no other label and no point: beside the point first, then further up or down
+     with a thin line back to it; the front's labels are placed first */
+  double boxes[128][4]; /* x0, y0, x1, y1 of the labels placed */
+  int nb = 0;
+  cairo_set_font_size(cr, 10);
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < n; i++) {
+      if (p[i].front != (pass == 0)) continue;
+      cairo_text_extents_t e;
+      cairo_text_extents(cr, p[i].name, &e);
+      double px = PX(p[i].x), py = PY(p[i].y), bx = 0, by = 0, th = 11;
+      int found = 0;
+      for (int k = 0; k < 24 && !found; k++) { /* rows: 0, −1, +1, −2, +2, …; each on the right, then on the left */
+        int row = (k / 2 + 1) / 2 * ((k / 2) % 2 ? -1 : 1);
+        double y1 = py - 2 + row * th, y0 = y1 - th + 2;
+        double x0 = k % 2 ? px - 7 - e.width : px + 7;
+        if (x0 < l + 2 || x0 + e.width > w - r - 2 || y0 < t + 2 || y1 > h - bt - 2) continue;
+        int clear = 1;
+        for (int j = 0; j < nb && clear; j++)
+          clear = x0 + e.width < boxes[j][0] || x0 > boxes[j][2] || y1 < boxes[j][1] || y0 > boxes[j][3];
+        for (int j = 0; j < n && clear; j++) /* the points (its own included: the text starts beside it) */
+          clear = PX(p[j].x) + 5 < x0 || PX(p[j].x) - 5 > x0 + e.width || PY(p[j].y) + 5 < y0 || PY(p[j].y) - 5 > y1;
+        if (clear) bx = x0, by = y1, found = 1;
+      }
+      if (!found) bx = px + 7, by = py - 2; /* crowded everywhere: beside it anyway */
+      if (nb < 128) boxes[nb][0] = bx, boxes[nb][1] = by - th + 2, boxes[nb][2] = bx + e.width, boxes[nb][3] = by, nb++;
+      cairo_set_source_rgb(cr, 0.55, 0.55, 0.55);
+      if (fabs(by - 2 - py) > th) { /* moved away: a line from the point to the label */
+        cairo_set_line_width(cr, 0.6);
+        cairo_move_to(cr, px, py);
+        cairo_line_to(cr, bx < px ? bx + e.width : bx, by - 4);
+        cairo_stroke(cr);
+      }
+      cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+      text(cr, bx, by, p[i].name, 10, 0);
+    }
 #undef PX
 #undef PY
 }
