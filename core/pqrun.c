@@ -395,6 +395,16 @@ static int cmd_run(void) {
   return 0;
 }
 
+/* The builder's JSON, pretty, to `path`: written whole or not at all (a temporary file renamed). */
+static gboolean write_json(JsonBuilder *b, const char *path, GError **error) {
+  g_autoptr(JsonGenerator) gen = json_generator_new();
+  g_autoptr(JsonNode) root = json_builder_get_root(b);
+  json_generator_set_root(gen, root);
+  json_generator_set_pretty(gen, TRUE);
+  g_autofree char *text = json_generator_to_data(gen, NULL);
+  return g_file_set_contents(path, text, -1, error);
+}
+
 /* One row of `pqrun sensitivity`: the chain applied to one layer (or to all). */
 typedef struct {
   char *layer, *op;
@@ -543,12 +553,7 @@ static int cmd_sensitivity(void) {
       if (!part) json_builder_end_array(b);
     }
     json_builder_end_object(b);
-    g_autoptr(JsonGenerator) gen = json_generator_new();
-    g_autoptr(JsonNode) root = json_builder_get_root(b);
-    json_generator_set_root(gen, root);
-    json_generator_set_pretty(gen, TRUE);
-    g_autofree char *text = json_generator_to_data(gen, NULL);
-    if (!g_file_set_contents(args.output, text, -1, &error)) return fail(error); /* written whole or not at all (a rename) */
+    if (!write_json(b, args.output, &error)) return fail(error);
     printf("written: %s\n", args.output);
   }
   return 0;
@@ -625,12 +630,7 @@ static gboolean tune_save_chain(ChainJob *lv, int K, const TuneLayer *ls, guint 
   json_builder_add_value(b, json_node_init_array(json_node_alloc(), stages));
   json_builder_end_object(b);
   json_builder_end_object(b);
-  g_autoptr(JsonGenerator) gen = json_generator_new();
-  g_autoptr(JsonNode) root = json_builder_get_root(b);
-  json_generator_set_root(gen, root);
-  json_generator_set_pretty(gen, TRUE);
-  g_autofree char *out = json_generator_to_data(gen, NULL);
-  if (!g_file_set_contents(path, out, -1, error)) return FALSE; /* written whole or not at all (a rename) */
+  if (!write_json(b, path, error)) return FALSE;
   printf("chain written: %s (pqrun run --config %s; pqrun bench --config %s, with the same --calibration)\n", path, path, path);
   return TRUE;
 }
