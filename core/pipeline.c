@@ -164,6 +164,11 @@ char *pq_pipeline_to_json(const PqPipeline *p) {
 }
 
 PqModel *pq_pipeline_run(PqPipeline *p, const PqModel *model, GError **error) {
+  return pq_pipeline_run_from(p, model, model, error);
+}
+
+PqModel *pq_pipeline_run_from(PqPipeline *p, const PqModel *model, const PqModel *original, GError **error) {
+  if (!original) original = model;
   if (p->stages->len == 0) {
     g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "the chain has no compressor stage");
     return NULL;
@@ -173,7 +178,7 @@ PqModel *pq_pipeline_run(PqPipeline *p, const PqModel *model, GError **error) {
   for (guint i = 0; i < p->stages->len; i++) {
     Stage *s = &g_array_index(p->stages, Stage, i);
     g_autoptr(GError) err = NULL;
-    PqModel *next = pq_compressor_run_chained(s->plugin, cur, model, s->options, p->calibration, p->max_samples, cpu, &err);
+    PqModel *next = pq_compressor_run_chained(s->plugin, cur, original, s->options, p->calibration, p->max_samples, cpu, &err);
     if (!next) {
       g_set_error(error, err->domain, err->code, "stage %u (%s): %s", i + 1, pq_plugin_name(s->plugin), err->message);
       return NULL;

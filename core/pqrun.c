@@ -592,7 +592,7 @@ static PqModel *tune_build(ChainJob *lv, int K, const TuneLayer *ls, guint n, GE
     g_autofree char *at = tune_pattern(ls, n, k, FALSE);
     if (!at[0]) continue;
     PqModel *prev = cur;
-    cur = set_on_every_stage(lv[k].p, "include", at, error) ? pq_pipeline_run(lv[k].p, prev, error) : NULL;
+    cur = set_on_every_stage(lv[k].p, "include", at, error) ? pq_pipeline_run_from(lv[k].p, prev, lv[0].m, error) : NULL; /* (its teacher: the model itself) */
     pq_model_unref(prev);
   }
   return cur;

@@ -2199,6 +2199,36 @@ static PqDataset *train_set(void) {
   return d;
 }
 
+/* The model a chain started from is what a stage sees as the original (its teacher for distillation):
+ * finetune distill 1 on a rank-2 model starts in full agreement with the rank-2 model itself (pq_pipeline_run)
+ * and short of it with the model it was made from (pq_pipeline_run_from, as pqrun tune's fallback levels run). */
+static void test_pipeline_original(void) {
+  g_autoptr(PqDataset) train = train_set();
+  if (!train) return;
+  g_autoptr(GError) err = NULL;
+  PqPlugin *ft = pq_registry_load(reg, FINETUNE_PLUGIN, &err);
+  g_assert_no_error(err);
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(784, 32, 10, 41);
+  const char *kv[] = {"rank", "2", NULL};
+  g_autoptr(PqModel) lr = compress(low_rank, m, kv, &err);
+  g_assert_no_error(err);
+  g_autoptr(PqPipeline) p = pq_pipeline_new(reg);
+  g_assert_true(pq_pipeline_add_stage(p, ft, &err));
+  g_assert_true(pq_pipeline_parse_option(p, "finetune.distill=1", &err) && pq_pipeline_parse_option(p, "finetune.samples=256", &err) &&
+                pq_pipeline_parse_option(p, "finetune.epochs=1", &err));
+  pq_pipeline_set_calibration(p, train, 256);
+  for (int from = 0; from < 2; from++) {
+    g_autoptr(PqModel) out = from ? pq_pipeline_run_from(p, lr, m, &err) : pq_pipeline_run(p, lr, &err);
+    g_assert_no_error(err);
+    const char *d = pq_model_record(out, pq_model_n_records(out) - 1)->detail, *ag = strstr(d, "agreement with the original on them ");
+    g_assert_nonnull(ag);
+    double before = g_ascii_strtod(ag + strlen("agreement with the original on them "), NULL);
+    g_test_message("%s: %s", from ? "from the original" : "from itself", d);
+    if (from) g_assert_cmpfloat(before, <, 90.0);
+    else g_assert_cmpfloat(before, ==, 100.0);
+  }
+}
+
 /* The Gram matrix a compressor gets (through the test plugin, which keeps it as a tensor) against one
  * computed here: a linear layer reading another layer's output, and a conv with strides, dilations and
  * uneven pads over image patches; a grouped conv and a relu are refused. */
@@ -2399,6 +2429,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/quant-conv", test_quant_conv);
   g_test_add_func("/compress/nan-weights", test_nan_everywhere);
   g_test_add_func("/compress/pipeline", test_pipeline);
+  g_test_add_func("/compress/pipeline-original", test_pipeline_original);
   g_test_add_func("/compress/finetune", test_finetune);
   g_test_add_func("/compress/finetune-cnn", test_finetune_cnn);
   g_test_add_func("/compress/finetune-residual", test_finetune_residual);

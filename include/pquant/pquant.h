@@ -177,6 +177,9 @@ PQ_API char *pq_pipeline_to_json(const PqPipeline *pipeline);
 /* Calibration samples come from `calibration_set` (the first `max_samples`, default 512 when <= 0). */
 PQ_API void pq_pipeline_set_calibration(PqPipeline *pipeline, const PqDataset *calibration_set, gint64 max_samples);
 PQ_API PqModel *pq_pipeline_run(PqPipeline *pipeline, const PqModel *model, GError **error);
+/* The chain on `model`, which an earlier chain made from `original` (NULL: model itself): the stages see
+ * `original` as the model the chain started from (pq_calibration_original(): a teacher for distillation). */
+PQ_API PqModel *pq_pipeline_run_from(PqPipeline *pipeline, const PqModel *model, const PqModel *original, GError **error);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PqPipeline, pq_pipeline_free)
 
 /* ---- compressors and probes ------------------------------------------------------------------------- */
