@@ -1,6 +1,8 @@
 /* idx.c — IDX datasets: raw and gzip files, the Fashion-MNIST package, and every malformed input. */
 #include "testutil.h"
 
+#include <glib/gstdio.h>
+
 #include <math.h>
 #include <string.h>
 #include <zlib.h>
@@ -70,6 +72,21 @@ static void test_valid(void) {
   g_assert_null(pq_dataset_slice(tr, 4, 2, &err));
   g_assert_error(err, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID);
   g_assert_nonnull(strstr(err->message, "samples 4 to 5 asked, it has 5"));
+  g_clear_error(&err);
+  /* images without their labels file: unlabelled samples (no labels, no classes), sliced and read alike */
+  g_autofree char *lp = g_build_filename(tmpdir, "train-labels-idx1-ubyte.gz", NULL);
+  g_assert_cmpint(g_remove(lp), ==, 0);
+  g_autoptr(PqDataset) un = pq_dataset_open(tmpdir, "train", &err);
+  g_assert_no_error(err);
+  g_assert_null(pq_dataset_labels(un));
+  g_assert_cmpint(pq_dataset_n_classes(un), ==, 0);
+  guint8 lu[2] = {77, 77};
+  g_assert_cmpint(pq_dataset_get_batch(un, 3, 2, xs, lu), ==, 2);
+  g_assert_cmpmem(xs, sizeof xs, xt, sizeof xt);
+  g_assert_cmpint(lu[0], ==, 77); /* (no labels to copy) */
+  g_autoptr(PqDataset) us = pq_dataset_slice(un, 1, 2, &err);
+  g_assert_no_error(err);
+  g_assert_null(pq_dataset_labels(us));
 }
 
 /* A .npy file: version 1.0, the header padded to a multiple of 64 bytes as NumPy writes it. */

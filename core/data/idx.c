@@ -100,14 +100,14 @@ out:
 }
 
 PqDataset *pq_dataset_load_idx(const char *images_path, const char *labels_path, GError **error) {
-  g_return_val_if_fail(images_path && labels_path, NULL);
-  int64_t idims[3], ldims[1];
+  g_return_val_if_fail(images_path, NULL);
+  int64_t idims[3], ldims[1] = {0};
   const char *path = labels_path;
   g_autofree guint8 *images = idx_load(images_path, 3, idims, error);
   if (!images) return NULL;
-  g_autofree guint8 *labels = idx_load(labels_path, 1, ldims, error);
-  if (!labels) return NULL;
-  if (ldims[0] != idims[0]) {
+  g_autofree guint8 *labels = labels_path ? idx_load(labels_path, 1, ldims, error) : NULL; /* (none: unlabelled samples) */
+  if (labels_path && !labels) return NULL;
+  if (labels && ldims[0] != idims[0]) {
     g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID, "%s: %" G_GINT64_FORMAT " labels for %" G_GINT64_FORMAT " images in %s",
                 path, ldims[0], idims[0], images_path);
     return NULL;
@@ -128,8 +128,8 @@ PqDataset *pq_dataset_load_idx(const char *images_path, const char *labels_path,
   ds->sample_shape[2] = idims[2];
   ds->sample_numel = idims[1] * idims[2];
   ds->images = g_steal_pointer(&images);
+  ds->n_classes = labels ? 10 : 0;
   ds->labels = g_steal_pointer(&labels);
-  ds->n_classes = 10;
   return ds;
 }
 
@@ -162,7 +162,7 @@ PqDataset *pq_dataset_open(const char *name_or_dir, const char *split, GError **
   g_autofree char *labels = find_split_file(dir, sp, "labels-idx1");
   PqDataset *ds;
   const char *found = sp; /* the split's name in the files */
-  if (images && labels) {
+  if (images) { /* (without a labels file: unlabelled samples, for calibration and distillation) */
     ds = pq_dataset_load_idx(images, labels, error);
   } else { /* NumPy files: {split}-images.npy and {split}-labels.npy ("test" for the t10k split too); images
                without a labels file are unlabelled samples (calibration, distillation) */
