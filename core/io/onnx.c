@@ -448,6 +448,15 @@ static PqNode *conv_node(Ctx *c, const Onnx__NodeProto *n, const char *pqop, PqT
   return as_2d(c, n->name, pqop, bias ? 3 : 2, ins, n->output[0]);
 }
 
+/* A node that passes `in` through as `out` unchanged: a reshape keeping each of its `nd` dimensions (0s). */
+static PqNode *add_identity(PqGraph *g, const char *name, const char *in, const char *out, int nd) {
+  int64_t zeros[PQ_MAX_DIMS] = {0};
+  const char *ri[1] = {in}, *ro[1] = {out};
+  PqNode *node = pq_graph_add_node(g, "reshape", name, 1, ri, 1, ro);
+  pq_node_set_ints(node, "shape", (size_t)nd, zeros);
+  return node;
+}
+
 static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
   const char *path = c->path, *op = n->op_type;
   PqGraph *g = pq_model_graph(c->m);
@@ -540,15 +549,13 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
       cur = held;
     }
     if (ins->len == 1) { /* the input as it is */
-      int64_t s[PQ_MAX_DIMS], zeros[PQ_MAX_DIMS] = {0};
+      int64_t s[PQ_MAX_DIMS];
       int nd;
       if (!shape_of(c, cur, s, &nd, error)) {
         g_ptr_array_free(ins, TRUE);
         return FALSE;
       }
-      const char *ri[1] = {cur}, *ro[1] = {out0};
-      node = pq_graph_add_node(g, "reshape", name, 1, ri, 1, ro);
-      pq_node_set_ints(node, "shape", (size_t)nd, zeros);
+      node = add_identity(g, name, cur, out0, nd);
     } else if (mean) {
       g_autofree char *cn = fresh(c, "mean_scale");
       int64_t one[1] = {1};
@@ -596,11 +603,10 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     ONE("reshape", in0);
     pq_node_set_ints(node, "shape", (size_t)nd, zeros);
   } else if (!strcmp(op, "Identity") || !strcmp(op, "Dropout")) { /* inference: the input itself */
-    int64_t s[PQ_MAX_DIMS], zeros[PQ_MAX_DIMS] = {0};
+    int64_t s[PQ_MAX_DIMS];
     int nd;
     if (!shape_of(c, in0, s, &nd, error)) return FALSE;
-    ONE("reshape", in0);
-    pq_node_set_ints(node, "shape", (size_t)nd, zeros);
+    node = add_identity(g, name, in0, out0, nd);
   } else if (!strcmp(op, "MatMul")) {
     PqTensor *B = pq_model_tensor(c->m, n->input[1]);
     if (B && pq_tensor_ndim(B) == 2 && !pq_model_tensor(c->m, in0)) {
@@ -847,9 +853,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     size_t nav = aa ? aa->n_ints : at ? (size_t)pq_tensor_numel(at) : 0;
     int keep = (int)attr_i(n, "keepdims", 1);
     if (nav == 0 && attr_i(n, "noop_with_empty_axes", 0)) { /* no axes: the input as it is */
-      int64_t zeros[PQ_MAX_DIMS] = {0};
-      ONE("reshape", in0);
-      pq_node_set_ints(node, "shape", (size_t)nd, zeros);
+      node = add_identity(g, name, in0, out0, nd);
     } else {
       if (nav == 0) FAIL("node '%s' (%s): with no axes it reduces every dimension, the batch too; pquant keeps one batch per run", name, op);
       if (nav > (size_t)nd) FAIL("node '%s' (%s): %zu axes for %d dimensions", name, op, nav, nd);
@@ -1082,10 +1086,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
       grows |= zs[d] > 1;
     }
     if (!grows) { /* nothing to broadcast: the input as it is */
-      int64_t zeros[PQ_MAX_DIMS] = {0};
-      const char *ri[1] = {in0}, *ro[1] = {out0};
-      node = pq_graph_add_node(g, "reshape", name, 1, ri, 1, ro);
-      pq_node_set_ints(node, "shape", (size_t)nx, zeros);
+      node = add_identity(g, name, in0, out0, nx);
     } else {
       g_autofree char *zn = fresh(c, "expand_zeros");
       /* (new tensors hold zeros; stored as U8, a byte each, so that finetune — which trains float32 tensors —
@@ -1108,12 +1109,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
       if (rv[d] < 1 || rv[d] > 16) FAIL("node '%s' (Tile): repeats[%d] = %lld (1 to 16)", name, d, (long long)rv[d]);
       if (rv[d] > 1) last = d;
     }
-    if (last < 0) { /* every repeat 1: the input as it is */
-      int64_t zeros[PQ_MAX_DIMS] = {0};
-      const char *ri[1] = {in0}, *ro[1] = {out0};
-      node = pq_graph_add_node(g, "reshape", name, 1, ri, 1, ro);
-      pq_node_set_ints(node, "shape", (size_t)nx, zeros);
-    }
+    if (last < 0) node = add_identity(g, name, in0, out0, nx); /* every repeat 1: the input as it is */
     g_autofree char *cur = g_strdup(in0);
     for (int d = 1; d <= last; d++) {
       if (rv[d] == 1) continue;
