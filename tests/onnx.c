@@ -476,6 +476,12 @@ static void test_expand_tile(void) {
   Onnx__NodeProto *en[1] = {node("Expand", "up", 2, (const char *[]){"x", "shape"}, "y", 0, NULL)};
   g_autofree char *epath = write_model("expand-batch.onnx", graph(1, en, 1, ei, value("x", 4, xin), "y"), TRUE);
   expect_error(epath, "node 'up' (Expand): a shape of 5 dimensions for an input of 4 would move the batch");
+  int64_t two[1] = {2}, iv[2] = {3, 4};
+  Onnx__TensorProto *ci[2] = {int64_tensor("c", 1, two, iv), int64_tensor("shape", 1, two, iv)};
+  Onnx__NodeProto *cn[2] = {node("Expand", "cexp", 2, (const char *[]){"c", "shape"}, "ce", 0, NULL),
+                            node("Relu", "r", 1, (const char *[]){"x"}, "y", 0, NULL)};
+  g_autofree char *cpath = write_model("expand-const.onnx", graph(2, cn, 2, ci, value("x", 4, xin), "y"), TRUE);
+  expect_error(cpath, "node 'cexp' (Expand): of an INT64 constant (shape arithmetic) is not folded");
 }
 
 /* A ViT's class token: cls [1, 1, 4] expanded to [batch, 1, 4] (the batch from Shape, Gather, Unsqueeze,

@@ -1069,6 +1069,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     int64_t xs[PQ_MAX_DIMS];
     int nx;
     PqTensor *sh = small_int64(c, n->input[1]);
+    if (pq_model_tensor(c->m, in0)) FAIL("node '%s' (Expand): of an INT64 constant (shape arithmetic) is not folded", name);
     if (!sh || pq_tensor_ndim(sh) != 1) FAIL("node '%s' (Expand): its shape must be a 1-D INT64 constant", name);
     if (!shape_of(c, in0, xs, &nx, error)) return FALSE;
     const int64_t *tv = pq_tensor_data(sh);
