@@ -561,9 +561,9 @@ static int cmd_sensitivity(void) {
 
 /* Accuracy-driven tuning over a ladder of levels: 0 the chain, 1 … K fallback chains (the chain again with
  * --fallback-opt, then each --level, applied), K + 1 the layer left as it was. Every layer starts at level 0;
- * while the validation degradation is beyond --max-degradation, one layer moves one level up: the move that
- * buys back the most validation accuracy for each byte it adds, as measured with that layer alone at either
- * level (the chain at each level on one layer at a time, once). The validation set is the last --validation
+ * while the validation degradation is beyond --max-degradation, one layer moves up to a higher level: the
+ * move that buys back the most validation accuracy for each byte it adds, as measured with that layer alone
+ * at either level (the chain at each level on one layer at a time, once). The validation set is the last --validation
  * samples of the training split (the test set is only for the final figures). */
 #define TUNE_MAX_LEVELS 8
 
@@ -582,18 +582,30 @@ static char *tune_pattern(const TuneLayer *ls, guint n, int level, gboolean at_l
   return g_string_free(p, FALSE);
 }
 
+/* Level k's chain set to its layers: the chain (level 0) on every layer but those above it, a fallback chain
+ * on the layers at its level. *used: whether the level has layers to run on (level 0 always runs). */
+static gboolean tune_select(ChainJob *lv, int k, const TuneLayer *ls, guint n, gboolean *used, GError **error) {
+  g_autofree char *pat = tune_pattern(ls, n, k ? k : 1, k == 0);
+  *used = k == 0 || pat[0];
+  if (k == 0) return set_on_every_stage(lv[0].p, "include", "*", error) && set_on_every_stage(lv[0].p, "exclude", pat, error);
+  return !*used || set_on_every_stage(lv[k].p, "include", pat, error);
+}
+
 /* The model with every layer at its level: the chain on the layers at level 0, then each fallback chain on
- * the layers at its level. */
+ * the layers at its level (the stages' original, their distillation teacher, stays the model itself). */
 static PqModel *tune_build(ChainJob *lv, int K, const TuneLayer *ls, guint n, GError **error) {
-  g_autofree char *above = tune_pattern(ls, n, 1, TRUE);
-  if (!set_on_every_stage(lv[0].p, "include", "*", error) || !set_on_every_stage(lv[0].p, "exclude", above, error)) return NULL;
-  PqModel *cur = pq_pipeline_run(lv[0].p, lv[0].m, error);
-  for (int k = 1; cur && k <= K; k++) {
-    g_autofree char *at = tune_pattern(ls, n, k, FALSE);
-    if (!at[0]) continue;
+  PqModel *cur = NULL;
+  for (int k = 0; k <= K; k++) {
+    gboolean used;
+    if (!tune_select(lv, k, ls, n, &used, error)) {
+      if (cur) pq_model_unref(cur);
+      return NULL;
+    }
+    if (!used) continue;
     PqModel *prev = cur;
-    cur = set_on_every_stage(lv[k].p, "include", at, error) ? pq_pipeline_run_from(lv[k].p, prev, lv[0].m, error) : NULL; /* (its teacher: the model itself) */
-    pq_model_unref(prev);
+    cur = k == 0 ? pq_pipeline_run(lv[0].p, lv[0].m, error) : pq_pipeline_run_from(lv[k].p, prev, lv[0].m, error);
+    if (prev) pq_model_unref(prev);
+    if (!cur) return NULL;
   }
   return cur;
 }
@@ -603,14 +615,9 @@ static PqModel *tune_build(ChainJob *lv, int K, const TuneLayer *ls, guint n, GE
 static gboolean tune_save_chain(ChainJob *lv, int K, const TuneLayer *ls, guint n, const char *path, GError **error) {
   g_autoptr(JsonArray) stages = json_array_new();
   for (int k = 0; k <= K; k++) {
-    g_autofree char *at = tune_pattern(ls, n, k, FALSE);
-    if (k > 0 && !at[0]) continue;
-    if (k == 0) { /* the chain as the last build left it: every layer but those above level 0 */
-      g_autofree char *above = tune_pattern(ls, n, 1, TRUE);
-      if (!set_on_every_stage(lv[0].p, "include", "*", error) || !set_on_every_stage(lv[0].p, "exclude", above, error)) return FALSE;
-    } else if (!set_on_every_stage(lv[k].p, "include", at, error)) {
-      return FALSE;
-    }
+    gboolean used;
+    if (!tune_select(lv, k, ls, n, &used, error)) return FALSE;
+    if (!used) continue;
     g_autofree char *text = pq_pipeline_to_json(lv[k].p);
     g_autoptr(JsonParser) parser = json_parser_new();
     if (!json_parser_load_from_data(parser, text, -1, error)) return FALSE;
@@ -1033,7 +1040,7 @@ static const struct {
     {"compress", "compress a model with a chain of plugins and write it", cmd_compress, {chain_entries, model_output_entries, model_entries, NULL}},
     {"sensitivity", "the chain on each layer alone: which layers cost accuracy, what each saves", cmd_sensitivity,
      {chain_entries, json_output_entries, model_entries, run_entries}},
-    {"tune", "the chain, leaving out the layers that cost the most accuracy until within a target", cmd_tune,
+    {"tune", "the chain, moving layers up a ladder of levels (then leaving them out) until within an accuracy target", cmd_tune,
      {chain_entries, tune_entries, model_output_entries, model_entries, run_entries}},
     {"train", "train the default Fashion-MNIST MLP and cache it", cmd_train, {train_entries, NULL, NULL}},
     {"info", "graph, shapes, parameters and bytes of a model", cmd_info, {plugin_entries, model_entries, NULL}},
