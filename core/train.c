@@ -215,7 +215,7 @@ PqModel *pq_train_mlp(const PqDataset *train, const PqTrainParams *params, GErro
 /* ---- fine-tuning a compressed model ---------------------------------------------------------------------- */
 
 enum {
-  FT_LINEAR, FT_RELU, FT_SOFTMAX, FT_ALIAS, FT_ACT, FT_CONV, FT_MAXPOOL, FT_AVGPOOL, FT_GAP, FT_BN, FT_ADD, FT_LN,
+  FT_LINEAR, FT_RELU, FT_SOFTMAX, FT_ALIAS, FT_ACT, FT_CONV, FT_MAXPOOL, FT_AVGPOOL, FT_GAP, FT_BN, FT_BIN2, FT_LN,
   FT_TRANSPOSE, FT_MATMUL2, FT_SMAX, FT_BINW, FT_SLICE, FT_CONCAT, FT_REDUCE, FT_CONVT, FT_PAD, FT_RESIZE
 };
 
@@ -247,7 +247,7 @@ typedef struct {
   int32_t *bidx;             /* (each per-sample output element's index into c) */
   float *shadow;             /* quantization-aware: the float32 weight that learns; w is it rounded onto the packed */
   PqTensor *q_like;          /* weight's grid (its scales and zero points, kept), again after every step */
-  int32_t *aidx;             /* FT_ADD, FT_BINW: the same into each operand where it is broadcast (else NULL), */
+  int32_t *aidx;             /* FT_BIN2, FT_BINW: the same into each operand where it is broadcast (else NULL), */
   int64_t in1;               /* and the second operand's values a sample */
   float cst;                 /* pad2d: the border's value */
   int cat_n, cat_src[16];    /* concat: each input's step (-1: the model's input, -2: a model tensor, fixed) */
@@ -571,7 +571,7 @@ static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int 
         for (int64_t k = 0; k < s->c; k++) yr[k] = (xr[k] - m) * inv * (s->w ? s->w[k] : 1.0f) + (s->b ? s->b[k] : 0.0f);
       }
       break;
-    case FT_ADD: { /* a binary op of two activations */
+    case FT_BIN2: { /* a binary op of two activations */
       const float *b = s->src1 >= 0 ? acts[s->src1] : x;
       for (int64_t r = 0; r < bs; r++)
         for (int64_t k = 0; k < s->out; k++)
@@ -641,8 +641,6 @@ static void ft_forward(FtStep *st, size_t ns, const float *x, float **acts, int 
   }
 }
 
-/* Softmax cross-entropy of logits [bs, c]: the summed loss and correct count; with `grad`, logits become
- * (p − onehot) / bs. */
 /* The softmax cross-entropy of bs rows of logits against their targets: (1 − alpha)·onehot(label) +
  * alpha·teacher (teacher: rows of c probabilities, or NULL with alpha 0; labels NULL with alpha 1). `correct`
  * counts the rows whose top class is the label's (else the teacher's). With `grad`, the logits are replaced
@@ -668,12 +666,8 @@ static double ft_loss(float *logits, const guint8 *labels, const float *teacher,
     for (int64_t k = 0; k < c; k++) {
       float t = (float)((labels ? (1 - alpha) * (k == labels[r]) : 0) + (tr ? alpha * tr[k] : 0));
       if (t != 0) loss += t * (lse - z[k]);
+      if (grad) z[k] = (expf(z[k] - m) / sum - t) / (float)bs; /* (after its loss term: that reads z[k] first) */
     }
-    if (grad)
-      for (int64_t k = 0; k < c; k++) {
-        float t = (float)((labels ? (1 - alpha) * (k == labels[r]) : 0) + (tr ? alpha * tr[k] : 0));
-        z[k] = (expf(z[k] - m) / sum - t) / (float)bs;
-      }
   }
   return loss;
 }
@@ -752,7 +746,7 @@ int pq_finetune_ex(PqModel *model, const float *inputs, const uint8_t *labels, i
         why = "a binary op of two activations is trained through when their shapes broadcast with the batch first in both";
         break;
       }
-      s->kind = FT_ADD;
+      s->kind = FT_BIN2;
       s->bin = (int)pq_binary_kind(op);
       s->src1 = producer[in1_];
     } else if (!strcmp(op, "linear")) {
@@ -1348,7 +1342,7 @@ int pq_finetune_ex(PqModel *model, const float *inputs, const uint8_t *labels, i
               }
             }
           break;
-        case FT_ADD: { /* each operand's share, summed over where it was broadcast */
+        case FT_BIN2: { /* each operand's share, summed over where it was broadcast */
           const float *b = s->src1 >= 0 ? acts[s->src1] : xb;
           for (int64_t r = 0; r < bs; r++)
             for (int64_t k = 0; k < s->out; k++) {
