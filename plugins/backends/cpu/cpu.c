@@ -152,7 +152,7 @@ typedef struct {
   int n_inputs, n_outputs;
   int simd; /* AVX-512 VNNI kernels for packed weights (else the portable ones) */
   int sp_avx512; /* AVX-512 kernels for CSR weights */
-  Pool *pool;    /* threads for the packed and CSR kernels (NULL: the calling thread only) */
+  Pool *pool;    /* threads for the packed, CSR and depthwise kernels (NULL: the calling thread only) */
   int pool_threads; /* its size when made (1 without one) */
   size_t workspace_stride; /* the workspace holds one part of this many floats a thread */
   double last_compute_ms, last_copy_out_ms; /* the last run, timed here (CLOCK_MONOTONIC) */
@@ -334,7 +334,7 @@ static PqStatus setup_sparse_linear(Cpu *c, Step *st, const PqNode *node, PqPlug
 }
 
 static void conv_geometry(Step *st, PqPlan *p, const PqNode *node);
-static size_t depthwise_pad_floats(const Step *st);
+static size_t depthwise_pad(const Step *st, int64_t *ph, int64_t *pw);
 static int conv_is_depthwise(const Step *st) { return st->groups > 1 && st->c == st->groups; }
 
 /* conv2d with a packed kernel: im2col by output position, then the packed-linear kernels over positions. */
@@ -501,7 +501,7 @@ static PqStatus setup_step(Cpu *c, int s, PqPluginError *err) {
     }
     conv_geometry(st, p, node);
     if (st->kind == K_CONV2D) {
-      size_t ws = conv_is_depthwise(st) ? depthwise_pad_floats(st) : (size_t)((st->c / st->groups) * st->kh * st->kw * st->oh * st->ow);
+      size_t ws = conv_is_depthwise(st) ? depthwise_pad(st, NULL, NULL) : (size_t)((st->c / st->groups) * st->kh * st->kw * st->oh * st->ow);
       if (ws > c->workspace_floats) c->workspace_floats = ws;
     }
     if (st->kind == K_CONVT) { /* columns [O/groups·kh·kw, H·W] for one group of one sample */
@@ -763,7 +763,7 @@ static PqStatus plan_buffers(Cpu *c, PqPluginError *err) {
   return PQ_OK;
 }
 
-/* Threads for the packed and CSR kernels: as many as the backend runs OpenBLAS with (the `threads` asked
+/* Threads for the packed, CSR and depthwise-conv kernels: as many as the backend runs OpenBLAS with (the `threads` asked
  * for, else OpenBLAS's own count), made only when the model has such layers; each packed layer gets its
  * per-row buffers once a thread. */
 static PqStatus setup_pool(Cpu *c, PqPluginError *err) {
@@ -1046,13 +1046,13 @@ typedef int32_t dw_i8 __attribute__((vector_size(8 * sizeof(int32_t))));
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) /* one register a block where the machine has them */
 static void conv_depthwise_planes(const Step *st, const float *x, const float *w, const float *b, float *y, int64_t i0, int64_t i1, float *pad) {
-  int64_t ocg = st->oc / st->groups, ohw = st->oh * st->ow, hw = st->h * st->w;
-  int64_t ph = (st->oh - 1) * st->sh + (st->kh - 1) * st->dh + 1, pw = (st->ow - 1) * st->sw + (st->kw - 1) * st->dw + 1;
+  int64_t ocg = st->oc / st->groups, ohw = st->oh * st->ow, hw = st->h * st->w, ph, pw;
+  depthwise_pad(st, &ph, &pw);
   int relu = st->fuse_relu;
   for (int64_t i = i0; i < i1; i++) { /* input planes i0 … i1 − 1 of the batch: sample i / C, channel i % C */
     int64_t n = i / st->c, ci = i % st->c;
     const float *xp = x + (n * st->c + ci) * hw;
-    int64_t c0 = st->pl < 0 ? 0 : st->pl, c1 = st->pl + st->w < pw ? st->pl + st->w : pw; /* the input's columns in pad */
+    int64_t c0 = st->pl, c1 = st->pl + st->w < pw ? st->pl + st->w : pw; /* the input's columns in pad */
     for (int64_t r = 0; r < ph; r++) {
       float *row = pad + r * pw;
       int64_t iy = r - st->pt;
@@ -1105,12 +1105,17 @@ static void depthwise_part(void *p, int part, int parts) {
                         j->c->workspace + (size_t)part * j->c->workspace_stride);
 }
 
-/* The padded plane conv_depthwise_planes works in (one a thread). */
-static size_t depthwise_pad_floats(const Step *st) {
-  return (size_t)(((st->oh - 1) * st->sh + (st->kh - 1) * st->dh + 1) * ((st->ow - 1) * st->sw + (st->kw - 1) * st->dw + 1));
+/* The zero-bordered plane conv_depthwise_planes works in (one a thread): the rows and columns its outputs
+ * read (*ph × *pw, either may be NULL); its floats. */
+static size_t depthwise_pad(const Step *st, int64_t *ph, int64_t *pw) {
+  int64_t h = (st->oh - 1) * st->sh + (st->kh - 1) * st->dh + 1, w = (st->ow - 1) * st->sw + (st->kw - 1) * st->dw + 1;
+  if (ph) *ph = h;
+  if (pw) *pw = w;
+  return (size_t)(h * w);
 }
 
-static void run_conv(Cpu *c, const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch, float *ws) {
+static void run_conv(Cpu *c, const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch) {
+  float *ws = c->workspace;
   int64_t g = st->groups, cg = st->c / g, ocg = st->oc / g, ohw = st->oh * st->ow, kk = cg * st->kh * st->kw;
   if (conv_is_depthwise(st)) { /* depthwise: planes split over the backend's threads */
     DepthwiseJob job = {c, st, x, w, b, y, batch * st->c};
@@ -1189,7 +1194,6 @@ typedef struct {
   float *y;
   int64_t rows;
 } RowsJob;
-
 
 /* a copy of a packed step with thread `part`'s per-row buffers */
 static void packed_local(const Step *st, int part, Step *local) {
@@ -1487,7 +1491,7 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
     case K_LAYERNORM: run_layer_norm(st, x, st->in[1] >= 0 ? PTR(st->in[1]) : NULL, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, total); break;
     case K_CONV2D:
       if (st->q_codes) run_packed_conv(c, st, x, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch);
-      else run_conv(c, st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace);
+      else run_conv(c, st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch);
       break;
     case K_CONVT: run_conv_transpose(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace); break;
     case K_MAXPOOL: run_pool(st, x, y, batch, 1); break;

@@ -1,5 +1,5 @@
 /* pool.h — the CPU backend's own worker threads, for its kernels that OpenBLAS does not run (packed and
- * CSR weights): made at prepare, each run split into parts of which the calling thread takes the first.
+ * CSR weights, depthwise convs): made at prepare, each run split into parts of which the calling thread takes the first.
  * Between jobs a worker spins (with pause) for up to POOL_SPIN_US before it sleeps on a condition variable:
  * waking a sleeping thread costs tens of µs on the virtual machines measured, more than a small layer
  * takes, while the layers of one run follow each other within µs. A pool made before a fork() is not used
