@@ -48,6 +48,7 @@ static float *ft_teacher(const PqCalibration *cal, int64_t classes, PqPluginErro
 static PqStatus ft_compress(const PqModel *in, const PqOptions *o, const PqCalibration *cal, PqModel **out, PqPluginError *err) {
   const uint8_t *labels = cal && cal->struct_size >= offsetof(PqCalibration, labels) + sizeof cal->labels ? cal->labels : NULL;
   double alpha = pq_options_get_float(o, "distill", 0.0);
+  int qat = pq_options_get_bool(o, "qat", 0);
   if (!cal || cal->n_samples < 1 || (!labels && alpha < 1)) {
     pq_plugin_error_set(err, PQ_ERR_INVALID, "finetune: needs calibration samples, with labels unless distill is 1 (a dataset with labels)");
     return PQ_ERR_INVALID;
@@ -68,7 +69,7 @@ static PqStatus ft_compress(const PqModel *in, const PqOptions *o, const PqCalib
     pq_plan_free(plan);
   }
   float *teacher = alpha > 0 ? ft_teacher(cal, classes, err) : NULL;
-  PqFinetuneExtra extra = {sizeof extra, pq_options_get_bool(o, "qat", 0), teacher, alpha};
+  PqFinetuneExtra extra = {sizeof extra, qat, teacher, alpha};
   if ((alpha > 0 && !teacher) ||
       pq_finetune_ex(m, (const float *)cal->inputs->data, labels, cal->n_samples, &p, &extra, &r, err) != 0) {
     free(teacher);
@@ -76,12 +77,10 @@ static PqStatus ft_compress(const PqModel *in, const PqOptions *o, const PqCalib
     return (PqStatus)err->code;
   }
   free(teacher);
-  char detail[240], how[64] = "";
-  int qat = pq_options_get_bool(o, "qat", 0);
-  snprintf(how, sizeof how, "%s%s", qat ? ", quantization-aware" : "", "");
-  if (alpha > 0) snprintf(how + strlen(how), sizeof how - strlen(how), ", distilled from the original (weight %g)", alpha);
-  snprintf(detail, sizeof detail, "%d epochs on %lld samples%s: loss %.3f -> %.3f, %s on them %.2f%% -> %.2f%%", p.epochs,
-           (long long)cal->n_samples, how, r.loss_before, r.loss_after, alpha < 1 ? "accuracy" : "agreement with the original",
+  char detail[240], how[80] = "";
+  if (alpha > 0) snprintf(how, sizeof how, ", distilled from the original (weight %g)", alpha);
+  snprintf(detail, sizeof detail, "%d epochs on %lld samples%s%s: loss %.3f -> %.3f, %s on them %.2f%% -> %.2f%%", p.epochs,
+           (long long)cal->n_samples, qat ? ", quantization-aware" : "", how, r.loss_before, r.loss_after, alpha < 1 ? "accuracy" : "agreement with the original",
            100 * r.accuracy_before, 100 * r.accuracy_after);
   int64_t bytes = pq_model_nbytes(m), params = pq_model_n_params(m);
   pq_model_record_layer(m, "finetune", "(float weights)", detail, params, params, bytes, bytes, NAN, NAN);
