@@ -99,6 +99,8 @@ int64_t pq_quant_n_scales(PqQuantScheme scheme, int64_t rows, int64_t cols, int6
 /* `w` (the shape of the packed tensor `like`) rounded to nearest onto like's grid — its bits, scheme, scales
  * and zero points (shared) — as a new packed tensor. Non-finite values take the nearest end code. */
 PqTensor *pq_quantize_like(const char *name, const float *w, const PqTensor *like);
+/* The same rounding, written as the values the codes stand for (scale · (code − zero)) into `out`. */
+void pq_round_like(const float *w, const PqTensor *like, float *out);
 /* Check a packed tensor's parameters; FALSE with a message. */
 gboolean pq_quant_params_valid(int bits, int ndim, const int64_t *shape, PqQuantScheme scheme, int64_t group_size,
                                const PqTensor *scales, const PqTensor *zeros, GError **error);

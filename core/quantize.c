@@ -193,28 +193,42 @@ PqTensor *pq_quantize_matrix(const char *name, const float *w, int ndim, const i
   return g_steal_pointer(&t);
 }
 
-PqTensor *pq_quantize_like(const char *name, const float *w, const PqTensor *like) {
+/* Row r of `w` (the shape of the packed tensor `like`) as codes on like's grid — its scales and zero points —
+ * and, with `deq`, the values those codes stand for. */
+static void like_codes(const PqTensor *like, const float *w, int64_t r, uint8_t *codes, float *deq) {
   int bits = pq_tensor_bits(like);
   int64_t rows = pq_tensor_rows(like), cols = pq_tensor_cols(like);
   PqQuantScheme scheme = pq_tensor_quant_scheme(like);
   int64_t group = scheme == PQ_QUANT_PER_GROUP ? pq_tensor_group_size(like) : scheme == PQ_QUANT_PER_CHANNEL ? cols : rows * cols;
   int64_t row_groups = scheme == PQ_QUANT_PER_TENSOR ? 1 : cols / group;
-  PqTensor *sct = pq_tensor_scales(like), *zt = pq_tensor_zeros(like);
-  const float *sc = pq_tensor_data(sct);
-  const uint8_t *zp = zt ? pq_tensor_data(zt) : NULL;
-  PqTensor *t = pq_tensor_new_packed(name, bits, pq_tensor_ndim(like), pq_tensor_shape(like), scheme, pq_tensor_group_size(like), sct, zt);
+  const float *sc = pq_tensor_data(pq_tensor_scales(like));
+  const uint8_t *zp = pq_tensor_zeros(like) ? pq_tensor_data(pq_tensor_zeros(like)) : NULL;
+  for (int64_t i = 0; i < cols; i++) {
+    int64_t s = scheme == PQ_QUANT_PER_TENSOR ? 0 : r * row_groups + i / group;
+    GroupParams p = {sc[s], zp ? zp[s] : (uint8_t)(1 << (bits - 1))};
+    codes[i] = code_of(w[r * cols + i], p, bits);
+    if (deq) deq[i] = p.scale * ((float)codes[i] - (float)p.zero);
+  }
+}
+
+PqTensor *pq_quantize_like(const char *name, const float *w, const PqTensor *like) {
+  int64_t rows = pq_tensor_rows(like), cols = pq_tensor_cols(like);
+  PqTensor *t = pq_tensor_new_packed(name, pq_tensor_bits(like), pq_tensor_ndim(like), pq_tensor_shape(like), pq_tensor_quant_scheme(like),
+                                     pq_tensor_group_size(like), pq_tensor_scales(like), pq_tensor_zeros(like));
   uint8_t *packed = pq_tensor_mutable_data(t);
   size_t rb = pq_tensor_row_bytes(like);
   g_autofree uint8_t *codes = g_new(uint8_t, cols ? cols : 1);
   for (int64_t r = 0; r < rows; r++) {
-    for (int64_t i = 0; i < cols; i++) {
-      int64_t s = scheme == PQ_QUANT_PER_TENSOR ? 0 : r * row_groups + i / group;
-      GroupParams p = {sc[s], zp ? zp[s] : (uint8_t)(1 << (bits - 1))};
-      codes[i] = code_of(w[r * cols + i], p, bits);
-    }
-    pq_pack_codes(codes, cols, bits, packed + r * rb);
+    like_codes(like, w, r, codes, NULL);
+    pq_pack_codes(codes, cols, pq_tensor_bits(like), packed + r * rb);
   }
   return t;
+}
+
+void pq_round_like(const float *w, const PqTensor *like, float *out) {
+  int64_t rows = pq_tensor_rows(like), cols = pq_tensor_cols(like);
+  g_autofree uint8_t *codes = g_new(uint8_t, cols ? cols : 1);
+  for (int64_t r = 0; r < rows; r++) like_codes(like, w, r, codes, out + r * cols);
 }
 
 /* ---- GPTQ ------------------------------------------------------------------------------------------ */

@@ -349,11 +349,7 @@ static void ft_qat_setup(FtStep *s, PqTensor *w) {
 }
 
 /* w = the copy rounded (straight-through: the step's gradient, taken at w, went to the copy). */
-static void ft_qat_round(FtStep *s) {
-  PqTensor *t = pq_quantize_like("qat", s->shadow, s->q_like);
-  pq_tensor_to_f32(t, s->w);
-  pq_tensor_unref(t);
-}
+static void ft_qat_round(FtStep *s) { pq_round_like(s->shadow, s->q_like, s->w); }
 
 /* A structured layer's dense weight [o, c] from its parameters. */
 static void ft_form_dense(FtStep *s) {
