@@ -201,6 +201,13 @@ static void test_npy_dataset(void) {
   g_assert_nonnull(strstr(err, "with labels unless distill is 1"));
   g_free(out);
   g_free(err);
+  /* a test split without labels: accuracy says so */
+  g_autofree char *test_labels = g_build_filename(dir, "test-labels.npy", NULL);
+  g_assert_cmpint(g_unlink(test_labels), ==, 0);
+  g_assert_cmpint(pqrun(&out, &err, "eval", "--model", path, "--dataset", dir, NULL), ==, 1);
+  g_assert_nonnull(strstr(err, "/test has no labels (no labels file): accuracy needs them"));
+  g_free(out);
+  g_free(err);
   g_autofree char *never = g_build_filename(tmpdir, "never.safetensors", NULL);
   g_assert_cmpint(pqrun(&out, &err, "train", "--dataset", dir, "-o", never, "--quiet", NULL), ==, 1);
   g_assert_false(g_file_test(never, G_FILE_TEST_EXISTS));
@@ -416,6 +423,12 @@ static void test_compress_and_run(void) {
   g_free(err);
   g_assert_cmpint(pqrun(&out, &err, "tune", "--model", path, "--compressor", "quant", "--level", " ; ", NULL), ==, 2);
   g_assert_nonnull(strstr(err, "changes no option"));
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "tune", "--model", path, "--compressor", "quant", "--fallback-opt", "quant.bits=3", "--level", "quant.bits=3",
+                        "--level", "quant.bits=4", "--level", "quant.bits=5", "--level", "quant.bits=6", "--level", "quant.bits=7", "--level",
+                        "quant.bits=8", "--level", "quant.bits=8", "--level", "quant.bits=8", NULL), ==, 2);
+  g_assert_nonnull(strstr(err, "9 fallback levels; at most 8"));
   g_free(out);
   g_free(err);
   g_assert_cmpint(pqrun(&out, &err, "tune", "--model", path, "--compressor", "quant", "--max-degradation", "100", NULL), ==, 0);

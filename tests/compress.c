@@ -1091,6 +1091,13 @@ static void test_finetune_qat(void) {
   }
   g_test_message("packed model on the CPU backend: %.5f, finetune's final loss %.5f", ce / 1024, rq.loss_after);
   g_assert_cmpfloat(fabs(ce / 1024 - rq.loss_after), <, 2e-3); /* (the backend quantizes activations to int8 for packed layers) */
+  /* a run that diverges (weights beyond float32) is an error naming the weight, and changes nothing */
+  PqFinetuneParams wild = {3, 64, 1e38, 3, 1};
+  g_autoptr(PqModel) q3 = pq_model_copy(mq);
+  const void *before3 = pq_tensor_data(pq_model_tensor(q3, "w1"));
+  g_assert_cmpint(pq_finetune_ex(q3, x, labels, 256, &wild, &qat, &rq, &perr), ==, -1);
+  g_assert_nonnull(strstr(perr.message, "training diverged: weight 'w1' is no longer finite"));
+  g_assert_true(pq_tensor_data(pq_model_tensor(q3, "w1")) == before3);
 }
 
 /* The tied net of test_finetune_binary, in double: x → fc(w, b1) → relu → fc(w, b2) (the same weight) →

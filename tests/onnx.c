@@ -382,6 +382,8 @@ static void test_gather_activation(void) {
   }
 }
 
+static void expect_error(const char *path, const char *needle);
+
 /* A Gather of many indices on an activation (x [N, 48], 60 indices: a run of 20, a run with step 2, single
  * indices going down, then 34 scattered ones: more than 16 slices, joined by a tree of concats). */
 static void test_gather_many(void) {
@@ -406,6 +408,14 @@ static void test_gather_many(void) {
   run_cpu(m, 2, x, y, 60);
   for (int s0 = 0; s0 < 2; s0++)
     for (int j = 0; j < 60; j++) g_assert_cmpfloat(y[s0 * 60 + j], ==, x[s0 * 48 + (idx[j] < 0 ? idx[j] + 48 : idx[j])]);
+  /* more than 65 536 indices: refused */
+  int64_t big[1] = {65537};
+  g_autofree int64_t *bidx = g_new0(int64_t, 65537);
+  Onnx__TensorProto *bi[1] = {int64_tensor("ix", 1, big, bidx)};
+  Onnx__AttributeProto *ba[1] = {attr_int("axis", 1)};
+  Onnx__NodeProto *bn[1] = {node("Gather", "g", 2, (const char *[]){"x", "ix"}, "y", 1, ba)};
+  g_autofree char *bpath = write_model("gather-too-many.onnx", graph(1, bn, 1, bi, value("x", 2, xin), "y"), TRUE);
+  expect_error(bpath, "node 'g' (Gather): 65537 indices (1 to 65536 on an activation)");
 }
 
 /* An initializer first in Sub and Div (1 − x, c / sigmoid(x), as exports of gates write them): loaded as
@@ -434,8 +444,6 @@ static void test_constant_first(void) {
 /* Expand and Tile of activations: a grey image made three channels (x [N, 1, 2, 3] expanded to [1, 3, 2, 3],
  * loaded as an add of zeros [1, 3, 1, 1]), a Tile of [N, 2, 3] by [1, 2, 3] (copies joined per axis), and
  * what moves or repeats the batch refused. */
-static void expect_error(const char *path, const char *needle);
-
 static void test_expand_tile(void) {
   int64_t xin[4] = {-1, 1, 2, 3}, four[1] = {4}, to[4] = {1, 3, 2, 3};
   Onnx__TensorProto *inits[1] = {int64_tensor("shape", 1, four, to)};
@@ -482,6 +490,16 @@ static void test_expand_tile(void) {
                             node("Relu", "r", 1, (const char *[]){"x"}, "y", 0, NULL)};
   g_autofree char *cpath = write_model("expand-const.onnx", graph(2, cn, 2, ci, value("x", 4, xin), "y"), TRUE);
   expect_error(cpath, "node 'cexp' (Expand): of an INT64 constant (shape arithmetic) is not folded");
+  int64_t to_bad[4] = {1, 1, 3, 3}; /* 2 × 3 does not broadcast to 3 × 3 */
+  Onnx__TensorProto *bi2[1] = {int64_tensor("shape", 1, four, to_bad)};
+  Onnx__NodeProto *bn2[1] = {node("Expand", "nb", 2, (const char *[]){"x", "shape"}, "y", 0, NULL)};
+  g_autofree char *bpath2 = write_model("expand-nobcast.onnx", graph(1, bn2, 1, bi2, value("x", 4, xin), "y"), TRUE);
+  expect_error(bpath2, "node 'nb' (Expand): dimension 2 of 2 does not broadcast to 3");
+  int64_t many[3] = {1, 17, 1};
+  Onnx__TensorProto *mi[1] = {int64_tensor("reps", 1, three, many)};
+  Onnx__NodeProto *mn[1] = {node("Tile", "tile", 2, (const char *[]){"x", "reps"}, "y", 0, NULL)};
+  g_autofree char *mpath = write_model("tile-many.onnx", graph(1, mn, 1, mi, value("x", 3, tin), "y"), TRUE);
+  expect_error(mpath, "node 'tile' (Tile): repeats[1] = 17 (1 to 16)");
 }
 
 /* A ViT's class token: cls [1, 1, 4] expanded to [batch, 1, 4] (the batch from Shape, Gather, Unsqueeze,
