@@ -12,7 +12,7 @@
 #include <string.h>
 
 static PqRegistry *reg;
-static PqPlugin *cpu, *quant, *low_rank, *circulant, *tensor_train, *prune;
+static PqPlugin *cpu, *quant, *low_rank, *circulant, *tensor_train, *prune, *tucker;
 
 static PqModel *compress(PqPlugin *p, const PqModel *m, const char *const *kv, GError **error) {
   return pq_test_compress(p, cpu, m, kv, error);
@@ -332,6 +332,155 @@ static void test_low_rank_conv(void) {
   g_autofree float *y = forward(lr, 2, TRUE, &on), *yd = forward(dense, 2, TRUE, &on);
   g_assert_cmpint(on, ==, 16 * 4 * 4);
   g_assert_cmpfloat(max_rel_diff(y, yd, 2 * on), <, 1e-5);
+  pq_model_unref(m);
+}
+
+/* The kernel the Tucker convs compute together (tk_in optional: absent when every input is kept). */
+static void tucker_kernel(const PqModel *m, const int64_t *ws, float *w) {
+  PqTensor *in = pq_model_tensor(m, "cw.tk_in"), *core = pq_model_tensor(m, "cw.tk_core"), *uo = pq_model_tensor(m, "cw.tk_out");
+  const int64_t *cs = pq_tensor_shape(core);
+  int64_t o = ws[0], c = ws[1], t = ws[2] * ws[3], ro = cs[0], ri = cs[1];
+  const float *ui = in ? pq_tensor_data(in) : NULL, *g = pq_tensor_data(core), *u = uo ? pq_tensor_data(uo) : NULL;
+  for (int64_t oi = 0; oi < o; oi++)
+    for (int64_t ci = 0; ci < c; ci++)
+      for (int64_t ti = 0; ti < t; ti++) {
+        double acc = 0;
+        for (int64_t r = 0; r < ro; r++)
+          for (int64_t s = 0; s < ri; s++)
+            acc += (u ? u[oi * ro + r] : (double)(oi == r)) * g[(r * ri + s) * t + ti] * (ui ? ui[s * c + ci] : (double)(s == ci));
+        w[(oi * c + ci) * t + ti] = (float)acc;
+      }
+}
+
+/* Tucker-2: the three convs compute the conv of the kernel their factors make; the factors are orthonormal; a
+ * kernel of exact multilinear rank is recovered; HOOI never does worse than HOSVD; skips say why. */
+static void test_tucker(void) {
+  int64_t xs[4] = {-1, 8, 11, 10}, ws[4] = {12, 8, 3, 3}, st[2] = {2, 1}, pads[4] = {1, 0, 2, 1};
+  PqModel *m = pq_test_conv_model(xs, ws, st, pads, 21);
+  int64_t dil[2] = {1, 2};
+  pq_node_set_ints(pq_graph_node(pq_model_graph(m), 0), "dilations", 2, dil);
+  g_autoptr(GError) err = NULL;
+  double errs[2];
+  for (int iters = 0; iters < 2; iters++) {
+    const char *kv[] = {"rank_in", "4", "rank_out", "6", "iters", iters ? "10" : "0", NULL};
+    g_autoptr(PqModel) tk = compress(tucker, m, kv, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(pq_graph_n_nodes(pq_model_graph(tk)), ==, 3);
+    g_assert_null(pq_model_tensor(tk, "cw"));
+    const int64_t *is = pq_tensor_shape(pq_model_tensor(tk, "cw.tk_in")), *cs = pq_tensor_shape(pq_model_tensor(tk, "cw.tk_core"));
+    const int64_t *os = pq_tensor_shape(pq_model_tensor(tk, "cw.tk_out"));
+    g_assert_true(is[0] == 4 && is[1] == 8 && is[2] == 1 && is[3] == 1);
+    g_assert_true(cs[0] == 6 && cs[1] == 4 && cs[2] == 3 && cs[3] == 3);
+    g_assert_true(os[0] == 12 && os[1] == 6 && os[2] == 1 && os[3] == 1);
+    /* orthonormal factors: U_inᵀ's rows, U_out's columns */
+    const float *ui = pq_tensor_data(pq_model_tensor(tk, "cw.tk_in")), *uo = pq_tensor_data(pq_model_tensor(tk, "cw.tk_out"));
+    for (int a = 0; a < 4; a++)
+      for (int b = 0; b < 4; b++) g_assert_cmpfloat(fabs(cblas_sdot(8, ui + a * 8, 1, ui + b * 8, 1) - (a == b)), <, 1e-5);
+    for (int a = 0; a < 6; a++)
+      for (int b = 0; b < 6; b++) g_assert_cmpfloat(fabs(cblas_sdot(12, uo + a, 6, uo + b, 6) - (a == b)), <, 1e-5);
+    /* outputs = the original conv (strides, pads, dilations) with the factors' kernel */
+    g_autoptr(PqModel) dense = pq_model_copy(m);
+    g_autoptr(PqTensor) wd = pq_tensor_new("cw", PQ_DTYPE_F32, 4, ws);
+    tucker_kernel(tk, ws, pq_tensor_mutable_data(wd));
+    pq_model_set_tensor(dense, wd);
+    int64_t on;
+    g_autofree float *y = forward(tk, 3, TRUE, &on), *yd = forward(dense, 3, TRUE, &on);
+    g_assert_cmpfloat(max_rel_diff(y, yd, 3 * on), <, 1e-5);
+    /* the record: its error is that kernel's */
+    const PqLayerRecord *r = pq_model_record(tk, 0);
+    g_assert_false(r->skipped);
+    g_assert_cmpint(r->params_before, ==, 12 * 8 * 9);
+    g_assert_cmpint(r->params_after, ==, 8 * 4 + 6 * 4 * 9 + 6 * 12);
+    g_assert_cmpint(r->bytes_after, ==, 4 * r->params_after);
+    double rel, sqnr;
+    pq_error_stats(pq_tensor_data(pq_model_tensor(m, "cw")), pq_tensor_data(wd), 12 * 8 * 9, &rel, &sqnr);
+    g_assert_cmpfloat_with_epsilon(r->rel_error, rel, 1e-5);
+    errs[iters] = r->rel_error;
+  }
+  g_test_message("Tucker (4, 6) of a random 12x8x3x3 kernel: HOSVD %.4f, HOOI %.4f", errs[0], errs[1]);
+  g_assert_cmpfloat(errs[1], <=, errs[0] + 1e-6);
+  g_assert_cmpfloat(errs[1], <, errs[0]); /* on a random kernel the sweeps gain something */
+
+  /* a kernel of multilinear rank (3, 5) built from random factors is recovered */
+  {
+    g_autoptr(PqModel) ex = pq_model_copy(m);
+    int64_t gs[3] = {5, 3, 9}, as[2] = {12, 5}, bs[2] = {8, 3};
+    g_autoptr(PqTensor) g = pq_test_random_tensor("g", 3, gs, 1, 1);
+    g_autoptr(PqTensor) a = pq_test_random_tensor("a", 2, as, 2, 1);
+    g_autoptr(PqTensor) b = pq_test_random_tensor("b", 2, bs, 3, 1);
+    g_autoptr(PqTensor) w = pq_tensor_new("cw", PQ_DTYPE_F32, 4, ws);
+    float *wv = pq_tensor_mutable_data(w);
+    const float *gv = pq_tensor_data(g), *av = pq_tensor_data(a), *bv = pq_tensor_data(b);
+    for (int o = 0; o < 12; o++)
+      for (int c = 0; c < 8; c++)
+        for (int t = 0; t < 9; t++) {
+          double acc = 0;
+          for (int rr = 0; rr < 5; rr++)
+            for (int s = 0; s < 3; s++) acc += av[o * 5 + rr] * gv[(rr * 3 + s) * 9 + t] * bv[c * 3 + s];
+          wv[(o * 8 + c) * 9 + t] = (float)acc;
+        }
+    pq_model_set_tensor(ex, w);
+    const char *kv[] = {"rank_in", "3", "rank_out", "5", NULL};
+    g_autoptr(PqModel) tk = compress(tucker, ex, kv, &err);
+    g_assert_no_error(err);
+    g_assert_cmpfloat(pq_model_record(tk, 0)->rel_error, <, 1e-5);
+    /* energy 0.9999 finds those ranks */
+    const char *kve[] = {"energy", "0.9999", NULL};
+    g_autoptr(PqModel) te = compress(tucker, ex, kve, &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(pq_model_record(te, 0)->detail, ==, "Tucker-2 ranks in 3 / out 5, 3x3 core, 10 HOOI iterations");
+  }
+  /* every input kept: no 1x1 conv in front, the core reads x */
+  {
+    const char *kv[] = {"rank_in", "8", "rank_out", "3", NULL};
+    g_autoptr(PqModel) tk = compress(tucker, m, kv, &err);
+    g_assert_no_error(err);
+    g_assert_null(pq_model_tensor(tk, "cw.tk_in"));
+    g_assert_cmpint(pq_graph_n_nodes(pq_model_graph(tk)), ==, 2);
+    g_autoptr(PqModel) dense = pq_model_copy(m);
+    g_autoptr(PqTensor) wd = pq_tensor_new("cw", PQ_DTYPE_F32, 4, ws);
+    tucker_kernel(tk, ws, pq_tensor_mutable_data(wd));
+    pq_model_set_tensor(dense, wd);
+    int64_t on;
+    g_autofree float *y = forward(tk, 2, TRUE, &on), *yd = forward(dense, 2, TRUE, &on);
+    g_assert_cmpfloat(max_rel_diff(y, yd, 2 * on), <, 1e-5);
+  }
+  /* every output kept: the layer itself runs the core, bias and geometry as they were */
+  {
+    const char *kv[] = {"rank_in", "2", "rank_out", "12", NULL};
+    g_autoptr(PqModel) tk = compress(tucker, m, kv, &err);
+    g_assert_no_error(err);
+    g_assert_null(pq_model_tensor(tk, "cw.tk_out"));
+    g_assert_cmpint(pq_graph_n_nodes(pq_model_graph(tk)), ==, 2);
+    g_autoptr(PqModel) dense = pq_model_copy(m);
+    g_autoptr(PqTensor) wd = pq_tensor_new("cw", PQ_DTYPE_F32, 4, ws);
+    tucker_kernel(tk, ws, pq_tensor_mutable_data(wd));
+    pq_model_set_tensor(dense, wd);
+    int64_t on;
+    g_autofree float *y = forward(tk, 2, TRUE, &on), *yd = forward(dense, 2, TRUE, &on);
+    g_assert_cmpfloat(max_rel_diff(y, yd, 2 * on), <, 1e-5);
+  }
+  /* skipped, with the reason */
+  {
+    const char *kv[] = {"rank_in", "8", "rank_out", "12", NULL};
+    g_autoptr(PqModel) tk = compress(tucker, m, kv, &err);
+    g_assert_no_error(err);
+    g_assert_true(pq_model_record(tk, 0)->skipped);
+    g_assert_cmpstr(pq_model_record(tk, 0)->detail, ==, "ranks 8 / 12 keep all 8 inputs and 12 outputs");
+    const char *kv2[] = {"rank_in", "7", "rank_out", "11", NULL};
+    g_autoptr(PqModel) t2 = compress(tucker, m, kv2, &err);
+    g_assert_cmpstr(pq_model_record(t2, 0)->detail, ==, "ranks in 7 / out 11 would not shrink 12 x 8 x 3x3 (881 >= 864 weights)");
+    int64_t pws[4] = {12, 8, 1, 1}, one[2] = {1, 1}, zero[4] = {0, 0, 0, 0};
+    g_autoptr(PqModel) pw = pq_test_conv_model(xs, pws, one, zero, 4);
+    g_autoptr(PqModel) t3 = compress(tucker, pw, NULL, &err);
+    g_assert_cmpstr(pq_model_record(t3, 0)->detail, ==, "a 1x1 convolution is a matrix: low_rank factors it");
+    int64_t gws[4] = {12, 4, 3, 3};
+    g_autoptr(PqModel) gc = pq_test_conv_model(xs, gws, one, zero, 5);
+    pq_node_set_int(pq_graph_node(pq_model_graph(gc), 0), "groups", 2);
+    g_autoptr(PqModel) t4 = compress(tucker, gc, NULL, &err);
+    g_assert_cmpstr(pq_model_record(t4, 0)->detail, ==, "grouped convolution");
+    g_assert_no_error(err);
+  }
   pq_model_unref(m);
 }
 
@@ -2415,9 +2564,9 @@ int main(int argc, char **argv) {
   reg = pq_registry_new();
   cpu = pq_test_cpu_backend(reg);
   g_autoptr(GError) err = NULL;
-  const char *paths[5] = {QUANT_PLUGIN, LOW_RANK_PLUGIN, CIRCULANT_PLUGIN, TENSOR_TRAIN_PLUGIN, PRUNE_PLUGIN};
-  PqPlugin **slots[5] = {&quant, &low_rank, &circulant, &tensor_train, &prune};
-  for (int i = 0; i < 5; i++) {
+  const char *paths[6] = {QUANT_PLUGIN, LOW_RANK_PLUGIN, CIRCULANT_PLUGIN, TENSOR_TRAIN_PLUGIN, PRUNE_PLUGIN, TUCKER_PLUGIN};
+  PqPlugin **slots[6] = {&quant, &low_rank, &circulant, &tensor_train, &prune, &tucker};
+  for (int i = 0; i < 6; i++) {
     *slots[i] = pq_registry_load(reg, paths[i], &err);
     g_assert_no_error(err); /* (each: an error is never set over another) */
   }
@@ -2429,6 +2578,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/svd", test_svd);
   g_test_add_func("/compress/low-rank", test_low_rank);
   g_test_add_func("/compress/low-rank-conv", test_low_rank_conv);
+  g_test_add_func("/compress/tucker", test_tucker);
   g_test_add_func("/compress/circulant", test_circulant);
   g_test_add_func("/compress/tensor-train", test_tensor_train);
   g_test_add_func("/compress/prune", test_prune);

@@ -1,0 +1,343 @@
+/* tucker.c — Tucker-2 decomposition of conv2d kernels (Kim et al. 2016): W [O, C, kh, kw] ≈ G ×₀ U_out ×₁ U_in
+ * with U_in [C, r_in], U_out [O, r_out] column-orthonormal and the core G [r_out, r_in, kh, kw]. The layer
+ * becomes three convolutions: a 1×1 conv C → r_in (U_inᵀ), the kh × kw core r_in → r_out with the layer's
+ * strides, pads and dilations, and a 1×1 conv r_out → O (U_out) with the layer's bias. A mode kept at full
+ * size needs no 1×1 conv. The factors start from the truncated SVDs of the two unfoldings (HOSVD) and are
+ * refined by alternating least squares (HOOI), each iteration of which cannot raise the error. */
+#include <pquant/pq-plugin.h>
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+  int64_t rank_in, rank_out;
+  double ratio, energy;
+  int iters;
+} Settings;
+
+/* Smallest k whose leading singular values hold `energy` of the squared total of A [m, n]. */
+static int64_t energy_rank(const float *a, int64_t m, int64_t n, double energy, PqPluginError *err) {
+  int64_t p = m < n ? m : n;
+  float *s = malloc(sizeof(float) * (size_t)p);
+  if (!s) {
+    pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
+    return -1;
+  }
+  if (pq_singular_values(a, m, n, s, err) != 0) {
+    free(s);
+    return -1;
+  }
+  double total = 0, acc = 0;
+  for (int64_t i = 0; i < p; i++) total += (double)s[i] * s[i];
+  int64_t k = p;
+  for (int64_t i = 0; i < p; i++) {
+    acc += (double)s[i] * s[i];
+    if (acc >= energy * total) {
+      k = i + 1;
+      break;
+    }
+  }
+  free(s);
+  return k;
+}
+
+/* The first k left singular vectors of A [m, n] into u [m, k]; k = m gives the identity (no truncation). */
+static int left_basis(const float *a, int64_t m, int64_t n, int64_t k, float *u, PqPluginError *err) {
+  if (k >= m) {
+    memset(u, 0, sizeof(float) * (size_t)(m * m));
+    for (int64_t i = 0; i < m; i++) u[i * m + i] = 1.0f;
+    return 0;
+  }
+  float *s = malloc(sizeof(float) * (size_t)k), *vt = malloc(sizeof(float) * (size_t)(k * n));
+  int rc = s && vt ? pq_svd_truncated(a, m, n, k, 0, 0, 0, 0, u, s, vt, err) : -1;
+  if (!s || !vt) pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
+  free(s);
+  free(vt);
+  return rc;
+}
+
+/* Mode-1 unfolding of T [a, c, t] (row-major) into out [c, a·t]: out[ci, ai·t + ti] = T[ai, ci, ti]. */
+static void unfold1(const float *tsr, int64_t a, int64_t c, int64_t t, float *out) {
+  for (int64_t ai = 0; ai < a; ai++)
+    for (int64_t ci = 0; ci < c; ci++) memcpy(out + ci * a * t + ai * t, tsr + (ai * c + ci) * t, sizeof(float) * (size_t)t);
+}
+
+/* T [a, c, t] ×₁ Uᵀ (U [c, r]) into out [a, r, t]: one GEMM a slice. */
+static void mode1_project(const float *tsr, int64_t a, int64_t c, int64_t t, const float *u, int64_t r, float *out) {
+  for (int64_t ai = 0; ai < a; ai++)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)t, (int)c, 1.0f, u, (int)r, tsr + ai * c * t, (int)t, 0.0f,
+                out + ai * r * t, (int)t);
+}
+
+typedef struct {
+  int64_t o, c, t, ri, ro;
+  float *u_in, *u_out, *core; /* [c, ri], [o, ro], [ro, ri, t] */
+} Tucker;
+
+static void tucker_clear(Tucker *tk) {
+  free(tk->u_in);
+  free(tk->u_out);
+  free(tk->core);
+}
+
+/* HOSVD, then `iters` HOOI sweeps, then the core. */
+static int tucker2(const float *w, Tucker *tk, int iters, PqPluginError *err) {
+  int64_t o = tk->o, c = tk->c, t = tk->t, ri = tk->ri, ro = tk->ro;
+  int64_t big = o * c * t;
+  tk->u_in = malloc(sizeof(float) * (size_t)(c * (ri < c ? ri : c)));
+  tk->u_out = malloc(sizeof(float) * (size_t)(o * (ro < o ? ro : o)));
+  tk->core = malloc(sizeof(float) * (size_t)(ro * ri * t));
+  float *unf = malloc(sizeof(float) * (size_t)big), *proj = malloc(sizeof(float) * (size_t)big);
+  int rc = -1;
+  if (!tk->u_in || !tk->u_out || !tk->core || !unf || !proj) {
+    pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
+    goto done;
+  }
+  /* HOSVD: U_out from W's mode-0 unfolding [o, c·t] (W itself), U_in from its mode-1 unfolding [c, o·t] */
+  if (left_basis(w, o, c * t, ro, tk->u_out, err) != 0) goto done;
+  unfold1(w, o, c, t, unf);
+  if (left_basis(unf, c, o * t, ri, tk->u_in, err) != 0) goto done;
+  for (int it = 0; it < iters && (ri < c || ro < o); it++) {
+    /* U_out from W ×₁ U_inᵀ [o, ri, t], read as [o, ri·t] */
+    if (ro < o) {
+      mode1_project(w, o, c, t, tk->u_in, ri, proj);
+      if (left_basis(proj, o, ri * t, ro, tk->u_out, err) != 0) goto done;
+    }
+    /* U_in from W ×₀ U_outᵀ [ro, c, t], its mode-1 unfolding [c, ro·t] */
+    if (ri < c) {
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ro, (int)(c * t), (int)o, 1.0f, tk->u_out, (int)ro, w, (int)(c * t),
+                  0.0f, proj, (int)(c * t));
+      unfold1(proj, ro, c, t, unf);
+      if (left_basis(unf, c, ro * t, ri, tk->u_in, err) != 0) goto done;
+    }
+  }
+  /* G = W ×₀ U_outᵀ ×₁ U_inᵀ */
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ro, (int)(c * t), (int)o, 1.0f, tk->u_out, (int)ro, w, (int)(c * t), 0.0f,
+              proj, (int)(c * t));
+  mode1_project(proj, ro, c, t, tk->u_in, ri, tk->core);
+  rc = 0;
+done:
+  free(unf);
+  free(proj);
+  return rc;
+}
+
+/* The kernel the three convolutions compute together, [o, c, t]. */
+static void tucker_dense(const Tucker *tk, float *w) {
+  int64_t o = tk->o, c = tk->c, t = tk->t, ri = tk->ri, ro = tk->ro;
+  float *tmp = malloc(sizeof(float) * (size_t)(ro * c * t));
+  for (int64_t r = 0; r < ro; r++) /* [ro, c, t] = G ×₁ U_in */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c, (int)t, (int)ri, 1.0f, tk->u_in, (int)ri, tk->core + r * ri * t,
+                (int)t, 0.0f, tmp + r * c * t, (int)t);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)o, (int)(c * t), (int)ro, 1.0f, tk->u_out, (int)ro, tmp, (int)(c * t),
+              0.0f, w, (int)(c * t));
+  free(tmp);
+}
+
+static int64_t clamp_rank(int64_t r, int64_t full) { return r < 1 ? 1 : r > full ? full : r; }
+
+/* The ranks of a layer of o outputs and c inputs: given, by energy of each unfolding, or by ratio. */
+static int choose_ranks(const Settings *st, const float *w, int64_t o, int64_t c, int64_t t, int64_t *ri, int64_t *ro,
+                        PqPluginError *err) {
+  int64_t r[2] = {st->rank_in, st->rank_out}, full[2] = {c, o};
+  for (int mode = 0; mode < 2; mode++) {
+    if (r[mode] > 0) continue;
+    if (st->energy > 0) {
+      float *unf = NULL;
+      if (mode == 0) {
+        unf = malloc(sizeof(float) * (size_t)(o * c * t));
+        if (!unf) {
+          pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
+          return -1;
+        }
+        unfold1(w, o, c, t, unf);
+      }
+      r[mode] = mode == 0 ? energy_rank(unf, c, o * t, st->energy, err) : energy_rank(w, o, c * t, st->energy, err);
+      free(unf);
+      if (r[mode] < 0) return -1;
+    } else {
+      r[mode] = (int64_t)llround(st->ratio * (double)full[mode]);
+    }
+  }
+  *ri = clamp_rank(r[0], c);
+  *ro = clamp_rank(r[1], o);
+  /* the core's own unfoldings bound each rank by the other's times the taps */
+  if (*ro > *ri * t) *ro = *ri * t;
+  if (*ri > *ro * t) *ri = *ro * t;
+  return 0;
+}
+
+static PqTensor *new_weight(PqModel *m, const char *name, const int64_t *shape, const float *data) {
+  PqTensor *tsr = pq_tensor_new(name, PQ_DTYPE_F32, 4, shape);
+  memcpy(pq_tensor_mutable_data(tsr), data, sizeof(float) * (size_t)pq_tensor_numel(tsr));
+  pq_model_set_tensor(m, tsr);
+  pq_tensor_unref(tsr);
+  return tsr;
+}
+
+static void make_pointwise(PqNode *n) {
+  int64_t one[2] = {1, 1}, zero4[4] = {0, 0, 0, 0};
+  pq_node_set_ints(n, "strides", 2, one);
+  pq_node_set_ints(n, "dilations", 2, one);
+  pq_node_set_ints(n, "pads", 4, zero4);
+}
+
+/* Rewire conv node `idx` of g into up to three convolutions (see the top of the file). */
+static void rewrite(PqModel *m, size_t idx, const char *wname, const Tucker *tk, int64_t kh, int64_t kw) {
+  PqGraph *g = pq_model_graph(m);
+  PqNode *node = pq_graph_node(g, idx);
+  char layer[256], name[3][288], mid[2][288];
+  snprintf(layer, sizeof layer, "%s", pq_node_name(node)[0] ? pq_node_name(node) : wname);
+  snprintf(name[0], sizeof name[0], "%s.tk_in", wname);
+  snprintf(name[1], sizeof name[1], "%s.tk_core", wname);
+  snprintf(name[2], sizeof name[2], "%s.tk_out", wname);
+  snprintf(mid[0], sizeof mid[0], "%s.tk_in", layer);
+  snprintf(mid[1], sizeof mid[1], "%s.tk_core", layer);
+  char input[288];
+  snprintf(input, sizeof input, "%s", pq_node_input(node, 0));
+  if (tk->ri < tk->c) { /* x → 1×1 conv (U_inᵀ) → mid0 */
+    float *uit = malloc(sizeof(float) * (size_t)(tk->ri * tk->c));
+    for (int64_t i = 0; i < tk->c; i++)
+      for (int64_t s = 0; s < tk->ri; s++) uit[s * tk->c + i] = tk->u_in[i * tk->ri + s];
+    int64_t shape[4] = {tk->ri, tk->c, 1, 1};
+    new_weight(m, name[0], shape, uit);
+    free(uit);
+    const char *in[2] = {input, name[0]}, *out[1] = {mid[0]};
+    make_pointwise(pq_graph_add_node(g, "conv2d", mid[0], 2, in, 1, out));
+    snprintf(input, sizeof input, "%s", mid[0]);
+  }
+  int64_t cshape[4] = {tk->ro, tk->ri, kh, kw};
+  new_weight(m, name[1], cshape, tk->core);
+  node = pq_graph_node(g, idx); /* adding may move the node array */
+  if (tk->ro < tk->o) { /* the core as a conv of its own, the layer becomes the 1×1 conv U_out (+ bias) */
+    const char *in[2] = {input, name[1]}, *out[1] = {mid[1]};
+    PqNode *core = pq_graph_add_node(g, "conv2d", mid[1], 2, in, 1, out);
+    node = pq_graph_node(g, idx);
+    const char *keys[4] = {"strides", "pads", "dilations", NULL};
+    for (int k = 0; keys[k]; k++) {
+      size_t cnt;
+      const int64_t *v = pq_node_get_ints(node, keys[k], &cnt);
+      if (v) pq_node_set_ints(core, keys[k], cnt, v);
+    }
+    make_pointwise(node);
+    int64_t oshape[4] = {tk->o, tk->ro, 1, 1};
+    new_weight(m, name[2], oshape, tk->u_out);
+    pq_node_set_input(node, 0, mid[1]);
+    pq_node_set_input(node, 1, name[2]);
+  } else { /* U_out is the identity: the layer keeps its geometry and takes the core */
+    pq_node_set_input(node, 0, input);
+    pq_node_set_input(node, 1, name[1]);
+  }
+  pq_model_remove_tensor_if_unused(m, wname);
+}
+
+static PqStatus tk_compress(const PqModel *in, const PqOptions *o, const PqCalibration *cal, PqModel **out, PqPluginError *err) {
+  (void)cal;
+  Settings st = {
+      .rank_in = pq_options_get_int(o, "rank_in", 0),
+      .rank_out = pq_options_get_int(o, "rank_out", 0),
+      .ratio = pq_options_get_float(o, "ratio", 0.5),
+      .energy = pq_options_get_float(o, "energy", 0),
+      .iters = (int)pq_options_get_int(o, "iters", 10),
+  };
+  PqModel *m = pq_model_copy(in);
+  PqGraph *g = pq_model_graph(m);
+  size_t n_nodes = pq_graph_n_nodes(g); /* nodes appended below are not revisited */
+  char why[200], detail[200];
+  for (size_t i = 0; i < n_nodes; i++) {
+    PqNode *node = pq_graph_node(g, i);
+    if (strcmp(pq_node_op(node), "conv2d") != 0 || pq_node_n_inputs(node) < 2) continue;
+    char layer[256];
+    snprintf(layer, sizeof layer, "%s", pq_node_name(node));
+    PqTensor *w = pq_layer_weight(m, node, o, "tucker", "decompose before quantizing");
+    if (!w) continue;
+    const int64_t *ws = pq_tensor_shape(w);
+    int64_t oc = ws[0], c = ws[1], kh = ws[2], kw = ws[3], t = kh * kw;
+    if (pq_node_get_int(node, "groups", 1) != 1) {
+      pq_model_record_skip(m, "tucker", layer, "grouped convolution");
+      continue;
+    }
+    if (t == 1) {
+      pq_model_record_skip(m, "tucker", layer, "a 1x1 convolution is a matrix: low_rank factors it");
+      continue;
+    }
+    float *wf = pq_layer_weight_f32(node, w, err);
+    if (!wf) {
+      pq_model_unref(m);
+      return (PqStatus)err->code;
+    }
+    Tucker tk = {.o = oc, .c = c, .t = t};
+    if (choose_ranks(&st, wf, oc, c, t, &tk.ri, &tk.ro, err) != 0) {
+      free(wf);
+      pq_model_unref(m);
+      return PQ_ERR_INTERNAL;
+    }
+    int64_t before = oc * c * t;
+    int64_t after = (tk.ri < c ? c * tk.ri : 0) + tk.ro * tk.ri * t + (tk.ro < oc ? tk.ro * oc : 0);
+    if (tk.ri >= c && tk.ro >= oc) snprintf(why, sizeof why, "ranks %lld / %lld keep all %lld inputs and %lld outputs", (long long)tk.ri,
+                                              (long long)tk.ro, (long long)c, (long long)oc);
+    else if (after >= before)
+      snprintf(why, sizeof why, "ranks in %lld / out %lld would not shrink %lld x %lld x %lldx%lld (%lld >= %lld weights)", (long long)tk.ri,
+               (long long)tk.ro, (long long)oc, (long long)c, (long long)kh, (long long)kw, (long long)after, (long long)before);
+    if ((tk.ri >= c && tk.ro >= oc) || after >= before) {
+      pq_model_record_skip(m, "tucker", layer, why);
+      free(wf);
+      continue;
+    }
+    if (tucker2(wf, &tk, st.iters, err) != 0) {
+      char msg[600];
+      snprintf(msg, sizeof msg, "layer '%s': %s", layer, err->message);
+      pq_plugin_error_set(err, PQ_ERR_INTERNAL, "%s", msg);
+      tucker_clear(&tk);
+      free(wf);
+      pq_model_unref(m);
+      return PQ_ERR_INTERNAL;
+    }
+    float *approx = malloc(sizeof(float) * (size_t)before);
+    tucker_dense(&tk, approx);
+    double rel, sqnr;
+    pq_error_stats(wf, approx, before, &rel, &sqnr);
+    free(approx);
+    char wname[256];
+    snprintf(wname, sizeof wname, "%s", pq_tensor_name(w));
+    int64_t bytes_before = (int64_t)pq_tensor_nbytes(w);
+    rewrite(m, i, wname, &tk, kh, kw);
+    snprintf(detail, sizeof detail, "Tucker-2 ranks in %lld / out %lld, %lldx%lld core, %d HOOI iterations", (long long)tk.ri,
+             (long long)tk.ro, (long long)kh, (long long)kw, st.iters);
+    pq_model_record_layer(m, "tucker", layer, detail, before, after, bytes_before, after * (int64_t)sizeof(float), rel, sqnr);
+    tucker_clear(&tk);
+    free(wf);
+  }
+  *out = m;
+  return PQ_OK;
+}
+
+static const PqCompressorVTable tk_vtable = {
+    .struct_size = sizeof(PqCompressorVTable),
+    .compress = tk_compress,
+};
+
+static const PqPluginDesc tk_desc = {
+    .struct_size = sizeof(PqPluginDesc),
+    .abi_major = PQ_ABI_MAJOR,
+    .abi_minor = PQ_ABI_MINOR,
+    .kind = PQ_KIND_COMPRESSOR,
+    .name = "tucker",
+    .version = "1.0.0",
+    .description = "Tucker-2 decomposition of conv2d kernels: 1x1 conv, a smaller kxk core conv, 1x1 conv (HOSVD + HOOI)",
+    .options_schema =
+        "{\"rank_in\": {\"type\": \"integer\", \"minimum\": 1, \"description\": \"kept input channels (default: from ratio or energy)\"},"
+        " \"rank_out\": {\"type\": \"integer\", \"minimum\": 1, \"description\": \"kept output channels (default: from ratio or energy)\"},"
+        " \"ratio\": {\"type\": \"number\", \"minimum\": 0.000001, \"maximum\": 1, \"default\": 0.5,"
+        "  \"description\": \"ranks as this fraction of each layer's input and output channels\"},"
+        " \"energy\": {\"type\": \"number\", \"minimum\": 0.000001, \"maximum\": 1,"
+        "  \"description\": \"ranks keeping this fraction of each unfolding's squared singular values (instead of ratio)\"},"
+        " \"iters\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 100, \"default\": 10,"
+        "  \"description\": \"HOOI refinement sweeps after the HOSVD\"}}",
+    .vtable = &tk_vtable,
+};
+
+PQ_PLUGIN_EXPORT const PqPluginDesc *pq_plugin_query(void) { return &tk_desc; }
