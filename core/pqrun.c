@@ -13,6 +13,8 @@
 #include <string.h>
 
 #define DEFAULT_MODEL_FILE "fashion-mnist-mlp-v1.safetensors"
+#define CNN_MODEL_FILE "fashion-mnist-cnn-v1.safetensors"
+#define EPOCHS_UNSET G_MININT
 
 typedef struct {
   char **plugins;
@@ -23,6 +25,7 @@ typedef struct {
   int threads;
   int batch;
   int epochs;
+  char *arch;
   gint64 seed;
   gboolean quiet;
   char **opts;
@@ -41,7 +44,7 @@ typedef struct {
   char *save_chain;
 } Args;
 
-static Args args = {.dataset = NULL, .threads = 0, .batch = 256, .epochs = 18, .seed = 42, .calibration = 512,
+static Args args = {.dataset = NULL, .threads = 0, .batch = 256, .epochs = EPOCHS_UNSET, .seed = 42, .calibration = 512,
                     .runs = 100, .warmup = 10, .timeout = 600, .threshold = 0.05, .threshold_pp = 0.5,
                     .max_degradation = 1.0, .validation = 5000};
 
@@ -119,7 +122,8 @@ static const GOptionEntry compare_entries[] = {
     {NULL}};
 static const GOptionEntry train_entries[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "Where to write the model (default: the cache)", "FILE"},
-    {"epochs", 0, 0, G_OPTION_ARG_INT, &args.epochs, "Epochs (default 18)", "N"},
+    {"arch", 0, 0, G_OPTION_ARG_STRING, &args.arch, "mlp (default: 784-256-128-10) or cnn (three 3x3 convs of 16, 32, 64 channels)", "mlp|cnn"},
+    {"epochs", 0, 0, G_OPTION_ARG_INT, &args.epochs, "Epochs (default 18 for the MLP, 4 for the CNN)", "N"},
     {"seed", 0, 0, G_OPTION_ARG_INT64, &args.seed, "Random seed (default 42)", "N"},
     {"dataset", 'd', 0, G_OPTION_ARG_FILENAME, &args.dataset, "fashion-mnist (default) or a folder of IDX or NumPy (.npy) files", "NAME|DIR"},
     {"quiet", 'q', 0, G_OPTION_ARG_NONE, &args.quiet, "Do not print progress", NULL},
@@ -230,19 +234,24 @@ static gboolean evaluate(PqRegistry *reg, PqModel *model, const PqDataset *test,
   return b && pq_evaluate_accuracy(b, test, acc, error);
 }
 
-static PqModel *train_default(const char *out_path, GError **error) {
+/* Train the MLP (the default model) or the CNN on the training split and write it to out_path. */
+static PqModel *train_model(gboolean cnn, const char *out_path, GError **error) {
   g_autoptr(PqDataset) train = pq_dataset_open(dataset_name(), "train", error);
   if (!train) return NULL;
   PqTrainParams p;
   pq_train_params_init(&p);
-  p.epochs = args.epochs;
+  p.epochs = args.epochs != EPOCHS_UNSET ? args.epochs : cnn ? 4 : p.epochs;
+  if (cnn) {
+    p.batch_size = 64;
+    p.learning_rate = 2e-3;
+  }
   p.seed = (guint64)args.seed;
   p.verbose = !args.quiet;
   if (!args.quiet)
-    g_printerr("training the MLP 784-256-128-10 on %s (%" G_GINT64_FORMAT " samples, %d epochs)\n", pq_dataset_name(train),
-               pq_dataset_n_samples(train), p.epochs);
+    g_printerr("training the %s on %s (%" G_GINT64_FORMAT " samples, %d epochs)\n", cnn ? "CNN 3x3 convs 16-32-64 + linear" : "MLP 784-256-128-10",
+               pq_dataset_name(train), pq_dataset_n_samples(train), p.epochs);
   gint64 t0 = g_get_monotonic_time();
-  g_autoptr(PqModel) m = pq_train_mlp(train, &p, error);
+  g_autoptr(PqModel) m = cnn ? pq_train_cnn(train, &p, error) : pq_train_mlp(train, &p, error);
   if (!m) return NULL;
   double secs = (double)(g_get_monotonic_time() - t0) / 1e6;
   g_autofree char *dir = g_path_get_dirname(out_path);
@@ -265,17 +274,23 @@ static PqModel *load_model(GError **error) {
     if (m) return m;
     g_printerr("pqrun: the cached default model is unusable (%s); training it again\n", lerr->message);
   }
-  return train_default(path, error);
+  return train_model(FALSE, path, error);
 }
 
 static int cmd_train(void) {
   GError *error = NULL;
-  g_autofree char *path = args.output ? g_strdup(args.output) : cache_model_path();
-  if (args.epochs < 1) {
+  gboolean cnn = args.arch && !strcmp(args.arch, "cnn");
+  if (args.arch && !cnn && strcmp(args.arch, "mlp") != 0) {
+    g_printerr("pqrun train: --arch must be mlp or cnn, not '%s'\n", args.arch);
+    return 2;
+  }
+  g_autofree char *path = args.output ? g_strdup(args.output)
+                                      : cnn ? g_build_filename(g_get_user_cache_dir(), "pquant", CNN_MODEL_FILE, NULL) : cache_model_path();
+  if (args.epochs != EPOCHS_UNSET && args.epochs < 1) {
     g_printerr("pqrun train: --epochs must be at least 1\n");
     return 2;
   }
-  g_autoptr(PqModel) m = train_default(path, &error);
+  g_autoptr(PqModel) m = train_model(cnn, path, &error);
   if (!m) return fail(error);
   g_autoptr(PqRegistry) reg = make_registry(&error);
   if (!reg) return fail(error);

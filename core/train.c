@@ -15,6 +15,19 @@ void pq_train_params_init(PqTrainParams *p) {
   p->verbose = FALSE;
 }
 
+/* He initialisation of n weights of fan-in `fan_in`: normal by Box–Muller from a seeded Mersenne twister (the
+ * same on every machine). */
+static void he_normal(float *w, size_t n, int64_t fan_in, GRand *rng) {
+  double sd = sqrt(2.0 / (double)fan_in);
+  for (size_t i = 0; i < n; i += 2) {
+    double u1 = g_rand_double(rng), u2 = g_rand_double(rng);
+    if (u1 < 1e-300) u1 = 1e-300;
+    double r = sqrt(-2.0 * log(u1));
+    w[i] = (float)(sd * r * cos(2 * G_PI * u2));
+    if (i + 1 < n) w[i + 1] = (float)(sd * r * sin(2 * G_PI * u2));
+  }
+}
+
 typedef struct {
   int in, out;
   float *w, *b;           /* parameters */
@@ -34,15 +47,7 @@ static void layer_init(Layer *l, int in, int out, GRand *rng) {
   l->vw = g_new0(float, nw);
   l->mb = g_new0(float, out);
   l->vb = g_new0(float, out);
-  /* He initialisation, normal by Box–Muller from a seeded Mersenne twister (the same on every machine) */
-  double sd = sqrt(2.0 / in);
-  for (size_t i = 0; i < nw; i += 2) {
-    double u1 = g_rand_double(rng), u2 = g_rand_double(rng);
-    if (u1 < 1e-300) u1 = 1e-300;
-    double r = sqrt(-2.0 * log(u1));
-    l->w[i] = (float)(sd * r * cos(2 * G_PI * u2));
-    if (i + 1 < nw) l->w[i + 1] = (float)(sd * r * sin(2 * G_PI * u2));
-  }
+  he_normal(l->w, nw, in, rng);
 }
 
 static void layer_clear(Layer *l) {
@@ -209,6 +214,115 @@ PqModel *pq_train_mlp(const PqDataset *train, const PqTrainParams *params, GErro
   pq_model_set_meta(m, "pquant.model", "fashion-mnist-mlp");
   pq_model_set_meta(m, "pquant.training", info);
   for (int i = 0; i < 3; i++) layer_clear(&L[i]);
+  return m;
+}
+
+/* ---- the CNN ------------------------------------------------------------------------------------------ */
+
+/* A weight (He-initialised) and a zero bias for a layer `name` of `fan_in` inputs. */
+static void cnn_params(PqModel *m, const char *name, int ndim, const int64_t *shape, int64_t fan_in, GRand *rng) {
+  char wn[32], bn[32];
+  g_snprintf(wn, sizeof wn, "%s.weight", name);
+  g_snprintf(bn, sizeof bn, "%s.bias", name);
+  PqTensor *w = pq_tensor_new(wn, PQ_DTYPE_F32, ndim, shape), *b = pq_tensor_new(bn, PQ_DTYPE_F32, 1, shape);
+  he_normal(pq_tensor_mutable_data(w), (size_t)pq_tensor_numel(w), fan_in, rng);
+  pq_model_set_tensor(m, w);
+  pq_model_set_tensor(m, b);
+  pq_tensor_unref(w);
+  pq_tensor_unref(b);
+}
+
+static const char *cnn_node(PqGraph *g, const char *op, const char *name, const char *in, gboolean params, char *out, size_t out_size) {
+  char wn[32], bn[32];
+  g_snprintf(wn, sizeof wn, "%s.weight", name);
+  g_snprintf(bn, sizeof bn, "%s.bias", name);
+  g_snprintf(out, out_size, "%s.out", name);
+  const char *ins[3] = {in, wn, bn}, *outs[1] = {out};
+  pq_graph_add_node(g, op, name, params ? 3 : 1, ins, 1, outs);
+  return out;
+}
+
+PqModel *pq_train_cnn(const PqDataset *train, const PqTrainParams *params, GError **error) {
+  g_return_val_if_fail(train && params, NULL);
+  int nd = 0;
+  const int64_t *ss = pq_dataset_sample_shape(train, &nd);
+  int64_t c = nd == 3 ? ss[0] : 1, h = nd >= 2 ? ss[nd - 2] : 0, w = nd >= 2 ? ss[nd - 1] : 0;
+  if (nd < 2 || h < 8 || w < 8) {
+    g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID,
+                "dataset %s: the CNN needs images of [H, W] or [C, H, W] with H and W of at least 8", pq_dataset_name(train));
+    return NULL;
+  }
+  if (!pq_dataset_labels(train)) {
+    g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID, "dataset %s has no labels (no labels file): training needs them", pq_dataset_name(train));
+    return NULL;
+  }
+  if (params->batch_size < 1 || params->epochs < 1 || !(params->learning_rate > 0)) {
+    g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID, "training needs epochs >= 1, batch size >= 1 and a positive learning rate");
+    return NULL;
+  }
+  /* conv 3x3 (pad 1) + ReLU + 2x2 max pool, three times (16, 32, 64 channels), then one linear layer */
+  const int64_t chans[4] = {c, 16, 32, 64};
+  PqModel *m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  GRand *rng = g_rand_new_with_seed((guint32)params->seed);
+  int64_t xs[4] = {-1, c, h, w}, pads[4] = {1, 1, 1, 1}, k2[2] = {2, 2};
+  pq_graph_add_input(g, "input", 4, xs);
+  char outs[12][48];
+  const char *cur = "input";
+  int64_t oh = h, ow = w;
+  for (int l = 0; l < 3; l++) {
+    char name[16];
+    g_snprintf(name, sizeof name, "conv%d", l + 1);
+    int64_t ws[4] = {chans[l + 1], chans[l], 3, 3};
+    cnn_params(m, name, 4, ws, chans[l] * 9, rng);
+    cur = cnn_node(g, "conv2d", name, cur, TRUE, outs[3 * l], sizeof outs[0]);
+    pq_node_set_ints(pq_graph_node(g, pq_graph_n_nodes(g) - 1), "pads", 4, pads);
+    g_snprintf(name, sizeof name, "relu%d", l + 1);
+    cur = cnn_node(g, "relu", name, cur, FALSE, outs[3 * l + 1], sizeof outs[0]);
+    g_snprintf(name, sizeof name, "pool%d", l + 1);
+    cur = cnn_node(g, "maxpool2d", name, cur, FALSE, outs[3 * l + 2], sizeof outs[0]);
+    PqNode *pool = pq_graph_node(g, pq_graph_n_nodes(g) - 1);
+    pq_node_set_ints(pool, "kernel", 2, k2);
+    pq_node_set_ints(pool, "strides", 2, k2);
+    oh /= 2;
+    ow /= 2;
+  }
+  cur = cnn_node(g, "flatten", "flatten", cur, FALSE, outs[9], sizeof outs[0]);
+  int64_t n_classes = pq_dataset_n_classes(train), fs[2] = {n_classes, chans[3] * oh * ow};
+  cnn_params(m, "fc", 2, fs, fs[1], rng);
+  cnn_node(g, "linear", "fc", cur, TRUE, outs[10], sizeof outs[0]);
+  const char *sin[1] = {outs[10]}, *sout[1] = {"probs"};
+  pq_graph_add_node(g, "softmax", "softmax", 1, sin, 1, sout);
+  pq_graph_add_output(g, "probs");
+  g_rand_free(rng);
+  /* the training split in memory, trained by the fine-tuning loop (any graph it runs) */
+  int64_t n = pq_dataset_n_samples(train), numel = pq_dataset_sample_numel(train);
+  float *x = g_try_new(float, (gsize)(n * numel));
+  if (!x) {
+    g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID, "dataset %s: out of memory for its %" G_GINT64_FORMAT " samples",
+                pq_dataset_name(train), n);
+    pq_model_unref(m);
+    return NULL;
+  }
+  pq_dataset_get_batch(train, 0, n, x, NULL);
+  PqFinetuneParams fp = {params->epochs, params->batch_size, params->learning_rate, params->seed, params->threads};
+  PqFinetuneResult res;
+  PqPluginError perr = {sizeof perr, 0, {0}};
+  int rc = pq_finetune(m, x, pq_dataset_labels(train), n, &fp, &res, &perr);
+  g_free(x);
+  if (rc != 0) {
+    g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID, "training the CNN on %s: %s", pq_dataset_name(train), perr.message);
+    pq_model_unref(m);
+    return NULL;
+  }
+  if (params->verbose)
+    g_printerr("loss %.4f -> %.4f, train accuracy %.2f%% -> %.2f%%\n", res.loss_before, res.loss_after, 100.0 * res.accuracy_before,
+               100.0 * res.accuracy_after);
+  g_autofree char *info = g_strdup_printf("cnn conv3x3 %" G_GINT64_FORMAT "-16-32-64 (max pool 2) + linear %" G_GINT64_FORMAT "-%" G_GINT64_FORMAT
+                                          ", adam lr %g cosine, %d epochs, batch %d, seed %" G_GUINT64_FORMAT,
+                                          c, fs[1], n_classes, params->learning_rate, params->epochs, params->batch_size, params->seed);
+  pq_model_set_meta(m, "pquant.model", "cnn");
+  pq_model_set_meta(m, "pquant.training", info);
   return m;
 }
 

@@ -84,6 +84,58 @@ static void test_bad_params(void) {
   pq_test_rmdir(dir);
 }
 
+/* The CNN: its graph and parameter count, deterministic, learns the synthetic set; vector samples refused. */
+static void test_cnn(void) {
+  g_autofree char *dir = write_synthetic(600);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqDataset) train = pq_dataset_open(dir, "train", &err);
+  g_autoptr(PqDataset) test = pq_dataset_open(dir, "test", &err);
+  g_assert_no_error(err);
+  PqTrainParams p;
+  pq_train_params_init(&p);
+  p.epochs = 3;
+  p.batch_size = 32;
+  p.learning_rate = 2e-3;
+  g_autoptr(PqModel) a = pq_train_cnn(train, &p, &err);
+  g_assert_no_error(err);
+  g_autoptr(PqModel) b = pq_train_cnn(train, &p, &err);
+  g_assert_no_error(err);
+  for (size_t i = 0; i < pq_model_n_tensors(a); i++) {
+    PqTensor *ta = pq_model_tensor_at(a, i), *tb = pq_model_tensor_at(b, i);
+    g_assert_cmpmem(pq_tensor_data(ta), pq_tensor_nbytes(ta), pq_tensor_data(tb), pq_tensor_nbytes(tb));
+  }
+  g_assert_true(pq_model_validate(a, &err));
+  g_assert_cmpint(pq_model_n_params(a), ==, (16 * 9 + 16) + (32 * 16 * 9 + 32) + (64 * 32 * 9 + 64) + (10 * 64 * 3 * 3 + 10));
+  int convs = 0;
+  PqGraph *g = pq_model_graph(a);
+  for (size_t i = 0; i < pq_graph_n_nodes(g); i++) convs += !strcmp(pq_node_op(pq_graph_node(g, i)), "conv2d");
+  g_assert_cmpint(convs, ==, 3);
+  double acc = accuracy(a, test);
+  g_test_message("CNN on the synthetic set: %.2f%%", 100 * acc);
+  g_assert_cmpfloat(acc, >=, 0.95);
+  /* samples that are vectors are not images */
+  guint8 npy[128] = "\x93NUMPY\x01\x00";
+  const char *hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4), }";
+  size_t hl = 128 - 10;
+  npy[8] = (guint8)hl;
+  memset(npy + 10, ' ', hl);
+  memcpy(npy + 10, hdr, strlen(hdr));
+  npy[127] = '\n';
+  GByteArray *f = g_byte_array_new();
+  g_byte_array_append(f, npy, 128);
+  float vals[8] = {0};
+  g_byte_array_append(f, (guint8 *)vals, sizeof vals);
+  g_autofree char *vdir = pq_test_mkdtemp();
+  g_free(pq_test_write(vdir, "train-images.npy", f->data, f->len));
+  g_byte_array_unref(f);
+  g_autoptr(PqDataset) vec = pq_dataset_open(vdir, "train", &err);
+  g_assert_no_error(err);
+  g_assert_null(pq_train_cnn(vec, &p, &err));
+  g_assert_nonnull(strstr(err->message, "the CNN needs images of [H, W] or [C, H, W]"));
+  pq_test_rmdir(vdir);
+  pq_test_rmdir(dir);
+}
+
 /* The default recipe reaches the advertised accuracy on the real Fashion-MNIST test set. */
 static void test_fashion_mnist(void) {
   g_autoptr(GError) err = NULL;
@@ -107,6 +159,7 @@ int main(int argc, char **argv) {
   reg = pq_registry_new();
   g_test_add_func("/train/deterministic", test_deterministic);
   g_test_add_func("/train/bad-params", test_bad_params);
+  g_test_add_func("/train/cnn", test_cnn);
   g_test_add_func("/train/fashion-mnist-accuracy", test_fashion_mnist);
   int rc = g_test_run();
   pq_registry_free(reg);

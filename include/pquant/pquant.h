@@ -259,6 +259,11 @@ typedef struct {
 PQ_API void pq_train_params_init(PqTrainParams *params);
 /* Train the MLP 784→256→128→10 (ReLU, softmax cross-entropy, Adam) on `train`. */
 PQ_API PqModel *pq_train_mlp(const PqDataset *train, const PqTrainParams *params, GError **error);
+/* Train a small CNN on image samples ([H, W] or [C, H, W], H and W >= 8): three 3x3 convolutions (pad 1) of
+ * 16, 32 and 64 channels, each followed by ReLU and a 2x2 max pool, then a linear layer and a softmax; He
+ * initialisation from `seed`, trained by pq_finetune() (Adam, cosine decay). A model whose conv layers the
+ * conv compressors (tucker, low_rank, quant, prune) work on. */
+PQ_API PqModel *pq_train_cnn(const PqDataset *train, const PqTrainParams *params, GError **error);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PqModel, pq_model_unref)
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PqTensor, pq_tensor_unref)
