@@ -220,6 +220,49 @@ static void test_npy_dataset(void) {
   g_assert_nonnull(strstr(err, "test-labels.npy: labels must be one integer a sample"));
 }
 
+/* pqrun train --arch cnn on a folder of 12x12 images (the class: which quadrant is bright), then a Tucker
+ * decomposition of its convolutions. */
+static void test_cnn_tucker(void) {
+  g_autofree char *dir = g_build_filename(tmpdir, "quadrants", NULL);
+  g_mkdir_with_parents(dir, 0700);
+  enum { N = 400 };
+  g_autofree guint8 *x = g_new(guint8, N * 144);
+  guint8 y[N];
+  GRand *r = g_rand_new_with_seed(12);
+  for (int i = 0; i < N; i++) {
+    y[i] = (guint8)(i % 4);
+    for (int p = 0; p < 144; p++) {
+      int qy = (p / 12) / 6, qx = (p % 12) / 6;
+      x[i * 144 + p] = (guint8)(g_rand_int_range(r, 0, 80) + (qy * 2 + qx == y[i] ? 150 : 0));
+    }
+  }
+  g_rand_free(r);
+  for (int split = 0; split < 2; split++) {
+    write_npy(dir, split ? "test-images.npy" : "train-images.npy", "|u1", "(400, 12, 12)", x, N * 144);
+    write_npy(dir, split ? "test-labels.npy" : "train-labels.npy", "|u1", "(400,)", y, N);
+  }
+  g_autofree char *path = g_build_filename(tmpdir, "cnn.safetensors", NULL);
+  g_autofree char *out = NULL, *err = NULL;
+  g_assert_cmpint(pqrun(&out, &err, "train", "--arch", "cnn", "--epochs", "3", "--dataset", dir, "-o", path, "--quiet", NULL), ==, 0);
+  const char *acc = strstr(out, "test accuracy: ");
+  g_assert_nonnull(acc);
+  g_assert_cmpfloat(g_ascii_strtod(acc + 15, NULL), >, 90.0);
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "info", "--model", path, NULL), ==, 0);
+  g_assert_nonnull(strstr(out, "cnn conv3x3 1-16-32-64 (max pool 2) + linear 64-4"));
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "run", "--model", path, "--dataset", dir, "--compressor", "tucker", NULL), ==, 0);
+  g_assert_nonnull(strstr(out, "skipped: ranks in 1 / out 8 would not shrink 16 x 1 x 3x3 (200 >= 144 weights)"));
+  g_assert_nonnull(strstr(out, "Tucker-2 ranks in 8 / out 16, 3x3 core, 10 HOOI iterations"));
+  g_assert_nonnull(strstr(out, "Tucker-2 ranks in 16 / out 32, 3x3 core, 10 HOOI iterations"));
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "train", "--arch", "resnet", "--dataset", dir, "-o", path, NULL), ==, 2);
+  g_assert_nonnull(strstr(err, "--arch must be mlp or cnn, not 'resnet'"));
+}
+
 /* A nearest-class-mean classifier on Fashion-MNIST as one linear layer (w_c = the class's mean image,
  * b_c = −|w_c|² / 2), from the first 20000 training images: a model with real accuracy (about 68%) that a
  * 2-bit quantization visibly costs, built in a moment. */
@@ -525,6 +568,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cli/plugins", test_plugins_listing);
   g_test_add_func("/cli/compress-and-run", test_compress_and_run);
   g_test_add_func("/cli/npy-dataset", test_npy_dataset);
+  g_test_add_func("/cli/cnn-tucker", test_cnn_tucker);
   int rc = g_test_run();
   pq_test_rmdir(tmpdir);
   g_free(tmpdir);
