@@ -49,9 +49,16 @@ static double max_rel_diff(const float *a, const float *b, int64_t n) {
   return num / den;
 }
 
+static void quant_forms(int64_t in);
 static void test_quant_forms(void) {
-  /* 200 columns: per-channel chunks, groups of 8/40, a tail for the 64-wide SIMD loops */
-  g_autoptr(PqModel) m = pq_test_tiny_mlp(200, 80, 10, 21);
+  /* 200 columns: per-channel chunks, groups of 8/40, a tail for the 64-wide SIMD loops; rows of at most 256
+     codes take the short-row kernels (outputs in vector lanes), 360 columns the row kernels */
+  for (int wide = 0; wide < 2; wide++)
+    quant_forms(wide ? 360 : 200);
+}
+
+static void quant_forms(int64_t in) {
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(in, 80, 10, 21);
   int64_t on;
   g_autofree float *ref = forward(m, 5, FALSE, &on);
   const char *forms[][10] = {
@@ -800,23 +807,45 @@ static void test_nan_everywhere(void) {
 
 /* conv2d with a packed kernel runs from the codes and matches the float conv with the dequantized kernel. */
 static void test_quant_conv(void) {
-  int64_t xs[4] = {-1, 3, 9, 7}, ws[4] = {8, 3, 3, 3}, st[2] = {2, 1}, pads[4] = {1, 0, 1, 2};
-  PqModel *m = pq_test_conv_model(xs, ws, st, pads, 5);
+  /* k = 27, 9, 18 and 360 (rows padded to 4 codes), 8, 20, 5 and 24 outputs, 35, 132, 42 and 36 positions (partial
+     blocks of 16 positions in the vector lanes), windows inside the image and in its padding */
+  const struct {
+    int64_t xs[4], ws[4], st[2], pads[4];
+  } geo[] = {{{-1, 3, 9, 7}, {8, 3, 3, 3}, {2, 1}, {1, 0, 1, 2}},
+             {{-1, 1, 12, 11}, {20, 1, 3, 3}, {1, 1}, {1, 1, 1, 1}},
+             {{-1, 2, 2, 3}, {5, 2, 3, 3}, {1, 1}, {3, 3, 3, 3}}, /* corner patches all padding: scale 0 */
+             {{-1, 40, 6, 6}, {24, 40, 3, 3}, {1, 1}, {1, 1, 1, 1}}}; /* k = 360 */
+  const char *forms[][8] = {{"bits", "8", NULL}, {"bits", "4", "symmetric", "false", NULL}, {"bits", "3", "scheme", "per_tensor", NULL}};
+  for (size_t gi = 0; gi < G_N_ELEMENTS(geo); gi++)
+    for (size_t f = 0; f < G_N_ELEMENTS(forms); f++) {
+      PqModel *m = pq_test_conv_model(geo[gi].xs, geo[gi].ws, geo[gi].st, geo[gi].pads, 5);
+      g_autoptr(GError) err = NULL;
+      g_autoptr(PqModel) q = compress(quant, m, forms[f], &err);
+      g_assert_no_error(err);
+      PqTensor *qw = pq_model_tensor(q, "cw");
+      g_assert_cmpint(pq_tensor_dtype(qw), ==, PQ_DTYPE_PACKED);
+      g_autoptr(PqModel) deq = pq_model_copy(m);
+      g_autoptr(PqTensor) wd = pq_tensor_new("cw", PQ_DTYPE_F32, 4, geo[gi].ws);
+      pq_tensor_to_f32(qw, pq_tensor_mutable_data(wd));
+      pq_model_set_tensor(deq, wd);
+      int64_t on;
+      g_autofree float *ys = forward(q, 2, TRUE, &on), *yp = forward(q, 2, FALSE, &on), *yd = forward(deq, 2, TRUE, &on);
+      if (gi == 0) g_assert_cmpint(on, ==, 8 * 5 * 7);
+      g_assert_cmpfloat(max_rel_diff(ys, yp, 2 * on), <, 2e-6);
+      g_assert_cmpfloat(max_rel_diff(ys, yd, 2 * on), <, 0.02); /* int8 inputs: within a percent or two */
+      pq_model_unref(m);
+    }
+  /* a layer large enough for the backend's threads: blocks of positions split over 1, 2 or 3 threads, the same bits */
+  int64_t xs[4] = {-1, 32, 16, 16}, ws[4] = {64, 32, 3, 3}, one[2] = {1, 1}, pads[4] = {1, 1, 1, 1};
+  PqModel *m = pq_test_conv_model(xs, ws, one, pads, 8);
   g_autoptr(GError) err = NULL;
   const char *kv[] = {"bits", "8", NULL};
   g_autoptr(PqModel) q = compress(quant, m, kv, &err);
   g_assert_no_error(err);
-  PqTensor *qw = pq_model_tensor(q, "cw");
-  g_assert_cmpint(pq_tensor_dtype(qw), ==, PQ_DTYPE_PACKED);
-  g_autoptr(PqModel) deq = pq_model_copy(m);
-  g_autoptr(PqTensor) wd = pq_tensor_new("cw", PQ_DTYPE_F32, 4, ws);
-  pq_tensor_to_f32(qw, pq_tensor_mutable_data(wd));
-  pq_model_set_tensor(deq, wd);
   int64_t on;
-  g_autofree float *ys = forward(q, 2, TRUE, &on), *yp = forward(q, 2, FALSE, &on), *yd = forward(deq, 2, TRUE, &on);
-  g_assert_cmpint(on, ==, 8 * 5 * 7);
-  g_assert_cmpfloat(max_rel_diff(ys, yp, 2 * on), <, 2e-6);
-  g_assert_cmpfloat(max_rel_diff(ys, yd, 2 * on), <, 0.02); /* int8 inputs: within a percent or two */
+  g_autofree float *y1 = forward_threads(q, 2, TRUE, 1, &on), *y2 = forward_threads(q, 2, TRUE, 2, &on), *y3 = forward_threads(q, 2, TRUE, 3, &on);
+  g_assert_cmpmem(y1, 2 * on * sizeof(float), y2, 2 * on * sizeof(float));
+  g_assert_cmpmem(y1, 2 * on * sizeof(float), y3, 2 * on * sizeof(float));
   pq_model_unref(m);
 }
 

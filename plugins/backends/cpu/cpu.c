@@ -91,6 +91,12 @@ typedef struct {
   int32_t *q_xbatch_sum;
   float *q_xbatch_scale;
   int64_t q_xbatch_rows;  /* rows those buffers hold */
+  /* layers of short rows (k <= LANE_MAX_K, one scale a row): codes laid out with the outputs in vector lanes */
+  uint8_t *q_lanes;       /* [ceil(n/16)][ceil(k/4)][16 outputs][4 codes], one byte a code, zero-padded */
+  uint8_t *q_rows4;       /* packed conv2d (any k, one scale a row): [n][ceil(k/4)·4], one byte a code, zero-padded */
+  float *q_lane_scale;    /* each output's scale, ceil(n/16)·16 of them */
+  int32_t *q_lane_zero;   /* each output's zero point */
+  int64_t q_lane_k4;      /* ceil(k/4) */
   const PqOpKernel *kernel; /* an op a plugin declared */
   void *kernel_ws;
   struct Circ *circ;      /* circulant_linear: spectra, buffers and FFT plans */
@@ -176,6 +182,10 @@ static void cpu_release(void *handle) {
     free(c->steps[i].q_xbatch);
     free(c->steps[i].q_xbatch_sum);
     free(c->steps[i].q_xbatch_scale);
+    free(c->steps[i].q_lanes);
+    free(c->steps[i].q_rows4);
+    free(c->steps[i].q_lane_scale);
+    free(c->steps[i].q_lane_zero);
     tt_free(c->steps[i].tt);
   }
   free(c->owned_weights);
@@ -302,6 +312,14 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_
     pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
     return PQ_ERR_NOMEM;
   }
+  const int conv = st->kind == K_CONV2D; /* (every k: output positions in the lanes) */
+  if (st->q_per != PQ_QUANT_PER_GROUP && (conv || st->k <= LANE_MAX_K) && pq_cpu_has_vnni()) {
+    if (lanes_setup(st, conv) != 0) {
+      pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
+      return PQ_ERR_NOMEM;
+    }
+    c->converted_bytes += conv ? st->n * st->q_lane_k4 * 4 + ((st->n + 15) / 16) * 16 * 8 : ((st->n + 15) / 16) * (st->q_lane_k4 * 64 + 16 * 8);
+  }
   c->weights_bytes += (int64_t)pq_tensor_nbytes(w) + (int64_t)pq_tensor_nbytes(pq_tensor_scales(w)) +
                       (pq_tensor_zeros(w) ? (int64_t)pq_tensor_nbytes(pq_tensor_zeros(w)) : 0);
   c->converted_bytes += st->k * 2 + 64 * 2 + (int64_t)sizeof(int32_t) * st->q_chunks;
@@ -351,6 +369,8 @@ static PqStatus setup_packed_conv(Cpu *c, Step *st, const PqNode *node, PqPlugin
   if (rc != PQ_OK) return rc;
   st->m_rows = 1;
   size_t ws = (size_t)(st->oh * st->ow * (st->k + st->oc));
+  size_t wl = (size_t)(st->oh * st->ow * st->k + 16 * st->q_lane_k4 + 16);
+  if (st->q_rows4 && wl > ws) ws = wl; /* the patches ([k][ohw]), then each part's block of packed int8 patches (16 floats a vector) */
   if (ws > c->workspace_floats) c->workspace_floats = ws;
   return PQ_OK;
 }
@@ -1152,6 +1172,28 @@ static void run_pool(const Step *st, const float *x, float *y, int64_t batch, in
     float *yp = y + nc * st->oh * st->ow;
     for (int64_t oy = 0; oy < st->oh; oy++)
       for (int64_t ox = 0; ox < st->ow; ox++) {
+        const int64_t iy0 = oy * st->sh - st->pt, ix0 = ox * st->sw - st->pl;
+        if (iy0 >= 0 && iy0 + (st->kh - 1) * st->dh < st->h && ix0 >= 0 && ix0 + (st->kw - 1) * st->dw < st->w) {
+          /* the window inside the image: no bounds to check, kh·kw values (the same comparisons and sums) */
+          const float *xw = xp + iy0 * st->w + ix0;
+          float acc = is_max ? -INFINITY : 0.0f;
+          if (st->kh == 2 && st->kw == 2 && st->dh == 1 && st->dw == 1) {
+            const float v[4] = {xw[0], xw[1], xw[st->w], xw[st->w + 1]};
+            for (int t = 0; t < 4; t++) {
+              if (is_max) acc = v[t] > acc ? v[t] : acc;
+              else acc += v[t];
+            }
+          } else {
+            for (int64_t ki = 0; ki < st->kh; ki++)
+              for (int64_t kj = 0; kj < st->kw; kj++) {
+                float v = xw[ki * st->dh * st->w + kj * st->dw];
+                if (is_max) acc = v > acc ? v : acc;
+                else acc += v;
+              }
+          }
+          yp[oy * st->ow + ox] = is_max ? acc : acc / (float)(st->kh * st->kw);
+          continue;
+        }
         float acc = is_max ? -INFINITY : 0.0f;
         int64_t cnt = 0, cnt_pad = 0;
         for (int64_t ki = 0; ki < st->kh; ki++) {
@@ -1247,6 +1289,7 @@ static void packed_cols_part(void *p, int part, int parts) {
   int64_t per_out = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : st->q_per == PQ_QUANT_PER_CHANNEL ? 1 : 0; /* scales an output */
   local.n = n1 - n0;
   local.q_codes = st->q_codes + n0 * st->q_row_bytes;
+  local.q_lanes = NULL; /* (laid out for all outputs at once) */
   local.q_scales = st->q_scales + n0 * per_out;
   if (st->q_zeros) local.q_zeros = st->q_zeros + n0 * per_out;
   for (int64_t r = 0; r < j->rows; r++)
@@ -1283,9 +1326,19 @@ static void conv_part(void *p, int part, int parts) {
   int64_t r0, r1;
   part_rows(ohw, part, parts, &r0, &r1);
   for (int64_t q = r0; q < r1; q++) {
-    const int64_t oy = q / st->ow, ox = q % st->ow, ix0 = ox * st->sw - st->pl;
+    const int64_t oy = q / st->ow, ox = q % st->ow, ix0 = ox * st->sw - st->pl, iy0 = oy * st->sh - st->pt;
     const int inside_x = ix0 >= 0 && ix0 + (st->kw - 1) * st->dw < st->w; /* no column of the window in the padding */
     float *row = j->cols + q * kk;
+    if (inside_x && iy0 >= 0 && iy0 + (st->kh - 1) * st->dh < st->h && st->dw == 1) { /* the whole window inside */
+      for (int64_t ci = 0; ci < st->c; ci++) {
+        const float *src = j->xn + (ci * st->h + iy0) * st->w + ix0;
+        for (int64_t ki = 0; ki < st->kh; ki++, row += st->kw, src += st->dh * st->w) {
+          if (st->kw == 3) row[0] = src[0], row[1] = src[1], row[2] = src[2];
+          else memcpy(row, src, sizeof(float) * (size_t)st->kw);
+        }
+      }
+      continue;
+    }
     for (int64_t ci = 0; ci < st->c; ci++)
       for (int64_t ki = 0; ki < st->kh; ki++) {
         const int64_t iy = oy * st->sh - st->pt + ki * st->dh;
@@ -1315,8 +1368,39 @@ static void conv_part(void *p, int part, int parts) {
     }
 }
 
+typedef struct {
+  const Cpu *c;
+  const Step *st;
+  const float *cols, *b;
+  float *yn;
+} ConvLanesJob;
+
+static void conv_lanes_part(void *p, int part, int parts) {
+#ifdef PQ_X86
+  const ConvLanesJob *j = p;
+  const Step *st = j->st;
+  const int64_t ohw = st->oh * st->ow, blocks = (ohw + 15) / 16;
+  /* part 0's scratch follows the patches; the other parts' start their own workspace parts */
+  float *scratch = part == 0 ? j->c->workspace + ohw * st->k : j->c->workspace + (size_t)part * j->c->workspace_stride;
+  __m512i *xblk = (__m512i *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+  for (int64_t blk = blocks * part / parts; blk < blocks * (part + 1) / parts; blk++) conv_lanes_block(st, j->cols, ohw, blk * 16, j->b, j->yn, xblk);
+#else
+  (void)p, (void)part, (void)parts;
+#endif
+}
+
 static void run_packed_conv(Cpu *c, const Step *st, const float *x, const float *b, float *y, int64_t batch) {
   const int64_t ohw = st->oh * st->ow;
+  if (c->simd && st->q_rows4) { /* patches as im2col lays them, then 16 positions a vector */
+    PqConvGeometry geo = {st->c, st->h, st->w, st->kh, st->kw, st->oh, st->ow, st->sh, st->sw, st->dh, st->dw, st->pt, st->pl};
+    int parts = ohw * st->k * st->oc >= PAR_MIN_MACS ? (int)((ohw + 15) / 16) : 1;
+    for (int64_t nimg = 0; nimg < batch; nimg++) {
+      pq_im2col(x + nimg * st->c * st->h * st->w, &geo, c->workspace);
+      ConvLanesJob job = {c, st, c->workspace, b, y + nimg * st->oc * ohw};
+      pool_run(c->pool, parts, conv_lanes_part, &job);
+    }
+    return;
+  }
   int parts = ohw * st->k * st->oc >= PAR_MIN_MACS ? (int)(ohw / 8) : 1;
   for (int64_t nimg = 0; nimg < batch; nimg++) {
     ConvJob job = {c, st, x + nimg * st->c * st->h * st->w, b, y + nimg * st->oc * ohw, c->workspace, c->workspace + ohw * st->k};

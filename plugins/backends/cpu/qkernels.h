@@ -57,8 +57,8 @@ PQ_VNNI static float quantize_row_s8_avx512(const float *x, int64_t n, int8_t *q
   __m512 m = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+  if (i < n) m = _mm512_max_ps(m, _mm512_abs_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << (n - i)) - 1), x + i)));
   float amax = _mm512_reduce_max_ps(m);
-  for (; i < n; i++) amax = fmaxf(amax, fabsf(x[i]));
   if (amax == 0.0f) {
     memset(q, 0, (size_t)n);
     return 0.0f;
@@ -67,7 +67,10 @@ PQ_VNNI static float quantize_row_s8_avx512(const float *x, int64_t n, int8_t *q
   __m512 vinv = _mm512_set1_ps(inv);
   for (i = 0; i + 16 <= n; i += 16)
     _mm_storeu_si128((__m128i *)(q + i), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), vinv))));
-  for (; i < n; i++) q[i] = (int8_t)lrintf(x[i] * inv);
+  if (i < n) {
+    __mmask16 t = (__mmask16)((1u << (n - i)) - 1);
+    _mm512_mask_cvtsepi32_storeu_epi8(q + i, t, _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(t, x + i), vinv)));
+  }
   return amax / 127.0f;
 }
 
@@ -436,10 +439,169 @@ static float row_dot_c(const Step *st, const uint8_t *codes, const int8_t *xq, c
   return acc;
 }
 
+
+/* ---- short rows: outputs in vector lanes ------------------------------------------------------------------
+ * A layer whose rows are short (a 3x3 conv over few channels: k = 9, 27, 36 …) wastes most of a 64-byte
+ * block in the row kernels above and pays a horizontal sum an output. Here the codes of 16 outputs sit side by
+ * side, four consecutive codes an output in each 32-bit lane, so one vpdpbusd against four input bytes
+ * broadcast to every lane advances 16 outputs at once; four input rows share each block of codes. */
+#define LANE_MAX_K 256
+
+/* `by_position` (convolutions): codes kept one output a row, [n][ceil(k/4)·4] (q_rows4), for the kernel that puts
+ * 16 output positions in the lanes instead (below). */
+static int lanes_setup(Step *st, int by_position) {
+  const int64_t n = st->n, k = st->k, k4 = (k + 3) / 4, nb = (n + 15) / 16;
+  st->q_lane_k4 = k4;
+  if (by_position) st->q_rows4 = calloc((size_t)(n * k4 * 4), 1);
+  else st->q_lanes = calloc((size_t)(nb * k4 * 64), 1);
+  st->q_lane_scale = calloc((size_t)(nb * 16), sizeof(float));
+  st->q_lane_zero = calloc((size_t)(nb * 16), sizeof(int32_t));
+  uint8_t *codes = malloc((size_t)k);
+  if (!(by_position ? (void *)st->q_rows4 : (void *)st->q_lanes) || !st->q_lane_scale || !st->q_lane_zero || !codes) {
+    free(codes);
+    return -1;
+  }
+  for (int64_t o = 0; o < n; o++) {
+    pq_unpack_codes(st->q_codes + o * st->q_row_bytes, k, st->q_bits, codes);
+    if (by_position) {
+      memcpy(st->q_rows4 + o * k4 * 4, codes, (size_t)k);
+    } else {
+      uint8_t *dst = st->q_lanes + (o / 16) * k4 * 64 + (o % 16) * 4;
+      for (int64_t j = 0; j < k; j++) dst[(j / 4) * 64 + j % 4] = codes[j];
+    }
+    int64_t si = st->q_per == 1 ? o : 0;
+    st->q_lane_scale[o] = st->q_scales[si];
+    st->q_lane_zero[o] = st->q_zeros ? st->q_zeros[si] : 1 << (st->q_bits - 1);
+  }
+  free(codes);
+  return 0;
+}
+
+#ifdef PQ_X86
+/* y [rows, n] = x [rows, k] · W^T (+ b) from the lane layout; the same integers and the same float steps as
+ * finish_output. */
+PQ_VNNI static void lanes_rows(const Step *st, const float *x, const float *b, float *y, int64_t rows) {
+  const int64_t n = st->n, k = st->k, k4 = st->q_lane_k4, nb = (n + 15) / 16;
+  int8_t xq[4][LANE_MAX_K] __attribute__((aligned(64)));
+  int32_t xsum[4];
+  float sx[4];
+  for (int64_t r = 0; r < rows; r += 4) {
+    const int cnt = (int)(rows - r < 4 ? rows - r : 4);
+    for (int i = 0; i < 4; i++) {
+      if (i >= cnt) {
+        memset(xq[i], 0, (size_t)(k4 * 4));
+        continue;
+      }
+      const float *xr = x + (r + i) * k;
+      if (st->q_act_scale > 0) {
+        quantize_row_s8_fixed(xr, k, xq[i], st->q_act_scale);
+        sx[i] = st->q_act_scale;
+      } else {
+        sx[i] = quantize_row_s8_avx512(xr, k, xq[i]);
+      }
+      memset(xq[i] + k, 0, (size_t)(k4 * 4 - k));
+      int32_t s = 0;
+      for (int64_t j = 0; j < k; j++) s += xq[i][j];
+      xsum[i] = s;
+    }
+    for (int64_t ob = 0; ob < nb; ob++) {
+      const uint8_t *w = st->q_lanes + ob * k4 * 64;
+      __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+      for (int64_t g = 0; g < k4; g++) {
+        __m512i wv = _mm512_loadu_si512(w + g * 64);
+        int32_t q[4];
+        for (int i = 0; i < 4; i++) memcpy(&q[i], xq[i] + g * 4, 4);
+        a0 = _mm512_dpbusd_epi32(a0, wv, _mm512_set1_epi32(q[0]));
+        a1 = _mm512_dpbusd_epi32(a1, wv, _mm512_set1_epi32(q[1]));
+        a2 = _mm512_dpbusd_epi32(a2, wv, _mm512_set1_epi32(q[2]));
+        a3 = _mm512_dpbusd_epi32(a3, wv, _mm512_set1_epi32(q[3]));
+      }
+      const int64_t o = ob * 16, left = n - o;
+      const __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+      const __m512i vz = _mm512_loadu_si512(st->q_lane_zero + o);
+      const __m512 vs = _mm512_loadu_ps(st->q_lane_scale + o), vb = b ? _mm512_maskz_loadu_ps(m, b + o) : _mm512_setzero_ps();
+      __m512i acc[4] = {a0, a1, a2, a3};
+      for (int i = 0; i < cnt; i++) {
+        __m512i d = _mm512_sub_epi32(acc[i], _mm512_mullo_epi32(vz, _mm512_set1_epi32(xsum[i])));
+        __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(vs, _mm512_cvtepi32_ps(d)), _mm512_set1_ps(sx[i])), vb);
+        if (st->fuse_relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+        _mm512_mask_storeu_ps(y + (r + i) * n + o, m, v);
+      }
+    }
+  }
+}
+#endif
+
+
+#ifdef PQ_X86
+/* A packed conv2d over up to 16 output positions q0… of one image, the positions in the vector lanes. `cols` is
+ * the image's patches as pq_im2col lays them out ([k][ohw] floats), so a patch column of 16 positions is one
+ * load: each position's patch is quantized to int8 with its own scale (the same numbers as quantize_row_s8),
+ * four consecutive int8 values of it packed into its 32-bit lane (xblk: ceil(k/4) vectors), then for each
+ * output one vpdpbusd a four codes (broadcast) gives 16 positions at once, stored straight into the output
+ * plane. */
+PQ_VNNI static void conv_lanes_block(const Step *st, const float *cols, int64_t ohw, int64_t q0, const float *b, float *yn, __m512i *xblk) {
+  const int64_t k = st->k, k4 = st->q_lane_k4;
+  const int64_t left = ohw - q0;
+  const __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+  __m512 amax = _mm512_setzero_ps();
+  for (int64_t j = 0; j < k; j++) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_maskz_loadu_ps(m, cols + j * ohw + q0)));
+  __m512 inv, sx;
+  __m512i xsum = _mm512_setzero_si512();
+  if (st->q_act_scale > 0) {
+    inv = _mm512_set1_ps(1.0f / st->q_act_scale);
+    sx = _mm512_set1_ps(st->q_act_scale);
+  } else {
+    const __mmask16 nz = _mm512_cmp_ps_mask(amax, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+    inv = _mm512_maskz_div_ps(nz, _mm512_set1_ps(127.0f), amax); /* an all-zero patch: scale 0, codes 0 */
+    sx = _mm512_div_ps(amax, _mm512_set1_ps(127.0f));
+  }
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127), byte = _mm512_set1_epi32(0xff);
+  for (int64_t g = 0; g < k4; g++) {
+    __m512i packed = _mm512_setzero_si512();
+    for (int t = 0; t < 4; t++) {
+      const int64_t j = g * 4 + t;
+      if (j >= k) break;
+      __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, cols + j * ohw + q0), inv));
+      if (st->q_act_scale > 0) q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi); /* static ranges saturate */
+      xsum = _mm512_add_epi32(xsum, q);
+      packed = _mm512_or_si512(packed, _mm512_slli_epi32(_mm512_and_si512(q, byte), 8 * t));
+    }
+    xblk[g] = packed;
+  }
+  for (int64_t o = 0; o < st->n; o++) {
+    const uint8_t *w = st->q_rows4 + o * k4 * 4;
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+    int64_t g = 0;
+    for (; g + 2 <= k4; g += 2) { /* two chains, for the latency of vpdpbusd */
+      int32_t c0, c1;
+      memcpy(&c0, w + g * 4, 4);
+      memcpy(&c1, w + g * 4 + 4, 4);
+      a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(c0), xblk[g]);
+      a1 = _mm512_dpbusd_epi32(a1, _mm512_set1_epi32(c1), xblk[g + 1]);
+    }
+    if (g < k4) {
+      int32_t c0;
+      memcpy(&c0, w + g * 4, 4);
+      a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(c0), xblk[g]);
+    }
+    __m512i d = _mm512_sub_epi32(_mm512_add_epi32(a0, a1), _mm512_mullo_epi32(_mm512_set1_epi32(st->q_lane_zero[o]), xsum));
+    __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(st->q_lane_scale[o]), _mm512_cvtepi32_ps(d)), sx),
+                             _mm512_set1_ps(b ? b[o] : 0.0f));
+    if (st->fuse_relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+    _mm512_mask_storeu_ps(yn + o * ohw + q0, m, v);
+  }
+}
+#endif
+
 /* y [rows, n] = x [rows, k] · W^T (+ b), W packed */
 static void packed_rows(const Step *st, const float *x, const float *b, float *y, int64_t rows, int simd) {
   const int64_t n = st->n, k = st->k, L = st->q_chunk, nch = st->q_chunks;
 #ifdef PQ_X86
+  if (simd && st->q_lanes) {
+    lanes_rows(st, x, b, y, rows);
+    return;
+  }
   if (simd && rows >= 4 && rows <= st->q_xbatch_rows && (st->q_bits != 4 || pq_cpu_has_vbmi()) && st->q_per != 2 && nch == 1 && st->q_xbatch) {
     /* quantize every input row first, then the blocked pass */
     for (int64_t r = 0; r < rows; r++) {
