@@ -569,27 +569,26 @@ PQ_VNNI static void conv_lanes_block(const Step *st, const float *cols, int64_t 
     }
     xblk[g] = packed;
   }
-  for (int64_t o = 0; o < st->n; o++) {
-    const uint8_t *w = st->q_rows4 + o * k4 * 4;
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0;
-    int64_t g = 0;
-    for (; g + 2 <= k4; g += 2) { /* two chains, for the latency of vpdpbusd */
-      int32_t c0, c1;
-      memcpy(&c0, w + g * 4, 4);
-      memcpy(&c1, w + g * 4 + 4, 4);
-      a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(c0), xblk[g]);
-      a1 = _mm512_dpbusd_epi32(a1, _mm512_set1_epi32(c1), xblk[g + 1]);
+  const int32_t *codes = (const int32_t *)(const void *)st->q_rows4; /* four codes a 32-bit word, k4 words an output */
+  int64_t o = 0;
+  for (; o < st->n; o += 4) { /* four outputs a pass: four independent chains, each patch vector loaded once */
+    const int cnt = (int)(st->n - o < 4 ? st->n - o : 4);
+    const int32_t *w0 = codes + o * k4, *w1 = w0 + (cnt > 1 ? k4 : 0), *w2 = w0 + (cnt > 2 ? 2 * k4 : 0), *w3 = w0 + (cnt > 3 ? 3 * k4 : 0);
+    __m512i acc[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+    for (int64_t g = 0; g < k4; g++) {
+      const __m512i xv = xblk[g];
+      acc[0] = _mm512_dpbusd_epi32(acc[0], _mm512_set1_epi32(w0[g]), xv);
+      acc[1] = _mm512_dpbusd_epi32(acc[1], _mm512_set1_epi32(w1[g]), xv);
+      acc[2] = _mm512_dpbusd_epi32(acc[2], _mm512_set1_epi32(w2[g]), xv);
+      acc[3] = _mm512_dpbusd_epi32(acc[3], _mm512_set1_epi32(w3[g]), xv);
     }
-    if (g < k4) {
-      int32_t c0;
-      memcpy(&c0, w + g * 4, 4);
-      a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(c0), xblk[g]);
+    for (int t = 0; t < cnt; t++) {
+      __m512i d = _mm512_sub_epi32(acc[t], _mm512_mullo_epi32(_mm512_set1_epi32(st->q_lane_zero[o + t]), xsum));
+      __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(st->q_lane_scale[o + t]), _mm512_cvtepi32_ps(d)), sx),
+                               _mm512_set1_ps(b ? b[o + t] : 0.0f));
+      if (st->fuse_relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
+      _mm512_mask_storeu_ps(yn + (o + t) * ohw + q0, m, v);
     }
-    __m512i d = _mm512_sub_epi32(_mm512_add_epi32(a0, a1), _mm512_mullo_epi32(_mm512_set1_epi32(st->q_lane_zero[o]), xsum));
-    __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(st->q_lane_scale[o]), _mm512_cvtepi32_ps(d)), sx),
-                             _mm512_set1_ps(b ? b[o] : 0.0f));
-    if (st->fuse_relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
-    _mm512_mask_storeu_ps(yn + o * ohw + q0, m, v);
   }
 }
 #endif
