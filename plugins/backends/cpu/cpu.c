@@ -1360,6 +1360,7 @@ static void conv_part(void *p, int part, int parts) {
   if (r1 <= r0) return;
   Step local;
   packed_slice(st, part, r0, ohw, &local);
+  local.fuse_relu = 0; /* the bias is added below, then the ReLU: never before the bias */
   packed_rows(&local, j->cols + r0 * kk, NULL, j->tmp + r0 * st->oc, r1 - r0, j->c->simd);
   for (int64_t o = 0; o < st->oc; o++)
     for (int64_t q = r0; q < r1; q++) {
