@@ -840,6 +840,21 @@ static void test_quant_conv(void) {
       g_assert_cmpfloat(max_rel_diff(ys, yd, 2 * on), <, 0.02); /* int8 inputs: within a percent or two */
       pq_model_unref(m);
     }
+  /* a fixed int8 input range (static activations, as a model file may carry for a conv): saturating, the same
+     numbers on both paths */
+  {
+    PqModel *m = pq_test_conv_model(geo[1].xs, geo[1].ws, geo[1].st, geo[1].pads, 6);
+    g_autoptr(GError) err = NULL;
+    const char *kv[] = {"bits", "8", NULL};
+    g_autoptr(PqModel) q = compress(quant, m, kv, &err);
+    g_assert_no_error(err);
+    pq_node_set_float(pq_graph_node(pq_model_graph(q), 0), "act_scale", 0.005); /* ±0.635: inputs in ±1 saturate */
+    int64_t on;
+    g_autofree float *ys = forward(q, 2, TRUE, &on), *yp = forward(q, 2, FALSE, &on), *yd = forward(m, 2, TRUE, &on);
+    g_assert_cmpfloat(max_rel_diff(ys, yp, 2 * on), <, 2e-6);
+    g_assert_cmpfloat(max_rel_diff(ys, yd, 2 * on), >, 0.05); /* (saturated: not the float model) */
+    pq_model_unref(m);
+  }
   /* a layer large enough for the backend's threads: blocks of positions split over 1, 2 or 3 threads, the same bits */
   int64_t xs[4] = {-1, 32, 16, 16}, ws[4] = {64, 32, 3, 3}, one[2] = {1, 1}, pads[4] = {1, 1, 1, 1};
   PqModel *m = pq_test_conv_model(xs, ws, one, pads, 8);
