@@ -43,6 +43,31 @@ int pq_singular_values(const float *a, int64_t m, int64_t n, float *s, PqPluginE
   return info == 0 ? 0 : -1;
 }
 
+int64_t pq_energy_rank(const float *a, int64_t m, int64_t n, double energy, PqPluginError *err) {
+  int64_t p = MIN(m, n);
+  float *s = malloc(sizeof(float) * (size_t)p);
+  if (!s) {
+    pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
+    return -1;
+  }
+  if (pq_singular_values(a, m, n, s, err) != 0) {
+    free(s);
+    return -1;
+  }
+  double total = 0, acc = 0;
+  for (int64_t i = 0; i < p; i++) total += (double)s[i] * s[i];
+  int64_t k = p;
+  for (int64_t i = 0; i < p; i++) {
+    acc += (double)s[i] * s[i];
+    if (acc >= energy * total) {
+      k = i + 1;
+      break;
+    }
+  }
+  free(s);
+  return k;
+}
+
 static int svd_exact(const float *a, int64_t m, int64_t n, int64_t k, float *u, float *s, float *vt, PqPluginError *err) {
   int64_t p = MIN(m, n);
   /* the buffer is A^T column-major (n × m): A^T = Ub Sb Vbt gives A = Vbt^T Sb Ub^T, so Ub's columns are

@@ -45,16 +45,25 @@ static double accuracy(PqModel *m, PqDataset *test) {
   return acc;
 }
 
+/* The synthetic set's two splits and training parameters for a short run. */
+static void synthetic_splits(const char *dir, PqDataset **train, PqDataset **test, PqTrainParams *p, int epochs) {
+  g_autoptr(GError) err = NULL;
+  *train = pq_dataset_open(dir, "train", &err);
+  g_assert_no_error(err);
+  *test = pq_dataset_open(dir, "test", &err);
+  g_assert_no_error(err);
+  pq_train_params_init(p);
+  p->epochs = epochs;
+  p->batch_size = 32;
+}
+
 static void test_deterministic(void) {
   g_autofree char *dir = write_synthetic(600);
   g_autoptr(GError) err = NULL;
-  g_autoptr(PqDataset) train = pq_dataset_open(dir, "train", &err);
-  g_autoptr(PqDataset) test = pq_dataset_open(dir, "test", &err);
-  g_assert_no_error(err);
+  g_autoptr(PqDataset) train = NULL;
+  g_autoptr(PqDataset) test = NULL;
   PqTrainParams p;
-  pq_train_params_init(&p);
-  p.epochs = 2;
-  p.batch_size = 32;
+  synthetic_splits(dir, &train, &test, &p, 2);
   g_autoptr(PqModel) a = pq_train_mlp(train, &p, &err);
   g_autoptr(PqModel) b = pq_train_mlp(train, &p, &err);
   g_assert_no_error(err);
@@ -88,13 +97,10 @@ static void test_bad_params(void) {
 static void test_cnn(void) {
   g_autofree char *dir = write_synthetic(600);
   g_autoptr(GError) err = NULL;
-  g_autoptr(PqDataset) train = pq_dataset_open(dir, "train", &err);
-  g_autoptr(PqDataset) test = pq_dataset_open(dir, "test", &err);
-  g_assert_no_error(err);
+  g_autoptr(PqDataset) train = NULL;
+  g_autoptr(PqDataset) test = NULL;
   PqTrainParams p;
-  pq_train_params_init(&p);
-  p.epochs = 3;
-  p.batch_size = 32;
+  synthetic_splits(dir, &train, &test, &p, 3);
   p.learning_rate = 2e-3;
   g_autoptr(PqModel) a = pq_train_cnn(train, &p, &err);
   g_assert_no_error(err);

@@ -160,6 +160,9 @@ PQ_API int pq_svd_truncated(const float *a, int64_t m, int64_t n, int64_t k, int
                             struct PqPluginError *error);
 /* All min(m, n) singular values of A, descending (exact). Returns 0 or -1. */
 PQ_API int pq_singular_values(const float *a, int64_t m, int64_t n, float *s, struct PqPluginError *error);
+/* The smallest rank k whose k leading singular values of A [m, n] hold at least `energy` (0..1] of the sum of
+ * all squared singular values; min(m, n) at most. -1 with `error` filled when the SVD fails. Since ABI 1.6. */
+PQ_API int64_t pq_energy_rank(const float *a, int64_t m, int64_t n, double energy, struct PqPluginError *error);
 
 /* ---- graphs -------------------------------------------------------------------------------------------- */
 

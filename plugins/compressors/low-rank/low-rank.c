@@ -24,27 +24,8 @@ static int64_t calibration_wanted(const PqOptions *o) { return pq_options_get_bo
 
 /* Rank for an m × n weight: by number, by the fraction of spectral energy kept, or by parameter fraction. */
 static int64_t choose_rank(const Settings *st, const float *w, int64_t m, int64_t n, PqPluginError *err) {
-  int64_t p = m < n ? m : n;
   if (st->param_fraction > 0) return (int64_t)floor(st->param_fraction * (double)(m * n) / (double)(m + n));
-  if (st->energy > 0) {
-    float *s = malloc(sizeof(float) * (size_t)p);
-    if (!s || pq_singular_values(w, m, n, s, err) != 0) {
-      free(s);
-      return -1;
-    }
-    double total = 0, acc = 0;
-    for (int64_t i = 0; i < p; i++) total += (double)s[i] * s[i];
-    int64_t k = p;
-    for (int64_t i = 0; i < p; i++) {
-      acc += (double)s[i] * s[i];
-      if (acc >= st->energy * total) {
-        k = i + 1;
-        break;
-      }
-    }
-    free(s);
-    return k;
-  }
+  if (st->energy > 0) return pq_energy_rank(w, m, n, st->energy, err);
   return st->rank;
 }
 

@@ -18,32 +18,6 @@ typedef struct {
   int iters;
 } Settings;
 
-/* Smallest k whose leading singular values hold `energy` of the squared total of A [m, n]. */
-static int64_t energy_rank(const float *a, int64_t m, int64_t n, double energy, PqPluginError *err) {
-  int64_t p = m < n ? m : n;
-  float *s = malloc(sizeof(float) * (size_t)p);
-  if (!s) {
-    pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
-    return -1;
-  }
-  if (pq_singular_values(a, m, n, s, err) != 0) {
-    free(s);
-    return -1;
-  }
-  double total = 0, acc = 0;
-  for (int64_t i = 0; i < p; i++) total += (double)s[i] * s[i];
-  int64_t k = p;
-  for (int64_t i = 0; i < p; i++) {
-    acc += (double)s[i] * s[i];
-    if (acc >= energy * total) {
-      k = i + 1;
-      break;
-    }
-  }
-  free(s);
-  return k;
-}
-
 /* The first k left singular vectors of A [m, n] into u [m, k]; k = m gives the identity (no truncation). */
 static int left_basis(const float *a, int64_t m, int64_t n, int64_t k, float *u, PqPluginError *err) {
   if (k >= m) {
@@ -155,7 +129,7 @@ static int choose_ranks(const Settings *st, const float *w, int64_t o, int64_t c
         }
         unfold1(w, o, c, t, unf);
       }
-      r[mode] = mode == 0 ? energy_rank(unf, c, o * t, st->energy, err) : energy_rank(w, o, c * t, st->energy, err);
+      r[mode] = mode == 0 ? pq_energy_rank(unf, c, o * t, st->energy, err) : pq_energy_rank(w, o, c * t, st->energy, err);
       free(unf);
       if (r[mode] < 0) return -1;
     } else {
