@@ -43,6 +43,18 @@ int pq_singular_values(const float *a, int64_t m, int64_t n, float *s, PqPluginE
   return info == 0 ? 0 : -1;
 }
 
+int pq_cholesky_damped(float *a, int64_t n, double damping) {
+  double mean = 0;
+  for (int64_t i = 0; i < n; i++) mean += a[i * n + i];
+  mean /= (double)n;
+  float ridge = (float)(damping * (mean > 0 ? mean : 1.0));
+  for (int64_t i = 0; i < n; i++) a[i * n + i] += ridge;
+  if (LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, a, (lapack_int)n) != 0) return -1;
+  for (int64_t i = 0; i < n; i++) /* potrf leaves the upper triangle as it was */
+    for (int64_t j = i + 1; j < n; j++) a[i * n + j] = 0.0f;
+  return 0;
+}
+
 int64_t pq_energy_rank(const float *a, int64_t m, int64_t n, double energy, PqPluginError *err) {
   int64_t p = MIN(m, n);
   float *s = malloc(sizeof(float) * (size_t)p);

@@ -163,6 +163,10 @@ PQ_API int pq_singular_values(const float *a, int64_t m, int64_t n, float *s, st
 /* The smallest rank k whose k leading singular values of A [m, n] hold at least `energy` (0..1] of the sum of
  * all squared singular values; min(m, n) at most. -1 with `error` filled when the SVD fails. Since ABI 1.6. */
 PQ_API int64_t pq_energy_rank(const float *a, int64_t m, int64_t n, double energy, struct PqPluginError *error);
+/* In place: A [n, n] (symmetric, row-major; a Gram or covariance matrix) plus `damping` times its mean diagonal
+ * on the diagonal, replaced by its lower Cholesky factor L (L Lᵀ = A + ridge; upper triangle zeroed). 0, or -1
+ * when that is not positive definite (A is then overwritten). Since ABI 1.6. */
+PQ_API int pq_cholesky_damped(float *a, int64_t n, double damping);
 
 /* ---- graphs -------------------------------------------------------------------------------------------- */
 

@@ -5,7 +5,6 @@
 #include <pquant/pq-plugin.h>
 
 #include <cblas.h>
-#include <lapacke.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,19 +65,11 @@ static float *input_cholesky(const Settings *st, const PqCalibration *cal, const
     pq_plugin_error_set(err, PQ_ERR_INVALID, "the input Gram matrix is %lld wide, the weight's rows %lld", (long long)k, (long long)n);
     return NULL;
   }
-  double mean = 0;
-  for (int64_t i = 0; i < n; i++) mean += c[i * n + i];
-  mean /= (double)n;
-  float ridge = (float)(st->damping * (mean > 0 ? mean : 1.0));
-  for (int64_t i = 0; i < n; i++) c[i * n + i] += ridge;
-  lapack_int info = LAPACKE_spotrf(LAPACK_ROW_MAJOR, 'L', (lapack_int)n, c, (lapack_int)n);
-  if (info != 0) {
+  if (pq_cholesky_damped(c, n, st->damping) != 0) {
     free(c);
     pq_plugin_error_set(err, PQ_ERR_INTERNAL, "the input covariance of '%s' is not positive definite (raise damping)", pq_node_input(node, 0));
     return NULL;
   }
-  for (int64_t i = 0; i < n; i++) /* potrf leaves the upper triangle as it was */
-    for (int64_t j = i + 1; j < n; j++) c[i * n + j] = 0.0f;
   return c;
 }
 
