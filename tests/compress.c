@@ -2310,6 +2310,52 @@ static void test_data_aware(void) {
   }
   g_test_message("conv output error on held-out images: plain %.4f, activation-whitened %.4f", out_err[0], out_err[1]);
   g_assert_cmpfloat(out_err[1], <, out_err[0]);
+  /* Tucker-2 of a conv over 8 channels of features of those images (a fixed 1 -> 8 conv and a ReLU before it) */
+  g_autoptr(PqModel) tm = pq_model_new();
+  PqGraph *g = pq_model_graph(tm);
+  int64_t w1s[4] = {8, 1, 3, 3}, b1s[1] = {8}, w2s[4] = {12, 8, 3, 3}, b2s[1] = {12}, one[2] = {1, 1}, p1[4] = {1, 1, 1, 1};
+  PqTensor *tt[4] = {pq_test_random_tensor("w1", 4, w1s, 31, 1), pq_test_random_tensor("b1", 1, b1s, 32, 0.2f), pq_test_random_tensor("cw", 4, w2s, 33, 1),
+                     pq_test_random_tensor("b2", 1, b2s, 34, 0.2f)};
+  for (int i = 0; i < 4; i++) {
+    pq_model_set_tensor(tm, tt[i]);
+    pq_tensor_unref(tt[i]);
+  }
+  pq_graph_add_input(g, "x", 4, xs);
+  pq_node_set_ints(pq_graph_add_node(g, "conv2d", "feat", 3, (const char *[]){"x", "w1", "b1"}, 1, (const char *[]){"f"}), "pads", 4, p1);
+  pq_graph_add_node(g, "relu", "relu", 1, (const char *[]){"f"}, 1, (const char *[]){"r"});
+  PqNode *cn = pq_graph_add_node(g, "conv2d", "conv", 3, (const char *[]){"r", "cw", "b2"}, 1, (const char *[]){"y"});
+  pq_node_set_ints(cn, "pads", 4, p1);
+  pq_node_set_ints(cn, "strides", 2, one);
+  pq_graph_add_output(g, "y");
+  g_autofree float *ta = g_new(float, 100 * 12 * 28 * 28), *tb = g_new(float, 100 * 12 * 28 * 28);
+  for (int aware = 0; aware <= 1; aware++) {
+    g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(tucker), "tucker", &err);
+    pq_options_add_layer_selection(o, &err);
+    pq_options_set(o, "include", "conv", &err);
+    pq_options_set(o, "rank_in", "3", &err);
+    pq_options_set(o, "rank_out", "4", &err);
+    pq_options_set(o, "data_aware", aware ? "true" : "false", &err);
+    g_autoptr(PqModel) tk = pq_compressor_run_full(tucker, tm, o, train, 256, cpu, &err);
+    g_assert_no_error(err);
+    const PqLayerRecord *rec = NULL;
+    for (guint i = 0; i < pq_model_n_records(tk); i++)
+      if (!strcmp(pq_model_record(tk, i)->layer, "conv")) rec = pq_model_record(tk, i);
+    g_assert_nonnull(rec);
+    g_assert_true((strstr(rec->detail, ", activation-whitened (256 samples)") != NULL) == aware);
+    g_autoptr(PqBackend) ba = pq_backend_prepare(cpu, tm, 1, 100, NULL, &err), bb = pq_backend_prepare(cpu, tk, 1, 100, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_true(pq_backend_run_f32(ba, x, 100, ta, &err));
+    g_assert_true(pq_backend_run_f32(bb, x, 100, tb, &err));
+    pq_error_stats(ta, tb, 100 * 12 * 28 * 28, &out_err[aware], NULL);
+  }
+  g_test_message("Tucker (3, 4) output error on held-out images: plain %.4f, activation-whitened %.4f", out_err[0], out_err[1]);
+  g_assert_cmpfloat(out_err[1], <, 0.8 * out_err[0]);
+  /* without calibration data it says what it needs */
+  g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(tucker), "tucker", &err);
+  pq_options_add_layer_selection(o, &err);
+  pq_options_set(o, "data_aware", "true", &err);
+  g_assert_null(pq_compressor_run_full(tucker, tm, o, NULL, 0, cpu, &err));
+  g_assert_nonnull(strstr(err->message, "'tucker' needs calibration samples"));
 }
 
 /* Σ_rows (w − q)ᵀ G (w − q) in double: the squared output error on inputs whose Gram matrix is G. */

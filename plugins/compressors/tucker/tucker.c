@@ -14,9 +14,42 @@
 
 typedef struct {
   int64_t rank_in, rank_out;
-  double ratio, energy;
-  int iters;
+  double ratio, energy, damping;
+  int iters, data_aware;
 } Settings;
+
+static int64_t calibration_wanted(const PqOptions *o) { return pq_options_get_bool(o, "data_aware", 0) ? 65536 : 0; /* as many as given */ }
+
+/* The whitening factors of a conv's inputs from calibration data: l, the Cholesky factor of its patches' Gram
+ * matrix [c·t, c·t] (the rows im2col makes), and l_in, that of its channel covariance [c, c] (the Gram matrix's
+ * diagonal blocks over the taps, averaged), each with the ridge. */
+static int whitening(const Settings *st, const PqCalibration *cal, const PqNode *node, int64_t c, int64_t t, float **l, float **l_in,
+                     PqPluginError *err) {
+  int64_t k = 0;
+  *l_in = NULL;
+  *l = pq_calibration_gram(cal, NULL, node, &k, NULL, err);
+  if (!*l) return -1;
+  if (k != c * t) {
+    pq_plugin_error_set(err, PQ_ERR_INVALID, "the input Gram matrix is %lld wide, the kernel's patches %lld", (long long)k, (long long)(c * t));
+    return -1;
+  }
+  *l_in = calloc((size_t)(c * c), sizeof(float));
+  if (!*l_in) {
+    pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
+    return -1;
+  }
+  for (int64_t a = 0; a < c; a++)
+    for (int64_t b = 0; b < c; b++) {
+      double sum = 0;
+      for (int64_t i = 0; i < t; i++) sum += (*l)[(a * t + i) * k + b * t + i];
+      (*l_in)[a * c + b] = (float)(sum / (double)t);
+    }
+  if (pq_cholesky_damped(*l, k, st->damping) != 0 || pq_cholesky_damped(*l_in, c, st->damping) != 0) {
+    pq_plugin_error_set(err, PQ_ERR_INTERNAL, "the input covariance is not positive definite (raise damping)");
+    return -1;
+  }
+  return 0;
+}
 
 /* The first k left singular vectors of A [m, n] into u [m, k]; k = m gives the identity (no truncation). */
 static int left_basis(const float *a, int64_t m, int64_t n, int64_t k, float *u, PqPluginError *err) {
@@ -57,45 +90,78 @@ static void tucker_clear(Tucker *tk) {
   free(tk->core);
 }
 
-/* HOSVD, then `iters` HOOI sweeps, then the core. */
-static int tucker2(const float *w, Tucker *tk, int iters, PqPluginError *err) {
+/* The input mode from X [a, c, t] (W, or W ×₀ U_outᵀ): V = the first ri left singular vectors of X's mode-1
+ * unfolding [c, a·t] — whitened, L_inᵀ times it, when l_in (the Cholesky factor of the inputs' channel
+ * covariance) is given. The 1×1 conv in front is A = Vᵀ L_in⁻¹ (kept as u_in = Aᵀ [c, ri]); the core reads
+ * the kernel through B = L_in V [c, ri] (b); B·A projects, obliquely, onto what the data makes matter. Without
+ * l_in, A = Vᵀ and B = V. */
+static int input_mode(const float *x, int64_t a, Tucker *tk, const float *l_in, float *b, float *unf, float *tmp, PqPluginError *err) {
+  const int64_t c = tk->c, t = tk->t, ri = tk->ri;
+  if (ri >= c) { /* every input kept: A = B = I */
+    left_basis(NULL, c, 0, c, tk->u_in, err);
+    memcpy(b, tk->u_in, sizeof(float) * (size_t)(c * c));
+    return 0;
+  }
+  unfold1(x, a, c, t, unf);
+  if (l_in)
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c, (int)(a * t), (int)c, 1.0f, l_in, (int)c, unf, (int)(a * t), 0.0f, tmp,
+                (int)(a * t));
+  if (left_basis(l_in ? tmp : unf, c, a * t, ri, tk->u_in, err) != 0) return -1;
+  memcpy(b, tk->u_in, sizeof(float) * (size_t)(c * ri));
+  if (l_in) { /* Aᵀ = L_in⁻ᵀ V, B = L_in V */
+    cblas_strsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, (int)c, (int)ri, 1.0f, l_in, (int)c, tk->u_in, (int)ri);
+    cblas_strmm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, (int)c, (int)ri, 1.0f, l_in, (int)c, b, (int)ri);
+  }
+  return 0;
+}
+
+/* The output mode, the input mode fixed: U_out = the first ro left singular vectors of W ×₁ Bᵀ [o, ri·t]; or,
+ * whitened by l (the Cholesky factor of the patches' Gram matrix, [c·t, c·t]), of (W projected by B·A) L
+ * [o, c·t], so that what the layer's outputs lose on the calibration data is what is kept smallest. */
+static int output_mode(const float *w, Tucker *tk, const float *b, const float *l, float *proj, float *tmp, PqPluginError *err) {
+  const int64_t o = tk->o, c = tk->c, t = tk->t, ri = tk->ri, ro = tk->ro;
+  if (ro >= o) return left_basis(NULL, o, 0, o, tk->u_out, err);
+  mode1_project(w, o, c, t, b, ri, proj); /* [o, ri, t] */
+  if (!l) return left_basis(proj, o, ri * t, ro, tk->u_out, err);
+  for (int64_t oi = 0; oi < o; oi++) /* back to [o, c, t] through A */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c, (int)t, (int)ri, 1.0f, tk->u_in, (int)ri, proj + oi * ri * t, (int)t,
+                0.0f, tmp + oi * c * t, (int)t);
+  cblas_strmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, (int)o, (int)(c * t), 1.0f, l, (int)(c * t), tmp,
+              (int)(c * t));
+  return left_basis(tmp, o, c * t, ro, tk->u_out, err);
+}
+
+/* The input mode from W, the output mode from W through it (sequentially truncated HOSVD), then `iters`
+ * alternating sweeps (HOOI: each mode the best for the other as it stands), then the core G = W ×₀ U_outᵀ ×₁ Bᵀ.
+ * l and l_in: see output_mode and input_mode (NULL: plain Frobenius error of the kernel). */
+static int tucker2(const float *w, Tucker *tk, int iters, const float *l, const float *l_in, PqPluginError *err) {
   int64_t o = tk->o, c = tk->c, t = tk->t, ri = tk->ri, ro = tk->ro;
   int64_t big = o * c * t;
-  tk->u_in = malloc(sizeof(float) * (size_t)(c * (ri < c ? ri : c)));
-  tk->u_out = malloc(sizeof(float) * (size_t)(o * (ro < o ? ro : o)));
+  tk->u_in = malloc(sizeof(float) * (size_t)(c * c));
+  tk->u_out = malloc(sizeof(float) * (size_t)(o * o));
   tk->core = malloc(sizeof(float) * (size_t)(ro * ri * t));
-  float *unf = malloc(sizeof(float) * (size_t)big), *proj = malloc(sizeof(float) * (size_t)big);
+  float *unf = malloc(sizeof(float) * (size_t)big), *proj = malloc(sizeof(float) * (size_t)big), *tmp = malloc(sizeof(float) * (size_t)big);
+  float *b = malloc(sizeof(float) * (size_t)(c * c));
   int rc = -1;
-  if (!tk->u_in || !tk->u_out || !tk->core || !unf || !proj) {
+  if (!tk->u_in || !tk->u_out || !tk->core || !unf || !proj || !tmp || !b) {
     pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
     goto done;
   }
-  /* HOSVD: U_out from W's mode-0 unfolding [o, c·t] (W itself), U_in from its mode-1 unfolding [c, o·t] */
-  if (left_basis(w, o, c * t, ro, tk->u_out, err) != 0) goto done;
-  unfold1(w, o, c, t, unf);
-  if (left_basis(unf, c, o * t, ri, tk->u_in, err) != 0) goto done;
-  for (int it = 0; it < iters && (ri < c || ro < o); it++) {
-    /* U_out from W ×₁ U_inᵀ [o, ri, t], read as [o, ri·t] */
-    if (ro < o) {
-      mode1_project(w, o, c, t, tk->u_in, ri, proj);
-      if (left_basis(proj, o, ri * t, ro, tk->u_out, err) != 0) goto done;
-    }
-    /* U_in from W ×₀ U_outᵀ [ro, c, t], its mode-1 unfolding [c, ro·t] */
-    if (ri < c) {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ro, (int)(c * t), (int)o, 1.0f, tk->u_out, (int)ro, w, (int)(c * t),
-                  0.0f, proj, (int)(c * t));
-      unfold1(proj, ro, c, t, unf);
-      if (left_basis(unf, c, ro * t, ri, tk->u_in, err) != 0) goto done;
-    }
+  if (input_mode(w, o, tk, l_in, b, unf, tmp, err) != 0 || output_mode(w, tk, b, l, proj, tmp, err) != 0) goto done;
+  for (int it = 0; it < iters && ri < c && ro < o; it++) { /* (one mode kept whole: the other is already the best) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ro, (int)(c * t), (int)o, 1.0f, tk->u_out, (int)ro, w, (int)(c * t), 0.0f,
+                proj, (int)(c * t)); /* W ×₀ U_outᵀ [ro, c, t] */
+    if (input_mode(proj, ro, tk, l_in, b, unf, tmp, err) != 0 || output_mode(w, tk, b, l, proj, tmp, err) != 0) goto done;
   }
-  /* G = W ×₀ U_outᵀ ×₁ U_inᵀ */
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ro, (int)(c * t), (int)o, 1.0f, tk->u_out, (int)ro, w, (int)(c * t), 0.0f,
               proj, (int)(c * t));
-  mode1_project(proj, ro, c, t, tk->u_in, ri, tk->core);
+  mode1_project(proj, ro, c, t, b, ri, tk->core);
   rc = 0;
 done:
   free(unf);
   free(proj);
+  free(tmp);
+  free(b);
   return rc;
 }
 
@@ -209,18 +275,23 @@ static void rewrite(PqModel *m, size_t idx, const char *wname, const Tucker *tk,
 }
 
 static PqStatus tk_compress(const PqModel *in, const PqOptions *o, const PqCalibration *cal, PqModel **out, PqPluginError *err) {
-  (void)cal;
   Settings st = {
       .rank_in = pq_options_get_int(o, "rank_in", 0),
       .rank_out = pq_options_get_int(o, "rank_out", 0),
       .ratio = pq_options_get_float(o, "ratio", 0.5),
       .energy = pq_options_get_float(o, "energy", 0),
       .iters = (int)pq_options_get_int(o, "iters", 10),
+      .data_aware = pq_options_get_bool(o, "data_aware", 0),
+      .damping = pq_options_get_float(o, "damping", 0.01),
   };
+  if (st.data_aware && (!cal || cal->n_samples < 1)) {
+    pq_plugin_error_set(err, PQ_ERR_INVALID, "data_aware needs calibration samples (--calibration N > 0)");
+    return PQ_ERR_INVALID;
+  }
   PqModel *m = pq_model_copy(in);
   PqGraph *g = pq_model_graph(m);
   size_t n_nodes = pq_graph_n_nodes(g); /* nodes appended below are not revisited */
-  char why[200], detail[200];
+  char why[200], detail[260];
   for (size_t i = 0; i < n_nodes; i++) {
     PqNode *node = pq_graph_node(g, i);
     if (strcmp(pq_node_op(node), "conv2d") != 0 || pq_node_n_inputs(node) < 2) continue;
@@ -261,7 +332,11 @@ static PqStatus tk_compress(const PqModel *in, const PqOptions *o, const PqCalib
       free(wf);
       continue;
     }
-    if (tucker2(wf, &tk, st.iters, err) != 0) {
+    float *l = NULL, *l_in = NULL;
+    int bad = st.data_aware && whitening(&st, cal, node, c, t, &l, &l_in, err) != 0;
+    if (bad || tucker2(wf, &tk, st.iters, l, l_in, err) != 0) {
+      free(l);
+      free(l_in);
       char msg[600];
       snprintf(msg, sizeof msg, "layer '%s': %s", layer, err->message);
       pq_plugin_error_set(err, PQ_ERR_INTERNAL, "%s", msg);
@@ -270,6 +345,8 @@ static PqStatus tk_compress(const PqModel *in, const PqOptions *o, const PqCalib
       pq_model_unref(m);
       return PQ_ERR_INTERNAL;
     }
+    free(l);
+    free(l_in);
     float *approx = malloc(sizeof(float) * (size_t)before);
     tucker_dense(&tk, approx);
     double rel, sqnr;
@@ -279,8 +356,9 @@ static PqStatus tk_compress(const PqModel *in, const PqOptions *o, const PqCalib
     snprintf(wname, sizeof wname, "%s", pq_tensor_name(w));
     int64_t bytes_before = (int64_t)pq_tensor_nbytes(w);
     rewrite(m, i, wname, &tk, kh, kw);
-    snprintf(detail, sizeof detail, "Tucker-2 ranks in %lld / out %lld, %lldx%lld core, %d HOOI iterations", (long long)tk.ri,
-             (long long)tk.ro, (long long)kh, (long long)kw, st.iters);
+    int at = snprintf(detail, sizeof detail, "Tucker-2 ranks in %lld / out %lld, %lldx%lld core, %d HOOI iterations", (long long)tk.ri,
+                      (long long)tk.ro, (long long)kh, (long long)kw, st.iters);
+    if (st.data_aware) snprintf(detail + at, sizeof detail - at, ", activation-whitened (%lld samples)", (long long)cal->n_samples);
     pq_model_record_layer(m, "tucker", layer, detail, before, after, bytes_before, after * (int64_t)sizeof(float), rel, sqnr);
     tucker_clear(&tk);
     free(wf);
@@ -292,6 +370,7 @@ static PqStatus tk_compress(const PqModel *in, const PqOptions *o, const PqCalib
 static const PqCompressorVTable tk_vtable = {
     .struct_size = sizeof(PqCompressorVTable),
     .compress = tk_compress,
+    .calibration_samples = calibration_wanted,
 };
 
 static const PqPluginDesc tk_desc = {
@@ -310,7 +389,11 @@ static const PqPluginDesc tk_desc = {
         " \"energy\": {\"type\": \"number\", \"minimum\": 0.000001, \"maximum\": 1,"
         "  \"description\": \"ranks keeping this fraction of each unfolding's squared singular values (instead of ratio)\"},"
         " \"iters\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 100, \"default\": 10,"
-        "  \"description\": \"HOOI refinement sweeps after the HOSVD\"}}",
+        "  \"description\": \"HOOI refinement sweeps after the HOSVD\"},"
+        " \"data_aware\": {\"type\": \"boolean\", \"default\": false,"
+        "  \"description\": \"factors that keep the layer's outputs on calibration data, not its weights (whitened by the inputs' covariance)\"},"
+        " \"damping\": {\"type\": \"number\", \"minimum\": 0, \"maximum\": 10, \"default\": 0.01,"
+        "  \"description\": \"ridge added to the input covariance, relative to its mean diagonal\"}}",
     .vtable = &tk_vtable,
 };
 
