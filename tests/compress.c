@@ -12,7 +12,7 @@
 #include <string.h>
 
 static PqRegistry *reg;
-static PqPlugin *cpu, *quant, *low_rank, *circulant, *tensor_train, *prune, *tucker;
+static PqPlugin *cpu, *quant, *low_rank, *circulant, *tensor_train, *prune, *tucker, *cp;
 
 static PqModel *compress(PqPlugin *p, const PqModel *m, const char *const *kv, GError **error) {
   return pq_test_compress(p, cpu, m, kv, error);
@@ -483,6 +483,82 @@ static void test_tucker(void) {
     g_assert_cmpstr(pq_model_record(t4, 0)->detail, ==, "grouped convolution");
     g_assert_no_error(err);
   }
+  pq_model_unref(m);
+}
+
+/* The kernel the four CP convs compute together: Σ_r out[o, r] · in[r, c] · h[r, i] · w[r, j]. */
+static void cp_kernel(const PqModel *m, const int64_t *ws, float *w) {
+  const float *fi = pq_tensor_data(pq_model_tensor(m, "cw.cp_in")), *fh = pq_tensor_data(pq_model_tensor(m, "cw.cp_h"));
+  const float *fw = pq_tensor_data(pq_model_tensor(m, "cw.cp_w")), *fo = pq_tensor_data(pq_model_tensor(m, "cw.cp_out"));
+  int64_t R = pq_tensor_shape(pq_model_tensor(m, "cw.cp_in"))[0], O = ws[0], C = ws[1], kh = ws[2], kw = ws[3];
+  for (int64_t o = 0; o < O; o++)
+    for (int64_t c = 0; c < C; c++)
+      for (int64_t i = 0; i < kh; i++)
+        for (int64_t j = 0; j < kw; j++) {
+          double s = 0;
+          for (int64_t r = 0; r < R; r++) s += (double)fo[o * R + r] * fi[r * C + c] * fh[r * kh + i] * fw[r * kw + j];
+          w[((o * C + c) * kh + i) * kw + j] = (float)s;
+        }
+}
+
+/* CP: the four convs (1x1, depthwise kx1 and 1xk with the layer's strides, pads and dilations split by axis,
+ * 1x1) compute the conv of the kernel their factors make; a kernel of CP rank 3 is recovered; skips say why. */
+static void test_cp(void) {
+  int64_t xs[4] = {-1, 6, 11, 10}, ws[4] = {10, 6, 3, 3}, st[2] = {2, 1}, pads[4] = {1, 0, 2, 1}, dil[2] = {1, 2};
+  PqModel *m = pq_test_conv_model(xs, ws, st, pads, 41);
+  pq_node_set_ints(pq_graph_node(pq_model_graph(m), 0), "dilations", 2, dil);
+  g_autoptr(GError) err = NULL;
+  const char *kv[] = {"rank", "5", NULL};
+  g_autoptr(PqModel) c = compress(cp, m, kv, &err);
+  g_assert_no_error(err);
+  g_assert_cmpint(pq_graph_n_nodes(pq_model_graph(c)), ==, 4);
+  const PqLayerRecord *r = pq_model_record(c, 0);
+  g_assert_false(r->skipped);
+  g_assert_cmpint(r->params_after, ==, 5 * (10 + 6 + 3 + 3));
+  g_autoptr(PqModel) dense = pq_model_copy(m);
+  g_autoptr(PqTensor) wd = pq_tensor_new("cw", PQ_DTYPE_F32, 4, ws);
+  cp_kernel(c, ws, pq_tensor_mutable_data(wd));
+  pq_model_set_tensor(dense, wd);
+  int64_t on;
+  g_autofree float *y = forward(c, 3, TRUE, &on), *yd = forward(dense, 3, TRUE, &on);
+  g_assert_cmpfloat(max_rel_diff(y, yd, 3 * on), <, 1e-5);
+  double rel, sqnr;
+  pq_error_stats(pq_tensor_data(pq_model_tensor(m, "cw")), pq_tensor_data(wd), 10 * 6 * 9, &rel, &sqnr);
+  g_assert_cmpfloat_with_epsilon(r->rel_error, rel, 1e-4);
+  g_assert_cmpfloat(r->rel_error, <, 1.0);
+  /* a kernel of CP rank 3 */
+  g_autoptr(PqModel) ex = pq_model_copy(m);
+  int64_t as[2] = {10, 3}, bs[2] = {6, 3}, hs[2] = {3, 3};
+  g_autoptr(PqTensor) fa = pq_test_random_tensor("a", 2, as, 1, 1);
+  g_autoptr(PqTensor) fb = pq_test_random_tensor("b", 2, bs, 2, 1);
+  g_autoptr(PqTensor) fh = pq_test_random_tensor("h", 2, hs, 3, 1);
+  g_autoptr(PqTensor) fw = pq_test_random_tensor("w", 2, hs, 4, 1);
+  g_autoptr(PqTensor) w3 = pq_tensor_new("cw", PQ_DTYPE_F32, 4, ws);
+  const float *a = pq_tensor_data(fa), *b = pq_tensor_data(fb), *h = pq_tensor_data(fh), *wv = pq_tensor_data(fw);
+  float *k3 = pq_tensor_mutable_data(w3);
+  for (int o = 0; o < 10; o++)
+    for (int ci = 0; ci < 6; ci++)
+      for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+          double s = 0;
+          for (int q = 0; q < 3; q++) s += (double)a[o * 3 + q] * b[ci * 3 + q] * h[i * 3 + q] * wv[j * 3 + q];
+          k3[((o * 6 + ci) * 3 + i) * 3 + j] = (float)s;
+        }
+  pq_model_set_tensor(ex, w3);
+  const char *kv3[] = {"rank", "3", "tolerance", "0", "iters", "500", NULL};
+  g_autoptr(PqModel) c3 = compress(cp, ex, kv3, &err);
+  g_assert_no_error(err);
+  g_test_message("CP rank 3 of a rank-3 kernel: relative error %.2e (%s)", pq_model_record(c3, 0)->rel_error, pq_model_record(c3, 0)->detail);
+  g_assert_cmpfloat(pq_model_record(c3, 0)->rel_error, <, 1e-3);
+  /* skipped, with the reason */
+  const char *kvb[] = {"rank", "40", NULL};
+  g_autoptr(PqModel) big = compress(cp, m, kvb, &err);
+  g_assert_cmpstr(pq_model_record(big, 0)->detail, ==, "rank 40 would not shrink 10 x 6 x 3x3 (880 >= 540 weights)");
+  int64_t pws[4] = {12, 6, 1, 1}, one[2] = {1, 1}, zero[4] = {0, 0, 0, 0};
+  g_autoptr(PqModel) pw = pq_test_conv_model(xs, pws, one, zero, 4);
+  g_autoptr(PqModel) cpw = compress(cp, pw, NULL, &err);
+  g_assert_cmpstr(pq_model_record(cpw, 0)->detail, ==, "a 1x1 convolution is a matrix: low_rank factors it");
+  g_assert_no_error(err);
   pq_model_unref(m);
 }
 
@@ -2654,9 +2730,9 @@ int main(int argc, char **argv) {
   reg = pq_registry_new();
   cpu = pq_test_cpu_backend(reg);
   g_autoptr(GError) err = NULL;
-  const char *paths[6] = {QUANT_PLUGIN, LOW_RANK_PLUGIN, CIRCULANT_PLUGIN, TENSOR_TRAIN_PLUGIN, PRUNE_PLUGIN, TUCKER_PLUGIN};
-  PqPlugin **slots[6] = {&quant, &low_rank, &circulant, &tensor_train, &prune, &tucker};
-  for (int i = 0; i < 6; i++) {
+  const char *paths[7] = {QUANT_PLUGIN, LOW_RANK_PLUGIN, CIRCULANT_PLUGIN, TENSOR_TRAIN_PLUGIN, PRUNE_PLUGIN, TUCKER_PLUGIN, CP_PLUGIN};
+  PqPlugin **slots[7] = {&quant, &low_rank, &circulant, &tensor_train, &prune, &tucker, &cp};
+  for (int i = 0; i < 7; i++) {
     *slots[i] = pq_registry_load(reg, paths[i], &err);
     g_assert_no_error(err); /* (each: an error is never set over another) */
   }
@@ -2669,6 +2745,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/low-rank", test_low_rank);
   g_test_add_func("/compress/low-rank-conv", test_low_rank_conv);
   g_test_add_func("/compress/tucker", test_tucker);
+  g_test_add_func("/compress/cp", test_cp);
   g_test_add_func("/compress/circulant", test_circulant);
   g_test_add_func("/compress/tensor-train", test_tensor_train);
   g_test_add_func("/compress/prune", test_prune);
