@@ -195,6 +195,17 @@ static void add_weight(PqModel *m, const char *name, int64_t a, int64_t b, int64
   pq_tensor_unref(t);
 }
 
+/* A conv2d node `out` (also its name) = conv(in, weight) with this geometry. */
+static void add_conv(PqGraph *g, const char *in, const char *weight, const char *out, const int64_t *strides, const int64_t *dilations,
+                     const int64_t *pads, int64_t groups) {
+  const char *ins[2] = {in, weight}, *outs[1] = {out};
+  PqNode *n = pq_graph_add_node(g, "conv2d", out, 2, ins, 1, outs);
+  pq_node_set_ints(n, "strides", 2, strides);
+  pq_node_set_ints(n, "dilations", 2, dilations);
+  pq_node_set_ints(n, "pads", 4, pads);
+  if (groups > 1) pq_node_set_int(n, "groups", groups);
+}
+
 /* Rewire conv node `idx` into the four convolutions (see the top of the file). */
 static void rewrite(PqModel *m, size_t idx, const char *wname, const Cp *cp) {
   PqGraph *g = pq_model_graph(m);
@@ -221,22 +232,9 @@ static void rewrite(PqModel *m, size_t idx, const char *wname, const Cp *cp) {
   int64_t one[2] = {1, 1}, zero4[4] = {0, 0, 0, 0};
   int64_t s_h[2] = {s[0], 1}, d_h[2] = {dl[0], 1}, p_h[4] = {p[0], 0, p[2], 0};
   int64_t s_w[2] = {1, s[1]}, d_w[2] = {1, dl[1]}, p_w[4] = {0, p[1], 0, p[3]};
-  const char *in0[2] = {input, wn[0]}, *out0[1] = {mid[0]};
-  PqNode *a = pq_graph_add_node(g, "conv2d", mid[0], 2, in0, 1, out0);
-  pq_node_set_ints(a, "strides", 2, one);
-  pq_node_set_ints(a, "pads", 4, zero4);
-  const char *in1[2] = {mid[0], wn[1]}, *out1[1] = {mid[1]};
-  PqNode *h = pq_graph_add_node(g, "conv2d", mid[1], 2, in1, 1, out1);
-  pq_node_set_ints(h, "strides", 2, s_h);
-  pq_node_set_ints(h, "dilations", 2, d_h);
-  pq_node_set_ints(h, "pads", 4, p_h);
-  pq_node_set_int(h, "groups", R);
-  const char *in2[2] = {mid[1], wn[2]}, *out2[1] = {mid[2]};
-  PqNode *v = pq_graph_add_node(g, "conv2d", mid[2], 2, in2, 1, out2);
-  pq_node_set_ints(v, "strides", 2, s_w);
-  pq_node_set_ints(v, "dilations", 2, d_w);
-  pq_node_set_ints(v, "pads", 4, p_w);
-  pq_node_set_int(v, "groups", R);
+  add_conv(g, input, wn[0], mid[0], one, one, zero4, 1);
+  add_conv(g, mid[0], wn[1], mid[1], s_h, d_h, p_h, R);
+  add_conv(g, mid[1], wn[2], mid[2], s_w, d_w, p_w, R);
   node = pq_graph_node(g, idx); /* adding may move the node array */
   pq_node_set_ints(node, "strides", 2, one);
   pq_node_set_ints(node, "dilations", 2, one);
