@@ -86,6 +86,7 @@ int main(int argc, char **argv) {
   const Case cases[] = {
       {"depthwise 3x3, 144 ch, 28x28", 144, 144, 28, 3, 1, 144, 0.34, 0}, /* >= 3x faster */
       {"depthwise 3x3, 384 ch, 14x14", 384, 384, 14, 3, 1, 384, 0.34, 0},
+      {"depthwise 3x3, 960 ch, 7x7", 960, 960, 7, 3, 1, 960, 0.34, 0}, /* narrow planes: one long row each */
       {"pointwise 1x1, 144->24, 28x28", 144, 24, 28, 1, 0, 1, 1.20, 0},   /* overhead only: bias and ReLU, which the bare sgemm skips */
       /* packed 8-bit kernels against the float GEMM path: short rows (k = 9, 144: outputs in vector lanes) and
          long ones (k = 288: the row kernels); an 8-bit conv should not be slower than float32 */

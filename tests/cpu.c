@@ -148,6 +148,9 @@ static void test_conv(void) {
       {3, 8, 7, 6, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 3},  /* depthwise, stride 2, two outputs a channel */
       {2, 9, 10, 2, 3, 2, 1, 3, 2, 2, 2, 0, 1, 3, 2}, /* depthwise, dilated, uneven strides and pads */
       {3, 5, 5, 3, 5, 5, 1, 1, 1, 1, 3, 3, 3, 3, 3},  /* depthwise, a kernel as wide as the input, pads beyond it */
+      {4, 7, 7, 4, 3, 1, 1, 1, 2, 1, 2, 0, 2, 0, 4},  /* depthwise 3x1, dilated (a CP factor): narrow planes as one row */
+      {4, 7, 6, 8, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 4},  /* depthwise 1x3, two outputs a channel */
+      {2, 15, 15, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2}, /* depthwise, 15 wide: the widest narrow plane */
   };
   for (size_t ci = 0; ci < G_N_ELEMENTS(cases); ci++) {
     const ConvCase *k = &cases[ci];
