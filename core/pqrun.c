@@ -125,6 +125,7 @@ static const GOptionEntry train_entries[] = {
     {"arch", 0, 0, G_OPTION_ARG_STRING, &args.arch, "mlp (default: 784-256-128-10) or cnn (three 3x3 convs of 16, 32, 64 channels)", "mlp|cnn"},
     {"epochs", 0, 0, G_OPTION_ARG_INT, &args.epochs, "Epochs (default 18 for the MLP, 4 for the CNN)", "N"},
     {"seed", 0, 0, G_OPTION_ARG_INT64, &args.seed, "Random seed (default 42)", "N"},
+    {"threads", 't', 0, G_OPTION_ARG_INT, &args.threads, "BLAS threads while training (default 1: the same weights on every machine)", "N"},
     {"dataset", 'd', 0, G_OPTION_ARG_FILENAME, &args.dataset, "fashion-mnist (default) or a folder of IDX or NumPy (.npy) files", "NAME|DIR"},
     {"quiet", 'q', 0, G_OPTION_ARG_NONE, &args.quiet, "Do not print progress", NULL},
     {NULL}};
@@ -234,8 +235,8 @@ static gboolean evaluate(PqRegistry *reg, PqModel *model, const PqDataset *test,
   return b && pq_evaluate_accuracy(b, test, acc, error);
 }
 
-/* Train the MLP (the default model) or the CNN on the training split and write it to out_path. */
-static PqModel *train_model(gboolean cnn, const char *out_path, GError **error) {
+/* Train the MLP (the default model) or the CNN on the training split, BLAS on `threads`, and write it to out_path. */
+static PqModel *train_model(gboolean cnn, int threads, const char *out_path, GError **error) {
   g_autoptr(PqDataset) train = pq_dataset_open(dataset_name(), "train", error);
   if (!train) return NULL;
   PqTrainParams p;
@@ -246,6 +247,7 @@ static PqModel *train_model(gboolean cnn, const char *out_path, GError **error) 
     p.learning_rate = 2e-3;
   }
   p.seed = (guint64)args.seed;
+  p.threads = threads;
   p.verbose = !args.quiet;
   if (!args.quiet)
     g_printerr("training the %s on %s (%" G_GINT64_FORMAT " samples, %d epochs)\n", cnn ? "CNN 3x3 convs 16-32-64 + linear" : "MLP 784-256-128-10",
@@ -274,7 +276,7 @@ static PqModel *load_model(GError **error) {
     if (m) return m;
     g_printerr("pqrun: the cached default model is unusable (%s); training it again\n", lerr->message);
   }
-  return train_model(FALSE, path, error);
+  return train_model(FALSE, 1, path, error); /* (the cached default: one thread, the same weights everywhere) */
 }
 
 static int cmd_train(void) {
@@ -290,7 +292,11 @@ static int cmd_train(void) {
     g_printerr("pqrun train: --epochs must be at least 1\n");
     return 2;
   }
-  g_autoptr(PqModel) m = train_model(cnn, path, &error);
+  if (args.threads < 0) {
+    g_printerr("pqrun train: --threads must be at least 1\n");
+    return 2;
+  }
+  g_autoptr(PqModel) m = train_model(cnn, args.threads > 0 ? args.threads : 1, path, &error);
   if (!m) return fail(error);
   g_autoptr(PqRegistry) reg = make_registry(&error);
   if (!reg) return fail(error);
