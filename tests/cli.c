@@ -261,6 +261,10 @@ static void test_cnn_tucker(void) {
   g_free(err);
   g_assert_cmpint(pqrun(&out, &err, "train", "--arch", "resnet", "--dataset", dir, "-o", path, NULL), ==, 2);
   g_assert_nonnull(strstr(err, "--arch must be mlp or cnn, not 'resnet'"));
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "train", "--arch", "cnn", "--threads", "-1", "--dataset", dir, "-o", path, NULL), ==, 2);
+  g_assert_nonnull(strstr(err, "--threads must be at least 1"));
 }
 
 /* A nearest-class-mean classifier on Fashion-MNIST as one linear layer (w_c = the class's mean image,
