@@ -151,6 +151,7 @@ static void test_conv(void) {
       {4, 7, 7, 4, 3, 1, 1, 1, 2, 1, 2, 0, 2, 0, 4},  /* depthwise 3x1, dilated (a CP factor): narrow planes as one row */
       {4, 7, 6, 8, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 4},  /* depthwise 1x3, two outputs a channel */
       {2, 15, 15, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2}, /* depthwise, 15 wide: the widest narrow plane */
+      {3, 11, 9, 3, 3, 1, 2, 1, 1, 1, 1, 0, 1, 0, 3},  /* depthwise 3x1, vertical stride 2 (a CP factor of a strided conv) */
   };
   for (size_t ci = 0; ci < G_N_ELEMENTS(cases); ci++) {
     const ConvCase *k = &cases[ci];

@@ -1040,8 +1040,8 @@ static void run_conv_transpose(const Step *st, const float *x, const float *w, c
 /* A depthwise conv (one input channel a group, ocg outputs each): a GEMM a channel would be 1 × OH·OW ×
  * kh·kw, all call and no work. Instead each input plane is copied once into a zero-bordered plane (`pad`, the
  * workspace), and each output row is computed in blocks of 16 (then 8) outputs held in one vector across all
- * kh·kw taps, the last block overlapping the one before it; planes narrower than 16 (stride 1) as one long
- * row; other rows narrower than 8 and strided convs go output by output. */
+ * kh·kw taps, the last block overlapping the one before it; planes narrower than 16 (horizontal stride 1)
+ * as one long row; other rows narrower than 8 and horizontally strided convs go output by output. */
 typedef float dw_v16 __attribute__((vector_size(16 * sizeof(float))));
 typedef float dw_v8 __attribute__((vector_size(8 * sizeof(float))));
 typedef int32_t dw_i16 __attribute__((vector_size(16 * sizeof(int32_t))));
@@ -1069,11 +1069,12 @@ static void conv_depthwise_planes(const Step *st, const float *x, const float *w
   int64_t ocg = st->oc / st->groups, ohw = st->oh * st->ow, hw = st->h * st->w, ph, pw;
   depthwise_pad(st, &ph, &pw);
   int relu = st->fuse_relu;
-  /* Rows narrower than a 16-wide block, stride 1: output (oy, ox) reads the plane at oy·pw + ox plus each tap's
-     fixed offset, so the outputs laid out pw apart are one long row, computed 16 at a time (the columns past ow
-     wasted) into `fl`, then copied out row by row. The plane has 16 floats of slack behind it. */
-  const int flat = st->sh == 1 && st->sw == 1 && st->ow < 16;
-  const int64_t span = (st->oh - 1) * pw + st->ow;
+  /* Rows narrower than a 16-wide block, horizontal stride 1: output (oy, ox) reads the plane at oy·sh·pw + ox plus
+     each tap's fixed offset, so the outputs laid out sh·pw apart are one long row, computed 16 at a time (the
+     columns past ow, and the rows a vertical stride skips, wasted) into `fl`, then copied out row by row. The
+     plane has 16 floats of slack behind it. */
+  const int flat = st->sw == 1 && st->ow < 16;
+  const int64_t pitch = st->sh * pw, span = (st->oh - 1) * pitch + st->ow;
   float *fl = pad + ph * pw + 16;
   for (int64_t i = i0; i < i1; i++) { /* input planes i0 … i1 − 1 of the batch: sample i / C, channel i % C */
     int64_t n = i / st->c, ci = i % st->c;
@@ -1090,13 +1091,13 @@ static void conv_depthwise_planes(const Step *st, const float *x, const float *w
       memcpy(row + c0, xp + iy * st->w + (c0 - st->pl), sizeof(float) * (size_t)(c1 - c0));
       memset(row + c1, 0, sizeof(float) * (size_t)(pw - c1));
     }
-    if (flat) { /* narrow planes, stride 1: the padded plane read as one long row (below) */
+    if (flat) { /* narrow planes: the padded plane read as one long row (above) */
       memset(pad + ph * pw, 0, sizeof(float) * 16);
       for (int64_t o = ci * ocg; o < (ci + 1) * ocg; o++) {
         const float *wo = w + o * st->kh * st->kw, *base = pad;
         float *yp = y + (n * st->oc + o) * ohw, bias = b ? b[o] : 0.0f, *yr = fl;
         for (int64_t q = 0; q < span; q += 16) DW_BLOCK(dw_v16, dw_i16, q);
-        for (int64_t oy = 0; oy < st->oh; oy++) memcpy(yp + oy * st->ow, fl + oy * pw, sizeof(float) * (size_t)st->ow);
+        for (int64_t oy = 0; oy < st->oh; oy++) memcpy(yp + oy * st->ow, fl + oy * pitch, sizeof(float) * (size_t)st->ow);
       }
       continue;
     }
@@ -1143,12 +1144,12 @@ static void depthwise_part(void *p, int part, int parts) {
 
 /* The zero-bordered plane conv_depthwise_planes works in (one a thread): the rows and columns its outputs
  * read (*ph × *pw, either may be NULL); the floats it needs: the plane, 16 of slack, and the rows of
- * narrow outputs laid out pw apart (16 more). */
+ * narrow outputs laid out sh·pw apart (16 more). */
 static size_t depthwise_pad(const Step *st, int64_t *ph, int64_t *pw) {
   int64_t h = (st->oh - 1) * st->sh + (st->kh - 1) * st->dh + 1, w = (st->ow - 1) * st->sw + (st->kw - 1) * st->dw + 1;
   if (ph) *ph = h;
   if (pw) *pw = w;
-  return (size_t)(h * w + 16 + st->oh * w + 16);
+  return (size_t)(h * w + 16 + st->oh * st->sh * w + 16);
 }
 
 static void run_conv(Cpu *c, const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch) {
