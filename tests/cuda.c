@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 static PqRegistry *reg;
-static PqPlugin *cpu, *cuda, *quant, *tensor_train, *circulant, *prune, *low_rank;
+static PqPlugin *cpu, *cuda, *quant, *tensor_train, *circulant, *prune, *low_rank, *tucker, *cp;
 
 static PqOptions *math_options(const char *math) {
   if (!math) return NULL;
@@ -441,6 +441,22 @@ static void test_forms(void) {
   }
 }
 
+/* Tucker-2 and CP decompositions of a conv (1x1, core or depthwise kx1 / 1xk convs, 1x1): the same results on both
+ * backends, the layer's strides, pads and dilations carried into the factors. */
+static void test_conv_decompositions(void) {
+  if (!usable()) return;
+  int64_t xs[4] = {-1, 6, 11, 10}, ws[4] = {10, 6, 3, 3}, st[2] = {2, 1}, pads[4] = {1, 0, 2, 1}, dil[2] = {1, 2};
+  g_autoptr(PqModel) m = pq_test_conv_model(xs, ws, st, pads, 5);
+  pq_node_set_ints(pq_graph_node(pq_model_graph(m), 0), "dilations", 2, dil);
+  const char *tk[] = {"rank_in", "3", "rank_out", "4", NULL}, *cpk[] = {"rank", "5", NULL};
+  g_autoptr(PqModel) a = compressed(tucker, m, tk);
+  g_autoptr(PqModel) b = compressed(cp, m, cpk);
+  compare(a, a, 1, 1e-4);
+  compare(a, a, 5, 1e-4);
+  compare(b, b, 1, 1e-4);
+  compare(b, b, 5, 1e-4);
+}
+
 /* Packed conv kernels (dequantized in the GPU kernel) against the same weights dequantized, in float on the
  * CPU; static int8 activations (W8A8) against the CPU backend's own int8 path. */
 static void test_packed_conv_and_static(void) {
@@ -531,6 +547,8 @@ int main(int argc, char **argv) {
   circulant = load(CIRCULANT_PLUGIN);
   prune = load(PRUNE_PLUGIN);
   low_rank = load(LOW_RANK_PLUGIN);
+  tucker = load(TUCKER_PLUGIN);
+  cp = load(CP_PLUGIN);
   g_test_add_func("/cuda/not-usable-here", test_not_usable);
   g_test_add_func("/cuda/fork-safe", test_fork_safe);
   g_test_add_func("/cuda/dense-ops", test_dense);
@@ -541,6 +559,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cuda/conv-transpose", test_conv_transpose);
   g_test_add_func("/cuda/tt-circulant-sparse-lowrank", test_forms);
   g_test_add_func("/cuda/packed-conv-static-activations", test_packed_conv_and_static);
+  g_test_add_func("/cuda/tucker-cp", test_conv_decompositions);
   g_test_add_func("/cuda/tf32-fp16", test_math);
   g_test_add_func("/cuda/timing-memory", test_timing_memory);
   int rc = g_test_run();
