@@ -197,6 +197,15 @@ static void test_quant_static(void) {
   g_autofree float *ys = forward(q, 4, TRUE, &on), *yp = forward(q, 4, FALSE, &on), *yf = forward(m, 4, TRUE, &on);
   g_assert_cmpfloat(max_rel_diff(ys, yp, 4 * on), <, 2e-6);
   g_assert_cmpfloat(max_rel_diff(ys, yf, 4 * on), <, 0.1); /* forward() feeds [-1,1]: beyond the range, saturated */
+  /* a conv: the range of its input feature map (the images), the same on both kernels */
+  int64_t cxs[4] = {-1, 1, 28, 28}, cws[4] = {6, 1, 3, 3}, one[2] = {1, 1}, pads[4] = {1, 1, 1, 1};
+  g_autoptr(PqModel) cm = pq_test_conv_model(cxs, cws, one, pads, 3);
+  g_autoptr(PqModel) cq = pq_compressor_run_full(quant, cm, o, train, 128, cpu, &err);
+  g_assert_no_error(err);
+  g_assert_cmpfloat_with_epsilon(pq_node_get_float(pq_graph_node(pq_model_const_graph(cq), 0), "act_scale", 0), xmax / 127.0f, 1e-7);
+  g_assert_nonnull(strstr(pq_model_record(cq, 0)->detail, "static int8 inputs (minmax)"));
+  g_autofree float *cs = forward(cq, 2, TRUE, &on), *cp2 = forward(cq, 2, FALSE, &on);
+  g_assert_cmpfloat(max_rel_diff(cs, cp2, 2 * on), <, 2e-6);
 }
 
 static void test_quantize_matrix(void) {

@@ -544,14 +544,14 @@ PQ_VNNI static void conv_lanes_block(const Step *st, const float *cols, int64_t 
   const int64_t k = st->k, k4 = st->q_lane_k4;
   const int64_t left = ohw - q0;
   const __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
-  __m512 amax = _mm512_setzero_ps();
-  for (int64_t j = 0; j < k; j++) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_maskz_loadu_ps(m, cols + j * ohw + q0)));
   __m512 inv, sx;
   __m512i xsum = _mm512_setzero_si512();
-  if (st->q_act_scale > 0) {
+  if (st->q_act_scale > 0) { /* a fixed range (static activations) */
     inv = _mm512_set1_ps(1.0f / st->q_act_scale);
     sx = _mm512_set1_ps(st->q_act_scale);
   } else {
+    __m512 amax = _mm512_setzero_ps();
+    for (int64_t j = 0; j < k; j++) amax = _mm512_max_ps(amax, _mm512_abs_ps(_mm512_maskz_loadu_ps(m, cols + j * ohw + q0)));
     const __mmask16 nz = _mm512_cmp_ps_mask(amax, _mm512_setzero_ps(), _CMP_NEQ_OQ);
     inv = _mm512_maskz_div_ps(nz, _mm512_set1_ps(127.0f), amax); /* an all-zero patch: scale 0, codes 0 */
     sx = _mm512_div_ps(amax, _mm512_set1_ps(127.0f));

@@ -186,7 +186,7 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
       size_t at = strlen(detail);
       snprintf(detail + at, sizeof detail - at, "%s", gptq_note);
     }
-    if (static_act && is_linear) { /* W8A8: a fixed int8 range for the layer's input */
+    if (static_act) { /* W8A8: a fixed int8 range for the layer's input (a conv: its input feature map) */
       float sa = activation_scale(calibration, pq_node_input(node, 0), o, error);
       if (sa < 0) {
         pq_tensor_unref(q);
