@@ -18,15 +18,19 @@ typedef struct {
   int64_t c, oc, hw, k, pad, groups; /* square input hw × hw, k × k kernel, stride 1 */
   double target;                     /* pquant / baseline at most this */
   int bits;                          /* > 0: pquant runs the kernel quantized to this many bits (per channel) */
+  int64_t stride;                    /* 0 or 1: stride 1; 2: both axes */
 } Case;
 
 /* The baseline: per sample and group, im2col (none for 1×1) then one sgemm, bias and ReLU left out. */
+static int64_t out_hw(const Case *k) { return (k->hw + 2 * k->pad - k->k) / (k->stride > 1 ? k->stride : 1) + 1; }
+
 static void gemm_conv(const Case *k, const float *x, const float *w, float *col, float *y, int batch) {
-  int64_t cg = k->c / k->groups, ocg = k->oc / k->groups, ohw = k->hw * k->hw, kk = cg * k->k * k->k;
-  PqConvGeometry geo = {cg, k->hw, k->hw, k->k, k->k, k->hw, k->hw, 1, 1, 1, 1, k->pad, k->pad};
+  int64_t s = k->stride > 1 ? k->stride : 1, o = out_hw(k), cg = k->c / k->groups, ocg = k->oc / k->groups, ohw = o * o, ihw = k->hw * k->hw,
+          kk = cg * k->k * k->k;
+  PqConvGeometry geo = {cg, k->hw, k->hw, k->k, k->k, o, o, s, s, 1, 1, k->pad, k->pad};
   for (int n = 0; n < batch; n++)
     for (int64_t g = 0; g < k->groups; g++) {
-      const float *xg = x + (n * k->c + g * cg) * ohw, *b = xg;
+      const float *xg = x + (n * k->c + g * cg) * ihw, *b = xg;
       if (k->k > 1) {
         pq_im2col(xg, &geo, col);
         b = col;
@@ -67,6 +71,7 @@ static PqModel *conv_model(const Case *k) {
   int64_t pads[4] = {k->pad, k->pad, k->pad, k->pad};
   pq_node_set_ints(n, "pads", 4, pads);
   pq_node_set_int(n, "groups", k->groups);
+  if (k->stride > 1) pq_node_set_ints(n, "strides", 2, (const int64_t[]){k->stride, k->stride});
   pq_graph_add_node(g, "relu", "relu", 1, ri, 1, ro);
   pq_graph_add_output(g, "y");
   return m;
@@ -84,15 +89,16 @@ int main(int argc, char **argv) {
     }
   }
   const Case cases[] = {
-      {"depthwise 3x3, 144 ch, 28x28", 144, 144, 28, 3, 1, 144, 0.34, 0}, /* >= 3x faster */
-      {"depthwise 3x3, 384 ch, 14x14", 384, 384, 14, 3, 1, 384, 0.34, 0},
-      {"depthwise 3x3, 960 ch, 7x7", 960, 960, 7, 3, 1, 960, 0.34, 0}, /* narrow planes: one long row each */
-      {"pointwise 1x1, 144->24, 28x28", 144, 24, 28, 1, 0, 1, 1.20, 0},   /* overhead only: bias and ReLU, which the bare sgemm skips */
+      {"depthwise 3x3, 144 ch, 28x28", 144, 144, 28, 3, 1, 144, 0.34, 0, 1}, /* >= 3x faster */
+      {"depthwise 3x3, 384 ch, 14x14", 384, 384, 14, 3, 1, 384, 0.34, 0, 1},
+      {"depthwise 3x3, 960 ch, 7x7", 960, 960, 7, 3, 1, 960, 0.34, 0, 1}, /* narrow planes: one long row each */
+      {"depthwise 3x3 /2, 144 ch, 56x56", 144, 144, 56, 3, 1, 144, 0.34, 0, 2}, /* stride 2: even and odd half planes */
+      {"pointwise 1x1, 144->24, 28x28", 144, 24, 28, 1, 0, 1, 1.20, 0, 1},   /* overhead only: bias and ReLU, which the bare sgemm skips */
       /* packed 8-bit kernels against the float GEMM path: short rows (k = 9, 144: outputs in vector lanes) and
          long ones (k = 288: the row kernels); an 8-bit conv should not be slower than float32 */
-      {"8-bit 3x3, 1->16, 28x28", 1, 16, 28, 3, 1, 1, 1.0, 8},
-      {"8-bit 3x3, 16->32, 14x14", 16, 32, 14, 3, 1, 1, 1.0, 8},
-      {"8-bit 3x3, 32->64, 7x7", 32, 64, 7, 3, 1, 1, 1.0, 8},
+      {"8-bit 3x3, 1->16, 28x28", 1, 16, 28, 3, 1, 1, 1.0, 8, 1},
+      {"8-bit 3x3, 16->32, 14x14", 16, 32, 14, 3, 1, 1, 1.0, 8, 1},
+      {"8-bit 3x3, 32->64, 7x7", 32, 64, 7, 3, 1, 1, 1.0, 8, 1},
   };
   const int batches[2] = {1, 16};
   g_autoptr(GError) err = NULL;
@@ -129,9 +135,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench-conv: %s\n", err->message);
         return 1;
       }
-      int64_t in = (int64_t)batch * k->c * k->hw * k->hw, out = (int64_t)batch * k->oc * k->hw * k->hw;
+      int64_t in = (int64_t)batch * k->c * k->hw * k->hw, out = (int64_t)batch * k->oc * out_hw(k) * out_hw(k);
       g_autofree float *x = g_new(float, in), *y = g_new(float, out), *y2 = g_new(float, out);
-      g_autofree float *col = g_new(float, (k->c / k->groups) * k->k * k->k * k->hw * k->hw);
+      g_autofree float *col = g_new(float, (k->c / k->groups) * k->k * k->k * out_hw(k) * out_hw(k));
       for (int64_t i = 0; i < in; i++) x[i] = (float)(i % 97) / 97.0f - 0.5f;
       const float *w = pq_tensor_data(pq_model_tensor(m, "w"));
       BenchRun rp = {be, x, y, batch};

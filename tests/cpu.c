@@ -152,6 +152,8 @@ static void test_conv(void) {
       {4, 7, 6, 8, 1, 3, 1, 1, 1, 1, 0, 1, 0, 1, 4},  /* depthwise 1x3, two outputs a channel */
       {2, 15, 15, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 2}, /* depthwise, 15 wide: the widest narrow plane */
       {3, 11, 9, 3, 3, 1, 2, 1, 1, 1, 1, 0, 1, 0, 3},  /* depthwise 3x1, vertical stride 2 (a CP factor of a strided conv) */
+      {4, 14, 13, 4, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 4}, /* depthwise, stride 2, odd width: even and odd half planes */
+      {2, 9, 40, 4, 3, 4, 1, 2, 2, 1, 2, 1, 2, 2, 2},  /* depthwise, horizontal stride 2, wide, even kernel width, dilated rows */
   };
   for (size_t ci = 0; ci < G_N_ELEMENTS(cases); ci++) {
     const ConvCase *k = &cases[ci];

@@ -1041,7 +1041,8 @@ static void run_conv_transpose(const Step *st, const float *x, const float *w, c
  * kh·kw, all call and no work. Instead each input plane is copied once into a zero-bordered plane (`pad`, the
  * workspace), and each output row is computed in blocks of 16 (then 8) outputs held in one vector across all
  * kh·kw taps, the last block overlapping the one before it; planes narrower than 16 (horizontal stride 1)
- * as one long row; other rows narrower than 8 and horizontally strided convs go output by output. */
+ * as one long row; horizontal stride 2 as two half planes (even and odd columns), each read as one long row;
+ * other rows narrower than 8 and other horizontal strides go output by output. */
 typedef float dw_v16 __attribute__((vector_size(16 * sizeof(float))));
 typedef float dw_v8 __attribute__((vector_size(8 * sizeof(float))));
 typedef int32_t dw_i16 __attribute__((vector_size(16 * sizeof(int32_t))));
@@ -1064,6 +1065,26 @@ typedef int32_t dw_i8 __attribute__((vector_size(8 * sizeof(int32_t))));
     memcpy(yr + (ox), &acc_, sizeof acc_);                                                                         \
   } while (0)
 
+/* 16 outputs of a depthwise conv with horizontal stride 2 from the even and odd half planes (e, o at the block's
+ * first output; `row` floats between the planes' rows a dilation step apart): tap (ky, kx) reads plane kx % 2 at
+ * ky·row + kx / 2. Inlined into the clones below. */
+static inline __attribute__((always_inline)) void dw_half_block(const float *wo, int64_t kh, int64_t kw, int64_t row, const float *e,
+                                                                const float *o, float bias, int relu, float *y) {
+  dw_v16 acc = {0};
+  acc += bias;
+  for (int64_t ky = 0; ky < kh; ky++)
+    for (int64_t kx = 0; kx < kw; kx++) {
+      dw_v16 v;
+      memcpy(&v, (kx % 2 ? o : e) + ky * row + kx / 2, sizeof v);
+      acc += wo[ky * kw + kx] * v;
+    }
+  if (relu) {
+    dw_v16 zero = {0};
+    acc = (dw_v16)((dw_i16)acc & (acc > zero));
+  }
+  memcpy(y, &acc, sizeof acc);
+}
+
 __attribute__((target_clones("avx512f", "avx2", "default"))) /* one register a block where the machine has them */
 static void conv_depthwise_planes(const Step *st, const float *x, const float *w, const float *b, float *y, int64_t i0, int64_t i1, float *pad) {
   int64_t ocg = st->oc / st->groups, ohw = st->oh * st->ow, hw = st->h * st->w, ph, pw;
@@ -1072,10 +1093,16 @@ static void conv_depthwise_planes(const Step *st, const float *x, const float *w
   /* Rows narrower than a 16-wide block, horizontal stride 1: output (oy, ox) reads the plane at oy·sh·pw + ox plus
      each tap's fixed offset, so the outputs laid out sh·pw apart are one long row, computed 16 at a time (the
      columns past ow, and the rows a vertical stride skips, wasted) into `fl`, then copied out row by row. The
-     plane has 16 floats of slack behind it. */
+     plane has 32 floats of slack behind it. */
   const int flat = st->sw == 1 && st->ow < 16;
   const int64_t pitch = st->sh * pw, span = (st->oh - 1) * pitch + st->ow;
-  float *fl = pad + ph * pw + 16;
+  float *fl = pad + ph * pw + 32;
+  /* Horizontal stride 2 (undilated): each padded row split into its even and odd columns, two planes pwe wide;
+     a tap at column 2·ox + kx reads plane kx % 2 at ox + kx / 2, so these are stride-1 planes read as one long
+     row as above (pitch sh·pwe), at any width. */
+  const int split = st->sw == 2 && st->dw == 1;
+  const int64_t pwe = (pw + 1) / 2, epitch = st->sh * pwe, espan = (st->oh - 1) * epitch + st->ow;
+  float *ev = pad + ph * pw + 32, *od = ev + ph * pwe + 32, *efl = od + ph * pwe + 32;
   for (int64_t i = i0; i < i1; i++) { /* input planes i0 … i1 − 1 of the batch: sample i / C, channel i % C */
     int64_t n = i / st->c, ci = i % st->c;
     const float *xp = x + (n * st->c + ci) * hw;
@@ -1091,8 +1118,42 @@ static void conv_depthwise_planes(const Step *st, const float *x, const float *w
       memcpy(row + c0, xp + iy * st->w + (c0 - st->pl), sizeof(float) * (size_t)(c1 - c0));
       memset(row + c1, 0, sizeof(float) * (size_t)(pw - c1));
     }
+    memset(pad + ph * pw, 0, sizeof(float) * 32);
+    if (split) {
+      /* 32 values in, 16 even and 16 odd out (the last block of a row reads into the next row or the slack, and
+         writes past the half row into the next one, which is written after it: only lanes thrown away read those) */
+      const dw_i16 evens = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}, odds = evens + 1;
+      for (int64_t r = 0; r < ph; r++)
+        for (int64_t j = 0; j < pwe; j += 16) {
+          dw_v16 lo, hi, e, d;
+          memcpy(&lo, pad + r * pw + 2 * j, sizeof lo);
+          memcpy(&hi, pad + r * pw + 2 * j + 16, sizeof hi);
+          e = __builtin_shuffle(lo, hi, evens);
+          d = __builtin_shuffle(lo, hi, odds);
+          memcpy(ev + r * pwe + j, &e, sizeof e);
+          memcpy(od + r * pwe + j, &d, sizeof d);
+        }
+      memset(ev + ph * pwe, 0, sizeof(float) * 16);
+      memset(od + ph * pwe, 0, sizeof(float) * 16);
+      for (int64_t o = ci * ocg; o < (ci + 1) * ocg; o++) {
+        const float *wo = w + o * st->kh * st->kw;
+        float *yp = y + (n * st->oc + o) * ohw, bias = b ? b[o] : 0.0f;
+        if (st->ow >= 16) { /* row by row, 16 outputs a block, the last block overlapping */
+          for (int64_t oy = 0; oy < st->oh; oy++) {
+            const int64_t at = oy * epitch;
+            for (int64_t ox = 0; ox < st->ow; ox += 16) {
+              int64_t x0 = ox + 16 <= st->ow ? ox : st->ow - 16;
+              dw_half_block(wo, st->kh, st->kw, st->dh * pwe, ev + at + x0, od + at + x0, bias, relu, yp + oy * st->ow + x0);
+            }
+          }
+        } else { /* narrow: one long row (pitch sh·pwe), copied out */
+          for (int64_t q = 0; q < espan; q += 16) dw_half_block(wo, st->kh, st->kw, st->dh * pwe, ev + q, od + q, bias, relu, efl + q);
+          for (int64_t oy = 0; oy < st->oh; oy++) memcpy(yp + oy * st->ow, efl + oy * epitch, sizeof(float) * (size_t)st->ow);
+        }
+      }
+      continue;
+    }
     if (flat) { /* narrow planes: the padded plane read as one long row (above) */
-      memset(pad + ph * pw, 0, sizeof(float) * 16);
       for (int64_t o = ci * ocg; o < (ci + 1) * ocg; o++) {
         const float *wo = w + o * st->kh * st->kw, *base = pad;
         float *yp = y + (n * st->oc + o) * ohw, bias = b ? b[o] : 0.0f, *yr = fl;
@@ -1143,13 +1204,15 @@ static void depthwise_part(void *p, int part, int parts) {
 }
 
 /* The zero-bordered plane conv_depthwise_planes works in (one a thread): the rows and columns its outputs
- * read (*ph × *pw, either may be NULL); the floats it needs: the plane, 16 of slack, and the rows of
- * narrow outputs laid out sh·pw apart (16 more). */
+ * read (*ph × *pw, either may be NULL); the floats it needs: the plane and 32 of slack, then either the rows
+ * of narrow outputs laid out sh·pw apart (16 more) or (horizontal stride 2) the even and odd halves of the
+ * plane (32 more each) and their outputs (16 more). */
 static size_t depthwise_pad(const Step *st, int64_t *ph, int64_t *pw) {
   int64_t h = (st->oh - 1) * st->sh + (st->kh - 1) * st->dh + 1, w = (st->ow - 1) * st->sw + (st->kw - 1) * st->dw + 1;
   if (ph) *ph = h;
   if (pw) *pw = w;
-  return (size_t)(h * w + 16 + st->oh * st->sh * w + 16);
+  size_t narrow = (size_t)(st->oh * st->sh * w + 16), halves = (size_t)(2 * (h * ((w + 1) / 2) + 32) + st->oh * st->sh * ((w + 1) / 2) + 16);
+  return (size_t)(h * w + 32) + (narrow > halves ? narrow : halves);
 }
 
 static void run_conv(Cpu *c, const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch) {
