@@ -920,6 +920,28 @@ static void test_quant_conv(void) {
       g_assert_cmpfloat(max_rel_diff(ys, yd, 2 * on), <, 0.02); /* int8 inputs: within a percent or two */
       pq_model_unref(m);
     }
+  /* scales per group of codes (k = 360): groups of whole 4-code words take the lanes kernel with a sum a group, groups of
+     9 (not whole words) the row kernels; the same numbers as the portable path either way */
+  const char *gforms[][10] = {{"bits", "4", "scheme", "per_group", "group_size", "8", NULL},
+                              {"bits", "5", "scheme", "per_group", "group_size", "12", "symmetric", "false", NULL},
+                              {"bits", "8", "scheme", "per_group", "group_size", "40", NULL},
+                              {"bits", "6", "scheme", "per_group", "group_size", "9", NULL}};
+  for (size_t f = 0; f < G_N_ELEMENTS(gforms); f++) {
+    PqModel *m = pq_test_conv_model(geo[3].xs, geo[3].ws, geo[3].st, geo[3].pads, 9);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PqModel) q = compress(quant, m, gforms[f], &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(pq_tensor_quant_scheme(pq_model_tensor(q, "cw")), ==, PQ_QUANT_PER_GROUP);
+    g_autoptr(PqModel) deq = pq_model_copy(m);
+    g_autoptr(PqTensor) wd = pq_tensor_new("cw", PQ_DTYPE_F32, 4, geo[3].ws);
+    pq_tensor_to_f32(pq_model_tensor(q, "cw"), pq_tensor_mutable_data(wd));
+    pq_model_set_tensor(deq, wd);
+    int64_t on;
+    g_autofree float *ys = forward(q, 2, TRUE, &on), *yp = forward(q, 2, FALSE, &on), *yd = forward(deq, 2, TRUE, &on);
+    g_assert_cmpfloat(max_rel_diff(ys, yp, 2 * on), <, 2e-6);
+    g_assert_cmpfloat(max_rel_diff(ys, yd, 2 * on), <, 0.02);
+    pq_model_unref(m);
+  }
   /* a fixed int8 input range (static activations, as a model file may carry for a conv): saturating, the same
      numbers on both paths */
   {
@@ -939,13 +961,15 @@ static void test_quant_conv(void) {
   int64_t xs[4] = {-1, 32, 16, 16}, ws[4] = {64, 32, 3, 3}, one[2] = {1, 1}, pads[4] = {1, 1, 1, 1};
   PqModel *m = pq_test_conv_model(xs, ws, one, pads, 8);
   g_autoptr(GError) err = NULL;
-  const char *kv[] = {"bits", "8", NULL};
-  g_autoptr(PqModel) q = compress(quant, m, kv, &err);
-  g_assert_no_error(err);
-  int64_t on;
-  g_autofree float *y1 = forward_threads(q, 2, TRUE, 1, &on), *y2 = forward_threads(q, 2, TRUE, 2, &on), *y3 = forward_threads(q, 2, TRUE, 3, &on);
-  g_assert_cmpmem(y1, 2 * on * sizeof(float), y2, 2 * on * sizeof(float));
-  g_assert_cmpmem(y1, 2 * on * sizeof(float), y3, 2 * on * sizeof(float));
+  const char *kvs[][8] = {{"bits", "8", NULL}, {"bits", "4", "scheme", "per_group", "group_size", "32", NULL}};
+  for (size_t f = 0; f < G_N_ELEMENTS(kvs); f++) {
+    g_autoptr(PqModel) q = compress(quant, m, kvs[f], &err);
+    g_assert_no_error(err);
+    int64_t on;
+    g_autofree float *y1 = forward_threads(q, 2, TRUE, 1, &on), *y2 = forward_threads(q, 2, TRUE, 2, &on), *y3 = forward_threads(q, 2, TRUE, 3, &on);
+    g_assert_cmpmem(y1, 2 * on * sizeof(float), y2, 2 * on * sizeof(float));
+    g_assert_cmpmem(y1, 2 * on * sizeof(float), y3, 2 * on * sizeof(float));
+  }
   pq_model_unref(m);
 }
 

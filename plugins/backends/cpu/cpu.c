@@ -93,9 +93,9 @@ typedef struct {
   int64_t q_xbatch_rows;  /* rows those buffers hold */
   /* layers of short rows (k <= LANE_MAX_K, one scale a row): codes laid out with the outputs in vector lanes */
   uint8_t *q_lanes;       /* [ceil(n/16)][ceil(k/4)][16 outputs][4 codes], one byte a code, zero-padded */
-  uint8_t *q_rows4;       /* packed conv2d (any k, one scale a row): [n][ceil(k/4)·4], one byte a code, zero-padded */
-  float *q_lane_scale;    /* each output's scale, ceil(n/16)·16 of them */
-  int32_t *q_lane_zero;   /* each output's zero point */
+  uint8_t *q_rows4;       /* packed conv2d: [n][ceil(k/4)·4], one byte a code, zero-padded */
+  float *q_lane_scale;    /* each output's scale (ceil(n/16)·16 of them), or for q_rows4 each output's groups' [n][groups a row] */
+  int32_t *q_lane_zero;   /* and zero points, likewise */
   int64_t q_lane_k4;      /* ceil(k/4) */
   const PqOpKernel *kernel; /* an op a plugin declared */
   void *kernel_ws;
@@ -312,13 +312,18 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_
     pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
     return PQ_ERR_NOMEM;
   }
-  const int conv = st->kind == K_CONV2D; /* (every k: output positions in the lanes) */
-  if (st->q_per != PQ_QUANT_PER_GROUP && (conv || st->k <= LANE_MAX_K) && pq_cpu_has_vnni()) {
-    if (lanes_setup(st, conv) != 0) {
+  /* output positions in the lanes (conv2d: one scale a row, or groups of whole 4-code words; int32 sums exact up to
+     65536 codes), or outputs in the lanes (short rows of a linear layer, one scale a row) */
+  const int conv = st->kind == K_CONV2D;
+  const int by_position = conv && st->k <= 65536 && (st->q_per != PQ_QUANT_PER_GROUP || st->q_chunk % 4 == 0);
+  const int by_output = !conv && st->q_per != PQ_QUANT_PER_GROUP && st->k <= LANE_MAX_K;
+  if ((by_position || by_output) && pq_cpu_has_vnni()) {
+    if (lanes_setup(st, by_position) != 0) {
       pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
       return PQ_ERR_NOMEM;
     }
-    c->converted_bytes += conv ? st->n * st->q_lane_k4 * 4 + ((st->n + 15) / 16) * 16 * 8 : ((st->n + 15) / 16) * (st->q_lane_k4 * 64 + 16 * 8);
+    c->converted_bytes += by_position ? st->n * st->q_lane_k4 * 4 + st->n * st->q_groups_per_row * 8
+                                      : ((st->n + 15) / 16) * (st->q_lane_k4 * 64 + 16 * 8);
   }
   c->weights_bytes += (int64_t)pq_tensor_nbytes(w) + (int64_t)pq_tensor_nbytes(pq_tensor_scales(w)) +
                       (pq_tensor_zeros(w) ? (int64_t)pq_tensor_nbytes(pq_tensor_zeros(w)) : 0);
@@ -369,8 +374,8 @@ static PqStatus setup_packed_conv(Cpu *c, Step *st, const PqNode *node, PqPlugin
   if (rc != PQ_OK) return rc;
   st->m_rows = 1;
   size_t ws = (size_t)(st->oh * st->ow * (st->k + st->oc));
-  size_t wl = (size_t)(st->oh * st->ow * st->k + 16 * st->q_lane_k4 + 16);
-  if (st->q_rows4 && wl > ws) ws = wl; /* the patches ([k][ohw]), then each part's block of packed int8 patches (16 floats a vector) */
+  size_t wl = (size_t)(st->oh * st->ow * st->k + 16 * (st->q_lane_k4 + st->q_groups_per_row) + 16);
+  if (st->q_rows4 && wl > ws) ws = wl; /* the patches ([k][ohw]), then each part's block of packed int8 patches and its sums a group (16 floats a vector) */
   if (ws > c->workspace_floats) c->workspace_floats = ws;
   return PQ_OK;
 }

@@ -451,11 +451,13 @@ static float row_dot_c(const Step *st, const uint8_t *codes, const int8_t *xq, c
  * 16 output positions in the lanes instead (below). */
 static int lanes_setup(Step *st, int by_position) {
   const int64_t n = st->n, k = st->k, k4 = (k + 3) / 4, nb = (n + 15) / 16;
+  const int64_t gpr = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : 1; /* (by position only) */
   st->q_lane_k4 = k4;
   if (by_position) st->q_rows4 = calloc((size_t)(n * k4 * 4), 1);
   else st->q_lanes = calloc((size_t)(nb * k4 * 64), 1);
-  st->q_lane_scale = calloc((size_t)(nb * 16), sizeof(float));
-  st->q_lane_zero = calloc((size_t)(nb * 16), sizeof(int32_t));
+  const int64_t scales = by_position ? n * gpr : nb * 16; /* an output's, or each of its groups' */
+  st->q_lane_scale = calloc((size_t)scales, sizeof(float));
+  st->q_lane_zero = calloc((size_t)scales, sizeof(int32_t));
   uint8_t *codes = malloc((size_t)k);
   if (!(by_position ? (void *)st->q_rows4 : (void *)st->q_lanes) || !st->q_lane_scale || !st->q_lane_zero || !codes) {
     free(codes);
@@ -469,9 +471,11 @@ static int lanes_setup(Step *st, int by_position) {
       uint8_t *dst = st->q_lanes + (o / 16) * k4 * 64 + (o % 16) * 4;
       for (int64_t j = 0; j < k; j++) dst[(j / 4) * 64 + j % 4] = codes[j];
     }
-    int64_t si = st->q_per == 1 ? o : 0;
-    st->q_lane_scale[o] = st->q_scales[si];
-    st->q_lane_zero[o] = st->q_zeros ? st->q_zeros[si] : 1 << (st->q_bits - 1);
+    for (int64_t g = 0; g < (by_position ? gpr : 1); g++) {
+      int64_t si = st->q_per == PQ_QUANT_PER_GROUP ? o * gpr + g : st->q_per == PQ_QUANT_PER_CHANNEL ? o : 0;
+      st->q_lane_scale[o * (by_position ? gpr : 1) + g] = st->q_scales[si];
+      st->q_lane_zero[o * (by_position ? gpr : 1) + g] = st->q_zeros ? st->q_zeros[si] : 1 << (st->q_bits - 1);
+    }
   }
   free(codes);
   return 0;
@@ -542,6 +546,9 @@ PQ_VNNI static void lanes_rows(const Step *st, const float *x, const float *b, f
  * plane. */
 PQ_VNNI static void conv_lanes_block(const Step *st, const float *cols, int64_t ohw, int64_t q0, const float *b, float *yn, __m512i *xblk) {
   const int64_t k = st->k, k4 = st->q_lane_k4;
+  /* per-group scales: groups of wg words, each with its own scale, zero point and input sums (xs, after xblk) */
+  const int64_t gpr = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : 1, wg = gpr > 1 ? st->q_chunk / 4 : k4;
+  __m512i *xs = xblk + k4;
   const int64_t left = ohw - q0;
   const __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
   __m512 inv, sx;
@@ -558,6 +565,10 @@ PQ_VNNI static void conv_lanes_block(const Step *st, const float *cols, int64_t 
   }
   const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127), byte = _mm512_set1_epi32(0xff);
   for (int64_t g = 0; g < k4; g++) {
+    if (g % wg == 0 && g) { /* a group's sums done */
+      xs[g / wg - 1] = xsum;
+      xsum = _mm512_setzero_si512();
+    }
     __m512i packed = _mm512_setzero_si512();
     for (int t = 0; t < 4; t++) {
       const int64_t j = g * 4 + t;
@@ -569,23 +580,30 @@ PQ_VNNI static void conv_lanes_block(const Step *st, const float *cols, int64_t 
     }
     xblk[g] = packed;
   }
+  xs[gpr - 1] = xsum;
   const int32_t *codes = (const int32_t *)(const void *)st->q_rows4; /* four codes a 32-bit word, k4 words an output */
   int64_t o = 0;
   for (; o < st->n; o += 4) { /* four outputs a pass: four independent chains, each patch vector loaded once */
     const int cnt = (int)(st->n - o < 4 ? st->n - o : 4);
     const int32_t *w0 = codes + o * k4, *w1 = w0 + (cnt > 1 ? k4 : 0), *w2 = w0 + (cnt > 2 ? 2 * k4 : 0), *w3 = w0 + (cnt > 3 ? 3 * k4 : 0);
-    __m512i acc[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
-    for (int64_t g = 0; g < k4; g++) {
-      const __m512i xv = xblk[g];
-      acc[0] = _mm512_dpbusd_epi32(acc[0], _mm512_set1_epi32(w0[g]), xv);
-      acc[1] = _mm512_dpbusd_epi32(acc[1], _mm512_set1_epi32(w1[g]), xv);
-      acc[2] = _mm512_dpbusd_epi32(acc[2], _mm512_set1_epi32(w2[g]), xv);
-      acc[3] = _mm512_dpbusd_epi32(acc[3], _mm512_set1_epi32(w3[g]), xv);
+    __m512 vf[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int64_t gi = 0; gi < gpr; gi++) {
+      __m512i acc[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+      for (int64_t g = gi * wg; g < (gi + 1) * wg && g < k4; g++) {
+        const __m512i xv = xblk[g];
+        acc[0] = _mm512_dpbusd_epi32(acc[0], _mm512_set1_epi32(w0[g]), xv);
+        acc[1] = _mm512_dpbusd_epi32(acc[1], _mm512_set1_epi32(w1[g]), xv);
+        acc[2] = _mm512_dpbusd_epi32(acc[2], _mm512_set1_epi32(w2[g]), xv);
+        acc[3] = _mm512_dpbusd_epi32(acc[3], _mm512_set1_epi32(w3[g]), xv);
+      }
+      for (int t = 0; t < cnt; t++) { /* the same float steps as the portable path: Σ scale · (dot − zero · Σx), then · sx + b */
+        const int64_t si = (o + t) * gpr + gi;
+        __m512i d = _mm512_sub_epi32(acc[t], _mm512_mullo_epi32(_mm512_set1_epi32(st->q_lane_zero[si]), xs[gi]));
+        vf[t] = _mm512_add_ps(vf[t], _mm512_mul_ps(_mm512_set1_ps(st->q_lane_scale[si]), _mm512_cvtepi32_ps(d)));
+      }
     }
     for (int t = 0; t < cnt; t++) {
-      __m512i d = _mm512_sub_epi32(acc[t], _mm512_mullo_epi32(_mm512_set1_epi32(st->q_lane_zero[o + t]), xsum));
-      __m512 v = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(st->q_lane_scale[o + t]), _mm512_cvtepi32_ps(d)), sx),
-                               _mm512_set1_ps(b ? b[o + t] : 0.0f));
+      __m512 v = _mm512_add_ps(_mm512_mul_ps(vf[t], sx), _mm512_set1_ps(b ? b[o + t] : 0.0f));
       if (st->fuse_relu) v = _mm512_max_ps(v, _mm512_setzero_ps());
       _mm512_mask_storeu_ps(yn + (o + t) * ohw + q0, m, v);
     }
