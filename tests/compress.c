@@ -957,6 +957,22 @@ static void test_quant_conv(void) {
     g_assert_cmpfloat(max_rel_diff(ys, yd, 2 * on), >, 0.05); /* (saturated: not the float model) */
     pq_model_unref(m);
   }
+  /* a small layer in a batch: whole images split over 1, 2 or 3 threads, the same bits */
+  {
+    int64_t sxs[4] = {-1, 16, 14, 14}, sws[4] = {32, 16, 3, 3}, one[2] = {1, 1}, p1[4] = {1, 1, 1, 1};
+    PqModel *m = pq_test_conv_model(sxs, sws, one, p1, 10);
+    g_autoptr(GError) err = NULL;
+    const char *kv[] = {"bits", "8", NULL};
+    g_autoptr(PqModel) q = compress(quant, m, kv, &err);
+    g_assert_no_error(err);
+    int64_t on;
+    g_autofree float *y1 = forward_threads(q, 8, TRUE, 1, &on), *y2 = forward_threads(q, 8, TRUE, 2, &on), *y3 = forward_threads(q, 8, TRUE, 3, &on);
+    g_autofree float *yp = forward_threads(q, 8, FALSE, 1, &on);
+    g_assert_cmpmem(y1, 8 * on * sizeof(float), y2, 8 * on * sizeof(float));
+    g_assert_cmpmem(y1, 8 * on * sizeof(float), y3, 8 * on * sizeof(float));
+    g_assert_cmpfloat(max_rel_diff(y1, yp, 8 * on), <, 2e-6);
+    pq_model_unref(m);
+  }
   /* a layer large enough for the backend's threads: blocks of positions split over 1, 2 or 3 threads, the same bits */
   int64_t xs[4] = {-1, 32, 16, 16}, ws[4] = {64, 32, 3, 3}, one[2] = {1, 1}, pads[4] = {1, 1, 1, 1};
   PqModel *m = pq_test_conv_model(xs, ws, one, pads, 8);

@@ -1476,11 +1476,43 @@ static void conv_lanes_part(void *p, int part, int parts) {
 #endif
 }
 
+/* A batch of small images: each part lays out and runs whole images, in its own part of the workspace. */
+typedef struct {
+  const Cpu *c;
+  const Step *st;
+  const float *x, *b;
+  float *y;
+  int64_t batch;
+} ConvImagesJob;
+
+static void conv_lanes_images_part(void *p, int part, int parts) {
+#ifdef PQ_X86
+  const ConvImagesJob *j = p;
+  const Step *st = j->st;
+  const int64_t ohw = st->oh * st->ow, blocks = (ohw + 15) / 16;
+  PqConvGeometry geo = {st->c, st->h, st->w, st->kh, st->kw, st->oh, st->ow, st->sh, st->sw, st->dh, st->dw, st->pt, st->pl};
+  float *cols = j->c->workspace + (size_t)part * j->c->workspace_stride;
+  __m512i *xblk = (__m512i *)(((uintptr_t)(cols + ohw * st->k) + 63) & ~(uintptr_t)63);
+  for (int64_t nimg = j->batch * part / parts; nimg < j->batch * (part + 1) / parts; nimg++) {
+    pq_im2col(j->x + nimg * st->c * st->h * st->w, &geo, cols);
+    for (int64_t blk = 0; blk < blocks; blk++) conv_lanes_block(st, cols, ohw, blk * 16, j->b, j->y + nimg * st->oc * ohw, xblk);
+  }
+#else
+  (void)p, (void)part, (void)parts;
+#endif
+}
+
 static void run_packed_conv(Cpu *c, const Step *st, const float *x, const float *b, float *y, int64_t batch) {
   const int64_t ohw = st->oh * st->ow;
   if (c->simd && st->q_rows4) { /* patches as im2col lays them, then 16 positions a vector */
+    const int64_t per_image = ohw * st->k * st->oc;
+    if (per_image < PAR_MIN_MACS && batch > 1 && batch * per_image >= PAR_MIN_MACS) { /* images over the threads */
+      ConvImagesJob job = {c, st, x, b, y, batch};
+      pool_run(c->pool, (int)batch, conv_lanes_images_part, &job);
+      return;
+    }
     PqConvGeometry geo = {st->c, st->h, st->w, st->kh, st->kw, st->oh, st->ow, st->sh, st->sw, st->dh, st->dw, st->pt, st->pl};
-    int parts = ohw * st->k * st->oc >= PAR_MIN_MACS ? (int)((ohw + 15) / 16) : 1;
+    int parts = per_image >= PAR_MIN_MACS ? (int)((ohw + 15) / 16) : 1;
     for (int64_t nimg = 0; nimg < batch; nimg++) {
       pq_im2col(x + nimg * st->c * st->h * st->w, &geo, c->workspace);
       ConvLanesJob job = {c, st, c->workspace, b, y + nimg * st->oc * ohw};
