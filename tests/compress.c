@@ -2473,6 +2473,22 @@ static void test_data_aware(void) {
     g_assert_true(pq_backend_run_f32(bb, x, 100, tb, &err));
     pq_error_stats(ta, tb, 100 * 12 * 28 * 28, &out_err[aware], NULL);
   }
+  /* ranks by energy are those of the whitened unfoldings with data_aware: the directions the data uses */
+  char details[2][256];
+  for (int aware = 0; aware <= 1; aware++) {
+    g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(tucker), "tucker", &err);
+    pq_options_add_layer_selection(o, &err);
+    pq_options_set(o, "include", "conv", &err);
+    pq_options_set(o, "energy", "0.95", &err);
+    pq_options_set(o, "data_aware", aware ? "true" : "false", &err);
+    g_autoptr(PqModel) tk = pq_compressor_run_full(tucker, tm, o, train, 256, cpu, &err);
+    g_assert_no_error(err);
+    for (guint i = 0; i < pq_model_n_records(tk); i++)
+      if (!strcmp(pq_model_record(tk, i)->layer, "conv")) g_strlcpy(details[aware], pq_model_record(tk, i)->detail, sizeof details[aware]);
+  }
+  g_test_message("energy 0.95: %s | %s", details[0], details[1]);
+  g_assert_nonnull(strstr(details[0], "would not shrink")); /* the weights' own spectrum: nearly every channel */
+  g_assert_nonnull(strstr(details[1], "activation-whitened")); /* the outputs': few */
   g_test_message("Tucker (3, 4) output error on held-out images: plain %.4f, activation-whitened %.4f", out_err[0], out_err[1]);
   g_assert_cmpfloat(out_err[1], <, 0.8 * out_err[0]);
   /* without calibration data it says what it needs */

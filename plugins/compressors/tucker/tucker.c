@@ -179,24 +179,36 @@ static void tucker_dense(const Tucker *tk, float *w) {
 
 static int64_t clamp_rank(int64_t r, int64_t full) { return r < 1 ? 1 : r > full ? full : r; }
 
-/* The ranks of a layer of o outputs and c inputs: given, by energy of each unfolding, or by ratio. */
-static int choose_ranks(const Settings *st, const float *w, int64_t o, int64_t c, int64_t t, int64_t *ri, int64_t *ro,
-                        PqPluginError *err) {
+/* The ranks of a layer of o outputs and c inputs: given, by energy of each unfolding — whitened as the
+ * decomposition will be when l and l_in are given (see input_mode and output_mode) — or by ratio. */
+static int choose_ranks(const Settings *st, const float *w, int64_t o, int64_t c, int64_t t, const float *l, const float *l_in, int64_t *ri,
+                        int64_t *ro, PqPluginError *err) {
   int64_t r[2] = {st->rank_in, st->rank_out}, full[2] = {c, o};
   for (int mode = 0; mode < 2; mode++) {
     if (r[mode] > 0) continue;
     if (st->energy > 0) {
-      float *unf = NULL;
-      if (mode == 0) {
-        unf = malloc(sizeof(float) * (size_t)(o * c * t));
-        if (!unf) {
-          pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
-          return -1;
-        }
-        unfold1(w, o, c, t, unf);
+      float *a = malloc(sizeof(float) * (size_t)(o * c * t)), *b = malloc(sizeof(float) * (size_t)(o * c * t));
+      if (!a || !b) {
+        free(a);
+        free(b);
+        pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
+        return -1;
       }
-      r[mode] = mode == 0 ? pq_energy_rank(unf, c, o * t, st->energy, err) : pq_energy_rank(w, o, c * t, st->energy, err);
-      free(unf);
+      if (mode == 0) { /* [c, o·t], or L_inᵀ times it */
+        unfold1(w, o, c, t, a);
+        if (l_in)
+          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c, (int)(o * t), (int)c, 1.0f, l_in, (int)c, a, (int)(o * t), 0.0f, b,
+                      (int)(o * t));
+        r[mode] = pq_energy_rank(l_in ? b : a, c, o * t, st->energy, err);
+      } else { /* [o, c·t], or times L */
+        memcpy(a, w, sizeof(float) * (size_t)(o * c * t));
+        if (l)
+          cblas_strmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, (int)o, (int)(c * t), 1.0f, l, (int)(c * t), a,
+                      (int)(c * t));
+        r[mode] = pq_energy_rank(a, o, c * t, st->energy, err);
+      }
+      free(a);
+      free(b);
       if (r[mode] < 0) return -1;
     } else {
       r[mode] = (int64_t)llround(st->ratio * (double)full[mode]);
@@ -315,7 +327,13 @@ static PqStatus tk_compress(const PqModel *in, const PqOptions *o, const PqCalib
       return (PqStatus)err->code;
     }
     Tucker tk = {.o = oc, .c = c, .t = t};
-    if (choose_ranks(&st, wf, oc, c, t, &tk.ri, &tk.ro, err) != 0) {
+    float *l = NULL, *l_in = NULL;
+    if ((st.data_aware && whitening(&st, cal, node, c, t, &l, &l_in, err) != 0) || choose_ranks(&st, wf, oc, c, t, l, l_in, &tk.ri, &tk.ro, err) != 0) {
+      char msg[600];
+      snprintf(msg, sizeof msg, "layer '%s': %s", layer, err->message);
+      pq_plugin_error_set(err, PQ_ERR_INTERNAL, "%s", msg);
+      free(l);
+      free(l_in);
       free(wf);
       pq_model_unref(m);
       return PQ_ERR_INTERNAL;
@@ -329,12 +347,12 @@ static PqStatus tk_compress(const PqModel *in, const PqOptions *o, const PqCalib
                (long long)tk.ro, (long long)oc, (long long)c, (long long)kh, (long long)kw, (long long)after, (long long)before);
     if ((tk.ri >= c && tk.ro >= oc) || after >= before) {
       pq_model_record_skip(m, "tucker", layer, why);
+      free(l);
+      free(l_in);
       free(wf);
       continue;
     }
-    float *l = NULL, *l_in = NULL;
-    int bad = st.data_aware && whitening(&st, cal, node, c, t, &l, &l_in, err) != 0;
-    if (bad || tucker2(wf, &tk, st.iters, l, l_in, err) != 0) {
+    if (tucker2(wf, &tk, st.iters, l, l_in, err) != 0) {
       free(l);
       free(l_in);
       char msg[600];
@@ -387,7 +405,7 @@ static const PqPluginDesc tk_desc = {
         " \"ratio\": {\"type\": \"number\", \"minimum\": 0.000001, \"maximum\": 1, \"default\": 0.5,"
         "  \"description\": \"ranks as this fraction of each layer's input and output channels\"},"
         " \"energy\": {\"type\": \"number\", \"minimum\": 0.000001, \"maximum\": 1,"
-        "  \"description\": \"ranks keeping this fraction of each unfolding's squared singular values (instead of ratio)\"},"
+        "  \"description\": \"ranks keeping this fraction of each unfolding's squared singular values, whitened with data_aware (instead of ratio)\"},"
         " \"iters\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 100, \"default\": 10,"
         "  \"description\": \"HOOI refinement sweeps after the HOSVD\"},"
         " \"data_aware\": {\"type\": \"boolean\", \"default\": false,"
