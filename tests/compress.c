@@ -713,6 +713,15 @@ static PqModel *densified(const PqModel *p, const PqModel *m, const char *const 
 static void test_prune(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(40, 24, 10, 71);
   g_autoptr(GError) err = NULL;
+  /* a convolution is left as it was, and the record says so */
+  {
+    int64_t xs[4] = {-1, 3, 8, 8}, ws[4] = {8, 3, 3, 3}, one[2] = {1, 1}, zero[4] = {0, 0, 0, 0};
+    g_autoptr(PqModel) cm = pq_test_conv_model(xs, ws, one, zero, 2);
+    g_autoptr(PqModel) cp1 = compress(prune, cm, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_true(pq_model_record(cp1, 0)->skipped);
+    g_assert_nonnull(strstr(pq_model_record(cp1, 0)->detail, "a convolution: prune stores linear layers"));
+  }
   /* unstructured: the CSR kernel equals the dense layer with the pruned weights zeroed */
   const char *kv[] = {"sparsity", "0.75", NULL};
   g_autoptr(PqModel) p = compress(prune, m, kv, &err);
