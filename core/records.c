@@ -110,6 +110,15 @@ PqTensor *pq_layer_weight(PqModel *m, const PqNode *node, const PqOptions *o, co
   return w;
 }
 
+int pq_layer_linear_only(PqModel *m, const PqNode *node, const PqOptions *o, const char *method) {
+  if (strcmp(node->op, "conv2d") != 0) return 0;
+  if (pq_layer_weight(m, node, o, method, NULL)) {
+    g_autofree char *why = g_strdup_printf("a convolution: %s compresses linear layers (tucker, cp, low_rank and quant take convolutions)", method);
+    pq_model_record_skip(m, method, node->name, why);
+  }
+  return 1;
+}
+
 float *pq_layer_weight_f32(const PqNode *node, const PqTensor *w, PqPluginError *error) {
   float *f = malloc(sizeof(float) * (size_t)MAX(w->numel, 1)); /* plain malloc: plugins free() it */
   if (!f) {

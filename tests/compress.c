@@ -720,7 +720,13 @@ static void test_prune(void) {
     g_autoptr(PqModel) cp1 = compress(prune, cm, NULL, &err);
     g_assert_no_error(err);
     g_assert_true(pq_model_record(cp1, 0)->skipped);
-    g_assert_nonnull(strstr(pq_model_record(cp1, 0)->detail, "a convolution: prune stores linear layers"));
+    g_assert_nonnull(strstr(pq_model_record(cp1, 0)->detail, "a convolution: prune compresses linear layers"));
+    const char *kvt[] = {"max_rank", "4", NULL};
+    g_autoptr(PqModel) tt1 = compress(tensor_train, cm, kvt, &err);
+    g_assert_cmpstr(pq_model_record(tt1, 0)->detail, ==, "a convolution: tensor_train compresses linear layers (tucker, cp, low_rank and quant take convolutions)");
+    g_autoptr(PqModel) ci1 = compress(circulant, cm, NULL, &err);
+    g_assert_true(pq_model_record(ci1, 0)->skipped);
+    g_assert_no_error(err);
   }
   /* unstructured: the CSR kernel equals the dense layer with the pruned weights zeroed */
   const char *kv[] = {"sparsity", "0.75", NULL};

@@ -308,6 +308,9 @@ PQ_API void pq_model_record_skip(PqModel *model, const char *method, const char 
  * given for a packed weight ("factor before quantizing"). */
 PQ_API PqTensor *pq_layer_weight(PqModel *model, const PqNode *node, const PqOptions *options, const char *method,
                                  const char *packed_hint);
+/* For compressors of linear layers only: when `node` is a conv2d, record (if the layer selection takes it) that
+ * `method` left it as it was and which methods take convolutions, and return 1; else 0. Since ABI 1.6. */
+PQ_API int pq_layer_linear_only(PqModel *model, const PqNode *node, const PqOptions *options, const char *method);
 /* That weight widened to float32 (malloc'd: free() it), or NULL with an error naming the layer when it holds
  * NaN or infinite values. */
 PQ_API float *pq_layer_weight_f32(const PqNode *node, const PqTensor *weight, struct PqPluginError *error);

@@ -40,6 +40,7 @@ static PqStatus circ_compress(const PqModel *in, const PqOptions *o, const PqCal
   for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
     PqNode *node = pq_graph_node(g, i);
     const char *layer = pq_node_name(node);
+    if (pq_layer_linear_only(m, node, o, "circulant")) continue;
     if (strcmp(pq_node_op(node), "linear") || pq_node_n_inputs(node) < 2) continue;
     PqTensor *w = pq_layer_weight(m, node, o, "circulant", NULL);
     if (!w) continue;

@@ -220,11 +220,7 @@ static PqStatus prune_compress(const PqModel *in, const PqOptions *o, const PqCa
   size_t n_nodes = pq_graph_n_nodes(g);
   for (size_t i = 0; i < n_nodes; i++) {
     PqNode *node = pq_graph_node(g, i);
-    if (!strcmp(pq_node_op(node), "conv2d") && pq_node_n_inputs(node) >= 2) { /* said, not passed over in silence */
-      if (pq_layer_weight(m, node, o, "prune", NULL))
-        pq_model_record_skip(m, "prune", pq_node_name(node), "a convolution: prune stores linear layers (tucker, cp, low_rank and quant take convolutions)");
-      continue;
-    }
+    if (pq_layer_linear_only(m, node, o, "prune")) continue;
     if (strcmp(pq_node_op(node), "linear") || pq_node_n_inputs(node) < 2) continue;
     PqTensor *w = pq_layer_weight(m, node, o, "prune", NULL);
     if (!w) continue;

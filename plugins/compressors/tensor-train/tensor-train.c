@@ -123,6 +123,7 @@ static PqStatus tt_compress(const PqModel *in, const PqOptions *o, const PqCalib
   for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
     PqNode *node = pq_graph_node(g, i);
     const char *layer = pq_node_name(node);
+    if (pq_layer_linear_only(mdl, node, o, "tensor_train")) continue;
     if (strcmp(pq_node_op(node), "linear") || pq_node_n_inputs(node) < 2) continue;
     PqTensor *w = pq_layer_weight(mdl, node, o, "tensor_train", NULL);
     if (!w) continue;
