@@ -177,12 +177,22 @@ int pq_svd_truncated(const float *a, int64_t m, int64_t n, int64_t k, int random
 
 /* ---- convolution patches --------------------------------------------------------------------------- */
 
+/* The outputs ox0 … ox1 − 1 of a row whose tap kj reads inside the image (ix = ox·sw − pl + kj·dw in [0, w)). */
+static void im2col_span(const PqConvGeometry *g, int64_t kj, int64_t *ox0, int64_t *ox1) {
+  int64_t lo = g->pl - kj * g->dw, hi = g->w + g->pl - kj * g->dw; /* ox·sw must reach lo and stay below hi */
+  int64_t a = lo <= 0 ? 0 : (lo + g->sw - 1) / g->sw, b = hi <= 0 ? 0 : (hi + g->sw - 1) / g->sw;
+  *ox0 = MIN(a, g->ow);
+  *ox1 = MAX(*ox0, MIN(b, g->ow));
+}
+
 void pq_im2col(const float *x, const PqConvGeometry *g, float *col) {
   int64_t ohw = g->oh * g->ow;
   for (int64_t ci = 0; ci < g->c; ci++)
     for (int64_t ki = 0; ki < g->kh; ki++)
       for (int64_t kj = 0; kj < g->kw; kj++) {
         float *row = col + ((ci * g->kh + ki) * g->kw + kj) * ohw;
+        int64_t ox0, ox1;
+        im2col_span(g, kj, &ox0, &ox1);
         for (int64_t oy = 0; oy < g->oh; oy++) {
           int64_t iy = oy * g->sh - g->pt + ki * g->dh;
           float *r = row + oy * g->ow;
@@ -191,10 +201,14 @@ void pq_im2col(const float *x, const PqConvGeometry *g, float *col) {
             continue;
           }
           const float *xr = x + (ci * g->h + iy) * g->w;
-          for (int64_t ox = 0; ox < g->ow; ox++) {
-            int64_t ix = ox * g->sw - g->pl + kj * g->dw;
-            r[ox] = ix >= 0 && ix < g->w ? xr[ix] : 0.0f;
-          }
+          const int64_t off = kj * g->dw - g->pl; /* ix = ox·sw + off, inside for ox in the span */
+          /* (loops, not memcpy/memset: rows are short, a call costs more than the copy) */
+          for (int64_t ox = 0; ox < ox0; ox++) r[ox] = 0.0f;
+          if (g->sw == 1)
+            for (int64_t ox = ox0; ox < ox1; ox++) r[ox] = xr[ox + off];
+          else
+            for (int64_t ox = ox0; ox < ox1; ox++) r[ox] = xr[ox * g->sw + off];
+          for (int64_t ox = ox1; ox < g->ow; ox++) r[ox] = 0.0f;
         }
       }
 }
@@ -205,14 +219,18 @@ void pq_col2im_add(const float *col, const PqConvGeometry *g, float *x) {
     for (int64_t ki = 0; ki < g->kh; ki++)
       for (int64_t kj = 0; kj < g->kw; kj++) {
         const float *row = col + ((ci * g->kh + ki) * g->kw + kj) * ohw;
+        int64_t ox0, ox1;
+        im2col_span(g, kj, &ox0, &ox1);
         for (int64_t oy = 0; oy < g->oh; oy++) {
           int64_t iy = oy * g->sh - g->pt + ki * g->dh;
           if (iy < 0 || iy >= g->h) continue;
           float *xr = x + (ci * g->h + iy) * g->w;
-          for (int64_t ox = 0; ox < g->ow; ox++) {
-            int64_t ix = ox * g->sw - g->pl + kj * g->dw;
-            if (ix >= 0 && ix < g->w) xr[ix] += row[oy * g->ow + ox];
-          }
+          const int64_t off = kj * g->dw - g->pl;
+          const float *r = row + oy * g->ow;
+          if (g->sw == 1)
+            for (int64_t ox = ox0; ox < ox1; ox++) xr[ox + off] += r[ox];
+          else
+            for (int64_t ox = ox0; ox < ox1; ox++) xr[ox * g->sw + off] += r[ox];
         }
       }
 }

@@ -1053,15 +1053,17 @@ typedef float dw_v8 __attribute__((vector_size(8 * sizeof(float))));
 typedef int32_t dw_i16 __attribute__((vector_size(16 * sizeof(int32_t))));
 typedef int32_t dw_i8 __attribute__((vector_size(8 * sizeof(int32_t))));
 
-#define DW_BLOCK(VT, IT, ox)                                                                                    \
+#define DW_BLOCK(VT, IT, ox) DW_BLOCK_K(VT, IT, ox, st->kh, st->kw, st->dh, st->dw)
+/* (with kh, kw, dh, dw constants — the 3×3 undilated case — the tap loops unroll) */
+#define DW_BLOCK_K(VT, IT, ox, KH, KW, DH, DW)                                                                   \
   do {                                                                                                             \
     VT acc_ = {0};                                                                                                 \
     acc_ += bias;                                                                                                  \
-    for (int64_t ky = 0; ky < st->kh; ky++)                                                                        \
-      for (int64_t kx = 0; kx < st->kw; kx++) {                                                                    \
+    for (int64_t ky = 0; ky < (KH); ky++)                                                                          \
+      for (int64_t kx = 0; kx < (KW); kx++) {                                                                      \
         VT v_;                                                                                                     \
-        memcpy(&v_, base + ky * st->dh * pw + kx * st->dw + (ox), sizeof v_);                                      \
-        acc_ += wo[ky * st->kw + kx] * v_;                                                                         \
+        memcpy(&v_, base + ky * (DH) * pw + kx * (DW) + (ox), sizeof v_);                                          \
+        acc_ += wo[ky * (KW) + kx] * v_;                                                                           \
       }                                                                                                            \
     if (relu) { /* lanes kept where positive: the compare's all-ones mask, and-ed with the bits */                  \
       VT zero_ = {0};                                                                                              \
@@ -1099,13 +1101,13 @@ static void conv_depthwise_planes(const Step *st, const float *x, const float *w
      each tap's fixed offset, so the outputs laid out sh·pw apart are one long row, computed 16 at a time (the
      columns past ow, and the rows a vertical stride skips, wasted) into `fl`, then copied out row by row. The
      plane has 32 floats of slack behind it. */
-  const int flat = st->sw == 1 && st->ow < 16;
+  const int flat = st->sw == 1 && st->ow < 16, k33 = st->kh == 3 && st->kw == 3 && st->dh == 1 && st->dw == 1;
   const int64_t pitch = st->sh * pw, span = (st->oh - 1) * pitch + st->ow;
   float *fl = pad + ph * pw + 32;
   /* Horizontal stride 2 (undilated): each padded row split into its even and odd columns, two planes pwe wide;
      a tap at column 2·ox + kx reads plane kx % 2 at ox + kx / 2, so these are stride-1 planes read as one long
      row as above (pitch sh·pwe), at any width. */
-  const int split = st->sw == 2 && st->dw == 1;
+  const int split = st->sw == 2 && st->dw == 1, k3 = st->kh == 3 && st->kw == 3 && st->dh == 1;
   const int64_t pwe = (pw + 1) / 2, epitch = st->sh * pwe, espan = (st->oh - 1) * epitch + st->ow;
   float *ev = pad + ph * pw + 32, *od = ev + ph * pwe + 32, *efl = od + ph * pwe + 32;
   for (int64_t i = i0; i < i1; i++) { /* input planes i0 … i1 − 1 of the batch: sample i / C, channel i % C */
@@ -1119,9 +1121,11 @@ static void conv_depthwise_planes(const Step *st, const float *x, const float *w
         memset(row, 0, sizeof(float) * (size_t)pw);
         continue;
       }
-      memset(row, 0, sizeof(float) * (size_t)c0);
-      memcpy(row + c0, xp + iy * st->w + (c0 - st->pl), sizeof(float) * (size_t)(c1 - c0));
-      memset(row + c1, 0, sizeof(float) * (size_t)(pw - c1));
+      /* (loops, not memset/memcpy: rows are short, a call costs more than the copy) */
+      const float *src = xp + iy * st->w;
+      for (int64_t j = 0; j < c0; j++) row[j] = 0.0f;
+      for (int64_t j = c0; j < c1; j++) row[j] = src[j - st->pl];
+      for (int64_t j = c1; j < pw; j++) row[j] = 0.0f;
     }
     memset(pad + ph * pw, 0, sizeof(float) * 32);
     if (split) {
@@ -1148,11 +1152,14 @@ static void conv_depthwise_planes(const Step *st, const float *x, const float *w
             const int64_t at = oy * epitch;
             for (int64_t ox = 0; ox < st->ow; ox += 16) {
               int64_t x0 = ox + 16 <= st->ow ? ox : st->ow - 16;
-              dw_half_block(wo, st->kh, st->kw, st->dh * pwe, ev + at + x0, od + at + x0, bias, relu, yp + oy * st->ow + x0);
+              if (k3) dw_half_block(wo, 3, 3, pwe, ev + at + x0, od + at + x0, bias, relu, yp + oy * st->ow + x0); /* (unrolled) */
+              else dw_half_block(wo, st->kh, st->kw, st->dh * pwe, ev + at + x0, od + at + x0, bias, relu, yp + oy * st->ow + x0);
             }
           }
         } else { /* narrow: one long row (pitch sh·pwe), copied out */
-          for (int64_t q = 0; q < espan; q += 16) dw_half_block(wo, st->kh, st->kw, st->dh * pwe, ev + q, od + q, bias, relu, efl + q);
+          for (int64_t q = 0; q < espan; q += 16)
+            if (k3) dw_half_block(wo, 3, 3, pwe, ev + q, od + q, bias, relu, efl + q);
+            else dw_half_block(wo, st->kh, st->kw, st->dh * pwe, ev + q, od + q, bias, relu, efl + q);
           for (int64_t oy = 0; oy < st->oh; oy++) memcpy(yp + oy * st->ow, efl + oy * epitch, sizeof(float) * (size_t)st->ow);
         }
       }
@@ -1162,7 +1169,10 @@ static void conv_depthwise_planes(const Step *st, const float *x, const float *w
       for (int64_t o = ci * ocg; o < (ci + 1) * ocg; o++) {
         const float *wo = w + o * st->kh * st->kw, *base = pad;
         float *yp = y + (n * st->oc + o) * ohw, bias = b ? b[o] : 0.0f, *yr = fl;
-        for (int64_t q = 0; q < span; q += 16) DW_BLOCK(dw_v16, dw_i16, q);
+        if (k33)
+          for (int64_t q = 0; q < span; q += 16) DW_BLOCK_K(dw_v16, dw_i16, q, 3, 3, 1, 1);
+        else
+          for (int64_t q = 0; q < span; q += 16) DW_BLOCK(dw_v16, dw_i16, q);
         for (int64_t oy = 0; oy < st->oh; oy++) memcpy(yp + oy * st->ow, fl + oy * pitch, sizeof(float) * (size_t)st->ow);
       }
       continue;
@@ -1174,7 +1184,11 @@ static void conv_depthwise_planes(const Step *st, const float *x, const float *w
         const float *base = pad + oy * st->sh * pw;
         float *yr = yp + oy * st->ow;
         int64_t ox = 0;
-        if (st->sw == 1 && st->ow >= 16) {
+        if (st->sw == 1 && st->ow >= 16 && k33) {
+          for (; ox + 16 <= st->ow; ox += 16) DW_BLOCK_K(dw_v16, dw_i16, ox, 3, 3, 1, 1);
+          if (ox < st->ow) DW_BLOCK_K(dw_v16, dw_i16, st->ow - 16, 3, 3, 1, 1);
+          ox = st->ow;
+        } else if (st->sw == 1 && st->ow >= 16) {
           for (; ox + 16 <= st->ow; ox += 16) DW_BLOCK(dw_v16, dw_i16, ox);
           if (ox < st->ow) DW_BLOCK(dw_v16, dw_i16, st->ow - 16);
           ox = st->ow;

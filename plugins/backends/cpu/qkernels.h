@@ -583,7 +583,40 @@ PQ_VNNI static void conv_lanes_block(const Step *st, const float *cols, int64_t 
   xs[gpr - 1] = xsum;
   const int32_t *codes = (const int32_t *)(const void *)st->q_rows4; /* four codes a 32-bit word, k4 words an output */
   int64_t o = 0;
-  for (; o < st->n; o += 4) { /* four outputs a pass: four independent chains, each patch vector loaded once */
+  if (gpr == 1) { /* one scale a row: four outputs a pass in registers, then one at a time */
+#define CONV_LANES_FINISH(acc, oo)                                                                                       \
+  do {                                                                                                                   \
+    __m512i d_ = _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(st->q_lane_zero[oo]), xs[0]));             \
+    __m512 v_ = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(st->q_lane_scale[oo]), _mm512_cvtepi32_ps(d_)), sx), \
+                              _mm512_set1_ps(b ? b[oo] : 0.0f));                                                             \
+    if (st->fuse_relu) v_ = _mm512_max_ps(v_, _mm512_setzero_ps());                                                      \
+    _mm512_mask_storeu_ps(yn + (oo) * ohw + q0, m, v_);                                                                  \
+  } while (0)
+    for (; o + 4 <= st->n; o += 4) {
+      const int32_t *w0 = codes + o * k4, *w1 = w0 + k4, *w2 = w1 + k4, *w3 = w2 + k4;
+      __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+      for (int64_t g = 0; g < k4; g++) {
+        const __m512i xv = xblk[g];
+        a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(w0[g]), xv);
+        a1 = _mm512_dpbusd_epi32(a1, _mm512_set1_epi32(w1[g]), xv);
+        a2 = _mm512_dpbusd_epi32(a2, _mm512_set1_epi32(w2[g]), xv);
+        a3 = _mm512_dpbusd_epi32(a3, _mm512_set1_epi32(w3[g]), xv);
+      }
+      CONV_LANES_FINISH(a0, o);
+      CONV_LANES_FINISH(a1, o + 1);
+      CONV_LANES_FINISH(a2, o + 2);
+      CONV_LANES_FINISH(a3, o + 3);
+    }
+    for (; o < st->n; o++) {
+      const int32_t *w0 = codes + o * k4;
+      __m512i a0 = _mm512_setzero_si512();
+      for (int64_t g = 0; g < k4; g++) a0 = _mm512_dpbusd_epi32(a0, _mm512_set1_epi32(w0[g]), xblk[g]);
+      CONV_LANES_FINISH(a0, o);
+    }
+#undef CONV_LANES_FINISH
+    return;
+  }
+  for (; o < st->n; o += 4) { /* groups: four outputs a pass, a float sum of the groups' scaled integer sums */
     const int cnt = (int)(st->n - o < 4 ? st->n - o : 4);
     const int32_t *w0 = codes + o * k4, *w1 = w0 + (cnt > 1 ? k4 : 0), *w2 = w0 + (cnt > 2 ? 2 * k4 : 0), *w3 = w0 + (cnt > 3 ? 3 * k4 : 0);
     __m512 vf[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
