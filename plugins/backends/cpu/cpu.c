@@ -1469,48 +1469,37 @@ static void conv_part(void *p, int part, int parts) {
     }
 }
 
+/* The positions-in-lanes packed conv over a batch, split over the pool one of two ways: `by_image` (a batch of
+ * small images: each part lays out and runs whole images in its own part of the workspace), or one image's
+ * blocks of 16 positions at a time (`img`; its patches laid out once, in part 0's workspace). */
 typedef struct {
   const Cpu *c;
   const Step *st;
-  const float *cols, *b;
-  float *yn;
+  const float *x, *b;
+  float *y;
+  int64_t batch, img;
+  int by_image;
 } ConvLanesJob;
 
 static void conv_lanes_part(void *p, int part, int parts) {
 #ifdef PQ_X86
   const ConvLanesJob *j = p;
   const Step *st = j->st;
-  const int64_t ohw = st->oh * st->ow, blocks = (ohw + 15) / 16;
-  /* part 0's scratch follows the patches; the other parts' start their own workspace parts */
-  float *scratch = part == 0 ? j->c->workspace + ohw * st->k : j->c->workspace + (size_t)part * j->c->workspace_stride;
-  __m512i *xblk = (__m512i *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-  for (int64_t blk = blocks * part / parts; blk < blocks * (part + 1) / parts; blk++) conv_lanes_block(st, j->cols, ohw, blk * 16, j->b, j->yn, xblk);
-#else
-  (void)p, (void)part, (void)parts;
-#endif
-}
-
-/* A batch of small images: each part lays out and runs whole images, in its own part of the workspace. */
-typedef struct {
-  const Cpu *c;
-  const Step *st;
-  const float *x, *b;
-  float *y;
-  int64_t batch;
-} ConvImagesJob;
-
-static void conv_lanes_images_part(void *p, int part, int parts) {
-#ifdef PQ_X86
-  const ConvImagesJob *j = p;
-  const Step *st = j->st;
-  const int64_t ohw = st->oh * st->ow, blocks = (ohw + 15) / 16;
-  PqConvGeometry geo = {st->c, st->h, st->w, st->kh, st->kw, st->oh, st->ow, st->sh, st->sw, st->dh, st->dw, st->pt, st->pl};
-  float *cols = j->c->workspace + (size_t)part * j->c->workspace_stride;
-  __m512i *xblk = (__m512i *)(((uintptr_t)(cols + ohw * st->k) + 63) & ~(uintptr_t)63);
-  for (int64_t nimg = j->batch * part / parts; nimg < j->batch * (part + 1) / parts; nimg++) {
-    pq_im2col(j->x + nimg * st->c * st->h * st->w, &geo, cols);
-    for (int64_t blk = 0; blk < blocks; blk++) conv_lanes_block(st, cols, ohw, blk * 16, j->b, j->y + nimg * st->oc * ohw, xblk);
+  const int64_t ohw = st->oh * st->ow, blocks = (ohw + 15) / 16, in_img = st->c * st->h * st->w, out_img = st->oc * ohw;
+  float *own = j->c->workspace + (size_t)part * j->c->workspace_stride;
+  if (j->by_image) {
+    PqConvGeometry geo = {st->c, st->h, st->w, st->kh, st->kw, st->oh, st->ow, st->sh, st->sw, st->dh, st->dw, st->pt, st->pl};
+    __m512i *xblk = (__m512i *)(((uintptr_t)(own + ohw * st->k) + 63) & ~(uintptr_t)63);
+    for (int64_t n = j->batch * part / parts; n < j->batch * (part + 1) / parts; n++) {
+      pq_im2col(j->x + n * in_img, &geo, own);
+      for (int64_t blk = 0; blk < blocks; blk++) conv_lanes_block(st, own, ohw, blk * 16, j->b, j->y + n * out_img, xblk);
+    }
+    return;
   }
+  /* part 0's scratch follows the patches; the other parts' start their own workspace parts */
+  __m512i *xblk = (__m512i *)(((uintptr_t)(part == 0 ? own + ohw * st->k : own) + 63) & ~(uintptr_t)63);
+  for (int64_t blk = blocks * part / parts; blk < blocks * (part + 1) / parts; blk++)
+    conv_lanes_block(st, j->c->workspace, ohw, blk * 16, j->b, j->y + j->img * out_img, xblk);
 #else
   (void)p, (void)part, (void)parts;
 #endif
@@ -1520,17 +1509,16 @@ static void run_packed_conv(Cpu *c, const Step *st, const float *x, const float 
   const int64_t ohw = st->oh * st->ow;
   if (c->simd && st->q_rows4) { /* patches as im2col lays them, then 16 positions a vector */
     const int64_t per_image = ohw * st->k * st->oc;
-    if (per_image < PAR_MIN_MACS && batch > 1 && batch * per_image >= PAR_MIN_MACS) { /* images over the threads */
-      ConvImagesJob job = {c, st, x, b, y, batch};
-      pool_run(c->pool, (int)batch, conv_lanes_images_part, &job);
+    ConvLanesJob job = {c, st, x, b, y, batch, 0, 1};
+    if (per_image < PAR_MIN_MACS && batch * per_image >= PAR_MIN_MACS) { /* images over the threads */
+      pool_run(c->pool, (int)batch, conv_lanes_part, &job);
       return;
     }
     PqConvGeometry geo = {st->c, st->h, st->w, st->kh, st->kw, st->oh, st->ow, st->sh, st->sw, st->dh, st->dw, st->pt, st->pl};
-    int parts = per_image >= PAR_MIN_MACS ? (int)((ohw + 15) / 16) : 1;
-    for (int64_t nimg = 0; nimg < batch; nimg++) {
-      pq_im2col(x + nimg * st->c * st->h * st->w, &geo, c->workspace);
-      ConvLanesJob job = {c, st, c->workspace, b, y + nimg * st->oc * ohw};
-      pool_run(c->pool, parts, conv_lanes_part, &job);
+    job.by_image = 0;
+    for (job.img = 0; job.img < batch; job.img++) {
+      pq_im2col(x + job.img * st->c * st->h * st->w, &geo, c->workspace);
+      pool_run(c->pool, per_image >= PAR_MIN_MACS ? (int)((ohw + 15) / 16) : 1, conv_lanes_part, &job);
     }
     return;
   }
