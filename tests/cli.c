@@ -259,6 +259,14 @@ static void test_cnn_tucker(void) {
   g_assert_nonnull(strstr(out, "Tucker-2 ranks in 16 / out 32, 3x3 core, 10 HOOI iterations"));
   g_free(out);
   g_free(err);
+  /* CP of the convs but the first, then fine-tuning: four convs a layer, trained through their depthwise parts */
+  g_assert_cmpint(pqrun(&out, &err, "run", "--model", path, "--dataset", dir, "--compressor", "cp", "--opt", "cp.exclude=conv1", "--compressor",
+                        "finetune", "--opt", "finetune.samples=400", "--calibration", "400", NULL), ==, 0);
+  g_assert_nonnull(strstr(out, "CP rank "));
+  g_assert_nonnull(strstr(out, "not selected (include, exclude, min_params)"));
+  g_assert_nonnull(strstr(out, "2 epochs on 400 samples"));
+  g_free(out);
+  g_free(err);
   g_assert_cmpint(pqrun(&out, &err, "train", "--arch", "resnet", "--dataset", dir, "-o", path, NULL), ==, 2);
   g_assert_nonnull(strstr(err, "--arch must be mlp or cnn, not 'resnet'"));
   g_free(out);
