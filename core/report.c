@@ -153,6 +153,7 @@ static char *console_table(GPtrArray *results, gboolean markdown) {
   g_ptr_array_add(heads, g_strdup("On disk"));
   g_ptr_array_add(heads, g_strdup("Accuracy"));
   g_ptr_array_add(heads, g_strdup("Degradation"));
+  g_ptr_array_add(heads, fb ? g_strdup_printf("Latency (%s)", fb) : g_strdup("Latency"));
   g_ptr_array_add(heads, fb ? g_strdup_printf("Speedup (%s)", fb) : g_strdup("Speedup"));
   g_ptr_array_add(heads, g_strdup("Peak memory"));
   for (guint i = 0; i < custom->len; i++) g_ptr_array_add(heads, g_strdup(custom->pdata[i]));
@@ -170,11 +171,18 @@ static char *console_table(GPtrArray *results, gboolean markdown) {
                      metric(row, "accuracy.degradation"), sp ? metric(row, sp) : NAN, metric(row, "memory.backend_peak_bytes") / 1e6};
       const char *fmt[6] = {"%.2fx", "%.2fx", "%.2f%%", "%+.2f pp", "%.2fx", "%.2f MB"};
       v[3] = v[3] == 0 ? 0 : -v[3]; /* shown as the change of accuracy */
-      for (int k = 0; k < 6; k++) g_ptr_array_add(cells, isnan(v[k]) ? g_strdup("-") : g_strdup_printf(fmt[k], v[k]));
+      for (int k = 0; k < 6; k++) {
+        if (k == 4) { /* the median time itself, before the speedup against the baseline of the same process */
+          g_autofree char *p50 = fb ? g_strdup_printf("latency.%s.p50_ms", fb) : NULL;
+          double ms = p50 ? metric(row, p50) : NAN;
+          g_ptr_array_add(cells, isnan(ms) ? g_strdup("-") : ms < 1 ? g_strdup_printf("%.1f µs", ms * 1e3) : g_strdup_printf("%.2f ms", ms));
+        }
+        g_ptr_array_add(cells, isnan(v[k]) ? g_strdup("-") : g_strdup_printf(fmt[k], v[k]));
+      }
       g_autofree char *slower = fb ? g_strdup_printf("latency.%s.slower", fb) : NULL;
       if (slower && metric(row, slower) == 1) { /* slower than the baseline beyond noise: said in the table */
-        char *old = cells->pdata[5];
-        cells->pdata[5] = g_strdup_printf("%s (slower)", old);
+        char *old = cells->pdata[6];
+        cells->pdata[6] = g_strdup_printf("%s (slower)", old);
         g_free(old);
       }
       for (guint i = 0; i < custom->len; i++) {

@@ -46,6 +46,14 @@ static void test_bench_and_compare(void) {
   g_assert_nonnull(strstr(out, "error: timed out after 30 s"));
   g_assert_nonnull(strstr(out, "drift.top1_agreement"));
   g_assert_nonnull(strstr(out, "2 of 5 methods failed"));
+  /* each method's median time at the first batch size beside its speedup: the baseline's own is a time in µs */
+  g_assert_nonnull(strstr(out, "Latency (b1)  Speedup (b1)"));
+  {
+    const char *base = strstr(out, "\nbaseline ");
+    g_assert_nonnull(base);
+    g_autofree char *line = g_strndup(base + 1, strcspn(base + 1, "\n"));
+    g_assert_nonnull(strstr(line, " µs "));
+  }
   const char *files[] = {"report.json", "report.md", "report.csv", "results.jsonl", "accuracy_vs_compression.png",
                          "accuracy_vs_compression.svg", "latency.png", "latency.svg"};
   for (size_t i = 0; i < G_N_ELEMENTS(files); i++) {
