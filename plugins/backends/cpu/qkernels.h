@@ -440,6 +440,26 @@ static float row_dot_c(const Step *st, const uint8_t *codes, const int8_t *xq, c
 }
 
 
+/* One input row of k values to int8: with the layer's fixed scale (static activations, saturating), else with its
+ * own (amax / 127, SIMD where asked); returns the scale. */
+static float quantize_input_row(const Step *st, const float *x, int8_t *q, int simd) {
+  if (st->q_act_scale > 0) {
+    quantize_row_s8_fixed(x, st->k, q, st->q_act_scale);
+    return st->q_act_scale;
+  }
+#ifdef PQ_X86
+  if (simd) return quantize_row_s8_avx512(x, st->k, q);
+#endif
+  (void)simd;
+  return quantize_row_s8(x, st->k, q);
+}
+
+static int32_t sum_s8(const int8_t *q, int64_t n) {
+  int32_t s = 0;
+  for (int64_t i = 0; i < n; i++) s += q[i];
+  return s;
+}
+
 /* ---- short rows: outputs in vector lanes ------------------------------------------------------------------
  * A layer whose rows are short (a 3x3 conv over few channels: k = 9, 27, 36 …) wastes most of a 64-byte
  * block in the row kernels above and pays a horizontal sum an output. Here the codes of 16 outputs sit side by
@@ -496,17 +516,9 @@ PQ_VNNI static void lanes_rows(const Step *st, const float *x, const float *b, f
         memset(xq[i], 0, (size_t)(k4 * 4));
         continue;
       }
-      const float *xr = x + (r + i) * k;
-      if (st->q_act_scale > 0) {
-        quantize_row_s8_fixed(xr, k, xq[i], st->q_act_scale);
-        sx[i] = st->q_act_scale;
-      } else {
-        sx[i] = quantize_row_s8_avx512(xr, k, xq[i]);
-      }
+      sx[i] = quantize_input_row(st, x + (r + i) * k, xq[i], 1);
       memset(xq[i] + k, 0, (size_t)(k4 * 4 - k));
-      int32_t s = 0;
-      for (int64_t j = 0; j < k; j++) s += xq[i][j];
-      xsum[i] = s;
+      xsum[i] = sum_s8(xq[i], k);
     }
     for (int64_t ob = 0; ob < nb; ob++) {
       const uint8_t *w = st->q_lanes + ob * k4 * 64;
@@ -656,17 +668,8 @@ static void packed_rows(const Step *st, const float *x, const float *b, float *y
     /* quantize every input row first, then the blocked pass */
     for (int64_t r = 0; r < rows; r++) {
       int8_t *xr = st->q_xbatch + r * k;
-      float sx;
-      if (st->q_act_scale > 0) {
-        quantize_row_s8_fixed(x + r * k, k, xr, st->q_act_scale);
-        sx = st->q_act_scale;
-      } else {
-        sx = quantize_row_s8_avx512(x + r * k, k, xr);
-      }
-      int32_t sum = 0;
-      for (int64_t i = 0; i < k; i++) sum += xr[i];
-      st->q_xbatch_sum[r] = sum;
-      st->q_xbatch_scale[r] = sx;
+      st->q_xbatch_scale[r] = quantize_input_row(st, x + r * k, xr, 1);
+      st->q_xbatch_sum[r] = sum_s8(xr, k);
     }
     rows8_vnni_batch(st, st->q_xbatch, st->q_xbatch_sum, st->q_xbatch_scale, rows, b, y);
     return;
@@ -677,21 +680,9 @@ static void packed_rows(const Step *st, const float *x, const float *b, float *y
   for (int64_t r = 0; r < rows; r++) {
     const float *xr = x + r * k;
     float *yr = y + r * n;
-    float sx;
-    if (st->q_act_scale > 0) {
-      quantize_row_s8_fixed(xr, k, xq, st->q_act_scale);
-      sx = st->q_act_scale;
-    } else {
-#ifdef PQ_X86
-      sx = simd ? quantize_row_s8_avx512(xr, k, xq) : quantize_row_s8(xr, k, xq);
-#else
-      sx = quantize_row_s8(xr, k, xq);
-#endif
-    }
+    float sx = quantize_input_row(st, xr, xq, simd);
     for (int64_t ch = 0; ch < nch; ch++) {
-      int64_t len = ch == nch - 1 ? k - ch * L : L;
-      int32_t s = 0;
-      for (int64_t i = 0; i < len; i++) s += xq[ch * L + i];
+      int32_t s = sum_s8(xq + ch * L, ch == nch - 1 ? k - ch * L : L);
       xsum[ch] = s;
       st->q_xsumf[ch] = (float)s; /* exact: |s| <= 127 * 8192 */
     }
