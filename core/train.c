@@ -28,6 +28,19 @@ static void he_normal(float *w, size_t n, int64_t fan_in, GRand *rng) {
   }
 }
 
+/* What both trainers need: labels, and epochs, a batch size and a learning rate that make sense. */
+static gboolean train_inputs_ok(const PqDataset *train, const PqTrainParams *params, GError **error) {
+  if (!pq_dataset_labels(train)) {
+    g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID, "dataset %s has no labels (no labels file): training needs them", pq_dataset_name(train));
+    return FALSE;
+  }
+  if (params->batch_size < 1 || params->epochs < 1 || !(params->learning_rate > 0)) {
+    g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID, "training needs epochs >= 1, batch size >= 1 and a positive learning rate");
+    return FALSE;
+  }
+  return TRUE;
+}
+
 typedef struct {
   int in, out;
   float *w, *b;           /* parameters */
@@ -99,14 +112,7 @@ PqModel *pq_train_mlp(const PqDataset *train, const PqTrainParams *params, GErro
   g_return_val_if_fail(train && params, NULL);
   const int sizes[4] = {(int)pq_dataset_sample_numel(train), 256, 128, pq_dataset_n_classes(train)};
   const int B = params->batch_size;
-  if (!pq_dataset_labels(train)) {
-    g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID, "dataset %s has no labels (no labels file): training needs them", pq_dataset_name(train));
-    return NULL;
-  }
-  if (B < 1 || params->epochs < 1 || !(params->learning_rate > 0)) {
-    g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID, "training needs epochs >= 1, batch size >= 1 and a positive learning rate");
-    return NULL;
-  }
+  if (!train_inputs_ok(train, params, error)) return NULL;
   int64_t n = pq_dataset_n_samples(train);
   int old_threads = openblas_get_num_threads();
   openblas_set_num_threads(params->threads > 0 ? params->threads : 1);
@@ -252,14 +258,7 @@ PqModel *pq_train_cnn(const PqDataset *train, const PqTrainParams *params, GErro
                 "dataset %s: the CNN needs images of [H, W] or [C, H, W] with H and W of at least 8", pq_dataset_name(train));
     return NULL;
   }
-  if (!pq_dataset_labels(train)) {
-    g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID, "dataset %s has no labels (no labels file): training needs them", pq_dataset_name(train));
-    return NULL;
-  }
-  if (params->batch_size < 1 || params->epochs < 1 || !(params->learning_rate > 0)) {
-    g_set_error(error, PQ_DATASET_ERROR, PQ_DATASET_ERROR_INVALID, "training needs epochs >= 1, batch size >= 1 and a positive learning rate");
-    return NULL;
-  }
+  if (!train_inputs_ok(train, params, error)) return NULL;
   /* conv 3x3 (pad 1) + ReLU + 2x2 max pool, three times (16, 32, 64 channels), then one linear layer */
   const int64_t chans[4] = {c, 16, 32, 64};
   PqModel *m = pq_model_new();
