@@ -359,6 +359,11 @@ static PqStatus setup_sparse_linear(Cpu *c, Step *st, const PqNode *node, PqPlug
 static void conv_geometry(Step *st, PqPlan *p, const PqNode *node);
 static size_t depthwise_pad(const Step *st, int64_t *ph, int64_t *pw);
 static int conv_is_depthwise(const Step *st) { return st->groups > 1 && st->c == st->groups; }
+/* The geometry of one group of a conv2d step, as pq_im2col takes it. */
+static PqConvGeometry conv_group_geometry(const Step *st) {
+  PqConvGeometry g = {st->c / st->groups, st->h, st->w, st->kh, st->kw, st->oh, st->ow, st->sh, st->sw, st->dh, st->dw, st->pt, st->pl};
+  return g;
+}
 
 /* conv2d with a packed kernel: im2col by output position, then the packed-linear kernels over positions. */
 static PqStatus setup_packed_conv(Cpu *c, Step *st, const PqNode *node, PqPluginError *err) {
@@ -1107,7 +1112,7 @@ static void conv_depthwise_planes(const Step *st, const float *x, const float *w
   /* Horizontal stride 2 (undilated): each padded row split into its even and odd columns, two planes pwe wide;
      a tap at column 2·ox + kx reads plane kx % 2 at ox + kx / 2, so these are stride-1 planes read as one long
      row as above (pitch sh·pwe), at any width. */
-  const int split = st->sw == 2 && st->dw == 1, k3 = st->kh == 3 && st->kw == 3 && st->dh == 1;
+  const int split = st->sw == 2 && st->dw == 1;
   const int64_t pwe = (pw + 1) / 2, epitch = st->sh * pwe, espan = (st->oh - 1) * epitch + st->ow;
   float *ev = pad + ph * pw + 32, *od = ev + ph * pwe + 32, *efl = od + ph * pwe + 32;
   for (int64_t i = i0; i < i1; i++) { /* input planes i0 … i1 − 1 of the batch: sample i / C, channel i % C */
@@ -1152,13 +1157,13 @@ static void conv_depthwise_planes(const Step *st, const float *x, const float *w
             const int64_t at = oy * epitch;
             for (int64_t ox = 0; ox < st->ow; ox += 16) {
               int64_t x0 = ox + 16 <= st->ow ? ox : st->ow - 16;
-              if (k3) dw_half_block(wo, 3, 3, pwe, ev + at + x0, od + at + x0, bias, relu, yp + oy * st->ow + x0); /* (unrolled) */
+              if (k33) dw_half_block(wo, 3, 3, pwe, ev + at + x0, od + at + x0, bias, relu, yp + oy * st->ow + x0); /* (unrolled) */
               else dw_half_block(wo, st->kh, st->kw, st->dh * pwe, ev + at + x0, od + at + x0, bias, relu, yp + oy * st->ow + x0);
             }
           }
         } else { /* narrow: one long row (pitch sh·pwe), copied out */
           for (int64_t q = 0; q < espan; q += 16)
-            if (k3) dw_half_block(wo, 3, 3, pwe, ev + q, od + q, bias, relu, efl + q);
+            if (k33) dw_half_block(wo, 3, 3, pwe, ev + q, od + q, bias, relu, efl + q);
             else dw_half_block(wo, st->kh, st->kw, st->dh * pwe, ev + q, od + q, bias, relu, efl + q);
           for (int64_t oy = 0; oy < st->oh; oy++) memcpy(yp + oy * st->ow, efl + oy * epitch, sizeof(float) * (size_t)st->ow);
         }
@@ -1251,7 +1256,7 @@ static void run_conv(Cpu *c, const Step *st, const float *x, const float *w, con
       const float *xg = xn + gi * cg * st->h * st->w;
       const float *col = xg;
       if (!direct) {
-        PqConvGeometry geo = {cg, st->h, st->w, st->kh, st->kw, st->oh, st->ow, st->sh, st->sw, st->dh, st->dw, st->pt, st->pl};
+        PqConvGeometry geo = conv_group_geometry(st);
         pq_im2col(xg, &geo, ws);
         col = ws;
       }
@@ -1479,6 +1484,7 @@ typedef struct {
   float *y;
   int64_t batch, img;
   int by_image;
+  PqConvGeometry geo;
 } ConvLanesJob;
 
 static void conv_lanes_part(void *p, int part, int parts) {
@@ -1488,10 +1494,9 @@ static void conv_lanes_part(void *p, int part, int parts) {
   const int64_t ohw = st->oh * st->ow, blocks = (ohw + 15) / 16, in_img = st->c * st->h * st->w, out_img = st->oc * ohw;
   float *own = j->c->workspace + (size_t)part * j->c->workspace_stride;
   if (j->by_image) {
-    PqConvGeometry geo = {st->c, st->h, st->w, st->kh, st->kw, st->oh, st->ow, st->sh, st->sw, st->dh, st->dw, st->pt, st->pl};
     __m512i *xblk = (__m512i *)(((uintptr_t)(own + ohw * st->k) + 63) & ~(uintptr_t)63);
     for (int64_t n = j->batch * part / parts; n < j->batch * (part + 1) / parts; n++) {
-      pq_im2col(j->x + n * in_img, &geo, own);
+      pq_im2col(j->x + n * in_img, &j->geo, own);
       for (int64_t blk = 0; blk < blocks; blk++) conv_lanes_block(st, own, ohw, blk * 16, j->b, j->y + n * out_img, xblk);
     }
     return;
@@ -1509,15 +1514,14 @@ static void run_packed_conv(Cpu *c, const Step *st, const float *x, const float 
   const int64_t ohw = st->oh * st->ow;
   if (c->simd && st->q_rows4) { /* patches as im2col lays them, then 16 positions a vector */
     const int64_t per_image = ohw * st->k * st->oc;
-    ConvLanesJob job = {c, st, x, b, y, batch, 0, 1};
+    ConvLanesJob job = {c, st, x, b, y, batch, 0, 1, conv_group_geometry(st)};
     if (per_image < PAR_MIN_MACS && batch * per_image >= PAR_MIN_MACS) { /* images over the threads */
       pool_run(c->pool, (int)batch, conv_lanes_part, &job);
       return;
     }
-    PqConvGeometry geo = {st->c, st->h, st->w, st->kh, st->kw, st->oh, st->ow, st->sh, st->sw, st->dh, st->dw, st->pt, st->pl};
     job.by_image = 0;
     for (job.img = 0; job.img < batch; job.img++) {
-      pq_im2col(x + job.img * st->c * st->h * st->w, &geo, c->workspace);
+      pq_im2col(x + job.img * st->c * st->h * st->w, &job.geo, c->workspace);
       pool_run(c->pool, per_image >= PAR_MIN_MACS ? (int)((ohw + 15) / 16) : 1, conv_lanes_part, &job);
     }
     return;
