@@ -2,8 +2,8 @@
  * with U_in [C, r_in], U_out [O, r_out] column-orthonormal and the core G [r_out, r_in, kh, kw]. The layer
  * becomes three convolutions: a 1×1 conv C → r_in (U_inᵀ), the kh × kw core r_in → r_out with the layer's
  * strides, pads and dilations, and a 1×1 conv r_out → O (U_out) with the layer's bias. A mode kept at full
- * size needs no 1×1 conv. The factors start from the truncated SVDs of the two unfoldings (HOSVD) and are
- * refined by alternating least squares (HOOI), each iteration of which cannot raise the error. */
+ * size needs no 1×1 conv. The factors start from a sequentially truncated HOSVD and are refined by alternating
+ * least squares (HOOI), each iteration of which cannot raise the error; optionally whitened by calibration data. */
 #include <pquant/pq-plugin.h>
 
 #include <cblas.h>
@@ -79,10 +79,37 @@ static void mode1_project(const float *tsr, int64_t a, int64_t c, int64_t t, con
                 out + ai * r * t, (int)t);
 }
 
+/* The inverse direction: T [a, r, t] ×₁ U (U [c, r]) into out [a, c, t]. */
+static void mode1_expand(const float *tsr, int64_t a, int64_t r, int64_t t, const float *u, int64_t c, float *out) {
+  for (int64_t ai = 0; ai < a; ai++)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c, (int)t, (int)r, 1.0f, u, (int)r, tsr + ai * r * t, (int)t, 0.0f,
+                out + ai * c * t, (int)t);
+}
+
+/* X [a, c, t]'s mode-1 unfolding [c, a·t] (in unf), or, with l_in, L_inᵀ times it (in tmp): the one to use. */
+static const float *input_unfolding(const float *x, int64_t a, int64_t c, int64_t t, const float *l_in, float *unf, float *tmp) {
+  unfold1(x, a, c, t, unf);
+  if (!l_in) return unf;
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c, (int)(a * t), (int)c, 1.0f, l_in, (int)c, unf, (int)(a * t), 0.0f, tmp, (int)(a * t));
+  return tmp;
+}
+
+/* In place: A [rows, n] times L [n, n] (lower triangular), the whitening of the output mode. */
+static void times_lower(float *a, int64_t rows, int64_t n, const float *l) {
+  cblas_strmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, (int)rows, (int)n, 1.0f, l, (int)n, a, (int)n);
+}
+
 typedef struct {
   int64_t o, c, t, ri, ro;
   float *u_in, *u_out, *core; /* [c, ri], [o, ro], [ro, ri, t] */
 } Tucker;
+
+/* W [o, c, t] ×₀ U_outᵀ into out [ro, c, t]. */
+static void mode0_project(const float *w, const Tucker *tk, float *out) {
+  int64_t ct = tk->c * tk->t;
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)tk->ro, (int)ct, (int)tk->o, 1.0f, tk->u_out, (int)tk->ro, w, (int)ct, 0.0f, out,
+              (int)ct);
+}
 
 static void tucker_clear(Tucker *tk) {
   free(tk->u_in);
@@ -102,11 +129,7 @@ static int input_mode(const float *x, int64_t a, Tucker *tk, const float *l_in, 
     memcpy(b, tk->u_in, sizeof(float) * (size_t)(c * c));
     return 0;
   }
-  unfold1(x, a, c, t, unf);
-  if (l_in)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c, (int)(a * t), (int)c, 1.0f, l_in, (int)c, unf, (int)(a * t), 0.0f, tmp,
-                (int)(a * t));
-  if (left_basis(l_in ? tmp : unf, c, a * t, ri, tk->u_in, err) != 0) return -1;
+  if (left_basis(input_unfolding(x, a, c, t, l_in, unf, tmp), c, a * t, ri, tk->u_in, err) != 0) return -1;
   memcpy(b, tk->u_in, sizeof(float) * (size_t)(c * ri));
   if (l_in) { /* Aᵀ = L_in⁻ᵀ V, B = L_in V */
     cblas_strsm(CblasRowMajor, CblasLeft, CblasLower, CblasTrans, CblasNonUnit, (int)c, (int)ri, 1.0f, l_in, (int)c, tk->u_in, (int)ri);
@@ -123,11 +146,8 @@ static int output_mode(const float *w, Tucker *tk, const float *b, const float *
   if (ro >= o) return left_basis(NULL, o, 0, o, tk->u_out, err);
   mode1_project(w, o, c, t, b, ri, proj); /* [o, ri, t] */
   if (!l) return left_basis(proj, o, ri * t, ro, tk->u_out, err);
-  for (int64_t oi = 0; oi < o; oi++) /* back to [o, c, t] through A */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c, (int)t, (int)ri, 1.0f, tk->u_in, (int)ri, proj + oi * ri * t, (int)t,
-                0.0f, tmp + oi * c * t, (int)t);
-  cblas_strmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, (int)o, (int)(c * t), 1.0f, l, (int)(c * t), tmp,
-              (int)(c * t));
+  mode1_expand(proj, o, ri, t, tk->u_in, c, tmp); /* back to [o, c, t] through A */
+  times_lower(tmp, o, c * t, l);
   return left_basis(tmp, o, c * t, ro, tk->u_out, err);
 }
 
@@ -149,12 +169,10 @@ static int tucker2(const float *w, Tucker *tk, int iters, const float *l, const 
   }
   if (input_mode(w, o, tk, l_in, b, unf, tmp, err) != 0 || output_mode(w, tk, b, l, proj, tmp, err) != 0) goto done;
   for (int it = 0; it < iters && ri < c && ro < o; it++) { /* (one mode kept whole: the other is already the best) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ro, (int)(c * t), (int)o, 1.0f, tk->u_out, (int)ro, w, (int)(c * t), 0.0f,
-                proj, (int)(c * t)); /* W ×₀ U_outᵀ [ro, c, t] */
+    mode0_project(w, tk, proj);
     if (input_mode(proj, ro, tk, l_in, b, unf, tmp, err) != 0 || output_mode(w, tk, b, l, proj, tmp, err) != 0) goto done;
   }
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)ro, (int)(c * t), (int)o, 1.0f, tk->u_out, (int)ro, w, (int)(c * t), 0.0f,
-              proj, (int)(c * t));
+  mode0_project(w, tk, proj);
   mode1_project(proj, ro, c, t, b, ri, tk->core);
   rc = 0;
 done:
@@ -169,9 +187,7 @@ done:
 static void tucker_dense(const Tucker *tk, float *w) {
   int64_t o = tk->o, c = tk->c, t = tk->t, ri = tk->ri, ro = tk->ro;
   float *tmp = malloc(sizeof(float) * (size_t)(ro * c * t));
-  for (int64_t r = 0; r < ro; r++) /* [ro, c, t] = G ×₁ U_in */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)c, (int)t, (int)ri, 1.0f, tk->u_in, (int)ri, tk->core + r * ri * t,
-                (int)t, 0.0f, tmp + r * c * t, (int)t);
+  mode1_expand(tk->core, ro, ri, t, tk->u_in, c, tmp); /* [ro, c, t] = G ×₁ U_in */
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)o, (int)(c * t), (int)ro, 1.0f, tk->u_out, (int)ro, tmp, (int)(c * t),
               0.0f, w, (int)(c * t));
   free(tmp);
@@ -195,16 +211,10 @@ static int choose_ranks(const Settings *st, const float *w, int64_t o, int64_t c
         return -1;
       }
       if (mode == 0) { /* [c, o·t], or L_inᵀ times it */
-        unfold1(w, o, c, t, a);
-        if (l_in)
-          cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)c, (int)(o * t), (int)c, 1.0f, l_in, (int)c, a, (int)(o * t), 0.0f, b,
-                      (int)(o * t));
-        r[mode] = pq_energy_rank(l_in ? b : a, c, o * t, st->energy, err);
+        r[mode] = pq_energy_rank(input_unfolding(w, o, c, t, l_in, a, b), c, o * t, st->energy, err);
       } else { /* [o, c·t], or times L */
         memcpy(a, w, sizeof(float) * (size_t)(o * c * t));
-        if (l)
-          cblas_strmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasNonUnit, (int)o, (int)(c * t), 1.0f, l, (int)(c * t), a,
-                      (int)(c * t));
+        if (l) times_lower(a, o, c * t, l);
         r[mode] = pq_energy_rank(a, o, c * t, st->energy, err);
       }
       free(a);
