@@ -568,6 +568,13 @@ static void test_cp(void) {
   g_autoptr(PqModel) cpw = compress(cp, pw, NULL, &err);
   g_assert_cmpstr(pq_model_record(cpw, 0)->detail, ==, "a 1x1 convolution is a matrix: low_rank factors it");
   g_assert_no_error(err);
+  /* a kernel of zeros without a ridge: the normal equations are singular, an error naming the layer */
+  g_autoptr(PqModel) zm = pq_model_copy(m);
+  g_autoptr(PqTensor) zw = pq_tensor_new("cw", PQ_DTYPE_F32, 4, ws);
+  pq_model_set_tensor(zm, zw);
+  const char *kvz[] = {"rank", "5", "ridge", "0", NULL};
+  g_assert_null(compress(cp, zm, kvz, &err));
+  g_assert_nonnull(strstr(err->message, "layer 'conv': the ALS normal equations are singular"));
   pq_model_unref(m);
 }
 

@@ -64,6 +64,19 @@ static int solve_gram(float *v, int64_t R, double ridge, float *m, int64_t rows)
   return 0;
 }
 
+/* V = the Hadamard product of the Gram matrices FᵀF of the factors other than `skip` (-1: of all four); g is
+ * scratch [R, R]. */
+static void gram_hadamard(const Cp *cp, int skip, float *v, float *g) {
+  const int64_t R = cp->rank;
+  for (int64_t i = 0; i < R * R; i++) v[i] = 1.0f;
+  for (int m = 0; m < 4; m++) {
+    if (m == skip) continue;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)R, (int)R, (int)cp->dim[m], 1.0f, cp->f[m], (int)R, cp->f[m], (int)R, 0.0f, g,
+                (int)R);
+    for (int64_t i = 0; i < R * R; i++) v[i] *= g[i];
+  }
+}
+
 /* ALS sweeps until the relative error stops falling by `tolerance` (or `iters`). Returns the relative error, or
  * -1 on failure. */
 static double cp_als(Cp *cp, const float *w, const Settings *st, int *sweeps, PqPluginError *err) {
@@ -71,10 +84,11 @@ static double cp_als(Cp *cp, const float *w, const Settings *st, int *sweeps, Pq
   int64_t maxrows = 0;
   for (int n = 0; n < 4; n++)
     if (cp->numel / d[n] > maxrows) maxrows = cp->numel / d[n];
+  /* mt: the last mode's MTTKRP, kept from its update for the error (the other factors have not moved since) */
   float *kr = malloc(sizeof(float) * (size_t)(maxrows * R)), *v = malloc(sizeof(float) * (size_t)(R * R)),
-        *g = malloc(sizeof(float) * (size_t)(R * R));
+        *g = malloc(sizeof(float) * (size_t)(R * R)), *mt = malloc(sizeof(float) * (size_t)(d[3] * R));
   double norm = 0, prev = INFINITY, rel = -1;
-  if (!kr || !v || !g) {
+  if (!kr || !v || !g || !mt) {
     pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
     goto out;
   }
@@ -93,7 +107,7 @@ static double cp_als(Cp *cp, const float *w, const Settings *st, int *sweeps, Pq
       cp->unf[n][idx[n] * (cp->numel / d[n]) + col] = w[i];
     }
   }
-  /* start: seeded normal-ish values (sums of uniforms), each column scaled to unit norm */
+  /* start: seeded normal-ish values (sums of uniforms) */
   uint64_t seed = st->seed;
   for (int n = 0; n < 4; n++)
     for (int64_t i = 0; i < d[n] * R; i++) {
@@ -102,56 +116,35 @@ static double cp_als(Cp *cp, const float *w, const Settings *st, int *sweeps, Pq
       cp->f[n][i] = (float)(u - 2.0);
     }
   for (int it = 0; it < st->iters; it++) {
-    for (int n = 0; n < 4; n++) {
+    for (int n = 0; n < 4; n++) { /* F_n = unfolding · Khatri–Rao of the others, solved through V */
       int64_t rows = cp->numel / d[n];
-      /* V = Hadamard product of the other factors' Gram matrices */
-      for (int64_t i = 0; i < R * R; i++) v[i] = 1.0f;
-      for (int m = 0; m < 4; m++) {
-        if (m == n) continue;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)R, (int)R, (int)d[m], 1.0f, cp->f[m], (int)R, cp->f[m], (int)R, 0.0f, g, (int)R);
-        for (int64_t i = 0; i < R * R; i++) v[i] *= g[i];
-      }
+      gram_hadamard(cp, n, v, g);
       khatri_rao(cp, n, kr);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d[n], (int)R, (int)rows, 1.0f, cp->unf[n], (int)rows, kr, (int)R, 0.0f,
                   cp->f[n], (int)R);
+      if (n == 3) memcpy(mt, cp->f[n], sizeof(float) * (size_t)(d[n] * R));
       if (solve_gram(v, R, st->ridge, cp->f[n], d[n]) != 0) {
         pq_plugin_error_set(err, PQ_ERR_INTERNAL, "the ALS normal equations are singular (raise ridge)");
+        rel = -1;
         goto out;
       }
       /* column norms into lambda (the last mode keeps them in the end) */
       for (int64_t r = 0; r < R; r++) {
-        double s = 0;
-        for (int64_t i = 0; i < d[n]; i++) s += (double)cp->f[n][i * R + r] * cp->f[n][i * R + r];
-        s = sqrt(s);
-        cp->lambda[r] = (float)s;
-        if (s > 0)
-          for (int64_t i = 0; i < d[n]; i++) cp->f[n][i * R + r] /= (float)s;
+        double sn = 0;
+        for (int64_t i = 0; i < d[n]; i++) sn += (double)cp->f[n][i * R + r] * cp->f[n][i * R + r];
+        sn = sqrt(sn);
+        cp->lambda[r] = (float)sn;
+        if (sn > 0)
+          for (int64_t i = 0; i < d[n]; i++) cp->f[n][i * R + r] /= (float)sn;
       }
     }
     /* error: |W|² − 2⟨W, Ŵ⟩ + |Ŵ|², from the last mode's MTTKRP and the Gram matrices */
     double inner = 0, self = 0;
-    {
-      int n = 3;
-      int64_t rows = cp->numel / d[n];
-      khatri_rao(cp, n, kr);
-      float *mt = malloc(sizeof(float) * (size_t)(d[n] * R));
-      if (!mt) {
-        pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
-        goto out;
-      }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)d[n], (int)R, (int)rows, 1.0f, cp->unf[n], (int)rows, kr, (int)R, 0.0f, mt,
-                  (int)R);
-      for (int64_t i = 0; i < d[n]; i++)
-        for (int64_t r = 0; r < R; r++) inner += (double)mt[i * R + r] * cp->f[n][i * R + r] * cp->lambda[r];
-      free(mt);
-      for (int64_t i = 0; i < R * R; i++) v[i] = 1.0f;
-      for (int m = 0; m < 4; m++) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)R, (int)R, (int)d[m], 1.0f, cp->f[m], (int)R, cp->f[m], (int)R, 0.0f, g, (int)R);
-        for (int64_t i = 0; i < R * R; i++) v[i] *= g[i];
-      }
-      for (int64_t a = 0; a < R; a++)
-        for (int64_t b = 0; b < R; b++) self += (double)cp->lambda[a] * cp->lambda[b] * v[a * R + b];
-    }
+    for (int64_t i = 0; i < d[3]; i++)
+      for (int64_t r = 0; r < R; r++) inner += (double)mt[i * R + r] * cp->f[3][i * R + r] * cp->lambda[r];
+    gram_hadamard(cp, -1, v, g);
+    for (int64_t a = 0; a < R; a++)
+      for (int64_t b = 0; b < R; b++) self += (double)cp->lambda[a] * cp->lambda[b] * v[a * R + b];
     double e2 = norm - 2 * inner + self;
     rel = norm > 0 ? sqrt(e2 > 0 ? e2 / norm : 0) : 0;
     *sweeps = it + 1;
@@ -165,6 +158,7 @@ out:
   free(kr);
   free(v);
   free(g);
+  free(mt);
   return rel;
 }
 
