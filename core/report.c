@@ -171,19 +171,14 @@ static char *console_table(GPtrArray *results, gboolean markdown) {
                      metric(row, "accuracy.degradation"), sp ? metric(row, sp) : NAN, metric(row, "memory.backend_peak_bytes") / 1e6};
       const char *fmt[6] = {"%.2fx", "%.2fx", "%.2f%%", "%+.2f pp", "%.2fx", "%.2f MB"};
       v[3] = v[3] == 0 ? 0 : -v[3]; /* shown as the change of accuracy */
+      g_autofree char *p50 = fb ? g_strdup_printf("latency.%s.p50_ms", fb) : NULL, *slower = fb ? g_strdup_printf("latency.%s.slower", fb) : NULL;
+      const double ms = p50 ? metric(row, p50) : NAN;
       for (int k = 0; k < 6; k++) {
-        if (k == 4) { /* the median time itself, before the speedup against the baseline of the same process */
-          g_autofree char *p50 = fb ? g_strdup_printf("latency.%s.p50_ms", fb) : NULL;
-          double ms = p50 ? metric(row, p50) : NAN;
+        if (k == 4) /* the median time itself, before the speedup against the baseline of the same process */
           g_ptr_array_add(cells, isnan(ms) ? g_strdup("-") : ms < 1 ? g_strdup_printf("%.1f µs", ms * 1e3) : g_strdup_printf("%.2f ms", ms));
-        }
-        g_ptr_array_add(cells, isnan(v[k]) ? g_strdup("-") : g_strdup_printf(fmt[k], v[k]));
-      }
-      g_autofree char *slower = fb ? g_strdup_printf("latency.%s.slower", fb) : NULL;
-      if (slower && metric(row, slower) == 1) { /* slower than the baseline beyond noise: said in the table */
-        char *old = cells->pdata[6];
-        cells->pdata[6] = g_strdup_printf("%s (slower)", old);
-        g_free(old);
+        g_autofree char *cell = isnan(v[k]) ? g_strdup("-") : g_strdup_printf(fmt[k], v[k]);
+        /* slower than the baseline beyond noise: said beside the speedup */
+        g_ptr_array_add(cells, k == 4 && slower && metric(row, slower) == 1 ? g_strdup_printf("%s (slower)", cell) : g_strdup(cell));
       }
       for (guint i = 0; i < custom->len; i++) {
         GString *c = g_string_new(NULL);
