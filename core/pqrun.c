@@ -136,8 +136,8 @@ static int fail(GError *error) {
   return 1;
 }
 
-static char *cache_model_path(void) {
-  return g_build_filename(g_get_user_cache_dir(), "pquant", DEFAULT_MODEL_FILE, NULL);
+static char *cache_model_path(const char *file) {
+  return g_build_filename(g_get_user_cache_dir(), "pquant", file, NULL);
 }
 
 static PqRegistry *make_registry(GError **error) {
@@ -269,7 +269,7 @@ static PqModel *train_model(gboolean cnn, int threads, const char *out_path, GEr
 /* The model named by --model, or the cached default (trained and cached on first use). */
 static PqModel *load_model(GError **error) {
   if (args.model) return pq_model_load(args.model, error);
-  g_autofree char *path = cache_model_path();
+  g_autofree char *path = cache_model_path(DEFAULT_MODEL_FILE);
   if (g_file_test(path, G_FILE_TEST_EXISTS)) {
     g_autoptr(GError) lerr = NULL;
     PqModel *m = pq_model_load(path, &lerr);
@@ -287,7 +287,7 @@ static int cmd_train(void) {
     return 2;
   }
   g_autofree char *path = args.output ? g_strdup(args.output)
-                                      : cnn ? g_build_filename(g_get_user_cache_dir(), "pquant", CNN_MODEL_FILE, NULL) : cache_model_path();
+                                      : cache_model_path(cnn ? CNN_MODEL_FILE : DEFAULT_MODEL_FILE);
   if (args.epochs != EPOCHS_UNSET && args.epochs < 1) {
     g_printerr("pqrun train: --epochs must be at least 1\n");
     return 2;
@@ -324,7 +324,7 @@ static int cmd_eval(void) {
   gint64 t0 = g_get_monotonic_time();
   if (!evaluate(reg, m, test, &acc, &error)) return fail(error);
   double secs = (double)(g_get_monotonic_time() - t0) / 1e6;
-  g_autofree char *path = args.model ? g_strdup(args.model) : cache_model_path();
+  g_autofree char *path = args.model ? g_strdup(args.model) : cache_model_path(DEFAULT_MODEL_FILE);
   printf("model:    %s\n", path);
   printf("dataset:  %s (%" G_GINT64_FORMAT " samples)\n", pq_dataset_name(test), pq_dataset_n_samples(test));
   printf("backend:  %s\n", args.backend ? args.backend : "cpu");
@@ -526,7 +526,7 @@ static int cmd_sensitivity(void) {
     json_builder_set_member_name(b, "schema");
     json_builder_add_string_value(b, "pquant-sensitivity-1");
     json_builder_set_member_name(b, "model");
-    g_autofree char *mpath = args.model ? g_strdup(args.model) : cache_model_path();
+    g_autofree char *mpath = args.model ? g_strdup(args.model) : cache_model_path(DEFAULT_MODEL_FILE);
     json_builder_add_string_value(b, mpath);
     json_builder_set_member_name(b, "dataset");
     json_builder_add_string_value(b, pq_dataset_name(job.test));
@@ -974,7 +974,7 @@ static int cmd_info(void) {
   if (!m) return fail(error);
   const PqGraph *g = pq_model_const_graph(m);
   g_autoptr(GString) s = g_string_new(NULL);
-  g_autofree char *path = args.model ? g_strdup(args.model) : cache_model_path();
+  g_autofree char *path = args.model ? g_strdup(args.model) : cache_model_path(DEFAULT_MODEL_FILE);
   g_string_append_printf(s, "model %s\n", path);
   const char *keys[] = {"pquant.model", "pquant.training"};
   for (size_t i = 0; i < G_N_ELEMENTS(keys); i++)
