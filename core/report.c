@@ -31,7 +31,8 @@ static double metric(JsonObject *row, const char *name) {
 
 static gboolean ok(JsonObject *row) { return !g_strcmp0(json_object_get_string_member_with_default(row, "status", ""), "ok"); }
 
-/* Every metric name seen, sorted, optionally only those of custom probes. */
+/* Every metric name seen, in the order the probes added them (the first row that has a name places it),
+ * optionally only those of custom probes. */
 static GPtrArray *metric_names(GPtrArray *results, gboolean custom_only) {
   g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
   GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
@@ -45,11 +46,8 @@ static GPtrArray *metric_names(GPtrArray *results, gboolean custom_only) {
         g_ptr_array_add(names, g_strdup(l->data));
       }
   }
-  g_ptr_array_sort(names, (GCompareFunc)(void (*)(void))g_strcmp0);
   return names;
 }
-
-static int cmp_str(gconstpointer a, gconstpointer b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 static char *cpu_model(void) {
   g_autofree char *text = NULL;
@@ -120,10 +118,15 @@ static void fmt_value(GString *out, double v, const char *unit) {
     g_string_append(out, "-");
     return;
   }
-  if (!strcmp(unit, "bytes")) g_string_append_printf(out, "%.0f", v);
-  else if (fabs(v) >= 1e6 && v == floor(v)) g_string_append_printf(out, "%.0f", v);
+  if (!strcmp(unit, "flag")) {
+    g_string_append(out, v != 0 ? "yes" : "no");
+    return;
+  }
+  /* counts (parameters, MACs, samples, bytes) in full: they are exact, four digits would round them; large
+   * rates (samples/s) to the unit */
+  if (!strcmp(unit, "bytes") || (v == floor(v) && fabs(v) < 1e15) || (fabs(v) >= 1e4 && fabs(v) < 1e15)) g_string_append_printf(out, "%.0f", v);
   else g_string_append_printf(out, "%.4g", v);
-  if (unit[0] && strcmp(unit, "flag")) g_string_append_printf(out, " %s", unit);
+  if (unit[0]) g_string_append_printf(out, " %s", unit);
 }
 
 static const char *metric_unit(JsonObject *row, const char *name) {
@@ -249,6 +252,63 @@ static const char *section_of(const char *metric) {
   return "Other probes";
 }
 
+/* A time in ms as the latency tables show it: µs below a millisecond. */
+static char *fmt_ms(double ms) {
+  if (isnan(ms)) return g_strdup("-");
+  return ms < 1 ? g_strdup_printf("%.4g µs", ms * 1e3) : g_strdup_printf("%.4g ms", ms);
+}
+
+static char *fmt_metric(JsonObject *row, const char *name) {
+  double v = metric(row, name);
+  const char *unit = metric_unit(row, name);
+  if (!strcmp(unit, "ms")) return fmt_ms(v);
+  GString *s = g_string_new(NULL);
+  fmt_value(s, v, unit);
+  return g_string_free(s, FALSE);
+}
+
+/* A method's latency section: for each batch size, its statistics beside the baseline's measured in the same
+ * process (latency.bN.X against latency.bN.baseline.X), then the figures that have no baseline twin
+ * (speedup, slower, runs, ...). */
+static void latency_md(GString *md, JsonObject *row, GPtrArray *names) {
+  g_autoptr(GPtrArray) batches = g_ptr_array_new_with_free_func(g_free);
+  for (guint i = 0; i < names->len; i++) {
+    const char *n = names->pdata[i];
+    long b;
+    int end = 0;
+    if (sscanf(n, "latency.b%ld.%n", &b, &end) != 1 || !end || isnan(metric(row, n))) continue;
+    g_autofree char *prefix = g_strndup(n, (gsize)end);
+    gboolean have = FALSE;
+    for (guint k = 0; k < batches->len && !have; k++) have = !strcmp(batches->pdata[k], prefix);
+    if (!have) g_ptr_array_add(batches, g_steal_pointer(&prefix));
+  }
+  for (guint k = 0; k < batches->len; k++) {
+    const char *prefix = batches->pdata[k];
+    g_autofree char *runs_key = g_strconcat(prefix, "runs", NULL), *base_prefix = g_strconcat(prefix, "baseline.", NULL);
+    double runs = metric(row, runs_key);
+    g_string_append_printf(md, "Batch %.*s", (int)(strlen(prefix) - strlen("latency.b") - 1), prefix + strlen("latency.b"));
+    if (!isnan(runs)) g_string_append_printf(md, ", %.0f timed runs alternating with the baseline's", runs);
+    g_string_append(md, ":\n\n| statistic | this method | baseline, same process |\n|---|---|---|\n");
+    g_autoptr(GString) rest = g_string_new(NULL);
+    for (guint i = 0; i < names->len; i++) {
+      const char *n = names->pdata[i];
+      if (!g_str_has_prefix(n, prefix) || g_str_has_prefix(n, base_prefix) || isnan(metric(row, n))) continue;
+      const char *stat = n + strlen(prefix);
+      g_autofree char *twin = g_strconcat(base_prefix, stat, NULL), *label = g_strdup(stat);
+      if (g_str_has_suffix(label, "_ms")) label[strlen(label) - 3] = 0;
+      g_autofree char *mine = fmt_metric(row, n);
+      if (!isnan(metric(row, twin))) {
+        g_autofree char *theirs = fmt_metric(row, twin);
+        g_string_append_printf(md, "| %s | %s | %s |\n", label, mine, theirs);
+      } else if (strcmp(stat, "runs")) {
+        g_string_append_printf(rest, "%s%s %s", rest->len ? ", " : "", label, mine);
+      }
+    }
+    if (rest->len) g_string_append_printf(md, "\n%s.\n", rest->str);
+    g_string_append_c(md, '\n');
+  }
+}
+
 char *pq_report_write(const PqBenchSettings *s, GPtrArray *results, GError **error) {
   /* report.json */
   g_autoptr(JsonBuilder) b = json_builder_new();
@@ -305,8 +365,10 @@ char *pq_report_write(const PqBenchSettings *s, GPtrArray *results, GError **err
   g_autofree char *cpu = cpu_model();
   g_autoptr(GDateTime) now = g_date_time_new_now_utc();
   g_autofree char *date = g_date_time_format_iso8601(now);
-  g_string_append_printf(md, "pquant %s (%s), backend %s, %d thread(s), %s, dataset %s, %s.\n\n", PQ_VERSION_STRING, PQ_GIT_COMMIT,
-                         pq_plugin_name(s->backend), s->threads, cpu, s->test ? pq_dataset_name(s->test) : "none", date);
+  g_autofree char *threads = s->threads > 0 ? g_strdup_printf("%d thread%s", s->threads, s->threads > 1 ? "s" : "")
+                                             : g_strdup_printf("the backend's default threads (%d CPUs)", g_get_num_processors());
+  g_string_append_printf(md, "pquant %s (%s), backend %s, %s, %s, dataset %s, %s.\n\n", PQ_VERSION_STRING, PQ_GIT_COMMIT,
+                         pq_plugin_name(s->backend), threads, cpu, s->test ? pq_dataset_name(s->test) : "none", date);
   g_string_append_printf(md, "%s\n![accuracy against compression](accuracy_vs_compression.svg)\n![latency](latency.svg)\n\n", mdtable);
   for (guint r = 0; r < results->len; r++) {
     JsonObject *row = results->pdata[r];
@@ -317,6 +379,12 @@ char *pq_report_write(const PqBenchSettings *s, GPtrArray *results, GError **err
     }
     const char *sections[] = {"Compression Metrics", "Accuracy", "Latency", "Memory", "Other probes"};
     for (size_t sct = 0; sct < G_N_ELEMENTS(sections); sct++) {
+      if (!strcmp(sections[sct], "Latency")) {
+        g_autoptr(GString) lat = g_string_new(NULL);
+        latency_md(lat, row, names);
+        if (lat->len) g_string_append_printf(md, "### Latency\n\n%s", lat->str);
+        continue;
+      }
       gboolean any = FALSE;
       for (guint i = 0; i < names->len; i++) {
         const char *n = names->pdata[i];
@@ -324,9 +392,8 @@ char *pq_report_write(const PqBenchSettings *s, GPtrArray *results, GError **err
         if (strcmp(section_of(n), sections[sct]) || isnan(v)) continue;
         if (!any) g_string_append_printf(md, "### %s\n\n| metric | value |\n|---|---|\n", sections[sct]);
         any = TRUE;
-        g_autoptr(GString) val = g_string_new(NULL);
-        fmt_value(val, v, metric_unit(row, n));
-        g_string_append_printf(md, "| %s | %s |\n", n, val->str);
+        g_autofree char *val = fmt_metric(row, n);
+        g_string_append_printf(md, "| %s | %s |\n", n, val);
       }
       if (any) g_string_append_c(md, '\n');
     }
@@ -349,7 +416,6 @@ char *pq_report_write(const PqBenchSettings *s, GPtrArray *results, GError **err
   }
   if (!write_file(s->output_dir, "report.md", md->str, error)) return NULL;
   if (!pq_plot_write(results, s->output_dir, error)) return NULL;
-  (void)cmp_str;
   return g_steal_pointer(&table);
 }
 

@@ -95,6 +95,42 @@ static void test_bench_and_compare(void) {
   g_file_get_contents(md_path, &md, NULL, NULL);
   const char *sections[] = {"## quantization_8", "### Compression Metrics", "### Accuracy", "### Latency", "### Memory", "### Layers"};
   for (size_t i = 0; i < G_N_ELEMENTS(sections); i++) g_assert_nonnull(strstr(md, sections[i]));
+  /* the CSV's columns and the Markdown's rows come in the order the probes wrote them (here: as in the
+   * quantization_8 row of report.json), not sorted or hashed */
+  {
+    g_autoptr(GList) order = json_object_get_members(m);
+    const char *h = lines[0], *md_at = md;
+    for (GList *l = order; l; l = l->next) {
+      g_autofree char *col = g_strdup_printf(",%s", (char *)l->data);
+      const char *at = strstr(h, col);
+      if (!at) g_error("report.csv: %s missing or out of order in %s", (char *)l->data, lines[0]);
+      h = at + strlen(col);
+      if (g_str_has_prefix(l->data, "latency.")) continue; /* the latency section is tables by batch size */
+      g_autofree char *cell = g_strdup_printf("| %s | ", (char *)l->data);
+      const char *mat = strstr(md_at, cell);
+      if (!mat) g_error("report.md: %s missing or out of order", (char *)l->data);
+      md_at = mat;
+    }
+  }
+  /* latency: each batch size's statistics beside the baseline's from the same process */
+  g_assert_nonnull(strstr(md, "Batch 1, 7 timed runs alternating with the baseline's:\n\n| statistic | this method | baseline, same process |"));
+  g_assert_nonnull(strstr(md, "Batch 4, 7 timed runs"));
+  g_assert_nonnull(strstr(md, "\n| p50 | "));
+  g_assert_true(strstr(md, "| unstable | no | ") || strstr(md, "| unstable | yes | "));
+  /* counts in full, not rounded to four digits */
+  {
+    g_autofree char *samples = g_strdup_printf("| accuracy.samples | %.0f |",
+                                               json_object_get_double_member(json_object_get_object_member(m, "accuracy.samples"), "value"));
+    g_assert_nonnull(strstr(md, samples));
+    g_autofree char *params = g_strdup_printf("| metrics.params | %.0f |",
+                                              json_object_get_double_member(json_object_get_object_member(m, "metrics.params"), "value"));
+    g_assert_nonnull(strstr(md, params));
+  }
+  /* the baseline against itself: no divergence, and never a negative one */
+  {
+    JsonObject *bm = json_object_get_object_member(json_array_get_object_element(methods, 0), "metrics");
+    g_assert_cmpfloat(json_object_get_double_member(json_object_get_object_member(bm, "accuracy.kl_divergence"), "value"), ==, 0);
+  }
 
   /* compare: a run against itself has no regression */
   g_free(out);

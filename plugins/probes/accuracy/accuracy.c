@@ -77,7 +77,7 @@ static PqStatus accuracy_observe(const PqProbeContext *ctx, PqMetricSink *sink, 
       to_probs(a, c, pa);
       to_probs(b, c, pb);
       for (int64_t j = 0; j < c; j++) {
-        if (pa[j] > 0) kl += pa[j] * (log(pa[j]) - log(fmax(pb[j], 1e-30)));
+        if (pa[j] > 0) kl += pa[j] * (log(fmax(pa[j], 1e-30)) - log(fmax(pb[j], 1e-30))); /* one floor for both: equal outputs give 0 */
         se += ((double)a[j] - b[j]) * ((double)a[j] - b[j]);
       }
     }
