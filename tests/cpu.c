@@ -776,6 +776,123 @@ static void test_conv_transpose(void) {
   if (!strstr(err->message, "conv_transpose2d: 4 input channels, a weight for 4, groups 3 do not match")) g_error("%s", err->message);
 }
 
+/* Float GEMMs split over the backend's threads (columns or rows of the product, by shape), with OpenBLAS on one
+ * thread a part: the same outputs on 2 and 3 threads as on 1 (which never splits) — a linear at batch 1
+ * (matrix-vector) and at odd batches, one of 10 outputs (split by rows), a matmul by a weight, a conv with a bias
+ * (accumulated into the output), a transposed conv (the weight read transposed). Then two threads running two
+ * models at once on the same shared pool: each gets its own results. */
+typedef struct {
+  PqBackend *be;
+  const float *x, *want;
+  int64_t batch, n_out;
+  int bad;
+} PoolRace;
+
+static gpointer pool_race(gpointer p) {
+  PoolRace *r = p;
+  g_autofree float *y = g_new(float, r->batch * r->n_out);
+  for (int i = 0; i < 200 && !r->bad; i++) {
+    if (!pq_backend_run_f32(r->be, r->x, r->batch, y, NULL)) r->bad = 1;
+    for (int64_t j = 0; j < r->batch * r->n_out && !r->bad; j++) r->bad = !(fabsf(y[j] - r->want[j]) <= 1e-4f * (1 + fabsf(r->want[j])));
+  }
+  return NULL;
+}
+
+static void test_threads_float(void) {
+  g_autoptr(PqModel) mlp = pq_model_new();
+  {
+    PqGraph *g = pq_model_graph(mlp);
+    int64_t xs[2] = {-1, 300}, w1s[2] = {200, 300}, b1s[1] = {200}, w2s[2] = {200, 150}, w3s[2] = {10, 150};
+    pq_graph_add_input(g, "x", 2, xs);
+    PqTensor *t[4] = {pq_test_random_tensor("w1", 2, w1s, 51, 1), pq_test_random_tensor("b1", 1, b1s, 52, 1), pq_test_random_tensor("w2", 2, w2s, 53, 1),
+                      pq_test_random_tensor("w3", 2, w3s, 54, 1)};
+    for (int i = 0; i < 4; i++) {
+      pq_model_set_tensor(mlp, t[i]);
+      pq_tensor_unref(t[i]);
+    }
+    const char *i1[3] = {"x", "w1", "b1"}, *o1[1] = {"h1"}, *i2[1] = {"h1"}, *o2[1] = {"r1"}, *i3[2] = {"r1", "w2"}, *o3[1] = {"h2"},
+               *i4[2] = {"h2", "w3"}, *o4[1] = {"y"};
+    pq_graph_add_node(g, "linear", "fc1", 3, i1, 1, o1);
+    pq_graph_add_node(g, "relu", "relu1", 1, i2, 1, o2);
+    pq_graph_add_node(g, "matmul", "mm", 2, i3, 1, o3);
+    pq_graph_add_node(g, "linear", "fc3", 2, i4, 1, o4);
+    pq_graph_add_output(g, "y");
+  }
+  g_autoptr(PqModel) conv = pq_model_new();
+  {
+    PqGraph *g = pq_model_graph(conv);
+    int64_t xs[4] = {-1, 16, 14, 14}, ws[4] = {32, 16, 3, 3}, bs[1] = {32}, ts[4] = {32, 16, 2, 2}, two[2] = {2, 2}, pads[4] = {1, 1, 1, 1};
+    pq_graph_add_input(g, "x", 4, xs);
+    PqTensor *t[3] = {pq_test_random_tensor("cw", 4, ws, 55, 1), pq_test_random_tensor("cb", 1, bs, 56, 1), pq_test_random_tensor("tw", 4, ts, 57, 1)};
+    for (int i = 0; i < 3; i++) {
+      pq_model_set_tensor(conv, t[i]);
+      pq_tensor_unref(t[i]);
+    }
+    const char *i1[3] = {"x", "cw", "cb"}, *o1[1] = {"c"}, *i2[2] = {"c", "tw"}, *o2[1] = {"y"};
+    pq_node_set_ints(pq_graph_add_node(g, "conv2d", "conv", 3, i1, 1, o1), "pads", 4, pads);
+    pq_node_set_ints(pq_graph_add_node(g, "conv_transpose2d", "up", 2, i2, 1, o2), "strides", 2, two);
+    pq_graph_add_output(g, "y");
+  }
+  PqModel *models[2] = {mlp, conv};
+  const int64_t in_numel[2] = {300, 16 * 14 * 14}, batches[3] = {1, 37, 8};
+  float *want[2][3] = {{NULL}};
+  int64_t n_out[2] = {0};
+  g_autofree float *x = g_new(float, 40 * in_numel[1]);
+  fill(x, 40 * in_numel[1], 58);
+  for (int mi = 0; mi < 2; mi++)
+    for (int bi = 0; bi < 3; bi++) want[mi][bi] = run(models[mi], x, batches[bi], 40, &n_out[mi]);
+  /* the one-thread outputs of the MLP against a double-precision reference (batch 1: matrix-vector products) */
+  {
+    const float *w1 = pq_tensor_data(pq_model_tensor(mlp, "w1")), *b1 = pq_tensor_data(pq_model_tensor(mlp, "b1")),
+                *w2 = pq_tensor_data(pq_model_tensor(mlp, "w2")), *w3 = pq_tensor_data(pq_model_tensor(mlp, "w3"));
+    for (int bi = 0; bi < 2; bi++)
+      for (int64_t r = 0; r < batches[bi]; r++) {
+        double h1[200], h2[150];
+        for (int o = 0; o < 200; o++) {
+          double a = b1[o];
+          for (int k = 0; k < 300; k++) a += (double)x[r * 300 + k] * w1[o * 300 + k];
+          h1[o] = a > 0 ? a : 0;
+        }
+        for (int o = 0; o < 150; o++) {
+          double a = 0;
+          for (int k = 0; k < 200; k++) a += h1[k] * w2[k * 150 + o];
+          h2[o] = a;
+        }
+        for (int o = 0; o < 10; o++) {
+          double a = 0;
+          for (int k = 0; k < 150; k++) a += h2[k] * w3[o * 150 + k];
+          if (!(fabs(want[0][bi][r * 10 + o] - a) <= 1e-3 * (1 + fabs(a)))) g_error("batch %" G_GINT64_FORMAT " row %" G_GINT64_FORMAT " output %d: %g, expected %g", batches[bi], r, o, want[0][bi][r * 10 + o], a);
+        }
+      }
+  }
+  for (int threads = 2; threads <= 3; threads++)
+    for (int mi = 0; mi < 2; mi++) {
+      g_autoptr(GError) err = NULL;
+      g_autoptr(PqBackend) be = pq_backend_prepare(cpu, models[mi], threads, 40, NULL, &err);
+      g_assert_no_error(err);
+      for (int bi = 0; bi < 3; bi++) {
+        g_autofree float *y = g_new(float, batches[bi] * n_out[mi]);
+        g_assert_true(pq_backend_run_f32(be, x, batches[bi], y, &err));
+        assert_close(y, want[mi][bi], batches[bi] * n_out[mi], 1e-4f);
+      }
+    }
+  g_autoptr(GError) err = NULL;
+  PoolRace race[2];
+  GThread *th[2];
+  for (int mi = 0; mi < 2; mi++) {
+    race[mi] = (PoolRace){pq_backend_prepare(cpu, models[mi], 3, 40, NULL, &err), x, want[mi][1], 37, n_out[mi], 0};
+    g_assert_no_error(err);
+  }
+  for (int mi = 0; mi < 2; mi++) th[mi] = g_thread_new("pool-race", pool_race, &race[mi]);
+  for (int mi = 0; mi < 2; mi++) {
+    g_thread_join(th[mi]);
+    g_assert_false(race[mi].bad);
+    pq_backend_free(race[mi].be);
+  }
+  for (int mi = 0; mi < 2; mi++)
+    for (int bi = 0; bi < 3; bi++) g_free(want[mi][bi]);
+}
+
 /* Every reduction against a double-precision reference, over one axis and over two that are not adjacent
  * (axes {-2} and {1, 3} of [N, 3, 4, 5]), keeping the reduced dimensions or not; bad axes are refused. */
 static void test_reductions(void) {
@@ -1163,6 +1280,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cpu/concat", test_concat);
   g_test_add_func("/cpu/log-softmax", test_log_softmax);
   g_test_add_func("/cpu/pad2d", test_pad);
+  g_test_add_func("/cpu/threads-float", test_threads_float);
   int rc = g_test_run();
   pq_registry_free(reg);
   return rc;

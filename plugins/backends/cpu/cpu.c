@@ -6,7 +6,7 @@
 #include "circulant.h" /* first: see there */
 #include "ttlinear.h"
 #include "sparse.h"
-#include "pool.h"
+#include "gemm.h" /* (and pool.h) */
 
 #include <cblas.h>
 #include <float.h>
@@ -167,7 +167,7 @@ typedef struct {
 static void cpu_release(void *handle) {
   Cpu *c = handle;
   if (!c) return;
-  pool_free(c->pool); /* first: no thread runs a kernel any more */
+  pool_release(c->pool); /* first: no thread runs a kernel of this backend any more */
   for (int i = 0; i < c->n_owned; i++) free(c->owned_weights[i]);
   for (int i = 0; i < c->n_steps && c->steps; i++) {
     free(c->steps[i].bn_scale);
@@ -793,15 +793,13 @@ static PqStatus plan_buffers(Cpu *c, PqPluginError *err) {
   return PQ_OK;
 }
 
-/* Threads for the packed, CSR and depthwise-conv kernels: as many as the backend runs OpenBLAS with (the `threads` asked
- * for, else OpenBLAS's own count), made only when the model has such layers; each packed layer gets its
- * per-row buffers once a thread. */
+/* The threads every parallel kernel and GEMM runs on: the `threads` asked for, else OpenBLAS's own count (the
+ * process's pool of that size, shared with the other backends); each packed layer gets its per-row buffers
+ * once a thread. */
 static PqStatus setup_pool(Cpu *c, PqPluginError *err) {
   c->pool_threads = 1;
-  int want = c->threads > 0 ? c->threads : openblas_get_num_threads(), any = 0;
-  for (int s = 0; s < c->n_steps; s++)
-    any |= c->steps[s].q_codes != NULL || c->steps[s].kind == K_SPARSE || (c->steps[s].kind == K_CONV2D && conv_is_depthwise(&c->steps[s]));
-  if (!any || want < 2 || !(c->pool = pool_new(want))) return PQ_OK; /* (no pool: one thread, as before) */
+  int want = c->threads > 0 ? c->threads : openblas_get_num_threads();
+  if (want < 2 || !(c->pool = pool_acquire(want))) return PQ_OK; /* (no pool: one thread) */
   c->pool_threads = c->pool->n;
   for (int s = 0; s < c->n_steps; s++) {
     Step *st = &c->steps[s];
@@ -886,28 +884,21 @@ static void bias_relu(float *restrict y, const float *restrict b, int64_t rows, 
   }
 }
 
-static void run_linear(const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch) {
+static void run_linear(Cpu *c, const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch) {
   int64_t rows = batch * st->m_rows, n = st->n, k = st->k;
-  if (rows == 1)
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)n, (int)k, 1.0f, w, (int)k, x, 1, 0.0f, y, 1);
-  else
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)n, (int)k, 1.0f, x, (int)k, w, (int)k, 0.0f, y,
-                (int)n);
+  gemm_par(c->pool, 0, 1, rows, n, k, x, k, w, k, 0.0f, y, n); /* (one row: sgemv) */
   if (b || st->fuse_relu) bias_relu(y, b, rows, n, st->fuse_relu);
 }
 
-static void run_matmul(const Step *st, const float *x, const float *w, float *y, int64_t batch) {
+static void run_matmul(Cpu *c, const Step *st, const float *x, const float *w, float *y, int64_t batch) {
   if (st->mm_slices) { /* two activations: a product per matrix */
     int64_t m = st->m_rows, k = st->k, n = st->n;
-    for (int64_t i = 0; i < batch * st->mm_slices; i++)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, x + i * m * k, (int)k, w + i * k * n, (int)n, 0.0f,
-                  y + i * m * n, (int)n);
+    for (int64_t i = 0; i < batch * st->mm_slices; i++) gemm_par(c->pool, 0, 0, m, n, k, x + i * m * k, k, w + i * k * n, n, 0.0f, y + i * m * n, n);
     if (st->fuse_relu) relu_inplace(y, batch * st->mm_slices * m * n);
     return;
   }
   int64_t rows = batch * st->m_rows;
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)st->n, (int)st->k, 1.0f, x, (int)st->k, w,
-              (int)st->n, 0.0f, y, (int)st->n);
+  gemm_par(c->pool, 0, 0, rows, st->n, st->k, x, st->k, w, st->n, 0.0f, y, st->n);
   if (st->fuse_relu) relu_inplace(y, rows * st->n);
 }
 
@@ -1024,15 +1015,14 @@ static void run_softmax(const Step *st, const float *x, float *y, int64_t total)
 
 /* conv_transpose2d, per sample and group: columns = W_gᵀ · x_g ([O/g·kh·kw, H·W]), then each column value added
  * into the output at the place a conv2d with the same geometry would have read it from (col2im), then bias. */
-static void run_conv_transpose(const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch, float *ws) {
+static void run_conv_transpose(Cpu *c, const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch, float *ws) {
   int64_t g = st->groups, cg = st->c / g, ocg = st->oc / g, hw = st->h * st->w, kk = ocg * st->kh * st->kw, ohw = st->oh * st->ow;
   PqConvGeometry geo = {ocg, st->oh, st->ow, st->kh, st->kw, st->h, st->w, st->sh, st->sw, st->dh, st->dw, st->pt, st->pl};
   for (int64_t n = 0; n < batch; n++) {
     float *yn = y + n * st->oc * ohw;
     memset(yn, 0, sizeof(float) * (size_t)(st->oc * ohw));
     for (int64_t gi = 0; gi < g; gi++) {
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kk, (int)hw, (int)cg, 1.0f, w + gi * cg * kk, (int)kk,
-                  x + (n * st->c + gi * cg) * hw, (int)hw, 0.0f, ws, (int)hw);
+      gemm_par(c->pool, 1, 0, kk, hw, cg, w + gi * cg * kk, kk, x + (n * st->c + gi * cg) * hw, hw, 0.0f, ws, hw);
       pq_col2im_add(ws, &geo, yn + gi * ocg * ohw);
     }
     for (int64_t o = 0; o < st->oc; o++) {
@@ -1264,8 +1254,7 @@ static void run_conv(Cpu *c, const Step *st, const float *x, const float *w, con
       if (b)
         for (int64_t o = 0; o < ocg; o++)
           for (int64_t i = 0; i < ohw; i++) yg[o * ohw + i] = b[gi * ocg + o];
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)ocg, (int)ohw, (int)kk, 1.0f, w + gi * ocg * kk, (int)kk,
-                  col, (int)ohw, b ? 1.0f : 0.0f, yg, (int)ohw);
+      gemm_par(c->pool, 0, 0, ocg, ohw, kk, w + gi * ocg * kk, kk, col, ohw, b ? 1.0f : 0.0f, yg, ohw);
     }
   }
   if (st->fuse_relu) relu_inplace(y, batch * st->oc * ohw);
@@ -1582,7 +1571,11 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       return PQ_ERR_INVALID;
     }
   }
-  if (c->threads > 0 && openblas_get_num_threads() != c->threads) openblas_set_num_threads(c->threads);
+  /* With a pool, GEMMs are split over it and OpenBLAS runs each part on one thread: its own workers, left
+   * spinning after a call, would take the cores the pool's threads need (restored after the run). */
+  const int blas_threads = openblas_get_num_threads();
+  if (c->pool && blas_threads != 1) openblas_set_num_threads(1);
+  else if (!c->pool && c->threads > 0 && blas_threads != c->threads) openblas_set_num_threads(c->threads);
   double t0 = now_ms();
 #define PTR(v) (c->values[(v)].weight ? c->values[(v)].weight : c->slot_ptr[c->values[(v)].slot])
   for (int s = 0; s < c->n_steps; s++) {
@@ -1593,9 +1586,9 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
     switch (st->kind) {
     case K_LINEAR:
       if (st->q_codes) run_packed_linear_par(c, st, x, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch * st->m_rows);
-      else run_linear(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch);
+      else run_linear(c, st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch);
       break;
-    case K_MATMUL: run_matmul(st, x, PTR(st->in[1]), y, batch); break;
+    case K_MATMUL: run_matmul(c, st, x, PTR(st->in[1]), y, batch); break;
     case K_PLUGIN: {
       const PqNode *node = pq_plan_step(c->plan, (size_t)s);
       size_t n = pq_node_n_inputs(node);
@@ -1618,13 +1611,16 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       set_view(&out, PQ_DTYPE_F32, ov->ndim, ov->shape, y);
       out.shape[0] = batch;
       PqStatus rc = st->kernel->run(node, c->model, views, n < 16 ? n : 16, &out, st->kernel_ws, err);
-      if (rc != PQ_OK) return rc;
+      if (rc != PQ_OK) {
+        if (c->pool && blas_threads != 1) openblas_set_num_threads(blas_threads);
+        return rc;
+      }
       break;
     }
     case K_SPARSE:
       run_sparse_par(c, st, x, st->in[4] >= 0 ? PTR(st->in[4]) : NULL, y, batch * st->m_rows);
       break;
-    case K_TT: tt_run(st->tt, x, st->tt_bias >= 0 ? PTR(st->tt_bias) : NULL, y, batch * st->m_rows, st->fuse_relu); break;
+    case K_TT: tt_run(st->tt, c->pool, x, st->tt_bias >= 0 ? PTR(st->tt_bias) : NULL, y, batch * st->m_rows, st->fuse_relu); break;
     case K_CIRC:
       for (int64_t r = 0; r < batch * st->m_rows; r++)
         circ_row(st->circ, x + r * st->k, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y + r * st->n, st->fuse_relu);
@@ -1702,7 +1698,7 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
       if (st->q_codes) run_packed_conv(c, st, x, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch);
       else run_conv(c, st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch);
       break;
-    case K_CONVT: run_conv_transpose(st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace); break;
+    case K_CONVT: run_conv_transpose(c, st, x, PTR(st->in[1]), st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y, batch, c->workspace); break;
     case K_MAXPOOL: run_pool(st, x, y, batch, 1); break;
     case K_AVGPOOL: run_pool(st, x, y, batch, 0); break;
     case K_GAP:
@@ -1726,6 +1722,7 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
     }
   }
   double t1 = now_ms();
+  if (c->pool && blas_threads != 1) openblas_set_num_threads(blas_threads);
   for (int i = 0; i < c->n_outputs; i++) {
     const Value *v = &c->values[c->output_values[i]];
     memcpy(outputs[i].data, c->slot_ptr[v->slot], sizeof(float) * (size_t)(v->per_sample * batch));

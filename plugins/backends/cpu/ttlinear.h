@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm.h"
+
 typedef struct TT {
   int d;
   int64_t r[17], m[16], n[16], M, N;
@@ -70,14 +72,13 @@ static TT *tt_new(int d, const float *const *cores, const int64_t (*shapes)[4], 
   return t;
 }
 
-static void tt_run(TT *t, const float *x, const float *bias, float *y, int64_t batch, int relu) {
+static void tt_run(TT *t, Pool *pool, const float *x, const float *bias, float *y, int64_t batch, int relu) {
   const float *cur = x; /* [A_k, n_k r_k]: x itself is [batch n_1…n_{d-1}, n_d · 1] */
   for (int k = t->d - 1; k >= 0; k--) {
     int64_t a = batch, rp = t->r[k], m = t->m[k], kk = t->n[k] * t->r[k + 1];
     for (int t2 = k + 1; t2 < t->d; t2++) a *= t->m[t2];
     for (int t2 = 0; t2 < k; t2++) a *= t->n[t2];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)a, (int)(rp * m), (int)kk, 1.0f, cur, (int)kk, t->c[k],
-                (int)(rp * m), 0.0f, t->bufr, (int)(rp * m));
+    gemm_par(pool, 0, 0, a, rp * m, kk, cur, kk, t->c[k], rp * m, 0.0f, t->bufr, rp * m);
     /* [A, r_{k-1}, m_k] → [m_k, A, r_{k-1}]: the output index moves to the front */
     for (int64_t ai = 0; ai < a; ai++)
       for (int64_t r = 0; r < rp; r++)
