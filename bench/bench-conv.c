@@ -44,11 +44,12 @@ typedef struct {
   const Case *k;
   const float *x, *w;
   float *col, *y;
-  int batch;
+  int batch, threads;
 } GemmRun;
 
 static void run_gemm(void *p) {
   GemmRun *r = p;
+  if (openblas_get_num_threads() != r->threads) openblas_set_num_threads(r->threads); /* (once, in the child: see main) */
   gemm_conv(r->k, r->x, r->w, r->col, r->y, r->batch);
 }
 
@@ -110,6 +111,9 @@ int main(int argc, char **argv) {
     return 1;
   }
   openblas_set_num_threads(threads);
+  /* on several threads the GEMM path runs in a child process a round, so that OpenBLAS's threads and the
+     backend's never share the cores (bench-util.h) */
+  bench_isolate_b = threads > 1;
   printf("bench-conv: %d thread(s), pquant cpu backend (conv + bias + relu) vs the GEMM-only calls (im2col + sgemm a group)\n", threads);
   printf("%-32s %6s %13s %13s %8s %8s\n", "layer", "batch", "pquant (us)", "gemm (us)", "ratio", "target");
   int failed = 0;
@@ -130,18 +134,19 @@ int main(int argc, char **argv) {
         pq_model_set_tensor(run, q);
         pq_tensor_unref(q);
       }
-      g_autoptr(PqBackend) be = pq_backend_prepare(cpu, run, threads, batch, NULL, &err);
-      if (!be) {
-        fprintf(stderr, "bench-conv: %s\n", err->message);
-        return 1;
-      }
       int64_t in = (int64_t)batch * k->c * k->hw * k->hw, out = (int64_t)batch * k->oc * out_hw(k) * out_hw(k);
       g_autofree float *x = g_new(float, in), *y = g_new(float, out), *y2 = g_new(float, out);
       g_autofree float *col = g_new(float, (k->c / k->groups) * k->k * k->k * out_hw(k) * out_hw(k));
       for (int64_t i = 0; i < in; i++) x[i] = (float)(i % 97) / 97.0f - 0.5f;
       const float *w = pq_tensor_data(pq_model_tensor(m, "w"));
+      GemmRun rg = {k, x, w, col, y2, batch, threads};
+      run_gemm(&rg); /* the baseline's outputs, for the check below (before the backend: its threads start after OpenBLAS's stop) */
+      g_autoptr(PqBackend) be = pq_backend_prepare(cpu, run, threads, batch, NULL, &err);
+      if (!be) {
+        fprintf(stderr, "bench-conv: %s\n", err->message);
+        return 1;
+      }
       BenchRun rp = {be, x, y, batch};
-      GemmRun rg = {k, x, w, col, y2, batch};
       double mp, mb;
       bench_pair(bench_backend_run, &rp, run_gemm, &rg, (int)(seconds / 0.04) + 5, 0.02, &mp, &mb);
       double maxdiff = 0, maxy = 0; /* the same convolution: the backend's output against the baseline's, ReLU applied */

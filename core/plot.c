@@ -168,33 +168,82 @@ static void draw_accuracy(cairo_t *cr, double w, double h, Point *p, int n) {
 #undef PY
 }
 
-static void draw_latency(cairo_t *cr, double w, double h, Point *p, int n, const char *batch) {
-  const double l = 130, t = 40, r = 30, bt = 50;
-  char title[96], xl[64];
-  g_snprintf(title, sizeof title, "Latency per method, %s: p50 and the p10-p90 spread", batch);
-  g_snprintf(xl, sizeof xl, "milliseconds per run");
-  frame(cr, w, h, l, t, r, bt, title, xl, "");
-  double hi = 0;
-  for (int i = 0; i < n; i++) hi = fmax(hi, p[i].hi);
-  double xa, xb, xs;
-  nice_range(0, hi * 1.05, &xa, &xb, &xs);
-  xa = 0;
-#define PX(v) (l + ((v) - xa) / (xb - xa) * (w - l - r))
-  char buf[32];
-  cairo_set_source_rgb(cr, 0.85, 0.85, 0.85);
-  for (double v = xa; v <= xb + 1e-12; v += xs) {
-    cairo_move_to(cr, PX(v), t);
-    cairo_line_to(cr, PX(v), h - bt);
-  }
-  cairo_stroke(cr);
-  cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
-  for (double v = xa; v <= xb + 1e-12; v += xs) {
-    g_snprintf(buf, sizeof buf, "%g", v);
-    text(cr, PX(v), h - bt + 16, buf, 10, 1);
-  }
-  double row = (h - t - bt) / (n > 0 ? n : 1);
+/* The latency plot: a panel a batch size, each method's p50 (dot) and p10–p90 spread (bar), the baseline's
+ * p50 as a dashed line; the axis in µs or ms, logarithmic when the times span more than 20× (a slow method
+ * would otherwise squeeze the others against zero). */
+typedef struct {
+  long batch;
+  Point p[64];
+  int n;
+} LatPanel;
+
+typedef struct {
+  LatPanel panel[4];
+  int n;
+} LatPlot;
+
+#define LAT_ROW 26.0  /* px a method */
+#define LAT_GAP 64.0  /* px above and below a panel's rows: its title and its axis labels */
+
+static double lat_height(const LatPlot *lp) {
+  double h = 50;
+  for (int k = 0; k < lp->n; k++) h += lp->panel[k].n * LAT_ROW + LAT_GAP;
+  return h + 20;
+}
+
+static void draw_panel(cairo_t *cr, double w, double top, const LatPanel *pn, double l, double r) {
+  const Point *p = pn->p;
+  int n = pn->n;
+  double lo = INFINITY, hi = 0, base = NAN;
   for (int i = 0; i < n; i++) {
-    double y = t + row * (i + 0.5);
+    lo = fmin(lo, p[i].lo);
+    hi = fmax(hi, p[i].hi);
+    if (!strcmp(p[i].name, "baseline")) base = p[i].y;
+  }
+  const double scale = hi < 1 ? 1e3 : 1; /* shown in µs below a millisecond */
+  const gboolean logx = lo > 0 && hi / lo > 20;
+  double xa, xb, xs = 1;
+  if (logx) {
+    xa = floor(log10(lo * scale));
+    xb = ceil(log10(hi * scale));
+  } else {
+    nice_range(0, hi * scale * 1.05, &xa, &xb, &xs);
+    xa = 0;
+  }
+  const double t = top + 24, b = t + n * LAT_ROW;
+#define PX(v) (l + ((logx ? log10((v)*scale) : (v)*scale) - xa) / (xb - xa) * (w - l - r))
+  char buf[48];
+  cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+  g_snprintf(buf, sizeof buf, "batch %ld%s", pn->batch, logx ? " (log scale)" : "");
+  text(cr, l, top + 16, buf, 12, 0);
+  cairo_set_line_width(cr, 1);
+  cairo_rectangle(cr, l, t, w - l - r, b - t);
+  cairo_stroke(cr);
+  /* grid and tick labels: decades and their 2x and 5x on a log axis, "nice" steps otherwise */
+  for (double v = xa; v <= xb + 1e-9; v += logx ? 1 : xs)
+    for (int m = 1; m <= (logx ? 5 : 1); m += (m == 1 ? 1 : 3)) {
+      double at = logx ? pow(10, v) * m : v, x = logx ? l + (log10(at) - xa) / (xb - xa) * (w - l - r) : l + (v - xa) / (xb - xa) * (w - l - r);
+      if (x > w - r + 0.5) continue;
+      cairo_set_source_rgb(cr, 0.85, 0.85, 0.85);
+      cairo_move_to(cr, x, t);
+      cairo_line_to(cr, x, b);
+      cairo_stroke(cr);
+      cairo_set_source_rgb(cr, 0.2, 0.2, 0.2);
+      g_snprintf(buf, sizeof buf, "%g", at);
+      text(cr, x, b + 14, buf, 10, 1);
+    }
+  text(cr, (l + w - r) / 2, b + 30, scale > 1 ? "microseconds per run" : "milliseconds per run", 11, 1);
+  if (!isnan(base)) { /* the baseline's median through the whole panel */
+    cairo_set_source_rgb(cr, 0.5, 0.5, 0.5);
+    double dash[2] = {4, 3};
+    cairo_set_dash(cr, dash, 2, 0);
+    cairo_move_to(cr, PX(base), t);
+    cairo_line_to(cr, PX(base), b);
+    cairo_stroke(cr);
+    cairo_set_dash(cr, NULL, 0, 0);
+  }
+  for (int i = 0; i < n; i++) {
+    double y = t + LAT_ROW * (i + 0.5);
     cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
     text(cr, l - 8, y + 4, p[i].name, 11, 2);
     cairo_set_source_rgb(cr, 0.2, 0.35, 0.7);
@@ -209,23 +258,43 @@ static void draw_latency(cairo_t *cr, double w, double h, Point *p, int n, const
 #undef PX
 }
 
-typedef void (*DrawFn)(cairo_t *, double, double, Point *, int, const char *);
+static void draw_latency(cairo_t *cr, double w, double h, void *data) {
+  const LatPlot *lp = data;
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_paint(cr);
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  cairo_set_source_rgb(cr, 0.1, 0.1, 0.1);
+  text(cr, w / 2, 24, "Latency per method: p50 (dot), p10-p90 (bar), the baseline's p50 (dashed)", 15, 1);
+  double top = 40;
+  for (int k = 0; k < lp->n; k++) {
+    draw_panel(cr, w, top, &lp->panel[k], 130, 30);
+    top += lp->panel[k].n * LAT_ROW + LAT_GAP;
+  }
+  (void)h;
+}
 
-static void draw_acc_adapter(cairo_t *cr, double w, double h, Point *p, int n, const char *unused) {
-  (void)unused;
-  draw_accuracy(cr, w, h, p, n);
+typedef void (*DrawFn)(cairo_t *, double, double, void *);
+
+typedef struct {
+  Point *p;
+  int n;
+} AccPlot;
+
+static void draw_acc_adapter(cairo_t *cr, double w, double h, void *data) {
+  AccPlot *a = data;
+  draw_accuracy(cr, w, h, a->p, a->n);
 }
 
 /* Both formats, each written beside its final name and renamed into place. */
-static gboolean render(const char *dir, const char *base, DrawFn draw, Point *p, int n, const char *arg, GError **error) {
-  const double w = 760, h = 480;
+static gboolean render(const char *dir, const char *base, DrawFn draw, void *data, double h, GError **error) {
+  const double w = 760;
   const char *ext[2] = {"png", "svg"};
   for (int k = 0; k < 2; k++) {
     g_autofree char *final = g_strdup_printf("%s/%s.%s", dir, base, ext[k]);
     g_autofree char *tmp = g_strdup_printf("%s/.%s.%s.tmp", dir, base, ext[k]);
     cairo_surface_t *s = k == 0 ? cairo_image_surface_create(CAIRO_FORMAT_RGB24, (int)w, (int)h) : cairo_svg_surface_create(tmp, w, h);
     cairo_t *cr = cairo_create(s);
-    draw(cr, w, h, p, n, arg);
+    draw(cr, w, h, data);
     cairo_destroy(cr);
     cairo_status_t st = k == 0 ? cairo_surface_write_to_png(s, tmp) : CAIRO_STATUS_SUCCESS;
     cairo_surface_finish(s);
@@ -242,32 +311,45 @@ static gboolean render(const char *dir, const char *base, DrawFn draw, Point *p,
 }
 
 gboolean pq_plot_write(GPtrArray *results, const char *dir, GError **error) {
-  Point acc[64], lat[64];
-  int na = 0, nl = 0;
-  /* the latency batch: the smallest one the results have */
-  long batch = -1;
+  Point acc[64];
+  int na = 0;
+  /* the latency panels: each batch size the methods were timed at, smallest first (four at most) */
+  LatPlot *lp = g_new0(LatPlot, 1);
   for (guint i = 0; i < results->len; i++) {
     JsonObject *m = json_object_get_object_member(results->pdata[i], "metrics");
     if (!m) continue;
     g_autoptr(GList) keys = json_object_get_members(m);
     for (GList *l = keys; l; l = l->next) {
       long b;
-      if (sscanf(l->data, "latency.b%ld.p50_ms", &b) == 1 && !strstr(l->data, "baseline") && (batch < 0 || b < batch)) batch = b;
+      char rest[16];
+      if (sscanf(l->data, "latency.b%ld.%15s", &b, rest) != 2 || strcmp(rest, "p50_ms")) continue;
+      int at = 0;
+      while (at < lp->n && lp->panel[at].batch < b) at++;
+      if ((at < lp->n && lp->panel[at].batch == b) || at >= 4) continue;
+      if (lp->n == 4) lp->n--; /* (the largest makes room) */
+      memmove(&lp->panel[at + 1], &lp->panel[at], sizeof(LatPanel) * (size_t)(lp->n - at));
+      lp->panel[at] = (LatPanel){.batch = b};
+      lp->n++;
     }
   }
-  char bname[32], k50[64], k10[64], k90[64];
-  g_snprintf(bname, sizeof bname, "batch %ld", batch);
-  g_snprintf(k50, sizeof k50, "latency.b%ld.p50_ms", batch);
-  g_snprintf(k10, sizeof k10, "latency.b%ld.p10_ms", batch);
-  g_snprintf(k90, sizeof k90, "latency.b%ld.p90_ms", batch);
-  for (guint i = 0; i < results->len && na < 64; i++) {
+  for (guint i = 0; i < results->len; i++) {
     JsonObject *row = results->pdata[i];
     const char *name = json_object_get_string_member_with_default(row, "method", "?");
     double x = mval(row, "metrics.compression_ratio"), y = mval(row, "accuracy.top1");
-    if (!isnan(x) && !isnan(y)) acc[na++] = (Point){name, x, y, 0, 0, FALSE};
-    double p50 = mval(row, k50), p10 = mval(row, k10), p90 = mval(row, k90);
-    if (!isnan(p50) && nl < 64) lat[nl++] = (Point){name, 0, p50, isnan(p10) ? p50 : p10, isnan(p90) ? p50 : p90, FALSE};
+    if (!isnan(x) && !isnan(y) && na < 64) acc[na++] = (Point){name, x, y, 0, 0, FALSE};
+    for (int k = 0; k < lp->n; k++) {
+      char k50[64], k10[64], k90[64];
+      g_snprintf(k50, sizeof k50, "latency.b%ld.p50_ms", lp->panel[k].batch);
+      g_snprintf(k10, sizeof k10, "latency.b%ld.p10_ms", lp->panel[k].batch);
+      g_snprintf(k90, sizeof k90, "latency.b%ld.p90_ms", lp->panel[k].batch);
+      double p50 = mval(row, k50), p10 = mval(row, k10), p90 = mval(row, k90);
+      LatPanel *pn = &lp->panel[k];
+      if (!isnan(p50) && pn->n < 64) pn->p[pn->n++] = (Point){name, 0, p50, isnan(p10) ? p50 : p10, isnan(p90) ? p50 : p90, FALSE};
+    }
   }
-  if (!render(dir, "accuracy_vs_compression", draw_acc_adapter, acc, na, NULL, error)) return FALSE;
-  return render(dir, "latency", draw_latency, lat, nl, bname, error);
+  AccPlot ap = {acc, na};
+  gboolean ok = render(dir, "accuracy_vs_compression", draw_acc_adapter, &ap, 480, error) &&
+                render(dir, "latency", draw_latency, lp, lat_height(lp), error);
+  g_free(lp);
+  return ok;
 }

@@ -3,6 +3,7 @@
 
 #include <pquant/pq-activation.h>
 
+#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -889,6 +890,25 @@ static void test_threads_float(void) {
     g_assert_false(race[mi].bad);
     pq_backend_free(race[mi].be);
   }
+  /* OpenBLAS on one thread while a backend with threads of its own is prepared (its workers would take the
+     cores), the program's count back after the last one is released; a count the program changes between runs
+     is set aside for a run and given back */
+  openblas_set_num_threads(2);
+  {
+    g_autoptr(PqBackend) a = pq_backend_prepare(cpu, mlp, 2, 40, NULL, &err);
+    g_autoptr(PqBackend) b = pq_backend_prepare(cpu, conv, 2, 40, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(openblas_get_num_threads(), ==, 1);
+    pq_backend_free(g_steal_pointer(&a));
+    g_assert_cmpint(openblas_get_num_threads(), ==, 1);
+    openblas_set_num_threads(3);
+    g_autofree float *y = g_new(float, 37 * n_out[1]);
+    g_assert_true(pq_backend_run_f32(b, x, 37, y, &err));
+    assert_close(y, want[1][1], 37 * n_out[1], 1e-4f);
+    g_assert_cmpint(openblas_get_num_threads(), ==, 3);
+    openblas_set_num_threads(1);
+  }
+  g_assert_cmpint(openblas_get_num_threads(), ==, 2);
   for (int mi = 0; mi < 2; mi++)
     for (int bi = 0; bi < 3; bi++) g_free(want[mi][bi]);
 }

@@ -1,8 +1,12 @@
 /* gemm.h — float GEMMs split over the backend's pool (pool.h): C = A·B (+ beta·C), row-major, each part a
- * range of C's columns or rows computed by a one-thread OpenBLAS call (cpu_run holds OpenBLAS to one thread
- * while a pool runs, so its own workers never wake beside the pool's). Measured on the default MLP's shapes
+ * range of C's columns or rows computed by a one-thread OpenBLAS call. Measured on the default MLP's shapes
  * (2 cores): the split calls take the time OpenBLAS's two threads took (b1 4.8 against 5.0 µs, b64 138 against
- * 141 µs), and one thread alone takes 1.7–1.9 times that. */
+ * 141 µs), and one thread alone takes 1.7–1.9 times that.
+ *
+ * While a backend with a pool is prepared, OpenBLAS is held to one thread in the process (blas_hold) and its
+ * worker threads are stopped: they spin for about 0.1 s after they last had work, and the process's first
+ * call that sets OpenBLAS's thread count after a fork() starts them afresh (spinning); either way they took
+ * the cores the pool's threads needed. The count is restored when the last such backend is released. */
 #ifndef PQ_CPU_GEMM_H
 #define PQ_CPU_GEMM_H
 
@@ -14,6 +18,36 @@
 /* Below this many multiply-adds a GEMM stays on the calling thread: the second layer of the default MLP at
  * batch 1 (32k) gains from a second thread, the third (1.3k) does not. */
 #define GEMM_PAR_MIN_MACS (16 * 1024)
+
+#include <dlfcn.h>
+
+static int blas_holds, blas_saved; /* under pools_mu */
+
+/* OpenBLAS's thread count as the process set it (not the one a hold put in place). */
+static int blas_threads_default(void) {
+  pthread_mutex_lock(&pools_mu);
+  int n = blas_holds ? blas_saved : openblas_get_num_threads();
+  pthread_mutex_unlock(&pools_mu);
+  return n;
+}
+
+static void blas_hold(void) {
+  pthread_mutex_lock(&pools_mu);
+  if (blas_holds++ == 0 && (blas_saved = openblas_get_num_threads()) != 1) {
+    openblas_set_num_threads(1);
+    /* OpenBLAS's own fork handler stops its workers with this; not every build exports it (then they stay,
+     * sleeping once their spin ends) */
+    int (*shutdown)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "blas_thread_shutdown_");
+    if (shutdown) shutdown();
+  }
+  pthread_mutex_unlock(&pools_mu);
+}
+
+static void blas_release(void) {
+  pthread_mutex_lock(&pools_mu);
+  if (--blas_holds == 0 && blas_saved != 1) openblas_set_num_threads(blas_saved);
+  pthread_mutex_unlock(&pools_mu);
+}
 
 typedef struct {
   int ta, tb; /* A, B transposed */
