@@ -112,6 +112,17 @@ static void test_bench_and_compare(void) {
       md_at = mat;
     }
   }
+  /* the latency plot: a panel for each of the two batch sizes (the PNG's height, from its header, grows by a
+   * panel's: 64 px and 26 a method with figures, three here) */
+  {
+    g_autofree char *png_path = g_build_filename(out_dir, "latency.png", NULL), *png = NULL;
+    gsize len = 0;
+    g_assert_true(g_file_get_contents(png_path, &png, &len, NULL));
+    g_assert_cmpuint(len, >, 24);
+    const guchar *u = (const guchar *)png;
+    guint32 height = (guint32)u[20] << 24 | (guint32)u[21] << 16 | (guint32)u[22] << 8 | u[23];
+    g_assert_cmpuint(height, ==, 50 + 2 * (3 * 26 + 64) + 20);
+  }
   /* latency: each batch size's statistics beside the baseline's from the same process */
   g_assert_nonnull(strstr(md, "Batch 1, 7 timed runs alternating with the baseline's:\n\n| statistic | this method | baseline, same process |"));
   g_assert_nonnull(strstr(md, "Batch 4, 7 timed runs"));
