@@ -1238,17 +1238,13 @@ static size_t depthwise_pad(const Step *st, int64_t *ph, int64_t *pw) {
   return (size_t)(h * w + 32) + (narrow > halves ? narrow : halves);
 }
 
-static void run_conv(Cpu *c, const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch) {
-  float *ws = c->workspace;
+/* The im2col + GEMM path for images [n0, n1) with `ws` for the patches; the GEMMs on `pool` (NULL: here). */
+static void conv_gemm_images(Pool *pool, const Step *st, const float *x, const float *w, const float *b, float *y, int64_t n0, int64_t n1,
+                             float *ws) {
   int64_t g = st->groups, cg = st->c / g, ocg = st->oc / g, ohw = st->oh * st->ow, kk = cg * st->kh * st->kw;
-  if (conv_is_depthwise(st)) { /* depthwise: planes split over the backend's threads */
-    DepthwiseJob job = {c, st, x, w, b, y, batch * st->c};
-    pool_run(c->pool, batch * st->oc * ohw * st->kh * st->kw >= PAR_MIN_MACS ? (int)(batch * st->c) : 1, depthwise_part, &job);
-    return;
-  }
   int direct = st->kh == 1 && st->kw == 1 && st->sh == 1 && st->sw == 1 && st->pt == 0 && st->pl == 0 && st->oh == st->h &&
                st->ow == st->w;
-  for (int64_t n = 0; n < batch; n++) {
+  for (int64_t n = n0; n < n1; n++) {
     const float *xn = x + n * st->c * st->h * st->w;
     float *yn = y + n * st->oc * ohw;
     for (int64_t gi = 0; gi < g; gi++) {
@@ -1263,10 +1259,39 @@ static void run_conv(Cpu *c, const Step *st, const float *x, const float *w, con
       if (b)
         for (int64_t o = 0; o < ocg; o++)
           for (int64_t i = 0; i < ohw; i++) yg[o * ohw + i] = b[gi * ocg + o];
-      gemm_par(c->pool, 0, 0, ocg, ohw, kk, w + gi * ocg * kk, kk, col, ohw, b ? 1.0f : 0.0f, yg, ohw);
+      gemm_par(pool, 0, 0, ocg, ohw, kk, w + gi * ocg * kk, kk, col, ohw, b ? 1.0f : 0.0f, yg, ohw);
     }
+    if (st->fuse_relu) relu_inplace(yn, st->oc * ohw);
   }
-  if (st->fuse_relu) relu_inplace(y, batch * st->oc * ohw);
+}
+
+typedef struct {
+  Cpu *c;
+  const Step *st;
+  const float *x, *w, *b;
+  float *y;
+  int64_t batch;
+} ConvImagesJob;
+
+static void conv_images_part(void *p, int part, int parts) {
+  const ConvImagesJob *j = p;
+  conv_gemm_images(NULL, j->st, j->x, j->w, j->b, j->y, j->batch * part / parts, j->batch * (part + 1) / parts,
+                   j->c->workspace + (size_t)part * j->c->workspace_stride);
+}
+
+static void run_conv(Cpu *c, const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch) {
+  int64_t ohw = st->oh * st->ow, per_image = st->oc * ohw * (st->c / st->groups) * st->kh * st->kw;
+  if (conv_is_depthwise(st)) { /* depthwise: planes split over the backend's threads */
+    DepthwiseJob job = {c, st, x, w, b, y, batch * st->c};
+    pool_run(c->pool, batch * st->oc * ohw * st->kh * st->kw >= PAR_MIN_MACS ? (int)(batch * st->c) : 1, depthwise_part, &job);
+    return;
+  }
+  if (batch >= 2 && pool_size(c->pool) > 1 && per_image < PAR_MIN_MACS) { /* small images: whole images a thread */
+    ConvImagesJob job = {c, st, x, w, b, y, batch};
+    pool_run(c->pool, (int)batch, conv_images_part, &job);
+    return;
+  }
+  conv_gemm_images(c->pool, st, x, w, b, y, 0, batch, c->workspace); /* each GEMM split over the threads */
 }
 
 static void run_pool(const Step *st, const float *x, float *y, int64_t batch, int is_max) {
