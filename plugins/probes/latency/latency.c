@@ -164,13 +164,16 @@ static PqStatus latency_observe(const PqProbeContext *ctx, PqMetricSink *sink, P
           break;
         }
       }
+      /* the two in turn, which first swapped every pair: the second of a pair finds the input in cache and the
+         other's threads awake, so a fixed order would favour one of them */
+      const PqModelRole first = n % 2 ? PQ_MODEL_COMPRESSED : PQ_MODEL_BASELINE, second = n % 2 ? PQ_MODEL_BASELINE : PQ_MODEL_COMPRESSED;
       double t0 = now_ms();
-      st = (PqStatus)pq_runner_run(ctx->runner, PQ_MODEL_BASELINE, &in, 1, &out, 1, err);
+      st = (PqStatus)pq_runner_run(ctx->runner, first, &in, 1, &out, 1, err);
       double t1 = now_ms();
-      if (st == PQ_OK) st = (PqStatus)pq_runner_run(ctx->runner, PQ_MODEL_COMPRESSED, &in, 1, &out, 1, err);
+      if (st == PQ_OK) st = (PqStatus)pq_runner_run(ctx->runner, second, &in, 1, &out, 1, err);
       double t2 = now_ms();
-      tb[n] = t1 - t0;
-      tc[n] = t2 - t1;
+      tb[n] = n % 2 ? t2 - t1 : t1 - t0;
+      tc[n] = n % 2 ? t1 - t0 : t2 - t1;
       if (st == PQ_OK && timed) { /* outside the timed spans: both handles keep their last run's timing */
         PqRunTiming rb = {sizeof rb, 0, -1, -1, -1, -1}, rc = {sizeof rc, 0, -1, -1, -1, -1};
         st = (PqStatus)pq_runner_last_timing(ctx->runner, PQ_MODEL_BASELINE, &rb, err);
