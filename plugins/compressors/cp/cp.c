@@ -12,7 +12,7 @@
 #include <string.h>
 
 typedef struct {
-  int64_t rank;
+  int64_t rank, min_rank;
   double param_fraction, tolerance, ridge;
   int iters;
   uint64_t seed;
@@ -242,6 +242,7 @@ static PqStatus cp_compress(const PqModel *in, const PqOptions *o, const PqCalib
   (void)cal;
   Settings st = {
       .rank = pq_options_get_int(o, "rank", 0),
+      .min_rank = pq_options_get_int(o, "min_rank", 4),
       .param_fraction = pq_options_get_float(o, "param_fraction", 0.25),
       .tolerance = pq_options_get_float(o, "tolerance", 1e-5),
       .ridge = pq_options_get_float(o, "ridge", 1e-6),
@@ -271,8 +272,11 @@ static PqStatus cp_compress(const PqModel *in, const PqOptions *o, const PqCalib
     }
     int64_t per_rank = ws[0] + ws[1] + ws[2] + ws[3];
     cp.rank = st.rank > 0 ? st.rank : (int64_t)floor(st.param_fraction * (double)cp.numel / (double)per_rank);
-    if (cp.rank < 1 || cp.rank * per_rank >= cp.numel) {
+    if (cp.rank < 1 || (st.rank <= 0 && cp.rank < st.min_rank) || cp.rank * per_rank >= cp.numel) {
       if (cp.rank < 1) snprintf(why, sizeof why, "the rank would be 0");
+      else if (st.rank <= 0 && cp.rank < st.min_rank)
+        snprintf(why, sizeof why, "param_fraction %g gives rank %lld, below min_rank %lld (a %lld x %lld x %lldx%lld kernel)", st.param_fraction,
+                 (long long)cp.rank, (long long)st.min_rank, (long long)ws[0], (long long)ws[1], (long long)ws[2], (long long)ws[3]);
       else snprintf(why, sizeof why, "rank %lld would not shrink %lld x %lld x %lldx%lld (%lld >= %lld weights)", (long long)cp.rank,
                     (long long)ws[0], (long long)ws[1], (long long)ws[2], (long long)ws[3], (long long)(cp.rank * per_rank), (long long)cp.numel);
       pq_model_record_skip(m, "cp", layer, why);
@@ -337,6 +341,8 @@ static const PqPluginDesc cp_desc = {
         "{\"rank\": {\"type\": \"integer\", \"minimum\": 1, \"description\": \"CP rank (default: from param_fraction)\"},"
         " \"param_fraction\": {\"type\": \"number\", \"minimum\": 0.000001, \"maximum\": 1, \"default\": 0.25,"
         "  \"description\": \"the largest rank whose factors hold at most this fraction of the kernel's weights\"},"
+        " \"min_rank\": {\"type\": \"integer\", \"minimum\": 1, \"default\": 4,"
+        "  \"description\": \"a layer whose param_fraction rank is below this is left as it is (not with an explicit rank)\"},"
         " \"iters\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 10000, \"default\": 200, \"description\": \"ALS sweeps at most\"},"
         " \"tolerance\": {\"type\": \"number\", \"minimum\": 0, \"maximum\": 1, \"default\": 0.00001,"
         "  \"description\": \"stop when a sweep lowers the relative error by less than this\"},"
