@@ -1212,18 +1212,24 @@ static void conv_depthwise_planes(const Step *st, const float *x, const float *w
   }
 }
 
-typedef struct {
+/* A conv split over the threads by a range of `count` things (a depthwise conv's planes, a float conv's
+ * images): each part runs `run` on its range with its own part of the workspace. */
+typedef struct ConvRangeJob {
   Cpu *c;
   const Step *st;
   const float *x, *w, *b;
   float *y;
-  int64_t planes;
-} DepthwiseJob;
+  int64_t count;
+  void (*run)(const struct ConvRangeJob *j, int64_t from, int64_t to, float *ws);
+} ConvRangeJob;
 
-static void depthwise_part(void *p, int part, int parts) {
-  const DepthwiseJob *j = p;
-  conv_depthwise_planes(j->st, j->x, j->w, j->b, j->y, j->planes * part / parts, j->planes * (part + 1) / parts,
-                        j->c->workspace + (size_t)part * j->c->workspace_stride);
+static void conv_range_part(void *p, int part, int parts) {
+  const ConvRangeJob *j = p;
+  j->run(j, j->count * part / parts, j->count * (part + 1) / parts, j->c->workspace + (size_t)part * j->c->workspace_stride);
+}
+
+static void depthwise_range(const ConvRangeJob *j, int64_t from, int64_t to, float *ws) {
+  conv_depthwise_planes(j->st, j->x, j->w, j->b, j->y, from, to, ws);
 }
 
 /* The zero-bordered plane conv_depthwise_planes works in (one a thread): the rows and columns its outputs
@@ -1265,30 +1271,20 @@ static void conv_gemm_images(Pool *pool, const Step *st, const float *x, const f
   }
 }
 
-typedef struct {
-  Cpu *c;
-  const Step *st;
-  const float *x, *w, *b;
-  float *y;
-  int64_t batch;
-} ConvImagesJob;
-
-static void conv_images_part(void *p, int part, int parts) {
-  const ConvImagesJob *j = p;
-  conv_gemm_images(NULL, j->st, j->x, j->w, j->b, j->y, j->batch * part / parts, j->batch * (part + 1) / parts,
-                   j->c->workspace + (size_t)part * j->c->workspace_stride);
+static void gemm_images_range(const ConvRangeJob *j, int64_t from, int64_t to, float *ws) {
+  conv_gemm_images(NULL, j->st, j->x, j->w, j->b, j->y, from, to, ws);
 }
 
 static void run_conv(Cpu *c, const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch) {
   int64_t ohw = st->oh * st->ow, per_image = st->oc * ohw * (st->c / st->groups) * st->kh * st->kw;
   if (conv_is_depthwise(st)) { /* depthwise: planes split over the backend's threads */
-    DepthwiseJob job = {c, st, x, w, b, y, batch * st->c};
-    pool_run(c->pool, batch * st->oc * ohw * st->kh * st->kw >= PAR_MIN_MACS ? (int)(batch * st->c) : 1, depthwise_part, &job);
+    ConvRangeJob job = {c, st, x, w, b, y, batch * st->c, depthwise_range};
+    pool_run(c->pool, batch * st->oc * ohw * st->kh * st->kw >= PAR_MIN_MACS ? (int)(batch * st->c) : 1, conv_range_part, &job);
     return;
   }
   if (batch >= 2 && pool_size(c->pool) > 1 && per_image < PAR_MIN_MACS) { /* small images: whole images a thread */
-    ConvImagesJob job = {c, st, x, w, b, y, batch};
-    pool_run(c->pool, (int)batch, conv_images_part, &job);
+    ConvRangeJob job = {c, st, x, w, b, y, batch, gemm_images_range};
+    pool_run(c->pool, (int)batch, conv_range_part, &job);
     return;
   }
   conv_gemm_images(c->pool, st, x, w, b, y, 0, batch, c->workspace); /* each GEMM split over the threads */
