@@ -1,7 +1,8 @@
 /* gemm.h — float GEMMs split over the backend's pool (pool.h): C = A·B (+ beta·C), row-major, each part a
- * range of C's columns or rows computed by a one-thread OpenBLAS call. Measured on the default MLP's shapes
- * (2 cores): the split calls take the time OpenBLAS's two threads took (b1 4.8 against 5.0 µs, b64 138 against
- * 141 µs), and one thread alone takes 1.7–1.9 times that.
+ * range of C's columns or rows computed by a one-thread OpenBLAS call. The default MLP on 2 cores
+ * (`bench-mlp --threads 2`, bias, ReLU and softmax included against the bare calls on OpenBLAS's own two
+ * threads): 5.2 against 5.6 µs at batch 1, 636 against 659 µs at batch 256; one thread alone takes 1.7–1.9
+ * times as long.
  *
  * While a backend with a pool is prepared, OpenBLAS is held to one thread in the process (blas_hold) and its
  * worker threads are stopped: they spin for about 0.1 s after they last had work, and the process's first
@@ -11,6 +12,7 @@
 #define PQ_CPU_GEMM_H
 
 #include <cblas.h>
+#include <dlfcn.h>
 #include <stdint.h>
 
 #include "pool.h"
@@ -19,8 +21,6 @@
  * batch 1 (256 → 128, 32k) gains from a second thread (1.37 → 1.11 µs), a low-rank factor 784 → 32 (25k) does
  * not (0.91 → 1.10 µs). */
 #define GEMM_PAR_MIN_MACS (32 * 1024)
-
-#include <dlfcn.h>
 
 static int blas_holds, blas_saved; /* under pools_mu */
 
@@ -88,7 +88,7 @@ static void gemm_par(Pool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k
   GemmJob g = {ta, tb, m, n, k, a, b, lda, ldb, beta, c, ldc, 0};
   int threads = pool_size(pool), parts = 1;
   if (threads > 1 && m * n * k >= GEMM_PAR_MIN_MACS) {
-    if (n >= 32 * threads || n >= m) parts = (int)((n + 15) / 16); /* columns: each part whole rows of B's panel */
+    if (n >= 32 * threads || n >= m) parts = (int)((n + 15) / 16); /* by columns: each part a panel of B (a linear layer's outputs) */
     else g.by_rows = 1, parts = (int)((m + 7) / 8);
   }
   if (parts < 2) {
