@@ -307,6 +307,18 @@ static void latency_md(GString *md, JsonObject *row, GPtrArray *names) {
     if (rest->len) g_string_append_printf(md, "\n%s.\n", rest->str);
     g_string_append_c(md, '\n');
   }
+  gboolean any = FALSE; /* latency figures of no batch size (a custom probe's): as the other sections list theirs */
+  for (guint i = 0; i < names->len; i++) {
+    const char *n = names->pdata[i];
+    long b;
+    int end = 0;
+    if (!g_str_has_prefix(n, "latency.") || isnan(metric(row, n)) || (sscanf(n, "latency.b%ld.%n", &b, &end) == 1 && end)) continue;
+    if (!any) g_string_append(md, "| metric | value |\n|---|---|\n");
+    any = TRUE;
+    g_autofree char *val = fmt_metric(row, n);
+    g_string_append_printf(md, "| %s | %s |\n", n, val);
+  }
+  if (any) g_string_append_c(md, '\n');
 }
 
 char *pq_report_write(const PqBenchSettings *s, GPtrArray *results, GError **error) {
