@@ -1269,6 +1269,21 @@ static void test_timing(void) {
     g_assert_cmpfloat(metric(r, k1), <=, metric(r, k2));
   }
 
+  /* the first batch size warms up for warmup_ms as well as `warmup` runs: a probe of one timed run with no
+     warm-up runs still takes at least that long (a lower bound: the machine's speed cannot break it) */
+  {
+    g_autoptr(PqOptions) w = pq_options_new(pq_plugin_options_schema(lat), "latency", &err);
+    g_assert_true(pq_options_set(w, "batch_sizes", "1", &err));
+    g_assert_true(pq_options_set(w, "runs", "1", &err));
+    g_assert_true(pq_options_set(w, "warmup", "0", &err));
+    g_assert_true(pq_options_set(w, "warmup_ms", "300", &err));
+    gint64 t0 = g_get_monotonic_time();
+    g_autoptr(GPtrArray) rw = pq_probe_run(lat, cpu, m, m, NULL, w, 1, 8, &err);
+    g_assert_no_error(err);
+    g_assert_cmpint(g_get_monotonic_time() - t0, >=, 300000);
+    g_assert_cmpfloat(metric(rw, "latency.b1.runs"), ==, 1);
+  }
+
   /* a backend whose timing is not a time: the probe fails with the backend and the field named */
   PqPlugin *bad = pq_registry_load(reg, TEST_PLUGIN_DIR "/timing-nan.so", &err);
   g_assert_no_error(err);
