@@ -1284,6 +1284,22 @@ static void test_timing(void) {
     g_assert_cmpfloat(metric(rw, "latency.b1.runs"), ==, 1);
   }
 
+  /* which of the two models runs first is swapped every pair: a backend that times the first run of a pair as
+     1 ms and the second as 2 ms gives both models a mean of 1.5 ms (always baseline first: 1 and 2) */
+  {
+    PqPlugin *ord = pq_registry_load(reg, TEST_PLUGIN_DIR "/timing-order.so", &err);
+    g_assert_no_error(err);
+    g_autoptr(PqOptions) w = pq_options_new(pq_plugin_options_schema(lat), "latency", &err);
+    g_assert_true(pq_options_set(w, "batch_sizes", "1", &err));
+    g_assert_true(pq_options_set(w, "runs", "20", &err));
+    g_assert_true(pq_options_set(w, "warmup", "3", &err));
+    g_assert_true(pq_options_set(w, "warmup_ms", "0", &err));
+    g_autoptr(GPtrArray) ro = pq_probe_run(lat, ord, m, m, NULL, w, 1, 8, &err);
+    g_assert_no_error(err);
+    g_assert_cmpfloat_with_epsilon(metric(ro, "latency.b1.backend_mean_ms"), 1.5, 1e-9);
+    g_assert_cmpfloat_with_epsilon(metric(ro, "latency.b1.baseline.backend_mean_ms"), 1.5, 1e-9);
+  }
+
   /* a backend whose timing is not a time: the probe fails with the backend and the field named */
   PqPlugin *bad = pq_registry_load(reg, TEST_PLUGIN_DIR "/timing-nan.so", &err);
   g_assert_no_error(err);

@@ -8,6 +8,9 @@
  *                 with n_kernels 1, op "Bad-Op", run NULL, one op declared twice
  *   KERNEL_SHARED an op "test_shared_op" with its kernel (two such plugins: the second is refused)
  *   TIMING_NAN    a backend "test_timing_nan" that runs (zeros out) and times its runs as NaN (an error)
+ *   TIMING_ORDER  a backend "test_timing_order" that runs (zeros out) and times each run as 1 ms when it is the
+ *                 first run of a pair (an odd run of the process) and 2 ms when the second: the latency
+ *                 probe's mean of a model shows which of a pair it ran as
  * and deliberately broken ones:
  *   BAD_MAJOR, BAD_MINOR, MISSING_FN, DUP_NAME, UNDEFINED, NO_ENTRY, BAD_NAME, BAD_SCHEMA, NULL_DESC */
 #include <pquant/pq-plugin.h>
@@ -162,7 +165,7 @@ static PqStatus run(void *h, const PqTensorView *i, size_t ni, PqTensorView *o, 
   return PQ_ERR_NOT_USABLE;
 }
 static void rel(void *h) { (void)h; }
-#ifdef TIMING_NAN
+#if defined(TIMING_NAN) || defined(TIMING_ORDER)
 static PqStatus zero_prep(const PqModel *m, const PqBackendConfig *c, void **h, PqPluginError *e) {
   (void)m; (void)c; (void)e;
   *h = malloc(1);
@@ -177,6 +180,23 @@ static PqStatus zero_run(void *h, const PqTensorView *i, size_t ni, PqTensorView
   }
   return PQ_OK;
 }
+#endif
+#ifdef TIMING_ORDER
+static long runs_seen; /* runs of any handle so far */
+static PqStatus order_run(void *h, const PqTensorView *i, size_t ni, PqTensorView *o, size_t no, PqPluginError *e) {
+  *(unsigned char *)h = (unsigned char)(runs_seen++ % 2 ? 2 : 1);
+  return zero_run(h, i, ni, o, no, e);
+}
+static PqStatus order_timing(void *h, PqRunTiming *out, PqPluginError *e) {
+  (void)e;
+  out->total_ms = out->compute_ms = *(unsigned char *)h;
+  out->copy_in_ms = out->copy_out_ms = 0;
+  return PQ_OK;
+}
+static const PqBackendVTable timing_vtable = {.struct_size = sizeof(PqBackendVTable), .supports_op = sup, .prepare = zero_prep,
+                                              .run = order_run, .release = free, .last_run_timing = order_timing};
+#endif
+#ifdef TIMING_NAN
 static PqStatus nan_timing(void *h, PqRunTiming *out, PqPluginError *e) {
   (void)h; (void)e;
   out->total_ms = 1;
@@ -201,6 +221,11 @@ MAYBE_UNUSED static const PqBackendVTable backend_vtable = {.struct_size = sizeo
 #elif defined(TIMING_NAN)
 #define KIND PQ_KIND_BACKEND
 #define NAME "test_timing_nan"
+#define VTABLE &timing_vtable
+#define SCHEMA NULL
+#elif defined(TIMING_ORDER)
+#define KIND PQ_KIND_BACKEND
+#define NAME "test_timing_order"
 #define VTABLE &timing_vtable
 #define SCHEMA NULL
 #elif defined(TEST_UNUSABLE)
