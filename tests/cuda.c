@@ -111,7 +111,7 @@ static void test_dense(void) {
   /* a small CNN: conv (padded, strided, grouped), batch norm, pools, add, flatten, linear, softmax */
   PqModel *c = pq_model_new();
   PqGraph *g = pq_model_graph(c);
-  int64_t xs[4] = {-1, 4, 12, 10}, w1[4] = {8, 2, 3, 3}, b1[1] = {8}, ch[1] = {8}, wl[2] = {10, 8 * 3 * 3}, bl[1] = {10};
+  int64_t xs[4] = {-1, 4, 12, 10}, w1[4] = {8, 2, 3, 3}, b1[1] = {8}, ch[1] = {8}, wl[2] = {10, 8 * 6 * 5}, bl[1] = {10};
   pq_graph_add_input(g, "x", 4, xs);
   PqTensor *ts[8] = {pq_test_random_tensor("w1", 4, w1, 1, 0.5f), pq_test_random_tensor("b1", 1, b1, 2, 0.1f),
                      pq_test_random_tensor("g", 1, ch, 3, 1), pq_test_random_tensor("be", 1, ch, 4, 1),
@@ -381,7 +381,7 @@ static void test_binary(void) {
  * host and run in float32 on the CPU. */
 static void test_packed(void) {
   if (!usable()) return;
-  g_autoptr(PqModel) m = pq_test_tiny_mlp(256, 96, 10, 9);
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(1024, 96, 10, 9); /* 1024 inputs (and 96): the batch-1 8-bit kernel, slices full and partly empty */
   const struct {
     int bits;
     PqQuantScheme scheme;
@@ -478,6 +478,7 @@ static void test_packed_conv_and_static(void) {
   for (size_t i = 0; i < pq_graph_n_nodes(g); i++)
     if (!strcmp(pq_node_op(pq_graph_node(g, i)), "linear")) pq_node_set_float(pq_graph_node(g, i), "act_scale", 1.0 / 127.0);
   compare(qs, qs, 5, 1e-3);
+  compare(qs, qs, 1, 1e-3); /* batch 1: the kernel that stages the rounded input in shared memory */
 }
 
 /* TF32 and fp16 GEMMs: within their precision of the float32 CPU result. */
