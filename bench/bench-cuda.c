@@ -121,6 +121,11 @@ int main(void) {
     double ratio = cases[ci].speedup ? tb / to : to / tb;
     gboolean ok = cases[ci].speedup ? ratio >= cases[ci].target : ratio <= cases[ci].target;
     printf("%-38s %11.4f %11.4f %8.2fx %7.1fx %s\n", cases[ci].name, to * 1e3, tb * 1e3, ratio, cases[ci].target, ok ? "ok" : "MISSED");
+    /* where pquant's run spends its time, by the backend's own events (the last timed run) */
+    PqRunTiming t = {sizeof t, 0, -1, -1, -1, -1};
+    if (pq_backend_last_timing(b, &t, NULL) && t.total_ms >= 0)
+      printf("  pquant's events: copy in %.4f, compute %.4f, copy out %.4f, all %.4f ms of the host's %.4f\n", t.copy_in_ms, t.compute_ms,
+             t.copy_out_ms, t.total_ms, to * 1e3);
     failed |= !ok;
   }
   return failed ? 3 : 0;
