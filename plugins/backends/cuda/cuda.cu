@@ -121,6 +121,10 @@ struct Cuda {
   std::vector<Step> steps;
   std::vector<void *> allocations;
   std::vector<int> inputs, outputs;
+  /* page-locked host buffers the batch and the outputs pass through (nullptr where none could be had: the
+     copy then goes from the caller's memory as it is). A copy from pageable memory goes through the
+     driver's own staging: 32 KB of outputs took 19 µs on an H200 against a few µs from page-locked memory. */
+  std::vector<float *> pinned_in, pinned_out;
   float *workspace = nullptr;
   size_t workspace_floats = 0;
   cublasHandle_t blas = nullptr;
@@ -226,6 +230,10 @@ static void cuda_release(void *handle) {
     }
   for (cudaEvent_t e : c->ev)
     if (e) cudaEventDestroy(e);
+  for (float *p : c->pinned_in)
+    if (p) cudaFreeHost(p);
+  for (float *p : c->pinned_out)
+    if (p) cudaFreeHost(p);
   for (void *p : c->allocations) cudaFree(p);
   if (c->blas) cublasDestroy(c->blas);
   if (c->stream) cudaStreamDestroy(c->stream);
@@ -1153,6 +1161,12 @@ static PqStatus cuda_prepare(const PqModel *model, const PqBackendConfig *cfg, v
   fuse_relu(c);
   /* every activation its own buffer, allocated now: a run allocates nothing */
   for (int v : c->inputs) c->values[v].ptr = (float *)dev_alloc(c, sizeof(float) * (size_t)(c->values[v].per_sample * c->max_batch));
+  for (int pass = 0; pass < 2; pass++)
+    for (int v : pass ? c->outputs : c->inputs) {
+      void *h = nullptr;
+      if (cudaMallocHost(&h, sizeof(float) * (size_t)(c->values[v].per_sample * c->max_batch)) != cudaSuccess) h = nullptr;
+      (pass ? c->pinned_out : c->pinned_in).push_back((float *)h);
+    }
   for (size_t s = 0; s < ns; s++) {
     Step &stp = c->steps[s];
     Value &ov = c->values[stp.out];
@@ -1205,7 +1219,13 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
       pq_plugin_error_set(err, PQ_ERR_INVALID, "input %zu: expected float32 of the graph input's shape with batch %lld", i, (long long)batch);
       return PQ_ERR_INVALID;
     }
-    CHECK(cudaMemcpyAsync(v.ptr, inputs[i].data, sizeof(float) * (size_t)(v.per_sample * batch), cudaMemcpyHostToDevice, c->stream), "input copy");
+    const size_t bytes = sizeof(float) * (size_t)(v.per_sample * batch);
+    const void *src = inputs[i].data;
+    if (c->pinned_in[i]) { /* (the stream is idle here: the last run synchronized before it returned) */
+      memcpy(c->pinned_in[i], src, bytes);
+      src = c->pinned_in[i];
+    }
+    CHECK(cudaMemcpyAsync(v.ptr, src, bytes, cudaMemcpyHostToDevice, c->stream), "input copy");
   }
   const float one = 1.0f, zero = 0.0f;
   cudaStream_t s = c->stream;
@@ -1410,10 +1430,14 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
   CHECK(cudaEventRecord(c->ev[2], s), "timing");
   for (size_t i = 0; i < n_outputs; i++) {
     Value &v = c->values[c->outputs[i]];
-    CHECK(cudaMemcpyAsync(outputs[i].data, v.ptr, sizeof(float) * (size_t)(v.per_sample * batch), cudaMemcpyDeviceToHost, s), "output copy");
+    CHECK(cudaMemcpyAsync(c->pinned_out[i] ? (void *)c->pinned_out[i] : outputs[i].data, v.ptr, sizeof(float) * (size_t)(v.per_sample * batch),
+                          cudaMemcpyDeviceToHost, s),
+          "output copy");
   }
   CHECK(cudaEventRecord(c->ev[3], s), "timing");
   CHECK(cudaStreamSynchronize(s), "run");
+  for (size_t i = 0; i < n_outputs; i++)
+    if (c->pinned_out[i]) memcpy(outputs[i].data, c->pinned_out[i], sizeof(float) * (size_t)(c->values[c->outputs[i]].per_sample * batch));
   CHECK(cudaGetLastError(), "kernel");
   for (int i = 0; i < 3; i++) CHECK(cudaEventElapsedTime(&c->last_ms[i], c->ev[i], c->ev[i + 1]), "timing");
   c->timed = true;
