@@ -1213,7 +1213,7 @@ static void conv_depthwise_planes(const Step *st, const float *x, const float *w
 }
 
 /* A conv split over the threads by a range of `count` things (a depthwise conv's planes, a float conv's
- * images): each part runs `run` on its range with its own part of the workspace. */
+ * images, a packed conv's images): each part runs `run` on its range with its own part of the workspace. */
 typedef struct ConvRangeJob {
   Cpu *c;
   const Step *st;
@@ -1493,39 +1493,44 @@ static void conv_part(void *p, int part, int parts) {
     }
 }
 
-/* The positions-in-lanes packed conv over a batch, split over the pool one of two ways: `by_image` (a batch of
- * small images: each part lays out and runs whole images in its own part of the workspace), or one image's
- * blocks of 16 positions at a time (`img`; its patches laid out once, in part 0's workspace). */
+/* The positions-in-lanes packed conv, one image's blocks of 16 positions split over the pool (its patches laid
+ * out once, in part 0's workspace). */
 typedef struct {
   const Cpu *c;
   const Step *st;
-  const float *x, *b;
-  float *y;
-  int64_t batch, img;
-  int by_image;
-  PqConvGeometry geo;
+  const float *b;
+  float *y; /* this image's output */
 } ConvLanesJob;
 
 static void conv_lanes_part(void *p, int part, int parts) {
 #ifdef PQ_X86
   const ConvLanesJob *j = p;
   const Step *st = j->st;
-  const int64_t ohw = st->oh * st->ow, blocks = (ohw + 15) / 16, in_img = st->c * st->h * st->w, out_img = st->oc * ohw;
+  const int64_t ohw = st->oh * st->ow, blocks = (ohw + 15) / 16;
   float *own = j->c->workspace + (size_t)part * j->c->workspace_stride;
-  if (j->by_image) {
-    __m512i *xblk = (__m512i *)(((uintptr_t)(own + ohw * st->k) + 63) & ~(uintptr_t)63);
-    for (int64_t n = j->batch * part / parts; n < j->batch * (part + 1) / parts; n++) {
-      pq_im2col(j->x + n * in_img, &j->geo, own);
-      for (int64_t blk = 0; blk < blocks; blk++) conv_lanes_block(st, own, ohw, blk * 16, j->b, j->y + n * out_img, xblk);
-    }
-    return;
-  }
   /* part 0's scratch follows the patches; the other parts' start their own workspace parts */
   __m512i *xblk = (__m512i *)(((uintptr_t)(part == 0 ? own + ohw * st->k : own) + 63) & ~(uintptr_t)63);
   for (int64_t blk = blocks * part / parts; blk < blocks * (part + 1) / parts; blk++)
-    conv_lanes_block(st, j->c->workspace, ohw, blk * 16, j->b, j->y + j->img * out_img, xblk);
+    conv_lanes_block(st, j->c->workspace, ohw, blk * 16, j->b, j->y, xblk);
 #else
   (void)p, (void)part, (void)parts;
+#endif
+}
+
+/* Whole images [from, to) of the positions-in-lanes packed conv (a ConvRangeJob's range: a batch of small
+ * images over the threads), each image's patches laid out in `ws`, then all its blocks. */
+static void lanes_images_range(const ConvRangeJob *j, int64_t from, int64_t to, float *ws) {
+#ifdef PQ_X86
+  const Step *st = j->st;
+  const int64_t ohw = st->oh * st->ow, blocks = (ohw + 15) / 16, in_img = st->c * st->h * st->w, out_img = st->oc * ohw;
+  const PqConvGeometry geo = conv_group_geometry(st);
+  __m512i *xblk = (__m512i *)(((uintptr_t)(ws + ohw * st->k) + 63) & ~(uintptr_t)63);
+  for (int64_t n = from; n < to; n++) {
+    pq_im2col(j->x + n * in_img, &geo, ws);
+    for (int64_t blk = 0; blk < blocks; blk++) conv_lanes_block(st, ws, ohw, blk * 16, j->b, j->y + n * out_img, xblk);
+  }
+#else
+  (void)j, (void)from, (void)to, (void)ws;
 #endif
 }
 
@@ -1533,14 +1538,15 @@ static void run_packed_conv(Cpu *c, const Step *st, const float *x, const float 
   const int64_t ohw = st->oh * st->ow;
   if (c->simd && st->q_rows4) { /* patches as im2col lays them, then 16 positions a vector */
     const int64_t per_image = ohw * st->k * st->oc;
-    ConvLanesJob job = {c, st, x, b, y, batch, 0, 1, conv_group_geometry(st)};
     if (per_image < PAR_MIN_MACS && batch * per_image >= PAR_MIN_MACS) { /* images over the threads */
-      pool_run(c->pool, (int)batch, conv_lanes_part, &job);
+      ConvRangeJob job = {c, st, x, NULL, b, y, batch, lanes_images_range};
+      pool_run(c->pool, (int)batch, conv_range_part, &job);
       return;
     }
-    job.by_image = 0;
-    for (job.img = 0; job.img < batch; job.img++) {
-      pq_im2col(x + job.img * st->c * st->h * st->w, &job.geo, c->workspace);
+    const PqConvGeometry geo = conv_group_geometry(st);
+    for (int64_t img = 0; img < batch; img++) {
+      pq_im2col(x + img * st->c * st->h * st->w, &geo, c->workspace);
+      ConvLanesJob job = {c, st, b, y + img * st->oc * ohw};
       pool_run(c->pool, per_image >= PAR_MIN_MACS ? (int)((ohw + 15) / 16) : 1, conv_lanes_part, &job);
     }
     return;
