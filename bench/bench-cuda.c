@@ -126,6 +126,19 @@ int main(void) {
     if (pq_backend_last_timing(b, &t, NULL) && t.total_ms >= 0)
       printf("  pquant's events: copy in %.4f, compute %.4f, copy out %.4f, all %.4f ms of the host's %.4f\n", t.copy_in_ms, t.compute_ms,
              t.copy_out_ms, t.total_ms, to * 1e3);
+    /* the same run without CUDA graphs (each kernel and copy launched as the run goes): what the graph buys */
+    g_autoptr(PqOptions) plain = pq_options_new(pq_plugin_options_schema(cuda), "cuda", &err);
+    g_autoptr(PqBackend) bp = plain && pq_options_set(plain, "graphs", "off", &err) ? pq_backend_prepare(cuda, m, 0, batch, plain, &err) : NULL;
+    if (bp) {
+      BenchRun ours_plain = {bp, bare.xh, g_malloc(bare.out_bytes), batch};
+      double tp, tb2;
+      bench_pair(bench_backend_run, &ours_plain, run_bare, &bare, 11, 0.05, &tp, &tb2);
+      printf("  without CUDA graphs: %.4f ms against %.4f (%.2fx)\n", tp * 1e3, tb2 * 1e3, cases[ci].speedup ? tb2 / tp : tp / tb2);
+      g_free(ours_plain.y);
+    } else {
+      printf("  without CUDA graphs: not measured (%s)\n", err ? err->message : "?");
+      g_clear_error(&err);
+    }
     failed |= !ok;
   }
   return failed ? 3 : 0;

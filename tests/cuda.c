@@ -11,17 +11,33 @@
 static PqRegistry *reg;
 static PqPlugin *cpu, *cuda, *quant, *tensor_train, *circulant, *prune, *low_rank, *tucker, *cp;
 
-static PqOptions *math_options(const char *math) {
-  if (!math) return NULL;
+/* the CUDA backend's options: the GEMM precision (NULL: the default) and whether runs go through CUDA graphs.
+ * The tests ask for graphs "on", so that a run that cannot be captured fails instead of running as it is. */
+static PqOptions *cuda_options(const char *math, const char *graphs) {
   g_autoptr(GError) err = NULL;
   PqOptions *o = pq_options_new(pq_plugin_options_schema(cuda), "cuda", &err);
-  g_assert_true(pq_options_set(o, "math", math, &err));
+  g_assert_no_error(err);
+  if (math) g_assert_true(pq_options_set(o, "math", math, &err));
+  g_assert_true(pq_options_set(o, "graphs", graphs, &err));
   return o;
 }
 
+static PqOptions *math_options(const char *math) { return cuda_options(math, "on"); }
+
+/* worst |a - b| over n values, NaN counting as infinite */
+static double max_diff(const float *a, const float *b, int64_t n) {
+  double worst = 0;
+  for (int64_t i = 0; i < n; i++) worst = isnan(a[i]) || isnan(b[i]) ? INFINITY : fmax(worst, fabs((double)a[i] - b[i]));
+  return worst;
+}
+
+/* The outputs of a run on random inputs. On the GPU the same batch runs three times on one prepared backend:
+ * plain launches, then captured into a graph and launched, then the graph again; the graph's runs must give
+ * the same outputs as each other and as the plain run (the same kernels in the same order), and the last is
+ * what is returned. */
 static float *run_with(PqPlugin *backend, const PqModel *m, int64_t batch, int64_t *on, const char *math) {
   g_autoptr(GError) err = NULL;
-  g_autoptr(PqOptions) o = math_options(math);
+  g_autoptr(PqOptions) o = backend == cuda ? math_options(math) : NULL;
   g_autoptr(PqBackend) b = pq_backend_prepare(backend, m, 1, batch, o, &err);
   g_assert_no_error(err);
   int64_t in = pq_backend_input_numel(b);
@@ -30,10 +46,22 @@ static float *run_with(PqPlugin *backend, const PqModel *m, int64_t batch, int64
   GRand *r = g_rand_new_with_seed(11);
   for (int64_t i = 0; i < batch * in; i++) x[i] = (float)g_rand_double_range(r, -1, 1);
   g_rand_free(r);
-  float *y = g_new(float, batch * *on);
-  for (int64_t i = 0; i < batch * *on; i++) y[i] = NAN; /* poisoned: every output must be written */
-  g_assert_true(pq_backend_run_f32(b, x, batch, y, &err));
-  g_assert_no_error(err);
+  float *y = NULL;
+  g_autofree float *first = NULL;
+  for (int pass = 0; pass < (backend == cuda ? 3 : 1); pass++) {
+    g_free(first);
+    first = y;
+    y = g_new(float, batch * *on);
+    for (int64_t i = 0; i < batch * *on; i++) y[i] = NAN; /* poisoned: every output must be written */
+    g_assert_true(pq_backend_run_f32(b, x, batch, y, &err));
+    g_assert_no_error(err);
+    if (pass == 1) {
+      double scale = 0;
+      for (int64_t i = 0; i < batch * *on; i++) scale = fmax(scale, fabs((double)y[i]));
+      g_assert_cmpfloat(max_diff(y, first, batch * *on), <=, 1e-5 * (1 + scale)); /* captured vs plain */
+    }
+    if (pass == 2) g_assert_cmpfloat(max_diff(y, first, batch * *on), ==, 0); /* the graph again */
+  }
   return y;
 }
 
@@ -379,9 +407,9 @@ static void test_binary(void) {
 
 /* Packed weights are dequantized inside the GPU kernel: compared with the same weights dequantized on the
  * host and run in float32 on the CPU. */
-static void test_packed(void) {
-  if (!usable()) return;
-  g_autoptr(PqModel) m = pq_test_tiny_mlp(1024, 96, 10, 9); /* 1024 inputs (and 96): the batch-1 8-bit kernel, slices full and partly empty */
+/* Packed weights of 8, 4, 6 and 3 bits against the CPU backend running their dequantized float weights. */
+static void packed_forms(PqModel *m_owned) {
+  g_autoptr(PqModel) m = m_owned;
   const struct {
     int bits;
     PqQuantScheme scheme;
@@ -407,6 +435,15 @@ static void test_packed(void) {
     compare(q, deq, 1, 1e-4);
     compare(q, deq, 17, 1e-4);
   }
+}
+
+static void test_packed(void) {
+  if (!usable()) return;
+  /* 8-bit layers of 1024 and 96 inputs run the kernel of 16-byte loads, two outputs a warp (97 outputs: the
+   * last warp's second output past the end); 1028 and 100 inputs, the one of 4-byte loads */
+  packed_forms(pq_test_tiny_mlp(1024, 96, 10, 9));
+  packed_forms(pq_test_tiny_mlp(1024, 97, 10, 9));
+  packed_forms(pq_test_tiny_mlp(1028, 100, 10, 9));
 }
 
 /* Tensor-train, block-circulant and CSR layers: the same ops on both backends, at batch 1 and a batch that is
@@ -521,12 +558,61 @@ static void test_timing_memory(void) {
   g_assert_cmpfloat(t.copy_out_ms, >, 0);
   g_assert_cmpfloat(fabs(t.total_ms - (t.copy_in_ms + t.compute_ms + t.copy_out_ms)), <, 1e-6);
   g_assert_cmpfloat(t.total_ms, <=, host_ms);
+  /* the second and third runs go through the captured graph: its own event nodes time them */
+  for (int pass = 0; pass < 2; pass++) {
+    t0 = g_get_monotonic_time();
+    g_assert_true(pq_backend_run_f32(b, x, 64, y, &err));
+    host_ms = (double)(g_get_monotonic_time() - t0) / 1e3;
+    g_assert_true(pq_backend_last_timing(b, &t, &err));
+    g_assert_no_error(err);
+    g_test_message("graph run %d events: in %.4f, compute %.4f, out %.4f ms; host %.4f ms", pass + 1, t.copy_in_ms, t.compute_ms, t.copy_out_ms,
+                   host_ms);
+    g_assert_cmpfloat(t.copy_in_ms, >, 0);
+    g_assert_cmpfloat(t.compute_ms, >, 0);
+    g_assert_cmpfloat(t.copy_out_ms, >, 0);
+    g_assert_cmpfloat(t.total_ms, <=, host_ms);
+  }
   PqMemoryCounters mc;
   g_assert_true(pq_backend_memory(b, &mc, &err));
   g_assert_cmpint(mc.weights_bytes, ==, pq_model_nbytes(m)); /* float32 weights as stored */
   g_assert_cmpint(mc.current_bytes, >, mc.weights_bytes);
   g_assert_cmpint(mc.device_total_bytes, >, 0);
   g_assert_cmpint(mc.device_free_bytes, <=, mc.device_total_bytes);
+}
+
+/* CUDA graphs: one per batch size, each captured at that size's second run. Runs that change batch size back
+ * and forth give what plain launches give (graphs off); the option takes only its three values. */
+static void test_graphs(void) {
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqOptions) bad = pq_options_new(pq_plugin_options_schema(cuda), "cuda", &err);
+  g_assert_false(pq_options_set(bad, "graphs", "sometimes", &err));
+  g_assert_nonnull(err);
+  g_clear_error(&err);
+  if (!usable()) return;
+  int64_t xs[4] = {-1, 3, 9, 7}, ws[4] = {8, 3, 3, 3}, st[2] = {2, 1}, pads[4] = {1, 0, 1, 2};
+  g_autoptr(PqModel) cnn = pq_test_conv_model(xs, ws, st, pads, 5); /* a conv: launches per image */
+  g_autoptr(PqModel) mlp = pq_test_tiny_mlp(784, 256, 10, 31);
+  const PqModel *models[2] = {mlp, cnn};
+  const int64_t batches[] = {5, 5, 2, 5, 2, 2, 1, 1, 5};
+  for (int mi = 0; mi < 2; mi++) {
+    g_autoptr(PqOptions) on = cuda_options(NULL, "on"), off = cuda_options(NULL, "off");
+    g_autoptr(PqBackend) bg = pq_backend_prepare(cuda, models[mi], 1, 5, on, &err);
+    g_assert_no_error(err);
+    g_autoptr(PqBackend) bp = pq_backend_prepare(cuda, models[mi], 1, 5, off, &err);
+    g_assert_no_error(err);
+    int64_t in = pq_backend_input_numel(bg), out = pq_backend_output_numel(bg);
+    g_autofree float *x = g_new(float, 5 * in), *yg = g_new(float, 5 * out), *yp = g_new(float, 5 * out);
+    for (size_t r = 0; r < G_N_ELEMENTS(batches); r++) {
+      for (int64_t i = 0; i < 5 * in; i++) x[i] = (float)((i * 7 + (int64_t)r * 3) % 17) / 17.0f - 0.5f; /* new inputs each run */
+      for (int64_t i = 0; i < 5 * out; i++) yg[i] = yp[i] = NAN;
+      g_assert_true(pq_backend_run_f32(bg, x, batches[r], yg, &err));
+      g_assert_no_error(err);
+      g_assert_true(pq_backend_run_f32(bp, x, batches[r], yp, &err));
+      g_assert_no_error(err);
+      g_assert_cmpfloat(max_diff(yg, yp, batches[r] * out), <=, 1e-5);
+      for (int64_t i = batches[r] * out; i < 5 * out; i++) g_assert_true(isnan(yg[i])); /* nothing written past the batch */
+    }
+  }
 }
 
 static PqPlugin *load(const char *path) {
@@ -563,6 +649,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cuda/tucker-cp", test_conv_decompositions);
   g_test_add_func("/cuda/tf32-fp16", test_math);
   g_test_add_func("/cuda/timing-memory", test_timing_memory);
+  g_test_add_func("/cuda/graphs", test_graphs);
   int rc = g_test_run();
   pq_registry_free(reg);
   return rc;

@@ -24,9 +24,14 @@
 #include <cstring>
 #include <vector>
 
+#include "packed8.cuh"
+
 enum { K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_CIRC, K_TT, K_SPARSE,
        K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM, K_REDUCE /* reduce_sum, … */, K_CONVT, K_SLICE, K_RESIZE };
 enum { MATH_FP32, MATH_TF32, MATH_FP16 };
+/* 8-bit linear layers with k % 16 == 0: outputs a warp takes at once (packed8.cuh; bench/bench-cuda-int8 times
+ * the choices) */
+#define PQ8_OUTPUTS_PER_WARP 2
 
 static const struct {
   const char *op;
@@ -138,7 +143,19 @@ struct Cuda {
   cudaEvent_t ev[4] = {nullptr, nullptr, nullptr, nullptr}; /* before the copies in, after them, after the compute, after the copies out */
   bool timed = false;
   float last_ms[3] = {0, 0, 0}; /* copies in, compute, copies out of the last run */
+  /* CUDA graphs: a run's copies, kernels and events captured once per batch size (from its second run: the
+   * first loads the kernels and lets cuBLAS settle) and replayed with one launch. graphs: 0 off, 1 auto (where
+   * capture fails the runs stay as they are), 2 on (a failed capture is the run's error). */
+  int graphs = 1;
+  struct Captured {
+    int64_t batch;
+    cudaGraphExec_t exec; /* nullptr: run once eagerly, not captured yet */
+  };
+  std::vector<Captured> captured;
 };
+
+/* graphs kept for so many batch sizes at most; runs of further sizes are not captured */
+#define MAX_CAPTURED 16
 
 /* a cuBLAS call inside run(): its failure is the run's error */
 #define BLAS(call, what)                                                                                           \
@@ -228,6 +245,8 @@ static void cuda_release(void *handle) {
       if (pl.fwd) cufftDestroy(pl.fwd);
       if (pl.inv) cufftDestroy(pl.inv);
     }
+  for (Cuda::Captured &g : c->captured)
+    if (g.exec) cudaGraphExecDestroy(g.exec);
   for (cudaEvent_t e : c->ev)
     if (e) cudaEventDestroy(e);
   for (float *p : c->pinned_in)
@@ -508,44 +527,6 @@ __global__ void k_packed_linear(const float *x, const uint8_t *codes, const floa
   for (int off = 16; off > 0; off >>= 1) acc += __shfl_down_sync(0xffffffffu, acc, off);
   if (lane == 0) {
     float v = acc + (bias ? bias[o] : 0.0f);
-    y[r * ys_r + o * ys_o] = relu && v < 0.0f ? 0.0f : v;
-  }
-}
-
-/* Packed linear, 8-bit codes with one scale (and zero point) per row, k a multiple of 4: each lane reads four
- * codes and four inputs at once (uchar4, float4), and the row's scale and zero point are applied once to the
- * sums: y = scale · (Σ x·code − zero · Σ x). */
-__global__ void k_packed_linear8(const float *x, const uint8_t *codes, const float *scales, const uint8_t *zeros, const float *bias,
-                                 float *y, int64_t rows, int64_t n, int64_t k, int64_t row_bytes, int per, int relu, int64_t ys_r,
-                                 int64_t ys_o, float act_scale) {
-  int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
-  int lane = threadIdx.x % 32;
-  if (warp >= rows * n) return;
-  int64_t r = warp / n, o = warp % n;
-  const uchar4 *row = (const uchar4 *)(codes + o * row_bytes);
-  const float4 *xr = (const float4 *)(x + r * k);
-  float dot = 0.0f, sum = 0.0f;
-  for (int64_t i = lane; i < k / 4; i += 32) {
-    uchar4 c = row[i];
-    float4 v = xr[i];
-    if (act_scale > 0.0f) {
-      const float inv = 1.0f / act_scale;
-      v.x = fminf(fmaxf(rintf(v.x * inv), -127.0f), 127.0f) * act_scale;
-      v.y = fminf(fmaxf(rintf(v.y * inv), -127.0f), 127.0f) * act_scale;
-      v.z = fminf(fmaxf(rintf(v.z * inv), -127.0f), 127.0f) * act_scale;
-      v.w = fminf(fmaxf(rintf(v.w * inv), -127.0f), 127.0f) * act_scale;
-    }
-    dot += v.x * (float)c.x + v.y * (float)c.y + v.z * (float)c.z + v.w * (float)c.w;
-    sum += v.x + v.y + v.z + v.w;
-  }
-  for (int off = 16; off > 0; off >>= 1) {
-    dot += __shfl_down_sync(0xffffffffu, dot, off);
-    sum += __shfl_down_sync(0xffffffffu, sum, off);
-  }
-  if (lane == 0) {
-    int64_t si = per == 1 ? o : 0;
-    float z = zeros ? (float)zeros[si] : 128.0f;
-    float v = scales[si] * (dot - z * sum) + (bias ? bias[o] : 0.0f);
     y[r * ys_r + o * ys_o] = relu && v < 0.0f ? 0.0f : v;
   }
 }
@@ -1117,6 +1098,8 @@ static PqStatus cuda_prepare(const PqModel *model, const PqBackendConfig *cfg, v
   }
   const char *math = pq_options_get_string(cfg->options, "math", "fp32");
   c->math = !strcmp(math, "tf32") ? MATH_TF32 : !strcmp(math, "fp16") ? MATH_FP16 : MATH_FP32;
+  const char *graphs = pq_options_get_string(cfg->options, "graphs", "auto");
+  c->graphs = !strcmp(graphs, "off") ? 0 : !strcmp(graphs, "on") ? 2 : 1;
   bool events = true;
   for (cudaEvent_t &e : c->ev) events = events && cudaEventCreate(&e) == cudaSuccess;
   if (!events || cudaStreamCreate(&c->stream) != cudaSuccess || cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS) {
@@ -1197,39 +1180,19 @@ static PqStatus cuda_prepare(const PqModel *model, const PqBackendConfig *cfg, v
 
 /* ---- run ----------------------------------------------------------------------------------------- */
 
-static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inputs, PqTensorView *outputs, size_t n_outputs,
-                         PqPluginError *err) {
-  Cuda *c = (Cuda *)handle;
-  if (n_inputs != c->inputs.size() || n_outputs != c->outputs.size()) {
-    pq_plugin_error_set(err, PQ_ERR_INVALID, "expected %zu inputs and %zu outputs", c->inputs.size(), c->outputs.size());
-    return PQ_ERR_INVALID;
-  }
-  int64_t batch = inputs[0].shape[0];
-  if (batch < 1 || batch > c->max_batch) {
-    pq_plugin_error_set(err, PQ_ERR_INVALID, "batch %lld outside 1..%lld", (long long)batch, (long long)c->max_batch);
-    return PQ_ERR_INVALID;
-  }
-  c->timed = false;
-  CHECK(cudaEventRecord(c->ev[0], c->stream), "timing");
-  for (size_t i = 0; i < n_inputs; i++) {
-    Value &v = c->values[c->inputs[i]];
-    bool ok = inputs[i].dtype == PQ_DTYPE_F32 && inputs[i].ndim == v.ndim && inputs[i].shape[0] == batch && inputs[i].data;
-    for (int d = 1; ok && d < v.ndim; d++) ok = inputs[i].shape[d] == v.shape[d];
-    if (!ok) {
-      pq_plugin_error_set(err, PQ_ERR_INVALID, "input %zu: expected float32 of the graph input's shape with batch %lld", i, (long long)batch);
-      return PQ_ERR_INVALID;
-    }
-    const size_t bytes = sizeof(float) * (size_t)(v.per_sample * batch);
-    const void *src = inputs[i].data;
-    if (c->pinned_in[i]) { /* (the stream is idle here: the last run synchronized before it returned) */
-      memcpy(c->pinned_in[i], src, bytes);
-      src = c->pinned_in[i];
-    }
-    CHECK(cudaMemcpyAsync(v.ptr, src, bytes, cudaMemcpyHostToDevice, c->stream), "input copy");
+/* The work of a run of `batch` rows on the stream: the inputs' copies from `src`, the steps, the outputs' copies
+ * to `dst`, four events between them. Eager, or into a graph being captured (the events then become the
+ * graph's own event-record nodes). */
+static PqStatus enqueue(Cuda *c, int64_t batch, const void *const *src, void *const *dst, bool capturing, PqPluginError *err) {
+  const unsigned ev_flags = capturing ? cudaEventRecordExternal : cudaEventRecordDefault;
+  CHECK(cudaEventRecordWithFlags(c->ev[0], c->stream, ev_flags), "timing");
+  for (size_t i = 0; i < c->inputs.size(); i++) {
+    const Value &v = c->values[c->inputs[i]];
+    CHECK(cudaMemcpyAsync(v.ptr, src[i], sizeof(float) * (size_t)(v.per_sample * batch), cudaMemcpyHostToDevice, c->stream), "input copy");
   }
   const float one = 1.0f, zero = 0.0f;
   cudaStream_t s = c->stream;
-  CHECK(cudaEventRecord(c->ev[1], s), "timing");
+  CHECK(cudaEventRecordWithFlags(c->ev[1], s, ev_flags), "timing");
   for (Step &st : c->steps) {
     float *y = c->values[st.out].ptr;
     const float *x = c->values[st.in[0]].ptr;
@@ -1238,6 +1201,11 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
     case K_LINEAR: {
       int64_t rows = batch * st.m_rows;
       const float *b = st.in[2] >= 0 ? c->values[st.in[2]].ptr : nullptr;
+      if (st.q_codes && st.q_bits == 8 && st.q_per != PQ_QUANT_PER_GROUP && st.k % 16 == 0 && st.q_row_bytes % 16 == 0) {
+        k_packed_linear8x16<PQ8_OUTPUTS_PER_WARP, true><<<blocks_for(pq8x16_warps(PQ8_OUTPUTS_PER_WARP, rows, st.n) * 32), 256, 0, s>>>(
+            x, st.q_codes, st.q_scales, st.q_zeros, b, y, rows, st.n, st.k, st.q_row_bytes, st.q_per, st.relu, st.n, 1, st.q_act_scale);
+        break;
+      }
       if (st.q_codes && st.q_bits == 8 && st.q_per != PQ_QUANT_PER_GROUP && st.k % 4 == 0 && st.q_row_bytes % 4 == 0) {
         k_packed_linear8<<<blocks_for(rows * st.n * 32), 256, 0, s>>>(x, st.q_codes, st.q_scales, st.q_zeros, b, y, rows, st.n, st.k,
                                                                      st.q_row_bytes, st.q_per, st.relu, st.n, 1, st.q_act_scale);
@@ -1427,20 +1395,104 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
     }
     }
   }
-  CHECK(cudaEventRecord(c->ev[2], s), "timing");
-  for (size_t i = 0; i < n_outputs; i++) {
-    Value &v = c->values[c->outputs[i]];
-    CHECK(cudaMemcpyAsync(c->pinned_out[i] ? (void *)c->pinned_out[i] : outputs[i].data, v.ptr, sizeof(float) * (size_t)(v.per_sample * batch),
-                          cudaMemcpyDeviceToHost, s),
-          "output copy");
+  CHECK(cudaEventRecordWithFlags(c->ev[2], s, ev_flags), "timing");
+  for (size_t i = 0; i < c->outputs.size(); i++) {
+    const Value &v = c->values[c->outputs[i]];
+    CHECK(cudaMemcpyAsync(dst[i], v.ptr, sizeof(float) * (size_t)(v.per_sample * batch), cudaMemcpyDeviceToHost, s), "output copy");
   }
-  CHECK(cudaEventRecord(c->ev[3], s), "timing");
+  CHECK(cudaEventRecordWithFlags(c->ev[3], s, ev_flags), "timing");
+  return PQ_OK;
+}
+
+/* The graph of a run of `batch` rows through the page-locked buffers, captured now; nullptr where capture
+ * failed (why in err). The stream is left as it was either way. */
+static cudaGraphExec_t capture(Cuda *c, int64_t batch, PqPluginError *err) {
+  std::vector<const void *> src(c->pinned_in.begin(), c->pinned_in.end());
+  std::vector<void *> dst(c->pinned_out.begin(), c->pinned_out.end());
+  cudaError_t e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    pq_plugin_error_set(err, PQ_ERR_INTERNAL, "CUDA graph capture: %s", cudaGetErrorString(e));
+    return nullptr;
+  }
+  PqStatus st = enqueue(c, batch, src.data(), dst.data(), true, err);
+  cudaGraph_t graph = nullptr;
+  e = cudaStreamEndCapture(c->stream, &graph);
+  cudaGraphExec_t exec = nullptr;
+  if (st == PQ_OK && e == cudaSuccess && graph) e = cudaGraphInstantiate(&exec, graph, 0);
+  if (graph) cudaGraphDestroy(graph);
+  if (st == PQ_OK && (e != cudaSuccess || !exec)) {
+    pq_plugin_error_set(err, PQ_ERR_INTERNAL, "CUDA graph capture: %s", cudaGetErrorString(e != cudaSuccess ? e : cudaErrorUnknown));
+    exec = nullptr;
+  }
+  cudaGetLastError(); /* a capture's failure is not the next run's */
+  return exec;
+}
+
+static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inputs, PqTensorView *outputs, size_t n_outputs,
+                         PqPluginError *err) {
+  Cuda *c = (Cuda *)handle;
+  if (n_inputs != c->inputs.size() || n_outputs != c->outputs.size()) {
+    pq_plugin_error_set(err, PQ_ERR_INVALID, "expected %zu inputs and %zu outputs", c->inputs.size(), c->outputs.size());
+    return PQ_ERR_INVALID;
+  }
+  int64_t batch = inputs[0].shape[0];
+  if (batch < 1 || batch > c->max_batch) {
+    pq_plugin_error_set(err, PQ_ERR_INVALID, "batch %lld outside 1..%lld", (long long)batch, (long long)c->max_batch);
+    return PQ_ERR_INVALID;
+  }
+  c->timed = false;
+  std::vector<const void *> src(n_inputs);
+  std::vector<void *> dst(n_outputs);
+  bool staged = true; /* every input and output has its page-locked buffer (a graph's copies need them) */
+  for (size_t i = 0; i < n_inputs; i++) {
+    const Value &v = c->values[c->inputs[i]];
+    bool ok = inputs[i].dtype == PQ_DTYPE_F32 && inputs[i].ndim == v.ndim && inputs[i].shape[0] == batch && inputs[i].data;
+    for (int d = 1; ok && d < v.ndim; d++) ok = inputs[i].shape[d] == v.shape[d];
+    if (!ok) {
+      pq_plugin_error_set(err, PQ_ERR_INVALID, "input %zu: expected float32 of the graph input's shape with batch %lld", i, (long long)batch);
+      return PQ_ERR_INVALID;
+    }
+    src[i] = inputs[i].data;
+    if (c->pinned_in[i]) { /* (the stream is idle here: the last run synchronized before it returned) */
+      memcpy(c->pinned_in[i], inputs[i].data, sizeof(float) * (size_t)(v.per_sample * batch));
+      src[i] = c->pinned_in[i];
+    } else staged = false;
+  }
+  for (size_t i = 0; i < n_outputs; i++) {
+    dst[i] = c->pinned_out[i] ? (void *)c->pinned_out[i] : outputs[i].data;
+    staged = staged && c->pinned_out[i];
+  }
+  cudaGraphExec_t exec = nullptr;
+  Cuda::Captured *slot = nullptr;
+  if (c->graphs && staged) {
+    for (Cuda::Captured &g : c->captured)
+      if (g.batch == batch) slot = &g;
+    if (!slot && c->captured.size() < MAX_CAPTURED) c->captured.push_back({batch, nullptr}); /* the first run of this size: eager */
+    else if (slot && !slot->exec) {
+      PqPluginError why = {sizeof why, 0, {0}};
+      slot->exec = capture(c, batch, c->graphs == 2 ? err : &why);
+      if (!slot->exec) {
+        if (c->graphs == 2) return PQ_ERR_INTERNAL;
+        c->graphs = 0; /* auto: this model's runs stay eager */
+      }
+    }
+    if (slot) exec = slot->exec;
+  } else if (c->graphs == 2 && !staged) {
+    pq_plugin_error_set(err, PQ_ERR_NOMEM, "graphs: no page-locked host memory for the copies");
+    return PQ_ERR_NOMEM;
+  }
+  cudaStream_t s = c->stream;
+  if (exec) CHECK(cudaGraphLaunch(exec, s), "graph launch");
+  else {
+    PqStatus st = enqueue(c, batch, src.data(), dst.data(), false, err);
+    if (st != PQ_OK) return st;
+  }
   CHECK(cudaStreamSynchronize(s), "run");
   for (size_t i = 0; i < n_outputs; i++)
     if (c->pinned_out[i]) memcpy(outputs[i].data, c->pinned_out[i], sizeof(float) * (size_t)(c->values[c->outputs[i]].per_sample * batch));
   CHECK(cudaGetLastError(), "kernel");
-  for (int i = 0; i < 3; i++) CHECK(cudaEventElapsedTime(&c->last_ms[i], c->ev[i], c->ev[i + 1]), "timing");
-  c->timed = true;
+  c->timed = true; /* (the events are read when the timing is asked for: a run that nobody times does not wait on them) */
   return PQ_OK;
 }
 
@@ -1451,6 +1503,7 @@ static PqStatus cuda_last_run_timing(void *handle, PqRunTiming *out, PqPluginErr
     pq_plugin_error_set(err, PQ_ERR_INVALID, "no run to time yet");
     return PQ_ERR_INVALID;
   }
+  for (int i = 0; i < 3; i++) CHECK(cudaEventElapsedTime(&c->last_ms[i], c->ev[i], c->ev[i + 1]), "timing");
   out->copy_in_ms = c->last_ms[0];
   out->compute_ms = c->last_ms[1];
   out->copy_out_ms = c->last_ms[2];
@@ -1478,7 +1531,10 @@ static const PqPluginDesc cuda_desc = {
     sizeof(PqPluginDesc), PQ_ABI_MAJOR, PQ_ABI_MINOR, PQ_KIND_BACKEND, 0, "cuda", "0.2.0",
     "inference on an NVIDIA GPU (cuBLAS fp32/TF32/fp16, cuFFT; packed weights dequantized in-kernel; CUDA-event timing)",
     "{\"math\": {\"type\": \"string\", \"enum\": [\"fp32\", \"tf32\", \"fp16\"], \"default\": \"fp32\","
-    " \"description\": \"GEMM precision: fp32; tf32 (tensor cores); fp16 (linear weights held in fp16, float32 accumulation; tf32 elsewhere)\"}}",
+    " \"description\": \"GEMM precision: fp32; tf32 (tensor cores); fp16 (linear weights held in fp16, float32 accumulation; tf32 elsewhere)\"},"
+    " \"graphs\": {\"type\": \"string\", \"enum\": [\"auto\", \"on\", \"off\"], \"default\": \"auto\","
+    " \"description\": \"CUDA graphs: a run's copies and kernels captured at the second run of each batch size and replayed in one launch;"
+    " auto falls back to plain launches where capture fails, on makes that an error, off never captures\"}}",
     &cuda_vtable, cuda_usable_here, {nullptr},
 };
 
