@@ -1,0 +1,101 @@
+/* cuda-kernels.cpp — the CUDA backend's 8-bit packed-linear kernels (plugins/backends/cuda/packed8.cuh) run on
+ * the host through a small emulation of CUDA (cuda-host/emulate.h: a warp is 32 threads meeting at every
+ * shuffle), against a double-precision reference: their indexing, the unpacking of codes by byte permute,
+ * zero points, static activations, ReLU and the partly filled last warp, checked on machines without a GPU
+ * (tests/cuda.c runs the same kernels on a GPU, where there is one). */
+#include <glib.h>
+
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include "../plugins/backends/cuda/packed8.cuh"
+
+struct Shape {
+  int64_t rows, n, k;
+  bool zero_points;
+  int relu;
+  float act_scale;
+};
+
+typedef void (*Kernel)(const float *, const uint8_t *, const float *, const uint8_t *, const float *, float *, int64_t, int64_t, int64_t,
+                       int64_t, int, int, int64_t, int64_t, float);
+
+/* the worst error of one kernel on one shape, relative to each output's sum of |terms| */
+static double worst_error(Kernel kernel, int64_t warps, const Shape &s, GRand *rng) {
+  std::vector<uint8_t> codes((size_t)(s.n * s.k)), zeros((size_t)s.n);
+  std::vector<float> scales((size_t)s.n), bias((size_t)s.n), x((size_t)(s.rows * s.k)), y((size_t)(s.rows * s.n), NAN);
+  for (auto &c : codes) c = (uint8_t)g_rand_int_range(rng, 0, 256);
+  for (auto &z : zeros) z = (uint8_t)g_rand_int_range(rng, 90, 166);
+  for (auto &v : scales) v = (float)g_rand_double_range(rng, 0.0005, 0.002);
+  for (auto &v : bias) v = (float)g_rand_double_range(rng, -0.5, 0.5);
+  for (auto &v : x) v = (float)g_rand_double_range(rng, -1, 1);
+  const int per = s.zero_points ? 1 : 0;
+  const unsigned blocks = (unsigned)((warps * 32 + blockDim.x - 1) / blockDim.x);
+  pq_emulate_launch(blocks, [&] {
+    kernel(x.data(), codes.data(), scales.data(), s.zero_points ? zeros.data() : nullptr, bias.data(), y.data(), s.rows, s.n, s.k, s.k, per,
+           s.relu, s.n, 1, s.act_scale);
+  });
+  double worst = 0;
+  for (int64_t r = 0; r < s.rows; r++)
+    for (int64_t o = 0; o < s.n; o++) {
+      const double scale = scales[(size_t)(per ? o : 0)], zero = s.zero_points ? zeros[(size_t)o] : 128.0;
+      double acc = 0, mag = std::fabs(bias[(size_t)o]);
+      for (int64_t i = 0; i < s.k; i++) {
+        float xv = x[(size_t)(r * s.k + i)];
+        if (s.act_scale > 0) xv = std::fmin(std::fmax(std::rint(xv * (1.0f / s.act_scale)), -127.0f), 127.0f) * s.act_scale;
+        const double t = (double)xv * scale * ((double)codes[(size_t)(o * s.k + i)] - zero);
+        acc += t;
+        mag += std::fabs(t);
+      }
+      acc += bias[(size_t)o];
+      if (s.relu && acc < 0) acc = 0;
+      const double got = y[(size_t)(r * s.n + o)];
+      worst = std::isnan(got) ? INFINITY : std::fmax(worst, std::fabs(got - acc) / mag);
+    }
+  return worst;
+}
+
+static const Shape shapes[] = {
+    {1, 97, 1024, true, 0, 0.0f},  /* batch 1; an odd output count: the last warp of two or four outputs partly filled */
+    {3, 10, 96, true, 1, 0.0f},    /* a batch; ReLU */
+    {2, 13, 160, false, 0, 0.02f}, /* no zero points (128); static int8 activations */
+    {1, 9, 64, true, 0, 0.0f},     /* fewer steps than lanes: most lanes add nothing */
+};
+
+static void check(const char *name, Kernel kernel, int outputs_per_warp) {
+  GRand *rng = g_rand_new_with_seed(7);
+  for (const Shape &s : shapes) {
+    const int64_t warps = outputs_per_warp ? pq8x16_warps(outputs_per_warp, s.rows, s.n) : s.rows * s.n;
+    const double e = worst_error(kernel, warps, s, rng);
+    g_test_message("%s: batch %lld, %lld outputs, %lld inputs: worst error %.2e", name, (long long)s.rows, (long long)s.n, (long long)s.k, e);
+    g_assert_cmpfloat(e, <=, 1e-5);
+  }
+  g_rand_free(rng);
+}
+
+static void test_uchar4(void) { check("uchar4", k_packed_linear8, 0); }
+static void test_x16_1(void) { check("16 B, 1 output", k_packed_linear8x16<1, false>, 1); }
+static void test_x16_2(void) { check("16 B, 2 outputs, evict-first", k_packed_linear8x16<2, true>, 2); }
+static void test_x16_4(void) { check("16 B, 4 outputs, evict-first", k_packed_linear8x16<4, true>, 4); }
+static void test_x16_8(void) { check("16 B, 8 outputs, evict-first", k_packed_linear8x16<8, true>, 8); }
+
+/* the unpacking alone, every code against every zero point: exactly code − zero */
+static void test_unpack(void) {
+  for (uint32_t z = 0; z < 256; z++)
+    for (uint32_t c = 0; c < 256; c++) {
+      const uint32_t word = 0xa5000000u | (c << 16) | 0x5a5au; /* the code as byte 2, other bytes around it */
+      g_assert_cmpfloat(pq8_code(word, 2, 8388608.0f + (float)z), ==, (float)c - (float)z);
+    }
+}
+
+int main(int argc, char **argv) {
+  g_test_init(&argc, &argv, NULL);
+  g_test_add_func("/cuda-kernels/unpack", test_unpack);
+  g_test_add_func("/cuda-kernels/uchar4", test_uchar4);
+  g_test_add_func("/cuda-kernels/16B-1", test_x16_1);
+  g_test_add_func("/cuda-kernels/16B-2", test_x16_2);
+  g_test_add_func("/cuda-kernels/16B-4", test_x16_4);
+  g_test_add_func("/cuda-kernels/16B-8", test_x16_8);
+  return g_test_run();
+}
