@@ -77,8 +77,9 @@ __device__ __forceinline__ float pq8_dot16(const float4 *v, uint4 c, float zmagi
 /* One warp per row and R consecutive outputs: each step a lane loads 16 codes of each of the R rows of codes
  * at once (uint4) and the 16 inputs they meet (four float4, read once for the R outputs), and takes the
  * zero point off each code as it is unpacked (pq8_code), so one sum per output is kept and scaled at the end.
- * STREAM: the codes are read with the evict-first hint (each is read once per row of the batch), so that
- * they pass the caches by and leave the input there. Needs k % 16 == 0 and row_bytes % 16 == 0, codes
+ * The warps of a batch's rows for the same outputs are neighbours (in one block, for up to 8 rows), so a
+ * batch reads each code from memory about once. STREAM: the codes are read with the evict-first hint, so
+ * that they pass the caches by and leave the input there. Needs k % 16 == 0 and row_bytes % 16 == 0, codes
  * 16-byte aligned (cudaMalloc's are) and x too (a row of the batch starts 64 bytes after the last). */
 template <int R, bool STREAM>
 __global__ void k_packed_linear8x16(const float *x, const uint8_t *codes, const float *scales, const uint8_t *zeros, const float *bias,
@@ -87,7 +88,7 @@ __global__ void k_packed_linear8x16(const float *x, const uint8_t *codes, const 
   const int64_t warp = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / 32, groups = (n + R - 1) / R;
   const int lane = threadIdx.x % 32;
   if (warp >= rows * groups) return;
-  const int64_t r = warp / groups, o0 = (warp % groups) * R;
+  const int64_t r = warp % rows, o0 = (warp / rows) * R; /* a batch's rows of the same outputs side by side: they read the same codes together */
   const int live = (int)(n - o0 < R ? n - o0 : R); /* the last group may have fewer outputs: the others reread row o0 */
   const uint4 *row[R];
   float zm[R], acc[R];
