@@ -16,6 +16,7 @@ struct Shape {
   bool zero_points;
   int relu;
   float act_scale;
+  bool by_position; /* outputs written [n, rows] (a conv's channels over its positions) instead of [rows, n] */
 };
 
 typedef void (*Kernel)(const float *, const uint8_t *, const float *, const uint8_t *, const float *, float *, int64_t, int64_t, int64_t,
@@ -34,7 +35,7 @@ static double worst_error(Kernel kernel, int64_t warps, const Shape &s, GRand *r
   const unsigned blocks = (unsigned)((warps * 32 + blockDim.x - 1) / blockDim.x);
   pq_emulate_launch(blocks, [&] {
     kernel(x.data(), codes.data(), scales.data(), s.zero_points ? zeros.data() : nullptr, bias.data(), y.data(), s.rows, s.n, s.k, s.k, per,
-           s.relu, s.n, 1, s.act_scale);
+           s.relu, s.by_position ? 1 : s.n, s.by_position ? s.rows : 1, s.act_scale);
   });
   double worst = 0;
   for (int64_t r = 0; r < s.rows; r++)
@@ -50,17 +51,18 @@ static double worst_error(Kernel kernel, int64_t warps, const Shape &s, GRand *r
       }
       acc += bias[(size_t)o];
       if (s.relu && acc < 0) acc = 0;
-      const double got = y[(size_t)(r * s.n + o)];
+      const double got = y[(size_t)(s.by_position ? o * s.rows + r : r * s.n + o)];
       worst = std::isnan(got) ? INFINITY : std::fmax(worst, std::fabs(got - acc) / mag);
     }
   return worst;
 }
 
 static const Shape shapes[] = {
-    {1, 97, 1024, true, 0, 0.0f},  /* batch 1; an odd output count: the last warp of two or four outputs partly filled */
-    {3, 10, 96, true, 1, 0.0f},    /* a batch; ReLU */
-    {2, 13, 160, false, 0, 0.02f}, /* no zero points (128); static int8 activations */
-    {1, 9, 64, true, 0, 0.0f},     /* fewer steps than lanes: most lanes add nothing */
+    {1, 97, 1024, true, 0, 0.0f, false},  /* batch 1; an odd output count: the last warp of two or four outputs partly filled */
+    {3, 10, 96, true, 1, 0.0f, false},  /* a batch; ReLU */
+    {2, 13, 160, false, 0, 0.02f, false}, /* no zero points (128); static int8 activations */
+    {1, 9, 64, true, 0, 0.0f, false},   /* fewer steps than lanes: most lanes add nothing */
+    {25, 11, 144, true, 1, 0.0f, true}, /* a packed conv: 25 positions of a 16-channel 3x3 patch, written by channel */
 };
 
 static void check(const char *name, Kernel kernel, int outputs_per_warp) {

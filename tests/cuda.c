@@ -508,6 +508,19 @@ static void test_packed_conv_and_static(void) {
   pq_model_set_tensor(deq, wd);
   compare(q, deq, 1, 1e-4);
   compare(q, deq, 6, 1e-4);
+  /* 8-bit convs whose patches (channels x 3 x 3) are a multiple of 16 values (the kernel of 16-byte loads,
+   * writing by channel) and of 4 (the uchar4 one); the one above, 27, takes the general kernel */
+  for (int64_t ch = 16; ch >= 4; ch -= 12) {
+    int64_t xs2[4] = {-1, ch, 9, 7}, ws2[4] = {11, ch, 3, 3};
+    g_autoptr(PqModel) m2 = pq_test_conv_model(xs2, ws2, st, pads, 5);
+    g_autoptr(PqModel) q2 = compressed(quant, m2, kv);
+    g_autoptr(PqModel) deq2 = pq_model_copy(m2);
+    g_autoptr(PqTensor) wd2 = pq_tensor_new("cw", PQ_DTYPE_F32, 4, ws2);
+    pq_tensor_to_f32(pq_model_tensor(q2, "cw"), pq_tensor_mutable_data(wd2));
+    pq_model_set_tensor(deq2, wd2);
+    compare(q2, deq2, 1, 1e-4);
+    compare(q2, deq2, 6, 1e-4);
+  }
   /* static activations: both backends round the input to the same int8 grid */
   g_autoptr(PqModel) mlp = pq_test_tiny_mlp(128, 64, 10, 23);
   g_autoptr(PqModel) qs = compressed(quant, mlp, kv);

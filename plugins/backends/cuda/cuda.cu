@@ -1180,6 +1180,22 @@ static PqStatus cuda_prepare(const PqModel *model, const PqBackendConfig *cfg, v
 
 /* ---- run ----------------------------------------------------------------------------------------- */
 
+/* A layer with packed weights: rows × n outputs, y[r·ys_r + o·ys_o], by the fastest kernel its codes allow —
+ * 8-bit codes with a scale per row and k % 16 == 0 (rows of x 64-byte aligned then), k % 4 == 0, or any. */
+static void packed_linear(const Step &st, const float *x, const float *b, float *y, int64_t rows, int64_t n, int64_t k, int64_t ys_r, int64_t ys_o,
+                          cudaStream_t s) {
+  const bool per_row8 = st.q_bits == 8 && st.q_per != PQ_QUANT_PER_GROUP;
+  if (per_row8 && k % 16 == 0 && st.q_row_bytes % 16 == 0)
+    k_packed_linear8x16<PQ8_OUTPUTS_PER_WARP, true><<<blocks_for(pq8x16_warps(PQ8_OUTPUTS_PER_WARP, rows, n) * 32), 256, 0, s>>>(
+        x, st.q_codes, st.q_scales, st.q_zeros, b, y, rows, n, k, st.q_row_bytes, st.q_per, st.relu, ys_r, ys_o, st.q_act_scale);
+  else if (per_row8 && k % 4 == 0 && st.q_row_bytes % 4 == 0)
+    k_packed_linear8<<<blocks_for(rows * n * 32), 256, 0, s>>>(x, st.q_codes, st.q_scales, st.q_zeros, b, y, rows, n, k, st.q_row_bytes, st.q_per,
+                                                              st.relu, ys_r, ys_o, st.q_act_scale);
+  else
+    k_packed_linear<<<blocks_for(rows * n * 32), 256, 0, s>>>(x, st.q_codes, st.q_scales, st.q_zeros, b, y, rows, n, k, st.q_row_bytes, st.q_bits,
+                                                             st.q_per, st.q_group, st.q_groups_per_row, st.relu, ys_r, ys_o, st.q_act_scale);
+}
+
 /* The work of a run of `batch` rows on the stream: the inputs' copies from `src`, the steps, the outputs' copies
  * to `dst`, four events between them. Eager, or into a graph being captured (the events then become the
  * graph's own event-record nodes). */
@@ -1201,21 +1217,8 @@ static PqStatus enqueue(Cuda *c, int64_t batch, const void *const *src, void *co
     case K_LINEAR: {
       int64_t rows = batch * st.m_rows;
       const float *b = st.in[2] >= 0 ? c->values[st.in[2]].ptr : nullptr;
-      if (st.q_codes && st.q_bits == 8 && st.q_per != PQ_QUANT_PER_GROUP && st.k % 16 == 0 && st.q_row_bytes % 16 == 0) {
-        k_packed_linear8x16<PQ8_OUTPUTS_PER_WARP, true><<<blocks_for(pq8x16_warps(PQ8_OUTPUTS_PER_WARP, rows, st.n) * 32), 256, 0, s>>>(
-            x, st.q_codes, st.q_scales, st.q_zeros, b, y, rows, st.n, st.k, st.q_row_bytes, st.q_per, st.relu, st.n, 1, st.q_act_scale);
-        break;
-      }
-      if (st.q_codes && st.q_bits == 8 && st.q_per != PQ_QUANT_PER_GROUP && st.k % 4 == 0 && st.q_row_bytes % 4 == 0) {
-        k_packed_linear8<<<blocks_for(rows * st.n * 32), 256, 0, s>>>(x, st.q_codes, st.q_scales, st.q_zeros, b, y, rows, st.n, st.k,
-                                                                     st.q_row_bytes, st.q_per, st.relu, st.n, 1, st.q_act_scale);
-        break;
-      }
       if (st.q_codes) {
-        int64_t warps = rows * st.n;
-        k_packed_linear<<<blocks_for(warps * 32), 256, 0, s>>>(x, st.q_codes, st.q_scales, st.q_zeros, b, y, rows, st.n, st.k, st.q_row_bytes,
-                                                            st.q_bits, st.q_per, st.q_group, st.q_groups_per_row, st.relu, st.n, 1,
-                                                            st.q_act_scale);
+        packed_linear(st, x, b, y, rows, st.n, st.k, st.n, 1, s);
         break;
       }
       if (c->values[st.in[1]].hptr) { /* fp16 weights and inputs, float32 accumulation and output */
@@ -1285,9 +1288,7 @@ static PqStatus enqueue(Cuda *c, int64_t batch, const void *const *src, void *co
         for (int64_t n = 0; n < batch; n++) {
           k_im2col<<<blocks_for(kk * ohw), 256, 0, s>>>(x + n * st.c * st.h * st.w, c->workspace, st.c, st.h, st.w, st.kh, st.kw, st.oh, st.ow,
                                                         st.sh, st.sw, st.dh, st.dw, st.pt, st.pl, 1);
-          k_packed_linear<<<blocks_for(ohw * st.oc * 32), 256, 0, s>>>(c->workspace, st.q_codes, st.q_scales, st.q_zeros, b, y + n * st.oc * ohw,
-                                                                       ohw, st.oc, kk, st.q_row_bytes, st.q_bits, st.q_per, st.q_group,
-                                                                       st.q_groups_per_row, st.relu, 1, ohw, st.q_act_scale);
+          packed_linear(st, c->workspace, b, y + n * st.oc * ohw, ohw, st.oc, kk, 1, ohw, s);
         }
         break;
       }
