@@ -1484,8 +1484,16 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
     return PQ_ERR_NOMEM;
   }
   cudaStream_t s = c->stream;
-  if (exec) CHECK(cudaGraphLaunch(exec, s), "graph launch");
-  else {
+  if (exec) {
+    cudaError_t e = cudaGraphLaunch(exec, s);
+    if (e != cudaSuccess && c->graphs == 2) CHECK(e, "graph launch");
+    if (e != cudaSuccess) { /* auto: this model's runs go on without graphs */
+      cudaGetLastError();
+      c->graphs = 0;
+      exec = nullptr;
+    }
+  }
+  if (!exec) {
     PqStatus st = enqueue(c, batch, src.data(), dst.data(), false, err);
     if (st != PQ_OK) return st;
   }
