@@ -152,6 +152,8 @@ struct Cuda {
     cudaGraphExec_t exec; /* nullptr: run once eagerly, not captured yet */
   };
   std::vector<Captured> captured;
+  std::vector<const void *> run_src; /* a run's copy sources and destinations (sized at prepare: runs allocate nothing) */
+  std::vector<void *> run_dst;
 };
 
 /* graphs kept for so many batch sizes at most; runs of further sizes are not captured */
@@ -1136,6 +1138,9 @@ static PqStatus cuda_prepare(const PqModel *model, const PqBackendConfig *cfg, v
   const PqGraph *g = pq_model_const_graph(model);
   for (size_t i = 0; i < pq_graph_n_inputs(g); i++) c->inputs.push_back(pq_plan_value_index(c->plan, pq_graph_input_name(g, i)));
   for (size_t i = 0; i < pq_graph_n_outputs(g); i++) c->outputs.push_back(pq_plan_value_index(c->plan, pq_graph_output_name(g, i)));
+  c->run_src.resize(c->inputs.size());
+  c->run_dst.resize(c->outputs.size());
+  c->captured.reserve(MAX_CAPTURED);
   for (size_t s = 0; s < ns; s++)
     if ((st = setup_step(c, (int)s, err)) != PQ_OK) {
       cuda_release(c);
@@ -1443,8 +1448,8 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
     return PQ_ERR_INVALID;
   }
   c->timed = false;
-  std::vector<const void *> src(n_inputs);
-  std::vector<void *> dst(n_outputs);
+  std::vector<const void *> &src = c->run_src;
+  std::vector<void *> &dst = c->run_dst;
   bool staged = true; /* every input and output has its page-locked buffer (a graph's copies need them) */
   for (size_t i = 0; i < n_inputs; i++) {
     const Value &v = c->values[c->inputs[i]];
