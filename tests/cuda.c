@@ -498,28 +498,20 @@ static void test_conv_decompositions(void) {
  * CPU; static int8 activations (W8A8) against the CPU backend's own int8 path. */
 static void test_packed_conv_and_static(void) {
   if (!usable()) return;
-  int64_t xs[4] = {-1, 3, 9, 7}, ws[4] = {8, 3, 3, 3}, st[2] = {2, 1}, pads[4] = {1, 0, 1, 2};
-  g_autoptr(PqModel) m = pq_test_conv_model(xs, ws, st, pads, 5);
   const char *kv[] = {"bits", "8", NULL};
-  g_autoptr(PqModel) q = compressed(quant, m, kv);
-  g_autoptr(PqModel) deq = pq_model_copy(m);
-  g_autoptr(PqTensor) wd = pq_tensor_new("cw", PQ_DTYPE_F32, 4, ws);
-  pq_tensor_to_f32(pq_model_tensor(q, "cw"), pq_tensor_mutable_data(wd));
-  pq_model_set_tensor(deq, wd);
-  compare(q, deq, 1, 1e-4);
-  compare(q, deq, 6, 1e-4);
-  /* 8-bit convs whose patches (channels x 3 x 3) are a multiple of 16 values (the kernel of 16-byte loads,
-   * writing by channel) and of 4 (the uchar4 one); the one above, 27, takes the general kernel */
-  for (int64_t ch = 16; ch >= 4; ch -= 12) {
-    int64_t xs2[4] = {-1, ch, 9, 7}, ws2[4] = {11, ch, 3, 3};
-    g_autoptr(PqModel) m2 = pq_test_conv_model(xs2, ws2, st, pads, 5);
-    g_autoptr(PqModel) q2 = compressed(quant, m2, kv);
-    g_autoptr(PqModel) deq2 = pq_model_copy(m2);
-    g_autoptr(PqTensor) wd2 = pq_tensor_new("cw", PQ_DTYPE_F32, 4, ws2);
-    pq_tensor_to_f32(pq_model_tensor(q2, "cw"), pq_tensor_mutable_data(wd2));
-    pq_model_set_tensor(deq2, wd2);
-    compare(q2, deq2, 1, 1e-4);
-    compare(q2, deq2, 6, 1e-4);
+  /* patches (channels x 3 x 3) of 27 values take the general kernel, 144 (a multiple of 16) the one of
+   * 16-byte loads writing by channel, 36 (of 4) the uchar4 one */
+  const int64_t shapes[3][2] = {{3, 8}, {16, 11}, {4, 11}}; /* input channels, output channels */
+  for (int i = 0; i < 3; i++) {
+    int64_t xs[4] = {-1, shapes[i][0], 9, 7}, ws[4] = {shapes[i][1], shapes[i][0], 3, 3}, st[2] = {2, 1}, pads[4] = {1, 0, 1, 2};
+    g_autoptr(PqModel) m = pq_test_conv_model(xs, ws, st, pads, 5);
+    g_autoptr(PqModel) q = compressed(quant, m, kv);
+    g_autoptr(PqModel) deq = pq_model_copy(m);
+    g_autoptr(PqTensor) wd = pq_tensor_new("cw", PQ_DTYPE_F32, 4, ws);
+    pq_tensor_to_f32(pq_model_tensor(q, "cw"), pq_tensor_mutable_data(wd));
+    pq_model_set_tensor(deq, wd);
+    compare(q, deq, 1, 1e-4);
+    compare(q, deq, 6, 1e-4);
   }
   /* static activations: both backends round the input to the same int8 grid */
   g_autoptr(PqModel) mlp = pq_test_tiny_mlp(128, 64, 10, 23);
