@@ -409,7 +409,8 @@ char *pq_report_write(const PqBenchSettings *s, GPtrArray *results, GError **err
       }
       if (any) g_string_append_c(md, '\n');
     }
-    JsonArray *layers = json_object_get_array_member(row, "layers");
+    JsonNode *ln = json_object_get_member(row, "layers"); /* (optional: a row made by other code than the suite's may have none) */
+    JsonArray *layers = ln && JSON_NODE_HOLDS_ARRAY(ln) ? json_node_get_array(ln) : NULL;
     if (layers && json_array_get_length(layers)) {
       g_string_append(md, "### Layers\n\n| stage | method | layer | bytes before | bytes after | SQNR (dB) | detail |\n|---|---|---|---|---|---|---|\n");
       for (guint i = 0; i < json_array_get_length(layers); i++) {

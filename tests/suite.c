@@ -289,6 +289,48 @@ static void test_bad_inputs(void) {
   g_assert_nonnull(strstr(out, "(no evaluation: --dry-run"));
 }
 
+static JsonObject *report_row(const char *method, const char *metrics_json) {
+  g_autofree char *text = g_strdup_printf("{\"method\": \"%s\", \"status\": \"ok\", \"metrics\": %s}", method, metrics_json);
+  g_autoptr(GError) e = NULL;
+  JsonNode *n = json_from_string(text, &e);
+  g_assert_no_error(e);
+  JsonObject *o = json_object_ref(json_node_get_object(n));
+  json_node_unref(n);
+  return o;
+}
+
+/* A latency figure of no batch size (a custom probe's "latency.cold_start_ms") is listed in the method's
+ * latency section beside the per-batch tables, not dropped. */
+static void test_report_custom_latency(void) {
+  g_autoptr(PqRegistry) reg = pq_registry_new();
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(8, 4, 2, 3);
+  g_autofree char *out_dir = g_build_filename(tmpdir, "custom-latency", NULL);
+  PqBenchSettings s = {0};
+  s.registry = reg;
+  s.backend = pq_test_cpu_backend(reg);
+  s.model = m;
+  s.threads = 1;
+  s.output_dir = out_dir;
+  g_assert_cmpint(g_mkdir_with_parents(out_dir, 0755), ==, 0);
+  const char *lat = "{\"latency.b1.p50_ms\": {\"value\": 0.004, \"unit\": \"ms\", \"better\": \"lower\"},"
+                    " \"latency.b1.baseline.p50_ms\": {\"value\": 0.005, \"unit\": \"ms\", \"better\": \"lower\"},"
+                    " \"latency.cold_start_ms\": {\"value\": 12.5, \"unit\": \"ms\", \"better\": \"lower\"}}";
+  g_autoptr(GPtrArray) rows = g_ptr_array_new_with_free_func((GDestroyNotify)json_object_unref);
+  g_ptr_array_add(rows, report_row("baseline", lat));
+  g_ptr_array_add(rows, report_row("custom", lat));
+  g_autoptr(GError) e = NULL;
+  g_autofree char *table = pq_report_write(&s, rows, &e);
+  g_assert_no_error(e);
+  g_autofree char *md_path = g_build_filename(out_dir, "report.md", NULL), *md = NULL;
+  g_assert_true(g_file_get_contents(md_path, &md, NULL, NULL));
+  const char *section = strstr(md, "## custom");
+  g_assert_nonnull(section);
+  const char *table_at = strstr(section, "| statistic | this method | baseline, same process |"), *custom = strstr(section, "| latency.cold_start_ms | 12.5");
+  g_assert_nonnull(table_at);
+  g_assert_nonnull(custom);
+  g_assert_true(custom > table_at);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   tmpdir = pq_test_mkdtemp();
@@ -297,6 +339,7 @@ int main(int argc, char **argv) {
   g_assert_true(pq_model_save(m, model_path, NULL));
   g_test_add_func("/suite/bench-and-compare", test_bench_and_compare);
   g_test_add_func("/suite/bad-inputs", test_bad_inputs);
+  g_test_add_func("/suite/report-custom-latency", test_report_custom_latency);
   int rc = g_test_run();
   pq_test_rmdir(tmpdir);
   g_free(tmpdir);
