@@ -18,11 +18,6 @@ typedef struct {
   gboolean front;
 } Point;
 
-static double mval(JsonObject *row, const char *name) {
-  JsonObject *m = json_object_get_object_member(row, "metrics");
-  JsonObject *e = m && json_object_has_member(m, name) ? json_object_get_object_member(m, name) : NULL;
-  return e ? json_object_get_double_member_with_default(e, "value", NAN) : NAN;
-}
 
 static void text(cairo_t *cr, double x, double y, const char *s, double size, int align) { /* align: 0 left, 1 centre, 2 right */
   cairo_set_font_size(cr, size);
@@ -316,7 +311,7 @@ gboolean pq_plot_write(GPtrArray *results, const char *dir, GError **error) {
   /* the latency panels: each batch size the methods were timed at, smallest first (four at most) */
   LatPlot *lp = g_new0(LatPlot, 1);
   for (guint i = 0; i < results->len; i++) {
-    JsonObject *m = json_object_get_object_member(results->pdata[i], "metrics");
+    JsonObject *m = pq_result_row_metrics(results->pdata[i]);
     if (!m) continue;
     g_autoptr(GList) keys = json_object_get_members(m);
     for (GList *l = keys; l; l = l->next) {
@@ -335,14 +330,14 @@ gboolean pq_plot_write(GPtrArray *results, const char *dir, GError **error) {
   for (guint i = 0; i < results->len; i++) {
     JsonObject *row = results->pdata[i];
     const char *name = json_object_get_string_member_with_default(row, "method", "?");
-    double x = mval(row, "metrics.compression_ratio"), y = mval(row, "accuracy.top1");
+    double x = pq_result_metric(row, "metrics.compression_ratio"), y = pq_result_metric(row, "accuracy.top1");
     if (!isnan(x) && !isnan(y) && na < 64) acc[na++] = (Point){name, x, y, 0, 0, FALSE};
     for (int k = 0; k < lp->n; k++) {
       char k50[64], k10[64], k90[64];
       g_snprintf(k50, sizeof k50, "latency.b%ld.p50_ms", lp->panel[k].batch);
       g_snprintf(k10, sizeof k10, "latency.b%ld.p10_ms", lp->panel[k].batch);
       g_snprintf(k90, sizeof k90, "latency.b%ld.p90_ms", lp->panel[k].batch);
-      double p50 = mval(row, k50), p10 = mval(row, k10), p90 = mval(row, k90);
+      double p50 = pq_result_metric(row, k50), p10 = pq_result_metric(row, k10), p90 = pq_result_metric(row, k90);
       LatPanel *pn = &lp->panel[k];
       if (!isnan(p50) && pn->n < 64) pn->p[pn->n++] = (Point){name, 0, p50, isnan(p10) ? p50 : p10, isnan(p90) ? p50 : p90, FALSE};
     }

@@ -128,6 +128,9 @@ static inline gboolean pq_json_holds(JsonNode *n, GType t) {
 
 /* A suite result row has the members, of the types, the reports read (report.c); FALSE with *why (g_free). */
 gboolean pq_result_row_check(JsonObject *row, char **why);
+/* A result row's "metrics" (NULL where it has none) and one metric's value (NAN where the row has none). */
+JsonObject *pq_result_row_metrics(JsonObject *row);
+double pq_result_metric(JsonObject *row, const char *name);
 gboolean pq_records_from_json(GPtrArray *records, const char *json, GError **error);
 /* Set the stage number of records that have none yet (stage 0). */
 void pq_records_set_stage(GPtrArray *records, int stage);

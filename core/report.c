@@ -22,10 +22,20 @@ static gboolean is_builtin(const char *metric) {
   return FALSE;
 }
 
+/* A row's metrics (NULL where it has none: a method that failed before measuring) and one metric's entry. */
+JsonObject *pq_result_row_metrics(JsonObject *row) {
+  JsonNode *n = json_object_get_member(row, "metrics");
+  return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+}
+static JsonObject *metric_entry(JsonObject *row, const char *name) {
+  JsonObject *m = pq_result_row_metrics(row);
+  JsonNode *n = m ? json_object_get_member(m, name) : NULL;
+  return n && JSON_NODE_HOLDS_OBJECT(n) ? json_node_get_object(n) : NULL;
+}
+
 /* A metric's value, or NAN when the method has none. */
-static double metric(JsonObject *row, const char *name) {
-  JsonObject *m = json_object_get_object_member(row, "metrics");
-  JsonObject *e = m && json_object_has_member(m, name) ? json_object_get_object_member(m, name) : NULL;
+double pq_result_metric(JsonObject *row, const char *name) {
+  JsonObject *e = metric_entry(row, name);
   return e ? json_object_get_double_member_with_default(e, "value", NAN) : NAN;
 }
 
@@ -37,7 +47,7 @@ static GPtrArray *metric_names(GPtrArray *results, gboolean custom_only) {
   g_autoptr(GHashTable) seen = g_hash_table_new(g_str_hash, g_str_equal);
   GPtrArray *names = g_ptr_array_new_with_free_func(g_free);
   for (guint i = 0; i < results->len; i++) {
-    JsonObject *m = json_object_get_object_member(results->pdata[i], "metrics");
+    JsonObject *m = pq_result_row_metrics(results->pdata[i]);
     if (!m) continue;
     g_autoptr(GList) keys = json_object_get_members(m);
     for (GList *l = keys; l; l = l->next)
@@ -130,8 +140,7 @@ static void fmt_value(GString *out, double v, const char *unit) {
 }
 
 static const char *metric_unit(JsonObject *row, const char *name) {
-  JsonObject *m = json_object_get_object_member(row, "metrics");
-  JsonObject *e = m && json_object_has_member(m, name) ? json_object_get_object_member(m, name) : NULL;
+  JsonObject *e = metric_entry(row, name);
   return e ? json_object_get_string_member_with_default(e, "unit", "") : "";
 }
 
@@ -170,22 +179,22 @@ static char *console_table(GPtrArray *results, gboolean markdown) {
       while (cells->len < heads->len) g_ptr_array_add(cells, g_strdup(""));
     } else {
       g_autofree char *sp = fb ? g_strdup_printf("latency.%s.speedup", fb) : NULL;
-      double v[6] = {metric(row, "metrics.compression_ratio"), metric(row, "metrics.disk_ratio"), metric(row, "accuracy.top1"),
-                     metric(row, "accuracy.degradation"), sp ? metric(row, sp) : NAN, metric(row, "memory.backend_peak_bytes") / 1e6};
+      double v[6] = {pq_result_metric(row, "metrics.compression_ratio"), pq_result_metric(row, "metrics.disk_ratio"), pq_result_metric(row, "accuracy.top1"),
+                     pq_result_metric(row, "accuracy.degradation"), sp ? pq_result_metric(row, sp) : NAN, pq_result_metric(row, "memory.backend_peak_bytes") / 1e6};
       const char *fmt[6] = {"%.2fx", "%.2fx", "%.2f%%", "%+.2f pp", "%.2fx", "%.2f MB"};
       v[3] = v[3] == 0 ? 0 : -v[3]; /* shown as the change of accuracy */
       g_autofree char *p50 = fb ? g_strdup_printf("latency.%s.p50_ms", fb) : NULL, *slower = fb ? g_strdup_printf("latency.%s.slower", fb) : NULL;
-      const double ms = p50 ? metric(row, p50) : NAN;
+      const double ms = p50 ? pq_result_metric(row, p50) : NAN;
       for (int k = 0; k < 6; k++) {
         if (k == 4) /* the median time itself, before the speedup against the baseline of the same process */
           g_ptr_array_add(cells, isnan(ms) ? g_strdup("-") : ms < 1 ? g_strdup_printf("%.1f µs", ms * 1e3) : g_strdup_printf("%.2f ms", ms));
         g_autofree char *cell = isnan(v[k]) ? g_strdup("-") : g_strdup_printf(fmt[k], v[k]);
         /* slower than the baseline beyond noise: said beside the speedup */
-        g_ptr_array_add(cells, k == 4 && slower && metric(row, slower) == 1 ? g_strdup_printf("%s (slower)", cell) : g_strdup(cell));
+        g_ptr_array_add(cells, k == 4 && slower && pq_result_metric(row, slower) == 1 ? g_strdup_printf("%s (slower)", cell) : g_strdup(cell));
       }
       for (guint i = 0; i < custom->len; i++) {
         GString *c = g_string_new(NULL);
-        fmt_value(c, metric(row, custom->pdata[i]), metric_unit(row, custom->pdata[i]));
+        fmt_value(c, pq_result_metric(row, custom->pdata[i]), metric_unit(row, custom->pdata[i]));
         g_ptr_array_add(cells, g_string_free(c, FALSE));
       }
     }
@@ -259,7 +268,7 @@ static char *fmt_ms(double ms) {
 }
 
 static char *fmt_metric(JsonObject *row, const char *name) {
-  double v = metric(row, name);
+  double v = pq_result_metric(row, name);
   const char *unit = metric_unit(row, name);
   if (!strcmp(unit, "ms")) return fmt_ms(v);
   GString *s = g_string_new(NULL);
@@ -276,7 +285,7 @@ static void latency_md(GString *md, JsonObject *row, GPtrArray *names) {
     const char *n = names->pdata[i];
     long b;
     int end = 0;
-    if (sscanf(n, "latency.b%ld.%n", &b, &end) != 1 || !end || isnan(metric(row, n))) continue;
+    if (sscanf(n, "latency.b%ld.%n", &b, &end) != 1 || !end || isnan(pq_result_metric(row, n))) continue;
     g_autofree char *prefix = g_strndup(n, (gsize)end);
     gboolean have = FALSE;
     for (guint k = 0; k < batches->len && !have; k++) have = !strcmp(batches->pdata[k], prefix);
@@ -285,19 +294,19 @@ static void latency_md(GString *md, JsonObject *row, GPtrArray *names) {
   for (guint k = 0; k < batches->len; k++) {
     const char *prefix = batches->pdata[k];
     g_autofree char *runs_key = g_strconcat(prefix, "runs", NULL), *base_prefix = g_strconcat(prefix, "baseline.", NULL);
-    double runs = metric(row, runs_key);
+    double runs = pq_result_metric(row, runs_key);
     g_string_append_printf(md, "Batch %.*s", (int)(strlen(prefix) - strlen("latency.b") - 1), prefix + strlen("latency.b"));
     if (!isnan(runs)) g_string_append_printf(md, ", %.0f timed runs alternating with the baseline's", runs);
     g_string_append(md, ":\n\n| statistic | this method | baseline, same process |\n|---|---|---|\n");
     g_autoptr(GString) rest = g_string_new(NULL);
     for (guint i = 0; i < names->len; i++) {
       const char *n = names->pdata[i];
-      if (!g_str_has_prefix(n, prefix) || g_str_has_prefix(n, base_prefix) || isnan(metric(row, n))) continue;
+      if (!g_str_has_prefix(n, prefix) || g_str_has_prefix(n, base_prefix) || isnan(pq_result_metric(row, n))) continue;
       const char *stat = n + strlen(prefix);
       g_autofree char *twin = g_strconcat(base_prefix, stat, NULL), *label = g_strdup(stat);
       if (g_str_has_suffix(label, "_ms")) label[strlen(label) - 3] = 0;
       g_autofree char *mine = fmt_metric(row, n);
-      if (!isnan(metric(row, twin))) {
+      if (!isnan(pq_result_metric(row, twin))) {
         g_autofree char *theirs = fmt_metric(row, twin);
         g_string_append_printf(md, "| %s | %s | %s |\n", label, mine, theirs);
       } else if (strcmp(stat, "runs")) {
@@ -312,7 +321,7 @@ static void latency_md(GString *md, JsonObject *row, GPtrArray *names) {
     const char *n = names->pdata[i];
     long b;
     int end = 0;
-    if (!g_str_has_prefix(n, "latency.") || isnan(metric(row, n)) || (sscanf(n, "latency.b%ld.%n", &b, &end) == 1 && end)) continue;
+    if (!g_str_has_prefix(n, "latency.") || isnan(pq_result_metric(row, n)) || (sscanf(n, "latency.b%ld.%n", &b, &end) == 1 && end)) continue;
     if (!any) g_string_append(md, "| metric | value |\n|---|---|\n");
     any = TRUE;
     g_autofree char *val = fmt_metric(row, n);
@@ -322,6 +331,13 @@ static void latency_md(GString *md, JsonObject *row, GPtrArray *names) {
 }
 
 char *pq_report_write(const PqBenchSettings *s, GPtrArray *results, GError **error) {
+  for (guint i = 0; i < results->len; i++) { /* rows as the suite writes them: nothing below meets a wrong type */
+    g_autofree char *why = NULL;
+    if (!pq_result_row_check(results->pdata[i], &why)) {
+      g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID, "result row %u: %s", i, why);
+      return NULL;
+    }
+  }
   /* report.json */
   g_autoptr(JsonBuilder) b = json_builder_new();
   json_builder_begin_object(b);
@@ -364,7 +380,7 @@ char *pq_report_write(const PqBenchSettings *s, GPtrArray *results, GError **err
     g_string_append_c(csv, ',');
     csv_cell(csv, json_object_get_string_member_with_default(row, "error", ""));
     for (guint i = 0; i < names->len; i++) {
-      double v = metric(row, names->pdata[i]);
+      double v = pq_result_metric(row, names->pdata[i]);
       if (isnan(v)) g_string_append(csv, ",");
       else g_string_append_printf(csv, ",%.10g", v);
     }
@@ -400,7 +416,7 @@ char *pq_report_write(const PqBenchSettings *s, GPtrArray *results, GError **err
       gboolean any = FALSE;
       for (guint i = 0; i < names->len; i++) {
         const char *n = names->pdata[i];
-        double v = metric(row, n);
+        double v = pq_result_metric(row, n);
         if (strcmp(section_of(n), sections[sct]) || isnan(v)) continue;
         if (!any) g_string_append_printf(md, "### %s\n\n| metric | value |\n|---|---|\n", sections[sct]);
         any = TRUE;

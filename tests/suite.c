@@ -2,6 +2,7 @@
  * becoming error rows while the others finish, a probe reporting NaN, resume, bad configs and folders. */
 #include "testutil.h"
 
+#include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
 #include <string.h>
@@ -329,6 +330,17 @@ static void test_report_custom_latency(void) {
   g_assert_nonnull(table_at);
   g_assert_nonnull(custom);
   g_assert_true(custom > table_at);
+  /* a method that failed before measuring (no metrics) is a row of the report, not a crash */
+  g_ptr_array_add(rows, json_object_ref(json_node_get_object(json_from_string("{\"method\": \"broke\", \"status\": \"error\", \"error\": \"x\"}", NULL))));
+  g_free(pq_report_write(&s, rows, &e));
+  g_assert_no_error(e);
+  /* a row of another form is an error naming it, before anything is written */
+  g_assert_true(g_remove(md_path) == 0);
+  g_ptr_array_add(rows, report_row("odd", "{\"accuracy.top1\": {\"value\": \"high\"}}"));
+  g_assert_null(pq_report_write(&s, rows, &e));
+  g_assert_error(e, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID);
+  g_assert_nonnull(strstr(e->message, "result row 3: metrics.accuracy.top1.value must be a number"));
+  g_assert_false(g_file_test(md_path, G_FILE_TEST_EXISTS));
 }
 
 int main(int argc, char **argv) {

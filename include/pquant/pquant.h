@@ -239,7 +239,9 @@ PQ_API GPtrArray *pq_bench_load_config(PqRegistry *registry, const char *json, c
 /* Run every method, each in a child process; results are appended to OUTPUT/results.jsonl as they finish
  * and returned as JSON objects (JsonObject*, one per method, in order). */
 PQ_API GPtrArray *pq_bench_run(const PqBenchSettings *settings, GPtrArray *methods, GHashTable *pipelines, GError **error);
-/* The report: report.json, report.md, report.csv, plots; and the console table (returned). */
+/* The report: report.json, report.md, report.csv, plots; and the console table (returned). `results` in the
+ * form pq_bench_run returns them ("method", "status", "metrics", optional "layers", ...); a row of another form
+ * is an error naming the row and the member, before anything is written. */
 PQ_API char *pq_report_write(const PqBenchSettings *settings, GPtrArray *results, GError **error);
 /* Compare two report.json files: prints per method and metric the change, returns the number of regressions
  * beyond `threshold` (a fraction; metrics in % or pp: `threshold_pp` points), or -1 with an error
