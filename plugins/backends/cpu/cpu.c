@@ -1275,6 +1275,15 @@ static void gemm_images_range(const ConvRangeJob *j, int64_t from, int64_t to, f
   conv_gemm_images(NULL, j->st, j->x, j->w, j->b, j->y, from, to, ws);
 }
 
+/* Whether a conv runs a batch of small images (under PAR_MIN_MACS each) over the threads a whole image each,
+ * each thread laying out its own patches, rather than image by image with each image's work split: at any
+ * batch of two or more, even of tiny images (a part costs the pool well under a microsecond). Measured on the
+ * CNN's convs and smaller ones, float and 8-bit, batches 2-8 on 2 threads: 1.3-1.9x faster than image by
+ * image, never slower. */
+static int conv_split_images(const Cpu *c, int64_t batch, int64_t per_image) {
+  return batch >= 2 && pool_size(c->pool) > 1 && per_image < PAR_MIN_MACS;
+}
+
 static void run_conv(Cpu *c, const Step *st, const float *x, const float *w, const float *b, float *y, int64_t batch) {
   int64_t ohw = st->oh * st->ow, per_image = st->oc * ohw * (st->c / st->groups) * st->kh * st->kw;
   if (conv_is_depthwise(st)) { /* depthwise: planes split over the backend's threads */
@@ -1282,7 +1291,7 @@ static void run_conv(Cpu *c, const Step *st, const float *x, const float *w, con
     pool_run(c->pool, batch * st->oc * ohw * st->kh * st->kw >= PAR_MIN_MACS ? (int)(batch * st->c) : 1, conv_range_part, &job);
     return;
   }
-  if (batch >= 2 && pool_size(c->pool) > 1 && per_image < PAR_MIN_MACS) { /* small images: whole images a thread */
+  if (conv_split_images(c, batch, per_image)) { /* small images: whole images a thread */
     ConvRangeJob job = {c, st, x, w, b, y, batch, gemm_images_range};
     pool_run(c->pool, (int)batch, conv_range_part, &job);
     return;
@@ -1538,7 +1547,7 @@ static void run_packed_conv(Cpu *c, const Step *st, const float *x, const float 
   const int64_t ohw = st->oh * st->ow;
   if (c->simd && st->q_rows4) { /* patches as im2col lays them, then 16 positions a vector */
     const int64_t per_image = ohw * st->k * st->oc;
-    if (per_image < PAR_MIN_MACS && batch * per_image >= PAR_MIN_MACS) { /* images over the threads */
+    if (conv_split_images(c, batch, per_image)) { /* images over the threads */
       ConvRangeJob job = {c, st, x, NULL, b, y, batch, lanes_images_range};
       pool_run(c->pool, (int)batch, conv_range_part, &job);
       return;
