@@ -856,15 +856,15 @@ static void test_prune(void) {
 /* The packed and CSR kernels on the backend's threads give the results of one thread, bit for bit: rows
  * split at batches of 8 and more, outputs split below that on a layer of 4M weights (per-channel, per-group
  * with zero points) and on the smallest layers that split (784 inputs, 200 outputs: 50 groups of 4 over 2 or
- * 3 parts; 8 and 6 bits), CSR rows split in chunks of 16; with and without SIMD, 2 and 3 threads. */
+ * 3 parts; 8 and 6 bits; CSR 90% by outputs too), CSR rows split in chunks of 16; with and without SIMD, 2 and 3 threads. */
 static void test_threads(void) {
   {
     g_autoptr(PqModel) small = pq_test_tiny_mlp(784, 200, 10, 93);
-    const char *b8[] = {"bits", "8", NULL}, *b6[] = {"bits", "6", NULL};
-    const char *const *kv[2] = {b8, b6};
-    for (int v = 0; v < 2; v++) {
+    const char *b8[] = {"bits", "8", NULL}, *b6[] = {"bits", "6", NULL}, *p90[] = {"sparsity", "0.9", NULL};
+    const char *const *kv[3] = {b8, b6, p90};
+    for (int v = 0; v < 3; v++) {
       g_autoptr(GError) e = NULL;
-      g_autoptr(PqModel) c = compress(quant, small, kv[v], &e);
+      g_autoptr(PqModel) c = compress(v == 2 ? prune : quant, small, kv[v], &e);
       g_assert_no_error(e);
       for (int64_t batch = 1; batch <= 3; batch += 2)
         for (int simd = 0; simd < 2; simd++) {
@@ -872,7 +872,7 @@ static void test_threads(void) {
           g_autofree float *y1 = forward_threads(c, batch, simd, 1, &on);
           for (int t = 2; t <= 3; t++) {
             g_autofree float *yt = forward_threads(c, batch, simd, t, &on);
-            if (memcmp(y1, yt, batch * on * sizeof(float))) g_error("784x200 %d-bit, batch %lld, simd %d, %d threads: not one thread's results", v ? 6 : 8, (long long)batch, simd, t);
+            if (memcmp(y1, yt, batch * on * sizeof(float))) g_error("784x200 variant %d, batch %lld, simd %d, %d threads: not one thread's results", v, (long long)batch, simd, t);
           }
         }
     }
