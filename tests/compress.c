@@ -866,8 +866,10 @@ static void test_threads(void) {
       g_autoptr(GError) e = NULL;
       g_autoptr(PqModel) c = compress(v == 2 ? prune : quant, small, kv[v], &e);
       g_assert_no_error(e);
-      for (int64_t batch = 1; batch <= 3; batch += 2)
+      const int64_t small_batches[] = {1, 3, 16}; /* 1 and 3 rows split by outputs, 16 by rows */
+      for (size_t sb = 0; sb < G_N_ELEMENTS(small_batches); sb++)
         for (int simd = 0; simd < 2; simd++) {
+          const int64_t batch = small_batches[sb];
           int64_t on;
           g_autofree float *y1 = forward_threads(c, batch, simd, 1, &on);
           for (int t = 2; t <= 3; t++) {

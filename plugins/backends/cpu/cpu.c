@@ -1415,12 +1415,14 @@ static void packed_part(void *p, int part, int parts) {
   if (r1 > r0) packed_rows(&local, j->x + r0 * local.k, j->b, j->y + r0 * local.n, r1 - r0, j->c->simd);
 }
 
-/* Fewer than 8 rows of a layer of 128 outputs or more (two parts of 64 at least) and this much work are split
- * by outputs. Measured on the default MLP on 2 threads (its 784 x 256 layer splits): 8-bit at 1, 2, 4 rows
- * 2.7 -> 1.9, 4.9 -> 3.2, 7.6 -> 6.5 us, 6-bit 2.9 -> 2.1, 5.3 -> 3.4, 15.3 -> 7.2 us (it was 4M: nothing there
- * split); 64k and 32k split its 256 x 128 layer too and were slower at 2 rows. From 8 rows on the parts take
- * rows: the output split runs row by row and lost to one thread on low-rank factors (64 inputs) at 8 rows. */
-#define PACKED_COLS_MIN_MACS (128 * 1024)
+/* A packed layer with this much work over a batch is split over the threads: from 8 rows by rows, with fewer
+ * rows (a layer of 128 outputs or more: two parts of 64 at least) by outputs. Measured on the default MLP on 2
+ * threads (the threshold was 1M for rows, 4M for outputs): by outputs, its 784 x 256 layer, 8-bit at 1, 2, 4
+ * rows 2.7 -> 1.9, 4.9 -> 3.2, 7.6 -> 6.5 us, 6-bit 2.9 -> 2.1, 5.3 -> 3.4, 15.3 -> 7.2 us; by rows, low-rank
+ * then 8-bit at 16 and 32 rows 12.3 -> 7.7, 16.5 -> 14.3 us, 8-bit at 16 rows 17.4 -> 16.4 us, 64 rows
+ * unchanged. 64k and 32k also split the 256 x 128 layer at 2 rows by outputs and were slower there. The
+ * output split runs row by row: from 8 rows it lost to one thread on low-rank factors (64 inputs). */
+#define PACKED_PAR_MIN_MACS (128 * 1024)
 
 /* A few rows of a large layer: each part takes a range of the outputs (a multiple of 4), row by row. */
 static void packed_cols_part(void *p, int part, int parts) {
@@ -1443,11 +1445,11 @@ static void packed_cols_part(void *p, int part, int parts) {
 
 static void run_packed_linear_par(Cpu *c, const Step *st, const float *x, const float *b, float *y, int64_t rows) {
   RowsJob job = {c, st, x, b, y, rows};
-  if (rows < 8 && st->n >= 128 && pool_size(c->pool) > 1 && rows * st->k * st->n >= PACKED_COLS_MIN_MACS) {
+  if (rows < 8 && st->n >= 128 && pool_size(c->pool) > 1 && rows * st->k * st->n >= PACKED_PAR_MIN_MACS) {
     pool_run(c->pool, (int)(st->n / 64), packed_cols_part, &job);
     return;
   }
-  int parts = rows * st->k * st->n >= PAR_MIN_MACS ? (int)(rows / 8) : 1; /* (8 rows or more a part: the blocked kernels) */
+  int parts = rows * st->k * st->n >= PACKED_PAR_MIN_MACS ? (int)(rows / 8) : 1; /* (8 rows or more a part: the blocked kernels) */
   if (parts < 2 || pool_size(c->pool) < 2) {
     packed_rows(st, x, b, y, rows, c->simd); /* one thread: no copy of the step */
     return;
