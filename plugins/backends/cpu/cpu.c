@@ -1044,7 +1044,10 @@ static void run_conv_transpose(Cpu *c, const Step *st, const float *x, const flo
   }
 }
 
-#define PAR_MIN_MACS (1 << 20) /* below this much work a layer stays on one thread (waking the others costs µs) */
+/* An image of a conv with this much work has its own work split over the threads instead of whole images
+ * a thread; also the split threshold of the non-SIMD packed conv and (a quarter) of CSR batches, not measured
+ * again since the splits below it were (each measured lower was faster: a pool part costs well under 1 µs). */
+#define PAR_MIN_MACS (1 << 20)
 
 /* A depthwise conv (one input channel a group, ocg outputs each): a GEMM a channel would be 1 × OH·OW ×
  * kh·kw, all call and no work. Instead each input plane is copied once into a zero-bordered plane (`pad`, the
