@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../plugins/backends/cuda/packed8.cuh"
+#include "../tests/cuda-host/packed8-ref.h"
 
 #define PQ8_CHECK(call)                                                                                             \
   do {                                                                                                             \
@@ -117,24 +118,7 @@ static int run_case(const Case &cs, cublasHandle_t blas) {
   const int per = cs.per_channel_zero ? 1 : 0;
   /* the reference, in double; and the scale of each output's terms for the tolerance */
   std::vector<double> ref((size_t)(rows * n)), mag((size_t)(rows * n));
-  for (int64_t r = 0; r < rows; r++)
-    for (int64_t o = 0; o < n; o++) {
-      const int64_t si = per ? o : 0;
-      double acc = 0, m = 0;
-      for (int64_t i = 0; i < k; i++) {
-        double xv = x[(size_t)(r * k + i)];
-        if (cs.act_scale > 0) {
-          float inv = 1.0f / cs.act_scale; /* the same float rounding as the kernels */
-          xv = std::fmin(std::fmax(std::rint(x[(size_t)(r * k + i)] * inv), -127.0f), 127.0f) * cs.act_scale;
-        }
-        double w = (double)scales[(size_t)si] * ((double)codes[(size_t)(o * k + i)] - (double)zeros[(size_t)si]);
-        acc += xv * w;
-        m += std::fabs(xv * w);
-      }
-      acc += bias[(size_t)o];
-      ref[(size_t)(r * n + o)] = cs.relu && acc < 0 ? 0 : acc;
-      mag[(size_t)(r * n + o)] = m + std::fabs(bias[(size_t)o]);
-    }
+  pq8_reference(x.data(), codes.data(), scales.data(), zeros.data(), per, bias.data(), rows, n, k, cs.relu, cs.act_scale, ref.data(), mag.data());
   uint8_t *d_codes, *d_zeros;
   float *d_scales, *d_bias, *d_x, *d_y, *d_w, *d_yf;
   uint32_t *d_sink;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../plugins/backends/cuda/packed8.cuh"
+#include "cuda-host/packed8-ref.h"
 
 struct Shape {
   int64_t rows, n, k;
@@ -37,22 +38,15 @@ static double worst_error(Kernel kernel, int64_t warps, const Shape &s, GRand *r
     kernel(x.data(), codes.data(), scales.data(), s.zero_points ? zeros.data() : nullptr, bias.data(), y.data(), s.rows, s.n, s.k, s.k, per,
            s.relu, s.by_position ? 1 : s.n, s.by_position ? s.rows : 1, s.act_scale);
   });
+  std::vector<double> ref(y.size()), mag(y.size());
+  pq8_reference(x.data(), codes.data(), scales.data(), s.zero_points ? zeros.data() : nullptr, per, bias.data(), s.rows, s.n, s.k, s.relu,
+                s.act_scale, ref.data(), mag.data());
   double worst = 0;
   for (int64_t r = 0; r < s.rows; r++)
     for (int64_t o = 0; o < s.n; o++) {
-      const double scale = scales[(size_t)(per ? o : 0)], zero = s.zero_points ? zeros[(size_t)o] : 128.0;
-      double acc = 0, mag = std::fabs(bias[(size_t)o]);
-      for (int64_t i = 0; i < s.k; i++) {
-        float xv = x[(size_t)(r * s.k + i)];
-        if (s.act_scale > 0) xv = std::fmin(std::fmax(std::rint(xv * (1.0f / s.act_scale)), -127.0f), 127.0f) * s.act_scale;
-        const double t = (double)xv * scale * ((double)codes[(size_t)(o * s.k + i)] - zero);
-        acc += t;
-        mag += std::fabs(t);
-      }
-      acc += bias[(size_t)o];
-      if (s.relu && acc < 0) acc = 0;
       const double got = y[(size_t)(s.by_position ? o * s.rows + r : r * s.n + o)];
-      worst = std::isnan(got) ? INFINITY : std::fmax(worst, std::fabs(got - acc) / mag);
+      const size_t at = (size_t)(r * s.n + o);
+      worst = std::isnan(got) ? INFINITY : std::fmax(worst, std::fabs(got - ref[at]) / mag[at]);
     }
   return worst;
 }
