@@ -154,6 +154,7 @@ struct Cuda {
   std::vector<Captured> captured;
   std::vector<const void *> run_src; /* a run's copy sources and destinations (sized at prepare: runs allocate nothing) */
   std::vector<void *> run_dst;
+  bool staged = false; /* every input and output has its page-locked buffer (a graph's copies need them) */
 };
 
 /* graphs kept for so many batch sizes at most; runs of further sizes are not captured */
@@ -1149,11 +1150,13 @@ static PqStatus cuda_prepare(const PqModel *model, const PqBackendConfig *cfg, v
   fuse_relu(c);
   /* every activation its own buffer, allocated now: a run allocates nothing */
   for (int v : c->inputs) c->values[v].ptr = (float *)dev_alloc(c, sizeof(float) * (size_t)(c->values[v].per_sample * c->max_batch));
+  c->staged = true;
   for (int pass = 0; pass < 2; pass++)
     for (int v : pass ? c->outputs : c->inputs) {
       void *h = nullptr;
       if (cudaMallocHost(&h, sizeof(float) * (size_t)(c->values[v].per_sample * c->max_batch)) != cudaSuccess) h = nullptr;
       (pass ? c->pinned_out : c->pinned_in).push_back((float *)h);
+      c->staged = c->staged && h;
     }
   for (size_t s = 0; s < ns; s++) {
     Step &stp = c->steps[s];
@@ -1410,18 +1413,16 @@ static PqStatus enqueue(Cuda *c, int64_t batch, const void *const *src, void *co
   return PQ_OK;
 }
 
-/* The graph of a run of `batch` rows through the page-locked buffers, captured now; nullptr where capture
- * failed (why in err). The stream is left as it was either way. */
-static cudaGraphExec_t capture(Cuda *c, int64_t batch, PqPluginError *err) {
-  std::vector<const void *> src(c->pinned_in.begin(), c->pinned_in.end());
-  std::vector<void *> dst(c->pinned_out.begin(), c->pinned_out.end());
+/* The graph of a run of `batch` rows copying from `src` and to `dst` (the page-locked buffers: fixed for every
+ * later replay), captured now; nullptr where capture failed (why in err). The stream is left as it was. */
+static cudaGraphExec_t capture(Cuda *c, int64_t batch, const void *const *src, void *const *dst, PqPluginError *err) {
   cudaError_t e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal);
   if (e != cudaSuccess) {
     cudaGetLastError();
     pq_plugin_error_set(err, PQ_ERR_INTERNAL, "CUDA graph capture: %s", cudaGetErrorString(e));
     return nullptr;
   }
-  PqStatus st = enqueue(c, batch, src.data(), dst.data(), true, err);
+  PqStatus st = enqueue(c, batch, src, dst, true, err);
   cudaGraph_t graph = nullptr;
   e = cudaStreamEndCapture(c->stream, &graph);
   cudaGraphExec_t exec = nullptr;
@@ -1450,7 +1451,6 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
   c->timed = false;
   std::vector<const void *> &src = c->run_src;
   std::vector<void *> &dst = c->run_dst;
-  bool staged = true; /* every input and output has its page-locked buffer (a graph's copies need them) */
   for (size_t i = 0; i < n_inputs; i++) {
     const Value &v = c->values[c->inputs[i]];
     bool ok = inputs[i].dtype == PQ_DTYPE_F32 && inputs[i].ndim == v.ndim && inputs[i].shape[0] == batch && inputs[i].data;
@@ -1463,28 +1463,25 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
     if (c->pinned_in[i]) { /* (the stream is idle here: the last run synchronized before it returned) */
       memcpy(c->pinned_in[i], inputs[i].data, sizeof(float) * (size_t)(v.per_sample * batch));
       src[i] = c->pinned_in[i];
-    } else staged = false;
+    }
   }
-  for (size_t i = 0; i < n_outputs; i++) {
-    dst[i] = c->pinned_out[i] ? (void *)c->pinned_out[i] : outputs[i].data;
-    staged = staged && c->pinned_out[i];
-  }
+  for (size_t i = 0; i < n_outputs; i++) dst[i] = c->pinned_out[i] ? (void *)c->pinned_out[i] : outputs[i].data;
   cudaGraphExec_t exec = nullptr;
   Cuda::Captured *slot = nullptr;
-  if (c->graphs && staged) {
+  if (c->graphs && c->staged) {
     for (Cuda::Captured &g : c->captured)
       if (g.batch == batch) slot = &g;
     if (!slot && c->captured.size() < MAX_CAPTURED) c->captured.push_back({batch, nullptr}); /* the first run of this size: eager */
     else if (slot && !slot->exec) {
       PqPluginError why = {sizeof why, 0, {0}};
-      slot->exec = capture(c, batch, c->graphs == 2 ? err : &why);
+      slot->exec = capture(c, batch, src.data(), dst.data(), c->graphs == 2 ? err : &why);
       if (!slot->exec) {
         if (c->graphs == 2) return PQ_ERR_INTERNAL;
         c->graphs = 0; /* auto: this model's runs stay eager */
       }
     }
     if (slot) exec = slot->exec;
-  } else if (c->graphs == 2 && !staged) {
+  } else if (c->graphs == 2 && !c->staged) {
     pq_plugin_error_set(err, PQ_ERR_NOMEM, "graphs: no page-locked host memory for the copies");
     return PQ_ERR_NOMEM;
   }
