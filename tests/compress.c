@@ -853,6 +853,20 @@ static void test_prune(void) {
   g_assert_cmpfloat(max_rel_diff(yst, yz, 3 * on), <, 1e-5);
 }
 
+/* `c` at each of `n` batch sizes, with and without SIMD, on 2 and 3 threads: one thread's outputs, bit for bit */
+static void threads_same_bits(const PqModel *c, const int64_t *batches, size_t n, const char *what) {
+  for (size_t bi = 0; bi < n; bi++)
+    for (int simd = 0; simd < 2; simd++) {
+      int64_t on;
+      g_autofree float *y1 = forward_threads(c, batches[bi], simd, 1, &on);
+      for (int t = 2; t <= 3; t++) {
+        g_autofree float *yt = forward_threads(c, batches[bi], simd, t, &on);
+        if (memcmp(y1, yt, batches[bi] * on * sizeof(float)))
+          g_error("%s, batch %lld, simd %d, %d threads: not one thread's results", what, (long long)batches[bi], simd, t);
+      }
+    }
+}
+
 /* The packed and CSR kernels on the backend's threads give the results of one thread, bit for bit: rows
  * split at batches of 8 and more, outputs split below that on a layer of 4M weights (per-channel, per-group
  * with zero points) and on the smallest layers that split (784 inputs, 200 outputs: 50 groups of 4 over 2 or
@@ -862,21 +876,13 @@ static void test_threads(void) {
     g_autoptr(PqModel) small = pq_test_tiny_mlp(784, 200, 10, 93);
     const char *b8[] = {"bits", "8", NULL}, *b6[] = {"bits", "6", NULL}, *p90[] = {"sparsity", "0.9", NULL};
     const char *const *kv[3] = {b8, b6, p90};
+    const char *names[3] = {"784x200 8-bit", "784x200 6-bit", "784x200 CSR 90%"};
+    const int64_t small_batches[] = {1, 3, 16}; /* 1 and 3 rows split by outputs, 16 by rows */
     for (int v = 0; v < 3; v++) {
       g_autoptr(GError) e = NULL;
       g_autoptr(PqModel) c = compress(v == 2 ? prune : quant, small, kv[v], &e);
       g_assert_no_error(e);
-      const int64_t small_batches[] = {1, 3, 16}; /* 1 and 3 rows split by outputs, 16 by rows */
-      for (size_t sb = 0; sb < G_N_ELEMENTS(small_batches); sb++)
-        for (int simd = 0; simd < 2; simd++) {
-          const int64_t batch = small_batches[sb];
-          int64_t on;
-          g_autofree float *y1 = forward_threads(c, batch, simd, 1, &on);
-          for (int t = 2; t <= 3; t++) {
-            g_autofree float *yt = forward_threads(c, batch, simd, t, &on);
-            if (memcmp(y1, yt, batch * on * sizeof(float))) g_error("784x200 variant %d, batch %lld, simd %d, %d threads: not one thread's results", v, (long long)batch, simd, t);
-          }
-        }
+      threads_same_bits(c, small_batches, G_N_ELEMENTS(small_batches), names[v]);
     }
   }
   g_autoptr(PqModel) m = pq_test_tiny_mlp(1024, 4096, 10, 91); /* fc1: 4096 × 1024 */
@@ -885,19 +891,12 @@ static void test_threads(void) {
              *sp[] = {"sparsity", "0.9", NULL};
   const char *const *kvs[3] = {q8, q4, sp};
   PqPlugin *plugins[3] = {quant, quant, prune};
+  const char *names[3] = {"4096x1024 8-bit", "4096x1024 4-bit per group", "4096x1024 CSR 90%"};
   for (int v = 0; v < 3; v++) {
     g_autoptr(PqModel) c = compress(plugins[v], m, kvs[v], &err);
     g_assert_no_error(err);
     const int64_t batches[] = {1, 3, 8, 45};
-    for (int bi = 0; bi < 4; bi++)
-      for (int simd = 0; simd < 2; simd++) {
-        int64_t on;
-        g_autofree float *y1 = forward_threads(c, batches[bi], simd, 1, &on);
-        for (int t = 2; t <= 3; t++) {
-          g_autofree float *yt = forward_threads(c, batches[bi], simd, t, &on);
-          if (memcmp(y1, yt, batches[bi] * on * sizeof(float))) g_error("variant %d, batch %lld, simd %d, %d threads: not one thread's results", v, (long long)batches[bi], simd, t);
-        }
-      }
+    threads_same_bits(c, batches, G_N_ELEMENTS(batches), names[v]);
     /* a backend prepared with threads, run in a forked child (where its threads are not): on one thread */
     g_autoptr(PqBackend) b = pq_backend_prepare(cpu, c, 2, 45, NULL, &err);
     g_assert_no_error(err);
