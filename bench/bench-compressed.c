@@ -176,7 +176,7 @@ int main(int argc, char **argv) {
     failed |= report(forms[f].name, to, tb, forms[f].target, "");
   }
 
-  /* the packed kernels on the backend's threads: int8 at batch 64 (rows split) and batch 1 (outputs split),
+  /* the packed kernels on the backend's threads: int8 at batch 64 (rows split), 8 and 1 (outputs split),
      2 threads against 1, where the machine has two processors */
   if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
     PqTensor *q = pq_quantize_matrix("w", wd, 2, shape, 8, PQ_QUANT_PER_CHANNEL, 128, 1, 0, &perr);
@@ -190,9 +190,9 @@ int main(int argc, char **argv) {
     }
     g_autofree float *xb = g_new(float, B * n), *yb = g_new(float, B * n);
     for (int64_t i = 0; i < B * n; i++) xb[i] = x[i % n] * (float)(1 + i / n % 3);
-    const int64_t batches[2] = {64, 1};
-    const char *names[2] = {"int8 batch 64, 2 threads vs 1", "int8 batch 1, 2 threads vs 1"};
-    for (int k = 0; k < 2; k++) {
+    const int64_t batches[3] = {64, 8, 1};
+    const char *names[3] = {"int8 batch 64, 2 threads vs 1", "int8 batch 8, 2 threads vs 1", "int8 batch 1, 2 threads vs 1"};
+    for (int k = 0; k < 3; k++) {
       RunCtx one = {b1, xb, yb, batches[k]}, two = {b2, xb, yb, batches[k]};
       double t2, t1;
       bench_pair(run_backend, &two, run_backend, &one, 11, 0.1, &t2, &t1);

@@ -868,19 +868,22 @@ static void threads_same_bits(const PqModel *c, const int64_t *batches, size_t n
 }
 
 /* The packed and CSR kernels on the backend's threads give the results of one thread, bit for bit: rows
- * split at batches of 8 and more, outputs split below that on a layer of 4M weights (per-channel, per-group
- * with zero points) and on the smallest layers that split (784 inputs, 200 outputs: 50 groups of 4 over 2 or
- * 3 parts; 8 and 6 bits; CSR 90% by outputs too), CSR rows split in chunks of 16; with and without SIMD, 2 and 3 threads. */
+ * split at batches of 16 and more, outputs split below that (blocks of 16 outputs) on a layer of 4M weights
+ * (per-channel, per-group with zero points), on small layers that split (784 inputs, 200 outputs: 13 blocks
+ * over 3 parts and 2 or 3 threads; 8 and 6 bits; CSR 90% by outputs too) and on one whose codes sit with the
+ * outputs in vector lanes (256 inputs, 144 outputs); CSR rows split in chunks of 16; with and without SIMD. */
 static void test_threads(void) {
   {
-    g_autoptr(PqModel) small = pq_test_tiny_mlp(784, 200, 10, 93);
+    g_autoptr(PqModel) small = pq_test_tiny_mlp(784, 200, 10, 93), lanes = pq_test_tiny_mlp(256, 144, 10, 95);
     const char *b8[] = {"bits", "8", NULL}, *b6[] = {"bits", "6", NULL}, *p90[] = {"sparsity", "0.9", NULL};
-    const char *const *kv[3] = {b8, b6, p90};
-    const char *names[3] = {"784x200 8-bit", "784x200 6-bit", "784x200 CSR 90%"};
-    const int64_t small_batches[] = {1, 3, 16}; /* 1 and 3 rows split by outputs, 16 by rows */
-    for (int v = 0; v < 3; v++) {
+    const char *const *kv[4] = {b8, b6, p90, b8};
+    const char *names[4] = {"784x200 8-bit", "784x200 6-bit", "784x200 CSR 90%", "256x144 8-bit (outputs in lanes)"};
+    /* packed: 1-15 rows split by outputs (5 and 9: the blocked kernel's blocks of 4 and one row left), 16 and 20 by
+       rows; CSR: 1-31 rows by outputs (from 4 rows transposed; 20 in two chunks) */
+    const int64_t small_batches[] = {1, 3, 5, 9, 16, 20};
+    for (int v = 0; v < 4; v++) {
       g_autoptr(GError) e = NULL;
-      g_autoptr(PqModel) c = compress(v == 2 ? prune : quant, small, kv[v], &e);
+      g_autoptr(PqModel) c = compress(v == 2 ? prune : quant, v == 3 ? lanes : small, kv[v], &e);
       g_assert_no_error(e);
       threads_same_bits(c, small_batches, G_N_ELEMENTS(small_batches), names[v]);
     }
@@ -895,7 +898,7 @@ static void test_threads(void) {
   for (int v = 0; v < 3; v++) {
     g_autoptr(PqModel) c = compress(plugins[v], m, kvs[v], &err);
     g_assert_no_error(err);
-    const int64_t batches[] = {1, 3, 8, 45};
+    const int64_t batches[] = {1, 3, 8, 13, 45};
     threads_same_bits(c, batches, G_N_ELEMENTS(batches), names[v]);
     /* a backend prepared with threads, run in a forked child (where its threads are not): on one thread */
     g_autoptr(PqBackend) b = pq_backend_prepare(cpu, c, 2, 45, NULL, &err);

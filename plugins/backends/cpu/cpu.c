@@ -91,6 +91,7 @@ typedef struct {
   int32_t *q_xbatch_sum;
   float *q_xbatch_scale;
   int64_t q_xbatch_rows;  /* rows those buffers hold */
+  int64_t q_ldy;          /* y's row stride where it is not n: a part of an output split writes a range of the outputs */
   /* layers of short rows (k <= LANE_MAX_K, one scale a row): codes laid out with the outputs in vector lanes */
   uint8_t *q_lanes;       /* [ceil(n/16)][ceil(k/4)][16 outputs][4 codes], one byte a code, zero-padded */
   uint8_t *q_rows4;       /* packed conv2d: [n][ceil(k/4)·4], one byte a code, zero-padded */
@@ -1418,40 +1419,73 @@ static void packed_part(void *p, int part, int parts) {
   if (r1 > r0) packed_rows(&local, j->x + r0 * local.k, j->b, j->y + r0 * local.n, r1 - r0, j->c->simd);
 }
 
-/* A packed layer with this much work over a batch is split over the threads: from 8 rows by rows, with fewer
- * rows (a layer of 128 outputs or more: two parts of 64 at least) by outputs. Measured on the default MLP on 2
- * threads (the threshold was 1M for rows, 4M for outputs): by outputs, its 784 x 256 layer, 8-bit at 1, 2, 4
- * rows 2.7 -> 1.9, 4.9 -> 3.2, 7.6 -> 6.5 us, 6-bit 2.9 -> 2.1, 5.3 -> 3.4, 15.3 -> 7.2 us; by rows, low-rank
- * then 8-bit at 16 and 32 rows 12.3 -> 7.7, 16.5 -> 14.3 us, 8-bit at 16 rows 17.4 -> 16.4 us, 64 rows
- * unchanged. 64k and 32k also split the 256 x 128 layer at 2 rows by outputs and were slower there. The
- * output split runs row by row: from 8 rows it lost to one thread on low-rank factors (64 inputs). */
+/* A packed layer with this much work over a batch is split over the threads: from 16 rows by rows (parts of 8
+ * rows or more), with fewer rows (a layer of 128 outputs or more: parts of 64 at least) by outputs. Measured on
+ * the default MLP on 2 threads (the threshold was 1M for rows, 4M for outputs): by outputs, its 784 x 256 layer,
+ * 8-bit at 1, 2, 4 rows 2.7 -> 1.9, 4.9 -> 3.2, 7.6 -> 6.5 us, 6-bit 2.9 -> 2.1, 5.3 -> 3.4, 15.3 -> 7.2 us;
+ * by rows, low-rank then 8-bit at 16 and 32 rows 12.3 -> 7.7, 16.5 -> 14.3 us, 8-bit at 16 rows 17.4 -> 16.4
+ * us, 64 rows unchanged. 64k and 32k also split the 256 x 128 layer at 2 rows by outputs and were slower there.
+ * The output split runs each part's outputs through the kernel one thread would take for the whole batch (the
+ * blocked one on rows quantized once, or the lane layout): whole model, 8-bit at 4, 8, 12 rows 7.0 -> 5.1,
+ * 15.6 -> 9.5, 23.5 -> 13.9 us, 6-bit 7.5 -> 6.3, 22.7 -> 13.9, 30.3 -> 18.0 us (until then parts went row by
+ * row and 8-15 rows did not split); from 16 rows it was slower than the row split (8-bit 16 rows 21.7 against
+ * 27.9 us, 48 rows 60 against 77). */
 #define PACKED_PAR_MIN_MACS (128 * 1024)
+#define PACKED_COLS_MAX_ROWS 16 /* fewer rows than this: the output split */
 
-/* A few rows of a large layer: each part takes a range of the outputs (a multiple of 4), row by row. */
+/* A few rows of a large layer: each part takes a range of the outputs (whole blocks of 16, as the lane layout
+ * holds them) over all the rows, y's rows the layer's outputs apart. Rows the blocked kernel takes were
+ * quantized once by the caller (`quantized`); the other paths quantize each row in the part's own buffers. */
+typedef struct {
+  RowsJob rows;
+  int quantized;   /* packed: the rows are in the batch buffers, as int8 */
+  const float *xt; /* CSR: the rows transposed, SP_LANES a chunk */
+} ColsJob;
+
 static void packed_cols_part(void *p, int part, int parts) {
-  const RowsJob *j = p;
+  const ColsJob *cj = p;
+  const RowsJob *j = &cj->rows;
   const Step *st = j->st;
-  int64_t quads = (st->n + 3) / 4, n0 = quads * part / parts * 4, n1 = quads * (part + 1) / parts * 4;
+  int64_t blocks = (st->n + 15) / 16, n0 = blocks * part / parts * 16, n1 = blocks * (part + 1) / parts * 16;
   if (n1 > st->n) n1 = st->n;
   if (n1 <= n0) return;
   Step local;
   packed_local(st, part, &local);
   int64_t per_out = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : st->q_per == PQ_QUANT_PER_CHANNEL ? 1 : 0; /* scales an output */
   local.n = n1 - n0;
+  local.q_ldy = st->n;
   local.q_codes = st->q_codes + n0 * st->q_row_bytes;
-  local.q_lanes = NULL; /* (laid out for all outputs at once) */
   local.q_scales = st->q_scales + n0 * per_out;
   if (st->q_zeros) local.q_zeros = st->q_zeros + n0 * per_out;
-  for (int64_t r = 0; r < j->rows; r++)
-    packed_rows(&local, j->x + r * st->k, j->b ? j->b + n0 : NULL, j->y + r * st->n + n0, 1, j->c->simd);
+  if (st->q_lanes) {
+    local.q_lanes = st->q_lanes + (n0 / 16) * st->q_lane_k4 * 64;
+    local.q_lane_scale = st->q_lane_scale + n0;
+    local.q_lane_zero = st->q_lane_zero + n0;
+  }
+  local.q_xbatch = NULL; /* (shared: written by the caller only) */
+  const float *b = j->b ? j->b + n0 : NULL;
+#ifdef PQ_X86
+  if (cj->quantized) {
+    rows8_vnni_batch(&local, st->q_xbatch, st->q_xbatch_sum, st->q_xbatch_scale, j->rows, b, j->y + n0);
+    return;
+  }
+#endif
+  packed_rows(&local, j->x, b, j->y + n0, j->rows, j->c->simd);
 }
 
 static void run_packed_linear_par(Cpu *c, const Step *st, const float *x, const float *b, float *y, int64_t rows) {
-  RowsJob job = {c, st, x, b, y, rows};
-  if (rows < 8 && st->n >= 128 && pool_size(c->pool) > 1 && rows * st->k * st->n >= PACKED_PAR_MIN_MACS) {
+  if (rows < PACKED_COLS_MAX_ROWS && st->n >= 128 && pool_size(c->pool) > 1 && rows * st->k * st->n >= PACKED_PAR_MIN_MACS) {
+    ColsJob job = {{c, st, x, b, y, rows}, 0, NULL};
+#ifdef PQ_X86
+    if (packed_batch_kernel(st, rows, c->simd)) {
+      packed_quantize_batch(st, x, rows);
+      job.quantized = 1;
+    }
+#endif
     pool_run(c->pool, (int)(st->n / 64), packed_cols_part, &job);
     return;
   }
+  RowsJob job = {c, st, x, b, y, rows};
   int parts = rows * st->k * st->n >= PACKED_PAR_MIN_MACS ? (int)(rows / 8) : 1; /* (8 rows or more a part: the blocked kernels) */
   if (parts < 2 || pool_size(c->pool) < 2) {
     packed_rows(st, x, b, y, rows, c->simd); /* one thread: no copy of the step */
@@ -1599,30 +1633,46 @@ static void sparse_part(void *p, int part, int parts) {
            j->c->workspace + (size_t)part * j->c->workspace_stride, j->rows >= SP_MIN_LANE_ROWS);
 }
 
-/* Fewer rows than the transposed path takes (one row at a time) of a layer of 128 outputs or more and this
- * many stored weights over its rows: each part a range of the outputs. Measured on the default MLP pruned
- * 90% on 2 threads, at 1, 2, 3 rows: 6.6 -> 4.1, 13.5 -> 7.4, 20.0 -> 10.7 us (16k and 32k: 4.2, 8.3, 12.1;
- * before, such rows never split); 50%: 32.7 -> 17.2 us at 1 row. */
+/* Fewer rows than the row split takes (two chunks of SP_LANES) of a layer of 128 outputs or more and this many
+ * stored weights over its rows: each part a range of the outputs, over all the rows — one at a time below
+ * SP_MIN_LANE_ROWS, else through the transposed path, the chunks transposed once, before the parts. Measured
+ * on the default MLP pruned 90% on 2 threads, at 1, 2, 3 rows: 6.6 -> 4.1, 13.5 -> 7.4, 20.0 -> 10.7 us (16k
+ * and 32k: 4.2, 8.3, 12.1; before, such rows never split); 50%: 32.7 -> 17.2 us at 1 row; at 4, 8, 16, 24, 31
+ * rows (before, one thread): 11.2 -> 8.9, 11.3 -> 9.0, 12.5 -> 10.7, 24.0 -> 19.3, 25.5 -> 21.1 us. */
 #define SP_COLS_MIN_NNZ 4096
 
 static void sparse_cols_part(void *p, int part, int parts) {
-  const RowsJob *j = p;
+  const ColsJob *cj = p;
+  const RowsJob *j = &cj->rows;
   const Step *st = j->st;
   const int64_t n0 = st->n * part / parts, n1 = st->n * (part + 1) / parts;
   if (n1 <= n0) return;
   SpCsr local = st->sp; /* the outputs' row starts index the whole layer's values */
   local.rows = st->sp.rows + n0;
   local.out = n1 - n0;
-  for (int64_t r = 0; r < j->rows; r++)
-    sp_run(&local, j->x + r * st->k, j->b ? j->b + n0 : NULL, j->y + r * st->n + n0, 1, st->fuse_relu, j->c->sp_avx512, NULL, 0);
+  local.ldy = st->n;
+  const float *b = j->b ? j->b + n0 : NULL;
+  if (cj->xt) {
+    for (int64_t r = 0; r < j->rows; r += SP_LANES)
+      sp_lanes(&local, cj->xt + r * st->k, b, j->y + r * st->n + n0, j->rows - r < SP_LANES ? j->rows - r : SP_LANES, st->fuse_relu,
+               j->c->sp_avx512);
+    return;
+  }
+  sp_run(&local, j->x, b, j->y + n0, j->rows, st->fuse_relu, j->c->sp_avx512, NULL, 0);
 }
 
 static void run_sparse_par(Cpu *c, const Step *st, const float *x, const float *b, float *y, int64_t rows) {
-  RowsJob job = {c, st, x, b, y, rows};
-  if (rows < SP_MIN_LANE_ROWS && st->n >= 128 && pool_size(c->pool) > 1 && rows * st->sp.rows[st->n] >= SP_COLS_MIN_NNZ) {
+  if (rows < 2 * SP_LANES && st->n >= 128 && pool_size(c->pool) > 1 && rows * st->sp.rows[st->n] >= SP_COLS_MIN_NNZ) {
+    ColsJob job = {{c, st, x, b, y, rows}, 0, NULL};
+    if (rows >= SP_MIN_LANE_ROWS) { /* (two chunks fit: the workspace holds SP_LANES · k floats for each of 2+ threads) */
+      for (int64_t r = 0; r < rows; r += SP_LANES)
+        sp_transpose(x + r * st->k, rows - r < SP_LANES ? rows - r : SP_LANES, st->k, c->workspace + r * st->k);
+      job.xt = c->workspace;
+    }
     pool_run(c->pool, (int)(st->n / 64), sparse_cols_part, &job);
     return;
   }
+  RowsJob job = {c, st, x, b, y, rows};
   int parts = rows >= 2 * SP_LANES && rows * st->sp.rows[st->n] >= PAR_MIN_MACS / 4 ? (int)(rows / SP_LANES) : 1;
   pool_run(c->pool, parts, sparse_part, &job);
 }

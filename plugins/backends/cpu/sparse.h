@@ -26,7 +26,10 @@ typedef struct SpCsr {
   const int32_t *col32;
   const int32_t *rows;   /* out + 1 row starts */
   int64_t in, out;
+  int64_t ldy;           /* y's row stride where it is not `out`: a part of an output split writes a range of them */
 } SpCsr;
+
+static inline int64_t sp_ldy(const SpCsr *s) { return s->ldy ? s->ldy : s->out; }
 
 static int sp_has_avx512(void) {
 #ifdef PQ_SP_X86
@@ -68,7 +71,7 @@ typedef float sp_v16 __attribute__((vector_size(SP_LANES * sizeof(float)))); /* 
       }                                                                                                         \
       for (; q < e; q++) SP_FMA(a0, q);                        \
       sp_v16 sum = (a0 + a1) + (a2 + a3);                                                                       \
-      for (int64_t l = 0; l < rows; l++) y[l * s->out + o] = sp_out(sum[l], bias, o, relu);                     \
+      for (int64_t l = 0; l < rows; l++) y[l * sp_ldy(s) + o] = sp_out(sum[l], bias, o, relu);                     \
     }                                                                                                           \
   }
 
@@ -98,6 +101,21 @@ SP_LANES_FN(uint16_t, sp_lanes_avx512_u16, PQ_SP_AVX512)
 SP_LANES_FN(int32_t, sp_lanes_avx512_i32, PQ_SP_AVX512)
 #endif
 
+/* y [rows, out] (rows ≤ SP_LANES) from those rows transposed by sp_transpose */
+static void sp_lanes(const SpCsr *s, const float *xt, const float *bias, float *y, int64_t rows, int relu, int avx512) {
+#ifdef PQ_SP_X86
+  if (avx512) {
+    if (s->col16) sp_lanes_avx512_u16(s, s->col16, xt, bias, y, rows, relu);
+    else sp_lanes_avx512_i32(s, s->col32, xt, bias, y, rows, relu);
+    return;
+  }
+#else
+  (void)avx512;
+#endif
+  if (s->col16) sp_lanes_u16(s, s->col16, xt, bias, y, rows, relu);
+  else sp_lanes_i32(s, s->col32, xt, bias, y, rows, relu);
+}
+
 /* y [n_rows, out] from x [n_rows, in]; xt: SP_LANES · in floats of workspace. `lanes`: the transposed path
  * (a part of a batch takes the path of the whole batch: the two sum in different orders). */
 static void sp_run(const SpCsr *s, const float *x, const float *bias, float *y, int64_t n_rows, int relu, int avx512, float *xt, int lanes) {
@@ -106,19 +124,11 @@ static void sp_run(const SpCsr *s, const float *x, const float *bias, float *y, 
     for (; r < n_rows; r += SP_LANES) {
       int64_t rows = n_rows - r < SP_LANES ? n_rows - r : SP_LANES;
       sp_transpose(x + r * s->in, rows, s->in, xt);
-#ifdef PQ_SP_X86
-      if (avx512) {
-        if (s->col16) sp_lanes_avx512_u16(s, s->col16, xt, bias, y + r * s->out, rows, relu);
-        else sp_lanes_avx512_i32(s, s->col32, xt, bias, y + r * s->out, rows, relu);
-        continue;
-      }
-#endif
-      if (s->col16) sp_lanes_u16(s, s->col16, xt, bias, y + r * s->out, rows, relu);
-      else sp_lanes_i32(s, s->col32, xt, bias, y + r * s->out, rows, relu);
+      sp_lanes(s, xt, bias, y + r * sp_ldy(s), rows, relu, avx512);
     }
   for (; r < n_rows; r++) {
     const float *xr = x + r * s->in;
-    float *yr = y + r * s->out;
+    float *yr = y + r * sp_ldy(s);
     if (s->col16) sp_row_u16(s, s->col16, xr, bias, yr, relu);
     else sp_row_i32(s, s->col32, xr, bias, yr, relu);
   }
