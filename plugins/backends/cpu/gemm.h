@@ -91,7 +91,6 @@ static void gemm_par(Pool *pool, int ta, int tb, int64_t m, int64_t n, int64_t k
     if (n >= 32 * threads || n >= m) parts = (int)((n + 15) / 16); /* by columns: each part a panel of B (a linear layer's outputs) */
     else g.by_rows = 1, parts = (int)((m + 7) / 8);
   }
-  if (getenv("PQ_GEMM_PARTS") && parts > atoi(getenv("PQ_GEMM_PARTS"))) parts = atoi(getenv("PQ_GEMM_PARTS"));
   if (parts < 2) {
     gemm_call(&g, 0, m, 0, n);
     return;
