@@ -1046,8 +1046,8 @@ static void run_conv_transpose(Cpu *c, const Step *st, const float *x, const flo
 }
 
 /* An image of a conv with this much work has its own work split over the threads instead of whole images
- * a thread; also the split threshold of the non-SIMD packed conv and (a quarter) of CSR batches, not measured
- * again since the splits below it were (each measured lower was faster: a pool part costs well under 1 µs). */
+ * a thread; also the split threshold of the non-SIMD packed conv, not measured again since the splits below
+ * it were (each measured lower was faster: a pool part costs well under 1 µs). */
 #define PAR_MIN_MACS (1 << 20)
 
 /* A depthwise conv (one input channel a group, ocg outputs each): a GEMM a channel would be 1 × OH·OW ×
@@ -1633,13 +1633,16 @@ static void sparse_part(void *p, int part, int parts) {
            j->c->workspace + (size_t)part * j->c->workspace_stride, j->rows >= SP_MIN_LANE_ROWS);
 }
 
-/* Fewer rows than the row split takes (two chunks of SP_LANES) of a layer of 128 outputs or more and this many
- * stored weights over its rows: each part a range of the outputs, over all the rows — one at a time below
- * SP_MIN_LANE_ROWS, else through the transposed path, the chunks transposed once, before the parts. Measured
- * on the default MLP pruned 90% on 2 threads, at 1, 2, 3 rows: 6.6 -> 4.1, 13.5 -> 7.4, 20.0 -> 10.7 us (16k
- * and 32k: 4.2, 8.3, 12.1; before, such rows never split); 50%: 32.7 -> 17.2 us at 1 row; at 4, 8, 16, 24, 31
- * rows (before, one thread): 11.2 -> 8.9, 11.3 -> 9.0, 12.5 -> 10.7, 24.0 -> 19.3, 25.5 -> 21.1 us. */
-#define SP_COLS_MIN_NNZ 4096
+/* A CSR layer with this many stored weights over a batch is split over the threads: from 32 rows by rows, in
+ * chunks of SP_LANES; with fewer rows (a layer of 128 outputs or more) by outputs, over all the rows — one at
+ * a time below SP_MIN_LANE_ROWS, else through the transposed path, the chunks transposed once, before the
+ * parts. Measured on the default MLP pruned 90% on 2 threads, by outputs at 1, 2, 3 rows: 6.6 -> 4.1, 13.5 ->
+ * 7.4, 20.0 -> 10.7 us (16k and 32k: 4.2, 8.3, 12.1; before, such rows never split); 50%: 32.7 -> 17.2 us at
+ * 1 row; at 4, 8, 16, 24, 31 rows (before, one thread): 11.2 -> 8.9, 11.3 -> 9.0, 12.5 -> 10.7, 24.0 -> 19.3,
+ * 25.5 -> 21.1 us; by rows (the threshold was 256k, which kept its 128 x 10 layer on one thread, and at 90%
+ * its 256 x 128 one), 90% at 32 and 64 rows: 23.2 -> 14.7, about 48 -> 33 us (32k: 14.7, 36), 50% 60.6 ->
+ * 52.6, 118 -> 102 us. */
+#define SP_PAR_MIN_NNZ 4096
 
 static void sparse_cols_part(void *p, int part, int parts) {
   const ColsJob *cj = p;
@@ -1662,7 +1665,7 @@ static void sparse_cols_part(void *p, int part, int parts) {
 }
 
 static void run_sparse_par(Cpu *c, const Step *st, const float *x, const float *b, float *y, int64_t rows) {
-  if (rows < 2 * SP_LANES && st->n >= 128 && pool_size(c->pool) > 1 && rows * st->sp.rows[st->n] >= SP_COLS_MIN_NNZ) {
+  if (rows < 2 * SP_LANES && st->n >= 128 && pool_size(c->pool) > 1 && rows * st->sp.rows[st->n] >= SP_PAR_MIN_NNZ) {
     ColsJob job = {{c, st, x, b, y, rows}, 0, NULL};
     if (rows >= SP_MIN_LANE_ROWS) { /* (two chunks fit: the workspace holds SP_LANES · k floats for each of 2+ threads) */
       for (int64_t r = 0; r < rows; r += SP_LANES)
@@ -1673,7 +1676,7 @@ static void run_sparse_par(Cpu *c, const Step *st, const float *x, const float *
     return;
   }
   RowsJob job = {c, st, x, b, y, rows};
-  int parts = rows >= 2 * SP_LANES && rows * st->sp.rows[st->n] >= PAR_MIN_MACS / 4 ? (int)(rows / SP_LANES) : 1;
+  int parts = rows >= 2 * SP_LANES && rows * st->sp.rows[st->n] >= SP_PAR_MIN_NNZ ? (int)(rows / SP_LANES) : 1;
   pool_run(c->pool, parts, sparse_part, &job);
 }
 
