@@ -19,10 +19,11 @@ static PqModel *compress(PqPlugin *p, const PqModel *m, const char *const *kv, G
 }
 
 /* Runs the model on a batch of `batch` seeded inputs with SIMD kernels on or off, on `threads` threads. */
-static float *forward_threads(const PqModel *m, int64_t batch, gboolean simd, int threads, int64_t *out_numel) {
+/* through the CPU backend on `threads` threads with its `kernels` option (auto, avx2, portable) */
+static float *forward_threads(const PqModel *m, int64_t batch, const char *kernels, int threads, int64_t *out_numel) {
   g_autoptr(GError) err = NULL;
   g_autoptr(PqOptions) bo = pq_options_new(pq_plugin_options_schema(cpu), "cpu", &err);
-  g_assert_true(pq_options_set(bo, "simd", simd ? "true" : "false", &err));
+  g_assert_true(pq_options_set(bo, "kernels", kernels, &err));
   g_autoptr(PqBackend) b = pq_backend_prepare(cpu, m, threads, batch, bo, &err);
   g_assert_no_error(err);
   int64_t in = pq_backend_input_numel(b);
@@ -37,7 +38,7 @@ static float *forward_threads(const PqModel *m, int64_t batch, gboolean simd, in
 }
 
 static float *forward(const PqModel *m, int64_t batch, gboolean simd, int64_t *out_numel) {
-  return forward_threads(m, batch, simd, 1, out_numel);
+  return forward_threads(m, batch, simd ? "auto" : "portable", 1, out_numel);
 }
 
 static double max_rel_diff(const float *a, const float *b, int64_t n) {
@@ -90,6 +91,11 @@ static void quant_forms(int64_t in) {
     /* one row at a time (batch 1) takes the other kernels: codes unpacked in registers */
     g_autofree float *y1s = forward(q, 1, TRUE, &on), *y1p = forward(q, 1, FALSE, &on);
     g_assert_cmpfloat(max_rel_diff(y1s, y1p, on), <, 2e-6);
+    /* the AVX2 kernels (CPUs without AVX-512; where the CPU has AVX2) give the portable path's results bit for bit */
+    for (int64_t bt = 1; bt <= 5; bt += 4) {
+      g_autofree float *ya = forward_threads(q, bt, "avx2", 1, &on), *yc = forward_threads(q, bt, "portable", 1, &on);
+      if (memcmp(ya, yc, (size_t)(bt * on) * sizeof(float))) g_error("form %zu, %lld inputs, batch %lld: AVX2 kernels differ from portable", f, (long long)in, (long long)bt);
+    }
     /* and stay close to the float model */
     double d = max_rel_diff(ys, ref, on * 5);
     if (d > tol[f]) g_error("form %zu: relative difference %g > %g", f, d, tol[f]);
@@ -855,14 +861,15 @@ static void test_prune(void) {
 
 /* `c` at each of `n` batch sizes, with and without SIMD, on 2 and 3 threads: one thread's outputs, bit for bit */
 static void threads_same_bits(const PqModel *c, const int64_t *batches, size_t n, const char *what) {
+  const char *kernels[3] = {"portable", "avx2", "auto"};
   for (size_t bi = 0; bi < n; bi++)
-    for (int simd = 0; simd < 2; simd++) {
+    for (int kv = 0; kv < 3; kv++) {
       int64_t on;
-      g_autofree float *y1 = forward_threads(c, batches[bi], simd, 1, &on);
+      g_autofree float *y1 = forward_threads(c, batches[bi], kernels[kv], 1, &on);
       for (int t = 2; t <= 3; t++) {
-        g_autofree float *yt = forward_threads(c, batches[bi], simd, t, &on);
+        g_autofree float *yt = forward_threads(c, batches[bi], kernels[kv], t, &on);
         if (memcmp(y1, yt, batches[bi] * on * sizeof(float)))
-          g_error("%s, batch %lld, simd %d, %d threads: not one thread's results", what, (long long)batches[bi], simd, t);
+          g_error("%s, batch %lld, %s kernels, %d threads: not one thread's results", what, (long long)batches[bi], kernels[kv], t);
       }
     }
 }
@@ -924,10 +931,11 @@ static void test_threads(void) {
     const char *kv8[] = {"bits", "8", NULL};
     g_autoptr(PqModel) cq = compress(quant, cm, kv8, &err);
     g_assert_no_error(err);
-    for (int simd = 0; simd < 2; simd++) {
+    const char *kernels[3] = {"portable", "avx2", "auto"};
+    for (int kv = 0; kv < 3; kv++) {
       int64_t on;
-      g_autofree float *y1 = forward_threads(cq, 3, simd, 1, &on), *y2 = forward_threads(cq, 3, simd, 2, &on);
-      if (memcmp(y1, y2, 3 * on * sizeof(float))) g_error("packed conv %d, simd %d, 2 threads: not one thread's results", v, simd);
+      g_autofree float *y1 = forward_threads(cq, 3, kernels[kv], 1, &on), *y2 = forward_threads(cq, 3, kernels[kv], 2, &on);
+      if (memcmp(y1, y2, 3 * on * sizeof(float))) g_error("packed conv %d, %s kernels, 2 threads: not one thread's results", v, kernels[kv]);
     }
     pq_model_unref(cm);
   }
@@ -1028,8 +1036,8 @@ static void test_quant_conv(void) {
     g_autoptr(PqModel) q = compress(quant, m, kv, &err);
     g_assert_no_error(err);
     int64_t on;
-    g_autofree float *y1 = forward_threads(q, 8, TRUE, 1, &on), *y2 = forward_threads(q, 8, TRUE, 2, &on), *y3 = forward_threads(q, 8, TRUE, 3, &on);
-    g_autofree float *yp = forward_threads(q, 8, FALSE, 1, &on);
+    g_autofree float *y1 = forward_threads(q, 8, "auto", 1, &on), *y2 = forward_threads(q, 8, "auto", 2, &on), *y3 = forward_threads(q, 8, "auto", 3, &on);
+    g_autofree float *yp = forward_threads(q, 8, "portable", 1, &on);
     g_assert_cmpmem(y1, 8 * on * sizeof(float), y2, 8 * on * sizeof(float));
     g_assert_cmpmem(y1, 8 * on * sizeof(float), y3, 8 * on * sizeof(float));
     g_assert_cmpfloat(max_rel_diff(y1, yp, 8 * on), <, 2e-6);
@@ -1044,7 +1052,7 @@ static void test_quant_conv(void) {
     g_autoptr(PqModel) q = compress(quant, m, kvs[f], &err);
     g_assert_no_error(err);
     int64_t on;
-    g_autofree float *y1 = forward_threads(q, 2, TRUE, 1, &on), *y2 = forward_threads(q, 2, TRUE, 2, &on), *y3 = forward_threads(q, 2, TRUE, 3, &on);
+    g_autofree float *y1 = forward_threads(q, 2, "auto", 1, &on), *y2 = forward_threads(q, 2, "auto", 2, &on), *y3 = forward_threads(q, 2, "auto", 3, &on);
     g_assert_cmpmem(y1, 2 * on * sizeof(float), y2, 2 * on * sizeof(float));
     g_assert_cmpmem(y1, 2 * on * sizeof(float), y3, 2 * on * sizeof(float));
   }

@@ -92,6 +92,7 @@ typedef struct {
   float *q_xbatch_scale;
   int64_t q_xbatch_rows;  /* rows those buffers hold */
   int64_t q_ldy;          /* y's row stride where it is not n: a part of an output split writes a range of the outputs */
+  int q_avx2;             /* the AVX2 row kernels (where the AVX-512 VNNI ones are not used) */
   /* layers of short rows (k <= LANE_MAX_K, one scale a row): codes laid out with the outputs in vector lanes */
   uint8_t *q_lanes;       /* [ceil(n/16)][ceil(k/4)][16 outputs][4 codes], one byte a code, zero-padded */
   uint8_t *q_rows4;       /* packed conv2d: [n][ceil(k/4)·4], one byte a code, zero-padded */
@@ -157,7 +158,8 @@ typedef struct {
   int64_t weights_bytes, converted_bytes;
   int *input_values, *output_values;
   int n_inputs, n_outputs;
-  int simd; /* AVX-512 VNNI kernels for packed weights (else the portable ones) */
+  int simd; /* AVX-512 VNNI kernels for packed weights (else the AVX2 or the portable ones) */
+  int avx2; /* AVX2 kernels for packed weights, where the AVX-512 ones are not used */
   int sp_avx512; /* AVX-512 kernels for CSR weights */
   Pool *pool;    /* threads for the packed, CSR and depthwise kernels (NULL: the calling thread only) */
   int pool_threads; /* its size when made (1 without one) */
@@ -287,6 +289,7 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_
   st->q_scales = pq_tensor_data(pq_tensor_scales(w));
   st->q_zeros = pq_tensor_zeros(w) ? pq_tensor_data(pq_tensor_zeros(w)) : NULL;
   st->q_bits = pq_tensor_bits(w);
+  st->q_avx2 = c->avx2;
   st->q_act_scale = (float)pq_node_get_float(node, "act_scale", 0.0);
   st->q_per = (int)pq_tensor_quant_scheme(w);
   st->q_row_bytes = (int64_t)pq_tensor_row_bytes(w);
@@ -834,8 +837,13 @@ static PqStatus cpu_prepare(const PqModel *model, const PqBackendConfig *cfg, vo
   c->model = pq_model_ref((PqModel *)model);
   c->max_batch = cfg->max_batch;
   c->threads = cfg->threads;
-  c->simd = pq_options_get_bool(cfg->options, "simd", 1) && pq_cpu_has_vnni();
-  c->sp_avx512 = pq_options_get_bool(cfg->options, "simd", 1) && sp_has_avx512();
+  const char *kernels = pq_options_get_string(cfg->options, "kernels", "auto");
+  const int vec = pq_options_get_bool(cfg->options, "simd", 1) && strcmp(kernels, "portable") != 0, widest = strcmp(kernels, "auto") == 0;
+  c->simd = vec && widest && pq_cpu_has_vnni();
+  c->sp_avx512 = vec && widest && sp_has_avx512();
+#ifdef PQ_X86
+  c->avx2 = vec && !c->simd && pq_cpu_has_avx2();
+#endif
   c->plan = pq_plan_new(model, cfg->max_batch, err);
   if (!c->plan) goto fail;
   c->n_values = (int)pq_plan_n_values(c->plan);
@@ -1466,7 +1474,8 @@ static void packed_cols_part(void *p, int part, int parts) {
   const float *b = j->b ? j->b + n0 : NULL;
 #ifdef PQ_X86
   if (cj->quantized) {
-    rows8_vnni_batch(&local, st->q_xbatch, st->q_xbatch_sum, st->q_xbatch_scale, j->rows, b, j->y + n0);
+    local.q_xbatch = st->q_xbatch, local.q_xbatch_sum = st->q_xbatch_sum, local.q_xbatch_scale = st->q_xbatch_scale;
+    packed_batch_run(&local, j->rows, b, j->y + n0);
     return;
   }
 #endif
@@ -1917,7 +1926,10 @@ static const PqPluginDesc cpu_desc = {
     .version = "1.0.0",
     .description = "float32 inference on the CPU with OpenBLAS",
     .options_schema = "{\"simd\": {\"type\": \"boolean\", \"default\": true,"
-                      " \"description\": \"AVX-512 kernels (VNNI for packed weights, AVX-512F for CSR ones) where the CPU has them\"}}",
+                      " \"description\": \"vector kernels where the CPU has them (false: the portable C ones, as kernels=portable)\"},"
+                      " \"kernels\": {\"type\": \"string\", \"enum\": [\"auto\", \"avx2\", \"portable\"], \"default\": \"auto\","
+                      " \"description\": \"packed and CSR kernels: auto, the widest the CPU has (AVX-512 VNNI and AVX-512F, else AVX2 for packed"
+                      " weights, else portable C); avx2, at most AVX2 (how a CPU without AVX-512 runs); portable, plain C\"}}",
     .vtable = &cpu_vtable,
     .usable_here = NULL,
 };

@@ -443,6 +443,177 @@ static float row_dot_c(const Step *st, const uint8_t *codes, const int8_t *xq, c
 }
 
 
+#ifdef PQ_X86
+/* ---- AVX2 (CPUs without AVX-512 VNNI: most x86 laptops and desktops) ------------------------------------------
+ * The portable path's integers and its float steps in the same order, so the two agree bit for bit: the u8
+ * codes and int8 inputs are widened to 16 bits and multiplied in pairs (vpmaddwd: |pair sum| <= 2 * 255 * 127,
+ * exact) into int32 sums; codes below 8 bits are unpacked eight at a time from their b bytes. */
+#define PQ_AVX2 __attribute__((target("avx2")))
+
+static int pq_cpu_has_avx2(void) { return __builtin_cpu_supports("avx2"); }
+
+/* quantize_row_s8's numbers, eight at a time: the same maximum (NaNs passed over, as fmaxf does), the same
+ * product rounded to nearest even (|x · inv| <= 127: nothing saturates) */
+PQ_AVX2 static float quantize_row_s8_avx2(const float *x, int64_t n, int8_t *q) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 m = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)), m);
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+  float amax = _mm_cvtss_f32(h);
+  for (int64_t j = i; j < n; j++) amax = fmaxf(amax, fabsf(x[j]));
+  if (amax == 0.0f) {
+    memset(q, 0, (size_t)n);
+    return 0.0f;
+  }
+  const float inv = 127.0f / amax;
+  const __m256 vinv = _mm256_set1_ps(inv);
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv));
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    _mm_storel_epi64((__m128i *)(void *)(q + i), _mm_packs_epi16(w, w));
+  }
+  for (; i < n; i++) q[i] = (int8_t)lrintf(x[i] * inv);
+  return amax / 127.0f;
+}
+
+/* d[t] = sum over i < n of r[t][i] * x[i], t < 4 */
+PQ_AVX2 static void dot4_avx2(const uint8_t *const r[4], const int8_t *x, int64_t n, int32_t d[4]) {
+  __m256i a[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i xv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + i)));
+    for (int t = 0; t < 4; t++)
+      a[t] = _mm256_add_epi32(a[t], _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(r[t] + i))), xv));
+  }
+  for (int t = 0; t < 4; t++) {
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(a[t]), _mm256_extracti128_si256(a[t], 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
+    d[t] = _mm_cvtsi128_si32(h);
+    for (int64_t j = i; j < n; j++) d[t] += (int32_t)r[t][j] * (int32_t)x[j];
+  }
+}
+
+/* n codes of `bits` (2..7) from a row of row_bytes bytes: each 64-bit lane takes the b bytes of eight codes
+ * (vpshufb), code j is shifted from bit j·b to bit 8j and masked (even widths: four codes a 32-bit lane); the
+ * last codes, whose loads would pass the row's end, as pq_unpack_codes does. */
+PQ_AVX2 static void unpack_avx2(const uint8_t *packed, int64_t n, int bits, int64_t row_bytes, uint8_t *codes) {
+  uint8_t ctl[32];
+  for (int lane = 0; lane < 2; lane++)
+    for (int q = 0; q < 2; q++)
+      for (int j = 0; j < 8; j++) ctl[lane * 16 + q * 8 + j] = (uint8_t)(j < bits ? q * bits + j : 0x80);
+  const __m256i vctl = _mm256_loadu_si256((const __m256i *)(const void *)ctl);
+  __m256i mask[8];
+  __m128i count[8];
+  for (int j = 0; j < 8; j++) {
+    mask[j] = _mm256_set1_epi64x((long long)((((uint64_t)1 << bits) - 1) << (8 * j)));
+    count[j] = _mm_cvtsi32_si128(j * (8 - bits));
+  }
+  int64_t i = 0;
+  if (bits % 2 == 0) { /* even widths: four codes in bits/2 bytes, one 32-bit lane each, three shifts instead of seven */
+    const int g = bits / 2;
+    uint8_t ctl4[32];
+    for (int lane = 0; lane < 2; lane++)
+      for (int d = 0; d < 4; d++)
+        for (int j = 0; j < 4; j++) ctl4[lane * 16 + d * 4 + j] = (uint8_t)(j < g ? d * g + j : 0x80);
+    const __m256i vctl4 = _mm256_loadu_si256((const __m256i *)(const void *)ctl4);
+    __m256i mask4[4];
+    __m128i count4[4];
+    for (int j = 0; j < 4; j++) {
+      mask4[j] = _mm256_set1_epi32((int)((((uint32_t)1 << bits) - 1) << (8 * j)));
+      count4[j] = _mm_cvtsi32_si128(j * (8 - bits));
+    }
+    for (; i + 32 <= n && i / 8 * bits + 2 * bits + 16 <= row_bytes; i += 32) {
+      const uint8_t *p = packed + i / 8 * bits;
+      __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)p)),
+                                          _mm_loadu_si128((const __m128i *)(const void *)(p + 2 * bits)), 1);
+      v = _mm256_shuffle_epi8(v, vctl4);
+      __m256i out = _mm256_and_si256(v, mask4[0]);
+      for (int j = 1; j < 4; j++) out = _mm256_or_si256(out, _mm256_and_si256(_mm256_sll_epi32(v, count4[j]), mask4[j]));
+      _mm256_storeu_si256((__m256i *)(void *)(codes + i), out);
+    }
+  }
+  for (; i + 32 <= n && i / 8 * bits + 2 * bits + 16 <= row_bytes; i += 32) { /* 32 codes from 4·bits bytes */
+    const uint8_t *p = packed + i / 8 * bits;
+    __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)p)),
+                                        _mm_loadu_si128((const __m128i *)(const void *)(p + 2 * bits)), 1);
+    v = _mm256_shuffle_epi8(v, vctl);
+    __m256i out = _mm256_and_si256(v, mask[0]);
+    for (int j = 1; j < 8; j++) out = _mm256_or_si256(out, _mm256_and_si256(_mm256_sll_epi64(v, count[j]), mask[j]));
+    _mm256_storeu_si256((__m256i *)(void *)(codes + i), out);
+  }
+  if (i < n) pq_unpack_codes(packed + i / 8 * bits, n - i, bits, codes + i); /* (i is a multiple of 32: byte-aligned) */
+}
+
+/* Rows of codes o..o+3 (fewer at the end: the first repeated) as one byte a code, for the AVX2 kernels */
+static void avx2_quad(const Step *st, int64_t o, int cnt, const uint8_t *r[4]) {
+  const int64_t rb = st->q_bits == 8 ? st->q_row_bytes : st->k + 64;
+  for (int t = 0; t < 4; t++) {
+    if (st->q_bits == 8) {
+      r[t] = st->q_codes + (o + (t < cnt ? t : 0)) * rb;
+      continue;
+    }
+    r[t] = st->q_unpacked + (t < cnt ? t : 0) * rb;
+    if (t < cnt) unpack_avx2(st->q_codes + (o + t) * st->q_row_bytes, st->k, st->q_bits, st->q_row_bytes, st->q_unpacked + t * rb);
+  }
+}
+
+/* Rows quantized beforehand (one chunk, one scale a row): each group of four outputs unpacked once for the
+ * whole batch, then every row against it; the float steps of rows_avx2. y's rows packed_ldy() apart. */
+static void rows_avx2_batch(const Step *st, const int8_t *xq, const int32_t *xsum, const float *sx, int64_t rows, const float *b,
+                            float *y) {
+  const int64_t n = st->n, k = st->k, ldy = packed_ldy(st);
+  const int zdef = 1 << (st->q_bits - 1);
+  for (int64_t o = 0; o < n; o += 4) {
+    const int cnt = (int)(n - o < 4 ? n - o : 4);
+    const uint8_t *r[4];
+    avx2_quad(st, o, cnt, r);
+    for (int64_t row = 0; row < rows; row++) {
+      int32_t d[4];
+      dot4_avx2(r, xq + row * k, k, d);
+      for (int t = 0; t < cnt; t++) {
+        const int64_t si = st->q_per == 1 ? o + t : 0;
+        const int32_t z = st->q_zeros ? st->q_zeros[si] : zdef;
+        const float acc = 0.0f + st->q_scales[si] * (float)(d[t] - z * xsum[row]);
+        const float v = acc * sx[row] + (b ? b[o + t] : 0.0f);
+        y[row * ldy + o + t] = st->fuse_relu && v < 0.0f ? 0.0f : v;
+      }
+    }
+  }
+}
+
+/* One input row against every output, four outputs a pass sharing the input's loads (codes below 8 bits
+ * unpacked four rows at a time into the step's buffer), each chunk's integer sum scaled as row_dot_c does. */
+static void rows_avx2(const Step *st, const int8_t *xq, const int32_t *xsum, float sx, const float *b, float *y) {
+  const int64_t n = st->n, k = st->k, L = st->q_chunk, nch = st->q_chunks;
+  const int zdef = 1 << (st->q_bits - 1);
+  for (int64_t o = 0; o < n; o += 4) {
+    const int cnt = (int)(n - o < 4 ? n - o : 4);
+    const uint8_t *r[4];
+    avx2_quad(st, o, cnt, r);
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int64_t ch = 0; ch < nch; ch++) {
+      const int64_t len = ch == nch - 1 ? k - ch * L : L;
+      const uint8_t *rc[4] = {r[0] + ch * L, r[1] + ch * L, r[2] + ch * L, r[3] + ch * L};
+      int32_t d[4];
+      dot4_avx2(rc, xq + ch * L, len, d);
+      for (int t = 0; t < cnt; t++) {
+        const int64_t si = st->q_per == 2 ? (o + t) * st->q_groups_per_row + ch : st->q_per == 1 ? o + t : 0;
+        const int32_t z = st->q_zeros ? st->q_zeros[si] : zdef;
+        acc[t] += st->q_scales[si] * (float)(d[t] - z * xsum[ch]);
+      }
+    }
+    for (int t = 0; t < cnt; t++) {
+      const float v = acc[t] * sx + (b ? b[o + t] : 0.0f);
+      y[o + t] = st->fuse_relu && v < 0.0f ? 0.0f : v;
+    }
+  }
+}
+#endif
+
 /* One input row of k values to int8: with the layer's fixed scale (static activations, saturating), else with its
  * own (amax / 127, SIMD where asked); returns the scale. */
 static float quantize_input_row(const Step *st, const float *x, int8_t *q, int simd) {
@@ -452,6 +623,7 @@ static float quantize_input_row(const Step *st, const float *x, int8_t *q, int s
   }
 #ifdef PQ_X86
   if (simd) return quantize_row_s8_avx512(x, st->k, q);
+  if (st->q_avx2) return quantize_row_s8_avx2(x, st->k, q);
 #endif
   (void)simd;
   return quantize_row_s8(x, st->k, q);
@@ -667,16 +839,23 @@ PQ_VNNI static void conv_lanes_block(const Step *st, const float *cols, int64_t 
  * 22.3, 12 even, 16 39.6 against 37.0. Not 12: the two kernels' results can differ in the last bit, and a
  * batch split by rows (parts of 8 rows or more) must take the whole batch's kernel. */
 static int packed_batch_kernel(const Step *st, int64_t rows, int simd) {
+  if (!st->q_xbatch || rows > st->q_xbatch_rows || st->q_per == 2 || st->q_chunks != 1) return 0;
+  if (st->q_avx2) return rows >= 4; /* (rows_avx2_batch: the row kernel's results, codes unpacked once a batch) */
   const int vbmi = pq_cpu_has_vbmi();
-  return simd && !st->q_lanes && rows >= (st->q_bits == 8 || !vbmi ? 4 : 8) && rows <= st->q_xbatch_rows && (st->q_bits != 4 || vbmi) &&
-         st->q_per != 2 && st->q_chunks == 1 && st->q_xbatch;
+  return simd && !st->q_lanes && rows >= (st->q_bits == 8 || !vbmi ? 4 : 8) && (st->q_bits != 4 || vbmi);
+}
+
+/* the blocked kernel for rows the batch buffers hold, quantized (packed_quantize_batch) */
+static void packed_batch_run(const Step *st, int64_t rows, const float *b, float *y) {
+  if (st->q_avx2) rows_avx2_batch(st, st->q_xbatch, st->q_xbatch_sum, st->q_xbatch_scale, rows, b, y);
+  else rows8_vnni_batch(st, st->q_xbatch, st->q_xbatch_sum, st->q_xbatch_scale, rows, b, y);
 }
 
 /* every input row as int8 into the batch buffers, with its sum and scale */
 static void packed_quantize_batch(const Step *st, const float *x, int64_t rows) {
   for (int64_t r = 0; r < rows; r++) {
     int8_t *xr = st->q_xbatch + r * st->k;
-    st->q_xbatch_scale[r] = quantize_input_row(st, x + r * st->k, xr, 1);
+    st->q_xbatch_scale[r] = quantize_input_row(st, x + r * st->k, xr, !st->q_avx2); /* (AVX-512 or AVX2) */
     st->q_xbatch_sum[r] = sum_s8(xr, st->k);
   }
 }
@@ -692,7 +871,7 @@ static void packed_rows(const Step *st, const float *x, const float *b, float *y
   }
   if (packed_batch_kernel(st, rows, simd)) { /* quantize every input row first, then the blocked pass */
     packed_quantize_batch(st, x, rows);
-    rows8_vnni_batch(st, st->q_xbatch, st->q_xbatch_sum, st->q_xbatch_scale, rows, b, y);
+    packed_batch_run(st, rows, b, y);
     return;
   }
 #endif
@@ -732,6 +911,10 @@ static void packed_rows(const Step *st, const float *x, const float *b, float *y
         float v = row_dot_vnni(st, codes, nib, xq, st->q_xe, st->q_xo, st->q_xsumf, o) * sx + (b ? b[o] : 0.0f);
         yr[o] = st->fuse_relu && v < 0.0f ? 0.0f : v;
       }
+      continue;
+    }
+    if (st->q_avx2) {
+      rows_avx2(st, xq, xsum, sx, b, yr);
       continue;
     }
 #endif
