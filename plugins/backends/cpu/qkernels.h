@@ -488,13 +488,11 @@ PQ_AVX2 static void dot4_avx2(const uint8_t *const r[4], const int8_t *x, int64_
     for (int t = 0; t < 4; t++)
       a[t] = _mm256_add_epi32(a[t], _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(r[t] + i))), xv));
   }
-  for (int t = 0; t < 4; t++) {
-    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(a[t]), _mm256_extracti128_si256(a[t], 1));
-    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
-    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1));
-    d[t] = _mm_cvtsi128_si32(h);
+  /* the four sums at once: pairwise adds leave [a0 a1 a2 a3] in each 128-bit half */
+  const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+  _mm_storeu_si128((__m128i *)(void *)d, _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+  for (int t = 0; t < 4; t++)
     for (int64_t j = i; j < n; j++) d[t] += (int32_t)r[t][j] * (int32_t)x[j];
-  }
 }
 
 /* n codes of `bits` (2..7) from a row of row_bytes bytes: each 64-bit lane takes the b bytes of eight codes
@@ -513,6 +511,14 @@ PQ_AVX2 static void unpack_avx2(const uint8_t *packed, int64_t n, int bits, int6
     count[j] = _mm_cvtsi32_si128(j * (8 - bits));
   }
   int64_t i = 0;
+  if (bits == 4) /* two codes a byte, low nibble first: 64 codes from 32 bytes, nibbles split and interleaved back */
+    for (; i + 64 <= n && i / 2 + 32 <= row_bytes; i += 64) {
+      const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(packed + i / 2)), m4 = _mm256_set1_epi8(0x0f);
+      const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+      const __m256i a = _mm256_unpacklo_epi8(lo, hi), b = _mm256_unpackhi_epi8(lo, hi); /* codes 0-15 | 32-47, 16-31 | 48-63 */
+      _mm256_storeu_si256((__m256i *)(void *)(codes + i), _mm256_permute2x128_si256(a, b, 0x20));
+      _mm256_storeu_si256((__m256i *)(void *)(codes + i + 32), _mm256_permute2x128_si256(a, b, 0x31));
+    }
   if (bits % 2 == 0) { /* even widths: four codes in bits/2 bytes, one 32-bit lane each, three shifts instead of seven */
     const int g = bits / 2;
     uint8_t ctl4[32];
