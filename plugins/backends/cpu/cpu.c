@@ -1928,8 +1928,8 @@ static const PqPluginDesc cpu_desc = {
     .options_schema = "{\"simd\": {\"type\": \"boolean\", \"default\": true,"
                       " \"description\": \"vector kernels where the CPU has them (false: the portable C ones, as kernels=portable)\"},"
                       " \"kernels\": {\"type\": \"string\", \"enum\": [\"auto\", \"avx2\", \"portable\"], \"default\": \"auto\","
-                      " \"description\": \"packed and CSR kernels: auto, the widest the CPU has (AVX-512 VNNI and AVX-512F, else AVX2 for packed"
-                      " weights, else portable C); avx2, at most AVX2 (how a CPU without AVX-512 runs); portable, plain C\"}}",
+                      " \"description\": \"packed and CSR kernels: auto, the widest the CPU has (AVX-512 VNNI and AVX-512F; else AVX2 for packed"
+                      " weights, portable C for CSR ones); avx2, those of a CPU without AVX-512; portable, plain C\"}}",
     .vtable = &cpu_vtable,
     .usable_here = NULL,
 };
