@@ -496,20 +496,11 @@ PQ_AVX2 static void dot4_avx2(const uint8_t *const r[4], const int8_t *x, int64_
 }
 
 /* n codes of `bits` (2..7) from a row of row_bytes bytes: each 64-bit lane takes the b bytes of eight codes
- * (vpshufb), code j is shifted from bit j·b to bit 8j and masked (even widths: four codes a 32-bit lane); the
- * last codes, whose loads would pass the row's end, as pq_unpack_codes does. */
+ * (vpshufb), code j is shifted from bit j·b to bit 8j and masked — or, for even widths, each 32-bit lane the
+ * b/2 bytes of four codes (three shifts instead of seven; a 64-bit shift carries bits of the lower 32 into the
+ * upper only below the upper's first code); 4-bit nibbles 64 at a time. The last codes, whose loads would
+ * pass the row's end, as pq_unpack_codes does. */
 PQ_AVX2 static void unpack_avx2(const uint8_t *packed, int64_t n, int bits, int64_t row_bytes, uint8_t *codes) {
-  uint8_t ctl[32];
-  for (int lane = 0; lane < 2; lane++)
-    for (int q = 0; q < 2; q++)
-      for (int j = 0; j < 8; j++) ctl[lane * 16 + q * 8 + j] = (uint8_t)(j < bits ? q * bits + j : 0x80);
-  const __m256i vctl = _mm256_loadu_si256((const __m256i *)(const void *)ctl);
-  __m256i mask[8];
-  __m128i count[8];
-  for (int j = 0; j < 8; j++) {
-    mask[j] = _mm256_set1_epi64x((long long)((((uint64_t)1 << bits) - 1) << (8 * j)));
-    count[j] = _mm_cvtsi32_si128(j * (8 - bits));
-  }
   int64_t i = 0;
   if (bits == 4) /* two codes a byte, low nibble first: 64 codes from 32 bytes, nibbles split and interleaved back */
     for (; i + 64 <= n && i / 2 + 32 <= row_bytes; i += 64) {
@@ -519,28 +510,18 @@ PQ_AVX2 static void unpack_avx2(const uint8_t *packed, int64_t n, int bits, int6
       _mm256_storeu_si256((__m256i *)(void *)(codes + i), _mm256_permute2x128_si256(a, b, 0x20));
       _mm256_storeu_si256((__m256i *)(void *)(codes + i + 32), _mm256_permute2x128_si256(a, b, 0x31));
     }
-  if (bits % 2 == 0) { /* even widths: four codes in bits/2 bytes, one 32-bit lane each, three shifts instead of seven */
-    const int g = bits / 2;
-    uint8_t ctl4[32];
-    for (int lane = 0; lane < 2; lane++)
-      for (int d = 0; d < 4; d++)
-        for (int j = 0; j < 4; j++) ctl4[lane * 16 + d * 4 + j] = (uint8_t)(j < g ? d * g + j : 0x80);
-    const __m256i vctl4 = _mm256_loadu_si256((const __m256i *)(const void *)ctl4);
-    __m256i mask4[4];
-    __m128i count4[4];
-    for (int j = 0; j < 4; j++) {
-      mask4[j] = _mm256_set1_epi32((int)((((uint32_t)1 << bits) - 1) << (8 * j)));
-      count4[j] = _mm_cvtsi32_si128(j * (8 - bits));
-    }
-    for (; i + 32 <= n && i / 8 * bits + 2 * bits + 16 <= row_bytes; i += 32) {
-      const uint8_t *p = packed + i / 8 * bits;
-      __m256i v = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)p)),
-                                          _mm_loadu_si128((const __m128i *)(const void *)(p + 2 * bits)), 1);
-      v = _mm256_shuffle_epi8(v, vctl4);
-      __m256i out = _mm256_and_si256(v, mask4[0]);
-      for (int j = 1; j < 4; j++) out = _mm256_or_si256(out, _mm256_and_si256(_mm256_sll_epi32(v, count4[j]), mask4[j]));
-      _mm256_storeu_si256((__m256i *)(void *)(codes + i), out);
-    }
+  const int per = bits % 2 ? 8 : 4, group_bytes = per * bits / 8; /* codes a lane, and the bytes they take */
+  uint8_t ctl[32];
+  for (int lane = 0; lane < 2; lane++)
+    for (int g = 0; g < 16 / per; g++)
+      for (int j = 0; j < per; j++) ctl[lane * 16 + g * per + j] = (uint8_t)(j < group_bytes ? g * group_bytes + j : 0x80);
+  const __m256i vctl = _mm256_loadu_si256((const __m256i *)(const void *)ctl);
+  __m256i mask[8];
+  __m128i count[8];
+  for (int j = 0; j < per; j++) {
+    const uint64_t m = (((uint64_t)1 << bits) - 1) << (8 * j);
+    mask[j] = _mm256_set1_epi64x((long long)(per == 8 ? m : m | m << 32));
+    count[j] = _mm_cvtsi32_si128(j * (8 - bits));
   }
   for (; i + 32 <= n && i / 8 * bits + 2 * bits + 16 <= row_bytes; i += 32) { /* 32 codes from 4·bits bytes */
     const uint8_t *p = packed + i / 8 * bits;
@@ -548,7 +529,7 @@ PQ_AVX2 static void unpack_avx2(const uint8_t *packed, int64_t n, int bits, int6
                                         _mm_loadu_si128((const __m128i *)(const void *)(p + 2 * bits)), 1);
     v = _mm256_shuffle_epi8(v, vctl);
     __m256i out = _mm256_and_si256(v, mask[0]);
-    for (int j = 1; j < 8; j++) out = _mm256_or_si256(out, _mm256_and_si256(_mm256_sll_epi64(v, count[j]), mask[j]));
+    for (int j = 1; j < per; j++) out = _mm256_or_si256(out, _mm256_and_si256(_mm256_sll_epi64(v, count[j]), mask[j]));
     _mm256_storeu_si256((__m256i *)(void *)(codes + i), out);
   }
   if (i < n) pq_unpack_codes(packed + i / 8 * bits, n - i, bits, codes + i); /* (i is a multiple of 32: byte-aligned) */
