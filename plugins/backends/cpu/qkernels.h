@@ -495,22 +495,11 @@ PQ_AVX2 static void dot4_avx2(const uint8_t *const r[4], const int8_t *x, int64_
     for (int64_t j = i; j < n; j++) d[t] += (int32_t)r[t][j] * (int32_t)x[j];
 }
 
-/* n codes of `bits` (2..7) from a row of row_bytes bytes: each 64-bit lane takes the b bytes of eight codes
- * (vpshufb), code j is shifted from bit j·b to bit 8j and masked — or, for even widths, each 32-bit lane the
- * b/2 bytes of four codes (three shifts instead of seven; a 64-bit shift carries bits of the lower 32 into the
- * upper only below the upper's first code); 4-bit nibbles 64 at a time. The last codes, whose loads would
- * pass the row's end, as pq_unpack_codes does. */
-PQ_AVX2 static void unpack_avx2(const uint8_t *packed, int64_t n, int bits, int64_t row_bytes, uint8_t *codes) {
-  int64_t i = 0;
-  if (bits == 4) /* two codes a byte, low nibble first: 64 codes from 32 bytes, nibbles split and interleaved back */
-    for (; i + 64 <= n && i / 2 + 32 <= row_bytes; i += 64) {
-      const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(packed + i / 2)), m4 = _mm256_set1_epi8(0x0f);
-      const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-      const __m256i a = _mm256_unpacklo_epi8(lo, hi), b = _mm256_unpackhi_epi8(lo, hi); /* codes 0-15 | 32-47, 16-31 | 48-63 */
-      _mm256_storeu_si256((__m256i *)(void *)(codes + i), _mm256_permute2x128_si256(a, b, 0x20));
-      _mm256_storeu_si256((__m256i *)(void *)(codes + i + 32), _mm256_permute2x128_si256(a, b, 0x31));
-    }
-  const int per = bits % 2 ? 8 : 4, group_bytes = per * bits / 8; /* codes a lane, and the bytes they take */
+/* unpack_avx2's codes from i on, `per` codes a lane (8 or 4: a constant where it is inlined, so that the
+ * loop over a lane's codes unrolls); returns where it stopped */
+PQ_AVX2 static inline __attribute__((always_inline)) int64_t unpack_lanes_avx2(const uint8_t *packed, int64_t n, int bits, int64_t row_bytes,
+                                                                               uint8_t *codes, int64_t i, const int per) {
+  const int group_bytes = per * bits / 8; /* the bytes a lane's codes take */
   uint8_t ctl[32];
   for (int lane = 0; lane < 2; lane++)
     for (int g = 0; g < 16 / per; g++)
@@ -532,6 +521,25 @@ PQ_AVX2 static void unpack_avx2(const uint8_t *packed, int64_t n, int bits, int6
     for (int j = 1; j < per; j++) out = _mm256_or_si256(out, _mm256_and_si256(_mm256_sll_epi64(v, count[j]), mask[j]));
     _mm256_storeu_si256((__m256i *)(void *)(codes + i), out);
   }
+  return i;
+}
+
+/* n codes of `bits` (2..7) from a row of row_bytes bytes: each 64-bit lane takes the b bytes of eight codes
+ * (vpshufb), code j is shifted from bit j·b to bit 8j and masked — or, for even widths, each 32-bit lane the
+ * b/2 bytes of four codes (three shifts instead of seven; a 64-bit shift carries bits of the lower 32 into the
+ * upper only below the upper's first code); 4-bit nibbles 64 at a time. The last codes, whose loads would
+ * pass the row's end, as pq_unpack_codes does. */
+PQ_AVX2 static void unpack_avx2(const uint8_t *packed, int64_t n, int bits, int64_t row_bytes, uint8_t *codes) {
+  int64_t i = 0;
+  if (bits == 4) /* two codes a byte, low nibble first: 64 codes from 32 bytes, nibbles split and interleaved back */
+    for (; i + 64 <= n && i / 2 + 32 <= row_bytes; i += 64) {
+      const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(packed + i / 2)), m4 = _mm256_set1_epi8(0x0f);
+      const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+      const __m256i a = _mm256_unpacklo_epi8(lo, hi), b = _mm256_unpackhi_epi8(lo, hi); /* codes 0-15 | 32-47, 16-31 | 48-63 */
+      _mm256_storeu_si256((__m256i *)(void *)(codes + i), _mm256_permute2x128_si256(a, b, 0x20));
+      _mm256_storeu_si256((__m256i *)(void *)(codes + i + 32), _mm256_permute2x128_si256(a, b, 0x31));
+    }
+  i = bits % 2 ? unpack_lanes_avx2(packed, n, bits, row_bytes, codes, i, 8) : unpack_lanes_avx2(packed, n, bits, row_bytes, codes, i, 4);
   if (i < n) pq_unpack_codes(packed + i / 8 * bits, n - i, bits, codes + i); /* (i is a multiple of 32: byte-aligned) */
 }
 
