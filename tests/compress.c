@@ -923,11 +923,14 @@ static void test_threads(void) {
     g_assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   }
   /* a packed conv: each image's 1024 positions split over the threads (more rows than the batch buffers
-     hold: the one-row kernels, as on one thread); and a smaller one, 64 positions, through the blocked ones */
+     hold: the one-row kernels, as on one thread); a smaller one, 64 positions, through the blocked ones; and
+     small images (41k multiply-adds each), whole images over the threads (without the AVX-512 kernels: each
+     thread its own batch buffers) */
   const int64_t xs_big[4] = {-1, 8, 32, 32}, ws_big[4] = {32, 8, 3, 3}, xs_small[4] = {-1, 64, 8, 8}, ws_small[4] = {256, 64, 3, 3},
-                one[2] = {1, 1}, pad1[4] = {1, 1, 1, 1};
-  for (int v = 0; v < 2; v++) {
-    PqModel *cm = pq_test_conv_model(v ? xs_small : xs_big, v ? ws_small : ws_big, one, pad1, 93);
+                xs_tiny[4] = {-1, 4, 12, 12}, ws_tiny[4] = {8, 4, 3, 3}, one[2] = {1, 1}, pad1[4] = {1, 1, 1, 1};
+  const int64_t *xs_of[3] = {xs_big, xs_small, xs_tiny}, *ws_of[3] = {ws_big, ws_small, ws_tiny};
+  for (int v = 0; v < 3; v++) {
+    PqModel *cm = pq_test_conv_model(xs_of[v], ws_of[v], one, pad1, 93);
     const char *kv8[] = {"bits", "8", NULL};
     g_autoptr(PqModel) cq = compress(quant, cm, kv8, &err);
     g_assert_no_error(err);

@@ -116,6 +116,9 @@ typedef struct QScratch {
   uint8_t *unpacked;
   int8_t *xe, *xo;
   float *xsumf;
+  int8_t *xbatch; /* a row-kernel conv's batch buffers, for a batch of images split over the threads (else NULL) */
+  int32_t *xbatch_sum;
+  float *xbatch_scale;
 } QScratch;
 
 static int q_scratch_new(const Step *st, QScratch *q) {
@@ -125,11 +128,13 @@ static int q_scratch_new(const Step *st, QScratch *q) {
   q->xe = malloc((size_t)st->k / 2 + 64);
   q->xo = malloc((size_t)st->k / 2 + 64);
   q->xsumf = malloc(sizeof(float) * (size_t)st->q_chunks);
+  q->xbatch = NULL, q->xbatch_sum = NULL, q->xbatch_scale = NULL;
   return q->x && q->xsum && q->unpacked && q->xe && q->xo && q->xsumf;
 }
 
 static void q_scratch_free(QScratch *q) {
   free(q->x), free(q->xsum), free(q->unpacked), free(q->xe), free(q->xo), free(q->xsumf);
+  free(q->xbatch), free(q->xbatch_sum), free(q->xbatch_scale);
 }
 
 typedef struct {
@@ -176,7 +181,8 @@ static void cpu_release(void *handle) {
   for (int i = 0; i < c->n_steps && c->steps; i++) {
     free(c->steps[i].bn_scale);
     free(c->steps[i].bn_shift);
-    QScratch own = {c->steps[i].q_x, c->steps[i].q_xsum, c->steps[i].q_unpacked, c->steps[i].q_xe, c->steps[i].q_xo, c->steps[i].q_xsumf};
+    QScratch own = {c->steps[i].q_x, c->steps[i].q_xsum, c->steps[i].q_unpacked, c->steps[i].q_xe, c->steps[i].q_xo, c->steps[i].q_xsumf,
+                    NULL, NULL, NULL}; /* (the batch buffers are freed below) */
     q_scratch_free(&own);
     if (c->steps[i].q_more)
       for (int t = 0; t + 1 < c->pool_threads; t++) q_scratch_free(&c->steps[i].q_more[t]);
@@ -820,8 +826,16 @@ static PqStatus setup_pool(Cpu *c, PqPluginError *err) {
     st->q_more = calloc((size_t)(c->pool_threads - 1), sizeof(QScratch));
     if (!st->q_more) goto nomem;
     for (int t = 0; t + 1 < c->pool_threads; t++) {
-      if (!q_scratch_new(st, &st->q_more[t])) goto nomem;
+      QScratch *q = &st->q_more[t];
+      if (!q_scratch_new(st, q)) goto nomem;
       c->converted_bytes += st->k * 2 + 64 * 2 + (int64_t)sizeof(int32_t) * st->q_chunks;
+      if (st->kind == K_CONV2D && st->q_xbatch && !c->simd) { /* (run_packed_conv: images over the threads) */
+        q->xbatch = malloc((size_t)(st->q_xbatch_rows * st->k) + 64);
+        q->xbatch_sum = malloc(sizeof(int32_t) * (size_t)st->q_xbatch_rows);
+        q->xbatch_scale = malloc(sizeof(float) * (size_t)st->q_xbatch_rows);
+        if (!q->xbatch || !q->xbatch_sum || !q->xbatch_scale) goto nomem;
+        c->converted_bytes += st->q_xbatch_rows * (st->k + 8);
+      }
     }
   }
   return PQ_OK;
@@ -1054,8 +1068,7 @@ static void run_conv_transpose(Cpu *c, const Step *st, const float *x, const flo
 }
 
 /* An image of a conv with this much work has its own work split over the threads instead of whole images
- * a thread; also the split threshold of the non-SIMD packed conv, not measured again since the splits below
- * it were (each measured lower was faster: a pool part costs well under 1 µs). */
+ * a thread (float and packed convs alike). */
 #define PAR_MIN_MACS (1 << 20)
 
 /* A depthwise conv (one input channel a group, ocg outputs each): a GEMM a channel would be 1 × OH·OW ×
@@ -1232,15 +1245,16 @@ typedef struct ConvRangeJob {
   const float *x, *w, *b;
   float *y;
   int64_t count;
-  void (*run)(const struct ConvRangeJob *j, int64_t from, int64_t to, float *ws);
+  void (*run)(const struct ConvRangeJob *j, int64_t from, int64_t to, float *ws, int part); /* ws: part `part`'s workspace */
 } ConvRangeJob;
 
 static void conv_range_part(void *p, int part, int parts) {
   const ConvRangeJob *j = p;
-  j->run(j, j->count * part / parts, j->count * (part + 1) / parts, j->c->workspace + (size_t)part * j->c->workspace_stride);
+  j->run(j, j->count * part / parts, j->count * (part + 1) / parts, j->c->workspace + (size_t)part * j->c->workspace_stride, part);
 }
 
-static void depthwise_range(const ConvRangeJob *j, int64_t from, int64_t to, float *ws) {
+static void depthwise_range(const ConvRangeJob *j, int64_t from, int64_t to, float *ws, int part) {
+  (void)part;
   conv_depthwise_planes(j->st, j->x, j->w, j->b, j->y, from, to, ws);
 }
 
@@ -1283,7 +1297,8 @@ static void conv_gemm_images(Pool *pool, const Step *st, const float *x, const f
   }
 }
 
-static void gemm_images_range(const ConvRangeJob *j, int64_t from, int64_t to, float *ws) {
+static void gemm_images_range(const ConvRangeJob *j, int64_t from, int64_t to, float *ws, int part) {
+  (void)part;
   conv_gemm_images(NULL, j->st, j->x, j->w, j->b, j->y, from, to, ws);
 }
 
@@ -1512,12 +1527,12 @@ typedef struct {
   float *yn, *cols, *tmp;
 } ConvJob;
 
-static void conv_part(void *p, int part, int parts) {
-  const ConvJob *j = p;
+/* Output positions r0…r1 of one image: their patches laid out a row each, the packed-linear kernels over them
+ * with part `part`'s per-row buffers, then bias and ReLU. `own`: the part's own batch buffers (an image a
+ * part), else its rows r0… of the step's (positions split). */
+static void conv_positions(const ConvJob *j, int part, int64_t r0, int64_t r1, int own) {
   const Step *st = j->st;
   const int64_t ohw = st->oh * st->ow, kk = st->k;
-  int64_t r0, r1;
-  part_rows(ohw, part, parts, &r0, &r1);
   for (int64_t q = r0; q < r1; q++) {
     const int64_t oy = q / st->ow, ox = q % st->ow, ix0 = ox * st->sw - st->pl, iy0 = oy * st->sh - st->pt;
     const int inside_x = ix0 >= 0 && ix0 + (st->kw - 1) * st->dw < st->w; /* no column of the window in the padding */
@@ -1553,6 +1568,10 @@ static void conv_part(void *p, int part, int parts) {
   if (r1 <= r0) return;
   Step local;
   packed_slice(st, part, r0, ohw, &local);
+  if (own && part > 0) {
+    const QScratch *q = &st->q_more[part - 1];
+    local.q_xbatch = q->xbatch, local.q_xbatch_sum = q->xbatch_sum, local.q_xbatch_scale = q->xbatch_scale;
+  }
   local.fuse_relu = 0; /* the bias is added below, then the ReLU: never before the bias */
   packed_rows(&local, j->cols + r0 * kk, NULL, j->tmp + r0 * st->oc, r1 - r0, j->c->simd);
   for (int64_t o = 0; o < st->oc; o++)
@@ -1560,6 +1579,25 @@ static void conv_part(void *p, int part, int parts) {
       float v = j->tmp[q * st->oc + o] + (j->b ? j->b[o] : 0.0f);
       j->yn[o * ohw + q] = st->fuse_relu && v < 0.0f ? 0.0f : v;
     }
+}
+
+static void conv_part(void *p, int part, int parts) {
+  const ConvJob *j = p;
+  int64_t r0, r1;
+  part_rows(j->st->oh * j->st->ow, part, parts, &r0, &r1);
+  conv_positions(j, part, r0, r1, 0);
+}
+
+/* Whole images [from, to) of the row-kernel packed conv (a batch of small images over the threads), each in
+ * the part's own workspace, per-row and batch buffers (made at prepare where this split can run: without the
+ * AVX-512 kernels). */
+static void packed_conv_images_range(const ConvRangeJob *j, int64_t from, int64_t to, float *ws, int part) {
+  const Step *st = j->st;
+  const int64_t ohw = st->oh * st->ow, in_img = st->c * st->h * st->w, out_img = st->oc * ohw;
+  for (int64_t n = from; n < to; n++) {
+    ConvJob job = {j->c, st, j->x + n * in_img, j->b, j->y + n * out_img, ws, ws + ohw * st->k};
+    conv_positions(&job, part, 0, ohw, 1);
+  }
 }
 
 /* The positions-in-lanes packed conv, one image's blocks of 16 positions split over the pool (its patches laid
@@ -1588,7 +1626,8 @@ static void conv_lanes_part(void *p, int part, int parts) {
 
 /* Whole images [from, to) of the positions-in-lanes packed conv (a ConvRangeJob's range: a batch of small
  * images over the threads), each image's patches laid out in `ws`, then all its blocks. */
-static void lanes_images_range(const ConvRangeJob *j, int64_t from, int64_t to, float *ws) {
+static void lanes_images_range(const ConvRangeJob *j, int64_t from, int64_t to, float *ws, int part) {
+  (void)part;
 #ifdef PQ_X86
   const Step *st = j->st;
   const int64_t ohw = st->oh * st->ow, blocks = (ohw + 15) / 16, in_img = st->c * st->h * st->w, out_img = st->oc * ohw;
@@ -1625,7 +1664,13 @@ static void run_packed_conv(Cpu *c, const Step *st, const float *x, const float 
     }
     return;
   }
-  int parts = ohw * st->k * st->oc >= PAR_MIN_MACS ? (int)(ohw / 8) : 1;
+  const int64_t per_image = ohw * st->k * st->oc;
+  if (!c->simd && conv_split_images(c, batch, per_image)) { /* images over the threads */
+    ConvRangeJob job = {c, st, x, NULL, b, y, batch, packed_conv_images_range};
+    pool_run(c->pool, (int)batch, conv_range_part, &job);
+    return;
+  }
+  int parts = per_image >= PACKED_CONV_PAR_MIN_MACS ? (int)(ohw / 8) : 1;
   for (int64_t nimg = 0; nimg < batch; nimg++) {
     ConvJob job = {c, st, x + nimg * st->c * st->h * st->w, b, y + nimg * st->oc * ohw, c->workspace, c->workspace + ohw * st->k};
     pool_run(c->pool, parts, conv_part, &job);
