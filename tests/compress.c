@@ -53,9 +53,10 @@ static double max_rel_diff(const float *a, const float *b, int64_t n) {
 static void quant_forms(int64_t in);
 static void test_quant_forms(void) {
   /* 200 columns: per-channel chunks, groups of 8/40, a tail for the 64-wide SIMD loops; rows of at most 256
-     codes take the short-row kernels (outputs in vector lanes), 360 columns the row kernels */
-  for (int wide = 0; wide < 2; wide++)
-    quant_forms(wide ? 360 : 200);
+     codes take the short-row kernels (outputs in vector lanes), 360 columns the row kernels, 8200 two int32
+     chunks a row (8192 codes and 8) */
+  const int64_t widths[3] = {200, 360, 8200};
+  for (int w = 0; w < 3; w++) quant_forms(widths[w]);
 }
 
 static void quant_forms(int64_t in) {
