@@ -429,15 +429,25 @@ static void unpack_row(const uint8_t *packed, int64_t n, int bits, uint8_t *code
   pq_unpack_codes(packed, n, bits, codes);
 }
 
+/* One chunk's (or group's) part of output o in the portable path's float steps: scale · (dot − zero · Σx) */
+static inline float chunk_term(const Step *st, int64_t o, int64_t ch, int32_t dot, int32_t xsum) {
+  const int64_t si = st->q_per == 2 ? o * st->q_groups_per_row + ch : st->q_per == 1 ? o : 0;
+  const int32_t z = st->q_zeros ? st->q_zeros[si] : 1 << (st->q_bits - 1);
+  return st->q_scales[si] * (float)(dot - z * xsum);
+}
+
+/* An output from the sum of its chunk terms and the input row's scale: plus bias, ReLU where fused */
+static inline float packed_out(const Step *st, float acc, float sx, const float *b, int64_t o) {
+  const float v = acc * sx + (b ? b[o] : 0.0f);
+  return st->fuse_relu && v < 0.0f ? 0.0f : v;
+}
+
 static float row_dot_c(const Step *st, const uint8_t *codes, const int8_t *xq, const int32_t *xsum, int64_t o) {
   const int64_t k = st->k, L = st->q_chunk, nch = st->q_chunks;
-  const int zdef = 1 << (st->q_bits - 1);
   float acc = 0.0f;
   for (int64_t ch = 0; ch < nch; ch++) {
     int64_t len = ch == nch - 1 ? k - ch * L : L;
-    int64_t si = st->q_per == 2 ? o * st->q_groups_per_row + ch : st->q_per == 1 ? o : 0;
-    int32_t z = st->q_zeros ? st->q_zeros[si] : zdef;
-    acc += st->q_scales[si] * (float)(dot_u8s8_c(codes + ch * L, xq + ch * L, len) - z * xsum[ch]);
+    acc += chunk_term(st, o, ch, dot_u8s8_c(codes + ch * L, xq + ch * L, len), xsum[ch]);
   }
   return acc;
 }
@@ -581,10 +591,10 @@ static void rows_avx2_batch(const Step *st, const int8_t *xq, const int32_t *xsu
 }
 
 /* One input row against every output, four outputs a pass sharing the input's loads (codes below 8 bits
- * unpacked four rows at a time into the step's buffer), each chunk's integer sum scaled as row_dot_c does. */
+ * unpacked four rows at a time into the step's buffer), each chunk's integer sum and each output as the
+ * portable path makes them (chunk_term, packed_out). */
 static void rows_avx2(const Step *st, const int8_t *xq, const int32_t *xsum, float sx, const float *b, float *y) {
   const int64_t n = st->n, k = st->k, L = st->q_chunk, nch = st->q_chunks;
-  const int zdef = 1 << (st->q_bits - 1);
   for (int64_t o = 0; o < n; o += 4) {
     const int cnt = (int)(n - o < 4 ? n - o : 4);
     const uint8_t *r[4];
@@ -595,16 +605,9 @@ static void rows_avx2(const Step *st, const int8_t *xq, const int32_t *xsum, flo
       const uint8_t *rc[4] = {r[0] + ch * L, r[1] + ch * L, r[2] + ch * L, r[3] + ch * L};
       int32_t d[4];
       dot4_avx2(rc, xq + ch * L, len, d);
-      for (int t = 0; t < cnt; t++) {
-        const int64_t si = st->q_per == 2 ? (o + t) * st->q_groups_per_row + ch : st->q_per == 1 ? o + t : 0;
-        const int32_t z = st->q_zeros ? st->q_zeros[si] : zdef;
-        acc[t] += st->q_scales[si] * (float)(d[t] - z * xsum[ch]);
-      }
+      for (int t = 0; t < cnt; t++) acc[t] += chunk_term(st, o + t, ch, d[t], xsum[ch]);
     }
-    for (int t = 0; t < cnt; t++) {
-      const float v = acc[t] * sx + (b ? b[o + t] : 0.0f);
-      y[o + t] = st->fuse_relu && v < 0.0f ? 0.0f : v;
-    }
+    for (int t = 0; t < cnt; t++) y[o + t] = packed_out(st, acc[t], sx, b, o + t);
   }
 }
 #endif
@@ -903,8 +906,7 @@ static void packed_rows(const Step *st, const float *x, const float *b, float *y
           unpack_row(codes, k, st->q_bits, st->q_unpacked, 1);
           codes = st->q_unpacked;
         }
-        float v = row_dot_vnni(st, codes, nib, xq, st->q_xe, st->q_xo, st->q_xsumf, o) * sx + (b ? b[o] : 0.0f);
-        yr[o] = st->fuse_relu && v < 0.0f ? 0.0f : v;
+        yr[o] = packed_out(st, row_dot_vnni(st, codes, nib, xq, st->q_xe, st->q_xo, st->q_xsumf, o), sx, b, o);
       }
       continue;
     }
@@ -919,8 +921,7 @@ static void packed_rows(const Step *st, const float *x, const float *b, float *y
         unpack_row(codes, k, st->q_bits, st->q_unpacked, 0);
         codes = st->q_unpacked;
       }
-      float v = row_dot_c(st, codes, xq, xsum, o) * sx + (b ? b[o] : 0.0f);
-      yr[o] = st->fuse_relu && v < 0.0f ? 0.0f : v;
+      yr[o] = packed_out(st, row_dot_c(st, codes, xq, xsum, o), sx, b, o);
     }
   }
 }
