@@ -1485,15 +1485,14 @@ static void packed_cols_part(void *p, int part, int parts) {
     local.q_lane_scale = st->q_lane_scale + n0;
     local.q_lane_zero = st->q_lane_zero + n0;
   }
-  local.q_xbatch = NULL; /* (shared: written by the caller only) */
   const float *b = j->b ? j->b + n0 : NULL;
 #ifdef PQ_X86
-  if (cj->quantized) {
-    local.q_xbatch = st->q_xbatch, local.q_xbatch_sum = st->q_xbatch_sum, local.q_xbatch_scale = st->q_xbatch_scale;
+  if (cj->quantized) { /* (the step's batch buffers, as packed_local copied them) */
     packed_batch_run(&local, j->rows, b, j->y + n0);
     return;
   }
 #endif
+  local.q_xbatch = NULL; /* (shared: written by the caller only) */
   packed_rows(&local, j->x, b, j->y + n0, j->rows, j->c->simd);
 }
 
