@@ -167,7 +167,11 @@ int main(int argc, char **argv) {
                 {"  AVX2 kernels: 4-bit per group", 4, PQ_QUANT_PER_GROUP, 2.5, "avx2"},
                 {"  AVX2 kernels: 6-bit", 6, PQ_QUANT_PER_CHANNEL, 1.5, "avx2"}};
   for (int f = 0; f < 6; f++) {
+#if defined(__x86_64__)
     if (!strcmp(forms[f].kernels, "avx2") && !__builtin_cpu_supports("avx2")) continue;
+#else
+    if (!strcmp(forms[f].kernels, "avx2")) continue; /* (x86-64 kernels) */
+#endif
     PqTensor *q = pq_quantize_matrix("w", wd, 2, shape, forms[f].bits, forms[f].scheme, 128, 1, 0, &perr);
     g_autoptr(PqModel) m = one_linear(q, n);
     pq_tensor_unref(q);
