@@ -57,6 +57,11 @@ static void test_quant_forms(void) {
      chunks a row (8192 codes and 8) */
   const int64_t widths[3] = {200, 360, 8200};
   for (int w = 0; w < 3; w++) quant_forms(widths[w]);
+  /* the CPU backend's kernel sets are the three it names: another is refused, naming the option and the choices */
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqOptions) bo = pq_options_new(pq_plugin_options_schema(cpu), "cpu", &err);
+  g_assert_false(pq_options_set(bo, "kernels", "avx512", &err));
+  g_assert_nonnull(strstr(err->message, "\"kernels\" must be one of auto, avx2, portable"));
 }
 
 static void quant_forms(int64_t in) {
