@@ -493,6 +493,15 @@ PQ_AVX2 static float quantize_row_s8_avx2(const float *x, int64_t n, int8_t *q) 
 PQ_AVX2 static void dot4_avx2(const uint8_t *const r[4], const int8_t *x, int64_t n, int32_t d[4]) {
   __m256i a[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
   int64_t i = 0;
+  const __m256i lo8 = _mm256_set1_epi16(0xff);
+  for (; i + 32 <= n; i += 32) { /* even and odd bytes apart in 16-bit lanes (in-lane ops, no widening shuffle) */
+    const __m256i xv = _mm256_loadu_si256((const __m256i *)(const void *)(x + i));
+    const __m256i xe = _mm256_srai_epi16(_mm256_slli_epi16(xv, 8), 8), xo = _mm256_srai_epi16(xv, 8);
+    for (int t = 0; t < 4; t++) {
+      const __m256i v = _mm256_loadu_si256((const __m256i *)(const void *)(r[t] + i));
+      a[t] = _mm256_add_epi32(a[t], _mm256_add_epi32(_mm256_madd_epi16(_mm256_and_si256(v, lo8), xe), _mm256_madd_epi16(_mm256_srli_epi16(v, 8), xo)));
+    }
+  }
   for (; i + 16 <= n; i += 16) {
     const __m256i xv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + i)));
     for (int t = 0; t < 4; t++)
@@ -503,6 +512,67 @@ PQ_AVX2 static void dot4_avx2(const uint8_t *const r[4], const int8_t *x, int64_
   _mm_storeu_si128((__m128i *)(void *)d, _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
   for (int t = 0; t < 4; t++)
     for (int64_t j = i; j < n; j++) d[t] += (int32_t)r[t][j] * (int32_t)x[j];
+}
+
+/* How dot4_codes_avx2 finds codes of `bits` in their bytes: sixteen codes take 2·bits bytes, loaded into both
+ * 128-bit halves; ctl gives each 16-bit lane the two bytes holding its code (code j of a half starts at bit
+ * s = j·bits mod 8 of its first byte), mul is 2^(16 - bits - s), which puts the code at the top of the lane and
+ * drops the bits above it (a shift by 16 - bits then brings it down). */
+typedef struct {
+  uint8_t ctl[32];
+  int16_t mul[16];
+  int bits;
+} CodeLanes;
+
+static void code_lanes(int bits, CodeLanes *cl) {
+  cl->bits = bits;
+  for (int h = 0; h < 2; h++)
+    for (int j = 0; j < 8; j++) {
+      cl->ctl[h * 16 + 2 * j] = (uint8_t)(h * bits + j * bits / 8);
+      cl->ctl[h * 16 + 2 * j + 1] = (uint8_t)(h * bits + j * bits / 8 + 1);
+      cl->mul[h * 8 + j] = (int16_t)(1 << (16 - bits - j * bits % 8));
+    }
+}
+
+/* For chunks c < nch of L codes (none past n; L a multiple of 16 unless nch is 1): d[4c + t] = sum over
+ * the chunk's i of code i of the packed row p[t] times x[i], the codes (2..7 bits) decoded in registers straight
+ * into 16-bit lanes, sixteen a pass (CodeLanes), multiplied in pairs as dot4_avx2 does. Loads stay below `end`:
+ * the codes whose 16-byte load would pass it, and a chunk's last codes short of sixteen, are unpacked as
+ * pq_unpack_codes does. */
+PQ_AVX2 static void dot4_codes_avx2(const CodeLanes *cl, const uint8_t *const p[4], const int8_t *x, int64_t L, int64_t nch, int64_t n,
+                                    const uint8_t *end, int32_t *d) {
+  const int bits = cl->bits;
+  const __m256i vctl = _mm256_loadu_si256((const __m256i *)(const void *)cl->ctl), vmul = _mm256_loadu_si256((const __m256i *)(const void *)cl->mul);
+  const __m128i down = _mm_cvtsi32_si128(16 - bits);
+  const uint8_t *last = p[0];
+  for (int t = 1; t < 4; t++)
+    if (p[t] > last) last = p[t];
+  /* the groups of sixteen whose loads stay below end, from every row */
+  const int64_t safe = end - last < 16 ? 0 : (end - last - 16) / (2 * bits) + 1;
+  for (int64_t c = 0; c < nch; c++) {
+    const int64_t i0 = c * L, len = n - i0 < L ? n - i0 : L, g0 = i0 / 16;
+    int64_t g1 = (i0 + len) / 16;
+    if (g1 > safe) g1 = safe > g0 ? safe : g0;
+    __m256i a[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int64_t g = g0; g < g1; g++) {
+      const __m256i xv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + g * 16)));
+      for (int t = 0; t < 4; t++) {
+        const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(p[t] + g * 2 * bits)));
+        const __m256i code = _mm256_srl_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(v, vctl), vmul), down);
+        a[t] = _mm256_add_epi32(a[t], _mm256_madd_epi16(code, xv));
+      }
+    }
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+    _mm_storeu_si128((__m128i *)(void *)(d + 4 * c), _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
+    for (int64_t i = g1 * 16; i < i0 + len; i += 64) { /* (i a multiple of 16: byte-aligned) */
+      const int64_t m = i0 + len - i < 64 ? i0 + len - i : 64;
+      uint8_t tail[64];
+      for (int t = 0; t < 4; t++) {
+        pq_unpack_codes(p[t] + i / 8 * bits, m, bits, tail);
+        for (int64_t j = 0; j < m; j++) d[4 * c + t] += (int32_t)tail[j] * (int32_t)x[i + j];
+      }
+    }
+  }
 }
 
 /* unpack_avx2's codes from i on, `per` codes a lane (8 or 4: a constant where it is inlined, so that the
@@ -595,17 +665,35 @@ static void rows_avx2_batch(const Step *st, const int8_t *xq, const int32_t *xsu
  * portable path makes them (chunk_term, packed_out). */
 static void rows_avx2(const Step *st, const int8_t *xq, const int32_t *xsum, float sx, const float *b, float *y) {
   const int64_t n = st->n, k = st->k, L = st->q_chunk, nch = st->q_chunks;
+  /* codes below 8 bits decoded in registers where chunks start on groups of sixteen, else unpacked first */
+  const int in_regs = st->q_bits != 8 && (nch == 1 || L % 16 == 0);
+  CodeLanes cl;
+  if (in_regs) code_lanes(st->q_bits, &cl);
+  const uint8_t *end = st->q_codes + n * st->q_row_bytes;
+  enum { CH = 64 }; /* chunks a call */
   for (int64_t o = 0; o < n; o += 4) {
     const int cnt = (int)(n - o < 4 ? n - o : 4);
     const uint8_t *r[4];
-    avx2_quad(st, o, cnt, r);
+    if (in_regs)
+      for (int t = 0; t < 4; t++) r[t] = st->q_codes + (o + (t < cnt ? t : 0)) * st->q_row_bytes;
+    else
+      avx2_quad(st, o, cnt, r);
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int64_t ch = 0; ch < nch; ch++) {
-      const int64_t len = ch == nch - 1 ? k - ch * L : L;
-      const uint8_t *rc[4] = {r[0] + ch * L, r[1] + ch * L, r[2] + ch * L, r[3] + ch * L};
-      int32_t d[4];
-      dot4_avx2(rc, xq + ch * L, len, d);
-      for (int t = 0; t < cnt; t++) acc[t] += chunk_term(st, o + t, ch, d[t], xsum[ch]);
+    for (int64_t c0 = 0; c0 < nch; c0 += CH) {
+      const int64_t cn = nch - c0 < CH ? nch - c0 : CH;
+      int32_t d[4 * CH];
+      if (in_regs) {
+        const int64_t off = c0 * L * st->q_bits / 8;
+        const uint8_t *rc[4] = {r[0] + off, r[1] + off, r[2] + off, r[3] + off};
+        dot4_codes_avx2(&cl, rc, xq + c0 * L, L, cn, k - c0 * L, end, d);
+      } else
+        for (int64_t c = 0; c < cn; c++) {
+          const int64_t ch = c0 + c, len = ch == nch - 1 ? k - ch * L : L;
+          const uint8_t *rc[4] = {r[0] + ch * L, r[1] + ch * L, r[2] + ch * L, r[3] + ch * L};
+          dot4_avx2(rc, xq + ch * L, len, d + 4 * c);
+        }
+      for (int64_t c = 0; c < cn; c++)
+        for (int t = 0; t < cnt; t++) acc[t] += chunk_term(st, o + t, c0 + c, d[4 * c + t], xsum[c0 + c]);
     }
     for (int t = 0; t < cnt; t++) y[o + t] = packed_out(st, acc[t], sx, b, o + t);
   }
