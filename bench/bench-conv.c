@@ -19,6 +19,7 @@ typedef struct {
   double target;                     /* pquant / baseline at most this */
   int bits;                          /* > 0: pquant runs the kernel quantized to this many bits (per channel) */
   int64_t stride;                    /* 0 or 1: stride 1; 2: both axes */
+  const char *kernels;               /* the CPU backend's kernels option (NULL: auto, the widest the CPU has) */
 } Case;
 
 /* The baseline: per sample and group, im2col (none for 1×1) then one sgemm, bias and ReLU left out. */
@@ -90,16 +91,20 @@ int main(int argc, char **argv) {
     }
   }
   const Case cases[] = {
-      {"depthwise 3x3, 144 ch, 28x28", 144, 144, 28, 3, 1, 144, 0.34, 0, 1}, /* >= 3x faster */
-      {"depthwise 3x3, 384 ch, 14x14", 384, 384, 14, 3, 1, 384, 0.34, 0, 1},
-      {"depthwise 3x3, 960 ch, 7x7", 960, 960, 7, 3, 1, 960, 0.34, 0, 1}, /* narrow planes: one long row each */
-      {"depthwise 3x3 /2, 144 ch, 56x56", 144, 144, 56, 3, 1, 144, 0.34, 0, 2}, /* stride 2: even and odd half planes */
-      {"pointwise 1x1, 144->24, 28x28", 144, 24, 28, 1, 0, 1, 1.20, 0, 1},   /* overhead only: bias and ReLU, which the bare sgemm skips */
+      {"depthwise 3x3, 144 ch, 28x28", 144, 144, 28, 3, 1, 144, 0.34, 0, 1, NULL}, /* >= 3x faster */
+      {"depthwise 3x3, 384 ch, 14x14", 384, 384, 14, 3, 1, 384, 0.34, 0, 1, NULL},
+      {"depthwise 3x3, 960 ch, 7x7", 960, 960, 7, 3, 1, 960, 0.34, 0, 1, NULL}, /* narrow planes: one long row each */
+      {"depthwise 3x3 /2, 144 ch, 56x56", 144, 144, 56, 3, 1, 144, 0.34, 0, 2, NULL}, /* stride 2: even and odd half planes */
+      {"pointwise 1x1, 144->24, 28x28", 144, 24, 28, 1, 0, 1, 1.20, 0, 1, NULL},   /* overhead only: bias and ReLU, which the bare sgemm skips */
       /* packed 8-bit kernels (16 output positions in the vector lanes) against the float GEMM path: an 8-bit conv
          should not be slower than float32 */
-      {"8-bit 3x3, 1->16, 28x28", 1, 16, 28, 3, 1, 1, 1.10, 8, 1}, /* 9-value patches: int8 has no arithmetic to save, parity */
-      {"8-bit 3x3, 16->32, 14x14", 16, 32, 14, 3, 1, 1, 1.0, 8, 1},
-      {"8-bit 3x3, 32->64, 7x7", 32, 64, 7, 3, 1, 1, 1.0, 8, 1},
+      {"8-bit 3x3, 1->16, 28x28", 1, 16, 28, 3, 1, 1, 1.10, 8, 1, NULL}, /* 9-value patches: int8 has no arithmetic to save, parity */
+      {"8-bit 3x3, 16->32, 14x14", 16, 32, 14, 3, 1, 1, 1.0, 8, 1, NULL},
+      {"8-bit 3x3, 32->64, 7x7", 32, 64, 7, 3, 1, 1, 1.0, 8, 1, NULL},
+      /* the same through the AVX2 kernels (how a CPU without AVX-512 runs them; where the CPU has AVX2) */
+      {"  AVX2: 8-bit 3x3, 1->16, 28x28", 1, 16, 28, 3, 1, 1, 1.8, 8, 1, "avx2"}, /* 9-value patches: each output's finish costs more than its 9 multiply-adds */
+      {"  AVX2: 8-bit 3x3, 16->32, 14x14", 16, 32, 14, 3, 1, 1, 1.0, 8, 1, "avx2"},
+      {"  AVX2: 8-bit 3x3, 32->64, 7x7", 32, 64, 7, 3, 1, 1, 1.0, 8, 1, "avx2"},
   };
   const int batches[2] = {1, 16};
   g_autoptr(GError) err = NULL;
@@ -121,6 +126,11 @@ int main(int argc, char **argv) {
     for (int bi = 0; bi < 2; bi++) {
       const Case *k = &cases[ci];
       int batch = batches[bi];
+#if defined(__x86_64__)
+      if (k->kernels && !strcmp(k->kernels, "avx2") && !__builtin_cpu_supports("avx2")) continue;
+#else
+      if (k->kernels && !strcmp(k->kernels, "avx2")) continue; /* (x86-64 kernels) */
+#endif
       g_autoptr(PqModel) m = conv_model(k);
       g_autoptr(PqModel) run = pq_model_copy(m);
       if (k->bits) { /* pquant runs the kernel packed; the baseline keeps the float one */
@@ -141,7 +151,12 @@ int main(int argc, char **argv) {
       const float *w = pq_tensor_data(pq_model_tensor(m, "w"));
       GemmRun rg = {k, x, w, col, y2, batch, threads};
       run_gemm(&rg); /* the baseline's outputs, for the check below (before the backend: its threads start after OpenBLAS's stop) */
-      g_autoptr(PqBackend) be = pq_backend_prepare(cpu, run, threads, batch, NULL, &err);
+      g_autoptr(PqOptions) bo = pq_options_new(pq_plugin_options_schema(cpu), "cpu", &err);
+      if (!bo || (k->kernels && !pq_options_set(bo, "kernels", k->kernels, &err))) {
+        fprintf(stderr, "bench-conv: %s\n", err->message);
+        return 1;
+      }
+      g_autoptr(PqBackend) be = pq_backend_prepare(cpu, run, threads, batch, bo, &err);
       if (!be) {
         fprintf(stderr, "bench-conv: %s\n", err->message);
         return 1;

@@ -971,6 +971,14 @@ static void test_nan_everywhere(void) {
 }
 
 /* conv2d with a packed kernel runs from the codes and matches the float conv with the dequantized kernel. */
+/* The AVX2 kernels (where the CPU has AVX2; else the portable ones again) give the portable path's results bit for bit */
+static void assert_avx2_same(const PqModel *q, int64_t batch, int threads, const char *what) {
+  int64_t on;
+  g_autofree float *ya = forward_threads(q, batch, "avx2", threads, &on), *yp = forward_threads(q, batch, "portable", 1, &on);
+  for (int64_t i = 0; i < batch * on; i++)
+    if (memcmp(&ya[i], &yp[i], sizeof(float))) g_error("%s: AVX2 kernels on %d threads: output %lld is %.9g, portable %.9g", what, threads, (long long)i, ya[i], yp[i]);
+}
+
 static void test_quant_conv(void) {
   /* k = 27, 9, 18 and 360 (rows padded to 4 codes), 8, 20, 5 and 24 outputs, 35, 132, 42 and 36 positions (partial
      blocks of 16 positions in the vector lanes), windows inside the image and in its padding */
@@ -1003,6 +1011,8 @@ static void test_quant_conv(void) {
       if (gi == 0) g_assert_cmpint(on, ==, 8 * 5 * 7);
       g_assert_cmpfloat(max_rel_diff(ys, yp, 2 * on), <, 2e-6);
       g_assert_cmpfloat(max_rel_diff(ys, yd, 2 * on), <, 0.02); /* int8 inputs: within a percent or two */
+      g_autofree char *what = g_strdup_printf("conv %zu, form %zu", gi, f);
+      assert_avx2_same(q, 2, 1, what);
       pq_model_unref(m);
     }
   /* scales per group of codes (k = 360): groups of whole 4-code words take the lanes kernel with a sum a group, groups of
@@ -1025,6 +1035,8 @@ static void test_quant_conv(void) {
     g_autofree float *ys = forward(q, 2, TRUE, &on), *yp = forward(q, 2, FALSE, &on), *yd = forward(deq, 2, TRUE, &on);
     g_assert_cmpfloat(max_rel_diff(ys, yp, 2 * on), <, 2e-6);
     g_assert_cmpfloat(max_rel_diff(ys, yd, 2 * on), <, 0.02);
+    g_autofree char *what = g_strdup_printf("conv with groups, form %zu", f);
+    assert_avx2_same(q, 2, 1, what);
     pq_model_unref(m);
   }
   /* a fixed int8 input range (static activations, as a model file may carry for a conv): saturating, the same
@@ -1040,6 +1052,7 @@ static void test_quant_conv(void) {
     g_autofree float *ys = forward(q, 2, TRUE, &on), *yp = forward(q, 2, FALSE, &on), *yd = forward(m, 2, TRUE, &on);
     g_assert_cmpfloat(max_rel_diff(ys, yp, 2 * on), <, 2e-6);
     g_assert_cmpfloat(max_rel_diff(ys, yd, 2 * on), >, 0.05); /* (saturated: not the float model) */
+    assert_avx2_same(q, 2, 1, "conv with a fixed input range");
     pq_model_unref(m);
   }
   /* a small layer in a batch: whole images split over 1, 2 or 3 threads, the same bits */
@@ -1056,6 +1069,7 @@ static void test_quant_conv(void) {
     g_assert_cmpmem(y1, 8 * on * sizeof(float), y2, 8 * on * sizeof(float));
     g_assert_cmpmem(y1, 8 * on * sizeof(float), y3, 8 * on * sizeof(float));
     g_assert_cmpfloat(max_rel_diff(y1, yp, 8 * on), <, 2e-6);
+    for (int t = 1; t <= 3; t++) assert_avx2_same(q, 8, t, "small conv, batch 8");
     pq_model_unref(m);
   }
   /* a layer large enough for the backend's threads: blocks of positions split over 1, 2 or 3 threads, the same bits */
@@ -1070,6 +1084,7 @@ static void test_quant_conv(void) {
     g_autofree float *y1 = forward_threads(q, 2, "auto", 1, &on), *y2 = forward_threads(q, 2, "auto", 2, &on), *y3 = forward_threads(q, 2, "auto", 3, &on);
     g_assert_cmpmem(y1, 2 * on * sizeof(float), y2, 2 * on * sizeof(float));
     g_assert_cmpmem(y1, 2 * on * sizeof(float), y3, 2 * on * sizeof(float));
+    for (int t = 1; t <= 3; t++) assert_avx2_same(q, 2, t, "conv 32 -> 64 channels");
   }
   pq_model_unref(m);
 }

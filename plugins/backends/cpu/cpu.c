@@ -96,7 +96,8 @@ typedef struct {
   /* layers of short rows (k <= LANE_MAX_K, one scale a row): codes laid out with the outputs in vector lanes */
   uint8_t *q_lanes;       /* [ceil(n/16)][ceil(k/4)][16 outputs][4 codes], one byte a code, zero-padded */
   uint8_t *q_rows4;       /* packed conv2d: [n][ceil(k/4)·4], one byte a code, zero-padded */
-  float *q_lane_scale;    /* each output's scale (ceil(n/16)·16 of them), or for q_rows4 each output's groups' [n][groups a row] */
+  uint32_t *q_pairs;      /* packed conv2d, AVX2: [n][ceil(k/2)], two codes a word, 16 bits each, zero-padded */
+  float *q_lane_scale;    /* each output's scale (ceil(n/16)·16 of them), or for q_rows4/q_pairs each output's groups' [n][groups a row] */
   int32_t *q_lane_zero;   /* and zero points, likewise */
   int64_t q_lane_k4;      /* ceil(k/4) */
   const PqOpKernel *kernel; /* an op a plugin declared */
@@ -194,6 +195,7 @@ static void cpu_release(void *handle) {
     free(c->steps[i].q_xbatch_scale);
     free(c->steps[i].q_lanes);
     free(c->steps[i].q_rows4);
+    free(c->steps[i].q_pairs);
     free(c->steps[i].q_lane_scale);
     free(c->steps[i].q_lane_zero);
     tt_free(c->steps[i].tt);
@@ -328,12 +330,13 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_
   const int conv = st->kind == K_CONV2D;
   const int by_position = conv && st->k <= 65536 && (st->q_per != PQ_QUANT_PER_GROUP || st->q_chunk % 4 == 0);
   const int by_output = !conv && st->q_per != PQ_QUANT_PER_GROUP && st->k <= LANE_MAX_K;
-  if ((by_position || by_output) && pq_cpu_has_vnni()) {
-    if (lanes_setup(st, by_position) != 0) {
+  const int pairs = by_position && c->avx2; /* (the AVX2 form of the positions-in-lanes kernel) */
+  if ((by_position && (c->simd || pairs)) || (by_output && pq_cpu_has_vnni())) {
+    if (lanes_setup(st, by_position, pairs) != 0) {
       pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
       return PQ_ERR_NOMEM;
     }
-    c->converted_bytes += by_position ? st->n * st->q_lane_k4 * 4 + st->n * st->q_groups_per_row * 8
+    c->converted_bytes += by_position ? st->n * (pairs ? (st->k + 1) / 2 : st->q_lane_k4) * 4 + st->n * st->q_groups_per_row * 8
                                       : ((st->n + 15) / 16) * (st->q_lane_k4 * 64 + 16 * 8);
   }
   c->weights_bytes += (int64_t)pq_tensor_nbytes(w) + (int64_t)pq_tensor_nbytes(pq_tensor_scales(w)) +
@@ -390,8 +393,11 @@ static PqStatus setup_packed_conv(Cpu *c, Step *st, const PqNode *node, PqPlugin
   if (rc != PQ_OK) return rc;
   st->m_rows = 1;
   size_t ws = (size_t)(st->oh * st->ow * (st->k + st->oc));
-  size_t wl = (size_t)(st->oh * st->ow * st->k + 16 * (st->q_lane_k4 + st->q_groups_per_row) + 16);
-  if (st->q_rows4 && wl > ws) ws = wl; /* the patches ([k][ohw]), then each part's block of packed int8 patches and its sums a group (16 floats a vector) */
+  /* the patches ([k][ohw]), then each part's block of packed int8 patches and its sums a group: 64-byte vectors
+     (16 floats), one a four values (VNNI), or two 32-byte ones a two values (AVX2) */
+  const int64_t vecs = st->q_pairs ? (st->k + 1) / 2 : st->q_lane_k4;
+  size_t wl = (size_t)(st->oh * st->ow * st->k + 16 * (vecs + st->q_groups_per_row) + 16);
+  if ((st->q_rows4 || st->q_pairs) && wl > ws) ws = wl;
   if (ws > c->workspace_floats) c->workspace_floats = ws;
   return PQ_OK;
 }
@@ -829,7 +835,7 @@ static PqStatus setup_pool(Cpu *c, PqPluginError *err) {
       QScratch *q = &st->q_more[t];
       if (!q_scratch_new(st, q)) goto nomem;
       c->converted_bytes += st->k * 2 + 64 * 2 + (int64_t)sizeof(int32_t) * st->q_chunks;
-      if (st->kind == K_CONV2D && st->q_xbatch && !c->simd) { /* (run_packed_conv: images over the threads) */
+      if (st->kind == K_CONV2D && st->q_xbatch && !c->simd && !st->q_pairs) { /* (run_packed_conv: images over the threads) */
         q->xbatch = malloc((size_t)(st->q_xbatch_rows * st->k) + 64);
         q->xbatch_sum = malloc(sizeof(int32_t) * (size_t)st->q_xbatch_rows);
         q->xbatch_scale = malloc(sizeof(float) * (size_t)st->q_xbatch_rows);
@@ -1608,37 +1614,41 @@ typedef struct {
   float *y; /* this image's output */
 } ConvLanesJob;
 
-static void conv_lanes_part(void *p, int part, int parts) {
+/* 16 positions of a packed conv from q0 on, the positions in the lanes: the AVX-512 VNNI kernel or the AVX2 one;
+ * `scratch` 64-byte aligned */
+static void conv_block(const Cpu *c, const Step *st, const float *cols, int64_t ohw, int64_t q0, const float *b, float *yn, void *scratch) {
 #ifdef PQ_X86
+  if (st->q_pairs) conv_pairs_block_avx2(st, cols, ohw, q0, b, yn, scratch);
+  else conv_lanes_block(st, cols, ohw, q0, b, yn, scratch);
+#else
+  (void)st, (void)cols, (void)ohw, (void)q0, (void)b, (void)yn, (void)scratch;
+#endif
+  (void)c;
+}
+
+static void conv_lanes_part(void *p, int part, int parts) {
   const ConvLanesJob *j = p;
   const Step *st = j->st;
   const int64_t ohw = st->oh * st->ow, blocks = (ohw + 15) / 16;
   float *own = j->c->workspace + (size_t)part * j->c->workspace_stride;
   /* part 0's scratch follows the patches; the other parts' start their own workspace parts */
-  __m512i *xblk = (__m512i *)(((uintptr_t)(part == 0 ? own + ohw * st->k : own) + 63) & ~(uintptr_t)63);
+  void *xblk = (void *)(((uintptr_t)(part == 0 ? own + ohw * st->k : own) + 63) & ~(uintptr_t)63);
   for (int64_t blk = blocks * part / parts; blk < blocks * (part + 1) / parts; blk++)
-    conv_lanes_block(st, j->c->workspace, ohw, blk * 16, j->b, j->y, xblk);
-#else
-  (void)p, (void)part, (void)parts;
-#endif
+    conv_block(j->c, st, j->c->workspace, ohw, blk * 16, j->b, j->y, xblk);
 }
 
 /* Whole images [from, to) of the positions-in-lanes packed conv (a ConvRangeJob's range: a batch of small
  * images over the threads), each image's patches laid out in `ws`, then all its blocks. */
 static void lanes_images_range(const ConvRangeJob *j, int64_t from, int64_t to, float *ws, int part) {
   (void)part;
-#ifdef PQ_X86
   const Step *st = j->st;
   const int64_t ohw = st->oh * st->ow, blocks = (ohw + 15) / 16, in_img = st->c * st->h * st->w, out_img = st->oc * ohw;
   const PqConvGeometry geo = conv_group_geometry(st);
-  __m512i *xblk = (__m512i *)(((uintptr_t)(ws + ohw * st->k) + 63) & ~(uintptr_t)63);
+  void *xblk = (void *)(((uintptr_t)(ws + ohw * st->k) + 63) & ~(uintptr_t)63);
   for (int64_t n = from; n < to; n++) {
     pq_im2col(j->x + n * in_img, &geo, ws);
-    for (int64_t blk = 0; blk < blocks; blk++) conv_lanes_block(st, ws, ohw, blk * 16, j->b, j->y + n * out_img, xblk);
+    for (int64_t blk = 0; blk < blocks; blk++) conv_block(j->c, st, ws, ohw, blk * 16, j->b, j->y + n * out_img, xblk);
   }
-#else
-  (void)j, (void)from, (void)to, (void)ws;
-#endif
 }
 
 /* An image of a packed conv with this much work has its blocks of 16 positions split over the threads.
@@ -1648,7 +1658,7 @@ static void lanes_images_range(const ConvRangeJob *j, int64_t from, int64_t to, 
 
 static void run_packed_conv(Cpu *c, const Step *st, const float *x, const float *b, float *y, int64_t batch) {
   const int64_t ohw = st->oh * st->ow;
-  if (c->simd && st->q_rows4) { /* patches as im2col lays them, then 16 positions a vector */
+  if ((c->simd && st->q_rows4) || st->q_pairs) { /* patches as im2col lays them, then 16 positions in the lanes */
     const int64_t per_image = ohw * st->k * st->oc;
     if (conv_split_images(c, batch, per_image)) { /* images over the threads */
       ConvRangeJob job = {c, st, x, NULL, b, y, batch, lanes_images_range};

@@ -729,24 +729,28 @@ static int32_t sum_s8(const int8_t *q, int64_t n) {
 #define LANE_MAX_K 256
 
 /* `by_position` (convolutions): codes kept one output a row, [n][ceil(k/4)·4] (q_rows4), for the kernel that puts
- * 16 output positions in the lanes instead (below). */
-static int lanes_setup(Step *st, int by_position) {
-  const int64_t n = st->n, k = st->k, k4 = (k + 3) / 4, nb = (n + 15) / 16;
+ * 16 output positions in the lanes instead (below); `pairs`, for its AVX2 form, [n][ceil(k/2)] words of two
+ * 16-bit codes (q_pairs). */
+static int lanes_setup(Step *st, int by_position, int pairs) {
+  const int64_t n = st->n, k = st->k, k4 = (k + 3) / 4, k2 = (k + 1) / 2, nb = (n + 15) / 16;
   const int64_t gpr = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : 1; /* (by position only) */
   st->q_lane_k4 = k4;
-  if (by_position) st->q_rows4 = calloc((size_t)(n * k4 * 4), 1);
+  if (pairs) st->q_pairs = calloc((size_t)(n * k2), sizeof(uint32_t));
+  else if (by_position) st->q_rows4 = calloc((size_t)(n * k4 * 4), 1);
   else st->q_lanes = calloc((size_t)(nb * k4 * 64), 1);
   const int64_t scales = by_position ? n * gpr : nb * 16; /* an output's, or each of its groups' */
   st->q_lane_scale = calloc((size_t)scales, sizeof(float));
   st->q_lane_zero = calloc((size_t)scales, sizeof(int32_t));
   uint8_t *codes = malloc((size_t)k);
-  if (!(by_position ? (void *)st->q_rows4 : (void *)st->q_lanes) || !st->q_lane_scale || !st->q_lane_zero || !codes) {
+  if (!(pairs ? (void *)st->q_pairs : by_position ? (void *)st->q_rows4 : (void *)st->q_lanes) || !st->q_lane_scale || !st->q_lane_zero || !codes) {
     free(codes);
     return -1;
   }
   for (int64_t o = 0; o < n; o++) {
     pq_unpack_codes(st->q_codes + o * st->q_row_bytes, k, st->q_bits, codes);
-    if (by_position) {
+    if (pairs) {
+      for (int64_t j = 0; j < k; j++) st->q_pairs[o * k2 + j / 2] |= (uint32_t)codes[j] << (16 * (j % 2));
+    } else if (by_position) {
       memcpy(st->q_rows4 + o * k4 * 4, codes, (size_t)k);
     } else {
       uint8_t *dst = st->q_lanes + (o / 16) * k4 * 64 + (o % 16) * 4;
@@ -915,6 +919,118 @@ PQ_VNNI static void conv_lanes_block(const Step *st, const float *cols, int64_t 
     }
   }
 }
+#endif
+
+#ifdef PQ_X86
+/* The AVX2 form of conv_lanes_block: 16 positions in two vectors of eight 32-bit lanes, each lane a pair of
+ * consecutive int8 values of its position's patch widened to 16 bits (xp: two vectors a pair, ceil(k/2) pairs,
+ * then two of sums a group); each output's codes kept as 16-bit pairs (q_pairs), a pair broadcast against
+ * both vectors by vpmaddwd (exact int32), four outputs a pass. A patch is quantized as quantize_row_s8 (or
+ * _fixed) does, and the float steps are the portable path's (chunk_term, packed_out, then the ReLU as
+ * v < 0 ? 0 : v), so the results equal it bit for bit. */
+PQ_AVX2 static void conv_pairs_block_avx2(const Step *st, const float *cols, int64_t ohw, int64_t q0, const float *b, float *yn, void *scratch) {
+  const int64_t n = st->n, k = st->k, k2 = (k + 1) / 2;
+  /* per-group scales: groups of wg pairs, each with its own scale, zero point and input sums (xs) */
+  const int64_t gpr = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : 1, wg = gpr > 1 ? st->q_chunk / 2 : k2;
+  __m256i *xp = scratch, *xs = xp + 2 * k2;
+  const int64_t left = ohw - q0;
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i m[2] = {_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 16 ? left : 16)), lane),
+                        _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 16 ? left : 16) - 8), lane)};
+  const int fixed = st->q_act_scale > 0, halves = left > 8 ? 2 : 1; /* (a last block of 8 positions or fewer: one vector) */
+  const int full[2] = {left >= 8, left >= 16}; /* whole vectors: plain loads and stores (masked stores are many micro-ops on AMD before Zen 4, by published instruction tables; not measurable here) */
+#define PQ_LOAD8(p, h) (full[h] ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m[h]))
+  __m256 inv[2], sx[2];
+  for (int h = 0; h < halves; h++) {
+    if (fixed) { /* a fixed range (static activations) */
+      inv[h] = _mm256_set1_ps(1.0f / st->q_act_scale);
+      sx[h] = _mm256_set1_ps(st->q_act_scale);
+      continue;
+    }
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 amax = _mm256_setzero_ps();
+    for (int64_t j = 0; j < k; j++) amax = _mm256_max_ps(_mm256_andnot_ps(sign, PQ_LOAD8(cols + j * ohw + q0 + 8 * h, h)), amax);
+    const __m256 nz = _mm256_cmp_ps(amax, _mm256_setzero_ps(), _CMP_NEQ_OQ);
+    inv[h] = _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(127.0f), amax), nz); /* an all-zero patch: scale 0, codes 0 */
+    sx[h] = _mm256_div_ps(amax, _mm256_set1_ps(127.0f));
+  }
+  const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+  const __m256i low16 = _mm256_set1_epi32(0xffff);
+  __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+  for (int64_t g = 0; g < k2; g++) {
+    if (g % wg == 0 && g) { /* a group's sums done */
+      xs[2 * (g / wg - 1)] = sum[0], xs[2 * (g / wg - 1) + 1] = sum[1];
+      sum[0] = sum[1] = _mm256_setzero_si256();
+    }
+    for (int h = 0; h < halves; h++) {
+      __m256i q[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+      for (int t = 0; t < 2 && 2 * g + t < k; t++) {
+        __m256 v = _mm256_mul_ps(PQ_LOAD8(cols + (2 * g + t) * ohw + q0 + 8 * h, h), inv[h]);
+        if (fixed) v = _mm256_min_ps(_mm256_max_ps(v, lo), hi); /* static ranges saturate (as lrintf, then the clamp) */
+        q[t] = _mm256_cvtps_epi32(v);
+      }
+      sum[h] = _mm256_add_epi32(sum[h], _mm256_add_epi32(q[0], q[1]));
+      xp[2 * g + h] = _mm256_or_si256(_mm256_and_si256(q[0], low16), _mm256_slli_epi32(q[1], 16));
+    }
+  }
+  xs[2 * (gpr - 1)] = sum[0], xs[2 * (gpr - 1) + 1] = sum[1];
+  const int32_t *codes = (const int32_t *)(const void *)st->q_pairs;
+  for (int64_t o = 0; o < n; o += 4) {
+    const int cnt = (int)(n - o < 4 ? n - o : 4);
+    const int32_t *w[4];
+    for (int t = 0; t < 4; t++) w[t] = codes + (o + (t < cnt ? t : 0)) * k2;
+    __m256 vf[4][2];
+    for (int t = 0; t < 4; t++) vf[t][0] = vf[t][1] = _mm256_setzero_ps();
+    for (int64_t gi = 0; gi < gpr; gi++) {
+      /* (named accumulators: with an array GCC spilled one and copied the others every pass) */
+      __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+      const int64_t g1 = (gi + 1) * wg < k2 ? (gi + 1) * wg : k2;
+      const int32_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
+      if (halves == 1)
+        for (int64_t g = gi * wg; g < g1; g++) {
+          const __m256i x0 = _mm256_load_si256(xp + 2 * g);
+          a00 = _mm256_add_epi32(a00, _mm256_madd_epi16(x0, _mm256_set1_epi32(w0[g])));
+          a10 = _mm256_add_epi32(a10, _mm256_madd_epi16(x0, _mm256_set1_epi32(w1[g])));
+          a20 = _mm256_add_epi32(a20, _mm256_madd_epi16(x0, _mm256_set1_epi32(w2[g])));
+          a30 = _mm256_add_epi32(a30, _mm256_madd_epi16(x0, _mm256_set1_epi32(w3[g])));
+        }
+      else
+      for (int64_t g = gi * wg; g < g1; g++) {
+        const __m256i x0 = _mm256_load_si256(xp + 2 * g), x1 = _mm256_load_si256(xp + 2 * g + 1);
+        __m256i wv = _mm256_set1_epi32(w0[g]);
+        a00 = _mm256_add_epi32(a00, _mm256_madd_epi16(x0, wv));
+        a01 = _mm256_add_epi32(a01, _mm256_madd_epi16(x1, wv));
+        wv = _mm256_set1_epi32(w1[g]);
+        a10 = _mm256_add_epi32(a10, _mm256_madd_epi16(x0, wv));
+        a11 = _mm256_add_epi32(a11, _mm256_madd_epi16(x1, wv));
+        wv = _mm256_set1_epi32(w2[g]);
+        a20 = _mm256_add_epi32(a20, _mm256_madd_epi16(x0, wv));
+        a21 = _mm256_add_epi32(a21, _mm256_madd_epi16(x1, wv));
+        wv = _mm256_set1_epi32(w3[g]);
+        a30 = _mm256_add_epi32(a30, _mm256_madd_epi16(x0, wv));
+        a31 = _mm256_add_epi32(a31, _mm256_madd_epi16(x1, wv));
+      }
+      const __m256i a[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
+      for (int t = 0; t < cnt; t++) { /* Σ scale · (dot − zero · Σx), as chunk_term */
+        const int64_t si = (o + t) * gpr + gi;
+        const __m256i z = _mm256_set1_epi32(st->q_lane_zero[si]);
+        const __m256 sc = _mm256_set1_ps(st->q_lane_scale[si]);
+        for (int h = 0; h < halves; h++)
+          vf[t][h] = _mm256_add_ps(vf[t][h], _mm256_mul_ps(sc, _mm256_cvtepi32_ps(_mm256_sub_epi32(a[t][h], _mm256_mullo_epi32(z, xs[2 * gi + h])))));
+      }
+    }
+    for (int t = 0; t < cnt; t++) {
+      const __m256 bias = _mm256_set1_ps(b ? b[o + t] : 0.0f);
+      for (int h = 0; h < halves; h++) {
+        __m256 v = _mm256_add_ps(_mm256_mul_ps(vf[t][h], sx[h]), bias);
+        if (st->fuse_relu) v = _mm256_andnot_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ), v);
+        if (full[h]) _mm256_storeu_ps(yn + (o + t) * ohw + q0 + 8 * h, v);
+        else _mm256_maskstore_ps(yn + (o + t) * ohw + q0 + 8 * h, m[h], v);
+      }
+    }
+  }
+}
+#undef PQ_LOAD8
 #endif
 
 #ifdef PQ_X86
