@@ -84,8 +84,9 @@ static void quant_forms(int64_t in) {
       {"bits", "3", NULL},
       {"bits", "3", "scheme", "per_group", "group_size", "16", NULL},
       {"bits", "6", "scheme", "per_group", "group_size", "16", "symmetric", "false", NULL},
+      {"bits", "3", "scheme", "per_group", "group_size", "20", NULL}, /* (groups not starting on a byte: unpacked first) */
   };
-  const double tol[] = {0.02, 0.02, 0.05, 0.15, 0.3, 0.5, 0.2, 1.0, 0.03, 0.1, 0.5, 0.5, 0.05};
+  const double tol[] = {0.02, 0.02, 0.05, 0.15, 0.3, 0.5, 0.2, 1.0, 0.03, 0.1, 0.5, 0.5, 0.05, 0.5};
   G_STATIC_ASSERT(G_N_ELEMENTS(tol) == G_N_ELEMENTS(forms));
   for (size_t f = 0; f < G_N_ELEMENTS(forms); f++) {
     if (!strcmp(forms[f][3] ? forms[f][3] : "", "per_group") && in % atoi(forms[f][5])) continue; /* (groups must divide a row) */

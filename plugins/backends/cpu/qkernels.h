@@ -534,45 +534,73 @@ static void code_lanes(int bits, CodeLanes *cl) {
     }
 }
 
-/* For chunks c < nch of L codes (none past n; L a multiple of 16 unless nch is 1): d[4c + t] = sum over
- * the chunk's i of code i of the packed row p[t] times x[i], the codes (2..7 bits) decoded in registers straight
- * into 16-bit lanes, sixteen a pass (CodeLanes), multiplied in pairs as dot4_avx2 does. Loads stay below `end`:
- * the codes whose 16-byte load would pass it, and a chunk's last codes short of sixteen, are unpacked as
+/* Four outputs (rows o…o+3 of codes, p[t] their first bytes; past cnt the first repeated) against one int8 input
+ * row x: y[t] = the sum over chunks of chunk_term, the codes (2..7 bits) decoded in registers straight into
+ * 16-bit lanes, sixteen a pass (CodeLanes), multiplied in pairs as dot4_avx2 does, and each chunk's float step
+ * done for the four outputs at once (the same operations as chunk_term, lane by lane). A chunk must start on
+ * a byte (L · bits a multiple of 8); a chunk's last codes short of sixteen are decoded with the next ones and
+ * met by zeros. Loads stay below `end`: the codes whose 16-byte load would pass it are unpacked as
  * pq_unpack_codes does. */
-PQ_AVX2 static void dot4_codes_avx2(const CodeLanes *cl, const uint8_t *const p[4], const int8_t *x, int64_t L, int64_t nch, int64_t n,
-                                    const uint8_t *end, int32_t *d) {
+PQ_AVX2 static void quad_codes_avx2(const Step *st, const CodeLanes *cl, const uint8_t *const p[4], int64_t o, int cnt, const int8_t *x,
+                                    const int32_t *xsum, const uint8_t *end, float y[4]) {
   const int bits = cl->bits;
+  const int64_t k = st->k, L = st->q_chunk, nch = st->q_chunks, gpr = st->q_per == 2 ? st->q_groups_per_row : 1;
   const __m256i vctl = _mm256_loadu_si256((const __m256i *)(const void *)cl->ctl), vmul = _mm256_loadu_si256((const __m256i *)(const void *)cl->mul);
   const __m128i down = _mm_cvtsi32_si128(16 - bits);
   const uint8_t *last = p[0];
   for (int t = 1; t < 4; t++)
     if (p[t] > last) last = p[t];
-  /* the groups of sixteen whose loads stay below end, from every row */
-  const int64_t safe = end - last < 16 ? 0 : (end - last - 16) / (2 * bits) + 1;
+  const int64_t max_off = end - last - 16; /* the last offset from p[t] a 16-byte load may start at, from every row */
+  int64_t row[4];
+  for (int t = 0; t < 4; t++) row[t] = o + (t < cnt ? t : 0);
+  const __m128i zdef = _mm_set1_epi32(1 << (bits - 1));
+  __m128 acc = _mm_setzero_ps();
   for (int64_t c = 0; c < nch; c++) {
-    const int64_t i0 = c * L, len = n - i0 < L ? n - i0 : L, g0 = i0 / 16;
-    int64_t g1 = (i0 + len) / 16;
-    if (g1 > safe) g1 = safe > g0 ? safe : g0;
+    const int64_t i0 = c * L, len = k - i0 < L ? k - i0 : L, base = i0 * bits / 8, full = len / 16;
     __m256i a[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-    for (int64_t g = g0; g < g1; g++) {
-      const __m256i xv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + g * 16)));
-      for (int t = 0; t < 4; t++) {
-        const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(p[t] + g * 2 * bits)));
-        const __m256i code = _mm256_srl_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(v, vctl), vmul), down);
-        a[t] = _mm256_add_epi32(a[t], _mm256_madd_epi16(code, xv));
-      }
-    }
-    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
-    _mm_storeu_si128((__m128i *)(void *)(d + 4 * c), _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
-    for (int64_t i = g1 * 16; i < i0 + len; i += 64) { /* (i a multiple of 16: byte-aligned) */
-      const int64_t m = i0 + len - i < 64 ? i0 + len - i : 64;
-      uint8_t tail[64];
-      for (int t = 0; t < 4; t++) {
-        pq_unpack_codes(p[t] + i / 8 * bits, m, bits, tail);
-        for (int64_t j = 0; j < m; j++) d[4 * c + t] += (int32_t)tail[j] * (int32_t)x[i + j];
-      }
-    }
+    int64_t g = 0, done = 0;
+#define PQ_DECODE4(xv, off)                                                                                              \
+  for (int t = 0; t < 4; t++) {                                                                                          \
+    const __m256i v_ = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(const void *)(p[t] + (off))));     \
+    const __m256i code_ = _mm256_srl_epi16(_mm256_mullo_epi16(_mm256_shuffle_epi8(v_, vctl), vmul), down);              \
+    a[t] = _mm256_add_epi32(a[t], _mm256_madd_epi16(code_, xv));                                                        \
   }
+    for (; g < full && base + g * 2 * bits <= max_off; g++) {
+      const __m256i xv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)(x + i0 + g * 16)));
+      PQ_DECODE4(xv, base + g * 2 * bits)
+    }
+    done = g * 16;
+    if (g == full && done < len && base + g * 2 * bits <= max_off) { /* the chunk's last codes, beside zeros */
+      int8_t xt[16] = {0};
+      memcpy(xt, x + i0 + done, (size_t)(len - done));
+      const __m256i xv = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(const void *)xt));
+      PQ_DECODE4(xv, base + g * 2 * bits)
+      done = len;
+    }
+#undef PQ_DECODE4
+    const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+    __m128i d = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    if (done < len) { /* (done a multiple of 16: byte-aligned) */
+      int32_t dt[4];
+      _mm_storeu_si128((__m128i *)(void *)dt, d);
+      uint8_t tail[64];
+      for (int64_t i = done; i < len; i += 64) {
+        const int64_t m = len - i < 64 ? len - i : 64;
+        for (int t = 0; t < 4; t++) {
+          pq_unpack_codes(p[t] + base + i / 8 * bits, m, bits, tail);
+          for (int64_t j = 0; j < m; j++) dt[t] += (int32_t)tail[j] * (int32_t)x[i0 + i + j];
+        }
+      }
+      d = _mm_loadu_si128((const __m128i *)(const void *)dt);
+    }
+    /* chunk_term for the four: scale · (float)(dot − zero · Σx) */
+    int64_t si[4];
+    for (int t = 0; t < 4; t++) si[t] = st->q_per == 2 ? row[t] * gpr + c : st->q_per == 1 ? row[t] : 0;
+    const __m128 sc = _mm_setr_ps(st->q_scales[si[0]], st->q_scales[si[1]], st->q_scales[si[2]], st->q_scales[si[3]]);
+    const __m128i z = st->q_zeros ? _mm_setr_epi32(st->q_zeros[si[0]], st->q_zeros[si[1]], st->q_zeros[si[2]], st->q_zeros[si[3]]) : zdef;
+    acc = _mm_add_ps(acc, _mm_mul_ps(sc, _mm_cvtepi32_ps(_mm_sub_epi32(d, _mm_mullo_epi32(z, _mm_set1_epi32(xsum[c]))))));
+  }
+  _mm_storeu_ps(y, acc);
 }
 
 /* unpack_avx2's codes from i on, `per` codes a lane (8 or 4: a constant where it is inlined, so that the
@@ -665,35 +693,27 @@ static void rows_avx2_batch(const Step *st, const int8_t *xq, const int32_t *xsu
  * portable path makes them (chunk_term, packed_out). */
 static void rows_avx2(const Step *st, const int8_t *xq, const int32_t *xsum, float sx, const float *b, float *y) {
   const int64_t n = st->n, k = st->k, L = st->q_chunk, nch = st->q_chunks;
-  /* codes below 8 bits decoded in registers where chunks start on groups of sixteen, else unpacked first */
-  const int in_regs = st->q_bits != 8 && (nch == 1 || L % 16 == 0);
+  /* codes below 8 bits decoded in registers where every chunk starts on a byte, else unpacked first */
+  const int in_regs = st->q_bits != 8 && (nch == 1 || L * st->q_bits % 8 == 0);
   CodeLanes cl;
   if (in_regs) code_lanes(st->q_bits, &cl);
   const uint8_t *end = st->q_codes + n * st->q_row_bytes;
-  enum { CH = 64 }; /* chunks a call */
   for (int64_t o = 0; o < n; o += 4) {
     const int cnt = (int)(n - o < 4 ? n - o : 4);
     const uint8_t *r[4];
-    if (in_regs)
-      for (int t = 0; t < 4; t++) r[t] = st->q_codes + (o + (t < cnt ? t : 0)) * st->q_row_bytes;
-    else
-      avx2_quad(st, o, cnt, r);
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    for (int64_t c0 = 0; c0 < nch; c0 += CH) {
-      const int64_t cn = nch - c0 < CH ? nch - c0 : CH;
-      int32_t d[4 * CH];
-      if (in_regs) {
-        const int64_t off = c0 * L * st->q_bits / 8;
-        const uint8_t *rc[4] = {r[0] + off, r[1] + off, r[2] + off, r[3] + off};
-        dot4_codes_avx2(&cl, rc, xq + c0 * L, L, cn, k - c0 * L, end, d);
-      } else
-        for (int64_t c = 0; c < cn; c++) {
-          const int64_t ch = c0 + c, len = ch == nch - 1 ? k - ch * L : L;
-          const uint8_t *rc[4] = {r[0] + ch * L, r[1] + ch * L, r[2] + ch * L, r[3] + ch * L};
-          dot4_avx2(rc, xq + ch * L, len, d + 4 * c);
-        }
-      for (int64_t c = 0; c < cn; c++)
-        for (int t = 0; t < cnt; t++) acc[t] += chunk_term(st, o + t, c0 + c, d[4 * c + t], xsum[c0 + c]);
+    if (in_regs) {
+      for (int t = 0; t < 4; t++) r[t] = st->q_codes + (o + (t < cnt ? t : 0)) * st->q_row_bytes;
+      quad_codes_avx2(st, &cl, r, o, cnt, xq, xsum, end, acc);
+    } else {
+      avx2_quad(st, o, cnt, r);
+      for (int64_t ch = 0; ch < nch; ch++) {
+        const int64_t len = ch == nch - 1 ? k - ch * L : L;
+        const uint8_t *rc[4] = {r[0] + ch * L, r[1] + ch * L, r[2] + ch * L, r[3] + ch * L};
+        int32_t d[4];
+        dot4_avx2(rc, xq + ch * L, len, d);
+        for (int t = 0; t < cnt; t++) acc[t] += chunk_term(st, o + t, ch, d[t], xsum[ch]);
+      }
     }
     for (int t = 0; t < cnt; t++) y[o + t] = packed_out(st, acc[t], sx, b, o + t);
   }
