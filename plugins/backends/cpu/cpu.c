@@ -88,7 +88,7 @@ typedef struct {
   float *q_xsumf;         /* q_xsum as floats */
   float q_act_scale;      /* > 0: the input's int8 scale fixed at compression (static activations) */
   int8_t *q_xbatch;       /* every input row of a batch as int8 (blocked kernels), with sums and scales */
-  int32_t *q_xbatch_sum;
+  int32_t *q_xbatch_sum;  /* a sum a chunk a row, [rows][q_chunks] */
   float *q_xbatch_scale;
   int64_t q_xbatch_rows;  /* rows those buffers hold */
   int64_t q_ldy;          /* y's row stride where it is not n: a part of an output split writes a range of the outputs */
@@ -310,16 +310,16 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_
   q_scratch_new(st, &own); /* (checked below) */
   st->q_x = own.x, st->q_xsum = own.xsum, st->q_unpacked = own.unpacked, st->q_xe = own.xe, st->q_xo = own.xo, st->q_xsumf = own.xsumf;
   int64_t max_rows = batch_rows > 0 ? batch_rows : c->max_batch * (st->m_rows > 0 ? st->m_rows : 1);
-  if (max_rows >= 4 && st->q_per != PQ_QUANT_PER_GROUP) { /* batches: the blocked kernels */
+  if (max_rows >= 4 && (st->q_per != PQ_QUANT_PER_GROUP || c->avx2)) { /* batches: the blocked kernels (AVX2: any chunks) */
     st->q_xbatch = malloc((size_t)(max_rows * st->k) + 64);
-    st->q_xbatch_sum = malloc(sizeof(int32_t) * (size_t)max_rows);
+    st->q_xbatch_sum = malloc(sizeof(int32_t) * (size_t)(max_rows * st->q_chunks));
     st->q_xbatch_scale = malloc(sizeof(float) * (size_t)max_rows);
     if (!st->q_xbatch || !st->q_xbatch_sum || !st->q_xbatch_scale) {
       pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
       return PQ_ERR_NOMEM;
     }
     st->q_xbatch_rows = max_rows;
-    c->converted_bytes += max_rows * (st->k + 8);
+    c->converted_bytes += max_rows * (st->k + 4 + 4 * st->q_chunks);
   }
   if (!st->q_x || !st->q_xsum || !st->q_unpacked || !st->q_xe || !st->q_xo || !st->q_xsumf) {
     pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
@@ -837,10 +837,10 @@ static PqStatus setup_pool(Cpu *c, PqPluginError *err) {
       c->converted_bytes += st->k * 2 + 64 * 2 + (int64_t)sizeof(int32_t) * st->q_chunks;
       if (st->kind == K_CONV2D && st->q_xbatch && !c->simd && !st->q_pairs) { /* (run_packed_conv: images over the threads) */
         q->xbatch = malloc((size_t)(st->q_xbatch_rows * st->k) + 64);
-        q->xbatch_sum = malloc(sizeof(int32_t) * (size_t)st->q_xbatch_rows);
+        q->xbatch_sum = malloc(sizeof(int32_t) * (size_t)(st->q_xbatch_rows * st->q_chunks));
         q->xbatch_scale = malloc(sizeof(float) * (size_t)st->q_xbatch_rows);
         if (!q->xbatch || !q->xbatch_sum || !q->xbatch_scale) goto nomem;
-        c->converted_bytes += st->q_xbatch_rows * (st->k + 8);
+        c->converted_bytes += st->q_xbatch_rows * (st->k + 4 + 4 * st->q_chunks);
       }
     }
   }
@@ -1431,7 +1431,7 @@ static void packed_slice(const Step *st, int part, int64_t r0, int64_t rows, Ste
   packed_local(st, part, local);
   if (st->q_xbatch && rows <= st->q_xbatch_rows) {
     local->q_xbatch = st->q_xbatch + r0 * st->k;
-    local->q_xbatch_sum = st->q_xbatch_sum + r0;
+    local->q_xbatch_sum = st->q_xbatch_sum + r0 * st->q_chunks;
     local->q_xbatch_scale = st->q_xbatch_scale + r0;
     local->q_xbatch_rows = st->q_xbatch_rows - r0;
   } else {

@@ -489,8 +489,8 @@ PQ_AVX2 static float quantize_row_s8_avx2(const float *x, int64_t n, int8_t *q) 
   return amax / 127.0f;
 }
 
-/* d[t] = sum over i < n of r[t][i] * x[i], t < 4 */
-PQ_AVX2 static void dot4_avx2(const uint8_t *const r[4], const int8_t *x, int64_t n, int32_t d[4]) {
+/* the four sums d[t] = sum over i < n of r[t][i] * x[i], t < 4 */
+PQ_AVX2 static inline __attribute__((always_inline)) __m128i dot4_sums_avx2(const uint8_t *const r[4], const int8_t *x, int64_t n) {
   __m256i a[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
   int64_t i = 0;
   const __m256i lo8 = _mm256_set1_epi16(0xff);
@@ -509,9 +509,19 @@ PQ_AVX2 static void dot4_avx2(const uint8_t *const r[4], const int8_t *x, int64_
   }
   /* the four sums at once: pairwise adds leave [a0 a1 a2 a3] in each 128-bit half */
   const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
-  _mm_storeu_si128((__m128i *)(void *)d, _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1)));
-  for (int t = 0; t < 4; t++)
-    for (int64_t j = i; j < n; j++) d[t] += (int32_t)r[t][j] * (int32_t)x[j];
+  __m128i d = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+  if (i < n) {
+    int32_t tail[4] = {0, 0, 0, 0};
+    for (int t = 0; t < 4; t++)
+      for (int64_t j = i; j < n; j++) tail[t] += (int32_t)r[t][j] * (int32_t)x[j];
+    d = _mm_add_epi32(d, _mm_loadu_si128((const __m128i *)(const void *)tail));
+  }
+  return d;
+}
+
+/* d[t] = sum over i < n of r[t][i] * x[i], t < 4 */
+PQ_AVX2 static void dot4_avx2(const uint8_t *const r[4], const int8_t *x, int64_t n, int32_t d[4]) {
+  _mm_storeu_si128((__m128i *)(void *)d, dot4_sums_avx2(r, x, n));
 }
 
 /* How dot4_codes_avx2 finds codes of `bits` in their bytes: sixteen codes take 2·bits bytes, loaded into both
@@ -534,6 +544,19 @@ static void code_lanes(int bits, CodeLanes *cl) {
     }
 }
 
+/* chunk_term for four outputs (rows row[t] of codes) at once, lane by lane, added to acc: scale · (float)(dot −
+ * zero · Σx), the same operations in the same order */
+PQ_AVX2 static inline __attribute__((always_inline)) __m128 chunk_terms4(const Step *st, const int64_t row[4], int64_t c, __m128i d, int32_t xsum,
+                                                                       __m128 acc) {
+  const int64_t gpr = st->q_per == 2 ? st->q_groups_per_row : 1;
+  int64_t si[4];
+  for (int t = 0; t < 4; t++) si[t] = st->q_per == 2 ? row[t] * gpr + c : st->q_per == 1 ? row[t] : 0;
+  const __m128 sc = _mm_setr_ps(st->q_scales[si[0]], st->q_scales[si[1]], st->q_scales[si[2]], st->q_scales[si[3]]);
+  const __m128i z = st->q_zeros ? _mm_setr_epi32(st->q_zeros[si[0]], st->q_zeros[si[1]], st->q_zeros[si[2]], st->q_zeros[si[3]])
+                                : _mm_set1_epi32(1 << (st->q_bits - 1));
+  return _mm_add_ps(acc, _mm_mul_ps(sc, _mm_cvtepi32_ps(_mm_sub_epi32(d, _mm_mullo_epi32(z, _mm_set1_epi32(xsum))))));
+}
+
 /* Four outputs (rows o…o+3 of codes, p[t] their first bytes; past cnt the first repeated) against one int8 input
  * row x: y[t] = the sum over chunks of chunk_term, the codes (2..7 bits) decoded in registers straight into
  * 16-bit lanes, sixteen a pass (CodeLanes), multiplied in pairs as dot4_avx2 does, and each chunk's float step
@@ -544,7 +567,7 @@ static void code_lanes(int bits, CodeLanes *cl) {
 PQ_AVX2 static void quad_codes_avx2(const Step *st, const CodeLanes *cl, const uint8_t *const p[4], int64_t o, int cnt, const int8_t *x,
                                     const int32_t *xsum, const uint8_t *end, float y[4]) {
   const int bits = cl->bits;
-  const int64_t k = st->k, L = st->q_chunk, nch = st->q_chunks, gpr = st->q_per == 2 ? st->q_groups_per_row : 1;
+  const int64_t k = st->k, L = st->q_chunk, nch = st->q_chunks;
   const __m256i vctl = _mm256_loadu_si256((const __m256i *)(const void *)cl->ctl), vmul = _mm256_loadu_si256((const __m256i *)(const void *)cl->mul);
   const __m128i down = _mm_cvtsi32_si128(16 - bits);
   const uint8_t *last = p[0];
@@ -553,7 +576,6 @@ PQ_AVX2 static void quad_codes_avx2(const Step *st, const CodeLanes *cl, const u
   const int64_t max_off = end - last - 16; /* the last offset from p[t] a 16-byte load may start at, from every row */
   int64_t row[4];
   for (int t = 0; t < 4; t++) row[t] = o + (t < cnt ? t : 0);
-  const __m128i zdef = _mm_set1_epi32(1 << (bits - 1));
   __m128 acc = _mm_setzero_ps();
   for (int64_t c = 0; c < nch; c++) {
     const int64_t i0 = c * L, len = k - i0 < L ? k - i0 : L, base = i0 * bits / 8, full = len / 16;
@@ -593,12 +615,7 @@ PQ_AVX2 static void quad_codes_avx2(const Step *st, const CodeLanes *cl, const u
       }
       d = _mm_loadu_si128((const __m128i *)(const void *)dt);
     }
-    /* chunk_term for the four: scale · (float)(dot − zero · Σx) */
-    int64_t si[4];
-    for (int t = 0; t < 4; t++) si[t] = st->q_per == 2 ? row[t] * gpr + c : st->q_per == 1 ? row[t] : 0;
-    const __m128 sc = _mm_setr_ps(st->q_scales[si[0]], st->q_scales[si[1]], st->q_scales[si[2]], st->q_scales[si[3]]);
-    const __m128i z = st->q_zeros ? _mm_setr_epi32(st->q_zeros[si[0]], st->q_zeros[si[1]], st->q_zeros[si[2]], st->q_zeros[si[3]]) : zdef;
-    acc = _mm_add_ps(acc, _mm_mul_ps(sc, _mm_cvtepi32_ps(_mm_sub_epi32(d, _mm_mullo_epi32(z, _mm_set1_epi32(xsum[c]))))));
+    acc = chunk_terms4(st, row, c, d, xsum[c], acc);
   }
   _mm_storeu_ps(y, acc);
 }
@@ -664,10 +681,31 @@ static void avx2_quad(const Step *st, int64_t o, int cnt, const uint8_t *r[4]) {
   }
 }
 
-/* Rows quantized beforehand (one chunk, one scale a row): each group of four outputs unpacked once for the
- * whole batch, then every row against it; the float steps of rows_avx2. y's rows packed_ldy() apart. */
+/* One group of four outputs (their codes a byte each, r[t]; past cnt the first repeated) against `rows` rows
+ * quantized beforehand (xsum: a sum a chunk a row): the integer sums and float steps of rows_avx2. */
+PQ_AVX2 static void quad_rows_avx2(const Step *st, const uint8_t *const r[4], int64_t o, int cnt, const int8_t *xq, const int32_t *xsum,
+                                   const float *sx, int64_t rows, const float *b, float *y) {
+  const int64_t k = st->k, L = st->q_chunk, nch = st->q_chunks, ldy = packed_ldy(st);
+  int64_t row[4];
+  for (int t = 0; t < 4; t++) row[t] = o + (t < cnt ? t : 0);
+  for (int64_t i = 0; i < rows; i++) {
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t c = 0; c < nch; c++) {
+      const int64_t len = k - c * L < L ? k - c * L : L;
+      const uint8_t *rc[4] = {r[0] + c * L, r[1] + c * L, r[2] + c * L, r[3] + c * L};
+      acc = chunk_terms4(st, row, c, dot4_sums_avx2(rc, xq + i * k + c * L, len), xsum[i * nch + c], acc);
+    }
+    float a[4];
+    _mm_storeu_ps(a, acc);
+    for (int t = 0; t < cnt; t++) y[i * ldy + o + t] = packed_out(st, a[t], sx[i], b, o + t);
+  }
+}
+
+/* Rows quantized beforehand: each group of four outputs unpacked once for the whole batch, then every row
+ * against it (quad_rows_avx2). y's rows packed_ldy() apart. */
 static void rows_avx2_batch(const Step *st, const int8_t *xq, const int32_t *xsum, const float *sx, int64_t rows, const float *b,
                             float *y) {
+  if (st->q_chunks == 1) {
   const int64_t n = st->n, k = st->k, ldy = packed_ldy(st);
   const int zdef = 1 << (st->q_bits - 1);
   for (int64_t o = 0; o < n; o += 4) {
@@ -685,6 +723,14 @@ static void rows_avx2_batch(const Step *st, const int8_t *xq, const int32_t *xsu
         y[row * ldy + o + t] = st->fuse_relu && v < 0.0f ? 0.0f : v;
       }
     }
+  }
+  return;
+  }
+  for (int64_t o = 0; o < st->n; o += 4) {
+    const int cnt = (int)(st->n - o < 4 ? st->n - o : 4);
+    const uint8_t *r[4];
+    avx2_quad(st, o, cnt, r);
+    quad_rows_avx2(st, r, o, cnt, xq, xsum, sx, rows, b, y);
   }
 }
 
@@ -1061,8 +1107,9 @@ PQ_AVX2 static void conv_pairs_block_avx2(const Step *st, const float *cols, int
  * 22.3, 12 even, 16 39.6 against 37.0. Not 12: the two kernels' results can differ in the last bit, and a
  * batch split by rows (parts of 8 rows or more) must take the whole batch's kernel. */
 static int packed_batch_kernel(const Step *st, int64_t rows, int simd) {
-  if (!st->q_xbatch || rows > st->q_xbatch_rows || st->q_per == 2 || st->q_chunks != 1) return 0;
-  if (st->q_avx2) return rows >= 4; /* (rows_avx2_batch: the row kernel's results, codes unpacked once a batch) */
+  if (!st->q_xbatch || rows > st->q_xbatch_rows) return 0;
+  if (st->q_avx2) return rows >= 4; /* (rows_avx2_batch: the row kernel's results, codes unpacked once a batch; any chunks) */
+  if (st->q_per == 2 || st->q_chunks != 1) return 0;
   const int vbmi = pq_cpu_has_vbmi();
   return simd && !st->q_lanes && rows >= (st->q_bits == 8 || !vbmi ? 4 : 8) && (st->q_bits != 4 || vbmi);
 }
@@ -1073,12 +1120,13 @@ static void packed_batch_run(const Step *st, int64_t rows, const float *b, float
   else rows8_vnni_batch(st, st->q_xbatch, st->q_xbatch_sum, st->q_xbatch_scale, rows, b, y);
 }
 
-/* every input row as int8 into the batch buffers, with its sum and scale */
+/* every input row as int8 into the batch buffers, with its scale and its sum a chunk */
 static void packed_quantize_batch(const Step *st, const float *x, int64_t rows) {
+  const int64_t k = st->k, L = st->q_chunk, nch = st->q_chunks;
   for (int64_t r = 0; r < rows; r++) {
-    int8_t *xr = st->q_xbatch + r * st->k;
-    st->q_xbatch_scale[r] = quantize_input_row(st, x + r * st->k, xr, !st->q_avx2); /* (AVX-512 or AVX2) */
-    st->q_xbatch_sum[r] = sum_s8(xr, st->k);
+    int8_t *xr = st->q_xbatch + r * k;
+    st->q_xbatch_scale[r] = quantize_input_row(st, x + r * k, xr, !st->q_avx2); /* (AVX-512 or AVX2) */
+    for (int64_t c = 0; c < nch; c++) st->q_xbatch_sum[r * nch + c] = sum_s8(xr + c * L, k - c * L < L ? k - c * L : L);
   }
 }
 #endif
