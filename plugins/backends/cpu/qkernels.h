@@ -705,26 +705,28 @@ PQ_AVX2 static void quad_rows_avx2(const Step *st, const uint8_t *const r[4], in
  * against it (quad_rows_avx2). y's rows packed_ldy() apart. */
 static void rows_avx2_batch(const Step *st, const int8_t *xq, const int32_t *xsum, const float *sx, int64_t rows, const float *b,
                             float *y) {
-  if (st->q_chunks == 1) {
-  const int64_t n = st->n, k = st->k, ldy = packed_ldy(st);
-  const int zdef = 1 << (st->q_bits - 1);
-  for (int64_t o = 0; o < n; o += 4) {
-    const int cnt = (int)(n - o < 4 ? n - o : 4);
-    const uint8_t *r[4];
-    avx2_quad(st, o, cnt, r);
-    for (int64_t row = 0; row < rows; row++) {
-      int32_t d[4];
-      dot4_avx2(r, xq + row * k, k, d);
-      for (int t = 0; t < cnt; t++) {
-        const int64_t si = st->q_per == 1 ? o + t : 0;
-        const int32_t z = st->q_zeros ? st->q_zeros[si] : zdef;
-        const float acc = 0.0f + st->q_scales[si] * (float)(d[t] - z * xsum[row]);
-        const float v = acc * sx[row] + (b ? b[o + t] : 0.0f);
-        y[row * ldy + o + t] = st->fuse_relu && v < 0.0f ? 0.0f : v;
+  if (st->q_chunks == 1) { /* one chunk a row: chunk_term and packed_out written out with the invariants hoisted
+                              (the chunked loop of quad_rows_avx2, or calling the two, measured 11-15% slower here:
+                              default MLP, 8-bit, batch 64, 130 against 146-151 us) */
+    const int64_t n = st->n, k = st->k, ldy = packed_ldy(st);
+    const int zdef = 1 << (st->q_bits - 1);
+    for (int64_t o = 0; o < n; o += 4) {
+      const int cnt = (int)(n - o < 4 ? n - o : 4);
+      const uint8_t *r[4];
+      avx2_quad(st, o, cnt, r);
+      for (int64_t row = 0; row < rows; row++) {
+        int32_t d[4];
+        dot4_avx2(r, xq + row * k, k, d);
+        for (int t = 0; t < cnt; t++) {
+          const int64_t si = st->q_per == 1 ? o + t : 0;
+          const int32_t z = st->q_zeros ? st->q_zeros[si] : zdef;
+          const float acc = 0.0f + st->q_scales[si] * (float)(d[t] - z * xsum[row]);
+          const float v = acc * sx[row] + (b ? b[o + t] : 0.0f);
+          y[row * ldy + o + t] = st->fuse_relu && v < 0.0f ? 0.0f : v;
+        }
       }
     }
-  }
-  return;
+    return;
   }
   for (int64_t o = 0; o < st->n; o += 4) {
     const int cnt = (int)(st->n - o < 4 ? st->n - o : 4);
