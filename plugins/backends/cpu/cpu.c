@@ -95,6 +95,7 @@ typedef struct {
   int q_avx2;             /* the AVX2 row kernels (where the AVX-512 VNNI ones are not used) */
   /* layers of short rows (k <= LANE_MAX_K, one scale a row): codes laid out with the outputs in vector lanes */
   uint8_t *q_lanes;       /* [ceil(n/16)][ceil(k/4)][16 outputs][4 codes], one byte a code, zero-padded */
+  int q_lanes_one_row;    /* q_lanes also for one row (else the row kernels there) */
   uint8_t *q_rows4;       /* packed conv2d: [n][ceil(k/4)·4], one byte a code, zero-padded */
   uint32_t *q_pairs;      /* packed conv2d, AVX2: [n][ceil(k/2)], two codes a word, 16 bits each, zero-padded */
   float *q_lane_scale;    /* each output's scale (ceil(n/16)·16 of them), or for q_rows4/q_pairs each output's groups' [n][groups a row] */
@@ -124,7 +125,7 @@ typedef struct QScratch {
 
 static int q_scratch_new(const Step *st, QScratch *q) {
   q->x = malloc((size_t)st->k + 64);
-  q->xsum = malloc(sizeof(int32_t) * (size_t)st->q_chunks);
+  q->xsum = malloc(sizeof(int32_t) * (size_t)(4 * st->q_chunks)); /* (four rows' of the lane layout's kernel) */
   q->unpacked = malloc(4 * ((size_t)st->k + 64)); /* four unpacked rows */
   q->xe = malloc((size_t)st->k / 2 + 64);
   q->xo = malloc((size_t)st->k / 2 + 64);
@@ -326,18 +327,18 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_
     return PQ_ERR_NOMEM;
   }
   /* output positions in the lanes (conv2d: one scale a row, or groups of whole 4-code words; int32 sums exact up to
-     65536 codes), or outputs in the lanes (short rows of a linear layer, one scale a row) */
+     65536 codes), or outputs in the lanes (a linear layer: lanes_wanted) */
   const int conv = st->kind == K_CONV2D;
   const int by_position = conv && st->k <= 65536 && (st->q_per != PQ_QUANT_PER_GROUP || st->q_chunk % 4 == 0);
-  const int by_output = !conv && st->q_per != PQ_QUANT_PER_GROUP && st->k <= LANE_MAX_K;
+  const int by_output = !conv && lanes_wanted(st, max_rows, &st->q_lanes_one_row);
   const int pairs = by_position && c->avx2; /* (the AVX2 form of the positions-in-lanes kernel) */
-  if ((by_position && (c->simd || pairs)) || (by_output && pq_cpu_has_vnni())) {
+  if ((by_position && (c->simd || pairs)) || (by_output && c->simd)) {
     if (lanes_setup(st, by_position, pairs) != 0) {
       pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
       return PQ_ERR_NOMEM;
     }
     c->converted_bytes += by_position ? st->n * (pairs ? (st->k + 1) / 2 : st->q_lane_k4) * 4 + st->n * st->q_groups_per_row * 8
-                                      : ((st->n + 15) / 16) * (st->q_lane_k4 * 64 + 16 * 8);
+                                      : ((st->n + 15) / 16) * (st->q_lane_k4 * 64 + st->q_groups_per_row * 16 * 8);
   }
   c->weights_bytes += (int64_t)pq_tensor_nbytes(w) + (int64_t)pq_tensor_nbytes(pq_tensor_scales(w)) +
                       (pq_tensor_zeros(w) ? (int64_t)pq_tensor_nbytes(pq_tensor_zeros(w)) : 0);
@@ -1488,8 +1489,8 @@ static void packed_cols_part(void *p, int part, int parts) {
   if (st->q_zeros) local.q_zeros = st->q_zeros + n0 * per_out;
   if (st->q_lanes) {
     local.q_lanes = st->q_lanes + (n0 / 16) * st->q_lane_k4 * 64;
-    local.q_lane_scale = st->q_lane_scale + n0;
-    local.q_lane_zero = st->q_lane_zero + n0;
+    local.q_lane_scale = st->q_lane_scale + n0 * st->q_groups_per_row; /* ([blocks][groups][16]) */
+    local.q_lane_zero = st->q_lane_zero + n0 * st->q_groups_per_row;
   }
   const float *b = j->b ? j->b + n0 : NULL;
 #ifdef PQ_X86
