@@ -56,9 +56,9 @@ static void test_quant_forms(void) {
      codes take the short-row kernels (outputs in vector lanes), 360 columns the row kernels, 8200 two int32
      chunks a row (8192 codes and 8), 1040 65 groups of 16 (the AVX2 row kernel decodes those in registers, 64
      groups a call, and the last row's last sixteen 3-bit codes, whose 16-byte load would pass the weight's end,
-     apart) */
-  const int64_t widths[4] = {200, 360, 8200, 1040};
-  for (int w = 0; w < 4; w++) quant_forms(widths[w]);
+     apart), 301 rows not a whole number of 4-code words (the lane layout's padding, from 2 rows) */
+  const int64_t widths[5] = {200, 360, 8200, 1040, 301};
+  for (int w = 0; w < 5; w++) quant_forms(widths[w]);
   /* the CPU backend's kernel sets are the three it names: another is refused, naming the option and the choices */
   g_autoptr(GError) err = NULL;
   g_autoptr(PqOptions) bo = pq_options_new(pq_plugin_options_schema(cpu), "cpu", &err);
