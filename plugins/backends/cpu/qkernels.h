@@ -872,7 +872,7 @@ PQ_VNNI static void lanes_rows(const Step *st, const float *x, const float *b, f
         continue;
       }
       sx[i] = quantize_input_row(st, x + (r + i) * k, xi, 1);
-      memset(xi + k, 0, (size_t)(k4 * 4 - k));
+      memset(xi + k, 0, (size_t)(k4 * 4 - k)); /* (met by zero codes: only so that nothing unwritten is read) */
       for (int64_t g = 0; g < gpr; g++) xs[i * gpr + g] = sum_s8(xi + g * L, L);
     }
     for (int64_t ob = 0; ob < nb; ob++) {
