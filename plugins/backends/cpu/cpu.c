@@ -332,7 +332,7 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_
   const int by_position = conv && st->k <= 65536 && (st->q_per != PQ_QUANT_PER_GROUP || st->q_chunk % 4 == 0);
   const int by_output = !conv && lanes_wanted(st, max_rows, &st->q_lanes_one_row);
   const int pairs = by_position && c->avx2; /* (the AVX2 form of the positions-in-lanes kernel) */
-  if ((by_position && (c->simd || pairs)) || (by_output && c->simd)) {
+  if ((by_position && (c->simd || pairs)) || (by_output && (c->simd || (c->avx2 && st->q_bits <= 7)))) { /* (AVX2 lanes: vpmaddubsw, exact to 7 bits) */
     if (lanes_setup(st, by_position, pairs) != 0) {
       pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
       return PQ_ERR_NOMEM;

@@ -914,6 +914,92 @@ PQ_VNNI static void lanes_rows(const Step *st, const float *x, const float *b, f
     }
   }
 }
+
+/* lanes_rows in AVX2, for codes of at most 7 bits: each 64-byte block of the lane layout as two vectors of 8
+ * outputs, four codes an output in each 32-bit lane; vpmaddubsw multiplies them with four input bytes broadcast
+ * and adds pairs into 16 bits (exact: 2 · 127 · 127 < 2^15, which 8-bit codes would pass), vpmaddwd by ones
+ * adds the pairs into int32. The same integers and float steps as lanes_rows, so the portable path's results
+ * bit for bit. */
+PQ_AVX2 static void lanes_rows_avx2(const Step *st, const float *x, const float *b, float *y, int64_t rows) {
+  const int64_t n = st->n, k = st->k, k4 = st->q_lane_k4, nb = (n + 15) / 16, ldy = packed_ldy(st);
+  const int64_t gpr = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : 1, L = gpr > 1 ? st->q_chunk : k, wg = gpr > 1 ? L / 4 : k4;
+  int8_t *xq = (int8_t *)st->q_unpacked;
+  int32_t *xs = st->q_xsum;
+  float sx[4];
+  const __m256i ones = _mm256_set1_epi16(1), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int64_t r = 0; r < rows; r += 4) {
+    const int cnt = (int)(rows - r < 4 ? rows - r : 4);
+    for (int i = 0; i < 4; i++) {
+      int8_t *xi = xq + i * k4 * 4;
+      if (i >= cnt) {
+        memset(xi, 0, (size_t)(k4 * 4));
+        for (int64_t g = 0; g < gpr; g++) xs[i * gpr + g] = 0;
+        continue;
+      }
+      sx[i] = quantize_input_row(st, x + (r + i) * k, xi, 0);
+      memset(xi + k, 0, (size_t)(k4 * 4 - k)); /* (met by zero codes: only so that nothing unwritten is read) */
+      for (int64_t g = 0; g < gpr; g++) xs[i * gpr + g] = sum_s8(xi + g * L, L);
+    }
+    for (int64_t ob = 0; ob < nb; ob++) {
+      const uint8_t *w = st->q_lanes + ob * k4 * 64;
+      const int64_t o = ob * 16, left = n - o;
+      const __m256i m[2] = {_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 16 ? left : 16)), lane),
+                            _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 16 ? left : 16) - 8), lane)};
+      __m256 vf[4][2];
+      for (int i = 0; i < 4; i++) vf[i][0] = vf[i][1] = _mm256_setzero_ps();
+      for (int64_t g = 0; g < gpr; g++) {
+        const int64_t w0 = g * wg, w1 = w0 + wg < k4 ? w0 + wg : k4;
+        /* (named accumulators: see conv_pairs_block_avx2) */
+        __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+        if (cnt == 1)
+          for (int64_t j = w0; j < w1; j++) {
+            int32_t q;
+            memcpy(&q, xq + j * 4, 4);
+            const __m256i xb = _mm256_set1_epi32(q);
+            a00 = _mm256_add_epi32(a00, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(w + j * 64)), xb), ones));
+            a01 = _mm256_add_epi32(a01, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(w + j * 64 + 32)), xb), ones));
+          }
+        else
+          for (int64_t j = w0; j < w1; j++) {
+            const __m256i v0 = _mm256_loadu_si256((const __m256i *)(const void *)(w + j * 64)), v1 = _mm256_loadu_si256((const __m256i *)(const void *)(w + j * 64 + 32));
+            int32_t q;
+            memcpy(&q, xq + j * 4, 4);
+            __m256i xb = _mm256_set1_epi32(q);
+            a00 = _mm256_add_epi32(a00, _mm256_madd_epi16(_mm256_maddubs_epi16(v0, xb), ones));
+            a01 = _mm256_add_epi32(a01, _mm256_madd_epi16(_mm256_maddubs_epi16(v1, xb), ones));
+            memcpy(&q, xq + k4 * 4 + j * 4, 4);
+            xb = _mm256_set1_epi32(q);
+            a10 = _mm256_add_epi32(a10, _mm256_madd_epi16(_mm256_maddubs_epi16(v0, xb), ones));
+            a11 = _mm256_add_epi32(a11, _mm256_madd_epi16(_mm256_maddubs_epi16(v1, xb), ones));
+            memcpy(&q, xq + 2 * k4 * 4 + j * 4, 4);
+            xb = _mm256_set1_epi32(q);
+            a20 = _mm256_add_epi32(a20, _mm256_madd_epi16(_mm256_maddubs_epi16(v0, xb), ones));
+            a21 = _mm256_add_epi32(a21, _mm256_madd_epi16(_mm256_maddubs_epi16(v1, xb), ones));
+            memcpy(&q, xq + 3 * k4 * 4 + j * 4, 4);
+            xb = _mm256_set1_epi32(q);
+            a30 = _mm256_add_epi32(a30, _mm256_madd_epi16(_mm256_maddubs_epi16(v0, xb), ones));
+            a31 = _mm256_add_epi32(a31, _mm256_madd_epi16(_mm256_maddubs_epi16(v1, xb), ones));
+          }
+        const __m256i acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
+        for (int h = 0; h < 2; h++) {
+          const __m256i vz = _mm256_loadu_si256((const __m256i *)(const void *)(st->q_lane_zero + (ob * gpr + g) * 16 + 8 * h));
+          const __m256 vs = _mm256_loadu_ps(st->q_lane_scale + (ob * gpr + g) * 16 + 8 * h);
+          for (int i = 0; i < cnt; i++) /* chunk_term, summed over the groups from 0 */
+            vf[i][h] = _mm256_add_ps(vf[i][h], _mm256_mul_ps(vs, _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[i][h], _mm256_mullo_epi32(vz, _mm256_set1_epi32(xs[i * gpr + g]))))));
+        }
+      }
+      for (int h = 0; h < 2 && 8 * h < left; h++) {
+        const __m256 vb = b ? _mm256_maskload_ps(b + o + 8 * h, m[h]) : _mm256_setzero_ps();
+        for (int i = 0; i < cnt; i++) { /* packed_out */
+          __m256 v = _mm256_add_ps(_mm256_mul_ps(vf[i][h], _mm256_set1_ps(sx[i])), vb);
+          if (st->fuse_relu) v = _mm256_andnot_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_LT_OQ), v);
+          if (left >= 8 * h + 8) _mm256_storeu_ps(y + (r + i) * ldy + o + 8 * h, v);
+          else _mm256_maskstore_ps(y + (r + i) * ldy + o + 8 * h, m[h], v);
+        }
+      }
+    }
+  }
+}
 #endif
 
 
@@ -1144,11 +1230,11 @@ PQ_AVX2 static void conv_pairs_block_avx2(const Step *st, const float *cols, int
  * 22.3, 12 even, 16 39.6 against 37.0. Not 12: the two kernels' results can differ in the last bit, and a
  * batch split by rows (parts of 8 rows or more) must take the whole batch's kernel. */
 static int packed_batch_kernel(const Step *st, int64_t rows, int simd) {
-  if (!st->q_xbatch || rows > st->q_xbatch_rows) return 0;
+  if (!st->q_xbatch || rows > st->q_xbatch_rows || (st->q_lanes && (rows > 1 || st->q_lanes_one_row))) return 0; /* (the lane kernels) */
   if (st->q_avx2) return rows >= 4; /* (rows_avx2_batch: the row kernel's results, codes unpacked once a batch; any chunks) */
   if (st->q_per == 2 || st->q_chunks != 1) return 0;
   const int vbmi = pq_cpu_has_vbmi();
-  return simd && !st->q_lanes && rows >= (st->q_bits == 8 || !vbmi ? 4 : 8) && (st->q_bits != 4 || vbmi);
+  return simd && rows >= (st->q_bits == 8 || !vbmi ? 4 : 8) && (st->q_bits != 4 || vbmi);
 }
 
 /* the blocked kernel for rows the batch buffers hold, quantized (packed_quantize_batch) */
@@ -1172,8 +1258,9 @@ static void packed_quantize_batch(const Step *st, const float *x, int64_t rows) 
 static void packed_rows(const Step *st, const float *x, const float *b, float *y, int64_t rows, int simd) {
   const int64_t n = st->n, k = st->k, L = st->q_chunk, nch = st->q_chunks;
 #ifdef PQ_X86
-  if (simd && st->q_lanes && (rows > 1 || st->q_lanes_one_row)) {
-    lanes_rows(st, x, b, y, rows);
+  if (st->q_lanes && (rows > 1 || st->q_lanes_one_row) && (simd || st->q_avx2)) {
+    if (simd) lanes_rows(st, x, b, y, rows);
+    else lanes_rows_avx2(st, x, b, y, rows);
     return;
   }
   if (packed_batch_kernel(st, rows, simd)) { /* quantize every input row first, then the blocked pass */
