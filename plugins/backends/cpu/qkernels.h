@@ -858,6 +858,23 @@ static int lanes_setup(Step *st, int by_position, int pairs) {
   return 0;
 }
 
+/* The lane kernels' four input rows (cnt of them from x, the others zero) as int8 into the step's unpacking
+ * buffer, k4 · 4 bytes apart, their scales into sx and their sums a group into q_xsum ([4][groups]) */
+static void lanes_quantize4(const Step *st, const float *x, int cnt, int simd, float sx[4]) {
+  const int64_t k = st->k, k4 = st->q_lane_k4, gpr = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : 1, L = gpr > 1 ? st->q_chunk : k;
+  for (int i = 0; i < 4; i++) {
+    int8_t *xi = (int8_t *)st->q_unpacked + i * k4 * 4;
+    if (i >= cnt) {
+      memset(xi, 0, (size_t)(k4 * 4));
+      for (int64_t g = 0; g < gpr; g++) st->q_xsum[i * gpr + g] = 0;
+      continue;
+    }
+    sx[i] = quantize_input_row(st, x + i * k, xi, simd);
+    memset(xi + k, 0, (size_t)(k4 * 4 - k)); /* (met by zero codes: only so that nothing unwritten is read) */
+    for (int64_t g = 0; g < gpr; g++) st->q_xsum[i * gpr + g] = sum_s8(xi + g * L, L);
+  }
+}
+
 #ifdef PQ_X86
 /* y [rows, n] = x [rows, k] · W^T (+ b) from the lane layout, four rows a pass (one where one is left), the int8
  * rows in the step's unpacking buffer (k4 · 4 bytes apart) and their sums a group in q_xsum ([4][groups]); with
@@ -866,22 +883,12 @@ static int lanes_setup(Step *st, int by_position, int pairs) {
 PQ_VNNI static void lanes_rows(const Step *st, const float *x, const float *b, float *y, int64_t rows) {
   const int64_t n = st->n, k = st->k, k4 = st->q_lane_k4, nb = (n + 15) / 16, ldy = packed_ldy(st);
   const int64_t gpr = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : 1, L = gpr > 1 ? st->q_chunk : k, wg = gpr > 1 ? L / 4 : k4;
-  int8_t *xq = (int8_t *)st->q_unpacked;
-  int32_t *xs = st->q_xsum;
+  const int8_t *xq = (const int8_t *)st->q_unpacked;
+  const int32_t *xs = st->q_xsum;
   float sx[4];
   for (int64_t r = 0; r < rows; r += 4) {
     const int cnt = (int)(rows - r < 4 ? rows - r : 4);
-    for (int i = 0; i < 4; i++) {
-      int8_t *xi = xq + i * k4 * 4;
-      if (i >= cnt) {
-        memset(xi, 0, (size_t)(k4 * 4));
-        for (int64_t g = 0; g < gpr; g++) xs[i * gpr + g] = 0;
-        continue;
-      }
-      sx[i] = quantize_input_row(st, x + (r + i) * k, xi, 1);
-      memset(xi + k, 0, (size_t)(k4 * 4 - k)); /* (met by zero codes: only so that nothing unwritten is read) */
-      for (int64_t g = 0; g < gpr; g++) xs[i * gpr + g] = sum_s8(xi + g * L, L);
-    }
+    lanes_quantize4(st, x + r * k, cnt, 1, sx);
     for (int64_t ob = 0; ob < nb; ob++) {
       const uint8_t *w = st->q_lanes + ob * k4 * 64;
       const int64_t o = ob * 16, left = n - o;
@@ -930,23 +937,13 @@ PQ_VNNI static void lanes_rows(const Step *st, const float *x, const float *b, f
 PQ_AVX2 static void lanes_rows_avx2(const Step *st, const float *x, const float *b, float *y, int64_t rows) {
   const int64_t n = st->n, k = st->k, k4 = st->q_lane_k4, nb = (n + 15) / 16, ldy = packed_ldy(st);
   const int64_t gpr = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : 1, L = gpr > 1 ? st->q_chunk : k, wg = gpr > 1 ? L / 4 : k4;
-  int8_t *xq = (int8_t *)st->q_unpacked;
-  int32_t *xs = st->q_xsum;
+  const int8_t *xq = (const int8_t *)st->q_unpacked;
+  const int32_t *xs = st->q_xsum;
   float sx[4];
   const __m256i ones = _mm256_set1_epi16(1), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (int64_t r = 0; r < rows; r += 4) {
     const int cnt = (int)(rows - r < 4 ? rows - r : 4);
-    for (int i = 0; i < 4; i++) {
-      int8_t *xi = xq + i * k4 * 4;
-      if (i >= cnt) {
-        memset(xi, 0, (size_t)(k4 * 4));
-        for (int64_t g = 0; g < gpr; g++) xs[i * gpr + g] = 0;
-        continue;
-      }
-      sx[i] = quantize_input_row(st, x + (r + i) * k, xi, 0);
-      memset(xi + k, 0, (size_t)(k4 * 4 - k)); /* (met by zero codes: only so that nothing unwritten is read) */
-      for (int64_t g = 0; g < gpr; g++) xs[i * gpr + g] = sum_s8(xi + g * L, L);
-    }
+    lanes_quantize4(st, x + r * k, cnt, 0, sx);
     for (int64_t ob = 0; ob < nb; ob++) {
       const uint8_t *w = st->q_lanes + ob * k4 * 64;
       const int64_t o = ob * 16, left = n - o;
