@@ -123,6 +123,28 @@ static void quant_forms(int64_t in) {
   }
 }
 
+/* The CPU backend's memory counters hold what it makes at prepare beside the weights: a packed layer's batch
+ * buffers and per-row scratch (and, by kernel, its lane layout), which the float layer does not need */
+static void test_quant_backend_memory(void) {
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(784, 256, 10, 7);
+  g_autoptr(GError) err = NULL;
+  const char *kv[] = {"bits", "8", "include", "fc1", NULL};
+  g_autoptr(PqModel) q = compress(quant, m, kv, &err);
+  g_assert_no_error(err);
+  g_autoptr(PqBackend) bf = pq_backend_prepare(cpu, m, 1, 8, NULL, &err);
+  g_autoptr(PqBackend) bq = pq_backend_prepare(cpu, q, 1, 8, NULL, &err);
+  g_assert_no_error(err);
+  PqMemoryCounters mf = {sizeof mf, 0, -1, -1, -1, -1, -1}, mq = {sizeof mq, 0, -1, -1, -1, -1, -1};
+  g_assert_true(pq_backend_memory(bf, &mf, &err));
+  g_assert_true(pq_backend_memory(bq, &mq, &err));
+  g_assert_cmpint(mq.weights_bytes, <, mf.weights_bytes);
+  /* the same activations either way: the difference beyond the weights is the packed layer's own buffers, at
+     least its 8 int8 rows of 784 and six rows of per-row scratch */
+  const int64_t beyond_q = mq.peak_bytes - mq.weights_bytes, beyond_f = mf.peak_bytes - mf.weights_bytes;
+  g_assert_cmpint(beyond_q - beyond_f, >=, 8 * 784 + 6 * 784);
+  g_assert_cmpint(mq.current_bytes, ==, mq.peak_bytes);
+}
+
 static void test_quant_saved(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(96, 40, 10, 5);
   const char *kv[] = {"bits", "6", "scheme", "per_group", "group_size", "8", NULL};
@@ -2903,6 +2925,7 @@ int main(int argc, char **argv) {
     g_assert_no_error(err); /* (each: an error is never set over another) */
   }
   g_test_add_func("/compress/quant-forms", test_quant_forms);
+  g_test_add_func("/compress/quant-backend-memory", test_quant_backend_memory);
   g_test_add_func("/compress/quant-saved", test_quant_saved);
   g_test_add_func("/compress/quant-bad-input", test_quant_bad);
   g_test_add_func("/compress/quant-static-activations", test_quant_static);

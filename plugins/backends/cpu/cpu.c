@@ -134,6 +134,11 @@ static int q_scratch_new(const Step *st, QScratch *q) {
   return q->x && q->xsum && q->unpacked && q->xe && q->xo && q->xsumf;
 }
 
+/* the bytes q_scratch_new allocates (batch buffers apart) */
+static int64_t q_scratch_bytes(const Step *st) {
+  return (st->k + 64) + (int64_t)sizeof(int32_t) * 4 * st->q_chunks + 4 * (st->k + 64) + 2 * (st->k / 2 + 64) + (int64_t)sizeof(float) * st->q_chunks;
+}
+
 static void q_scratch_free(QScratch *q) {
   free(q->x), free(q->xsum), free(q->unpacked), free(q->xe), free(q->xo), free(q->xsumf);
   free(q->xbatch), free(q->xbatch_sum), free(q->xbatch_scale);
@@ -162,7 +167,8 @@ typedef struct {
   size_t workspace_floats;
   float **owned_weights;
   int n_owned;
-  int64_t weights_bytes, converted_bytes;
+  int64_t weights_bytes;   /* the weights as this backend keeps them (float32 conversions included) */
+  int64_t converted_bytes; /* what else it made at prepare: lane layouts, batch and per-thread buffers, FFT spectra, … */
   int *input_values, *output_values;
   int n_inputs, n_outputs;
   int simd; /* AVX-512 VNNI kernels for packed weights (else the AVX2 or the portable ones) */
@@ -241,7 +247,6 @@ static const float *weight_f32(Cpu *c, PqTensor *t, PqPluginError *err) {
   }
   c->owned_weights = grown;
   c->owned_weights[c->n_owned++] = f;
-  c->converted_bytes += n * 4;
   c->weights_bytes += n * 4;
   return f;
 }
@@ -342,7 +347,7 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_
   }
   c->weights_bytes += (int64_t)pq_tensor_nbytes(w) + (int64_t)pq_tensor_nbytes(pq_tensor_scales(w)) +
                       (pq_tensor_zeros(w) ? (int64_t)pq_tensor_nbytes(pq_tensor_zeros(w)) : 0);
-  c->converted_bytes += st->k * 2 + 64 * 2 + (int64_t)sizeof(int32_t) * st->q_chunks;
+  c->converted_bytes += q_scratch_bytes(st);
   return PQ_OK;
 }
 
@@ -835,7 +840,7 @@ static PqStatus setup_pool(Cpu *c, PqPluginError *err) {
     for (int t = 0; t + 1 < c->pool_threads; t++) {
       QScratch *q = &st->q_more[t];
       if (!q_scratch_new(st, q)) goto nomem;
-      c->converted_bytes += st->k * 2 + 64 * 2 + (int64_t)sizeof(int32_t) * st->q_chunks;
+      c->converted_bytes += q_scratch_bytes(st);
       if (st->kind == K_CONV2D && st->q_xbatch && !c->simd && !st->q_pairs) { /* (run_packed_conv: images over the threads) */
         q->xbatch = malloc((size_t)(st->q_xbatch_rows * st->k) + 64);
         q->xbatch_sum = malloc(sizeof(int32_t) * (size_t)(st->q_xbatch_rows * st->q_chunks));
@@ -1953,7 +1958,7 @@ static PqStatus cpu_last_run_timing(void *handle, PqRunTiming *out, PqPluginErro
 static PqStatus cpu_memory(void *handle, PqMemoryCounters *out, PqPluginError *err) {
   (void)err;
   Cpu *c = handle;
-  int64_t bytes = c->weights_bytes + (int64_t)(c->arena_floats + c->workspace_stride * (size_t)c->pool_threads) * 4;
+  int64_t bytes = c->weights_bytes + c->converted_bytes + (int64_t)(c->arena_floats + c->workspace_stride * (size_t)c->pool_threads) * 4;
   out->weights_bytes = c->weights_bytes;
   out->current_bytes = bytes;
   out->peak_bytes = bytes; /* everything is allocated once at prepare */
