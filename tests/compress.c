@@ -728,6 +728,9 @@ static void test_tensor_train(void) {
     int64_t on;
     g_autofree float *y = forward(tl, 4, TRUE, &on), *yd = forward(dense, 4, TRUE, &on);
     g_assert_cmpfloat(max_rel_diff(y, yd, 4 * on), <, 1e-5);
+    /* a batch of 70: 32 rows at a time, then 6 */
+    g_autofree float *y70 = forward(tl, 70, TRUE, &on), *yd70 = forward(dense, 70, TRUE, &on);
+    g_assert_cmpfloat(max_rel_diff(y70, yd70, 70 * on), <, 1e-5);
     /* the recorded error is the error of that matrix */
     double rel;
     pq_error_stats(pq_tensor_data(pq_model_tensor(m, "w1")), pq_tensor_data(wd), 720, &rel, NULL);

@@ -26,8 +26,15 @@ static void tt_free(TT *t) {
   free(t);
 }
 
-/* cores[k] in [r_{k-1}, m_k, n_k, r_k]; max_batch sizes the work buffers. */
+/* A batch runs TT_ROWS rows at a time: the intermediates grow with the rows times the ranks (the default MLP's
+ * rank-32 form held 47 MB of work buffers for a batch of 256, against 1.3 MB for the float model) */
+#ifndef TT_ROWS
+#define TT_ROWS 32
+#endif
+
+/* cores[k] in [r_{k-1}, m_k, n_k, r_k]; max_batch (at most TT_ROWS of it) sizes the work buffers. */
 static TT *tt_new(int d, const float *const *cores, const int64_t (*shapes)[4], int64_t max_batch, int64_t *bytes) {
+  if (max_batch > TT_ROWS) max_batch = TT_ROWS;
   TT *t = calloc(1, sizeof(TT));
   if (!t) return NULL;
   t->d = d;
@@ -72,7 +79,7 @@ static TT *tt_new(int d, const float *const *cores, const int64_t (*shapes)[4], 
   return t;
 }
 
-static void tt_run(TT *t, Pool *pool, const float *x, const float *bias, float *y, int64_t batch, int relu) {
+static void tt_rows(TT *t, Pool *pool, const float *x, const float *bias, float *y, int64_t batch, int relu) {
   const float *cur = x; /* [A_k, n_k r_k]: x itself is [batch n_1…n_{d-1}, n_d · 1] */
   for (int k = t->d - 1; k >= 0; k--) {
     int64_t a = batch, rp = t->r[k], m = t->m[k], kk = t->n[k] * t->r[k + 1];
@@ -91,6 +98,11 @@ static void tt_run(TT *t, Pool *pool, const float *x, const float *bias, float *
       float v = cur[o * batch + b] + (bias ? bias[o] : 0.0f);
       y[b * t->M + o] = relu && v < 0.0f ? 0.0f : v;
     }
+}
+
+static void tt_run(TT *t, Pool *pool, const float *x, const float *bias, float *y, int64_t batch, int relu) {
+  for (int64_t r = 0; r < batch; r += TT_ROWS)
+    tt_rows(t, pool, x + r * t->N, bias, y + r * t->M, batch - r < TT_ROWS ? batch - r : TT_ROWS, relu);
 }
 
 #endif
