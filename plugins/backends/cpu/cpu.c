@@ -316,17 +316,6 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_
   q_scratch_new(st, &own); /* (checked below) */
   st->q_x = own.x, st->q_xsum = own.xsum, st->q_unpacked = own.unpacked, st->q_xe = own.xe, st->q_xo = own.xo, st->q_xsumf = own.xsumf;
   int64_t max_rows = batch_rows > 0 ? batch_rows : c->max_batch * (st->m_rows > 0 ? st->m_rows : 1);
-  if (max_rows >= 4 && (st->q_per != PQ_QUANT_PER_GROUP || c->avx2)) { /* batches: the blocked kernels (AVX2: any chunks) */
-    st->q_xbatch = malloc((size_t)(max_rows * st->k) + 64);
-    st->q_xbatch_sum = malloc(sizeof(int32_t) * (size_t)(max_rows * st->q_chunks));
-    st->q_xbatch_scale = malloc(sizeof(float) * (size_t)max_rows);
-    if (!st->q_xbatch || !st->q_xbatch_sum || !st->q_xbatch_scale) {
-      pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
-      return PQ_ERR_NOMEM;
-    }
-    st->q_xbatch_rows = max_rows;
-    c->converted_bytes += max_rows * (st->k + 4 + 4 * st->q_chunks);
-  }
   if (!st->q_x || !st->q_xsum || !st->q_unpacked || !st->q_xe || !st->q_xo || !st->q_xsumf) {
     pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
     return PQ_ERR_NOMEM;
@@ -337,13 +326,27 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_
   const int by_position = conv && st->k <= 65536 && (st->q_per != PQ_QUANT_PER_GROUP || st->q_chunk % 4 == 0);
   const int by_output = !conv && lanes_wanted(st, max_rows, &st->q_lanes_one_row);
   const int pairs = by_position && c->avx2; /* (the AVX2 form of the positions-in-lanes kernel) */
-  if ((by_position && (c->simd || pairs)) || (by_output && (c->simd || (c->avx2 && st->q_bits <= 7)))) { /* (AVX2 lanes: vpmaddubsw, exact to 7 bits) */
+  const int lanes = (by_position && (c->simd || pairs)) || (by_output && (c->simd || (c->avx2 && st->q_bits <= 7))); /* (AVX2 lanes: vpmaddubsw, exact to 7 bits) */
+  if (lanes) {
     if (lanes_setup(st, by_position, pairs) != 0) {
       pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
       return PQ_ERR_NOMEM;
     }
     c->converted_bytes += by_position ? st->n * (pairs ? (st->k + 1) / 2 : st->q_lane_k4) * 4 + st->n * st->q_groups_per_row * 8
                                       : ((st->n + 15) / 16) * (st->q_lane_k4 * 64 + st->q_groups_per_row * 16 * 8);
+  }
+  /* batches: the blocked kernels (AVX2: any chunks), where the lane kernels, which quantize four rows at a time,
+     do not take them */
+  if (max_rows >= 4 && (st->q_per != PQ_QUANT_PER_GROUP || c->avx2) && !lanes) {
+    st->q_xbatch = malloc((size_t)(max_rows * st->k) + 64);
+    st->q_xbatch_sum = malloc(sizeof(int32_t) * (size_t)(max_rows * st->q_chunks));
+    st->q_xbatch_scale = malloc(sizeof(float) * (size_t)max_rows);
+    if (!st->q_xbatch || !st->q_xbatch_sum || !st->q_xbatch_scale) {
+      pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
+      return PQ_ERR_NOMEM;
+    }
+    st->q_xbatch_rows = max_rows;
+    c->converted_bytes += max_rows * (st->k + 4 + 4 * st->q_chunks);
   }
   c->weights_bytes += (int64_t)pq_tensor_nbytes(w) + (int64_t)pq_tensor_nbytes(pq_tensor_scales(w)) +
                       (pq_tensor_zeros(w) ? (int64_t)pq_tensor_nbytes(pq_tensor_zeros(w)) : 0);
