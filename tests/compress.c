@@ -51,6 +51,7 @@ static double max_rel_diff(const float *a, const float *b, int64_t n) {
 }
 
 static void quant_forms(int64_t in);
+static void assert_avx2_same(const PqModel *q, int64_t batch, int threads, const char *what);
 static void test_quant_forms(void) {
   /* 200 columns: per-channel chunks, groups of 8/40, a tail for the 64-wide SIMD loops; rows of at most 256
      codes take the short-row kernels (outputs in vector lanes), 360 columns the row kernels, 8200 two int32
@@ -143,6 +144,24 @@ static void test_quant_backend_memory(void) {
   const int64_t beyond_q = mq.peak_bytes - mq.weights_bytes, beyond_f = mf.peak_bytes - mf.weights_bytes;
   g_assert_cmpint(beyond_q - beyond_f, >=, 8 * 784 + 6 * 784);
   g_assert_cmpint(mq.current_bytes, ==, mq.peak_bytes);
+}
+
+/* A layer of more than 8M weights in 4-bit groups of 128 takes the VNNI nibble kernel at one row and the lane
+ * layout from two rows (lanes_wanted): both agree with the portable path, and threads give one thread's bits */
+static void test_quant_large_groups(void) {
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(2176, 4096, 10, 97); /* fc1: 4096 × 2176, 8.9M weights */
+  g_autoptr(GError) err = NULL;
+  const char *kv[] = {"bits", "4", "scheme", "per_group", "group_size", "128", "clip_search", "0", "include", "fc1", NULL};
+  g_autoptr(PqModel) q = compress(quant, m, kv, &err);
+  g_assert_no_error(err);
+  for (int64_t bt = 1; bt <= 5; bt += 4) {
+    int64_t on;
+    g_autofree float *ya = forward_threads(q, bt, "auto", 1, &on), *yp = forward_threads(q, bt, "portable", 1, &on);
+    g_autofree float *y2 = forward_threads(q, bt, "auto", 2, &on);
+    g_assert_cmpfloat(max_rel_diff(ya, yp, bt * on), <, 2e-6);
+    g_assert_cmpmem(ya, bt * on * sizeof(float), y2, bt * on * sizeof(float));
+    assert_avx2_same(q, bt, 2, "4096 x 2176, 4-bit groups of 128");
+  }
 }
 
 static void test_quant_saved(void) {
@@ -2929,6 +2948,7 @@ int main(int argc, char **argv) {
   }
   g_test_add_func("/compress/quant-forms", test_quant_forms);
   g_test_add_func("/compress/quant-backend-memory", test_quant_backend_memory);
+  g_test_add_func("/compress/quant-large-groups", test_quant_large_groups);
   g_test_add_func("/compress/quant-saved", test_quant_saved);
   g_test_add_func("/compress/quant-bad-input", test_quant_bad);
   g_test_add_func("/compress/quant-static-activations", test_quant_static);
