@@ -326,7 +326,9 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_
   const int by_position = conv && st->k <= 65536 && (st->q_per != PQ_QUANT_PER_GROUP || st->q_chunk % 4 == 0);
   const int by_output = !conv && lanes_wanted(st, max_rows, &st->q_lanes_one_row);
   const int pairs = by_position && c->avx2; /* (the AVX2 form of the positions-in-lanes kernel) */
-  const int lanes = (by_position && (c->simd || pairs)) || (by_output && (c->simd || (c->avx2 && st->q_bits <= 7))); /* (AVX2 lanes: vpmaddubsw, exact to 7 bits) */
+  /* (AVX2 lanes: vpmaddubsw, exact to 7 bits, and for 8-bit codes none of which is 0: lane_pairs_avx2) */
+  const int avx2_lanes = c->avx2 && (st->q_bits <= 7 || (st->q_bits == 8 && !memchr(st->q_codes, 0, (size_t)(st->n * st->q_row_bytes))));
+  const int lanes = (by_position && (c->simd || pairs)) || (by_output && (c->simd || avx2_lanes));
   if (lanes) {
     if (lanes_setup(st, by_position, pairs) != 0) {
       pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));

@@ -929,18 +929,26 @@ PQ_VNNI static void lanes_rows(const Step *st, const float *x, const float *b, f
   }
 }
 
-/* lanes_rows in AVX2, for codes of at most 7 bits: each 64-byte block of the lane layout as two vectors of 8
- * outputs, four codes an output in each 32-bit lane; vpmaddubsw multiplies them with four input bytes broadcast
- * and adds pairs into 16 bits (exact: 2 · 127 · 127 < 2^15, which 8-bit codes would pass), vpmaddwd by ones
- * adds the pairs into int32. The same integers and float steps as lanes_rows, so the portable path's results
- * bit for bit. */
-PQ_AVX2 static void lanes_rows_avx2(const Step *st, const float *x, const float *b, float *y, int64_t rows) {
+/* Four codes of an output (u8, one 32-bit lane) times four int8 inputs (xb), summed in pairs into 16 bits by
+ * vpmaddubsw: codes of up to 7 bits as they are (2 · 127 · 127 < 2^15, which 8-bit codes would pass); 8-bit
+ * codes of 1…255, given as code − 128 (v ^ 0x80), as |x| times (code − 128) with x's sign (vpsignb: 2 · 127 ·
+ * 127 again), the 128 · Σx then put back with the zero point. */
+PQ_AVX2 static inline __attribute__((always_inline)) __m256i lane_pairs_avx2(__m256i v, __m256i xb, const int s8) {
+  return s8 ? _mm256_maddubs_epi16(_mm256_abs_epi8(xb), _mm256_sign_epi8(v, xb)) : _mm256_maddubs_epi16(v, xb);
+}
+
+/* lanes_rows in AVX2, for codes of at most 7 bits, or 8 bits none of which is 0 (s8: lane_pairs_avx2): each
+ * 64-byte block of the lane layout as two vectors of 8 outputs, four codes an output in each 32-bit lane,
+ * lane_pairs_avx2 then vpmaddwd by ones into int32. The same integers and float steps as lanes_rows, so the
+ * portable path's results bit for bit. */
+PQ_AVX2 static inline __attribute__((always_inline)) void lanes_rows_avx2_k(const Step *st, const float *x, const float *b, float *y, int64_t rows,
+                                                                          const int s8) {
   const int64_t n = st->n, k = st->k, k4 = st->q_lane_k4, nb = (n + 15) / 16, ldy = packed_ldy(st);
   const int64_t gpr = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : 1, L = gpr > 1 ? st->q_chunk : k, wg = gpr > 1 ? L / 4 : k4;
   const int8_t *xq = (const int8_t *)st->q_unpacked;
   const int32_t *xs = st->q_xsum;
   float sx[4];
-  const __m256i ones = _mm256_set1_epi16(1), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i ones = _mm256_set1_epi16(1), lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), flip = _mm256_set1_epi8((char)0x80);
   for (int64_t r = 0; r < rows; r += 4) {
     const int cnt = (int)(rows - r < 4 ? rows - r : 4);
     lanes_quantize4(st, x + r * k, cnt, 0, sx);
@@ -960,33 +968,37 @@ PQ_AVX2 static void lanes_rows_avx2(const Step *st, const float *x, const float 
             int32_t q;
             memcpy(&q, xq + j * 4, 4);
             const __m256i xb = _mm256_set1_epi32(q);
-            a00 = _mm256_add_epi32(a00, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(w + j * 64)), xb), ones));
-            a01 = _mm256_add_epi32(a01, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(const void *)(w + j * 64 + 32)), xb), ones));
+            __m256i v0 = _mm256_loadu_si256((const __m256i *)(const void *)(w + j * 64)), v1 = _mm256_loadu_si256((const __m256i *)(const void *)(w + j * 64 + 32));
+            if (s8) v0 = _mm256_xor_si256(v0, flip), v1 = _mm256_xor_si256(v1, flip);
+            a00 = _mm256_add_epi32(a00, _mm256_madd_epi16(lane_pairs_avx2(v0, xb, s8), ones));
+            a01 = _mm256_add_epi32(a01, _mm256_madd_epi16(lane_pairs_avx2(v1, xb, s8), ones));
           }
         else
           for (int64_t j = w0; j < w1; j++) {
-            const __m256i v0 = _mm256_loadu_si256((const __m256i *)(const void *)(w + j * 64)), v1 = _mm256_loadu_si256((const __m256i *)(const void *)(w + j * 64 + 32));
+            __m256i v0 = _mm256_loadu_si256((const __m256i *)(const void *)(w + j * 64)), v1 = _mm256_loadu_si256((const __m256i *)(const void *)(w + j * 64 + 32));
+            if (s8) v0 = _mm256_xor_si256(v0, flip), v1 = _mm256_xor_si256(v1, flip);
             int32_t q;
             memcpy(&q, xq + j * 4, 4);
             __m256i xb = _mm256_set1_epi32(q);
-            a00 = _mm256_add_epi32(a00, _mm256_madd_epi16(_mm256_maddubs_epi16(v0, xb), ones));
-            a01 = _mm256_add_epi32(a01, _mm256_madd_epi16(_mm256_maddubs_epi16(v1, xb), ones));
+            a00 = _mm256_add_epi32(a00, _mm256_madd_epi16(lane_pairs_avx2(v0, xb, s8), ones));
+            a01 = _mm256_add_epi32(a01, _mm256_madd_epi16(lane_pairs_avx2(v1, xb, s8), ones));
             memcpy(&q, xq + k4 * 4 + j * 4, 4);
             xb = _mm256_set1_epi32(q);
-            a10 = _mm256_add_epi32(a10, _mm256_madd_epi16(_mm256_maddubs_epi16(v0, xb), ones));
-            a11 = _mm256_add_epi32(a11, _mm256_madd_epi16(_mm256_maddubs_epi16(v1, xb), ones));
+            a10 = _mm256_add_epi32(a10, _mm256_madd_epi16(lane_pairs_avx2(v0, xb, s8), ones));
+            a11 = _mm256_add_epi32(a11, _mm256_madd_epi16(lane_pairs_avx2(v1, xb, s8), ones));
             memcpy(&q, xq + 2 * k4 * 4 + j * 4, 4);
             xb = _mm256_set1_epi32(q);
-            a20 = _mm256_add_epi32(a20, _mm256_madd_epi16(_mm256_maddubs_epi16(v0, xb), ones));
-            a21 = _mm256_add_epi32(a21, _mm256_madd_epi16(_mm256_maddubs_epi16(v1, xb), ones));
+            a20 = _mm256_add_epi32(a20, _mm256_madd_epi16(lane_pairs_avx2(v0, xb, s8), ones));
+            a21 = _mm256_add_epi32(a21, _mm256_madd_epi16(lane_pairs_avx2(v1, xb, s8), ones));
             memcpy(&q, xq + 3 * k4 * 4 + j * 4, 4);
             xb = _mm256_set1_epi32(q);
-            a30 = _mm256_add_epi32(a30, _mm256_madd_epi16(_mm256_maddubs_epi16(v0, xb), ones));
-            a31 = _mm256_add_epi32(a31, _mm256_madd_epi16(_mm256_maddubs_epi16(v1, xb), ones));
+            a30 = _mm256_add_epi32(a30, _mm256_madd_epi16(lane_pairs_avx2(v0, xb, s8), ones));
+            a31 = _mm256_add_epi32(a31, _mm256_madd_epi16(lane_pairs_avx2(v1, xb, s8), ones));
           }
         const __m256i acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
         for (int h = 0; h < 2; h++) {
-          const __m256i vz = _mm256_loadu_si256((const __m256i *)(const void *)(st->q_lane_zero + (ob * gpr + g) * 16 + 8 * h));
+          __m256i vz = _mm256_loadu_si256((const __m256i *)(const void *)(st->q_lane_zero + (ob * gpr + g) * 16 + 8 * h));
+          if (s8) vz = _mm256_sub_epi32(vz, _mm256_set1_epi32(128)); /* dot − zero · Σx = (the sum with code − 128) − (zero − 128) · Σx */
           const __m256 vs = _mm256_loadu_ps(st->q_lane_scale + (ob * gpr + g) * 16 + 8 * h);
           for (int i = 0; i < cnt; i++) /* chunk_term, summed over the groups from 0 */
             vf[i][h] = _mm256_add_ps(vf[i][h], _mm256_mul_ps(vs, _mm256_cvtepi32_ps(_mm256_sub_epi32(acc[i][h], _mm256_mullo_epi32(vz, _mm256_set1_epi32(xs[i * gpr + g]))))));
@@ -1003,6 +1015,11 @@ PQ_AVX2 static void lanes_rows_avx2(const Step *st, const float *x, const float 
       }
     }
   }
+}
+
+PQ_AVX2 static void lanes_rows_avx2(const Step *st, const float *x, const float *b, float *y, int64_t rows) {
+  if (st->q_bits == 8) lanes_rows_avx2_k(st, x, b, y, rows, 1);
+  else lanes_rows_avx2_k(st, x, b, y, rows, 0);
 }
 #endif
 
