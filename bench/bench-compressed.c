@@ -191,6 +191,48 @@ int main(int argc, char **argv) {
     failed |= report(forms[f].name, to, tb, forms[f].target, "");
   }
 
+  /* batch 64 against sgemm, one thread: the lane layout (16 outputs side by side, four input rows a pass) */
+  {
+    struct {
+      const char *name;
+      int bits;
+      PqQuantScheme scheme;
+      double target;
+      const char *kernels;
+    } bforms[4] = {{"int8 linear, batch 64 vs sgemm", 8, PQ_QUANT_PER_CHANNEL, 3.0, "auto"},
+                   {"4-bit per group, batch 64 vs sgemm", 4, PQ_QUANT_PER_GROUP, 3.0, "auto"},
+                   {"  AVX2 kernels: 6-bit, batch 64", 6, PQ_QUANT_PER_CHANNEL, 1.5, "avx2"},
+                   {"  AVX2: 4-bit per group, batch 64", 4, PQ_QUANT_PER_GROUP, 1.5, "avx2"}};
+    const int64_t B = 64;
+    g_autofree float *xb = g_new(float, B * n), *yb = g_new(float, B * n), *yb2 = g_new(float, B * n);
+    for (int64_t i = 0; i < B * n; i++) xb[i] = x[i % n] * (float)(1 + i / n % 3);
+    for (int f = 0; f < 4; f++) {
+#if defined(__x86_64__)
+      if (!strcmp(bforms[f].kernels, "avx2") && !__builtin_cpu_supports("avx2")) continue;
+#else
+      if (!strcmp(bforms[f].kernels, "avx2")) continue; /* (x86-64 kernels) */
+#endif
+      PqTensor *q = pq_quantize_matrix("w", wd, 2, shape, bforms[f].bits, bforms[f].scheme, 128, 1, 0, &perr);
+      g_autoptr(PqModel) m = one_linear(q, n);
+      pq_tensor_unref(q);
+      g_autoptr(PqOptions) bo = pq_options_new(pq_plugin_options_schema(cpu), "cpu", &err);
+      if (!bo || !pq_options_set(bo, "kernels", bforms[f].kernels, &err)) {
+        fprintf(stderr, "bench-compressed: %s\n", err->message);
+        return 1;
+      }
+      g_autoptr(PqBackend) b = pq_backend_prepare(cpu, m, 1, B, bo, &err);
+      if (!b) {
+        fprintf(stderr, "bench-compressed: %s\n", err->message);
+        return 1;
+      }
+      RunCtx ours = {b, xb, yb, B};
+      GemmCtx dense_b = {wd, xb, yb2, (int)n, (int)B};
+      double to, tb;
+      bench_pair(run_backend, &ours, run_sgemm, &dense_b, 11, 0.1, &to, &tb);
+      failed |= report(bforms[f].name, to, tb, bforms[f].target, "");
+    }
+  }
+
   /* the packed kernels on the backend's threads: int8 at batch 64 (rows split), 8 and 1 (outputs split),
      2 threads against 1, where the machine has two processors */
   if (sysconf(_SC_NPROCESSORS_ONLN) >= 2) {
