@@ -939,13 +939,15 @@ static void threads_same_bits(const PqModel *c, const int64_t *batches, size_t n
 static void test_threads(void) {
   {
     g_autoptr(PqModel) small = pq_test_tiny_mlp(784, 200, 10, 93), lanes = pq_test_tiny_mlp(256, 144, 10, 95);
-    const char *b8[] = {"bits", "8", NULL}, *b6[] = {"bits", "6", NULL}, *p90[] = {"sparsity", "0.9", NULL};
-    const char *const *kv[4] = {b8, b6, p90, b8};
-    const char *names[4] = {"784x200 8-bit", "784x200 6-bit", "784x200 CSR 90%", "256x144 8-bit (outputs in lanes)"};
+    const char *b8[] = {"bits", "8", NULL}, *b6[] = {"bits", "6", NULL}, *p90[] = {"sparsity", "0.9", NULL},
+               *a8[] = {"bits", "8", "symmetric", "false", NULL};
+    const char *const *kv[5] = {b8, b6, p90, b8, a8};
+    const char *names[5] = {"784x200 8-bit", "784x200 6-bit", "784x200 CSR 90%", "256x144 8-bit (outputs in lanes)",
+                            "784x200 8-bit asymmetric (codes of 0)"};
     /* packed: 1-15 rows split by outputs (5 and 9: the blocked kernel's blocks of 4 and one row left), 16, 20 and
        40 by rows; CSR: 1-31 rows by outputs (from 4 rows transposed; 20 in two chunks), 40 by rows */
     const int64_t small_batches[] = {1, 3, 5, 9, 16, 20, 40};
-    for (int v = 0; v < 4; v++) {
+    for (int v = 0; v < 5; v++) {
       g_autoptr(GError) e = NULL;
       g_autoptr(PqModel) c = compress(v == 2 ? prune : quant, v == 3 ? lanes : small, kv[v], &e);
       g_assert_no_error(e);

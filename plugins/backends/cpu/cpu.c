@@ -96,6 +96,7 @@ typedef struct {
   /* layers of short rows (k <= LANE_MAX_K, one scale a row): codes laid out with the outputs in vector lanes */
   uint8_t *q_lanes;       /* [ceil(n/16)][ceil(k/4)][16 outputs][4 codes], one byte a code, zero-padded */
   int q_lanes_one_row;    /* q_lanes also for one row (else the row kernels there) */
+  int32_t *q_fix, *q_fix_start; /* AVX2 8-bit lanes: codes of 0 kept as 1, listed (lanes_zero_fix) */
   uint8_t *q_rows4;       /* packed conv2d: [n][ceil(k/4)·4], one byte a code, zero-padded */
   uint32_t *q_pairs;      /* packed conv2d, AVX2: [n][ceil(k/2)], two codes a word, 16 bits each, zero-padded */
   float *q_lane_scale;    /* each output's scale (ceil(n/16)·16 of them), or for q_rows4/q_pairs each output's groups' [n][groups a row] */
@@ -201,6 +202,8 @@ static void cpu_release(void *handle) {
     free(c->steps[i].q_xbatch_sum);
     free(c->steps[i].q_xbatch_scale);
     free(c->steps[i].q_lanes);
+    free(c->steps[i].q_fix);
+    free(c->steps[i].q_fix_start);
     free(c->steps[i].q_rows4);
     free(c->steps[i].q_pairs);
     free(c->steps[i].q_lane_scale);
@@ -326,11 +329,11 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_
   const int by_position = conv && st->k <= 65536 && (st->q_per != PQ_QUANT_PER_GROUP || st->q_chunk % 4 == 0);
   const int by_output = !conv && lanes_wanted(st, max_rows, &st->q_lanes_one_row);
   const int pairs = by_position && c->avx2; /* (the AVX2 form of the positions-in-lanes kernel) */
-  /* (AVX2 lanes: vpmaddubsw, exact to 7 bits, and for 8-bit codes none of which is 0: lane_pairs_avx2) */
-  const int avx2_lanes = c->avx2 && (st->q_bits <= 7 || (st->q_bits == 8 && !memchr(st->q_codes, 0, (size_t)(st->n * st->q_row_bytes))));
+  /* (AVX2 lanes: vpmaddubsw, exact to 7 bits; 8-bit codes as code − 128, lane_pairs_avx2, codes of 0 fixed up) */
+  const int avx2_lanes = c->avx2 && st->q_bits <= 8;
   const int lanes = (by_position && (c->simd || pairs)) || (by_output && (c->simd || avx2_lanes));
   if (lanes) {
-    if (lanes_setup(st, by_position, pairs) != 0) {
+    if (lanes_setup(st, by_position, pairs) != 0 || (by_output && !c->simd && st->q_bits == 8 && lanes_zero_fix(st) != 0)) {
       pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
       return PQ_ERR_NOMEM;
     }
@@ -1501,6 +1504,7 @@ static void packed_cols_part(void *p, int part, int parts) {
     local.q_lanes = st->q_lanes + (n0 / 16) * st->q_lane_k4 * 64;
     local.q_lane_scale = st->q_lane_scale + n0 * st->q_groups_per_row; /* ([blocks][groups][16]) */
     local.q_lane_zero = st->q_lane_zero + n0 * st->q_groups_per_row;
+    if (st->q_fix_start) local.q_fix_start = st->q_fix_start + (n0 / 16) * st->q_groups_per_row;
   }
   const float *b = j->b ? j->b + n0 : NULL;
 #ifdef PQ_X86

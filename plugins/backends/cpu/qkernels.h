@@ -822,6 +822,40 @@ static int lanes_wanted(const Step *st, int64_t max_rows, int *one_row) {
 /* `by_position` (convolutions): codes kept one output a row, [n][ceil(k/4)·4] (q_rows4), for the kernel that puts
  * 16 output positions in the lanes instead (below); `pairs`, for its AVX2 form, [n][ceil(k/2)] words of two
  * 16-bit codes (q_pairs). */
+/* The AVX2 8-bit lane kernel takes codes as code − 128, which a code of 0 (−128) would overflow: such codes are
+ * kept as 1 in the lane layout and listed (q_fix: lane, input; q_fix_start: where each block's groups' entries
+ * begin), and the kernel takes x_j back off each listed output's integer sum — exactly the portable sum. */
+static int lanes_zero_fix(Step *st) {
+  const int64_t n = st->n, k = st->k, k4 = st->q_lane_k4, nb = (n + 15) / 16, gpr = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : 1,
+                L = gpr > 1 ? st->q_chunk : k;
+  st->q_fix_start = calloc((size_t)(nb * gpr + 1), sizeof(int32_t));
+  if (!st->q_fix_start) return -1;
+  int64_t count = 0;
+  for (int64_t ob = 0; ob < nb; ob++) /* counted by block and group, then placed in that order */
+    for (int64_t j = 0; j < k; j++)
+      for (int64_t l = 0; l < 16 && ob * 16 + l < n; l++)
+        if (st->q_lanes[ob * k4 * 64 + (j / 4) * 64 + l * 4 + j % 4] == 0) st->q_fix_start[ob * gpr + j / L + 1]++, count++;
+  for (int64_t i = 0; i < nb * gpr; i++) st->q_fix_start[i + 1] += st->q_fix_start[i];
+  st->q_fix = malloc(sizeof(int32_t) * (size_t)(2 * count + 1));
+  int32_t *next = malloc(sizeof(int32_t) * (size_t)(nb * gpr + 1));
+  if (!st->q_fix || !next) {
+    free(next);
+    return -1;
+  }
+  memcpy(next, st->q_fix_start, sizeof(int32_t) * (size_t)(nb * gpr));
+  for (int64_t ob = 0; ob < nb; ob++)
+    for (int64_t j = 0; j < k; j++)
+      for (int64_t l = 0; l < 16 && ob * 16 + l < n; l++) {
+        uint8_t *c = &st->q_lanes[ob * k4 * 64 + (j / 4) * 64 + l * 4 + j % 4];
+        if (*c != 0) continue;
+        const int32_t e = next[ob * gpr + j / L]++;
+        st->q_fix[2 * e] = (int32_t)l, st->q_fix[2 * e + 1] = (int32_t)j;
+        *c = 1;
+      }
+  free(next);
+  return 0;
+}
+
 static int lanes_setup(Step *st, int by_position, int pairs) {
   const int64_t n = st->n, k = st->k, k4 = (k + 3) / 4, k2 = (k + 1) / 2, nb = (n + 15) / 16;
   const int64_t gpr = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : 1;
@@ -937,7 +971,8 @@ PQ_AVX2 static inline __attribute__((always_inline)) __m256i lane_pairs_avx2(__m
   return s8 ? _mm256_maddubs_epi16(_mm256_abs_epi8(xb), _mm256_sign_epi8(v, xb)) : _mm256_maddubs_epi16(v, xb);
 }
 
-/* lanes_rows in AVX2, for codes of at most 7 bits, or 8 bits none of which is 0 (s8: lane_pairs_avx2): each
+/* lanes_rows in AVX2, for codes of at most 7 bits, or 8 bits (s8: lane_pairs_avx2, codes of 0 fixed up as
+ * lanes_zero_fix says): each
  * 64-byte block of the lane layout as two vectors of 8 outputs, four codes an output in each 32-bit lane,
  * lane_pairs_avx2 then vpmaddwd by ones into int32. The same integers and float steps as lanes_rows, so the
  * portable path's results bit for bit. */
@@ -995,7 +1030,20 @@ PQ_AVX2 static inline __attribute__((always_inline)) void lanes_rows_avx2_k(cons
             a30 = _mm256_add_epi32(a30, _mm256_madd_epi16(lane_pairs_avx2(v0, xb, s8), ones));
             a31 = _mm256_add_epi32(a31, _mm256_madd_epi16(lane_pairs_avx2(v1, xb, s8), ones));
           }
-        const __m256i acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
+        __m256i acc[4][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}};
+        if (s8 && st->q_fix_start[ob * gpr + g + 1] > st->q_fix_start[ob * gpr + g]) { /* codes of 0, kept as 1 (lanes_zero_fix) */
+          int32_t t[4][16];
+          for (int i = 0; i < 4; i++) {
+            _mm256_storeu_si256((__m256i *)(void *)t[i], acc[i][0]);
+            _mm256_storeu_si256((__m256i *)(void *)(t[i] + 8), acc[i][1]);
+          }
+          for (int32_t e = st->q_fix_start[ob * gpr + g]; e < st->q_fix_start[ob * gpr + g + 1]; e++)
+            for (int i = 0; i < cnt; i++) t[i][st->q_fix[2 * e]] -= xq[i * k4 * 4 + st->q_fix[2 * e + 1]];
+          for (int i = 0; i < 4; i++) {
+            acc[i][0] = _mm256_loadu_si256((const __m256i *)(const void *)t[i]);
+            acc[i][1] = _mm256_loadu_si256((const __m256i *)(const void *)(t[i] + 8));
+          }
+        }
         for (int h = 0; h < 2; h++) {
           __m256i vz = _mm256_loadu_si256((const __m256i *)(const void *)(st->q_lane_zero + (ob * gpr + g) * 16 + 8 * h));
           if (s8) vz = _mm256_sub_epi32(vz, _mm256_set1_epi32(128)); /* dot − zero · Σx = (the sum with code − 128) − (zero − 128) · Σx */
