@@ -67,11 +67,15 @@ static int report(const char *what, double t_ours, double t_base, double target,
  * alternates a method with its baseline, or as a model mixes float and packed layers), against the int8 runs
  * alone: the float GEMM must not leave threads spinning that the packed kernels then wait behind. 1024×1024
  * at batch 64, so the float run takes about as long as the int8 one. Target: within 15%. */
-static int after_float(PqPlugin *cpu, const float *wd, const float *x) {
-  const int64_t n = 1024, B = 64, shape[2] = {n, n};
+static int after_float(PqPlugin *cpu, const float *wd, const float *x, int64_t size) {
+  const int64_t n = size < 1024 ? size : 1024, B = 64, shape[2] = {n, n}; /* (wd and x hold size² and size values) */
   PqPluginError perr = {sizeof perr, 0, {0}};
   g_autoptr(GError) err = NULL;
   PqTensor *wf = pq_tensor_new("w", PQ_DTYPE_F32, 2, shape), *wq = pq_quantize_matrix("w", wd, 2, shape, 8, PQ_QUANT_PER_CHANNEL, 0, 1, 0, &perr);
+  if (!wq) {
+    fprintf(stderr, "bench-compressed: %s\n", perr.message);
+    exit(1);
+  }
   memcpy(pq_tensor_mutable_data(wf), wd, sizeof(float) * (size_t)(n * n));
   g_autoptr(PqModel) mf = one_linear(wf, n);
   g_autoptr(PqModel) mq = one_linear(wq, n);
@@ -227,7 +231,7 @@ int main(int argc, char **argv) {
       bench_pair(run_backend, &two, run_backend, &one, 11, 0.1, &t2, &t1);
       failed |= report(names[k], t2, t1, 1.5, "");
     }
-    failed |= after_float(cpu, wd, x);
+    failed |= after_float(cpu, wd, x, n);
   }
 
   /* low-rank rank 64 as two linears */
