@@ -93,7 +93,7 @@ typedef struct {
   int64_t q_xbatch_rows;  /* rows those buffers hold */
   int64_t q_ldy;          /* y's row stride where it is not n: a part of an output split writes a range of the outputs */
   int q_avx2;             /* the AVX2 row kernels (where the AVX-512 VNNI ones are not used) */
-  /* layers of short rows (k <= LANE_MAX_K, one scale a row): codes laid out with the outputs in vector lanes */
+  /* the layers lanes_wanted picks (short rows, per-group scales, batches): codes laid out with the outputs in vector lanes */
   uint8_t *q_lanes;       /* [ceil(n/16)][ceil(k/4)][16 outputs][4 codes], one byte a code, zero-padded */
   int q_lanes_one_row;    /* q_lanes also for one row (else the row kernels there) */
   int32_t *q_fix, *q_fix_start; /* AVX2 8-bit lanes: codes of 0 kept as 1, listed (lanes_zero_fix) */
