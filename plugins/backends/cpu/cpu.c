@@ -330,8 +330,7 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_
   const int by_output = !conv && lanes_wanted(st, max_rows, &st->q_lanes_one_row);
   const int pairs = by_position && c->avx2; /* (the AVX2 form of the positions-in-lanes kernel) */
   /* (AVX2 lanes: vpmaddubsw, exact to 7 bits; 8-bit codes as code − 128, lane_pairs_avx2, codes of 0 fixed up) */
-  const int avx2_lanes = c->avx2 && st->q_bits <= 8;
-  const int lanes = (by_position && (c->simd || pairs)) || (by_output && (c->simd || avx2_lanes));
+  const int lanes = (by_position && (c->simd || pairs)) || (by_output && (c->simd || c->avx2));
   if (lanes) {
     if (lanes_setup(st, by_position, pairs) != 0 || (by_output && !c->simd && st->q_bits == 8 && lanes_zero_fix(st) != 0)) {
       pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
@@ -1631,14 +1630,13 @@ typedef struct {
 
 /* 16 positions of a packed conv from q0 on, the positions in the lanes: the AVX-512 VNNI kernel or the AVX2 one;
  * `scratch` 64-byte aligned */
-static void conv_block(const Cpu *c, const Step *st, const float *cols, int64_t ohw, int64_t q0, const float *b, float *yn, void *scratch) {
+static void conv_block(const Step *st, const float *cols, int64_t ohw, int64_t q0, const float *b, float *yn, void *scratch) {
 #ifdef PQ_X86
   if (st->q_pairs) conv_pairs_block_avx2(st, cols, ohw, q0, b, yn, scratch);
   else conv_lanes_block(st, cols, ohw, q0, b, yn, scratch);
 #else
   (void)st, (void)cols, (void)ohw, (void)q0, (void)b, (void)yn, (void)scratch;
 #endif
-  (void)c;
 }
 
 static void conv_lanes_part(void *p, int part, int parts) {
@@ -1649,7 +1647,7 @@ static void conv_lanes_part(void *p, int part, int parts) {
   /* part 0's scratch follows the patches; the other parts' start their own workspace parts */
   void *xblk = (void *)(((uintptr_t)(part == 0 ? own + ohw * st->k : own) + 63) & ~(uintptr_t)63);
   for (int64_t blk = blocks * part / parts; blk < blocks * (part + 1) / parts; blk++)
-    conv_block(j->c, st, j->c->workspace, ohw, blk * 16, j->b, j->y, xblk);
+    conv_block(st, j->c->workspace, ohw, blk * 16, j->b, j->y, xblk);
 }
 
 /* Whole images [from, to) of the positions-in-lanes packed conv (a ConvRangeJob's range: a batch of small
@@ -1662,7 +1660,7 @@ static void lanes_images_range(const ConvRangeJob *j, int64_t from, int64_t to, 
   void *xblk = (void *)(((uintptr_t)(ws + ohw * st->k) + 63) & ~(uintptr_t)63);
   for (int64_t n = from; n < to; n++) {
     pq_im2col(j->x + n * in_img, &geo, ws);
-    for (int64_t blk = 0; blk < blocks; blk++) conv_block(j->c, st, ws, ohw, blk * 16, j->b, j->y + n * out_img, xblk);
+    for (int64_t blk = 0; blk < blocks; blk++) conv_block(st, ws, ohw, blk * 16, j->b, j->y + n * out_img, xblk);
   }
 }
 

@@ -429,9 +429,14 @@ static void unpack_row(const uint8_t *packed, int64_t n, int bits, uint8_t *code
   pq_unpack_codes(packed, n, bits, codes);
 }
 
+/* Where output o's scale (and zero point) for its chunk or group ch is: a group's, a row's, or the one */
+static inline int64_t scale_index(const Step *st, int64_t o, int64_t ch) {
+  return st->q_per == PQ_QUANT_PER_GROUP ? o * st->q_groups_per_row + ch : st->q_per == PQ_QUANT_PER_CHANNEL ? o : 0;
+}
+
 /* One chunk's (or group's) part of output o in the portable path's float steps: scale · (dot − zero · Σx) */
 static inline float chunk_term(const Step *st, int64_t o, int64_t ch, int32_t dot, int32_t xsum) {
-  const int64_t si = st->q_per == 2 ? o * st->q_groups_per_row + ch : st->q_per == 1 ? o : 0;
+  const int64_t si = scale_index(st, o, ch);
   const int32_t z = st->q_zeros ? st->q_zeros[si] : 1 << (st->q_bits - 1);
   return st->q_scales[si] * (float)(dot - z * xsum);
 }
@@ -548,9 +553,8 @@ static void code_lanes(int bits, CodeLanes *cl) {
  * zero · Σx), the same operations in the same order */
 PQ_AVX2 static inline __attribute__((always_inline)) __m128 chunk_terms4(const Step *st, const int64_t row[4], int64_t c, __m128i d, int32_t xsum,
                                                                        __m128 acc) {
-  const int64_t gpr = st->q_per == 2 ? st->q_groups_per_row : 1;
   int64_t si[4];
-  for (int t = 0; t < 4; t++) si[t] = st->q_per == 2 ? row[t] * gpr + c : st->q_per == 1 ? row[t] : 0;
+  for (int t = 0; t < 4; t++) si[t] = scale_index(st, row[t], c);
   const __m128 sc = _mm_setr_ps(st->q_scales[si[0]], st->q_scales[si[1]], st->q_scales[si[2]], st->q_scales[si[3]]);
   const __m128i z = st->q_zeros ? _mm_setr_epi32(st->q_zeros[si[0]], st->q_zeros[si[1]], st->q_zeros[si[2]], st->q_zeros[si[3]])
                                 : _mm_set1_epi32(1 << (st->q_bits - 1));
@@ -822,43 +826,9 @@ static int lanes_wanted(const Step *st, int64_t max_rows, int *one_row) {
 /* `by_position` (convolutions): codes kept one output a row, [n][ceil(k/4)·4] (q_rows4), for the kernel that puts
  * 16 output positions in the lanes instead (below); `pairs`, for its AVX2 form, [n][ceil(k/2)] words of two
  * 16-bit codes (q_pairs). */
-/* The AVX2 8-bit lane kernel takes codes as code − 128, which a code of 0 (−128) would overflow: such codes are
- * kept as 1 in the lane layout and listed (q_fix: lane, input; q_fix_start: where each block's groups' entries
- * begin), and the kernel takes x_j back off each listed output's integer sum — exactly the portable sum. */
-static int lanes_zero_fix(Step *st) {
-  const int64_t n = st->n, k = st->k, k4 = st->q_lane_k4, nb = (n + 15) / 16, gpr = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : 1,
-                L = gpr > 1 ? st->q_chunk : k;
-  st->q_fix_start = calloc((size_t)(nb * gpr + 1), sizeof(int32_t));
-  if (!st->q_fix_start) return -1;
-  int64_t count = 0;
-  for (int64_t ob = 0; ob < nb; ob++) /* counted by block and group, then placed in that order */
-    for (int64_t j = 0; j < k; j++)
-      for (int64_t l = 0; l < 16 && ob * 16 + l < n; l++)
-        if (st->q_lanes[ob * k4 * 64 + (j / 4) * 64 + l * 4 + j % 4] == 0) st->q_fix_start[ob * gpr + j / L + 1]++, count++;
-  for (int64_t i = 0; i < nb * gpr; i++) st->q_fix_start[i + 1] += st->q_fix_start[i];
-  st->q_fix = malloc(sizeof(int32_t) * (size_t)(2 * count + 1));
-  int32_t *next = malloc(sizeof(int32_t) * (size_t)(nb * gpr + 1));
-  if (!st->q_fix || !next) {
-    free(next);
-    return -1;
-  }
-  memcpy(next, st->q_fix_start, sizeof(int32_t) * (size_t)(nb * gpr));
-  for (int64_t ob = 0; ob < nb; ob++)
-    for (int64_t j = 0; j < k; j++)
-      for (int64_t l = 0; l < 16 && ob * 16 + l < n; l++) {
-        uint8_t *c = &st->q_lanes[ob * k4 * 64 + (j / 4) * 64 + l * 4 + j % 4];
-        if (*c != 0) continue;
-        const int32_t e = next[ob * gpr + j / L]++;
-        st->q_fix[2 * e] = (int32_t)l, st->q_fix[2 * e + 1] = (int32_t)j;
-        *c = 1;
-      }
-  free(next);
-  return 0;
-}
-
 static int lanes_setup(Step *st, int by_position, int pairs) {
   const int64_t n = st->n, k = st->k, k4 = (k + 3) / 4, k2 = (k + 1) / 2, nb = (n + 15) / 16;
-  const int64_t gpr = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : 1;
+  const int64_t gpr = st->q_groups_per_row;
   st->q_lane_k4 = k4;
   if (pairs) st->q_pairs = calloc((size_t)(n * k2), sizeof(uint32_t));
   else if (by_position) st->q_rows4 = calloc((size_t)(n * k4 * 4), 1);
@@ -882,7 +852,7 @@ static int lanes_setup(Step *st, int by_position, int pairs) {
       for (int64_t j = 0; j < k; j++) dst[(j / 4) * 64 + j % 4] = codes[j];
     }
     for (int64_t g = 0; g < gpr; g++) {
-      const int64_t si = st->q_per == PQ_QUANT_PER_GROUP ? o * gpr + g : st->q_per == PQ_QUANT_PER_CHANNEL ? o : 0;
+      const int64_t si = scale_index(st, o, g);
       const int64_t li = by_position ? o * gpr + g : ((o / 16) * gpr + g) * 16 + o % 16;
       st->q_lane_scale[li] = st->q_scales[si];
       st->q_lane_zero[li] = st->q_zeros ? st->q_zeros[si] : 1 << (st->q_bits - 1);
@@ -892,10 +862,39 @@ static int lanes_setup(Step *st, int by_position, int pairs) {
   return 0;
 }
 
+/* The AVX2 8-bit lane kernel takes codes as code − 128, which a code of 0 (−128) would overflow: such codes are
+ * kept as 1 in the lane layout and listed (q_fix: lane, input; q_fix_start: where each block's groups' entries
+ * begin), and the kernel takes x_j back off each listed output's integer sum — exactly the portable sum. */
+static int lanes_zero_fix(Step *st) {
+  const int64_t n = st->n, k = st->k, k4 = st->q_lane_k4, nb = (n + 15) / 16, gpr = st->q_groups_per_row,
+                L = gpr > 1 ? st->q_chunk : k;
+  st->q_fix_start = calloc((size_t)(nb * gpr + 1), sizeof(int32_t));
+  if (!st->q_fix_start) return -1;
+  int64_t count = 0;
+  for (int64_t ob = 0; ob < nb; ob++) /* counted by block and group */
+    for (int64_t j = 0; j < k; j++)
+      for (int64_t l = 0; l < 16 && ob * 16 + l < n; l++)
+        if (st->q_lanes[ob * k4 * 64 + (j / 4) * 64 + l * 4 + j % 4] == 0) st->q_fix_start[ob * gpr + j / L + 1]++, count++;
+  for (int64_t i = 0; i < nb * gpr; i++) st->q_fix_start[i + 1] += st->q_fix_start[i];
+  st->q_fix = malloc(sizeof(int32_t) * (size_t)(2 * count + 1));
+  if (!st->q_fix) return -1;
+  int64_t e = 0; /* (the same walk: blocks, then inputs, so each block's groups' entries come in order) */
+  for (int64_t ob = 0; ob < nb; ob++)
+    for (int64_t j = 0; j < k; j++)
+      for (int64_t l = 0; l < 16 && ob * 16 + l < n; l++) {
+        uint8_t *c = &st->q_lanes[ob * k4 * 64 + (j / 4) * 64 + l * 4 + j % 4];
+        if (*c != 0) continue;
+        st->q_fix[2 * e] = (int32_t)l, st->q_fix[2 * e + 1] = (int32_t)j;
+        e++;
+        *c = 1;
+      }
+  return 0;
+}
+
 /* The lane kernels' four input rows (cnt of them from x, the others zero) as int8 into the step's unpacking
  * buffer, k4 · 4 bytes apart, their scales into sx and their sums a group into q_xsum ([4][groups]) */
 static void lanes_quantize4(const Step *st, const float *x, int cnt, int simd, float sx[4]) {
-  const int64_t k = st->k, k4 = st->q_lane_k4, gpr = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : 1, L = gpr > 1 ? st->q_chunk : k;
+  const int64_t k = st->k, k4 = st->q_lane_k4, gpr = st->q_groups_per_row, L = gpr > 1 ? st->q_chunk : k;
   for (int i = 0; i < 4; i++) {
     int8_t *xi = (int8_t *)st->q_unpacked + i * k4 * 4;
     if (i >= cnt) {
@@ -916,7 +915,7 @@ static void lanes_quantize4(const Step *st, const float *x, int cnt, int simd, f
  * the same float steps as chunk_term and packed_out. */
 PQ_VNNI static void lanes_rows(const Step *st, const float *x, const float *b, float *y, int64_t rows) {
   const int64_t n = st->n, k = st->k, k4 = st->q_lane_k4, nb = (n + 15) / 16, ldy = packed_ldy(st);
-  const int64_t gpr = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : 1, L = gpr > 1 ? st->q_chunk : k, wg = gpr > 1 ? L / 4 : k4;
+  const int64_t gpr = st->q_groups_per_row, L = gpr > 1 ? st->q_chunk : k, wg = gpr > 1 ? L / 4 : k4;
   const int8_t *xq = (const int8_t *)st->q_unpacked;
   const int32_t *xs = st->q_xsum;
   float sx[4];
@@ -979,7 +978,7 @@ PQ_AVX2 static inline __attribute__((always_inline)) __m256i lane_pairs_avx2(__m
 PQ_AVX2 static inline __attribute__((always_inline)) void lanes_rows_avx2_k(const Step *st, const float *x, const float *b, float *y, int64_t rows,
                                                                           const int s8) {
   const int64_t n = st->n, k = st->k, k4 = st->q_lane_k4, nb = (n + 15) / 16, ldy = packed_ldy(st);
-  const int64_t gpr = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : 1, L = gpr > 1 ? st->q_chunk : k, wg = gpr > 1 ? L / 4 : k4;
+  const int64_t gpr = st->q_groups_per_row, L = gpr > 1 ? st->q_chunk : k, wg = gpr > 1 ? L / 4 : k4;
   const int8_t *xq = (const int8_t *)st->q_unpacked;
   const int32_t *xs = st->q_xsum;
   float sx[4];
@@ -1082,7 +1081,7 @@ PQ_AVX2 static void lanes_rows_avx2(const Step *st, const float *x, const float 
 PQ_VNNI static void conv_lanes_block(const Step *st, const float *cols, int64_t ohw, int64_t q0, const float *b, float *yn, __m512i *xblk) {
   const int64_t k = st->k, k4 = st->q_lane_k4;
   /* per-group scales: groups of wg words, each with its own scale, zero point and input sums (xs, after xblk) */
-  const int64_t gpr = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : 1, wg = gpr > 1 ? st->q_chunk / 4 : k4;
+  const int64_t gpr = st->q_groups_per_row, wg = gpr > 1 ? st->q_chunk / 4 : k4;
   __m512i *xs = xblk + k4;
   const int64_t left = ohw - q0;
   const __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
@@ -1189,7 +1188,7 @@ PQ_VNNI static void conv_lanes_block(const Step *st, const float *cols, int64_t 
 PQ_AVX2 static void conv_pairs_block_avx2(const Step *st, const float *cols, int64_t ohw, int64_t q0, const float *b, float *yn, void *scratch) {
   const int64_t n = st->n, k = st->k, k2 = (k + 1) / 2;
   /* per-group scales: groups of wg pairs, each with its own scale, zero point and input sums (xs) */
-  const int64_t gpr = st->q_per == PQ_QUANT_PER_GROUP ? st->q_groups_per_row : 1, wg = gpr > 1 ? st->q_chunk / 2 : k2;
+  const int64_t gpr = st->q_groups_per_row, wg = gpr > 1 ? st->q_chunk / 2 : k2;
   __m256i *xp = scratch, *xs = xp + 2 * k2;
   const int64_t left = ohw - q0;
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
