@@ -740,11 +740,11 @@ static void rows_avx2_batch(const Step *st, const int8_t *xq, const int32_t *xsu
   }
 }
 
-/* One input row against every output, four outputs a pass sharing the input's loads (codes below 8 bits
- * unpacked four rows at a time into the step's buffer), each chunk's integer sum and each output as the
- * portable path makes them (chunk_term, packed_out). */
+/* One input row against every output, four outputs a pass sharing the input's loads: codes below 8 bits decoded
+ * in registers (quad_codes_avx2), else four rows of codes a byte each against the row as the batch kernel does
+ * (quad_rows_avx2); each chunk's integer sum and each output as the portable path makes them. */
 static void rows_avx2(const Step *st, const int8_t *xq, const int32_t *xsum, float sx, const float *b, float *y) {
-  const int64_t n = st->n, k = st->k, L = st->q_chunk, nch = st->q_chunks;
+  const int64_t n = st->n, L = st->q_chunk, nch = st->q_chunks;
   /* codes below 8 bits decoded in registers where every chunk starts on a byte, else unpacked first */
   const int in_regs = st->q_bits != 8 && (nch == 1 || L * st->q_bits % 8 == 0);
   CodeLanes cl;
@@ -753,20 +753,14 @@ static void rows_avx2(const Step *st, const int8_t *xq, const int32_t *xsum, flo
   for (int64_t o = 0; o < n; o += 4) {
     const int cnt = (int)(n - o < 4 ? n - o : 4);
     const uint8_t *r[4];
-    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    if (in_regs) {
-      for (int t = 0; t < 4; t++) r[t] = st->q_codes + (o + (t < cnt ? t : 0)) * st->q_row_bytes;
-      quad_codes_avx2(st, &cl, r, o, cnt, xq, xsum, end, acc);
-    } else {
+    if (!in_regs) { /* the batch kernel's pass over one row */
       avx2_quad(st, o, cnt, r);
-      for (int64_t ch = 0; ch < nch; ch++) {
-        const int64_t len = ch == nch - 1 ? k - ch * L : L;
-        const uint8_t *rc[4] = {r[0] + ch * L, r[1] + ch * L, r[2] + ch * L, r[3] + ch * L};
-        int32_t d[4];
-        dot4_avx2(rc, xq + ch * L, len, d);
-        for (int t = 0; t < cnt; t++) acc[t] += chunk_term(st, o + t, ch, d[t], xsum[ch]);
-      }
+      quad_rows_avx2(st, r, o, cnt, xq, xsum, &sx, 1, b, y);
+      continue;
     }
+    float acc[4];
+    for (int t = 0; t < 4; t++) r[t] = st->q_codes + (o + (t < cnt ? t : 0)) * st->q_row_bytes;
+    quad_codes_avx2(st, &cl, r, o, cnt, xq, xsum, end, acc);
     for (int t = 0; t < cnt; t++) y[o + t] = packed_out(st, acc[t], sx, b, o + t);
   }
 }
