@@ -1608,8 +1608,8 @@ static void conv_part(void *p, int part, int parts) {
 }
 
 /* Whole images [from, to) of the row-kernel packed conv (a batch of small images over the threads), each in
- * the part's own workspace, per-row and batch buffers (made at prepare where this split can run: without the
- * AVX-512 kernels). */
+ * the part's own workspace, per-row and batch buffers (made at prepare where this split can run: where no
+ * positions-in-lanes kernel takes the conv). */
 static void packed_conv_images_range(const ConvRangeJob *j, int64_t from, int64_t to, float *ws, int part) {
   const Step *st = j->st;
   const int64_t ohw = st->oh * st->ow, in_img = st->c * st->h * st->w, out_img = st->oc * ohw;
