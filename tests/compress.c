@@ -750,6 +750,22 @@ static void test_tensor_train(void) {
     /* a batch of 70: 32 rows at a time, then 6 */
     g_autofree float *y70 = forward(tl, 70, TRUE, &on), *yd70 = forward(dense, 70, TRUE, &on);
     g_assert_cmpfloat(max_rel_diff(y70, yd70, 70 * on), <, 1e-5);
+    /* so its work buffers do not grow past 32 rows: from 32 to 256 rows the backend holds no more than the float
+       model's growth (the activations) */
+    int64_t grow[2];
+    const PqModel *both[2] = {tl, dense};
+    for (int v = 0; v < 2; v++) {
+      int64_t peak[2];
+      for (int bi = 0; bi < 2; bi++) {
+        g_autoptr(PqBackend) be = pq_backend_prepare(cpu, both[v], 1, bi ? 256 : 32, NULL, &err);
+        g_assert_no_error(err);
+        PqMemoryCounters mc = {sizeof mc, 0, -1, -1, -1, -1, -1};
+        g_assert_true(pq_backend_memory(be, &mc, &err));
+        peak[bi] = mc.peak_bytes;
+      }
+      grow[v] = peak[1] - peak[0];
+    }
+    g_assert_cmpint(grow[0], <=, grow[1]);
     /* the recorded error is the error of that matrix */
     double rel;
     pq_error_stats(pq_tensor_data(pq_model_tensor(m, "w1")), pq_tensor_data(wd), 720, &rel, NULL);
