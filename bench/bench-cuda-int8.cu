@@ -14,7 +14,7 @@
 #include <cstdlib>
 #include <vector>
 
-#include "../plugins/backends/cuda/packed8.cuh"
+#include "../plugins/backends/cuda/packed8-launch.cuh"
 #include "../tests/cuda-host/packed8-ref.h"
 
 #define PQ8_CHECK(call)                                                                                             \
@@ -26,35 +26,18 @@
     }                                                                                                              \
   } while (0)
 
-typedef void (*Launch)(const float *x, const uint8_t *codes, const float *scales, const uint8_t *zeros, const float *bias, float *y,
-                       int64_t rows, int64_t n, int64_t k, float act_scale, int relu);
-
+/* the uchar4 kernel (k % 4 == 0), beside packed8-launch.cuh's variants of the 16-byte one */
 static void launch_uchar4(const float *x, const uint8_t *codes, const float *scales, const uint8_t *zeros, const float *bias, float *y,
-                          int64_t rows, int64_t n, int64_t k, float act_scale, int relu) {
-  k_packed_linear8<<<(unsigned)((rows * n * 32 + 255) / 256), 256>>>(x, codes, scales, zeros, bias, y, rows, n, k, k, zeros ? 1 : 0, relu,
-                                                                     n, 1, act_scale);
+                          int64_t rows, int64_t n, int64_t k, int64_t row_bytes, int per, int relu, int64_t ys_r, int64_t ys_o, float act_scale,
+                          cudaStream_t s) {
+  k_packed_linear8<<<(unsigned)((rows * n * 32 + 255) / 256), 256, 0, s>>>(x, codes, scales, zeros, bias, y, rows, n, k, row_bytes, per, relu, ys_r,
+                                                                           ys_o, act_scale);
 }
 
-template <int R, bool STREAM>
-static void launch_x16(const float *x, const uint8_t *codes, const float *scales, const uint8_t *zeros, const float *bias, float *y,
-                       int64_t rows, int64_t n, int64_t k, float act_scale, int relu) {
-  k_packed_linear8x16<R, STREAM><<<(unsigned)((pq8x16_warps(R, rows, n) * 32 + 255) / 256), 256>>>(x, codes, scales, zeros, bias, y, rows, n, k, k,
-                                                                                                  zeros ? 1 : 0, relu, n, 1, act_scale);
-}
-
-static const struct {
-  const char *name;
-  Launch launch;
-} variants[] = {
-    {"uchar4, 1 output a warp", launch_uchar4},
-    {"16 B, 1 output a warp", launch_x16<1, false>},
-    {"16 B, 1 output, evict-first", launch_x16<1, true>},
-    {"16 B, 2 outputs a warp", launch_x16<2, false>},
-    {"16 B, 2 outputs, evict-first", launch_x16<2, true>},
-    {"16 B, 4 outputs, evict-first", launch_x16<4, true>},
-    {"16 B, 8 outputs, evict-first", launch_x16<8, true>},
-};
-static const int n_variants = (int)(sizeof variants / sizeof variants[0]);
+/* variant 0 the uchar4 kernel, then pq8_variants in order */
+static const int n_variants = 1 + PQ8_N_VARIANTS;
+static const char *variant_name(int v) { return v ? pq8_variants[v - 1].what : "uchar4, 1 output a warp"; }
+static Pq8Launch variant_launch(int v) { return v ? pq8_variants[v - 1].launch : launch_uchar4; }
 static int sm_count = 132; /* the device's, set in main */
 
 /* the read roof: every 16 bytes of the codes read once, folded so the reads cannot be dropped */
@@ -163,7 +146,7 @@ static int run_case(const Case &cs, cublasHandle_t blas) {
   for (int v = 0; v < n_variants; v++) {
     if (v == 0 && k % 4) continue;
     PQ8_CHECK(cudaMemset(d_y, 0xff, sizeof(float) * y.size())); /* NaN: an output not written shows */
-    variants[v].launch(d_x, d_codes, d_scales, zp, d_bias, d_y, rows, n, k, cs.act_scale, cs.relu);
+    variant_launch(v)(d_x, d_codes, d_scales, zp, d_bias, d_y, rows, n, k, k, zp ? 1 : 0, cs.relu, n, 1, cs.act_scale, 0);
     PQ8_CHECK(cudaGetLastError());
     PQ8_CHECK(cudaMemcpy(y.data(), d_y, sizeof(float) * y.size(), cudaMemcpyDeviceToHost));
     double worst = 0;
@@ -174,11 +157,12 @@ static int run_case(const Case &cs, cublasHandle_t blas) {
     const bool ok = worst <= 1e-5;
     bad |= !ok;
     if (cs.timed) {
-      double t = time_it([&] { variants[v].launch(d_x, d_codes, d_scales, zp, d_bias, d_y, rows, n, k, cs.act_scale, cs.relu); }, 20, 9);
-      printf("  %-32s %9.4f ms  %7.0f GB/s  %5.2fx the float32 call  error %.1e %s\n", variants[v].name, t, (double)(n * k) / t / 1e6, t_sgemv / t,
+      double t = time_it([&] { variant_launch(v)(d_x, d_codes, d_scales, zp, d_bias, d_y, rows, n, k, k, zp ? 1 : 0, cs.relu, n, 1, cs.act_scale, 0); },
+                         20, 9);
+      printf("  %-32s %9.4f ms  %7.0f GB/s  %5.2fx the float32 call  error %.1e %s\n", variant_name(v), t, (double)(n * k) / t / 1e6, t_sgemv / t,
              worst, ok ? "ok" : "WRONG");
     } else {
-      printf("  %-32s error %.1e %s\n", variants[v].name, worst, ok ? "ok" : "WRONG");
+      printf("  %-32s error %.1e %s\n", variant_name(v), worst, ok ? "ok" : "WRONG");
     }
   }
   cudaFree(d_codes);

@@ -42,9 +42,8 @@ static double max_abs(const float *a, int64_t n) {
  * plain launches, then captured into a graph and launched, then the graph again; the graph's runs must give
  * the same outputs as each other and as the plain run (the same kernels in the same order), and the last is
  * what is returned. */
-static float *run_with(PqPlugin *backend, const PqModel *m, int64_t batch, int64_t *on, const char *math) {
+static float *run_opts(PqPlugin *backend, const PqModel *m, int64_t batch, int64_t *on, PqOptions *o) {
   g_autoptr(GError) err = NULL;
-  g_autoptr(PqOptions) o = backend == cuda ? math_options(math) : NULL;
   g_autoptr(PqBackend) b = pq_backend_prepare(backend, m, 1, batch, o, &err);
   g_assert_no_error(err);
   int64_t in = pq_backend_input_numel(b);
@@ -68,14 +67,26 @@ static float *run_with(PqPlugin *backend, const PqModel *m, int64_t batch, int64
   return y;
 }
 
+/* run_opts with the GEMM precision `math` (NULL: the default) on the GPU */
+static float *run_with(PqPlugin *backend, const PqModel *m, int64_t batch, int64_t *on, const char *math) {
+  g_autoptr(PqOptions) o = backend == cuda ? math_options(math) : NULL;
+  return run_opts(backend, m, batch, on, o);
+}
+
 static float *run(PqPlugin *backend, const PqModel *m, int64_t batch, int64_t *on) { return run_with(backend, m, batch, on, NULL); }
 
-static void compare_math(const PqModel *gpu_model, const PqModel *cpu_model, int64_t batch, double tol, const char *math) {
+/* the GPU's outputs with options `o` against the CPU backend's, within tol of their scale */
+static void compare_opts(const PqModel *gpu_model, const PqModel *cpu_model, int64_t batch, double tol, PqOptions *o, const char *what) {
   int64_t on;
-  g_autofree float *a = run_with(cuda, gpu_model, batch, &on, math), *b = run(cpu, cpu_model, batch, &on);
+  g_autofree float *a = run_opts(cuda, gpu_model, batch, &on, o), *b = run(cpu, cpu_model, batch, &on);
   const double worst = max_diff(a, b, batch * on), scale = max_abs(b, batch * on);
-  g_test_message("max |gpu - cpu| = %g (scale %g, batch %lld, math %s)", worst, scale, (long long)batch, math ? math : "fp32");
+  g_test_message("max |gpu - cpu| = %g (scale %g, batch %lld, %s)", worst, scale, (long long)batch, what);
   g_assert_cmpfloat(worst, <=, tol * (1 + scale));
+}
+
+static void compare_math(const PqModel *gpu_model, const PqModel *cpu_model, int64_t batch, double tol, const char *math) {
+  g_autoptr(PqOptions) o = math_options(math);
+  compare_opts(gpu_model, cpu_model, batch, tol, o, math ? math : "fp32");
 }
 
 static void compare(const PqModel *gpu_model, const PqModel *cpu_model, int64_t batch, double tol) {
@@ -406,6 +417,25 @@ static void test_binary(void) {
 
 /* Packed weights are dequantized inside the GPU kernel: compared with the same weights dequantized on the
  * host and run in float32 on the CPU. */
+/* The tiny MLP's two weights packed (*q) and the same packed weights dequantized to float32 (*deq). */
+static void quantized_pair(const PqModel *m, int bits, PqQuantScheme scheme, int64_t group, int symmetric, PqModel **q, PqModel **deq) {
+  *q = pq_model_copy(m);
+  *deq = pq_model_copy(m);
+  const char *ws[2] = {"w1", "w2"};
+  for (int l = 0; l < 2; l++) {
+    PqTensor *w = pq_model_tensor((PqModel *)m, ws[l]);
+    PqPluginError e = {sizeof e, 0, {0}};
+    PqTensor *p = pq_quantize_matrix(ws[l], pq_tensor_data(w), 2, pq_tensor_shape(w), bits, scheme, group, symmetric, 0, &e);
+    g_assert_nonnull(p);
+    PqTensor *d = pq_tensor_new(ws[l], PQ_DTYPE_F32, 2, pq_tensor_shape(w));
+    pq_tensor_to_f32(p, pq_tensor_mutable_data(d));
+    pq_model_set_tensor(*q, p);
+    pq_model_set_tensor(*deq, d);
+    pq_tensor_unref(p);
+    pq_tensor_unref(d);
+  }
+}
+
 /* Packed weights of 8, 4, 6 and 3 bits against the CPU backend running their dequantized float weights. */
 static void packed_forms(PqModel *m_owned) {
   g_autoptr(PqModel) m = m_owned;
@@ -416,21 +446,8 @@ static void packed_forms(PqModel *m_owned) {
     int symmetric;
   } forms[] = {{8, PQ_QUANT_PER_CHANNEL, 0, 1}, {4, PQ_QUANT_PER_GROUP, 32, 1}, {6, PQ_QUANT_PER_GROUP, 16, 0}, {3, PQ_QUANT_PER_TENSOR, 0, 1}};
   for (size_t f = 0; f < G_N_ELEMENTS(forms); f++) {
-    g_autoptr(PqModel) q = pq_model_copy(m), deq = pq_model_copy(m);
-    const char *ws[2] = {"w1", "w2"};
-    for (int l = 0; l < 2; l++) {
-      PqTensor *w = pq_model_tensor(m, ws[l]);
-      PqPluginError e = {sizeof e, 0, {0}};
-      PqTensor *p = pq_quantize_matrix(ws[l], pq_tensor_data(w), 2, pq_tensor_shape(w), forms[f].bits, forms[f].scheme, forms[f].group,
-                                       forms[f].symmetric, 0, &e);
-      g_assert_nonnull(p);
-      PqTensor *d = pq_tensor_new(ws[l], PQ_DTYPE_F32, 2, pq_tensor_shape(w));
-      pq_tensor_to_f32(p, pq_tensor_mutable_data(d));
-      pq_model_set_tensor(q, p);
-      pq_model_set_tensor(deq, d);
-      pq_tensor_unref(p);
-      pq_tensor_unref(d);
-    }
+    g_autoptr(PqModel) q = NULL, deq = NULL;
+    quantized_pair(m, forms[f].bits, forms[f].scheme, forms[f].group, forms[f].symmetric, &q, &deq);
     compare(q, deq, 1, 1e-4);
     compare(q, deq, 17, 1e-4);
   }
@@ -443,6 +460,29 @@ static void test_packed(void) {
   packed_forms(pq_test_tiny_mlp(1024, 96, 10, 9));
   packed_forms(pq_test_tiny_mlp(1024, 97, 10, 9));
   packed_forms(pq_test_tiny_mlp(1028, 100, 10, 9));
+}
+
+/* The 8-bit kernel's variants (int8_kernel): each, fixed, and the choice made by timing them at prepare (auto)
+ * give the CPU's results on the same codes. The first layer (1024 x 1024, asymmetric: zero points) has the 1M
+ * codes from which auto times the variants; the second (10 outputs) leaves the last warp of r4 and r8 part
+ * empty. The option takes only its values. */
+static void test_int8_kernels(void) {
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqOptions) bad = pq_options_new(pq_plugin_options_schema(cuda), "cuda", &err);
+  g_assert_false(pq_options_set(bad, "int8_kernel", "r3", &err));
+  g_assert_nonnull(err);
+  g_clear_error(&err);
+  if (!usable()) return;
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(1024, 1024, 10, 33);
+  g_autoptr(PqModel) q = NULL, deq = NULL;
+  quantized_pair(m, 8, PQ_QUANT_PER_CHANNEL, 0, 0, &q, &deq);
+  const char *names[] = {"auto", "r1", "r2", "r4", "r8", "r1-cached", "r2-cached", "r4-cached", "r8-cached"};
+  for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+    g_autoptr(PqOptions) o = cuda_options(NULL, "on");
+    g_assert_true(pq_options_set(o, "int8_kernel", names[i], &err));
+    compare_opts(q, deq, 1, 1e-4, o, names[i]);
+    compare_opts(q, deq, 9, 1e-4, o, names[i]);
+  }
 }
 
 /* Tensor-train, block-circulant and CSR layers: the same ops on both backends, at batch 1 and a batch that is
@@ -644,6 +684,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cuda/fork-safe", test_fork_safe);
   g_test_add_func("/cuda/dense-ops", test_dense);
   g_test_add_func("/cuda/packed-weights", test_packed);
+  g_test_add_func("/cuda/int8-kernels", test_int8_kernels);
   g_test_add_func("/cuda/activations", test_activations);
   g_test_add_func("/cuda/binary-ops", test_binary);
   g_test_add_func("/cuda/layer-norm", test_layer_norm);

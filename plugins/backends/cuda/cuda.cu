@@ -24,14 +24,17 @@
 #include <cstring>
 #include <vector>
 
-#include "packed8.cuh"
+#include "packed8-launch.cuh"
 
 enum { K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_CIRC, K_TT, K_SPARSE,
        K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM, K_REDUCE /* reduce_sum, … */, K_CONVT, K_SLICE, K_RESIZE };
 enum { MATH_FP32, MATH_TF32, MATH_FP16 };
-/* 8-bit linear layers with k % 16 == 0: outputs a warp takes at once (packed8.cuh; bench/bench-cuda-int8 times
- * the choices) */
-#define PQ8_OUTPUTS_PER_WARP 2
+/* 8-bit linear layers with at least so many codes have their kernel variant (packed8-launch.cuh) chosen by
+ * timing each at prepare (int8_kernel=auto); smaller ones, whose runs launches and copies dominate, take the
+ * default */
+#define PQ8_TUNE_MIN_CODES (1 << 20)
+/* the most rows a variant is timed at (a larger batch takes the choice made there) */
+#define PQ8_TUNE_MAX_ROWS 64
 
 static const struct {
   const char *op;
@@ -93,6 +96,10 @@ struct Step {
   int q_bits = 0, q_per = 0;
   int64_t q_row_bytes = 0, q_group = 0, q_groups_per_row = 1;
   float q_act_scale = 0.0f;                                               /* > 0: static int8 activations */
+  /* 8-bit codes a row, k % 16 == 0: the kernel variant (pq8_variants) for runs of up to and past the geometric
+   * mean of pq8_rows[0] and pq8_rows[1] rows (the rows each was timed at where it was chosen by timing) */
+  int pq8[2] = {PQ8_DEFAULT_VARIANT, PQ8_DEFAULT_VARIANT};
+  int64_t pq8_rows[2] = {1, 1};
   int act = 0;                                                            /* K_ACT: the function and its parameters */
   float act_a = 0.0f, act_b = 0.0f;
   /* tensor train: cores C_k [(n_k r_k), (r_{k-1} m_k)] row-major, two work buffers */
@@ -136,6 +143,7 @@ struct Cuda {
   cudaStream_t stream = nullptr;
   int64_t weights_bytes = 0, allocated = 0;
   int math = MATH_FP32;
+  int int8_kernel = -1; /* an index into pq8_variants, or -1: chosen by timing (auto) */
   __half *half_ws = nullptr;   /* a linear layer's input in fp16 (math = fp16) */
   size_t half_ws_elems = 0;
   void *fft_work = nullptr;    /* the cuFFT work area every plan shares */
@@ -1088,6 +1096,61 @@ static void fuse_relu(Cuda *c) {
   }
 }
 
+/* whether a packed layer of k inputs a row runs the 16-byte 8-bit kernel (packed8-launch.cuh) */
+static bool packed8_x16(const Step &st, int64_t k) {
+  return st.q_bits == 8 && st.q_per != PQ_QUANT_PER_GROUP && k % 16 == 0 && st.q_row_bytes % 16 == 0;
+}
+
+/* The 16-byte 8-bit kernel's variant for each layer that runs it. A fixed int8_kernel applies to every such
+ * layer. With auto, each 8-bit linear layer of at least PQ8_TUNE_MIN_CODES codes has every variant launched on
+ * its own buffers at a sample's rows and at the prepared batch's (up to PQ8_TUNE_MAX_ROWS samples), timed by
+ * CUDA events (the fastest of three rounds of four launches, after one launch to warm up), and keeps the
+ * fastest for runs of about that many rows; which is fastest depends on the card and the shape. The input
+ * buffer is zeroed first (its values do not change the time; the outputs are overwritten by every run). */
+static PqStatus choose_int8_kernels(Cuda *c, PqPluginError *err) {
+  for (Step &st : c->steps) {
+    if (!st.q_codes) continue;
+    if (c->int8_kernel >= 0) {
+      st.pq8[0] = st.pq8[1] = c->int8_kernel;
+      continue;
+    }
+    if (st.kind != K_LINEAR || !packed8_x16(st, st.k) || st.n * st.k < PQ8_TUNE_MIN_CODES) continue;
+    const float *b = st.in[2] >= 0 ? c->values[st.in[2]].ptr : nullptr;
+    float *x = c->values[st.in[0]].ptr, *y = c->values[st.out].ptr;
+    const int64_t rows_at[2] = {st.m_rows, (c->max_batch < PQ8_TUNE_MAX_ROWS ? c->max_batch : PQ8_TUNE_MAX_ROWS) * st.m_rows};
+    if (pq_plan_value_kind(c->plan, st.in[0]) != PQ_VALUE_WEIGHT)
+      CHECK(cudaMemsetAsync(x, 0, sizeof(float) * (size_t)(rows_at[1] * st.k), c->stream), "int8 kernel timing");
+    for (int i = 0; i < 2; i++) {
+      st.pq8_rows[i] = rows_at[i];
+      if (i == 1 && rows_at[1] == rows_at[0]) {
+        st.pq8[1] = st.pq8[0];
+        break;
+      }
+      float best = INFINITY;
+      for (int v = 0; v < PQ8_N_VARIANTS; v++) {
+        float t = INFINITY;
+        for (int round = 0; round < 4; round++) { /* round 0 warms up, untimed */
+          CHECK(cudaEventRecord(c->ev[0], c->stream), "int8 kernel timing");
+          for (int l = 0; l < (round ? 4 : 1); l++)
+            pq8_variants[v].launch(x, st.q_codes, st.q_scales, st.q_zeros, b, y, rows_at[i], st.n, st.k, st.q_row_bytes, st.q_per, st.relu, st.n, 1,
+                                   st.q_act_scale, c->stream);
+          CHECK(cudaGetLastError(), pq8_variants[v].what);
+          CHECK(cudaEventRecord(c->ev[1], c->stream), "int8 kernel timing");
+          CHECK(cudaEventSynchronize(c->ev[1]), pq8_variants[v].what);
+          float ms = 0;
+          CHECK(cudaEventElapsedTime(&ms, c->ev[0], c->ev[1]), "int8 kernel timing");
+          if (round) t = fminf(t, ms);
+        }
+        if (t < best) {
+          best = t;
+          st.pq8[i] = v;
+        }
+      }
+    }
+  }
+  return PQ_OK;
+}
+
 static PqStatus cuda_prepare(const PqModel *model, const PqBackendConfig *cfg, void **handle, PqPluginError *err) {
   Cuda *c = new Cuda();
   PqStatus st = PQ_ERR_INVALID;
@@ -1103,6 +1166,7 @@ static PqStatus cuda_prepare(const PqModel *model, const PqBackendConfig *cfg, v
   c->math = !strcmp(math, "tf32") ? MATH_TF32 : !strcmp(math, "fp16") ? MATH_FP16 : MATH_FP32;
   const char *graphs = pq_options_get_string(cfg->options, "graphs", "auto");
   c->graphs = !strcmp(graphs, "off") ? 0 : !strcmp(graphs, "on") ? 2 : 1;
+  c->int8_kernel = pq8_variant_index(pq_options_get_string(cfg->options, "int8_kernel", "auto")); /* auto: -1 */
   bool events = true;
   for (cudaEvent_t &e : c->ev) events = events && cudaEventCreate(&e) == cudaSuccess;
   if (!events || cudaStreamCreate(&c->stream) != cudaSuccess || cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS) {
@@ -1182,6 +1246,10 @@ static PqStatus cuda_prepare(const PqModel *model, const PqBackendConfig *cfg, v
         pq_plugin_error_set(err, PQ_ERR_INTERNAL, "cuFFT: cannot set the work area");
         return PQ_ERR_INTERNAL;
       }
+  if ((st = choose_int8_kernels(c, err)) != PQ_OK) {
+    cuda_release(c);
+    return st;
+  }
   *handle = c;
   return PQ_OK;
 }
@@ -1193,9 +1261,9 @@ static PqStatus cuda_prepare(const PqModel *model, const PqBackendConfig *cfg, v
 static void packed_linear(const Step &st, const float *x, const float *b, float *y, int64_t rows, int64_t n, int64_t k, int64_t ys_r, int64_t ys_o,
                           cudaStream_t s) {
   const bool per_row8 = st.q_bits == 8 && st.q_per != PQ_QUANT_PER_GROUP;
-  if (per_row8 && k % 16 == 0 && st.q_row_bytes % 16 == 0)
-    k_packed_linear8x16<PQ8_OUTPUTS_PER_WARP, true><<<blocks_for(pq8x16_warps(PQ8_OUTPUTS_PER_WARP, rows, n) * 32), 256, 0, s>>>(
-        x, st.q_codes, st.q_scales, st.q_zeros, b, y, rows, n, k, st.q_row_bytes, st.q_per, st.relu, ys_r, ys_o, st.q_act_scale);
+  if (packed8_x16(st, k))
+    pq8_variants[st.pq8[rows * rows > st.pq8_rows[0] * st.pq8_rows[1]]].launch(x, st.q_codes, st.q_scales, st.q_zeros, b, y, rows, n, k,
+                                                                               st.q_row_bytes, st.q_per, st.relu, ys_r, ys_o, st.q_act_scale, s);
   else if (per_row8 && k % 4 == 0 && st.q_row_bytes % 4 == 0)
     k_packed_linear8<<<blocks_for(rows * n * 32), 256, 0, s>>>(x, st.q_codes, st.q_scales, st.q_zeros, b, y, rows, n, k, st.q_row_bytes, st.q_per,
                                                               st.relu, ys_r, ys_o, st.q_act_scale);
@@ -1545,7 +1613,11 @@ static const PqPluginDesc cuda_desc = {
     " \"description\": \"GEMM precision: fp32; tf32 (tensor cores); fp16 (linear weights held in fp16, float32 accumulation; tf32 elsewhere)\"},"
     " \"graphs\": {\"type\": \"string\", \"enum\": [\"auto\", \"on\", \"off\"], \"default\": \"auto\","
     " \"description\": \"CUDA graphs: a run's copies and kernels captured at the second run of each batch size and replayed in one launch;"
-    " auto falls back to plain launches where capture fails, on makes that an error, off never captures\"}}",
+    " auto falls back to plain launches where capture fails, on makes that an error, off never captures\"},"
+    " \"int8_kernel\": {\"type\": \"string\", \"enum\": [\"auto\", \"r1\", \"r2\", \"r4\", \"r8\", \"r1-cached\", \"r2-cached\", \"r4-cached\", \"r8-cached\"],"
+    " \"default\": \"auto\", \"description\": \"8-bit linear layers with a scale a row and inputs a multiple of 16: rN takes N outputs a warp,"
+    " -cached reads the codes through the caches instead of evict-first; auto times each at prepare on layers of 1M codes or more"
+    " and keeps the fastest (r2 on smaller ones)\"}}",
     &cuda_vtable, cuda_usable_here, {nullptr},
 };
 
