@@ -301,6 +301,56 @@ static void test_quantize_matrix(void) {
   for (int i = 0; i < 4096; i++) g_assert_cmpfloat(fabsf(back[i] - wd[i]), <=, 9.0f / 127 / 2 + 1e-6f);
 }
 
+/* Every code pq_quantize_matrix writes is the one a plain reading of the rule gives: nearbyintf(v / scale) +
+ * zero, clamped to the bits' range, on the scales and zero points it stored; and those are what the group's
+ * extremes give (symmetric: max |v| / (2^(bits-1) - 1)). For 2..8 bits, each scheme, symmetric or not, rows of
+ * 37 values (vector steps and a tail), and values that fall exactly halfway between two codes (ties go to the
+ * even code) or far outside a clipped range. */
+static void test_quantize_codes_reference(void) {
+  const int64_t rows = 6, cols = 37 * 4;
+  int64_t sh[2] = {rows, cols};
+  g_autofree float *w = g_new(float, rows * cols);
+  GRand *rng = g_rand_new_with_seed(77);
+  for (int64_t i = 0; i < rows * cols; i++) w[i] = (float)g_rand_double_range(rng, -2, 2);
+  g_rand_free(rng);
+  /* row 0: 8-bit symmetric scale 1 (its largest |v| is 127), with halves between codes */
+  for (int64_t i = 0; i < cols; i++) w[i] = (float)((i % 41) - 20) + ((i % 3) ? 0.5f : 0.0f);
+  w[5] = 127.0f;
+  for (int bits = 2; bits <= 8; bits++)
+    for (int scheme = 0; scheme < 3; scheme++)
+      for (int symmetric = 0; symmetric <= 1; symmetric++)
+        for (int clip = 0; clip <= 3; clip += 3) {
+          PqQuantScheme sc = scheme == 0 ? PQ_QUANT_PER_TENSOR : scheme == 1 ? PQ_QUANT_PER_CHANNEL : PQ_QUANT_PER_GROUP;
+          const int64_t group = 37;
+          PqPluginError e = {sizeof e, 0, {0}};
+          g_autoptr(PqTensor) q = pq_quantize_matrix("w", w, 2, sh, bits, sc, group, symmetric, clip, &e);
+          g_assert_nonnull(q);
+          const float *scales = pq_tensor_data(pq_tensor_scales(q));
+          const uint8_t *zeros = pq_tensor_zeros(q) ? pq_tensor_data(pq_tensor_zeros(q)) : NULL;
+          const int64_t per = sc == PQ_QUANT_PER_TENSOR ? rows * cols : sc == PQ_QUANT_PER_CHANNEL ? cols : group;
+          const size_t rb = (size_t)(cols * bits + 7) / 8;
+          g_autofree uint8_t *codes = g_new(uint8_t, cols);
+          for (int64_t r = 0; r < rows; r++) {
+            pq_unpack_codes((const uint8_t *)pq_tensor_data(q) + (size_t)r * rb, cols, bits, codes);
+            for (int64_t c = 0; c < cols; c++) {
+              const int64_t gi = (r * cols + c) / per;
+              const float scale = scales[gi], zero = zeros ? zeros[gi] : (float)(1 << (bits - 1));
+              float want = nearbyintf(w[r * cols + c] * (1.0f / scale)) + zero;
+              want = want < 0 ? 0 : want > (float)((1 << bits) - 1) ? (float)((1 << bits) - 1) : want;
+              if (codes[c] != (uint8_t)want)
+                g_error("bits %d scheme %d symmetric %d clip %d: w[%lld][%lld] = %g, scale %g, zero %g: code %d, want %g", bits, scheme, symmetric,
+                        clip, (long long)r, (long long)c, w[r * cols + c], scale, zero, codes[c], want);
+            }
+          }
+          if (symmetric && !clip) /* the scales from the extremes */
+            for (int64_t gi = 0; gi < rows * cols / per; gi++) {
+              float amax = 0;
+              for (int64_t i = gi * per; i < (gi + 1) * per; i++) amax = fmaxf(amax, fabsf(w[i]));
+              g_assert_cmpfloat(scales[gi], ==, amax / (float)((1 << (bits - 1)) - 1));
+            }
+        }
+}
+
 /* Frobenius error of the best rank-k approximation: sqrt of the discarded squared singular values. */
 static double optimal_error(const float *w, int64_t m, int64_t n, int64_t k) {
   g_autofree float *s = g_new(float, MIN(m, n));
@@ -2971,6 +3021,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/quant-bad-input", test_quant_bad);
   g_test_add_func("/compress/quant-static-activations", test_quant_static);
   g_test_add_func("/compress/quantize-matrix", test_quantize_matrix);
+  g_test_add_func("/compress/quantize-codes-reference", test_quantize_codes_reference);
   g_test_add_func("/compress/svd", test_svd);
   g_test_add_func("/compress/low-rank", test_low_rank);
   g_test_add_func("/compress/low-rank-conv", test_low_rank_conv);
