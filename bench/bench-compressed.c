@@ -160,23 +160,31 @@ int main(int argc, char **argv) {
   /* the CPU's widest kernels, then the AVX2 ones (how a CPU without AVX-512 runs them; where the CPU has AVX2), at
      batch 1 against sgemv and at batch 64 against sgemm (the lane layout: 16 outputs side by side, four input
      rows a pass) */
+  /* targets: of the AVX-512 VNNI kernels, and of the AVX2 ones, which "auto" runs on a CPU without VNNI (its
+     lines are then judged by them and say so) */
   struct {
     const char *name;
     int bits;
     PqQuantScheme scheme;
-    double target;
+    double target, target_avx2;
     const char *kernels;
     int64_t batch;
-  } forms[10] = {{"int8 linear, batch 1 vs sgemv", 8, PQ_QUANT_PER_CHANNEL, 5.0, "auto", 1},
-                 {"4-bit linear, batch 1 vs sgemv", 4, PQ_QUANT_PER_GROUP, 8.0, "auto", 1},
-                 {"6-bit linear, batch 1 vs sgemv", 6, PQ_QUANT_PER_CHANNEL, 5.0, "auto", 1},
-                 {"  AVX2 kernels: int8", 8, PQ_QUANT_PER_CHANNEL, 2.5, "avx2", 1},
-                 {"  AVX2 kernels: 4-bit per group", 4, PQ_QUANT_PER_GROUP, 2.5, "avx2", 1},
-                 {"  AVX2 kernels: 6-bit", 6, PQ_QUANT_PER_CHANNEL, 1.5, "avx2", 1},
-                 {"int8 linear, batch 64 vs sgemm", 8, PQ_QUANT_PER_CHANNEL, 3.0, "auto", 64},
-                 {"4-bit per group, batch 64 vs sgemm", 4, PQ_QUANT_PER_GROUP, 3.0, "auto", 64},
-                 {"  AVX2 kernels: 6-bit, batch 64", 6, PQ_QUANT_PER_CHANNEL, 1.5, "avx2", 64},
-                 {"  AVX2: 4-bit per group, batch 64", 4, PQ_QUANT_PER_GROUP, 1.5, "avx2", 64}};
+  } forms[10] = {{"int8 linear, batch 1 vs sgemv", 8, PQ_QUANT_PER_CHANNEL, 5.0, 2.5, "auto", 1},
+                 {"4-bit linear, batch 1 vs sgemv", 4, PQ_QUANT_PER_GROUP, 8.0, 2.5, "auto", 1},
+                 {"6-bit linear, batch 1 vs sgemv", 6, PQ_QUANT_PER_CHANNEL, 5.0, 1.5, "auto", 1},
+                 {"  AVX2 kernels: int8", 8, PQ_QUANT_PER_CHANNEL, 2.5, 2.5, "avx2", 1},
+                 {"  AVX2 kernels: 4-bit per group", 4, PQ_QUANT_PER_GROUP, 2.5, 2.5, "avx2", 1},
+                 {"  AVX2 kernels: 6-bit", 6, PQ_QUANT_PER_CHANNEL, 1.5, 1.5, "avx2", 1},
+                 {"int8 linear, batch 64 vs sgemm", 8, PQ_QUANT_PER_CHANNEL, 3.0, 1.5, "auto", 64},
+                 {"4-bit per group, batch 64 vs sgemm", 4, PQ_QUANT_PER_GROUP, 3.0, 1.5, "auto", 64},
+                 {"  AVX2 kernels: 6-bit, batch 64", 6, PQ_QUANT_PER_CHANNEL, 1.5, 1.5, "avx2", 64},
+                 {"  AVX2: 4-bit per group, batch 64", 4, PQ_QUANT_PER_GROUP, 1.5, 1.5, "avx2", 64}};
+  int vnni = 0; /* the CPU backend's condition for its AVX-512 VNNI kernels */
+#if defined(__x86_64__)
+  vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512vnni");
+#endif
+  if (!vnni) printf("(no AVX-512 VNNI on this CPU: the lines without AVX2 in their name run the AVX2 kernels, or the portable ones, and are judged by their targets)\n");
   {
     const int64_t B = 64;
     g_autofree float *xb = g_new(float, B * n), *yb = g_new(float, B * n), *yb2 = g_new(float, B * n);
@@ -205,7 +213,7 @@ int main(int argc, char **argv) {
       double to, tb;
       if (forms[f].batch == 1) bench_pair(run_backend, &ours, run_sgemv, &dense, 21, 0.05, &to, &tb);
       else bench_pair(run_backend, &ours_b, run_sgemm, &dense_b, 11, 0.1, &to, &tb);
-      failed |= report(forms[f].name, to, tb, forms[f].target, "");
+      failed |= report(forms[f].name, to, tb, vnni ? forms[f].target : forms[f].target_avx2, "");
     }
   }
 

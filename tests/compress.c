@@ -164,6 +164,26 @@ static void test_quant_large_groups(void) {
   }
 }
 
+/* The AVX2 lane kernel on a layer past LANE_BLOCK_CODES (640 x 1280: 819K codes) quantizes up to 32 rows at
+ * once and runs them over 128 KB of codes (6 blocks of 16 outputs) at a time: 70 rows (blocks of 32, 32 and 6,
+ * the last with a row short of four), 40 blocks of outputs (seven passes, the last of four blocks); 8-bit
+ * asymmetric (codes of 0, fixed up), 6-bit, 4-bit groups of 32. Bit for bit the portable path's results, on one
+ * thread and on two (each its own rows and buffers). Both layers packed: a float layer's GEMM split over two
+ * threads may round differently from one. */
+static void test_quant_lane_blocks(void) {
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(1280, 640, 10, 41);
+  const char *forms[][8] = {{"bits", "8", "symmetric", "false", NULL}, {"bits", "6", NULL}, {"bits", "4", "scheme", "per_group", "group_size", "32", NULL}};
+  for (size_t f = 0; f < G_N_ELEMENTS(forms); f++) {
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PqModel) q = compress(quant, m, forms[f], &err);
+    g_assert_no_error(err);
+    g_autofree char *what = g_strdup_printf("640 x 1280, %s bits%s", forms[f][1], f == 2 ? " in groups of 32" : "");
+    assert_avx2_same(q, 70, 1, what);
+    assert_avx2_same(q, 70, 2, what);
+    assert_avx2_same(q, 9, 1, what);
+  }
+}
+
 static void test_quant_saved(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(96, 40, 10, 5);
   const char *kv[] = {"bits", "6", "scheme", "per_group", "group_size", "8", NULL};
@@ -3017,6 +3037,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/quant-forms", test_quant_forms);
   g_test_add_func("/compress/quant-backend-memory", test_quant_backend_memory);
   g_test_add_func("/compress/quant-large-groups", test_quant_large_groups);
+  g_test_add_func("/compress/quant-lane-blocks", test_quant_lane_blocks);
   g_test_add_func("/compress/quant-saved", test_quant_saved);
   g_test_add_func("/compress/quant-bad-input", test_quant_bad);
   g_test_add_func("/compress/quant-static-activations", test_quant_static);

@@ -102,6 +102,8 @@ typedef struct {
   float *q_lane_scale;    /* each output's scale (ceil(n/16)·16 of them), or for q_rows4/q_pairs each output's groups' [n][groups a row] */
   int32_t *q_lane_zero;   /* and zero points, likewise */
   int64_t q_lane_k4;      /* ceil(k/4) */
+  int64_t q_lane_rows;    /* rows the lane kernels quantize at once (the scratch holds so many): 4, or more for the
+                             AVX2 kernel on layers whose codes pass the L2 cache (LANE_BLOCK_CODES) */
   const PqOpKernel *kernel; /* an op a plugin declared */
   void *kernel_ws;
   struct Circ *circ;      /* circulant_linear: spectra, buffers and FFT plans */
@@ -126,8 +128,8 @@ typedef struct QScratch {
 
 static int q_scratch_new(const Step *st, QScratch *q) {
   q->x = malloc((size_t)st->k + 64);
-  q->xsum = malloc(sizeof(int32_t) * (size_t)(4 * st->q_chunks)); /* (four rows' of the lane layout's kernel) */
-  q->unpacked = malloc(4 * ((size_t)st->k + 64)); /* four unpacked rows */
+  q->xsum = malloc(sizeof(int32_t) * (size_t)(st->q_lane_rows * st->q_chunks)); /* (the lane kernels' rows') */
+  q->unpacked = malloc((size_t)st->q_lane_rows * ((size_t)st->k + 64)); /* four unpacked rows, or the lane kernels' rows */
   q->xe = malloc((size_t)st->k / 2 + 64);
   q->xo = malloc((size_t)st->k / 2 + 64);
   q->xsumf = malloc(sizeof(float) * (size_t)st->q_chunks);
@@ -137,7 +139,8 @@ static int q_scratch_new(const Step *st, QScratch *q) {
 
 /* the bytes q_scratch_new allocates (batch buffers apart) */
 static int64_t q_scratch_bytes(const Step *st) {
-  return (st->k + 64) + (int64_t)sizeof(int32_t) * 4 * st->q_chunks + 4 * (st->k + 64) + 2 * (st->k / 2 + 64) + (int64_t)sizeof(float) * st->q_chunks;
+  return (st->k + 64) + (int64_t)sizeof(int32_t) * st->q_lane_rows * st->q_chunks + st->q_lane_rows * (st->k + 64) + 2 * (st->k / 2 + 64) +
+         (int64_t)sizeof(float) * st->q_chunks;
 }
 
 static void q_scratch_free(QScratch *q) {
@@ -315,19 +318,24 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_
   if (st->q_chunk < 1) st->q_chunk = 1;
   st->q_chunks = (st->k + st->q_chunk - 1) / st->q_chunk;
   st->q_groups_per_row = st->q_per == PQ_QUANT_PER_GROUP ? st->k / st->q_chunk : 1;
-  QScratch own;
-  q_scratch_new(st, &own); /* (checked below) */
-  st->q_x = own.x, st->q_xsum = own.xsum, st->q_unpacked = own.unpacked, st->q_xe = own.xe, st->q_xo = own.xo, st->q_xsumf = own.xsumf;
   int64_t max_rows = batch_rows > 0 ? batch_rows : c->max_batch * (st->m_rows > 0 ? st->m_rows : 1);
-  if (!st->q_x || !st->q_xsum || !st->q_unpacked || !st->q_xe || !st->q_xo || !st->q_xsumf) {
-    pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
-    return PQ_ERR_NOMEM;
-  }
   /* output positions in the lanes (conv2d: one scale a row, or groups of whole 4-code words; int32 sums exact up to
      65536 codes), or outputs in the lanes (a linear layer: lanes_wanted) */
   const int conv = st->kind == K_CONV2D;
   const int by_position = conv && st->k <= 65536 && (st->q_per != PQ_QUANT_PER_GROUP || st->q_chunk % 4 == 0);
   const int by_output = !conv && lanes_wanted(st, max_rows, &st->q_lanes_one_row);
+  /* the AVX2 lane kernel on codes that pass the L2 cache: many rows quantized at once, each block of codes read
+     once for all of them (lanes_rows_avx2_k) */
+  st->q_lane_rows = by_output && !c->simd && c->avx2 && max_rows > 4 && st->n * st->k >= LANE_BLOCK_CODES
+                        ? (max_rows < LANE_BLOCK_ROWS ? (max_rows + 3) / 4 * 4 : LANE_BLOCK_ROWS)
+                        : 4;
+  QScratch own;
+  q_scratch_new(st, &own); /* (checked below) */
+  st->q_x = own.x, st->q_xsum = own.xsum, st->q_unpacked = own.unpacked, st->q_xe = own.xe, st->q_xo = own.xo, st->q_xsumf = own.xsumf;
+  if (!st->q_x || !st->q_xsum || !st->q_unpacked || !st->q_xe || !st->q_xo || !st->q_xsumf) {
+    pq_plugin_error_set(err, PQ_ERR_NOMEM, "linear '%s': out of memory", pq_node_name(node));
+    return PQ_ERR_NOMEM;
+  }
   const int pairs = by_position && c->avx2; /* (the AVX2 form of the positions-in-lanes kernel) */
   /* (AVX2 lanes: vpmaddubsw, exact to 7 bits; 8-bit codes as code − 128, lane_pairs_avx2, codes of 0 fixed up) */
   const int lanes = (by_position && (c->simd || pairs)) || (by_output && (c->simd || c->avx2));
