@@ -177,7 +177,7 @@ typedef struct {
   int n_inputs, n_outputs;
   int simd; /* AVX-512 VNNI kernels for packed weights (else the AVX2 or the portable ones) */
   int avx2; /* AVX2 kernels for packed weights, where the AVX-512 ones are not used */
-  int sp_avx512; /* AVX-512 kernels for CSR weights */
+  int sp_simd; /* the CSR kernels' vectors: SP_AVX512, SP_AVX2 or SP_PORTABLE */
   Pool *pool;    /* threads for the packed, CSR and depthwise kernels (NULL: the calling thread only) */
   int pool_threads; /* its size when made (1 without one) */
   size_t workspace_stride; /* the workspace holds one part of this many floats a thread */
@@ -881,7 +881,7 @@ static PqStatus cpu_prepare(const PqModel *model, const PqBackendConfig *cfg, vo
   const char *kernels = pq_options_get_string(cfg->options, "kernels", "auto");
   const int vec = pq_options_get_bool(cfg->options, "simd", 1) && strcmp(kernels, "portable") != 0, widest = strcmp(kernels, "auto") == 0;
   c->simd = vec && widest && pq_cpu_has_vnni();
-  c->sp_avx512 = vec && widest && sp_has_avx512();
+  c->sp_simd = vec && widest && sp_has_avx512() ? SP_AVX512 : vec && sp_has_avx2() ? SP_AVX2 : SP_PORTABLE;
 #ifdef PQ_X86
   c->avx2 = vec && !c->simd && pq_cpu_has_avx2();
 #endif
@@ -1713,7 +1713,7 @@ static void sparse_part(void *p, int part, int parts) {
   int64_t chunks = (j->rows + SP_LANES - 1) / SP_LANES, r0 = chunks * part / parts * SP_LANES, r1 = chunks * (part + 1) / parts * SP_LANES;
   if (r1 > j->rows) r1 = j->rows;
   if (r1 > r0)
-    sp_run(&st->sp, j->x + r0 * st->k, j->b, j->y + r0 * st->n, r1 - r0, st->fuse_relu, j->c->sp_avx512,
+    sp_run(&st->sp, j->x + r0 * st->k, j->b, j->y + r0 * st->n, r1 - r0, st->fuse_relu, j->c->sp_simd,
            j->c->workspace + (size_t)part * j->c->workspace_stride, j->rows >= SP_MIN_LANE_ROWS);
 }
 
@@ -1742,10 +1742,10 @@ static void sparse_cols_part(void *p, int part, int parts) {
   if (cj->xt) {
     for (int64_t r = 0; r < j->rows; r += SP_LANES)
       sp_lanes(&local, cj->xt + r * st->k, b, j->y + r * st->n + n0, j->rows - r < SP_LANES ? j->rows - r : SP_LANES, st->fuse_relu,
-               j->c->sp_avx512);
+               j->c->sp_simd);
     return;
   }
-  sp_run(&local, j->x, b, j->y + n0, j->rows, st->fuse_relu, j->c->sp_avx512, NULL, 0);
+  sp_run(&local, j->x, b, j->y + n0, j->rows, st->fuse_relu, j->c->sp_simd, NULL, 0);
 }
 
 static void run_sparse_par(Cpu *c, const Step *st, const float *x, const float *b, float *y, int64_t rows) {
