@@ -180,6 +180,44 @@ __attribute__((target("avx512f,avx512bw"))) static int row_q8_sym_avx512(const f
   }
   return 0;
 }
+
+/* row_q8_sym_avx512 in AVX2, eight values a vector (the same arithmetic: the same codes and scales). */
+__attribute__((target("avx2"))) static int row_q8_sym_avx2(const float *v, int64_t n, int64_t group, uint8_t *codes, float *scales) {
+  const __m256 inf = _mm256_set1_ps(INFINITY), sign = _mm256_set1_ps(-0.0f);
+  for (int64_t g0 = 0; g0 < n; g0 += group) {
+    const float *gv = v + g0;
+    __m256 amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= group; i += 8) {
+      __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(gv + i));
+      bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, inf, _CMP_NLT_UQ)); /* infinite, or NaN (unordered) */
+      amax = _mm256_max_ps(amax, a);
+    }
+    float lanes[8], m = 0.0f;
+    _mm256_storeu_ps(lanes, amax);
+    for (int j = 0; j < 8; j++) m = lanes[j] > m ? lanes[j] : m;
+    int nonfinite = _mm256_movemask_ps(bad) != 0;
+    for (; i < group; i++) {
+      if (!isfinite(gv[i])) nonfinite = 1;
+      m = fmaxf(m, fabsf(gv[i]));
+    }
+    if (nonfinite) return -1;
+    GroupParams p = params_for(-m, m, 8, 1);
+    *scales++ = p.scale;
+    const __m256 inv = _mm256_set1_ps(1.0f / p.scale);
+    const __m256i off = _mm256_set1_epi32(128);
+    for (i = 0; i + 32 <= group; i += 32) { /* 32 codes: four vectors of int32, packed with saturation to [0, 255] */
+      __m256i q[4];
+      for (int j = 0; j < 4; j++) q[j] = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(gv + i + 8 * j), inv)), off);
+      /* (the packs work within 128-bit halves: the permute puts the 32 bytes back in order) */
+      __m256i b = _mm256_packus_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+      b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_storeu_si256((__m256i *)(void *)(codes + g0 + i), b);
+    }
+    for (; i < group; i++) codes[g0 + i] = code_of(gv[i], p, 8);
+  }
+  return 0;
+}
 #endif
 
 /* The packed layout of a quantized matrix (rows, cols, bytes a packed row), or FALSE with `error` filled. */
@@ -228,10 +266,10 @@ PqTensor *pq_quantize_matrix(const char *name, const float *w, int ndim, const i
   uint8_t *packed = pq_tensor_mutable_data(t);
   g_autofree uint8_t *codes = g_new(uint8_t, cols ? cols : 1);
   int64_t row_groups = scheme == PQ_QUANT_PER_TENSOR ? 1 : cols / (group ? group : 1);
-  gboolean fast = FALSE;
+  gboolean fast = FALSE, fast512 = FALSE;
 #ifdef PQ_HAVE_X86
-  fast = bits == 8 && symmetric && clip_steps == 0 && scheme != PQ_QUANT_PER_TENSOR &&
-         __builtin_cpu_supports("avx512bw") && !g_getenv("PQ_NO_SIMD");
+  fast = bits == 8 && symmetric && clip_steps == 0 && scheme != PQ_QUANT_PER_TENSOR && !g_getenv("PQ_NO_SIMD") &&
+         ((fast512 = __builtin_cpu_supports("avx512bw")) || __builtin_cpu_supports("avx2"));
 #endif
   for (int64_t r = 0; r < rows; r++) {
     const float *row = w + r * cols;
@@ -239,7 +277,9 @@ PqTensor *pq_quantize_matrix(const char *name, const float *w, int ndim, const i
        so the row is still in cache for the pass below) */
     int bad = 0;
 #ifdef PQ_HAVE_X86
-    if (fast) bad = row_q8_sym_avx512(row, cols, group, packed + r * rb, sc + r * row_groups) != 0; /* 8-bit codes are their own packing */
+    if (fast) /* 8-bit codes are their own packing */
+      bad = (fast512 ? row_q8_sym_avx512(row, cols, group, packed + r * rb, sc + r * row_groups)
+                     : row_q8_sym_avx2(row, cols, group, packed + r * rb, sc + r * row_groups)) != 0;
 #endif
     int64_t i = scheme != PQ_QUANT_PER_TENSOR && (bad || !fast) ? first_non_finite(row, cols) : -1;
     if (i >= 0) {
