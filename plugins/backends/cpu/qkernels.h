@@ -806,7 +806,10 @@ static int32_t sum_s8(const int8_t *q, int64_t n) {
  *  - per-channel layers of one chunk (k <= 8192) prepared for more than one row, from 2 rows: 2048 x 2048 8-bit
  *    at 2 / 8 / 64 rows 54 -> 36, 110 -> 68, 856 -> 531 us; the default MLP 8-bit at 2 / 8 / 64 rows 3.6 ->
  *    2.8, 9.3 -> 5.3, 60.5 -> 34.6 us. At one row the row kernels stay faster on long rows (4-bit 2048 x 2048:
- *    17.9 against 29.3 us), so such layers keep both (the lane layout's bytes are counted as converted). */
+ *    17.9 against 29.3 us), so such layers keep both (the lane layout's bytes are counted as converted).
+ *    The AVX2 kernels take the lane layout for such layers at any batch, one row included: on an AMD EPYC
+ *    (Zen 3), one row, one thread, against their row kernels: 4096 x 4096 8-bit 1.30-1.65 -> 0.69-0.91 ms,
+ *    6-bit 1.18-1.56 -> 0.78-1.23 ms; 784 x 784 8-bit 29 -> 15-20 us, 6-bit 43-47 -> 19-20 us. */
 #define LANE_MAX_K 256
 
 /* Whether a linear layer takes the lane layout (above), prepared for up to max_rows rows; *one_row: also at
@@ -820,8 +823,8 @@ static int lanes_wanted(const Step *st, int64_t max_rows, int *one_row) {
     *one_row = !nibbles;
     return st->q_chunk % 4 == 0 && (!nibbles || max_rows >= 2);
   }
-  *one_row = st->k <= LANE_MAX_K;
-  return st->k <= LANE_MAX_K || (st->q_chunks == 1 && max_rows >= 2);
+  *one_row = st->k <= LANE_MAX_K || (st->q_avx2 && st->q_chunks == 1);
+  return st->k <= LANE_MAX_K || (st->q_chunks == 1 && (max_rows >= 2 || st->q_avx2));
 }
 
 /* `by_position` (convolutions): codes kept one output a row, [n][ceil(k/4)·4] (q_rows4), for the kernel that puts
