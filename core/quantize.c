@@ -101,6 +101,12 @@ static int64_t first_non_finite(const float *v, int64_t n) {
   return -1;
 }
 
+/* The error for element i of matrix `name`, found NaN or infinite (first_non_finite); returns NULL. */
+static PqTensor *non_finite_error(PqPluginError *error, const char *name, int64_t i, float v) {
+  pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': element %lld is %s", name, (long long)i, isnan(v) ? "NaN" : "infinite");
+  return NULL;
+}
+
 /* Finite values only (the callers check first): the comparisons then mean what fminf and fmaxf mean (library
  * calls, which made this loop most of quantizing's time). */
 static GroupParams choose(const float *v, int64_t n, int bits, int symmetric, int clip_steps) {
@@ -181,7 +187,8 @@ __attribute__((target("avx512f,avx512bw"))) static int row_q8_sym_avx512(const f
   return 0;
 }
 
-/* row_q8_sym_avx512 in AVX2, eight values a vector (the same arithmetic: the same codes and scales). */
+/* row_q8_sym_avx512's first pass in AVX2, eight values a vector (the same scales), then the codes by codes_of
+ * (the same codes). */
 __attribute__((target("avx2"))) static int row_q8_sym_avx2(const float *v, int64_t n, int64_t group, uint8_t *codes, float *scales) {
   const __m256 inf = _mm256_set1_ps(INFINITY), sign = _mm256_set1_ps(-0.0f);
   for (int64_t g0 = 0; g0 < n; g0 += group) {
@@ -204,17 +211,7 @@ __attribute__((target("avx2"))) static int row_q8_sym_avx2(const float *v, int64
     if (nonfinite) return -1;
     GroupParams p = params_for(-m, m, 8, 1);
     *scales++ = p.scale;
-    const __m256 inv = _mm256_set1_ps(1.0f / p.scale);
-    const __m256i off = _mm256_set1_epi32(128);
-    for (i = 0; i + 32 <= group; i += 32) { /* 32 codes: four vectors of int32, packed with saturation to [0, 255] */
-      __m256i q[4];
-      for (int j = 0; j < 4; j++) q[j] = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(gv + i + 8 * j), inv)), off);
-      /* (the packs work within 128-bit halves: the permute puts the 32 bytes back in order) */
-      __m256i b = _mm256_packus_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-      b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-      _mm256_storeu_si256((__m256i *)(void *)(codes + g0 + i), b);
-    }
-    for (; i < group; i++) codes[g0 + i] = code_of(gv[i], p, 8);
+    codes_of(gv, group, p, 8, codes + g0);
   }
   return 0;
 }
@@ -243,10 +240,7 @@ PqTensor *pq_quantize_matrix(const char *name, const float *w, int ndim, const i
   if (!quant_layout(name, bits, ndim, shape, scheme, group_size, &rows, &cols, &rb, error)) return NULL;
   if (scheme == PQ_QUANT_PER_TENSOR) { /* its one scale needs every value: check them all first */
     int64_t i = first_non_finite(w, rows * cols);
-    if (i >= 0) {
-      pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': element %lld is %s", name, (long long)i, isnan(w[i]) ? "NaN" : "infinite");
-      return NULL;
-    }
+    if (i >= 0) return non_finite_error(error, name, i, w[i]);
   }
   int64_t group = scheme == PQ_QUANT_PER_GROUP ? group_size : scheme == PQ_QUANT_PER_CHANNEL ? cols : rows * cols;
   int64_t n_scales = pq_quant_n_scales(scheme, rows, cols, group_size);
@@ -282,10 +276,7 @@ PqTensor *pq_quantize_matrix(const char *name, const float *w, int ndim, const i
                      : row_q8_sym_avx2(row, cols, group, packed + r * rb, sc + r * row_groups)) != 0;
 #endif
     int64_t i = scheme != PQ_QUANT_PER_TENSOR && (bad || !fast) ? first_non_finite(row, cols) : -1;
-    if (i >= 0) {
-      pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': element %lld is %s", name, (long long)(r * cols + i), isnan(row[i]) ? "NaN" : "infinite");
-      return NULL;
-    }
+    if (i >= 0) return non_finite_error(error, name, r * cols + i, row[i]);
     if (fast) continue;
     for (int64_t g = 0; g < row_groups; g++) {
       int64_t len = scheme == PQ_QUANT_PER_TENSOR ? cols : group;
@@ -389,16 +380,12 @@ PqTensor *pq_quantize_matrix_gptq(const char *name, const float *w, int ndim, co
     pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': damping %g is negative", name, damping);
     return NULL;
   }
-  for (int64_t i = 0; i < rows * cols; i++)
-    if (!isfinite(w[i])) {
-      pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': element %lld is %s", name, (long long)i, isnan(w[i]) ? "NaN" : "infinite");
-      return NULL;
-    }
-  for (int64_t i = 0; i < cols * cols; i++)
-    if (!isfinite(gram[i])) {
-      pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': the Gram matrix holds a non-finite value at %lld", name, (long long)i);
-      return NULL;
-    }
+  int64_t bad = first_non_finite(w, rows * cols);
+  if (bad >= 0) return non_finite_error(error, name, bad, w[bad]);
+  if ((bad = first_non_finite(gram, cols * cols)) >= 0) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': the Gram matrix holds a non-finite value at %lld", name, (long long)bad);
+    return NULL;
+  }
   const int64_t k = cols, n = rows, block = 128;
   int64_t group = scheme == PQ_QUANT_PER_GROUP ? group_size : cols, row_groups = scheme == PQ_QUANT_PER_GROUP ? cols / group_size : 1;
   /* the columns' order, and G in that order with its damping; columns no input ever reaches are 0 */
