@@ -881,10 +881,10 @@ static PqStatus cpu_prepare(const PqModel *model, const PqBackendConfig *cfg, vo
   const char *kernels = pq_options_get_string(cfg->options, "kernels", "auto");
   const int vec = pq_options_get_bool(cfg->options, "simd", 1) && strcmp(kernels, "portable") != 0, widest = strcmp(kernels, "auto") == 0;
   c->simd = vec && widest && pq_cpu_has_vnni();
-  c->sp_simd = vec && widest && sp_has_avx512() ? SP_AVX512 : vec && sp_has_avx2() ? SP_AVX2 : SP_PORTABLE;
 #ifdef PQ_X86
   c->avx2 = vec && !c->simd && pq_cpu_has_avx2();
 #endif
+  c->sp_simd = vec && widest && sp_has_avx512() ? SP_AVX512 : c->avx2 && sp_has_fma() ? SP_AVX2 : SP_PORTABLE;
   c->plan = pq_plan_new(model, cfg->max_batch, err);
   if (!c->plan) goto fail;
   c->n_values = (int)pq_plan_n_values(c->plan);

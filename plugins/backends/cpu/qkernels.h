@@ -998,13 +998,13 @@ PQ_AVX2 static inline __attribute__((always_inline)) void lanes_rows_avx2_k(cons
     const int64_t cr = rows - r0 < rb ? rows - r0 : rb;
     lanes_quantize(st, x + r0 * k, cr, (cr + 3) / 4 * 4, 0, sxb);
     for (int64_t ob0 = 0; ob0 < nb; ob0 += obb) {
-      for (int64_t rr = 0; rr < cr; rr += 4) {
+      for (int64_t rr = 0; rr < cr; rr += 4) { /* rows r… of the call, cnt of them, their int8 rows, sums and scales */
+        const int cnt = (int)(cr - rr < 4 ? cr - rr : 4);
+        const int64_t r = r0 + rr;
+        const int8_t *xq = (const int8_t *)st->q_unpacked + rr * k4 * 4;
+        const int32_t *xs = st->q_xsum + rr * gpr;
+        const float *sx = sxb + rr;
         for (int64_t ob = ob0; ob < nb && ob < ob0 + obb; ob++) {
-          const int cnt = (int)(cr - rr < 4 ? cr - rr : 4);
-          const int64_t r = r0 + rr;
-          const int8_t *xq = (const int8_t *)st->q_unpacked + rr * k4 * 4;
-          const int32_t *xs = st->q_xsum + rr * gpr;
-          const float *sx = sxb + rr;
           const uint8_t *w = st->q_lanes + ob * k4 * 64;
           const int64_t o = ob * 16, left = n - o;
           const __m256i m[2] = {_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 16 ? left : 16)), lane),
