@@ -24,6 +24,15 @@ static PqOptions *cuda_options(const char *math, const char *graphs) {
 
 static PqOptions *math_options(const char *math) { return cuda_options(math, "on"); }
 
+/* the CUDA backend's option `key` refuses `value` (a value outside its choices), machine with a GPU or not */
+static void assert_option_refused(const char *key, const char *value) {
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(cuda), "cuda", &err);
+  g_assert_no_error(err);
+  g_assert_false(pq_options_set(o, key, value, &err));
+  g_assert_nonnull(err);
+}
+
 /* worst |a - b| over n values, NaN counting as infinite */
 static double max_diff(const float *a, const float *b, int64_t n) {
   double worst = 0;
@@ -415,8 +424,6 @@ static void test_binary(void) {
   compare(pd, pd, 3, 1e-4);
 }
 
-/* Packed weights are dequantized inside the GPU kernel: compared with the same weights dequantized on the
- * host and run in float32 on the CPU. */
 /* The tiny MLP's two weights packed (*q) and the same packed weights dequantized to float32 (*deq). */
 static void quantized_pair(const PqModel *m, int bits, PqQuantScheme scheme, int64_t group, int symmetric, PqModel **q, PqModel **deq) {
   *q = pq_model_copy(m);
@@ -436,7 +443,8 @@ static void quantized_pair(const PqModel *m, int bits, PqQuantScheme scheme, int
   }
 }
 
-/* Packed weights of 8, 4, 6 and 3 bits against the CPU backend running their dequantized float weights. */
+/* Packed weights of 8, 4, 6 and 3 bits, dequantized inside the GPU kernel, against the CPU backend running
+ * their dequantized float weights. */
 static void packed_forms(PqModel *m_owned) {
   g_autoptr(PqModel) m = m_owned;
   const struct {
@@ -467,12 +475,9 @@ static void test_packed(void) {
  * codes from which auto times the variants; the second (10 outputs) leaves the last warp of r4 and r8 part
  * empty. The option takes only its values. */
 static void test_int8_kernels(void) {
-  g_autoptr(GError) err = NULL;
-  g_autoptr(PqOptions) bad = pq_options_new(pq_plugin_options_schema(cuda), "cuda", &err);
-  g_assert_false(pq_options_set(bad, "int8_kernel", "r3", &err));
-  g_assert_nonnull(err);
-  g_clear_error(&err);
+  assert_option_refused("int8_kernel", "r3");
   if (!usable()) return;
+  g_autoptr(GError) err = NULL;
   g_autoptr(PqModel) m = pq_test_tiny_mlp(1024, 1024, 10, 33);
   g_autoptr(PqModel) q = NULL, deq = NULL;
   quantized_pair(m, 8, PQ_QUANT_PER_CHANNEL, 0, 0, &q, &deq);
@@ -627,12 +632,9 @@ static void test_timing_memory(void) {
 /* CUDA graphs: one per batch size, each captured at that size's second run. Runs that change batch size back
  * and forth give what plain launches give (graphs off); the option takes only its three values. */
 static void test_graphs(void) {
-  g_autoptr(GError) err = NULL;
-  g_autoptr(PqOptions) bad = pq_options_new(pq_plugin_options_schema(cuda), "cuda", &err);
-  g_assert_false(pq_options_set(bad, "graphs", "sometimes", &err));
-  g_assert_nonnull(err);
-  g_clear_error(&err);
+  assert_option_refused("graphs", "sometimes");
   if (!usable()) return;
+  g_autoptr(GError) err = NULL;
   int64_t xs[4] = {-1, 3, 9, 7}, ws[4] = {8, 3, 3, 3}, st[2] = {2, 1}, pads[4] = {1, 0, 1, 2};
   g_autoptr(PqModel) cnn = pq_test_conv_model(xs, ws, st, pads, 5); /* a conv: launches per image */
   g_autoptr(PqModel) mlp = pq_test_tiny_mlp(784, 256, 10, 31);
