@@ -315,6 +315,12 @@ static void test_quantize_matrix(void) {
   wd[5 * 256 + 77] = NAN;
   g_assert_null(pq_quantize_matrix("w", wd, 2, sh, 8, PQ_QUANT_PER_CHANNEL, 0, 1, 0, &e));
   g_assert_cmpstr(e.message, ==, "'w': element 1357 is NaN");
+  /* and by the portable path (4 bits, per group) and the per-tensor check over the whole matrix, an infinity too */
+  g_assert_null(pq_quantize_matrix("w", wd, 2, sh, 4, PQ_QUANT_PER_GROUP, 32, 0, 0, &e));
+  g_assert_cmpstr(e.message, ==, "'w': element 1357 is NaN");
+  wd[5 * 256 + 77] = INFINITY;
+  g_assert_null(pq_quantize_matrix("w", wd, 2, sh, 3, PQ_QUANT_PER_TENSOR, 0, 1, 0, &e));
+  g_assert_cmpstr(e.message, ==, "'w': element 1357 is infinite");
   wd[5 * 256 + 77] = keep;
   /* 8-bit: error below half a step of the largest row range */
   pq_tensor_to_f32(fast, back);
@@ -2810,6 +2816,11 @@ static void test_gptq_matrix(void) {
   g_assert_cmpstr(e.message, ==, "'w': group size 10 does not divide the row length 64");
   g_assert_null(pq_quantize_matrix_gptq("w", w, 2, sh, 4, PQ_QUANT_PER_CHANNEL, 0, 1, 0, eye, -1.0, 0, &e));
   g_assert_cmpstr(e.message, ==, "'w': damping -1 is negative");
+  /* a non-finite weight, found where it is, in GPTQ as in round-to-nearest */
+  g_autofree float *w_inf = g_memdup2(w, sizeof(float) * (size_t)pq_tensor_numel(wt));
+  w_inf[5 * K + 3] = -INFINITY;
+  g_assert_null(pq_quantize_matrix_gptq("w", w_inf, 2, sh, 4, PQ_QUANT_PER_CHANNEL, 0, 1, 0, eye, 0.01, 0, &e));
+  g_assert_cmpstr(e.message, ==, "'w': element 323 is infinite");
 }
 
 static PqDataset *train_set(void) {
