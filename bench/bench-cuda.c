@@ -6,7 +6,6 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
-#include <json-glib/json-glib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -143,12 +142,10 @@ int main(void) {
     /* the packed layer with each 8-bit kernel variant fixed (int8_kernel, read from the plugin's options): what
        the choice made by timing at prepare (auto, above) is worth against each */
     if (cases[ci].packed) {
-      g_autoptr(JsonParser) jp = json_parser_new();
-      JsonObject *schema = json_parser_load_from_data(jp, pq_plugin_options_schema(cuda), -1, NULL) ? json_node_get_object(json_parser_get_root(jp)) : NULL;
-      JsonObject *opt = schema && json_object_has_member(schema, "int8_kernel") ? json_object_get_object_member(schema, "int8_kernel") : NULL;
-      JsonArray *names = opt && json_object_has_member(opt, "enum") ? json_object_get_array_member(opt, "enum") : NULL;
-      for (guint v = 0; names && v < json_array_get_length(names); v++) {
-        const char *name = json_array_get_string_element(names, v);
+      g_autoptr(PqOptions) schema = pq_options_new(pq_plugin_options_schema(cuda), "cuda", NULL);
+      g_auto(GStrv) names = schema ? pq_options_choices(schema, "int8_kernel") : NULL;
+      for (guint v = 0; names && names[v]; v++) {
+        const char *name = names[v];
         if (!strcmp(name, "auto")) continue;
         g_autoptr(PqOptions) fixed = pq_options_new(pq_plugin_options_schema(cuda), "cuda", &err);
         g_autoptr(PqBackend) bv = fixed && pq_options_set(fixed, "int8_kernel", name, &err) ? pq_backend_prepare(cuda, m, 0, batch, fixed, &err) : NULL;

@@ -235,6 +235,14 @@ const char *pq_options_get_string(const PqOptions *o, const char *key, const cha
   return x && x->set && x->type == OPT_STRING ? x->s : fallback;
 }
 
+char **pq_options_choices(const PqOptions *o, const char *key) {
+  Opt *x = find(o, key);
+  if (!x || !x->choices) return NULL;
+  char **v = g_new0(char *, x->choices->len + 1);
+  for (guint i = 0; i < x->choices->len; i++) v[i] = g_strdup(x->choices->pdata[i]);
+  return v;
+}
+
 char *pq_options_schema_summary(const char *schema_json) {
   if (!schema_json) return g_strdup("no options");
   g_autoptr(GError) err = NULL;

@@ -476,13 +476,18 @@ static void test_packed(void) {
  * empty. The option takes only its values. */
 static void test_int8_kernels(void) {
   assert_option_refused("int8_kernel", "r3");
+  g_autoptr(PqOptions) schema = cuda_options(NULL, "on");
+  g_auto(GStrv) names = pq_options_choices(schema, "int8_kernel"); /* auto, then every variant the backend has */
+  g_assert_nonnull(names);
+  g_assert_cmpuint(g_strv_length(names), ==, 9);
+  g_assert_cmpstr(names[0], ==, "auto");
+  g_assert_cmpstr(names[8], ==, "r8-cached");
   if (!usable()) return;
   g_autoptr(GError) err = NULL;
   g_autoptr(PqModel) m = pq_test_tiny_mlp(1024, 1024, 10, 33);
   g_autoptr(PqModel) q = NULL, deq = NULL;
   quantized_pair(m, 8, PQ_QUANT_PER_CHANNEL, 0, 0, &q, &deq);
-  const char *names[] = {"auto", "r1", "r2", "r4", "r8", "r1-cached", "r2-cached", "r4-cached", "r8-cached"};
-  for (size_t i = 0; i < G_N_ELEMENTS(names); i++) {
+  for (size_t i = 0; names[i]; i++) {
     g_autoptr(PqOptions) o = cuda_options(NULL, "on");
     g_assert_true(pq_options_set(o, "int8_kernel", names[i], &err));
     compare_opts(q, deq, 1, 1e-4, o, names[i]);

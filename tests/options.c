@@ -25,6 +25,14 @@ static void test_defaults(void) {
   g_assert_cmpint(pq_options_get_int(o, "rank", -1), ==, 32);
   g_assert_cmpfloat(pq_options_get_float(o, "energy", 0), ==, 0.9);
   g_assert_true(pq_options_get_bool(o, "whiten", 0));
+  g_auto(GStrv) choices = pq_options_choices(o, "scheme");
+  g_assert_nonnull(choices);
+  g_assert_cmpuint(g_strv_length(choices), ==, 2);
+  g_assert_cmpstr(choices[0], ==, "per_tensor");
+  g_assert_cmpstr(choices[1], ==, "per_channel");
+  g_assert_null(pq_options_choices(o, "rank"));  /* not a string of choices */
+  g_assert_null(pq_options_choices(o, "bits"));  /* unknown */
+  g_assert_null(pq_options_choices(NULL, "scheme"));
   g_autofree char *summary = pq_options_schema_summary(schema);
   g_assert_nonnull(strstr(summary, "rank (integer, 1..4096, default 64)"));
 }

@@ -88,6 +88,9 @@ PQ_API gboolean pq_options_set(PqOptions *options, const char *key, const char *
 PQ_API void pq_options_free(PqOptions *options);
 /* "key=value, ..." for every option that has a value (defaults included), in schema order; g_free() it. */
 PQ_API char *pq_options_describe(const PqOptions *options);
+/* The choices (the schema's "enum") of string option `key`, in schema order, as a NULL-terminated array for
+ * g_strfreev(); NULL where the key is unknown or takes any string. */
+PQ_API char **pq_options_choices(const PqOptions *options, const char *key);
 /* "rank (integer, 1..4096, default 64), ..." for listings. */
 PQ_API char *pq_options_schema_summary(const char *schema_json);
 

@@ -1614,7 +1614,7 @@ static const PqPluginDesc cuda_desc = {
     " \"graphs\": {\"type\": \"string\", \"enum\": [\"auto\", \"on\", \"off\"], \"default\": \"auto\","
     " \"description\": \"CUDA graphs: a run's copies and kernels captured at the second run of each batch size and replayed in one launch;"
     " auto falls back to plain launches where capture fails, on makes that an error, off never captures\"},"
-    " \"int8_kernel\": {\"type\": \"string\", \"enum\": [\"auto\", \"r1\", \"r2\", \"r4\", \"r8\", \"r1-cached\", \"r2-cached\", \"r4-cached\", \"r8-cached\"],"
+    " \"int8_kernel\": {\"type\": \"string\", \"enum\": [\"auto\"" PQ8_ENUM_ITEMS "],"
     " \"default\": \"auto\", \"description\": \"8-bit linear layers with a scale a row and inputs a multiple of 16: rN takes N outputs a warp,"
     " -cached reads the codes through the caches instead of evict-first; auto times each at prepare on layers of 1M codes or more"
     " and keeps the fastest (r2 on smaller ones)\"}}",

@@ -28,16 +28,24 @@ struct Pq8Variant {
   Pq8Launch launch;
 };
 
-static const Pq8Variant pq8_variants[] = {
-    {"r1", "16 B, 1 output a warp, evict-first", pq8_launch_x16<1, true>},
-    {"r2", "16 B, 2 outputs a warp, evict-first", pq8_launch_x16<2, true>},
-    {"r4", "16 B, 4 outputs a warp, evict-first", pq8_launch_x16<4, true>},
-    {"r8", "16 B, 8 outputs a warp, evict-first", pq8_launch_x16<8, true>},
-    {"r1-cached", "16 B, 1 output a warp, cached", pq8_launch_x16<1, false>},
-    {"r2-cached", "16 B, 2 outputs a warp, cached", pq8_launch_x16<2, false>},
-    {"r4-cached", "16 B, 4 outputs a warp, cached", pq8_launch_x16<4, false>},
-    {"r8-cached", "16 B, 8 outputs a warp, cached", pq8_launch_x16<8, false>},
-};
+/* The variants, in one list: the table below and the backend's options schema (its int8_kernel enum) are both
+ * built from it, so a name cannot be offered that the table lacks. X(name, outputs a warp, evict-first, what). */
+#define PQ8_VARIANT_LIST(X)                                                                                          \
+  X("r1", 1, true, "16 B, 1 output a warp, evict-first")                                                             \
+  X("r2", 2, true, "16 B, 2 outputs a warp, evict-first")                                                            \
+  X("r4", 4, true, "16 B, 4 outputs a warp, evict-first")                                                            \
+  X("r8", 8, true, "16 B, 8 outputs a warp, evict-first")                                                            \
+  X("r1-cached", 1, false, "16 B, 1 output a warp, cached")                                                          \
+  X("r2-cached", 2, false, "16 B, 2 outputs a warp, cached")                                                         \
+  X("r4-cached", 4, false, "16 B, 4 outputs a warp, cached")                                                         \
+  X("r8-cached", 8, false, "16 B, 8 outputs a warp, cached")
+
+#define PQ8_TABLE_ROW(name, r, stream, what) {name, what, pq8_launch_x16<r, stream>},
+static const Pq8Variant pq8_variants[] = {PQ8_VARIANT_LIST(PQ8_TABLE_ROW)};
+#undef PQ8_TABLE_ROW
+/* the names as a JSON enum's items after "auto": , "r1", "r2", ... (string literals, joined at compile time) */
+#define PQ8_ENUM_ITEM(name, r, stream, what) ", \"" name "\""
+#define PQ8_ENUM_ITEMS PQ8_VARIANT_LIST(PQ8_ENUM_ITEM)
 #define PQ8_N_VARIANTS ((int)(sizeof pq8_variants / sizeof pq8_variants[0]))
 /* the choice where none is timed: two outputs a warp, evict-first */
 #define PQ8_DEFAULT_VARIANT 1
