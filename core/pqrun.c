@@ -292,10 +292,6 @@ static int cmd_train(void) {
     g_printerr("pqrun train: --epochs must be at least 1\n");
     return 2;
   }
-  if (args.threads < 0) {
-    g_printerr("pqrun train: --threads must be at least 1\n");
-    return 2;
-  }
   g_autoptr(PqModel) m = train_model(cnn, args.threads > 0 ? args.threads : 1, path, &error);
   if (!m) return fail(error);
   g_autoptr(PqRegistry) reg = make_registry(&error);
@@ -1101,6 +1097,10 @@ int main(int argc, char **argv) {
     if (!commands[i].run) return !strcmp(commands[i].name, "convert") ? cmd_convert(sub_argc, sub_argv) : cmd_compare(sub_argc, sub_argv);
     if (sub_argc > 1) {
       g_printerr("pqrun %s: unexpected argument '%s'\n", commands[i].name, sub_argv[1]);
+      return 2;
+    }
+    if (args.threads < 0) {
+      g_printerr("pqrun %s: --threads must be at least 1 (or 0: the default)\n", commands[i].name);
       return 2;
     }
     return commands[i].run();

@@ -113,6 +113,10 @@ static void test_bad_inputs(void) {
   g_free(err);
   g_assert_cmpint(pqrun(&out, &err, "eval", "--model", path, "--backend", "tpu", NULL), ==, 1);
   g_assert_nonnull(strstr(err, "no backend plugin named 'tpu' (loaded: cpu"));
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "eval", "--model", path, "--threads", "-2", NULL), ==, 2);
+  g_assert_nonnull(strstr(err, "pqrun eval: --threads must be at least 1"));
 }
 
 static void test_plugins_listing(void) {
