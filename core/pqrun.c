@@ -231,7 +231,9 @@ static gboolean evaluate(PqRegistry *reg, PqModel *model, const PqDataset *test,
   if (!be) return FALSE;
   g_autoptr(PqOptions) bo = backend_options(be, error);
   if (!bo) return FALSE;
-  g_autoptr(PqBackend) b = pq_backend_prepare(be, model, args.threads, args.batch, bo, error);
+  /* no larger than the test set: a batch beyond it would only reserve memory no run uses */
+  int batch = (int)MIN((gint64)args.batch, MAX(pq_dataset_n_samples(test), 1));
+  g_autoptr(PqBackend) b = pq_backend_prepare(be, model, args.threads, batch, bo, error);
   return b && pq_evaluate_accuracy(b, test, acc, error);
 }
 

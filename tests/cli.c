@@ -70,6 +70,11 @@ static void test_eval_and_info(void) {
   g_assert_true(g_str_has_prefix(out, first));
   g_free(out);
   g_free(err);
+  /* a batch beyond the test set is the test set in one batch (not 400 GB reserved for activations) */
+  g_assert_cmpint(pqrun(&out, &err, "eval", "--model", path, "--batch", "100000000", NULL), ==, 0);
+  g_assert_true(g_str_has_prefix(out, first));
+  g_free(out);
+  g_free(err);
   g_assert_cmpint(pqrun(&out, &err, "eval", "--model", path, "--backend-opt", "simd=maybe", NULL), ==, 1);
   g_assert_nonnull(strstr(err, "cpu: option \"simd\" must be true or false, not \"maybe\""));
   g_free(out);
