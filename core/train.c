@@ -882,8 +882,8 @@ int pq_finetune_ex(PqModel *model, const float *inputs, const uint8_t *labels, i
       size_t nin = pq_node_n_inputs(node);
       int np = form == FORM_TT ? (int)pq_node_get_int(node, "cores", 1) : 1, bias_at = form == FORM_TT ? 1 + np : form == FORM_CIRC ? 2 : 4;
       for (size_t j = 1; j < nin && ok; j++) {
-        int v = pq_plan_step_input(plan, i, j);
-        if (v >= 0 && pq_plan_value_kind(plan, v) != PQ_VALUE_WEIGHT) ok = 0;
+        int v = pq_plan_step_input(plan, i, j); /* -1: an optional input left empty (the bias, alone) */
+        if (v < 0 ? (int)j != bias_at : pq_plan_value_kind(plan, v) != PQ_VALUE_WEIGHT) ok = 0;
       }
       if (!ok) {
         why = "a tt_linear, circulant_linear or sparse_linear layer's parameters must be model tensors";
@@ -925,7 +925,8 @@ int pq_finetune_ex(PqModel *model, const float *inputs, const uint8_t *labels, i
       }
       s->nw = s->o * s->c;
       s->w = g_new(float, s->nw);
-      ft_params(s, NULL, (int)nin > bias_at ? pq_plan_value_tensor(plan, pq_plan_step_input(plan, i, (size_t)bias_at)) : NULL);
+      int bv = (int)nin > bias_at ? pq_plan_step_input(plan, i, (size_t)bias_at) : -1; /* -1: no bias, or left empty */
+      ft_params(s, NULL, bv >= 0 ? pq_plan_value_tensor(plan, bv) : NULL);
       ft_form_dense(s);
     } else if (!strcmp(op, "conv2d") || !strcmp(op, "conv_transpose2d")) {
       int wv = pq_plan_step_input(plan, i, 1), bv = pq_plan_step_input(plan, i, 2), xnd, ond;

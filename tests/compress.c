@@ -1311,6 +1311,25 @@ static void test_finetune(void) {
   g_assert_true(pq_model_tensor(tft, "w1.tt1") != pq_model_tensor(t, "w1.tt1"));
   g_assert_cmpint(pq_tensor_numel(pq_model_tensor(tft, "w1.tt1")), ==, pq_tensor_numel(pq_model_tensor(t, "w1.tt1")));
 
+  /* structured forms of a layer without a bias (its slot left empty): trained, the missing bias read as none */
+  g_autoptr(PqModel) nb = pq_model_copy(m);
+  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_graph(nb)); i++)
+    if (!strcmp(pq_node_name(pq_graph_node(pq_model_graph(nb), i)), "fc1")) pq_node_set_input(pq_graph_node(pq_model_graph(nb), i), 2, "");
+  pq_model_remove_tensor_if_unused(nb, "b1");
+  const char *sp[] = {"sparsity", "0.5", "include", "fc1", NULL}, *circ[] = {"block", "16", "include", "fc1", NULL};
+  struct {
+    PqPlugin *plugin;
+    const char *const *kv;
+  } forms[] = {{prune, sp}, {tensor_train, tt}, {circulant, circ}};
+  for (size_t f = 0; f < G_N_ELEMENTS(forms); f++) {
+    g_autoptr(PqModel) c = compress(forms[f].plugin, nb, forms[f].kv, &err);
+    g_assert_no_error(err);
+    g_assert_null(pq_model_tensor(c, "b1"));
+    g_assert_cmpint(pq_finetune(c, x, labels, 2048, &p, &res, &perr), ==, 0);
+    g_assert_cmpint(res.trained_params, ==, pq_model_n_params(c));
+    g_assert_cmpfloat(res.loss_after, <, res.loss_before);
+  }
+
   /* refused: an op it cannot train through, a label the model cannot output */
   g_autoptr(PqModel) mx = pq_model_copy(m);
   PqNode *relu = NULL;
