@@ -2,6 +2,7 @@
 #include "pq-private.h"
 
 #include <json-glib/json-glib.h>
+#include <math.h>
 #include <string.h>
 
 G_DEFINE_QUARK(pq-graph-error-quark, pq_graph_error)
@@ -207,6 +208,21 @@ static void build_string_array(JsonBuilder *b, GPtrArray *arr) {
   json_builder_end_array(b);
 }
 
+gboolean pq_graph_attrs_finite(const PqGraph *graph, const char **node, const char **key) {
+  for (guint i = 0; i < graph->nodes->len; i++) {
+    const PqNode *n = graph->nodes->pdata[i];
+    for (guint j = 0; j < n->attrs->len; j++) {
+      const PqAttr *a = n->attrs->pdata[j];
+      if (a->type == PQ_ATTR_FLOAT && !isfinite(a->f)) {
+        *node = n->name;
+        *key = a->key;
+        return FALSE;
+      }
+    }
+  }
+  return TRUE;
+}
+
 char *pq_graph_to_json(const PqGraph *graph) {
   g_autoptr(JsonBuilder) b = json_builder_new();
   json_builder_begin_object(b);
@@ -251,7 +267,10 @@ char *pq_graph_to_json(const PqGraph *graph) {
         json_builder_set_member_name(b, a->key);
         switch (a->type) {
         case PQ_ATTR_INT: json_builder_add_int_value(b, a->i); break;
-        case PQ_ATTR_FLOAT: json_builder_add_double_value(b, a->f); break;
+        case PQ_ATTR_FLOAT: /* JSON has no NaN or infinity: null, which no reader takes as a number */
+          if (isfinite(a->f)) json_builder_add_double_value(b, a->f);
+          else json_builder_add_null_value(b);
+          break;
         case PQ_ATTR_STRING: json_builder_add_string_value(b, a->s); break;
         case PQ_ATTR_INTS:
           json_builder_begin_array(b);

@@ -2,6 +2,7 @@
 #include "pq-private.h"
 
 #include <pquant/pq-activation.h>
+#include <float.h>
 #include <string.h>
 
 #define FAIL(...)                                                                                                  \
@@ -128,6 +129,10 @@ gboolean pq_op_infer(const PqNode *node, int n_in, const int64_t *const *in, con
   for (int i_ = 0; i_ < (lo); i_++)                                                                                \
     if (!in[i_]) FAIL("op \"%s\": input %d is required", op, i_);
 
+  if (strcmp(op, "linear") == 0 || strcmp(op, "conv2d") == 0) { /* static int8 inputs (a packed weight's): a usable scale */
+    double act = pq_node_get_float(node, "act_scale", 1.0);
+    if (!(act >= FLT_MIN && act <= FLT_MAX)) FAIL("%s: act_scale %g is not a positive float32 number (the input's int8 scale)", op, act);
+  }
   if (strcmp(op, "linear") == 0) {
     NEED_INPUTS(2, 3);
     if (nd[0] < 1 || nd[1] != 2) FAIL("linear: input must have >= 1 dimension and the weight exactly 2");

@@ -81,6 +81,9 @@ struct PqDataset {
 PqGraph *pq_graph_new(void);
 void pq_graph_free(PqGraph *graph);
 PqGraph *pq_graph_copy(const PqGraph *graph);
+/* FALSE, with the node's name and the attribute's key, where a float attribute is NaN or infinite (JSON, and
+ * so a model file, cannot hold one). */
+gboolean pq_graph_attrs_finite(const PqGraph *graph, const char **node, const char **key);
 void pq_node_free(PqNode *node);
 
 

@@ -284,7 +284,9 @@ int pq_tensor_to_f32(const PqTensor *t, float *out) {
   const void *d = t->data;
   int64_t n = t->numel;
   switch (t->dtype) {
-  case PQ_DTYPE_F32: memcpy(out, d, (size_t)n * 4); return 0;
+  case PQ_DTYPE_F32:
+    if (n > 0) memcpy(out, d, (size_t)n * 4); /* (an empty tensor's data may be NULL) */
+    return 0;
   case PQ_DTYPE_F16:
     for (int64_t i = 0; i < n; i++) out[i] = pq_f16_to_f32(((const uint16_t *)d)[i]);
     return 0;

@@ -277,6 +277,14 @@ static void test_quant_static(void) {
   g_autofree float *ys = forward(q, 4, TRUE, &on), *yp = forward(q, 4, FALSE, &on), *yf = forward(m, 4, TRUE, &on);
   g_assert_cmpfloat(max_rel_diff(ys, yp, 4 * on), <, 2e-6);
   g_assert_cmpfloat(max_rel_diff(ys, yf, 4 * on), <, 0.1); /* forward() feeds [-1,1]: beyond the range, saturated */
+  /* a layer input that overflows on the calibration samples (fc1's weights near float32's limit): refused by name */
+  g_autoptr(PqModel) big = pq_model_copy(m);
+  PqTensor *w1 = pq_test_random_tensor("w1", 2, (const int64_t[]){32, 784}, 13, 3e38f);
+  pq_model_set_tensor(big, w1);
+  pq_tensor_unref(w1);
+  g_assert_null(pq_compressor_run_full(quant, big, o, train, 128, cpu, &err));
+  g_assert_nonnull(strstr(err->message, "layer 'fc2': activations=static: its input 'hr' is infinite on calibration sample 0"));
+  g_clear_error(&err);
   /* a conv: the range of its input feature map (the images), the same on both kernels */
   int64_t cxs[4] = {-1, 1, 28, 28}, cws[4] = {6, 1, 3, 3}, one[2] = {1, 1}, pads[4] = {1, 1, 1, 1};
   g_autoptr(PqModel) cm = pq_test_conv_model(cxs, cws, one, pads, 3);
@@ -916,6 +924,19 @@ static void test_prune(void) {
   g_assert_cmpint(pq_tensor_dtype(cols), ==, PQ_DTYPE_U16);
   g_assert_cmpint(pq_model_n_params(p), ==, 240 + 60 + 24 + 10);
   const char *ws[2] = {"w1", "w2"};
+  /* ties at the threshold (w1's magnitudes 0.05 .. 0.15 in steps, the largest met first in each row): exactly as
+     many dropped as asked, the largest of the ties kept, whatever the order they come in */
+  g_autoptr(PqModel) tied = pq_model_copy(m);
+  PqTensor *tw = pq_tensor_new("w1", PQ_DTYPE_F32, 2, (const int64_t[]){24, 40});
+  float *twd = pq_tensor_mutable_data(tw);
+  for (int i = 0; i < 960; i++) twd[i] = (i % 40 < 20 ? 0.15f : 0.05f + 0.01f * (float)(i % 3)) * (i % 2 ? -1.0f : 1.0f);
+  pq_model_set_tensor(tied, tw);
+  pq_tensor_unref(tw);
+  const char *nearly_all[] = {"sparsity", "0.999", "include", "fc1", NULL};
+  g_autoptr(PqModel) pt = compress(prune, tied, nearly_all, &err);
+  g_assert_no_error(err);
+  g_assert_cmpint(pq_tensor_numel(pq_model_tensor(pt, "w1.sp_values")), ==, 1); /* 960 - floor(0.999 * 960) */
+  g_assert_cmpfloat(fabsf(((const float *)pq_tensor_data(pq_model_tensor(pt, "w1.sp_values")))[0]), ==, 0.15f);
   g_autoptr(PqModel) masked = densified(p, m, ws);
   int64_t on;
   g_autofree float *y = forward(p, 3, TRUE, &on), *ym = forward(masked, 3, TRUE, &on);
@@ -1316,15 +1337,28 @@ static void test_finetune(void) {
   for (size_t i = 0; i < pq_graph_n_nodes(pq_model_graph(nb)); i++)
     if (!strcmp(pq_node_name(pq_graph_node(pq_model_graph(nb), i)), "fc1")) pq_node_set_input(pq_graph_node(pq_model_graph(nb), i), 2, "");
   pq_model_remove_tensor_if_unused(nb, "b1");
-  const char *sp[] = {"sparsity", "0.5", "include", "fc1", NULL}, *circ[] = {"block", "16", "include", "fc1", NULL};
+  const char *sp[] = {"sparsity", "0.5", "include", "fc1", NULL}, *circ[] = {"block", "16", "include", "fc1", NULL},
+             *none_left[] = {"sparsity", "0.5", "include", "fc2", NULL}; /* fc2's CSR then emptied below: no value left */
   struct {
     PqPlugin *plugin;
     const char *const *kv;
-  } forms[] = {{prune, sp}, {tensor_train, tt}, {circulant, circ}};
+  } forms[] = {{prune, sp}, {tensor_train, tt}, {circulant, circ}, {prune, none_left}};
   for (size_t f = 0; f < G_N_ELEMENTS(forms); f++) {
     g_autoptr(PqModel) c = compress(forms[f].plugin, nb, forms[f].kv, &err);
     g_assert_no_error(err);
     g_assert_null(pq_model_tensor(c, "b1"));
+    if (forms[f].kv == none_left) { /* a CSR layer of no values (a file may hold one): empty tensors, rows all 0 */
+      const char *names[2] = {"w2.sp_values", "w2.sp_cols"};
+      for (int k = 0; k < 2; k++) {
+        PqTensor *e = pq_tensor_new(names[k], pq_tensor_dtype(pq_model_tensor(c, names[k])), 1, (const int64_t[]){0});
+        pq_model_set_tensor(c, e);
+        pq_tensor_unref(e);
+      }
+      PqTensor *rows = pq_tensor_new("w2.sp_rows", PQ_DTYPE_I32, 1, (const int64_t[]){11});
+      memset(pq_tensor_mutable_data(rows), 0, pq_tensor_nbytes(rows));
+      pq_model_set_tensor(c, rows);
+      pq_tensor_unref(rows);
+    }
     g_assert_cmpint(pq_finetune(c, x, labels, 2048, &p, &res, &perr), ==, 0);
     g_assert_cmpint(res.trained_params, ==, pq_model_n_params(c));
     g_assert_cmpfloat(res.loss_after, <, res.loss_before);

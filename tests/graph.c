@@ -84,6 +84,13 @@ static void test_errors(void) {
     }
     expect_invalid(m, cases[i].needle);
   }
+  /* a static int8 input scale that is no usable float32 scale (zero, negative, below the normal range, beyond it) */
+  const double bad_scales[] = {0, -0.5, 1e-40, 1e39};
+  for (size_t i = 0; i < G_N_ELEMENTS(bad_scales); i++) {
+    g_autoptr(PqModel) m = pq_test_tiny_mlp(4, 3, 2, 1);
+    pq_node_set_float(pq_graph_node(pq_model_graph(m), 0), "act_scale", bad_scales[i]);
+    expect_invalid(m, "linear: act_scale");
+  }
 }
 
 static void test_bad_json(void) {

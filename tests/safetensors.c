@@ -1,6 +1,8 @@
 /* safetensors.c — model files: round trips, compatibility with the spec, and every malformed input. */
 #include "testutil.h"
 
+#include <math.h>
+
 #include <glib/gstdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -167,6 +169,18 @@ static void test_atomic_write(void) {
     g_assert_error(err, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_IO);
     g_assert_nonnull(strstr(err->message, path));
     g_chmod(sub, 0755);
+  }
+  /* a float attribute JSON cannot hold (NaN, an infinity): refused by name, the file left as it was */
+  const double bad[] = {NAN, INFINITY};
+  for (int i = 0; i < 2; i++) {
+    g_autoptr(PqModel) m3 = pq_test_tiny_mlp(3, 2, 2, 7);
+    pq_node_set_float(pq_graph_node(pq_model_graph(m3), 2), "act_scale", bad[i]);
+    g_clear_error(&err);
+    g_assert_false(pq_model_save(m3, path, &err));
+    g_assert_error(err, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID);
+    g_assert_nonnull(strstr(err->message, "node 'fc2': attribute \"act_scale\" is not a finite number"));
+    g_autofree char *graph = pq_graph_to_json(pq_model_const_graph(m3)); /* the JSON form writes it as null */
+    g_assert_nonnull(strstr(graph, "\"act_scale\":null"));
   }
   g_autofree char *after = NULL;
   gsize alen;

@@ -439,6 +439,12 @@ static GString *build_header(const PqModel *model, const char *path, GArray *out
     json_builder_set_member_name(b, k);
     json_builder_add_string_value(b, g_hash_table_lookup(model->meta, k));
   }
+  const char *bad_node, *bad_key;
+  if (!pq_graph_attrs_finite(model->graph, &bad_node, &bad_key)) {
+    g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID, "%s: node '%s': attribute \"%s\" is not a finite number (NaN or infinite)",
+                path, bad_node, bad_key);
+    return NULL;
+  }
   if (pq_graph_n_nodes(model->graph) || pq_graph_n_inputs(model->graph)) {
     g_autofree char *gj = pq_graph_to_json(model->graph);
     json_builder_set_member_name(b, "pquant.graph");

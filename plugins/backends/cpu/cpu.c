@@ -1187,14 +1187,13 @@ static void conv_depthwise_planes(const Step *st, const float *x, const float *w
     if (split) {
       /* 32 values in, 16 even and 16 odd out (the last block of a row reads into the next row or the slack, and
          writes past the half row into the next one, which is written after it: only lanes thrown away read those) */
-      const dw_i16 evens = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}, odds = evens + 1;
       for (int64_t r = 0; r < ph; r++)
         for (int64_t j = 0; j < pwe; j += 16) {
           dw_v16 lo, hi, e, d;
           memcpy(&lo, pad + r * pw + 2 * j, sizeof lo);
           memcpy(&hi, pad + r * pw + 2 * j + 16, sizeof hi);
-          e = __builtin_shuffle(lo, hi, evens);
-          d = __builtin_shuffle(lo, hi, odds);
+          e = __builtin_shufflevector(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30); /* (GCC 12 and clang) */
+          d = __builtin_shufflevector(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
           memcpy(ev + r * pwe + j, &e, sizeof e);
           memcpy(od + r * pwe + j, &d, sizeof d);
         }

@@ -56,10 +56,13 @@ static PqStatus unstructured(PqModel *m, PqNode *node, PqTensor *w, double spars
   int64_t drop = (int64_t)floor(sparsity * (double)numel);
   float thr = drop > 0 ? mag[drop - 1] : -1.0f;
   free(mag);
-  int64_t nnz = 0, dropped = 0;
-  for (int64_t i = 0; i < numel; i++) /* ties at the threshold: drop only as many as asked */
-    if (fabsf(wf[i]) > thr || (fabsf(wf[i]) == thr && dropped >= drop)) nnz++;
-    else dropped++;
+  /* ties at the threshold: only as many dropped as `drop` leaves after the values below it (the first ones met) */
+  int64_t below = 0;
+  for (int64_t i = 0; i < numel; i++) below += fabsf(wf[i]) < thr;
+  const int64_t ties_to_drop = drop - below;
+  int64_t nnz = 0, ties = 0;
+  for (int64_t i = 0; i < numel; i++)
+    if (fabsf(wf[i]) > thr || (fabsf(wf[i]) == thr && ties++ >= ties_to_drop)) nnz++;
   int wide = cols > 65535;
   int64_t vs[1] = {nnz}, rs[1] = {rows + 1};
   char vn[256], cn[256], rn[256];
@@ -71,15 +74,12 @@ static PqStatus unstructured(PqModel *m, PqNode *node, PqTensor *w, double spars
   float *v = pq_tensor_mutable_data(tv), *dense = calloc((size_t)numel, sizeof(float));
   int32_t *rp = pq_tensor_mutable_data(tr);
   int64_t q = 0;
-  dropped = 0;
+  ties = 0;
   for (int64_t r = 0; r < rows; r++) {
     rp[r] = (int32_t)q;
     for (int64_t c = 0; c < cols; c++) {
       float x = wf[r * cols + c];
-      if (!(fabsf(x) > thr || (fabsf(x) == thr && dropped >= drop))) {
-        dropped++;
-        continue;
-      }
+      if (!(fabsf(x) > thr || (fabsf(x) == thr && ties++ >= ties_to_drop))) continue;
       v[q] = x;
       if (wide) ((int32_t *)pq_tensor_mutable_data(tc))[q] = (int32_t)c;
       else ((uint16_t *)pq_tensor_mutable_data(tc))[q] = (uint16_t)c;
