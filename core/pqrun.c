@@ -62,30 +62,30 @@ static gboolean add_chain_compressor(const char *name, const char *value, gpoint
 
 static const GOptionEntry plugin_entries[] = {
     {"plugin", 'p', 0, G_OPTION_ARG_FILENAME_ARRAY, &args.plugins, "Load this plugin file (repeatable; failure is fatal)", "PATH"},
-    {NULL}};
+    G_OPTION_ENTRY_NULL};
 static const GOptionEntry model_entries[] = {
     {"model", 'm', 0, G_OPTION_ARG_FILENAME, &args.model, "Model file (default: the cached Fashion-MNIST MLP, trained on first use)", "FILE"},
     {"dataset", 'd', 0, G_OPTION_ARG_FILENAME, &args.dataset, "fashion-mnist (default) or a folder of IDX or NumPy (.npy) files", "NAME|DIR"},
-    {NULL}};
+    G_OPTION_ENTRY_NULL};
 static const GOptionEntry run_entries[] = {
     {"backend", 'b', 0, G_OPTION_ARG_STRING, &args.backend, "Backend plugin (default: cpu)", "NAME"},
     {"threads", 't', 0, G_OPTION_ARG_INT, &args.threads, "Threads (default: the backend's choice)", "N"},
     {"backend-opt", 0, 0, G_OPTION_ARG_STRING_ARRAY, &args.backend_opts, "Backend option KEY=VALUE (repeatable; see pqrun plugins)", "ASSIGNMENT"},
     {"batch", 0, 0, G_OPTION_ARG_INT, &args.batch, "Batch size for evaluation (default 256)", "N"},
-    {NULL}};
+    G_OPTION_ENTRY_NULL};
 static const GOptionEntry chain_entries[] = {
     {"plugin", 'p', 0, G_OPTION_ARG_CALLBACK, (gpointer)add_chain_plugin, "Load a plugin file; compressors join the chain in order (repeatable)", "PATH"},
     {"compressor", 'c', 0, G_OPTION_ARG_CALLBACK, (gpointer)add_chain_compressor, "Add a compressor by registry name to the chain (repeatable)", "NAME"},
     {"opt", 'O', 0, G_OPTION_ARG_STRING_ARRAY, &args.opts, "Stage option PLUGIN.KEY=VALUE or STAGE.KEY=VALUE (repeatable)", "ASSIGNMENT"},
     {"config", 0, 0, G_OPTION_ARG_FILENAME, &args.config, "Stages from a JSON file: {\"stages\": [{\"plugin\": ..., \"options\": {...}}]}", "FILE"},
     {"calibration", 0, 0, G_OPTION_ARG_INT, &args.calibration, "Calibration samples from the training set for stages that ask (default 512)", "N"},
-    {NULL}};
+    G_OPTION_ENTRY_NULL};
 static const GOptionEntry model_output_entries[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "Write the compressed model here", "FILE"},
-    {NULL}};
+    G_OPTION_ENTRY_NULL};
 static const GOptionEntry json_output_entries[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "Write the results as JSON here", "FILE"},
-    {NULL}};
+    G_OPTION_ENTRY_NULL};
 static const GOptionEntry bench_entries[] = {
     {"config", 0, 0, G_OPTION_ARG_FILENAME, &args.config, "Suite config: {\"methods\": {NAME: [stages...]}} (default: the seven-method suite)", "FILE"},
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "Report folder (default: pquant-report-DATE-TIME here)", "DIR"},
@@ -96,13 +96,13 @@ static const GOptionEntry bench_entries[] = {
     {"calibration", 0, 0, G_OPTION_ARG_INT, &args.calibration, "Calibration samples for stages that ask (default 512)", "N"},
     {"resume", 0, 0, G_OPTION_ARG_NONE, &args.resume, "Keep the methods already measured in the output folder", NULL},
     {"dry-run", 0, 0, G_OPTION_ARG_NONE, &args.dry_run, "Sizes, bytes and FLOPs of each method, without evaluating", NULL},
-    {NULL}};
+    G_OPTION_ENTRY_NULL};
 static const GOptionEntry bench_run_entries[] = {
     {"plugin", 'p', 0, G_OPTION_ARG_CALLBACK, (gpointer)add_chain_plugin, "Load a plugin (a custom probe or compressor; repeatable)", "PATH"},
     {"backend", 'b', 0, G_OPTION_ARG_STRING, &args.backend, "Backend plugin (default: cpu)", "NAME"},
     {"threads", 't', 0, G_OPTION_ARG_INT, &args.threads, "Threads (default: the backend's choice)", "N"},
     {"backend-opt", 0, 0, G_OPTION_ARG_STRING_ARRAY, &args.backend_opts, "Backend option KEY=VALUE (repeatable; see pqrun plugins)", "ASSIGNMENT"},
-    {NULL}};
+    G_OPTION_ENTRY_NULL};
 static const GOptionEntry tune_entries[] = {
     {"max-degradation", 0, 0, G_OPTION_ARG_DOUBLE, &args.max_degradation, "Accuracy points the result may lose on validation (default 1.0)", "PP"},
     {"validation", 0, 0, G_OPTION_ARG_INT, &args.validation, "Validation samples: the last N of the training split (default 5000)", "N"},
@@ -112,14 +112,14 @@ static const GOptionEntry tune_entries[] = {
      "A further level, after --fallback-opt's: the chain with these options changed, PLUGIN.KEY=VALUE, several joined by ';' (repeatable, in order; above the last, a layer stays as it was)", "ASSIGNMENTS"},
     {"save-chain", 0, 0, G_OPTION_ARG_FILENAME, &args.save_chain,
      "Write the result's chain as a config: its \"stages\" for pqrun run/compress --config, its \"methods\" (baseline, tuned) for pqrun bench --config", "FILE.json"},
-    {NULL}};
+    G_OPTION_ENTRY_NULL};
 static const GOptionEntry convert_entries[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "The model file to write", "FILE"},
-    {NULL}};
+    G_OPTION_ENTRY_NULL};
 static const GOptionEntry compare_entries[] = {
     {"threshold", 0, 0, G_OPTION_ARG_DOUBLE, &args.threshold, "Relative change that counts as a regression (default 0.05)", "FRACTION"},
     {"threshold-pp", 0, 0, G_OPTION_ARG_DOUBLE, &args.threshold_pp, "Change in points for metrics in % or pp, such as accuracy (default 0.5)", "POINTS"},
-    {NULL}};
+    G_OPTION_ENTRY_NULL};
 static const GOptionEntry train_entries[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "Where to write the model (default: the cache)", "FILE"},
     {"arch", 0, 0, G_OPTION_ARG_STRING, &args.arch, "mlp (default: 784-256-128-10) or cnn (three 3x3 convs of 16, 32, 64 channels)", "mlp|cnn"},
@@ -128,7 +128,7 @@ static const GOptionEntry train_entries[] = {
     {"threads", 't', 0, G_OPTION_ARG_INT, &args.threads, "BLAS threads while training (default 1: the same weights on every machine)", "N"},
     {"dataset", 'd', 0, G_OPTION_ARG_FILENAME, &args.dataset, "fashion-mnist (default) or a folder of IDX or NumPy (.npy) files", "NAME|DIR"},
     {"quiet", 'q', 0, G_OPTION_ARG_NONE, &args.quiet, "Do not print progress", NULL},
-    {NULL}};
+    G_OPTION_ENTRY_NULL};
 
 static int fail(GError *error) {
   g_printerr("pqrun: %s\n", error->message);

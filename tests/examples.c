@@ -91,6 +91,7 @@ static void test_new_op(void) {
   g_assert_true(pq_model_save(s, path, &err));
   g_autoptr(PqModel) back = pq_model_load(path, &err);
   g_assert_no_error(err);
+  g_assert_cmpuint(pq_graph_n_nodes(pq_model_const_graph(back)), ==, pq_graph_n_nodes(pq_model_const_graph(s)));
   const char *without[] = {PQRUN, "info", "--model", path, NULL};
   g_autofree char *out = NULL, *errs = NULL;
   int status;

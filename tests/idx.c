@@ -38,8 +38,8 @@ static void write_set(const char *prefix, guint32 n, gboolean gz) {
   g_autoptr(GByteArray) ib = idx_bytes(0x08, 3, idims, img, n * 6), lb = idx_bytes(0x08, 1, ldims, lab, n);
   g_autofree char *iname = g_strdup_printf("%s-images-idx3-ubyte%s", prefix, gz ? ".gz" : "");
   g_autofree char *lname = g_strdup_printf("%s-labels-idx1-ubyte%s", prefix, gz ? ".gz" : "");
-  g_autofree char *a = gz ? write_gz(iname, ib) : pq_test_write(tmpdir, iname, ib->data, ib->len);
-  g_autofree char *b = gz ? write_gz(lname, lb) : pq_test_write(tmpdir, lname, lb->data, lb->len);
+  g_free(gz ? write_gz(iname, ib) : pq_test_write(tmpdir, iname, ib->data, ib->len));
+  g_free(gz ? write_gz(lname, lb) : pq_test_write(tmpdir, lname, lb->data, lb->len));
 }
 
 static void test_valid(void) {
@@ -136,8 +136,8 @@ static void test_npy(void) {
   float imgf[24];
   for (int i = 0; i < 24; i++) imgf[i] = -1.5f + 0.25f * (float)i;
   guint8 labu[2] = {1, 3};
-  g_autofree char *fi = write_npy("test-images.npy", "<f4", "(2, 3, 2, 2)", "False", imgf, sizeof imgf),
-                  *fl = write_npy("test-labels.npy", "|u1", "(2,)", "False", labu, sizeof labu);
+  g_free(write_npy("test-images.npy", "<f4", "(2, 3, 2, 2)", "False", imgf, sizeof imgf));
+  g_free(write_npy("test-labels.npy", "|u1", "(2,)", "False", labu, sizeof labu));
   g_autoptr(PqDataset) f = pq_dataset_open(tmpdir, "t10k", &err);
   g_assert_no_error(err);
   int nd;
@@ -275,7 +275,7 @@ static void test_bad(void) {
   g_autofree char *cp = pq_test_write(tmpdir, "corrupt2.gz", gz, glen);
   expect_error(cp, lp, "corrupt gzip data");
   /* a truncated gzip stream */
-  g_autofree char *tp = pq_test_write(tmpdir, "trunc.gz", gz, glen / 2);
+  g_free(pq_test_write(tmpdir, "trunc.gz", gz, glen / 2));
   g_autofree char *gz_ok = NULL;
   g_file_get_contents(gp, &gz_ok, &glen, NULL);
   g_autofree char *tp2 = pq_test_write(tmpdir, "trunc2.gz", gz_ok, glen - 12);

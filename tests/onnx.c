@@ -670,7 +670,7 @@ static void test_bad(void) {
     g_autofree guint8 *file = g_malloc0(4096 + 160 + 7);
     memset(file, 0xab, 4096);
     memcpy(file + 4096, values, 160);
-    g_autofree char *bin = pq_test_write(tmpdir, "w.bin", file, 4096 + 160 + 7);
+    g_free(pq_test_write(tmpdir, "w.bin", file, 4096 + 160 + 7));
     Onnx__StringStringEntryProto loc = ONNX__STRING_STRING_ENTRY_PROTO__INIT, off = ONNX__STRING_STRING_ENTRY_PROTO__INIT,
                                  len = ONNX__STRING_STRING_ENTRY_PROTO__INIT;
     Onnx__StringStringEntryProto *entries[3] = {&loc, &off, &len};

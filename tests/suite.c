@@ -322,6 +322,7 @@ static void test_report_custom_latency(void) {
   g_autoptr(GError) e = NULL;
   g_autofree char *table = pq_report_write(&s, rows, &e);
   g_assert_no_error(e);
+  g_assert_nonnull(table);
   g_autofree char *md_path = g_build_filename(out_dir, "report.md", NULL), *md = NULL;
   g_assert_true(g_file_get_contents(md_path, &md, NULL, NULL));
   const char *section = strstr(md, "## custom");
