@@ -15,6 +15,18 @@ void pq_plugin_error_set(PqPluginError *error, PqStatus code, const char *format
   va_end(ap);
 }
 
+PqStatus pq_plugin_error_in_layer(PqPluginError *error, const char *layer) {
+  if (!error) return PQ_ERR_INTERNAL;
+  PqStatus code = error->code != PQ_OK ? (PqStatus)error->code : PQ_ERR_INTERNAL;
+  g_autofree char *prefix = g_strdup_printf("layer '%s': ", layer);
+  if (!g_str_has_prefix(error->message, prefix)) {
+    g_autofree char *msg = g_strconcat(prefix, error->message, NULL);
+    pq_plugin_error_set(error, code, "%s", msg);
+  }
+  error->code = code;
+  return code;
+}
+
 void pq_propagate_plugin_error(GError **error, const PqPluginError *perr, const char *who) {
   int code = perr ? perr->code : PQ_ERR_INTERNAL;
   char msg[sizeof perr->message + 1];

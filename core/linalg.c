@@ -9,13 +9,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The error for a LAPACK call that failed: LAPACKE refuses a matrix holding NaN with the matrix argument's
+ * position as a negative info, which here means values that overflowed float32 on the way. */
+static void lapack_error(PqPluginError *err, const char *what, lapack_int info) {
+  if (info < 0)
+    pq_plugin_error_set(err, PQ_ERR_INVALID, "%s: the matrix holds NaN (values beyond float32's range on the way; LAPACK info %d)", what,
+                        (int)info);
+  else
+    pq_plugin_error_set(err, PQ_ERR_INTERNAL, "%s did not converge (LAPACK info %d)", what, (int)info);
+}
+
 /* Orthonormalise the columns of a column-major [rows, cols] matrix in place (thin QR). */
 static int orthonormalize(float *a, int64_t rows, int64_t cols, PqPluginError *err) {
   float *tau = malloc(sizeof(float) * (size_t)cols);
   lapack_int info = tau ? LAPACKE_sgeqrf(LAPACK_COL_MAJOR, (lapack_int)rows, (lapack_int)cols, a, (lapack_int)rows, tau) : -1;
   if (info == 0) info = LAPACKE_sorgqr(LAPACK_COL_MAJOR, (lapack_int)rows, (lapack_int)cols, (lapack_int)cols, a, (lapack_int)rows, tau);
   free(tau);
-  if (info != 0) pq_plugin_error_set(err, PQ_ERR_INTERNAL, "QR factorisation failed (LAPACK info %d)", (int)info);
+  if (info != 0) lapack_error(err, "QR factorisation", info);
   return info == 0 ? 0 : -1;
 }
 
@@ -24,7 +34,7 @@ static int svd_cm(float *a, int64_t m, int64_t n, float *u, float *s, float *vt,
   lapack_int info = LAPACKE_sgesdd(LAPACK_COL_MAJOR, 'S', (lapack_int)m, (lapack_int)n, a, (lapack_int)m, s, u, (lapack_int)m, vt,
                                    (lapack_int)MIN(m, n));
   if (info != 0) {
-    pq_plugin_error_set(err, PQ_ERR_INTERNAL, "SVD did not converge (LAPACK info %d)", (int)info);
+    lapack_error(err, "SVD", info);
     return -1;
   }
   return 0;
@@ -39,7 +49,7 @@ int pq_singular_values(const float *a, int64_t m, int64_t n, float *s, PqPluginE
   memcpy(c, a, sizeof(float) * (size_t)(m * n));
   lapack_int info = LAPACKE_sgesdd(LAPACK_COL_MAJOR, 'N', (lapack_int)n, (lapack_int)m, c, (lapack_int)n, s, NULL, 1, NULL, 1);
   free(c);
-  if (info != 0) pq_plugin_error_set(err, PQ_ERR_INTERNAL, "SVD did not converge (LAPACK info %d)", (int)info);
+  if (info != 0) lapack_error(err, "SVD", info);
   return info == 0 ? 0 : -1;
 }
 

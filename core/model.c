@@ -71,6 +71,29 @@ int pq_model_remove_tensor_if_unused(PqModel *m, const char *name) {
   return 1;
 }
 
+static gboolean name_taken(const PqModel *m, const char *name) {
+  if (g_hash_table_contains(m->tensors, name)) return TRUE;
+  const PqGraph *g = m->graph;
+  for (size_t i = 0; i < pq_graph_n_inputs(g); i++)
+    if (!strcmp(pq_graph_input_name(g, i), name)) return TRUE;
+  for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
+    const PqNode *n = pq_graph_node(g, i);
+    if (!strcmp(pq_node_name(n), name)) return TRUE;
+    for (size_t j = 0; j < pq_node_n_outputs(n); j++)
+      if (!strcmp(pq_node_output(n, j), name)) return TRUE;
+  }
+  return FALSE;
+}
+
+int pq_model_unique_name(const PqModel *m, const char *base, char *out, size_t size) {
+  g_autofree char *name = g_strdup(base);
+  for (int k = 2; name_taken(m, name); k++) {
+    g_free(name);
+    name = g_strdup_printf("%s.%d", base, k);
+  }
+  return g_strlcpy(out, name, size) < size ? 0 : -1;
+}
+
 PqTensor *pq_model_tensor(const PqModel *m, const char *name) {
   return name ? g_hash_table_lookup(m->tensors, name) : NULL;
 }

@@ -9,7 +9,7 @@
 
 static void test_versions(void) {
   g_assert_cmpint(PQ_ABI_MAJOR, ==, 1);
-  g_assert_cmpint(PQ_ABI_MINOR, ==, 6);
+  g_assert_cmpint(PQ_ABI_MINOR, ==, 7);
   g_assert_cmpstr(PQ_PLUGIN_ENTRY_SYMBOL, ==, "pq_plugin_query");
 }
 
@@ -23,6 +23,21 @@ static void test_enums(void) {
   g_assert_cmpint(PQ_MODEL_COMPRESSED, ==, 1);
   g_assert_cmpint(PQ_BETTER_LOWER, ==, 2);
   g_assert_cmpint(PQ_MAX_DIMS, ==, 8);
+}
+
+/* The plugins' error helpers: a message, then the layer's name put in front once, the code kept. */
+static void test_error_helpers(void) {
+  PqPluginError e = {sizeof e, 0, {0}};
+  pq_plugin_error_set(&e, PQ_ERR_INVALID, "bits %d is out of range", 9);
+  g_assert_cmpstr(e.message, ==, "bits 9 is out of range");
+  g_assert_cmpint(pq_plugin_error_in_layer(&e, "fc1"), ==, PQ_ERR_INVALID);
+  g_assert_cmpstr(e.message, ==, "layer 'fc1': bits 9 is out of range");
+  g_assert_cmpint(pq_plugin_error_in_layer(&e, "fc1"), ==, PQ_ERR_INVALID); /* already says so */
+  g_assert_cmpstr(e.message, ==, "layer 'fc1': bits 9 is out of range");
+  PqPluginError none = {sizeof none, 0, {0}};
+  g_assert_cmpint(pq_plugin_error_in_layer(&none, "conv"), ==, PQ_ERR_INTERNAL); /* no code set */
+  g_assert_cmpint(none.code, ==, PQ_ERR_INTERNAL);
+  g_assert_cmpstr(none.message, ==, "layer 'conv': ");
 }
 
 static void test_layout(void) {
@@ -118,5 +133,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/abi/versions", test_versions);
   g_test_add_func("/abi/enums", test_enums);
   g_test_add_func("/abi/layout", test_layout);
+  g_test_add_func("/abi/error-helpers", test_error_helpers);
   return g_test_run();
 }

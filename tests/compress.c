@@ -525,6 +525,44 @@ static void tucker_check_forward(const PqModel *tk, const PqModel *m, const int6
 
 /* Tucker-2: the three convs compute the conv of the kernel their factors make; the factors are orthonormal; a
  * kernel of exact multilinear rank is recovered; HOOI never does worse than HOSVD; skips say why. */
+/* A conv decomposed, then its decomposition decomposed again by the same method (a chain of two stages): the
+ * second pass names what it adds apart from what the first added (before: "node 'conv.tk_in' ... already
+ * defined"), and the model runs. pq_model_unique_name() picks those names. */
+static void test_decompose_twice(void) {
+  int64_t xs[4] = {-1, 8, 11, 10}, ws[4] = {12, 8, 3, 3}, st[2] = {1, 1}, pads[4] = {1, 1, 1, 1};
+  g_autoptr(PqModel) m = pq_test_conv_model(xs, ws, st, pads, 5);
+  const char *tk[] = {"rank_in", "4", "rank_out", "6", NULL}, *tk2[] = {"rank_in", "2", "rank_out", "3", NULL}, *lr[] = {"rank", "3", NULL},
+             *lr2[] = {"rank", "2", NULL};
+  struct {
+    PqPlugin **plugin;
+    const char *const *kv, *const *kv2;
+  } methods[] = {{&tucker, tk, tk2}, {&low_rank, lr, lr2}}; /* (cp's second pass finds only 1x1 and depthwise convs: nothing to do) */
+  for (size_t i = 0; i < G_N_ELEMENTS(methods); i++) {
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PqModel) once = compress(*methods[i].plugin, m, methods[i].kv, &err);
+    g_assert_no_error(err);
+    g_autoptr(PqModel) twice = compress(*methods[i].plugin, once, methods[i].kv2, &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(pq_graph_n_nodes(pq_model_const_graph(twice)), >, pq_graph_n_nodes(pq_model_const_graph(once)));
+    int64_t on;
+    g_autofree float *y = forward(twice, 2, TRUE, &on);
+    g_assert_cmpint(on, ==, 12 * 11 * 10);
+  }
+  /* the names it gives */
+  char name[64];
+  g_assert_cmpint(pq_model_unique_name(m, "cw.free", name, sizeof name), ==, 0);
+  g_assert_cmpstr(name, ==, "cw.free");
+  g_assert_cmpint(pq_model_unique_name(m, "cw", name, sizeof name), ==, 0); /* a tensor */
+  g_assert_cmpstr(name, ==, "cw.2");
+  g_assert_cmpint(pq_model_unique_name(m, "conv", name, sizeof name), ==, 0); /* a node */
+  g_assert_cmpstr(name, ==, "conv.2");
+  g_assert_cmpint(pq_model_unique_name(m, "x", name, sizeof name), ==, 0); /* the graph's input */
+  g_assert_cmpstr(name, ==, "x.2");
+  g_assert_cmpint(pq_model_unique_name(m, "y", name, sizeof name), ==, 0); /* a node's output */
+  g_assert_cmpstr(name, ==, "y.2");
+  g_assert_cmpint(pq_model_unique_name(m, "a-long-name", name, 4), ==, -1);
+}
+
 static void test_tucker(void) {
   int64_t xs[4] = {-1, 8, 11, 10}, ws[4] = {12, 8, 3, 3}, st[2] = {2, 1}, pads[4] = {1, 0, 2, 1};
   PqModel *m = pq_test_conv_model(xs, ws, st, pads, 21);
@@ -2996,6 +3034,15 @@ static void test_calibration_gram(void) {
   pq_options_set(o, "gram", "conv", &err);
   g_assert_null(pq_compressor_run_full(tp, gc, o, train, 0, cpu, &err));
   g_assert_nonnull(strstr(err->message, "layer 'conv': a grouped convolution has one Gram matrix per group"));
+  g_clear_error(&err);
+  /* inputs beyond float32's range (fc1's weights near its limit): the sums overflow; refused, not handed on */
+  g_autoptr(PqModel) big = pq_model_copy(mlp);
+  PqTensor *w1 = pq_test_random_tensor("w1", 2, (const int64_t[]){32, 784}, 13, 1e30f);
+  pq_model_set_tensor(big, w1);
+  pq_tensor_unref(w1);
+  pq_options_set(o, "gram", "fc2", &err);
+  g_assert_null(pq_compressor_run_full(tp, big, o, train, 0, cpu, &err));
+  g_assert_nonnull(strstr(err->message, "layer 'fc2': the Gram matrix of its input 'hr' holds a non-finite value"));
 }
 
 /* quant method=gptq on real data: the layers' outputs on held-out images are closer to the float model's
@@ -3111,6 +3158,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/low-rank", test_low_rank);
   g_test_add_func("/compress/low-rank-conv", test_low_rank_conv);
   g_test_add_func("/compress/tucker", test_tucker);
+  g_test_add_func("/compress/decompose-twice", test_decompose_twice);
   g_test_add_func("/compress/cp", test_cp);
   g_test_add_func("/compress/circulant", test_circulant);
   g_test_add_func("/compress/tensor-train", test_tensor_train);

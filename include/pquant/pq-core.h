@@ -272,6 +272,11 @@ PQ_API void pq_model_remove_tensor(PqModel *model, const char *name);
 /* Remove the tensor when no node of the graph reads it and it is no graph output (a weight a compressor
  * replaced); 1 if it was removed. */
 PQ_API int pq_model_remove_tensor_if_unused(PqModel *model, const char *name);
+/* Writes to `out` (`size` bytes) `base`, or `base` with ".2", ".3", … after it: the first that names no
+ * tensor, node, node output or graph input of `model` — for the tensors, nodes and values a compressor adds
+ * (a layer rewritten twice, a weight two layers share). 0, or -1 where the name does not fit in `size`.
+ * Since ABI 1.7. */
+PQ_API int pq_model_unique_name(const PqModel *model, const char *base, char *out, size_t size);
 PQ_API PqTensor *pq_model_tensor(const PqModel *model, const char *name); /* borrowed or NULL */
 PQ_API size_t pq_model_n_tensors(const PqModel *model);
 PQ_API PqTensor *pq_model_tensor_at(const PqModel *model, size_t index);  /* sorted by name */

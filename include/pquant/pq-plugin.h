@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 #define PQ_ABI_MAJOR 1
-#define PQ_ABI_MINOR 6
+#define PQ_ABI_MINOR 7
 
 /* The one symbol a plugin exports. */
 #define PQ_PLUGIN_ENTRY_SYMBOL "pq_plugin_query"
@@ -255,6 +255,9 @@ PQ_PLUGIN_EXPORT const PqPluginDesc *pq_plugin_query(void);
 /* Fill an error (plugins' helper; usable by the host too). Always NUL-terminates. */
 PQ_API void pq_plugin_error_set(PqPluginError *error, PqStatus code, const char *format, ...)
     __attribute__((format(printf, 3, 4)));
+/* For a step on one layer that failed: "layer 'NAME': " put in front of the error's message (unless it begins
+ * so already); returns the error's code, PQ_ERR_INTERNAL where none was set. Since ABI 1.7. */
+PQ_API PqStatus pq_plugin_error_in_layer(PqPluginError *error, const char *layer);
 
 #ifdef __cplusplus
 }

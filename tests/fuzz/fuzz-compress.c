@@ -1,7 +1,8 @@
 /* fuzz-compress.c — the compressors and the CPU backend on models and options made from the input bytes.
  *
  * The bytes are read as choices, not as a file: an MLP (1–3 linear layers, with or without biases and ReLUs)
- * or a small CNN (a conv2d of any kernel, stride, padding, dilation and group count, then a linear layer),
+ * or a small CNN (one or two conv2d of any kernel, stride, padding, dilation and group count, each maybe
+ * followed by a ReLU, a batch_norm and a 2x2 pool; then linear layers),
  * its weights (ordinary, zero, constant, huge, subnormal, of mixed magnitudes, of rank one, or with one NaN
  * or infinity; float32 or bfloat16), a chain of one or two of the loaded compressors with values for their
  * options taken from each plugin's own schema (any option, its range and its choices), then the CPU
@@ -102,6 +103,71 @@ static void add_linear(PqModel *m, Bytes *b, const char *name, const char *in, c
   pq_graph_add_node(pq_model_graph(m), "linear", name, has_bias ? 3 : 2, ins, 1, outs);
 }
 
+/* A conv2d (any kernel, stride, padding, dilation and group count, mostly fitting its input) from value `cur`
+ * of [c, h, w] a sample, then maybe a ReLU, a batch_norm and a 2x2 max or average pool; `cur` and the shape
+ * become the block's output. FALSE where the conv's kernel does not fit (the graph is refused then). */
+static gboolean add_conv_block(PqModel *m, Bytes *b, int k, char *cur, size_t cur_size, int64_t *c, int64_t *h, int64_t *w, int mode,
+                               gboolean bf16) {
+  PqGraph *g = pq_model_graph(m);
+  int64_t oc = 1 + take(b, 8), groups = take(b, 2) ? gcd((unsigned)*c, (unsigned)oc) : 1;
+  int64_t strides[2] = {1 + take(b, 2), 1 + take(b, 2)}, pads[4] = {take(b, 3), take(b, 3), take(b, 3), take(b, 3)};
+  /* kernels that fit the padded input, mostly (one in eight may not: the graph's refusal is checked too) */
+  int64_t ph = *h + pads[0] + pads[2], pw = *w + pads[1] + pads[3], fit = take(b, 8) != 0;
+  int64_t kh = 1 + take(b, fit ? (unsigned)MIN(5, ph) : 5), kw = 1 + take(b, fit ? (unsigned)MIN(5, pw) : 5);
+  int64_t dil[2] = {1 + take(b, 2), 1 + take(b, 2)};
+  if (fit && (kh - 1) * dil[0] + 1 > ph) dil[0] = 1;
+  if (fit && (kw - 1) * dil[1] + 1 > pw) dil[1] = 1;
+  int64_t ws[4] = {oc, *c / groups, kh, kw}, bs[1] = {oc};
+  char wn[32], bn[32], name[16], out[32];
+  snprintf(wn, sizeof wn, "conv%d.weight", k + 1);
+  snprintf(bn, sizeof bn, "conv%d.bias", k + 1);
+  snprintf(name, sizeof name, "conv%d", k + 1);
+  snprintf(out, sizeof out, "conv%d.out", k + 1);
+  add_tensor(m, wn, 4, ws, mode, bf16, take(b, 256));
+  gboolean has_bias = take(b, 3) != 0;
+  if (has_bias) add_tensor(m, bn, 1, bs, W_NORMAL, FALSE, take(b, 256));
+  const char *ins[3] = {cur, wn, bn}, *outs[1] = {out};
+  PqNode *n = pq_graph_add_node(g, "conv2d", name, has_bias ? 3 : 2, ins, 1, outs);
+  pq_node_set_ints(n, "strides", 2, strides);
+  pq_node_set_ints(n, "pads", 4, pads);
+  pq_node_set_ints(n, "dilations", 2, dil);
+  pq_node_set_int(n, "groups", groups);
+  snprintf(cur, cur_size, "%s", out);
+  int64_t oh = (ph - dil[0] * (kh - 1) - 1) / strides[0] + 1, ow = (pw - dil[1] * (kw - 1) - 1) / strides[1] + 1;
+  if (oh < 1 || ow < 1 || ph < dil[0] * (kh - 1) + 1 || pw < dil[1] * (kw - 1) + 1) return FALSE;
+  *c = oc, *h = oh, *w = ow;
+  if (take(b, 2)) { /* ReLU */
+    char r[32];
+    snprintf(r, sizeof r, "%s.relu", name);
+    const char *ri[1] = {cur}, *ro[1] = {r};
+    pq_graph_add_node(g, "relu", r, 1, ri, 1, ro);
+    snprintf(cur, cur_size, "%s", r);
+  }
+  if (take(b, 3) == 0) { /* batch_norm, its variances positive */
+    const char *part[4] = {"scale", "shift", "mean", "var"};
+    char pn[4][40], bo[32];
+    const char *bi[5] = {cur, pn[0], pn[1], pn[2], pn[3]}, *bout[1] = {bo};
+    for (int j = 0; j < 4; j++) {
+      snprintf(pn[j], sizeof pn[j], "%s.bn.%s", name, part[j]);
+      add_tensor(m, pn[j], 1, c, j == 3 ? W_CONST : W_NORMAL, FALSE, take(b, 256));
+    }
+    snprintf(bo, sizeof bo, "%s.bn", name);
+    pq_graph_add_node(g, "batch_norm", bo, 5, bi, 1, bout);
+    snprintf(cur, cur_size, "%s", bo);
+  }
+  if (*h >= 2 && *w >= 2 && take(b, 3) == 0) { /* a 2x2 pool */
+    char po[32];
+    const int64_t kern[2] = {2, 2};
+    snprintf(po, sizeof po, "%s.pool", name);
+    const char *pi[1] = {cur}, *pout[1] = {po};
+    PqNode *pn = pq_graph_add_node(g, take(b, 2) ? "maxpool2d" : "avgpool2d", po, 1, pi, 1, pout);
+    pq_node_set_ints(pn, "kernel", 2, kern);
+    snprintf(cur, cur_size, "%s", po);
+    *h /= 2, *w /= 2;
+  }
+  return TRUE;
+}
+
 /* The model the bytes describe; *in_numel gets the input's values a sample, *dims the input's shape. */
 static PqModel *make_model(Bytes *b, int *mode, int64_t *in_numel) {
   PqModel *m = pq_model_new();
@@ -117,31 +183,18 @@ static PqModel *make_model(Bytes *b, int *mode, int64_t *in_numel) {
     int64_t is[2] = {-1, width};
     pq_graph_add_input(g, x, 2, is);
     *in_numel = width;
-  } else { /* conv2d, flatten */
-    int64_t c = 1 + take(b, 4), h = 1 + take(b, 10), w = 1 + take(b, 10), oc = 1 + take(b, 8), groups = take(b, 2) ? gcd((unsigned)c, (unsigned)oc) : 1;
-    int64_t strides[2] = {1 + take(b, 2), 1 + take(b, 2)}, pads[4] = {take(b, 3), take(b, 3), take(b, 3), take(b, 3)};
-    /* kernels that fit the padded input, mostly (one in eight may not: the graph's refusal is checked too) */
-    int64_t ph = h + pads[0] + pads[2], pw = w + pads[1] + pads[3], fit = take(b, 8) != 0;
-    int64_t kh = 1 + take(b, fit ? (unsigned)MIN(5, ph) : 5), kw = 1 + take(b, fit ? (unsigned)MIN(5, pw) : 5);
-    int64_t dil[2] = {1 + take(b, 2), 1 + take(b, 2)};
-    if (fit && (kh - 1) * dil[0] + 1 > ph) dil[0] = 1;
-    if (fit && (kw - 1) * dil[1] + 1 > pw) dil[1] = 1;
-    int64_t is[4] = {-1, c, h, w}, ws[4] = {oc, c / groups, kh, kw}, bs[1] = {oc};
+  } else { /* one or two conv blocks, flatten */
+    int64_t c = 1 + take(b, 4), h = 1 + take(b, 10), w = 1 + take(b, 10);
+    int64_t is[4] = {-1, c, h, w};
     pq_graph_add_input(g, x, 4, is);
     *in_numel = c * h * w;
-    add_tensor(m, "conv.weight", 4, ws, *mode, bf16, take(b, 256));
-    add_tensor(m, "conv.bias", 1, bs, W_NORMAL, FALSE, take(b, 256));
-    const char *ins[3] = {x, "conv.weight", "conv.bias"}, *outs[1] = {"conv.out"}, *fin[1] = {"conv.out"}, *fout[1] = {"flat"};
-    PqNode *n = pq_graph_add_node(g, "conv2d", "conv", 3, ins, 1, outs);
-    pq_node_set_ints(n, "strides", 2, strides);
-    pq_node_set_ints(n, "pads", 4, pads);
-    pq_node_set_ints(n, "dilations", 2, dil);
-    pq_node_set_int(n, "groups", groups);
+    int blocks = 1 + (int)take(b, 2);
+    gboolean valid = TRUE;
+    for (int k = 0; k < blocks && valid; k++) valid = add_conv_block(m, b, k, cur, sizeof cur, &c, &h, &w, *mode, bf16);
+    const char *fin[1] = {cur}, *fout[1] = {"flat"};
     pq_graph_add_node(g, "flatten", "flatten", 1, fin, 1, fout);
     snprintf(cur, sizeof cur, "flat");
-    /* the flattened width, when the shapes are valid (the plan says; else the graph is refused later) */
-    int64_t oh = (h + pads[0] + pads[2] - dil[0] * (kh - 1) - 1) / strides[0] + 1, ow = (w + pads[1] + pads[3] - dil[1] * (kw - 1) - 1) / strides[1] + 1;
-    width = oh > 0 && ow > 0 ? oc * oh * ow : 1;
+    width = valid ? c * h * w : 1; /* (an invalid shape: the graph is refused later) */
   }
   int layers = 1 + (int)take(b, 3);
   for (int l = 0; l < layers; l++) {

@@ -209,12 +209,15 @@ static void rewrite(PqModel *m, size_t idx, const char *wname, const Cp *cp) {
   snprintf(layer, sizeof layer, "%s", pq_node_name(node)[0] ? pq_node_name(node) : wname);
   snprintf(input, sizeof input, "%s", pq_node_input(node, 0));
   const char *suffix[3] = {"cp_in", "cp_h", "cp_w"};
-  for (int k = 0; k < 3; k++) {
-    snprintf(wn[k], sizeof wn[k], "%s.%s", wname, suffix[k]);
-    snprintf(mid[k], sizeof mid[k], "%s.%s", layer, suffix[k]);
+  char base[300], outw[288];
+  for (int k = 0; k < 3; k++) { /* names no other tensor, node or value has (a layer decomposed twice, a shared weight) */
+    snprintf(base, sizeof base, "%s.%s", wname, suffix[k]);
+    pq_model_unique_name(m, base, wn[k], sizeof wn[k]);
+    snprintf(base, sizeof base, "%s.%s", layer, suffix[k]);
+    pq_model_unique_name(m, base, mid[k], sizeof mid[k]);
   }
-  char outw[288];
-  snprintf(outw, sizeof outw, "%s.cp_out", wname);
+  snprintf(base, sizeof base, "%s.cp_out", wname);
+  pq_model_unique_name(m, base, outw, sizeof outw);
   add_weight(m, wn[0], R, C, 1, 1, cp->f[1], 1);
   add_weight(m, wn[1], R, 1, kh, 1, cp->f[2], 1);
   add_weight(m, wn[2], R, 1, 1, kw, cp->f[3], 1);
@@ -297,13 +300,11 @@ static PqStatus cp_compress(const PqModel *in, const PqOptions *o, const PqCalib
     int sweeps = 0;
     if (!ok || !cp.lambda) pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
     if (!ok || !cp.lambda || cp_als(&cp, wf, &st, &sweeps, err) < 0) {
-      char msg[600];
-      snprintf(msg, sizeof msg, "layer '%s': %s", layer, err->message);
-      pq_plugin_error_set(err, PQ_ERR_INTERNAL, "%s", msg);
+      PqStatus code = pq_plugin_error_in_layer(err, layer);
       cp_clear(&cp);
       free(wf);
-      pq_model_unref(m);
-      return PQ_ERR_INTERNAL;
+      pq_model_unref(m); /* last: `layer` belongs to it */
+      return code;
     }
     float *approx = malloc(sizeof(float) * (size_t)cp.numel);
     cp_dense(&cp, approx);

@@ -117,9 +117,10 @@ static PqStatus lr_compress(const PqModel *in, const PqOptions *o, const PqCalib
     }
     int64_t k = choose_rank(&st, wf, mrows, ncols, err);
     if (k < 0) {
+      PqStatus code = pq_plugin_error_in_layer(err, layer);
       free(wf);
-      pq_model_unref(m);
-      return PQ_ERR_INTERNAL;
+      pq_model_unref(m); /* last: `layer` belongs to it */
+      return code;
     }
     int64_t p = mrows < ncols ? mrows : ncols;
     if (k < 1 || k >= p || k * (mrows + ncols) >= mrows * ncols) {
@@ -134,22 +135,21 @@ static PqStatus lr_compress(const PqModel *in, const PqOptions *o, const PqCalib
     if (st.data_aware) {
       chol = input_cholesky(&st, cal, node, ncols, err);
       if (!chol) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "layer '%s': %s", layer, err->message);
-        pq_plugin_error_set(err, PQ_ERR_INTERNAL, "%s", msg);
+        PqStatus code = pq_plugin_error_in_layer(err, layer);
         free(wf);
         pq_model_unref(m);
-        return PQ_ERR_INTERNAL;
+        return code;
       }
     }
     float *a = malloc(sizeof(float) * (size_t)(mrows * k)), *b = malloc(sizeof(float) * (size_t)(k * ncols));
     if (factor(&st, wf, mrows, ncols, k, chol, a, b, err) != 0) {
+      PqStatus code = pq_plugin_error_in_layer(err, layer);
       free(wf);
       free(chol);
       free(a);
       free(b);
-      pq_model_unref(m);
-      return PQ_ERR_INTERNAL;
+      pq_model_unref(m); /* last: `layer` belongs to it */
+      return code;
     }
     /* reconstruction error of the weight */
     float *approx = malloc(sizeof(float) * (size_t)numel);
@@ -159,11 +159,17 @@ static PqStatus lr_compress(const PqModel *in, const PqOptions *o, const PqCalib
     pq_error_stats(wf, approx, numel, &rel, &sqnr);
     free(approx);
     /* tensors: V = B shaped like the layer's input side, U = A */
-    char vname[256], uname[256], mid[256], vnode[256];
-    snprintf(vname, sizeof vname, "%s.lr_v", pq_tensor_name(w));
-    snprintf(uname, sizeof uname, "%s.lr_u", pq_tensor_name(w));
-    snprintf(mid, sizeof mid, "%s.lr_mid", layer[0] ? layer : pq_tensor_name(w));
-    snprintf(vnode, sizeof vnode, "%s.lr_v", layer[0] ? layer : pq_tensor_name(w));
+    char vname[256], uname[256], mid[256], vnode[256], base[300];
+    const char *stem = layer[0] ? layer : pq_tensor_name(w);
+    /* names no other tensor, node or value has (a layer factored twice, a weight two layers share) */
+    snprintf(base, sizeof base, "%s.lr_v", pq_tensor_name(w));
+    pq_model_unique_name(m, base, vname, sizeof vname);
+    snprintf(base, sizeof base, "%s.lr_u", pq_tensor_name(w));
+    pq_model_unique_name(m, base, uname, sizeof uname);
+    snprintf(base, sizeof base, "%s.lr_mid", stem);
+    pq_model_unique_name(m, base, mid, sizeof mid);
+    snprintf(base, sizeof base, "%s.lr_v", stem);
+    pq_model_unique_name(m, base, vnode, sizeof vnode);
     int64_t vshape[4] = {k, ncols, 1, 1}, ushape[4] = {mrows, k, 1, 1};
     int vnd = 2, und = 2;
     if (is_conv) {

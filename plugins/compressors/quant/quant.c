@@ -142,14 +142,13 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
       /* sequential: the layer's inputs through the layers before it as they are now quantized */
       gram = pq_calibration_gram(calibration, sequential ? m : NULL, node, &gram_k, &gram_rows, error);
       if (!gram || gram_k != cols) {
-        char msg[600];
-        snprintf(msg, sizeof msg, "layer '%s': %s", layer, gram ? "its Gram matrix does not match its weight" : error->message);
-        pq_plugin_error_set(error, PQ_ERR_INVALID, "%s", msg);
+        if (gram) pq_plugin_error_set(error, PQ_ERR_INVALID, "its Gram matrix does not match its weight");
+        PqStatus code = pq_plugin_error_in_layer(error, layer);
         free(gram);
         free(f);
         free(back);
         pq_model_unref(m); /* last: `layer` belongs to it */
-        return PQ_ERR_INVALID;
+        return code;
       }
     }
     PqTensor *q = gram ? pq_quantize_matrix_gptq(pq_tensor_name(w), f, pq_tensor_ndim(w), pq_tensor_shape(w), bits, scheme, group,
@@ -174,11 +173,9 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
     if (!q) {
       free(f);
       free(back);
-      char msg[600];
-      snprintf(msg, sizeof msg, "layer '%s': %s", layer, error->message);
-      pq_plugin_error_set(error, PQ_ERR_INVALID, "%s", msg);
+      PqStatus code = pq_plugin_error_in_layer(error, layer);
       pq_model_unref(m); /* last: `layer` belongs to it */
-      return PQ_ERR_INVALID;
+      return code;
     }
     pq_tensor_to_f32(q, back);
     double rel, sqnr;

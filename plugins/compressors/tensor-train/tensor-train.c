@@ -139,11 +139,9 @@ static PqStatus tt_compress(const PqModel *in, const PqOptions *o, const PqCalib
     float *cores[16] = {0};
     if (tt_svd(&st, wf, M, N, mf, nf, cores, ranks, err) != 0) {
       free(wf);
-      char msg[300];
-      snprintf(msg, sizeof msg, "layer '%s': %s", layer, err->message);
-      pq_plugin_error_set(err, PQ_ERR_INTERNAL, "%s", msg);
+      PqStatus code = pq_plugin_error_in_layer(err, layer);
       pq_model_unref(mdl); /* last: the layer's name belongs to it */
-      return PQ_ERR_INTERNAL;
+      return code;
     }
     int64_t params = 0;
     for (int k = 0; k < st.d; k++) params += ranks[k] * mf[k] * nf[k] * ranks[k + 1];

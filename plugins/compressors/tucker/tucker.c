@@ -253,11 +253,16 @@ static void rewrite(PqModel *m, size_t idx, const char *wname, const Tucker *tk,
   PqNode *node = pq_graph_node(g, idx);
   char layer[256], name[3][288], mid[2][288];
   snprintf(layer, sizeof layer, "%s", pq_node_name(node)[0] ? pq_node_name(node) : wname);
-  snprintf(name[0], sizeof name[0], "%s.tk_in", wname);
-  snprintf(name[1], sizeof name[1], "%s.tk_core", wname);
-  snprintf(name[2], sizeof name[2], "%s.tk_out", wname);
-  snprintf(mid[0], sizeof mid[0], "%s.tk_in", layer);
-  snprintf(mid[1], sizeof mid[1], "%s.tk_core", layer);
+  const char *part[3] = {"tk_in", "tk_core", "tk_out"};
+  char base[300];
+  for (int k = 0; k < 3; k++) { /* names no other tensor, node or value has (a layer decomposed twice, a shared weight) */
+    snprintf(base, sizeof base, "%s.%s", wname, part[k]);
+    pq_model_unique_name(m, base, name[k], sizeof name[k]);
+    if (k < 2) {
+      snprintf(base, sizeof base, "%s.%s", layer, part[k]);
+      pq_model_unique_name(m, base, mid[k], sizeof mid[k]);
+    }
+  }
   char input[288];
   snprintf(input, sizeof input, "%s", pq_node_input(node, 0));
   if (tk->ri < tk->c) { /* x → 1×1 conv (U_inᵀ) → mid0 */
@@ -339,14 +344,12 @@ static PqStatus tk_compress(const PqModel *in, const PqOptions *o, const PqCalib
     Tucker tk = {.o = oc, .c = c, .t = t};
     float *l = NULL, *l_in = NULL;
     if ((st.data_aware && whitening(&st, cal, node, c, t, &l, &l_in, err) != 0) || choose_ranks(&st, wf, oc, c, t, l, l_in, &tk.ri, &tk.ro, err) != 0) {
-      char msg[600];
-      snprintf(msg, sizeof msg, "layer '%s': %s", layer, err->message);
-      pq_plugin_error_set(err, PQ_ERR_INTERNAL, "%s", msg);
+      PqStatus code = pq_plugin_error_in_layer(err, layer);
       free(l);
       free(l_in);
       free(wf);
-      pq_model_unref(m);
-      return PQ_ERR_INTERNAL;
+      pq_model_unref(m); /* last: `layer` belongs to it */
+      return code;
     }
     int64_t before = oc * c * t;
     int64_t after = (tk.ri < c ? c * tk.ri : 0) + tk.ro * tk.ri * t + (tk.ro < oc ? tk.ro * oc : 0);
@@ -365,13 +368,11 @@ static PqStatus tk_compress(const PqModel *in, const PqOptions *o, const PqCalib
     if (tucker2(wf, &tk, st.iters, l, l_in, err) != 0) {
       free(l);
       free(l_in);
-      char msg[600];
-      snprintf(msg, sizeof msg, "layer '%s': %s", layer, err->message);
-      pq_plugin_error_set(err, PQ_ERR_INTERNAL, "%s", msg);
+      PqStatus code = pq_plugin_error_in_layer(err, layer);
       tucker_clear(&tk);
       free(wf);
-      pq_model_unref(m);
-      return PQ_ERR_INTERNAL;
+      pq_model_unref(m); /* last: `layer` belongs to it */
+      return code;
     }
     free(l);
     free(l_in);
