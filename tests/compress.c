@@ -547,6 +547,7 @@ static void test_decompose_twice(void) {
     int64_t on;
     g_autofree float *y = forward(twice, 2, TRUE, &on);
     g_assert_cmpint(on, ==, 12 * 11 * 10);
+    for (int64_t j = 0; j < 2 * on; j++) g_assert_true(isfinite(y[j]));
   }
   /* the names it gives */
   char name[64];
