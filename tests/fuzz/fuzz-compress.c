@@ -301,8 +301,9 @@ static gboolean prepare_and_run(PqPlugin *cpu, const PqModel *m, const PqOptions
   return ok;
 }
 
+static char dir[64]; /* the process's own folder for the files it writes */
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  static char dir[64];
   static PqRegistry *reg;
   static PqPlugin *cpu, *compressors[32];
   static int n_compressors;
@@ -414,6 +415,12 @@ int main(int argc, char **argv) {
     LLVMFuzzerTestOneInput(buf, n);
   }
   g_rand_free(r);
+  const char *files[] = {"cal-images.npy", "cal-labels.npy", "compressed.safetensors"};
+  for (size_t i = 0; i < G_N_ELEMENTS(files) && dir[0]; i++) {
+    g_autofree char *f = g_build_filename(dir, files[i], NULL);
+    g_unlink(f);
+  }
+  if (dir[0]) g_rmdir(dir);
   printf("fuzz-compress: %ld inputs from seed %ld, no failure: %ld graphs refused, %ld chains refused, %ld compressed models run\n",
          inputs, seed, n_base_refused, n_chain_refused, n_ran);
   return 0;
