@@ -2952,6 +2952,87 @@ static void test_pipeline_original(void) {
   }
 }
 
+/* The per-feature means of `value` over the first n samples of x (rows of 784), run through `m`. */
+static double *value_means(const PqModel *m, const char *value, const float *x, int64_t n, int64_t width) {
+  g_autoptr(PqModel) probe = pq_model_copy(m);
+  PqGraph *g = pq_model_graph(probe);
+  pq_graph_add_output(g, value);
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqBackend) b = pq_backend_prepare(cpu, probe, 1, n, NULL, &err);
+  g_assert_no_error(err);
+  g_autofree float *y = g_new(float, n * 10), *v = g_new(float, n * width);
+  PqTensorView in = {sizeof in, PQ_DTYPE_F32, 2, 0, {n, 784}, (void *)x};
+  PqTensorView outs[2] = {{sizeof(PqTensorView), PQ_DTYPE_F32, 2, 0, {n, 10}, y}, {sizeof(PqTensorView), PQ_DTYPE_F32, 2, 0, {n, width}, v}};
+  g_assert_true(pq_backend_run(b, &in, 1, outs, 2, &err));
+  g_assert_no_error(err);
+  double *mean = g_new0(double, width);
+  for (int64_t s = 0; s < n; s++)
+    for (int64_t c = 0; c < width; c++) mean[c] += v[s * width + c] / (double)n;
+  return mean;
+}
+
+/* bias_correct after a 3-bit quantization: each layer's output means over the calibration samples are the
+ * original model's again, layer after layer (each measured on the model corrected so far; a sign or order
+ * wrong fails), weights untouched; a layer without a bias gets one; it needs calibration samples. */
+static void test_bias_correct(void) {
+  g_autoptr(PqDataset) train = train_set();
+  if (!train) return;
+  g_autoptr(GError) err = NULL;
+  PqPlugin *bc = pq_registry_load(reg, BIAS_CORRECT_PLUGIN, &err);
+  g_assert_no_error(err);
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(784, 32, 10, 43);
+  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_graph(m)); i++) /* fc1 without a bias */
+    if (!strcmp(pq_node_name(pq_graph_node(pq_model_graph(m), i)), "fc1")) pq_node_set_input(pq_graph_node(pq_model_graph(m), i), 2, "");
+  pq_model_remove_tensor_if_unused(m, "b1");
+  g_autoptr(PqPipeline) p = pq_pipeline_new(reg);
+  g_assert_true(pq_pipeline_add_stage(p, quant, &err) && pq_pipeline_add_stage(p, bc, &err));
+  g_assert_true(pq_pipeline_parse_option(p, "quant.bits=3", &err) && pq_pipeline_parse_option(p, "quant.scheme=per_tensor", &err));
+  enum { N = 200 };
+  pq_pipeline_set_calibration(p, train, N);
+  g_autoptr(PqModel) out = pq_pipeline_run(p, m, &err);
+  g_assert_no_error(err);
+  g_autoptr(PqPipeline) q = pq_pipeline_new(reg); /* the same quantization alone */
+  g_assert_true(pq_pipeline_add_stage(q, quant, &err));
+  g_assert_true(pq_pipeline_parse_option(q, "quant.bits=3", &err) && pq_pipeline_parse_option(q, "quant.scheme=per_tensor", &err));
+  g_autoptr(PqModel) plain = pq_pipeline_run(q, m, &err);
+  g_assert_no_error(err);
+  g_assert_true(pq_model_tensor(out, "w1") == pq_model_tensor(plain, "w1") ||
+                !memcmp(pq_tensor_data(pq_model_tensor(out, "w1")), pq_tensor_data(pq_model_tensor(plain, "w1")), pq_tensor_nbytes(pq_model_tensor(plain, "w1"))));
+  g_assert_nonnull(pq_model_tensor(out, "fc1.bias")); /* given one */
+  g_autofree float *x = g_new(float, N * 784);
+  pq_dataset_get_batch(train, 0, N, x, NULL);
+  const char *values[2] = {"h", "y"};
+  const int64_t widths[2] = {32, 10};
+  for (int k = 0; k < 2; k++) {
+    g_autofree double *want = value_means(m, values[k], x, N, widths[k]), *got = value_means(out, values[k], x, N, widths[k]),
+                      *before = value_means(plain, values[k], x, N, widths[k]);
+    double off = 0, was = 0;
+    for (int64_t c = 0; c < widths[k]; c++) {
+      off = fmax(off, fabs(got[c] - want[c]));
+      was = fmax(was, fabs(before[c] - want[c]));
+    }
+    g_test_message("%s: largest mean off %.2e (before the correction %.2e)", values[k], off, was);
+    g_assert_cmpfloat(off, <, 1e-4 + 1e-4 * was);
+    g_assert_cmpfloat(was, >, 1e-3); /* there was something to correct */
+  }
+  g_assert_nonnull(strstr(pq_model_record(out, pq_model_n_records(out) - 1)->detail, "bias shifted by"));
+  /* after structured pruning fc1 has fewer outputs than the original: left, said so; fc2 is corrected */
+  g_autoptr(PqPipeline) sp = pq_pipeline_new(reg);
+  g_assert_true(pq_pipeline_add_stage(sp, prune, &err) && pq_pipeline_add_stage(sp, bc, &err));
+  g_assert_true(pq_pipeline_parse_option(sp, "prune.mode=structured", &err) && pq_pipeline_parse_option(sp, "prune.include=fc1", &err));
+  pq_pipeline_set_calibration(sp, train, N);
+  g_autoptr(PqModel) spo = pq_pipeline_run(sp, m, &err);
+  g_assert_no_error(err);
+  guint nr = pq_model_n_records(spo);
+  g_assert_true(pq_model_record(spo, nr - 2)->skipped);
+  g_assert_cmpstr(pq_model_record(spo, nr - 2)->detail, ==, "its output has 16 values a sample, the original's 32");
+  g_assert_false(pq_model_record(spo, nr - 1)->skipped);
+  /* without calibration samples: refused */
+  g_autoptr(PqModel) none = compress(bc, m, NULL, &err);
+  g_assert_null(none);
+  g_assert_nonnull(strstr(err->message, "compressor 'bias_correct' needs calibration samples"));
+}
+
 /* The Gram matrix a compressor gets (through the test plugin, which keeps it as a tensor) against one
  * computed here: a linear layer reading another layer's output, and a conv with strides, dilations and
  * uneven pads over image patches; a grouped conv and a relu are refused. */
@@ -3160,6 +3241,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/low-rank-conv", test_low_rank_conv);
   g_test_add_func("/compress/tucker", test_tucker);
   g_test_add_func("/compress/decompose-twice", test_decompose_twice);
+  g_test_add_func("/compress/bias-correct", test_bias_correct);
   g_test_add_func("/compress/cp", test_cp);
   g_test_add_func("/compress/circulant", test_circulant);
   g_test_add_func("/compress/tensor-train", test_tensor_train);
