@@ -1309,6 +1309,14 @@ static void teacher_data(const PqModel *m, int64_t n, int64_t in, float **x, gui
   }
 }
 
+/* pq_test_tiny_mlp's fc1 without its bias (the slot left empty, "b1" gone). */
+static void drop_fc1_bias(PqModel *m) {
+  PqGraph *g = pq_model_graph(m);
+  for (size_t i = 0; i < pq_graph_n_nodes(g); i++)
+    if (!strcmp(pq_node_name(pq_graph_node(g, i)), "fc1")) pq_node_set_input(pq_graph_node(g, i), 2, "");
+  pq_model_remove_tensor_if_unused(m, "b1");
+}
+
 /* Fine-tuning: a crudely factored model learns its teacher's labels back; packed weights are trained
  * through and left as they were; the model it was copied from is untouched; what it cannot train through
  * is refused by name. */
@@ -1373,9 +1381,7 @@ static void test_finetune(void) {
 
   /* structured forms of a layer without a bias (its slot left empty): trained, the missing bias read as none */
   g_autoptr(PqModel) nb = pq_model_copy(m);
-  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_graph(nb)); i++)
-    if (!strcmp(pq_node_name(pq_graph_node(pq_model_graph(nb), i)), "fc1")) pq_node_set_input(pq_graph_node(pq_model_graph(nb), i), 2, "");
-  pq_model_remove_tensor_if_unused(nb, "b1");
+  drop_fc1_bias(nb);
   const char *sp[] = {"sparsity", "0.5", "include", "fc1", NULL}, *circ[] = {"block", "16", "include", "fc1", NULL},
              *none_left[] = {"sparsity", "0.5", "include", "fc2", NULL}; /* fc2's CSR then emptied below: no value left */
   struct {
@@ -2981,9 +2987,7 @@ static void test_bias_correct(void) {
   PqPlugin *bc = pq_registry_load(reg, BIAS_CORRECT_PLUGIN, &err);
   g_assert_no_error(err);
   g_autoptr(PqModel) m = pq_test_tiny_mlp(784, 32, 10, 43);
-  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_graph(m)); i++) /* fc1 without a bias */
-    if (!strcmp(pq_node_name(pq_graph_node(pq_model_graph(m), i)), "fc1")) pq_node_set_input(pq_graph_node(pq_model_graph(m), i), 2, "");
-  pq_model_remove_tensor_if_unused(m, "b1");
+  drop_fc1_bias(m);
   g_autoptr(PqPipeline) p = pq_pipeline_new(reg);
   g_assert_true(pq_pipeline_add_stage(p, quant, &err) && pq_pipeline_add_stage(p, bc, &err));
   g_assert_true(pq_pipeline_parse_option(p, "quant.bits=3", &err) && pq_pipeline_parse_option(p, "quant.scheme=per_tensor", &err));
