@@ -159,12 +159,10 @@ static PqStatus bc_compress(const PqModel *in, const PqOptions *o, const PqCalib
       spread += shift[channels + c] * shift[channels + c];
     }
     free(shift);
-    if (!isfinite(moved)) {
+    if (!isfinite(moved)) { /* outputs that overflow (in either model): nothing to match */
       pq_tensor_unref(b);
-      pq_plugin_error_set(err, PQ_ERR_INVALID, "its outputs' means are not finite on the calibration samples");
-      PqStatus code = pq_plugin_error_in_layer(err, layer);
-      pq_model_unref(m);
-      return code;
+      pq_model_record_skip(m, "bias_correct", layer, "its outputs' means are not finite on the calibration samples");
+      continue;
     }
     pq_model_set_tensor(m, b);
     pq_tensor_unref(b);

@@ -100,7 +100,7 @@ static const PqPluginDesc ft_desc = {
     .version = "1.0.0",
     .description = "train the float32 weights left after compression on calibration samples, from their labels and/or the original model's outputs",
     .options_schema = "{\"epochs\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 1000, \"default\": 2},"
-                      " \"learning_rate\": {\"type\": \"number\", \"minimum\": 0, \"maximum\": 1, \"default\": 0.0005,"
+                      " \"learning_rate\": {\"type\": \"number\", \"minimum\": 0.000000001, \"maximum\": 1, \"default\": 0.0005,"
                       " \"description\": \"Adam's, cosine-decayed over the run\"},"
                       " \"batch_size\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 65536, \"default\": 128},"
                       " \"samples\": {\"type\": \"integer\", \"minimum\": 1, \"default\": 8192,"
