@@ -379,13 +379,13 @@ float *pq_calibration_gram(const PqCalibration *c, const PqModel *model, const P
   float inv = 1.0f / (float)rows;
   for (int64_t i = 0; i < k; i++)
     for (int64_t j = 0; j <= i; j++) gram[j * k + i] = gram[i * k + j] *= inv;
-  for (int64_t i = 0; i < k * k; i++)
-    if (!isfinite(gram[i])) { /* what every user of it would trip on later, less clearly */
-      free(gram);
-      pq_plugin_error_set(error, PQ_ERR_INVALID, "layer '%s': the Gram matrix of its input '%s' holds a non-finite value at %lld (inputs beyond float32's range on the calibration samples)",
-                          layer, pq_node_input(node, 0), (long long)i);
-      return NULL;
-    }
+  int64_t bad = pq_first_non_finite(gram, k * k);
+  if (bad >= 0) { /* what every user of it would trip on later, less clearly */
+    free(gram);
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "layer '%s': the Gram matrix of its input '%s' holds a non-finite value at %lld (inputs beyond float32's range on the calibration samples)",
+                        layer, pq_node_input(node, 0), (long long)bad);
+    return NULL;
+  }
   *k_out = k;
   if (rows_out) *rows_out = rows;
   return gram;

@@ -85,6 +85,8 @@ PqGraph *pq_graph_copy(const PqGraph *graph);
  * so a model file, cannot hold one). */
 gboolean pq_graph_attrs_finite(const PqGraph *graph, const char **node, const char **key);
 void pq_node_free(PqNode *node);
+/* The index of the first value of v[0..n) that is NaN or infinite, or -1. */
+int64_t pq_first_non_finite(const float *v, int64_t n);
 
 
 /* shape inference for one built-in op; returns FALSE with error for unknown ops or mismatches */

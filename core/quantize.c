@@ -90,9 +90,8 @@ static void codes_of(const float *v, int64_t n, GroupParams p, int bits, uint8_t
   for (; i < n; i++) codes[i] = code_of(v[i], p, bits);
 }
 
-/* The index of the first value of v[0..n) that is NaN or infinite, or -1: one pass without an early exit
- * (vectorized), then a second only where there is one. */
-static int64_t first_non_finite(const float *v, int64_t n) {
+/* (pq-private.h) one pass without an early exit (vectorized), then a second only where there is one */
+int64_t pq_first_non_finite(const float *v, int64_t n) {
   int bad = 0;
   for (int64_t i = 0; i < n; i++) bad |= !(fabsf(v[i]) <= FLT_MAX);
   if (!bad) return -1;
@@ -101,7 +100,7 @@ static int64_t first_non_finite(const float *v, int64_t n) {
   return -1;
 }
 
-/* The error for element i of matrix `name`, found NaN or infinite (first_non_finite); returns NULL. */
+/* The error for element i of matrix `name`, found NaN or infinite (pq_first_non_finite); returns NULL. */
 static PqTensor *non_finite_error(PqPluginError *error, const char *name, int64_t i, float v) {
   pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': element %lld is %s", name, (long long)i, isnan(v) ? "NaN" : "infinite");
   return NULL;
@@ -239,7 +238,7 @@ PqTensor *pq_quantize_matrix(const char *name, const float *w, int ndim, const i
   size_t rb;
   if (!quant_layout(name, bits, ndim, shape, scheme, group_size, &rows, &cols, &rb, error)) return NULL;
   if (scheme == PQ_QUANT_PER_TENSOR) { /* its one scale needs every value: check them all first */
-    int64_t i = first_non_finite(w, rows * cols);
+    int64_t i = pq_first_non_finite(w, rows * cols);
     if (i >= 0) return non_finite_error(error, name, i, w[i]);
   }
   int64_t group = scheme == PQ_QUANT_PER_GROUP ? group_size : scheme == PQ_QUANT_PER_CHANNEL ? cols : rows * cols;
@@ -275,7 +274,7 @@ PqTensor *pq_quantize_matrix(const char *name, const float *w, int ndim, const i
       bad = (fast512 ? row_q8_sym_avx512(row, cols, group, packed + r * rb, sc + r * row_groups)
                      : row_q8_sym_avx2(row, cols, group, packed + r * rb, sc + r * row_groups)) != 0;
 #endif
-    int64_t i = scheme != PQ_QUANT_PER_TENSOR && (bad || !fast) ? first_non_finite(row, cols) : -1;
+    int64_t i = scheme != PQ_QUANT_PER_TENSOR && (bad || !fast) ? pq_first_non_finite(row, cols) : -1;
     if (i >= 0) return non_finite_error(error, name, r * cols + i, row[i]);
     if (fast) continue;
     for (int64_t g = 0; g < row_groups; g++) {
@@ -380,9 +379,9 @@ PqTensor *pq_quantize_matrix_gptq(const char *name, const float *w, int ndim, co
     pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': damping %g is negative", name, damping);
     return NULL;
   }
-  int64_t bad = first_non_finite(w, rows * cols);
+  int64_t bad = pq_first_non_finite(w, rows * cols);
   if (bad >= 0) return non_finite_error(error, name, bad, w[bad]);
-  if ((bad = first_non_finite(gram, cols * cols)) >= 0) {
+  if ((bad = pq_first_non_finite(gram, cols * cols)) >= 0) {
     pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': the Gram matrix holds a non-finite value at %lld", name, (long long)bad);
     return NULL;
   }

@@ -126,12 +126,11 @@ float *pq_layer_weight_f32(const PqNode *node, const PqTensor *w, PqPluginError 
     return NULL;
   }
   pq_tensor_to_f32(w, f);
-  for (int64_t i = 0; i < w->numel; i++)
-    if (!isfinite(f[i])) {
-      pq_plugin_error_set(error, PQ_ERR_INVALID, "layer '%s': weight '%s' holds NaN or infinite values", node->name, w->name);
-      free(f);
-      return NULL;
-    }
+  if (pq_first_non_finite(f, w->numel) >= 0) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "layer '%s': weight '%s' holds NaN or infinite values", node->name, w->name);
+    free(f);
+    return NULL;
+  }
   return f;
 }
 
