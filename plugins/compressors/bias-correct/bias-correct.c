@@ -56,26 +56,19 @@ static double *feature_means(const float *x, int64_t samples, int64_t per, int64
   return out;
 }
 
-/* The output's features and their layout: a conv's channels (dimension 1), else the last dimension. */
-static int output_layout(const PqModel *m, const PqNode *node, int64_t *channels, int64_t *inner, PqPluginError *err) {
-  PqPlan *plan = pq_plan_new(m, 1, err);
-  if (!plan) return -1;
+/* The output's features and their layout in `plan`: a conv's channels (dimension 1), else the last dimension;
+ * channels -1 where the output has no batch and feature dimensions. */
+static void output_layout(const PqPlan *plan, const PqNode *node, int64_t *channels, int64_t *inner) {
   int v = pq_plan_value_index(plan, pq_node_output(node, 0)), nd = 0;
   const int64_t *shape = v >= 0 ? pq_plan_value_shape(plan, v, &nd) : NULL;
-  int rc = 0;
-  if (!shape || nd < 2) {
-    pq_plugin_error_set(err, PQ_ERR_INVALID, "its output has no batch and feature dimensions");
-    rc = -1;
-  } else if (!strcmp(pq_node_op(node), "conv2d")) {
+  *channels = -1, *inner = 1;
+  if (!shape || nd < 2) return;
+  if (!strcmp(pq_node_op(node), "conv2d")) {
     *channels = shape[1];
-    *inner = 1;
     for (int d = 2; d < nd; d++) *inner *= shape[d];
   } else {
     *channels = shape[nd - 1];
-    *inner = 1;
   }
-  pq_plan_free(plan);
-  return rc;
 }
 
 static PqStatus bc_compress(const PqModel *in, const PqOptions *o, const PqCalibration *cal, PqModel **out, PqPluginError *err) {
@@ -86,7 +79,19 @@ static PqStatus bc_compress(const PqModel *in, const PqOptions *o, const PqCalib
   }
   PqModel *m = pq_model_copy(in);
   PqGraph *g = pq_model_graph(m);
-  for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
+  /* every layer's output layout, from one plan made before any bias changes (which leaves the shapes as they are) */
+  size_t n_nodes = pq_graph_n_nodes(g);
+  PqPlan *plan = pq_plan_new(m, 1, err);
+  int64_t *layout = plan ? malloc(sizeof(int64_t) * 2 * (n_nodes ? n_nodes : 1)) : NULL;
+  if (!layout) {
+    if (plan) pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
+    pq_plan_free(plan);
+    pq_model_unref(m);
+    return (PqStatus)err->code;
+  }
+  for (size_t i = 0; i < n_nodes; i++) output_layout(plan, pq_graph_node(g, i), &layout[2 * i], &layout[2 * i + 1]);
+  pq_plan_free(plan);
+  for (size_t i = 0; i < n_nodes; i++) {
     PqNode *node = pq_graph_node(g, i);
     const char *layer = pq_node_name(node), *value = pq_node_output(node, 0);
     int slot = bias_slot(node);
@@ -99,9 +104,11 @@ static PqStatus bc_compress(const PqModel *in, const PqOptions *o, const PqCalib
       pq_model_record_skip(m, "bias_correct", layer, "its output is not one of the original model's values");
       continue;
     }
-    int64_t channels = 0, inner = 1, per = 0, per0 = 0;
-    if (output_layout(m, node, &channels, &inner, err) != 0) {
+    int64_t channels = layout[2 * i], inner = layout[2 * i + 1], per = 0, per0 = 0;
+    if (channels < 0) {
+      pq_plugin_error_set(err, PQ_ERR_INVALID, "its output has no batch and feature dimensions");
       PqStatus code = pq_plugin_error_in_layer(err, layer);
+      free(layout);
       pq_model_unref(m);
       return code;
     }
@@ -122,6 +129,7 @@ static PqStatus bc_compress(const PqModel *in, const PqOptions *o, const PqCalib
       free(want);
       free(shift);
       PqStatus code = pq_plugin_error_in_layer(err, layer);
+      free(layout);
       pq_model_unref(m);
       return code;
     }
@@ -136,6 +144,7 @@ static PqStatus bc_compress(const PqModel *in, const PqOptions *o, const PqCalib
       free(shift);
       pq_plugin_error_set(err, PQ_ERR_INVALID, "its bias '%s' is not a tensor of %lld values", bname, (long long)channels);
       PqStatus code = pq_plugin_error_in_layer(err, layer);
+      free(layout);
       pq_model_unref(m);
       return code;
     }
@@ -167,12 +176,12 @@ static PqStatus bc_compress(const PqModel *in, const PqOptions *o, const PqCalib
     pq_model_set_tensor(m, b);
     pq_tensor_unref(b);
     pq_node_set_input(node, (size_t)slot, name);
-    node = pq_graph_node(g, i);
     char detail[160];
     snprintf(detail, sizeof detail, "bias shifted by %.3g (rms) over %lld %s; output means %.3g (rms)", sqrt(moved / (double)channels),
              (long long)channels, inner > 1 ? "channels" : "features", sqrt(spread / (double)channels));
     pq_model_record_layer(m, "bias_correct", layer, detail, before, channels, bytes_before, 4 * channels, NAN, NAN);
   }
+  free(layout);
   *out = m;
   return PQ_OK;
 }
