@@ -38,14 +38,14 @@ static double output_error(const float *w, const float *q, const float *gram, in
 }
 
 /* The int8 range of a layer's input: max |x| over the calibration data, or a percentile of |x|. */
-static float activation_scale(const PqCalibration *cal, const char *layer, const char *value, const PqOptions *o, PqPluginError *error) {
+static float activation_scale(const PqCalibration *cal, const char *value, const PqOptions *o, PqPluginError *error) {
   int64_t per = 0;
   float *x = pq_calibration_capture(cal, value, &per, error);
   if (!x) return -1.0f;
   int64_t n = cal->n_samples * per;
   for (int64_t i = 0; i < n; i++) {
     if (!isfinite(x[i])) { /* no int8 range holds it, and the scale would not be a number */
-      pq_plugin_error_set(error, PQ_ERR_INVALID, "layer '%s': activations=static: its input '%s' is %s on calibration sample %lld", layer, value,
+      pq_plugin_error_set(error, PQ_ERR_INVALID, "activations=static: its input '%s' is %s on calibration sample %lld", value,
                           isnan(x[i]) ? "NaN" : "infinite", (long long)(i / per));
       free(x);
       return -1.0f;
@@ -193,13 +193,14 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
       snprintf(detail + at, sizeof detail - at, "%s", gptq_note);
     }
     if (static_act) { /* W8A8: a fixed int8 range for the layer's input (a conv: its input feature map) */
-      float sa = activation_scale(calibration, layer, pq_node_input(node, 0), o, error);
+      float sa = activation_scale(calibration, pq_node_input(node, 0), o, error);
       if (sa < 0) {
+        PqStatus code = pq_plugin_error_in_layer(error, layer);
         pq_tensor_unref(q);
         free(f);
         free(back);
         pq_model_unref(m); /* last: `layer` belongs to it */
-        return (PqStatus)error->code;
+        return code;
       }
       pq_node_set_float(node, "act_scale", sa);
       size_t at = strlen(detail);
