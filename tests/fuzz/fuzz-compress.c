@@ -168,25 +168,24 @@ static gboolean add_conv_block(PqModel *m, Bytes *b, int k, char *cur, size_t cu
   return TRUE;
 }
 
-/* The model the bytes describe; *in_numel gets the input's values a sample, *dims the input's shape. */
+/* The model the bytes describe; *mode gets its weights' kind, *in_numel the input's values a sample. */
 static PqModel *make_model(Bytes *b, int *mode, int64_t *in_numel) {
   PqModel *m = pq_model_new();
   PqGraph *g = pq_model_graph(m);
   *mode = (int)take(b, W_MODES + 3); /* ordinary weights three times in ten */
   if (*mode >= W_MODES) *mode = W_NORMAL;
   gboolean bf16 = take(b, 4) == 0;
-  const char *x = "x";
-  char cur[32] = "x";
+  char cur[32] = "x"; /* the value the next layer reads: the graph's input first */
   int64_t width;
   if (take(b, 2) == 0) { /* MLP */
     width = 1 + take(b, 48);
     int64_t is[2] = {-1, width};
-    pq_graph_add_input(g, x, 2, is);
+    pq_graph_add_input(g, cur, 2, is);
     *in_numel = width;
   } else { /* one or two conv blocks, flatten */
     int64_t c = 1 + take(b, 4), h = 1 + take(b, 10), w = 1 + take(b, 10);
     int64_t is[4] = {-1, c, h, w};
-    pq_graph_add_input(g, x, 4, is);
+    pq_graph_add_input(g, cur, 4, is);
     *in_numel = c * h * w;
     int blocks = 1 + (int)take(b, 2);
     gboolean valid = TRUE;
