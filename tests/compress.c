@@ -525,6 +525,23 @@ static void tucker_check_forward(const PqModel *tk, const PqModel *m, const int6
 
 /* Tucker-2: the three convs compute the conv of the kernel their factors make; the factors are orthonormal; a
  * kernel of exact multilinear rank is recovered; HOOI never does worse than HOSVD; skips say why. */
+/* Finite weights whose products overflow float32 (values near its limit) make the randomized SVD's sketch NaN,
+ * which LAPACK refuses: the error says the values overflowed and names the layer (it said "QR factorisation
+ * failed (LAPACK info -4)"). */
+static void test_low_rank_overflow(void) {
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(64, 48, 10, 7);
+  PqTensor *w1 = pq_test_random_tensor("w1", 2, (const int64_t[]){48, 64}, 9, 3e38f);
+  pq_model_set_tensor(m, w1);
+  pq_tensor_unref(w1);
+  g_autoptr(GError) err = NULL;
+  const char *kv[] = {"rank", "4", "svd", "randomized", "include", "fc1", NULL};
+  g_autoptr(PqModel) lr = compress(low_rank, m, kv, &err);
+  g_assert_null(lr);
+  g_test_message("%s", err->message);
+  g_assert_nonnull(strstr(err->message, "layer 'fc1': "));
+  g_assert_nonnull(strstr(err->message, "the matrix holds NaN (values beyond float32's range on the way"));
+}
+
 /* A conv decomposed, then its decomposition decomposed again by the same method (a chain of two stages): the
  * second pass names what it adds apart from what the first added (before: "node 'conv.tk_in' ... already
  * defined"), and the model runs. pq_model_unique_name() picks those names. */
@@ -2946,6 +2963,9 @@ static void test_pipeline_original(void) {
   g_assert_true(pq_pipeline_parse_option(p, "finetune.distill=1", &err) && pq_pipeline_parse_option(p, "finetune.samples=256", &err) &&
                 pq_pipeline_parse_option(p, "finetune.epochs=1", &err));
   pq_pipeline_set_calibration(p, train, 256);
+  g_assert_false(pq_pipeline_parse_option(p, "finetune.learning_rate=0", &err)); /* refused by the schema, not later */
+  g_assert_nonnull(strstr(err->message, "option \"learning_rate\" = 0 is out of range"));
+  g_clear_error(&err);
   for (int from = 0; from < 2; from++) {
     g_autoptr(PqModel) out = from ? pq_pipeline_run_from(p, lr, m, &err) : pq_pipeline_run(p, lr, &err);
     g_assert_no_error(err);
@@ -3031,6 +3051,30 @@ static void test_bias_correct(void) {
   g_assert_true(pq_model_record(spo, nr - 2)->skipped);
   g_assert_cmpstr(pq_model_record(spo, nr - 2)->detail, ==, "its output has 16 values a sample, the original's 32");
   g_assert_false(pq_model_record(spo, nr - 1)->skipped);
+  /* skipped, and said so: the inner node of a low-rank layer (no such value in the original), and a layer whose
+     outputs overflow (fc1's weights near float32's limit: its means are infinite) */
+  g_autoptr(PqPipeline) lp = pq_pipeline_new(reg);
+  g_assert_true(pq_pipeline_add_stage(lp, low_rank, &err) && pq_pipeline_add_stage(lp, bc, &err));
+  g_assert_true(pq_pipeline_parse_option(lp, "low_rank.rank=4", &err) && pq_pipeline_parse_option(lp, "low_rank.include=fc1", &err));
+  pq_pipeline_set_calibration(lp, train, N);
+  g_autoptr(PqModel) lpo = pq_pipeline_run(lp, m, &err);
+  g_assert_no_error(err);
+  gboolean inner_skipped = FALSE;
+  for (guint r = 0; r < pq_model_n_records(lpo); r++)
+    inner_skipped |= !strcmp(pq_model_record(lpo, r)->layer, "fc1.lr_v") && pq_model_record(lpo, r)->skipped &&
+                     !strcmp(pq_model_record(lpo, r)->detail, "its output is not one of the original model's values");
+  g_assert_true(inner_skipped);
+  g_autoptr(PqModel) big = pq_model_copy(m);
+  PqTensor *w1 = pq_test_random_tensor("w1", 2, (const int64_t[]){32, 784}, 13, 3e38f);
+  pq_model_set_tensor(big, w1);
+  pq_tensor_unref(w1);
+  g_autoptr(PqPipeline) bp = pq_pipeline_new(reg);
+  g_assert_true(pq_pipeline_add_stage(bp, bc, &err));
+  pq_pipeline_set_calibration(bp, train, N);
+  g_autoptr(PqModel) bpo = pq_pipeline_run(bp, big, &err);
+  g_assert_no_error(err);
+  g_assert_true(pq_model_record(bpo, 0)->skipped);
+  g_assert_cmpstr(pq_model_record(bpo, 0)->detail, ==, "its outputs' means are not finite on the calibration samples");
   /* without calibration samples: refused */
   g_autoptr(PqModel) none = compress(bc, m, NULL, &err);
   g_assert_null(none);
@@ -3245,6 +3289,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/low-rank-conv", test_low_rank_conv);
   g_test_add_func("/compress/tucker", test_tucker);
   g_test_add_func("/compress/decompose-twice", test_decompose_twice);
+  g_test_add_func("/compress/low-rank-overflow", test_low_rank_overflow);
   g_test_add_func("/compress/bias-correct", test_bias_correct);
   g_test_add_func("/compress/cp", test_cp);
   g_test_add_func("/compress/circulant", test_circulant);
