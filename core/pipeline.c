@@ -175,15 +175,26 @@ PqModel *pq_pipeline_run_from(PqPipeline *p, const PqModel *model, const PqModel
   }
   PqPlugin *cpu = p->registry ? pq_registry_find(p->registry, "cpu", PQ_KIND_BACKEND, NULL) : NULL;
   g_autoptr(PqModel) cur = pq_model_ref((PqModel *)model);
+  /* what later stages compare with: the model given, or the result of the exact stages the chain starts with
+     (equalize: the same function, but values inside it scaled, which bias_correct must match) */
+  g_autoptr(PqModel) reference = pq_model_ref((PqModel *)original);
+  gboolean leading = original == model;
   for (guint i = 0; i < p->stages->len; i++) {
     Stage *s = &g_array_index(p->stages, Stage, i);
     g_autoptr(GError) err = NULL;
-    PqModel *next = pq_compressor_run_chained(s->plugin, cur, original, s->options, p->calibration, p->max_samples, cpu, &err);
+    PqModel *next = pq_compressor_run_chained(s->plugin, cur, reference, s->options, p->calibration,
+                                              p->max_samples, cpu, &err);
     if (!next) {
       g_set_error(error, err->domain, err->code, "stage %u (%s): %s", i + 1, pq_plugin_name(s->plugin), err->message);
       return NULL;
     }
     pq_records_set_stage(next->records, (int)i + 1);
+    const PqCompressorVTable *vt = pq_plugin_desc(s->plugin)->vtable;
+    leading = leading && offsetof(PqCompressorVTable, flags) + sizeof vt->flags <= vt->struct_size && (vt->flags & PQ_COMPRESSOR_EXACT);
+    if (leading) { /* every stage so far exact */
+      pq_model_unref(reference);
+      reference = pq_model_ref(next);
+    }
     pq_model_unref(cur);
     cur = next;
   }

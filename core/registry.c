@@ -138,6 +138,9 @@ static gboolean check_vtable(const PqPluginDesc *d, GError **error) {
     if (!v->compress) REJECT(PQ_REGISTRY_ERROR_INVALID, "compressor vtable: required function compress is NULL");
     if (HAS_FIELD(v, PqCompressorVTable, reserved) && !reserved_null(v->reserved, G_N_ELEMENTS(v->reserved)))
       REJECT(PQ_REGISTRY_ERROR_INVALID, "compressor vtable: reserved fields must be NULL");
+    if (HAS_FIELD(v, PqCompressorVTable, flags) && (v->flags & ~PQ_COMPRESSOR_EXACT))
+      REJECT(PQ_REGISTRY_ERROR_INVALID, "compressor vtable: unknown flags 0x%llx (this pquant knows PQ_COMPRESSOR_EXACT, 0x1)",
+             (unsigned long long)v->flags);
     return check_kernels(v, error);
   }
   case PQ_KIND_BACKEND: {

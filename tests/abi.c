@@ -9,7 +9,7 @@
 
 static void test_versions(void) {
   g_assert_cmpint(PQ_ABI_MAJOR, ==, 1);
-  g_assert_cmpint(PQ_ABI_MINOR, ==, 7);
+  g_assert_cmpint(PQ_ABI_MINOR, ==, 8);
   g_assert_cmpstr(PQ_PLUGIN_ENTRY_SYMBOL, ==, "pq_plugin_query");
 }
 
@@ -71,7 +71,8 @@ static void test_layout(void) {
   PIN_OFF(PqCompressorVTable, calibration_samples, 16);
   PIN_OFF(PqCompressorVTable, kernels, 24);
   PIN_OFF(PqCompressorVTable, n_kernels, 32);
-  PIN_OFF(PqCompressorVTable, reserved, 40);
+  PIN_OFF(PqCompressorVTable, flags, 40);
+  PIN_OFF(PqCompressorVTable, reserved, 48);
 
   PIN_SIZE(PqOpKernel, 72);
   PIN_OFF(PqOpKernel, op, 8);

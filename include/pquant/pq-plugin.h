@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 #define PQ_ABI_MAJOR 1
-#define PQ_ABI_MINOR 7
+#define PQ_ABI_MINOR 8
 
 /* The one symbol a plugin exports. */
 #define PQ_PLUGIN_ENTRY_SYMBOL "pq_plugin_query"
@@ -132,6 +132,12 @@ typedef struct PqOpKernel {
   void *reserved[4];             /* MUST be NULL */
 } PqOpKernel;
 
+/* PqCompressorVTable.flags (since ABI 1.8). */
+#define PQ_COMPRESSOR_EXACT ((uintptr_t)1) /* the model returned computes the same function as the one given, up to
+                                            * float rounding, though values inside it may differ (equalize): a
+                                            * chain that starts with such stages takes their result as the model
+                                            * later stages' calibration compares with (pq_calibration_original) */
+
 typedef struct PqCompressorVTable {
   uint32_t struct_size;
   /* Required. Read `in` (which MUST NOT be modified) and return a new model in `*out`, owned by the caller.
@@ -144,7 +150,8 @@ typedef struct PqCompressorVTable {
   /* Optional (may be NULL / 0). The ops this compressor introduces, with their reference CPU kernels. */
   const PqOpKernel *kernels;
   size_t n_kernels;            /* since ABI 1.1 (taken from reserved[]: the size is unchanged) */
-  void *reserved[6];           /* MUST be NULL */
+  uintptr_t flags;             /* since ABI 1.8 (taken from reserved[]): PQ_COMPRESSOR_* bits, others 0 */
+  void *reserved[5];           /* MUST be NULL */
 } PqCompressorVTable;
 
 /* ------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,382 @@
+/* equalize.c — cross-layer equalization, a stage for the start of a chain (`-c equalize -c quant`): for two
+ * layers A and B where A's outputs reach B's inputs through ops that commute with a positive scale per channel
+ * (relu, leaky_relu, prelu, zero padding, pools, flatten), output channel i of A is divided by s_i and input
+ * channel i of B multiplied by it. The model computes the same function (up to float rounding), but the
+ * ranges of A's rows and B's columns become equal — s_i = sqrt(r_A,i / r_B,i) — so a tensor with a few wide
+ * channels no longer spends most of a per-tensor grid on them. Chains of layers are swept until the scales
+ * settle. No calibration data: the first half of Nagel et al. 2019 ("Data-free quantization through weight
+ * equalization and bias correction"); bias_correct is the second. Float32 weights only; nothing changes size. */
+#include <pquant/pq-plugin.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define METHOD "equalize"
+
+/* A float32 working copy of a weight or bias, written back at the end when the stage changed it. */
+typedef struct {
+  const PqTensor *tensor;
+  float *data;
+  int changed;
+} Work;
+
+typedef struct {
+  const PqNode *a, *b;
+  Work *wa, *ba, *wb; /* ba: NULL where A has no bias */
+  int64_t c;          /* the channels between them */
+  int64_t a_per;      /* values of A's weight per output channel */
+  int b_conv;
+  int64_t b_rows, b_in, b_khw, b_groups; /* B's weight [b_rows, b_in (/group), b_khw]; a linear's b_khw is 1 */
+  int64_t inner;                          /* B's inputs per channel (a flattened [C, H, W]: H·W), else 1 */
+  double *total;                          /* the product of the scales applied, per channel */
+  double a_spread0, b_spread0; /* the mean channel range over the largest, before */
+} Pair;
+
+static int is_layer(const PqNode *n) { return !strcmp(pq_node_op(n), "linear") || !strcmp(pq_node_op(n), "conv2d"); }
+
+/* The nodes of `g` that read `value`, how many (the first in *reader); whether the model outputs it. */
+static int readers(const PqGraph *g, const char *value, const PqNode **reader) {
+  int n = 0;
+  for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
+    const PqNode *node = pq_graph_node((PqGraph *)g, i);
+    for (size_t j = 0; j < pq_node_n_inputs(node); j++)
+      if (!strcmp(pq_node_input(node, j), value)) {
+        if (!n++ && reader) *reader = node;
+      }
+  }
+  for (size_t i = 0; i < pq_graph_n_outputs(g); i++)
+    if (!strcmp(pq_graph_output_name(g, i), value)) n += 1000; /* counted as more readers than one */
+  return n;
+}
+
+static const int64_t *value_shape(const PqPlan *plan, const char *value, int *nd) {
+  int v = pq_plan_value_index(plan, value);
+  *nd = 0;
+  return v >= 0 ? pq_plan_value_shape(plan, v, nd) : NULL;
+}
+
+/* Whether a reader `n` of the value between A and B passes a positive scale per channel through, given where
+ * the channels are: 4-D [N, C, H, W] (spatial) or the last dimension (features). Sets *why otherwise. */
+static int commutes(const PqNode *n, int spatial, int rank, char *why, size_t len) {
+  const char *op = pq_node_op(n);
+  /* x or slope·x by the sign of x: f(x / s) = f(x) / s for s > 0, whatever the slope */
+  if (!strcmp(op, "relu") || !strcmp(op, "leaky_relu") || !strcmp(op, "prelu")) return 1;
+  if (!strcmp(op, "flatten") && rank == 2) return 1;                /* [N, D] flattened: the same */
+  if (spatial) {
+    if (!strcmp(op, "maxpool2d") || !strcmp(op, "avgpool2d") || !strcmp(op, "global_avg_pool")) return 1; /* per channel */
+    if (!strcmp(op, "pad2d") && pq_node_get_float(n, "value", 0.0) == 0.0) return 1;
+    if (!strcmp(op, "flatten") && pq_node_get_int(n, "axis", 1) == 1) return 1;
+  }
+  snprintf(why, len, "its output reaches %s ('%s'), which does not pass a scale per channel through", op, pq_node_name(n));
+  return 0;
+}
+
+static Work *work_for(Work *works, int *n_works, const PqModel *m, const char *name, const PqNode *layer, PqPluginError *err) {
+  for (int i = 0; i < *n_works; i++)
+    if (!strcmp(pq_tensor_name(works[i].tensor), name)) return &works[i];
+  const PqTensor *t = pq_model_tensor((PqModel *)m, name);
+  float *f = pq_layer_weight_f32(layer, t, err);
+  if (!f) return NULL;
+  works[*n_works] = (Work){t, f, 0};
+  return &works[(*n_works)++];
+}
+
+/* Why `node`'s tensor `name` cannot be changed here, or NULL when it can: a float32 tensor no other node reads. */
+static const char *tensor_unusable(const PqModel *m, const char *name, char *why, size_t len) {
+  const PqTensor *t = pq_model_tensor((PqModel *)m, name);
+  if (!t) {
+    snprintf(why, len, "'%s' is computed, not a model tensor", name);
+    return why;
+  }
+  if (pq_tensor_dtype(t) != PQ_DTYPE_F32) {
+    snprintf(why, len, "'%s' is %s (equalize changes float32 weights: put it before quant)", name,
+             pq_tensor_dtype(t) == PQ_DTYPE_PACKED ? "packed" : pq_dtype_name(pq_tensor_dtype(t)));
+    return why;
+  }
+  if (readers(pq_model_const_graph(m), name, NULL) != 1) {
+    snprintf(why, len, "'%s' is shared with another node", name);
+    return why;
+  }
+  return NULL;
+}
+
+/* The pair that starts at layer `a`, or 0 with the reason in `why`. */
+static int find_pair(const PqModel *m, const PqPlan *plan, const PqNode *a, const PqOptions *o, Pair *p, char *why, size_t len) {
+  const PqGraph *g = pq_model_const_graph(m);
+  const char *wname = pq_node_input(a, 1);
+  if (pq_node_n_outputs(a) != 1) {
+    snprintf(why, len, "it has %zu outputs", pq_node_n_outputs(a));
+    return 0;
+  }
+  if (tensor_unusable(m, wname, why, len)) return 0;
+  const char *bias = pq_node_n_inputs(a) > 2 ? pq_node_input(a, 2) : "";
+  if (bias[0] && tensor_unusable(m, bias, why, len)) return 0;
+  const PqTensor *wa = pq_model_tensor((PqModel *)m, wname);
+  int conv = !strcmp(pq_node_op(a), "conv2d");
+  int64_t c = pq_tensor_shape(wa)[0];
+  const char *value = pq_node_output(a, 0);
+  int nd = 0;
+  const int64_t *shape = value_shape(plan, value, &nd);
+  if (!shape || (conv && nd != 4) || nd < 2 || shape[conv ? 1 : nd - 1] != c) {
+    snprintf(why, len, "its output's shape is not [N, %lld, ...]", (long long)c);
+    return 0;
+  }
+  int spatial = conv;
+  int64_t inner = 1;
+  for (int hops = 0;; hops++) {
+    const PqNode *next = NULL;
+    int n = readers(g, value, &next);
+    if (n != 1) {
+      if (n >= 1000) snprintf(why, len, "its output reaches the model's output '%s'", value);
+      else if (n == 0) snprintf(why, len, "'%s' is not read by any node", value);
+      else snprintf(why, len, "'%s' is read by %d nodes", value, n);
+      return 0;
+    }
+    if (strcmp(pq_node_input(next, 0), value) != 0 || pq_node_n_outputs(next) != 1) {
+      snprintf(why, len, "its output reaches %s ('%s') other than as its first input", pq_node_op(next), pq_node_name(next));
+      return 0;
+    }
+    if (is_layer(next)) {
+      int bconv = !strcmp(pq_node_op(next), "conv2d");
+      if (bconv != spatial) {
+        snprintf(why, len, "its output reaches %s '%s' with its channels %s", pq_node_op(next), pq_node_name(next),
+                 spatial ? "in dimension 1 (not flattened)" : "flattened");
+        return 0;
+      }
+      const char *wb = pq_node_input(next, 1);
+      if (tensor_unusable(m, wb, why, len)) return 0;
+      if (!pq_options_layer_selected(o, pq_node_name(next), pq_tensor_numel(pq_model_tensor((PqModel *)m, wb)))) {
+        snprintf(why, len, "'%s', the layer its outputs reach, is not selected", pq_node_name(next));
+        return 0;
+      }
+      const PqTensor *tb = pq_model_tensor((PqModel *)m, wb);
+      const int64_t *s = pq_tensor_shape(tb);
+      *p = (Pair){.a = a, .b = next, .c = c, .a_per = pq_tensor_numel(wa) / (c ? c : 1), .b_conv = bconv, .b_rows = s[0],
+                  .b_in = s[1], .b_khw = bconv ? s[2] * s[3] : 1, .b_groups = bconv ? pq_node_get_int(next, "groups", 1) : 1,
+                  .inner = inner};
+      if (bconv ? p->b_in * p->b_groups != c : p->b_in != c * inner) {
+        snprintf(why, len, "'%s' reads %lld input values, not %lld channels of %lld", pq_node_name(next),
+                 (long long)(bconv ? p->b_in * p->b_groups : p->b_in), (long long)c, (long long)inner);
+        return 0;
+      }
+      return 1;
+    }
+    int rank = 0;
+    const int64_t *in_shape = value_shape(plan, value, &rank);
+    if (!commutes(next, spatial, rank, why, len)) return 0;
+    if (spatial && !strcmp(pq_node_op(next), "flatten")) { /* [N, C, H, W] → [N, C·H·W]: channel i, H·W values on */
+      spatial = 0;
+      inner = 1;
+      for (int d = 2; d < rank; d++) inner *= in_shape[d];
+    }
+    value = pq_node_output(next, 0);
+    if (hops > 64) {
+      snprintf(why, len, "no layer within 64 ops of its output");
+      return 0;
+    }
+  }
+}
+
+/* |W_A| per output channel i, and |W_B| over input channel i (its columns; a conv's group holds them). */
+static double range_a(const Pair *p, int64_t i) {
+  double r = 0;
+  const float *w = p->wa->data + i * p->a_per;
+  for (int64_t j = 0; j < p->a_per; j++) r = fmax(r, fabsf(w[j]));
+  return r;
+}
+
+/* Calls f on each value of B's weight that multiplies input channel i. */
+#define FOR_B_COLUMN(p, i, body)                                                                                        \
+  do {                                                                                                                  \
+    if ((p)->b_conv) {                                                                                                  \
+      int64_t per_group = (p)->b_in, out_per = (p)->b_rows / (p)->b_groups, grp = (i) / per_group, l = (i) % per_group; \
+      for (int64_t o = grp * out_per; o < (grp + 1) * out_per; o++)                                                     \
+        for (int64_t t = 0; t < (p)->b_khw; t++) {                                                                      \
+          float *v = (p)->wb->data + (o * per_group + l) * (p)->b_khw + t;                                              \
+          body;                                                                                                         \
+        }                                                                                                               \
+    } else {                                                                                                            \
+      for (int64_t o = 0; o < (p)->b_rows; o++)                                                                         \
+        for (int64_t t = (i) * (p)->inner; t < ((i) + 1) * (p)->inner; t++) {                                           \
+          float *v = (p)->wb->data + o * (p)->b_in + t;                                                                 \
+          body;                                                                                                         \
+        }                                                                                                               \
+    }                                                                                                                   \
+  } while (0)
+
+static double range_b(const Pair *p, int64_t i) {
+  double r = 0;
+  FOR_B_COLUMN(p, i, r = fmax(r, fabsf(*v)));
+  return r;
+}
+
+/* The mean of the channels' ranges over the largest, A's rows (b = 0) or B's columns: 1 when all are equal,
+ * which is what a per-tensor grid wants. */
+static double spread(const Pair *p, int b) {
+  double sum = 0, top = 0;
+  for (int64_t i = 0; i < p->c; i++) {
+    double r = b ? range_b(p, i) : range_a(p, i);
+    sum += r;
+    top = fmax(top, r);
+  }
+  return top > 0 ? sum / (double)p->c / top : 1.0;
+}
+
+/* One equalization of the pair; returns the largest |log s| applied. */
+static double equalize_pair(Pair *p) {
+  double moved = 0;
+  for (int64_t i = 0; i < p->c; i++) {
+    double r1 = range_a(p, i), r2 = range_b(p, i);
+    if (!(r1 > 0) || !(r2 > 0)) continue; /* a dead channel on either side: nothing to balance */
+    double s = sqrt(r1 / r2);
+    if (!isfinite(s) || s <= 0 || s == 1.0) continue;
+    float fs = (float)s;
+    /* weights or a bias the scale would take past float32's range (near its limits): the channel is left */
+    if (!(fs > 0) || !isfinite((float)r1 / fs) || !isfinite((float)r2 * fs) || (p->ba && !isfinite(p->ba->data[i] / fs))) continue;
+    float *wa = p->wa->data + i * p->a_per;
+    for (int64_t j = 0; j < p->a_per; j++) wa[j] /= fs;
+    if (p->ba) p->ba->data[i] /= fs;
+    FOR_B_COLUMN(p, i, *v *= fs);
+    p->total[i] *= fs;
+    moved = fmax(moved, fabs(log(s)));
+  }
+  p->wa->changed = p->wb->changed = 1;
+  if (p->ba) p->ba->changed = 1;
+  return moved;
+}
+
+static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalibration *cal, PqModel **out, PqPluginError *err) {
+  (void)cal;
+  int64_t sweeps = pq_options_get_int(o, "iterations", 100);
+  double tol = pq_options_get_float(o, "tolerance", 1e-4);
+  PqModel *m = pq_model_copy(in);
+  const PqGraph *g = pq_model_const_graph(m);
+  size_t n_nodes = pq_graph_n_nodes(g);
+  PqPlan *plan = pq_plan_new(m, 1, err);
+  Pair *pairs = plan ? calloc(n_nodes ? n_nodes : 1, sizeof(Pair)) : NULL;
+  char **skips = pairs ? calloc(n_nodes ? n_nodes : 1, sizeof(char *)) : NULL; /* recorded at the end, in graph order */
+  Work *works = skips ? calloc(3 * (n_nodes ? n_nodes : 1), sizeof(Work)) : NULL;
+  int n_pairs = 0, n_works = 0;
+  PqStatus code = PQ_OK;
+  if (!works) {
+    if (plan) pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
+    code = (PqStatus)err->code;
+    goto done;
+  }
+  for (size_t i = 0; i < n_nodes; i++) {
+    const PqNode *a = pq_graph_node((PqGraph *)g, i);
+    if (!is_layer(a) || pq_node_n_inputs(a) < 2 || !pq_model_tensor(m, pq_node_input(a, 1))) continue;
+    const char *layer = pq_node_name(a);
+    char why[300] = "not selected (include, exclude, min_params)";
+    Pair p;
+    if (!pq_options_layer_selected(o, layer, pq_tensor_numel(pq_model_tensor(m, pq_node_input(a, 1)))) ||
+        !find_pair(m, plan, a, o, &p, why, sizeof why)) {
+      skips[i] = strdup(why);
+      continue;
+    }
+    const char *bias = pq_node_n_inputs(a) > 2 ? pq_node_input(a, 2) : "";
+    p.wa = work_for(works, &n_works, m, pq_node_input(a, 1), a, err);
+    p.ba = p.wa && bias[0] ? work_for(works, &n_works, m, bias, a, err) : NULL;
+    p.wb = p.wa && (p.ba || !bias[0]) ? work_for(works, &n_works, m, pq_node_input(p.b, 1), p.b, err) : NULL;
+    p.total = p.wb ? malloc(sizeof(double) * (size_t)p.c) : NULL;
+    if (!p.total) {
+      if (p.wb) pq_plugin_error_set(err, PQ_ERR_NOMEM, "layer '%s': out of memory", layer);
+      code = (PqStatus)err->code;
+      goto done;
+    }
+    for (int64_t k = 0; k < p.c; k++) p.total[k] = 1.0;
+    p.a_spread0 = spread(&p, 0);
+    p.b_spread0 = spread(&p, 1);
+    pairs[n_pairs++] = p;
+  }
+  /* sweeps over every pair in graph order until no scale moves by more than the tolerance */
+  int64_t done_sweeps = 0;
+  for (; done_sweeps < sweeps && n_pairs;) {
+    double moved = 0;
+    for (int k = 0; k < n_pairs; k++) moved = fmax(moved, equalize_pair(&pairs[k]));
+    done_sweeps++;
+    if (moved <= tol) break;
+  }
+  for (size_t i = 0, k = 0; i < n_nodes; i++) {
+    if (skips[i]) pq_model_record_skip(m, METHOD, pq_node_name(pq_graph_node((PqGraph *)g, i)), skips[i]);
+    if (k == (size_t)n_pairs || pairs[k].a != pq_graph_node((PqGraph *)g, i)) continue;
+    Pair *p = &pairs[k++];
+    double lo = INFINITY, hi = 0;
+    for (int64_t i = 0; i < p->c; i++) {
+      lo = fmin(lo, p->total[i]);
+      hi = fmax(hi, p->total[i]);
+    }
+    char detail[400];
+    snprintf(detail, sizeof detail,
+             "%lld channels equalized with '%s' (%lld sweeps): its rows divided and those columns multiplied by %.3g-%.3g; "
+             "mean channel range / largest: its rows %.2f -> %.2f, the columns of '%s' %.2f -> %.2f",
+             (long long)p->c, pq_node_name(p->b), (long long)done_sweeps, lo, hi, p->a_spread0, spread(p, 0), pq_node_name(p->b),
+             p->b_spread0, spread(p, 1));
+    int64_t n = pq_tensor_numel(p->wa->tensor);
+    pq_model_record_layer(m, METHOD, pq_node_name(p->a), detail, n, n, (int64_t)pq_tensor_nbytes(p->wa->tensor),
+                          (int64_t)pq_tensor_nbytes(p->wa->tensor), NAN, NAN);
+  }
+  /* the values between the layers of a pair now hold scaled channels: they take new names, so that nothing
+     matches them by name against a model where they are not scaled (bias_correct after a lossy stage) */
+  for (int k = 0; k < n_pairs; k++) {
+    PqNode *from = (PqNode *)pairs[k].a;
+    while (from != pairs[k].b) {
+      const PqNode *next = NULL;
+      readers(g, pq_node_output(from, 0), &next);
+      char base[300], name[320];
+      snprintf(base, sizeof base, "%s.eq", pq_node_output(from, 0));
+      pq_model_unique_name(m, base, name, sizeof name);
+      pq_node_set_output(from, 0, name);
+      pq_node_set_input((PqNode *)next, 0, name);
+      from = (PqNode *)next;
+    }
+  }
+  for (int k = 0; k < n_works; k++) {
+    if (!works[k].changed) continue;
+    const PqTensor *t = works[k].tensor;
+    PqTensor *nt = pq_tensor_new(pq_tensor_name(t), PQ_DTYPE_F32, pq_tensor_ndim(t), pq_tensor_shape(t));
+    memcpy(pq_tensor_mutable_data(nt), works[k].data, sizeof(float) * (size_t)pq_tensor_numel(t));
+    works[k].tensor = NULL; /* (t goes with the model's old entry) */
+    pq_model_set_tensor(m, nt);
+    pq_tensor_unref(nt);
+  }
+done:
+  for (int k = 0; k < n_pairs; k++) free(pairs[k].total);
+  for (int k = 0; k < n_works; k++) free(works[k].data);
+  for (size_t i = 0; skips && i < n_nodes; i++) free(skips[i]);
+  free(skips);
+  free(works);
+  free(pairs);
+  pq_plan_free(plan);
+  if (code != PQ_OK) {
+    pq_model_unref(m);
+    return code;
+  }
+  *out = m;
+  return PQ_OK;
+}
+
+static const PqCompressorVTable eq_vtable = {
+    .struct_size = sizeof(PqCompressorVTable),
+    .compress = eq_compress,
+    .flags = PQ_COMPRESSOR_EXACT,
+};
+
+static const PqPluginDesc eq_desc = {
+    .struct_size = sizeof(PqPluginDesc),
+    .abi_major = PQ_ABI_MAJOR,
+    .abi_minor = PQ_ABI_MINOR,
+    .kind = PQ_KIND_COMPRESSOR,
+    .name = "equalize",
+    .version = "1.0.0",
+    .description = "cross-layer equalization: channel ranges of consecutive layers balanced by scales the model's function absorbs",
+    .options_schema = "{\"iterations\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 10000, \"default\": 100,"
+                      "  \"description\": \"sweeps over the pairs of layers at most (a chain of more than two layers needs several)\"},"
+                      " \"tolerance\": {\"type\": \"number\", \"minimum\": 0, \"maximum\": 1, \"default\": 0.0001,"
+                      "  \"description\": \"stop when no scale moves by more than this (as |log s|) in a sweep\"}}",
+    .vtable = &eq_vtable,
+};
+
+PQ_PLUGIN_EXPORT const PqPluginDesc *pq_plugin_query(void) { return &eq_desc; }
