@@ -873,7 +873,9 @@ static int cmd_bench(void) {
   if (!train) return fail(error);
 
   if (args.dry_run) {
-    printf("%-18s %12s %12s %14s %14s %9s\n", "method", "params", "bytes", "bytes on disk", "MACs", "ratio");
+    int w = 18; /* the method column as wide as its longest name */
+    for (guint i = 0; i < methods->len; i++) w = MAX(w, (int)strlen(methods->pdata[i]));
+    printf("%-*s %12s %12s %14s %14s %9s\n", w, "method", "params", "bytes", "bytes on disk", "MACs", "ratio");
     for (guint i = 0; i < methods->len; i++) {
       const char *name = methods->pdata[i];
       PqPipeline *p = g_hash_table_lookup(pipelines, name);
@@ -884,13 +886,13 @@ static int cmd_bench(void) {
         g_autoptr(GError) merr = NULL;
         out = pq_pipeline_run(p, model, &merr);
         if (!out) {
-          printf("%-18s error: %s\n", name, merr->message);
+          printf("%-*s error: %s\n", w, name, merr->message);
           continue;
         }
       }
       PqCost c = {sizeof c, 0, 0, 0};
       pq_model_cost(out, &c, NULL);
-      printf("%-18s %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %14" G_GINT64_FORMAT " %14" G_GINT64_FORMAT "%s %8.2fx\n", name,
+      printf("%-*s %12" G_GINT64_FORMAT " %12" G_GINT64_FORMAT " %14" G_GINT64_FORMAT " %14" G_GINT64_FORMAT "%s %8.2fx\n", w, name,
              pq_model_n_params(out), pq_model_nbytes(out), pq_model_file_size(out), c.macs, c.estimated ? "*" : " ",
              (double)pq_model_nbytes(model) / (double)pq_model_nbytes(out));
     }

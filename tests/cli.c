@@ -556,6 +556,11 @@ static void test_compress_and_run(void) {
   g_assert_null(strstr(out, "error"));
   g_free(out);
   g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "bench", "--model", path, "--config", TEST_SRCDIR "/../examples/suites/dfq.json", "--dry-run", NULL), ==, 0);
+  g_assert_nonnull(strstr(out, "eq_quant_3_per_tensor_bc"));
+  g_assert_null(strstr(out, "error"));
+  g_free(out);
+  g_free(err);
   /* a chain from a config file */
   const char *cfg = "{\"stages\": [{\"plugin\": \"quant\", \"options\": {\"bits\": 4, \"scheme\": \"per_group\", \"group_size\": 16}}]}";
   g_autofree char *cfgp = pq_test_write(tmpdir, "chain.json", cfg, strlen(cfg));

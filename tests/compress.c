@@ -2997,6 +2997,192 @@ static double *value_means(const PqModel *m, const char *value, const float *x, 
   return mean;
 }
 
+/* A CNN whose channels between layers pass through every op equalize takes: conv1 → relu → maxpool → conv2
+ * (groups 2) → leaky_relu → pad2d → flatten → fc1 → prelu → fc2 (no bias, the output). Every third row of
+ * conv1 and fc1 is 30 times wider than the rest and the next layer's columns for it 30 times narrower: the
+ * same function as the model without, with the lopsided ranges a per-tensor grid suffers from. */
+static PqModel *equalize_cnn(void) {
+  PqModel *m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[4] = {-1, 3, 8, 8};
+  pq_graph_add_input(g, "x", 4, xs);
+  struct {
+    const char *name;
+    int nd;
+    int64_t shape[4];
+    float scale;
+  } ts[] = {{"c1w", 4, {8, 3, 3, 3}, 0.5f}, {"c1b", 1, {8}, 0.1f},  {"c2w", 4, {6, 4, 3, 3}, 0.5f}, {"c2b", 1, {6}, 0.1f},
+            {"f1w", 2, {12, 216}, 0.2f},    {"f1b", 1, {12}, 0.1f}, {"slope", 1, {12}, 0.3f},         {"f2w", 2, {5, 12}, 0.5f}};
+  for (guint i = 0; i < G_N_ELEMENTS(ts); i++) {
+    PqTensor *t = pq_test_random_tensor(ts[i].name, ts[i].nd, ts[i].shape, 300 + i, ts[i].scale);
+    float *v = pq_tensor_mutable_data(t);
+    int64_t per = pq_tensor_numel(t) / ts[i].shape[0];
+    if (!strcmp(ts[i].name, "c1w") || !strcmp(ts[i].name, "f1w") || !strcmp(ts[i].name, "c1b") || !strcmp(ts[i].name, "f1b"))
+      for (int64_t r = 0; r < ts[i].shape[0]; r += 3)
+        for (int64_t j = 0; j < per; j++) v[r * per + j] *= 30.0f;
+    if (!strcmp(ts[i].name, "c2w")) /* [6, 4, 3, 3], groups 2: input channel c is column c % 4 of the rows of group c / 4 */
+      for (int64_t c = 0; c < 8; c += 3)
+        for (int64_t o = c / 4 * 3; o < c / 4 * 3 + 3; o++)
+          for (int64_t t2 = 0; t2 < 9; t2++) v[(o * 4 + c % 4) * 9 + t2] /= 30.0f;
+    if (!strcmp(ts[i].name, "f2w"))
+      for (int64_t o = 0; o < 5; o++)
+        for (int64_t c = 0; c < 12; c += 3) v[o * 12 + c] /= 30.0f;
+    pq_model_set_tensor(m, t);
+    pq_tensor_unref(t);
+  }
+  const int64_t pads[4] = {1, 1, 1, 1}, k2[2] = {2, 2};
+  pq_node_set_ints(pq_graph_add_node(g, "conv2d", "conv1", 3, (const char *[]){"x", "c1w", "c1b"}, 1, (const char *[]){"a1"}), "pads", 4, pads);
+  pq_graph_add_node(g, "relu", "relu1", 1, (const char *[]){"a1"}, 1, (const char *[]){"a2"});
+  pq_node_set_ints(pq_graph_add_node(g, "maxpool2d", "pool", 1, (const char *[]){"a2"}, 1, (const char *[]){"a3"}), "kernel", 2, k2);
+  PqNode *c2 = pq_graph_add_node(g, "conv2d", "conv2", 3, (const char *[]){"a3", "c2w", "c2b"}, 1, (const char *[]){"b1"});
+  pq_node_set_ints(c2, "pads", 4, pads);
+  pq_node_set_int(c2, "groups", 2);
+  pq_node_set_float(pq_graph_add_node(g, "leaky_relu", "lrelu", 1, (const char *[]){"b1"}, 1, (const char *[]){"b2"}), "alpha", 0.1);
+  pq_node_set_ints(pq_graph_add_node(g, "pad2d", "pad", 1, (const char *[]){"b2"}, 1, (const char *[]){"b3"}), "pads", 4, pads);
+  pq_graph_add_node(g, "flatten", "flat", 1, (const char *[]){"b3"}, 1, (const char *[]){"b4"});
+  pq_graph_add_node(g, "linear", "fc1", 3, (const char *[]){"b4", "f1w", "f1b"}, 1, (const char *[]){"c1"});
+  pq_graph_add_node(g, "prelu", "prelu", 2, (const char *[]){"c1", "slope"}, 1, (const char *[]){"c2"});
+  pq_graph_add_node(g, "linear", "fc2", 2, (const char *[]){"c2", "f2w"}, 1, (const char *[]){"y"});
+  pq_graph_add_output(g, "y");
+  return m;
+}
+
+/* The largest |w| of each of `t`'s rows (b = 0), or over each input channel of its columns (b = 1: a
+ * conv's, with `groups`; a linear's, `inner` columns a channel). */
+static double channel_range(const PqTensor *t, int b, int64_t ch, int64_t groups, int64_t inner) {
+  const float *w = pq_tensor_data(t);
+  const int64_t *s = pq_tensor_shape(t);
+  int64_t rows = s[0], per = pq_tensor_numel(t) / rows, r = 0;
+  double top = 0;
+  if (!b) {
+    for (int64_t j = 0; j < per; j++) top = fmax(top, fabsf(w[ch * per + j]));
+    return top;
+  }
+  int64_t in = s[1], khw = per / in, out_per = rows / groups, grp = pq_tensor_ndim(t) == 4 ? ch / in : 0;
+  for (int64_t o = grp * out_per; o < (pq_tensor_ndim(t) == 4 ? grp + 1 : 1) * out_per; o++, r++)
+    for (int64_t j = 0; j < per; j++) {
+      int64_t col = j / khw;
+      if (pq_tensor_ndim(t) == 4 ? col == ch % in : col / inner == ch) top = fmax(top, fabsf(w[o * per + j]));
+    }
+  return top;
+}
+
+/* The record `method` made for `layer` in `m` (the last, where it made several), or NULL. */
+static const PqLayerRecord *record_of(const PqModel *m, const char *method, const char *layer) {
+  const PqLayerRecord *found = NULL;
+  for (guint r = 0; r < pq_model_n_records(m); r++)
+    if (!strcmp(pq_model_record(m, r)->method, method) && !strcmp(pq_model_record(m, r)->layer, layer)) found = pq_model_record(m, r);
+  return found;
+}
+
+/* equalize: the same outputs (to float rounding); each pair's channel ranges equal on both sides, through a
+ * grouped conv, a max pool, zero padding and a flatten; the values between renamed; a 3-bit per-tensor grid
+ * loses less after it; what it cannot pair is said; and in a chain, bias_correct after it compares with the
+ * equalized model (its values), not the original, unless a lossy stage came first. */
+static void test_equalize(void) {
+  g_autoptr(GError) err = NULL;
+  PqPlugin *eq = pq_registry_load(reg, EQUALIZE_PLUGIN, &err);
+  g_assert_no_error(err);
+  g_autoptr(PqModel) m = equalize_cnn();
+  g_autoptr(PqModel) e = pq_test_compress(eq, cpu, m, NULL, &err);
+  g_assert_no_error(err);
+  int64_t n = 0;
+  g_autofree float *y0 = forward(m, 64, FALSE, &n), *y1 = forward(e, 64, FALSE, &n);
+  double same = max_rel_diff(y1, y0, 64 * n);
+  g_test_message("equalized: outputs differ by %.2e (relative)", same);
+  g_assert_cmpfloat(same, <, 1e-5);
+  /* conv1's rows against conv2's columns (groups 2), conv2's rows against fc1's columns (36 a channel), fc1's rows against fc2's */
+  struct {
+    const char *a, *b;
+    int64_t c, groups, inner;
+  } pairs[] = {{"c1w", "c2w", 8, 2, 1}, {"c2w", "f1w", 6, 1, 36}, {"f1w", "f2w", 12, 1, 1}};
+  for (guint k = 0; k < G_N_ELEMENTS(pairs); k++) {
+    double worst = 0, was = 0;
+    for (int64_t c = 0; c < pairs[k].c; c++) {
+      double ra = channel_range(pq_model_tensor(e, pairs[k].a), 0, c, 1, 1), rb = channel_range(pq_model_tensor(e, pairs[k].b), 1, c, pairs[k].groups, pairs[k].inner);
+      double ra0 = channel_range(pq_model_tensor(m, pairs[k].a), 0, c, 1, 1), rb0 = channel_range(pq_model_tensor(m, pairs[k].b), 1, c, pairs[k].groups, pairs[k].inner);
+      worst = fmax(worst, fabs(log(ra / rb)));
+      was = fmax(was, fabs(log(ra0 / rb0)));
+    }
+    g_test_message("%s / %s: channel ranges off by %.2e (log), %.2f before", pairs[k].a, pairs[k].b, worst, was);
+    g_assert_cmpfloat(worst, <, 2e-3);
+    g_assert_cmpfloat(was, >, 0.5);
+  }
+  g_assert_true(record_of(e, "equalize", "fc2")->skipped);
+  g_assert_cmpstr(record_of(e, "equalize", "fc2")->detail, ==, "its output reaches the model's output 'y'");
+  g_assert_nonnull(strstr(record_of(e, "equalize", "conv1")->detail, "8 channels equalized with 'conv2'"));
+  /* the values between the pairs renamed, the model's output not */
+  const PqGraph *g = pq_model_const_graph(e);
+  for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
+    const PqNode *node = pq_graph_node((PqGraph *)g, i);
+    const char *out = pq_node_output(node, 0);
+    if (strcmp(pq_node_name(node), "fc2")) g_assert_true(g_str_has_suffix(out, ".eq"));
+    else g_assert_cmpstr(out, ==, "y");
+  }
+  /* 3 bits a weight, one scale a tensor: the wide channels no longer take the grid */
+  const char *q3[] = {"bits", "3", "scheme", "per_tensor", NULL};
+  g_autoptr(PqModel) qm = pq_test_compress(quant, cpu, m, q3, &err);
+  g_assert_no_error(err);
+  g_autoptr(PqModel) qe = pq_test_compress(quant, cpu, e, q3, &err);
+  g_assert_no_error(err);
+  g_autofree float *yq = forward(qm, 64, FALSE, &n), *yqe = forward(qe, 64, FALSE, &n);
+  double plain = max_rel_diff(yq, y0, 64 * n), eqd = max_rel_diff(yqe, y0, 64 * n);
+  g_test_message("3-bit per tensor: output error %.3f, %.3f after equalize", plain, eqd);
+  g_assert_cmpfloat(eqd, <, 0.5 * plain);
+  /* what it leaves: an op the scales do not pass (sigmoid), a packed weight, a shared one */
+  g_autoptr(PqModel) mlp = pq_test_tiny_mlp(16, 8, 4, 5);
+  pq_node_set_op(pq_graph_node(pq_model_graph(mlp), 1), "sigmoid");
+  g_autoptr(PqModel) sg = pq_test_compress(eq, cpu, mlp, NULL, &err);
+  g_assert_no_error(err);
+  g_assert_cmpstr(record_of(sg, "equalize", "fc1")->detail, ==, "its output reaches sigmoid ('relu'), which does not pass a scale per channel through");
+  pq_node_set_op(pq_graph_node(pq_model_graph(mlp), 1), "relu");
+  const char *q8[] = {"bits", "8", "include", "fc2", NULL};
+  g_autoptr(PqModel) half = pq_test_compress(quant, cpu, mlp, q8, &err);
+  g_assert_no_error(err);
+  g_autoptr(PqModel) hp = pq_test_compress(eq, cpu, half, NULL, &err);
+  g_assert_no_error(err);
+  g_assert_cmpstr(record_of(hp, "equalize", "fc1")->detail, ==, "'w2' is packed (equalize changes float32 weights: put it before quant)");
+  g_autoptr(PqModel) shared = pq_model_copy(mlp);
+  pq_graph_add_node(pq_model_graph(shared), "linear", "again", 2, (const char *[]){"x", "w1"}, 1, (const char *[]){"z"});
+  pq_graph_add_output(pq_model_graph(shared), "z");
+  g_autoptr(PqModel) sh = pq_test_compress(eq, cpu, shared, NULL, &err);
+  g_assert_no_error(err);
+  g_assert_cmpstr(record_of(sh, "equalize", "fc1")->detail, ==, "'w1' is shared with another node");
+  /* a chain: bias_correct after equalize and quant matches the equalized model's values ('h.eq'), so it corrects fc1 */
+  g_autoptr(PqDataset) train = train_set();
+  if (!train) return;
+  PqPlugin *bc = pq_registry_load(reg, BIAS_CORRECT_PLUGIN, &err);
+  g_assert_no_error(err);
+  g_autoptr(PqModel) tiny = pq_test_tiny_mlp(784, 32, 10, 43);
+  for (int chain = 0; chain < 2; chain++) { /* 0: equalize, quant, bias_correct; 1: low_rank of fc2 first */
+    g_autoptr(PqPipeline) p = pq_pipeline_new(reg);
+    if (chain) g_assert_true(pq_pipeline_add_stage(p, low_rank, &err) && pq_pipeline_parse_option(p, "low_rank.include=fc2", &err) &&
+                             pq_pipeline_parse_option(p, "low_rank.rank=8", &err));
+    g_assert_true(pq_pipeline_add_stage(p, eq, &err) && pq_pipeline_add_stage(p, quant, &err) && pq_pipeline_add_stage(p, bc, &err));
+    g_assert_true(pq_pipeline_parse_option(p, "quant.bits=3", &err) && pq_pipeline_parse_option(p, "quant.scheme=per_tensor", &err));
+    pq_pipeline_set_calibration(p, train, 200);
+    g_autoptr(PqModel) out = pq_pipeline_run(p, tiny, &err);
+    g_assert_no_error(err);
+    const PqLayerRecord *fc1 = record_of(out, "bias_correct", "fc1");
+    g_assert_nonnull(fc1);
+    if (chain) { /* after a lossy stage the original is the reference, and it has no 'h.eq': left, said so */
+      g_assert_true(fc1->skipped);
+      g_assert_cmpstr(fc1->detail, ==, "its output is not one of the original model's values");
+      continue;
+    }
+    g_assert_false(fc1->skipped);
+    g_autoptr(PqModel) eqm = pq_test_compress(eq, cpu, tiny, NULL, &err);
+    g_assert_no_error(err);
+    g_autofree float *x = g_new(float, 200 * 784);
+    pq_dataset_get_batch(train, 0, 200, x, NULL);
+    g_autofree double *want = value_means(eqm, "h.eq", x, 200, 32), *got = value_means(out, "h.eq", x, 200, 32);
+    double off = 0;
+    for (int c = 0; c < 32; c++) off = fmax(off, fabs(got[c] - want[c]));
+    g_test_message("after equalize, quant and bias_correct: fc1's means off the equalized model's by %.2e", off);
+    g_assert_cmpfloat(off, <, 1e-4);
+  }
+}
+
 /* bias_correct after a 3-bit quantization: each layer's output means over the calibration samples are the
  * original model's again, layer after layer (each measured on the model corrected so far; a sign or order
  * wrong fails), weights untouched; a layer without a bias gets one; it needs calibration samples. */
@@ -3291,6 +3477,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/decompose-twice", test_decompose_twice);
   g_test_add_func("/compress/low-rank-overflow", test_low_rank_overflow);
   g_test_add_func("/compress/bias-correct", test_bias_correct);
+  g_test_add_func("/compress/equalize", test_equalize);
   g_test_add_func("/compress/cp", test_cp);
   g_test_add_func("/compress/circulant", test_circulant);
   g_test_add_func("/compress/tensor-train", test_tensor_train);

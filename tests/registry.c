@@ -58,6 +58,7 @@ static void test_broken(void) {
   expect_rejected("kernel-bad-name", PQ_REGISTRY_ERROR_INVALID, "op kernel 0: op name must be 1-63 characters of [a-z0-9_]");
   expect_rejected("kernel-no-run", PQ_REGISTRY_ERROR_INVALID, "op kernel 'test_no_run': infer and run are required");
   expect_rejected("kernel-twice", PQ_REGISTRY_ERROR_DUPLICATE, "op kernel 'test_twice' is declared twice in the table");
+  expect_rejected("unknown-flag", PQ_REGISTRY_ERROR_INVALID, "compressor vtable: unknown flags 0x5 (this pquant knows PQ_COMPRESSOR_EXACT, 0x1)");
   g_assert_null(pq_op_kernel_find("test_twice"));
   g_assert_null(pq_op_kernel_find("test_no_run"));
   { /* two plugins declaring one op: whichever loads second (a scan may have loaded one already) is refused */

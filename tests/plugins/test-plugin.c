@@ -120,6 +120,9 @@ MAYBE_UNUSED static const PqCompressorVTable compressor_vtable = {
     .n_kernels = 1,
 #endif
 #endif
+#ifdef UNKNOWN_FLAG
+    .flags = PQ_COMPRESSOR_EXACT | 4,
+#endif
 };
 
 static PqStatus probe_observe(const PqProbeContext *ctx, PqMetricSink *sink, PqPluginError *error) {
