@@ -104,7 +104,7 @@ static void test_scan(void) {
   /* good, probe, unusable, timing-nan, timing-order and kernel-shared-a load; the first of good/dup-name loads
    * and the other is a duplicate, as is kernel-shared-b's op */
   g_assert_cmpuint(pq_registry_n_plugins(r), ==, 6);
-  g_assert_cmpuint(pq_registry_n_rejected(r), ==, 15);
+  g_assert_cmpuint(pq_registry_n_rejected(r), ==, 16);
   for (guint i = 0; i < pq_registry_n_rejected(r); i++) g_assert_cmpstr(pq_registry_rejected_reason(r, i), !=, "");
   g_autoptr(GError) err = NULL;
   PqPlugin *u = pq_registry_find(r, "test_unusable", PQ_KIND_BACKEND, &err);
