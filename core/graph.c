@@ -86,6 +86,11 @@ PqNode *pq_graph_add_node(PqGraph *graph, const char *op, const char *name, size
   return n;
 }
 
+int pq_graph_remove_node(PqGraph *graph, PqNode *node) {
+  g_return_val_if_fail(graph && node, 0);
+  return g_ptr_array_remove(graph->nodes, node) ? 1 : 0;
+}
+
 void pq_graph_add_input(PqGraph *graph, const char *name, int ndim, const int64_t *shape) {
   g_return_if_fail(graph && name && ndim >= 0 && ndim <= PQ_MAX_DIMS);
   PqGraphInput *in = g_new0(PqGraphInput, 1);

@@ -3067,6 +3067,41 @@ static double channel_range(const PqTensor *t, int b, int64_t ch, int64_t groups
   return top;
 }
 
+/* conv1 (no bias) → bn1 → relu → conv2 → bn2 → y: batch norms with their own statistics (variances 0.1–1.1). */
+static PqModel *batch_norm_cnn(void) {
+  PqModel *m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[4] = {-1, 3, 6, 6}, w1[4] = {4, 3, 3, 3}, w2[4] = {5, 4, 3, 3}, c4[1] = {4}, c5[1] = {5};
+  pq_graph_add_input(g, "x", 4, xs);
+  PqTensor *ts[] = {pq_test_random_tensor("w1", 4, w1, 71, 0.5f), pq_test_random_tensor("w2", 4, w2, 72, 0.5f),
+                    pq_test_random_tensor("b2", 1, c5, 73, 0.1f)};
+  for (guint i = 0; i < G_N_ELEMENTS(ts); i++) {
+    pq_model_set_tensor(m, ts[i]);
+    pq_tensor_unref(ts[i]);
+  }
+  const char *stat[4] = {"scale", "bias", "mean", "var"};
+  for (int b = 1; b <= 2; b++)
+    for (int k = 0; k < 4; k++) {
+      char name[32];
+      snprintf(name, sizeof name, "bn%d.%s", b, stat[k]);
+      PqTensor *t = pq_test_random_tensor(name, 1, b == 1 ? c4 : c5, 80 + 4 * b + k, 0.5f);
+      float *v = pq_tensor_mutable_data(t);
+      for (int64_t c = 0; c < pq_tensor_numel(t); c++) v[c] = k == 3 ? fabsf(v[c]) * 2 + 0.1f : k == 0 ? v[c] + 1.0f : v[c];
+      pq_model_set_tensor(m, t);
+      pq_tensor_unref(t);
+    }
+  const int64_t pads[4] = {1, 1, 1, 1};
+  pq_node_set_ints(pq_graph_add_node(g, "conv2d", "conv1", 2, (const char *[]){"x", "w1"}, 1, (const char *[]){"a"}), "pads", 4, pads);
+  pq_graph_add_node(g, "batch_norm", "bn1", 5, (const char *[]){"a", "bn1.scale", "bn1.bias", "bn1.mean", "bn1.var"}, 1, (const char *[]){"an"});
+  pq_graph_add_node(g, "relu", "relu", 1, (const char *[]){"an"}, 1, (const char *[]){"ar"});
+  pq_graph_add_node(g, "conv2d", "conv2", 3, (const char *[]){"ar", "w2", "b2"}, 1, (const char *[]){"c"});
+  pq_node_set_float(pq_graph_add_node(g, "batch_norm", "bn2", 5, (const char *[]){"c", "bn2.scale", "bn2.bias", "bn2.mean", "bn2.var"}, 1,
+                                      (const char *[]){"y"}),
+                    "epsilon", 1e-3);
+  pq_graph_add_output(g, "y");
+  return m;
+}
+
 /* The record `method` made for `layer` in `m` (the last, where it made several), or NULL. */
 static const PqLayerRecord *record_of(const PqModel *m, const char *method, const char *layer) {
   const PqLayerRecord *found = NULL;
@@ -3148,6 +3183,33 @@ static void test_equalize(void) {
   g_autoptr(PqModel) sh = pq_test_compress(eq, cpu, shared, NULL, &err);
   g_assert_no_error(err);
   g_assert_cmpstr(record_of(sh, "equalize", "fc1")->detail, ==, "'w1' is shared with another node");
+  /* batch norms folded into the convolutions before them (conv1 given a bias), then conv1 paired with conv2;
+     without the fold, the batch_norm stops the pair */
+  g_autoptr(PqModel) bm = batch_norm_cnn();
+  g_autoptr(PqModel) bf = pq_test_compress(eq, cpu, bm, NULL, &err);
+  g_assert_no_error(err);
+  g_autofree float *yb0 = forward(bm, 16, FALSE, &n), *yb1 = forward(bf, 16, FALSE, &n);
+  g_test_message("batch norms folded and equalized: outputs differ by %.2e (relative)", max_rel_diff(yb1, yb0, 16 * n));
+  g_assert_cmpfloat(max_rel_diff(yb1, yb0, 16 * n), <, 1e-5);
+  g_assert_cmpuint(pq_graph_n_nodes(pq_model_const_graph(bf)), ==, 3);
+  g_assert_null(pq_model_tensor(bf, "bn1.var"));
+  g_assert_null(pq_model_tensor(bf, "bn2.scale"));
+  g_assert_nonnull(pq_model_tensor(bf, "conv1.bias"));
+  g_assert_cmpint(pq_model_n_params(bf), ==, pq_model_n_params(bm) - 4 * 4 - 4 * 5 + 4);
+  const PqLayerRecord *fold = NULL;
+  for (guint r = 0; r < pq_model_n_records(bf); r++)
+    if (strstr(pq_model_record(bf, r)->detail, "batch_norm 'bn1' folded")) fold = pq_model_record(bf, r);
+  g_assert_nonnull(fold);
+  g_assert_cmpstr(fold->layer, ==, "conv1");
+  g_assert_cmpint(fold->params_before, ==, 4 * 27 + 4 * 4);
+  g_assert_cmpint(fold->params_after, ==, 4 * 27 + 4);
+  g_assert_nonnull(strstr(record_of(bf, "equalize", "conv1")->detail, "4 channels equalized with 'conv2'"));
+  g_assert_cmpstr(record_of(bf, "equalize", "conv2")->detail, ==, "its output reaches the model's output 'y'");
+  const char *nofold[] = {"fold_batch_norm", "false", NULL};
+  g_autoptr(PqModel) bk = pq_test_compress(eq, cpu, bm, nofold, &err);
+  g_assert_no_error(err);
+  g_assert_cmpstr(record_of(bk, "equalize", "conv1")->detail, ==,
+                  "its output reaches batch_norm ('bn1'), which does not pass a scale per channel through");
   /* a chain: bias_correct after equalize and quant matches the equalized model's values ('h.eq'), so it corrects fc1 */
   g_autoptr(PqDataset) train = train_set();
   if (!train) return;

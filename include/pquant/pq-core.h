@@ -175,6 +175,9 @@ PQ_API int pq_cholesky_damped(float *a, int64_t n, double damping);
  * the core's shape inference are listed in docs/file-format.md. */
 PQ_API PqNode *pq_graph_add_node(PqGraph *graph, const char *op, const char *name, size_t n_inputs,
                                  const char *const *inputs, size_t n_outputs, const char *const *outputs);
+/* Removes `node` from `graph` and frees it (what read its outputs must be rewired first); 1 if it was
+ * there. Since ABI 1.8. */
+PQ_API int pq_graph_remove_node(PqGraph *graph, PqNode *node);
 PQ_API void pq_graph_add_input(PqGraph *graph, const char *name, int ndim, const int64_t *shape);
 PQ_API void pq_graph_add_output(PqGraph *graph, const char *name);
 PQ_API size_t pq_graph_n_nodes(const PqGraph *graph);

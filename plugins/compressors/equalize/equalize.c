@@ -247,11 +247,148 @@ static double equalize_pair(Pair *p) {
   return moved;
 }
 
+/* Why a batch_norm node `bn` cannot be folded into the layer before it, or NULL with that layer in *layer. */
+static const char *fold_unusable(const PqModel *m, const PqPlan *plan, const PqNode *bn, const PqOptions *o, const PqNode **layer,
+                                 char *why, size_t len) {
+  const PqGraph *g = pq_model_const_graph(m);
+  const char *x = pq_node_input(bn, 0);
+  const PqNode *a = NULL;
+  for (size_t i = 0; i < pq_graph_n_nodes(g) && !a; i++)
+    for (size_t j = 0; j < pq_node_n_outputs(pq_graph_node(g, i)); j++)
+      if (!strcmp(pq_node_output(pq_graph_node(g, i), j), x)) a = pq_graph_node(g, i);
+  if (!a || !is_layer(a) || pq_node_n_inputs(a) < 2 || pq_node_n_outputs(a) != 1) {
+    snprintf(why, len, "its input '%s' is not a linear or conv2d layer's output", x);
+    return why;
+  }
+  *layer = a;
+  if (!pq_options_layer_selected(o, pq_node_name(a), 0)) {
+    snprintf(why, len, "'%s', the layer before it, is not selected", pq_node_name(a));
+    return why;
+  }
+  if (readers(g, x, NULL) != 1 || pq_node_n_outputs(bn) != 1) {
+    snprintf(why, len, "'%s' is read by more than the batch_norm", x);
+    return why;
+  }
+  int nd = 0;
+  const int64_t *shape = value_shape(plan, x, &nd);
+  if (!shape || (!strcmp(pq_node_op(a), "linear") && nd != 2)) {
+    snprintf(why, len, "'%s' has its features in dimension %d, the batch_norm's channels in dimension 1", x, nd - 1);
+    return why;
+  }
+  if (tensor_unusable(m, pq_node_input(a, 1), why, len)) return why;
+  const char *bias = pq_node_n_inputs(a) > 2 ? pq_node_input(a, 2) : "";
+  if (bias[0] && tensor_unusable(m, bias, why, len)) return why;
+  for (int k = 1; k < 5; k++)
+    if (!pq_model_tensor((PqModel *)m, pq_node_input(bn, (size_t)k))) {
+      snprintf(why, len, "its input '%s' is computed, not a model tensor", pq_node_input(bn, (size_t)k));
+      return why;
+    }
+  return NULL;
+}
+
+/* Each batch_norm right after a linear or conv2d layer folded into that layer's weight and bias (which it
+ * is given where it has none): W_c·k_c and (b_c − mean_c)·k_c + beta_c, k_c = gamma_c / sqrt(var_c + eps).
+ * The layer then writes the batch_norm's output, and the batch_norm and its tensors go. */
+static PqStatus fold_batch_norms(PqModel *m, const PqOptions *o, PqPluginError *err) {
+  PqGraph *g = pq_model_graph(m);
+  for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
+    PqNode *bn = pq_graph_node(g, i);
+    if (strcmp(pq_node_op(bn), "batch_norm") != 0) continue;
+    PqPlan *plan = pq_plan_new(m, 1, err);
+    if (!plan) return (PqStatus)err->code;
+    const PqNode *a = NULL;
+    char why[300];
+    const char *bad = fold_unusable(m, plan, bn, o, &a, why, sizeof why);
+    pq_plan_free(plan);
+    if (bad) {
+      char what[400];
+      snprintf(what, sizeof what, "batch_norm '%s' left: %s", pq_node_name(bn), bad);
+      pq_model_record_skip(m, METHOD, a ? pq_node_name(a) : pq_node_name(bn), what);
+      continue;
+    }
+    const PqTensor *w = pq_model_tensor(m, pq_node_input(a, 1));
+    int64_t c = pq_tensor_shape(w)[0], per = pq_tensor_numel(w) / c;
+    const char *bias = pq_node_n_inputs(a) > 2 ? pq_node_input(a, 2) : "";
+    float *p[4] = {0};
+    int ok = 1;
+    for (int k = 0; k < 4; k++) {
+      const PqTensor *t = pq_model_tensor(m, pq_node_input(bn, (size_t)k + 1));
+      ok = ok && pq_tensor_numel(t) == c;
+      p[k] = ok ? pq_layer_weight_f32(bn, t, err) : NULL;
+      ok = ok && p[k];
+    }
+    float *wf = ok ? pq_layer_weight_f32(a, w, err) : NULL;
+    int64_t bias_numel = bias[0] ? pq_tensor_numel(pq_model_tensor(m, bias)) : c;
+    char bname[300], base[300];
+    if (bias[0]) snprintf(bname, sizeof bname, "%s", bias);
+    else {
+      snprintf(base, sizeof base, "%s.bias", pq_node_name(a));
+      pq_model_unique_name(m, base, bname, sizeof bname);
+    }
+    PqTensor *nb = wf && bias_numel == c ? pq_tensor_new(bname, PQ_DTYPE_F32, 1, &c) : NULL;
+    float *bv = nb ? pq_tensor_mutable_data(nb) : NULL;
+    if (bv && bias[0]) pq_tensor_to_f32(pq_model_tensor(m, bias), bv);
+    else if (bv) memset(bv, 0, sizeof(float) * (size_t)c);
+    double eps = pq_node_get_float(bn, "epsilon", 1e-5);
+    for (int64_t ch = 0; bv && ch < c; ch++) { /* scale, bias, mean, var */
+      double k = p[0][ch] / sqrt((double)p[3][ch] + eps);
+      for (int64_t j = 0; j < per; j++) wf[ch * per + j] = (float)(wf[ch * per + j] * k);
+      bv[ch] = (float)((bv[ch] - (double)p[2][ch]) * k + p[1][ch]);
+    }
+    int finite = bv != NULL;
+    for (int64_t j = 0; finite && j < c * per; j++) finite = isfinite(wf[j]);
+    for (int64_t j = 0; finite && j < c; j++) finite = isfinite(bv[j]);
+    for (int k = 0; k < 4; k++) free(p[k]);
+    if (!wf || !nb || !finite) {
+      if (wf && !nb) pq_plugin_error_set(err, PQ_ERR_INVALID, "batch_norm '%s' has %lld channels, its bias %lld", pq_node_name(bn), (long long)c, (long long)bias_numel);
+      else if (wf) pq_plugin_error_set(err, PQ_ERR_INVALID, "batch_norm '%s' folded gives weights beyond float32 (a variance near -epsilon?)", pq_node_name(bn));
+      else if (ok) pq_plugin_error_set(err, PQ_ERR_INVALID, "batch_norm '%s': its parameters do not have %lld values", pq_node_name(bn), (long long)c);
+      free(wf);
+      if (nb) pq_tensor_unref(nb);
+      return pq_plugin_error_in_layer(err, pq_node_name(a));
+    }
+    PqTensor *nw = pq_tensor_new(pq_tensor_name(w), PQ_DTYPE_F32, pq_tensor_ndim(w), pq_tensor_shape(w));
+    memcpy(pq_tensor_mutable_data(nw), wf, sizeof(float) * (size_t)(c * per));
+    free(wf);
+    int64_t before = pq_tensor_numel(w) + (bias[0] ? c : 0), after = pq_tensor_numel(w) + c;
+    int64_t bytes_before = (int64_t)pq_tensor_nbytes(w) + (bias[0] ? (int64_t)pq_tensor_nbytes(pq_model_tensor(m, bias)) : 0),
+            bytes_after = (int64_t)(pq_tensor_nbytes(nw) + pq_tensor_nbytes(nb));
+    pq_model_set_tensor(m, nw);
+    pq_tensor_unref(nw);
+    pq_model_set_tensor(m, nb);
+    pq_tensor_unref(nb);
+    PqNode *layer = (PqNode *)a;
+    pq_node_set_input(layer, 2, bname);
+    char bn_name[256], stats[4][256];
+    snprintf(bn_name, sizeof bn_name, "%s", pq_node_name(bn));
+    for (int k = 0; k < 4; k++) snprintf(stats[k], sizeof stats[k], "%s", pq_node_input(bn, (size_t)k + 1));
+    pq_node_set_output(layer, 0, pq_node_output(bn, 0));
+    pq_graph_remove_node(g, bn);
+    for (int k = 0; k < 4; k++) { /* the statistics' bytes counted where they go (another node may read them) */
+      const PqTensor *t = pq_model_tensor(m, stats[k]);
+      int64_t n = t ? pq_tensor_numel(t) : 0, bytes = t ? (int64_t)pq_tensor_nbytes(t) : 0;
+      if (t && pq_model_remove_tensor_if_unused(m, stats[k])) before += n, bytes_before += bytes;
+    }
+    char detail[400];
+    snprintf(detail, sizeof detail, "batch_norm '%s' folded into its weight and bias (%lld channels)", bn_name, (long long)c);
+    pq_model_record_layer(m, METHOD, pq_node_name(layer), detail, before, after, bytes_before, bytes_after, NAN, NAN);
+    i--; /* the next node is now at i */
+  }
+  return PQ_OK;
+}
+
 static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalibration *cal, PqModel **out, PqPluginError *err) {
   (void)cal;
   int64_t sweeps = pq_options_get_int(o, "iterations", 100);
   double tol = pq_options_get_float(o, "tolerance", 1e-4);
   PqModel *m = pq_model_copy(in);
+  if (pq_options_get_bool(o, "fold_batch_norm", 1)) {
+    PqStatus folded = fold_batch_norms(m, o, err);
+    if (folded != PQ_OK) {
+      pq_model_unref(m);
+      return folded;
+    }
+  }
   const PqGraph *g = pq_model_const_graph(m);
   size_t n_nodes = pq_graph_n_nodes(g);
   PqPlan *plan = pq_plan_new(m, 1, err);
@@ -375,7 +512,9 @@ static const PqPluginDesc eq_desc = {
     .options_schema = "{\"iterations\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 10000, \"default\": 100,"
                       "  \"description\": \"sweeps over the pairs of layers at most (a chain of more than two layers needs several)\"},"
                       " \"tolerance\": {\"type\": \"number\", \"minimum\": 0, \"maximum\": 1, \"default\": 0.0001,"
-                      "  \"description\": \"stop when no scale moves by more than this (as |log s|) in a sweep\"}}",
+                      "  \"description\": \"stop when no scale moves by more than this (as |log s|) in a sweep\"},"
+                      " \"fold_batch_norm\": {\"type\": \"boolean\", \"default\": true,"
+                      "  \"description\": \"first fold each batch_norm right after a linear or conv2d layer into its weight and bias\"}}",
     .vtable = &eq_vtable,
 };
 
