@@ -632,7 +632,10 @@ int pq_report_compare(const char *a_path, const char *b_path, double threshold, 
   }
   JsonArray *ma = json_object_get_array_member(a, "methods"), *mb = json_object_get_array_member(b, "methods");
   int regressions = 0, compared = 0;
-  g_string_append_printf(out, "%-16s %-34s %14s %14s %9s  %s\n", "method", "metric", "A", "B", "change", "verdict");
+  int w = 16; /* the method column as wide as A's longest name */
+  for (guint i = 0; ma && i < json_array_get_length(ma); i++)
+    w = MAX(w, (int)strlen(json_object_get_string_member_with_default(json_array_get_object_element(ma, i), "method", "")));
+  g_string_append_printf(out, "%-*s %-34s %14s %14s %9s  %s\n", w, "method", "metric", "A", "B", "change", "verdict");
   for (guint i = 0; ma && i < json_array_get_length(ma); i++) {
     JsonObject *ra = json_array_get_object_element(ma, i);
     const char *name = json_object_get_string_member_with_default(ra, "method", "");
@@ -641,11 +644,11 @@ int pq_report_compare(const char *a_path, const char *b_path, double threshold, 
       if (!g_strcmp0(json_object_get_string_member_with_default(json_array_get_object_element(mb, j), "method", ""), name))
         rb = json_array_get_object_element(mb, j);
     if (!rb) {
-      g_string_append_printf(out, "%-16s only in A\n", name);
+      g_string_append_printf(out, "%-*s only in A\n", w, name);
       continue;
     }
     if (ok(ra) && !ok(rb)) {
-      g_string_append_printf(out, "%-16s %-34s %14s %14s %9s  REGRESSION (%s)\n", name, "status", "ok", "error", "",
+      g_string_append_printf(out, "%-*s %-34s %14s %14s %9s  REGRESSION (%s)\n", w, name, "status", "ok", "error", "",
                              json_object_get_string_member_with_default(rb, "error", ""));
       regressions++;
       continue;
@@ -684,7 +687,7 @@ int pq_report_compare(const char *a_path, const char *b_path, double threshold, 
       if (fabs(change) <= limit && !regress) continue;
       regressions += regress;
       g_autofree char *shown = points ? g_strdup_printf("%+.2f pp", change) : g_strdup_printf("%+.1f%%", 100 * change);
-      g_string_append_printf(out, "%-16s %-34s %14.6g %14.6g %9s  %s%s\n", name, k, x, y, shown,
+      g_string_append_printf(out, "%-*s %-34s %14.6g %14.6g %9s  %s%s\n", w, name, k, x, y, shown,
                              regress ? "REGRESSION" : worse < 0 ? "better" : "worse", why);
     }
   }

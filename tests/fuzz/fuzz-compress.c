@@ -10,7 +10,9 @@
  *   - a failure (a graph the validation refuses, a compressor refusing a layer or an option value) says why;
  *   - a model the chain returns is saved, loaded back, prepared and run wherever the original model was
  *     prepared (a compressor never hands on a model its own backend cannot run);
- *   - on ordinary weights, where the original model's outputs are finite, so are the compressed model's.
+ *   - on ordinary weights, where the original model's outputs are finite, so are the compressed model's;
+ *     and after a chain of exact stages only (PQ_COMPRESSOR_EXACT: equalize), they are the same outputs, to
+ *     1e-4 of the largest.
  * A crash, a sanitizer report, a GLib critical or warning, or a broken rule above is a bug (abort).
  *
  * Built two ways (tests/meson.build): as a libFuzzer target (-Dfuzz=true, clang; docs/testing.md) and as the
@@ -18,6 +20,7 @@
  * (`--inputs N --seed S`) and runs in the test suite. */
 #include <pquant/pquant.h>
 #include <pquant/pq-core.h>
+#include <pquant/pq-plugin.h>
 
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -329,9 +332,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   g_autoptr(PqPipeline) p = pq_pipeline_new(reg);
   GError *err = NULL;
   int stages = 1 + (int)take(&b, 2);
-  gboolean ok = TRUE;
+  gboolean ok = TRUE, exact = TRUE;
   for (int s = 0; s < stages && ok; s++) {
     PqPlugin *c = compressors[take(&b, (unsigned)n_compressors)];
+    const PqCompressorVTable *vt = pq_plugin_desc(c)->vtable;
+    exact = exact && (vt->flags & PQ_COMPRESSOR_EXACT);
     ok = pq_pipeline_add_stage(p, c, &err) && set_options(p, (guint)s + 1, pq_plugin_options_schema(c), &b, &err);
   }
   if (verbose) {
@@ -379,6 +384,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       if (n0 != n1 || (finite0 && !finite1)) {
         fprintf(stderr, "fuzz-compress: outputs %lld a sample (was %lld), finite before: %d, after: %d\n", (long long)n1, (long long)n0,
                 finite0, finite1);
+        abort();
+      }
+      double off = 0, top = 0;
+      for (int64_t i = 0; exact && finite0 && i < batch * n0; i++) {
+        off = fmax(off, fabs((double)y1[i] - y0[i]));
+        top = fmax(top, fabs((double)y0[i]));
+      }
+      if (off > 1e-4 * top) {
+        fprintf(stderr, "fuzz-compress: a chain of exact stages changed the outputs by %g (largest %g)\n", off, top);
         abort();
       }
     }

@@ -187,7 +187,7 @@ static double range_a(const Pair *p, int64_t i) {
   return r;
 }
 
-/* Calls f on each value of B's weight that multiplies input channel i. */
+/* Runs `body` with `v` at each value of B's weight that multiplies input channel i. */
 #define FOR_B_COLUMN(p, i, body)                                                                                        \
   do {                                                                                                                  \
     if ((p)->b_conv) {                                                                                                  \
