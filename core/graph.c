@@ -86,6 +86,32 @@ PqNode *pq_graph_add_node(PqGraph *graph, const char *op, const char *name, size
   return n;
 }
 
+size_t pq_graph_value_readers(const PqGraph *g, const char *value, PqNode **first, int *is_output) {
+  g_return_val_if_fail(g && value, 0);
+  size_t n = 0;
+  if (first) *first = NULL;
+  for (guint i = 0; i < g->nodes->len; i++) {
+    PqNode *node = g->nodes->pdata[i];
+    for (guint j = 0; j < node->inputs->len; j++)
+      if (!strcmp(node->inputs->pdata[j], value) && !n++ && first) *first = node;
+  }
+  if (is_output) {
+    *is_output = 0;
+    for (guint i = 0; i < g->outputs->len && !*is_output; i++) *is_output = !strcmp(g->outputs->pdata[i], value);
+  }
+  return n;
+}
+
+PqNode *pq_graph_value_producer(const PqGraph *g, const char *value) {
+  g_return_val_if_fail(g && value, NULL);
+  for (guint i = 0; i < g->nodes->len; i++) {
+    PqNode *node = g->nodes->pdata[i];
+    for (guint j = 0; j < node->outputs->len; j++)
+      if (!strcmp(node->outputs->pdata[j], value)) return node;
+  }
+  return NULL;
+}
+
 int pq_graph_remove_node(PqGraph *graph, PqNode *node) {
   g_return_val_if_fail(graph && node, 0);
   return g_ptr_array_remove(graph->nodes, node) ? 1 : 0;

@@ -59,14 +59,8 @@ void pq_model_remove_tensor(PqModel *m, const char *name) {
 }
 
 int pq_model_remove_tensor_if_unused(PqModel *m, const char *name) {
-  const PqGraph *g = m->graph;
-  for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
-    const PqNode *n = pq_graph_node(g, i);
-    for (size_t j = 0; j < pq_node_n_inputs(n); j++)
-      if (!strcmp(pq_node_input(n, j), name)) return 0;
-  }
-  for (size_t i = 0; i < pq_graph_n_outputs(g); i++)
-    if (!strcmp(pq_graph_output_name(g, i), name)) return 0;
+  int is_output;
+  if (pq_graph_value_readers(m->graph, name, NULL, &is_output) || is_output) return 0;
   pq_model_remove_tensor(m, name);
   return 1;
 }

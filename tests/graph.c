@@ -223,9 +223,34 @@ static void test_plan_order(void) {
   g_assert_cmpint(pq_plan_value_numel(plan, h), ==, 12);
 }
 
+/* Who reads and who writes a value; a node removed. */
+static void test_readers(void) {
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(4, 3, 2, 1);
+  PqGraph *g = pq_model_graph(m);
+  pq_graph_add_node(g, "add", "twice", 2, (const char *[]){"h", "h"}, 1, (const char *[]){"hh"});
+  PqNode *first = NULL;
+  int out = -1;
+  g_assert_cmpuint(pq_graph_value_readers(g, "h", &first, &out), ==, 3); /* relu once, twice twice */
+  g_assert_cmpstr(pq_node_name(first), ==, "relu");
+  g_assert_cmpint(out, ==, 0);
+  g_assert_cmpuint(pq_graph_value_readers(g, "y", &first, &out), ==, 0);
+  g_assert_null(first);
+  g_assert_cmpint(out, ==, 1);
+  g_assert_cmpuint(pq_graph_value_readers(g, "w1", NULL, NULL), ==, 1);
+  g_assert_cmpstr(pq_node_name(pq_graph_value_producer(g, "hh")), ==, "twice");
+  g_assert_null(pq_graph_value_producer(g, "x")); /* a graph input */
+  g_assert_null(pq_graph_value_producer(g, "w2")); /* a tensor */
+  g_assert_cmpint(pq_graph_remove_node(g, pq_graph_value_producer(g, "hh")), ==, 1);
+  g_assert_cmpuint(pq_graph_n_nodes(g), ==, 3);
+  g_assert_cmpuint(pq_graph_value_readers(g, "h", NULL, NULL), ==, 1);
+  g_autoptr(GError) err = NULL;
+  g_assert_true(pq_model_validate(m, &err));
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/graph/json-roundtrip", test_roundtrip);
+  g_test_add_func("/graph/readers", test_readers);
   g_test_add_func("/graph/validation-errors", test_errors);
   g_test_add_func("/graph/bad-json", test_bad_json);
   g_test_add_func("/graph/shape-inference", test_infer);

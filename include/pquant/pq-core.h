@@ -175,6 +175,13 @@ PQ_API int pq_cholesky_damped(float *a, int64_t n, double damping);
  * the core's shape inference are listed in docs/file-format.md. */
 PQ_API PqNode *pq_graph_add_node(PqGraph *graph, const char *op, const char *name, size_t n_inputs,
                                  const char *const *inputs, size_t n_outputs, const char *const *outputs);
+/* Who reads a value (a node output, graph input or model tensor): the number of node inputs naming it (a
+ * node reading it twice counts twice), the first such node in `*first` (may be NULL; NULL when none), and
+ * whether it is one of the graph's outputs in `*is_output` (may be NULL). Since ABI 1.8. */
+PQ_API size_t pq_graph_value_readers(const PqGraph *graph, const char *value, PqNode **first, int *is_output);
+/* The node whose outputs include `value`, or NULL (a graph input, a model tensor, or no such value). Since
+ * ABI 1.8. */
+PQ_API PqNode *pq_graph_value_producer(const PqGraph *graph, const char *value);
 /* Removes `node` from `graph` and frees it (what read its outputs must be rewired first); 1 if it was
  * there. Since ABI 1.8. */
 PQ_API int pq_graph_remove_node(PqGraph *graph, PqNode *node);

@@ -23,24 +23,6 @@ static int bias_slot(const PqNode *node) {
   return -1;
 }
 
-/* Whether `value` is some node's output in `model`. */
-static int produced(const PqModel *model, const char *value) {
-  const PqGraph *g = pq_model_const_graph(model);
-  for (size_t i = 0; i < pq_graph_n_nodes(g); i++)
-    for (size_t j = 0; j < pq_node_n_outputs(pq_graph_node(g, i)); j++)
-      if (!strcmp(pq_node_output(pq_graph_node(g, i), j), value)) return 1;
-  return 0;
-}
-
-/* How many nodes of `model` read `name`. */
-static int readers(const PqModel *model, const char *name) {
-  const PqGraph *g = pq_model_const_graph(model);
-  int n = 0;
-  for (size_t i = 0; i < pq_graph_n_nodes(g); i++)
-    for (size_t j = 0; j < pq_node_n_inputs(pq_graph_node(g, i)); j++) n += !strcmp(pq_node_input(pq_graph_node(g, i), j), name);
-  return n;
-}
-
 /* Per-feature means of `value` over the samples: `channels` features, each a run of `inner` values repeated
  * `outer` times a sample (a conv's [C, H, W]: outer 1, inner H·W; a linear's [..., C]: outer rows, inner 1). */
 static double *feature_means(const float *x, int64_t samples, int64_t per, int64_t channels, int64_t inner, double *out) {
@@ -100,7 +82,7 @@ static PqStatus bc_compress(const PqModel *in, const PqOptions *o, const PqCalib
       pq_model_record_skip(m, "bias_correct", layer, "not selected (include, exclude)");
       continue;
     }
-    if (!produced(orig, value)) { /* an inner node of a factored layer (low-rank's first half, say) */
+    if (!pq_graph_value_producer(pq_model_const_graph(orig), value)) { /* an inner node of a factored layer (low-rank's first half, say) */
       pq_model_record_skip(m, "bias_correct", layer, "its output is not one of the original model's values");
       continue;
     }
@@ -149,7 +131,7 @@ static PqStatus bc_compress(const PqModel *in, const PqOptions *o, const PqCalib
       return code;
     }
     char name[256], base[300];
-    if (old && readers(m, bname) == 1) {
+    if (old && pq_graph_value_readers(g, bname, NULL, NULL) == 1) {
       snprintf(name, sizeof name, "%s", bname);
     } else {
       snprintf(base, sizeof base, "%s.bias", layer);

@@ -36,19 +36,11 @@ typedef struct {
 
 static int is_layer(const PqNode *n) { return !strcmp(pq_node_op(n), "linear") || !strcmp(pq_node_op(n), "conv2d"); }
 
-/* The nodes of `g` that read `value`, how many (the first in *reader); whether the model outputs it. */
-static int readers(const PqGraph *g, const char *value, const PqNode **reader) {
-  int n = 0;
-  for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
-    const PqNode *node = pq_graph_node((PqGraph *)g, i);
-    for (size_t j = 0; j < pq_node_n_inputs(node); j++)
-      if (!strcmp(pq_node_input(node, j), value)) {
-        if (!n++ && reader) *reader = node;
-      }
-  }
-  for (size_t i = 0; i < pq_graph_n_outputs(g); i++)
-    if (!strcmp(pq_graph_output_name(g, i), value)) n += 1000; /* counted as more readers than one */
-  return n;
+/* How many nodes of `g` read `value` (the first in *reader), a graph output counted as 1000 readers. */
+static int readers(const PqGraph *g, const char *value, PqNode **reader) {
+  int is_output;
+  size_t n = pq_graph_value_readers(g, value, reader, &is_output);
+  return (int)(n < 1000 ? n : 999) + (is_output ? 1000 : 0);
 }
 
 static const int64_t *value_shape(const PqPlan *plan, const char *value, int *nd) {
@@ -126,7 +118,7 @@ static int find_pair(const PqModel *m, const PqPlan *plan, const PqNode *a, cons
   int spatial = conv;
   int64_t inner = 1;
   for (int hops = 0;; hops++) {
-    const PqNode *next = NULL;
+    PqNode *next = NULL;
     int n = readers(g, value, &next);
     if (n != 1) {
       if (n >= 1000) snprintf(why, len, "its output reaches the model's output '%s'", value);
@@ -252,10 +244,7 @@ static const char *fold_unusable(const PqModel *m, const PqPlan *plan, const PqN
                                  char *why, size_t len) {
   const PqGraph *g = pq_model_const_graph(m);
   const char *x = pq_node_input(bn, 0);
-  const PqNode *a = NULL;
-  for (size_t i = 0; i < pq_graph_n_nodes(g) && !a; i++)
-    for (size_t j = 0; j < pq_node_n_outputs(pq_graph_node(g, i)); j++)
-      if (!strcmp(pq_node_output(pq_graph_node(g, i), j), x)) a = pq_graph_node(g, i);
+  const PqNode *a = pq_graph_value_producer(g, x);
   if (!a || !is_layer(a) || pq_node_n_inputs(a) < 2 || pq_node_n_outputs(a) != 1) {
     snprintf(why, len, "its input '%s' is not a linear or conv2d layer's output", x);
     return why;
@@ -403,7 +392,7 @@ static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalib
     goto done;
   }
   for (size_t i = 0; i < n_nodes; i++) {
-    const PqNode *a = pq_graph_node((PqGraph *)g, i);
+    const PqNode *a = pq_graph_node(g, i);
     if (!is_layer(a) || pq_node_n_inputs(a) < 2 || !pq_model_tensor(m, pq_node_input(a, 1))) continue;
     const char *layer = pq_node_name(a);
     char why[300] = "not selected (include, exclude, min_params)";
@@ -437,8 +426,8 @@ static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalib
     if (moved <= tol) break;
   }
   for (size_t i = 0, k = 0; i < n_nodes; i++) {
-    if (skips[i]) pq_model_record_skip(m, METHOD, pq_node_name(pq_graph_node((PqGraph *)g, i)), skips[i]);
-    if (k == (size_t)n_pairs || pairs[k].a != pq_graph_node((PqGraph *)g, i)) continue;
+    if (skips[i]) pq_model_record_skip(m, METHOD, pq_node_name(pq_graph_node(g, i)), skips[i]);
+    if (k == (size_t)n_pairs || pairs[k].a != pq_graph_node(g, i)) continue;
     Pair *p = &pairs[k++];
     double lo = INFINITY, hi = 0;
     for (int64_t i = 0; i < p->c; i++) {
@@ -460,14 +449,14 @@ static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalib
   for (int k = 0; k < n_pairs; k++) {
     PqNode *from = (PqNode *)pairs[k].a;
     while (from != pairs[k].b) {
-      const PqNode *next = NULL;
+      PqNode *next = NULL;
       readers(g, pq_node_output(from, 0), &next);
       char base[300], name[320];
       snprintf(base, sizeof base, "%s.eq", pq_node_output(from, 0));
       pq_model_unique_name(m, base, name, sizeof name);
       pq_node_set_output(from, 0, name);
-      pq_node_set_input((PqNode *)next, 0, name);
-      from = (PqNode *)next;
+      pq_node_set_input(next, 0, name);
+      from = next;
     }
   }
   for (int k = 0; k < n_works; k++) {

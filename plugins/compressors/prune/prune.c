@@ -16,18 +16,9 @@ static int cmp_float(const void *a, const void *b) {
 
 /* The node reading `value`, if exactly one does and it is not a graph output; NULL otherwise. */
 static PqNode *sole_reader(PqGraph *g, const char *value) {
-  PqNode *found = NULL;
-  for (size_t i = 0; i < pq_graph_n_outputs(g); i++)
-    if (!strcmp(pq_graph_output_name(g, i), value)) return NULL;
-  for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
-    PqNode *n = pq_graph_node(g, i);
-    for (size_t j = 0; j < pq_node_n_inputs(n); j++)
-      if (!strcmp(pq_node_input(n, j), value)) {
-        if (found) return NULL;
-        found = n;
-      }
-  }
-  return found;
+  PqNode *first;
+  int is_output;
+  return pq_graph_value_readers(g, value, &first, &is_output) == 1 && !is_output ? first : NULL;
 }
 
 static int is_float(const PqTensor *t) {
