@@ -30,7 +30,7 @@ typedef struct {
   int b_conv;
   int64_t b_rows, b_in, b_khw, b_groups; /* B's weight [b_rows, b_in (/group), b_khw]; a linear's b_khw is 1 */
   int64_t inner;                          /* B's inputs per channel (a flattened [C, H, W]: H·W), else 1 */
-  double *total;                          /* the product of the scales applied, per channel */
+  double *total;                          /* the product of the scales applied, per channel (then 3·c of work) */
   double a_spread0, b_spread0; /* the mean channel range over the largest, before */
 } Pair;
 
@@ -171,68 +171,65 @@ static int find_pair(const PqModel *m, const PqPlan *plan, const PqNode *a, cons
   }
 }
 
-/* |W_A| per output channel i, and |W_B| over input channel i (its columns; a conv's group holds them). */
-static double range_a(const Pair *p, int64_t i) {
-  double r = 0;
-  const float *w = p->wa->data + i * p->a_per;
-  for (int64_t j = 0; j < p->a_per; j++) r = fmax(r, fabsf(w[j]));
-  return r;
+/* The input channel of B's weight value at row-major offset j within a row (a conv's row holds its group's
+ * channels, b_khw values each; a linear's, `inner` columns a channel). */
+static inline int64_t b_channel(const Pair *p, int64_t row, int64_t j) {
+  return p->b_conv ? row / (p->b_rows / p->b_groups) * p->b_in + j / p->b_khw : j / p->inner;
 }
 
-/* Runs `body` with `v` at each value of B's weight that multiplies input channel i. */
-#define FOR_B_COLUMN(p, i, body)                                                                                        \
-  do {                                                                                                                  \
-    if ((p)->b_conv) {                                                                                                  \
-      int64_t per_group = (p)->b_in, out_per = (p)->b_rows / (p)->b_groups, grp = (i) / per_group, l = (i) % per_group; \
-      for (int64_t o = grp * out_per; o < (grp + 1) * out_per; o++)                                                     \
-        for (int64_t t = 0; t < (p)->b_khw; t++) {                                                                      \
-          float *v = (p)->wb->data + (o * per_group + l) * (p)->b_khw + t;                                              \
-          body;                                                                                                         \
-        }                                                                                                               \
-    } else {                                                                                                            \
-      for (int64_t o = 0; o < (p)->b_rows; o++)                                                                         \
-        for (int64_t t = (i) * (p)->inner; t < ((i) + 1) * (p)->inner; t++) {                                           \
-          float *v = (p)->wb->data + o * (p)->b_in + t;                                                                 \
-          body;                                                                                                         \
-        }                                                                                                               \
-    }                                                                                                                   \
-  } while (0)
-
-static double range_b(const Pair *p, int64_t i) {
-  double r = 0;
-  FOR_B_COLUMN(p, i, r = fmax(r, fabsf(*v)));
-  return r;
-}
-
-/* The mean of the channels' ranges over the largest, A's rows (b = 0) or B's columns: 1 when all are equal,
- * which is what a per-tensor grid wants. */
-static double spread(const Pair *p, int b) {
-  double sum = 0, top = 0;
+/* The largest |w| of A's row per channel (ra) and of B's columns per channel (rb), in row-major passes. */
+static void channel_ranges(const Pair *p, double *ra, double *rb) {
+  int64_t b_per = p->b_conv ? p->b_in * p->b_khw : p->b_in;
   for (int64_t i = 0; i < p->c; i++) {
-    double r = b ? range_b(p, i) : range_a(p, i);
-    sum += r;
-    top = fmax(top, r);
+    const float *w = p->wa->data + i * p->a_per;
+    float r = 0;
+    for (int64_t j = 0; j < p->a_per; j++) r = fmaxf(r, fabsf(w[j]));
+    ra[i] = r;
+    rb[i] = 0;
   }
-  return top > 0 ? sum / (double)p->c / top : 1.0;
+  for (int64_t o = 0; o < p->b_rows; o++) {
+    const float *w = p->wb->data + o * b_per;
+    for (int64_t j = 0; j < b_per; j++) {
+      int64_t ch = b_channel(p, o, j);
+      rb[ch] = fmax(rb[ch], fabsf(w[j]));
+    }
+  }
 }
 
-/* One equalization of the pair; returns the largest |log s| applied. */
-static double equalize_pair(Pair *p) {
-  double moved = 0;
+/* The mean of the channels' ranges over the largest: 1 when all are equal, which is what a per-tensor grid
+ * wants. */
+static double spread(const double *r, int64_t n) {
+  double sum = 0, top = 0;
+  for (int64_t i = 0; i < n; i++) {
+    sum += r[i];
+    top = fmax(top, r[i]);
+  }
+  return top > 0 ? sum / (double)n / top : 1.0;
+}
+
+/* One equalization of the pair; returns the largest |log s| applied. `work` holds 3·c doubles. */
+static double equalize_pair(Pair *p, double *work) {
+  double *ra = work, *rb = work + p->c, *s = work + 2 * p->c, moved = 0;
+  channel_ranges(p, ra, rb);
   for (int64_t i = 0; i < p->c; i++) {
-    double r1 = range_a(p, i), r2 = range_b(p, i);
+    s[i] = 1.0;
+    double r1 = ra[i], r2 = rb[i];
     if (!(r1 > 0) || !(r2 > 0)) continue; /* a dead channel on either side: nothing to balance */
-    double s = sqrt(r1 / r2);
-    if (!isfinite(s) || s <= 0 || s == 1.0) continue;
-    float fs = (float)s;
+    float fs = (float)sqrt(r1 / r2);
     /* weights or a bias the scale would take past float32's range (near its limits): the channel is left */
-    if (!(fs > 0) || !isfinite((float)r1 / fs) || !isfinite((float)r2 * fs) || (p->ba && !isfinite(p->ba->data[i] / fs))) continue;
+    if (!(fs > 0) || !isfinite(fs) || !isfinite((float)r1 / fs) || !isfinite((float)r2 * fs) || (p->ba && !isfinite(p->ba->data[i] / fs)))
+      continue;
+    s[i] = fs;
     float *wa = p->wa->data + i * p->a_per;
     for (int64_t j = 0; j < p->a_per; j++) wa[j] /= fs;
     if (p->ba) p->ba->data[i] /= fs;
-    FOR_B_COLUMN(p, i, *v *= fs);
     p->total[i] *= fs;
-    moved = fmax(moved, fabs(log(s)));
+    moved = fmax(moved, fabs(log(fs)));
+  }
+  int64_t b_per = p->b_conv ? p->b_in * p->b_khw : p->b_in;
+  for (int64_t o = 0; o < p->b_rows; o++) {
+    float *w = p->wb->data + o * b_per;
+    for (int64_t j = 0; j < b_per; j++) w[j] *= (float)s[b_channel(p, o, j)];
   }
   p->wa->changed = p->wb->changed = 1;
   if (p->ba) p->ba->changed = 1;
@@ -406,22 +403,23 @@ static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalib
     p.wa = work_for(works, &n_works, m, pq_node_input(a, 1), a, err);
     p.ba = p.wa && bias[0] ? work_for(works, &n_works, m, bias, a, err) : NULL;
     p.wb = p.wa && (p.ba || !bias[0]) ? work_for(works, &n_works, m, pq_node_input(p.b, 1), p.b, err) : NULL;
-    p.total = p.wb ? malloc(sizeof(double) * (size_t)p.c) : NULL;
+    p.total = p.wb ? malloc(sizeof(double) * 4 * (size_t)p.c) : NULL; /* and 3·c for the sweeps' work */
     if (!p.total) {
       if (p.wb) pq_plugin_error_set(err, PQ_ERR_NOMEM, "layer '%s': out of memory", layer);
       code = (PqStatus)err->code;
       goto done;
     }
     for (int64_t k = 0; k < p.c; k++) p.total[k] = 1.0;
-    p.a_spread0 = spread(&p, 0);
-    p.b_spread0 = spread(&p, 1);
+    channel_ranges(&p, p.total + p.c, p.total + 2 * p.c);
+    p.a_spread0 = spread(p.total + p.c, p.c);
+    p.b_spread0 = spread(p.total + 2 * p.c, p.c);
     pairs[n_pairs++] = p;
   }
   /* sweeps over every pair in graph order until no scale moves by more than the tolerance */
   int64_t done_sweeps = 0;
   for (; done_sweeps < sweeps && n_pairs;) {
     double moved = 0;
-    for (int k = 0; k < n_pairs; k++) moved = fmax(moved, equalize_pair(&pairs[k]));
+    for (int k = 0; k < n_pairs; k++) moved = fmax(moved, equalize_pair(&pairs[k], pairs[k].total + pairs[k].c));
     done_sweeps++;
     if (moved <= tol) break;
   }
@@ -429,7 +427,8 @@ static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalib
     if (skips[i]) pq_model_record_skip(m, METHOD, pq_node_name(pq_graph_node(g, i)), skips[i]);
     if (k == (size_t)n_pairs || pairs[k].a != pq_graph_node(g, i)) continue;
     Pair *p = &pairs[k++];
-    double lo = INFINITY, hi = 0;
+    double lo = INFINITY, hi = 0, *ra = p->total + p->c, *rb = p->total + 2 * p->c;
+    channel_ranges(p, ra, rb);
     for (int64_t i = 0; i < p->c; i++) {
       lo = fmin(lo, p->total[i]);
       hi = fmax(hi, p->total[i]);
@@ -438,8 +437,8 @@ static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalib
     snprintf(detail, sizeof detail,
              "%lld channels equalized with '%s' (%lld sweeps): its rows divided and those columns multiplied by %.3g-%.3g; "
              "mean channel range / largest: its rows %.2f -> %.2f, the columns of '%s' %.2f -> %.2f",
-             (long long)p->c, pq_node_name(p->b), (long long)done_sweeps, lo, hi, p->a_spread0, spread(p, 0), pq_node_name(p->b),
-             p->b_spread0, spread(p, 1));
+             (long long)p->c, pq_node_name(p->b), (long long)done_sweeps, lo, hi, p->a_spread0, spread(ra, p->c), pq_node_name(p->b),
+             p->b_spread0, spread(rb, p->c));
     int64_t n = pq_tensor_numel(p->wa->tensor);
     pq_model_record_layer(m, METHOD, pq_node_name(p->a), detail, n, n, (int64_t)pq_tensor_nbytes(p->wa->tensor),
                           (int64_t)pq_tensor_nbytes(p->wa->tensor), NAN, NAN);
