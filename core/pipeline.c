@@ -33,6 +33,7 @@ void pq_pipeline_free(PqPipeline *p) {
 }
 
 guint pq_pipeline_n_stages(const PqPipeline *p) { return p->stages->len; }
+PqPlugin *pq_pipeline_stage_plugin(const PqPipeline *p, guint i) { return i < p->stages->len ? g_array_index(p->stages, Stage, i).plugin : NULL; }
 
 gboolean pq_pipeline_add_stage(PqPipeline *p, PqPlugin *plugin, GError **error) {
   if (pq_plugin_kind(plugin) != PQ_KIND_COMPRESSOR) {
@@ -189,8 +190,7 @@ PqModel *pq_pipeline_run_from(PqPipeline *p, const PqModel *model, const PqModel
       return NULL;
     }
     pq_records_set_stage(next->records, (int)i + 1);
-    const PqCompressorVTable *vt = pq_plugin_desc(s->plugin)->vtable;
-    leading = leading && offsetof(PqCompressorVTable, flags) + sizeof vt->flags <= vt->struct_size && (vt->flags & PQ_COMPRESSOR_EXACT);
+    leading = leading && pq_plugin_exact(s->plugin);
     if (leading) { /* every stage so far exact */
       pq_model_unref(reference);
       reference = pq_model_ref(next);

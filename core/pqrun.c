@@ -454,9 +454,11 @@ static gboolean chain_touched(const PqModel *out, const char *layer) {
   return FALSE;
 }
 
-/* Sets one option on every stage of the chain. */
+/* Sets one option on every stage of the chain but the exact ones (equalize), which keep the selection the
+ * user gave them: they compress nothing, and work on pairs of layers a one-layer selection would split. */
 static gboolean set_on_every_stage(PqPipeline *p, const char *key, const char *value, GError **error) {
   for (guint st = 1; st <= pq_pipeline_n_stages(p); st++) {
+    if (pq_plugin_exact(pq_pipeline_stage_plugin(p, st - 1))) continue;
     g_autofree char *target = g_strdup_printf("%u", st);
     if (!pq_pipeline_set_option(p, target, key, value, error)) return FALSE;
   }
@@ -787,7 +789,10 @@ static int cmd_tune(void) {
          100 * (v_base - v_acc) <= args.max_degradation ? "within the target on validation" : "beyond the target on validation");
   if (step > 0) {
     g_autofree char *above = tune_pattern(ls, n, 1, TRUE);
-    printf("the same model again: this chain with --opt N.exclude=%s for each stage N", above);
+    gboolean exact = FALSE;
+    for (guint st = 0; st < pq_pipeline_n_stages(lv[0].p); st++) exact |= pq_plugin_exact(pq_pipeline_stage_plugin(lv[0].p, st));
+    printf("the same model again: this chain with --opt N.exclude=%s for each stage N%s", above,
+           exact ? " (but the exact ones, equalize: they take the whole model)" : "");
     for (int k = 1; k <= K; k++) {
       g_autofree char *at = tune_pattern(ls, n, k, FALSE), *joined = g_strjoinv(" ", level_opts->pdata[k - 1]);
       if (at[0]) printf(", then the chain with %s and --opt N.include=%s", joined, at);

@@ -346,6 +346,11 @@ const char *pq_plugin_path(const PqPlugin *p) { return p->path; }
 PqPluginKind pq_plugin_kind(const PqPlugin *p) { return (PqPluginKind)p->desc->kind; }
 const char *pq_plugin_options_schema(const PqPlugin *p) { return p->desc->options_schema; }
 const PqPluginDesc *pq_plugin_desc(const PqPlugin *p) { return p->desc; }
+gboolean pq_plugin_exact(const PqPlugin *p) {
+  if (p->desc->kind != PQ_KIND_COMPRESSOR) return FALSE;
+  const PqCompressorVTable *v = p->desc->vtable;
+  return HAS_FIELD(v, PqCompressorVTable, flags) && (v->flags & PQ_COMPRESSOR_EXACT);
+}
 gboolean pq_plugin_usable(const PqPlugin *p, const char **reason) {
   if (reason) *reason = p->unusable_reason;
   return p->usable;

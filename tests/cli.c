@@ -423,6 +423,31 @@ static void test_compress_and_run(void) {
   }
   g_free(out);
   g_free(err);
+  /* an exact stage (equalize) keeps its selection: the whole model, while tune sets quant's, and says so */
+  g_autofree char *eq_chain = g_build_filename(tmpdir, "eq-chain.json", NULL);
+  g_assert_cmpint(pqrun(&out, &err, "tune", "--model", path, "--compressor", "equalize", "--compressor", "quant", "--opt", "quant.bits=2",
+                        "--opt", "quant.scheme=per_tensor", "--max-degradation", "0", "--validation", "2000", "--fallback-opt", "quant.bits=8",
+                        "--save-chain", eq_chain, NULL), ==, 0);
+  {
+    if (strstr(out, "the same model again")) g_assert_nonnull(strstr(out, "(but the exact ones, equalize: they take the whole model)"));
+    g_autoptr(JsonParser) jp = json_parser_new();
+    g_assert_true(json_parser_load_from_file(jp, eq_chain, NULL));
+    JsonArray *stages = json_object_get_array_member(json_node_get_object(json_parser_get_root(jp)), "stages");
+    gboolean quant_set = FALSE;
+    for (guint i = 0; i < json_array_get_length(stages); i++) {
+      JsonObject *st = json_array_get_object_element(stages, i), *o = json_object_get_object_member(st, "options");
+      const char *inc = json_object_get_string_member(o, "include"), *exc = json_object_get_string_member(o, "exclude");
+      if (!strcmp(json_object_get_string_member(st, "plugin"), "equalize")) {
+        g_assert_cmpstr(inc, ==, "*");
+        g_assert_cmpstr(exc, ==, "");
+      } else {
+        quant_set |= strcmp(inc, "*") || exc[0];
+      }
+    }
+    g_assert_true(quant_set);
+  }
+  g_free(out);
+  g_free(err);
   /* a ladder: 2 bits, then 3, then 4 bits with GPTQ, then as it was; with a target of 0 the layer climbs
      until the validation accuracy is the baseline's, each step a move up, the bytes never falling */
   g_autofree char *laddered = g_build_filename(tmpdir, "laddered.safetensors", NULL), *cpath = g_build_filename(tmpdir, "centroids.safetensors", NULL);

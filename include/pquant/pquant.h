@@ -126,6 +126,8 @@ PQ_API const char *pq_plugin_options_schema(const PqPlugin *plugin);
 PQ_API const PqPluginDesc *pq_plugin_desc(const PqPlugin *plugin);
 /* Whether usable here; when not, *reason (borrowed) says why. */
 PQ_API gboolean pq_plugin_usable(const PqPlugin *plugin, const char **reason);
+/* Whether a compressor declares itself exact (PQ_COMPRESSOR_EXACT: same function, values inside may differ). */
+PQ_API gboolean pq_plugin_exact(const PqPlugin *plugin);
 
 /* ---- backends --------------------------------------------------------------------------------------- */
 typedef struct PqBackend PqBackend;
@@ -167,6 +169,8 @@ PQ_API PqPipeline *pq_pipeline_new(PqRegistry *registry);
 PQ_API void pq_pipeline_free(PqPipeline *pipeline);
 PQ_API gboolean pq_pipeline_add_stage(PqPipeline *pipeline, PqPlugin *compressor, GError **error);
 PQ_API guint pq_pipeline_n_stages(const PqPipeline *pipeline);
+/* The plugin of stage `index` (0-based), borrowed; NULL past the end. */
+PQ_API PqPlugin *pq_pipeline_stage_plugin(const PqPipeline *pipeline, guint index);
 /* `target` is a stage's plugin name (every stage of that plugin) or its 1-based number. */
 PQ_API gboolean pq_pipeline_set_option(PqPipeline *pipeline, const char *target, const char *key, const char *value,
                                        GError **error);
