@@ -3205,6 +3205,18 @@ static void test_equalize(void) {
   g_assert_cmpint(fold->params_after, ==, 4 * 27 + 4);
   g_assert_nonnull(strstr(record_of(bf, "equalize", "conv1")->detail, "4 channels equalized with 'conv2'"));
   g_assert_cmpstr(record_of(bf, "equalize", "conv2")->detail, ==, "its output reaches the model's output 'y'");
+  { /* a variance below -epsilon: no finite fold, refused by name */
+    g_autoptr(PqModel) neg = pq_model_copy(bm);
+    int64_t c4 = 4;
+    PqTensor *v = pq_tensor_new("bn1.var", PQ_DTYPE_F32, 1, &c4);
+    for (int i = 0; i < 4; i++) ((float *)pq_tensor_mutable_data(v))[i] = -1.0f;
+    pq_model_set_tensor(neg, v);
+    pq_tensor_unref(v);
+    g_autoptr(GError) nerr = NULL;
+    g_assert_null(pq_test_compress(eq, cpu, neg, NULL, &nerr));
+    g_assert_nonnull(nerr);
+    g_assert_nonnull(strstr(nerr->message, "layer 'conv1': batch_norm 'bn1' folded in gives weights or a bias that are not finite"));
+  }
   const char *nofold[] = {"fold_batch_norm", "false", NULL};
   g_autoptr(PqModel) bk = pq_test_compress(eq, cpu, bm, nofold, &err);
   g_assert_no_error(err);

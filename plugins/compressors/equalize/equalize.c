@@ -295,23 +295,24 @@ static PqStatus fold_batch_norms(PqModel *m, const PqOptions *o, PqPluginError *
     const PqTensor *w = pq_model_tensor(m, pq_node_input(a, 1));
     int64_t c = pq_tensor_shape(w)[0], per = pq_tensor_numel(w) / c;
     const char *bias = pq_node_n_inputs(a) > 2 ? pq_node_input(a, 2) : "";
+    int64_t bias_numel = bias[0] ? pq_tensor_numel(pq_model_tensor(m, bias)) : c;
+    for (int k = 1; k < 5; k++)
+      if (pq_tensor_numel(pq_model_tensor(m, pq_node_input(bn, (size_t)k))) != c || bias_numel != c) {
+        pq_plugin_error_set(err, PQ_ERR_INVALID, "batch_norm '%s': '%s' or the bias does not hold %lld values, one a channel", pq_node_name(bn),
+                            pq_node_input(bn, (size_t)k), (long long)c);
+        return pq_plugin_error_in_layer(err, pq_node_name(a));
+      }
     float *p[4] = {0};
     int ok = 1;
-    for (int k = 0; k < 4; k++) {
-      const PqTensor *t = pq_model_tensor(m, pq_node_input(bn, (size_t)k + 1));
-      ok = ok && pq_tensor_numel(t) == c;
-      p[k] = ok ? pq_layer_weight_f32(bn, t, err) : NULL;
-      ok = ok && p[k];
-    }
+    for (int k = 0; k < 4; k++) ok = ok && (p[k] = pq_layer_weight_f32(bn, pq_model_tensor(m, pq_node_input(bn, (size_t)k + 1)), err));
     float *wf = ok ? pq_layer_weight_f32(a, w, err) : NULL;
-    int64_t bias_numel = bias[0] ? pq_tensor_numel(pq_model_tensor(m, bias)) : c;
     char bname[300], base[300];
     if (bias[0]) snprintf(bname, sizeof bname, "%s", bias);
     else {
       snprintf(base, sizeof base, "%s.bias", pq_node_name(a));
       pq_model_unique_name(m, base, bname, sizeof bname);
     }
-    PqTensor *nb = wf && bias_numel == c ? pq_tensor_new(bname, PQ_DTYPE_F32, 1, &c) : NULL;
+    PqTensor *nb = wf ? pq_tensor_new(bname, PQ_DTYPE_F32, 1, &c) : NULL;
     float *bv = nb ? pq_tensor_mutable_data(nb) : NULL;
     if (bv && bias[0]) pq_tensor_to_f32(pq_model_tensor(m, bias), bv);
     else if (bv) memset(bv, 0, sizeof(float) * (size_t)c);
@@ -325,10 +326,9 @@ static PqStatus fold_batch_norms(PqModel *m, const PqOptions *o, PqPluginError *
     for (int64_t j = 0; finite && j < c * per; j++) finite = isfinite(wf[j]);
     for (int64_t j = 0; finite && j < c; j++) finite = isfinite(bv[j]);
     for (int k = 0; k < 4; k++) free(p[k]);
-    if (!wf || !nb || !finite) {
-      if (wf && !nb) pq_plugin_error_set(err, PQ_ERR_INVALID, "batch_norm '%s' has %lld channels, its bias %lld", pq_node_name(bn), (long long)c, (long long)bias_numel);
-      else if (wf) pq_plugin_error_set(err, PQ_ERR_INVALID, "batch_norm '%s' folded gives weights beyond float32 (a variance near -epsilon?)", pq_node_name(bn));
-      else if (ok) pq_plugin_error_set(err, PQ_ERR_INVALID, "batch_norm '%s': its parameters do not have %lld values", pq_node_name(bn), (long long)c);
+    if (!wf || !finite) { /* (a NaN or infinite weight or statistic: the error is set) */
+      if (wf) pq_plugin_error_set(err, PQ_ERR_INVALID, "batch_norm '%s' folded in gives weights or a bias that are not finite float32 numbers "
+                                  "(a variance at or below -epsilon, or a scale near float32's limit)", pq_node_name(bn));
       free(wf);
       if (nb) pq_tensor_unref(nb);
       return pq_plugin_error_in_layer(err, pq_node_name(a));
