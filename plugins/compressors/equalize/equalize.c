@@ -429,9 +429,9 @@ static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalib
     Pair *p = &pairs[k++];
     double lo = INFINITY, hi = 0, *ra = p->total + p->c, *rb = p->total + 2 * p->c;
     channel_ranges(p, ra, rb);
-    for (int64_t i = 0; i < p->c; i++) {
-      lo = fmin(lo, p->total[i]);
-      hi = fmax(hi, p->total[i]);
+    for (int64_t ch = 0; ch < p->c; ch++) {
+      lo = fmin(lo, p->total[ch]);
+      hi = fmax(hi, p->total[ch]);
     }
     char detail[400];
     snprintf(detail, sizeof detail,
