@@ -954,7 +954,7 @@ static int cmd_convert(int argc, char **argv) {
 
 static int cmd_compare(int argc, char **argv) {
   if (argc != 3) {
-    g_printerr("usage: pqrun compare A/report.json B/report.json [--threshold FRACTION] [--threshold-pp POINTS]\n");
+    g_printerr("usage: pqrun compare A/report.json B/report.json (or the report folders A B) [--threshold FRACTION] [--threshold-pp POINTS]\n");
     return 2;
   }
   GError *error = NULL;

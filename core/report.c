@@ -520,8 +520,11 @@ gboolean pq_result_row_check(JsonObject *row, char **why) {
 #undef BAD
 }
 
-static JsonObject *load_report(const char *path, JsonParser *parser, GError **error) {
+static JsonObject *load_report(const char *given, JsonParser *parser, GError **error) {
   g_autoptr(GError) perr = NULL;
+  /* a report folder (what pqrun bench -o names) stands for its report.json */
+  g_autofree char *in_dir = g_file_test(given, G_FILE_TEST_IS_DIR) ? g_build_filename(given, "report.json", NULL) : NULL;
+  const char *path = in_dir ? in_dir : given;
   if (!json_parser_load_from_file(parser, path, &perr)) {
     g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID, "%s: %s", path, perr->message);
     return NULL;

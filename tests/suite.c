@@ -150,6 +150,11 @@ static void test_bench_and_compare(void) {
   const char *same[] = {"compare", json_path, json_path, NULL};
   g_assert_cmpint(pqrun_argv(&out, &err, same), ==, 0);
   g_assert_nonnull(strstr(out, " 0 regressions"));
+  g_free(out);
+  g_free(err);
+  const char *folders[] = {"compare", out_dir, out_dir, NULL}; /* the report folders stand for their report.json */
+  g_assert_cmpint(pqrun_argv(&out, &err, folders), ==, 0);
+  g_assert_nonnull(strstr(out, " 0 regressions"));
   /* a run whose speedup moved by a fifth while its samples did not: within noise, no regression; its
    * spread (p99, std) is context, not judged */
   JsonObject *sp_q = json_object_get_object_member(m, "latency.b1.speedup"), *p99_q = json_object_get_object_member(m, "latency.b1.p99_ms");
