@@ -144,19 +144,9 @@ static void test_plugins_listing(void) {
   g_assert_nonnull(strstr(out, "NOT USABLE HERE: no test accelerator on this machine"));
 }
 
-/* A .npy file (version 1.0) of `descr` and `shape` holding `len` bytes. */
+/* A .npy file (version 1.0, its header unpadded) of `descr` and `shape` holding `len` bytes. */
 static void write_npy(const char *dir, const char *name, const char *descr, const char *shape, const void *data, gsize len) {
-  g_autofree char *dict = g_strdup_printf("{'descr': '%s', 'fortran_order': False, 'shape': %s, }", descr, shape);
-  gsize hl = strlen(dict) + 1;
-  GByteArray *b = g_byte_array_new();
-  g_byte_array_append(b, (const guint8 *)"\x93NUMPY\x01\x00", 8);
-  guint8 hb[2] = {(guint8)(hl & 0xff), (guint8)(hl >> 8)};
-  g_byte_array_append(b, hb, 2);
-  g_byte_array_append(b, (const guint8 *)dict, (guint)strlen(dict));
-  g_byte_array_append(b, (const guint8 *)"\n", 1);
-  g_byte_array_append(b, data, (guint)len);
-  g_free(pq_test_write(dir, name, b->data, b->len));
-  g_byte_array_unref(b);
+  g_free(pq_test_write_npy(dir, name, descr, "False", shape, FALSE, data, len));
 }
 
 /* A dataset of NumPy files in a folder (float32 [N, 6] features, int64 labels): eval and run take it with

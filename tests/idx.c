@@ -91,21 +91,7 @@ static void test_valid(void) {
 
 /* A .npy file: version 1.0, the header padded to a multiple of 64 bytes as NumPy writes it. */
 static char *write_npy(const char *name, const char *descr, const char *shape, const char *fortran, const void *data, gsize len) {
-  g_autofree char *dict = g_strdup_printf("{'descr': '%s', 'fortran_order': %s, 'shape': %s, }", descr, fortran, shape);
-  gsize hl = strlen(dict) + 1, total = 10 + hl;
-  gsize pad = (64 - total % 64) % 64;
-  GByteArray *b = g_byte_array_new();
-  g_byte_array_append(b, (const guint8 *)"\x93NUMPY\x01\x00", 8);
-  guint16 h = (guint16)(hl + pad);
-  guint8 hb[2] = {(guint8)(h & 0xff), (guint8)(h >> 8)};
-  g_byte_array_append(b, hb, 2);
-  g_byte_array_append(b, (const guint8 *)dict, (guint)strlen(dict));
-  for (gsize i = 0; i < pad; i++) g_byte_array_append(b, (const guint8 *)" ", 1);
-  g_byte_array_append(b, (const guint8 *)"\n", 1);
-  if (len) g_byte_array_append(b, data, (guint)len);
-  char *path = pq_test_write(tmpdir, name, b->data, b->len);
-  g_byte_array_unref(b);
-  return path;
+  return pq_test_write_npy(tmpdir, name, descr, fortran, shape, TRUE, data, len);
 }
 
 /* NumPy datasets: uint8 images scaled as IDX's, float32 NCHW images as they are, labels of any integer type;

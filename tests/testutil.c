@@ -31,6 +31,23 @@ char *pq_test_write(const char *dir, const char *name, const void *data, gsize l
   return p;
 }
 
+char *pq_test_write_npy(const char *dir, const char *name, const char *descr, const char *fortran, const char *shape, gboolean pad,
+                        const void *data, gsize len) {
+  g_autofree char *dict = g_strdup_printf("{'descr': '%s', 'fortran_order': %s, 'shape': %s, }", descr, fortran, shape);
+  gsize hl = strlen(dict) + 1, fill = pad ? (64 - (10 + hl) % 64) % 64 : 0;
+  GByteArray *b = g_byte_array_new();
+  g_byte_array_append(b, (const guint8 *)"\x93NUMPY\x01\x00", 8);
+  guint8 hb[2] = {(guint8)((hl + fill) & 0xff), (guint8)((hl + fill) >> 8)};
+  g_byte_array_append(b, hb, 2);
+  g_byte_array_append(b, (const guint8 *)dict, (guint)strlen(dict));
+  for (gsize i = 0; i < fill; i++) g_byte_array_append(b, (const guint8 *)" ", 1);
+  g_byte_array_append(b, (const guint8 *)"\n", 1);
+  if (len) g_byte_array_append(b, data, (guint)len);
+  char *path = pq_test_write(dir, name, b->data, b->len);
+  g_byte_array_unref(b);
+  return path;
+}
+
 char *pq_test_write_safetensors(const char *dir, const char *name, const char *header, const void *data, gsize len) {
   gsize hl = strlen(header);
   GByteArray *b = g_byte_array_new();

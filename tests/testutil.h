@@ -9,6 +9,11 @@ char *pq_test_mkdtemp(void);
 void pq_test_rmdir(const char *dir);
 /* Write bytes to dir/name; returns the path (owned). */
 char *pq_test_write(const char *dir, const char *name, const void *data, gsize len);
+/* A .npy file (version 1.0) in dir: the header {'descr': DESCR, 'fortran_order': FORTRAN, 'shape': SHAPE, },
+ * taken as given (a test may write a malformed one), padded with spaces to a multiple of 64 bytes as NumPy
+ * writes it when `pad`, then `len` bytes of data; returns the path (owned). */
+char *pq_test_write_npy(const char *dir, const char *name, const char *descr, const char *fortran, const char *shape, gboolean pad,
+                        const void *data, gsize len);
 /* A safetensors file from a JSON header (padded as the spec allows) and raw data. */
 char *pq_test_write_safetensors(const char *dir, const char *name, const char *header, const void *data, gsize len);
 /* An F32 tensor filled with deterministic pseudo-random values in [-scale, scale]. */

@@ -22,6 +22,8 @@
 #include <pquant/pq-core.h>
 #include <pquant/pq-plugin.h>
 
+#include "../testutil.h"
+
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <math.h>
@@ -255,31 +257,16 @@ static gboolean set_options(PqPipeline *p, guint stage, const char *schema, Byte
 
 /* A NumPy dataset of 24 samples of `per` float32 values, labels 0..2, in `dir`. */
 static PqDataset *calibration_set(const char *dir, int64_t per, guint32 seed) {
-  g_autofree char *ip = g_build_filename(dir, "cal-images.npy", NULL), *lp = g_build_filename(dir, "cal-labels.npy", NULL);
   enum { N = 24 };
   GRand *r = g_rand_new_with_seed(seed);
-  for (int f = 0; f < 2; f++) {
-    g_autofree char *dict = f ? g_strdup("{'descr': '|u1', 'fortran_order': False, 'shape': (24,), }")
-                              : g_strdup_printf("{'descr': '<f4', 'fortran_order': False, 'shape': (24, %lld), }", (long long)per);
-    GByteArray *a = g_byte_array_new();
-    guint16 hl = (guint16)(strlen(dict) + 1);
-    g_byte_array_append(a, (const guint8 *)"\x93NUMPY\x01\x00", 8);
-    g_byte_array_append(a, (const guint8 *)&hl, 2);
-    g_byte_array_append(a, (const guint8 *)dict, (guint)strlen(dict));
-    g_byte_array_append(a, (const guint8 *)"\n", 1);
-    for (int64_t i = 0; i < (f ? N : N * per); i++) {
-      if (f) {
-        guint8 y = (guint8)(i % 3);
-        g_byte_array_append(a, &y, 1);
-      } else {
-        float v = (float)g_rand_double(r);
-        g_byte_array_append(a, (const guint8 *)&v, 4);
-      }
-    }
-    if (!g_file_set_contents(f ? lp : ip, (const char *)a->data, a->len, NULL)) abort();
-    g_byte_array_unref(a);
-  }
+  g_autofree float *x = g_new(float, N * per);
+  guint8 y[N];
+  for (int64_t i = 0; i < N * per; i++) x[i] = (float)g_rand_double(r);
+  for (int i = 0; i < N; i++) y[i] = (guint8)(i % 3);
   g_rand_free(r);
+  g_autofree char *shape = g_strdup_printf("(%d, %lld)", N, (long long)per);
+  g_autofree char *ip = pq_test_write_npy(dir, "cal-images.npy", "<f4", "False", shape, FALSE, x, sizeof(float) * (gsize)(N * per));
+  g_autofree char *lp = pq_test_write_npy(dir, "cal-labels.npy", "|u1", "False", "(24,)", FALSE, y, N);
   GError *err = NULL;
   PqDataset *ds = pq_dataset_load_npy(ip, lp, &err);
   if (!ds) abort(); /* the files written just above */
