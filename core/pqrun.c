@@ -1044,6 +1044,7 @@ static int cmd_plugins(void) {
     g_autofree char *opts = pq_options_schema_summary(pq_plugin_options_schema(p));
     printf("  %-10s %-16s %-8s %s\n", pq_plugin_kind_name(pq_plugin_kind(p)), pq_plugin_name(p), pq_plugin_version(p), pq_plugin_path(p));
     printf("             %s\n             options: %s\n", pq_plugin_description(p), opts);
+    if (pq_plugin_exact(p)) printf("             exact: it returns the same function as it is given (later stages of a chain it opens compare with its result)\n");
     if (!pq_plugin_usable(p, &why)) printf("             NOT USABLE HERE: %s\n", why);
   }
   printf("\nrejected (%u):\n", pq_registry_n_rejected(reg));

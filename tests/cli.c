@@ -132,6 +132,12 @@ static void test_plugins_listing(void) {
   g_assert_nonnull(strstr(out, "probe      test_probe"));
   g_assert_nonnull(strstr(out, "options: nan (boolean, default false)"));
   g_assert_nonnull(strstr(out, "rejected (0)"));
+  { /* equalize says it is exact; quant, listed after it, does not */
+    const char *eq = strstr(out, "compressor equalize"), *next = eq ? strstr(eq + 1, "  compressor ") : NULL, *ex = eq ? strstr(eq, "exact: ") : NULL;
+    g_assert_nonnull(ex);
+    g_assert_true(!next || ex < next);
+    g_assert_null(strstr(ex + 1, "exact: "));
+  }
   g_free(out);
   g_free(err);
   /* a folder on PQ_PLUGIN_PATH with broken plugins: each rejected file is listed with its reason */
