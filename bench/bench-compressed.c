@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "bench-util.h"
+#include "../plugins/backends/cpu/cpu-features.h"
 
 typedef struct {
   PqBackend *b;
@@ -188,11 +189,7 @@ int main(int argc, char **argv) {
                  {"4-bit per group, batch 64 vs sgemm", 4, PQ_QUANT_PER_GROUP, 3.0, 1.5, "auto", 64},
                  {"  AVX2 kernels: 6-bit, batch 64", 6, PQ_QUANT_PER_CHANNEL, 1.5, 1.5, "avx2", 64},
                  {"  AVX2: 4-bit per group, batch 64", 4, PQ_QUANT_PER_GROUP, 1.5, 1.5, "avx2", 64}};
-  int vnni = 0; /* the CPU backend's condition for its AVX-512 VNNI kernels */
-#if defined(__x86_64__)
-  vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx512vnni");
-#endif
+  int vnni = pq_cpu_has_vnni(); /* the CPU backend's own test for its AVX-512 VNNI kernels */
   if (!vnni) printf("(no AVX-512 VNNI on this CPU: the lines without AVX2 in their name run the AVX2 kernels, or the portable ones, and are judged by their targets)\n");
   {
     const int64_t B = 64;
@@ -200,11 +197,7 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < B * n; i++) xb[i] = x[i % n] * (float)(1 + i / n % 3);
     GemmCtx dense_b = {wd, xb, yb2, (int)n, (int)B};
     for (int f = 0; f < 10; f++) {
-#if defined(__x86_64__)
-      if (!strcmp(forms[f].kernels, "avx2") && !__builtin_cpu_supports("avx2")) continue;
-#else
-      if (!strcmp(forms[f].kernels, "avx2")) continue; /* (x86-64 kernels) */
-#endif
+      if (!strcmp(forms[f].kernels, "avx2") && !pq_cpu_has_avx2()) continue; /* (x86-64 kernels) */
       PqTensor *q = pq_quantize_matrix("w", wd, 2, shape, forms[f].bits, forms[f].scheme, 128, 1, 0, &perr);
       g_autoptr(PqModel) m = one_linear(q, n);
       pq_tensor_unref(q);

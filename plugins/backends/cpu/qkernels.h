@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "cpu-features.h"
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #define PQ_X86 1
@@ -18,14 +20,6 @@
  * ahead, 20 GB/s (1.33 -> 0.80-0.90 ms, 4-bit groups of 128, one row); 512 ahead, no change. */
 #define PREFETCH_AHEAD 4096
 
-static int pq_cpu_has_vnni(void) {
-#ifdef PQ_X86
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
-#else
-  return 0;
-#endif
-}
 
 /* x → int8 with scale amax/127 (nearest-even rounding, as both paths do). Returns the scale. */
 static float quantize_row_s8(const float *x, int64_t n, int8_t *q) {
@@ -470,7 +464,6 @@ static float row_dot_c(const Step *st, const uint8_t *codes, const int8_t *xq, c
  * exact) into int32 sums; codes below 8 bits are unpacked eight at a time from their b bytes. */
 #define PQ_AVX2 __attribute__((target("avx2")))
 
-static int pq_cpu_has_avx2(void) { return __builtin_cpu_supports("avx2"); }
 
 /* quantize_row_s8's numbers, eight at a time: the same maximum (NaNs passed over, as fmaxf does), the same
  * product rounded to nearest even (|x · inv| <= 127: nothing saturates) */
