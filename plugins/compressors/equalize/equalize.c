@@ -277,15 +277,16 @@ static const char *fold_unusable(const PqModel *m, const PqPlan *plan, const PqN
  * The layer then writes the batch_norm's output, and the batch_norm and its tensors go. */
 static PqStatus fold_batch_norms(PqModel *m, const PqOptions *o, PqPluginError *err) {
   PqGraph *g = pq_model_graph(m);
+  /* the shapes, from one plan made before any fold: a fold renames only its own batch_norm's input, which no
+     later fold asks about (the plan keeps its own copies of the names and shapes) */
+  PqPlan *plan = NULL;
   for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
     PqNode *bn = pq_graph_node(g, i);
     if (strcmp(pq_node_op(bn), "batch_norm") != 0) continue;
-    PqPlan *plan = pq_plan_new(m, 1, err);
-    if (!plan) return (PqStatus)err->code;
+    if (!plan && !(plan = pq_plan_new(m, 1, err))) return (PqStatus)err->code;
     const PqNode *a = NULL;
     char why[300];
     const char *bad = fold_unusable(m, plan, bn, o, &a, why, sizeof why);
-    pq_plan_free(plan);
     if (bad) {
       char what[400];
       snprintf(what, sizeof what, "batch_norm '%s' left: %s", pq_node_name(bn), bad);
@@ -300,6 +301,7 @@ static PqStatus fold_batch_norms(PqModel *m, const PqOptions *o, PqPluginError *
       if (pq_tensor_numel(pq_model_tensor(m, pq_node_input(bn, (size_t)k))) != c || bias_numel != c) {
         pq_plugin_error_set(err, PQ_ERR_INVALID, "batch_norm '%s': '%s' or the bias does not hold %lld values, one a channel", pq_node_name(bn),
                             pq_node_input(bn, (size_t)k), (long long)c);
+        pq_plan_free(plan);
         return pq_plugin_error_in_layer(err, pq_node_name(a));
       }
     float *p[4] = {0};
@@ -331,6 +333,7 @@ static PqStatus fold_batch_norms(PqModel *m, const PqOptions *o, PqPluginError *
                                   "(a variance at or below -epsilon, or a scale near float32's limit)", pq_node_name(bn));
       free(wf);
       if (nb) pq_tensor_unref(nb);
+      pq_plan_free(plan);
       return pq_plugin_error_in_layer(err, pq_node_name(a));
     }
     PqTensor *nw = pq_tensor_new(pq_tensor_name(w), PQ_DTYPE_F32, pq_tensor_ndim(w), pq_tensor_shape(w));
@@ -360,6 +363,7 @@ static PqStatus fold_batch_norms(PqModel *m, const PqOptions *o, PqPluginError *
     pq_model_record_layer(m, METHOD, pq_node_name(layer), detail, before, after, bytes_before, bytes_after, NAN, NAN);
     i--; /* the next node is now at i */
   }
+  pq_plan_free(plan);
   return PQ_OK;
 }
 
