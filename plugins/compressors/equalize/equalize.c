@@ -36,11 +36,11 @@ typedef struct {
 
 static int is_layer(const PqNode *n) { return !strcmp(pq_node_op(n), "linear") || !strcmp(pq_node_op(n), "conv2d"); }
 
-/* How many nodes of `g` read `value` (the first in *reader), a graph output counted as 1000 readers. */
-static int readers(const PqGraph *g, const char *value, PqNode **reader) {
+/* The node reading `value`, if exactly one does and it is not a graph output; NULL otherwise. */
+static PqNode *sole_reader(const PqGraph *g, const char *value) {
+  PqNode *first;
   int is_output;
-  size_t n = pq_graph_value_readers(g, value, reader, &is_output);
-  return (int)(n < 1000 ? n : 999) + (is_output ? 1000 : 0);
+  return pq_graph_value_readers(g, value, &first, &is_output) == 1 && !is_output ? first : NULL;
 }
 
 static const int64_t *value_shape(const PqPlan *plan, const char *value, int *nd) {
@@ -87,7 +87,7 @@ static const char *tensor_unusable(const PqModel *m, const char *name, char *why
              pq_tensor_dtype(t) == PQ_DTYPE_PACKED ? "packed" : pq_dtype_name(pq_tensor_dtype(t)));
     return why;
   }
-  if (readers(pq_model_const_graph(m), name, NULL) != 1) {
+  if (!sole_reader(pq_model_const_graph(m), name)) {
     snprintf(why, len, "'%s' is shared with another node", name);
     return why;
   }
@@ -119,11 +119,12 @@ static int find_pair(const PqModel *m, const PqPlan *plan, const PqNode *a, cons
   int64_t inner = 1;
   for (int hops = 0;; hops++) {
     PqNode *next = NULL;
-    int n = readers(g, value, &next);
-    if (n != 1) {
-      if (n >= 1000) snprintf(why, len, "its output reaches the model's output '%s'", value);
+    int is_output;
+    size_t n = pq_graph_value_readers(g, value, &next, &is_output);
+    if (n != 1 || is_output) {
+      if (is_output) snprintf(why, len, "its output reaches the model's output '%s'", value);
       else if (n == 0) snprintf(why, len, "'%s' is not read by any node", value);
-      else snprintf(why, len, "'%s' is read by %d nodes", value, n);
+      else snprintf(why, len, "'%s' is read by %zu nodes", value, n);
       return 0;
     }
     if (strcmp(pq_node_input(next, 0), value) != 0 || pq_node_n_outputs(next) != 1) {
@@ -251,7 +252,7 @@ static const char *fold_unusable(const PqModel *m, const PqPlan *plan, const PqN
     snprintf(why, len, "'%s', the layer before it, is not selected", pq_node_name(a));
     return why;
   }
-  if (readers(g, x, NULL) != 1 || pq_node_n_outputs(bn) != 1) {
+  if (!sole_reader(g, x) || pq_node_n_outputs(bn) != 1) {
     snprintf(why, len, "'%s' is read by more than the batch_norm", x);
     return why;
   }
@@ -452,8 +453,7 @@ static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalib
   for (int k = 0; k < n_pairs; k++) {
     PqNode *from = (PqNode *)pairs[k].a;
     while (from != pairs[k].b) {
-      PqNode *next = NULL;
-      readers(g, pq_node_output(from, 0), &next);
+      PqNode *next = sole_reader(g, pq_node_output(from, 0)); /* (find_pair walked this path) */
       char base[300], name[320];
       snprintf(base, sizeof base, "%s.eq", pq_node_output(from, 0));
       pq_model_unique_name(m, base, name, sizeof name);
