@@ -567,21 +567,31 @@ static void test_compress_and_run(void) {
   g_assert_null(strstr(out, "error"));
   g_free(out);
   g_free(err);
-  g_assert_cmpint(pqrun(&out, &err, "bench", "--model", path, "--config", TEST_SRCDIR "/../examples/suites/gptq.json", "--dry-run", NULL), ==, 0);
-  g_assert_nonnull(strstr(out, "q2_gptq"));
-  g_assert_null(strstr(out, "error"));
-  g_free(out);
-  g_free(err);
-  g_assert_cmpint(pqrun(&out, &err, "bench", "--model", path, "--config", TEST_SRCDIR "/../examples/suites/bias-correct.json", "--dry-run", NULL), ==, 0);
-  g_assert_nonnull(strstr(out, "quant_3_per_tensor_bc"));
-  g_assert_null(strstr(out, "error"));
-  g_free(out);
-  g_free(err);
-  g_assert_cmpint(pqrun(&out, &err, "bench", "--model", path, "--config", TEST_SRCDIR "/../examples/suites/dfq.json", "--dry-run", NULL), ==, 0);
-  g_assert_nonnull(strstr(out, "eq_quant_3_per_tensor_bc"));
-  g_assert_null(strstr(out, "error"));
-  g_free(out);
-  g_free(err);
+  /* the other example suites, each with one of its methods; the method column as wide as the longest name
+     (dfq.json's 24 characters: the params column ends at one place in the header and in that row) */
+  const struct {
+    const char *suite, *method;
+  } suites[] = {{"gptq.json", "q2_gptq"}, {"bias-correct.json", "quant_3_per_tensor_bc"}, {"dfq.json", "eq_quant_3_per_tensor_bc"}};
+  for (guint i = 0; i < G_N_ELEMENTS(suites); i++) {
+    g_autofree char *suite = g_build_filename(TEST_SRCDIR, "..", "examples", "suites", suites[i].suite, NULL);
+    g_assert_cmpint(pqrun(&out, &err, "bench", "--model", path, "--config", suite, "--dry-run", NULL), ==, 0);
+    const char *row = strstr(out, suites[i].method), *params = strstr(out, "params");
+    g_assert_nonnull(row);
+    g_assert_nonnull(params);
+    g_assert_null(strstr(out, "error"));
+    const char *row_start = row, *row_end = strchr(row, '\n');
+    while (row_start > out && row_start[-1] != '\n') row_start--;
+    /* the row's second column (params) ends where the header's "params" ends */
+    const char *p = row_start + strlen(suites[i].method);
+    while (*p == ' ') p++;
+    while (*p >= '0' && *p <= '9') p++;
+    g_assert_true(p <= row_end);
+    const char *head_start = params;
+    while (head_start > out && head_start[-1] != '\n') head_start--;
+    g_assert_cmpint((int)(p - row_start), ==, (int)(params + strlen("params") - head_start));
+    g_free(out);
+    g_free(err);
+  }
   /* a chain from a config file */
   const char *cfg = "{\"stages\": [{\"plugin\": \"quant\", \"options\": {\"bits\": 4, \"scheme\": \"per_group\", \"group_size\": 16}}]}";
   g_autofree char *cfgp = pq_test_write(tmpdir, "chain.json", cfg, strlen(cfg));
