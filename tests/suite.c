@@ -214,6 +214,28 @@ static void test_bench_and_compare(void) {
   g_assert_nonnull(strstr(out, "accuracy.top1"));
   g_assert_nonnull(strstr(out, "-1.00 pp  REGRESSION"));
   g_assert_nonnull(strstr(out, "1 regression beyond"));
+  { /* a method name longer than the column's 16: the metric column still starts where the header's does */
+    const char *long_name = "quantization_8_with_a_longer_name";
+    g_autoptr(JsonParser) p3 = json_parser_new();
+    g_assert_true(json_parser_load_from_file(p3, json_path, NULL));
+    json_object_set_string_member(json_array_get_object_element(json_object_get_array_member(json_node_get_object(json_parser_get_root(p3)), "methods"), 1),
+                                  "method", long_name);
+    json_object_set_string_member(q8b, "method", long_name);
+    g_autoptr(JsonGenerator) g3 = json_generator_new();
+    json_generator_set_root(g3, json_parser_get_root(p3));
+    g_autofree char *a_long = g_build_filename(tmpdir, "a-long.json", NULL), *b_long = g_build_filename(tmpdir, "b-long.json", NULL);
+    g_assert_true(json_generator_to_file(g3, a_long, NULL));
+    g_assert_true(json_generator_to_file(gen2, b_long, NULL));
+    g_free(out);
+    g_free(err);
+    const char *longer[] = {"compare", a_long, b_long, NULL};
+    g_assert_cmpint(pqrun_argv(&out, &err, longer), ==, 1);
+    const char *row = strstr(out, long_name), *metric = strstr(out, "metric");
+    g_assert_nonnull(row);
+    g_assert_nonnull(metric);
+    g_assert_true(g_str_has_prefix(row + strlen(long_name), " accuracy.top1")); /* one space, as after a name that fits */
+    g_assert_cmpint((int)(metric - out), ==, (int)strlen(long_name) + 1); /* the header's metric column there too */
+  }
   /* reports of another schema version are refused */
   json_object_set_int_member(root, "schema_version", 99);
   g_autofree char *v99 = g_build_filename(tmpdir, "v99.json", NULL);
