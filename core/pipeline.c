@@ -35,6 +35,12 @@ void pq_pipeline_free(PqPipeline *p) {
 guint pq_pipeline_n_stages(const PqPipeline *p) { return p->stages->len; }
 PqPlugin *pq_pipeline_stage_plugin(const PqPipeline *p, guint i) { return i < p->stages->len ? g_array_index(p->stages, Stage, i).plugin : NULL; }
 
+gboolean pq_pipeline_remove_stage(PqPipeline *p, guint i) {
+  if (i >= p->stages->len) return FALSE;
+  g_array_remove_index(p->stages, i); /* clears its options */
+  return TRUE;
+}
+
 gboolean pq_pipeline_add_stage(PqPipeline *p, PqPlugin *plugin, GError **error) {
   if (pq_plugin_kind(plugin) != PQ_KIND_COMPRESSOR) {
     g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "plugin '%s' is a %s, not a compressor", pq_plugin_name(plugin),

@@ -613,7 +613,8 @@ static gboolean tune_select(ChainJob *lv, int k, const TuneLayer *ls, guint n, g
 }
 
 /* The model with every layer at its level: the chain on the layers at level 0, then each fallback chain on
- * the layers at its level (the stages' original, their distillation teacher, stays the model itself). */
+ * the layers at its level (the stages' original, their distillation teacher, stays the model itself, or the
+ * result of the chain's leading exact stages: tune_strip_exact). */
 static PqModel *tune_build(ChainJob *lv, int K, const TuneLayer *ls, guint n, GError **error) {
   PqModel *cur = NULL;
   for (int k = 0; k <= K; k++) {
@@ -624,7 +625,7 @@ static PqModel *tune_build(ChainJob *lv, int K, const TuneLayer *ls, guint n, GE
     }
     if (!used) continue;
     PqModel *prev = cur;
-    cur = k == 0 ? pq_pipeline_run(lv[0].p, lv[0].m, error) : pq_pipeline_run_from(lv[k].p, prev, lv[0].m, error);
+    cur = k == 0 ? pq_pipeline_run(lv[0].p, lv[0].m, error) : pq_pipeline_run_from(lv[k].p, prev, lv[k].m, error);
     if (prev) pq_model_unref(prev);
     if (!cur) return NULL;
   }
@@ -660,6 +661,46 @@ static gboolean tune_save_chain(ChainJob *lv, int K, const TuneLayer *ls, guint 
   json_builder_end_object(b);
   if (!write_json(b, path, error)) return FALSE;
   printf("chain written: %s (pqrun run --config %s; pqrun bench --config %s, with the same --calibration)\n", path, path, path);
+  return TRUE;
+}
+
+/* The exact stages the chain starts with (equalize: the same function, values inside rescaled) run once, on
+ * the whole model, at level 0. The fallback chains then start from their result without them: run again on
+ * a model already holding a level-0 layer they would rename values once more, and a bias_correct there would
+ * no longer find them in the model it compares with. Each level's model (lv[k].m) becomes that result, which
+ * its stages see as the original. A level may not change an exact stage's options (it would not be run). */
+static gboolean tune_strip_exact(ChainJob *lv, int K, guint n_exact, GError **error) {
+  g_autofree char *j0 = pq_pipeline_to_json(lv[0].p);
+  g_autoptr(JsonNode) a0 = json_from_string(j0, error);
+  if (!a0) return FALSE;
+  for (int k = 1; k <= K; k++) {
+    g_autofree char *jk = pq_pipeline_to_json(lv[k].p);
+    g_autoptr(JsonNode) ak = json_from_string(jk, error);
+    if (!ak) return FALSE;
+    for (guint st = 0; st < n_exact; st++)
+      if (!json_node_equal(json_array_get_element(json_node_get_array(a0), st), json_array_get_element(json_node_get_array(ak), st))) {
+        g_set_error(error, PQ_OPTIONS_ERROR, PQ_OPTIONS_ERROR_VALUE,
+                    "level %d changes stage %u (%s), which runs once, on the whole model, before the levels: set its options with --opt",
+                    k, st + 1, pq_plugin_name(pq_pipeline_stage_plugin(lv[0].p, st)));
+        return FALSE;
+      }
+  }
+  PqDataset *calib = NULL;
+  PqPipeline *pre = make_pipeline(lv[0].reg, &calib, error);
+  PqModel *ref = NULL;
+  if (pre) {
+    while (pq_pipeline_n_stages(pre) > n_exact) pq_pipeline_remove_stage(pre, pq_pipeline_n_stages(pre) - 1);
+    ref = pq_pipeline_run(pre, lv[0].m, error);
+    pq_pipeline_free(pre);
+  }
+  if (calib) pq_dataset_unref(calib);
+  if (!ref) return FALSE;
+  for (int k = 1; k <= K; k++) {
+    for (guint st = 0; st < n_exact; st++) pq_pipeline_remove_stage(lv[k].p, 0);
+    pq_model_unref(lv[k].m);
+    lv[k].m = pq_model_ref(ref);
+  }
+  pq_model_unref(ref);
   return TRUE;
 }
 
@@ -716,6 +757,10 @@ static int cmd_tune(void) {
     for (char **o = level_opts->pdata[k - 1]; *o; o++)
       if (!pq_pipeline_parse_option(lv[k].p, *o, &error)) goto out;
   }
+  guint n_exact = 0;
+  while (n_exact < pq_pipeline_n_stages(lv[0].p) && pq_plugin_exact(pq_pipeline_stage_plugin(lv[0].p, n_exact))) n_exact++;
+  if (n_exact == pq_pipeline_n_stages(lv[0].p)) n_exact = 0; /* exact stages only: no level would hold anything */
+  if (K > 0 && n_exact > 0 && !tune_strip_exact(lv, K, n_exact, &error)) goto out;
   val = pq_dataset_slice(lv[0].calib, n_train - args.validation, args.validation, &error);
   double v_base, v_acc;
   if (!val || !evaluate(lv[0].reg, lv[0].m, val, &v_base, &error)) goto out;
@@ -745,7 +790,7 @@ static int cmd_tune(void) {
       for (int k = 1; k <= K + 1; k++) ls[i].acc[k] = v_base, ls[i].bytes[k] = base_bytes; /* (a level that skips it: as it was) */
     }
     for (int k = 1; k <= K; k++) {
-      g_autoptr(PqModel) full = pq_pipeline_run(lv[k].p, lv[0].m, &error);
+      g_autoptr(PqModel) full = pq_pipeline_run(lv[k].p, lv[k].m, &error);
       if (!full) goto out;
       g_autoptr(GPtrArray) rk = per_layer_rows(&lv[k], full, val, &error);
       if (!rk) goto out;
@@ -789,15 +834,19 @@ static int cmd_tune(void) {
          100 * (v_base - v_acc) <= args.max_degradation ? "within the target on validation" : "beyond the target on validation");
   if (step > 0) {
     g_autofree char *above = tune_pattern(ls, n, 1, TRUE);
-    gboolean exact = FALSE;
-    for (guint st = 0; st < pq_pipeline_n_stages(lv[0].p); st++) exact |= pq_plugin_exact(pq_pipeline_stage_plugin(lv[0].p, st));
-    printf("the same model again: this chain with --opt N.exclude=%s for each stage N%s", above,
-           exact ? " (but the exact ones, equalize: they take the whole model)" : "");
+    g_autoptr(GString) exact = g_string_new(""); /* the exact stages' names: they take the whole model */
+    for (guint st = 0; st < pq_pipeline_n_stages(lv[0].p); st++)
+      if (pq_plugin_exact(pq_pipeline_stage_plugin(lv[0].p, st)))
+        g_string_append_printf(exact, "%s%s", exact->len ? ", " : "", pq_plugin_name(pq_pipeline_stage_plugin(lv[0].p, st)));
+    printf("the same model again: this chain with --opt N.exclude=%s for each stage N%s%s%s", above, exact->len ? " but " : "",
+           exact->str, exact->len ? " (it takes the whole model)" : "");
+    gboolean fallback = FALSE;
     for (int k = 1; k <= K; k++) {
       g_autofree char *at = tune_pattern(ls, n, k, FALSE), *joined = g_strjoinv(" ", level_opts->pdata[k - 1]);
-      if (at[0]) printf(", then the chain with %s and --opt N.include=%s", joined, at);
+      if (at[0]) printf(", then the chain%s with %s and --opt N.include=%s", n_exact ? " without its first stages, the exact ones," : "", joined, at);
+      fallback |= at[0] != 0;
     }
-    printf("\n");
+    printf("%s\n", n_exact && fallback ? " (--save-chain writes it exactly)" : "");
   }
   if (args.output) {
     if (!pq_model_save(cur, args.output, &error)) goto out;

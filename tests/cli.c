@@ -283,7 +283,10 @@ static void test_cnn_tucker(void) {
 /* A nearest-class-mean classifier on Fashion-MNIST as one linear layer (w_c = the class's mean image,
  * b_c = −|w_c|² / 2), from the first 20000 training images: a model with real accuracy (about 68%) that a
  * 2-bit quantization visibly costs, built in a moment. */
-static PqModel *centroid_model(void) {
+/* A nearest-centroid classifier of Fashion-MNIST as one linear layer "fc" (x·μ_c − |μ_c|²/2, then softmax);
+ * with `hidden`, as two: "fc" with K added to every bias so that each output is positive (K ≥ |μ_c|²/2, as
+ * x·μ_c ≥ 0), a relu, which then changes nothing, and "fc2", the identity, whose columns equalize can scale. */
+static PqModel *centroid_model(gboolean hidden) {
   g_autoptr(GError) err = NULL;
   g_autoptr(PqDataset) ds = pq_dataset_open("fashion-mnist", "train", &err);
   g_assert_no_error(err);
@@ -305,12 +308,27 @@ static PqModel *centroid_model(void) {
     for (int k = 0; k < D; k++) wd[c * D + k] = (float)(sum[c][k] / MAX(count[c], 1)), sq += (double)wd[c * D + k] * wd[c * D + k];
     bd[c] = (float)(-sq / 2);
   }
+  float k = 0;
+  for (int c = 0; c < 10 && hidden; c++) k = MAX(k, -bd[c]);
+  for (int c = 0; c < 10 && hidden; c++) bd[c] += k;
   PqModel *m = pq_model_new();
   pq_model_set_tensor(m, w), pq_model_set_tensor(m, b);
   pq_tensor_unref(w), pq_tensor_unref(b);
   pq_graph_add_input(pq_model_graph(m), "x", 2, xs);
   pq_graph_add_node(pq_model_graph(m), "linear", "fc", 3, (const char *[]){"x", "w", "b"}, 1, (const char *[]){"z"});
-  pq_graph_add_node(pq_model_graph(m), "softmax", "sm", 1, (const char *[]){"z"}, 1, (const char *[]){"y"});
+  if (hidden) {
+    int64_t is[2] = {10, 10};
+    PqTensor *id = pq_tensor_new("w2", PQ_DTYPE_F32, 2, is), *b2 = pq_tensor_new("b2", PQ_DTYPE_F32, 1, bs);
+    float *idd = pq_tensor_mutable_data(id);
+    memset(idd, 0, sizeof(float) * 100);
+    memset(pq_tensor_mutable_data(b2), 0, sizeof(float) * 10);
+    for (int c = 0; c < 10; c++) idd[c * 10 + c] = 1;
+    pq_model_set_tensor(m, id), pq_model_set_tensor(m, b2);
+    pq_tensor_unref(id), pq_tensor_unref(b2);
+    pq_graph_add_node(pq_model_graph(m), "relu", "act", 1, (const char *[]){"z"}, 1, (const char *[]){"h"});
+    pq_graph_add_node(pq_model_graph(m), "linear", "fc2", 3, (const char *[]){"h", "w2", "b2"}, 1, (const char *[]){"z2"});
+  }
+  pq_graph_add_node(pq_model_graph(m), "softmax", "sm", 1, (const char *[]){hidden ? "z2" : "z"}, 1, (const char *[]){"y"});
   pq_graph_add_output(pq_model_graph(m), "y");
   return m;
 }
@@ -419,36 +437,78 @@ static void test_compress_and_run(void) {
   }
   g_free(out);
   g_free(err);
-  /* an exact stage (equalize) keeps its selection: the whole model, while tune sets quant's, and says so */
-  g_autofree char *eq_chain = g_build_filename(tmpdir, "eq-chain.json", NULL);
-  g_assert_cmpint(pqrun(&out, &err, "tune", "--model", path, "--compressor", "equalize", "--compressor", "quant", "--opt", "quant.bits=2",
-                        "--opt", "quant.scheme=per_tensor", "--max-degradation", "0", "--validation", "2000", "--fallback-opt", "quant.bits=8",
-                        "--save-chain", eq_chain, NULL), ==, 0);
+  /* an exact stage (equalize) keeps its selection: the whole model, while tune sets quant's, and says so. It
+     runs once, at level 0: the fallback chain starts from its result without it, and bias_correct there
+     compares with that result, so it corrects the layers (run again, equalize renamed the values between
+     them, and bias_correct found them in neither model and skipped them) */
+  g_autofree char *eq_chain = g_build_filename(tmpdir, "eq-chain.json", NULL), *eq_tuned = g_build_filename(tmpdir, "eq-tuned.safetensors", NULL);
+  g_autofree char *eq_again = g_build_filename(tmpdir, "eq-again.safetensors", NULL), *eq_path = g_build_filename(tmpdir, "centroids2.safetensors", NULL);
+  g_autoptr(PqModel) em = centroid_model(TRUE);
+  g_assert_true(pq_model_save(em, eq_path, NULL));
+  g_assert_cmpint(pqrun(&out, &err, "tune", "--model", eq_path, "--compressor", "equalize", "--compressor", "quant", "--opt", "quant.bits=2",
+                        "--opt", "quant.scheme=per_tensor", "--compressor", "bias_correct", "--max-degradation", "0.5", "--validation", "2000",
+                        "--fallback-opt", "quant.bits=8", "--save-chain", eq_chain, "-o", eq_tuned, NULL), ==, 0);
   {
-    if (strstr(out, "the same model again")) g_assert_nonnull(strstr(out, "(but the exact ones, equalize: they take the whole model)"));
+    g_assert_nonnull(strstr(out, "the same model again")); /* 2-bit per tensor: at least one layer moves */
+    g_assert_nonnull(strstr(out, "for each stage N but equalize (it takes the whole model), then the chain without its first stages"));
     g_autoptr(JsonParser) jp = json_parser_new();
     g_assert_true(json_parser_load_from_file(jp, eq_chain, NULL));
     JsonArray *stages = json_object_get_array_member(json_node_get_object(json_parser_get_root(jp)), "stages");
     gboolean quant_set = FALSE;
+    guint n_eq = 0, n_bc = 0;
     for (guint i = 0; i < json_array_get_length(stages); i++) {
       JsonObject *st = json_array_get_object_element(stages, i), *o = json_object_get_object_member(st, "options");
       const char *inc = json_object_get_string_member(o, "include"), *exc = json_object_get_string_member(o, "exclude");
-      if (!strcmp(json_object_get_string_member(st, "plugin"), "equalize")) {
+      const char *plugin = json_object_get_string_member(st, "plugin");
+      if (!strcmp(plugin, "equalize")) {
+        g_assert_cmpuint(i, ==, 0); /* once, first */
+        n_eq++;
         g_assert_cmpstr(inc, ==, "*");
         g_assert_cmpstr(exc, ==, "");
       } else {
+        n_bc += !strcmp(plugin, "bias_correct");
         quant_set |= strcmp(inc, "*") || exc[0];
       }
     }
+    g_assert_cmpuint(n_eq, ==, 1);
+    g_assert_cmpuint(n_bc, ==, 2); /* level 0's and level 1's */
     g_assert_true(quant_set);
+    g_autoptr(PqModel) t = pq_model_load(eq_tuned, NULL);
+    g_assert_nonnull(t);
+    guint corrected = 0;
+    for (guint i = 0; i < pq_model_n_records(t); i++) {
+      const PqLayerRecord *r = pq_model_record(t, i);
+      if (strcmp(r->method, "bias_correct")) continue;
+      if (r->skipped) g_assert_null(strstr(r->detail, "not one of the original model's values"));
+      corrected += !r->skipped;
+    }
+    g_assert_cmpuint(corrected, >=, 2); /* every layer, at one level or the other */
+    /* the saved chain makes the same model again */
+    g_free(out);
+    g_free(err);
+    g_assert_cmpint(pqrun(&out, &err, "compress", "--model", eq_path, "--config", eq_chain, "-o", eq_again, NULL), ==, 0);
+    g_autoptr(PqModel) a = pq_model_load(eq_again, NULL);
+    g_assert_nonnull(a);
+    g_assert_cmpint(pq_model_n_tensors(a), ==, pq_model_n_tensors(t));
+    for (size_t i = 0; i < pq_model_n_tensors(t); i++) {
+      const PqTensor *x = pq_model_tensor_at(t, i), *y = pq_model_tensor(a, pq_tensor_name(x));
+      g_assert_nonnull(y);
+      g_assert_cmpmem(pq_tensor_data(x), pq_tensor_nbytes(x), pq_tensor_data(y), pq_tensor_nbytes(y));
+    }
   }
+  g_free(out);
+  g_free(err);
+  /* a level cannot change the exact stage, which it does not run */
+  g_assert_cmpint(pqrun(&out, &err, "tune", "--model", eq_path, "--compressor", "equalize", "--compressor", "quant", "--max-degradation", "0",
+                        "--validation", "2000", "--fallback-opt", "equalize.iterations=3", NULL), ==, 1);
+  g_assert_nonnull(strstr(err, "level 1 changes stage 1 (equalize), which runs once, on the whole model, before the levels"));
   g_free(out);
   g_free(err);
   /* a ladder: 2 bits, then 3, then 4 bits with GPTQ, then as it was; with a target of 0 the layer climbs
      until the validation accuracy is the baseline's, each step a move up, the bytes never falling */
   g_autofree char *laddered = g_build_filename(tmpdir, "laddered.safetensors", NULL), *cpath = g_build_filename(tmpdir, "centroids.safetensors", NULL);
   g_autofree char *chain = g_build_filename(tmpdir, "tuned-chain.json", NULL), *again = g_build_filename(tmpdir, "again.safetensors", NULL);
-  g_autoptr(PqModel) cm = centroid_model();
+  g_autoptr(PqModel) cm = centroid_model(FALSE);
   g_assert_true(pq_model_save(cm, cpath, NULL));
   g_assert_cmpint(pqrun(&out, &err, "tune", "--model", cpath, "--compressor", "quant", "--opt", "quant.bits=2", "--max-degradation", "0",
                         "--validation", "2000", "--level", "quant.bits=3", "--level", "quant.bits=4; quant.method=gptq", "-o", laddered, "--save-chain",

@@ -2729,6 +2729,20 @@ static void test_pipeline(void) {
   g_autoptr(PqModel) nothing = pq_model_new();
   g_assert_null(pq_pipeline_run(p, nothing, &err));
   g_assert_nonnull(strstr(err->message, "graph is empty"));
+  g_clear_error(&err);
+  /* a stage taken out: the one after it moves up a number and keeps its options */
+  g_assert_false(pq_pipeline_remove_stage(p2, 2));
+  g_assert_true(pq_pipeline_remove_stage(p2, 0));
+  g_assert_cmpuint(pq_pipeline_n_stages(p2), ==, 1);
+  g_assert_true(pq_pipeline_stage_plugin(p2, 0) == quant);
+  g_autofree char *left = pq_pipeline_to_json(p2);
+  g_assert_nonnull(strstr(left, "\"bits\":6"));
+  g_assert_null(strstr(left, "low_rank"));
+  g_assert_true(pq_pipeline_set_option(p2, "1", "bits", "4", &err));
+  g_autoptr(PqModel) out3 = pq_pipeline_run(p2, m, &err);
+  g_assert_no_error(err);
+  g_assert_cmpint(pq_tensor_bits(pq_model_tensor(out3, "w1")), ==, 4);
+  g_assert_cmpint(pq_model_record(out3, 0)->stage, ==, 1);
   pq_test_rmdir(dir);
 }
 

@@ -171,6 +171,9 @@ PQ_API gboolean pq_pipeline_add_stage(PqPipeline *pipeline, PqPlugin *compressor
 PQ_API guint pq_pipeline_n_stages(const PqPipeline *pipeline);
 /* The plugin of stage `index` (0-based), borrowed; NULL past the end. */
 PQ_API PqPlugin *pq_pipeline_stage_plugin(const PqPipeline *pipeline, guint index);
+/* Takes stage `index` (0-based) and its options out of the chain; the later stages move up one number.
+ * FALSE past the end. */
+PQ_API gboolean pq_pipeline_remove_stage(PqPipeline *pipeline, guint index);
 /* `target` is a stage's plugin name (every stage of that plugin) or its 1-based number. */
 PQ_API gboolean pq_pipeline_set_option(PqPipeline *pipeline, const char *target, const char *key, const char *value,
                                        GError **error);

@@ -440,9 +440,9 @@ static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalib
     }
     char detail[400];
     snprintf(detail, sizeof detail,
-             "%lld channels equalized with '%s' (%lld sweeps): its rows divided and those columns multiplied by %.3g-%.3g; "
+             "%lld channels equalized with '%s' (%lld sweep%s): its rows divided and those columns multiplied by %.3g-%.3g; "
              "mean channel range / largest: its rows %.2f -> %.2f, the columns of '%s' %.2f -> %.2f",
-             (long long)p->c, pq_node_name(p->b), (long long)done_sweeps, lo, hi, p->a_spread0, spread(ra, p->c), pq_node_name(p->b),
+             (long long)p->c, pq_node_name(p->b), (long long)done_sweeps, done_sweeps == 1 ? "" : "s", lo, hi, p->a_spread0, spread(ra, p->c), pq_node_name(p->b),
              p->b_spread0, spread(rb, p->c));
     int64_t n = pq_tensor_numel(p->wa->tensor);
     pq_model_record_layer(m, METHOD, pq_node_name(p->a), detail, n, n, (int64_t)pq_tensor_nbytes(p->wa->tensor),
