@@ -3197,6 +3197,36 @@ static void test_equalize(void) {
   g_autoptr(PqModel) sh = pq_test_compress(eq, cpu, shared, NULL, &err);
   g_assert_no_error(err);
   g_assert_cmpstr(record_of(sh, "equalize", "fc1")->detail, ==, "'w1' is shared with another node");
+  { /* the graph between the layers: a value read twice, one not read at all, one read as a second input, and
+       a pair more than 64 ops apart: each a skip with its reason */
+    g_autoptr(PqModel) g2 = pq_model_copy(mlp);
+    PqGraph *gg = pq_model_graph(g2);
+    int64_t ws[2] = {8, 16};
+    PqTensor *w3 = pq_test_random_tensor("w3", 2, ws, 77, 0.5f), *w4 = pq_test_random_tensor("w4", 2, ws, 78, 0.5f);
+    pq_model_set_tensor(g2, w3), pq_model_set_tensor(g2, w4);
+    pq_tensor_unref(w3), pq_tensor_unref(w4);
+    pq_graph_add_node(gg, "relu", "tap", 1, (const char *[]){"h"}, 1, (const char *[]){"t"}); /* fc1's h: read twice */
+    pq_graph_add_output(gg, "t");
+    pq_graph_add_node(gg, "linear", "dead", 2, (const char *[]){"x", "w3"}, 1, (const char *[]){"d"}); /* read by none */
+    pq_graph_add_node(gg, "linear", "side", 2, (const char *[]){"x", "w4"}, 1, (const char *[]){"s"});
+    pq_graph_add_node(gg, "mul", "gate", 2, (const char *[]){"t", "s"}, 1, (const char *[]){"u"}); /* side's s: a second input */
+    pq_graph_add_output(gg, "u");
+    g_autoptr(PqModel) e2 = pq_test_compress(eq, cpu, g2, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(record_of(e2, "equalize", "fc1")->detail, ==, "'h' is read by 2 nodes");
+    g_assert_cmpstr(record_of(e2, "equalize", "dead")->detail, ==, "'d' is not read by any node");
+    g_assert_cmpstr(record_of(e2, "equalize", "side")->detail, ==, "its output reaches mul ('gate') other than as its first input");
+    g_autoptr(PqModel) far = pq_model_copy(mlp); /* 70 relus between fc1 and fc2 */
+    PqGraph *fg = pq_model_graph(far);
+    pq_node_set_output(pq_graph_node(fg, 1), 0, "r0");
+    for (int i = 1; i < 70; i++) {
+      g_autofree char *name = g_strdup_printf("more%d", i), *in = g_strdup_printf("r%d", i - 1), *out = g_strdup_printf("r%d", i);
+      pq_graph_add_node(fg, "relu", name, 1, (const char *[]){in}, 1, (const char *[]){i == 69 ? "hr" : out});
+    }
+    g_autoptr(PqModel) ef = pq_test_compress(eq, cpu, far, NULL, &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(record_of(ef, "equalize", "fc1")->detail, ==, "no layer within 64 ops of its output");
+  }
   /* batch norms folded into the convolutions before them (conv1 given a bias), then conv1 paired with conv2;
      without the fold, the batch_norm stops the pair */
   g_autoptr(PqModel) bm = batch_norm_cnn();
