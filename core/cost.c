@@ -22,7 +22,7 @@ int pq_model_cost(const PqModel *model, PqCost *cost, PqPluginError *error) {
     int out = pq_plan_step_output(plan, s, 0), x = pq_plan_step_input(plan, s, 0);
     const int64_t *xs = pq_plan_value_shape(plan, x, &xnd);
     int64_t out_numel = pq_plan_value_numel(plan, out), in_numel = pq_plan_value_numel(plan, x);
-    int has_bias = n->inputs->len > 2 && ((const char *)n->inputs->pdata[2])[0];
+    int has_bias = pq_layer_bias(n)[0] != 0;
     int64_t m = 0, add = 0; /* multiply-accumulates; other flops */
     if (!strcmp(op, "linear")) {
       m = out_numel * xs[xnd - 1];
@@ -42,7 +42,7 @@ int pq_model_cost(const PqModel *model, PqCost *cost, PqPluginError *error) {
     } else if (!strcmp(op, "sparse_linear")) {
       int64_t rows = in_numel / xs[xnd - 1];
       m = rows * pq_plan_value_numel(plan, pq_plan_step_input(plan, s, 1));
-      add = n->inputs->len > 4 && ((const char *)n->inputs->pdata[4])[0] ? out_numel : 0;
+      add = has_bias ? out_numel : 0;
     } else if (!strcmp(op, "tt_linear")) {
       int64_t d = pq_node_get_int(n, "cores", 0), rows = in_numel / xs[xnd - 1];
       const int64_t *g[16];
@@ -56,7 +56,7 @@ int pq_model_cost(const PqModel *model, PqCost *cost, PqPluginError *error) {
         for (int64_t t = 0; t < k; t++) a *= g[t][2];
         m += a * g[k][2] * g[k][3] * g[k][0] * g[k][1];
       }
-      add = (int64_t)n->inputs->len > 1 + d && ((const char *)n->inputs->pdata[1 + d])[0] ? out_numel : 0;
+      add = has_bias ? out_numel : 0;
     } else if (!strcmp(op, "circulant_linear")) {
       int bnd;
       const int64_t *bs = pq_plan_value_shape(plan, pq_plan_step_input(plan, s, 1), &bnd);

@@ -205,6 +205,20 @@ void pq_node_set_ints(PqNode *n, const char *key, size_t count, const int64_t *v
   a->ints = g_array_sized_new(FALSE, FALSE, sizeof(int64_t), (guint)count);
   g_array_append_vals(a->ints, v, (guint)count);
 }
+int pq_layer_bias_input(const PqNode *n) {
+  const char *op = n->op;
+  if (!strcmp(op, "linear") || !strcmp(op, "conv2d") || !strcmp(op, "conv_transpose2d") || !strcmp(op, "circulant_linear")) return 2;
+  if (!strcmp(op, "sparse_linear")) return 4;
+  if (!strcmp(op, "tt_linear")) {
+    int64_t d = pq_node_get_int(n, "cores", -1);
+    return d >= 1 && d <= 64 ? (int)(1 + d) : -1;
+  }
+  return -1;
+}
+const char *pq_layer_bias(const PqNode *n) {
+  int slot = pq_layer_bias_input(n);
+  return slot >= 0 && (guint)slot < n->inputs->len ? (const char *)n->inputs->pdata[slot] : "";
+}
 int pq_node_has_attr(const PqNode *n, const char *key) { return attr_find(n, key) != NULL; }
 int64_t pq_node_get_int(const PqNode *n, const char *key, int64_t fallback) {
   PqAttr *a = attr_find(n, key);

@@ -859,7 +859,7 @@ int pq_finetune_ex(PqModel *model, const float *inputs, const uint8_t *labels, i
       s->bin = (int)pq_binary_kind(op);
       s->src1 = producer[in1_];
     } else if (!strcmp(op, "linear")) {
-      int wv = pq_plan_step_input(plan, i, 1), bv = pq_plan_step_input(plan, i, 2);
+      int wv = pq_plan_step_input(plan, i, 1), bv = pq_plan_step_input(plan, i, (size_t)pq_layer_bias_input(node));
       if (wv < 0 || pq_plan_value_kind(plan, wv) != PQ_VALUE_WEIGHT || (bv >= 0 && pq_plan_value_kind(plan, bv) != PQ_VALUE_WEIGHT)) {
         ok = 0;
         why = "a linear layer's weight and bias must be model tensors";
@@ -880,7 +880,7 @@ int pq_finetune_ex(PqModel *model, const float *inputs, const uint8_t *labels, i
       /* trained as its parameters: tensor-train cores, circulant blocks' columns, or CSR values (the pattern kept) */
       int form = op[0] == 't' ? FORM_TT : op[0] == 'c' ? FORM_CIRC : FORM_CSR, xnd, ond;
       size_t nin = pq_node_n_inputs(node);
-      int np = form == FORM_TT ? (int)pq_node_get_int(node, "cores", 1) : 1, bias_at = form == FORM_TT ? 1 + np : form == FORM_CIRC ? 2 : 4;
+      int np = form == FORM_TT ? (int)pq_node_get_int(node, "cores", 1) : 1, bias_at = pq_layer_bias_input(node);
       for (size_t j = 1; j < nin && ok; j++) {
         int v = pq_plan_step_input(plan, i, j); /* -1: an optional input left empty (the bias, alone) */
         if (v < 0 ? (int)j != bias_at : pq_plan_value_kind(plan, v) != PQ_VALUE_WEIGHT) ok = 0;
@@ -929,7 +929,7 @@ int pq_finetune_ex(PqModel *model, const float *inputs, const uint8_t *labels, i
       ft_params(s, NULL, bv >= 0 ? pq_plan_value_tensor(plan, bv) : NULL);
       ft_form_dense(s);
     } else if (!strcmp(op, "conv2d") || !strcmp(op, "conv_transpose2d")) {
-      int wv = pq_plan_step_input(plan, i, 1), bv = pq_plan_step_input(plan, i, 2), xnd, ond;
+      int wv = pq_plan_step_input(plan, i, 1), bv = pq_plan_step_input(plan, i, (size_t)pq_layer_bias_input(node)), xnd, ond;
       if (wv < 0 || pq_plan_value_kind(plan, wv) != PQ_VALUE_WEIGHT || (bv >= 0 && pq_plan_value_kind(plan, bv) != PQ_VALUE_WEIGHT)) {
         ok = 0;
         why = "a conv2d or conv_transpose2d needs its kernel and bias as model tensors";

@@ -3379,6 +3379,55 @@ static void test_bias_correct(void) {
   g_assert_no_error(err);
   g_assert_true(pq_model_record(bpo, 0)->skipped);
   g_assert_cmpstr(pq_model_record(bpo, 0)->detail, ==, "its outputs' means are not finite on the calibration samples");
+  { /* a conv_transpose2d's bias (slot 2, as for conv2d): its outputs' means by channel (dimension 1) put back
+       after the conv before it is quantized */
+    g_autoptr(PqModel) cm = pq_model_new();
+    PqGraph *g = pq_model_graph(cm);
+    int64_t xs[4] = {-1, 1, 28, 28}, dws[4] = {4, 1, 4, 4}, uws[4] = {4, 3, 2, 2}, v4[1] = {4}, v3[1] = {3};
+    pq_graph_add_input(g, "x", 4, xs);
+    PqTensor *ts[4] = {pq_test_random_tensor("dw", 4, dws, 91, 0.5f), pq_test_random_tensor("db", 1, v4, 92, 0.1f),
+                       pq_test_random_tensor("uw", 4, uws, 93, 0.5f), pq_test_random_tensor("ub", 1, v3, 94, 0.1f)};
+    for (int i = 0; i < 4; i++) {
+      pq_model_set_tensor(cm, ts[i]);
+      pq_tensor_unref(ts[i]);
+    }
+    pq_node_set_ints(pq_graph_add_node(g, "conv2d", "down", 3, (const char *[]){"x", "dw", "db"}, 1, (const char *[]){"d"}), "strides", 2,
+                     (const int64_t[]){4, 4});
+    pq_graph_add_node(g, "relu", "r", 1, (const char *[]){"d"}, 1, (const char *[]){"dr"});
+    pq_node_set_ints(pq_graph_add_node(g, "conv_transpose2d", "up", 3, (const char *[]){"dr", "uw", "ub"}, 1, (const char *[]){"y"}), "strides",
+                     2, (const int64_t[]){2, 2});
+    pq_graph_add_output(g, "y");
+    g_autoptr(PqPipeline) cp = pq_pipeline_new(reg), cq = pq_pipeline_new(reg);
+    g_assert_true(pq_pipeline_add_stage(cp, quant, &err) && pq_pipeline_add_stage(cp, bc, &err) && pq_pipeline_add_stage(cq, quant, &err));
+    for (int k = 0; k < 2; k++)
+      g_assert_true(pq_pipeline_parse_option(k ? cq : cp, "quant.bits=2", &err) && pq_pipeline_parse_option(k ? cq : cp, "quant.scheme=per_tensor", &err));
+    pq_pipeline_set_calibration(cp, train, N);
+    g_autoptr(PqModel) co = pq_pipeline_run(cp, cm, &err);
+    g_assert_no_error(err);
+    g_autoptr(PqModel) cplain = pq_pipeline_run(cq, cm, &err);
+    g_assert_no_error(err);
+    g_assert_nonnull(strstr(record_of(co, "bias_correct", "up")->detail, "over 3 channels"));
+    double got[3], want[3], before[3];
+    const PqModel *models[3] = {co, cm, cplain};
+    double *means[3] = {got, want, before};
+    for (int k = 0; k < 3; k++) {
+      g_autoptr(PqBackend) b = pq_backend_prepare(cpu, models[k], 1, N, NULL, &err);
+      g_assert_no_error(err);
+      g_autofree float *y = g_new(float, N * 3 * 14 * 14);
+      PqTensorView in = {sizeof in, PQ_DTYPE_F32, 4, 0, {N, 1, 28, 28}, x}, o = {sizeof o, PQ_DTYPE_F32, 4, 0, {N, 3, 14, 14}, y};
+      g_assert_true(pq_backend_run(b, &in, 1, &o, 1, &err));
+      for (int c = 0; c < 3; c++) {
+        means[k][c] = 0;
+        for (int s = 0; s < N; s++)
+          for (int i = 0; i < 196; i++) means[k][c] += y[(s * 3 + c) * 196 + i] / (N * 196.0);
+      }
+    }
+    double off = 0, was = 0;
+    for (int c = 0; c < 3; c++) off = fmax(off, fabs(got[c] - want[c])), was = fmax(was, fabs(before[c] - want[c]));
+    g_test_message("conv_transpose2d: largest channel mean off %.2e (before the correction %.2e)", off, was);
+    g_assert_cmpfloat(was, >, 1e-3);
+    g_assert_cmpfloat(off, <, 1e-4 + 1e-4 * was);
+  }
   /* without calibration samples: refused */
   g_autoptr(PqModel) none = compress(bc, m, NULL, &err);
   g_assert_null(none);

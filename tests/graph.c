@@ -224,6 +224,40 @@ static void test_plan_order(void) {
 }
 
 /* Who reads and who writes a value; a node removed. */
+/* Where each layer op takes its bias, and the bias a node gives there ("" for none, an empty slot, or an op
+ * without one). */
+static void test_layer_bias(void) {
+  g_autoptr(PqModel) m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  const struct {
+    const char *op;
+    size_t n;
+    const char *in[6];
+    int slot;
+    const char *bias;
+  } cases[] = {{"linear", 3, {"x", "w", "b"}, 2, "b"},
+               {"linear", 2, {"x", "w"}, 2, ""},
+               {"conv2d", 3, {"x", "w", ""}, 2, ""},
+               {"conv_transpose2d", 3, {"x", "w", "b"}, 2, "b"},
+               {"circulant_linear", 3, {"x", "blocks", "b"}, 2, "b"},
+               {"sparse_linear", 5, {"x", "v", "c", "r", "b"}, 4, "b"},
+               {"sparse_linear", 4, {"x", "v", "c", "r"}, 4, ""},
+               {"tt_linear", 5, {"x", "g1", "g2", "g3", "b"}, 4, "b"},
+               {"matmul", 2, {"x", "w"}, -1, ""},
+               {"layer_norm", 3, {"x", "s", "b"}, -1, ""},
+               {"relu", 1, {"x"}, -1, ""}};
+  for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+    g_autofree char *name = g_strdup_printf("n%zu", i), *out = g_strdup_printf("o%zu", i);
+    PqNode *n = pq_graph_add_node(g, cases[i].op, name, cases[i].n, cases[i].in, 1, (const char *[]){out});
+    if (!strcmp(cases[i].op, "tt_linear")) pq_node_set_int(n, "cores", 3);
+    g_assert_cmpint(pq_layer_bias_input(n), ==, cases[i].slot);
+    g_assert_cmpstr(pq_layer_bias(n), ==, cases[i].bias);
+  }
+  PqNode *tt = pq_graph_add_node(g, "tt_linear", "nocores", 2, (const char *[]){"x", "g"}, 1, (const char *[]){"t"});
+  g_assert_cmpint(pq_layer_bias_input(tt), ==, -1); /* without "cores" its layout is unknown */
+  g_assert_cmpstr(pq_layer_bias(tt), ==, "");
+}
+
 static void test_readers(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(4, 3, 2, 1);
   PqGraph *g = pq_model_graph(m);
@@ -251,6 +285,7 @@ int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   g_test_add_func("/graph/json-roundtrip", test_roundtrip);
   g_test_add_func("/graph/readers", test_readers);
+  g_test_add_func("/graph/layer-bias", test_layer_bias);
   g_test_add_func("/graph/validation-errors", test_errors);
   g_test_add_func("/graph/bad-json", test_bad_json);
   g_test_add_func("/graph/shape-inference", test_infer);

@@ -215,6 +215,13 @@ PQ_API double pq_node_get_float(const PqNode *node, const char *key, double fall
 PQ_API const char *pq_node_get_string(const PqNode *node, const char *key, const char *fallback);
 /* Lends the list (n set to its length), or returns NULL (n = 0) when absent. */
 PQ_API const int64_t *pq_node_get_ints(const PqNode *node, const char *key, size_t *n);
+/* The input slot of a layer's bias: 2 for linear, conv2d, conv_transpose2d and circulant_linear, 4 for
+ * sparse_linear, 1 + cores for tt_linear; -1 for an op that takes none (or a tt_linear without its "cores").
+ * The slot may be past the node's inputs or "": no bias. Since ABI 1.9. */
+PQ_API int pq_layer_bias_input(const PqNode *node);
+/* The name of the value a layer takes as its bias, or "" when the op takes none or the node gives none.
+ * Since ABI 1.9. */
+PQ_API const char *pq_layer_bias(const PqNode *node);
 
 /* A sparse_linear node's CSR tensors checked against its in/out features, so that a backend never reads out
  * of bounds: row starts I32 running from 0 to the number of values without decreasing, column indices U16

@@ -14,15 +14,6 @@
 
 static int64_t calibration_wanted(const PqOptions *o) { return pq_options_get_int(o, "samples", 512); }
 
-/* The input slot of a layer's bias, or -1 for an op without one. */
-static int bias_slot(const PqNode *node) {
-  const char *op = pq_node_op(node);
-  if (!strcmp(op, "linear") || !strcmp(op, "conv2d") || !strcmp(op, "circulant_linear")) return 2;
-  if (!strcmp(op, "sparse_linear")) return 4;
-  if (!strcmp(op, "tt_linear")) return 1 + (int)pq_node_get_int(node, "cores", 1);
-  return -1;
-}
-
 /* Per-feature means of `value` over the samples: `channels` features, each a run of `inner` values repeated
  * `outer` times a sample (a conv's [C, H, W]: outer 1, inner H·W; a linear's [..., C]: outer rows, inner 1). */
 static double *feature_means(const float *x, int64_t samples, int64_t per, int64_t channels, int64_t inner, double *out) {
@@ -45,7 +36,7 @@ static void output_layout(const PqPlan *plan, const PqNode *node, int64_t *chann
   const int64_t *shape = v >= 0 ? pq_plan_value_shape(plan, v, &nd) : NULL;
   *channels = -1, *inner = 1;
   if (!shape || nd < 2) return;
-  if (!strcmp(pq_node_op(node), "conv2d")) {
+  if (!strcmp(pq_node_op(node), "conv2d") || !strcmp(pq_node_op(node), "conv_transpose2d")) {
     *channels = shape[1];
     for (int d = 2; d < nd; d++) *inner *= shape[d];
   } else {
@@ -76,7 +67,7 @@ static PqStatus bc_compress(const PqModel *in, const PqOptions *o, const PqCalib
   for (size_t i = 0; i < n_nodes; i++) {
     PqNode *node = pq_graph_node(g, i);
     const char *layer = pq_node_name(node), *value = pq_node_output(node, 0);
-    int slot = bias_slot(node);
+    int slot = pq_layer_bias_input(node);
     if (slot < 0) continue;
     if (!pq_options_layer_selected(o, layer, 0)) {
       pq_model_record_skip(m, "bias_correct", layer, "not selected (include, exclude)");
@@ -120,7 +111,7 @@ static PqStatus bc_compress(const PqModel *in, const PqOptions *o, const PqCalib
     free(now);
     free(want);
     /* the bias: the layer's own (replaced, under its name where no other layer reads it), or a new one */
-    const char *bname = (int)pq_node_n_inputs(node) > slot ? pq_node_input(node, (size_t)slot) : "";
+    const char *bname = pq_layer_bias(node);
     PqTensor *old = bname[0] ? pq_model_tensor(m, bname) : NULL;
     if (bname[0] && (!old || pq_tensor_numel(old) != channels)) {
       free(shift);

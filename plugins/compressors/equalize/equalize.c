@@ -103,7 +103,7 @@ static int find_pair(const PqModel *m, const PqPlan *plan, const PqNode *a, cons
     return 0;
   }
   if (tensor_unusable(m, wname, why, len)) return 0;
-  const char *bias = pq_node_n_inputs(a) > 2 ? pq_node_input(a, 2) : "";
+  const char *bias = pq_layer_bias(a);
   if (bias[0] && tensor_unusable(m, bias, why, len)) return 0;
   const PqTensor *wa = pq_model_tensor((PqModel *)m, wname);
   int conv = !strcmp(pq_node_op(a), "conv2d");
@@ -263,7 +263,7 @@ static const char *fold_unusable(const PqModel *m, const PqPlan *plan, const PqN
     return why;
   }
   if (tensor_unusable(m, pq_node_input(a, 1), why, len)) return why;
-  const char *bias = pq_node_n_inputs(a) > 2 ? pq_node_input(a, 2) : "";
+  const char *bias = pq_layer_bias(a);
   if (bias[0] && tensor_unusable(m, bias, why, len)) return why;
   for (int k = 1; k < 5; k++)
     if (!pq_model_tensor((PqModel *)m, pq_node_input(bn, (size_t)k))) {
@@ -296,7 +296,7 @@ static PqStatus fold_batch_norms(PqModel *m, const PqOptions *o, PqPluginError *
     }
     const PqTensor *w = pq_model_tensor(m, pq_node_input(a, 1));
     int64_t c = pq_tensor_shape(w)[0], per = pq_tensor_numel(w) / c;
-    const char *bias = pq_node_n_inputs(a) > 2 ? pq_node_input(a, 2) : "";
+    const char *bias = pq_layer_bias(a);
     int64_t bias_numel = bias[0] ? pq_tensor_numel(pq_model_tensor(m, bias)) : c;
     for (int k = 1; k < 5; k++)
       if (pq_tensor_numel(pq_model_tensor(m, pq_node_input(bn, (size_t)k))) != c || bias_numel != c) {
@@ -404,7 +404,7 @@ static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalib
       skips[i] = strdup(why);
       continue;
     }
-    const char *bias = pq_node_n_inputs(a) > 2 ? pq_node_input(a, 2) : "";
+    const char *bias = pq_layer_bias(a);
     p.wa = work_for(works, &n_works, m, pq_node_input(a, 1), a, err);
     p.ba = p.wa && bias[0] ? work_for(works, &n_works, m, bias, a, err) : NULL;
     p.wb = p.wa && (p.ba || !bias[0]) ? work_for(works, &n_works, m, pq_node_input(p.b, 1), p.b, err) : NULL;

@@ -94,7 +94,7 @@ static PqStatus unstructured(PqModel *m, PqNode *node, PqTensor *w, double spars
     pq_model_record_layer(m, "prune", layer, detail, numel, nnz, (int64_t)pq_tensor_nbytes(w), bytes_after, rel, sqnr);
     snprintf(wname, sizeof wname, "%s", pq_tensor_name(w));
     char bias[256];
-    snprintf(bias, sizeof bias, "%s", pq_node_n_inputs(node) > 2 ? pq_node_input(node, 2) : "");
+    snprintf(bias, sizeof bias, "%s", pq_layer_bias(node));
     pq_model_set_tensor(m, tv);
     pq_model_set_tensor(m, tc);
     pq_model_set_tensor(m, tr);
@@ -172,7 +172,7 @@ static void structured(PqModel *m, PqNode *node, PqTensor *w, double sparsity) {
   int64_t s1[2] = {keep, cols}, s2[2] = {rows2, keep}, sb[1] = {keep};
   PqTensor *t1 = new_f32(pq_tensor_name(w), 2, s1, nw), *t2 = new_f32(pq_tensor_name(w2), 2, s2, nw2);
   int64_t bytes_before = (int64_t)pq_tensor_nbytes(w);
-  PqTensor *b = pq_node_n_inputs(node) > 2 ? pq_model_tensor(m, pq_node_input(node, 2)) : NULL;
+  PqTensor *b = pq_layer_bias(node)[0] ? pq_model_tensor(m, pq_layer_bias(node)) : NULL;
   if (b) {
     float *bf = to_f32(b), *nb = malloc(sizeof(float) * (size_t)keep);
     for (int64_t r = 0, j = 0; r < rows; r++)

@@ -161,7 +161,7 @@ static PqStatus tt_compress(const PqModel *in, const PqOptions *o, const PqCalib
     free(back);
     char wname[256], cname[300];
     snprintf(wname, sizeof wname, "%s", pq_tensor_name(w));
-    const char *bias = pq_node_n_inputs(node) > 2 ? pq_node_input(node, 2) : "";
+    const char *bias = pq_layer_bias(node);
     char biasname[256];
     snprintf(biasname, sizeof biasname, "%s", bias);
     int64_t bytes_after = 0;
