@@ -464,3 +464,17 @@ PqTensor *pq_quantize_matrix_gptq(const char *name, const float *w, int ndim, co
   for (int64_t r = 0; r < n; r++) pq_pack_codes(codes + r * k, k, bits, packed + r * rb);
   return g_steal_pointer(&t);
 }
+
+double pq_output_error(const float *w, const float *q, const float *gram, int64_t rows, int64_t k) {
+  float *d = calloc((size_t)MAX(rows * k, 1), sizeof(float)), *dg = malloc(sizeof(float) * (size_t)MAX(rows * k, 1));
+  double e = -1;
+  if (d && dg) {
+    for (int64_t i = 0; i < rows * k; i++) d[i] = w[i] - q[i];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)k, (int)k, 1.0f, d, (int)k, gram, (int)k, 0.0f, dg, (int)k);
+    e = 0;
+    for (int64_t i = 0; i < rows * k; i++) e += (double)d[i] * dg[i];
+  }
+  free(d);
+  free(dg);
+  return e;
+}

@@ -130,6 +130,11 @@ PQ_API PqTensor *pq_quantize_matrix_gptq(const char *name, const float *w, int n
                                          PqQuantScheme scheme, int64_t group_size, int symmetric, int clip_steps,
                                          const float *gram, double damping, int act_order, struct PqPluginError *error);
 
+/* Σ over the rows of (w − q)ᵀ G (w − q): the squared output error, on the inputs that `gram` (G = XᵀX / N,
+ * k × k, as for pq_quantize_matrix_gptq()) summarises, of a layer whose weight w ([rows, k], row-major) is
+ * replaced by q. Returns -1 when out of memory. Since ABI 1.9. */
+PQ_API double pq_output_error(const float *w, const float *q, const float *gram, int64_t rows, int64_t k);
+
 /* A conv2d's geometry over one image [c, h, w] (c: the channels of one group), kernel kh × kw, output
  * oh × ow, strides, dilations and the top and left pads. */
 typedef struct PqConvGeometry {

@@ -2,7 +2,6 @@
  * packed integer tensors with per-tensor, per-channel or per-group scales. Backends compute from the codes. */
 #include <pquant/pq-plugin.h>
 
-#include <cblas.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -21,20 +20,6 @@ static int uses_gptq(const PqOptions *o) { return !strcmp(pq_options_get_string(
 static int64_t calibration_wanted(const PqOptions *o) {
   int static_act = !strcmp(pq_options_get_string(o, "activations", "dynamic"), "static");
   return static_act || uses_gptq(o) ? 65536 : 0; /* as many as given */
-}
-
-/* Σ_rows (w − q)ᵀ G (w − q): the squared output error on the calibration inputs that G summarises. */
-static double output_error(const float *w, const float *q, const float *gram, int64_t n, int64_t k) {
-  float *d = calloc((size_t)(n * k), sizeof(float)), *dg = malloc(sizeof(float) * (size_t)(n * k));
-  double e = 0;
-  if (d && dg) {
-    for (int64_t i = 0; i < n * k; i++) d[i] = w[i] - q[i];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)k, (int)k, 1.0f, d, (int)k, gram, (int)k, 0.0f, dg, (int)k);
-    for (int64_t i = 0; i < n * k; i++) e += (double)d[i] * dg[i];
-  }
-  free(d);
-  free(dg);
-  return e;
 }
 
 /* The int8 range of a layer's input: max |x| over the calibration data, or a percentile of |x|. */
@@ -162,7 +147,7 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
       if (rb) {
         pq_tensor_to_f32(q, back);
         pq_tensor_to_f32(rtn, rb);
-        double eg = output_error(f, back, gram, n / cols, cols), er = output_error(f, rb, gram, n / cols, cols);
+        double eg = pq_output_error(f, back, gram, n / cols, cols), er = pq_output_error(f, rb, gram, n / cols, cols);
         snprintf(gptq_note, sizeof gptq_note, ", GPTQ%s%s: output error %.2fx round-to-nearest's on the %lld calibration rows",
                  act_order ? " act_order" : "", sequential ? " sequential" : "", er > 0 ? eg / er : 1.0, (long long)gram_rows);
       }
