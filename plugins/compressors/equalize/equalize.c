@@ -32,7 +32,16 @@ typedef struct {
   int64_t inner;                          /* B's inputs per channel (a flattened [C, H, W]: H·W), else 1 */
   double *total;                          /* the product of the scales applied, per channel (then 3·c of work) */
   double a_spread0, b_spread0; /* the mean channel range over the largest, before */
+  double awq_alpha, awq_ratio;  /* method awq: the exponent chosen, B's output error over round-to-nearest's */
+  int64_t awq_rows;             /* and the calibration rows that error is over */
 } Pair;
+
+/* method awq: the grid the next quant stage will use, and the search. */
+typedef struct {
+  int bits, symmetric, clip, steps;
+  PqQuantScheme scheme;
+  int64_t group;
+} AwqGrid;
 
 static int is_layer(const PqNode *n) { return !strcmp(pq_node_op(n), "linear") || !strcmp(pq_node_op(n), "conv2d"); }
 
@@ -208,17 +217,15 @@ static double spread(const double *r, int64_t n) {
   return top > 0 ? sum / (double)n / top : 1.0;
 }
 
-/* One equalization of the pair; returns the largest |log s| applied. `work` holds 3·c doubles. */
-static double equalize_pair(Pair *p, double *work) {
-  double *ra = work, *rb = work + p->c, *s = work + 2 * p->c, moved = 0;
-  channel_ranges(p, ra, rb);
+/* Channel i of the pair scaled by s[i] (rounded to float32): A's row and bias divided, B's columns multiplied.
+ * A channel whose weights or bias the scale would take past float32's range (near its limits) is left, its
+ * s[i] set to 1; ra and rb: the channel ranges before (channel_ranges). Returns the largest |log s| applied. */
+static double apply_scales(Pair *p, const double *ra, const double *rb, double *s) {
+  double moved = 0;
   for (int64_t i = 0; i < p->c; i++) {
+    float fs = (float)s[i];
     s[i] = 1.0;
-    double r1 = ra[i], r2 = rb[i];
-    if (!(r1 > 0) || !(r2 > 0)) continue; /* a dead channel on either side: nothing to balance */
-    float fs = (float)sqrt(r1 / r2);
-    /* weights or a bias the scale would take past float32's range (near its limits): the channel is left */
-    if (!(fs > 0) || !isfinite(fs) || !isfinite((float)r1 / fs) || !isfinite((float)r2 * fs) || (p->ba && !isfinite(p->ba->data[i] / fs)))
+    if (!(fs > 0) || !isfinite(fs) || !isfinite((float)ra[i] / fs) || !isfinite((float)rb[i] * fs) || (p->ba && !isfinite(p->ba->data[i] / fs)))
       continue;
     s[i] = fs;
     float *wa = p->wa->data + i * p->a_per;
@@ -235,6 +242,195 @@ static double equalize_pair(Pair *p, double *work) {
   p->wa->changed = p->wb->changed = 1;
   if (p->ba) p->ba->changed = 1;
   return moved;
+}
+
+/* One equalization of the pair: s_i = sqrt(r_A,i / r_B,i); returns the largest |log s| applied. `work` holds
+ * 3·c doubles (the first 2·c: ranges). */
+static double equalize_pair(Pair *p, double *work) {
+  double *ra = work, *rb = work + p->c, *s = work + 2 * p->c;
+  channel_ranges(p, ra, rb);
+  for (int64_t i = 0; i < p->c; i++)
+    s[i] = ra[i] > 0 && rb[i] > 0 ? sqrt(ra[i] / rb[i]) : 1.0; /* a dead channel on either side: nothing to balance */
+  return apply_scales(p, ra, rb, s);
+}
+
+/* Activation-aware scales (AWQ, Lin et al. 2023) for a layer's input channels: its weight w [rows, k] and the
+ * Gram matrix of its inputs (k × k); column j belongs to channel b_channel(p, 0, j), or to channel j where p is
+ * NULL (c = k). For α = 0, 1/steps, … 1, s_ch = rms_ch^α (rms_ch: the root mean square of the channel's inputs,
+ * at least 1e-4 of the largest), divided by the geometric mean of its extremes; w's columns multiplied by s,
+ * quantized on the grid, divided by s again, and the output error Σ (w − q)ᵀ G (w − q) taken. Returns the
+ * scales of the least error (malloc'd, c of them; α = 0 is round-to-nearest itself, s = 1) with α in *alpha and
+ * that error over round-to-nearest's in *ratio; NULL with `err` set. */
+static double *awq_search(const Pair *p, const float *w, int64_t rows, int64_t k, int64_t c, const float *gram, const AwqGrid *q, double *alpha,
+                          double *ratio, PqPluginError *err) {
+  double *rms = calloc((size_t)c, sizeof(double)), *s = malloc(sizeof(double) * (size_t)c), *best = malloc(sizeof(double) * (size_t)c);
+  int64_t *chan = malloc(sizeof(int64_t) * (size_t)k), *count = calloc((size_t)c, sizeof(int64_t));
+  float *ws = malloc(sizeof(float) * (size_t)(rows * k)), *back = malloc(sizeof(float) * (size_t)(rows * k));
+  int ok = rms && s && best && chan && count && ws && back;
+  if (!ok) pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
+  double top = 0, e0 = -1, eb = INFINITY;
+  for (int64_t j = 0; ok && j < k; j++) {
+    chan[j] = p ? b_channel(p, 0, j) : j;
+    rms[chan[j]] += fmax(gram[j * k + j], 0.0);
+    count[chan[j]]++;
+  }
+  for (int64_t ch = 0; ok && ch < c; ch++) {
+    rms[ch] = count[ch] ? sqrt(rms[ch] / (double)count[ch]) : 0.0;
+    top = fmax(top, rms[ch]);
+  }
+  *alpha = 0;
+  *ratio = 1;
+  for (int64_t ch = 0; ok && ch < c; ch++) best[ch] = 1.0;
+  const int64_t shape[2] = {rows, k};
+  for (int step = 0; ok && top > 0 && step <= q->steps; step++) { /* (inputs all 0: nothing to weigh, s = 1) */
+    double a = (double)step / q->steps, lo = INFINITY, hi = 0;
+    for (int64_t ch = 0; ch < c; ch++) {
+      s[ch] = pow(fmax(rms[ch], 1e-4 * top), a);
+      lo = fmin(lo, s[ch]);
+      hi = fmax(hi, s[ch]);
+    }
+    for (int64_t ch = 0; ch < c; ch++) s[ch] = (double)(float)(s[ch] / sqrt(lo * hi));
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t j = 0; j < k; j++) ws[r * k + j] = w[r * k + j] * (float)s[chan[j]];
+    PqTensor *t = pq_quantize_matrix("awq", ws, 2, shape, q->bits, q->scheme, q->group, q->symmetric, q->clip, err);
+    if (!t) {
+      ok = 0;
+      break;
+    }
+    pq_tensor_to_f32(t, back);
+    pq_tensor_unref(t);
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t j = 0; j < k; j++) back[r * k + j] /= (float)s[chan[j]];
+    double e = pq_output_error(w, back, gram, rows, k);
+    if (e < 0) {
+      pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
+      ok = 0;
+      break;
+    }
+    if (step == 0) e0 = e;
+    if (e < eb) { /* (ties keep the smaller α) */
+      eb = e;
+      *alpha = a;
+      memcpy(best, s, sizeof(double) * (size_t)c);
+    }
+  }
+  if (ok && e0 > 0) *ratio = eb / e0;
+  free(rms);
+  free(s);
+  free(chan);
+  free(count);
+  free(ws);
+  free(back);
+  if (!ok) {
+    free(best);
+    return NULL;
+  }
+  return best;
+}
+
+/* The grid's words for a record: "4-bit per channel" or "4-bit in groups of 128". */
+static void grid_words(const AwqGrid *q, char *out, size_t len) {
+  if (q->scheme == PQ_QUANT_PER_GROUP) snprintf(out, len, "%d-bit in groups of %lld", q->bits, (long long)q->group);
+  else snprintf(out, len, "%d-bit per channel", q->bits);
+}
+
+/* Whether method awq can weigh pair p's B, or why not. */
+static int awq_fits(const Pair *p, const AwqGrid *q, char *why, size_t len) {
+  int64_t k = p->b_conv ? p->b_in * p->b_khw : p->b_in;
+  if (p->b_conv && p->b_groups != 1) {
+    snprintf(why, len, "'%s' is a grouped convolution (awq weighs a layer's inputs by one Gram matrix, which it has not)", pq_node_name(p->b));
+    return 0;
+  }
+  if (q->scheme == PQ_QUANT_PER_GROUP && k % q->group) {
+    snprintf(why, len, "group_size %lld does not divide the %lld values of a row of '%s'", (long long)q->group, (long long)k, pq_node_name(p->b));
+    return 0;
+  }
+  return 1;
+}
+
+/* Method awq on pair p: B's weight and the Gram matrix of its inputs (through m, whose tensors are still the
+ * model's) choose the scales, then applied as equalize_pair's are. */
+static PqStatus awq_pair(const PqModel *m, const PqCalibration *cal, Pair *p, const AwqGrid *q, PqPluginError *err) {
+  int64_t k = 0, b_per = p->b_conv ? p->b_in * p->b_khw : p->b_in;
+  float *gram = pq_calibration_gram(cal, m, p->b, &k, &p->awq_rows, err);
+  if (gram && k != b_per) {
+    pq_plugin_error_set(err, PQ_ERR_INTERNAL, "its Gram matrix (%lld) does not match its weight (%lld)", (long long)k, (long long)b_per);
+    free(gram);
+    gram = NULL;
+  }
+  double *s = gram ? awq_search(p, p->wb->data, p->b_rows, k, p->c, gram, q, &p->awq_alpha, &p->awq_ratio, err) : NULL;
+  free(gram);
+  if (!s) return pq_plugin_error_in_layer(err, pq_node_name(p->b));
+  double *ra = p->total + p->c, *rb = p->total + 2 * p->c;
+  channel_ranges(p, ra, rb);
+  if (p->awq_alpha > 0) apply_scales(p, ra, rb, s); /* (α = 0: s = 1, the pair is left as it was) */
+  free(s);
+  return PQ_OK;
+}
+
+static int is_graph_input(const PqGraph *g, const char *value) {
+  for (size_t i = 0; i < pq_graph_n_inputs(g); i++)
+    if (!strcmp(pq_graph_input_name(g, i), value)) return 1;
+  return 0;
+}
+
+/* Method awq on a linear layer that reads a model input (no layer before it to take 1/s): its columns are
+ * multiplied by the scales and a new `mul` node divides its input by them. Records what it did. */
+static PqStatus awq_input(PqModel *m, const PqCalibration *cal, PqNode *l, Work *w, const AwqGrid *q, PqPluginError *err) {
+  const char *layer = pq_node_name(l);
+  const PqTensor *t = w->tensor;
+  int64_t rows = pq_tensor_shape(t)[0], k = pq_tensor_shape(t)[1], kg = 0, grows = 0;
+  float *gram = pq_calibration_gram(cal, m, l, &kg, &grows, err);
+  if (gram && kg != k) {
+    pq_plugin_error_set(err, PQ_ERR_INTERNAL, "its Gram matrix (%lld) does not match its weight (%lld)", (long long)kg, (long long)k);
+    free(gram);
+    gram = NULL;
+  }
+  double alpha = 0, ratio = 1;
+  double *s = gram ? awq_search(NULL, w->data, rows, k, k, gram, q, &alpha, &ratio, err) : NULL;
+  free(gram);
+  if (!s) return pq_plugin_error_in_layer(err, layer);
+  char gw[64], detail[1000];
+  grid_words(q, gw, sizeof gw);
+  int finite = 1;
+  for (int64_t j = 0; j < k; j++) finite = finite && isfinite(1.0f / (float)s[j]);
+  for (int64_t i = 0; finite && i < rows * k; i++) finite = isfinite(w->data[i] * (float)s[i % k]);
+  if (alpha == 0 || !finite) {
+    snprintf(detail, sizeof detail, "its inputs left as they are (awq: %s)", alpha == 0 ? "no scale gave less output error than none" : "a scale would take its weights past float32's range");
+    pq_model_record_skip(m, METHOD, layer, detail);
+    free(s);
+    return PQ_OK;
+  }
+  for (int64_t i = 0; i < rows * k; i++) w->data[i] *= (float)s[i % k];
+  w->changed = 1;
+  char base[300], tname[320], nname[320], vname[320];
+  snprintf(base, sizeof base, "%s.awq_scale", layer);
+  pq_model_unique_name(m, base, tname, sizeof tname);
+  PqTensor *inv = pq_tensor_new(tname, PQ_DTYPE_F32, 1, &k);
+  float *iv = pq_tensor_mutable_data(inv);
+  double lo = INFINITY, hi = 0;
+  for (int64_t j = 0; j < k; j++) {
+    iv[j] = 1.0f / (float)s[j];
+    lo = fmin(lo, s[j]);
+    hi = fmax(hi, s[j]);
+  }
+  free(s);
+  pq_model_set_tensor(m, inv);
+  pq_tensor_unref(inv);
+  snprintf(base, sizeof base, "%s.awq", layer);
+  pq_model_unique_name(m, base, nname, sizeof nname);
+  snprintf(base, sizeof base, "%s.awq", pq_node_input(l, 0));
+  pq_model_unique_name(m, base, vname, sizeof vname);
+  const char *ins[2] = {pq_node_input(l, 0), tname}, *outs[1] = {vname};
+  pq_graph_add_node(pq_model_graph(m), "mul", nname, 2, ins, 1, outs);
+  pq_node_set_input(l, 0, vname);
+  snprintf(detail, sizeof detail,
+           "%lld input channels scaled (awq, alpha %.2f): its columns multiplied by %.3g-%.3g, its input divided by them in a new mul '%s'; "
+           "at %s, output error %.2fx round-to-nearest's on the %lld calibration rows",
+           (long long)k, alpha, lo, hi, nname, gw, ratio, (long long)grows);
+  int64_t n = pq_tensor_numel(t), bytes = (int64_t)pq_tensor_nbytes(t);
+  pq_model_record_layer(m, METHOD, layer, detail, n, n + k, bytes, bytes + 4 * k, NAN, NAN);
+  return PQ_OK;
 }
 
 /* Why a batch_norm node `bn` cannot be folded into the layer before it, or NULL with that layer in *layer. */
@@ -368,10 +564,20 @@ static PqStatus fold_batch_norms(PqModel *m, const PqOptions *o, PqPluginError *
   return PQ_OK;
 }
 
+static int uses_awq(const PqOptions *o) { return !strcmp(pq_options_get_string(o, "method", "range"), "awq"); }
+static int64_t calibration_wanted(const PqOptions *o) { return uses_awq(o) ? pq_options_get_int(o, "samples", 512) : 0; }
+
 static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalibration *cal, PqModel **out, PqPluginError *err) {
-  (void)cal;
   int64_t sweeps = pq_options_get_int(o, "iterations", 100);
   double tol = pq_options_get_float(o, "tolerance", 1e-4);
+  int awq = uses_awq(o);
+  AwqGrid grid = {(int)pq_options_get_int(o, "bits", 4), pq_options_get_bool(o, "symmetric", 1), (int)pq_options_get_int(o, "clip_search", 20),
+                  (int)pq_options_get_int(o, "alpha_steps", 20), PQ_QUANT_PER_CHANNEL, pq_options_get_int(o, "group_size", 0)};
+  if (grid.group > 0) grid.scheme = PQ_QUANT_PER_GROUP;
+  if (awq && (!cal || cal->n_samples < 1)) {
+    pq_plugin_error_set(err, PQ_ERR_INVALID, "equalize method=awq needs calibration samples (--calibration N > 0)");
+    return PQ_ERR_INVALID;
+  }
   PqModel *m = pq_model_copy(in);
   if (pq_options_get_bool(o, "fold_batch_norm", 1)) {
     PqStatus folded = fold_batch_norms(m, o, err);
@@ -400,7 +606,7 @@ static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalib
     char why[300] = "not selected (include, exclude, min_params)";
     Pair p;
     if (!pq_options_layer_selected(o, layer, pq_tensor_numel(pq_model_tensor(m, pq_node_input(a, 1)))) ||
-        !find_pair(m, plan, a, o, &p, why, sizeof why)) {
+        !find_pair(m, plan, a, o, &p, why, sizeof why) || (awq && !awq_fits(&p, &grid, why, sizeof why))) {
       skips[i] = strdup(why);
       continue;
     }
@@ -420,9 +626,12 @@ static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalib
     p.b_spread0 = spread(p.total + 2 * p.c, p.c);
     pairs[n_pairs++] = p;
   }
-  /* sweeps over every pair in graph order until no scale moves by more than the tolerance */
+  /* awq: each pair's scales chosen once, for its B; else sweeps over every pair in graph order until no scale
+     moves by more than the tolerance */
   int64_t done_sweeps = 0;
-  for (; done_sweeps < sweeps && n_pairs;) {
+  for (int k = 0; awq && k < n_pairs; k++)
+    if ((code = awq_pair(m, cal, &pairs[k], &grid, err)) != PQ_OK) goto done;
+  for (; !awq && done_sweeps < sweeps && n_pairs;) {
     double moved = 0;
     for (int k = 0; k < n_pairs; k++) moved = fmax(moved, equalize_pair(&pairs[k], pairs[k].total + pairs[k].c));
     done_sweeps++;
@@ -432,25 +641,60 @@ static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalib
     if (skips[i]) pq_model_record_skip(m, METHOD, pq_node_name(pq_graph_node(g, i)), skips[i]);
     if (k == (size_t)n_pairs || pairs[k].a != pq_graph_node(g, i)) continue;
     Pair *p = &pairs[k++];
+    if (awq && p->awq_alpha == 0) {
+      char why[400];
+      snprintf(why, sizeof why, "no scale gave '%s' less output error than none (awq)", pq_node_name(p->b));
+      pq_model_record_skip(m, METHOD, pq_node_name(p->a), why);
+      continue;
+    }
     double lo = INFINITY, hi = 0, *ra = p->total + p->c, *rb = p->total + 2 * p->c;
     channel_ranges(p, ra, rb);
     for (int64_t ch = 0; ch < p->c; ch++) {
       lo = fmin(lo, p->total[ch]);
       hi = fmax(hi, p->total[ch]);
     }
-    char detail[400];
-    snprintf(detail, sizeof detail,
-             "%lld channels equalized with '%s' (%lld sweep%s): its rows divided and those columns multiplied by %.3g-%.3g; "
-             "mean channel range / largest: its rows %.2f -> %.2f, the columns of '%s' %.2f -> %.2f",
-             (long long)p->c, pq_node_name(p->b), (long long)done_sweeps, done_sweeps == 1 ? "" : "s", lo, hi, p->a_spread0, spread(ra, p->c), pq_node_name(p->b),
-             p->b_spread0, spread(rb, p->c));
+    char detail[400], gw[64];
+    grid_words(&grid, gw, sizeof gw);
+    if (awq)
+      snprintf(detail, sizeof detail,
+               "%lld channels scaled for '%s' (awq, alpha %.2f): its rows divided and those columns multiplied by %.3g-%.3g; "
+               "'%s' at %s: output error %.2fx round-to-nearest's on the %lld calibration rows",
+               (long long)p->c, pq_node_name(p->b), p->awq_alpha, lo, hi, pq_node_name(p->b), gw, p->awq_ratio, (long long)p->awq_rows);
+    else
+      snprintf(detail, sizeof detail,
+               "%lld channels equalized with '%s' (%lld sweep%s): its rows divided and those columns multiplied by %.3g-%.3g; "
+               "mean channel range / largest: its rows %.2f -> %.2f, the columns of '%s' %.2f -> %.2f",
+               (long long)p->c, pq_node_name(p->b), (long long)done_sweeps, done_sweeps == 1 ? "" : "s", lo, hi, p->a_spread0, spread(ra, p->c),
+               pq_node_name(p->b), p->b_spread0, spread(rb, p->c));
     int64_t n = pq_tensor_numel(p->wa->tensor);
     pq_model_record_layer(m, METHOD, pq_node_name(p->a), detail, n, n, (int64_t)pq_tensor_nbytes(p->wa->tensor),
                           (int64_t)pq_tensor_nbytes(p->wa->tensor), NAN, NAN);
   }
+  /* awq: linear layers reading a model input, through a new mul node */
+  for (size_t i = 0; awq && pq_options_get_bool(o, "scale_inputs", 1) && i < n_nodes; i++) {
+    PqNode *l = pq_graph_node(pq_model_graph(m), i);
+    if (strcmp(pq_node_op(l), "linear") || pq_node_n_inputs(l) < 2 || !is_graph_input(g, pq_node_input(l, 0))) continue;
+    const PqTensor *w = pq_model_tensor(m, pq_node_input(l, 1));
+    if (!w || !pq_options_layer_selected(o, pq_node_name(l), pq_tensor_numel(w))) continue;
+    char why[300], what[400];
+    if (tensor_unusable(m, pq_node_input(l, 1), why, sizeof why) || pq_tensor_ndim(w) != 2 ||
+        (grid.scheme == PQ_QUANT_PER_GROUP && pq_tensor_shape(w)[1] % grid.group)) {
+      if (pq_tensor_dtype(w) == PQ_DTYPE_F32 && pq_tensor_ndim(w) == 2 && grid.scheme == PQ_QUANT_PER_GROUP && pq_tensor_shape(w)[1] % grid.group)
+        snprintf(why, sizeof why, "group_size %lld does not divide its rows of %lld", (long long)grid.group, (long long)pq_tensor_shape(w)[1]);
+      snprintf(what, sizeof what, "its inputs left as they are (awq): %s", why);
+      pq_model_record_skip(m, METHOD, pq_node_name(l), what);
+      continue;
+    }
+    Work *wl = work_for(works, &n_works, m, pq_node_input(l, 1), l, err);
+    if (!wl || (code = awq_input(m, cal, l, wl, &grid, err)) != PQ_OK) {
+      if (!wl) code = pq_plugin_error_in_layer(err, pq_node_name(l));
+      goto done;
+    }
+  }
   /* the values between the layers of a pair now hold scaled channels: they take new names, so that nothing
      matches them by name against a model where they are not scaled (bias_correct after a lossy stage) */
   for (int k = 0; k < n_pairs; k++) {
+    if (awq && pairs[k].awq_alpha == 0) continue; /* left as it was */
     PqNode *from = (PqNode *)pairs[k].a;
     while (from != pairs[k].b) {
       PqNode *next = sole_reader(g, pq_node_output(from, 0)); /* (find_pair walked this path) */
@@ -490,6 +734,7 @@ done:
 static const PqCompressorVTable eq_vtable = {
     .struct_size = sizeof(PqCompressorVTable),
     .compress = eq_compress,
+    .calibration_samples = calibration_wanted,
     .flags = PQ_COMPRESSOR_EXACT,
 };
 
@@ -506,7 +751,23 @@ static const PqPluginDesc eq_desc = {
                       " \"tolerance\": {\"type\": \"number\", \"minimum\": 0, \"maximum\": 1, \"default\": 0.0001,"
                       "  \"description\": \"stop when no scale moves by more than this (as |log s|) in a sweep\"},"
                       " \"fold_batch_norm\": {\"type\": \"boolean\", \"default\": true,"
-                      "  \"description\": \"first fold each batch_norm right after a linear or conv2d layer into its weight and bias\"}}",
+                      "  \"description\": \"first fold each batch_norm right after a linear or conv2d layer into its weight and bias\"},"
+                      " \"method\": {\"type\": \"string\", \"enum\": [\"range\", \"awq\"], \"default\": \"range\","
+                      "  \"description\": \"range: both sides' weight ranges made equal, no data; awq: the scales that give the next layer the least"
+                      " output error once quantized on the grid below, from calibration data (Lin et al. 2023)\"},"
+                      " \"bits\": {\"type\": \"integer\", \"minimum\": 2, \"maximum\": 8, \"default\": 4,"
+                      "  \"description\": \"awq: the bits of the quant stage that follows\"},"
+                      " \"group_size\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 65536, \"default\": 0,"
+                      "  \"description\": \"awq: that stage's values per scale (per_group); 0: one scale a row (per_channel)\"},"
+                      " \"symmetric\": {\"type\": \"boolean\", \"default\": true, \"description\": \"awq: that stage's symmetric\"},"
+                      " \"clip_search\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 200, \"default\": 20,"
+                      "  \"description\": \"awq: that stage's clip_search\"},"
+                      " \"alpha_steps\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 100, \"default\": 20,"
+                      "  \"description\": \"awq: exponents tried for the scales, 0 to 1 in this many steps\"},"
+                      " \"samples\": {\"type\": \"integer\", \"minimum\": 1, \"default\": 512,"
+                      "  \"description\": \"awq: calibration samples for the layers' input statistics (at most what the host gives)\"},"
+                      " \"scale_inputs\": {\"type\": \"boolean\", \"default\": true,"
+                      "  \"description\": \"awq: a linear layer reading a model input is scaled too, its input divided by a new mul node\"}}",
     .vtable = &eq_vtable,
 };
 
