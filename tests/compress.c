@@ -3304,6 +3304,128 @@ static void test_equalize(void) {
 /* bias_correct after a 3-bit quantization: each layer's output means over the calibration samples are the
  * original model's again, layer after layer (each measured on the model corrected so far; a sign or order
  * wrong fails), weights untouched; a layer without a bias gets one; it needs calibration samples. */
+/* The outputs of `m` on n images. */
+static float *outputs_on(const PqModel *m, const float *x, int64_t n, int64_t width) {
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqBackend) b = pq_backend_prepare(cpu, m, 1, n, NULL, &err);
+  g_assert_no_error(err);
+  float *y = g_new(float, n * width);
+  PqTensorView in = {sizeof in, PQ_DTYPE_F32, 2, 0, {n, 784}, (void *)x}, o = {sizeof o, PQ_DTYPE_F32, 2, 0, {n, width}, y};
+  g_assert_true(pq_backend_run(b, &in, 1, &o, 1, &err));
+  return y;
+}
+
+/* A record of `layer` by equalize whose detail holds `text`, or NULL. */
+static const PqLayerRecord *eq_record_with(const PqModel *m, const char *layer, const char *text) {
+  for (guint r = 0; r < pq_model_n_records(m); r++) {
+    const PqLayerRecord *rec = pq_model_record(m, r);
+    if (!strcmp(rec->method, "equalize") && !strcmp(rec->layer, layer) && strstr(rec->detail, text)) return rec;
+  }
+  return NULL;
+}
+
+/* equalize method=awq: the same function (fc1's inputs divided by a new mul node, its columns multiplied);
+ * quantized on the grid it was told of, the outputs on images it did not see stay closer to the model's than
+ * with quant alone; what it cannot weigh is said; without calibration samples it refuses. */
+static void test_equalize_awq(void) {
+  g_autoptr(PqDataset) train = train_set();
+  if (!train) return;
+  g_autoptr(GError) err = NULL;
+  PqPlugin *eq = pq_registry_load(reg, EQUALIZE_PLUGIN, &err);
+  g_assert_no_error(err);
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(784, 32, 10, 43);
+  enum { N = 256 };
+  g_autofree float *x = g_new(float, 2 * N * 784);
+  g_assert_cmpint(pq_dataset_get_batch(train, 0, 2 * N, x, NULL), ==, 2 * N);
+  const float *unseen = x + N * 784; /* calibration takes the first N */
+  { /* fc1's columns for the pixels that are nearly always dark 20 times wider: they set its rows' ranges, and
+       weighing the inputs shrinks them (a trained model's are small, but wide ones are what awq is for) */
+    PqTensor *w1 = pq_tensor_new("w1", PQ_DTYPE_F32, 2, (const int64_t[]){32, 784});
+    float *wd = pq_tensor_mutable_data(w1);
+    pq_tensor_to_f32(pq_model_tensor(m, "w1"), wd);
+    for (int j = 0; j < 784; j++) {
+      double mean = 0;
+      for (int i = 0; i < N; i++) mean += x[i * 784 + j] / N;
+      for (int r = 0; r < 32 && mean < 0.02; r++) wd[r * 784 + j] *= 20;
+    }
+    pq_model_set_tensor(m, w1);
+    pq_tensor_unref(w1);
+  }
+  g_autoptr(PqPipeline) pa = pq_pipeline_new(reg), pq = pq_pipeline_new(reg), pr = pq_pipeline_new(reg);
+  g_assert_true(pq_pipeline_add_stage(pa, eq, &err) && pq_pipeline_add_stage(pq, eq, &err) && pq_pipeline_add_stage(pq, quant, &err) &&
+                pq_pipeline_add_stage(pr, quant, &err));
+  const char *opts[] = {"equalize.method=awq", "equalize.bits=3", "quant.bits=3"};
+  for (int i = 0; i < 3; i++) {
+    if (i < 2) g_assert_true(pq_pipeline_parse_option(pa, opts[i], &err));
+    g_assert_true(pq_pipeline_parse_option(pq, opts[i], &err));
+  }
+  g_assert_true(pq_pipeline_parse_option(pr, "quant.bits=3", &err));
+  g_assert_no_error(err);
+  pq_pipeline_set_calibration(pa, train, N);
+  pq_pipeline_set_calibration(pq, train, N);
+  pq_pipeline_set_calibration(pr, train, N);
+  g_autoptr(PqModel) e = pq_pipeline_run(pa, m, &err);
+  g_assert_no_error(err);
+  g_autofree float *y0 = outputs_on(m, unseen, N, 10), *y1 = outputs_on(e, unseen, N, 10);
+  g_test_message("awq: outputs differ by %.2e (relative)", max_rel_diff(y1, y0, N * 10));
+  g_assert_cmpfloat(max_rel_diff(y1, y0, N * 10), <, 1e-5);
+  const PqLayerRecord *in_rec = eq_record_with(e, "fc1", "784 input channels scaled (awq, alpha ");
+  g_assert_nonnull(in_rec);
+  g_assert_nonnull(strstr(in_rec->detail, "in a new mul 'fc1.awq'; at 3-bit per channel, output error "));
+  g_assert_nonnull(strstr(in_rec->detail, " on the 256 calibration rows"));
+  g_assert_cmpint(in_rec->params_after, ==, in_rec->params_before + 784);
+  const PqTensor *inv = pq_model_tensor(e, "fc1.awq_scale");
+  g_assert_nonnull(inv);
+  g_assert_cmpint(pq_tensor_numel(inv), ==, 784);
+  const PqNode *mul = pq_graph_value_producer(pq_model_const_graph(e), pq_node_input(pq_graph_node(pq_model_const_graph(e), 0), 0));
+  g_assert_nonnull(mul);
+  g_assert_cmpstr(pq_node_op(mul), ==, "mul");
+  g_assert_cmpstr(pq_node_input(mul, 0), ==, "x");
+  g_assert_true(eq_record_with(e, "fc1", "32 channels scaled for 'fc2' (awq, alpha ") ||
+                eq_record_with(e, "fc1", "no scale gave 'fc2' less output error than none (awq)"));
+  /* quantized at 3 bits: closer to the model than quant alone */
+  g_autoptr(PqModel) eqq = pq_pipeline_run(pq, m, &err);
+  g_assert_no_error(err);
+  g_autoptr(PqModel) rtn = pq_pipeline_run(pr, m, &err);
+  g_assert_no_error(err);
+  g_autofree float *y2 = outputs_on(eqq, unseen, N, 10), *y3 = outputs_on(rtn, unseen, N, 10);
+  double e_awq = 0, e_rtn = 0;
+  for (int i = 0; i < N * 10; i++) e_awq += ((double)y2[i] - y0[i]) * ((double)y2[i] - y0[i]), e_rtn += ((double)y3[i] - y0[i]) * ((double)y3[i] - y0[i]);
+  g_test_message("3-bit: output error %.4g after awq, %.4g with quant alone (unseen images)", e_awq, e_rtn);
+  g_assert_cmpfloat(e_awq, <, 0.9 * e_rtn);
+  /* a group size that divides no row: nothing weighed, said so */
+  g_autoptr(PqPipeline) pg = pq_pipeline_new(reg);
+  g_assert_true(pq_pipeline_add_stage(pg, eq, &err) && pq_pipeline_parse_option(pg, "equalize.method=awq", &err) &&
+                pq_pipeline_parse_option(pg, "equalize.group_size=5", &err));
+  pq_pipeline_set_calibration(pg, train, N);
+  g_autoptr(PqModel) eg = pq_pipeline_run(pg, m, &err);
+  g_assert_no_error(err);
+  g_assert_nonnull(eq_record_with(eg, "fc1", "group_size 5 does not divide the 32 values of a row of 'fc2'"));
+  g_assert_nonnull(eq_record_with(eg, "fc1", "its inputs left as they are (awq): group_size 5 does not divide its rows of 784"));
+  g_assert_null(pq_model_tensor(eg, "fc1.awq_scale"));
+  /* a grouped convolution as the next layer: skipped by name */
+  g_autoptr(PqModel) cm = pq_model_new();
+  PqGraph *g = pq_model_graph(cm);
+  int64_t xs[4] = {-1, 1, 28, 28}, aw[4] = {4, 1, 3, 3}, bw[4] = {4, 2, 3, 3};
+  pq_graph_add_input(g, "x", 4, xs);
+  PqTensor *ta = pq_test_random_tensor("aw", 4, aw, 71, 0.5f), *tb = pq_test_random_tensor("bw", 4, bw, 72, 0.5f);
+  pq_model_set_tensor(cm, ta), pq_model_set_tensor(cm, tb);
+  pq_tensor_unref(ta), pq_tensor_unref(tb);
+  pq_graph_add_node(g, "conv2d", "a", 2, (const char *[]){"x", "aw"}, 1, (const char *[]){"h"});
+  pq_graph_add_node(g, "relu", "r", 1, (const char *[]){"h"}, 1, (const char *[]){"hr"});
+  pq_node_set_int(pq_graph_add_node(g, "conv2d", "b", 2, (const char *[]){"hr", "bw"}, 1, (const char *[]){"y"}), "groups", 2);
+  pq_graph_add_output(g, "y");
+  g_autoptr(PqModel) ec = pq_pipeline_run(pg, cm, &err);
+  g_assert_no_error(err);
+  g_assert_cmpstr(record_of(ec, "equalize", "a")->detail, ==, "'b' is a grouped convolution (awq weighs a layer's inputs by one Gram matrix, which it has not)");
+  /* without calibration samples */
+  const char *kv[] = {"method", "awq", NULL};
+  g_autoptr(GError) nerr = NULL;
+  g_assert_null(compress(eq, m, kv, &nerr));
+  g_assert_nonnull(nerr);
+  g_assert_nonnull(strstr(nerr->message, "compressor 'equalize' needs calibration samples (up to 512)"));
+}
+
 static void test_bias_correct(void) {
   g_autoptr(PqDataset) train = train_set();
   if (!train) return;
@@ -3645,6 +3767,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/low-rank-overflow", test_low_rank_overflow);
   g_test_add_func("/compress/bias-correct", test_bias_correct);
   g_test_add_func("/compress/equalize", test_equalize);
+  g_test_add_func("/compress/equalize-awq", test_equalize_awq);
   g_test_add_func("/compress/cp", test_cp);
   g_test_add_func("/compress/circulant", test_circulant);
   g_test_add_func("/compress/tensor-train", test_tensor_train);
