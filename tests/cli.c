@@ -283,6 +283,18 @@ static void test_cnn_tucker(void) {
 /* A nearest-class-mean classifier on Fashion-MNIST as one linear layer (w_c = the class's mean image,
  * b_c = −|w_c|² / 2), from the first 20000 training images: a model with real accuracy (about 68%) that a
  * 2-bit quantization visibly costs, built in a moment. */
+/* The model saved at `path` holds t's tensors, byte for byte. */
+static void assert_same_tensors(const PqModel *t, const char *path) {
+  g_autoptr(PqModel) a = pq_model_load(path, NULL);
+  g_assert_nonnull(a);
+  g_assert_cmpint(pq_model_n_tensors(a), ==, pq_model_n_tensors(t));
+  for (size_t i = 0; i < pq_model_n_tensors(t); i++) {
+    const PqTensor *x = pq_model_tensor_at(t, i), *y = pq_model_tensor(a, pq_tensor_name(x));
+    g_assert_nonnull(y);
+    g_assert_cmpmem(pq_tensor_data(x), pq_tensor_nbytes(x), pq_tensor_data(y), pq_tensor_nbytes(y));
+  }
+}
+
 /* A nearest-centroid classifier of Fashion-MNIST as one linear layer "fc" (x·μ_c − |μ_c|²/2, then softmax);
  * with `hidden`, as two: "fc" with K added to every bias so that each output is positive (K ≥ |μ_c|²/2, as
  * x·μ_c ≥ 0), a relu, which then changes nothing, and "fc2", the identity, whose columns equalize can scale. */
@@ -487,14 +499,7 @@ static void test_compress_and_run(void) {
     g_free(out);
     g_free(err);
     g_assert_cmpint(pqrun(&out, &err, "compress", "--model", eq_path, "--config", eq_chain, "-o", eq_again, NULL), ==, 0);
-    g_autoptr(PqModel) a = pq_model_load(eq_again, NULL);
-    g_assert_nonnull(a);
-    g_assert_cmpint(pq_model_n_tensors(a), ==, pq_model_n_tensors(t));
-    for (size_t i = 0; i < pq_model_n_tensors(t); i++) {
-      const PqTensor *x = pq_model_tensor_at(t, i), *y = pq_model_tensor(a, pq_tensor_name(x));
-      g_assert_nonnull(y);
-      g_assert_cmpmem(pq_tensor_data(x), pq_tensor_nbytes(x), pq_tensor_data(y), pq_tensor_nbytes(y));
-    }
+    assert_same_tensors(t, eq_again);
   }
   g_free(out);
   g_free(err);
@@ -545,14 +550,7 @@ static void test_compress_and_run(void) {
     g_free(out);
     g_free(err);
     g_assert_cmpint(pqrun(&out, &err, "compress", "--model", cpath, "--config", chain, "-o", again, NULL), ==, 0);
-    g_autoptr(PqModel) a = pq_model_load(again, NULL);
-    g_assert_nonnull(a);
-    g_assert_cmpint(pq_model_n_tensors(a), ==, pq_model_n_tensors(t));
-    for (size_t i = 0; i < pq_model_n_tensors(t); i++) {
-      const PqTensor *x = pq_model_tensor_at(t, i), *y = pq_model_tensor(a, pq_tensor_name(x));
-      g_assert_nonnull(y);
-      g_assert_cmpmem(pq_tensor_data(x), pq_tensor_nbytes(x), pq_tensor_data(y), pq_tensor_nbytes(y));
-    }
+    assert_same_tensors(t, again);
     /* and is a suite: the baseline and the tuned chain */
     g_free(out);
     g_free(err);
