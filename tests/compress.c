@@ -3403,6 +3403,15 @@ static void test_equalize_awq(void) {
   g_assert_nonnull(eq_record_with(eg, "fc1", "group_size 5 does not divide the 32 values of a row of 'fc2'"));
   g_assert_nonnull(eq_record_with(eg, "fc1", "its inputs left as they are (awq): group_size 5 does not divide its rows of 784"));
   g_assert_null(pq_model_tensor(eg, "fc1.awq_scale"));
+  { /* weights near float32's limit: the exponents that would take them past it are not tried, no error */
+    g_autoptr(PqModel) big = pq_model_copy(m);
+    PqTensor *w2 = pq_test_random_tensor("w2", 2, (const int64_t[]){10, 32}, 17, 3e38f);
+    pq_model_set_tensor(big, w2);
+    pq_tensor_unref(w2);
+    g_autoptr(PqModel) eb = pq_pipeline_run(pa, big, &err);
+    g_assert_no_error(err);
+    g_assert_nonnull(eb);
+  }
   /* a grouped convolution as the next layer: skipped by name */
   g_autoptr(PqModel) cm = pq_model_new();
   PqGraph *g = pq_model_graph(cm);

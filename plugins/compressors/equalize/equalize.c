@@ -290,8 +290,10 @@ static double *awq_search(const Pair *p, const float *w, int64_t rows, int64_t k
       hi = fmax(hi, s[ch]);
     }
     for (int64_t ch = 0; ch < c; ch++) s[ch] = (double)(float)(s[ch] / sqrt(lo * hi));
+    int finite = 1;
     for (int64_t r = 0; r < rows; r++)
-      for (int64_t j = 0; j < k; j++) ws[r * k + j] = w[r * k + j] * (float)s[chan[j]];
+      for (int64_t j = 0; j < k; j++) finite &= isfinite(ws[r * k + j] = w[r * k + j] * (float)s[chan[j]]) != 0;
+    if (!finite) continue; /* (weights near float32's limit: this α would take some past it) */
     PqTensor *t = pq_quantize_matrix("awq", ws, 2, shape, q->bits, q->scheme, q->group, q->symmetric, q->clip, err);
     if (!t) {
       ok = 0;
