@@ -5,7 +5,10 @@
  * ranges of A's rows and B's columns become equal — s_i = sqrt(r_A,i / r_B,i) — so a tensor with a few wide
  * channels no longer spends most of a per-tensor grid on them. Chains of layers are swept until the scales
  * settle. No calibration data: the first half of Nagel et al. 2019 ("Data-free quantization through weight
- * equalization and bias correction"); bias_correct is the second. Float32 weights only; nothing changes size. */
+ * equalization and bias correction"); bias_correct is the second. Float32 weights only; nothing changes size.
+ * method awq chooses each pair's scales instead for the least output error of B once quantized on the grid the
+ * next stage uses, from the Gram matrix of B's calibration inputs (Lin et al. 2023), and scales a linear layer
+ * that reads a model input through a new mul node. */
 #include <pquant/pq-plugin.h>
 
 #include <math.h>
@@ -746,8 +749,9 @@ static const PqPluginDesc eq_desc = {
     .abi_minor = PQ_ABI_MINOR,
     .kind = PQ_KIND_COMPRESSOR,
     .name = "equalize",
-    .version = "1.0.0",
-    .description = "cross-layer equalization: channel ranges of consecutive layers balanced by scales the model's function absorbs",
+    .version = "1.1.0",
+    .description = "cross-layer equalization: scales between consecutive layers that the model's function absorbs, balancing their "
+                   "channel ranges (range) or chosen from calibration data for the quantization that follows (awq)",
     .options_schema = "{\"iterations\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 10000, \"default\": 100,"
                       "  \"description\": \"sweeps over the pairs of layers at most (a chain of more than two layers needs several)\"},"
                       " \"tolerance\": {\"type\": \"number\", \"minimum\": 0, \"maximum\": 1, \"default\": 0.0001,"
