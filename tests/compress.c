@@ -3393,6 +3393,17 @@ static void test_equalize_awq(void) {
   for (int i = 0; i < N * 10; i++) e_awq += ((double)y2[i] - y0[i]) * ((double)y2[i] - y0[i]), e_rtn += ((double)y3[i] - y0[i]) * ((double)y3[i] - y0[i]);
   g_test_message("3-bit: output error %.4g after awq, %.4g with quant alone (unseen images)", e_awq, e_rtn);
   g_assert_cmpfloat(e_awq, <, 0.9 * e_rtn);
+  /* the exponents tried on 8 of fc1's 32 rows (and of fc2's 10), the choice checked on all: the same function,
+     much the same gain */
+  g_assert_true(pq_pipeline_parse_option(pq, "equalize.search_rows=8", &err));
+  g_autoptr(PqModel) eqs = pq_pipeline_run(pq, m, &err);
+  g_assert_no_error(err);
+  g_autofree float *y4 = outputs_on(eqs, unseen, N, 10);
+  double e_sub = 0;
+  for (int i = 0; i < N * 10; i++) e_sub += ((double)y4[i] - y0[i]) * ((double)y4[i] - y0[i]);
+  g_test_message("3-bit: output error %.4g after awq searching on 8 rows", e_sub);
+  g_assert_cmpfloat(e_sub, <, 0.9 * e_rtn);
+  g_assert_nonnull(eq_record_with(eqs, "fc1", "784 input channels scaled (awq, alpha "));
   /* a group size that divides no row: nothing weighed, said so */
   g_autoptr(PqPipeline) pg = pq_pipeline_new(reg);
   g_assert_true(pq_pipeline_add_stage(pg, eq, &err) && pq_pipeline_parse_option(pg, "equalize.method=awq", &err) &&

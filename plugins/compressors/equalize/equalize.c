@@ -43,7 +43,7 @@ typedef struct {
 typedef struct {
   int bits, symmetric, clip, steps;
   PqQuantScheme scheme;
-  int64_t group;
+  int64_t group, search_rows;
 } AwqGrid;
 
 static int is_layer(const PqNode *n) { return !strcmp(pq_node_op(n), "linear") || !strcmp(pq_node_op(n), "conv2d"); }
@@ -257,19 +257,43 @@ static double equalize_pair(Pair *p, double *work) {
   return apply_scales(p, ra, rb, s);
 }
 
+/* The output error Σ (w − q)ᵀ G (w − q) of w [rows, k] with its columns multiplied by s (column j by channel
+ * chan[j]'s), quantized on q and divided by s again. INFINITY where a scaled weight would pass float32's range;
+ * -1 with err set on failure. ws and back hold rows · k floats. */
+static double awq_error(const float *w, int64_t rows, int64_t k, const int64_t *chan, const double *s, const float *gram, const AwqGrid *q,
+                        float *ws, float *back, PqPluginError *err) {
+  int finite = 1;
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t j = 0; j < k; j++) finite &= isfinite(ws[r * k + j] = w[r * k + j] * (float)s[chan[j]]) != 0;
+  if (!finite) return INFINITY;
+  const int64_t shape[2] = {rows, k};
+  PqTensor *t = pq_quantize_matrix("awq", ws, 2, shape, q->bits, q->scheme, q->group, q->symmetric, q->clip, err);
+  if (!t) return -1;
+  pq_tensor_to_f32(t, back);
+  pq_tensor_unref(t);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t j = 0; j < k; j++) back[r * k + j] /= (float)s[chan[j]];
+  double e = pq_output_error(w, back, gram, rows, k);
+  if (e < 0) pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
+  return e;
+}
+
 /* Activation-aware scales (AWQ, Lin et al. 2023) for a layer's input channels: its weight w [rows, k] and the
  * Gram matrix of its inputs (k × k); column j belongs to channel b_channel(p, 0, j), or to channel j where p is
  * NULL (c = k). For α = 0, 1/steps, … 1, s_ch = rms_ch^α (rms_ch: the root mean square of the channel's inputs,
- * at least 1e-4 of the largest), divided by the geometric mean of its extremes; w's columns multiplied by s,
- * quantized on the grid, divided by s again, and the output error Σ (w − q)ᵀ G (w − q) taken. Returns the
- * scales of the least error (malloc'd, c of them; α = 0 is round-to-nearest itself, s = 1) with α in *alpha and
- * that error over round-to-nearest's in *ratio; NULL with `err` set. */
+ * at least 1e-4 of the largest), divided by the geometric mean of its extremes, and awq_error taken — on
+ * q->search_rows of w's rows, evenly spaced, where it has more (each row's error is its own: per-row and
+ * per-group grids quantize a row alone). The α of least error is then measured on every row against α = 0
+ * (round-to-nearest itself, s = 1) and kept only if it is lower there too. Returns the scales (malloc'd, c of
+ * them) with α in *alpha and that error over round-to-nearest's in *ratio; NULL with `err` set. */
 static double *awq_search(const Pair *p, const float *w, int64_t rows, int64_t k, int64_t c, const float *gram, const AwqGrid *q, double *alpha,
                           double *ratio, PqPluginError *err) {
+  int64_t sub = rows > q->search_rows ? q->search_rows : rows;
   double *rms = calloc((size_t)c, sizeof(double)), *s = malloc(sizeof(double) * (size_t)c), *best = malloc(sizeof(double) * (size_t)c);
   int64_t *chan = malloc(sizeof(int64_t) * (size_t)k), *count = calloc((size_t)c, sizeof(int64_t));
   float *ws = malloc(sizeof(float) * (size_t)(rows * k)), *back = malloc(sizeof(float) * (size_t)(rows * k));
-  int ok = rms && s && best && chan && count && ws && back;
+  float *wsub = sub < rows ? malloc(sizeof(float) * (size_t)(sub * k)) : NULL;
+  int ok = rms && s && best && chan && count && ws && back && (sub == rows || wsub);
   if (!ok) pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
   double top = 0, e0 = -1, eb = INFINITY;
   for (int64_t j = 0; ok && j < k; j++) {
@@ -281,10 +305,10 @@ static double *awq_search(const Pair *p, const float *w, int64_t rows, int64_t k
     rms[ch] = count[ch] ? sqrt(rms[ch] / (double)count[ch]) : 0.0;
     top = fmax(top, rms[ch]);
   }
+  for (int64_t i = 0; ok && wsub && i < sub; i++) memcpy(wsub + i * k, w + (i * rows / sub) * k, sizeof(float) * (size_t)k);
   *alpha = 0;
   *ratio = 1;
   for (int64_t ch = 0; ok && ch < c; ch++) best[ch] = 1.0;
-  const int64_t shape[2] = {rows, k};
   for (int step = 0; ok && top > 0 && step <= q->steps; step++) { /* (inputs all 0: nothing to weigh, s = 1) */
     double a = (double)step / q->steps, lo = INFINITY, hi = 0;
     for (int64_t ch = 0; ch < c; ch++) {
@@ -293,30 +317,27 @@ static double *awq_search(const Pair *p, const float *w, int64_t rows, int64_t k
       hi = fmax(hi, s[ch]);
     }
     for (int64_t ch = 0; ch < c; ch++) s[ch] = (double)(float)(s[ch] / sqrt(lo * hi));
-    int finite = 1;
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t j = 0; j < k; j++) finite &= isfinite(ws[r * k + j] = w[r * k + j] * (float)s[chan[j]]) != 0;
-    if (!finite) continue; /* (weights near float32's limit: this α would take some past it) */
-    PqTensor *t = pq_quantize_matrix("awq", ws, 2, shape, q->bits, q->scheme, q->group, q->symmetric, q->clip, err);
-    if (!t) {
-      ok = 0;
-      break;
-    }
-    pq_tensor_to_f32(t, back);
-    pq_tensor_unref(t);
-    for (int64_t r = 0; r < rows; r++)
-      for (int64_t j = 0; j < k; j++) back[r * k + j] /= (float)s[chan[j]];
-    double e = pq_output_error(w, back, gram, rows, k);
+    double e = awq_error(wsub ? wsub : w, sub, k, chan, s, gram, q, ws, back, err);
     if (e < 0) {
-      pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory");
       ok = 0;
       break;
     }
     if (step == 0) e0 = e;
-    if (e < eb) { /* (ties keep the smaller α) */
+    if (e < eb) { /* (ties keep the smaller α; a weight past float32's range: INFINITY, never taken) */
       eb = e;
       *alpha = a;
       memcpy(best, s, sizeof(double) * (size_t)c);
+    }
+  }
+  if (ok && wsub && *alpha > 0) { /* the choice measured on every row */
+    for (int64_t ch = 0; ch < c; ch++) s[ch] = 1.0;
+    e0 = awq_error(w, rows, k, chan, s, gram, q, ws, back, err);
+    eb = e0 < 0 ? -1 : awq_error(w, rows, k, chan, best, gram, q, ws, back, err);
+    ok = e0 >= 0 && eb >= 0;
+    if (ok && !(eb < e0)) { /* not lower on every row: left as it was */
+      *alpha = 0;
+      eb = e0;
+      for (int64_t ch = 0; ch < c; ch++) best[ch] = 1.0;
     }
   }
   if (ok && e0 > 0) *ratio = eb / e0;
@@ -326,6 +347,7 @@ static double *awq_search(const Pair *p, const float *w, int64_t rows, int64_t k
   free(count);
   free(ws);
   free(back);
+  free(wsub);
   if (!ok) {
     free(best);
     return NULL;
@@ -577,7 +599,8 @@ static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalib
   double tol = pq_options_get_float(o, "tolerance", 1e-4);
   int awq = uses_awq(o);
   AwqGrid grid = {(int)pq_options_get_int(o, "bits", 4), pq_options_get_bool(o, "symmetric", 1), (int)pq_options_get_int(o, "clip_search", 20),
-                  (int)pq_options_get_int(o, "alpha_steps", 20), PQ_QUANT_PER_CHANNEL, pq_options_get_int(o, "group_size", 0)};
+                  (int)pq_options_get_int(o, "alpha_steps", 20), PQ_QUANT_PER_CHANNEL, pq_options_get_int(o, "group_size", 0),
+                  pq_options_get_int(o, "search_rows", 512)};
   if (grid.group > 0) grid.scheme = PQ_QUANT_PER_GROUP;
   if (awq && (!cal || cal->n_samples < 1)) {
     pq_plugin_error_set(err, PQ_ERR_INVALID, "equalize method=awq needs calibration samples (--calibration N > 0)");
@@ -770,6 +793,9 @@ static const PqPluginDesc eq_desc = {
                       "  \"description\": \"awq: that stage's clip_search\"},"
                       " \"alpha_steps\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 100, \"default\": 20,"
                       "  \"description\": \"awq: exponents tried for the scales, 0 to 1 in this many steps\"},"
+                      " \"search_rows\": {\"type\": \"integer\", \"minimum\": 1, \"default\": 512,"
+                      "  \"description\": \"awq: rows of the next layer's weight each exponent is tried on (evenly spaced; all where it has"
+                      " fewer); the one chosen is then checked on all\"},"
                       " \"samples\": {\"type\": \"integer\", \"minimum\": 1, \"default\": 512,"
                       "  \"description\": \"awq: calibration samples for the layers' input statistics (at most what the host gives)\"},"
                       " \"scale_inputs\": {\"type\": \"boolean\", \"default\": true,"
