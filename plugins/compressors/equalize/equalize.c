@@ -375,19 +375,29 @@ static int awq_fits(const Pair *p, const AwqGrid *q, char *why, size_t len) {
   return 1;
 }
 
-/* Method awq on pair p: B's weight and the Gram matrix of its inputs (through m, whose tensors are still the
- * model's) choose the scales, then applied as equalize_pair's are. */
-static PqStatus awq_pair(const PqModel *m, const PqCalibration *cal, Pair *p, const AwqGrid *q, PqPluginError *err) {
-  int64_t k = 0, b_per = p->b_conv ? p->b_in * p->b_khw : p->b_in;
-  float *gram = pq_calibration_gram(cal, m, p->b, &k, &p->awq_rows, err);
-  if (gram && k != b_per) {
-    pq_plugin_error_set(err, PQ_ERR_INTERNAL, "its Gram matrix (%lld) does not match its weight (%lld)", (long long)k, (long long)b_per);
+/* awq_search for `node`'s weight w [rows, k] (p: the pair it is B of, or NULL for a layer reading a model
+ * input, c = k) from the Gram matrix of its inputs through m (whose tensors are still the model's); the
+ * calibration rows in *grows. NULL with `err` set, naming the layer. */
+static double *awq_scales(const PqModel *m, const PqCalibration *cal, const PqNode *node, const Pair *p, const float *w, int64_t rows, int64_t k,
+                          int64_t c, const AwqGrid *q, double *alpha, double *ratio, int64_t *grows, PqPluginError *err) {
+  int64_t kg = 0;
+  float *gram = pq_calibration_gram(cal, m, node, &kg, grows, err);
+  if (gram && kg != k) {
+    pq_plugin_error_set(err, PQ_ERR_INTERNAL, "its Gram matrix (%lld) does not match its weight (%lld)", (long long)kg, (long long)k);
     free(gram);
     gram = NULL;
   }
-  double *s = gram ? awq_search(p, p->wb->data, p->b_rows, k, p->c, gram, q, &p->awq_alpha, &p->awq_ratio, err) : NULL;
+  double *s = gram ? awq_search(p, w, rows, k, c, gram, q, alpha, ratio, err) : NULL;
   free(gram);
-  if (!s) return pq_plugin_error_in_layer(err, pq_node_name(p->b));
+  if (!s) pq_plugin_error_in_layer(err, pq_node_name(node));
+  return s;
+}
+
+/* Method awq on pair p: the scales chosen for B, then applied as equalize_pair's are. */
+static PqStatus awq_pair(const PqModel *m, const PqCalibration *cal, Pair *p, const AwqGrid *q, PqPluginError *err) {
+  int64_t b_per = p->b_conv ? p->b_in * p->b_khw : p->b_in;
+  double *s = awq_scales(m, cal, p->b, p, p->wb->data, p->b_rows, b_per, p->c, q, &p->awq_alpha, &p->awq_ratio, &p->awq_rows, err);
+  if (!s) return (PqStatus)err->code;
   double *ra = p->total + p->c, *rb = p->total + 2 * p->c;
   channel_ranges(p, ra, rb);
   if (p->awq_alpha > 0) apply_scales(p, ra, rb, s); /* (α = 0: s = 1, the pair is left as it was) */
@@ -406,25 +416,14 @@ static int is_graph_input(const PqGraph *g, const char *value) {
 static PqStatus awq_input(PqModel *m, const PqCalibration *cal, PqNode *l, Work *w, const AwqGrid *q, PqPluginError *err) {
   const char *layer = pq_node_name(l);
   const PqTensor *t = w->tensor;
-  int64_t rows = pq_tensor_shape(t)[0], k = pq_tensor_shape(t)[1], kg = 0, grows = 0;
-  float *gram = pq_calibration_gram(cal, m, l, &kg, &grows, err);
-  if (gram && kg != k) {
-    pq_plugin_error_set(err, PQ_ERR_INTERNAL, "its Gram matrix (%lld) does not match its weight (%lld)", (long long)kg, (long long)k);
-    free(gram);
-    gram = NULL;
-  }
+  int64_t rows = pq_tensor_shape(t)[0], k = pq_tensor_shape(t)[1], grows = 0;
   double alpha = 0, ratio = 1;
-  double *s = gram ? awq_search(NULL, w->data, rows, k, k, gram, q, &alpha, &ratio, err) : NULL;
-  free(gram);
-  if (!s) return pq_plugin_error_in_layer(err, layer);
+  double *s = awq_scales(m, cal, l, NULL, w->data, rows, k, k, q, &alpha, &ratio, &grows, err);
+  if (!s) return (PqStatus)err->code;
   char gw[64], detail[1000];
   grid_words(q, gw, sizeof gw);
-  int finite = 1;
-  for (int64_t j = 0; j < k; j++) finite = finite && isfinite(1.0f / (float)s[j]);
-  for (int64_t i = 0; finite && i < rows * k; i++) finite = isfinite(w->data[i] * (float)s[i % k]);
-  if (alpha == 0 || !finite) {
-    snprintf(detail, sizeof detail, "its inputs left as they are (awq: %s)", alpha == 0 ? "no scale gave less output error than none" : "a scale would take its weights past float32's range");
-    pq_model_record_skip(m, METHOD, layer, detail);
+  if (alpha == 0) { /* (an α > 0 is chosen only where every scaled weight stays a finite float32: awq_error) */
+    pq_model_record_skip(m, METHOD, layer, "its inputs left as they are (awq: no scale gave less output error than none)");
     free(s);
     return PQ_OK;
   }
@@ -704,11 +703,13 @@ static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalib
     if (strcmp(pq_node_op(l), "linear") || pq_node_n_inputs(l) < 2 || !is_graph_input(g, pq_node_input(l, 0))) continue;
     const PqTensor *w = pq_model_tensor(m, pq_node_input(l, 1));
     if (!w || !pq_options_layer_selected(o, pq_node_name(l), pq_tensor_numel(w))) continue;
-    char why[300], what[400];
-    if (tensor_unusable(m, pq_node_input(l, 1), why, sizeof why) || pq_tensor_ndim(w) != 2 ||
-        (grid.scheme == PQ_QUANT_PER_GROUP && pq_tensor_shape(w)[1] % grid.group)) {
-      if (pq_tensor_dtype(w) == PQ_DTYPE_F32 && pq_tensor_ndim(w) == 2 && grid.scheme == PQ_QUANT_PER_GROUP && pq_tensor_shape(w)[1] % grid.group)
-        snprintf(why, sizeof why, "group_size %lld does not divide its rows of %lld", (long long)grid.group, (long long)pq_tensor_shape(w)[1]);
+    char why[300] = "", what[400];
+    int64_t cols = pq_tensor_shape(w)[1]; /* (a linear's weight is 2-D: validated) */
+    if (pq_tensor_dtype(w) == PQ_DTYPE_F32 && grid.scheme == PQ_QUANT_PER_GROUP && cols % grid.group)
+      snprintf(why, sizeof why, "group_size %lld does not divide its rows of %lld", (long long)grid.group, (long long)cols);
+    else
+      tensor_unusable(m, pq_node_input(l, 1), why, sizeof why);
+    if (why[0]) {
       snprintf(what, sizeof what, "its inputs left as they are (awq): %s", why);
       pq_model_record_skip(m, METHOD, pq_node_name(l), what);
       continue;
