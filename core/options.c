@@ -13,7 +13,7 @@ typedef enum { OPT_INT, OPT_NUMBER, OPT_BOOL, OPT_STRING } OptType;
 typedef struct {
   char *key;
   OptType type;
-  gboolean has_min, has_max, set;
+  gboolean has_min, has_max, set, given; /* given: set by pq_options_set, not the schema's default */
   double min, max;
   GPtrArray *choices; /* strings, or NULL */
   int64_t i;
@@ -23,7 +23,8 @@ typedef struct {
 
 struct PqOptions {
   char *owner;
-  GPtrArray *opts; /* Opt* */
+  GPtrArray *opts;        /* Opt* */
+  const PqPipeline *chain; /* the pipeline whose stage these options are, or NULL */
 };
 
 static void opt_free(gpointer p) {
@@ -121,6 +122,7 @@ static gboolean parse_schema(PqOptions *o, const char *schema, GError **error) {
       g_autoptr(GError) derr = NULL;
       if (!pq_options_set(o, key, text, &derr))
         SCHEMA_FAIL("%s: options schema: default of \"%s\" is invalid: %s", o->owner, key, derr->message);
+      x->given = FALSE;
     }
   }
   return TRUE;
@@ -204,7 +206,7 @@ gboolean pq_options_set(PqOptions *o, const char *key, const char *value, GError
     x->s = g_strdup(value);
     break;
   }
-  x->set = TRUE;
+  x->set = x->given = TRUE;
   return TRUE;
 range:
   if (x->has_min && x->has_max)
@@ -218,6 +220,14 @@ int pq_options_has(const PqOptions *o, const char *key) {
   Opt *x = find(o, key);
   return x && x->set;
 }
+int pq_options_given(const PqOptions *o, const char *key) {
+  Opt *x = find(o, key);
+  return x && x->given;
+}
+
+void pq_options_set_chain(PqOptions *o, const PqPipeline *chain) { o->chain = chain; }
+const PqPipeline *pq_options_chain(const PqOptions *o) { return o ? o->chain : NULL; }
+
 int64_t pq_options_get_int(const PqOptions *o, const char *key, int64_t fallback) {
   Opt *x = find(o, key);
   return x && x->set && x->type != OPT_STRING ? x->i : fallback;
@@ -274,11 +284,13 @@ char *pq_options_schema_summary(const char *schema_json) {
   return g_string_free(s, FALSE);
 }
 
+/* The options given (not the schema's defaults): what a chain file says, so that a stage reading a later
+ * stage's settings for an option left unset (equalize awq) still does so when the file is loaded again. */
 void pq_options_to_json(const PqOptions *o, JsonBuilder *b) {
   json_builder_begin_object(b);
   for (guint i = 0; o && i < o->opts->len; i++) {
     const Opt *x = o->opts->pdata[i];
-    if (!x->set) continue;
+    if (!x->given) continue;
     json_builder_set_member_name(b, x->key);
     switch (x->type) {
     case OPT_INT: json_builder_add_int_value(b, x->i); break;

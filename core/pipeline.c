@@ -53,9 +53,26 @@ gboolean pq_pipeline_add_stage(PqPipeline *p, PqPlugin *plugin, GError **error) 
     pq_options_free(o);
     return FALSE;
   }
+  pq_options_set_chain(o, p);
   Stage s = {plugin, o};
   g_array_append_val(p->stages, s);
   return TRUE;
+}
+
+const PqOptions *pq_options_later_stage(const PqOptions *options, const char *plugin, int *stage) {
+  const PqPipeline *p = pq_options_chain(options);
+  if (stage) *stage = 0;
+  if (!p || !plugin) return NULL;
+  gboolean after = FALSE;
+  for (guint i = 0; i < p->stages->len; i++) {
+    const Stage *s = &g_array_index(p->stages, Stage, i);
+    if (after && !strcmp(pq_plugin_name(s->plugin), plugin)) {
+      if (stage) *stage = (int)i + 1;
+      return s->options;
+    }
+    after = after || s->options == options;
+  }
+  return NULL;
 }
 
 gboolean pq_pipeline_set_option(PqPipeline *p, const char *target, const char *key, const char *value, GError **error) {
@@ -174,10 +191,20 @@ PqModel *pq_pipeline_run(PqPipeline *p, const PqModel *model, GError **error) {
   return pq_pipeline_run_from(p, model, model, error);
 }
 
+static PqModel *run_stages(PqPipeline *p, const PqModel *model, const PqModel *original, guint n_stages, GError **error);
+
 PqModel *pq_pipeline_run_from(PqPipeline *p, const PqModel *model, const PqModel *original, GError **error) {
+  return run_stages(p, model, original, p->stages->len, error);
+}
+
+PqModel *pq_pipeline_run_head(PqPipeline *p, const PqModel *model, guint n_stages, GError **error) {
+  return run_stages(p, model, model, MIN(n_stages, p->stages->len), error);
+}
+
+static PqModel *run_stages(PqPipeline *p, const PqModel *model, const PqModel *original, guint n_stages, GError **error) {
   if (!original) original = model;
-  if (p->stages->len == 0) {
-    g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, "the chain has no compressor stage");
+  if (n_stages == 0) {
+    g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID, p->stages->len ? "no stage to run (0 of the chain's stages asked)" : "the chain has no compressor stage");
     return NULL;
   }
   PqPlugin *cpu = p->registry ? pq_registry_find(p->registry, "cpu", PQ_KIND_BACKEND, NULL) : NULL;
@@ -186,7 +213,7 @@ PqModel *pq_pipeline_run_from(PqPipeline *p, const PqModel *model, const PqModel
      (equalize: the same function, but values inside it scaled, which bias_correct must match) */
   g_autoptr(PqModel) reference = pq_model_ref((PqModel *)original);
   gboolean leading = original == model;
-  for (guint i = 0; i < p->stages->len; i++) {
+  for (guint i = 0; i < n_stages; i++) {
     Stage *s = &g_array_index(p->stages, Stage, i);
     g_autoptr(GError) err = NULL;
     PqModel *next = pq_compressor_run_chained(s->plugin, cur, reference, s->options, p->calibration,

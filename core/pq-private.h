@@ -124,6 +124,9 @@ PqModel *pq_compressor_run_chained(PqPlugin *plugin, const PqModel *model, const
                                    const PqDataset *calibration_set, gint64 max_samples, PqPlugin *capture_backend, GError **error);
 /* The options that are set, as one JSON object of typed values (the builder's next value). */
 void pq_options_to_json(const PqOptions *options, JsonBuilder *builder);
+/* The pipeline whose stage `options` are (set by pq_pipeline_add_stage), for pq_options_later_stage(). */
+void pq_options_set_chain(PqOptions *options, const PqPipeline *chain);
+const PqPipeline *pq_options_chain(const PqOptions *options);
 /* Whether a JSON node is a value of type t (G_TYPE_DOUBLE accepts integers too). */
 static inline gboolean pq_json_holds(JsonNode *n, GType t) {
   if (!n || !JSON_NODE_HOLDS_VALUE(n)) return FALSE;

@@ -688,9 +688,8 @@ static gboolean tune_strip_exact(ChainJob *lv, int K, guint n_exact, GError **er
   PqDataset *calib = NULL;
   PqPipeline *pre = make_pipeline(lv[0].reg, &calib, error);
   PqModel *ref = NULL;
-  if (pre) {
-    while (pq_pipeline_n_stages(pre) > n_exact) pq_pipeline_remove_stage(pre, pq_pipeline_n_stages(pre) - 1);
-    ref = pq_pipeline_run(pre, lv[0].m, error);
+  if (pre) { /* the head only; the stages after it stay in the chain, for a head stage that reads them (awq) */
+    ref = pq_pipeline_run_head(pre, lv[0].m, n_exact, error);
     pq_pipeline_free(pre);
   }
   if (calib) pq_dataset_unref(calib);

@@ -470,10 +470,14 @@ static void test_compress_and_run(void) {
     guint n_eq = 0, n_bc = 0;
     for (guint i = 0; i < json_array_get_length(stages); i++) {
       JsonObject *st = json_array_get_object_element(stages, i), *o = json_object_get_object_member(st, "options");
-      const char *inc = json_object_get_string_member(o, "include"), *exc = json_object_get_string_member(o, "exclude");
+      /* only the options given are written (a default stays one when the file is read again) */
+      const char *inc = json_object_get_string_member_with_default(o, "include", "*");
+      const char *exc = json_object_get_string_member_with_default(o, "exclude", "");
       const char *plugin = json_object_get_string_member(st, "plugin");
+      g_assert_false(json_object_has_member(o, "min_params"));
       if (!strcmp(plugin, "equalize")) {
         g_assert_cmpuint(i, ==, 0); /* once, first */
+        g_assert_cmpuint(json_object_get_size(o), ==, 0);
         n_eq++;
         g_assert_cmpstr(inc, ==, "*");
         g_assert_cmpstr(exc, ==, "");
@@ -500,6 +504,25 @@ static void test_compress_and_run(void) {
     g_free(err);
     g_assert_cmpint(pqrun(&out, &err, "compress", "--model", eq_path, "--config", eq_chain, "-o", eq_again, NULL), ==, 0);
     assert_same_tensors(t, eq_again);
+  }
+  g_free(out);
+  g_free(err);
+  /* awq at the head of a tune weighs for the quant stage after it (its 2 bits, not awq's default 4) */
+  g_autofree char *awq_tuned = g_build_filename(tmpdir, "awq-tuned.safetensors", NULL);
+  g_assert_cmpint(pqrun(&out, &err, "tune", "--model", eq_path, "--compressor", "equalize", "--opt", "equalize.method=awq", "--compressor", "quant",
+                        "--opt", "quant.bits=2", "--max-degradation", "0.5", "--validation", "2000", "--fallback-opt", "quant.bits=8", "-o",
+                        awq_tuned, NULL), ==, 0);
+  {
+    g_autoptr(PqModel) t = pq_model_load(awq_tuned, NULL);
+    g_assert_nonnull(t);
+    guint weighed = 0;
+    for (guint i = 0; i < pq_model_n_records(t); i++) {
+      const PqLayerRecord *r = pq_model_record(t, i);
+      if (strcmp(r->method, "equalize") || r->skipped) continue;
+      g_assert_nonnull(strstr(r->detail, " 2-bit per channel (stage 2's grid)"));
+      weighed++;
+    }
+    g_assert_cmpuint(weighed, >=, 1);
   }
   g_free(out);
   g_free(err);

@@ -3393,6 +3393,43 @@ static void test_equalize_awq(void) {
   for (int i = 0; i < N * 10; i++) e_awq += ((double)y2[i] - y0[i]) * ((double)y2[i] - y0[i]), e_rtn += ((double)y3[i] - y0[i]) * ((double)y3[i] - y0[i]);
   g_test_message("3-bit: output error %.4g after awq, %.4g with quant alone (unseen images)", e_awq, e_rtn);
   g_assert_cmpfloat(e_awq, <, 0.9 * e_rtn);
+  g_assert_nonnull(eq_record_with(eqq, "fc1", "at 3-bit per channel (stage 2's grid where not given), output error "));
+  { /* the grid options not given are the quant stage's after it: the same model as equalize.bits=3 given */
+    g_autoptr(PqPipeline) pf = pq_pipeline_new(reg);
+    g_assert_true(pq_pipeline_add_stage(pf, eq, &err) && pq_pipeline_add_stage(pf, quant, &err) &&
+                  pq_pipeline_parse_option(pf, "equalize.method=awq", &err) && pq_pipeline_parse_option(pf, "quant.bits=3", &err));
+    pq_pipeline_set_calibration(pf, train, N);
+    g_autoptr(PqModel) ef = pq_pipeline_run(pf, m, &err);
+    g_assert_no_error(err);
+    g_assert_nonnull(eq_record_with(ef, "fc1", "at 3-bit per channel (stage 2's grid), output error "));
+    g_autofree float *yf = outputs_on(ef, unseen, N, 10);
+    g_assert_cmpmem(yf, sizeof(float) * N * 10, y2, sizeof(float) * N * 10);
+    /* its scheme, group size and symmetry */
+    g_assert_true(pq_pipeline_parse_option(pf, "quant.scheme=per_group", &err) && pq_pipeline_parse_option(pf, "quant.group_size=16", &err) &&
+                  pq_pipeline_parse_option(pf, "quant.symmetric=false", &err));
+    g_autoptr(PqModel) eg16 = pq_pipeline_run(pf, m, &err);
+    g_assert_no_error(err);
+    g_assert_nonnull(eq_record_with(eg16, "fc1", "at 3-bit asymmetric in groups of 16 (stage 2's grid), output error "));
+    /* per tensor: refused, with what to use instead; a group_size given here wins over that stage's scheme */
+    g_assert_true(pq_pipeline_parse_option(pf, "quant.scheme=per_tensor", &err));
+    g_assert_null(pq_pipeline_run(pf, m, &err));
+    g_assert_nonnull(err);
+    g_assert_nonnull(strstr(err->message, "stage 1 (equalize): compressor 'equalize': equalize method=awq: stage 2 (quant) quantizes per tensor"));
+    g_assert_nonnull(strstr(err->message, "use method=range (the default)"));
+    g_clear_error(&err);
+    g_assert_true(pq_pipeline_parse_option(pf, "equalize.group_size=0", &err));
+    g_autoptr(PqModel) ept = pq_pipeline_run(pf, m, &err);
+    g_assert_no_error(err);
+    g_assert_nonnull(eq_record_with(ept, "fc1", "at 3-bit asymmetric per channel (stage 2's grid where not given), output error "));
+    /* the chain's head alone: the quant stage is not run, but its grid is read */
+    g_autoptr(PqModel) eh = pq_pipeline_run_head(pf, m, 1, &err);
+    g_assert_no_error(err);
+    g_assert_nonnull(eq_record_with(eh, "fc1", "at 3-bit asymmetric per channel (stage 2's grid where not given), output error "));
+    for (guint i = 0; i < pq_model_n_records(eh); i++) g_assert_cmpstr(pq_model_record(eh, i)->method, ==, "equalize");
+    g_assert_null(pq_pipeline_run_head(pf, m, 0, &err));
+    g_assert_error(err, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID);
+    g_clear_error(&err);
+  }
   /* the exponents tried on 8 of fc1's 32 rows (and of fc2's 10), the choice checked on all: the same function,
      much the same gain */
   g_assert_true(pq_pipeline_parse_option(pq, "equalize.search_rows=8", &err));

@@ -18,6 +18,16 @@ static void test_defaults(void) {
   g_assert_cmpfloat(pq_options_get_float(o, "energy", 0.5), ==, 0.5);
   g_assert_false(pq_options_get_bool(o, "whiten", 1));
   g_assert_cmpstr(pq_options_get_string(o, "scheme", NULL), ==, "per_channel");
+  /* a default is set but not given; a value set is given, even one equal to the default */
+  g_assert_true(pq_options_has(o, "rank"));
+  g_assert_false(pq_options_given(o, "rank"));
+  g_assert_false(pq_options_given(o, "energy"));
+  g_assert_false(pq_options_given(o, "bits"));
+  g_assert_true(pq_options_set(o, "scheme", "per_channel", &err));
+  g_assert_true(pq_options_given(o, "scheme"));
+  g_assert_false(pq_options_set(o, "rank", "0", NULL)); /* refused: still not given */
+  g_assert_false(pq_options_given(o, "rank"));
+  g_assert_null(pq_options_later_stage(o, "quant", NULL)); /* in no chain */
   g_assert_true(pq_options_set(o, "rank", "32", &err));
   g_assert_true(pq_options_set(o, "energy", "0.9", &err));
   g_assert_true(pq_options_set(o, "whiten", "true", &err));

@@ -318,6 +318,14 @@ PQ_API int64_t pq_options_get_int(const PqOptions *options, const char *key, int
 PQ_API double pq_options_get_float(const PqOptions *options, const char *key, double fallback);
 PQ_API int pq_options_get_bool(const PqOptions *options, const char *key, int fallback);
 PQ_API const char *pq_options_get_string(const PqOptions *options, const char *key, const char *fallback);
+/* 1 when `key`'s value was given (on the command line, in a chain file, by pq_options_set), 0 when it is the
+ * schema's default or the key is unknown. Since ABI 1.10. */
+PQ_API int pq_options_given(const PqOptions *options, const char *key);
+/* When `options` are a stage's in a host's chain: the options of the first stage after it whose plugin is
+ * named `plugin`, and that stage's number (from 1) in `*stage` (may be NULL; 0 when none). NULL when no such
+ * stage follows or the compressor runs outside a chain. For a stage that prepares the model for a later one:
+ * equalize awq reads the grid of the quant stage it prepares for. Valid during compress(). Since ABI 1.10. */
+PQ_API const PqOptions *pq_options_later_stage(const PqOptions *options, const char *plugin, int *stage);
 
 /* ---- what compressors did, per layer ----------------------------------------------------------------- */
 

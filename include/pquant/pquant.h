@@ -182,7 +182,8 @@ PQ_API gboolean pq_pipeline_parse_option(PqPipeline *pipeline, const char *assig
 /* Stages from a JSON config: {"stages": [{"plugin": "low_rank" or "path/low_rank.so", "options": {...}}, ...]}. */
 PQ_API gboolean pq_pipeline_load_config(PqPipeline *pipeline, const char *path, GError **error);
 /* The stages as a JSON array, the "stages" of a config that pq_pipeline_load_config reads back: each stage's
- * plugin by registry name and the options set on it. Free with g_free. */
+ * plugin by registry name and the options given to it (not the defaults, so that an option a stage takes from
+ * a later stage when it is not given, as equalize awq's grid, still does after a reload). Free with g_free. */
 PQ_API char *pq_pipeline_to_json(const PqPipeline *pipeline);
 /* Calibration samples come from `calibration_set` (the first `max_samples`, default 512 when <= 0). */
 PQ_API void pq_pipeline_set_calibration(PqPipeline *pipeline, const PqDataset *calibration_set, gint64 max_samples);
@@ -190,6 +191,9 @@ PQ_API PqModel *pq_pipeline_run(PqPipeline *pipeline, const PqModel *model, GErr
 /* The chain on `model`, which an earlier chain made from `original` (NULL: model itself): the stages see
  * `original` as the model the chain started from (pq_calibration_original(): a teacher for distillation). */
 PQ_API PqModel *pq_pipeline_run_from(PqPipeline *pipeline, const PqModel *model, const PqModel *original, GError **error);
+/* The chain's first `n_stages` stages only (all when more). The later stages are not run but stay in the chain,
+ * where a stage that prepares for one (pq_options_later_stage()) still reads its options. */
+PQ_API PqModel *pq_pipeline_run_head(PqPipeline *pipeline, const PqModel *model, guint n_stages, GError **error);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC(PqPipeline, pq_pipeline_free)
 
 /* ---- compressors and probes ------------------------------------------------------------------------- */

@@ -44,6 +44,8 @@ typedef struct {
   int bits, symmetric, clip, steps;
   PqQuantScheme scheme;
   int64_t group, search_rows;
+  int from_stage, from_all; /* the chain's quant stage (its number) the grid options not given were read from, or 0;
+                                whether that was all four */
 } AwqGrid;
 
 static int is_layer(const PqNode *n) { return !strcmp(pq_node_op(n), "linear") || !strcmp(pq_node_op(n), "conv2d"); }
@@ -355,10 +357,47 @@ static double *awq_search(const Pair *p, const float *w, int64_t rows, int64_t k
   return best;
 }
 
-/* The grid's words for a record: "4-bit per channel" or "4-bit in groups of 128". */
+/* The grid's words for a record: "4-bit per channel", "3-bit asymmetric in groups of 128 (stage 2's grid)". */
 static void grid_words(const AwqGrid *q, char *out, size_t len) {
-  if (q->scheme == PQ_QUANT_PER_GROUP) snprintf(out, len, "%d-bit in groups of %lld", q->bits, (long long)q->group);
-  else snprintf(out, len, "%d-bit per channel", q->bits);
+  char where[64] = "", from[48] = "";
+  if (q->scheme == PQ_QUANT_PER_GROUP) snprintf(where, sizeof where, "in groups of %lld", (long long)q->group);
+  else snprintf(where, sizeof where, "per channel");
+  if (q->from_stage) snprintf(from, sizeof from, " (stage %d's grid%s)", q->from_stage, q->from_all ? "" : " where not given");
+  snprintf(out, len, "%d-bit%s %s%s", q->bits, q->symmetric ? "" : " asymmetric", where, from);
+}
+
+/* Where awq reads grid option `key`: this stage's options when given here or when no quant stage follows
+ * (the schema's default), else that quant stage's (counted in *taken). */
+static const PqOptions *grid_source(const PqOptions *o, const PqOptions *q, const char *key, int *taken) {
+  if (!q || pq_options_given(o, key)) return o;
+  ++*taken;
+  return q;
+}
+
+/* The grid awq weighs for: an option given to this stage wins; one not given is that of the first quant stage
+ * after it in the chain, where there is one, else this schema's default. */
+static AwqGrid awq_grid(const PqOptions *o) {
+  int st = 0, taken = 0;
+  const PqOptions *q = pq_options_later_stage(o, "quant", &st);
+  AwqGrid g = {(int)pq_options_get_int(grid_source(o, q, "bits", &taken), "bits", 4),
+               pq_options_get_bool(grid_source(o, q, "symmetric", &taken), "symmetric", 1),
+               (int)pq_options_get_int(grid_source(o, q, "clip_search", &taken), "clip_search", 20),
+               (int)pq_options_get_int(o, "alpha_steps", 20), PQ_QUANT_PER_CHANNEL, 0, pq_options_get_int(o, "search_rows", 512), 0, 0};
+  if (q && !pq_options_given(o, "group_size")) {
+    const char *scheme = pq_options_get_string(q, "scheme", "per_channel");
+    taken++;
+    if (!strcmp(scheme, "per_group")) {
+      g.scheme = PQ_QUANT_PER_GROUP;
+      g.group = pq_options_get_int(q, "group_size", 64);
+    } else if (!strcmp(scheme, "per_tensor")) {
+      g.scheme = PQ_QUANT_PER_TENSOR; /* refused by eq_compress */
+    }
+  } else if ((g.group = pq_options_get_int(o, "group_size", 0)) > 0) {
+    g.scheme = PQ_QUANT_PER_GROUP;
+  }
+  g.from_stage = taken ? st : 0;
+  g.from_all = taken == 4;
+  return g;
 }
 
 /* Whether method awq can weigh pair p's B, or why not. */
@@ -597,10 +636,15 @@ static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalib
   int64_t sweeps = pq_options_get_int(o, "iterations", 100);
   double tol = pq_options_get_float(o, "tolerance", 1e-4);
   int awq = uses_awq(o);
-  AwqGrid grid = {(int)pq_options_get_int(o, "bits", 4), pq_options_get_bool(o, "symmetric", 1), (int)pq_options_get_int(o, "clip_search", 20),
-                  (int)pq_options_get_int(o, "alpha_steps", 20), PQ_QUANT_PER_CHANNEL, pq_options_get_int(o, "group_size", 0),
-                  pq_options_get_int(o, "search_rows", 512)};
-  if (grid.group > 0) grid.scheme = PQ_QUANT_PER_GROUP;
+  AwqGrid grid = awq_grid(o);
+  if (awq && grid.scheme == PQ_QUANT_PER_TENSOR) { /* its scales spread the rows of the layer before B (and fc1's columns) */
+    pq_plugin_error_set(err, PQ_ERR_INVALID,
+                        "equalize method=awq: stage %d (quant) quantizes per tensor, where the ranges awq's scales spread across a "
+                        "layer's rows or columns share one scale; use method=range (the default), which evens them out, or a "
+                        "per_channel or per_group scheme",
+                        grid.from_stage);
+    return PQ_ERR_INVALID;
+  }
   if (awq && (!cal || cal->n_samples < 1)) {
     pq_plugin_error_set(err, PQ_ERR_INVALID, "equalize method=awq needs calibration samples (--calibration N > 0)");
     return PQ_ERR_INVALID;
@@ -773,7 +817,7 @@ static const PqPluginDesc eq_desc = {
     .abi_minor = PQ_ABI_MINOR,
     .kind = PQ_KIND_COMPRESSOR,
     .name = "equalize",
-    .version = "1.1.0",
+    .version = "1.2.0",
     .description = "cross-layer equalization: scales between consecutive layers that the model's function absorbs, balancing their "
                    "channel ranges (range) or chosen from calibration data for the quantization that follows (awq)",
     .options_schema = "{\"iterations\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 10000, \"default\": 100,"
@@ -786,12 +830,14 @@ static const PqPluginDesc eq_desc = {
                       "  \"description\": \"range: both sides' weight ranges made equal, no data; awq: the scales that give the next layer the least"
                       " output error once quantized on the grid below, from calibration data (Lin et al. 2023)\"},"
                       " \"bits\": {\"type\": \"integer\", \"minimum\": 2, \"maximum\": 8, \"default\": 4,"
-                      "  \"description\": \"awq: the bits of the quant stage that follows\"},"
+                      "  \"description\": \"awq: the bits of the quant stage it prepares for. The grid options not given here are"
+                      " those of the first quant stage after this one in the chain (its scheme too: per_tensor, per_channel or per_group"
+                      " with its group_size); their defaults stand only where none follows\"},"
                       " \"group_size\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 65536, \"default\": 0,"
-                      "  \"description\": \"awq: that stage's values per scale (per_group); 0: one scale a row (per_channel)\"},"
-                      " \"symmetric\": {\"type\": \"boolean\", \"default\": true, \"description\": \"awq: that stage's symmetric\"},"
+                      "  \"description\": \"awq: values per scale (per_group); 0: one scale a row (per_channel)\"},"
+                      " \"symmetric\": {\"type\": \"boolean\", \"default\": true, \"description\": \"awq: a grid symmetric about 0\"},"
                       " \"clip_search\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 200, \"default\": 20,"
-                      "  \"description\": \"awq: that stage's clip_search\"},"
+                      "  \"description\": \"awq: clipping ratios tried per scale group, as quant's clip_search\"},"
                       " \"alpha_steps\": {\"type\": \"integer\", \"minimum\": 1, \"maximum\": 100, \"default\": 20,"
                       "  \"description\": \"awq: exponents tried for the scales, 0 to 1 in this many steps\"},"
                       " \"search_rows\": {\"type\": \"integer\", \"minimum\": 1, \"default\": 512,"
