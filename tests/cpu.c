@@ -1221,6 +1221,97 @@ static void test_errors(void) {
   g_assert_cmpmem(yh, 4 * sizeof(float), yr, 4 * sizeof(float));
 }
 
+/* [x ->] mul by s -> packed linear, or the linear alone on "x" (scaled = FALSE), or the mul alone (lin = FALSE) */
+static PqModel *scaled_linear(const PqTensor *s, const PqTensor *w, const PqTensor *b, gboolean scaled, gboolean lin, float act_scale) {
+  PqModel *m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  int64_t xs[2] = {-1, pq_tensor_shape(s)[0]};
+  pq_graph_add_input(g, "x", 2, xs);
+  pq_model_set_tensor(m, (PqTensor *)s), pq_model_set_tensor(m, (PqTensor *)w), pq_model_set_tensor(m, (PqTensor *)b);
+  if (scaled) pq_graph_add_node(g, "mul", "m", 2, (const char *[]){"x", "s"}, 1, (const char *[]){"xs"});
+  if (lin) {
+    PqNode *n = pq_graph_add_node(g, "linear", "fc", 3, (const char *[]){scaled ? "xs" : "x", "w", "b"}, 1, (const char *[]){"y"});
+    if (act_scale > 0) pq_node_set_float(n, "act_scale", act_scale);
+  }
+  pq_graph_add_output(g, lin ? "y" : "xs");
+  return m;
+}
+
+static float *run_with(PqModel *m, const float *x, int64_t batch, int64_t max_batch, int threads, const char *kernels, int64_t *current) {
+  g_autoptr(GError) err = NULL;
+  g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(cpu), "cpu", &err);
+  g_assert_true(pq_options_set(o, "kernels", kernels, &err));
+  g_autoptr(PqBackend) be = pq_backend_prepare(cpu, m, threads, max_batch, o, &err);
+  g_assert_no_error(err);
+  float *y = g_new0(float, batch * pq_backend_output_numel(be));
+  g_assert_true(pq_backend_run_f32(be, x, batch, y, &err));
+  g_assert_no_error(err);
+  if (current) {
+    PqMemoryCounters mc = {sizeof mc, 0, 0, 0, 0, 0, 0};
+    g_assert_true(pq_backend_memory(be, &mc, &err));
+    *current = mc.current_bytes;
+  }
+  return y;
+}
+
+/* A mul by a vector before a packed linear layer (equalize awq's input scales) is folded into the layer: the
+ * outputs are those of the mul run alone and its result then given to the layer, bit for bit, on every
+ * kernel path (one row, lanes, blocked batches, split by outputs and by rows over two threads, static
+ * activations), and the mul's buffer of a batch of rows is gone. */
+static void test_input_scale(void) {
+  enum { K = 128, N = 128, MB = 16 };
+  g_autoptr(GError) err = NULL;
+  g_autofree float *wf = g_new(float, N * K), *x = g_new(float, MB * K);
+  fill(wf, N * K, 90);
+  fill(x, MB * K, 91);
+  g_autoptr(PqTensor) s = pq_tensor_new("s", PQ_DTYPE_F32, 1, (const int64_t[]){K});
+  g_autoptr(PqTensor) b = pq_tensor_new("b", PQ_DTYPE_F32, 1, (const int64_t[]){N});
+  float *sd = pq_tensor_mutable_data(s);
+  for (int j = 0; j < K; j++) sd[j] = powf(10.0f, (float)(j % 21 - 10) / 10.0f); /* 0.1 … 10 */
+  fill(pq_tensor_mutable_data(b), N, 92);
+  const struct {
+    int bits;
+    PqQuantScheme scheme;
+    int64_t group;
+    float act;
+  } grids[] = {{8, PQ_QUANT_PER_CHANNEL, 0, 0}, {4, PQ_QUANT_PER_GROUP, 32, 0}, {3, PQ_QUANT_PER_CHANNEL, 0, 0}, {8, PQ_QUANT_PER_CHANNEL, 0, 0.05f}};
+  for (size_t gi = 0; gi < G_N_ELEMENTS(grids); gi++) {
+    PqPluginError perr = {sizeof perr, 0, {0}};
+    g_autoptr(PqTensor) w = pq_quantize_matrix("w", wf, 2, (const int64_t[]){N, K}, grids[gi].bits, grids[gi].scheme, grids[gi].group, 1, 0, &perr);
+    g_assert_nonnull(w);
+    g_autoptr(PqModel) fused = scaled_linear(s, w, b, TRUE, TRUE, grids[gi].act), mul = scaled_linear(s, w, b, TRUE, FALSE, 0);
+    g_autoptr(PqModel) lin = scaled_linear(s, w, b, FALSE, TRUE, grids[gi].act);
+    const char *kernels[] = {"auto", "portable"};
+    for (int ki = 0; ki < 2; ki++)
+      for (int threads = 1; threads <= 2; threads++)
+        for (int64_t batch = 1; batch <= MB; batch = batch == 1 ? 8 : batch * 2) {
+          int64_t with_mul, alone;
+          g_autofree float *xs = run_with(mul, x, batch, MB, threads, kernels[ki], NULL);
+          g_autofree float *want = run_with(lin, xs, batch, MB, threads, kernels[ki], &alone);
+          g_autofree float *got = run_with(fused, x, batch, MB, threads, kernels[ki], &with_mul);
+          g_assert_cmpmem(got, sizeof(float) * batch * N, want, sizeof(float) * batch * N);
+          /* a row of scratch a thread, not a batch of rows */
+          g_assert_cmpint(with_mul, <=, alone + (int64_t)sizeof(float) * K * (threads + 1));
+        }
+  }
+  /* not folded where the mul's result is read elsewhere too (here a model output): both outputs right */
+  PqPluginError perr = {sizeof perr, 0, {0}};
+  g_autoptr(PqTensor) w = pq_quantize_matrix("w", wf, 2, (const int64_t[]){N, K}, 8, PQ_QUANT_PER_CHANNEL, 0, 1, 0, &perr);
+  g_autoptr(PqModel) both = scaled_linear(s, w, b, TRUE, TRUE, 0), mul = scaled_linear(s, w, b, TRUE, FALSE, 0);
+  g_autoptr(PqModel) lin = scaled_linear(s, w, b, FALSE, TRUE, 0);
+  pq_graph_add_output(pq_model_graph(both), "xs");
+  g_autofree float *xs = run_with(mul, x, 8, MB, 1, "auto", NULL), *want = run_with(lin, xs, 8, MB, 1, "auto", NULL);
+  g_autoptr(PqBackend) be = pq_backend_prepare(cpu, both, 1, MB, NULL, &err);
+  g_assert_no_error(err);
+  g_autofree float *y = g_new(float, 8 * N), *xo = g_new(float, 8 * K);
+  PqTensorView in = {sizeof in, PQ_DTYPE_F32, 2, 0, {8, K}, x};
+  PqTensorView out[2] = {{sizeof out[0], PQ_DTYPE_F32, 2, 0, {8, N}, y}, {sizeof out[1], PQ_DTYPE_F32, 2, 0, {8, K}, xo}};
+  g_assert_true(pq_backend_run(be, &in, 1, out, 2, &err));
+  g_assert_no_error(err);
+  g_assert_cmpmem(y, sizeof(float) * 8 * N, want, sizeof(float) * 8 * N);
+  g_assert_cmpmem(xo, sizeof(float) * 8 * K, xs, sizeof(float) * 8 * K);
+}
+
 static double metric(GPtrArray *metrics, const char *name) {
   for (guint i = 0; i < metrics->len; i++)
     if (!strcmp(((PqMetric *)metrics->pdata[i])->name, name)) return ((PqMetric *)metrics->pdata[i])->value;
@@ -1332,6 +1423,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cpu/log-softmax", test_log_softmax);
   g_test_add_func("/cpu/pad2d", test_pad);
   g_test_add_func("/cpu/threads-float", test_threads_float);
+  g_test_add_func("/cpu/input-scale", test_input_scale);
   int rc = g_test_run();
   pq_registry_free(reg);
   return rc;

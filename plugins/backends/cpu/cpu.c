@@ -87,6 +87,9 @@ typedef struct {
   int8_t *q_xe, *q_xo;    /* the int8 row's even and odd elements (4-bit kernels) */
   float *q_xsumf;         /* q_xsum as floats */
   float q_act_scale;      /* > 0: the input's int8 scale fixed at compression (static activations) */
+  const float *q_in_scale; /* a mul by a vector of k before the layer, folded in (fuse_input_scale): each input row
+                              is multiplied by it into q_xf as it is quantized */
+  float *q_xf;
   int8_t *q_xbatch;       /* every input row of a batch as int8 (blocked kernels), with sums and scales */
   int32_t *q_xbatch_sum;  /* a sum a chunk a row, [rows][q_chunks] */
   float *q_xbatch_scale;
@@ -121,6 +124,7 @@ typedef struct QScratch {
   uint8_t *unpacked;
   int8_t *xe, *xo;
   float *xsumf;
+  float *xf;      /* the scaled input row (q_in_scale), else NULL */
   int8_t *xbatch; /* a row-kernel conv's batch buffers, for a batch of images split over the threads (else NULL) */
   int32_t *xbatch_sum;
   float *xbatch_scale;
@@ -133,18 +137,19 @@ static int q_scratch_new(const Step *st, QScratch *q) {
   q->xe = malloc((size_t)st->k / 2 + 64);
   q->xo = malloc((size_t)st->k / 2 + 64);
   q->xsumf = malloc(sizeof(float) * (size_t)st->q_chunks);
+  q->xf = st->q_in_scale ? malloc(sizeof(float) * (size_t)st->k) : NULL;
   q->xbatch = NULL, q->xbatch_sum = NULL, q->xbatch_scale = NULL;
-  return q->x && q->xsum && q->unpacked && q->xe && q->xo && q->xsumf;
+  return q->x && q->xsum && q->unpacked && q->xe && q->xo && q->xsumf && (q->xf || !st->q_in_scale);
 }
 
 /* the bytes q_scratch_new allocates (batch buffers apart) */
 static int64_t q_scratch_bytes(const Step *st) {
   return (st->k + 64) + (int64_t)sizeof(int32_t) * st->q_lane_rows * st->q_chunks + st->q_lane_rows * (st->k + 64) + 2 * (st->k / 2 + 64) +
-         (int64_t)sizeof(float) * st->q_chunks;
+         (int64_t)sizeof(float) * st->q_chunks + (st->q_in_scale ? (int64_t)sizeof(float) * st->k : 0);
 }
 
 static void q_scratch_free(QScratch *q) {
-  free(q->x), free(q->xsum), free(q->unpacked), free(q->xe), free(q->xo), free(q->xsumf);
+  free(q->x), free(q->xsum), free(q->unpacked), free(q->xe), free(q->xo), free(q->xsumf), free(q->xf);
   free(q->xbatch), free(q->xbatch_sum), free(q->xbatch_scale);
 }
 
@@ -193,8 +198,8 @@ static void cpu_release(void *handle) {
   for (int i = 0; i < c->n_steps && c->steps; i++) {
     free(c->steps[i].bn_scale);
     free(c->steps[i].bn_shift);
-    QScratch own = {c->steps[i].q_x, c->steps[i].q_xsum, c->steps[i].q_unpacked, c->steps[i].q_xe, c->steps[i].q_xo, c->steps[i].q_xsumf,
-                    NULL, NULL, NULL}; /* (the batch buffers are freed below) */
+    QScratch own = {c->steps[i].q_x,   c->steps[i].q_xsum, c->steps[i].q_unpacked, c->steps[i].q_xe, c->steps[i].q_xo,
+                    c->steps[i].q_xsumf, c->steps[i].q_xf, NULL, NULL, NULL}; /* (the batch buffers are freed below) */
     q_scratch_free(&own);
     if (c->steps[i].q_more)
       for (int t = 0; t + 1 < c->pool_threads; t++) q_scratch_free(&c->steps[i].q_more[t]);
@@ -754,6 +759,41 @@ static void fuse_relu(Cpu *c) {
   }
 }
 
+/* A mul by a model tensor of k values (equalize awq's input scales) whose output only a packed linear layer
+ * reads, as its input, is folded into that layer: the layer multiplies each input row by the vector as it
+ * quantizes it, into a row of scratch, and the mul becomes an alias of its input. The same products, so the
+ * same outputs, without the mul's buffer of a batch of rows or its pass over them. */
+static PqStatus fuse_input_scale(Cpu *c, PqPluginError *err) {
+  PqPlan *p = c->plan;
+  for (int s = 0; s < c->n_steps; s++) {
+    Step *st = &c->steps[s];
+    if (st->kind != K_ADD || st->bin != PQ_BIN_MUL || pq_plan_value_n_uses(p, st->out) != 1) continue;
+    int wv = pq_plan_value_kind(p, st->in[1]) == PQ_VALUE_WEIGHT ? 1 : pq_plan_value_kind(p, st->in[0]) == PQ_VALUE_WEIGHT ? 0 : -1;
+    if (wv < 0) continue;
+    int av = st->in[1 - wv];
+    if (pq_plan_value_kind(p, av) == PQ_VALUE_WEIGHT || c->values[av].per_sample != c->values[st->out].per_sample) continue;
+    Step *r = NULL;
+    for (int t = s + 1; t < c->n_steps && !r; t++)
+      if (c->steps[t].kind != K_NOP && c->steps[t].in[0] == st->out) r = &c->steps[t];
+    int wnd;
+    const int64_t *ws = pq_plan_value_shape(p, st->in[wv], &wnd);
+    int64_t wn = 1;
+    for (int d = 0; d < wnd; d++) wn *= ws[d];
+    if (!r || r->kind != K_LINEAR || !r->q_codes || r->q_in_scale || wn != r->k || ws[wnd - 1] != r->k || r->in[1] == st->out || r->in[2] == st->out)
+      continue;
+    r->q_in_scale = c->values[st->in[wv]].weight;
+    if (!(r->q_xf = malloc(sizeof(float) * (size_t)r->k))) {
+      pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory folding a mul into a packed layer");
+      return PQ_ERR_NOMEM;
+    }
+    c->converted_bytes += (int64_t)sizeof(float) * r->k;
+    st->kind = K_NOP;
+    st->in[0] = av;
+    st->in[1] = -1;
+  }
+  return PQ_OK;
+}
+
 typedef struct {
   size_t cap; /* floats */
   int live;   /* values that still need this memory */
@@ -902,6 +942,7 @@ static PqStatus cpu_prepare(const PqModel *model, const PqBackendConfig *cfg, vo
   for (int s = 0; s < c->n_steps; s++)
     if ((st = setup_step(c, s, err)) != PQ_OK) goto fail;
   fuse_relu(c);
+  if ((st = fuse_input_scale(c, err)) != PQ_OK) goto fail;
   if ((st = plan_buffers(c, err)) != PQ_OK) goto fail;
   if ((st = setup_pool(c, err)) != PQ_OK) goto fail;
   c->workspace_stride = (c->workspace_floats + 15) & ~(size_t)15;
@@ -1434,6 +1475,7 @@ static void packed_local(const Step *st, int part, Step *local) {
   if (part == 0) return;
   const QScratch *q = &st->q_more[part - 1];
   local->q_x = q->x, local->q_xsum = q->xsum, local->q_unpacked = q->unpacked, local->q_xe = q->xe, local->q_xo = q->xo, local->q_xsumf = q->xsumf;
+  local->q_xf = q->xf;
 }
 
 /* Part `part` of `parts` of `rows` rows, in blocks of 4 as the blocked kernels take them; the rows past the

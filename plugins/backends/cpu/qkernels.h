@@ -766,9 +766,14 @@ static void rows_avx2(const Step *st, const int8_t *xq, const int32_t *xsum, flo
 }
 #endif
 
-/* One input row of k values to int8: with the layer's fixed scale (static activations, saturating), else with its
- * own (amax / 127, SIMD where asked); returns the scale. */
+/* One input row of k values to int8 (first multiplied by a folded mul's vector, where there is one): with the
+ * layer's fixed scale (static activations, saturating), else with its own (amax / 127, SIMD where asked); returns
+ * the scale. */
 static float quantize_input_row(const Step *st, const float *x, int8_t *q, int simd) {
+  if (st->q_in_scale) { /* a mul folded in (fuse_input_scale) */
+    for (int64_t i = 0; i < st->k; i++) st->q_xf[i] = x[i] * st->q_in_scale[i];
+    x = st->q_xf;
+  }
   if (st->q_act_scale > 0) {
     quantize_row_s8_fixed(x, st->k, q, st->q_act_scale);
     return st->q_act_scale;
