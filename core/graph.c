@@ -137,6 +137,11 @@ size_t pq_graph_n_inputs(const PqGraph *g) { return g->inputs->len; }
 const char *pq_graph_input_name(const PqGraph *g, size_t i) {
   return i < g->inputs->len ? ((PqGraphInput *)g->inputs->pdata[i])->name : NULL;
 }
+int pq_graph_input_index(const PqGraph *g, const char *name) {
+  for (guint i = 0; name && i < g->inputs->len; i++)
+    if (!strcmp(((PqGraphInput *)g->inputs->pdata[i])->name, name)) return (int)i;
+  return -1;
+}
 const int64_t *pq_graph_input_shape(const PqGraph *g, size_t i, int *ndim) {
   if (i >= g->inputs->len) return NULL;
   PqGraphInput *in = g->inputs->pdata[i];

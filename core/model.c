@@ -68,8 +68,7 @@ int pq_model_remove_tensor_if_unused(PqModel *m, const char *name) {
 static gboolean name_taken(const PqModel *m, const char *name) {
   if (g_hash_table_contains(m->tensors, name)) return TRUE;
   const PqGraph *g = m->graph;
-  for (size_t i = 0; i < pq_graph_n_inputs(g); i++)
-    if (!strcmp(pq_graph_input_name(g, i), name)) return TRUE;
+  if (pq_graph_input_index(g, name) >= 0) return TRUE;
   for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
     const PqNode *n = pq_graph_node(g, i);
     if (!strcmp(pq_node_name(n), name)) return TRUE;

@@ -221,6 +221,12 @@ static void test_plan_order(void) {
   g_assert_cmpint(pq_plan_value_last_use(plan, h), ==, 1);
   g_assert_cmpint(pq_plan_value_last_use(plan, pq_plan_value_index(plan, "y")), ==, 2);
   g_assert_cmpint(pq_plan_value_numel(plan, h), ==, 12);
+  /* inputs found by name */
+  pq_graph_add_input(g, "mask", 2, s);
+  g_assert_cmpint(pq_graph_input_index(g, "x"), ==, 0);
+  g_assert_cmpint(pq_graph_input_index(g, "mask"), ==, 1);
+  g_assert_cmpint(pq_graph_input_index(g, "h"), ==, -1); /* a value, not an input */
+  g_assert_cmpint(pq_graph_input_index(g, NULL), ==, -1);
 }
 
 /* Who reads and who writes a value; a node removed. */

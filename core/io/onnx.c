@@ -255,13 +255,13 @@ static gboolean shape_of(Ctx *c, const char *value, int64_t *shape, int *nd, GEr
     return TRUE;
   }
   const PqGraph *g = pq_model_const_graph(c->m);
-  for (size_t i = 0; i < pq_graph_n_inputs(g); i++)
-    if (!strcmp(pq_graph_input_name(g, i), value)) {
-      const int64_t *s = pq_graph_input_shape(g, i, nd);
-      memcpy(shape, s, sizeof(int64_t) * (size_t)*nd);
-      shape[0] = 1;
-      return TRUE;
-    }
+  int in = pq_graph_input_index(g, value);
+  if (in >= 0) {
+    const int64_t *s = pq_graph_input_shape(g, (size_t)in, nd);
+    memcpy(shape, s, sizeof(int64_t) * (size_t)*nd);
+    shape[0] = 1;
+    return TRUE;
+  }
   g_autoptr(PqModel) probe = pq_model_copy(c->m);
   pq_graph_add_output(pq_model_graph(probe), value);
   g_autoptr(PqPlan) plan = pq_model_plan(probe, 1, error);

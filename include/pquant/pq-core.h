@@ -196,6 +196,8 @@ PQ_API size_t pq_graph_n_nodes(const PqGraph *graph);
 PQ_API PqNode *pq_graph_node(const PqGraph *graph, size_t index);
 PQ_API size_t pq_graph_n_inputs(const PqGraph *graph);
 PQ_API const char *pq_graph_input_name(const PqGraph *graph, size_t index);
+/* The index of the model input named `name`, or -1 when no input has that name. Since ABI 1.10. */
+PQ_API int pq_graph_input_index(const PqGraph *graph, const char *name);
 PQ_API const int64_t *pq_graph_input_shape(const PqGraph *graph, size_t index, int *ndim);
 PQ_API size_t pq_graph_n_outputs(const PqGraph *graph);
 PQ_API const char *pq_graph_output_name(const PqGraph *graph, size_t index);

@@ -444,12 +444,6 @@ static PqStatus awq_pair(const PqModel *m, const PqCalibration *cal, Pair *p, co
   return PQ_OK;
 }
 
-static int is_graph_input(const PqGraph *g, const char *value) {
-  for (size_t i = 0; i < pq_graph_n_inputs(g); i++)
-    if (!strcmp(pq_graph_input_name(g, i), value)) return 1;
-  return 0;
-}
-
 /* Method awq on a linear layer that reads a model input (no layer before it to take 1/s): its columns are
  * multiplied by the scales and a new `mul` node divides its input by them. Records what it did. */
 static PqStatus awq_input(PqModel *m, const PqCalibration *cal, PqNode *l, Work *w, const AwqGrid *q, PqPluginError *err) {
@@ -744,7 +738,7 @@ static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalib
   /* awq: linear layers reading a model input, through a new mul node */
   for (size_t i = 0; awq && pq_options_get_bool(o, "scale_inputs", 1) && i < n_nodes; i++) {
     PqNode *l = pq_graph_node(pq_model_graph(m), i);
-    if (strcmp(pq_node_op(l), "linear") || pq_node_n_inputs(l) < 2 || !is_graph_input(g, pq_node_input(l, 0))) continue;
+    if (strcmp(pq_node_op(l), "linear") || pq_node_n_inputs(l) < 2 || pq_graph_input_index(g, pq_node_input(l, 0)) < 0) continue;
     const PqTensor *w = pq_model_tensor(m, pq_node_input(l, 1));
     if (!w || !pq_options_layer_selected(o, pq_node_name(l), pq_tensor_numel(w))) continue;
     char why[300] = "", what[400];
