@@ -122,7 +122,7 @@ char *pq_records_to_json(const GPtrArray *records);
 /* pq_compressor_run_full for a stage of a chain that started from `original` (the calibration's teacher). */
 PqModel *pq_compressor_run_chained(PqPlugin *plugin, const PqModel *model, const PqModel *original, const PqOptions *options,
                                    const PqDataset *calibration_set, gint64 max_samples, PqPlugin *capture_backend, GError **error);
-/* The options that are set, as one JSON object of typed values (the builder's next value). */
+/* The options given (not defaults), as one JSON object of typed values (the builder's next value). */
 void pq_options_to_json(const PqOptions *options, JsonBuilder *builder);
 /* The pipeline whose stage `options` are (set by pq_pipeline_add_stage), for pq_options_later_stage(). */
 void pq_options_set_chain(PqOptions *options, const PqPipeline *chain);
