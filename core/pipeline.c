@@ -14,6 +14,7 @@ struct PqPipeline {
   GArray *stages; /* Stage */
   const PqDataset *calibration;
   gint64 max_samples;
+  guint first_stage; /* the number its first stage has in records and messages */
 };
 
 static void stage_clear(gpointer p) { pq_options_free(((Stage *)p)->options); }
@@ -21,6 +22,7 @@ static void stage_clear(gpointer p) { pq_options_free(((Stage *)p)->options); }
 PqPipeline *pq_pipeline_new(PqRegistry *registry) {
   PqPipeline *p = g_new0(PqPipeline, 1);
   p->registry = registry;
+  p->first_stage = 1;
   p->stages = g_array_new(FALSE, TRUE, sizeof(Stage));
   g_array_set_clear_func(p->stages, stage_clear);
   return p;
@@ -33,6 +35,7 @@ void pq_pipeline_free(PqPipeline *p) {
 }
 
 guint pq_pipeline_n_stages(const PqPipeline *p) { return p->stages->len; }
+void pq_pipeline_set_first_stage(PqPipeline *p, guint first) { p->first_stage = first ? first : 1; }
 PqPlugin *pq_pipeline_stage_plugin(const PqPipeline *p, guint i) { return i < p->stages->len ? g_array_index(p->stages, Stage, i).plugin : NULL; }
 
 gboolean pq_pipeline_remove_stage(PqPipeline *p, guint i) {
@@ -67,7 +70,7 @@ const PqOptions *pq_options_later_stage(const PqOptions *options, const char *pl
   for (guint i = 0; i < p->stages->len; i++) {
     const Stage *s = &g_array_index(p->stages, Stage, i);
     if (after && !strcmp(pq_plugin_name(s->plugin), plugin)) {
-      if (stage) *stage = (int)i + 1;
+      if (stage) *stage = (int)(p->first_stage + i);
       return s->options;
     }
     after = after || s->options == options;
@@ -219,10 +222,10 @@ static PqModel *run_stages(PqPipeline *p, const PqModel *model, const PqModel *o
     PqModel *next = pq_compressor_run_chained(s->plugin, cur, reference, s->options, p->calibration,
                                               p->max_samples, cpu, &err);
     if (!next) {
-      g_set_error(error, err->domain, err->code, "stage %u (%s): %s", i + 1, pq_plugin_name(s->plugin), err->message);
+      g_set_error(error, err->domain, err->code, "stage %u (%s): %s", p->first_stage + i, pq_plugin_name(s->plugin), err->message);
       return NULL;
     }
-    pq_records_set_stage(next->records, (int)i + 1);
+    pq_records_set_stage(next->records, (int)(p->first_stage + i));
     leading = leading && pq_plugin_exact(s->plugin);
     if (leading) { /* every stage so far exact */
       pq_model_unref(reference);

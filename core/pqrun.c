@@ -614,9 +614,11 @@ static gboolean tune_select(ChainJob *lv, int k, const TuneLayer *ls, guint n, g
 
 /* The model with every layer at its level: the chain on the layers at level 0, then each fallback chain on
  * the layers at its level (the stages' original, their distillation teacher, stays the model itself, or the
- * result of the chain's leading exact stages: tune_strip_exact). */
+ * result of the chain's leading exact stages: tune_strip_exact). The stages are numbered in the records as
+ * in the one chain tune_save_chain writes: each level used goes on from the last. */
 static PqModel *tune_build(ChainJob *lv, int K, const TuneLayer *ls, guint n, GError **error) {
   PqModel *cur = NULL;
+  guint first = 1;
   for (int k = 0; k <= K; k++) {
     gboolean used;
     if (!tune_select(lv, k, ls, n, &used, error)) {
@@ -624,6 +626,8 @@ static PqModel *tune_build(ChainJob *lv, int K, const TuneLayer *ls, guint n, GE
       return NULL;
     }
     if (!used) continue;
+    pq_pipeline_set_first_stage(lv[k].p, first);
+    first += pq_pipeline_n_stages(lv[k].p);
     PqModel *prev = cur;
     cur = k == 0 ? pq_pipeline_run(lv[0].p, lv[0].m, error) : pq_pipeline_run_from(lv[k].p, prev, lv[k].m, error);
     if (prev) pq_model_unref(prev);

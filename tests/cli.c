@@ -491,14 +491,20 @@ static void test_compress_and_run(void) {
     g_assert_true(quant_set);
     g_autoptr(PqModel) t = pq_model_load(eq_tuned, NULL);
     g_assert_nonnull(t);
-    guint corrected = 0;
+    guint corrected = 0, at_level1 = 0;
     for (guint i = 0; i < pq_model_n_records(t); i++) {
       const PqLayerRecord *r = pq_model_record(t, i);
+      /* numbered as in the chain written: stage N of a record is the chain's stage N */
+      g_assert_cmpint(r->stage, >=, 1);
+      g_assert_cmpint(r->stage, <=, (int)json_array_get_length(stages));
+      g_assert_cmpstr(json_object_get_string_member(json_array_get_object_element(stages, (guint)r->stage - 1), "plugin"), ==, r->method);
+      at_level1 += r->stage > 3;
       if (strcmp(r->method, "bias_correct")) continue;
       if (r->skipped) g_assert_null(strstr(r->detail, "not one of the original model's values"));
       corrected += !r->skipped;
     }
     g_assert_cmpuint(corrected, >=, 2); /* every layer, at one level or the other */
+    g_assert_cmpuint(at_level1, >, 0);
     /* the saved chain makes the same model again */
     g_free(out);
     g_free(err);

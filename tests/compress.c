@@ -3429,6 +3429,18 @@ static void test_equalize_awq(void) {
     g_assert_null(pq_pipeline_run_head(pf, m, 0, &err));
     g_assert_error(err, PQ_PLUGIN_CALL_ERROR, PQ_ERR_INVALID);
     g_clear_error(&err);
+    /* a chain numbered on from another's: records, the grid's stage and messages say so */
+    pq_pipeline_set_first_stage(pf, 5);
+    g_autoptr(PqModel) e5 = pq_pipeline_run(pf, m, &err);
+    g_assert_no_error(err);
+    g_assert_nonnull(eq_record_with(e5, "fc1", "(stage 6's grid where not given), output error "));
+    for (guint i = 0; i < pq_model_n_records(e5); i++)
+      g_assert_cmpint(pq_model_record(e5, i)->stage, ==, strcmp(pq_model_record(e5, i)->method, "equalize") ? 6 : 5);
+    g_assert_true(pq_pipeline_parse_option(pf, "quant.scheme=per_group", &err) && pq_pipeline_parse_option(pf, "quant.group_size=5", &err));
+    g_assert_null(pq_pipeline_run(pf, m, &err));
+    g_assert_nonnull(err);
+    g_assert_true(g_str_has_prefix(err->message, "stage 6 (quant): "));
+    g_clear_error(&err);
   }
   /* the exponents tried on 8 of fc1's 32 rows (and of fc2's 10), the choice checked on all: the same function,
      much the same gain */

@@ -171,6 +171,9 @@ PQ_API gboolean pq_pipeline_add_stage(PqPipeline *pipeline, PqPlugin *compressor
 PQ_API guint pq_pipeline_n_stages(const PqPipeline *pipeline);
 /* The plugin of stage `index` (0-based), borrowed; NULL past the end. */
 PQ_API PqPlugin *pq_pipeline_stage_plugin(const PqPipeline *pipeline, guint index);
+/* The number the chain's first stage has in the records it leaves and in its messages (1, the default; 0 is
+ * taken as 1): a chain run on what another chain made continues that chain's numbering. */
+PQ_API void pq_pipeline_set_first_stage(PqPipeline *pipeline, guint first);
 /* Takes stage `index` (0-based) and its options out of the chain; the later stages move up one number.
  * FALSE past the end. */
 PQ_API gboolean pq_pipeline_remove_stage(PqPipeline *pipeline, guint index);
