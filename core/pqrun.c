@@ -615,10 +615,10 @@ static gboolean tune_select(ChainJob *lv, int k, const TuneLayer *ls, guint n, g
 /* The model with every layer at its level: the chain on the layers at level 0, then each fallback chain on
  * the layers at its level (the stages' original, their distillation teacher, stays the model itself, or the
  * result of the chain's leading exact stages: tune_strip_exact). The stages are numbered in the records as
- * in the one chain tune_save_chain writes: each level used goes on from the last. */
-static PqModel *tune_build(ChainJob *lv, int K, const TuneLayer *ls, guint n, GError **error) {
+ * in the one chain tune_save_chain writes: level 0 from `first` (after the exact stages, where they were
+ * run before), each level used going on from the last. */
+static PqModel *tune_build(ChainJob *lv, int K, const TuneLayer *ls, guint n, guint first, GError **error) {
   PqModel *cur = NULL;
-  guint first = 1;
   for (int k = 0; k <= K; k++) {
     gboolean used;
     if (!tune_select(lv, k, ls, n, &used, error)) {
@@ -636,10 +636,12 @@ static PqModel *tune_build(ChainJob *lv, int K, const TuneLayer *ls, guint n, GE
   return cur;
 }
 
-/* The result as one chain: the stages of every level that holds a layer, in the order tune_build runs them,
- * each with its include or exclude; written as {"stages": [...], "methods": {"baseline": [], "tuned": [...]}}. */
-static gboolean tune_save_chain(ChainJob *lv, int K, const TuneLayer *ls, guint n, const char *path, GError **error) {
+/* The result as one chain: the exact stages run before the levels (`head`, NULL for none), then the stages of
+ * every level that holds a layer, in the order tune_build runs them, each with its include or exclude;
+ * written as {"stages": [...], "methods": {"baseline": [], "tuned": [...]}}. */
+static gboolean tune_save_chain(ChainJob *lv, int K, const TuneLayer *ls, guint n, JsonArray *head, const char *path, GError **error) {
   g_autoptr(JsonArray) stages = json_array_new();
+  for (guint i = 0; head && i < json_array_get_length(head); i++) json_array_add_element(stages, json_node_copy(json_array_get_element(head, i)));
   for (int k = 0; k <= K; k++) {
     gboolean used;
     if (!tune_select(lv, k, ls, n, &used, error)) return FALSE;
@@ -669,11 +671,13 @@ static gboolean tune_save_chain(ChainJob *lv, int K, const TuneLayer *ls, guint 
 }
 
 /* The exact stages the chain starts with (equalize: the same function, values inside rescaled) run once, on
- * the whole model, at level 0. The fallback chains then start from their result without them: run again on
- * a model already holding a level-0 layer they would rename values once more, and a bias_correct there would
- * no longer find them in the model it compares with. Each level's model (lv[k].m) becomes that result, which
- * its stages see as the original. A level may not change an exact stage's options (it would not be run). */
-static gboolean tune_strip_exact(ChainJob *lv, int K, guint n_exact, GError **error) {
+ * the whole model, before the levels; every level's chain, level 0's too, then starts from their result
+ * without them. Run again on a model already holding a level-0 layer they would rename values once more, and
+ * a bias_correct there would no longer find them in the model it compares with; and each build of the model
+ * and each layer's row would run them again for the same result (equalize awq's search among them). Each
+ * level's model (lv[k].m) becomes that result, which its stages see as the original; `*head` gets the exact
+ * stages as a chain file writes them. A level may not change an exact stage's options (it would not be run). */
+static gboolean tune_strip_exact(ChainJob *lv, int K, guint n_exact, JsonArray **head, GError **error) {
   g_autofree char *j0 = pq_pipeline_to_json(lv[0].p);
   g_autoptr(JsonNode) a0 = json_from_string(j0, error);
   if (!a0) return FALSE;
@@ -689,16 +693,12 @@ static gboolean tune_strip_exact(ChainJob *lv, int K, guint n_exact, GError **er
         return FALSE;
       }
   }
-  PqDataset *calib = NULL;
-  PqPipeline *pre = make_pipeline(lv[0].reg, &calib, error);
-  PqModel *ref = NULL;
-  if (pre) { /* the head only; the stages after it stay in the chain, for a head stage that reads them (awq) */
-    ref = pq_pipeline_run_head(pre, lv[0].m, n_exact, error);
-    pq_pipeline_free(pre);
-  }
-  if (calib) pq_dataset_unref(calib);
+  /* the head only; the stages after it stay in the chain while it runs, for a head stage that reads them (awq) */
+  PqModel *ref = pq_pipeline_run_head(lv[0].p, lv[0].m, n_exact, error);
   if (!ref) return FALSE;
-  for (int k = 1; k <= K; k++) {
+  *head = json_array_new();
+  for (guint st = 0; st < n_exact; st++) json_array_add_element(*head, json_node_copy(json_array_get_element(json_node_get_array(a0), st)));
+  for (int k = 0; k <= K; k++) {
     for (guint st = 0; st < n_exact; st++) pq_pipeline_remove_stage(lv[k].p, 0);
     pq_model_unref(lv[k].m);
     lv[k].m = pq_model_ref(ref);
@@ -741,7 +741,9 @@ static int cmd_tune(void) {
   }
   ChainJob lv[TUNE_MAX_LEVELS + 1] = {{0}};
   int status = 1;
-  PqModel *cur = NULL;
+  PqModel *cur = NULL, *orig = NULL; /* orig: the model given (lv[k].m may become the exact stages' result) */
+  JsonArray *head = NULL;            /* the exact stages run before the levels, as a chain file has them */
+  g_autoptr(GString) exact = g_string_new(""); /* the exact stages' names: they take the whole model */
   PqDataset *val = NULL;
   GPtrArray *rows0 = NULL;
   g_autofree TuneLayer *ls = NULL;
@@ -763,12 +765,18 @@ static int cmd_tune(void) {
   guint n_exact = 0;
   while (n_exact < pq_pipeline_n_stages(lv[0].p) && pq_plugin_exact(pq_pipeline_stage_plugin(lv[0].p, n_exact))) n_exact++;
   if (n_exact == pq_pipeline_n_stages(lv[0].p)) n_exact = 0; /* exact stages only: no level would hold anything */
-  if (K > 0 && n_exact > 0 && !tune_strip_exact(lv, K, n_exact, &error)) goto out;
+  for (guint st = 0; st < pq_pipeline_n_stages(lv[0].p); st++)
+    if (pq_plugin_exact(pq_pipeline_stage_plugin(lv[0].p, st)))
+      g_string_append_printf(exact, "%s%s", exact->len ? ", " : "", pq_plugin_name(pq_pipeline_stage_plugin(lv[0].p, st)));
+  orig = pq_model_ref(lv[0].m);
+  if (n_exact > 0 && !tune_strip_exact(lv, K, n_exact, &head, &error)) goto out;
+  const guint first0 = head ? n_exact + 1 : 1; /* level 0's first stage, in the records */
+  pq_pipeline_set_first_stage(lv[0].p, first0);
   val = pq_dataset_slice(lv[0].calib, n_train - args.validation, args.validation, &error);
   double v_base, v_acc;
-  if (!val || !evaluate(lv[0].reg, lv[0].m, val, &v_base, &error)) goto out;
+  if (!val || !evaluate(lv[0].reg, orig, val, &v_base, &error)) goto out;
   if (!(cur = pq_pipeline_run(lv[0].p, lv[0].m, &error)) || !evaluate(lv[0].reg, cur, val, &v_acc, &error)) goto out;
-  gint64 base_bytes = pq_model_nbytes(lv[0].m);
+  gint64 base_bytes = pq_model_nbytes(orig);
   printf("levels: 0 the chain");
   for (int k = 1; k <= K; k++) {
     g_autofree char *joined = g_strjoinv(" ", level_opts->pdata[k - 1]);
@@ -822,14 +830,14 @@ static int cmd_tune(void) {
       if (best < 0) break; /* every layer as it was */
       ls[best].level = best_to;
       pq_model_unref(cur);
-      if (!(cur = tune_build(lv, K, ls, n, &error)) || !evaluate(lv[0].reg, cur, val, &v_acc, &error)) goto out;
+      if (!(cur = tune_build(lv, K, ls, n, first0, &error)) || !evaluate(lv[0].reg, cur, val, &v_acc, &error)) goto out;
       g_autofree char *what = g_strdup_printf("%s -> %d%s", ls[best].layer, ls[best].level, ls[best].level > K ? " (as it was)" : "");
       TUNE_ROW(++step, what, cur, v_acc);
     }
   }
 #undef TUNE_ROW
   double t_base, t_acc;
-  if (!evaluate(lv[0].reg, lv[0].m, lv[0].test, &t_base, &error) || !evaluate(lv[0].reg, cur, lv[0].test, &t_acc, &error)) goto out;
+  if (!evaluate(lv[0].reg, orig, lv[0].test, &t_base, &error) || !evaluate(lv[0].reg, cur, lv[0].test, &t_acc, &error)) goto out;
   printf("(validation: %s, %d samples, baseline %.2f%%%s)\n", pq_dataset_name(val), args.validation, 100 * v_base,
          args.calibration > n_train - args.validation ? "; it overlaps the calibration samples: pass a smaller --calibration" : "");
   printf("\nresult: %.2fx, test accuracy %.2f%% against %.2f%% (%+.2f pp) on %s; %s\n", (double)base_bytes / (double)pq_model_nbytes(cur),
@@ -837,10 +845,6 @@ static int cmd_tune(void) {
          100 * (v_base - v_acc) <= args.max_degradation ? "within the target on validation" : "beyond the target on validation");
   if (step > 0) {
     g_autofree char *above = tune_pattern(ls, n, 1, TRUE);
-    g_autoptr(GString) exact = g_string_new(""); /* the exact stages' names: they take the whole model */
-    for (guint st = 0; st < pq_pipeline_n_stages(lv[0].p); st++)
-      if (pq_plugin_exact(pq_pipeline_stage_plugin(lv[0].p, st)))
-        g_string_append_printf(exact, "%s%s", exact->len ? ", " : "", pq_plugin_name(pq_pipeline_stage_plugin(lv[0].p, st)));
     printf("the same model again: this chain with --opt N.exclude=%s for each stage N%s%s%s", above, exact->len ? " but " : "",
            exact->str, exact->len ? " (it takes the whole model)" : "");
     gboolean fallback = FALSE;
@@ -855,10 +859,12 @@ static int cmd_tune(void) {
     if (!pq_model_save(cur, args.output, &error)) goto out;
     printf("written: %s\n", args.output);
   }
-  if (args.save_chain && !tune_save_chain(lv, K, ls, n, args.save_chain, &error)) goto out;
+  if (args.save_chain && !tune_save_chain(lv, K, ls, n, head, args.save_chain, &error)) goto out;
   status = 0;
 out:
   if (cur) pq_model_unref(cur);
+  if (orig) pq_model_unref(orig);
+  if (head) json_array_unref(head);
   if (val) pq_dataset_unref(val);
   if (rows0) g_ptr_array_unref(rows0);
   for (int k = 0; k <= TUNE_MAX_LEVELS; k++) chain_job_clear(&lv[k]);
