@@ -465,6 +465,26 @@ static gboolean set_on_every_stage(PqPipeline *p, const char *key, const char *v
   return TRUE;
 }
 
+/* How many exact stages (equalize) the chain starts with; 0 when every stage is exact (nothing would be left). */
+static guint exact_head(const PqPipeline *p) {
+  guint n = 0;
+  while (n < pq_pipeline_n_stages(p) && pq_plugin_exact(pq_pipeline_stage_plugin(p, n))) n++;
+  return n == pq_pipeline_n_stages(p) ? 0 : n;
+}
+
+/* Runs the chain's first n_exact stages (exact ones, which take the whole model) once, on the job's model, and
+ * makes their result the job's model and the rest of the chain its chain, numbered on from them: what each
+ * layer's row or each build of a tuned model then runs. Returns that model (the job's), or NULL. The stages
+ * after the head stay in the chain while it runs, for a head stage that reads them (equalize awq). */
+static PqModel *chain_strip_head(ChainJob *j, guint n_exact, GError **error) {
+  PqModel *ref = pq_pipeline_run_head(j->p, j->m, n_exact, error);
+  if (!ref) return NULL;
+  for (guint st = 0; st < n_exact; st++) pq_pipeline_remove_stage(j->p, 0);
+  pq_pipeline_set_first_stage(j->p, n_exact + 1);
+  pq_model_unref(j->m);
+  return j->m = ref;
+}
+
 /* The chain on each layer it changed in `full`, alone, evaluated on `ds`: one row a layer, in graph order.
  * Every stage's `include` is left set to the last layer's pattern. */
 static GPtrArray *per_layer_rows(ChainJob *job, const PqModel *full, const PqDataset *ds, GError **error) {
@@ -498,6 +518,9 @@ static int cmd_sensitivity(void) {
   if (!chain_job_open(&job, &error)) return fail(error);
   double acc_base;
   if (!evaluate(job.reg, job.m, job.test, &acc_base, &error)) return fail(error);
+  const gint64 base_bytes = pq_model_nbytes(job.m);
+  guint n_exact = exact_head(job.p); /* run once: every row starts from their result */
+  if (n_exact && !chain_strip_head(&job, n_exact, &error)) return fail(error);
   g_autoptr(PqModel) full = pq_pipeline_run(job.p, job.m, &error);
   if (!full) return fail(error);
   SensRow all = {(char *)"(all layers)", (char *)"", pq_model_n_params(full), pq_model_nbytes(full), 0};
@@ -509,7 +532,7 @@ static int cmd_sensitivity(void) {
     return 1;
   }
   g_ptr_array_sort(rows, cmp_degradation);
-  gint64 base_bytes = pq_model_nbytes(job.m), saved_all = base_bytes - all.bytes;
+  gint64 saved_all = base_bytes - all.bytes;
   printf("%-20s %-12s %12s %12s %9s %10s %12s\n", "layer", "op", "bytes", "saved", "of all", "accuracy", "degradation");
   for (guint i = 0; i <= rows->len; i++) {
     const SensRow *r = i < rows->len ? rows->pdata[i] : &all;
@@ -693,17 +716,15 @@ static gboolean tune_strip_exact(ChainJob *lv, int K, guint n_exact, JsonArray *
         return FALSE;
       }
   }
-  /* the head only; the stages after it stay in the chain while it runs, for a head stage that reads them (awq) */
-  PqModel *ref = pq_pipeline_run_head(lv[0].p, lv[0].m, n_exact, error);
+  PqModel *ref = chain_strip_head(&lv[0], n_exact, error);
   if (!ref) return FALSE;
   *head = json_array_new();
   for (guint st = 0; st < n_exact; st++) json_array_add_element(*head, json_node_copy(json_array_get_element(json_node_get_array(a0), st)));
-  for (int k = 0; k <= K; k++) {
+  for (int k = 1; k <= K; k++) {
     for (guint st = 0; st < n_exact; st++) pq_pipeline_remove_stage(lv[k].p, 0);
     pq_model_unref(lv[k].m);
     lv[k].m = pq_model_ref(ref);
   }
-  pq_model_unref(ref);
   return TRUE;
 }
 
@@ -762,16 +783,13 @@ static int cmd_tune(void) {
     for (char **o = level_opts->pdata[k - 1]; *o; o++)
       if (!pq_pipeline_parse_option(lv[k].p, *o, &error)) goto out;
   }
-  guint n_exact = 0;
-  while (n_exact < pq_pipeline_n_stages(lv[0].p) && pq_plugin_exact(pq_pipeline_stage_plugin(lv[0].p, n_exact))) n_exact++;
-  if (n_exact == pq_pipeline_n_stages(lv[0].p)) n_exact = 0; /* exact stages only: no level would hold anything */
+  guint n_exact = exact_head(lv[0].p);
   for (guint st = 0; st < pq_pipeline_n_stages(lv[0].p); st++)
     if (pq_plugin_exact(pq_pipeline_stage_plugin(lv[0].p, st)))
       g_string_append_printf(exact, "%s%s", exact->len ? ", " : "", pq_plugin_name(pq_pipeline_stage_plugin(lv[0].p, st)));
   orig = pq_model_ref(lv[0].m);
   if (n_exact > 0 && !tune_strip_exact(lv, K, n_exact, &head, &error)) goto out;
   const guint first0 = head ? n_exact + 1 : 1; /* level 0's first stage, in the records */
-  pq_pipeline_set_first_stage(lv[0].p, first0);
   val = pq_dataset_slice(lv[0].calib, n_train - args.validation, args.validation, &error);
   double v_base, v_acc;
   if (!val || !evaluate(lv[0].reg, orig, val, &v_base, &error)) goto out;

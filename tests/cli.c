@@ -400,6 +400,20 @@ static void test_compress_and_run(void) {
   }
   g_free(out);
   g_free(err);
+  /* with an exact head (equalize awq, run once for all the rows): a row a layer the chain compresses, none for
+     the mul awq adds, and the baseline the model given */
+  g_assert_cmpint(pqrun(&out, &err, "sensitivity", "--model", path, "--compressor", "equalize", "--opt", "equalize.method=awq", "--compressor",
+                        "quant", "--opt", "quant.bits=2", "-o", sens, NULL), ==, 0);
+  {
+    g_autoptr(JsonParser) jp = json_parser_new();
+    g_assert_true(json_parser_load_from_file(jp, sens, NULL));
+    JsonObject *root = json_node_get_object(json_parser_get_root(jp));
+    g_assert_cmpint(json_array_get_length(json_object_get_array_member(root, "layers")), ==, 2);
+    g_autoptr(PqModel) given = pq_model_load(path, NULL);
+    g_assert_cmpint(json_object_get_int_member(json_object_get_object_member(root, "baseline"), "bytes"), ==, pq_model_nbytes(given));
+  }
+  g_free(out);
+  g_free(err);
   g_assert_cmpint(pqrun(&out, &err, "sensitivity", "--model", path, "--compressor", "quant", "--opt", "quant.include=nothing*", NULL), ==, 1);
   g_assert_nonnull(strstr(err, "the chain changed no layer of the model"));
   g_free(out);
