@@ -472,17 +472,24 @@ static guint exact_head(const PqPipeline *p) {
   return n == pq_pipeline_n_stages(p) ? 0 : n;
 }
 
-/* Runs the chain's first n_exact stages (exact ones, which take the whole model) once, on the job's model, and
- * makes their result the job's model and the rest of the chain its chain, numbered on from them: what each
- * layer's row or each build of a tuned model then runs. Returns that model (the job's), or NULL. The stages
- * after the head stay in the chain while it runs, for a head stage that reads them (equalize awq). */
-static PqModel *chain_strip_head(ChainJob *j, guint n_exact, GError **error) {
-  PqModel *ref = pq_pipeline_run_head(j->p, j->m, n_exact, error);
-  if (!ref) return NULL;
+/* The job's chain without its first n_exact stages, numbered on from them, on `head_result` (what they made,
+ * referenced) instead of its model. */
+static void chain_start_after(ChainJob *j, guint n_exact, PqModel *head_result) {
   for (guint st = 0; st < n_exact; st++) pq_pipeline_remove_stage(j->p, 0);
   pq_pipeline_set_first_stage(j->p, n_exact + 1);
   pq_model_unref(j->m);
-  return j->m = ref;
+  j->m = pq_model_ref(head_result);
+}
+
+/* Runs the chain's first n_exact stages (exact ones, which take the whole model) once, on the job's model, and
+ * makes their result the job's model and the rest of the chain its chain (chain_start_after): what each
+ * layer's row or each build of a tuned model then runs. Returns that model (the job's), or NULL. The stages
+ * after the head stay in the chain while it runs, for a head stage that reads them (equalize awq). */
+static PqModel *chain_strip_head(ChainJob *j, guint n_exact, GError **error) {
+  g_autoptr(PqModel) ref = pq_pipeline_run_head(j->p, j->m, n_exact, error);
+  if (!ref) return NULL;
+  chain_start_after(j, n_exact, ref);
+  return j->m;
 }
 
 /* The chain on each layer it changed in `full`, alone, evaluated on `ds`: one row a layer, in graph order.
@@ -720,11 +727,7 @@ static gboolean tune_strip_exact(ChainJob *lv, int K, guint n_exact, JsonArray *
   if (!ref) return FALSE;
   *head = json_array_new();
   for (guint st = 0; st < n_exact; st++) json_array_add_element(*head, json_node_copy(json_array_get_element(json_node_get_array(a0), st)));
-  for (int k = 1; k <= K; k++) {
-    for (guint st = 0; st < n_exact; st++) pq_pipeline_remove_stage(lv[k].p, 0);
-    pq_model_unref(lv[k].m);
-    lv[k].m = pq_model_ref(ref);
-  }
+  for (int k = 1; k <= K; k++) chain_start_after(&lv[k], n_exact, ref);
   return TRUE;
 }
 
