@@ -3441,6 +3441,10 @@ static void test_equalize_awq(void) {
     g_assert_nonnull(err);
     g_assert_true(g_str_has_prefix(err->message, "stage 6 (quant): "));
     g_clear_error(&err);
+    pq_pipeline_set_first_stage(pf, 0); /* (taken as 1) */
+    g_assert_null(pq_pipeline_run(pf, m, &err));
+    g_assert_true(g_str_has_prefix(err->message, "stage 2 (quant): "));
+    g_clear_error(&err);
   }
   /* the exponents tried on 8 of fc1's 32 rows (and of fc2's 10), the choice checked on all: the same function,
      much the same gain */
