@@ -50,6 +50,17 @@ PqBackend *pq_backend_prepare(PqPlugin *plugin, const PqModel *model, int thread
       return NULL;
     }
   }
+  /* F16 scales came with ABI 1.11: a backend built before reads every scale as a float */
+  for (size_t i = 0; d->abi_minor < 11 && i < pq_model_n_tensors(model); i++) {
+    const PqTensor *t = pq_model_tensor_at(model, i);
+    if (pq_tensor_scales(t) && pq_tensor_dtype(pq_tensor_scales(t)) != PQ_DTYPE_F32) {
+      g_set_error(error, PQ_PLUGIN_CALL_ERROR, PQ_ERR_UNSUPPORTED,
+                  "backend '%s' was built for plugin ABI %u.%u, before packed tensors could carry %s scales ('%s'): rebuild it "
+                  "against ABI 1.11 or later, or quantize with F32 scales", d->name, d->abi_major, d->abi_minor,
+                  pq_dtype_name(pq_tensor_dtype(pq_tensor_scales(t))), pq_tensor_name(t));
+      return NULL;
+    }
+  }
   PqBackend *b = g_new0(PqBackend, 1);
   b->plugin = plugin;
   b->vt = vt;

@@ -293,15 +293,22 @@ PqTensor *pq_quantize_matrix(const char *name, const float *w, int ndim, const i
   return g_steal_pointer(&t);
 }
 
-/* Row r of `w` (the shape of the packed tensor `like`) as codes on like's grid — its scales and zero points —
- * and, with `deq`, the values those codes stand for. */
-static void like_codes(const PqTensor *like, const float *w, int64_t r, uint8_t *codes, float *deq) {
+/* like's scales as floats (F32 or F16 stored), g_free'd by the caller */
+static float *like_scales(const PqTensor *like) {
+  const PqTensor *s = pq_tensor_scales(like);
+  float *sc = g_new(float, MAX(pq_tensor_numel(s), 1));
+  pq_tensor_to_f32(s, sc);
+  return sc;
+}
+
+/* Row r of `w` (the shape of the packed tensor `like`) as codes on like's grid — its scales `sc` (like_scales)
+ * and zero points — and, with `deq`, the values those codes stand for. */
+static void like_codes(const PqTensor *like, const float *sc, const float *w, int64_t r, uint8_t *codes, float *deq) {
   int bits = pq_tensor_bits(like);
   int64_t rows = pq_tensor_rows(like), cols = pq_tensor_cols(like);
   PqQuantScheme scheme = pq_tensor_quant_scheme(like);
   int64_t group = scheme == PQ_QUANT_PER_GROUP ? pq_tensor_group_size(like) : scheme == PQ_QUANT_PER_CHANNEL ? cols : rows * cols;
   int64_t row_groups = scheme == PQ_QUANT_PER_TENSOR ? 1 : cols / group;
-  const float *sc = pq_tensor_data(pq_tensor_scales(like));
   const uint8_t *zp = pq_tensor_zeros(like) ? pq_tensor_data(pq_tensor_zeros(like)) : NULL;
   for (int64_t i = 0; i < cols; i++) {
     int64_t s = scheme == PQ_QUANT_PER_TENSOR ? 0 : r * row_groups + i / group;
@@ -318,8 +325,9 @@ PqTensor *pq_quantize_like(const char *name, const float *w, const PqTensor *lik
   uint8_t *packed = pq_tensor_mutable_data(t);
   size_t rb = pq_tensor_row_bytes(like);
   g_autofree uint8_t *codes = g_new(uint8_t, cols ? cols : 1);
+  g_autofree float *sc = like_scales(like);
   for (int64_t r = 0; r < rows; r++) {
-    like_codes(like, w, r, codes, NULL);
+    like_codes(like, sc, w, r, codes, NULL);
     pq_pack_codes(codes, cols, pq_tensor_bits(like), packed + r * rb);
   }
   return t;
@@ -328,7 +336,42 @@ PqTensor *pq_quantize_like(const char *name, const float *w, const PqTensor *lik
 void pq_round_like(const float *w, const PqTensor *like, float *out) {
   int64_t rows = pq_tensor_rows(like), cols = pq_tensor_cols(like);
   g_autofree uint8_t *codes = g_new(uint8_t, cols ? cols : 1);
-  for (int64_t r = 0; r < rows; r++) like_codes(like, w, r, codes, out + r * cols);
+  g_autofree float *sc = like_scales(like);
+  for (int64_t r = 0; r < rows; r++) like_codes(like, sc, w, r, codes, out + r * cols);
+}
+
+PqTensor *pq_packed_with_f16_scales(const PqTensor *packed, const float *w, PqPluginError *error) {
+  if (pq_tensor_dtype(packed) != PQ_DTYPE_PACKED) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s' is %s, not a packed tensor", pq_tensor_name(packed), pq_dtype_name(pq_tensor_dtype(packed)));
+    return NULL;
+  }
+  const PqTensor *s = pq_tensor_scales(packed);
+  int64_t n = pq_tensor_numel(s);
+  g_autofree float *sc = like_scales(packed);
+  g_autoptr(PqTensor) half = pq_tensor_new("scales", PQ_DTYPE_F16, 1, &n);
+  if (!half) {
+    pq_plugin_error_set(error, PQ_ERR_NOMEM, "'%s': out of memory for its scales", pq_tensor_name(packed));
+    return NULL;
+  }
+  uint16_t *h = pq_tensor_mutable_data(half);
+  for (int64_t i = 0; i < n; i++) {
+    const float a = fabsf(sc[i]);
+    if (a != 0.0f && !(a >= 0x1p-14f && a <= 65504.0f)) { /* (NaN too) */
+      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "'%s': scale %d of %lld is %g, %s F16's normal range (6.1e-05 to 65504)",
+                          pq_tensor_name(packed), (int)i, (long long)n, (double)sc[i], isnan(a) ? "outside" : a > 1.0f ? "above" : "below");
+      return NULL;
+    }
+    h[i] = pq_f32_to_f16(sc[i]);
+  }
+  g_autoptr(PqTensor) like = pq_tensor_new_packed(pq_tensor_name(packed), pq_tensor_bits(packed), pq_tensor_ndim(packed), pq_tensor_shape(packed),
+                                                  pq_tensor_quant_scheme(packed), pq_tensor_group_size(packed), half, pq_tensor_zeros(packed));
+  if (!like) {
+    pq_plugin_error_set(error, PQ_ERR_NOMEM, "'%s': out of memory", pq_tensor_name(packed));
+    return NULL;
+  }
+  if (w) return pq_quantize_like(pq_tensor_name(packed), w, like);
+  memcpy(pq_tensor_mutable_data(like), pq_tensor_data(packed), pq_tensor_nbytes(packed));
+  return g_steal_pointer(&like);
 }
 
 /* ---- GPTQ ------------------------------------------------------------------------------------------ */

@@ -80,9 +80,9 @@ gboolean pq_quant_params_valid(int bits, int ndim, const int64_t *shape, PqQuant
     return FALSE;
   }
   int64_t ns = pq_quant_n_scales(scheme, rows, cols, group_size);
-  if (!scales || scales->dtype != PQ_DTYPE_F32 || scales->numel != ns) {
+  if (!scales || (scales->dtype != PQ_DTYPE_F32 && scales->dtype != PQ_DTYPE_F16) || scales->numel != ns) {
     g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID,
-                "scales must be an F32 tensor of %" G_GINT64_FORMAT " elements", ns);
+                "scales must be an F32 or F16 tensor of %" G_GINT64_FORMAT " elements", ns);
     return FALSE;
   }
   if (zeros && (zeros->dtype != PQ_DTYPE_U8 || zeros->numel != ns)) {
@@ -311,7 +311,8 @@ int pq_tensor_to_f32(const PqTensor *t, float *out) {
   case PQ_DTYPE_PACKED: {
     int64_t rows = pq_tensor_rows(t), cols = pq_tensor_cols(t);
     size_t rb = pq_tensor_row_bytes(t);
-    const float *sc = t->scales->data;
+    g_autofree float *sc = g_new(float, MAX(t->scales->numel, 1)); /* (F32 or F16) */
+    pq_tensor_to_f32(t->scales, sc);
     const uint8_t *zp = t->zeros ? t->zeros->data : NULL;
     float zdef = (float)(1 << (t->bits - 1));
     g_autofree uint8_t *codes = g_malloc(cols ? (size_t)cols : 1);

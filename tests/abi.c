@@ -9,7 +9,7 @@
 
 static void test_versions(void) {
   g_assert_cmpint(PQ_ABI_MAJOR, ==, 1);
-  g_assert_cmpint(PQ_ABI_MINOR, ==, 10);
+  g_assert_cmpint(PQ_ABI_MINOR, ==, 11);
   g_assert_cmpstr(PQ_PLUGIN_ENTRY_SYMBOL, ==, "pq_plugin_query");
 }
 

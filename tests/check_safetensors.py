@@ -30,6 +30,12 @@ def main(src, dst):
     codes = (bits * (1 << np.arange(5))).sum(axis=2)
     assert np.array_equal(codes, np.arange(16).reshape(2, 8) + 3), codes
     assert np.allclose(tensors["q.scales"], [0.25, 0.5])
+    # 8-bit codes with F16 scales: value = scale * (code - 128), as numpy computes it from the stored bytes
+    assert packed["q16"]["bits"] == 8 and packed["q16"]["scales"] == "q16.scales", packed
+    s16 = tensors["q16.scales"]
+    assert s16.dtype == np.float16 and list(s16) == [0.125, 3.0], s16
+    values = s16.astype(np.float32)[:, None] * (tensors["q16"].astype(np.float32) - 128)
+    assert np.array_equal(values[0], 0.125 * (np.arange(8) - 8)) and np.array_equal(values[1], 3.0 * np.arange(8)), values
     out = {k: v * 2 if v.dtype == np.float32 and k != "q.scales" else v for k, v in tensors.items()}
     save_file(out, dst, metadata=meta)
     print("python safetensors: read", len(tensors), "tensors and wrote", dst)

@@ -272,6 +272,25 @@ static void test_cnn_tucker(void) {
   g_assert_nonnull(strstr(out, "2 epochs on 400 samples"));
   g_free(out);
   g_free(err);
+  /* 4-bit with F16 scales, then fine-tuned on that grid (the packed convs and linear layer keep their F16 scales):
+     saved, listed by info, evaluated */
+  g_autofree char *q16 = g_build_filename(tmpdir, "cnn-q16.safetensors", NULL);
+  g_assert_cmpint(pqrun(&out, &err, "run", "--model", path, "--dataset", dir, "-c", "quant", "-O", "quant.bits=4", "-O", "quant.scale_dtype=f16",
+                        "-c", "finetune", "-O", "finetune.samples=400", "--calibration", "400", "-o", q16, NULL), ==, 0);
+  g_assert_nonnull(strstr(out, "4-bit per_channel symmetric, F16 scales"));
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "info", "--model", q16, NULL), ==, 0);
+  g_assert_nonnull(strstr(out, "(4-bit, F16 scales)"));
+  g_assert_null(strstr(out, "(4-bit)"));
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "eval", "--model", q16, "--dataset", dir, NULL), ==, 0);
+  acc = strstr(out, "accuracy: ");
+  g_assert_nonnull(acc);
+  g_assert_cmpfloat(g_ascii_strtod(acc + 10, NULL), >, 80.0);
+  g_free(out);
+  g_free(err);
   g_assert_cmpint(pqrun(&out, &err, "train", "--arch", "resnet", "--dataset", dir, "-o", path, NULL), ==, 2);
   g_assert_nonnull(strstr(err, "--arch must be mlp or cnn, not 'resnet'"));
   g_free(out);

@@ -3723,6 +3723,161 @@ static void test_calibration_gram(void) {
   g_assert_nonnull(strstr(err->message, "layer 'fc2': the Gram matrix of its input 'hr' holds a non-finite value"));
 }
 
+/* The same packed tensor with F32 scales holding the values of its F16 ones: what a backend must compute */
+static PqTensor *widened_scales(const PqTensor *q) {
+  const PqTensor *s = pq_tensor_scales(q);
+  int64_t n = pq_tensor_numel(s);
+  g_autoptr(PqTensor) f = pq_tensor_new("scales", PQ_DTYPE_F32, 1, &n);
+  g_assert_cmpint(pq_tensor_to_f32(s, pq_tensor_mutable_data(f)), ==, 0);
+  PqTensor *t = pq_tensor_new_packed(pq_tensor_name(q), pq_tensor_bits(q), pq_tensor_ndim(q), pq_tensor_shape(q), pq_tensor_quant_scheme(q),
+                                     pq_tensor_group_size(q), f, pq_tensor_zeros(q));
+  memcpy(pq_tensor_mutable_data(t), pq_tensor_data(q), pq_tensor_nbytes(q));
+  return t;
+}
+
+/* F16 scales (ABI 1.11): pq_packed_with_f16_scales rounds each scale to F16 and, given the weights, picks each
+ * code nearest on that grid (else keeps the codes); scales F16 cannot hold to its precision are refused by
+ * name; quant's scale_dtype=f16 stores them so (half the scales' bytes, a layer whose scales do not fit keeps
+ * F32 and says so), GPTQ's codes are kept, and the CPU backend computes what the widened scales give, bit for bit. */
+static void test_quant_f16_scales(void) {
+  int64_t sh[2] = {6, 32};
+  g_autoptr(PqTensor) wt = pq_test_random_tensor("w", 2, sh, 5, 0.3f);
+  const float *w = pq_tensor_data(wt);
+  PqPluginError e = {sizeof e, 0, {0}};
+  for (int sym = 0; sym <= 1; sym++) {
+    g_autoptr(PqTensor) q = pq_quantize_matrix("w", w, 2, sh, 4, PQ_QUANT_PER_GROUP, 8, sym, 20, &e);
+    g_assert_nonnull(q);
+    g_autoptr(PqTensor) h = pq_packed_with_f16_scales(q, w, &e), kept = pq_packed_with_f16_scales(q, NULL, &e);
+    g_assert_nonnull(h);
+    g_assert_nonnull(kept);
+    g_assert_cmpint(pq_tensor_dtype(pq_tensor_scales(h)), ==, PQ_DTYPE_F16);
+    g_assert_cmpuint(pq_tensor_nbytes(pq_tensor_scales(h)), ==, pq_tensor_nbytes(pq_tensor_scales(q)) / 2);
+    g_assert_true(pq_tensor_zeros(h) == pq_tensor_zeros(q)); /* shared */
+    g_assert_cmpmem(pq_tensor_data(kept), pq_tensor_nbytes(kept), pq_tensor_data(q), pq_tensor_nbytes(q));
+    const float *s32 = pq_tensor_data(pq_tensor_scales(q));
+    const uint16_t *s16 = pq_tensor_data(pq_tensor_scales(h));
+    float deq[6 * 32];
+    g_assert_cmpint(pq_tensor_to_f32(h, deq), ==, 0);
+    for (int64_t r = 0; r < 6; r++)
+      for (int64_t c = 0; c < 32; c++) {
+        const int64_t g = r * 4 + c / 8;
+        g_assert_cmpuint(s16[g], ==, pq_f32_to_f16(s32[g]));
+        const float sc = pq_f16_to_f32(s16[g]), z = pq_tensor_zeros(h) ? ((const uint8_t *)pq_tensor_data(pq_tensor_zeros(h)))[g] : 8.0f;
+        float best = INFINITY, want = 0;
+        for (int code = 0; code < 16; code++) { /* the nearest of every value the grid holds */
+          const float v = sc * ((float)code - z);
+          if (fabsf(v - w[r * 32 + c]) < best) best = fabsf(v - w[r * 32 + c]), want = v;
+        }
+        if (deq[r * 32 + c] != want) g_error("sym %d, [%lld, %lld]: %g is not the nearest value %g on the F16 grid", sym, (long long)r, (long long)c, deq[r * 32 + c], want);
+      }
+  }
+  /* a value the two grids round apart: scale 1 + 3·2^-12 becomes 1 + 2^-10 in F16, and 100.51 steps of the first
+     are 100.49 of the second, so the codes chosen again (h) and the codes kept differ there */
+  {
+    const float s32 = 1.0f + 3.0f / 4096.0f, row[2] = {127.0f * s32, 100.51f * s32};
+    int64_t ts[2] = {1, 2};
+    g_autoptr(PqTensor) q = pq_quantize_matrix("v", row, 2, ts, 8, PQ_QUANT_PER_TENSOR, 0, 1, 0, &e);
+    g_assert_cmpfloat(((const float *)pq_tensor_data(pq_tensor_scales(q)))[0], ==, s32);
+    g_autoptr(PqTensor) h = pq_packed_with_f16_scales(q, row, &e), kept = pq_packed_with_f16_scales(q, NULL, &e);
+    float dh[2], dk[2];
+    pq_tensor_to_f32(h, dh);
+    pq_tensor_to_f32(kept, dk);
+    g_assert_cmpfloat(dh[1], ==, 100.0f * (1.0f + 1.0f / 1024.0f));
+    g_assert_cmpfloat(dk[1], ==, 101.0f * (1.0f + 1.0f / 1024.0f));
+  }
+  /* scales F16 cannot hold: refused, naming the tensor, the scale and where it is; 0 is held */
+  {
+    const float bad[3] = {1e5f, 1e-6f, 0.0f};
+    const char *what[3] = {"'t': scale 0 of 1 is 100000, above F16's normal range", "'t': scale 0 of 1 is 1e-06, below F16's normal range", NULL};
+    for (int i = 0; i < 3; i++) {
+      int64_t one = 1, ts[2] = {2, 4};
+      g_autoptr(PqTensor) sc = pq_tensor_new("s", PQ_DTYPE_F32, 1, &one);
+      ((float *)pq_tensor_mutable_data(sc))[0] = bad[i];
+      g_autoptr(PqTensor) t = pq_tensor_new_packed("t", 8, 2, ts, PQ_QUANT_PER_TENSOR, 0, sc, NULL);
+      PqPluginError te = {sizeof te, 0, {0}};
+      g_autoptr(PqTensor) h = pq_packed_with_f16_scales(t, NULL, &te);
+      if (!what[i]) {
+        g_assert_nonnull(h);
+        continue;
+      }
+      g_assert_null(h);
+      g_assert_cmpint(te.code, ==, PQ_ERR_UNSUPPORTED);
+      if (!strstr(te.message, what[i])) g_error("'%s' lacks '%s'", te.message, what[i]);
+    }
+    g_assert_null(pq_packed_with_f16_scales(wt, NULL, &e));
+    g_assert_nonnull(strstr(e.message, "'w' is F32, not a packed tensor"));
+  }
+  /* the plugin: fc2's weights too small for F16 scales keep F32 and say so */
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(200, 80, 10, 21);
+  float *w2 = pq_tensor_mutable_data(pq_model_tensor(m, "w2"));
+  for (int64_t i = 0; i < 80 * 10; i++) w2[i] *= 1e-5f;
+  g_autoptr(GError) err = NULL;
+  const char *k32[] = {"bits", "4", "scheme", "per_group", "group_size", "8", NULL};
+  const char *k16[] = {"bits", "4", "scheme", "per_group", "group_size", "8", "scale_dtype", "f16", NULL};
+  g_autoptr(PqModel) q32 = compress(quant, m, k32, &err), q16 = compress(quant, m, k16, &err);
+  g_assert_no_error(err);
+  PqTensor *a = pq_model_tensor(q32, "w1"), *b = pq_model_tensor(q16, "w1");
+  g_assert_cmpint(pq_tensor_dtype(pq_tensor_scales(b)), ==, PQ_DTYPE_F16);
+  g_assert_cmpint(pq_tensor_dtype(pq_tensor_scales(pq_model_tensor(q16, "w2"))), ==, PQ_DTYPE_F32);
+  g_assert_cmpint(pq_model_nbytes(q32) - pq_model_nbytes(q16), ==, 80 * 25 * 2); /* w1's 2000 scales, 2 bytes each */
+  const PqLayerRecord *r1 = pq_model_record(q16, 0), *r2 = pq_model_record(q16, 1);
+  g_assert_true(g_str_has_suffix(r1->detail, ", F16 scales"));
+  g_assert_cmpint(r1->bytes_after, ==, (gint64)(pq_tensor_nbytes(b) + pq_tensor_nbytes(pq_tensor_scales(b))));
+  g_assert_cmpint(r1->bytes_after, ==, pq_model_record(q32, 0)->bytes_after - 80 * 25 * 2);
+  if (!strstr(r2->detail, ", F32 scales kept ('w2': scale ") || !strstr(r2->detail, "below F16's normal range"))
+    g_error("fc2's record: '%s'", r2->detail);
+  g_assert_cmpfloat(fabs(r1->sqnr_db - pq_model_record(q32, 0)->sqnr_db), <, 0.1);
+  (void)a;
+  /* the CPU backend: the model with F16 scales computes what the same codes with the widened scales compute */
+  g_autoptr(PqModel) wide = pq_model_copy(q16);
+  g_autoptr(PqTensor) bw = widened_scales(b);
+  pq_model_set_tensor(wide, bw);
+  g_assert_cmpint(pq_tensor_dtype(pq_tensor_scales(pq_model_tensor(wide, "w1"))), ==, PQ_DTYPE_F32);
+  const char *kernels[3] = {"auto", "avx2", "portable"};
+  for (int kk = 0; kk < 3; kk++)
+    for (int64_t batch = 1; batch <= 9; batch += 8) {
+      if (!strcmp(kernels[kk], "avx2") && !__builtin_cpu_supports("avx2")) continue;
+      int64_t on;
+      g_autofree float *y16 = forward_threads(q16, batch, kernels[kk], 1, &on), *yw = forward_threads(wide, batch, kernels[kk], 1, &on);
+      if (memcmp(y16, yw, sizeof(float) * (size_t)(batch * on))) g_error("kernels=%s, batch %lld: F16 scales differ from their widened values", kernels[kk], (long long)batch);
+    }
+  /* saved and loaded (pqrun compress writes it so), the same outputs */
+  g_autofree char *dir = g_dir_make_tmp("pq-f16-XXXXXX", NULL), *path = g_build_filename(dir, "q16.safetensors", NULL);
+  g_assert_true(pq_model_save(q16, path, &err));
+  g_autoptr(PqModel) back = pq_model_load(path, &err);
+  g_assert_no_error(err);
+  int64_t on;
+  g_autofree float *y0 = forward(q16, 5, TRUE, &on), *y1 = forward(back, 5, TRUE, &on);
+  g_assert_cmpmem(y0, sizeof(float) * (size_t)(5 * on), y1, sizeof(float) * (size_t)(5 * on));
+  g_unlink(path);
+  g_rmdir(dir);
+  /* GPTQ: its codes kept, only the scales rounded (the record's comparison is with round-to-nearest on F16 scales too) */
+  g_autoptr(PqDataset) train = train_set();
+  if (!train) return;
+  g_autoptr(PqModel) mlp = pq_test_tiny_mlp(784, 32, 10, 4);
+  PqModel *gq[2];
+  for (int half = 0; half <= 1; half++) {
+    g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(quant), "quant", &err);
+    pq_options_add_layer_selection(o, &err);
+    pq_options_set(o, "bits", "3", &err);
+    pq_options_set(o, "method", "gptq", &err);
+    pq_options_set(o, "scale_dtype", half ? "f16" : "f32", &err);
+    g_assert_no_error(err);
+    gq[half] = pq_compressor_run_full(quant, mlp, o, train, 128, cpu, &err);
+    g_assert_no_error(err);
+  }
+  for (int l = 1; l <= 2; l++) {
+    const char *name = l == 1 ? "w1" : "w2";
+    PqTensor *g32 = pq_model_tensor(gq[0], name), *g16 = pq_model_tensor(gq[1], name);
+    g_assert_cmpint(pq_tensor_dtype(pq_tensor_scales(g16)), ==, PQ_DTYPE_F16);
+    g_assert_cmpmem(pq_tensor_data(g16), pq_tensor_nbytes(g16), pq_tensor_data(g32), pq_tensor_nbytes(g32));
+  }
+  g_assert_nonnull(strstr(pq_model_record(gq[1], 0)->detail, "GPTQ: output error"));
+  g_assert_true(g_str_has_suffix(pq_model_record(gq[1], 0)->detail, ", F16 scales"));
+  pq_model_unref(gq[0]);
+  pq_model_unref(gq[1]);
+}
+
 /* quant method=gptq on real data: the layers' outputs on held-out images are closer to the float model's
  * than round-to-nearest's at 3 bits (a linear MLP and a CNN), the record says so, and without calibration
  * samples it is refused. */
@@ -3828,6 +3983,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/quant-large-groups", test_quant_large_groups);
   g_test_add_func("/compress/quant-lane-blocks", test_quant_lane_blocks);
   g_test_add_func("/compress/quant-saved", test_quant_saved);
+  g_test_add_func("/compress/quant-f16-scales", test_quant_f16_scales);
   g_test_add_func("/compress/quant-bad-input", test_quant_bad);
   g_test_add_func("/compress/quant-static-activations", test_quant_static);
   g_test_add_func("/compress/quantize-matrix", test_quantize_matrix);

@@ -1399,6 +1399,30 @@ static void test_timing(void) {
   g_assert_nonnull(strstr(err->message, "backend 'test_timing_nan' timing: compute_ms = nan is neither a time nor -1"));
 }
 
+/* A backend built before ABI 1.11 reads a packed tensor's scales as floats: a model with F16 scales is refused
+ * for it at prepare, by name (and one with F32 scales is not) */
+static void test_old_backend_f16_scales(void) {
+  g_autoptr(GError) err = NULL;
+  PqPlugin *old = pq_registry_load(reg, TEST_PLUGIN_DIR "/old-minor.so", &err);
+  g_assert_no_error(err);
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(16, 8, 3, 2);
+  PqPluginError e = {sizeof e, 0, {0}};
+  PqTensor *w = pq_model_tensor(m, "w1");
+  g_autoptr(PqTensor) q = pq_quantize_matrix("w1", pq_tensor_data(w), 2, pq_tensor_shape(w), 4, PQ_QUANT_PER_CHANNEL, 0, 1, 0, &e);
+  g_autoptr(PqTensor) h = pq_packed_with_f16_scales(q, pq_tensor_data(w), &e);
+  pq_model_set_tensor(m, q); /* (w is gone) */
+  g_autoptr(PqBackend) ok = pq_backend_prepare(old, m, 1, 1, NULL, &err);
+  g_assert_no_error(err);
+  pq_model_set_tensor(m, h);
+  g_assert_null(pq_backend_prepare(old, m, 1, 1, NULL, &err));
+  g_assert_nonnull(err);
+  if (!strstr(err->message, "backend 'test_old_minor' was built for plugin ABI 1.10, before packed tensors could carry F16 scales ('w1')"))
+    g_error("%s", err->message);
+  g_clear_error(&err);
+  g_autoptr(PqBackend) now = pq_backend_prepare(cpu, m, 1, 1, NULL, &err); /* (this build's backend takes it) */
+  g_assert_no_error(err);
+}
+
 int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   reg = pq_registry_new();
@@ -1410,6 +1434,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cpu/network", test_network);
   g_test_add_func("/cpu/errors", test_errors);
   g_test_add_func("/cpu/timing", test_timing);
+  g_test_add_func("/cpu/old-backend-f16-scales", test_old_backend_f16_scales);
   g_test_add_func("/cpu/activations", test_activations);
   g_test_add_func("/cpu/layer-norm", test_layer_norm);
   g_test_add_func("/cpu/reductions", test_reductions);

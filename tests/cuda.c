@@ -424,8 +424,9 @@ static void test_binary(void) {
   compare(pd, pd, 3, 1e-4);
 }
 
-/* The tiny MLP's two weights packed (*q) and the same packed weights dequantized to float32 (*deq). */
-static void quantized_pair(const PqModel *m, int bits, PqQuantScheme scheme, int64_t group, int symmetric, PqModel **q, PqModel **deq) {
+/* The tiny MLP's two weights packed (*q; with `half`, their scales stored as F16) and the same packed weights
+ * dequantized to float32 (*deq). */
+static void quantized_pair(const PqModel *m, int bits, PqQuantScheme scheme, int64_t group, int symmetric, int half, PqModel **q, PqModel **deq) {
   *q = pq_model_copy(m);
   *deq = pq_model_copy(m);
   const char *ws[2] = {"w1", "w2"};
@@ -434,6 +435,12 @@ static void quantized_pair(const PqModel *m, int bits, PqQuantScheme scheme, int
     PqPluginError e = {sizeof e, 0, {0}};
     PqTensor *p = pq_quantize_matrix(ws[l], pq_tensor_data(w), 2, pq_tensor_shape(w), bits, scheme, group, symmetric, 0, &e);
     g_assert_nonnull(p);
+    if (half) {
+      PqTensor *h = pq_packed_with_f16_scales(p, pq_tensor_data(w), &e);
+      g_assert_nonnull(h);
+      pq_tensor_unref(p);
+      p = h;
+    }
     PqTensor *d = pq_tensor_new(ws[l], PQ_DTYPE_F32, 2, pq_tensor_shape(w));
     pq_tensor_to_f32(p, pq_tensor_mutable_data(d));
     pq_model_set_tensor(*q, p);
@@ -443,19 +450,20 @@ static void quantized_pair(const PqModel *m, int bits, PqQuantScheme scheme, int
   }
 }
 
-/* Packed weights of 8, 4, 6 and 3 bits, dequantized inside the GPU kernel, against the CPU backend running
- * their dequantized float weights. */
+/* Packed weights of 8, 4, 6 and 3 bits (8 and 4 also with F16 scales), dequantized inside the GPU kernel, against
+ * the CPU backend running their dequantized float weights. */
 static void packed_forms(PqModel *m_owned) {
   g_autoptr(PqModel) m = m_owned;
   const struct {
     int bits;
     PqQuantScheme scheme;
     int64_t group;
-    int symmetric;
-  } forms[] = {{8, PQ_QUANT_PER_CHANNEL, 0, 1}, {4, PQ_QUANT_PER_GROUP, 32, 1}, {6, PQ_QUANT_PER_GROUP, 16, 0}, {3, PQ_QUANT_PER_TENSOR, 0, 1}};
+    int symmetric, half;
+  } forms[] = {{8, PQ_QUANT_PER_CHANNEL, 0, 1, 0}, {4, PQ_QUANT_PER_GROUP, 32, 1, 0}, {6, PQ_QUANT_PER_GROUP, 16, 0, 0},
+               {3, PQ_QUANT_PER_TENSOR, 0, 1, 0},  {8, PQ_QUANT_PER_CHANNEL, 0, 0, 1}, {4, PQ_QUANT_PER_GROUP, 32, 1, 1}};
   for (size_t f = 0; f < G_N_ELEMENTS(forms); f++) {
     g_autoptr(PqModel) q = NULL, deq = NULL;
-    quantized_pair(m, forms[f].bits, forms[f].scheme, forms[f].group, forms[f].symmetric, &q, &deq);
+    quantized_pair(m, forms[f].bits, forms[f].scheme, forms[f].group, forms[f].symmetric, forms[f].half, &q, &deq);
     compare(q, deq, 1, 1e-4);
     compare(q, deq, 17, 1e-4);
   }
@@ -486,7 +494,7 @@ static void test_int8_kernels(void) {
   g_autoptr(GError) err = NULL;
   g_autoptr(PqModel) m = pq_test_tiny_mlp(1024, 1024, 10, 33);
   g_autoptr(PqModel) q = NULL, deq = NULL;
-  quantized_pair(m, 8, PQ_QUANT_PER_CHANNEL, 0, 0, &q, &deq);
+  quantized_pair(m, 8, PQ_QUANT_PER_CHANNEL, 0, 0, 0, &q, &deq);
   for (size_t i = 0; names[i]; i++) {
     g_autoptr(PqOptions) o = cuda_options(NULL, "on");
     g_assert_true(pq_options_set(o, "int8_kernel", names[i], &err));

@@ -30,7 +30,13 @@ static void test_interop(void) {
     for (int c = 0; c < 8; c++) codes[c] = (guint8)(r * 8 + c + 3);
     pq_pack_codes(codes, 8, 5, (guint8 *)pq_tensor_mutable_data(q) + r * 5);
   }
-  PqTensor *all[5] = {ramp, half, count, q, NULL};
+  /* a packed tensor with F16 scales (since ABI 1.11): 8-bit codes, one scale a row */
+  g_autoptr(PqTensor) hs = pq_tensor_new("s16", PQ_DTYPE_F16, 1, s2);
+  ((guint16 *)pq_tensor_mutable_data(hs))[0] = pq_f32_to_f16(0.125f);
+  ((guint16 *)pq_tensor_mutable_data(hs))[1] = pq_f32_to_f16(3.0f);
+  g_autoptr(PqTensor) q16 = pq_tensor_new_packed("q16", 8, 2, s28, PQ_QUANT_PER_CHANNEL, 0, hs, NULL);
+  for (int i = 0; i < 16; i++) ((guint8 *)pq_tensor_mutable_data(q16))[i] = (guint8)(120 + i);
+  PqTensor *all[6] = {ramp, half, count, q, q16, NULL};
   for (int i = 0; all[i]; i++) pq_model_set_tensor(m, all[i]);
   int64_t is[2] = {-1, 4};
   pq_graph_add_input(pq_model_graph(m), "x", 2, is);
@@ -54,6 +60,11 @@ static void test_interop(void) {
   PqTensor *qb = pq_model_tensor(back, "q");
   g_assert_cmpint(pq_tensor_dtype(qb), ==, PQ_DTYPE_PACKED);
   g_assert_cmpmem(pq_tensor_data(qb), 10, pq_tensor_data(q), 10);
+  PqTensor *q16b = pq_model_tensor(back, "q16");
+  g_assert_cmpint(pq_tensor_dtype(pq_tensor_scales(q16b)), ==, PQ_DTYPE_F16);
+  float v[16];
+  g_assert_cmpint(pq_tensor_to_f32(q16b, v), ==, 0);
+  for (int i = 0; i < 16; i++) g_assert_cmpfloat(v[i], ==, (i < 8 ? 0.125f : 3.0f) * (float)(120 + i - 128));
   g_assert_cmpint(pq_graph_n_nodes(pq_model_const_graph(back)), ==, 1);
   pq_test_rmdir(dir);
 }

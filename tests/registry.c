@@ -101,9 +101,9 @@ static void test_not_elf(void) {
 static void test_scan(void) {
   g_autoptr(PqRegistry) r = pq_registry_new();
   pq_registry_scan_dir(r, TEST_PLUGIN_DIR);
-  /* good, probe, unusable, timing-nan, timing-order and kernel-shared-a load; the first of good/dup-name loads
+  /* good, probe, unusable, timing-nan, timing-order, old-minor and kernel-shared-a load; the first of good/dup-name loads
    * and the other is a duplicate, as is kernel-shared-b's op */
-  g_assert_cmpuint(pq_registry_n_plugins(r), ==, 6);
+  g_assert_cmpuint(pq_registry_n_plugins(r), ==, 7);
   g_assert_cmpuint(pq_registry_n_rejected(r), ==, 16);
   for (guint i = 0; i < pq_registry_n_rejected(r); i++) g_assert_cmpstr(pq_registry_rejected_reason(r, i), !=, "");
   g_autoptr(GError) err = NULL;

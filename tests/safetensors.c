@@ -71,6 +71,44 @@ static void test_roundtrip(void) {
   g_assert_cmpint(pq_model_nbytes(back), ==, pq_model_nbytes(m));
 }
 
+/* Packed tensors whose scales are F16 (since ABI 1.11): saved and loaded as F16, half the bytes of F32; a scales
+ * tensor of another type is refused by name. */
+static void test_f16_scales(void) {
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(16, 5, 3, 7); /* w1 [5, 16] */
+  PqTensor *w = pq_model_tensor(m, "w1");
+  PqPluginError e = {sizeof e, 0, {0}};
+  g_autoptr(PqTensor) q32 = pq_quantize_matrix("w1", pq_tensor_data(w), 2, pq_tensor_shape(w), 4, PQ_QUANT_PER_GROUP, 8, 0, 0, &e);
+  g_assert_nonnull(q32);
+  g_autoptr(PqTensor) q16 = pq_packed_with_f16_scales(q32, pq_tensor_data(w), &e);
+  g_assert_nonnull(q16);
+  g_assert_cmpint(pq_tensor_dtype(pq_tensor_scales(q16)), ==, PQ_DTYPE_F16);
+  pq_model_set_tensor(m, q16);
+  g_autofree char *path = g_build_filename(tmpdir, "f16-scales.safetensors", NULL);
+  g_autoptr(GError) err = NULL;
+  g_assert_true(pq_model_save(m, path, &err));
+  g_autoptr(PqModel) back = pq_model_load(path, &err);
+  g_assert_no_error(err);
+  PqTensor *b = pq_model_tensor(back, "w1");
+  g_assert_cmpint(pq_tensor_dtype(b), ==, PQ_DTYPE_PACKED);
+  g_assert_cmpint(pq_tensor_dtype(pq_tensor_scales(b)), ==, PQ_DTYPE_F16);
+  g_assert_cmpuint(pq_tensor_nbytes(pq_tensor_scales(b)), ==, 2 * 10); /* 5 rows x 2 groups */
+  g_assert_cmpmem(pq_tensor_data(pq_tensor_scales(b)), 20, pq_tensor_data(pq_tensor_scales(q16)), 20);
+  g_assert_cmpmem(pq_tensor_data(b), pq_tensor_nbytes(b), pq_tensor_data(q16), pq_tensor_nbytes(q16));
+  g_assert_nonnull(pq_tensor_zeros(b));
+  g_assert_cmpint(pq_model_nbytes(back), ==, pq_model_nbytes(m));
+  float a[80], c[80];
+  g_assert_cmpint(pq_tensor_to_f32(q16, a), ==, 0);
+  g_assert_cmpint(pq_tensor_to_f32(b, c), ==, 0);
+  g_assert_cmpmem(a, sizeof a, c, sizeof c);
+  /* BF16 scales: refused, naming the file, the tensor and the field */
+  guint8 data[4 + 2] = {0x11, 0x22, 0x33, 0x44, 0x80, 0x3f};
+  g_autofree char *bad = pq_test_write_safetensors(tmpdir, "bf16-scales.safetensors",
+      "{\"__metadata__\":{\"pquant.packed\":\"{\\\"q\\\":{\\\"bits\\\":8,\\\"shape\\\":[1,4],\\\"scheme\\\":\\\"per_tensor\\\",\\\"scales\\\":\\\"q.scales\\\"}}\"},"
+      "\"q\":{\"dtype\":\"U8\",\"shape\":[1,4],\"data_offsets\":[0,4]},\"q.scales\":{\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[4,6]}}",
+      data, sizeof data);
+  expect_load_error(bad, "pquant.packed[\"q\"]: scales must be an F32 or F16 tensor of 1 elements");
+}
+
 /* A file written by another writer: unpadded header, tensors in any order, misaligned starts. */
 static void test_foreign(void) {
   guint8 data[1 + 8];
@@ -203,6 +241,7 @@ int main(int argc, char **argv) {
   tmpdir = pq_test_mkdtemp();
   g_test_add_func("/safetensors/roundtrip", test_roundtrip);
   g_test_add_func("/safetensors/foreign-writer", test_foreign);
+  g_test_add_func("/safetensors/f16-scales", test_f16_scales);
   g_test_add_func("/safetensors/bad-headers", test_bad_files);
   g_test_add_func("/safetensors/bad-lengths-and-paths", test_bad_lengths);
   g_test_add_func("/safetensors/atomic-write", test_atomic_write);

@@ -66,8 +66,8 @@ PQ_API size_t pq_dtype_size(PqDType dtype);               /* bytes per element; 
  * dimension, overflow) or dtype is PACKED. */
 PQ_API PqTensor *pq_tensor_new(const char *name, PqDType dtype, int ndim, const int64_t *shape);
 /* A new zero-filled packed tensor of `bits` (2..8) per value. Codes are unsigned, value = scale * (code - zero).
- * Each row is packed little-endian bit by bit and padded to a whole byte. The scales tensor (F32) has 1, rows
- * or rows*(cols/group_size) elements; zero points (U8) are optional: NULL means symmetric, zero = 2^(bits-1).
+ * Each row is packed little-endian bit by bit and padded to a whole byte. The scales tensor (F32, or F16 since
+ * ABI 1.11) has 1, rows or rows*(cols/group_size) elements; zero points (U8) are optional: NULL means symmetric, zero = 2^(bits-1).
  * The tensor takes its own references to scales and zeros. NULL on invalid arguments. */
 PQ_API PqTensor *pq_tensor_new_packed(const char *name, int bits, int ndim, const int64_t *shape,
                                       PqQuantScheme scheme, int64_t group_size, PqTensor *scales,
@@ -134,6 +134,15 @@ PQ_API PqTensor *pq_quantize_matrix_gptq(const char *name, const float *w, int n
  * k × k, as for pq_quantize_matrix_gptq()) summarises, of a layer whose weight w ([rows, k], row-major) is
  * replaced by q. Returns -1 when out of memory. Since ABI 1.9. */
 PQ_API double pq_output_error(const float *w, const float *q, const float *gram, int64_t rows, int64_t k);
+
+/* A copy of the packed tensor `packed` whose scales are stored as F16 (each rounded to nearest): half their
+ * bytes. With `w` (the row-major float matrix `packed` stands for, its shape), the codes are chosen again,
+ * nearest on the rounded grid; with NULL they are kept (GPTQ's codes, say, whose rounding errors were
+ * spread for the scales as they were). Zero points are shared. NULL with `error` filled (PQ_ERR_UNSUPPORTED)
+ * when a scale does not fit F16 to its precision: above 65504, or below 2^-14 (6.1e-5, where F16 numbers
+ * lose bits) unless 0; the message names the tensor, the scale and its index. Since ABI 1.11, packed tensors
+ * may carry F16 scales: code that reads them reads them with pq_tensor_to_f32(pq_tensor_scales(t), ...). */
+PQ_API PqTensor *pq_packed_with_f16_scales(const PqTensor *packed, const float *w, struct PqPluginError *error);
 
 /* A conv2d's geometry over one image [c, h, w] (c: the channels of one group), kernel kh × kw, output
  * oh × ow, strides, dilations and the top and left pads. */

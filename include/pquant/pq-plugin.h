@@ -26,7 +26,7 @@ extern "C" {
 #endif
 
 #define PQ_ABI_MAJOR 1
-#define PQ_ABI_MINOR 10
+#define PQ_ABI_MINOR 11
 
 /* The one symbol a plugin exports. */
 #define PQ_PLUGIN_ENTRY_SYMBOL "pq_plugin_query"

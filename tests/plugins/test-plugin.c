@@ -8,6 +8,7 @@
  *                 with n_kernels 1, op "Bad-Op", run NULL, one op declared twice
  *   KERNEL_SHARED an op "test_shared_op" with its kernel (two such plugins: the second is refused)
  *   TIMING_NAN    a backend "test_timing_nan" that runs (zeros out) and times its runs as NaN (an error)
+ *   OLD_MINOR     a backend "test_old_minor" built as for ABI 1.10 (before F16 scales) that runs (zeros out)
  *   TIMING_ORDER  a backend "test_timing_order" that runs (zeros out) and times each run as 1 ms when it is the
  *                 first run of a pair (an odd run of the process) and 2 ms when the second: the latency
  *                 probe's mean of a model shows which of a pair it ran as
@@ -168,7 +169,7 @@ static PqStatus run(void *h, const PqTensorView *i, size_t ni, PqTensorView *o, 
   return PQ_ERR_NOT_USABLE;
 }
 static void rel(void *h) { (void)h; }
-#if defined(TIMING_NAN) || defined(TIMING_ORDER)
+#if defined(TIMING_NAN) || defined(TIMING_ORDER) || defined(OLD_MINOR)
 static PqStatus zero_prep(const PqModel *m, const PqBackendConfig *c, void **h, PqPluginError *e) {
   (void)m; (void)c; (void)e;
   *h = malloc(1);
@@ -210,6 +211,10 @@ static PqStatus nan_timing(void *h, PqRunTiming *out, PqPluginError *e) {
 static const PqBackendVTable timing_vtable = {.struct_size = sizeof(PqBackendVTable), .supports_op = sup, .prepare = zero_prep,
                                               .run = zero_run, .release = free, .last_run_timing = nan_timing};
 #endif
+#ifdef OLD_MINOR
+static const PqBackendVTable zero_vtable = {.struct_size = sizeof(PqBackendVTable), .supports_op = sup, .prepare = zero_prep, .run = zero_run,
+                                            .release = free};
+#endif
 MAYBE_UNUSED static const PqBackendVTable backend_vtable = {.struct_size = sizeof(PqBackendVTable), .supports_op = sup, .prepare = prep, .run = run, .release = rel};
 
 #if defined(TEST_PROBE)
@@ -225,6 +230,11 @@ MAYBE_UNUSED static const PqBackendVTable backend_vtable = {.struct_size = sizeo
 #define KIND PQ_KIND_BACKEND
 #define NAME "test_timing_nan"
 #define VTABLE &timing_vtable
+#define SCHEMA NULL
+#elif defined(OLD_MINOR)
+#define KIND PQ_KIND_BACKEND
+#define NAME "test_old_minor"
+#define VTABLE &zero_vtable
 #define SCHEMA NULL
 #elif defined(TIMING_ORDER)
 #define KIND PQ_KIND_BACKEND
@@ -263,6 +273,8 @@ MAYBE_UNUSED static const PqPluginDesc desc = {
 #endif
 #ifdef BAD_MINOR
     .abi_minor = PQ_ABI_MINOR + 1,
+#elif defined(OLD_MINOR)
+    .abi_minor = 10,
 #else
     .abi_minor = PQ_ABI_MINOR,
 #endif

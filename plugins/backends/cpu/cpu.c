@@ -311,7 +311,8 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_
   st->k = pq_tensor_cols(w);
   st->m_rows = c->values[st->in[0]].per_sample / st->k;
   st->q_codes = pq_tensor_data(w);
-  st->q_scales = pq_tensor_data(pq_tensor_scales(w));
+  st->q_scales = weight_f32(c, pq_tensor_scales(w), err); /* (F16 scales widened once, here) */
+  if (!st->q_scales) return (PqStatus)err->code;
   st->q_zeros = pq_tensor_zeros(w) ? pq_tensor_data(pq_tensor_zeros(w)) : NULL;
   st->q_bits = pq_tensor_bits(w);
   st->q_avx2 = c->avx2;
@@ -365,8 +366,7 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_
     st->q_xbatch_rows = max_rows;
     c->converted_bytes += max_rows * (st->k + 4 + 4 * st->q_chunks);
   }
-  c->weights_bytes += (int64_t)pq_tensor_nbytes(w) + (int64_t)pq_tensor_nbytes(pq_tensor_scales(w)) +
-                      (pq_tensor_zeros(w) ? (int64_t)pq_tensor_nbytes(pq_tensor_zeros(w)) : 0);
+  c->weights_bytes += (int64_t)pq_tensor_nbytes(w) + (pq_tensor_zeros(w) ? (int64_t)pq_tensor_nbytes(pq_tensor_zeros(w)) : 0); /* (the scales: weight_f32) */
   c->converted_bytes += q_scratch_bytes(st);
   return PQ_OK;
 }

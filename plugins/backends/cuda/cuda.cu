@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <vector>
 
 #include "packed8-launch.cuh"
@@ -694,7 +695,9 @@ static PqStatus setup_packed(Cuda *c, Step &st, const PqNode *node, PqPluginErro
   st.q_groups_per_row = st.q_per == PQ_QUANT_PER_GROUP ? st.k / st.q_group : 1;
   st.q_act_scale = (float)pq_node_get_float(node, "act_scale", 0.0);
   st.q_codes = (const uint8_t *)upload_bytes(c, pq_tensor_data(w), pq_tensor_nbytes(w));
-  st.q_scales = (const float *)upload_bytes(c, pq_tensor_data(pq_tensor_scales(w)), pq_tensor_nbytes(pq_tensor_scales(w)));
+  std::vector<float> scales((size_t)std::max<int64_t>(pq_tensor_numel(pq_tensor_scales(w)), 1)); /* F32 or F16 stored: floats on the device */
+  pq_tensor_to_f32(pq_tensor_scales(w), scales.data());
+  st.q_scales = (const float *)upload_bytes(c, scales.data(), sizeof(float) * scales.size());
   if (pq_tensor_zeros(w)) st.q_zeros = (const uint8_t *)upload_bytes(c, pq_tensor_data(pq_tensor_zeros(w)), pq_tensor_nbytes(pq_tensor_zeros(w)));
   if (!st.q_codes || !st.q_scales || (pq_tensor_zeros(w) && !st.q_zeros)) NOMEM(pq_tensor_name(w));
   return PQ_OK;

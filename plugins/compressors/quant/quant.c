@@ -51,6 +51,21 @@ static float activation_scale(const PqCalibration *cal, const char *value, const
   return range / 127.0f >= FLT_MIN ? range / 127.0f : 1.0f; /* an input of zeros (or too small for a normal scale): codes of 0 */
 }
 
+/* q with its scales stored as F16 (scale_dtype=f16), the codes chosen again for them from w (NULL: kept, as
+ * GPTQ's are); q is taken. Where a scale does not fit F16 (pq_packed_with_f16_scales), q is returned as it is
+ * and `note` says why, for the layer's record; else it says ", F16 scales". */
+static PqTensor *with_f16_scales(PqTensor *q, const float *w, char *note, size_t note_size) {
+  PqPluginError e = {sizeof e, 0, {0}};
+  PqTensor *h = pq_packed_with_f16_scales(q, w, &e);
+  if (!h) {
+    if (note) snprintf(note, note_size, ", F32 scales kept (%s)", e.message);
+    return q;
+  }
+  pq_tensor_unref(q);
+  if (note) snprintf(note, note_size, ", F16 scales");
+  return h;
+}
+
 static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCalibration *calibration, PqModel **out,
                                PqPluginError *error) {
   int static_act = !strcmp(pq_options_get_string(o, "activations", "dynamic"), "static"), gptq = uses_gptq(o);
@@ -68,6 +83,7 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
   int64_t group = pq_options_get_int(o, "group_size", 64);
   int symmetric = pq_options_get_bool(o, "symmetric", 1);
   int clip = (int)pq_options_get_int(o, "clip_search", 20);
+  int half = !strcmp(pq_options_get_string(o, "scale_dtype", "f32"), "f16");
   PqModel *m = pq_model_copy(in);
   PqGraph *g = pq_model_graph(m);
   for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
@@ -140,9 +156,12 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
                                                  symmetric, clip, gram, damping, act_order, error)
                        : pq_quantize_matrix(pq_tensor_name(w), f, pq_tensor_ndim(w), pq_tensor_shape(w), bits, scheme, group,
                                             symmetric, clip, error);
-    if (q && gram) { /* how much GPTQ bought: its output error against rounding to nearest, on the same inputs */
+    char half_note[300] = "";
+    if (q && half) q = with_f16_scales(q, gram ? NULL : f, half_note, sizeof half_note);
+    if (q && gram) { /* how much GPTQ bought: its output error against rounding to nearest (on the same scales), on the same inputs */
       PqTensor *rtn = pq_quantize_matrix(pq_tensor_name(w), f, pq_tensor_ndim(w), pq_tensor_shape(w), bits, scheme, group, symmetric,
                                          clip, error);
+      if (rtn && half && pq_tensor_dtype(pq_tensor_scales(q)) == PQ_DTYPE_F16) rtn = with_f16_scales(rtn, f, NULL, 0);
       float *rb = rtn ? malloc(sizeof(float) * (size_t)n) : NULL;
       if (rb) {
         pq_tensor_to_f32(q, back);
@@ -167,7 +186,7 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
     pq_error_stats(f, back, n, &rel, &sqnr);
     int64_t after = (int64_t)pq_tensor_nbytes(q) + (int64_t)pq_tensor_nbytes(pq_tensor_scales(q)) +
                     (pq_tensor_zeros(q) ? (int64_t)pq_tensor_nbytes(pq_tensor_zeros(q)) : 0);
-    char detail[240];
+    char detail[640];
     if (scheme == PQ_QUANT_PER_GROUP)
       snprintf(detail, sizeof detail, "%d-bit %s group %lld %s", bits, scheme_names[scheme], (long long)group,
                symmetric ? "symmetric" : "asymmetric");
@@ -176,6 +195,10 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
     if (gptq_note[0]) {
       size_t at = strlen(detail);
       snprintf(detail + at, sizeof detail - at, "%s", gptq_note);
+    }
+    if (half) {
+      size_t at = strlen(detail);
+      snprintf(detail + at, sizeof detail - at, "%s", half_note);
     }
     if (static_act) { /* W8A8: a fixed int8 range for the layer's input (a conv: its input feature map) */
       float sa = activation_scale(calibration, pq_node_input(node, 0), o, error);
@@ -213,7 +236,7 @@ static const PqPluginDesc quant_desc = {
     .abi_minor = PQ_ABI_MINOR,
     .kind = PQ_KIND_COMPRESSOR,
     .name = "quant",
-    .version = "1.1.0",
+    .version = "1.2.0",
     .description = "weight quantization to 2-8 bits, stored packed, per tensor, channel or group",
     .options_schema =
         "{\"bits\": {\"type\": \"integer\", \"minimum\": 2, \"maximum\": 8, \"default\": 8},"
@@ -221,6 +244,8 @@ static const PqPluginDesc quant_desc = {
         " \"group_size\": {\"type\": \"integer\", \"minimum\": 2, \"maximum\": 65536, \"default\": 64,"
         "  \"description\": \"values per scale with scheme per_group; must divide each quantized row\"},"
         " \"symmetric\": {\"type\": \"boolean\", \"default\": true},"
+        " \"scale_dtype\": {\"type\": \"string\", \"enum\": [\"f32\", \"f16\"], \"default\": \"f32\","
+        "  \"description\": \"how the scales are stored: f16 halves their bytes (a layer with a scale outside F16's normal range keeps F32)\"},"
         " \"clip_search\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 200, \"default\": 20,"
         "  \"description\": \"clipping ratios tried per scale group to minimise the squared error (0: full range)\"},"
         " \"activations\": {\"type\": \"string\", \"enum\": [\"dynamic\", \"static\"], \"default\": \"dynamic\","
