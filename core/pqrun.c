@@ -1097,8 +1097,13 @@ static int cmd_info(void) {
     if (pq_tensor_scales(t)) bytes += pq_tensor_nbytes(pq_tensor_scales(t));
     if (pq_tensor_zeros(t)) bytes += pq_tensor_nbytes(pq_tensor_zeros(t));
     g_string_append_printf(s, "%-14s %10" G_GINT64_FORMAT " params %10zu bytes", sh->str, pq_tensor_numel(t), bytes);
-    if (pq_tensor_dtype(t) == PQ_DTYPE_PACKED)
-      g_string_append_printf(s, "  (%d-bit%s)", pq_tensor_bits(t), pq_tensor_dtype(pq_tensor_scales(t)) == PQ_DTYPE_F16 ? ", F16 scales" : "");
+    if (pq_tensor_dtype(t) == PQ_DTYPE_PACKED) { /* its grid: bits, scheme (group size), zero points, how the scales are stored */
+      static const char *schemes[] = {"per_tensor", "per_channel", "per_group"};
+      g_string_append_printf(s, "  (%d-bit %s", pq_tensor_bits(t), schemes[pq_tensor_quant_scheme(t)]);
+      if (pq_tensor_quant_scheme(t) == PQ_QUANT_PER_GROUP) g_string_append_printf(s, " %" G_GINT64_FORMAT, pq_tensor_group_size(t));
+      g_string_append_printf(s, "%s%s)", pq_tensor_zeros(t) ? ", zero points" : "",
+                             pq_tensor_dtype(pq_tensor_scales(t)) == PQ_DTYPE_F16 ? ", F16 scales" : "");
+    }
     g_string_append_c(s, '\n');
   }
   g_string_append_printf(s, "\ntotal: %" G_GINT64_FORMAT " parameters, %" G_GINT64_FORMAT " bytes of tensor data\n", pq_model_n_params(m),

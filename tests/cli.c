@@ -281,8 +281,8 @@ static void test_cnn_tucker(void) {
   g_free(out);
   g_free(err);
   g_assert_cmpint(pqrun(&out, &err, "info", "--model", q16, NULL), ==, 0);
-  g_assert_nonnull(strstr(out, "(4-bit, F16 scales)"));
-  g_assert_null(strstr(out, "(4-bit)"));
+  g_assert_nonnull(strstr(out, "(4-bit per_channel, F16 scales)"));
+  g_assert_null(strstr(out, "(4-bit per_channel)"));
   g_free(out);
   g_free(err);
   g_assert_cmpint(pqrun(&out, &err, "eval", "--model", q16, "--dataset", dir, NULL), ==, 0);
