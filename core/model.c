@@ -136,9 +136,7 @@ int64_t pq_model_nbytes(const PqModel *m) {
   int64_t n = 0;
   for (size_t i = 0; i < pq_model_n_tensors(m); i++) {
     const PqTensor *t = pq_model_tensor_at(m, i);
-    n += (int64_t)t->nbytes;
-    if (t->scales) n += (int64_t)t->scales->nbytes;
-    if (t->zeros) n += (int64_t)t->zeros->nbytes;
+    n += pq_tensor_stored_bytes(t);
   }
   return n;
 }

@@ -1093,16 +1093,17 @@ static int cmd_info(void) {
     g_string_append_printf(s, "  %-20s %-6s ", pq_tensor_name(t), pq_tensor_dtype(t) == PQ_DTYPE_PACKED ? "PACKED" : pq_dtype_name(pq_tensor_dtype(t)));
     g_autoptr(GString) sh = g_string_new(NULL);
     print_shape(sh, pq_tensor_ndim(t), pq_tensor_shape(t));
-    size_t bytes = pq_tensor_nbytes(t);
-    if (pq_tensor_scales(t)) bytes += pq_tensor_nbytes(pq_tensor_scales(t));
-    if (pq_tensor_zeros(t)) bytes += pq_tensor_nbytes(pq_tensor_zeros(t));
-    g_string_append_printf(s, "%-14s %10" G_GINT64_FORMAT " params %10zu bytes", sh->str, pq_tensor_numel(t), bytes);
+    g_string_append_printf(s, "%-14s %10" G_GINT64_FORMAT " params %10" G_GINT64_FORMAT " bytes", sh->str, pq_tensor_numel(t),
+                           pq_tensor_stored_bytes(t));
     if (pq_tensor_dtype(t) == PQ_DTYPE_PACKED) { /* its grid: bits, scheme (group size), zero points, how the scales are stored */
       static const char *schemes[] = {"per_tensor", "per_channel", "per_group"};
       g_string_append_printf(s, "  (%d-bit %s", pq_tensor_bits(t), schemes[pq_tensor_quant_scheme(t)]);
       if (pq_tensor_quant_scheme(t) == PQ_QUANT_PER_GROUP) g_string_append_printf(s, " %" G_GINT64_FORMAT, pq_tensor_group_size(t));
-      g_string_append_printf(s, "%s%s)", pq_tensor_zeros(t) ? ", zero points" : "",
-                             pq_tensor_dtype(pq_tensor_scales(t)) == PQ_DTYPE_F16 ? ", F16 scales" : "");
+      const PqTensor *sc = pq_tensor_scales(t);
+      g_string_append_printf(s, "%s", pq_tensor_zeros(t) ? ", zero points" : "");
+      if (pq_tensor_dtype(sc) == PQ_DTYPE_F16) g_string_append(s, ", F16 scales");
+      if (pq_tensor_dtype(sc) == PQ_DTYPE_PACKED) g_string_append_printf(s, ", %d-bit scales", pq_tensor_bits(sc));
+      g_string_append_c(s, ')');
     }
     g_string_append_c(s, '\n');
   }

@@ -374,6 +374,32 @@ PqTensor *pq_packed_with_f16_scales(const PqTensor *packed, const float *w, PqPl
   return g_steal_pointer(&like);
 }
 
+PqTensor *pq_packed_with_quantized_scales(const PqTensor *packed, const float *w, int bits, PqPluginError *error) {
+  if (pq_tensor_dtype(packed) != PQ_DTYPE_PACKED || pq_tensor_quant_scheme(packed) != PQ_QUANT_PER_GROUP) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': only a packed tensor with per-group scales has rows of scales to quantize",
+                        pq_tensor_name(packed));
+    return NULL;
+  }
+  if (pq_tensor_dtype(pq_tensor_scales(packed)) == PQ_DTYPE_PACKED) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s': its scales are packed already", pq_tensor_name(packed));
+    return NULL;
+  }
+  const int64_t rows = pq_tensor_rows(packed), per_row = pq_tensor_numel(pq_tensor_scales(packed)) / MAX(rows, 1), shape[2] = {rows, per_row};
+  g_autofree float *sc = like_scales(packed);
+  /* asymmetric over [0, largest] (scales are not negative): all 2^bits codes spent on the row's range */
+  g_autoptr(PqTensor) qs = pq_quantize_matrix(pq_tensor_name(packed), sc, 2, shape, bits, PQ_QUANT_PER_CHANNEL, 0, 0, 0, error);
+  if (!qs) return NULL;
+  g_autoptr(PqTensor) like = pq_tensor_new_packed(pq_tensor_name(packed), pq_tensor_bits(packed), pq_tensor_ndim(packed), pq_tensor_shape(packed),
+                                                  PQ_QUANT_PER_GROUP, pq_tensor_group_size(packed), qs, pq_tensor_zeros(packed));
+  if (!like) {
+    pq_plugin_error_set(error, PQ_ERR_NOMEM, "'%s': out of memory", pq_tensor_name(packed));
+    return NULL;
+  }
+  if (w) return pq_quantize_like(pq_tensor_name(packed), w, like);
+  memcpy(pq_tensor_mutable_data(like), pq_tensor_data(packed), pq_tensor_nbytes(packed));
+  return g_steal_pointer(&like);
+}
+
 /* ---- GPTQ ------------------------------------------------------------------------------------------ */
 
 /* U, the upper Cholesky factor of (G + damping)⁻¹ (k × k, row-major, lower triangle 0): GPTQ's update rows. */

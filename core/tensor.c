@@ -80,9 +80,16 @@ gboolean pq_quant_params_valid(int bits, int ndim, const int64_t *shape, PqQuant
     return FALSE;
   }
   int64_t ns = pq_quant_n_scales(scheme, rows, cols, group_size);
-  if (!scales || (scales->dtype != PQ_DTYPE_F32 && scales->dtype != PQ_DTYPE_F16) || scales->numel != ns) {
+  /* per group, the scales may be packed themselves (a row of codes per row of scales), one level deep */
+  const gboolean packed = scales && scales->dtype == PQ_DTYPE_PACKED && scheme == PQ_QUANT_PER_GROUP;
+  if (!scales || (scales->dtype != PQ_DTYPE_F32 && scales->dtype != PQ_DTYPE_F16 && !packed) || scales->numel != ns) {
     g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID,
-                "scales must be an F32 or F16 tensor of %" G_GINT64_FORMAT " elements", ns);
+                "scales must be an F32 or F16 tensor of %" G_GINT64_FORMAT " elements%s", ns,
+                scheme == PQ_QUANT_PER_GROUP ? " (or a packed one)" : "");
+    return FALSE;
+  }
+  if (packed && scales->scales->dtype == PQ_DTYPE_PACKED) {
+    g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID, "packed scales must have F32 or F16 scales of their own (one level only)");
     return FALSE;
   }
   if (zeros && (zeros->dtype != PQ_DTYPE_U8 || zeros->numel != ns)) {
@@ -179,6 +186,9 @@ int pq_tensor_bits(const PqTensor *t) { return t->bits; }
 PqQuantScheme pq_tensor_quant_scheme(const PqTensor *t) { return t->scheme; }
 int64_t pq_tensor_group_size(const PqTensor *t) { return t->group_size; }
 PqTensor *pq_tensor_scales(const PqTensor *t) { return t->scales; }
+int64_t pq_tensor_stored_bytes(const PqTensor *t) {
+  return (int64_t)t->nbytes + (t->scales ? pq_tensor_stored_bytes(t->scales) : 0) + (t->zeros ? (int64_t)t->zeros->nbytes : 0);
+}
 PqTensor *pq_tensor_zeros(const PqTensor *t) { return t->zeros; }
 int64_t pq_tensor_rows(const PqTensor *t) { return t->ndim == 0 ? 1 : t->shape[0]; }
 int64_t pq_tensor_cols(const PqTensor *t) {

@@ -285,6 +285,20 @@ static void test_cnn_tucker(void) {
   g_assert_null(strstr(out, "(4-bit per_channel)"));
   g_free(out);
   g_free(err);
+  /* the convs' and the linear layer's group scales quantized to 8 bits (the first conv's 9 weights a channel: one
+     group of 9) */
+  g_autofree char *q8 = g_build_filename(tmpdir, "cnn-q8.safetensors", NULL);
+  g_assert_cmpint(pqrun(&out, &err, "compress", "--model", path, "-c", "quant", "-O", "quant.bits=4", "-O", "quant.scheme=per_group", "-O",
+                        "quant.group_size=9", "-O", "quant.scale_dtype=q8", "-O", "quant.exclude=fc", "-o", q8, NULL), ==, 0);
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "info", "--model", q8, NULL), ==, 0);
+  g_assert_nonnull(strstr(out, "(4-bit per_group 9, 8-bit scales)"));
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "eval", "--model", q8, "--dataset", dir, NULL), ==, 0);
+  g_free(out);
+  g_free(err);
   g_assert_cmpint(pqrun(&out, &err, "eval", "--model", q16, "--dataset", dir, NULL), ==, 0);
   acc = strstr(out, "accuracy: ");
   g_assert_nonnull(acc);

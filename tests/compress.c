@@ -3878,6 +3878,89 @@ static void test_quant_f16_scales(void) {
   pq_model_unref(gq[1]);
 }
 
+/* Per-group scales quantized to 8 bits a row (pq_packed_with_quantized_scales, quant scale_dtype=q8): each
+ * scale within half a step of the row's grid over [0, largest], the codes chosen again nearest on the scales
+ * that result (or kept), the bytes what is stored (a byte a scale, an F32 scale and a zero point a row), and
+ * the CPU backend computing what the dequantized scales give, bit for bit, saved and loaded too. */
+static void test_quant_q8_scales(void) {
+  int64_t sh[2] = {6, 48};
+  g_autoptr(PqTensor) wt = pq_test_random_tensor("w", 2, sh, 8, 0.3f);
+  float *wm = pq_tensor_mutable_data(wt);
+  for (int64_t c = 0; c < 48; c++) wm[48 + c] *= 0.01f; /* a row of small weights: its own scale of scales */
+  const float *w = wm;
+  PqPluginError e = {sizeof e, 0, {0}};
+  g_autoptr(PqTensor) q = pq_quantize_matrix("w", w, 2, sh, 4, PQ_QUANT_PER_GROUP, 8, 1, 20, &e);
+  g_autoptr(PqTensor) h = pq_packed_with_quantized_scales(q, w, 8, &e), kept = pq_packed_with_quantized_scales(q, NULL, 8, &e);
+  g_assert_nonnull(h);
+  g_assert_nonnull(kept);
+  const PqTensor *hs = pq_tensor_scales(h);
+  g_assert_cmpint(pq_tensor_dtype(hs), ==, PQ_DTYPE_PACKED);
+  g_assert_cmpint(pq_tensor_bits(hs), ==, 8);
+  g_assert_cmpint(pq_tensor_rows(hs), ==, 6);
+  g_assert_cmpint(pq_tensor_cols(hs), ==, 6);
+  g_assert_cmpint(pq_tensor_dtype(pq_tensor_scales(hs)), ==, PQ_DTYPE_F32);
+  g_assert_cmpint(pq_tensor_stored_bytes(h), ==, 6 * 24 + 36 + 6 * 4 + 6); /* codes, a byte a scale, a float and a zero point a row */
+  g_assert_cmpint(pq_tensor_stored_bytes(q), ==, 6 * 24 + 36 * 4);
+  g_assert_cmpmem(pq_tensor_data(kept), pq_tensor_nbytes(kept), pq_tensor_data(q), pq_tensor_nbytes(q));
+  const float *s32 = pq_tensor_data(pq_tensor_scales(q));
+  float s8[36], deq[6 * 48];
+  g_assert_cmpint(pq_tensor_to_f32(hs, s8), ==, 0);
+  g_assert_cmpint(pq_tensor_to_f32(h, deq), ==, 0);
+  for (int64_t r = 0; r < 6; r++) {
+    float top = 0;
+    for (int g = 0; g < 6; g++) top = fmaxf(top, s32[r * 6 + g]);
+    for (int g = 0; g < 6; g++)
+      if (fabsf(s8[r * 6 + g] - s32[r * 6 + g]) > 0.5001f * top / 255.0f)
+        g_error("row %lld, group %d: scale %g became %g, beyond half a step of %g", (long long)r, g, s32[r * 6 + g], s8[r * 6 + g], top / 255.0f);
+    for (int64_t c = 0; c < 48; c++) {
+      const float sc = s8[r * 6 + c / 8];
+      float best = INFINITY, want = 0;
+      for (int code = 0; code < 16; code++)
+        if (fabsf(sc * (float)(code - 8) - w[r * 48 + c]) < best) best = fabsf(sc * (float)(code - 8) - w[r * 48 + c]), want = sc * (float)(code - 8);
+      if (deq[r * 48 + c] != want) g_error("[%lld, %lld]: %g is not the nearest value %g on the grid", (long long)r, (long long)c, deq[r * 48 + c], want);
+    }
+  }
+  g_assert_null(pq_packed_with_quantized_scales(h, NULL, 8, &e));
+  g_assert_nonnull(strstr(e.message, "'w': its scales are packed already"));
+  g_autoptr(PqTensor) qc = pq_quantize_matrix("c", w, 2, sh, 4, PQ_QUANT_PER_CHANNEL, 0, 1, 0, &e);
+  g_assert_null(pq_packed_with_quantized_scales(qc, NULL, 8, &e));
+  g_assert_nonnull(strstr(e.message, "'c': only a packed tensor with per-group scales has rows of scales to quantize"));
+  /* the plugin: per_group only; the records; the CPU backend against the dequantized scales */
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(200, 80, 10, 21);
+  g_autoptr(GError) err = NULL;
+  const char *kc[] = {"bits", "4", "scale_dtype", "q8", NULL};
+  g_assert_null(compress(quant, m, kc, &err));
+  g_assert_nonnull(strstr(err->message, "scale_dtype=q8 quantizes each row's group scales, so it needs scheme=per_group (scheme is per_channel)"));
+  g_clear_error(&err);
+  const char *k32[] = {"bits", "4", "scheme", "per_group", "group_size", "8", NULL};
+  const char *k8[] = {"bits", "4", "scheme", "per_group", "group_size", "8", "scale_dtype", "q8", NULL};
+  g_autoptr(PqModel) q32 = compress(quant, m, k32, &err), q8 = compress(quant, m, k8, &err);
+  g_assert_no_error(err);
+  /* w1 [80, 200]: 25 groups a row, 2000 scales of 4 bytes -> 1 byte each, plus 80 floats and 80 zero points */
+  g_assert_cmpint(pq_model_nbytes(q32) - pq_model_nbytes(q8), ==, 2000 * 3 - 80 * 5 + 10 * 30 - 10 * 5);
+  const PqLayerRecord *r1 = pq_model_record(q8, 0);
+  g_assert_true(g_str_has_suffix(r1->detail, ", 8-bit scales"));
+  g_assert_cmpint(r1->bytes_after, ==, pq_tensor_stored_bytes(pq_model_tensor(q8, "w1")));
+  g_autoptr(PqModel) wide = pq_model_copy(q8);
+  g_autoptr(PqTensor) bw = widened_scales(pq_model_tensor(q8, "w1"));
+  pq_model_set_tensor(wide, bw);
+  for (int64_t batch = 1; batch <= 9; batch += 8) {
+    int64_t on;
+    g_autofree float *y8 = forward_threads(q8, batch, "auto", 1, &on), *yw = forward_threads(wide, batch, "auto", 1, &on);
+    if (memcmp(y8, yw, sizeof(float) * (size_t)(batch * on))) g_error("batch %lld: 8-bit scales differ from their dequantized values", (long long)batch);
+  }
+  g_autofree char *dir = g_dir_make_tmp("pq-q8-XXXXXX", NULL), *path = g_build_filename(dir, "q8.safetensors", NULL);
+  g_assert_true(pq_model_save(q8, path, &err));
+  g_autoptr(PqModel) back = pq_model_load(path, &err);
+  g_assert_no_error(err);
+  g_assert_cmpint(pq_model_nbytes(back), ==, pq_model_nbytes(q8));
+  int64_t on;
+  g_autofree float *y0 = forward(q8, 5, TRUE, &on), *y1 = forward(back, 5, TRUE, &on);
+  g_assert_cmpmem(y0, sizeof(float) * (size_t)(5 * on), y1, sizeof(float) * (size_t)(5 * on));
+  g_unlink(path);
+  g_rmdir(dir);
+}
+
 /* quant method=gptq on real data: the layers' outputs on held-out images are closer to the float model's
  * than round-to-nearest's at 3 bits (a linear MLP and a CNN), the record says so, and without calibration
  * samples it is refused. */
@@ -3984,6 +4067,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/quant-lane-blocks", test_quant_lane_blocks);
   g_test_add_func("/compress/quant-saved", test_quant_saved);
   g_test_add_func("/compress/quant-f16-scales", test_quant_f16_scales);
+  g_test_add_func("/compress/quant-q8-scales", test_quant_q8_scales);
   g_test_add_func("/compress/quant-bad-input", test_quant_bad);
   g_test_add_func("/compress/quant-static-activations", test_quant_static);
   g_test_add_func("/compress/quantize-matrix", test_quantize_matrix);

@@ -424,8 +424,8 @@ static void test_binary(void) {
   compare(pd, pd, 3, 1e-4);
 }
 
-/* The tiny MLP's two weights packed (*q; with `half`, their scales stored as F16) and the same packed weights
- * dequantized to float32 (*deq). */
+/* The tiny MLP's two weights packed (*q; with `half` 1, their scales stored as F16; 2, quantized to 8 bits a row)
+ * and the same packed weights dequantized to float32 (*deq). */
 static void quantized_pair(const PqModel *m, int bits, PqQuantScheme scheme, int64_t group, int symmetric, int half, PqModel **q, PqModel **deq) {
   *q = pq_model_copy(m);
   *deq = pq_model_copy(m);
@@ -436,7 +436,7 @@ static void quantized_pair(const PqModel *m, int bits, PqQuantScheme scheme, int
     PqTensor *p = pq_quantize_matrix(ws[l], pq_tensor_data(w), 2, pq_tensor_shape(w), bits, scheme, group, symmetric, 0, &e);
     g_assert_nonnull(p);
     if (half) {
-      PqTensor *h = pq_packed_with_f16_scales(p, pq_tensor_data(w), &e);
+      PqTensor *h = half == 2 ? pq_packed_with_quantized_scales(p, pq_tensor_data(w), 8, &e) : pq_packed_with_f16_scales(p, pq_tensor_data(w), &e);
       g_assert_nonnull(h);
       pq_tensor_unref(p);
       p = h;
@@ -450,8 +450,8 @@ static void quantized_pair(const PqModel *m, int bits, PqQuantScheme scheme, int
   }
 }
 
-/* Packed weights of 8, 4, 6 and 3 bits (8 and 4 also with F16 scales), dequantized inside the GPU kernel, against
- * the CPU backend running their dequantized float weights. */
+/* Packed weights of 8, 4, 6 and 3 bits (8 and 4 also with F16 scales, 4 with 8-bit scales), dequantized inside the
+ * GPU kernel, against the CPU backend running their dequantized float weights. */
 static void packed_forms(PqModel *m_owned) {
   g_autoptr(PqModel) m = m_owned;
   const struct {
@@ -460,7 +460,8 @@ static void packed_forms(PqModel *m_owned) {
     int64_t group;
     int symmetric, half;
   } forms[] = {{8, PQ_QUANT_PER_CHANNEL, 0, 1, 0}, {4, PQ_QUANT_PER_GROUP, 32, 1, 0}, {6, PQ_QUANT_PER_GROUP, 16, 0, 0},
-               {3, PQ_QUANT_PER_TENSOR, 0, 1, 0},  {8, PQ_QUANT_PER_CHANNEL, 0, 0, 1}, {4, PQ_QUANT_PER_GROUP, 32, 1, 1}};
+               {3, PQ_QUANT_PER_TENSOR, 0, 1, 0},  {8, PQ_QUANT_PER_CHANNEL, 0, 0, 1}, {4, PQ_QUANT_PER_GROUP, 32, 1, 1},
+               {4, PQ_QUANT_PER_GROUP, 32, 0, 2}};
   for (size_t f = 0; f < G_N_ELEMENTS(forms); f++) {
     g_autoptr(PqModel) q = NULL, deq = NULL;
     quantized_pair(m, forms[f].bits, forms[f].scheme, forms[f].group, forms[f].symmetric, forms[f].half, &q, &deq);

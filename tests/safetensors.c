@@ -109,6 +109,74 @@ static void test_f16_scales(void) {
   expect_load_error(bad, "pquant.packed[\"q\"]: scales must be an F32 or F16 tensor of 1 elements");
 }
 
+/* A file with packed tensors described by `packed` (pquant.packed's JSON, written plainly here and escaped as
+ * the header's string) over q.s.s (F32 [1], 0.5), q (U8 [1, 4]) and q.s (U8 [1, 2]) */
+static char *packed_scales_file(const char *name, const char *packed) {
+  g_autoptr(GString) esc = g_string_new(NULL);
+  for (const char *c = packed; *c; c++) {
+    if (*c == '"') g_string_append_c(esc, '\\');
+    g_string_append_c(esc, *c);
+  }
+  g_autofree char *header = g_strdup_printf("{\"__metadata__\":{\"pquant.packed\":\"%s\"},"
+                                            "\"q.s.s\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                                            "\"q\":{\"dtype\":\"U8\",\"shape\":[1,4],\"data_offsets\":[4,8]},"
+                                            "\"q.s\":{\"dtype\":\"U8\",\"shape\":[1,2],\"data_offsets\":[8,10]}}",
+                                            esc->str);
+  guint8 data[10];
+  const float half = 0.5f;
+  memcpy(data, &half, 4);
+  const guint8 codes[6] = {129, 127, 130, 126, 130, 132}; /* q's, then q.s's */
+  memcpy(data + 4, codes, 6);
+  return pq_test_write_safetensors(tmpdir, name, header, data, sizeof data);
+}
+
+/* Per-group scales packed themselves (quant scale_dtype=q8): a file lists the packed scales' entry before or
+ * after the tensor whose scales they are, and both load; scales packed two levels deep, or naming themselves,
+ * are refused by name. */
+static void test_packed_scales(void) {
+  const char *weight = "\"q\":{\"bits\":8,\"shape\":[1,4],\"scheme\":\"per_group\",\"group_size\":2,\"scales\":\"q.s\"}";
+  const char *scales = "\"q.s\":{\"bits\":8,\"shape\":[1,2],\"scheme\":\"per_channel\",\"scales\":\"q.s.s\"}";
+  for (int order = 0; order < 2; order++) {
+    g_autofree char *json = order ? g_strdup_printf("{%s,%s}", weight, scales) : g_strdup_printf("{%s,%s}", scales, weight);
+    g_autofree char *path = packed_scales_file(order ? "weight-first.safetensors" : "scales-first.safetensors", json);
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PqModel) m = pq_model_load(path, &err);
+    g_assert_no_error(err);
+    g_assert_cmpuint(pq_model_n_tensors(m), ==, 1); /* the scales and theirs belong to q */
+    PqTensor *q = pq_model_tensor(m, "q");
+    g_assert_cmpint(pq_tensor_dtype(pq_tensor_scales(q)), ==, PQ_DTYPE_PACKED);
+    float v[4];
+    g_assert_cmpint(pq_tensor_to_f32(q, v), ==, 0);
+    /* scales 0.5·(130 − 128) = 1 and 0.5·(132 − 128) = 2 */
+    g_assert_cmpfloat(v[0], ==, 1.0f);
+    g_assert_cmpfloat(v[1], ==, -1.0f);
+    g_assert_cmpfloat(v[2], ==, 4.0f);
+    g_assert_cmpfloat(v[3], ==, -4.0f);
+    g_assert_cmpint(pq_tensor_stored_bytes(q), ==, 4 + 2 + 4);
+    g_assert_cmpint(pq_model_nbytes(m), ==, 10);
+    /* written back, the same */
+    g_autofree char *again = g_build_filename(tmpdir, "packed-scales-again.safetensors", NULL);
+    g_assert_true(pq_model_save(m, again, &err));
+    g_autoptr(PqModel) back = pq_model_load(again, &err);
+    g_assert_no_error(err);
+    float w[4];
+    g_assert_cmpint(pq_tensor_to_f32(pq_model_tensor(back, "q"), w), ==, 0);
+    g_assert_cmpmem(v, sizeof v, w, sizeof w);
+  }
+  /* two levels: q.s.s declared packed too (over a tensor that is not there: the level is refused first) */
+  g_autofree char *deep = g_strdup_printf("{%s,%s,\"q.s.s\":{\"bits\":8,\"shape\":[1],\"scheme\":\"per_tensor\",\"scales\":\"x\"}}", weight, scales);
+  g_autofree char *dp = packed_scales_file("deep.safetensors", deep);
+  expect_load_error(dp, "pquant.packed[\"q\"].scales names a packed tensor whose own scales are packed (one level only)");
+  const char *self = "{\"q\":{\"bits\":8,\"shape\":[1,4],\"scheme\":\"per_group\",\"group_size\":2,\"scales\":\"q\"}}";
+  g_autofree char *sp = packed_scales_file("self.safetensors", self);
+  expect_load_error(sp, "pquant.packed[\"q\"].scales names a packed tensor whose own scales are packed (one level only)");
+  /* packed scales for a per-channel tensor: refused */
+  const char *chan = "{\"q.s\":{\"bits\":8,\"shape\":[1,2],\"scheme\":\"per_channel\",\"scales\":\"q.s.s\"},"
+                     "\"q\":{\"bits\":8,\"shape\":[2,2],\"scheme\":\"per_channel\",\"scales\":\"q.s\"}}";
+  g_autofree char *cp = packed_scales_file("per-channel.safetensors", chan);
+  expect_load_error(cp, "pquant.packed[\"q\"]: scales must be an F32 or F16 tensor of 2 elements");
+}
+
 /* A file written by another writer: unpadded header, tensors in any order, misaligned starts. */
 static void test_foreign(void) {
   guint8 data[1 + 8];
@@ -242,6 +310,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/safetensors/roundtrip", test_roundtrip);
   g_test_add_func("/safetensors/foreign-writer", test_foreign);
   g_test_add_func("/safetensors/f16-scales", test_f16_scales);
+  g_test_add_func("/safetensors/packed-scales", test_packed_scales);
   g_test_add_func("/safetensors/bad-headers", test_bad_files);
   g_test_add_func("/safetensors/bad-lengths-and-paths", test_bad_lengths);
   g_test_add_func("/safetensors/atomic-write", test_atomic_write);

@@ -89,8 +89,26 @@ static PqModel *apply_packed(PqModel *model, const char *path, const char *json,
   JsonObject *obj = json_node_get_object(root);
   g_autoptr(GList) names = json_object_get_members(obj);
   g_autoptr(GPtrArray) consumed = g_ptr_array_new_with_free_func(g_free);
-  for (GList *l = names; l; l = l->next) {
-    const char *name = l->data;
+  /* packed scales (per-group scales quantized themselves) first, so that the tensors whose scales they are find
+     them made; one level only */
+  g_autoptr(GPtrArray) order = g_ptr_array_new();
+  for (int pass = 0; pass < 2; pass++)
+    for (GList *l = names; l; l = l->next) {
+      JsonNode *dn = json_object_get_member(obj, l->data);
+      const char *sn = JSON_NODE_HOLDS_OBJECT(dn) ? json_object_get_string_member_with_default(json_node_get_object(dn), "scales", NULL) : NULL;
+      const gboolean scales_packed = sn && json_object_has_member(obj, sn);
+      if (scales_packed != pass) continue;
+      if (scales_packed) {
+        JsonNode *sd = json_object_get_member(obj, sn);
+        const char *ssn = JSON_NODE_HOLDS_OBJECT(sd) ? json_object_get_string_member_with_default(json_node_get_object(sd), "scales", NULL) : NULL;
+        if (!strcmp(sn, l->data) || (ssn && json_object_has_member(obj, ssn)))
+          FAIL(PQ_FORMAT_ERROR_INVALID, "pquant.packed[\"%s\"].scales names a packed tensor whose own scales are packed (one level only)",
+               (const char *)l->data);
+      }
+      g_ptr_array_add(order, l->data);
+    }
+  for (guint li = 0; li < order->len; li++) {
+    const char *name = order->pdata[li];
     JsonNode *dn = json_object_get_member(obj, name);
     JsonObject *d = JSON_NODE_HOLDS_OBJECT(dn) ? json_node_get_object(dn) : NULL;
     PqTensor *blob = pq_model_tensor(m, name);
@@ -371,6 +389,49 @@ static void add_out(GArray *outs, const PqTensor *t, const char *name) {
   g_array_append_val(outs, o);
 }
 
+/* pquant.packed's entry for the packed tensor t stored as `name`, its scales as NAME.scales and its zero points as
+ * NAME.zeros (their data added to outs, their names to names and used); packed scales get an entry of their own,
+ * written first. FALSE with an error where a name is taken. */
+static gboolean add_packed(JsonBuilder *pk, GArray *outs, GPtrArray *names, GHashTable *used, const PqTensor *t, const char *name,
+                           const char *path, GError **error) {
+  char *sname = g_strconcat(name, ".scales", NULL), *zname = t->zeros ? g_strconcat(name, ".zeros", NULL) : NULL;
+  g_ptr_array_add(names, sname);
+  if (zname) g_ptr_array_add(names, zname);
+  if (g_hash_table_contains(used, sname) || (zname && g_hash_table_contains(used, zname))) {
+    g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID, "%s: tensor \"%s\": its scales' name is taken by another tensor", path, name);
+    return FALSE;
+  }
+  g_hash_table_add(used, sname);
+  add_out(outs, t->scales, sname);
+  if (zname) {
+    g_hash_table_add(used, zname);
+    add_out(outs, t->zeros, zname);
+  }
+  if (t->scales->dtype == PQ_DTYPE_PACKED && !add_packed(pk, outs, names, used, t->scales, sname, path, error)) return FALSE;
+  json_builder_set_member_name(pk, name);
+  json_builder_begin_object(pk);
+  json_builder_set_member_name(pk, "bits");
+  json_builder_add_int_value(pk, t->bits);
+  json_builder_set_member_name(pk, "shape");
+  json_builder_begin_array(pk);
+  for (int d = 0; d < t->ndim; d++) json_builder_add_int_value(pk, t->shape[d]);
+  json_builder_end_array(pk);
+  json_builder_set_member_name(pk, "scheme");
+  json_builder_add_string_value(pk, scheme_name(t->scheme));
+  if (t->scheme == PQ_QUANT_PER_GROUP) {
+    json_builder_set_member_name(pk, "group_size");
+    json_builder_add_int_value(pk, t->group_size);
+  }
+  json_builder_set_member_name(pk, "scales");
+  json_builder_add_string_value(pk, sname);
+  if (zname) {
+    json_builder_set_member_name(pk, "zeros");
+    json_builder_add_string_value(pk, zname);
+  }
+  json_builder_end_object(pk);
+  return TRUE;
+}
+
 /* The header (padded) and the tensors in file order; NULL with an error naming `path`. */
 static GString *build_header(const PqModel *model, const char *path, GArray *outs, GPtrArray *names, GError **error) {
   g_autoptr(GHashTable) used = g_hash_table_new(g_str_hash, g_str_equal);
@@ -383,40 +444,7 @@ static GString *build_header(const PqModel *model, const char *path, GArray *out
     add_out(outs, t, t->name);
     if (t->dtype != PQ_DTYPE_PACKED) continue;
     any_packed = TRUE;
-    char *sname = g_strconcat(t->name, ".scales", NULL), *zname = t->zeros ? g_strconcat(t->name, ".zeros", NULL) : NULL;
-    g_ptr_array_add(names, sname);
-    if (zname) g_ptr_array_add(names, zname);
-    if (g_hash_table_contains(used, sname) || (zname && g_hash_table_contains(used, zname))) {
-      g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_INVALID, "%s: tensor \"%s\": its scales' name is taken by another tensor", path, t->name);
-      return NULL;
-    }
-    g_hash_table_add(used, sname);
-    add_out(outs, t->scales, sname);
-    if (zname) {
-      g_hash_table_add(used, zname);
-      add_out(outs, t->zeros, zname);
-    }
-    json_builder_set_member_name(pk, t->name);
-    json_builder_begin_object(pk);
-    json_builder_set_member_name(pk, "bits");
-    json_builder_add_int_value(pk, t->bits);
-    json_builder_set_member_name(pk, "shape");
-    json_builder_begin_array(pk);
-    for (int d = 0; d < t->ndim; d++) json_builder_add_int_value(pk, t->shape[d]);
-    json_builder_end_array(pk);
-    json_builder_set_member_name(pk, "scheme");
-    json_builder_add_string_value(pk, scheme_name(t->scheme));
-    if (t->scheme == PQ_QUANT_PER_GROUP) {
-      json_builder_set_member_name(pk, "group_size");
-      json_builder_add_int_value(pk, t->group_size);
-    }
-    json_builder_set_member_name(pk, "scales");
-    json_builder_add_string_value(pk, sname);
-    if (zname) {
-      json_builder_set_member_name(pk, "zeros");
-      json_builder_add_string_value(pk, zname);
-    }
-    json_builder_end_object(pk);
+    if (!add_packed(pk, outs, names, used, t, t->name, path, error)) return NULL;
   }
   json_builder_end_object(pk);
   g_array_sort(outs, cmp_out);

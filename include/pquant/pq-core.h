@@ -66,8 +66,9 @@ PQ_API size_t pq_dtype_size(PqDType dtype);               /* bytes per element; 
  * dimension, overflow) or dtype is PACKED. */
 PQ_API PqTensor *pq_tensor_new(const char *name, PqDType dtype, int ndim, const int64_t *shape);
 /* A new zero-filled packed tensor of `bits` (2..8) per value. Codes are unsigned, value = scale * (code - zero).
- * Each row is packed little-endian bit by bit and padded to a whole byte. The scales tensor (F32, or F16 since
- * ABI 1.11) has 1, rows or rows*(cols/group_size) elements; zero points (U8) are optional: NULL means symmetric, zero = 2^(bits-1).
+ * Each row is packed little-endian bit by bit and padded to a whole byte. The scales tensor (F32; since ABI 1.11
+ * also F16, or with per-group scales a packed tensor whose own scales are F32 or F16) has 1, rows or
+ * rows*(cols/group_size) elements; zero points (U8) are optional: NULL means symmetric, zero = 2^(bits-1).
  * The tensor takes its own references to scales and zeros. NULL on invalid arguments. */
 PQ_API PqTensor *pq_tensor_new_packed(const char *name, int bits, int ndim, const int64_t *shape,
                                       PqQuantScheme scheme, int64_t group_size, PqTensor *scales,
@@ -91,6 +92,9 @@ PQ_API PqQuantScheme pq_tensor_quant_scheme(const PqTensor *tensor);
 PQ_API int64_t pq_tensor_group_size(const PqTensor *tensor);        /* PER_GROUP only, else 0 */
 PQ_API PqTensor *pq_tensor_scales(const PqTensor *tensor);          /* borrowed; NULL unless PACKED */
 PQ_API PqTensor *pq_tensor_zeros(const PqTensor *tensor);           /* borrowed; NULL if symmetric */
+/* Every byte the tensor stores: its data, and a packed tensor's scales (with their own scales and zero points
+ * where they are packed) and zero points. What a model's bytes count. Since ABI 1.11. */
+PQ_API int64_t pq_tensor_stored_bytes(const PqTensor *tensor);
 PQ_API int64_t pq_tensor_rows(const PqTensor *tensor);              /* shape[0] (1 for scalars) */
 PQ_API int64_t pq_tensor_cols(const PqTensor *tensor);              /* numel / rows */
 PQ_API size_t pq_tensor_row_bytes(const PqTensor *tensor);          /* PACKED: bytes of one packed row */
@@ -143,6 +147,12 @@ PQ_API double pq_output_error(const float *w, const float *q, const float *gram,
  * lose bits) unless 0; the message names the tensor, the scale and its index. Since ABI 1.11, packed tensors
  * may carry F16 scales: code that reads them reads them with pq_tensor_to_f32(pq_tensor_scales(t), ...). */
 PQ_API PqTensor *pq_packed_with_f16_scales(const PqTensor *packed, const float *w, struct PqPluginError *error);
+/* A copy of the packed tensor `packed` (per-group scales) whose scales are themselves quantized: each row of
+ * scales to `bits` (2..8) codes over [0, its largest], with one F32 scale and zero point a row (double
+ * quantization: at 8 bits, a scale of a group costs one byte). With `w`, the codes are chosen again on the
+ * resulting grid, as pq_packed_with_f16_scales() does; with NULL, kept. NULL with `error` filled for a tensor
+ * that is not packed per group, or whose scales are packed already. Since ABI 1.11. */
+PQ_API PqTensor *pq_packed_with_quantized_scales(const PqTensor *packed, const float *w, int bits, struct PqPluginError *error);
 
 /* A conv2d's geometry over one image [c, h, w] (c: the channels of one group), kernel kh × kw, output
  * oh × ow, strides, dilations and the top and left pads. */

@@ -233,12 +233,14 @@ static void cpu_release(void *handle) {
 
 #include "qkernels.h"
 
-static const float *weight_f32(Cpu *c, PqTensor *t, PqPluginError *err) {
+/* t as float32: its own data, or a copy the backend owns (F16 and other types widened; with `packed`, a packed
+ * tensor dequantized — a packed layer's packed scales — where a packed weight elsewhere is refused) */
+static const float *as_f32(Cpu *c, PqTensor *t, int packed, PqPluginError *err) {
   if (pq_tensor_dtype(t) == PQ_DTYPE_F32) {
     c->weights_bytes += (int64_t)pq_tensor_nbytes(t);
     return pq_tensor_data(t);
   }
-  if (pq_tensor_dtype(t) == PQ_DTYPE_PACKED) {
+  if (pq_tensor_dtype(t) == PQ_DTYPE_PACKED && !packed) {
     pq_plugin_error_set(err, PQ_ERR_UNSUPPORTED, "tensor '%s' is packed %d-bit: the CPU backend runs packed weights in linear layers only",
                         pq_tensor_name(t), pq_tensor_bits(t));
     return NULL;
@@ -261,6 +263,8 @@ static const float *weight_f32(Cpu *c, PqTensor *t, PqPluginError *err) {
   c->weights_bytes += n * 4;
   return f;
 }
+
+static const float *weight_f32(Cpu *c, PqTensor *t, PqPluginError *err) { return as_f32(c, t, 0, err); }
 
 /* ---- preparation ---------------------------------------------------------------------------------- */
 
@@ -311,7 +315,7 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_
   st->k = pq_tensor_cols(w);
   st->m_rows = c->values[st->in[0]].per_sample / st->k;
   st->q_codes = pq_tensor_data(w);
-  st->q_scales = weight_f32(c, pq_tensor_scales(w), err); /* (F16 scales widened once, here) */
+  st->q_scales = as_f32(c, pq_tensor_scales(w), 1, err); /* (F16 or packed scales widened once, here) */
   if (!st->q_scales) return (PqStatus)err->code;
   st->q_zeros = pq_tensor_zeros(w) ? pq_tensor_data(pq_tensor_zeros(w)) : NULL;
   st->q_bits = pq_tensor_bits(w);

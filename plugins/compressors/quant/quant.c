@@ -66,6 +66,20 @@ static PqTensor *with_f16_scales(PqTensor *q, const float *w, char *note, size_t
   return h;
 }
 
+/* q with each row of its group scales quantized to 8 bits (scale_dtype=q8), the codes chosen again for them from
+ * w (NULL: kept); q is taken. `note` says so for the layer's record. */
+static PqTensor *with_q8_scales(PqTensor *q, const float *w, char *note, size_t note_size) {
+  PqPluginError e = {sizeof e, 0, {0}};
+  PqTensor *h = pq_packed_with_quantized_scales(q, w, 8, &e);
+  if (!h) { /* (only out of memory: q is per group, its scales plain) */
+    if (note) snprintf(note, note_size, ", F32 scales kept (%s)", e.message);
+    return q;
+  }
+  pq_tensor_unref(q);
+  if (note) snprintf(note, note_size, ", 8-bit scales");
+  return h;
+}
+
 static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCalibration *calibration, PqModel **out,
                                PqPluginError *error) {
   int static_act = !strcmp(pq_options_get_string(o, "activations", "dynamic"), "static"), gptq = uses_gptq(o);
@@ -83,7 +97,13 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
   int64_t group = pq_options_get_int(o, "group_size", 64);
   int symmetric = pq_options_get_bool(o, "symmetric", 1);
   int clip = (int)pq_options_get_int(o, "clip_search", 20);
-  int half = !strcmp(pq_options_get_string(o, "scale_dtype", "f32"), "f16");
+  const char *scale_dtype = pq_options_get_string(o, "scale_dtype", "f32");
+  int half = !strcmp(scale_dtype, "f16"), q8 = !strcmp(scale_dtype, "q8");
+  if (q8 && scheme != PQ_QUANT_PER_GROUP) {
+    pq_plugin_error_set(error, PQ_ERR_INVALID, "scale_dtype=q8 quantizes each row's group scales, so it needs scheme=per_group (scheme is %s)",
+                        scheme_s);
+    return PQ_ERR_INVALID;
+  }
   PqModel *m = pq_model_copy(in);
   PqGraph *g = pq_model_graph(m);
   for (size_t i = 0; i < pq_graph_n_nodes(g); i++) {
@@ -158,10 +178,12 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
                                             symmetric, clip, error);
     char half_note[300] = "";
     if (q && half) q = with_f16_scales(q, gram ? NULL : f, half_note, sizeof half_note);
+    if (q && q8) q = with_q8_scales(q, gram ? NULL : f, half_note, sizeof half_note);
     if (q && gram) { /* how much GPTQ bought: its output error against rounding to nearest (on the same scales), on the same inputs */
       PqTensor *rtn = pq_quantize_matrix(pq_tensor_name(w), f, pq_tensor_ndim(w), pq_tensor_shape(w), bits, scheme, group, symmetric,
                                          clip, error);
       if (rtn && half && pq_tensor_dtype(pq_tensor_scales(q)) == PQ_DTYPE_F16) rtn = with_f16_scales(rtn, f, NULL, 0);
+      if (rtn && q8) rtn = with_q8_scales(rtn, f, NULL, 0);
       float *rb = rtn ? malloc(sizeof(float) * (size_t)n) : NULL;
       if (rb) {
         pq_tensor_to_f32(q, back);
@@ -184,8 +206,7 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
     pq_tensor_to_f32(q, back);
     double rel, sqnr;
     pq_error_stats(f, back, n, &rel, &sqnr);
-    int64_t after = (int64_t)pq_tensor_nbytes(q) + (int64_t)pq_tensor_nbytes(pq_tensor_scales(q)) +
-                    (pq_tensor_zeros(q) ? (int64_t)pq_tensor_nbytes(pq_tensor_zeros(q)) : 0);
+    int64_t after = pq_tensor_stored_bytes(q);
     char detail[640];
     if (scheme == PQ_QUANT_PER_GROUP)
       snprintf(detail, sizeof detail, "%d-bit %s group %lld %s", bits, scheme_names[scheme], (long long)group,
@@ -196,7 +217,7 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
       size_t at = strlen(detail);
       snprintf(detail + at, sizeof detail - at, "%s", gptq_note);
     }
-    if (half) {
+    if (half || q8) {
       size_t at = strlen(detail);
       snprintf(detail + at, sizeof detail - at, "%s", half_note);
     }
@@ -244,8 +265,9 @@ static const PqPluginDesc quant_desc = {
         " \"group_size\": {\"type\": \"integer\", \"minimum\": 2, \"maximum\": 65536, \"default\": 64,"
         "  \"description\": \"values per scale with scheme per_group; must divide each quantized row\"},"
         " \"symmetric\": {\"type\": \"boolean\", \"default\": true},"
-        " \"scale_dtype\": {\"type\": \"string\", \"enum\": [\"f32\", \"f16\"], \"default\": \"f32\","
-        "  \"description\": \"how the scales are stored: f16 halves their bytes (a layer with a scale outside F16's normal range keeps F32)\"},"
+        " \"scale_dtype\": {\"type\": \"string\", \"enum\": [\"f32\", \"f16\", \"q8\"], \"default\": \"f32\","
+        "  \"description\": \"how the scales are stored: f16 halves their bytes (a layer with a scale outside F16's normal range keeps F32);"
+        " q8 (per_group only) quantizes each row of group scales to 8 bits, one F32 scale a row\"},"
         " \"clip_search\": {\"type\": \"integer\", \"minimum\": 0, \"maximum\": 200, \"default\": 20,"
         "  \"description\": \"clipping ratios tried per scale group to minimise the squared error (0: full range)\"},"
         " \"activations\": {\"type\": \"string\", \"enum\": [\"dynamic\", \"static\"], \"default\": \"dynamic\","
