@@ -340,6 +340,20 @@ void pq_round_like(const float *w, const PqTensor *like, float *out) {
   for (int64_t r = 0; r < rows; r++) like_codes(like, sc, w, r, codes, out + r * cols);
 }
 
+/* packed's grid with `scales` in place of its own: the codes chosen again from w, nearest on it, or (w NULL)
+ * packed's kept */
+static PqTensor *with_scales(const PqTensor *packed, PqTensor *scales, const float *w, PqPluginError *error) {
+  g_autoptr(PqTensor) like = pq_tensor_new_packed(pq_tensor_name(packed), pq_tensor_bits(packed), pq_tensor_ndim(packed), pq_tensor_shape(packed),
+                                                  pq_tensor_quant_scheme(packed), pq_tensor_group_size(packed), scales, pq_tensor_zeros(packed));
+  if (!like) {
+    pq_plugin_error_set(error, PQ_ERR_NOMEM, "'%s': out of memory", pq_tensor_name(packed));
+    return NULL;
+  }
+  if (w) return pq_quantize_like(pq_tensor_name(packed), w, like);
+  memcpy(pq_tensor_mutable_data(like), pq_tensor_data(packed), pq_tensor_nbytes(packed));
+  return g_steal_pointer(&like);
+}
+
 PqTensor *pq_packed_with_f16_scales(const PqTensor *packed, const float *w, PqPluginError *error) {
   if (pq_tensor_dtype(packed) != PQ_DTYPE_PACKED) {
     pq_plugin_error_set(error, PQ_ERR_INVALID, "'%s' is %s, not a packed tensor", pq_tensor_name(packed), pq_dtype_name(pq_tensor_dtype(packed)));
@@ -357,21 +371,13 @@ PqTensor *pq_packed_with_f16_scales(const PqTensor *packed, const float *w, PqPl
   for (int64_t i = 0; i < n; i++) {
     const float a = fabsf(sc[i]);
     if (a != 0.0f && !(a >= 0x1p-14f && a <= 65504.0f)) { /* (NaN too) */
-      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "'%s': scale %d of %lld is %g, %s F16's normal range (6.1e-05 to 65504)",
-                          pq_tensor_name(packed), (int)i, (long long)n, (double)sc[i], isnan(a) ? "outside" : a > 1.0f ? "above" : "below");
+      pq_plugin_error_set(error, PQ_ERR_UNSUPPORTED, "'%s': scale %lld of %lld is %g, %s F16's normal range (6.1e-05 to 65504)",
+                          pq_tensor_name(packed), (long long)i, (long long)n, (double)sc[i], isnan(a) ? "outside" : a > 1.0f ? "above" : "below");
       return NULL;
     }
     h[i] = pq_f32_to_f16(sc[i]);
   }
-  g_autoptr(PqTensor) like = pq_tensor_new_packed(pq_tensor_name(packed), pq_tensor_bits(packed), pq_tensor_ndim(packed), pq_tensor_shape(packed),
-                                                  pq_tensor_quant_scheme(packed), pq_tensor_group_size(packed), half, pq_tensor_zeros(packed));
-  if (!like) {
-    pq_plugin_error_set(error, PQ_ERR_NOMEM, "'%s': out of memory", pq_tensor_name(packed));
-    return NULL;
-  }
-  if (w) return pq_quantize_like(pq_tensor_name(packed), w, like);
-  memcpy(pq_tensor_mutable_data(like), pq_tensor_data(packed), pq_tensor_nbytes(packed));
-  return g_steal_pointer(&like);
+  return with_scales(packed, half, w, error);
 }
 
 PqTensor *pq_packed_with_quantized_scales(const PqTensor *packed, const float *w, int bits, PqPluginError *error) {
@@ -389,15 +395,7 @@ PqTensor *pq_packed_with_quantized_scales(const PqTensor *packed, const float *w
   /* asymmetric over [0, largest] (scales are not negative): all 2^bits codes spent on the row's range */
   g_autoptr(PqTensor) qs = pq_quantize_matrix(pq_tensor_name(packed), sc, 2, shape, bits, PQ_QUANT_PER_CHANNEL, 0, 0, 0, error);
   if (!qs) return NULL;
-  g_autoptr(PqTensor) like = pq_tensor_new_packed(pq_tensor_name(packed), pq_tensor_bits(packed), pq_tensor_ndim(packed), pq_tensor_shape(packed),
-                                                  PQ_QUANT_PER_GROUP, pq_tensor_group_size(packed), qs, pq_tensor_zeros(packed));
-  if (!like) {
-    pq_plugin_error_set(error, PQ_ERR_NOMEM, "'%s': out of memory", pq_tensor_name(packed));
-    return NULL;
-  }
-  if (w) return pq_quantize_like(pq_tensor_name(packed), w, like);
-  memcpy(pq_tensor_mutable_data(like), pq_tensor_data(packed), pq_tensor_nbytes(packed));
-  return g_steal_pointer(&like);
+  return with_scales(packed, qs, w, error);
 }
 
 /* ---- GPTQ ------------------------------------------------------------------------------------------ */

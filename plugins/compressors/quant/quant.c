@@ -51,32 +51,18 @@ static float activation_scale(const PqCalibration *cal, const char *value, const
   return range / 127.0f >= FLT_MIN ? range / 127.0f : 1.0f; /* an input of zeros (or too small for a normal scale): codes of 0 */
 }
 
-/* q with its scales stored as F16 (scale_dtype=f16), the codes chosen again for them from w (NULL: kept, as
- * GPTQ's are); q is taken. Where a scale does not fit F16 (pq_packed_with_f16_scales), q is returned as it is
- * and `note` says why, for the layer's record; else it says ", F16 scales". */
-static PqTensor *with_f16_scales(PqTensor *q, const float *w, char *note, size_t note_size) {
+/* q with its scales stored in fewer bytes: as F16 (q8 false; where a scale does not fit F16, q is returned as it
+ * is and `note` says why, for the layer's record) or each row of them quantized to 8 bits (q8), the codes chosen
+ * again for them from w (NULL: kept, as GPTQ's are); q is taken. Else `note` says how they are stored. */
+static PqTensor *with_small_scales(PqTensor *q, const float *w, int q8, char *note, size_t note_size) {
   PqPluginError e = {sizeof e, 0, {0}};
-  PqTensor *h = pq_packed_with_f16_scales(q, w, &e);
+  PqTensor *h = q8 ? pq_packed_with_quantized_scales(q, w, 8, &e) : pq_packed_with_f16_scales(q, w, &e);
   if (!h) {
     if (note) snprintf(note, note_size, ", F32 scales kept (%s)", e.message);
     return q;
   }
   pq_tensor_unref(q);
-  if (note) snprintf(note, note_size, ", F16 scales");
-  return h;
-}
-
-/* q with each row of its group scales quantized to 8 bits (scale_dtype=q8), the codes chosen again for them from
- * w (NULL: kept); q is taken. `note` says so for the layer's record. */
-static PqTensor *with_q8_scales(PqTensor *q, const float *w, char *note, size_t note_size) {
-  PqPluginError e = {sizeof e, 0, {0}};
-  PqTensor *h = pq_packed_with_quantized_scales(q, w, 8, &e);
-  if (!h) { /* (only out of memory: q is per group, its scales plain) */
-    if (note) snprintf(note, note_size, ", F32 scales kept (%s)", e.message);
-    return q;
-  }
-  pq_tensor_unref(q);
-  if (note) snprintf(note, note_size, ", 8-bit scales");
+  if (note) snprintf(note, note_size, q8 ? ", 8-bit scales" : ", F16 scales");
   return h;
 }
 
@@ -176,14 +162,12 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
                                                  symmetric, clip, gram, damping, act_order, error)
                        : pq_quantize_matrix(pq_tensor_name(w), f, pq_tensor_ndim(w), pq_tensor_shape(w), bits, scheme, group,
                                             symmetric, clip, error);
-    char half_note[300] = "";
-    if (q && half) q = with_f16_scales(q, gram ? NULL : f, half_note, sizeof half_note);
-    if (q && q8) q = with_q8_scales(q, gram ? NULL : f, half_note, sizeof half_note);
+    char scales_note[300] = "";
+    if (q && (half || q8)) q = with_small_scales(q, gram ? NULL : f, q8, scales_note, sizeof scales_note);
     if (q && gram) { /* how much GPTQ bought: its output error against rounding to nearest (on the same scales), on the same inputs */
       PqTensor *rtn = pq_quantize_matrix(pq_tensor_name(w), f, pq_tensor_ndim(w), pq_tensor_shape(w), bits, scheme, group, symmetric,
                                          clip, error);
-      if (rtn && half && pq_tensor_dtype(pq_tensor_scales(q)) == PQ_DTYPE_F16) rtn = with_f16_scales(rtn, f, NULL, 0);
-      if (rtn && q8) rtn = with_q8_scales(rtn, f, NULL, 0);
+      if (rtn && pq_tensor_dtype(pq_tensor_scales(q)) != PQ_DTYPE_F32) rtn = with_small_scales(rtn, f, q8, NULL, 0); /* (as q's are stored) */
       float *rb = rtn ? malloc(sizeof(float) * (size_t)n) : NULL;
       if (rb) {
         pq_tensor_to_f32(q, back);
@@ -219,7 +203,7 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
     }
     if (half || q8) {
       size_t at = strlen(detail);
-      snprintf(detail + at, sizeof detail - at, "%s", half_note);
+      snprintf(detail + at, sizeof detail - at, "%s", scales_note);
     }
     if (static_act) { /* W8A8: a fixed int8 range for the layer's input (a conv: its input feature map) */
       float sa = activation_scale(calibration, pq_node_input(node, 0), o, error);
