@@ -36,7 +36,17 @@ def main(src, dst):
     assert s16.dtype == np.float16 and list(s16) == [0.125, 3.0], s16
     values = s16.astype(np.float32)[:, None] * (tensors["q16"].astype(np.float32) - 128)
     assert np.array_equal(values[0], 0.125 * (np.arange(8) - 8)) and np.array_equal(values[1], 3.0 * np.arange(8)), values
-    out = {k: v * 2 if v.dtype == np.float32 and k != "q.scales" else v for k, v in tensors.items()}
+    # 4-bit codes in groups of 4 whose scales are packed themselves (8-bit codes, a float32 scale and a zero point
+    # a row of scales): the values pquant read from them, computed again from the bytes
+    assert packed["q8"]["scales"] == "q8.scales" and packed["q8.scales"]["bits"] == 8, packed
+    sp = packed["q8.scales"]
+    s_codes = tensors[packed["q8"]["scales"]]
+    scales = tensors[sp["scales"]][:, None] * (s_codes.astype(np.float32) - tensors[sp["zeros"]][:, None].astype(np.float32))
+    nib = np.unpackbits(tensors["q8"], axis=1, bitorder="little").reshape(3, 8, 4)
+    codes8 = (nib * (1 << np.arange(4))).sum(axis=2).astype(np.float32)
+    values = np.repeat(scales, 4, axis=1) * (codes8 - 8)
+    assert np.allclose(values, tensors["q8_values"], rtol=1e-6, atol=1e-7), (values, tensors["q8_values"])
+    out = {k: v * 2 if v.dtype == np.float32 and k not in ("q.scales", "q8.scales.scales", "q8_values") else v for k, v in tensors.items()}
     save_file(out, dst, metadata=meta)
     print("python safetensors: read", len(tensors), "tensors and wrote", dst)
 

@@ -36,7 +36,17 @@ static void test_interop(void) {
   ((guint16 *)pq_tensor_mutable_data(hs))[1] = pq_f32_to_f16(3.0f);
   g_autoptr(PqTensor) q16 = pq_tensor_new_packed("q16", 8, 2, s28, PQ_QUANT_PER_CHANNEL, 0, hs, NULL);
   for (int i = 0; i < 16; i++) ((guint8 *)pq_tensor_mutable_data(q16))[i] = (guint8)(120 + i);
-  PqTensor *all[6] = {ramp, half, count, q, q16, NULL};
+  /* 4-bit codes in groups of 4 whose scales are packed themselves (quant scale_dtype=q8), and the values pquant
+     reads from them, for Python to compute again from the stored bytes by the file format's rules */
+  int64_t s38[2] = {3, 8};
+  g_autoptr(PqTensor) wf = pq_test_random_tensor("wf", 2, s38, 3, 1.0f);
+  PqPluginError pe = {sizeof pe, 0, {0}};
+  g_autoptr(PqTensor) g4 = pq_quantize_matrix("q8", pq_tensor_data(wf), 2, s38, 4, PQ_QUANT_PER_GROUP, 4, 1, 0, &pe);
+  g_autoptr(PqTensor) q8 = pq_packed_with_quantized_scales(g4, pq_tensor_data(wf), 8, &pe);
+  g_assert_nonnull(q8);
+  g_autoptr(PqTensor) expect = pq_tensor_new("q8_values", PQ_DTYPE_F32, 2, s38);
+  g_assert_cmpint(pq_tensor_to_f32(q8, pq_tensor_mutable_data(expect)), ==, 0);
+  PqTensor *all[8] = {ramp, half, count, q, q16, q8, expect, NULL};
   for (int i = 0; all[i]; i++) pq_model_set_tensor(m, all[i]);
   int64_t is[2] = {-1, 4};
   pq_graph_add_input(pq_model_graph(m), "x", 2, is);
@@ -65,6 +75,9 @@ static void test_interop(void) {
   float v[16];
   g_assert_cmpint(pq_tensor_to_f32(q16b, v), ==, 0);
   for (int i = 0; i < 16; i++) g_assert_cmpfloat(v[i], ==, (i < 8 ? 0.125f : 3.0f) * (float)(120 + i - 128));
+  float w8[24];
+  g_assert_cmpint(pq_tensor_to_f32(pq_model_tensor(back, "q8"), w8), ==, 0);
+  g_assert_cmpmem(w8, sizeof w8, pq_tensor_data(expect), sizeof w8);
   g_assert_cmpint(pq_graph_n_nodes(pq_model_const_graph(back)), ==, 1);
   pq_test_rmdir(dir);
 }
