@@ -706,7 +706,7 @@ static void test_compress_and_run(void) {
   const struct {
     const char *suite, *method;
   } suites[] = {{"gptq.json", "q2_gptq"}, {"bias-correct.json", "quant_3_per_tensor_bc"}, {"dfq.json", "eq_quant_3_per_tensor_bc"},
-                {"awq.json", "awq_quant_2_g16"}};
+                {"awq.json", "awq_quant_2_g16"}, {"scales.json", "q2_g16_gptq_q8"}};
   for (guint i = 0; i < G_N_ELEMENTS(suites); i++) {
     g_autofree char *suite = g_build_filename(TEST_SRCDIR, "..", "examples", "suites", suites[i].suite, NULL);
     g_assert_cmpint(pqrun(&out, &err, "bench", "--model", path, "--config", suite, "--dry-run", NULL), ==, 0);
