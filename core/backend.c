@@ -50,7 +50,7 @@ PqBackend *pq_backend_prepare(PqPlugin *plugin, const PqModel *model, int thread
       return NULL;
     }
   }
-  /* F16 scales came with ABI 1.11: a backend built before reads every scale as a float */
+  /* F16 and packed scales came with ABI 1.11: a backend built before reads every scale as a float */
   for (size_t i = 0; d->abi_minor < 11 && i < pq_model_n_tensors(model); i++) {
     const PqTensor *t = pq_model_tensor_at(model, i);
     if (pq_tensor_scales(t) && pq_tensor_dtype(pq_tensor_scales(t)) != PQ_DTYPE_F32) {

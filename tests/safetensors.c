@@ -169,7 +169,7 @@ static void test_packed_scales(void) {
   expect_load_error(dp, "pquant.packed[\"q\"].scales names a packed tensor whose own scales are packed (one level only)");
   const char *self = "{\"q\":{\"bits\":8,\"shape\":[1,4],\"scheme\":\"per_group\",\"group_size\":2,\"scales\":\"q\"}}";
   g_autofree char *sp = packed_scales_file("self.safetensors", self);
-  expect_load_error(sp, "pquant.packed[\"q\"].scales names a packed tensor whose own scales are packed (one level only)");
+  expect_load_error(sp, "pquant.packed[\"q\"].scales names the tensor itself");
   /* packed scales for a per-channel tensor: refused */
   const char *chan = "{\"q.s\":{\"bits\":8,\"shape\":[1,2],\"scheme\":\"per_channel\",\"scales\":\"q.s.s\"},"
                      "\"q\":{\"bits\":8,\"shape\":[2,2],\"scheme\":\"per_channel\",\"scales\":\"q.s\"}}";

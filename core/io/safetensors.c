@@ -101,7 +101,8 @@ static PqModel *apply_packed(PqModel *model, const char *path, const char *json,
       if (scales_packed) {
         JsonNode *sd = json_object_get_member(obj, sn);
         const char *ssn = JSON_NODE_HOLDS_OBJECT(sd) ? json_object_get_string_member_with_default(json_node_get_object(sd), "scales", NULL) : NULL;
-        if (!strcmp(sn, l->data) || (ssn && json_object_has_member(obj, ssn)))
+        if (!strcmp(sn, l->data)) FAIL(PQ_FORMAT_ERROR_INVALID, "pquant.packed[\"%s\"].scales names the tensor itself", sn);
+        if (ssn && json_object_has_member(obj, ssn))
           FAIL(PQ_FORMAT_ERROR_INVALID, "pquant.packed[\"%s\"].scales names a packed tensor whose own scales are packed (one level only)",
                (const char *)l->data);
       }

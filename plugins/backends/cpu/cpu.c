@@ -370,7 +370,7 @@ static PqStatus setup_packed_linear(Cpu *c, Step *st, const PqNode *node, int64_
     st->q_xbatch_rows = max_rows;
     c->converted_bytes += max_rows * (st->k + 4 + 4 * st->q_chunks);
   }
-  c->weights_bytes += (int64_t)pq_tensor_nbytes(w) + (pq_tensor_zeros(w) ? (int64_t)pq_tensor_nbytes(pq_tensor_zeros(w)) : 0); /* (the scales: weight_f32) */
+  c->weights_bytes += (int64_t)pq_tensor_nbytes(w) + (pq_tensor_zeros(w) ? (int64_t)pq_tensor_nbytes(pq_tensor_zeros(w)) : 0); /* (the scales: as_f32) */
   c->converted_bytes += q_scratch_bytes(st);
   return PQ_OK;
 }
