@@ -52,6 +52,14 @@ gboolean pq_packed_layout(int bits, int ndim, const int64_t *shape, int64_t *row
   return TRUE;
 }
 
+int64_t pq_quant_group_fit(int64_t cols, int64_t group_size) {
+  if (cols <= 0 || group_size <= 0) return 0;
+  if (cols <= group_size) return cols; /* a row no longer than a group: one group */
+  for (int64_t g = MIN(group_size, cols); 2 * g >= group_size; g--)
+    if (cols % g == 0) return g;
+  return 0;
+}
+
 int64_t pq_quant_n_scales(PqQuantScheme scheme, int64_t rows, int64_t cols, int64_t group_size) {
   switch (scheme) {
   case PQ_QUANT_PER_TENSOR: return 1;

@@ -3446,6 +3446,21 @@ static void test_equalize_awq(void) {
     g_assert_true(g_str_has_prefix(err->message, "stage 2 (quant): "));
     g_clear_error(&err);
   }
+  { /* a quant stage that fits its groups to the rows (group_fit=divisor): awq weighs each layer for the size quant
+       will take (784 and 32 values a row: groups of 4 for 5), and quant takes them */
+    g_autoptr(PqPipeline) pg = pq_pipeline_new(reg);
+    g_assert_true(pq_pipeline_add_stage(pg, eq, &err) && pq_pipeline_add_stage(pg, quant, &err) &&
+                  pq_pipeline_parse_option(pg, "equalize.method=awq", &err) && pq_pipeline_parse_option(pg, "quant.bits=3", &err) &&
+                  pq_pipeline_parse_option(pg, "quant.scheme=per_group", &err) && pq_pipeline_parse_option(pg, "quant.group_size=5", &err) &&
+                  pq_pipeline_parse_option(pg, "quant.group_fit=divisor", &err));
+    pq_pipeline_set_calibration(pg, train, N);
+    g_autoptr(PqModel) efit = pq_pipeline_run(pg, m, &err);
+    g_assert_no_error(err);
+    g_assert_nonnull(eq_record_with(efit, "fc1", "at 3-bit in groups of up to 5 (stage 2's grid), output error "));
+    g_assert_cmpint(pq_tensor_group_size(pq_model_tensor(efit, "w1")), ==, 4);
+    g_assert_cmpint(pq_tensor_group_size(pq_model_tensor(efit, "w2")), ==, 4);
+    g_assert_nonnull(strstr(pq_model_record(efit, pq_model_n_records(efit) - 1)->detail, "group 4 (fitted to the row)"));
+  }
   /* the exponents tried on 8 of fc1's 32 rows (and of fc2's 10), the choice checked on all: the same function,
      much the same gain */
   g_assert_true(pq_pipeline_parse_option(pq, "equalize.search_rows=8", &err));
@@ -3961,6 +3976,38 @@ static void test_quant_q8_scales(void) {
   g_rmdir(dir);
 }
 
+/* group_fit=divisor: a layer whose row group_size does not divide takes the largest divisor from half of it
+ * (pq_quant_group_fit), and says so; without it, or where no such divisor exists, the error names the layer and
+ * the way out */
+static void test_quant_group_fit(void) {
+  const int64_t fits[][3] = {{784, 32, 28}, {784, 64, 56}, {784, 128, 112}, {256, 32, 32}, {147, 128, 0}, {10, 32, 10}, {97, 8, 0}, {0, 8, 0}};
+  for (size_t i = 0; i < G_N_ELEMENTS(fits); i++)
+    if (pq_quant_group_fit(fits[i][0], fits[i][1]) != fits[i][2])
+      g_error("pq_quant_group_fit(%lld, %lld) = %lld, not %lld", (long long)fits[i][0], (long long)fits[i][1],
+              (long long)pq_quant_group_fit(fits[i][0], fits[i][1]), (long long)fits[i][2]);
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(200, 80, 10, 21); /* rows of 200 and 80 values */
+  g_autoptr(GError) err = NULL;
+  const char *exact[] = {"bits", "4", "scheme", "per_group", "group_size", "64", NULL};
+  g_assert_null(compress(quant, m, exact, &err));
+  g_assert_nonnull(strstr(err->message, "layer 'fc1': group_size 64 does not divide its row length 200 (use a divisor of 200, group_fit=divisor, or exclude the layer)"));
+  g_clear_error(&err);
+  const char *fit[] = {"bits", "4", "scheme", "per_group", "group_size", "64", "group_fit", "divisor", NULL};
+  g_autoptr(PqModel) q = compress(quant, m, fit, &err);
+  g_assert_no_error(err);
+  g_assert_cmpint(pq_tensor_group_size(pq_model_tensor(q, "w1")), ==, 50);
+  g_assert_cmpint(pq_tensor_group_size(pq_model_tensor(q, "w2")), ==, 40);
+  g_assert_nonnull(strstr(pq_model_record(q, 0)->detail, "4-bit per_group group 50 (fitted to the row) symmetric"));
+  g_autoptr(PqModel) prime = pq_test_tiny_mlp(97, 8, 2, 3); /* rows of 97 values: no divisor but 1 and 97 */
+  g_assert_null(compress(quant, prime, fit, &err));
+  g_assert_nonnull(strstr(err->message, "layer 'fc1': its row length 97 has no divisor from 32 to 64 for group_fit=divisor"));
+  g_clear_error(&err);
+  /* a group size that divides: taken as it is, no word of fitting */
+  const char *whole[] = {"bits", "4", "scheme", "per_group", "group_size", "40", "group_fit", "divisor", NULL};
+  g_autoptr(PqModel) q40 = compress(quant, m, whole, &err);
+  g_assert_no_error(err);
+  g_assert_null(strstr(pq_model_record(q40, 0)->detail, "fitted"));
+}
+
 /* quant method=gptq on real data: the layers' outputs on held-out images are closer to the float model's
  * than round-to-nearest's at 3 bits (a linear MLP and a CNN), the record says so, and without calibration
  * samples it is refused. */
@@ -4068,6 +4115,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/compress/quant-saved", test_quant_saved);
   g_test_add_func("/compress/quant-f16-scales", test_quant_f16_scales);
   g_test_add_func("/compress/quant-q8-scales", test_quant_q8_scales);
+  g_test_add_func("/compress/quant-group-fit", test_quant_group_fit);
   g_test_add_func("/compress/quant-bad-input", test_quant_bad);
   g_test_add_func("/compress/quant-static-activations", test_quant_static);
   g_test_add_func("/compress/quantize-matrix", test_quantize_matrix);

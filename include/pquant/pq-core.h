@@ -139,6 +139,11 @@ PQ_API PqTensor *pq_quantize_matrix_gptq(const char *name, const float *w, int n
  * replaced by q. Returns -1 when out of memory. Since ABI 1.9. */
 PQ_API double pq_output_error(const float *w, const float *q, const float *gram, int64_t rows, int64_t k);
 
+/* The group size to use on rows of `cols` values when `group_size` is wanted: the largest divisor of cols that
+ * is at most group_size and at least half of it (group_size itself where it divides; cols where a row is no
+ * longer than a group), else 0 — 784 values take groups of 28 for 32, 56 for 64, 112 for 128; 147, none for 128. quant's group_fit=divisor, and equalize awq weighing for
+ * it, use it. Since ABI 1.11. */
+PQ_API int64_t pq_quant_group_fit(int64_t cols, int64_t group_size);
 /* A copy of the packed tensor `packed` whose scales are stored as F16 (each rounded to nearest): half their
  * bytes. With `w` (the row-major float matrix `packed` stands for, its shape), the codes are chosen again,
  * nearest on the rounded grid; with NULL they are kept (GPTQ's codes, say, whose rounding errors were

@@ -46,7 +46,15 @@ typedef struct {
   int64_t group, search_rows;
   int from_stage, from_all; /* the chain's quant stage (its number) the grid options not given were read from, or 0;
                                 whether that was all four */
+  int fit;                  /* that stage's group_fit=divisor: a row group does not divide takes pq_quant_group_fit's size */
 } AwqGrid;
+
+/* The group size q gives rows of k values (per_group): its own where it divides them, else, where the quant
+ * stage fits groups to rows, the divisor it fits; 0 for none */
+static int64_t grid_group(const AwqGrid *q, int64_t k) {
+  if (q->group > 0 && k % q->group == 0) return q->group;
+  return q->fit ? pq_quant_group_fit(k, q->group) : 0;
+}
 
 static int is_layer(const PqNode *n) { return !strcmp(pq_node_op(n), "linear") || !strcmp(pq_node_op(n), "conv2d"); }
 
@@ -269,7 +277,8 @@ static double awq_error(const float *w, int64_t rows, int64_t k, const int64_t *
     for (int64_t j = 0; j < k; j++) finite &= isfinite(ws[r * k + j] = w[r * k + j] * (float)s[chan[j]]) != 0;
   if (!finite) return INFINITY;
   const int64_t shape[2] = {rows, k};
-  PqTensor *t = pq_quantize_matrix("awq", ws, 2, shape, q->bits, q->scheme, q->group, q->symmetric, q->clip, err);
+  PqTensor *t = pq_quantize_matrix("awq", ws, 2, shape, q->bits, q->scheme, q->scheme == PQ_QUANT_PER_GROUP ? grid_group(q, k) : 0, q->symmetric,
+                                   q->clip, err);
   if (!t) return -1;
   pq_tensor_to_f32(t, back);
   pq_tensor_unref(t);
@@ -360,7 +369,7 @@ static double *awq_search(const Pair *p, const float *w, int64_t rows, int64_t k
 /* The grid's words for a record: "4-bit per channel", "3-bit asymmetric in groups of 128 (stage 2's grid)". */
 static void grid_words(const AwqGrid *q, char *out, size_t len) {
   char where[64] = "", from[48] = "";
-  if (q->scheme == PQ_QUANT_PER_GROUP) snprintf(where, sizeof where, "in groups of %lld", (long long)q->group);
+  if (q->scheme == PQ_QUANT_PER_GROUP) snprintf(where, sizeof where, "in groups of %s%lld", q->fit ? "up to " : "", (long long)q->group);
   else snprintf(where, sizeof where, "per channel");
   if (q->from_stage) snprintf(from, sizeof from, " (stage %d's grid%s)", q->from_stage, q->from_all ? "" : " where not given");
   snprintf(out, len, "%d-bit%s %s%s", q->bits, q->symmetric ? "" : " asymmetric", where, from);
@@ -382,13 +391,14 @@ static AwqGrid awq_grid(const PqOptions *o) {
   AwqGrid g = {(int)pq_options_get_int(grid_source(o, q, "bits", &taken), "bits", 4),
                pq_options_get_bool(grid_source(o, q, "symmetric", &taken), "symmetric", 1),
                (int)pq_options_get_int(grid_source(o, q, "clip_search", &taken), "clip_search", 20),
-               (int)pq_options_get_int(o, "alpha_steps", 20), PQ_QUANT_PER_CHANNEL, 0, pq_options_get_int(o, "search_rows", 512), 0, 0};
+               (int)pq_options_get_int(o, "alpha_steps", 20), PQ_QUANT_PER_CHANNEL, 0, pq_options_get_int(o, "search_rows", 512), 0, 0, 0};
   if (q && !pq_options_given(o, "group_size")) {
     const char *scheme = pq_options_get_string(q, "scheme", "per_channel");
     taken++;
     if (!strcmp(scheme, "per_group")) {
       g.scheme = PQ_QUANT_PER_GROUP;
       g.group = pq_options_get_int(q, "group_size", 64);
+      g.fit = !strcmp(pq_options_get_string(q, "group_fit", "exact"), "divisor");
     } else if (!strcmp(scheme, "per_tensor")) {
       g.scheme = PQ_QUANT_PER_TENSOR; /* refused by eq_compress */
     }
@@ -407,8 +417,9 @@ static int awq_fits(const Pair *p, const AwqGrid *q, char *why, size_t len) {
     snprintf(why, len, "'%s' is a grouped convolution (awq weighs a layer's inputs by one Gram matrix, which it has not)", pq_node_name(p->b));
     return 0;
   }
-  if (q->scheme == PQ_QUANT_PER_GROUP && k % q->group) {
-    snprintf(why, len, "group_size %lld does not divide the %lld values of a row of '%s'", (long long)q->group, (long long)k, pq_node_name(p->b));
+  if (q->scheme == PQ_QUANT_PER_GROUP && !grid_group(q, k)) {
+    snprintf(why, len, "group_size %lld does not divide the %lld values of a row of '%s'%s", (long long)q->group, (long long)k, pq_node_name(p->b),
+             q->fit ? ", nor does any size from half of it" : "");
     return 0;
   }
   return 1;
@@ -743,8 +754,9 @@ static PqStatus eq_compress(const PqModel *in, const PqOptions *o, const PqCalib
     if (!w || !pq_options_layer_selected(o, pq_node_name(l), pq_tensor_numel(w))) continue;
     char why[300] = "", what[400];
     int64_t cols = pq_tensor_shape(w)[1]; /* (a linear's weight is 2-D: validated) */
-    if (pq_tensor_dtype(w) == PQ_DTYPE_F32 && grid.scheme == PQ_QUANT_PER_GROUP && cols % grid.group)
-      snprintf(why, sizeof why, "group_size %lld does not divide its rows of %lld", (long long)grid.group, (long long)cols);
+    if (pq_tensor_dtype(w) == PQ_DTYPE_F32 && grid.scheme == PQ_QUANT_PER_GROUP && !grid_group(&grid, cols))
+      snprintf(why, sizeof why, "group_size %lld does not divide its rows of %lld%s", (long long)grid.group, (long long)cols,
+               grid.fit ? ", nor does any size from half of it" : "");
     else
       tensor_unusable(m, pq_node_input(l, 1), why, sizeof why);
     if (why[0]) {

@@ -81,6 +81,7 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
   for (int i = 0; i < 3; i++)
     if (!strcmp(scheme_s, scheme_names[i])) scheme = (PqQuantScheme)i;
   int64_t group = pq_options_get_int(o, "group_size", 64);
+  int fit = !strcmp(pq_options_get_string(o, "group_fit", "exact"), "divisor");
   int symmetric = pq_options_get_bool(o, "symmetric", 1);
   int clip = (int)pq_options_get_int(o, "clip_search", 20);
   const char *scale_dtype = pq_options_get_string(o, "scale_dtype", "f32");
@@ -124,13 +125,22 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
       pq_model_record_skip(m, "quant", layer, why);
       continue;
     }
-    int64_t n = pq_tensor_numel(w), cols = pq_tensor_cols(w);
+    int64_t n = pq_tensor_numel(w), cols = pq_tensor_cols(w), lgroup = group; /* (this layer's group size) */
     if (scheme == PQ_QUANT_PER_GROUP && cols % group) {
-      pq_plugin_error_set(error, PQ_ERR_INVALID,
-                          "layer '%s': group_size %lld does not divide its row length %lld (use a divisor of %lld, or exclude the layer)",
-                          layer, (long long)group, (long long)cols, (long long)cols);
-      pq_model_unref(m); /* last: `layer` belongs to it */
-      return PQ_ERR_INVALID;
+      if (fit && (lgroup = pq_quant_group_fit(cols, group)) > 0) {
+        /* (the record says so) */
+      } else {
+        if (fit)
+          pq_plugin_error_set(error, PQ_ERR_INVALID,
+                              "layer '%s': its row length %lld has no divisor from %lld to %lld for group_fit=divisor (choose another "
+                              "group_size, or exclude the layer)", layer, (long long)cols, (long long)((group + 1) / 2), (long long)group);
+        else
+          pq_plugin_error_set(error, PQ_ERR_INVALID,
+                              "layer '%s': group_size %lld does not divide its row length %lld (use a divisor of %lld, group_fit=divisor, "
+                              "or exclude the layer)", layer, (long long)group, (long long)cols, (long long)cols);
+        pq_model_unref(m); /* last: `layer` belongs to it */
+        return PQ_ERR_INVALID;
+      }
     }
     float *f = malloc(sizeof(float) * (size_t)(n ? n : 1)), *back = malloc(sizeof(float) * (size_t)(n ? n : 1));
     if (!f || !back) {
@@ -158,14 +168,14 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
         return code;
       }
     }
-    PqTensor *q = gram ? pq_quantize_matrix_gptq(pq_tensor_name(w), f, pq_tensor_ndim(w), pq_tensor_shape(w), bits, scheme, group,
+    PqTensor *q = gram ? pq_quantize_matrix_gptq(pq_tensor_name(w), f, pq_tensor_ndim(w), pq_tensor_shape(w), bits, scheme, lgroup,
                                                  symmetric, clip, gram, damping, act_order, error)
-                       : pq_quantize_matrix(pq_tensor_name(w), f, pq_tensor_ndim(w), pq_tensor_shape(w), bits, scheme, group,
+                       : pq_quantize_matrix(pq_tensor_name(w), f, pq_tensor_ndim(w), pq_tensor_shape(w), bits, scheme, lgroup,
                                             symmetric, clip, error);
     char scales_note[300] = "";
     if (q && (half || q8)) q = with_small_scales(q, gram ? NULL : f, q8, scales_note, sizeof scales_note);
     if (q && gram) { /* how much GPTQ bought: its output error against rounding to nearest (on the same scales), on the same inputs */
-      PqTensor *rtn = pq_quantize_matrix(pq_tensor_name(w), f, pq_tensor_ndim(w), pq_tensor_shape(w), bits, scheme, group, symmetric,
+      PqTensor *rtn = pq_quantize_matrix(pq_tensor_name(w), f, pq_tensor_ndim(w), pq_tensor_shape(w), bits, scheme, lgroup, symmetric,
                                          clip, error);
       if (rtn && pq_tensor_dtype(pq_tensor_scales(q)) != PQ_DTYPE_F32) rtn = with_small_scales(rtn, f, q8, NULL, 0); /* (as q's are stored) */
       float *rb = rtn ? malloc(sizeof(float) * (size_t)n) : NULL;
@@ -193,8 +203,8 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
     int64_t after = pq_tensor_stored_bytes(q);
     char detail[640];
     if (scheme == PQ_QUANT_PER_GROUP)
-      snprintf(detail, sizeof detail, "%d-bit %s group %lld %s", bits, scheme_names[scheme], (long long)group,
-               symmetric ? "symmetric" : "asymmetric");
+      snprintf(detail, sizeof detail, "%d-bit %s group %lld%s %s", bits, scheme_names[scheme], (long long)lgroup,
+               lgroup != group ? " (fitted to the row)" : "", symmetric ? "symmetric" : "asymmetric");
     else
       snprintf(detail, sizeof detail, "%d-bit %s %s", bits, scheme_names[scheme], symmetric ? "symmetric" : "asymmetric");
     if (gptq_note[0]) {
@@ -247,7 +257,10 @@ static const PqPluginDesc quant_desc = {
         "{\"bits\": {\"type\": \"integer\", \"minimum\": 2, \"maximum\": 8, \"default\": 8},"
         " \"scheme\": {\"type\": \"string\", \"enum\": [\"per_tensor\", \"per_channel\", \"per_group\"], \"default\": \"per_channel\"},"
         " \"group_size\": {\"type\": \"integer\", \"minimum\": 2, \"maximum\": 65536, \"default\": 64,"
-        "  \"description\": \"values per scale with scheme per_group; must divide each quantized row\"},"
+        "  \"description\": \"values per scale with scheme per_group; must divide each quantized row (see group_fit)\"},"
+        " \"group_fit\": {\"type\": \"string\", \"enum\": [\"exact\", \"divisor\"], \"default\": \"exact\","
+        "  \"description\": \"exact: a row group_size does not divide is an error; divisor: such a layer takes the largest divisor of its"
+        " row from group_size/2 to group_size\"},"
         " \"symmetric\": {\"type\": \"boolean\", \"default\": true},"
         " \"scale_dtype\": {\"type\": \"string\", \"enum\": [\"f32\", \"f16\", \"q8\"], \"default\": \"f32\","
         "  \"description\": \"how the scales are stored: f16 halves their bytes (a layer with a scale outside F16's normal range keeps F32);"
