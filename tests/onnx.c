@@ -559,6 +559,103 @@ static void test_cast(void) {
   expect_error(p2, "node 'ci' (Cast): of an activation, only to FLOAT (pquant runs float32), not type 7");
 }
 
+/* An INT8 or UINT8 initializer of these values (int32_data, as ONNX stores small integer types) */
+static Onnx__TensorProto *int8_tensor(const char *name, int nd, const int64_t *dims, gboolean is_signed, const int32_t *v) {
+  Onnx__TensorProto *t = g_new0(Onnx__TensorProto, 1);
+  onnx__tensor_proto__init(t);
+  t->name = g_strdup(name);
+  t->n_dims = (size_t)nd;
+  t->dims = nd ? g_memdup2(dims, sizeof(int64_t) * (size_t)nd) : NULL;
+  t->has_data_type = 1;
+  t->data_type = is_signed ? ONNX__TENSOR_PROTO__DATA_TYPE__INT8 : ONNX__TENSOR_PROTO__DATA_TYPE__UINT8;
+  int64_t n = 1;
+  for (int i = 0; i < nd; i++) n *= dims[i];
+  t->n_int32_data = (size_t)n;
+  t->int32_data = g_memdup2(v, sizeof(int32_t) * (size_t)n);
+  return t;
+}
+
+static Onnx__TensorProto *float_values(const char *name, int nd, const int64_t *dims, const float *v) {
+  int64_t n = 1;
+  for (int i = 0; i < nd; i++) n *= dims[i];
+  Onnx__TensorProto *t = tensor(name, nd, dims, 1, 1.0f);
+  memcpy(t->float_data, v, sizeof(float) * (size_t)n);
+  return t;
+}
+
+/* QDQ models, as quantization tools export them: a weight stored as int8 codes behind DequantizeLinear (per
+ * axis, with zero points) is folded into the float32 weight it stands for; an activation's QuantizeLinear →
+ * DequantizeLinear (per tensor, UINT8 with a zero point; per axis, INT8) runs as the rounding it is: the
+ * values come out on the grid, ties to even, saturating at the code type's range. */
+static void test_qdq(void) {
+  int64_t xin[2] = {-1, 4}, bd[2] = {4, 3}, d3[1] = {3}, d0[1] = {1}, od[2] = {-1, 3};
+  const int32_t codes[12] = {-3, 5, 127, 0, -128, 7, 12, -1, 2, 100, 9, -60}, zps[3] = {1, -2, 0};
+  const float scales[3] = {0.5f, 0.25f, 0.125f};
+  Onnx__TensorProto *inits[5] = {int8_tensor("bq", 2, bd, TRUE, codes), float_values("bs", 1, d3, scales), int8_tensor("bz", 1, d3, TRUE, zps),
+                                 float_values("as", 1, d0, (const float[]){0.1f}), int8_tensor("az", 1, d0, FALSE, (const int32_t[]){128})};
+  Onnx__AttributeProto *ax1[1] = {attr_int("axis", 1)};
+  const char *dqi[3] = {"bq", "bs", "bz"}, *qi[3] = {"x", "as", "az"}, *dai[3] = {"xq", "as", "az"}, *mi[2] = {"xd", "b"};
+  Onnx__NodeProto *nodes[4] = {node("DequantizeLinear", "dqw", 3, dqi, "b", 1, ax1), node("QuantizeLinear", "qx", 3, qi, "xq", 0, NULL),
+                               node("DequantizeLinear", "dqx", 3, dai, "xd", 0, NULL), node("MatMul", "mm", 2, mi, "y", 0, NULL)};
+  Onnx__GraphProto *gr = graph(4, nodes, 5, inits, value("x", 2, xin), "y");
+  gr->output[0] = value("y", 2, od);
+  g_autofree char *path = write_model("qdq.onnx", gr, TRUE);
+  g_autoptr(PqModel) m = load_ok(path);
+  /* x: values between grid points, a tie (0.05 and 0.15: to even), and beyond the UINT8 range (0.1 · (255 − 128)) */
+  const float x[8] = {0.05f, 0.15f, -0.26f, 0.31f, 20.0f, -20.0f, 1.04f, -0.96f};
+  float y[6], xd[8];
+  run_cpu(m, 2, x, y, 3);
+  for (int i = 0; i < 8; i++) {
+    const float q = fminf(fmaxf(rintf(x[i] / 0.1f) + 128.0f, 0.0f), 255.0f);
+    xd[i] = (q - 128.0f) * 0.1f;
+  }
+  g_assert_cmpfloat(xd[4], ==, 127.0f * 0.1f); /* (saturated) */
+  g_assert_cmpfloat(xd[5], ==, -128.0f * 0.1f);
+  for (int r = 0; r < 2; r++)
+    for (int o = 0; o < 3; o++) {
+      double want = 0;
+      for (int k = 0; k < 4; k++) want += (double)xd[r * 4 + k] * ((double)codes[k * 3 + o] - zps[o]) * scales[o];
+      if (fabs(y[r * 3 + o] - want) > 1e-5 * (1 + fabs(want))) g_error("y[%d][%d] = %g, want %g", r, o, y[r * 3 + o], want);
+    }
+  /* the weight: folded at load into float32, the MatMul a linear layer over it */
+  g_assert_cmpuint(pq_graph_n_nodes(pq_model_const_graph(m)), >=, 1);
+  gboolean linear = FALSE;
+  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_const_graph(m)); i++)
+    linear |= !strcmp(pq_node_op(pq_graph_node(pq_model_graph(m), i)), "linear");
+  g_assert_true(linear);
+  /* per axis on an activation [N, 2, 1, 2], INT8 codes without zero points: channel 1's values saturate at 127 steps */
+  int64_t x4[4] = {-1, 2, 1, 2}, d2[1] = {2};
+  Onnx__TensorProto *pinits[2] = {float_values("cs", 1, d2, (const float[]){1.0f, 0.01f}), int8_tensor("cz", 1, d2, TRUE, (const int32_t[]){0, 0})};
+  const char *pq[3] = {"x", "cs", "cz"}, *pd[3] = {"q", "cs", "cz"};
+  Onnx__NodeProto *pn[2] = {node("QuantizeLinear", "q1", 3, pq, "q", 1, ax1), node("DequantizeLinear", "d1", 3, pd, "y", 1, ax1)};
+  Onnx__GraphProto *pg = graph(2, pn, 2, pinits, value("x", 4, x4), "y");
+  pg->output[0] = value("y", 4, x4);
+  g_autofree char *pp = write_model("qdq-axis.onnx", pg, TRUE);
+  g_autoptr(PqModel) pm = load_ok(pp);
+  const float px[4] = {2.4f, -300.0f, 2.0f, -0.0151f};
+  float py[4];
+  run_cpu(pm, 1, px, py, 4);
+  g_assert_cmpfloat(py[0], ==, 2.0f);
+  g_assert_cmpfloat(py[1], ==, -128.0f);
+  g_assert_cmpfloat(py[2], ==, 127.0f * 0.01f);
+  g_assert_cmpfloat(py[3], ==, -2.0f * 0.01f);
+  /* refused, by name: a scale from an activation, blocked quantization, a scale of 0 */
+  const char *vq[2] = {"x", "x"};
+  Onnx__NodeProto *b1[1] = {node("QuantizeLinear", "qv", 2, vq, "y", 0, NULL)};
+  g_autofree char *e1 = write_model("qdq-var.onnx", graph(1, b1, 0, NULL, value("x", 2, xin), "y"), TRUE);
+  expect_error(e1, "node 'qv' (QuantizeLinear): its scale and zero point must be constants");
+  Onnx__AttributeProto *blk[1] = {attr_int("block_size", 2)};
+  Onnx__TensorProto *bi[1] = {float_values("s", 1, d0, (const float[]){0.5f})};
+  const char *qs[2] = {"x", "s"};
+  Onnx__NodeProto *b2[1] = {node("QuantizeLinear", "qb", 2, qs, "y", 1, blk)};
+  g_autofree char *e2 = write_model("qdq-block.onnx", graph(1, b2, 1, bi, value("x", 2, xin), "y"), TRUE);
+  expect_error(e2, "node 'qb' (QuantizeLinear): blocked quantization (block_size) is not supported");
+  Onnx__TensorProto *zi[1] = {float_values("s", 1, d0, (const float[]){0.0f})};
+  Onnx__NodeProto *b3[1] = {node("DequantizeLinear", "dz", 2, qs, "y", 0, NULL)};
+  g_autofree char *e3 = write_model("qdq-zero.onnx", graph(1, b3, 1, zi, value("x", 2, xin), "y"), TRUE);
+  expect_error(e3, "node 'dz' (DequantizeLinear): scale 0 is 0 (it must be positive)");
+}
+
 /* Shape with end (opset 15): Shape(x, end = 1) is the batch alone, which Concat and Reshape take as
  * x.view(x.size(0), -1). */
 static void test_shape_slice(void) {
@@ -921,6 +1018,7 @@ int main(int argc, char **argv) {
   g_test_init(&argc, &argv, NULL);
   tmpdir = pq_test_mkdtemp();
   g_test_add_func("/onnx/cnn", test_cnn);
+  g_test_add_func("/onnx/qdq", test_qdq);
   g_test_add_func("/onnx/conv1d", test_conv1d);
   g_test_add_func("/onnx/gather-activation", test_gather_activation);
   g_test_add_func("/onnx/constant-first", test_constant_first);

@@ -457,6 +457,114 @@ static PqNode *add_identity(PqGraph *g, const char *name, const char *in, const 
   return node;
 }
 
+/* QuantizeLinear and DequantizeLinear (the QDQ form that quantization tools export), per tensor or per axis.
+ * Of constants they are folded at load: a weight stored as int8 codes behind a DequantizeLinear becomes the
+ * float32 weight it stands for (QuantizeLinear of a float constant: float32 codes, which the DequantizeLinear
+ * after it folds the same way). Of an activation they become pquant's elementwise ops on float32 values that
+ * hold the codes: QuantizeLinear div by the scale, round (ties to even), add the zero point, clip to the code
+ * type's range; DequantizeLinear sub the zero point, mul by the scale. */
+static gboolean add_qdq(Ctx *c, const Onnx__NodeProto *n, GError **error) {
+  const char *path = c->path, *op = n->op_type, *name = n->name, *x = n->input[0], *out = n->output[0];
+  const int quant = !strcmp(op, "QuantizeLinear");
+  PqGraph *g = pq_model_graph(c->m);
+  g_autofree float *sv = NULL, *zv = NULL, *xf = NULL;
+  g_autofree char *sn = NULL, *zn = NULL, *t1 = NULL, *t2 = NULL, *t3 = NULL, *n1 = NULL, *n2 = NULL, *n3 = NULL;
+  if (n->n_input < 2 || !n->input[1][0]) FAIL("node '%s' (%s): no scale", name, op);
+  if (attr_i(n, "block_size", 0) != 0) FAIL("node '%s' (%s): blocked quantization (block_size) is not supported", name, op);
+  PqTensor *S = pq_model_tensor(c->m, n->input[1]), *Z = n->n_input > 2 && n->input[2][0] ? pq_model_tensor(c->m, n->input[2]) : NULL;
+  if (!S || (n->n_input > 2 && n->input[2][0] && !Z)) FAIL("node '%s' (%s): its scale and zero point must be constants", name, op);
+  /* the codes' range: the zero point's type, else (QuantizeLinear) output_dtype or UINT8; a constant x's type */
+  PqTensor *X = pq_model_tensor(c->m, x);
+  PqDType ct = Z ? pq_tensor_dtype(Z) : quant ? (attr_i(n, "output_dtype", 2) == 3 ? PQ_DTYPE_I8 : PQ_DTYPE_U8) : X ? pq_tensor_dtype(X) : PQ_DTYPE_U8;
+  if (quant && Z == NULL && attr_i(n, "output_dtype", 2) != 2 && attr_i(n, "output_dtype", 2) != 3)
+    FAIL("node '%s' (%s): output_dtype %lld: only UINT8 and INT8 codes are read", name, op, (long long)attr_i(n, "output_dtype", 2));
+  if (ct != PQ_DTYPE_U8 && ct != PQ_DTYPE_I8 && !(ct == PQ_DTYPE_I32 && !quant) && !(ct == PQ_DTYPE_F32 && X && !quant))
+    FAIL("node '%s' (%s): codes of type %s are not read (UINT8 and INT8, and INT32 for a DequantizeLinear)", name, op, pq_dtype_name(ct));
+  const float qmin = ct == PQ_DTYPE_I8 ? -128.0f : 0.0f, qmax = ct == PQ_DTYPE_I8 ? 127.0f : 255.0f;
+  int64_t xs[PQ_MAX_DIMS];
+  int nd;
+  if (!shape_of(c, x, xs, &nd, error)) return FALSE;
+  const int64_t ns = pq_tensor_numel(S);
+  int64_t axis = attr_i(n, "axis", 1);
+  if (axis < 0) axis += nd;
+  if (ns != 1 && (pq_tensor_ndim(S) != 1 || axis < 0 || axis >= nd || xs[axis] != ns))
+    FAIL("node '%s' (%s): %lld scales for axis %lld of a %d-D input", name, op, (long long)ns, (long long)attr_i(n, "axis", 1), nd);
+  if (Z && pq_tensor_numel(Z) != ns) FAIL("node '%s' (%s): %lld zero points for %lld scales", name, op, (long long)pq_tensor_numel(Z), (long long)ns);
+  sv = g_new(float, ns);
+  zv = g_new0(float, ns);
+  if (pq_tensor_to_f32(S, sv) != 0 || (Z && pq_tensor_to_f32(Z, zv) != 0)) FAIL("node '%s' (%s): its scale is not numeric", name, op);
+  gboolean any_zero = FALSE;
+  for (int64_t i = 0; i < ns; i++) {
+    if (!(sv[i] > 0.0f) || !isfinite(sv[i])) FAIL("node '%s' (%s): scale %lld is %g (it must be positive)", name, op, (long long)i, (double)sv[i]);
+    any_zero |= zv[i] != 0.0f;
+  }
+  int64_t inner = 1; /* values of one channel along the axis, in a row */
+  for (int d = (int)axis + 1; ns != 1 && d < nd; d++) inner *= xs[d];
+  if (X) { /* a constant: folded */
+    const int64_t cnt = pq_tensor_numel(X);
+    xf = g_new(float, MAX(cnt, 1));
+    if (pq_tensor_to_f32(X, xf) != 0) FAIL("node '%s' (%s): '%s' is not numeric", name, op, x);
+    PqTensor *t = pq_tensor_new(out, PQ_DTYPE_F32, pq_tensor_ndim(X), pq_tensor_shape(X));
+    float *o = pq_tensor_mutable_data(t);
+    for (int64_t i = 0; i < cnt; i++) {
+      const int64_t k = ns == 1 ? 0 : (i / inner) % ns;
+      o[i] = quant ? fminf(fmaxf(rintf(xf[i] / sv[k]) + zv[k], qmin), qmax) : (xf[i] - zv[k]) * sv[k];
+    }
+    set_tensor(c, t);
+    return TRUE;
+  }
+  if (ns != 1 && axis == 0) FAIL("node '%s' (%s): scales along the batch (axis 0)", name, op);
+  /* an activation: the scales and zero points as constants shaped to broadcast along the axis */
+  int64_t cs[PQ_MAX_DIMS];
+  int cnd = ns == 1 ? 1 : nd - (int)axis;
+  cs[0] = ns;
+  for (int d = 1; d < cnd; d++) cs[d] = 1;
+  sn = fresh(c, quant ? "qdq_scale" : "dq_scale");
+  PqTensor *st = pq_tensor_new(sn, PQ_DTYPE_F32, cnd, cs);
+  memcpy(pq_tensor_mutable_data(st), sv, sizeof(float) * (size_t)ns);
+  set_tensor(c, st);
+  if (any_zero) {
+    zn = fresh(c, "qdq_zero");
+    PqTensor *zt = pq_tensor_new(zn, PQ_DTYPE_F32, cnd, cs);
+    memcpy(pq_tensor_mutable_data(zt), zv, sizeof(float) * (size_t)ns);
+    set_tensor(c, zt);
+  }
+  n1 = g_strdup_printf("%s_scale", name);
+  n2 = g_strdup_printf("%s_zero", name);
+  n3 = g_strdup_printf("%s_round", name);
+  if (quant) { /* div, round, (add), clip */
+    t1 = fresh(c, name);
+    t2 = fresh(c, name);
+    const char *i1[2] = {x, sn}, *o1[1] = {t1}, *i2[1] = {t1}, *o2[1] = {t2};
+    pq_graph_add_node(g, "div", n1, 2, i1, 1, o1);
+    pq_graph_add_node(g, "round", n3, 1, i2, 1, o2);
+    const char *cur = t2;
+    if (any_zero) {
+      t3 = fresh(c, name);
+      const char *i3[2] = {t2, zn}, *o3[1] = {t3};
+      pq_graph_add_node(g, "add", n2, 2, i3, 1, o3);
+      cur = t3;
+    }
+    const char *i4[1] = {cur}, *o4[1] = {out};
+    PqNode *cl = pq_graph_add_node(g, "clip", name, 1, i4, 1, o4);
+    pq_node_set_float(cl, "min", qmin);
+    pq_node_set_float(cl, "max", qmax);
+  } else { /* (sub), mul */
+    const char *cur = x;
+    if (any_zero) {
+      t1 = fresh(c, name);
+      const char *i1[2] = {x, zn}, *o1[1] = {t1};
+      pq_graph_add_node(g, "sub", n2, 2, i1, 1, o1);
+      cur = t1;
+    }
+    const char *i2[2] = {cur, sn}, *o2[1] = {out};
+    pq_graph_add_node(g, "mul", name, 2, i2, 1, o2);
+  }
+  return TRUE;
+fail:
+  return FALSE;
+}
+
 static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
   const char *path = c->path, *op = n->op_type;
   PqGraph *g = pq_model_graph(c->m);
@@ -569,7 +677,9 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
   }
   else if (!strcmp(op, "PRelu")) ONE("prelu", in0, n->input[1]);
   else if (!strcmp(op, "Div")) ONE("div", in0, n->input[1]);
-  else if (!strcmp(op, "Cast") && pq_model_tensor(c->m, in0)) { /* of a constant: converted at load (to float32 or int64) */
+  else if (!strcmp(op, "QuantizeLinear") || !strcmp(op, "DequantizeLinear")) {
+    if (!add_qdq(c, n, error)) return FALSE;
+  } else if (!strcmp(op, "Cast") && pq_model_tensor(c->m, in0)) { /* of a constant: converted at load (to float32 or int64) */
     PqTensor *x = pq_model_tensor(c->m, in0);
     int64_t to = attr_i(n, "to", 0), cnt = pq_tensor_numel(x);
     if (to != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT && to != ONNX__TENSOR_PROTO__DATA_TYPE__INT64)
@@ -1310,8 +1420,8 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     set_tensor(c, t);
   } else {
     FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Cast, Clip, Concat, Constant, Conv, ConvTranspose, DepthToSpace, Div, Dropout, "
-         "Elu, Expand, Flatten, Gather, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, InstanceNormalization, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, Max, MaxPool, Mean, Min, Mul, Pad, Pow, PRelu, "
-         "ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceMax, ReduceMean, ReduceMin, ReduceProd, ReduceSum, ReduceSumSquare, Relu, Reshape, Resize, Slice, Split, Sum, "
+         "DequantizeLinear, Elu, Expand, Flatten, Gather, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, InstanceNormalization, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, Max, MaxPool, Mean, Min, Mul, Pad, Pow, PRelu, "
+         "QuantizeLinear, ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceMax, ReduceMean, ReduceMin, ReduceProd, ReduceSum, ReduceSumSquare, Relu, Reshape, Resize, Slice, Split, Sum, "
          "Selu, Shape, Sigmoid, Softmax, Softplus, SpaceToDepth, Squeeze, Sub, Tanh, Tile, Transpose, Unsqueeze, Upsample, and elementwise Abs, Acos, Acosh, Asin, Asinh, "
          "Atan, Atanh, Ceil, Celu, Cos, Cosh, Erf, Exp, Floor, Log, Neg, Reciprocal, Round, Shrink, Sign, Sin, Sinh, Softsign, Sqrt, Tan, "
          "ThresholdedRelu)", name, op);
