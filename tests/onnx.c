@@ -611,18 +611,62 @@ static void test_qdq(void) {
   }
   g_assert_cmpfloat(xd[4], ==, 127.0f * 0.1f); /* (saturated) */
   g_assert_cmpfloat(xd[5], ==, -128.0f * 0.1f);
+  /* the weight stays 8-bit: the MatMul a linear layer over a packed tensor on the file's grid (one scale and
+     zero point an output), holding exactly the values DequantizeLinear gives; the CPU backend runs it from the
+     codes, with int8 activations (so within 1% of the float product) */
+  PqTensor *w = NULL;
+  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_const_graph(m)); i++)
+    if (!strcmp(pq_node_op(pq_graph_node(pq_model_graph(m), i)), "linear")) w = pq_model_tensor(m, pq_node_input(pq_graph_node(pq_model_graph(m), i), 1));
+  g_assert_nonnull(w);
+  g_assert_cmpint(pq_tensor_dtype(w), ==, PQ_DTYPE_PACKED);
+  g_assert_cmpint(pq_tensor_bits(w), ==, 8);
+  g_assert_cmpint(pq_tensor_quant_scheme(w), ==, PQ_QUANT_PER_CHANNEL);
+  g_assert_nonnull(pq_tensor_zeros(w));
+  g_assert_cmpint(pq_tensor_stored_bytes(w), ==, 12 + 3 * 4 + 3);
+  float wv[12];
+  g_assert_cmpint(pq_tensor_to_f32(w, wv), ==, 0);
+  for (int o = 0; o < 3; o++)
+    for (int k = 0; k < 4; k++) g_assert_cmpfloat(wv[o * 4 + k], ==, ((float)codes[k * 3 + o] - (float)zps[o]) * scales[o]);
+  double top = 0;
   for (int r = 0; r < 2; r++)
     for (int o = 0; o < 3; o++) {
       double want = 0;
       for (int k = 0; k < 4; k++) want += (double)xd[r * 4 + k] * ((double)codes[k * 3 + o] - zps[o]) * scales[o];
-      if (fabs(y[r * 3 + o] - want) > 1e-5 * (1 + fabs(want))) g_error("y[%d][%d] = %g, want %g", r, o, y[r * 3 + o], want);
+      top = fmax(top, fabs(want));
     }
-  /* the weight: folded at load into float32, the MatMul a linear layer over it */
-  g_assert_cmpuint(pq_graph_n_nodes(pq_model_const_graph(m)), >=, 1);
-  gboolean linear = FALSE;
-  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_const_graph(m)); i++)
-    linear |= !strcmp(pq_node_op(pq_graph_node(pq_model_graph(m), i)), "linear");
-  g_assert_true(linear);
+  for (int r = 0; r < 2; r++)
+    for (int o = 0; o < 3; o++) {
+      double want = 0;
+      for (int k = 0; k < 4; k++) want += (double)xd[r * 4 + k] * ((double)codes[k * 3 + o] - zps[o]) * scales[o];
+      if (fabs(y[r * 3 + o] - want) > 0.01 * top) g_error("y[%d][%d] = %g, want %g", r, o, y[r * 3 + o], want);
+    }
+  /* a conv's weight per output channel (axis 0), INT8 without zero points: packed, symmetric (no zero points
+     stored); a MatMul weight whose scales run along its inputs (axis 0 of B [4, 3]): not one a row, stays float32 */
+  {
+    int64_t xc[4] = {-1, 1, 3, 3}, wd[4] = {2, 1, 2, 2}, d2c[1] = {2}, d4[1] = {4}, x2[2] = {-1, 4}, oc[4] = {-1, 2, 2, 2};
+    const int32_t wc[8] = {1, -2, 3, -4, 127, -128, 0, 5};
+    Onnx__TensorProto *ci[4] = {int8_tensor("wq", 4, wd, TRUE, wc), float_values("ws", 1, d2c, (const float[]){0.5f, 0.03125f}),
+                                int8_tensor("bq2", 2, bd, TRUE, codes), float_values("bs2", 1, d4, (const float[]){0.5f, 0.25f, 1.0f, 2.0f})};
+    Onnx__AttributeProto *ax0[1] = {attr_int("axis", 0)}, *ax0b[1] = {attr_int("axis", 0)};
+    const char *wi[2] = {"wq", "ws"}, *cvi[2] = {"x", "w"};
+    Onnx__NodeProto *cn[2] = {node("DequantizeLinear", "dqc", 2, wi, "w", 1, ax0), node("Conv", "conv", 2, cvi, "y", 0, NULL)};
+    Onnx__GraphProto *cg = graph(2, cn, 2, ci, value("x", 4, xc), "y");
+    cg->output[0] = value("y", 4, oc);
+    g_autofree char *cp = write_model("qdq-conv.onnx", cg, TRUE);
+    g_autoptr(PqModel) cm = load_ok(cp);
+    PqTensor *cw = pq_model_tensor(cm, "w");
+    g_assert_cmpint(pq_tensor_dtype(cw), ==, PQ_DTYPE_PACKED);
+    g_assert_null(pq_tensor_zeros(cw));
+    g_assert_cmpint(pq_tensor_stored_bytes(cw), ==, 8 + 2 * 4);
+    const char *bi2[2] = {"bq2", "bs2"}, *mm2[2] = {"x", "b2"};
+    Onnx__NodeProto *mn[2] = {node("DequantizeLinear", "dqb", 2, bi2, "b2", 1, ax0b), node("MatMul", "mm2", 2, mm2, "y", 0, NULL)};
+    Onnx__TensorProto *mi2[2] = {ci[2], ci[3]};
+    Onnx__GraphProto *mg = graph(2, mn, 2, mi2, value("x", 2, x2), "y");
+    mg->output[0] = value("y", 2, od);
+    g_autofree char *mp = write_model("qdq-inputs.onnx", mg, TRUE);
+    g_autoptr(PqModel) mm = load_ok(mp);
+    for (size_t i = 0; i < pq_model_n_tensors(mm); i++) g_assert_cmpint(pq_tensor_dtype(pq_model_tensor_at(mm, i)), ==, PQ_DTYPE_F32);
+  }
   /* per axis on an activation [N, 2, 1, 2], INT8 codes without zero points: channel 1's values saturate at 127 steps */
   int64_t x4[4] = {-1, 2, 1, 2}, d2[1] = {2};
   Onnx__TensorProto *pinits[2] = {float_values("cs", 1, d2, (const float[]){1.0f, 0.01f}), int8_tensor("cz", 1, d2, TRUE, (const int32_t[]){0, 0})};

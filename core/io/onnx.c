@@ -224,7 +224,22 @@ typedef struct {
   int64_t opset;
   int counter;
   GHashTable *transposed; /* a MatMul's constant B → the name of its transposed copy (a linear layer's weight) */
+  GPtrArray *dq;          /* DqFold: the grids of the INT8/UINT8 constants DequantizeLinear folded, for pack_dq_weights */
 } Ctx;
+
+/* A DequantizeLinear folded at load: its values' count, and its ns scales and zero points (codes signed or not) */
+typedef struct {
+  int64_t numel, ns;
+  float *s, *z;
+  gboolean is_signed;
+} DqFold;
+
+static void dq_fold_free(gpointer p) {
+  DqFold *f = p;
+  g_free(f->s);
+  g_free(f->z);
+  g_free(f);
+}
 
 static const Onnx__AttributeProto *attr(const Onnx__NodeProto *n, const char *name) {
   for (size_t i = 0; i < n->n_attribute; i++)
@@ -511,6 +526,11 @@ static gboolean add_qdq(Ctx *c, const Onnx__NodeProto *n, GError **error) {
       o[i] = quant ? fminf(fmaxf(rintf(xf[i] / sv[k]) + zv[k], qmin), qmax) : (xf[i] - zv[k]) * sv[k];
     }
     set_tensor(c, t);
+    if (!quant && (ct == PQ_DTYPE_I8 || ct == PQ_DTYPE_U8) && (ns == 1 || axis == 0 || axis == pq_tensor_ndim(X) - 1)) {
+      DqFold *f = g_new0(DqFold, 1);
+      *f = (DqFold){cnt, ns, g_steal_pointer(&sv), g_steal_pointer(&zv), ct == PQ_DTYPE_I8};
+      g_ptr_array_add(c->dq, f);
+    }
     return TRUE;
   }
   if (ns != 1 && axis == 0) FAIL("node '%s' (%s): scales along the batch (axis 0)", name, op);
@@ -1432,12 +1452,63 @@ fail:
   return FALSE;
 }
 
+/* Weight w [rows, …] (float32) as 8-bit codes on fold f's grid, one scale a row (or one for all), where every
+ * value is exactly what a code there stands for; else NULL. The codes are ONNX's plus 128 where signed. */
+static PqTensor *dq_packed(const PqTensor *w, const DqFold *f) {
+  const int64_t rows = pq_tensor_rows(w), cols = pq_tensor_cols(w);
+  if (f->numel != pq_tensor_numel(w) || (f->ns != 1 && f->ns != rows) || rows < 1) return NULL;
+  const float *v = pq_tensor_data(w), shift = f->is_signed ? 128.0f : 0.0f;
+  g_autofree uint8_t *codes = g_new(uint8_t, MAX(rows * cols, 1));
+  for (int64_t r = 0; r < rows; r++) {
+    const float sc = f->s[f->ns == 1 ? 0 : r], z = f->z[f->ns == 1 ? 0 : r];
+    for (int64_t i = 0; i < cols; i++) {
+      const float q = rintf(v[r * cols + i] / sc) + z, code = q + shift;
+      if (!(code >= 0.0f && code <= 255.0f) || (q - z) * sc != v[r * cols + i]) return NULL; /* not this grid's value */
+      codes[r * cols + i] = (uint8_t)code;
+    }
+  }
+  gboolean implicit = TRUE; /* a zero point of 128 (as pquant's codes count) everywhere: symmetric, none stored */
+  for (int64_t k = 0; k < f->ns; k++) implicit &= f->z[k] + shift == 128.0f;
+  int64_t ns = f->ns;
+  g_autoptr(PqTensor) scales = pq_tensor_new("scales", PQ_DTYPE_F32, 1, &ns);
+  memcpy(pq_tensor_mutable_data(scales), f->s, sizeof(float) * (size_t)ns);
+  g_autoptr(PqTensor) zeros = implicit ? NULL : pq_tensor_new("zeros", PQ_DTYPE_U8, 1, &ns);
+  for (int64_t k = 0; zeros && k < ns; k++) ((uint8_t *)pq_tensor_mutable_data(zeros))[k] = (uint8_t)(f->z[k] + shift);
+  PqTensor *p = pq_tensor_new_packed(pq_tensor_name(w), 8, pq_tensor_ndim(w), pq_tensor_shape(w), ns == 1 ? PQ_QUANT_PER_TENSOR : PQ_QUANT_PER_CHANNEL,
+                                     0, scales, zeros);
+  if (p) memcpy(pq_tensor_mutable_data(p), codes, (size_t)(rows * cols)); /* (8-bit codes are their own packing) */
+  return p;
+}
+
+/* The weights of linear and conv2d layers (groups 1) that DequantizeLinear folded from 8-bit codes, one scale a
+ * row of the layer's weight or one for all, stay 8-bit: packed tensors on the same grid, so that the model is
+ * the size the file stores and runs from the codes. Matched by exact values, so a weight a MatMul transposed,
+ * or one scaled on the way (Gemm's alpha), is packed only where it is still exactly on that grid. */
+static void pack_dq_weights(Ctx *c) {
+  PqGraph *g = pq_model_graph(c->m);
+  for (size_t i = 0; c->dq->len && i < pq_graph_n_nodes(g); i++) {
+    const PqNode *nd = pq_graph_node(g, i);
+    const int conv = !strcmp(pq_node_op(nd), "conv2d");
+    if ((strcmp(pq_node_op(nd), "linear") && !conv) || pq_node_n_inputs(nd) < 2 || (conv && pq_node_get_int(nd, "groups", 1) != 1)) continue;
+    PqTensor *w = pq_model_tensor(c->m, pq_node_input(nd, 1));
+    if (!w || pq_tensor_dtype(w) != PQ_DTYPE_F32) continue;
+    for (guint k = 0; k < c->dq->len; k++) {
+      PqTensor *p = dq_packed(w, c->dq->pdata[k]);
+      if (!p) continue;
+      pq_model_set_tensor(c->m, p);
+      pq_tensor_unref(p);
+      break;
+    }
+  }
+}
+
 PqModel *pq_onnx_load_full(const char *path, GHashTable *constants, GError **error) {
   size_t len = 0;
   g_autofree uint8_t *data = read_file(path, &len, error);
   Onnx__ModelProto *mp = NULL;
   PqModel *m = NULL;
   GHashTable *transposed = NULL;
+  GPtrArray *dq = NULL;
   if (!data) return NULL;
   if (!unpack_survives(data, len, &onnx__model_proto__descriptor))
     FAIL("the protobuf parser crashed on this file (subgraphs nested too deeply, or a malformed file)");
@@ -1446,9 +1517,10 @@ PqModel *pq_onnx_load_full(const char *path, GHashTable *constants, GError **err
   if (!mp->has_ir_version) FAIL("field ir_version is missing (an empty or foreign protobuf?)");
   if (!mp->graph) FAIL("field graph is missing");
   if (mp->n_opset_import == 0) FAIL("field opset_import is empty");
-  Ctx c = {pq_model_new(), path, 0, 0, NULL};
+  Ctx c = {pq_model_new(), path, 0, 0, NULL, NULL};
   m = c.m;
   c.transposed = transposed = g_hash_table_new_full(g_str_hash, g_str_equal, g_free, g_free);
+  c.dq = dq = g_ptr_array_new_with_free_func(dq_fold_free);
   for (size_t i = 0; i < mp->n_opset_import; i++)
     if (!mp->opset_import[i]->domain || !mp->opset_import[i]->domain[0] || !strcmp(mp->opset_import[i]->domain, "ai.onnx"))
       c.opset = mp->opset_import[i]->version;
@@ -1542,6 +1614,7 @@ PqModel *pq_onnx_load_full(const char *path, GHashTable *constants, GError **err
     }
     for (guint i = 0; i < drop->len; i++) pq_model_remove_tensor(m, drop->pdata[i]);
   }
+  pack_dq_weights(&c);
   pq_model_set_meta(m, "pquant.model", mp->graph->name && mp->graph->name[0] ? mp->graph->name : "onnx");
   if (mp->producer_name && mp->producer_name[0]) pq_model_set_meta(m, "onnx.producer", mp->producer_name);
   {
@@ -1550,11 +1623,13 @@ PqModel *pq_onnx_load_full(const char *path, GHashTable *constants, GError **err
   }
   onnx__model_proto__free_unpacked(mp, NULL);
   g_hash_table_destroy(transposed);
+  g_ptr_array_free(dq, TRUE);
   return m;
 fail:
 out:
   if (mp) onnx__model_proto__free_unpacked(mp, NULL);
   if (transposed) g_hash_table_destroy(transposed);
+  if (dq) g_ptr_array_free(dq, TRUE);
   if (m) pq_model_unref(m);
   return NULL;
 }
