@@ -549,9 +549,9 @@ static gboolean add_qdq(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     memcpy(pq_tensor_mutable_data(zt), zv, sizeof(float) * (size_t)ns);
     set_tensor(c, zt);
   }
-  n1 = g_strdup_printf("%s_scale", name);
-  n2 = g_strdup_printf("%s_zero", name);
-  n3 = g_strdup_printf("%s_round", name);
+  n1 = fresh(c, name); /* (the nodes before the last: unique names) */
+  n2 = fresh(c, name);
+  n3 = fresh(c, name);
   if (quant) { /* div, round, (add), clip */
     t1 = fresh(c, name);
     t2 = fresh(c, name);
