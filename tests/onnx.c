@@ -788,6 +788,15 @@ static void test_bad(void) {
     g_autofree char *p = write_model("cycle.onnx", graph(2, nodes, 0, NULL, value("x", 2, xin), "b"), TRUE);
     expect_error(p, "part of a cycle");
   }
+  /* an attribute without a name (found by fuzz-onnx: the loader compared the missing name) */
+  {
+    const char *in[1] = {"x"};
+    Onnx__AttributeProto *a[1] = {attr_int("alpha", 2)};
+    a[0]->name = NULL;
+    Onnx__NodeProto *nodes[1] = {node("LeakyRelu", "lr", 1, in, "probs", 1, a)};
+    g_autofree char *p = write_model("nameless-attr.onnx", graph(1, nodes, 0, NULL, value("x", 2, xin), "probs"), TRUE);
+    expect_error(p, "node 0 ('lr', LeakyRelu): attribute 0 has no name");
+  }
   /* negative dimensions, raw_data of the wrong length, external data (read, and refused when wrong) */
   {
     const char *in[2] = {"x", "w"};

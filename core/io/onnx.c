@@ -243,7 +243,7 @@ static void dq_fold_free(gpointer p) {
 
 static const Onnx__AttributeProto *attr(const Onnx__NodeProto *n, const char *name) {
   for (size_t i = 0; i < n->n_attribute; i++)
-    if (!strcmp(n->attribute[i]->name, name)) return n->attribute[i];
+    if (n->attribute[i]->name && !strcmp(n->attribute[i]->name, name)) return n->attribute[i];
   return NULL;
 }
 static int64_t attr_i(const Onnx__NodeProto *n, const char *name, int64_t def) {
@@ -1567,6 +1567,9 @@ PqModel *pq_onnx_load_full(const char *path, GHashTable *constants, GError **err
   for (size_t i = 0; i < gp->n_node; i++) {
     Onnx__NodeProto *n = gp->node[i];
     if (!n->op_type || !n->op_type[0]) FAIL("node %zu ('%s'): op_type is missing", i, n->name ? n->name : "");
+    for (size_t a = 0; a < n->n_attribute; a++)
+      if (!n->attribute[a]->name || !n->attribute[a]->name[0])
+        FAIL("node %zu ('%s', %s): attribute %zu has no name", i, n->name ? n->name : "", n->op_type, a);
     g_autofree char *gen = NULL;
     char *orig = n->name;
     if (!n->name || !n->name[0]) { /* pquant names every node */
