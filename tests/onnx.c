@@ -42,16 +42,23 @@ static Onnx__AttributeProto *attr_ints(const char *name, int n, const int64_t *v
   return a;
 }
 
-static Onnx__TensorProto *int64_tensor(const char *name, int nd, const int64_t *dims, const int64_t *v) {
+/* A tensor's name, dims and type, no data yet; *n its element count */
+static Onnx__TensorProto *tensor_head(const char *name, int nd, const int64_t *dims, int data_type, int64_t *n) {
   Onnx__TensorProto *t = g_new0(Onnx__TensorProto, 1);
   onnx__tensor_proto__init(t);
   t->name = g_strdup(name);
   t->n_dims = (size_t)nd;
   t->dims = nd ? g_memdup2(dims, sizeof(int64_t) * (size_t)nd) : NULL;
   t->has_data_type = 1;
-  t->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
-  int64_t n = 1;
-  for (int i = 0; i < nd; i++) n *= dims[i];
+  t->data_type = data_type;
+  *n = 1;
+  for (int i = 0; i < nd; i++) *n *= dims[i];
+  return t;
+}
+
+static Onnx__TensorProto *int64_tensor(const char *name, int nd, const int64_t *dims, const int64_t *v) {
+  int64_t n;
+  Onnx__TensorProto *t = tensor_head(name, nd, dims, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, &n);
   t->n_int64_data = (size_t)n;
   t->int64_data = g_memdup2(v, sizeof(int64_t) * (size_t)n);
   return t;
@@ -561,15 +568,8 @@ static void test_cast(void) {
 
 /* An INT8 or UINT8 initializer of these values (int32_data, as ONNX stores small integer types) */
 static Onnx__TensorProto *int8_tensor(const char *name, int nd, const int64_t *dims, gboolean is_signed, const int32_t *v) {
-  Onnx__TensorProto *t = g_new0(Onnx__TensorProto, 1);
-  onnx__tensor_proto__init(t);
-  t->name = g_strdup(name);
-  t->n_dims = (size_t)nd;
-  t->dims = nd ? g_memdup2(dims, sizeof(int64_t) * (size_t)nd) : NULL;
-  t->has_data_type = 1;
-  t->data_type = is_signed ? ONNX__TENSOR_PROTO__DATA_TYPE__INT8 : ONNX__TENSOR_PROTO__DATA_TYPE__UINT8;
-  int64_t n = 1;
-  for (int i = 0; i < nd; i++) n *= dims[i];
+  int64_t n;
+  Onnx__TensorProto *t = tensor_head(name, nd, dims, is_signed ? ONNX__TENSOR_PROTO__DATA_TYPE__INT8 : ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, &n);
   t->n_int32_data = (size_t)n;
   t->int32_data = g_memdup2(v, sizeof(int32_t) * (size_t)n);
   return t;
