@@ -792,7 +792,7 @@ static void test_bad(void) {
   {
     const char *in[1] = {"x"};
     Onnx__AttributeProto *a[1] = {attr_int("alpha", 2)};
-    a[0]->name = NULL;
+    g_clear_pointer(&a[0]->name, g_free);
     Onnx__NodeProto *nodes[1] = {node("LeakyRelu", "lr", 1, in, "probs", 1, a)};
     g_autofree char *p = write_model("nameless-attr.onnx", graph(1, nodes, 0, NULL, value("x", 2, xin), "probs"), TRUE);
     expect_error(p, "node 0 ('lr', LeakyRelu): attribute 0 has no name");
