@@ -106,6 +106,8 @@ int64_t pq_quant_n_scales(PqQuantScheme scheme, int64_t rows, int64_t cols, int6
 PqTensor *pq_quantize_like(const char *name, const float *w, const PqTensor *like);
 /* The same rounding, written as the values the codes stand for (scale · (code − zero)) into `out`. */
 void pq_round_like(const float *w, const PqTensor *like, float *out);
+/* A packed tensor's scales as floats, however they are stored (F32, F16, packed); g_free it. */
+float *pq_packed_scales_f32(const PqTensor *packed);
 /* Check a packed tensor's parameters; FALSE with a message. */
 gboolean pq_quant_params_valid(int bits, int ndim, const int64_t *shape, PqQuantScheme scheme, int64_t group_size,
                                const PqTensor *scales, const PqTensor *zeros, GError **error);

@@ -1096,8 +1096,7 @@ static int cmd_info(void) {
     g_string_append_printf(s, "%-14s %10" G_GINT64_FORMAT " params %10" G_GINT64_FORMAT " bytes", sh->str, pq_tensor_numel(t),
                            pq_tensor_stored_bytes(t));
     if (pq_tensor_dtype(t) == PQ_DTYPE_PACKED) { /* its grid: bits, scheme (group size), zero points, how the scales are stored */
-      static const char *schemes[] = {"per_tensor", "per_channel", "per_group"};
-      g_string_append_printf(s, "  (%d-bit %s", pq_tensor_bits(t), schemes[pq_tensor_quant_scheme(t)]);
+      g_string_append_printf(s, "  (%d-bit %s", pq_tensor_bits(t), pq_quant_scheme_name(pq_tensor_quant_scheme(t)));
       if (pq_tensor_quant_scheme(t) == PQ_QUANT_PER_GROUP) g_string_append_printf(s, " %" G_GINT64_FORMAT, pq_tensor_group_size(t));
       const PqTensor *sc = pq_tensor_scales(t);
       g_string_append_printf(s, "%s", pq_tensor_zeros(t) ? ", zero points" : "");

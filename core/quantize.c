@@ -293,15 +293,7 @@ PqTensor *pq_quantize_matrix(const char *name, const float *w, int ndim, const i
   return g_steal_pointer(&t);
 }
 
-/* like's scales as floats (F32 or F16 stored), g_free'd by the caller */
-static float *like_scales(const PqTensor *like) {
-  const PqTensor *s = pq_tensor_scales(like);
-  float *sc = g_new(float, MAX(pq_tensor_numel(s), 1));
-  pq_tensor_to_f32(s, sc);
-  return sc;
-}
-
-/* Row r of `w` (the shape of the packed tensor `like`) as codes on like's grid — its scales `sc` (like_scales)
+/* Row r of `w` (the shape of the packed tensor `like`) as codes on like's grid — its scales `sc` (pq_packed_scales_f32)
  * and zero points — and, with `deq`, the values those codes stand for. */
 static void like_codes(const PqTensor *like, const float *sc, const float *w, int64_t r, uint8_t *codes, float *deq) {
   int bits = pq_tensor_bits(like);
@@ -325,7 +317,7 @@ PqTensor *pq_quantize_like(const char *name, const float *w, const PqTensor *lik
   uint8_t *packed = pq_tensor_mutable_data(t);
   size_t rb = pq_tensor_row_bytes(like);
   g_autofree uint8_t *codes = g_new(uint8_t, cols ? cols : 1);
-  g_autofree float *sc = like_scales(like);
+  g_autofree float *sc = pq_packed_scales_f32(like);
   for (int64_t r = 0; r < rows; r++) {
     like_codes(like, sc, w, r, codes, NULL);
     pq_pack_codes(codes, cols, pq_tensor_bits(like), packed + r * rb);
@@ -336,7 +328,7 @@ PqTensor *pq_quantize_like(const char *name, const float *w, const PqTensor *lik
 void pq_round_like(const float *w, const PqTensor *like, float *out) {
   int64_t rows = pq_tensor_rows(like), cols = pq_tensor_cols(like);
   g_autofree uint8_t *codes = g_new(uint8_t, cols ? cols : 1);
-  g_autofree float *sc = like_scales(like);
+  g_autofree float *sc = pq_packed_scales_f32(like);
   for (int64_t r = 0; r < rows; r++) like_codes(like, sc, w, r, codes, out + r * cols);
 }
 
@@ -361,7 +353,7 @@ PqTensor *pq_packed_with_f16_scales(const PqTensor *packed, const float *w, PqPl
   }
   const PqTensor *s = pq_tensor_scales(packed);
   int64_t n = pq_tensor_numel(s);
-  g_autofree float *sc = like_scales(packed);
+  g_autofree float *sc = pq_packed_scales_f32(packed);
   g_autoptr(PqTensor) half = pq_tensor_new("scales", PQ_DTYPE_F16, 1, &n);
   if (!half) {
     pq_plugin_error_set(error, PQ_ERR_NOMEM, "'%s': out of memory for its scales", pq_tensor_name(packed));
@@ -391,7 +383,7 @@ PqTensor *pq_packed_with_quantized_scales(const PqTensor *packed, const float *w
     return NULL;
   }
   const int64_t rows = pq_tensor_rows(packed), per_row = pq_tensor_numel(pq_tensor_scales(packed)) / MAX(rows, 1), shape[2] = {rows, per_row};
-  g_autofree float *sc = like_scales(packed);
+  g_autofree float *sc = pq_packed_scales_f32(packed);
   /* asymmetric over [0, largest] (scales are not negative): all 2^bits codes spent on the row's range */
   g_autoptr(PqTensor) qs = pq_quantize_matrix(pq_tensor_name(packed), sc, 2, shape, bits, PQ_QUANT_PER_CHANNEL, 0, 0, 0, error);
   if (!qs) return NULL;

@@ -18,6 +18,11 @@ const char *pq_dtype_name(PqDType dtype) {
   return dtype_info[dtype].name;
 }
 
+const char *pq_quant_scheme_name(PqQuantScheme scheme) {
+  static const char *const names[] = {"per_tensor", "per_channel", "per_group"};
+  return (unsigned)scheme < PQ_N_ELEMENTS(names) ? names[scheme] : NULL;
+}
+
 size_t pq_dtype_size(PqDType dtype) {
   if ((unsigned)dtype >= PQ_N_ELEMENTS(dtype_info)) return 0;
   return dtype_info[dtype].size;
@@ -194,6 +199,11 @@ int pq_tensor_bits(const PqTensor *t) { return t->bits; }
 PqQuantScheme pq_tensor_quant_scheme(const PqTensor *t) { return t->scheme; }
 int64_t pq_tensor_group_size(const PqTensor *t) { return t->group_size; }
 PqTensor *pq_tensor_scales(const PqTensor *t) { return t->scales; }
+float *pq_packed_scales_f32(const PqTensor *t) {
+  float *sc = g_new(float, MAX(t->scales->numel, 1));
+  pq_tensor_to_f32(t->scales, sc);
+  return sc;
+}
 int64_t pq_tensor_stored_bytes(const PqTensor *t) {
   return (int64_t)t->nbytes + (t->scales ? pq_tensor_stored_bytes(t->scales) : 0) + (t->zeros ? (int64_t)t->zeros->nbytes : 0);
 }
@@ -329,8 +339,7 @@ int pq_tensor_to_f32(const PqTensor *t, float *out) {
   case PQ_DTYPE_PACKED: {
     int64_t rows = pq_tensor_rows(t), cols = pq_tensor_cols(t);
     size_t rb = pq_tensor_row_bytes(t);
-    g_autofree float *sc = g_new(float, MAX(t->scales->numel, 1)); /* (F32 or F16) */
-    pq_tensor_to_f32(t->scales, sc);
+    g_autofree float *sc = pq_packed_scales_f32(t);
     const uint8_t *zp = t->zeros ? t->zeros->data : NULL;
     float zdef = (float)(1 << (t->bits - 1));
     g_autofree uint8_t *codes = g_malloc(cols ? (size_t)cols : 1);

@@ -70,6 +70,11 @@ static void test_packed(void) {
   memset(pq_tensor_mutable_data(a), 0xFF, pq_tensor_nbytes(a)); /* every code 3 → 0 */
   pq_tensor_to_f32(a, out);
   for (int i = 0; i < 24; i++) g_assert_cmpfloat(out[i], ==, 0.0f);
+  /* the schemes' names, as files and options write them */
+  g_assert_cmpstr(pq_quant_scheme_name(PQ_QUANT_PER_TENSOR), ==, "per_tensor");
+  g_assert_cmpstr(pq_quant_scheme_name(PQ_QUANT_PER_CHANNEL), ==, "per_channel");
+  g_assert_cmpstr(pq_quant_scheme_name(PQ_QUANT_PER_GROUP), ==, "per_group");
+  g_assert_null(pq_quant_scheme_name((PqQuantScheme)3));
 }
 
 static void test_half(void) {

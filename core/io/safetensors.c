@@ -66,15 +66,12 @@ static gboolean json_u64(JsonNode *n, int64_t *out) {
 }
 
 static gboolean parse_scheme(const char *s, PqQuantScheme *out) {
-  if (!g_strcmp0(s, "per_tensor")) *out = PQ_QUANT_PER_TENSOR;
-  else if (!g_strcmp0(s, "per_channel")) *out = PQ_QUANT_PER_CHANNEL;
-  else if (!g_strcmp0(s, "per_group")) *out = PQ_QUANT_PER_GROUP;
-  else return FALSE;
-  return TRUE;
-}
-
-static const char *scheme_name(PqQuantScheme s) {
-  return s == PQ_QUANT_PER_TENSOR ? "per_tensor" : s == PQ_QUANT_PER_CHANNEL ? "per_channel" : "per_group";
+  for (int i = PQ_QUANT_PER_TENSOR; i <= PQ_QUANT_PER_GROUP; i++)
+    if (!g_strcmp0(s, pq_quant_scheme_name((PqQuantScheme)i))) {
+      *out = (PqQuantScheme)i;
+      return TRUE;
+    }
+  return FALSE;
 }
 
 /* Replace U8 blobs described in pquant.packed by packed tensors carrying their scales and zero points. */
@@ -418,7 +415,7 @@ static gboolean add_packed(JsonBuilder *pk, GArray *outs, GPtrArray *names, GHas
   for (int d = 0; d < t->ndim; d++) json_builder_add_int_value(pk, t->shape[d]);
   json_builder_end_array(pk);
   json_builder_set_member_name(pk, "scheme");
-  json_builder_add_string_value(pk, scheme_name(t->scheme));
+  json_builder_add_string_value(pk, pq_quant_scheme_name(t->scheme));
   if (t->scheme == PQ_QUANT_PER_GROUP) {
     json_builder_set_member_name(pk, "group_size");
     json_builder_add_int_value(pk, t->group_size);

@@ -60,6 +60,9 @@ typedef enum {
 /* ---- tensors ------------------------------------------------------------------------------------------- */
 
 PQ_API const char *pq_dtype_name(PqDType dtype);          /* "F32", ... as in safetensors; "PACKED" */
+/* "per_tensor", "per_channel" or "per_group", as files and options name the schemes; NULL for another value.
+ * Since ABI 1.11. */
+PQ_API const char *pq_quant_scheme_name(PqQuantScheme scheme);
 PQ_API size_t pq_dtype_size(PqDType dtype);               /* bytes per element; 0 for PACKED */
 
 /* A new zero-filled tensor owning its memory. NULL if the shape is invalid (ndim > PQ_MAX_DIMS, a negative

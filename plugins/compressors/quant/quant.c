@@ -8,8 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *scheme_names[] = {"per_tensor", "per_channel", "per_group"};
-
 static int cmp_float(const void *a, const void *b) {
   float x = *(const float *)a, y = *(const float *)b;
   return x < y ? -1 : x > y;
@@ -79,7 +77,7 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
   const char *scheme_s = pq_options_get_string(o, "scheme", "per_channel");
   PqQuantScheme scheme = PQ_QUANT_PER_CHANNEL;
   for (int i = 0; i < 3; i++)
-    if (!strcmp(scheme_s, scheme_names[i])) scheme = (PqQuantScheme)i;
+    if (!strcmp(scheme_s, pq_quant_scheme_name((PqQuantScheme)i))) scheme = (PqQuantScheme)i;
   int64_t group = pq_options_get_int(o, "group_size", 64);
   int fit = !strcmp(pq_options_get_string(o, "group_fit", "exact"), "divisor");
   int symmetric = pq_options_get_bool(o, "symmetric", 1);
@@ -203,10 +201,10 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
     int64_t after = pq_tensor_stored_bytes(q);
     char detail[640];
     if (scheme == PQ_QUANT_PER_GROUP)
-      snprintf(detail, sizeof detail, "%d-bit %s group %lld%s %s", bits, scheme_names[scheme], (long long)lgroup,
+      snprintf(detail, sizeof detail, "%d-bit %s group %lld%s %s", bits, pq_quant_scheme_name(scheme), (long long)lgroup,
                lgroup != group ? " (fitted to the row)" : "", symmetric ? "symmetric" : "asymmetric");
     else
-      snprintf(detail, sizeof detail, "%d-bit %s %s", bits, scheme_names[scheme], symmetric ? "symmetric" : "asymmetric");
+      snprintf(detail, sizeof detail, "%d-bit %s %s", bits, pq_quant_scheme_name(scheme), symmetric ? "symmetric" : "asymmetric");
     if (gptq_note[0]) {
       size_t at = strlen(detail);
       snprintf(detail + at, sizeof detail - at, "%s", gptq_note);
