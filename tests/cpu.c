@@ -1237,10 +1237,13 @@ static PqModel *scaled_linear(const PqTensor *s, const PqTensor *w, const PqTens
   return m;
 }
 
-static float *run_with(PqModel *m, const float *x, int64_t batch, int64_t max_batch, int threads, const char *kernels, int64_t *current) {
+/* Runs m on the CPU backend with `kernels` and fuse_elementwise `fuse`; *current: its memory counter */
+static float *run_fuse(PqModel *m, const float *x, int64_t batch, int64_t max_batch, int threads, const char *kernels, gboolean fuse,
+                       int64_t *current) {
   g_autoptr(GError) err = NULL;
   g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(cpu), "cpu", &err);
   g_assert_true(pq_options_set(o, "kernels", kernels, &err));
+  g_assert_true(pq_options_set(o, "fuse_elementwise", fuse ? "true" : "false", &err));
   g_autoptr(PqBackend) be = pq_backend_prepare(cpu, m, threads, max_batch, o, &err);
   g_assert_no_error(err);
   float *y = g_new0(float, batch * pq_backend_output_numel(be));
@@ -1252,6 +1255,127 @@ static float *run_with(PqModel *m, const float *x, int64_t batch, int64_t max_ba
     *current = mc.current_bytes;
   }
   return y;
+}
+
+static float *run_with(PqModel *m, const float *x, int64_t batch, int64_t max_batch, int threads, const char *kernels, int64_t *current) {
+  return run_fuse(m, x, batch, max_batch, threads, kernels, TRUE, current);
+}
+
+/* A model x → ops[0] → … → y; an op's `t` names the model tensor it takes with x (first: t op x), "" none */
+typedef struct {
+  const char *op, *t;
+  gboolean first;
+  const char *attr[2];
+  double val[2];
+} ChainOp;
+
+static PqModel *chain_model(const ChainOp *ops, int n, int xnd, const int64_t *xs, PqTensor **ts, int n_t, int also_out) {
+  PqModel *m = pq_model_new();
+  PqGraph *g = pq_model_graph(m);
+  for (int i = 0; i < n_t; i++) pq_model_set_tensor(m, ts[i]);
+  pq_graph_add_input(g, "x", xnd, xs);
+  for (int i = 0; i < n; i++) {
+    g_autofree char *in = i ? g_strdup_printf("v%d", i - 1) : g_strdup("x"), *out = i == n - 1 ? g_strdup("y") : g_strdup_printf("v%d", i),
+                    *name = g_strdup_printf("n%d", i);
+    const char *ins[2] = {in, ops[i].t}, *outs[1] = {out};
+    if (ops[i].first) ins[0] = ops[i].t, ins[1] = in;
+    PqNode *node = pq_graph_add_node(g, ops[i].op, name, ops[i].t[0] ? 2 : 1, ins, 1, outs);
+    for (int k = 0; k < 2; k++)
+      if (ops[i].attr[k]) pq_node_set_float(node, ops[i].attr[k], ops[i].val[k]);
+  }
+  pq_graph_add_output(g, "y");
+  if (also_out >= 0) {
+    g_autofree char *o = g_strdup_printf("v%d", also_out);
+    pq_graph_add_output(g, o);
+  }
+  return m;
+}
+
+/* Elementwise ops that read one another run as one pass (fuse_elementwise): the values are those of each op run
+ * alone, bit for bit (one sample in blocks, batches split over two threads, a value also a graph output), a
+ * QuantizeLinear/DequantizeLinear pair gives the formula's values, and the buffers between the ops are gone. */
+static void test_elementwise_chain(void) {
+  enum { C = 3, H = 40, W = 40, PS = C * H * W, MB = 16 };
+  g_autoptr(GError) err = NULL;
+  int64_t xs[4] = {-1, C, H, W};
+  g_autofree float *x = g_new(float, MB * PS);
+  fill(x, MB * PS, 120);
+  for (int i = 0; i < MB * PS; i++) x[i] *= 8.0f;
+  g_autoptr(PqTensor) s = pq_tensor_new("s", PQ_DTYPE_F32, 1, (const int64_t[]){1});
+  g_autoptr(PqTensor) z = pq_tensor_new("z", PQ_DTYPE_F32, 3, (const int64_t[]){C, 1, 1});
+  g_autoptr(PqTensor) row = pq_tensor_new("row", PQ_DTYPE_F32, 1, (const int64_t[]){W});
+  g_autoptr(PqTensor) full = pq_tensor_new("full", PQ_DTYPE_F32, 3, (const int64_t[]){C, H, W});
+  float *sd = pq_tensor_mutable_data(s), *zd = pq_tensor_mutable_data(z);
+  sd[0] = 0.037f;
+  zd[0] = 0, zd[1] = 7, zd[2] = 128;
+  fill(pq_tensor_mutable_data(row), W, 121);
+  fill(pq_tensor_mutable_data(full), PS, 122);
+  PqTensor *ts[4] = {s, z, row, full};
+  const ChainOp qdq[] = {{"div", "s", FALSE, {0}, {0}},  {"round", "", FALSE, {0}, {0}},
+                         {"add", "z", FALSE, {0}, {0}},  {"clip", "", FALSE, {"min", "max"}, {0, 255}},
+                         {"sub", "z", FALSE, {0}, {0}},  {"mul", "s", FALSE, {0}, {0}}};
+  const ChainOp more[] = {{"sub", "row", TRUE, {0}, {0}}, {"leaky_relu", "", FALSE, {"alpha"}, {0.1}},
+                          {"div", "s", TRUE, {0}, {0}},   {"sigmoid", "", FALSE, {0}, {0}},
+                          {"maximum", "full", FALSE, {0}, {0}}, {"hard_swish", "", FALSE, {0}, {0}},
+                          {"relu", "", FALSE, {0}, {0}}};
+  ChainOp all[G_N_ELEMENTS(qdq) + G_N_ELEMENTS(more)];
+  memcpy(all, qdq, sizeof qdq);
+  memcpy(all + G_N_ELEMENTS(qdq), more, sizeof more);
+  /* the QDQ pair against its formula */
+  g_autoptr(PqModel) mq = chain_model(qdq, G_N_ELEMENTS(qdq), 4, xs, ts, 4, -1);
+  g_autofree float *yq = run_fuse(mq, x, MB, MB, 1, "auto", TRUE, NULL);
+  for (int i = 0; i < MB * PS; i++) {
+    float zz = zd[i / (H * W) % C], q = rintf(x[i] / sd[0]) + zz;
+    q = q > 0.0f ? q : 0.0f;
+    q = q < 255.0f ? q : 255.0f;
+    float want = (q - zz) * sd[0];
+    if (memcmp(&want, &yq[i], sizeof want)) g_error("value %d: %g, the formula gives %g", i, yq[i], want);
+  }
+  /* the long chain against the ops one at a time, on each build of the loops, at batches within one part and
+   * split over threads (MB × PS values: three parts), and the memory it saves */
+  g_autoptr(PqModel) ma = chain_model(all, G_N_ELEMENTS(all), 4, xs, ts, 4, -1);
+  const char *kernels[] = {"auto", "portable"};
+  for (int ki = 0; ki < 2; ki++)
+    for (int threads = 1; threads <= 2; threads++)
+      for (int64_t batch = 1; batch <= MB; batch = batch == 1 ? 5 : batch + 11) {
+        int64_t fused_bytes, op_bytes;
+        g_autofree float *want = run_fuse(ma, x, batch, MB, threads, kernels[ki], FALSE, &op_bytes);
+        g_autofree float *got = run_fuse(ma, x, batch, MB, threads, kernels[ki], TRUE, &fused_bytes);
+        g_assert_cmpmem(got, sizeof(float) * batch * PS, want, sizeof(float) * batch * PS);
+        /* one buffer of a batch fewer (the output's alone), and z (twice) and row copied out over a sample; full
+         * is read where it is */
+        g_assert_cmpint(fused_bytes + (int64_t)sizeof(float) * MB * PS, ==, op_bytes + (int64_t)sizeof(float) * 3 * PS);
+      }
+  /* a value in the middle that is also a graph output: two chains, both outputs right */
+  g_autoptr(PqModel) mo = chain_model(all, G_N_ELEMENTS(all), 4, xs, ts, 4, 3);
+  float *outs[2][2];
+  for (int f = 0; f < 2; f++) {
+    g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(cpu), "cpu", &err);
+    g_assert_true(pq_options_set(o, "fuse_elementwise", f ? "true" : "false", &err));
+    g_autoptr(PqBackend) be = pq_backend_prepare(cpu, mo, 2, MB, o, &err);
+    g_assert_no_error(err);
+    outs[f][0] = g_new(float, MB * PS);
+    outs[f][1] = g_new(float, MB * PS);
+    PqTensorView in = {sizeof in, PQ_DTYPE_F32, 4, 0, {MB, C, H, W}, x};
+    PqTensorView out[2] = {{sizeof out[0], PQ_DTYPE_F32, 4, 0, {MB, C, H, W}, outs[f][0]}, {sizeof out[1], PQ_DTYPE_F32, 4, 0, {MB, C, H, W}, outs[f][1]}};
+    g_assert_true(pq_backend_run(be, &in, 1, out, 2, &err));
+    g_assert_no_error(err);
+  }
+  for (int k = 0; k < 2; k++) {
+    g_assert_cmpmem(outs[1][k], sizeof(float) * MB * PS, outs[0][k], sizeof(float) * MB * PS);
+    g_free(outs[0][k]);
+    g_free(outs[1][k]);
+  }
+  /* an add with its relu folded (fuse_relu) starts a chain: add, relu, mul, round */
+  const ChainOp biased[] = {{"add", "row", FALSE, {0}, {0}}, {"relu", "", FALSE, {0}, {0}}, {"mul", "s", TRUE, {0}, {0}}, {"round", "", FALSE, {0}, {0}}};
+  g_autoptr(PqModel) mb = chain_model(biased, G_N_ELEMENTS(biased), 4, xs, ts, 4, -1);
+  g_autofree float *bw = run_fuse(mb, x, 7, MB, 2, "auto", FALSE, NULL), *bg = run_fuse(mb, x, 7, MB, 2, "auto", TRUE, NULL);
+  g_assert_cmpmem(bg, sizeof(float) * 7 * PS, bw, sizeof(float) * 7 * PS);
+  for (int i = 0; i < 7 * PS; i++) {
+    float v = x[i] + ((const float *)pq_tensor_data(row))[i % W];
+    v = v > 0.0f ? v : 0.0f;
+    g_assert_cmpfloat(bg[i], ==, rintf(sd[0] * v));
+  }
 }
 
 /* A mul by a vector before a packed linear layer (equalize awq's input scales) is folded into the layer: the
@@ -1449,6 +1573,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cpu/pad2d", test_pad);
   g_test_add_func("/cpu/threads-float", test_threads_float);
   g_test_add_func("/cpu/input-scale", test_input_scale);
+  g_test_add_func("/cpu/elementwise-chain", test_elementwise_chain);
   int rc = g_test_run();
   pq_registry_free(reg);
   return rc;

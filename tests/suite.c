@@ -69,7 +69,7 @@ static void test_bench_and_compare(void) {
   g_assert_cmpint(json_object_get_int_member(root, "schema_version"), ==, PQ_REPORT_SCHEMA_VERSION);
   g_assert_nonnull(json_object_get_string_member(json_object_get_object_member(root, "environment"), "cpu"));
   /* the backend line names its options, so two runs on different settings are told apart */
-  g_assert_nonnull(strstr(json_object_get_string_member(json_object_get_object_member(root, "environment"), "backend"), "cpu 1.0.0 (simd=true, kernels=auto)"));
+  g_assert_nonnull(strstr(json_object_get_string_member(json_object_get_object_member(root, "environment"), "backend"), "cpu 1.0.0 (simd=true, kernels=auto, fuse_elementwise=true)"));
   JsonArray *methods = json_object_get_array_member(root, "methods");
   g_assert_cmpuint(json_array_get_length(methods), ==, 5);
   JsonObject *q8 = json_array_get_object_element(methods, 1);

@@ -13,8 +13,11 @@
 
 #ifdef __CUDACC__
 #define PQ_ACT_FN __host__ __device__ static inline
+#define PQ_ACT_INLINE_FN PQ_ACT_FN
 #else
 #define PQ_ACT_FN static inline
+/* (always inlined: a loop that calls it with a constant kind keeps that case alone, and vectorizes it) */
+#define PQ_ACT_INLINE_FN static inline __attribute__((always_inline))
 #endif
 
 typedef enum {
@@ -106,17 +109,24 @@ static inline void pq_activation_params(const PqNode *node, PqActivation kind, f
   }
 }
 
+/* x held to [lo, hi]: fminf(fmaxf(x, lo), hi) (a NaN x gives lo; lo > hi gives hi), written as compares, which
+ * compilers turn into vector min and max where they would call libm for fminf and fmaxf. */
+PQ_ACT_INLINE_FN float pq_clampf(float x, float lo, float hi) {
+  x = x > lo ? x : lo;
+  return x < hi ? x : hi;
+}
+
 /* The function itself, in float32. */
-PQ_ACT_FN float pq_activation(int kind, float x, float a, float b) {
+PQ_ACT_INLINE_FN float pq_activation(int kind, float x, float a, float b) {
   switch (kind) {
   case PQ_ACT_SIGMOID: return x >= 0.0f ? 1.0f / (1.0f + expf(-x)) : expf(x) / (1.0f + expf(x));
   case PQ_ACT_TANH: return tanhf(x);
   case PQ_ACT_LEAKY_RELU: return x >= 0.0f ? x : a * x;
   case PQ_ACT_ELU: return x >= 0.0f ? x : a * expm1f(x);
   case PQ_ACT_SELU: return b * (x > 0.0f ? x : a * expm1f(x));
-  case PQ_ACT_CLIP: return fminf(fmaxf(x, a), b);
-  case PQ_ACT_HARD_SIGMOID: return fminf(fmaxf(a * x + b, 0.0f), 1.0f);
-  case PQ_ACT_HARD_SWISH: return x * fminf(fmaxf(x / 6.0f + 0.5f, 0.0f), 1.0f);
+  case PQ_ACT_CLIP: return pq_clampf(x, a, b);
+  case PQ_ACT_HARD_SIGMOID: return pq_clampf(a * x + b, 0.0f, 1.0f);
+  case PQ_ACT_HARD_SWISH: return x * pq_clampf(x / 6.0f + 0.5f, 0.0f, 1.0f);
   case PQ_ACT_SOFTPLUS: return x > 20.0f ? x : log1pf(expf(x));
   case PQ_ACT_GELU:
     if (a != 0.0f) return 0.5f * x * (1.0f + tanhf(0.7978845608f * (x + 0.044715f * x * x * x)));
@@ -230,7 +240,7 @@ static inline PqBinary pq_binary_kind(const char *op) {
   return (PqBinary)pq_op_index(names, 8, op); /* -1: PQ_BIN_NONE */
 }
 
-PQ_ACT_FN float pq_binary(int kind, float a, float b) {
+PQ_ACT_INLINE_FN float pq_binary(int kind, float a, float b) {
   switch (kind) {
   case PQ_BIN_SUB: return a - b;
   case PQ_BIN_MUL: return a * b;

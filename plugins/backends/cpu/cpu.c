@@ -7,6 +7,7 @@
 #include "ttlinear.h"
 #include "sparse.h"
 #include "gemm.h" /* (and pool.h) */
+#include "elementwise.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -17,7 +18,8 @@
 
 enum {
   K_LINEAR, K_MATMUL, K_ADD, K_RELU, K_SOFTMAX, K_CONV2D, K_MAXPOOL, K_AVGPOOL, K_GAP, K_BATCHNORM, K_ALIAS, K_NOP, K_CIRC, K_TT, K_SPARSE, K_PLUGIN,
-  K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM, K_REDUCE /* reduce_sum, … */, K_CONVT, K_SLICE, K_RESIZE
+  K_ACT /* sigmoid, tanh, … (pq-activation.h) */, K_TRANSPOSE, K_CONCAT, K_PAD, K_LAYERNORM, K_REDUCE /* reduce_sum, … */, K_CONVT, K_SLICE, K_RESIZE,
+  K_EWCHAIN /* elementwise ops run as one pass (fuse_elementwise) */, K_SKIP /* a step such a chain took in: nothing to run */
 };
 
 static const struct {
@@ -115,6 +117,8 @@ typedef struct {
   /* sparse_linear (CSR) */
   SpCsr sp;               /* sparse_linear */
   struct QScratch *q_more; /* packed linear: the per-row buffers above for the pool's threads 1, 2, … */
+  struct EwOp *ew;        /* K_EWCHAIN: its ops in order (their tensors' values over a sample owned here) */
+  int ew_n;
 } Step;
 
 /* A packed linear layer's per-row buffers (one set a thread) */
@@ -183,6 +187,7 @@ typedef struct {
   int simd; /* AVX-512 VNNI kernels for packed weights (else the AVX2 or the portable ones) */
   int avx2; /* AVX2 kernels for packed weights, where the AVX-512 ones are not used */
   int sp_simd; /* the CSR kernels' vectors: SP_AVX512, SP_AVX2 or SP_PORTABLE */
+  int ew_avx2; /* the AVX2 build of the elementwise loops */
   Pool *pool;    /* threads for the packed, CSR and depthwise kernels (NULL: the calling thread only) */
   int pool_threads; /* its size when made (1 without one) */
   size_t workspace_stride; /* the workspace holds one part of this many floats a thread */
@@ -217,6 +222,8 @@ static void cpu_release(void *handle) {
     free(c->steps[i].q_lane_scale);
     free(c->steps[i].q_lane_zero);
     tt_free(c->steps[i].tt);
+    for (int k = 0; k < c->steps[i].ew_n; k++) free(c->steps[i].ew[k].owned);
+    free(c->steps[i].ew);
   }
   free(c->owned_weights);
   free(c->values);
@@ -798,6 +805,122 @@ static PqStatus fuse_input_scale(Cpu *c, PqPluginError *err) {
   return PQ_OK;
 }
 
+/* Elementwise chains. A step is an op of one where it is an activation, a relu, or a binary op of an activation
+ * and a model tensor whose result has the activation's shape (the tensor broadcast to it, never along the
+ * batch). Fills *o but its tensor's values; *act: the activation it reads, *wv: the tensor's value or -1. */
+#define EW_MAX_OPS 16
+#define EW_MAX_TENSOR (1 << 20) /* floats a tensor may take as its values over a sample */
+static int ew_op_of(const Cpu *c, const Step *st, EwOp *o, int *act, int *wv) {
+  PqPlan *p = c->plan;
+  *o = (EwOp){0};
+  *wv = -1;
+  *act = st->in[0];
+  if (st->kind == K_RELU) {
+    o->kind = EW_RELU;
+    return 1;
+  }
+  if (st->kind == K_ACT) {
+    *o = (EwOp){EW_ACT, st->act, st->act_a, st->act_b, NULL, 0, NULL};
+    return 1;
+  }
+  if (st->kind != K_ADD) return 0;
+  const int w1 = pq_plan_value_kind(p, st->in[1]) == PQ_VALUE_WEIGHT, w0 = pq_plan_value_kind(p, st->in[0]) == PQ_VALUE_WEIGHT;
+  if (w0 == w1) return 0; /* two activations (or two tensors) */
+  *act = st->in[w0 ? 1 : 0];
+  *wv = st->in[w0 ? 0 : 1];
+  const int64_t *ws = w0 ? st->add_ashape : st->add_bshape;
+  if (c->values[*act].per_sample != c->values[st->out].per_sample || ws[0] != 1 || c->values[st->out].per_sample > EW_MAX_TENSOR) return 0;
+  *o = (EwOp){EW_BIN, st->bin, 0.0f, 0.0f, NULL, w0, NULL};
+  return 1;
+}
+
+/* The tensor of a chain's binary step as its values at each position of a sample: its own where it has that
+ * shape, else a copy the op owns; or in o->a where it is one value. */
+static int ew_tensor_values(Cpu *c, const Step *st, int wv, EwOp *o) {
+  const int r = st->add_rank;
+  const int64_t *ws = o->tensor_first ? st->add_ashape : st->add_bshape, *os = st->add_oshape, ps = c->values[st->out].per_sample;
+  const float *w = c->values[wv].weight;
+  int64_t numel = 1, stride[PQ_MAX_DIMS];
+  for (int d = r - 1; d >= 1; d--) {
+    stride[d] = ws[d] == 1 ? 0 : numel;
+    numel *= ws[d];
+  }
+  if (numel == 1) {
+    o->a = w[0];
+    return 1;
+  }
+  if (numel == ps) { /* (its own values, in order) */
+    o->v = w;
+    return 1;
+  }
+  float *v = malloc(sizeof(float) * (size_t)ps);
+  if (!v) return 0;
+  for (int64_t i = 0; i < ps; i++) {
+    int64_t rest = i, off = 0;
+    for (int d = r - 1; d >= 1; d--) {
+      off += rest % os[d] * stride[d];
+      rest /= os[d];
+    }
+    v[i] = w[off];
+  }
+  o->v = o->owned = v;
+  c->converted_bytes += (int64_t)sizeof(float) * ps;
+  return 1;
+}
+
+/* Runs of elementwise steps, each reading the step just before it (its output read by nothing else), become one
+ * K_EWCHAIN step at the run's last place: one pass over blocks of the first one's input, no buffer for the
+ * values between them, and the same values, each op's loop being the one it runs alone (elementwise.h). A relu
+ * folded into a binary step (fuse_relu) goes along as an op. */
+static PqStatus fuse_elementwise(Cpu *c, PqPluginError *err) {
+  for (int s = 0; s < c->n_steps; s++) {
+    EwOp ops[EW_MAX_OPS];
+    int wvs[EW_MAX_OPS], n = 0, steps = 0, x = -1, cur = -1, t = s;
+    while (t < c->n_steps && n + 2 <= EW_MAX_OPS) {
+      const Step *st = &c->steps[t];
+      int act, wv;
+      EwOp o;
+      if (!ew_op_of(c, st, &o, &act, &wv)) break;
+      if (n > 0 && (act != cur || pq_plan_value_n_uses(c->plan, cur) != 1)) break;
+      if (n == 0) x = act;
+      ops[n] = o;
+      wvs[n++] = wv;
+      cur = st->out;
+      t++;
+      if (st->fuse_relu) { /* (the relu's step follows, a K_NOP) */
+        ops[n] = (EwOp){EW_RELU, 0, 0.0f, 0.0f, NULL, 0, NULL};
+        wvs[n++] = -1;
+        cur = c->steps[t].out;
+        t++;
+      }
+      steps++;
+    }
+    if (steps < 2) continue;
+    Step *last = &c->steps[t - 1];
+    EwOp *chain = calloc((size_t)n, sizeof(EwOp));
+    if (!chain) goto nomem;
+    for (int k = 0; k < n; k++) {
+      chain[k] = ops[k];
+      chain[k].v = chain[k].owned = NULL;
+    }
+    last->ew = chain;
+    last->ew_n = n;
+    for (int k = 0; k < n; k++) /* (op k is step s + k's, a folded relu its K_NOP's) */
+      if (wvs[k] >= 0 && !ew_tensor_values(c, &c->steps[s + k], wvs[k], &chain[k])) goto nomem;
+    for (int u = s; u < t - 1; u++) c->steps[u].kind = K_SKIP;
+    last->kind = K_EWCHAIN;
+    last->fuse_relu = 0;
+    last->in[0] = x;
+    for (int j = 1; j < 16; j++) last->in[j] = -1;
+    last->out = cur;
+    s = t - 1;
+  }
+  return PQ_OK;
+nomem:
+  pq_plugin_error_set(err, PQ_ERR_NOMEM, "out of memory for a chain of elementwise ops");
+  return PQ_ERR_NOMEM;
+}
+
 typedef struct {
   size_t cap; /* floats */
   int live;   /* values that still need this memory */
@@ -842,6 +965,7 @@ static PqStatus plan_buffers(Cpu *c, PqPluginError *err) {
   for (int s = 0; s < c->n_steps; s++) {
     Step *st = &c->steps[s];
     Value *ov = &c->values[st->out];
+    if (st->kind == K_SKIP) continue; /* (taken into a chain: its output has no buffer, its inputs are the chain's) */
     if (st->kind == K_NOP || st->kind == K_ALIAS) {
       ov->slot = c->values[st->in[0]].slot; /* the same memory, seen with another shape */
     } else {
@@ -928,6 +1052,9 @@ static PqStatus cpu_prepare(const PqModel *model, const PqBackendConfig *cfg, vo
 #ifdef PQ_X86
   c->avx2 = vec && !c->simd && pq_cpu_has_avx2();
 #endif
+#ifdef PQ_X86
+  c->ew_avx2 = vec && pq_cpu_has_avx2();
+#endif
   c->sp_simd = vec && widest && sp_has_avx512() ? SP_AVX512 : c->avx2 && sp_has_fma() ? SP_AVX2 : SP_PORTABLE;
   c->plan = pq_plan_new(model, cfg->max_batch, err);
   if (!c->plan) goto fail;
@@ -947,6 +1074,7 @@ static PqStatus cpu_prepare(const PqModel *model, const PqBackendConfig *cfg, vo
     if ((st = setup_step(c, s, err)) != PQ_OK) goto fail;
   fuse_relu(c);
   if ((st = fuse_input_scale(c, err)) != PQ_OK) goto fail;
+  if (pq_options_get_bool(cfg->options, "fuse_elementwise", 1) && (st = fuse_elementwise(c, err)) != PQ_OK) goto fail;
   if ((st = plan_buffers(c, err)) != PQ_OK) goto fail;
   if ((st = setup_pool(c, err)) != PQ_OK) goto fail;
   c->workspace_stride = (c->workspace_floats + 15) & ~(size_t)15;
@@ -1809,6 +1937,21 @@ static void run_sparse_par(Cpu *c, const Step *st, const float *x, const float *
   pool_run(c->pool, parts, sparse_part, &job);
 }
 
+/* A chain over a batch: parts of at least EW_PAR_MIN values over the pool's threads */
+#define EW_PAR_MIN (1 << 15)
+typedef struct {
+  const Step *st;
+  const float *x;
+  float *y;
+  int64_t total, per_sample;
+  int avx2;
+} EwJob;
+
+static void ew_part(void *p, int part, int parts) {
+  const EwJob *j = p;
+  ew_chain(j->st->ew, j->st->ew_n, j->per_sample, j->x, j->y, j->total * part / parts, j->total * (part + 1) / parts, j->avx2);
+}
+
 static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_inputs, PqTensorView *outputs,
                         size_t n_outputs, PqPluginError *err) {
   Cpu *c = handle;
@@ -1851,6 +1994,7 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
 #define PTR(v) (c->values[(v)].weight ? c->values[(v)].weight : c->slot_ptr[c->values[(v)].slot])
   for (int s = 0; s < c->n_steps; s++) {
     const Step *st = &c->steps[s];
+    if (st->kind == K_SKIP) continue; /* (its output has no buffer) */
     float *y = c->slot_ptr[c->values[st->out].slot];
     const float *x = PTR(st->in[0]);
     int64_t total = c->values[st->out].per_sample * batch;
@@ -1902,9 +2046,16 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
     case K_RELU:
       for (int64_t i = 0; i < total; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
       break;
-    case K_ACT:
-      for (int64_t i = 0; i < total; i++) y[i] = pq_activation(st->act, x[i], st->act_a, st->act_b);
+    case K_ACT: {
+      const EwOp op = {EW_ACT, st->act, st->act_a, st->act_b, NULL, 0, NULL};
+      ew_apply(&op, x, y, total, NULL, c->ew_avx2);
       break;
+    }
+    case K_EWCHAIN: {
+      EwJob job = {st, x, y, total, c->values[st->out].per_sample, c->ew_avx2};
+      pool_run(c->pool, total >= EW_PAR_MIN ? (int)((total + EW_PAR_MIN - 1) / EW_PAR_MIN) : 1, ew_part, &job);
+      break;
+    }
     case K_PAD: /* each plane: the border's value, then the input's rows in place */
       for (int64_t pl = 0; pl < batch * st->c; pl++) {
         float *yp = y + pl * st->oh * st->ow;
@@ -2049,7 +2200,10 @@ static const PqPluginDesc cpu_desc = {
                       " \"description\": \"vector kernels where the CPU has them (false: the portable C ones, as kernels=portable)\"},"
                       " \"kernels\": {\"type\": \"string\", \"enum\": [\"auto\", \"avx2\", \"portable\"], \"default\": \"auto\","
                       " \"description\": \"packed and CSR kernels: auto, the widest the CPU has (AVX-512 VNNI and AVX-512F; else AVX2 for packed"
-                      " weights, portable C for CSR ones); avx2, those of a CPU without AVX-512; portable, plain C\"}}",
+                      " weights, portable C for CSR ones); avx2, those of a CPU without AVX-512; portable, plain C\"},"
+                      " \"fuse_elementwise\": {\"type\": \"boolean\", \"default\": true,"
+                      " \"description\": \"run each run of elementwise ops (activations, and binary ops with a model tensor) that read one"
+                      " another as one pass, without buffers between them (false: an op at a time, as for a comparison)\"}}",
     .vtable = &cpu_vtable,
     .usable_here = NULL,
 };
