@@ -566,13 +566,18 @@ static void test_cast(void) {
   expect_error(p2, "node 'ci' (Cast): of an activation, only to FLOAT (pquant runs float32), not type 7");
 }
 
-/* An INT8 or UINT8 initializer of these values (int32_data, as ONNX stores small integer types) */
-static Onnx__TensorProto *int8_tensor(const char *name, int nd, const int64_t *dims, gboolean is_signed, const int32_t *v) {
+/* An integer initializer of type data_type (INT8, UINT8, INT32) of these values (int32_data, as ONNX stores them) */
+static Onnx__TensorProto *int32_values(const char *name, int nd, const int64_t *dims, int data_type, const int32_t *v) {
   int64_t n;
-  Onnx__TensorProto *t = tensor_head(name, nd, dims, is_signed ? ONNX__TENSOR_PROTO__DATA_TYPE__INT8 : ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, &n);
+  Onnx__TensorProto *t = tensor_head(name, nd, dims, data_type, &n);
   t->n_int32_data = (size_t)n;
   t->int32_data = g_memdup2(v, sizeof(int32_t) * (size_t)n);
   return t;
+}
+
+/* An INT8 or UINT8 initializer of these values */
+static Onnx__TensorProto *int8_tensor(const char *name, int nd, const int64_t *dims, gboolean is_signed, const int32_t *v) {
+  return int32_values(name, nd, dims, is_signed ? ONNX__TENSOR_PROTO__DATA_TYPE__INT8 : ONNX__TENSOR_PROTO__DATA_TYPE__UINT8, v);
 }
 
 static Onnx__TensorProto *float_values(const char *name, int nd, const int64_t *dims, const float *v) {
@@ -698,6 +703,95 @@ static void test_qdq(void) {
   Onnx__NodeProto *b3[1] = {node("DequantizeLinear", "dz", 2, qs, "y", 0, NULL)};
   g_autofree char *e3 = write_model("qdq-zero.onnx", graph(1, b3, 1, zi, value("x", 2, xin), "y"), TRUE);
   expect_error(e3, "node 'dz' (DequantizeLinear): scale 0 is 0 (it must be positive)");
+}
+
+/* ONNX's integer reference of a QLinear op's output code: acc · (x_scale · w_scale / y_scale) + y_zero, rounded
+ * to even and saturated to UINT8, as its QLinearMatMul and QLinearConv define it */
+static float qlinear_code(int64_t acc, float xs, float ws, float ys, float yz) {
+  double v = rint((double)acc * (double)(xs * ws / ys) + yz);
+  return (float)(v < 0 ? 0 : v > 255 ? 255 : v);
+}
+
+/* QOperator models: QLinearMatMul and QLinearConv load as the ops they are defined as (DequantizeLinear of input
+ * and weight, MatMul or Conv, QuantizeLinear), their weights kept 8-bit; where each input row's int8 grid is the
+ * input's own (a code of ±127 in every row and patch) the outputs are ONNX's integer reference, code for code. */
+static void test_qlinear(void) {
+  /* x [N, 4] → QuantizeLinear (0.1, 128) → QLinearMatMul by B [4, 3] (UINT8, a scale and zero point a column)
+     to (0.05, 120) → DequantizeLinear */
+  int64_t xin[2] = {-1, 4}, bd[2] = {4, 3}, d3[1] = {3}, d0[1] = {1}, od[2] = {-1, 3};
+  const int32_t bq[12] = {200, 5, 127, 0, 255, 7, 12, 128, 60, 100, 9, 250}, bz[3] = {128, 100, 130};
+  const float bs[3] = {0.01f, 0.004f, 0.02f};
+  Onnx__TensorProto *inits[8] = {float_values("xs", 1, d0, (const float[]){0.1f}), int8_tensor("xz", 1, d0, FALSE, (const int32_t[]){128}),
+                                 int8_tensor("bq", 2, bd, FALSE, bq), float_values("bs", 1, d3, bs), int8_tensor("bz", 1, d3, FALSE, bz),
+                                 float_values("ys", 1, d0, (const float[]){0.05f}), int8_tensor("yz", 1, d0, FALSE, (const int32_t[]){120}),
+                                 float_values("unused", 1, d0, (const float[]){1.0f})};
+  const char *qi[3] = {"x", "xs", "xz"}, *mi[8] = {"xq", "xs", "xz", "bq", "bs", "bz", "ys", "yz"}, *di[3] = {"yq", "ys", "yz"};
+  Onnx__NodeProto *nodes[3] = {node("QuantizeLinear", "q", 3, qi, "xq", 0, NULL), node("QLinearMatMul", "qmm", 8, mi, "yq", 0, NULL),
+                               node("DequantizeLinear", "dq", 3, di, "y", 0, NULL)};
+  Onnx__GraphProto *gr = graph(3, nodes, 7, inits, value("x", 2, xin), "y");
+  gr->output[0] = value("y", 2, od);
+  g_autofree char *path = write_model("qlinear-matmul.onnx", gr, TRUE);
+  g_autoptr(PqModel) m = load_ok(path);
+  PqTensor *w = NULL;
+  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_const_graph(m)); i++)
+    if (!strcmp(pq_node_op(pq_graph_node(pq_model_graph(m), i)), "linear")) w = pq_model_tensor(m, pq_node_input(pq_graph_node(pq_model_graph(m), i), 1));
+  g_assert_nonnull(w);
+  g_assert_cmpint(pq_tensor_dtype(w), ==, PQ_DTYPE_PACKED);
+  g_assert_cmpint(pq_tensor_bits(w), ==, 8);
+  g_assert_nonnull(pq_tensor_zeros(w));
+  const int32_t k[8] = {127, -5, 33, 0, -127, 64, -1, 12}; /* the input codes less 128 */
+  float x[8], y[6];
+  for (int i = 0; i < 8; i++) x[i] = (float)k[i] * 0.1f;
+  run_cpu(m, 2, x, y, 3);
+  for (int r = 0; r < 2; r++)
+    for (int o = 0; o < 3; o++) {
+      int64_t acc = 0;
+      for (int j = 0; j < 4; j++) acc += (int64_t)k[r * 4 + j] * (bq[j * 3 + o] - bz[o]);
+      float want = (qlinear_code(acc, 0.1f, bs[o], 0.05f, 120) - 120.0f) * 0.05f;
+      if (fabsf(y[r * 3 + o] - want) > 1e-5f) g_error("y[%d][%d] = %g, ONNX's reference %g", r, o, y[r * 3 + o], want);
+    }
+  /* x [N, 1, 3, 3] → QuantizeLinear (0.1, 128) → QLinearConv 2×2 by W [2, 1, 2, 2] (INT8, a scale an output
+     channel, zero points 0) with an INT32 bias, to (0.05, 120) → DequantizeLinear; the centre code 127 lies in
+     every patch */
+  int64_t xc[4] = {-1, 1, 3, 3}, wd[4] = {2, 1, 2, 2}, d2[1] = {2}, oc[4] = {-1, 2, 2, 2};
+  const int32_t wq[8] = {5, -3, 127, 0, -128, 60, 7, -20}, wz[2] = {0, 0}, bias[2] = {300, -1003}; /* (no ties: each acc · x_scale · w_scale / y_scale lies 0.02 or more from a half) */
+  const float ws[2] = {0.02f, 0.01f};
+  Onnx__TensorProto *ci[9] = {inits[0], inits[1], int8_tensor("wq", 4, wd, TRUE, wq), float_values("ws", 1, d2, ws), int8_tensor("wz", 1, d2, TRUE, wz),
+                              inits[5], inits[6], int32_values("b", 1, d2, ONNX__TENSOR_PROTO__DATA_TYPE__INT32, bias)};
+  const char *cvi[9] = {"xq", "xs", "xz", "wq", "ws", "wz", "ys", "yz", "b"};
+  Onnx__NodeProto *cn[3] = {node("QuantizeLinear", "q", 3, qi, "xq", 0, NULL), node("QLinearConv", "qconv", 9, cvi, "yq", 0, NULL),
+                            node("DequantizeLinear", "dq", 3, di, "y", 0, NULL)};
+  Onnx__GraphProto *cg = graph(3, cn, 8, ci, value("x", 4, xc), "y");
+  cg->output[0] = value("y", 4, oc);
+  g_autofree char *cp = write_model("qlinear-conv.onnx", cg, TRUE);
+  g_autoptr(PqModel) cm = load_ok(cp);
+  PqTensor *cw = NULL;
+  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_const_graph(cm)); i++)
+    if (!strcmp(pq_node_op(pq_graph_node(pq_model_graph(cm), i)), "conv2d")) cw = pq_model_tensor(cm, pq_node_input(pq_graph_node(pq_model_graph(cm), i), 1));
+  g_assert_nonnull(cw);
+  g_assert_cmpint(pq_tensor_dtype(cw), ==, PQ_DTYPE_PACKED);
+  g_assert_null(pq_tensor_zeros(cw)); /* (symmetric: none stored) */
+  const int32_t xk[9] = {-40, 3, 90, 17, 127, -66, 0, 25, -101};
+  float cx[9], cy[8];
+  for (int i = 0; i < 9; i++) cx[i] = (float)xk[i] * 0.1f;
+  run_cpu(cm, 1, cx, cy, 8);
+  for (int o = 0; o < 2; o++)
+    for (int p = 0; p < 4; p++) {
+      int64_t acc = bias[o];
+      for (int a = 0; a < 2; a++)
+        for (int b2 = 0; b2 < 2; b2++) acc += (int64_t)xk[(p / 2 + a) * 3 + p % 2 + b2] * (wq[o * 4 + a * 2 + b2] - wz[o]);
+      float want = (qlinear_code(acc, 0.1f, ws[o], 0.05f, 120) - 120.0f) * 0.05f;
+      if (fabsf(cy[o * 4 + p] - want) > 1e-5f) g_error("conv y[%d][%d] = %g, ONNX's reference %g", o, p, cy[o * 4 + p], want);
+    }
+  /* refused, by name: a weight that is not a constant, an input scale that is not one value */
+  const char *vi[8] = {"xq", "xs", "xz", "xq", "bs", "bz", "ys", "yz"};
+  Onnx__NodeProto *b1[2] = {node("QuantizeLinear", "q", 3, qi, "xq", 0, NULL), node("QLinearMatMul", "qv", 8, vi, "y", 0, NULL)};
+  g_autofree char *e1 = write_model("qlinear-var.onnx", graph(2, b1, 7, inits, value("x", 2, xin), "y"), TRUE);
+  expect_error(e1, "node 'qv' (QLinearMatMul): its weight 'xq' must be a constant (an initializer)");
+  const char *si[8] = {"xq", "bs", "bz", "bq", "bs", "bz", "ys", "yz"};
+  Onnx__NodeProto *b2[2] = {node("QuantizeLinear", "q", 3, qi, "xq", 0, NULL), node("QLinearMatMul", "qs", 8, si, "y", 0, NULL)};
+  g_autofree char *e2 = write_model("qlinear-scales.onnx", graph(2, b2, 7, inits, value("x", 2, xin), "y"), TRUE);
+  expect_error(e2, "node 'qs' (QLinearMatMul): x_scale must be a constant scalar (one scale for the input)");
 }
 
 /* Shape with end (opset 15): Shape(x, end = 1) is the batch alone, which Concat and Reshape take as
@@ -1072,6 +1166,7 @@ int main(int argc, char **argv) {
   tmpdir = pq_test_mkdtemp();
   g_test_add_func("/onnx/cnn", test_cnn);
   g_test_add_func("/onnx/qdq", test_qdq);
+  g_test_add_func("/onnx/qlinear", test_qlinear);
   g_test_add_func("/onnx/conv1d", test_conv1d);
   g_test_add_func("/onnx/gather-activation", test_gather_activation);
   g_test_add_func("/onnx/constant-first", test_constant_first);

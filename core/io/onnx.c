@@ -585,6 +585,77 @@ fail:
   return FALSE;
 }
 
+static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error);
+
+/* A node of ONNX's own that add_node() maps, made for a QOperator node: op on the inputs, with the attributes
+ * given (borrowed, as the names are). */
+static gboolean add_made(Ctx *c, const char *op, const char *name, int nin, const char *const *in, const char *out, size_t nattr,
+                         Onnx__AttributeProto **attrs, GError **error) {
+  Onnx__NodeProto n = ONNX__NODE_PROTO__INIT;
+  char *outs[1] = {(char *)out};
+  n.op_type = (char *)op;
+  n.name = (char *)name;
+  n.n_input = (size_t)nin;
+  n.input = (char **)in;
+  n.n_output = 1;
+  n.output = outs;
+  n.n_attribute = nattr;
+  n.attribute = attrs;
+  return add_node(c, &n, error);
+}
+
+/* QLinearMatMul and QLinearConv (the QOperator form): each the ops it is defined as. DequantizeLinear of the
+ * input by its scale and zero point; DequantizeLinear of the weight, a constant (folded, and kept 8-bit where it
+ * has one scale an output: along B's columns, or the kernel's output channels); the MatMul or Conv (the node's
+ * own attributes), with QLinearConv's INT32 bias on the grid x_scale · w_scale as float32; then QuantizeLinear
+ * by the output's scale and zero point. The values are float32 holding the codes, as for QDQ models. */
+static gboolean add_qlinear(Ctx *c, const Onnx__NodeProto *n, GError **error) {
+  const char *path = c->path, *op = n->op_type, *name = n->name;
+  const int conv = !strcmp(op, "QLinearConv");
+  g_autofree char *xd = NULL, *wd = NULL, *yd = NULL, *n1 = NULL, *n2 = NULL, *n3 = NULL, *bn = NULL;
+  g_autofree float *bv = NULL, *wsv = NULL;
+  for (size_t i = 0; i < 8; i++)
+    if (i != 2 && i != 5 && i != 7 && !n->input[i][0]) FAIL("node '%s' (%s): input %zu is empty", name, op, i);
+  PqTensor *W = pq_model_tensor(c->m, n->input[3]), *WS = pq_model_tensor(c->m, n->input[4]), *XS = pq_model_tensor(c->m, n->input[1]);
+  if (!W) FAIL("node '%s' (%s): its weight '%s' must be a constant (an initializer)", name, op, n->input[3]);
+  if (conv ? pq_tensor_ndim(W) < 3 : pq_tensor_ndim(W) != 2)
+    FAIL("node '%s' (%s): a weight of %d dimensions (%s)", name, op, pq_tensor_ndim(W), conv ? "3 or 4: a 1-D or 2-D kernel" : "2: B [K, N]");
+  if (!XS || pq_tensor_numel(XS) != 1) FAIL("node '%s' (%s): x_scale must be a constant scalar (one scale for the input)", name, op);
+  { /* (the nodes' names say what each is of the QOperator node, for its errors and pqrun info) */
+    g_autofree char *bx = g_strdup_printf("%s_x_dq", name), *bw = g_strdup_printf("%s_w_dq", name), *bo = g_strdup_printf("%s_%s", name, conv ? "conv" : "matmul");
+    xd = fresh(c, bx), wd = fresh(c, bw), yd = fresh(c, bo), n1 = fresh(c, bx), n2 = fresh(c, bw), n3 = fresh(c, bo);
+  }
+  const char *dx[3] = {n->input[0], n->input[1], n->input[2]}, *dw[3] = {n->input[3], n->input[4], n->input[5]};
+  Onnx__AttributeProto axis = ONNX__ATTRIBUTE_PROTO__INIT, *ax[1] = {&axis};
+  axis.name = (char *)"axis";
+  axis.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+  axis.has_i = 1;
+  axis.i = conv ? 0 : 1; /* the scales run along the outputs */
+  if (!add_made(c, "DequantizeLinear", n1, n->input[2][0] ? 3 : 2, dx, xd, 0, NULL, error)) return FALSE;
+  if (!add_made(c, "DequantizeLinear", n2, n->input[5][0] ? 3 : 2, dw, wd, 1, ax, error)) return FALSE;
+  if (conv && n->n_input > 8 && n->input[8][0]) { /* the bias: codes on x_scale · w_scale, zero point 0 */
+    PqTensor *B = pq_model_tensor(c->m, n->input[8]);
+    const int64_t m = pq_tensor_shape(W)[0], ns = WS ? pq_tensor_numel(WS) : 0;
+    if (!B || pq_tensor_numel(B) != m) FAIL("node '%s' (%s): its bias must be a constant of %lld values (one an output channel)", name, op, (long long)m);
+    if (!WS || (ns != 1 && ns != m)) FAIL("node '%s' (%s): w_scale must be a constant of 1 or %lld values", name, op, (long long)m);
+    bv = g_new(float, m), wsv = g_new(float, ns);
+    float xs;
+    if (pq_tensor_to_f32(B, bv) != 0 || pq_tensor_to_f32(WS, wsv) != 0 || pq_tensor_to_f32(XS, &xs) != 0)
+      FAIL("node '%s' (%s): its bias and scales must be numeric", name, op);
+    bn = fresh(c, "qconv_bias");
+    PqTensor *bt = pq_tensor_new(bn, PQ_DTYPE_F32, 1, &m);
+    float *bd = pq_tensor_mutable_data(bt);
+    for (int64_t o = 0; o < m; o++) bd[o] = (float)((double)bv[o] * (double)xs * (double)wsv[ns == 1 ? 0 : o]);
+    set_tensor(c, bt);
+  }
+  const char *ci[3] = {xd, wd, bn};
+  if (!add_made(c, conv ? "Conv" : "MatMul", n3, bn ? 3 : 2, ci, yd, conv ? n->n_attribute : 0, conv ? n->attribute : NULL, error)) return FALSE;
+  const char *qi[3] = {yd, n->input[6], n->input[7]};
+  return add_made(c, "QuantizeLinear", name, n->input[7][0] ? 3 : 2, qi, n->output[0], 0, NULL, error);
+fail:
+  return FALSE;
+}
+
 static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
   const char *path = c->path, *op = n->op_type;
   PqGraph *g = pq_model_graph(c->m);
@@ -602,7 +673,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     static const struct {
       const char *op;
       size_t n;
-    } need[] = {{"Add", 2}, {"Sub", 2}, {"Mul", 2}, {"Div", 2}, {"PRelu", 2}, {"MatMul", 2}, {"Gemm", 2}, {"Conv", 2}, {"BatchNormalization", 5}, {"Reshape", 2}, {"Gather", 2}, {"Expand", 2}, {"Tile", 2}, {"LayerNormalization", 2}, {"InstanceNormalization", 3}};
+    } need[] = {{"Add", 2}, {"Sub", 2}, {"Mul", 2}, {"Div", 2}, {"PRelu", 2}, {"MatMul", 2}, {"Gemm", 2}, {"Conv", 2}, {"BatchNormalization", 5}, {"Reshape", 2}, {"Gather", 2}, {"Expand", 2}, {"Tile", 2}, {"LayerNormalization", 2}, {"InstanceNormalization", 3}, {"QLinearMatMul", 8}, {"QLinearConv", 8}};
     size_t want = strcmp(op, "Constant") ? 1 : 0;
     for (size_t i = 0; i < G_N_ELEMENTS(need); i++)
       if (!strcmp(op, need[i].op)) want = need[i].n;
@@ -699,6 +770,8 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
   else if (!strcmp(op, "Div")) ONE("div", in0, n->input[1]);
   else if (!strcmp(op, "QuantizeLinear") || !strcmp(op, "DequantizeLinear")) {
     if (!add_qdq(c, n, error)) return FALSE;
+  } else if (!strcmp(op, "QLinearMatMul") || !strcmp(op, "QLinearConv")) {
+    if (!add_qlinear(c, n, error)) return FALSE;
   } else if (!strcmp(op, "Cast") && pq_model_tensor(c->m, in0)) { /* of a constant: converted at load (to float32 or int64) */
     PqTensor *x = pq_model_tensor(c->m, in0);
     int64_t to = attr_i(n, "to", 0), cnt = pq_tensor_numel(x);
