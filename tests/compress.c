@@ -226,13 +226,31 @@ static void test_quant_bad(void) {
   g_assert_null(compress(quant, nan_m, NULL, &err));
   g_assert_nonnull(strstr(err->message, "layer 'fc1': 'w1': element 7 is NaN"));
   g_clear_error(&err);
-  /* quantizing twice: the second pass reports skips, never re-quantizes */
+  /* quantizing twice at as many bits: the second pass reports skips, never re-quantizes */
   g_autoptr(PqModel) q = compress(quant, m, NULL, &err);
   g_autoptr(PqModel) qq = compress(quant, q, NULL, &err);
   g_assert_no_error(err);
   const PqLayerRecord *r = pq_model_record(qq, 2);
   g_assert_true(r->skipped);
-  g_assert_cmpstr(r->detail, ==, "weight 'w1' is already packed (8-bit)");
+  g_assert_cmpstr(r->detail, ==, "weight 'w1' is already packed (8-bit, not more than the 8 asked)");
+  /* to fewer bits (an imported 8-bit model taken to 4): the values the 8-bit codes stand for, quantized again */
+  const char *four[] = {"bits", "4", NULL};
+  g_autoptr(PqModel) q4 = compress(quant, q, four, &err);
+  g_assert_no_error(err);
+  const PqLayerRecord *r4 = pq_model_record(q4, 2);
+  g_assert_false(r4->skipped);
+  g_assert_cmpstr(r4->detail, ==, "4-bit per_channel symmetric, from its 8-bit codes");
+  PqTensor *w8 = pq_model_tensor(q, "w1"), *w4 = pq_model_tensor(q4, "w1");
+  g_assert_cmpint(r4->bytes_before, ==, pq_tensor_stored_bytes(w8));
+  g_assert_cmpint(r4->bytes_after, ==, pq_tensor_stored_bytes(w4));
+  g_assert_cmpint(pq_tensor_bits(w4), ==, 4);
+  g_autofree float *v8 = g_new(float, pq_tensor_numel(w8));
+  g_assert_cmpint(pq_tensor_to_f32(w8, v8), ==, 0);
+  PqPluginError perr = {sizeof perr, 0, {0}};
+  g_autoptr(PqTensor) want = pq_quantize_matrix("w1", v8, 2, pq_tensor_shape(w8), 4, PQ_QUANT_PER_CHANNEL, 0, 1, 20, &perr); /* (clip_search 20) */
+  g_assert_cmpmem(pq_tensor_data(w4), pq_tensor_nbytes(w4), pq_tensor_data(want), pq_tensor_nbytes(want));
+  g_assert_cmpmem(pq_tensor_data(pq_tensor_scales(w4)), pq_tensor_nbytes(pq_tensor_scales(w4)), pq_tensor_data(pq_tensor_scales(want)),
+                  pq_tensor_nbytes(pq_tensor_scales(want)));
   /* layer selection */
   const char *only_fc2[] = {"include", "fc2", NULL};
   g_autoptr(PqModel) sel = compress(quant, m, only_fc2, &err);

@@ -111,13 +111,16 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
       continue;
     }
     PqDType dt = pq_tensor_dtype(w);
-    if (dt == PQ_DTYPE_PACKED) {
-      char why[96];
-      snprintf(why, sizeof why, "weight '%s' is already packed (%d-bit)", pq_tensor_name(w), pq_tensor_bits(w));
+    char from_note[64] = "";
+    if (dt == PQ_DTYPE_PACKED && pq_tensor_bits(w) <= bits) {
+      char why[128];
+      snprintf(why, sizeof why, "weight '%s' is already packed (%d-bit, not more than the %d asked)", pq_tensor_name(w), pq_tensor_bits(w), bits);
       pq_model_record_skip(m, "quant", layer, why);
       continue;
     }
-    if (dt != PQ_DTYPE_F32 && dt != PQ_DTYPE_F16 && dt != PQ_DTYPE_BF16) {
+    if (dt == PQ_DTYPE_PACKED) /* (more bits than asked, as an imported 8-bit model: the values its codes stand for, quantized again) */
+      snprintf(from_note, sizeof from_note, ", from its %d-bit codes", pq_tensor_bits(w));
+    else if (dt != PQ_DTYPE_F32 && dt != PQ_DTYPE_F16 && dt != PQ_DTYPE_BF16) {
       char why[96];
       snprintf(why, sizeof why, "weight '%s' is %s, not floating point", pq_tensor_name(w), pq_dtype_name(dt));
       pq_model_record_skip(m, "quant", layer, why);
@@ -205,6 +208,10 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
                lgroup != group ? " (fitted to the row)" : "", symmetric ? "symmetric" : "asymmetric");
     else
       snprintf(detail, sizeof detail, "%d-bit %s %s", bits, pq_quant_scheme_name(scheme), symmetric ? "symmetric" : "asymmetric");
+    if (from_note[0]) {
+      size_t at = strlen(detail);
+      snprintf(detail + at, sizeof detail - at, "%s", from_note);
+    }
     if (gptq_note[0]) {
       size_t at = strlen(detail);
       snprintf(detail + at, sizeof detail - at, "%s", gptq_note);
@@ -227,7 +234,7 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
       size_t at = strlen(detail);
       snprintf(detail + at, sizeof detail - at, ", static int8 inputs (%s)", pq_options_get_string(o, "act_range", "percentile"));
     }
-    pq_model_record_layer(m, "quant", layer, detail, n, n, (int64_t)pq_tensor_nbytes(w), after, rel, sqnr);
+    pq_model_record_layer(m, "quant", layer, detail, n, n, pq_tensor_stored_bytes(w), after, rel, sqnr);
     pq_model_set_tensor(m, q);
     pq_tensor_unref(q);
     free(f);
