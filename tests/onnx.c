@@ -794,6 +794,135 @@ static void test_qlinear(void) {
   expect_error(e2, "node 'qs' (QLinearMatMul): x_scale must be a constant scalar (one scale for the input)");
 }
 
+/* Dynamic quantization as onnxruntime's quantize_dynamic writes it. DynamicQuantizeLinear gives ONNX's codes,
+ * scale and zero point exactly, over each sample's own range (a sample of zeros: scale 1/255); MatMulInteger and
+ * ConvInteger give the integer products of codes less zero points, their weights kept 8-bit; and the chain
+ * DynamicQuantizeLinear → MatMulInteger → Cast → Mul by the scales is the float product within 1%. */
+static void test_dynamic_quantize(void) {
+  int64_t xin[2] = {-1, 4}, bd[2] = {4, 3}, d3[1] = {3}, d0[1] = {1};
+  /* DynamicQuantizeLinear alone, its three outputs */
+  Onnx__NodeProto *dn = node("DynamicQuantizeLinear", "dql", 1, (const char *[]){"x"}, "q", 0, NULL);
+  dn->n_output = 3;
+  dn->output = g_renew(char *, dn->output, 3);
+  dn->output[1] = g_strdup("scale");
+  dn->output[2] = g_strdup("zero");
+  Onnx__GraphProto *dg = graph(1, &dn, 0, NULL, value("x", 2, xin), "q");
+  dg->n_output = 3;
+  dg->output = g_renew(Onnx__ValueInfoProto *, dg->output, 3);
+  dg->output[0] = value("q", 2, xin);
+  dg->output[1] = value("scale", 2, (const int64_t[]){-1, 1});
+  dg->output[2] = value("zero", 2, (const int64_t[]){-1, 1});
+  g_autofree char *dp = write_model("dql.onnx", dg, TRUE);
+  g_autoptr(PqModel) dm = load_ok(dp);
+  const float x[16] = {0.3f, -1.7f, 2.25f, 0.0f, /* mixed */ 0.5f, 3.0f, 1.0f, 0.1f, /* positive: zero point 0 */
+                       -2.0f, -0.01f, -7.5f, -3.0f, /* negative: zero point 255 */ 0, 0, 0, 0}; /* zeros: scale 1/255 */
+  float q[16], sc[4], zp[4];
+  {
+    g_autoptr(GError) err = NULL;
+    g_autoptr(PqRegistry) reg = pq_registry_new();
+    g_autoptr(PqBackend) b = pq_backend_prepare(pq_test_cpu_backend(reg), dm, 1, 4, NULL, &err);
+    g_assert_no_error(err);
+    PqTensorView in = {sizeof in, PQ_DTYPE_F32, 2, 0, {4, 4}, (void *)x};
+    PqTensorView out[3] = {{sizeof out[0], PQ_DTYPE_F32, 2, 0, {4, 4}, q}, {sizeof out[1], PQ_DTYPE_F32, 2, 0, {4, 1}, sc},
+                           {sizeof out[2], PQ_DTYPE_F32, 2, 0, {4, 1}, zp}};
+    g_assert_true(pq_backend_run(b, &in, 1, out, 3, &err));
+    g_assert_no_error(err);
+  }
+  for (int r = 0; r < 4; r++) { /* ONNX's reference, in float32 */
+    float mx = 0, mn = 0;
+    for (int j = 0; j < 4; j++) mx = fmaxf(mx, x[r * 4 + j]), mn = fminf(mn, x[r * 4 + j]);
+    const float s = (mx == mn ? 1.0f : mx - mn) / 255.0f, z = rintf(fminf(255.0f, fmaxf(0.0f, 0.0f - mn / s)));
+    g_assert_cmpfloat(sc[r], ==, s);
+    g_assert_cmpfloat(zp[r], ==, z);
+    for (int j = 0; j < 4; j++) g_assert_cmpfloat(q[r * 4 + j], ==, fminf(255.0f, fmaxf(0.0f, rintf(x[r * 4 + j] / s) + z)));
+  }
+  g_assert_cmpfloat(zp[1], ==, 0.0f);
+  g_assert_cmpfloat(zp[2], ==, 255.0f);
+  g_assert_cmpfloat(sc[3], ==, 1.0f / 255.0f);
+  /* MatMulInteger of UINT8 codes (zero point 128, a constant) by INT8 B with a zero point a column: the weight
+     packed 8-bit, the products exact (each row holds a code 127 from its zero point: its int8 grid is its own) */
+  const int32_t bq[12] = {-3, 5, 127, 0, -128, 7, 12, -1, 2, 100, 9, -60}, bz[3] = {1, -2, 0};
+  Onnx__TensorProto *mi[3] = {int8_tensor("b", 2, bd, TRUE, bq), int8_tensor("az", 1, d0, FALSE, (const int32_t[]){128}),
+                              int8_tensor("bz", 1, d3, TRUE, bz)};
+  Onnx__NodeProto *mn[1] = {node("MatMulInteger", "mmi", 4, (const char *[]){"x", "b", "az", "bz"}, "y", 0, NULL)};
+  Onnx__GraphProto *mg = graph(1, mn, 3, mi, value("x", 2, xin), "y");
+  mg->output[0] = value("y", 2, (const int64_t[]){-1, 3});
+  g_autofree char *mp = write_model("matmulinteger.onnx", mg, TRUE);
+  g_autoptr(PqModel) mm = load_ok(mp);
+  PqTensor *w = NULL;
+  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_const_graph(mm)); i++)
+    if (!strcmp(pq_node_op(pq_graph_node(pq_model_graph(mm), i)), "linear")) w = pq_model_tensor(mm, pq_node_input(pq_graph_node(pq_model_graph(mm), i), 1));
+  g_assert_nonnull(w);
+  g_assert_cmpint(pq_tensor_dtype(w), ==, PQ_DTYPE_PACKED);
+  const float a[8] = {255, 128, 3, 200, 1, 90, 128, 250};
+  float y[6];
+  run_cpu(mm, 2, a, y, 3);
+  for (int r = 0; r < 2; r++)
+    for (int o = 0; o < 3; o++) {
+      int64_t acc = 0;
+      for (int k = 0; k < 4; k++) acc += (int64_t)(a[r * 4 + k] - 128) * (bq[k * 3 + o] - bz[o]);
+      g_assert_cmpfloat(y[r * 3 + o], ==, (float)acc);
+    }
+  /* ConvInteger: a UINT8 kernel with a zero point an output channel, codes 127 from the input's zero point in
+     every patch */
+  int64_t xc[4] = {-1, 1, 3, 3}, wd[4] = {2, 1, 2, 2}, d2[1] = {2};
+  const int32_t wq[8] = {5, 200, 127, 0, 255, 60, 7, 20}, wz[2] = {100, 128};
+  Onnx__TensorProto *ci[3] = {int8_tensor("w", 4, wd, FALSE, wq), mi[1], int8_tensor("wz", 1, d2, FALSE, wz)};
+  Onnx__NodeProto *cn[1] = {node("ConvInteger", "ci", 4, (const char *[]){"x", "w", "az", "wz"}, "y", 0, NULL)};
+  Onnx__GraphProto *cg = graph(1, cn, 3, ci, value("x", 4, xc), "y");
+  cg->output[0] = value("y", 4, (const int64_t[]){-1, 2, 2, 2});
+  g_autofree char *cp = write_model("convinteger.onnx", cg, TRUE);
+  g_autoptr(PqModel) cm = load_ok(cp);
+  const float cx[9] = {88, 131, 218, 145, 255, 62, 128, 153, 27};
+  float cy[8];
+  run_cpu(cm, 1, cx, cy, 8);
+  for (int o = 0; o < 2; o++)
+    for (int p = 0; p < 4; p++) {
+      int64_t acc = 0;
+      for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) acc += (int64_t)(cx[(p / 2 + i) * 3 + p % 2 + j] - 128) * (wq[o * 4 + i * 2 + j] - wz[o]);
+      g_assert_cmpfloat(cy[o * 4 + p], ==, (float)acc);
+    }
+  /* the chain quantize_dynamic writes: x → DynamicQuantizeLinear → MatMulInteger (INT8 B, no zero point) → Cast →
+     Mul by x_scale · b_scale; against the float product x · (b_scale · B) */
+  const float bsc = 0.01f;
+  Onnx__TensorProto *ki[2] = {int8_tensor("b", 2, bd, TRUE, bq), float_values("bs", 1, d0, &bsc)};
+  Onnx__NodeProto *dqln = node("DynamicQuantizeLinear", "dql", 1, (const char *[]){"x"}, "xq", 0, NULL);
+  dqln->n_output = 3;
+  dqln->output = g_renew(char *, dqln->output, 3);
+  dqln->output[1] = g_strdup("xs");
+  dqln->output[2] = g_strdup("xz");
+  Onnx__AttributeProto *to[1] = {attr_int("to", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)};
+  Onnx__NodeProto *kn[5] = {dqln, node("MatMulInteger", "mmi", 3, (const char *[]){"xq", "b", "xz"}, "i32", 0, NULL),
+                            node("Cast", "cast", 1, (const char *[]){"i32"}, "f", 1, to), node("Mul", "smul", 2, (const char *[]){"xs", "bs"}, "s", 0, NULL),
+                            node("Mul", "mul", 2, (const char *[]){"f", "s"}, "y", 0, NULL)};
+  Onnx__GraphProto *kg = graph(5, kn, 2, ki, value("x", 2, xin), "y");
+  kg->output[0] = value("y", 2, (const int64_t[]){-1, 3});
+  g_autofree char *kp = write_model("dynamic-chain.onnx", kg, TRUE);
+  g_autoptr(PqModel) km = load_ok(kp);
+  float ky[12];
+  run_cpu(km, 4, x, ky, 3);
+  for (int r = 0; r < 3; r++) { /* (the rows with values) */
+    double top = 0, want[3];
+    for (int o = 0; o < 3; o++) {
+      want[o] = 0;
+      for (int k = 0; k < 4; k++) want[o] += (double)x[r * 4 + k] * bsc * bq[k * 3 + o];
+      top = fmax(top, fabs(want[o]));
+    }
+    for (int o = 0; o < 3; o++)
+      if (fabs(ky[r * 3 + o] - want[o]) > 0.01 * top) g_error("row %d, output %d: %g, the float product %g", r, o, ky[r * 3 + o], want[o]);
+  }
+  for (int o = 0; o < 3; o++) g_assert_cmpfloat(ky[9 + o], ==, 0.0f);
+  /* refused, by name */
+  Onnx__NodeProto *b1[1] = {node("MatMulInteger", "mv", 2, (const char *[]){"x", "x"}, "y", 0, NULL)};
+  g_autofree char *e1 = write_model("mmi-var.onnx", graph(1, b1, 0, NULL, value("x", 2, xin), "y"), TRUE);
+  expect_error(e1, "node 'mv' (MatMulInteger): its weight 'x' must be a constant (an initializer)");
+  Onnx__TensorProto *fi[1] = {float_values("bf", 2, bd, (const float[12]){0})};
+  Onnx__NodeProto *b2[1] = {node("MatMulInteger", "mf", 2, (const char *[]){"x", "bf"}, "y", 0, NULL)};
+  g_autofree char *e2 = write_model("mmi-float.onnx", graph(1, b2, 1, fi, value("x", 2, xin), "y"), TRUE);
+  expect_error(e2, "node 'mf' (MatMulInteger): its weight is F32, not INT8 or UINT8");
+}
+
 /* Shape with end (opset 15): Shape(x, end = 1) is the batch alone, which Concat and Reshape take as
  * x.view(x.size(0), -1). */
 static void test_shape_slice(void) {
@@ -1167,6 +1296,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/onnx/cnn", test_cnn);
   g_test_add_func("/onnx/qdq", test_qdq);
   g_test_add_func("/onnx/qlinear", test_qlinear);
+  g_test_add_func("/onnx/dynamic-quantize", test_dynamic_quantize);
   g_test_add_func("/onnx/conv1d", test_conv1d);
   g_test_add_func("/onnx/gather-activation", test_gather_activation);
   g_test_add_func("/onnx/constant-first", test_constant_first);

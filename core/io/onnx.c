@@ -656,6 +656,99 @@ fail:
   return FALSE;
 }
 
+/* A float32 constant of n values v (n 1: shape [1]); its fresh name */
+static char *const_f32(Ctx *c, const char *base, int64_t n, float v) {
+  char *name = fresh(c, base);
+  PqTensor *t = pq_tensor_new(name, PQ_DTYPE_F32, 1, &n);
+  float *d = pq_tensor_mutable_data(t);
+  for (int64_t i = 0; i < n; i++) d[i] = v;
+  set_tensor(c, t);
+  return name;
+}
+
+/* DynamicQuantizeLinear: x to UINT8 codes on the range [min(0, x's least), max(0, x's largest)], with that
+ * scale and zero point as two more outputs, as ONNX defines them (a range of 0 takes the scale 1/255). The range
+ * is taken over each sample (reduce_max and reduce_min over the dimensions after the batch, kept as 1s): ONNX
+ * takes it over the whole tensor, so the two agree at batch 1, and pquant's samples never depend on one another.
+ * The scale and zero point are then activations of shape [N, 1, …], which broadcast where ONNX's scalars do. */
+static gboolean add_dynamic_quantize(Ctx *c, const Onnx__NodeProto *n, GError **error) {
+  const char *path = c->path, *name = n->name, *x = n->input[0];
+  PqGraph *g = pq_model_graph(c->m);
+  int64_t xs[PQ_MAX_DIMS], axes[PQ_MAX_DIMS];
+  int nd;
+  g_autofree char *zero = NULL, *one = NULL, *c255 = NULL;
+  if (pq_model_tensor(c->m, x)) FAIL("node '%s' (DynamicQuantizeLinear): its input '%s' is a constant (quantize it before export)", name, x);
+  if (!shape_of(c, x, xs, &nd, error)) return FALSE;
+  if (nd < 2) FAIL("node '%s' (DynamicQuantizeLinear): a %d-D input has no values a sample besides the batch", name, nd);
+  for (int d = 1; d < nd; d++) axes[d - 1] = d;
+  zero = const_f32(c, "dql_zero", 1, 0.0f), one = const_f32(c, "dql_one", 1, 1.0f), c255 = const_f32(c, "dql_255", 1, 255.0f);
+  char *t[16];
+  for (int i = 0; i < 16; i++) t[i] = fresh(c, name);
+  const char *scale = n->n_output > 1 && n->output[1][0] ? n->output[1] : t[14], *zp = n->n_output > 2 && n->output[2][0] ? n->output[2] : t[15];
+  const struct {
+    const char *op, *a, *b, *out;
+  } steps[] = {
+      {"reduce_max", x, NULL, t[0]},   {"reduce_min", x, NULL, t[1]},   {"maximum", t[0], zero, t[2]}, {"minimum", t[1], zero, t[3]},
+      {"sub", t[2], t[3], t[4]},       {"sign", t[4], NULL, t[5]},      {"sub", one, t[5], t[6]},      {"add", t[4], t[6], t[7]},
+      {"div", t[7], c255, scale},      {"div", t[3], scale, t[8]},      {"neg", t[8], NULL, t[9]},     {"clip", t[9], NULL, t[10]},
+      {"round", t[10], NULL, zp},      {"div", x, scale, t[11]},        {"round", t[11], NULL, t[12]}, {"add", t[12], zp, t[13]},
+      {"clip", t[13], NULL, n->output[0]},
+  }; /* max(0, max x) − min(0, min x), plus 1 where that is 0 (1 − sign); / 255; zero point round(clip(−min / scale)); codes */
+  for (size_t i = 0; i < G_N_ELEMENTS(steps); i++) {
+    const char *ins[2] = {steps[i].a, steps[i].b}, *outs[1] = {steps[i].out};
+    g_autofree char *nn = i + 1 == G_N_ELEMENTS(steps) ? g_strdup(name) : fresh(c, name);
+    PqNode *node = pq_graph_add_node(g, steps[i].op, nn, steps[i].b ? 2 : 1, ins, 1, outs);
+    if (!strncmp(steps[i].op, "reduce_", 7)) {
+      pq_node_set_ints(node, "axes", (size_t)(nd - 1), axes);
+      pq_node_set_int(node, "keepdims", 1);
+    } else if (!strcmp(steps[i].op, "clip")) {
+      pq_node_set_float(node, "min", 0.0);
+      pq_node_set_float(node, "max", 255.0);
+    }
+  }
+  for (int i = 0; i < 16; i++) g_free(t[i]);
+  return TRUE;
+fail:
+  return FALSE;
+}
+
+/* MatMulInteger and ConvInteger: (A − a_zero) times (B − b_zero), as float32 values (exact while the sums stay
+ * below 2^24). The zero point of A may be an activation (DynamicQuantizeLinear's) or a constant; B is an INT8 or
+ * UINT8 constant, which becomes a weight of those codes less their zero points, kept 8-bit (a packed tensor with
+ * scale 1, through the DequantizeLinear folding that QDQ models take). */
+static gboolean add_integer_op(Ctx *c, const Onnx__NodeProto *n, GError **error) {
+  const char *path = c->path, *op = n->op_type, *name = n->name;
+  const int conv = !strcmp(op, "ConvInteger");
+  g_autofree char *xa = NULL, *wd = NULL, *ones = NULL, *nsub = NULL, *ndq = NULL;
+  PqTensor *B = pq_model_tensor(c->m, n->input[1]);
+  if (!B) FAIL("node '%s' (%s): its weight '%s' must be a constant (an initializer)", name, op, n->input[1]);
+  if (pq_tensor_dtype(B) != PQ_DTYPE_I8 && pq_tensor_dtype(B) != PQ_DTYPE_U8)
+    FAIL("node '%s' (%s): its weight is %s, not INT8 or UINT8", name, op, pq_dtype_name(pq_tensor_dtype(B)));
+  if (conv ? pq_tensor_ndim(B) < 3 : pq_tensor_ndim(B) != 2)
+    FAIL("node '%s' (%s): a weight of %d dimensions (%s)", name, op, pq_tensor_ndim(B), conv ? "3 or 4: a 1-D or 2-D kernel" : "2: B [K, N]");
+  const char *az = n->n_input > 2 && n->input[2][0] ? n->input[2] : NULL, *bz = n->n_input > 3 && n->input[3][0] ? n->input[3] : NULL;
+  PqTensor *AZ = az ? pq_model_tensor(c->m, az) : NULL, *BZ = bz ? pq_model_tensor(c->m, bz) : NULL;
+  if (AZ && pq_tensor_numel(AZ) != 1) FAIL("node '%s' (%s): a constant zero point for the input must be one value", name, op);
+  if (bz && !BZ) FAIL("node '%s' (%s): the weight's zero point must be a constant", name, op);
+  xa = az ? fresh(c, name) : NULL, wd = fresh(c, name), nsub = fresh(c, name), ndq = fresh(c, name);
+  if (az) {
+    const char *si[2] = {n->input[0], az}, *so[1] = {xa};
+    pq_graph_add_node(pq_model_graph(c->m), "sub", nsub, 2, si, 1, so);
+  }
+  ones = const_f32(c, "int_scale", BZ ? pq_tensor_numel(BZ) : 1, 1.0f);
+  Onnx__AttributeProto axis = ONNX__ATTRIBUTE_PROTO__INIT, *ax[1] = {&axis};
+  axis.name = (char *)"axis";
+  axis.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+  axis.has_i = 1;
+  axis.i = conv ? 0 : 1; /* a zero point an output: B's columns, the kernel's output channels */
+  const char *dqi[3] = {n->input[1], ones, bz};
+  if (!add_made(c, "DequantizeLinear", ndq, bz ? 3 : 2, dqi, wd, 1, ax, error)) return FALSE;
+  const char *ci[2] = {az ? xa : n->input[0], wd};
+  return add_made(c, conv ? "Conv" : "MatMul", name, 2, ci, n->output[0], conv ? n->n_attribute : 0, conv ? n->attribute : NULL, error);
+fail:
+  return FALSE;
+}
+
 static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
   const char *path = c->path, *op = n->op_type;
   PqGraph *g = pq_model_graph(c->m);
@@ -673,7 +766,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     static const struct {
       const char *op;
       size_t n;
-    } need[] = {{"Add", 2}, {"Sub", 2}, {"Mul", 2}, {"Div", 2}, {"PRelu", 2}, {"MatMul", 2}, {"Gemm", 2}, {"Conv", 2}, {"BatchNormalization", 5}, {"Reshape", 2}, {"Gather", 2}, {"Expand", 2}, {"Tile", 2}, {"LayerNormalization", 2}, {"InstanceNormalization", 3}, {"QLinearMatMul", 8}, {"QLinearConv", 8}};
+    } need[] = {{"Add", 2}, {"Sub", 2}, {"Mul", 2}, {"Div", 2}, {"PRelu", 2}, {"MatMul", 2}, {"Gemm", 2}, {"Conv", 2}, {"BatchNormalization", 5}, {"Reshape", 2}, {"Gather", 2}, {"Expand", 2}, {"Tile", 2}, {"LayerNormalization", 2}, {"InstanceNormalization", 3}, {"QLinearMatMul", 8}, {"QLinearConv", 8}, {"MatMulInteger", 2}, {"ConvInteger", 2}};
     size_t want = strcmp(op, "Constant") ? 1 : 0;
     for (size_t i = 0; i < G_N_ELEMENTS(need); i++)
       if (!strcmp(op, need[i].op)) want = need[i].n;
@@ -772,6 +865,10 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (!add_qdq(c, n, error)) return FALSE;
   } else if (!strcmp(op, "QLinearMatMul") || !strcmp(op, "QLinearConv")) {
     if (!add_qlinear(c, n, error)) return FALSE;
+  } else if (!strcmp(op, "DynamicQuantizeLinear")) {
+    if (!add_dynamic_quantize(c, n, error)) return FALSE;
+  } else if (!strcmp(op, "MatMulInteger") || !strcmp(op, "ConvInteger")) {
+    if (!add_integer_op(c, n, error)) return FALSE;
   } else if (!strcmp(op, "Cast") && pq_model_tensor(c->m, in0)) { /* of a constant: converted at load (to float32 or int64) */
     PqTensor *x = pq_model_tensor(c->m, in0);
     int64_t to = attr_i(n, "to", 0), cnt = pq_tensor_numel(x);
@@ -1513,8 +1610,8 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     set_tensor(c, t);
   } else {
     FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Cast, Clip, Concat, Constant, Conv, ConvTranspose, DepthToSpace, Div, Dropout, "
-         "DequantizeLinear, Elu, Expand, Flatten, Gather, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, InstanceNormalization, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, Max, MaxPool, Mean, Min, Mul, Pad, Pow, PRelu, "
-         "QuantizeLinear, ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceMax, ReduceMean, ReduceMin, ReduceProd, ReduceSum, ReduceSumSquare, Relu, Reshape, Resize, Slice, Split, Sum, "
+         "DequantizeLinear, DynamicQuantizeLinear, Elu, Expand, Flatten, Gather, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, InstanceNormalization, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, MatMulInteger, ConvInteger, Max, MaxPool, Mean, Min, Mul, Pad, Pow, PRelu, "
+         "QLinearConv, QLinearMatMul, QuantizeLinear, ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceMax, ReduceMean, ReduceMin, ReduceProd, ReduceSum, ReduceSumSquare, Relu, Reshape, Resize, Slice, Split, Sum, "
          "Selu, Shape, Sigmoid, Softmax, Softplus, SpaceToDepth, Squeeze, Sub, Tanh, Tile, Transpose, Unsqueeze, Upsample, and elementwise Abs, Acos, Acosh, Asin, Asinh, "
          "Atan, Atanh, Ceil, Celu, Cos, Cosh, Erf, Exp, Floor, Log, Neg, Reciprocal, Round, Shrink, Sign, Sin, Sinh, Softsign, Sqrt, Tan, "
          "ThresholdedRelu)", name, op);
