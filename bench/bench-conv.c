@@ -82,14 +82,7 @@ static PqModel *conv_model(const Case *k) {
 int main(int argc, char **argv) {
   int threads = 1;
   double seconds = 1.0;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
-    else {
-      fprintf(stderr, "usage: %s [--threads N] [--seconds S]\n", argv[0]);
-      return 2;
-    }
-  }
+  bench_args(argc, argv, &threads, &seconds, NULL);
   const Case cases[] = {
       {"depthwise 3x3, 144 ch, 28x28", 144, 144, 28, 3, 1, 144, 0.34, 0, 1, NULL}, /* >= 3x faster */
       {"depthwise 3x3, 384 ch, 14x14", 384, 384, 14, 3, 1, 384, 0.34, 0, 1, NULL},

@@ -69,14 +69,7 @@ static PqBackend *prepare(PqPlugin *cpu, PqModel *m, int threads, int batch, gbo
 int main(int argc, char **argv) {
   int threads = 1;
   double seconds = 1.0;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
-    else {
-      fprintf(stderr, "usage: %s [--threads N] [--seconds S]\n", argv[0]);
-      return 2;
-    }
-  }
+  bench_args(argc, argv, &threads, &seconds, NULL);
   const Case cases[] = {
       {"QDQ u8 with zero point, 784", 784, 0, 0,
        {{"div", "s", {0}, {0}}, {"round", "", {0}, {0}}, {"add", "z", {0}, {0}}, {"clip", "", {"min", "max"}, {0, 255}},

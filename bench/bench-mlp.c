@@ -37,15 +37,7 @@ int main(int argc, char **argv) {
   int threads = 1;
   double seconds = 1.0;
   const char *model_path = NULL;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
-    else if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
-    else {
-      fprintf(stderr, "usage: %s [--threads N] [--model FILE] [--seconds S]\n", argv[0]);
-      return 2;
-    }
-  }
+  bench_args(argc, argv, &threads, &seconds, &model_path);
   g_autoptr(GError) err = NULL;
   g_autoptr(PqModel) model = NULL;
   if (model_path) {

@@ -5,6 +5,7 @@
 #include <pquant/pquant.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -104,6 +105,20 @@ static void bench_pair(BenchFn a, void *actx, BenchFn b, void *bctx, int rounds,
   *tb = bench_median(vb, rounds);
   free(va);
   free(vb);
+}
+
+/* The options every bench takes: --threads N, --seconds S (and --model FILE where `model` is not NULL); exits
+ * with the usage on anything else. */
+G_GNUC_UNUSED static void bench_args(int argc, char **argv, int *threads, double *seconds, const char **model) {
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--threads") && i + 1 < argc) *threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) *seconds = atof(argv[++i]);
+    else if (model && !strcmp(argv[i], "--model") && i + 1 < argc) *model = argv[++i];
+    else {
+      fprintf(stderr, "usage: %s [--threads N]%s [--seconds S]\n", argv[0], model ? " [--model FILE]" : "");
+      exit(2);
+    }
+  }
 }
 
 /* One run of a prepared backend, as a BenchFn: a failed run ends the program with its message. */

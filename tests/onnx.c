@@ -588,6 +588,15 @@ static Onnx__TensorProto *float_values(const char *name, int nd, const int64_t *
   return t;
 }
 
+/* The weight (input 1) of m's first node of op `op` */
+static PqTensor *op_weight(PqModel *m, const char *op) {
+  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_const_graph(m)); i++) {
+    const PqNode *nd = pq_graph_node(pq_model_graph(m), i);
+    if (!strcmp(pq_node_op(nd), op)) return pq_model_tensor(m, pq_node_input(nd, 1));
+  }
+  return NULL;
+}
+
 /* QDQ models, as quantization tools export them: a weight stored as int8 codes behind DequantizeLinear (per
  * axis, with zero points) is folded into the float32 weight it stands for; an activation's QuantizeLinear →
  * DequantizeLinear (per tensor, UINT8 with a zero point; per axis, INT8) runs as the rounding it is: the
@@ -619,9 +628,7 @@ static void test_qdq(void) {
   /* the weight stays 8-bit: the MatMul a linear layer over a packed tensor on the file's grid (one scale and
      zero point an output), holding exactly the values DequantizeLinear gives; the CPU backend runs it from the
      codes, with int8 activations (so within 1% of the float product) */
-  PqTensor *w = NULL;
-  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_const_graph(m)); i++)
-    if (!strcmp(pq_node_op(pq_graph_node(pq_model_graph(m), i)), "linear")) w = pq_model_tensor(m, pq_node_input(pq_graph_node(pq_model_graph(m), i), 1));
+  PqTensor *w = op_weight(m, "linear");
   g_assert_nonnull(w);
   g_assert_cmpint(pq_tensor_dtype(w), ==, PQ_DTYPE_PACKED);
   g_assert_cmpint(pq_tensor_bits(w), ==, 8);
@@ -721,10 +728,9 @@ static void test_qlinear(void) {
   int64_t xin[2] = {-1, 4}, bd[2] = {4, 3}, d3[1] = {3}, d0[1] = {1}, od[2] = {-1, 3};
   const int32_t bq[12] = {200, 5, 127, 0, 255, 7, 12, 128, 60, 100, 9, 250}, bz[3] = {128, 100, 130};
   const float bs[3] = {0.01f, 0.004f, 0.02f};
-  Onnx__TensorProto *inits[8] = {float_values("xs", 1, d0, (const float[]){0.1f}), int8_tensor("xz", 1, d0, FALSE, (const int32_t[]){128}),
+  Onnx__TensorProto *inits[7] = {float_values("xs", 1, d0, (const float[]){0.1f}), int8_tensor("xz", 1, d0, FALSE, (const int32_t[]){128}),
                                  int8_tensor("bq", 2, bd, FALSE, bq), float_values("bs", 1, d3, bs), int8_tensor("bz", 1, d3, FALSE, bz),
-                                 float_values("ys", 1, d0, (const float[]){0.05f}), int8_tensor("yz", 1, d0, FALSE, (const int32_t[]){120}),
-                                 float_values("unused", 1, d0, (const float[]){1.0f})};
+                                 float_values("ys", 1, d0, (const float[]){0.05f}), int8_tensor("yz", 1, d0, FALSE, (const int32_t[]){120})};
   const char *qi[3] = {"x", "xs", "xz"}, *mi[8] = {"xq", "xs", "xz", "bq", "bs", "bz", "ys", "yz"}, *di[3] = {"yq", "ys", "yz"};
   Onnx__NodeProto *nodes[3] = {node("QuantizeLinear", "q", 3, qi, "xq", 0, NULL), node("QLinearMatMul", "qmm", 8, mi, "yq", 0, NULL),
                                node("DequantizeLinear", "dq", 3, di, "y", 0, NULL)};
@@ -732,9 +738,7 @@ static void test_qlinear(void) {
   gr->output[0] = value("y", 2, od);
   g_autofree char *path = write_model("qlinear-matmul.onnx", gr, TRUE);
   g_autoptr(PqModel) m = load_ok(path);
-  PqTensor *w = NULL;
-  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_const_graph(m)); i++)
-    if (!strcmp(pq_node_op(pq_graph_node(pq_model_graph(m), i)), "linear")) w = pq_model_tensor(m, pq_node_input(pq_graph_node(pq_model_graph(m), i), 1));
+  PqTensor *w = op_weight(m, "linear");
   g_assert_nonnull(w);
   g_assert_cmpint(pq_tensor_dtype(w), ==, PQ_DTYPE_PACKED);
   g_assert_cmpint(pq_tensor_bits(w), ==, 8);
@@ -765,9 +769,7 @@ static void test_qlinear(void) {
   cg->output[0] = value("y", 4, oc);
   g_autofree char *cp = write_model("qlinear-conv.onnx", cg, TRUE);
   g_autoptr(PqModel) cm = load_ok(cp);
-  PqTensor *cw = NULL;
-  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_const_graph(cm)); i++)
-    if (!strcmp(pq_node_op(pq_graph_node(pq_model_graph(cm), i)), "conv2d")) cw = pq_model_tensor(cm, pq_node_input(pq_graph_node(pq_model_graph(cm), i), 1));
+  PqTensor *cw = op_weight(cm, "conv2d");
   g_assert_nonnull(cw);
   g_assert_cmpint(pq_tensor_dtype(cw), ==, PQ_DTYPE_PACKED);
   g_assert_null(pq_tensor_zeros(cw)); /* (symmetric: none stored) */
@@ -794,6 +796,16 @@ static void test_qlinear(void) {
   expect_error(e2, "node 'qs' (QLinearMatMul): x_scale must be a constant scalar (one scale for the input)");
 }
 
+/* A DynamicQuantizeLinear node of x, its three outputs named */
+static Onnx__NodeProto *dql_node(const char *name, const char *x, const char *y, const char *scale, const char *zero) {
+  Onnx__NodeProto *n = node("DynamicQuantizeLinear", name, 1, (const char *[]){x}, y, 0, NULL);
+  n->n_output = 3;
+  n->output = g_renew(char *, n->output, 3);
+  n->output[1] = g_strdup(scale);
+  n->output[2] = g_strdup(zero);
+  return n;
+}
+
 /* Dynamic quantization as onnxruntime's quantize_dynamic writes it. DynamicQuantizeLinear gives ONNX's codes,
  * scale and zero point exactly, over each sample's own range (a sample of zeros: scale 1/255); MatMulInteger and
  * ConvInteger give the integer products of codes less zero points, their weights kept 8-bit; and the chain
@@ -801,11 +813,7 @@ static void test_qlinear(void) {
 static void test_dynamic_quantize(void) {
   int64_t xin[2] = {-1, 4}, bd[2] = {4, 3}, d3[1] = {3}, d0[1] = {1};
   /* DynamicQuantizeLinear alone, its three outputs */
-  Onnx__NodeProto *dn = node("DynamicQuantizeLinear", "dql", 1, (const char *[]){"x"}, "q", 0, NULL);
-  dn->n_output = 3;
-  dn->output = g_renew(char *, dn->output, 3);
-  dn->output[1] = g_strdup("scale");
-  dn->output[2] = g_strdup("zero");
+  Onnx__NodeProto *dn = dql_node("dql", "x", "q", "scale", "zero");
   Onnx__GraphProto *dg = graph(1, &dn, 0, NULL, value("x", 2, xin), "q");
   dg->n_output = 3;
   dg->output = g_renew(Onnx__ValueInfoProto *, dg->output, 3);
@@ -849,9 +857,7 @@ static void test_dynamic_quantize(void) {
   mg->output[0] = value("y", 2, (const int64_t[]){-1, 3});
   g_autofree char *mp = write_model("matmulinteger.onnx", mg, TRUE);
   g_autoptr(PqModel) mm = load_ok(mp);
-  PqTensor *w = NULL;
-  for (size_t i = 0; i < pq_graph_n_nodes(pq_model_const_graph(mm)); i++)
-    if (!strcmp(pq_node_op(pq_graph_node(pq_model_graph(mm), i)), "linear")) w = pq_model_tensor(mm, pq_node_input(pq_graph_node(pq_model_graph(mm), i), 1));
+  PqTensor *w = op_weight(mm, "linear");
   g_assert_nonnull(w);
   g_assert_cmpint(pq_tensor_dtype(w), ==, PQ_DTYPE_PACKED);
   const float a[8] = {255, 128, 3, 200, 1, 90, 128, 250};
@@ -887,11 +893,7 @@ static void test_dynamic_quantize(void) {
      Mul by x_scale · b_scale; against the float product x · (b_scale · B) */
   const float bsc = 0.01f;
   Onnx__TensorProto *ki[2] = {int8_tensor("b", 2, bd, TRUE, bq), float_values("bs", 1, d0, &bsc)};
-  Onnx__NodeProto *dqln = node("DynamicQuantizeLinear", "dql", 1, (const char *[]){"x"}, "xq", 0, NULL);
-  dqln->n_output = 3;
-  dqln->output = g_renew(char *, dqln->output, 3);
-  dqln->output[1] = g_strdup("xs");
-  dqln->output[2] = g_strdup("xz");
+  Onnx__NodeProto *dqln = dql_node("dql", "x", "xq", "xs", "xz");
   Onnx__AttributeProto *to[1] = {attr_int("to", ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)};
   Onnx__NodeProto *kn[5] = {dqln, node("MatMulInteger", "mmi", 3, (const char *[]){"xq", "b", "xz"}, "i32", 0, NULL),
                             node("Cast", "cast", 1, (const char *[]){"i32"}, "f", 1, to), node("Mul", "smul", 2, (const char *[]){"xs", "bs"}, "s", 0, NULL),
