@@ -1,4 +1,4 @@
-/* pqrun.c — the command-line front end: train, eval, run, compress, sensitivity, tune, bench, compare, convert, info, plugins. */
+/* pqrun.c — the command-line front end: train, eval, predict, run, compress, sensitivity, tune, bench, compare, convert, info, plugins. */
 #include "pquant/pquant.h"
 
 #include <glib/gstdio.h>
@@ -42,6 +42,7 @@ typedef struct {
   char **fallback_opts;
   char **levels;
   char *save_chain;
+  char *input;
 } Args;
 
 static Args args = {.dataset = NULL, .threads = 0, .batch = 256, .epochs = EPOCHS_UNSET, .seed = 42, .calibration = 512,
@@ -112,6 +113,11 @@ static const GOptionEntry tune_entries[] = {
      "A further level, after --fallback-opt's: the chain with these options changed, PLUGIN.KEY=VALUE, several joined by ';' (repeatable, in order; above the last, a layer stays as it was)", "ASSIGNMENTS"},
     {"save-chain", 0, 0, G_OPTION_ARG_FILENAME, &args.save_chain,
      "Write the result's chain as a config: its \"stages\" for pqrun run/compress --config, its \"methods\" (baseline, tuned) for pqrun bench --config", "FILE.json"},
+    G_OPTION_ENTRY_NULL};
+static const GOptionEntry predict_entries[] = {
+    {"input", 'i', 0, G_OPTION_ARG_FILENAME, &args.input,
+     "Samples as a NumPy .npy file [N, ...]: float32 or float64 as they are, uint8 scaled by 1/255 (as datasets are)", "FILE.npy"},
+    {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "Write the model's outputs here, float32 [N, ...]", "FILE.npy"},
     G_OPTION_ENTRY_NULL};
 static const GOptionEntry convert_entries[] = {
     {"output", 'o', 0, G_OPTION_ARG_FILENAME, &args.output, "The model file to write", "FILE"},
@@ -328,6 +334,70 @@ static int cmd_eval(void) {
   printf("backend:  %s\n", args.backend ? args.backend : "cpu");
   printf("accuracy: %.2f%% (%" G_GINT64_FORMAT " of %" G_GINT64_FORMAT " correct) in %.2f s\n", 100.0 * acc,
          (gint64)(acc * (double)pq_dataset_n_samples(test) + 0.5), pq_dataset_n_samples(test), secs);
+  return 0;
+}
+
+/* The model on each sample of a .npy file, its outputs written as one: what a user compares with another
+ * framework's outputs on the same inputs. */
+static int cmd_predict(void) {
+  GError *error = NULL;
+  if (!args.input || !args.output) {
+    g_printerr("pqrun predict: --input FILE.npy and --output FILE.npy are both needed\n");
+    return 2;
+  }
+  if (args.batch < 1) {
+    g_printerr("pqrun predict: --batch must be at least 1\n");
+    return 2;
+  }
+  g_autoptr(PqRegistry) reg = make_registry(&error);
+  if (!reg) return fail(error);
+  g_autoptr(PqModel) m = load_model(&error);
+  if (!m) return fail(error);
+  const PqGraph *g = pq_model_const_graph(m);
+  if (pq_graph_n_inputs(g) != 1 || pq_graph_n_outputs(g) != 1) {
+    g_printerr("pqrun predict: the model has %zu inputs and %zu outputs; predict runs models with one of each\n", pq_graph_n_inputs(g),
+               pq_graph_n_outputs(g));
+    return 1;
+  }
+  g_autoptr(PqDataset) ds = pq_dataset_load_npy(args.input, NULL, &error);
+  if (!ds) return fail(error);
+  const gint64 n = pq_dataset_n_samples(ds);
+  PqPlugin *bp = pq_registry_find(reg, args.backend ? args.backend : "cpu", PQ_KIND_BACKEND, &error);
+  if (!bp) return fail(error);
+  g_autoptr(PqOptions) bo = backend_options(bp, &error);
+  if (!bo) return fail(error);
+  const gint64 batch = MIN((gint64)args.batch, n);
+  g_autoptr(PqBackend) b = pq_backend_prepare(bp, m, args.threads, batch, bo, &error);
+  if (!b) return fail(error);
+  if (pq_dataset_sample_numel(ds) != pq_backend_input_numel(b)) {
+    g_printerr("pqrun predict: %s: field 'shape': a sample has %" G_GINT64_FORMAT " values; the model's input '%s' takes %" G_GINT64_FORMAT "\n",
+               args.input, pq_dataset_sample_numel(ds), pq_graph_input_name(g, 0), pq_backend_input_numel(b));
+    return 1;
+  }
+  /* the output's shape a sample, from the model's plan */
+  g_autoptr(PqPlan) plan = pq_model_plan(m, 1, &error);
+  if (!plan) return fail(error);
+  int ond;
+  const int64_t *os = pq_plan_value_shape(plan, pq_plan_value_index(plan, pq_graph_output_name(g, 0)), &ond);
+  int64_t shape[PQ_MAX_DIMS] = {n};
+  for (int d = 1; d < ond; d++) shape[d] = os[d];
+  const gint64 in_n = pq_backend_input_numel(b), out_n = pq_backend_output_numel(b);
+  g_autofree float *x = g_try_new(float, batch * in_n), *y = g_try_new(float, n * out_n);
+  if (!x || !y) {
+    g_printerr("pqrun predict: out of memory for %" G_GINT64_FORMAT " outputs of %" G_GINT64_FORMAT " values\n", n, out_n);
+    return 1;
+  }
+  gint64 t0 = g_get_monotonic_time();
+  for (gint64 s = 0; s < n; s += batch) {
+    gint64 got = pq_dataset_get_batch(ds, s, batch, x, NULL);
+    if (!pq_backend_run_f32(b, x, got, y + s * out_n, &error)) return fail(error);
+  }
+  double secs = (double)(g_get_monotonic_time() - t0) / 1e6;
+  if (!pq_npy_save_f32(args.output, ond, shape, y, &error)) return fail(error);
+  g_autoptr(GString) sh = g_string_new("");
+  for (int d = 0; d < ond; d++) g_string_append_printf(sh, "%s%" G_GINT64_FORMAT, d ? ", " : "", shape[d]);
+  printf("%s: float32 [%s], the outputs '%s' of %s on the %" G_GINT64_FORMAT " samples of %s (backend %s, %.2f s)\n", args.output, sh->str,
+         pq_graph_output_name(g, 0), args.model ? args.model : "the default model", n, args.input, args.backend ? args.backend : "cpu", secs);
   return 0;
 }
 
@@ -1145,6 +1215,8 @@ static const struct {
   const GOptionEntry *groups[5];
 } commands[] = {
     {"eval", "accuracy of a model on the test set", cmd_eval, {plugin_entries, model_entries, run_entries}},
+    {"predict", "a model's outputs on the samples of a .npy file, written as a .npy file", cmd_predict,
+     {predict_entries, plugin_entries, model_entries, run_entries}},
     {"bench", "run the benchmark suite and write the report (the default: seven methods)", cmd_bench, {bench_entries, model_entries, bench_run_entries}},
     {"compare", "compare two reports; exit 1 on a regression", NULL, {compare_entries, NULL, NULL}},
     {"convert", "convert an ONNX model into a pquant model file", NULL, {convert_entries, NULL, NULL}},

@@ -225,6 +225,55 @@ static void test_npy_dataset(void) {
   g_assert_nonnull(strstr(err, "test-labels.npy: labels must be one integer a sample"));
 }
 
+/* pqrun predict: a model's outputs on the samples of a .npy file (float32 as they are, uint8 scaled by 1/255),
+ * written as a float32 .npy file of [N, outputs] that reads back as the backend's own outputs, bit for bit; a
+ * sample of the wrong size and a missing --output are errors that write nothing. */
+static void test_predict(void) {
+  enum { N = 5, D = 6, O = 3 };
+  g_autoptr(PqModel) m = pq_test_tiny_mlp(D, 8, O, 4);
+  g_autofree char *mp = g_build_filename(tmpdir, "predict.safetensors", NULL), *dir = g_build_filename(tmpdir, "predict", NULL);
+  g_assert_true(pq_model_save(m, mp, NULL));
+  g_mkdir_with_parents(dir, 0700);
+  float x[N * D];
+  guint8 u[N * D];
+  for (int i = 0; i < N * D; i++) x[i] = (float)(i % 7) * 0.25f - 0.6f, u[i] = (guint8)(i * 37 % 256);
+  write_npy(dir, "x.npy", "<f4", "(5, 6)", x, sizeof x);
+  write_npy(dir, "u.npy", "|u1", "(5, 2, 3)", u, sizeof u);
+  g_autoptr(GError) e = NULL;
+  g_autoptr(PqRegistry) reg = pq_registry_new();
+  g_autoptr(PqBackend) be = pq_backend_prepare(pq_test_cpu_backend(reg), m, 1, N, NULL, &e);
+  g_assert_no_error(e);
+  for (int form = 0; form < 2; form++) {
+    g_autofree char *in = g_build_filename(dir, form ? "u.npy" : "x.npy", NULL), *outp = g_build_filename(dir, "y.npy", NULL);
+    g_autofree char *out = NULL, *err = NULL;
+    g_assert_cmpint(pqrun(&out, &err, "predict", "--model", mp, "--input", in, "--output", outp, "--batch", "2", "--threads", "1", NULL), ==, 0);
+    g_assert_nonnull(strstr(out, "float32 [5, 3]"));
+    float want[N * O], xin[N * D];
+    for (int i = 0; i < N * D; i++) xin[i] = form ? (float)u[i] * (1.0f / 255.0f) : x[i]; /* (as datasets scale) */
+    for (int s0 = 0; s0 < N; s0 += 2) /* (in the batches predict ran: at batch 1 a GEMV sums in another order) */
+      g_assert_true(pq_backend_run_f32(be, xin + s0 * D, MIN(2, N - s0), want + s0 * O, &e));
+    g_autoptr(PqDataset) back = pq_dataset_load_npy(outp, NULL, &e); /* (a float32 [N, D] file reads as it is) */
+    g_assert_no_error(e);
+    g_assert_cmpint(pq_dataset_n_samples(back), ==, N);
+    g_assert_cmpint(pq_dataset_sample_numel(back), ==, O);
+    float got[N * O];
+    g_assert_cmpint(pq_dataset_get_batch(back, 0, N, got, NULL), ==, N);
+    for (int i = 0; i < N * O; i++)
+      if (got[i] != want[i]) g_error("form %d, value %d: %.9g, the backend gives %.9g", form, i, got[i], want[i]);
+  }
+  /* errors: a sample of 4 values for an input of 6; no --output */
+  write_npy(dir, "short.npy", "<f4", "(5, 4)", x, sizeof(float) * 20);
+  g_autofree char *shortp = g_build_filename(dir, "short.npy", NULL), *never = g_build_filename(dir, "never.npy", NULL);
+  g_autofree char *out = NULL, *err = NULL;
+  g_assert_cmpint(pqrun(&out, &err, "predict", "--model", mp, "--input", shortp, "--output", never, NULL), ==, 1);
+  g_assert_nonnull(strstr(err, "short.npy: field 'shape': a sample has 4 values; the model's input 'x' takes 6"));
+  g_assert_false(g_file_test(never, G_FILE_TEST_EXISTS));
+  g_free(out);
+  g_free(err);
+  g_assert_cmpint(pqrun(&out, &err, "predict", "--model", mp, "--input", shortp, NULL), ==, 2);
+  g_assert_nonnull(strstr(err, "--input FILE.npy and --output FILE.npy are both needed"));
+}
+
 /* pqrun train --arch cnn on a folder of 12x12 images (the class: which quadrant is bright), then a Tucker
  * decomposition of its convolutions. */
 static void test_cnn_tucker(void) {
@@ -765,6 +814,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/cli/plugins", test_plugins_listing);
   g_test_add_func("/cli/compress-and-run", test_compress_and_run);
   g_test_add_func("/cli/npy-dataset", test_npy_dataset);
+  g_test_add_func("/cli/predict", test_predict);
   g_test_add_func("/cli/cnn-tucker", test_cnn_tucker);
   int rc = g_test_run();
   pq_test_rmdir(tmpdir);

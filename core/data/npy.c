@@ -3,6 +3,7 @@
  * whoever wrote them) and labels [N] of any integer type with values 0..255. C order, little-endian. */
 #include "../pq-private.h"
 
+#include <errno.h>
 #include <math.h>
 #include <string.h>
 
@@ -206,4 +207,44 @@ PqDataset *pq_dataset_load_npy(const char *images_path, const char *labels_path,
     return NULL;
   }
   return ds;
+}
+
+typedef struct {
+  GString *header;
+  const float *data;
+  guint64 count;
+} NpyOut;
+
+static gboolean npy_write_body(FILE *out, gpointer user_data, GError **error) {
+  const NpyOut *o = user_data;
+  if (fwrite(o->header->str, 1, o->header->len, out) != o->header->len ||
+      (o->count && fwrite(o->data, sizeof(float), (size_t)o->count, out) != (size_t)o->count)) {
+    g_set_error(error, PQ_FORMAT_ERROR, PQ_FORMAT_ERROR_IO, "write failed: %s", g_strerror(errno));
+    return FALSE;
+  }
+  return TRUE;
+}
+
+gboolean pq_npy_save_f32(const char *path, int ndim, const int64_t *shape, const float *data, GError **error) {
+  g_return_val_if_fail(path && ndim >= 1 && ndim <= 8 && shape, FALSE);
+  /* version 1.0: magic, version, a 2-byte header length, then the dict padded with spaces to a multiple of 64
+     bytes in all, ending in a newline */
+  g_autoptr(GString) dict = g_string_new("{'descr': '<f4', 'fortran_order': False, 'shape': (");
+  guint64 count = 1;
+  for (int d = 0; d < ndim; d++) {
+    g_string_append_printf(dict, "%s%" G_GINT64_FORMAT, d ? ", " : "", shape[d]);
+    count *= (guint64)shape[d];
+  }
+  g_string_append(dict, ndim == 1 ? ",), }" : "), }");
+  const gsize used = 10 + dict->len + 1, padded = (used + 63) / 64 * 64;
+  g_string_append_len(dict, "                                                                ", (gssize)(padded - used));
+  g_string_append_c(dict, '\n');
+  const gsize hlen = dict->len;
+  NpyOut o = {g_string_new_len("\x93NUMPY\x01\x00", 8), data, count};
+  g_string_append_c(o.header, (char)(hlen & 0xff));
+  g_string_append_c(o.header, (char)(hlen >> 8));
+  g_string_append_len(o.header, dict->str, (gssize)dict->len);
+  gboolean ok = pq_write_atomically(path, npy_write_body, &o, error);
+  g_string_free(o.header, TRUE);
+  return ok;
 }

@@ -69,6 +69,8 @@ PQ_API PqDataset *pq_dataset_load_idx(const char *images_path, const char *label
  * float32 or float64, read as they are) and labels [N] of any integer type, values 0..255; C order,
  * little-endian. The classes are 0 … the largest label. */
 PQ_API PqDataset *pq_dataset_load_npy(const char *images_path, const char *labels_path, GError **error);
+/* Write float32 values of this shape as a NumPy .npy file (version 1.0, C order, little-endian), atomically. */
+PQ_API gboolean pq_npy_save_f32(const char *path, int ndim, const int64_t *shape, const float *data, GError **error);
 /* `name_or_dir` is "fashion-mnist" (the Debian package's folder) or a folder with
  * {split}-images-idx3-ubyte[.gz] and {split}-labels-idx1-ubyte[.gz], or {split}-images.npy and {split}-labels.npy;
  * split is "train" or "t10k"/"test" (NumPy files may be named either). */
