@@ -942,6 +942,30 @@ static void test_tensor_train(void) {
   g_assert_cmpstr(rk->detail, ==, "2 cores, ranks 1-1-1, m 8x8, n 8x8");
   g_assert_cmpint(rk->params_after, ==, 128);
   g_assert_cmpfloat(rk->rel_error, <, 1e-5);
+  /* a bond at full rank (3 cores of 30 x 24: the first core's 2·2 values a rank, all 4 kept) is merged: 2 cores
+     holding fewer values, the same matrix; merge_full_bonds=false keeps the 3 */
+  {
+    const char *full[] = {"max_rank", "6", "cores", "3", "include", "fc1", NULL}, *keep[] = {"max_rank", "6", "cores", "3", "include", "fc1",
+                                                                                           "merge_full_bonds", "false", NULL};
+    g_autoptr(PqModel) tm = compress(tensor_train, m, full, &err);
+    g_autoptr(PqModel) t3 = compress(tensor_train, m, keep, &err);
+    g_assert_no_error(err);
+    const PqLayerRecord *rm = pq_model_record(tm, 0), *r3 = pq_model_record(t3, 0);
+    g_assert_cmpstr(r3->detail, ==, "3 cores, ranks 1-4-6-1, m 2x3x5, n 2x3x4");
+    g_assert_cmpstr(rm->detail, ==, "2 cores (of 3: 1 bond at full rank merged), ranks 1-6-1, m 6x5, n 6x4");
+    g_assert_cmpint(rm->params_after, <, r3->params_after);
+    g_assert_cmpint(pq_node_get_int(pq_graph_node(pq_model_graph(tm), 0), "cores", 0), ==, 2);
+    g_assert_cmpfloat_with_epsilon(rm->rel_error, r3->rel_error, 1e-5);
+    int64_t sh[2] = {30, 24};
+    g_autoptr(PqTensor) wm = pq_tensor_new("w1", PQ_DTYPE_F32, 2, sh);
+    g_autoptr(PqTensor) w3 = pq_tensor_new("w1", PQ_DTYPE_F32, 2, sh);
+    tt_dense_ref(tm, "w1", 2, 30, 24, pq_tensor_mutable_data(wm));
+    tt_dense_ref(t3, "w1", 3, 30, 24, pq_tensor_mutable_data(w3));
+    g_assert_cmpfloat(max_rel_diff(pq_tensor_data(wm), pq_tensor_data(w3), 720), <, 1e-5);
+    int64_t on;
+    g_autofree float *ym = forward(tm, 5, TRUE, &on), *y3 = forward(t3, 5, TRUE, &on);
+    g_assert_cmpfloat(max_rel_diff(ym, y3, 5 * on), <, 1e-5);
+  }
   /* not shrinking: reported */
   const char *big[] = {"max_rank", "64", "cores", "2", "include", "fc1", NULL};
   g_autoptr(PqModel) tb = compress(tensor_train, m, big, &err);
