@@ -1051,8 +1051,6 @@ static PqStatus cpu_prepare(const PqModel *model, const PqBackendConfig *cfg, vo
   c->simd = vec && widest && pq_cpu_has_vnni();
 #ifdef PQ_X86
   c->avx2 = vec && !c->simd && pq_cpu_has_avx2();
-#endif
-#ifdef PQ_X86
   c->ew_avx2 = vec && pq_cpu_has_avx2();
 #endif
   c->sp_simd = vec && widest && sp_has_avx512() ? SP_AVX512 : c->avx2 && sp_has_fma() ? SP_AVX2 : SP_PORTABLE;
