@@ -966,6 +966,25 @@ static void test_tensor_train(void) {
     g_autofree float *ym = forward(tm, 5, TRUE, &on), *y3 = forward(t3, 5, TRUE, &on);
     g_assert_cmpfloat(max_rel_diff(ym, y3, 5 * on), <, 1e-5);
   }
+  /* left ranks of 8 and more (16 here, 3 cores of 256 x 256 kept as 3): those cores run as one GEMM a value of m_k,
+     the others as one GEMM and a transpose; the same product with the dense matrix, at 4 rows and at 70 */
+  {
+    g_autoptr(PqModel) m64 = pq_test_tiny_mlp(256, 256, 10, 63);
+    const char *r16[] = {"max_rank", "16", "cores", "3", "include", "fc1", "merge_full_bonds", "false", NULL};
+    g_autoptr(PqModel) t16 = compress(tensor_train, m64, r16, &err);
+    g_assert_no_error(err);
+    g_assert_cmpstr(pq_model_record(t16, 0)->detail, ==, "3 cores, ranks 1-16-16-1, m 4x8x8, n 4x8x8");
+    int64_t sh[2] = {256, 256};
+    g_autoptr(PqTensor) wd = pq_tensor_new("w1", PQ_DTYPE_F32, 2, sh);
+    tt_dense_ref(t16, "w1", 3, 256, 256, pq_tensor_mutable_data(wd));
+    g_autoptr(PqModel) dense = pq_model_copy(m64);
+    pq_model_set_tensor(dense, wd);
+    for (int rows = 4; rows <= 70; rows += 66) {
+      int64_t on;
+      g_autofree float *y = forward(t16, rows, TRUE, &on), *yd = forward(dense, rows, TRUE, &on);
+      g_assert_cmpfloat(max_rel_diff(y, yd, rows * on), <, 1e-5);
+    }
+  }
   /* not shrinking: reported */
   const char *big[] = {"max_rank", "64", "cores", "2", "include", "fc1", NULL};
   g_autoptr(PqModel) tb = compress(tensor_train, m, big, &err);

@@ -11,11 +11,16 @@
 
 #include "gemm.h"
 
+/* A core with a left rank of at least this many is laid out [(n_k, r_k), (m_k, r_{k-1})] and contracted by one
+ * GEMM a value of m_k, each writing its [rows, r_{k-1}] block where the next step reads it: no transpose. Below
+ * it, one GEMM [(n_k, r_k), (r_{k-1}, m_k)] and a transpose (a GEMM of a column or two is a GEMV). */
+#define TT_SPLIT_MIN_RANK 8
+
 typedef struct TT {
   int d;
   int64_t r[17], m[16], n[16], M, N;
-  float *c[16];      /* C_k [(n_k, r_k), (r_{k-1}, m_k)] */
-  float *bufr, *buft;/* work: the GEMM result and the transposed tensor */
+  float *c[16];      /* C_k [(n_k, r_k), (r_{k-1}, m_k)], or [(n_k, r_k), (m_k, r_{k-1})] with r_{k-1} >= TT_SPLIT_MIN_RANK */
+  float *bufr, *buft;/* work: each step reads one (or the input) and leaves its result in the other */
 } TT;
 
 static void tt_free(TT *t) {
@@ -55,10 +60,12 @@ static TT *tt_new(int d, const float *const *cores, const int64_t (*shapes)[4], 
       tt_free(t);
       return NULL;
     }
+    const int split = rp >= TT_SPLIT_MIN_RANK;
     for (int64_t a = 0; a < rp; a++)
       for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++)
-          for (int64_t s = 0; s < rn; s++) t->c[k][(j * rn + s) * (rp * m) + a * m + i] = cores[k][((a * m + i) * n + j) * rn + s];
+          for (int64_t s = 0; s < rn; s++)
+            t->c[k][(j * rn + s) * (rp * m) + (split ? i * rp + a : a * m + i)] = cores[k][((a * m + i) * n + j) * rn + s];
     total += n * rn * rp * m;
   }
   /* step k (last core first): A_k = m_{k+1}…m_d · batch · n_1…n_{k-1} rows */
@@ -85,12 +92,20 @@ static void tt_rows(TT *t, Pool *pool, const float *x, const float *bias, float 
     int64_t a = batch, rp = t->r[k], m = t->m[k], kk = t->n[k] * t->r[k + 1];
     for (int t2 = k + 1; t2 < t->d; t2++) a *= t->m[t2];
     for (int t2 = 0; t2 < k; t2++) a *= t->n[t2];
-    gemm_par(pool, 0, 0, a, rp * m, kk, cur, kk, t->c[k], rp * m, 0.0f, t->bufr, rp * m);
-    /* [A, r_{k-1}, m_k] → [m_k, A, r_{k-1}]: the output index moves to the front */
-    for (int64_t ai = 0; ai < a; ai++)
-      for (int64_t r = 0; r < rp; r++)
-        for (int64_t i = 0; i < m; i++) t->buft[(i * a + ai) * rp + r] = t->bufr[(ai * rp + r) * m + i];
-    cur = t->buft;
+    /* the result as [m_k, A, r_{k-1}]: the output index in front, as the next step reads it */
+    float *next;
+    if (rp >= TT_SPLIT_MIN_RANK) {
+      next = cur == t->buft ? t->bufr : t->buft;
+      for (int64_t i = 0; i < m; i++) gemm_par(pool, 0, 0, a, rp, kk, cur, kk, t->c[k] + i * rp, rp * m, 0.0f, next + i * a * rp, rp);
+    } else { /* [A, r_{k-1}, m_k] into one buffer, then transposed into the other (cur is read by then) */
+      float *tmp = cur == t->bufr ? t->buft : t->bufr;
+      next = tmp == t->bufr ? t->buft : t->bufr;
+      gemm_par(pool, 0, 0, a, rp * m, kk, cur, kk, t->c[k], rp * m, 0.0f, tmp, rp * m);
+      for (int64_t ai = 0; ai < a; ai++)
+        for (int64_t r = 0; r < rp; r++)
+          for (int64_t i = 0; i < m; i++) next[(i * a + ai) * rp + r] = tmp[(ai * rp + r) * m + i];
+    }
+    cur = next;
   }
   /* cur is [M, batch] */
   for (int64_t b = 0; b < batch; b++)
