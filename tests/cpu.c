@@ -917,7 +917,8 @@ static void test_threads_float(void) {
  * (axes {-2} and {1, 3} of [N, 3, 4, 5]), keeping the reduced dimensions or not; bad axes are refused. */
 static void test_reductions(void) {
   static const char *const ops[] = {"reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod",
-                                    "reduce_l1", "reduce_l2", "reduce_sum_square", "reduce_log_sum", "reduce_log_sum_exp"};
+                                    "reduce_l1", "reduce_l2", "reduce_sum_square", "reduce_log_sum", "reduce_log_sum_exp",
+                                    "argmax", "argmin"};
   int64_t xs[4] = {-1, 3, 4, 5};
   enum { N = 2 };
   float x[N * 60];
@@ -943,12 +944,14 @@ static void test_reductions(void) {
       for (int64_t s0 = 0; s0 < N; s0++)
         for (int64_t o = 0; o < on; o++) {
           /* the elements output o gathers: two ? (c, h=o, w) : (c=o/5, h, w=o%5) */
-          double acc = 0, mx = -INFINITY, mn = INFINITY, prod = 1, l1 = 0, sq = 0, cnt = 0;
+          double acc = 0, mx = -INFINITY, mn = INFINITY, prod = 1, l1 = 0, sq = 0, cnt = 0, imx = 0, imn = 0; /* (the index: row-major over the reduced dimensions) */
           for (int64_t c = 0; c < 3; c++)
             for (int64_t h = 0; h < 4; h++)
               for (int64_t w = 0; w < 5; w++) {
                 if (two ? h != o : (c != o / 5 || w != o % 5)) continue;
                 double v = x[s0 * 60 + (c * 4 + h) * 5 + w];
+                if (v > mx) imx = cnt;
+                if (v < mn) imn = cnt;
                 acc += v, mx = fmax(mx, v), mn = fmin(mn, v), prod *= v, l1 += fabs(v), sq += v * v, cnt++;
               }
           double lse = 0;
@@ -956,12 +959,28 @@ static void test_reductions(void) {
             for (int64_t h = 0; h < 4; h++)
               for (int64_t w = 0; w < 5; w++)
                 if (!(two ? h != o : (c != o / 5 || w != o % 5))) lse += exp(x[s0 * 60 + (c * 4 + h) * 5 + w] - mx);
-          double want[10] = {acc, acc / cnt, mx, mn, prod, l1, sqrt(sq), sq, log(acc), log(lse) + mx};
+          double want[12] = {acc, acc / cnt, mx, mn, prod, l1, sqrt(sq), sq, log(acc), log(lse) + mx, imx, imn};
           double got = y[s0 * on + o];
           if (!(fabs(got - want[k]) <= 2e-5 * (1 + fabs(want[k])) || (isnan(got) && isnan(want[k])))) /* log of a negative sum: NaN both */
             g_error("%s form %d [%lld]: %.9g, expected %.9g", ops[k], form, (long long)o, got, want[k]);
         }
     }
+  /* argmax and argmin: the first of ties; a NaN's index wins, as in NumPy */
+  {
+    int64_t xs2[2] = {-1, 4};
+    const float tx[12] = {2, 5, 5, 1, 1, 3, 3, NAN, NAN, 0, 9, -9};
+    const float want[2][3] = {{1, 3, 0}, {3, 3, 0}};
+    for (int k = 0; k < 2; k++) {
+      PqNode *n;
+      g_autoptr(PqModel) m = single(k ? "argmin" : "argmax", 2, xs2, 0, NULL, &n);
+      pq_node_set_ints(n, "axes", 1, (const int64_t[]){1});
+      pq_node_set_int(n, "keepdims", 0);
+      int64_t on;
+      g_autofree float *y = run(m, tx, 3, 3, &on);
+      g_assert_cmpint(on, ==, 1);
+      for (int i = 0; i < 3; i++) g_assert_cmpfloat(y[i], ==, want[k][i]);
+    }
+  }
   /* refused when the graph is checked */
   const struct {
     int64_t axes[2];

@@ -261,7 +261,7 @@ static void test_layer_norm(void) {
   compare(m, m, 7, 1e-4);
   /* and each reduction over two dimensions that are not adjacent, keeping them */
   const char *ops[] = {"reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "reduce_l1", "reduce_l2", "reduce_sum_square",
-                       "reduce_log_sum", "reduce_log_sum_exp"};
+                       "reduce_log_sum", "reduce_log_sum_exp", "argmax", "argmin"};
   for (size_t i = 0; i < G_N_ELEMENTS(ops); i++) {
     g_autoptr(PqModel) r = pq_model_new();
     int64_t rs[4] = {-1, 3, 4, 6}, axes[2] = {1, -1};

@@ -925,6 +925,29 @@ static void test_dynamic_quantize(void) {
   expect_error(e2, "node 'mf' (MatMulInteger): its weight is F32, not INT8 or UINT8");
 }
 
+/* ArgMax and ArgMin along an axis after the batch: the index as a float32 value (keepdims 0 here); axis 0 and
+ * select_last_index = 1 are refused by name. */
+static void test_argmax(void) {
+  int64_t xin[2] = {-1, 4};
+  Onnx__AttributeProto *a1[2] = {attr_int("axis", 1), attr_int("keepdims", 0)};
+  Onnx__NodeProto *n1[1] = {node("ArgMax", "am", 1, (const char *[]){"x"}, "y", 2, a1)};
+  Onnx__GraphProto *g1 = graph(1, n1, 0, NULL, value("x", 2, xin), "y");
+  g1->output[0] = value("y", 1, (const int64_t[]){-1});
+  g_autofree char *p1 = write_model("argmax.onnx", g1, TRUE);
+  g_autoptr(PqModel) m = load_ok(p1);
+  const float x[8] = {0.5f, -2, 7, 7, 3, 3, 1, -1};
+  float y[2];
+  run_cpu(m, 2, x, y, 1);
+  g_assert_cmpfloat(y[0], ==, 2.0f);
+  g_assert_cmpfloat(y[1], ==, 0.0f);
+  Onnx__AttributeProto *a0[1] = {attr_int("axis", 0)}, *al[2] = {attr_int("axis", -1), attr_int("select_last_index", 1)};
+  Onnx__NodeProto *n0[1] = {node("ArgMin", "a0", 1, (const char *[]){"x"}, "y", 1, a0)}, *nl[1] = {node("ArgMax", "al", 1, (const char *[]){"x"}, "y", 2, al)};
+  g_autofree char *e0 = write_model("argmin-batch.onnx", graph(1, n0, 0, NULL, value("x", 2, xin), "y"), TRUE);
+  expect_error(e0, "node 'a0' (ArgMin): axis 0 is the batch, which pquant keeps");
+  g_autofree char *el = write_model("argmax-last.onnx", graph(1, nl, 0, NULL, value("x", 2, xin), "y"), TRUE);
+  expect_error(el, "node 'al' (ArgMax): select_last_index = 1 is not supported (the first of ties is taken)");
+}
+
 /* Shape with end (opset 15): Shape(x, end = 1) is the batch alone, which Concat and Reshape take as
  * x.view(x.size(0), -1). */
 static void test_shape_slice(void) {
@@ -1299,6 +1322,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/onnx/qdq", test_qdq);
   g_test_add_func("/onnx/qlinear", test_qlinear);
   g_test_add_func("/onnx/dynamic-quantize", test_dynamic_quantize);
+  g_test_add_func("/onnx/argmax", test_argmax);
   g_test_add_func("/onnx/conv1d", test_conv1d);
   g_test_add_func("/onnx/gather-activation", test_gather_activation);
   g_test_add_func("/onnx/constant-first", test_constant_first);

@@ -1170,6 +1170,18 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
         pq_node_set_int(node, "keepdims", keep);
       }
     }
+  } else if (!strcmp(op, "ArgMax") || !strcmp(op, "ArgMin")) { /* the index along one axis, as a float32 value */
+    int64_t s[PQ_MAX_DIMS];
+    int nd;
+    if (!shape_of(c, in0, s, &nd, error)) return FALSE;
+    int64_t axis = attr_i(n, "axis", 0);
+    if (axis < -nd || axis >= nd) FAIL("node '%s' (%s): axis %lld outside the %d dimensions", name, op, (long long)axis, nd);
+    if (axis < 0) axis += nd;
+    if (axis == 0) FAIL("node '%s' (%s): axis 0 is the batch, which pquant keeps", name, op);
+    if (attr_i(n, "select_last_index", 0)) FAIL("node '%s' (%s): select_last_index = 1 is not supported (the first of ties is taken)", name, op);
+    ONE(!strcmp(op, "ArgMax") ? "argmax" : "argmin", in0);
+    pq_node_set_ints(node, "axes", 1, &axis);
+    pq_node_set_int(node, "keepdims", attr_i(n, "keepdims", 1));
   } else if (!strcmp(op, "GlobalMaxPool")) { /* a max pool whose window is the whole plane */
     int64_t s[PQ_MAX_DIMS];
     int nd;
@@ -1609,7 +1621,7 @@ static gboolean add_node(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (!t) return FALSE;
     set_tensor(c, t);
   } else {
-    FAIL("node '%s': op '%s' is not supported (supported: Add, AveragePool, BatchNormalization, Cast, Clip, Concat, Constant, Conv, ConvTranspose, DepthToSpace, Div, Dropout, "
+    FAIL("node '%s': op '%s' is not supported (supported: Add, ArgMax, ArgMin, AveragePool, BatchNormalization, Cast, Clip, Concat, Constant, Conv, ConvTranspose, DepthToSpace, Div, Dropout, "
          "DequantizeLinear, DynamicQuantizeLinear, Elu, Expand, Flatten, Gather, Gelu, Gemm, GlobalAveragePool, GlobalMaxPool, HardSigmoid, HardSwish, Identity, InstanceNormalization, LayerNormalization, LeakyRelu, LogSoftmax, MatMul, MatMulInteger, ConvInteger, Max, MaxPool, Mean, Min, Mul, Pad, Pow, PRelu, "
          "QLinearConv, QLinearMatMul, QuantizeLinear, ReduceL1, ReduceL2, ReduceLogSum, ReduceLogSumExp, ReduceMax, ReduceMean, ReduceMin, ReduceProd, ReduceSum, ReduceSumSquare, Relu, Reshape, Resize, Slice, Split, Sum, "
          "Selu, Shape, Sigmoid, Softmax, Softplus, SpaceToDepth, Squeeze, Sub, Tanh, Tile, Transpose, Unsqueeze, Upsample, and elementwise Abs, Acos, Acosh, Asin, Asinh, "

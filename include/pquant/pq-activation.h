@@ -294,13 +294,15 @@ typedef enum {
   PQ_RED_L2 = 6,
   PQ_RED_SUM_SQUARE = 7,
   PQ_RED_LOG_SUM = 8,
-  PQ_RED_LOG_SUM_EXP = 9
+  PQ_RED_LOG_SUM_EXP = 9,
+  PQ_RED_ARGMAX = 10, /* the index of the largest (the first of ties; a NaN's, as NumPy), as a float */
+  PQ_RED_ARGMIN = 11
 } PqReduce;
 
 static inline PqReduce pq_reduce_kind(const char *op) {
   static const char *const names[] = {"reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod",
-                                      "reduce_l1", "reduce_l2", "reduce_sum_square", "reduce_log_sum", "reduce_log_sum_exp"};
-  return (PqReduce)pq_op_index(names, 10, op); /* -1: PQ_RED_NONE */
+                                      "reduce_l1", "reduce_l2", "reduce_sum_square", "reduce_log_sum", "reduce_log_sum_exp", "argmax", "argmin"};
+  return (PqReduce)pq_op_index(names, 12, op); /* -1: PQ_RED_NONE */
 }
 
 PQ_ACT_FN float pq_reduce_start(int kind) {
@@ -356,6 +358,15 @@ PQ_ACT_FN int64_t pq_reduce_offset(const PqReduceGeometry *g, int64_t r) { retur
 /* One output value: the reduction of the elements of x (one sample's) that output element o gathers. */
 PQ_ACT_FN float pq_reduce_one(int kind, const PqReduceGeometry *g, const float *x, int64_t o) {
   const float *xb = x + pq_reduce_base(g, o);
+  if (kind == PQ_RED_ARGMAX || kind == PQ_RED_ARGMIN) { /* r: the index in row-major order over the reduced dimensions */
+    int64_t best = 0;
+    float bv = xb[pq_reduce_offset(g, 0)];
+    for (int64_t r = 1; r < g->red_count && bv == bv; r++) {
+      const float v = xb[pq_reduce_offset(g, r)];
+      if ((kind == PQ_RED_ARGMAX ? v > bv : v < bv) || v != v) best = r, bv = v;
+    }
+    return (float)best;
+  }
   float shift = 0.0f;
   if (kind == PQ_RED_LOG_SUM_EXP) {
     shift = pq_reduce_start(PQ_RED_MAX);
