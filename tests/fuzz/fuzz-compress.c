@@ -173,6 +173,30 @@ static gboolean add_conv_block(PqModel *m, Bytes *b, int k, char *cur, size_t cu
   return TRUE;
 }
 
+/* A chain of 1..4 elementwise ops on value `cur` of n values a sample: binary ops with a model tensor of n values
+ * or one (either side), and activations; `cur` becomes its output. (What the CPU backend runs as one pass.) */
+static void add_elementwise(PqModel *m, Bytes *b, int l, char *cur, size_t cur_size, int64_t n) {
+  static const char *const ops[] = {"mul", "add", "sub", "div", "sigmoid", "clip", "round", "tanh", "leaky_relu", "maximum"};
+  int k = 1 + (int)take(b, 4);
+  for (int i = 0; i < k; i++) {
+    const char *op = ops[take(b, G_N_ELEMENTS(ops))];
+    char name[32], out[40], tn[40];
+    snprintf(name, sizeof name, "ew%d_%d", l + 1, i);
+    snprintf(out, sizeof out, "%s.out", name);
+    snprintf(tn, sizeof tn, "%s.t", name);
+    const int binary = !strcmp(op, "mul") || !strcmp(op, "add") || !strcmp(op, "sub") || !strcmp(op, "div") || !strcmp(op, "maximum");
+    if (binary) {
+      int64_t ts[1] = {take(b, 2) ? n : 1};
+      add_tensor(m, tn, 1, ts, !strcmp(op, "div") ? W_CONST : W_NORMAL, FALSE, take(b, 256)); /* (a divisor of 0.25) */
+    }
+    const int first = binary && strcmp(op, "div") && take(b, 3) == 0; /* tensor op x */
+    const char *ins[2] = {first ? tn : cur, first ? cur : tn}, *outs[1] = {out};
+    PqNode *node = pq_graph_add_node(pq_model_graph(m), op, name, binary ? 2 : 1, ins, 1, outs);
+    if (!strcmp(op, "clip")) pq_node_set_float(node, "min", -1.0), pq_node_set_float(node, "max", 2.0);
+    snprintf(cur, cur_size, "%s", out);
+  }
+}
+
 /* The model the bytes describe; *mode gets its weights' kind, *in_numel the input's values a sample. */
 static PqModel *make_model(Bytes *b, int *mode, int64_t *in_numel) {
   PqModel *m = pq_model_new();
@@ -180,7 +204,7 @@ static PqModel *make_model(Bytes *b, int *mode, int64_t *in_numel) {
   *mode = (int)take(b, W_MODES + 3); /* ordinary weights three times in ten */
   if (*mode >= W_MODES) *mode = W_NORMAL;
   gboolean bf16 = take(b, 4) == 0;
-  char cur[32] = "x"; /* the value the next layer reads: the graph's input first */
+  char cur[48] = "x"; /* the value the next layer reads: the graph's input first */
   int64_t width;
   if (take(b, 2) == 0) { /* MLP */
     width = 1 + take(b, 48);
@@ -215,6 +239,7 @@ static PqModel *make_model(Bytes *b, int *mode, int64_t *in_numel) {
       pq_graph_add_node(g, "relu", r, 1, ri, 1, ro);
       snprintf(cur, sizeof cur, "%s", r);
     }
+    if (l < layers - 1 && take(b, 4) == 0) add_elementwise(m, b, l, cur, sizeof cur, n);
     width = n;
   }
   pq_graph_add_output(g, cur);
@@ -336,8 +361,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   g_autoptr(PqOptions) bo = pq_options_new(pq_plugin_options_schema(cpu), "cpu", NULL);
   if (!bo) abort();
   g_auto(GStrv) kernels = pq_options_choices(bo, "kernels");
-  if (kernels && !pq_options_set(bo, "kernels", kernels[take(&b, g_strv_length(kernels))], NULL)) abort();
-  if (!pq_options_set(bo, "simd", take(&b, 4) ? "true" : "false", NULL)) abort();
+  const char *kernel = kernels ? kernels[take(&b, g_strv_length(kernels))] : NULL, *simd = take(&b, 4) ? "true" : "false";
+  const gboolean fuse = take(&b, 4) != 0;
+  if ((kernel && !pq_options_set(bo, "kernels", kernel, NULL)) || !pq_options_set(bo, "simd", simd, NULL) ||
+      !pq_options_set(bo, "fuse_elementwise", fuse ? "true" : "false", NULL))
+    abort();
   int threads = 1 + (int)take(&b, 2);
   int64_t batch = 1 + take(&b, 19);
   float *x = g_new(float, batch * in_numel);
@@ -345,6 +373,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   float *y0 = NULL, *y1 = NULL;
   int64_t n0 = 0, n1 = 0;
   gboolean base = ok && prepare_and_run(cpu, m, bo, threads, batch, x, &y0, &n0);
+  if (base) { /* elementwise chains as one pass or an op at a time: the same values, bit for bit */
+    g_autoptr(PqOptions) flip = pq_options_new(pq_plugin_options_schema(cpu), "cpu", NULL);
+    float *yf = NULL;
+    int64_t nf = 0;
+    if (!flip || (kernel && !pq_options_set(flip, "kernels", kernel, NULL)) || !pq_options_set(flip, "simd", simd, NULL) ||
+        !pq_options_set(flip, "fuse_elementwise", fuse ? "false" : "true", NULL))
+      abort();
+    if (!prepare_and_run(cpu, m, flip, threads, batch, x, &yf, &nf) || nf != n0 || memcmp(yf, y0, sizeof(float) * (size_t)(batch * n0))) {
+      fprintf(stderr, "fuzz-compress: fuse_elementwise=%s changed the outputs\n", fuse ? "false" : "true");
+      abort();
+    }
+    g_free(yf);
+  }
   PqModel *c = ok ? pq_pipeline_run(p, m, &err) : NULL;
   n_base_refused += ok && !base;
   if (!ok || !c) {
