@@ -343,6 +343,7 @@ typedef struct {
 
 /* Index i of a row-major walk over n dimensions of `sizes`, as an offset through `strides`. */
 PQ_ACT_FN int64_t pq_walk_offset(int n, const int64_t *sizes, const int64_t *strides, int64_t i) {
+  if (n == 1) return i * strides[0]; /* (i < sizes[0]: no division) */
   int64_t off = 0;
   for (int d = n - 1; d >= 0; d--) {
     off += (i % sizes[d]) * strides[d];
@@ -395,15 +396,20 @@ static inline void pq_reduce_geometry(int ndim, const int64_t *shape, unsigned a
   g->red_count = 1;
   int64_t st[PQ_MAX_DIMS];
   for (int d = ndim - 1; d >= 1; d--) st[d] = stride, stride *= shape[d];
-  for (int d = 1; d < ndim; d++)
-    if (axes & (1u << d)) {
-      g->red[g->n_red] = shape[d];
-      g->red_stride[g->n_red++] = st[d];
-      g->red_count *= shape[d];
+  for (int d = 1; d < ndim; d++) {
+    /* a dimension next to one of its kind joins it (row-major order is kept; a whole sample reduced is one run) */
+    const int red = (axes & (1u << d)) != 0, joins = d > 1 && red == ((axes & (1u << (d - 1))) != 0);
+    int64_t *sizes = red ? g->red : g->kept, *strides = red ? g->red_stride : g->kept_stride;
+    int *n = red ? &g->n_red : &g->n_kept;
+    if (joins) {
+      sizes[*n - 1] *= shape[d];
+      strides[*n - 1] = st[d];
     } else {
-      g->kept[g->n_kept] = shape[d];
-      g->kept_stride[g->n_kept++] = st[d];
+      sizes[*n] = shape[d];
+      strides[(*n)++] = st[d];
     }
+    if (red) g->red_count *= shape[d];
+  }
 }
 
 /* slice: which elements of a sample each output element is. For each dimension d ≥ 1 the output has out[d]

@@ -1132,8 +1132,15 @@ static void run_matmul(Cpu *c, const Step *st, const float *x, const float *w, f
   if (st->fuse_relu) relu_inplace(y, rows * st->n);
 }
 
-/* y[i] = a[i·ia] op b[i·ib]: one loop per op, so each vectorizes */
-static void binary_inner(int op, float *restrict y, const float *a, int64_t ia, const float *b, int64_t ib, int64_t n) {
+/* y[i] = a[i·ia] op b[i·ib]: a run of each, or one of them a value, takes the elementwise loops (elementwise.h:
+ * the op's own loop, vectorized); other strides one loop per op */
+static void binary_inner(int op, float *restrict y, const float *a, int64_t ia, const float *b, int64_t ib, int64_t n, int avx2) {
+  if ((ia == 1 && (ib == 0 || ib == 1)) || (ia == 0 && ib == 1)) {
+    const int first = ia == 0; /* (a value op a run: the value is the "tensor", first) */
+    const EwOp o = {EW_BIN, op, first ? a[0] : ib == 0 ? b[0] : 0.0f, 0.0f, NULL, first, NULL};
+    ew_apply(&o, first ? b : a, y, n, ia == 1 && ib == 1 ? b : NULL, avx2);
+    return;
+  }
   switch (op) {
   case PQ_BIN_SUB:
     for (int64_t i = 0; i < n; i++) y[i] = a[i * ia] - b[i * ib];
@@ -1152,7 +1159,7 @@ static void binary_inner(int op, float *restrict y, const float *a, int64_t ia, 
   }
 }
 
-static void run_add(const Step *st, const float *a, const float *b, float *y, int64_t batch, int a_act, int b_act) {
+static void run_add(const Step *st, const float *a, const float *b, float *y, int64_t batch, int a_act, int b_act, int avx2) {
   int r = st->add_rank;
   int64_t os[PQ_MAX_DIMS], as[PQ_MAX_DIMS], bs[PQ_MAX_DIMS];
   memcpy(os, st->add_oshape, sizeof os);
@@ -1164,7 +1171,7 @@ static void run_add(const Step *st, const float *a, const float *b, float *y, in
   int64_t total = 1;
   for (int d = 0; d < r; d++) total *= os[d];
   if (st->add_same) {
-    binary_inner(st->bin, y, a, 1, b, 1, total);
+    binary_inner(st->bin, y, a, 1, b, 1, total, avx2);
   } else {
     /* strides with 0 on broadcast dimensions; the innermost dimension is walked in a tight loop */
     int64_t sa[PQ_MAX_DIMS], sb[PQ_MAX_DIMS], idx[PQ_MAX_DIMS] = {0};
@@ -1185,7 +1192,7 @@ static void run_add(const Step *st, const float *a, const float *b, float *y, in
       float *yo = y + o * inner;
       const float *ap = a + ao, *bp = b + bo;
       int64_t ia = sa[r - 1], ib = sb[r - 1];
-      binary_inner(st->bin, yo, ap, ia, bp, ib, inner);
+      binary_inner(st->bin, yo, ap, ia, bp, ib, inner, avx2);
       for (int d = r - 2; d >= 0; d--) {
         if (++idx[d] < os[d]) break;
         idx[d] = 0;
@@ -2039,7 +2046,7 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
         circ_row(st->circ, x + r * st->k, st->in[2] >= 0 ? PTR(st->in[2]) : NULL, y + r * st->n, st->fuse_relu);
       break;
     case K_ADD:
-      run_add(st, x, PTR(st->in[1]), y, batch, !c->values[st->in[0]].weight, !c->values[st->in[1]].weight);
+      run_add(st, x, PTR(st->in[1]), y, batch, !c->values[st->in[0]].weight, !c->values[st->in[1]].weight, c->ew_avx2);
       break;
     case K_RELU:
       for (int64_t i = 0; i < total; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
