@@ -965,6 +965,30 @@ static void test_reductions(void) {
             g_error("%s form %d [%lld]: %.9g, expected %.9g", ops[k], form, (long long)o, got, want[k]);
         }
     }
+  /* adjacent reduced (2, 3) and kept dimensions walk as one run each: the same values, and argmax's index in
+     row-major order over (h, w) */
+  for (int k = 0; k < 3; k++) {
+    static const char *const adj[3] = {"reduce_sum", "argmax", "reduce_max"};
+    PqNode *n;
+    g_autoptr(PqModel) m = single(adj[k], 4, xs, 0, NULL, &n);
+    pq_node_set_ints(n, "axes", 2, (const int64_t[]){2, 3});
+    pq_node_set_int(n, "keepdims", 0);
+    int64_t on;
+    g_autofree float *y = run(m, x, N, N, &on);
+    g_assert_cmpint(on, ==, 3);
+    for (int64_t s0 = 0; s0 < N; s0++)
+      for (int64_t c = 0; c < 3; c++) {
+        double acc = 0, mx = -INFINITY;
+        int64_t at = 0;
+        for (int64_t i = 0; i < 20; i++) {
+          double v = x[s0 * 60 + c * 20 + i];
+          if (v > mx) mx = v, at = i;
+          acc += v;
+        }
+        const double want = k == 0 ? acc : k == 1 ? (double)at : mx;
+        g_assert_cmpfloat(fabs(y[s0 * 3 + c] - want), <=, 2e-5 * (1 + fabs(want)));
+      }
+  }
   /* argmax and argmin: the first of ties; a NaN's index wins, as in NumPy */
   {
     int64_t xs2[2] = {-1, 4};
