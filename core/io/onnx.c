@@ -604,6 +604,29 @@ static gboolean add_made(Ctx *c, const char *op, const char *name, int nin, cons
   return add_node(c, &n, error);
 }
 
+/* A QOperator or integer op's constant weight W: a MatMul's B [K, N], or a 1-D or 2-D conv kernel */
+static gboolean weight_rank_ok(const Ctx *c, const Onnx__NodeProto *n, int conv, const PqTensor *W, GError **error) {
+  const char *path = c->path, *op = n->op_type, *name = n->name;
+  if (conv ? pq_tensor_ndim(W) < 3 : pq_tensor_ndim(W) != 2)
+    FAIL("node '%s' (%s): a weight of %d dimensions (%s)", name, op, pq_tensor_ndim(W), conv ? "3 or 4: a 1-D or 2-D kernel" : "2: B [K, N]");
+  return TRUE;
+fail:
+  return FALSE;
+}
+
+/* The DequantizeLinear of such a weight (input `w`) by `scale` and `zero` (NULL: none) along the outputs (B's
+ * columns, the kernel's output channels), into `out`, as node `dq_name` */
+static gboolean add_weight_dq(Ctx *c, int conv, const char *w, const char *scale, const char *zero, const char *dq_name, const char *out,
+                              GError **error) {
+  Onnx__AttributeProto axis = ONNX__ATTRIBUTE_PROTO__INIT, *ax[1] = {&axis};
+  axis.name = (char *)"axis";
+  axis.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
+  axis.has_i = 1;
+  axis.i = conv ? 0 : 1;
+  const char *in[3] = {w, scale, zero};
+  return add_made(c, "DequantizeLinear", dq_name, zero ? 3 : 2, in, out, 1, ax, error);
+}
+
 /* QLinearMatMul and QLinearConv (the QOperator form): each the ops it is defined as. DequantizeLinear of the
  * input by its scale and zero point; DequantizeLinear of the weight, a constant (folded, and kept 8-bit where it
  * has one scale an output: along B's columns, or the kernel's output channels); the MatMul or Conv (the node's
@@ -618,21 +641,15 @@ static gboolean add_qlinear(Ctx *c, const Onnx__NodeProto *n, GError **error) {
     if (i != 2 && i != 5 && i != 7 && !n->input[i][0]) FAIL("node '%s' (%s): input %zu is empty", name, op, i);
   PqTensor *W = pq_model_tensor(c->m, n->input[3]), *WS = pq_model_tensor(c->m, n->input[4]), *XS = pq_model_tensor(c->m, n->input[1]);
   if (!W) FAIL("node '%s' (%s): its weight '%s' must be a constant (an initializer)", name, op, n->input[3]);
-  if (conv ? pq_tensor_ndim(W) < 3 : pq_tensor_ndim(W) != 2)
-    FAIL("node '%s' (%s): a weight of %d dimensions (%s)", name, op, pq_tensor_ndim(W), conv ? "3 or 4: a 1-D or 2-D kernel" : "2: B [K, N]");
+  if (!weight_rank_ok(c, n, conv, W, error)) return FALSE;
   if (!XS || pq_tensor_numel(XS) != 1) FAIL("node '%s' (%s): x_scale must be a constant scalar (one scale for the input)", name, op);
   { /* (the nodes' names say what each is of the QOperator node, for its errors and pqrun info) */
     g_autofree char *bx = g_strdup_printf("%s_x_dq", name), *bw = g_strdup_printf("%s_w_dq", name), *bo = g_strdup_printf("%s_%s", name, conv ? "conv" : "matmul");
     xd = fresh(c, bx), wd = fresh(c, bw), yd = fresh(c, bo), n1 = fresh(c, bx), n2 = fresh(c, bw), n3 = fresh(c, bo);
   }
-  const char *dx[3] = {n->input[0], n->input[1], n->input[2]}, *dw[3] = {n->input[3], n->input[4], n->input[5]};
-  Onnx__AttributeProto axis = ONNX__ATTRIBUTE_PROTO__INIT, *ax[1] = {&axis};
-  axis.name = (char *)"axis";
-  axis.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
-  axis.has_i = 1;
-  axis.i = conv ? 0 : 1; /* the scales run along the outputs */
+  const char *dx[3] = {n->input[0], n->input[1], n->input[2]};
   if (!add_made(c, "DequantizeLinear", n1, n->input[2][0] ? 3 : 2, dx, xd, 0, NULL, error)) return FALSE;
-  if (!add_made(c, "DequantizeLinear", n2, n->input[5][0] ? 3 : 2, dw, wd, 1, ax, error)) return FALSE;
+  if (!add_weight_dq(c, conv, n->input[3], n->input[4], n->input[5][0] ? n->input[5] : NULL, n2, wd, error)) return FALSE;
   if (conv && n->n_input > 8 && n->input[8][0]) { /* the bias: codes on x_scale · w_scale, zero point 0 */
     PqTensor *B = pq_model_tensor(c->m, n->input[8]);
     const int64_t m = pq_tensor_shape(W)[0], ns = WS ? pq_tensor_numel(WS) : 0;
@@ -724,8 +741,7 @@ static gboolean add_integer_op(Ctx *c, const Onnx__NodeProto *n, GError **error)
   if (!B) FAIL("node '%s' (%s): its weight '%s' must be a constant (an initializer)", name, op, n->input[1]);
   if (pq_tensor_dtype(B) != PQ_DTYPE_I8 && pq_tensor_dtype(B) != PQ_DTYPE_U8)
     FAIL("node '%s' (%s): its weight is %s, not INT8 or UINT8", name, op, pq_dtype_name(pq_tensor_dtype(B)));
-  if (conv ? pq_tensor_ndim(B) < 3 : pq_tensor_ndim(B) != 2)
-    FAIL("node '%s' (%s): a weight of %d dimensions (%s)", name, op, pq_tensor_ndim(B), conv ? "3 or 4: a 1-D or 2-D kernel" : "2: B [K, N]");
+  if (!weight_rank_ok(c, n, conv, B, error)) return FALSE;
   const char *az = n->n_input > 2 && n->input[2][0] ? n->input[2] : NULL, *bz = n->n_input > 3 && n->input[3][0] ? n->input[3] : NULL;
   PqTensor *AZ = az ? pq_model_tensor(c->m, az) : NULL, *BZ = bz ? pq_model_tensor(c->m, bz) : NULL;
   if (AZ && pq_tensor_numel(AZ) != 1) FAIL("node '%s' (%s): a constant zero point for the input must be one value", name, op);
@@ -735,14 +751,8 @@ static gboolean add_integer_op(Ctx *c, const Onnx__NodeProto *n, GError **error)
     const char *si[2] = {n->input[0], az}, *so[1] = {xa};
     pq_graph_add_node(pq_model_graph(c->m), "sub", nsub, 2, si, 1, so);
   }
-  ones = const_f32(c, "int_scale", BZ ? pq_tensor_numel(BZ) : 1, 1.0f);
-  Onnx__AttributeProto axis = ONNX__ATTRIBUTE_PROTO__INIT, *ax[1] = {&axis};
-  axis.name = (char *)"axis";
-  axis.type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
-  axis.has_i = 1;
-  axis.i = conv ? 0 : 1; /* a zero point an output: B's columns, the kernel's output channels */
-  const char *dqi[3] = {n->input[1], ones, bz};
-  if (!add_made(c, "DequantizeLinear", ndq, bz ? 3 : 2, dqi, wd, 1, ax, error)) return FALSE;
+  ones = const_f32(c, "int_scale", BZ ? pq_tensor_numel(BZ) : 1, 1.0f); /* (a zero point an output, or one for all) */
+  if (!add_weight_dq(c, conv, n->input[1], ones, bz, ndq, wd, error)) return FALSE;
   const char *ci[2] = {az ? xa : n->input[0], wd};
   return add_made(c, conv ? "Conv" : "MatMul", name, 2, ci, n->output[0], conv ? n->n_attribute : 0, conv ? n->attribute : NULL, error);
 fail:

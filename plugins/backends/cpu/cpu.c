@@ -1132,31 +1132,18 @@ static void run_matmul(Cpu *c, const Step *st, const float *x, const float *w, f
   if (st->fuse_relu) relu_inplace(y, rows * st->n);
 }
 
-/* y[i] = a[i·ia] op b[i·ib]: a run of each, or one of them a value, takes the elementwise loops (elementwise.h:
- * the op's own loop, vectorized); other strides one loop per op */
+/* y[i] = a[i·ia] op b[i·ib] with ia and ib 0 or 1 (run_add walks the innermost dimension, whose strides are
+ * those): a run op a run or a value, through the elementwise loops (elementwise.h: the op's own loop, vectorized);
+ * a value op a value, that one value */
 static void binary_inner(int op, float *restrict y, const float *a, int64_t ia, const float *b, int64_t ib, int64_t n, int avx2) {
-  if ((ia == 1 && (ib == 0 || ib == 1)) || (ia == 0 && ib == 1)) {
-    const int first = ia == 0; /* (a value op a run: the value is the "tensor", first) */
-    const EwOp o = {EW_BIN, op, first ? a[0] : ib == 0 ? b[0] : 0.0f, 0.0f, NULL, first, NULL};
-    ew_apply(&o, first ? b : a, y, n, ia == 1 && ib == 1 ? b : NULL, avx2);
+  if (ia == 0 && ib == 0) {
+    const float v = pq_binary(op, a[0], b[0]);
+    for (int64_t i = 0; i < n; i++) y[i] = v;
     return;
   }
-  switch (op) {
-  case PQ_BIN_SUB:
-    for (int64_t i = 0; i < n; i++) y[i] = a[i * ia] - b[i * ib];
-    break;
-  case PQ_BIN_MUL:
-    for (int64_t i = 0; i < n; i++) y[i] = a[i * ia] * b[i * ib];
-    break;
-  case PQ_BIN_DIV:
-    for (int64_t i = 0; i < n; i++) y[i] = a[i * ia] / b[i * ib];
-    break;
-  case PQ_BIN_ADD:
-    for (int64_t i = 0; i < n; i++) y[i] = a[i * ia] + b[i * ib];
-    break;
-  default: /* prelu, pow, minimum, maximum */
-    for (int64_t i = 0; i < n; i++) y[i] = pq_binary(op, a[i * ia], b[i * ib]);
-  }
+  const int first = ia == 0; /* (a value op a run: the value is the "tensor", first) */
+  const EwOp o = {EW_BIN, op, first ? a[0] : ib == 0 ? b[0] : 0.0f, 0.0f, NULL, first, NULL};
+  ew_apply(&o, first ? b : a, y, n, ia == 1 && ib == 1 ? b : NULL, avx2);
 }
 
 static void run_add(const Step *st, const float *a, const float *b, float *y, int64_t batch, int a_act, int b_act, int avx2) {
@@ -2048,11 +2035,9 @@ static PqStatus cpu_run(void *handle, const PqTensorView *inputs, size_t n_input
     case K_ADD:
       run_add(st, x, PTR(st->in[1]), y, batch, !c->values[st->in[0]].weight, !c->values[st->in[1]].weight, c->ew_avx2);
       break;
-    case K_RELU:
-      for (int64_t i = 0; i < total; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
-      break;
+    case K_RELU: /* (the activations' loops: elementwise.h) */
     case K_ACT: {
-      const EwOp op = {EW_ACT, st->act, st->act_a, st->act_b, NULL, 0, NULL};
+      const EwOp op = {st->kind == K_RELU ? EW_RELU : EW_ACT, st->act, st->act_a, st->act_b, NULL, 0, NULL};
       ew_apply(&op, x, y, total, NULL, c->ew_avx2);
       break;
     }

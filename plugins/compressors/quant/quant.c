@@ -208,17 +208,9 @@ static PqStatus quant_compress(const PqModel *in, const PqOptions *o, const PqCa
                lgroup != group ? " (fitted to the row)" : "", symmetric ? "symmetric" : "asymmetric");
     else
       snprintf(detail, sizeof detail, "%d-bit %s %s", bits, pq_quant_scheme_name(scheme), symmetric ? "symmetric" : "asymmetric");
-    if (from_note[0]) {
+    { /* (each note empty where it does not apply) */
       size_t at = strlen(detail);
-      snprintf(detail + at, sizeof detail - at, "%s", from_note);
-    }
-    if (gptq_note[0]) {
-      size_t at = strlen(detail);
-      snprintf(detail + at, sizeof detail - at, "%s", gptq_note);
-    }
-    if (half || q8) {
-      size_t at = strlen(detail);
-      snprintf(detail + at, sizeof detail - at, "%s", scales_note);
+      snprintf(detail + at, sizeof detail - at, "%s%s%s", from_note, gptq_note, scales_note);
     }
     if (static_act) { /* W8A8: a fixed int8 range for the layer's input (a conv: its input feature map) */
       float sa = activation_scale(calibration, pq_node_input(node, 0), o, error);
