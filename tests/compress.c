@@ -886,6 +886,16 @@ static void tt_dense_ref(const PqModel *m, const char *base, int d, int64_t M, i
     }
 }
 
+/* m with its fc1 weight w1 [M, N] replaced by the dense matrix of the d cores tensor_train gave it in tt */
+static PqModel *tt_densified(const PqModel *m, const PqModel *tt, int d, int64_t M, int64_t N) {
+  int64_t sh[2] = {M, N};
+  g_autoptr(PqTensor) wd = pq_tensor_new("w1", PQ_DTYPE_F32, 2, sh);
+  tt_dense_ref(tt, "w1", d, M, N, pq_tensor_mutable_data(wd));
+  PqModel *dense = pq_model_copy(m);
+  pq_model_set_tensor(dense, wd);
+  return dense;
+}
+
 static void test_tensor_train(void) {
   g_autoptr(PqModel) m = pq_test_tiny_mlp(24, 30, 10, 61);
   g_autoptr(GError) err = NULL;
@@ -897,11 +907,7 @@ static void test_tensor_train(void) {
     g_assert_no_error(err);
     g_assert_false(pq_model_record(tl, 0)->skipped);
     g_assert_null(pq_model_tensor(tl, "w1"));
-    int64_t sh[2] = {30, 24};
-    g_autoptr(PqTensor) wd = pq_tensor_new("w1", PQ_DTYPE_F32, 2, sh);
-    tt_dense_ref(tl, "w1", d, 30, 24, pq_tensor_mutable_data(wd));
-    g_autoptr(PqModel) dense = pq_model_copy(m);
-    pq_model_set_tensor(dense, wd);
+    g_autoptr(PqModel) dense = tt_densified(m, tl, d, 30, 24);
     int64_t on;
     g_autofree float *y = forward(tl, 4, TRUE, &on), *yd = forward(dense, 4, TRUE, &on);
     g_assert_cmpfloat(max_rel_diff(y, yd, 4 * on), <, 1e-5);
@@ -926,7 +932,7 @@ static void test_tensor_train(void) {
     g_assert_cmpint(grow[0], <=, grow[1]);
     /* the recorded error is the error of that matrix */
     double rel;
-    pq_error_stats(pq_tensor_data(pq_model_tensor(m, "w1")), pq_tensor_data(wd), 720, &rel, NULL);
+    pq_error_stats(pq_tensor_data(pq_model_tensor(m, "w1")), pq_tensor_data(pq_model_tensor(dense, "w1")), 720, &rel, NULL);
     g_assert_cmpfloat_with_epsilon(pq_model_record(tl, 0)->rel_error, rel, 1e-5);
   }
   /* W = A ⊗ B has TT rank 1 with 2 cores: the tolerance finds it, and the form is exact */
@@ -956,12 +962,9 @@ static void test_tensor_train(void) {
     g_assert_cmpint(rm->params_after, <, r3->params_after);
     g_assert_cmpint(pq_node_get_int(pq_graph_node(pq_model_graph(tm), 0), "cores", 0), ==, 2);
     g_assert_cmpfloat_with_epsilon(rm->rel_error, r3->rel_error, 1e-5);
-    int64_t sh[2] = {30, 24};
-    g_autoptr(PqTensor) wm = pq_tensor_new("w1", PQ_DTYPE_F32, 2, sh);
-    g_autoptr(PqTensor) w3 = pq_tensor_new("w1", PQ_DTYPE_F32, 2, sh);
-    tt_dense_ref(tm, "w1", 2, 30, 24, pq_tensor_mutable_data(wm));
-    tt_dense_ref(t3, "w1", 3, 30, 24, pq_tensor_mutable_data(w3));
-    g_assert_cmpfloat(max_rel_diff(pq_tensor_data(wm), pq_tensor_data(w3), 720), <, 1e-5);
+    g_autoptr(PqModel) dm = tt_densified(m, tm, 2, 30, 24);
+    g_autoptr(PqModel) d3 = tt_densified(m, t3, 3, 30, 24);
+    g_assert_cmpfloat(max_rel_diff(pq_tensor_data(pq_model_tensor(dm, "w1")), pq_tensor_data(pq_model_tensor(d3, "w1")), 720), <, 1e-5);
     int64_t on;
     g_autofree float *ym = forward(tm, 5, TRUE, &on), *y3 = forward(t3, 5, TRUE, &on);
     g_assert_cmpfloat(max_rel_diff(ym, y3, 5 * on), <, 1e-5);
@@ -974,11 +977,7 @@ static void test_tensor_train(void) {
     g_autoptr(PqModel) t16 = compress(tensor_train, m64, r16, &err);
     g_assert_no_error(err);
     g_assert_cmpstr(pq_model_record(t16, 0)->detail, ==, "3 cores, ranks 1-16-16-1, m 4x8x8, n 4x8x8");
-    int64_t sh[2] = {256, 256};
-    g_autoptr(PqTensor) wd = pq_tensor_new("w1", PQ_DTYPE_F32, 2, sh);
-    tt_dense_ref(t16, "w1", 3, 256, 256, pq_tensor_mutable_data(wd));
-    g_autoptr(PqModel) dense = pq_model_copy(m64);
-    pq_model_set_tensor(dense, wd);
+    g_autoptr(PqModel) dense = tt_densified(m64, t16, 3, 256, 256);
     for (int rows = 4; rows <= 70; rows += 66) {
       int64_t on;
       g_autofree float *y = forward(t16, rows, TRUE, &on), *yd = forward(dense, rows, TRUE, &on);
