@@ -272,6 +272,21 @@ static void test_predict(void) {
   g_free(err);
   g_assert_cmpint(pqrun(&out, &err, "predict", "--model", mp, "--input", shortp, NULL), ==, 2);
   g_assert_nonnull(strstr(err, "--input FILE.npy and --output FILE.npy are both needed"));
+  g_free(out);
+  g_free(err);
+  g_autofree char *xp = g_build_filename(dir, "x.npy", NULL);
+  g_assert_cmpint(pqrun(&out, &err, "predict", "--model", mp, "--input", xp, "--output", never, "--batch", "0", NULL), ==, 2);
+  g_assert_nonnull(strstr(err, "--batch must be at least 1"));
+  g_free(out);
+  g_free(err);
+  /* a model of two outputs: refused, nothing written */
+  g_autoptr(PqModel) two = pq_model_copy(m);
+  pq_graph_add_output(pq_model_graph(two), "h");
+  g_autofree char *tp = g_build_filename(tmpdir, "predict-two.safetensors", NULL);
+  g_assert_true(pq_model_save(two, tp, NULL));
+  g_assert_cmpint(pqrun(&out, &err, "predict", "--model", tp, "--input", xp, "--output", never, NULL), ==, 1);
+  g_assert_nonnull(strstr(err, "the model has 1 inputs and 2 outputs; predict runs models with one of each"));
+  g_assert_false(g_file_test(never, G_FILE_TEST_EXISTS));
 }
 
 /* pqrun train --arch cnn on a folder of 12x12 images (the class: which quadrant is bright), then a Tucker

@@ -948,6 +948,54 @@ static void test_argmax(void) {
   expect_error(el, "node 'al' (ArgMax): select_last_index = 1 is not supported (the first of ties is taken)");
 }
 
+/* The quantized-op refusals not covered above, each by name: a QLinear weight of the wrong rank, a QLinearConv
+ * bias of the wrong count and an empty required input; DynamicQuantizeLinear of a constant and of a 1-D input;
+ * MatMulInteger with a zero point of several values for its input, or one for its weight that is not a
+ * constant; ArgMax along an axis outside the input. */
+static void test_quant_refusals(void) {
+  int64_t xin[2] = {-1, 4}, x1[1] = {-1}, d0[1] = {1}, d2[1] = {2}, b3[3] = {4, 3, 1}, bd[2] = {4, 3}, wd[4] = {2, 1, 2, 2};
+  const int32_t z12[12] = {0}, z8[8] = {0};
+  Onnx__TensorProto *sc[6] = {float_values("xs", 1, d0, (const float[]){0.1f}), int8_tensor("xz", 1, d0, FALSE, (const int32_t[]){128}),
+                              float_values("ws", 1, d0, (const float[]){0.5f}), int8_tensor("wz", 1, d0, TRUE, (const int32_t[]){0}),
+                              float_values("ys", 1, d0, (const float[]){0.2f}), int8_tensor("yz", 1, d0, FALSE, (const int32_t[]){128})};
+  const struct {
+    const char *file, *op, *needle;
+    int nin, in_nd;
+    const char *in[9];
+    Onnx__TensorProto *w;
+  } cases[] = {
+      {"ql-rank.onnx", "QLinearMatMul", "node 'n' (QLinearMatMul): a weight of 3 dimensions (2: B [K, N])", 8, 2,
+       {"x", "xs", "xz", "w", "ws", "wz", "ys", "yz"}, int8_tensor("w", 3, b3, TRUE, z12)},
+      {"ql-bias.onnx", "QLinearConv", "node 'n' (QLinearConv): its bias must be a constant of 2 values (one an output channel)", 9, 4,
+       {"x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "xs"}, int8_tensor("w", 4, wd, TRUE, z8)},
+      {"ql-empty.onnx", "QLinearMatMul", "node 'n' (QLinearMatMul): input 1 is empty", 8, 2, {"x", "", "xz", "w", "ws", "wz", "ys", "yz"},
+       int8_tensor("w", 2, bd, TRUE, z12)},
+      {"dql-const.onnx", "DynamicQuantizeLinear", "node 'n' (DynamicQuantizeLinear): its input 'xs' is a constant", 1, 2, {"xs"}, NULL},
+      {"dql-1d.onnx", "DynamicQuantizeLinear", "node 'n' (DynamicQuantizeLinear): a 1-D input has no values a sample besides the batch", 1, 1,
+       {"x"}, NULL},
+      {"mmi-az.onnx", "MatMulInteger", "node 'n' (MatMulInteger): a constant zero point for the input must be one value", 3, 2, {"x", "w", "azz"},
+       int8_tensor("w", 2, bd, FALSE, z12)},
+      {"mmi-bz.onnx", "MatMulInteger", "node 'n' (MatMulInteger): the weight's zero point must be a constant", 4, 2, {"x", "w", "xz", "x"},
+       int8_tensor("w", 2, bd, FALSE, z12)},
+  };
+  for (size_t i = 0; i < G_N_ELEMENTS(cases); i++) {
+    Onnx__TensorProto *inits[8];
+    int ni = 0;
+    for (int k = 0; k < 6; k++) inits[ni++] = sc[k];
+    if (cases[i].w) inits[ni++] = cases[i].w;
+    inits[ni++] = int8_tensor("azz", 1, d2, FALSE, (const int32_t[]){1, 2});
+    Onnx__NodeProto *nn[1] = {node(cases[i].op, "n", cases[i].nin, cases[i].in, "y", 0, NULL)};
+    int64_t xc[4] = {-1, 1, 3, 3};
+    Onnx__ValueInfoProto *in = cases[i].in_nd == 4 ? value("x", 4, xc) : cases[i].in_nd == 1 ? value("x", 1, x1) : value("x", 2, xin);
+    g_autofree char *path = write_model(cases[i].file, graph(1, nn, ni, inits, in, "y"), TRUE);
+    expect_error(path, cases[i].needle);
+  }
+  Onnx__AttributeProto *a3[1] = {attr_int("axis", 2)};
+  Onnx__NodeProto *na[1] = {node("ArgMax", "am", 1, (const char *[]){"x"}, "y", 1, a3)};
+  g_autofree char *pa = write_model("argmax-axis.onnx", graph(1, na, 0, NULL, value("x", 2, xin), "y"), TRUE);
+  expect_error(pa, "node 'am' (ArgMax): axis 2 outside the 2 dimensions");
+}
+
 /* Shape with end (opset 15): Shape(x, end = 1) is the batch alone, which Concat and Reshape take as
  * x.view(x.size(0), -1). */
 static void test_shape_slice(void) {
@@ -1323,6 +1371,7 @@ int main(int argc, char **argv) {
   g_test_add_func("/onnx/qlinear", test_qlinear);
   g_test_add_func("/onnx/dynamic-quantize", test_dynamic_quantize);
   g_test_add_func("/onnx/argmax", test_argmax);
+  g_test_add_func("/onnx/quant-refusals", test_quant_refusals);
   g_test_add_func("/onnx/conv1d", test_conv1d);
   g_test_add_func("/onnx/gather-activation", test_gather_activation);
   g_test_add_func("/onnx/constant-first", test_constant_first);
