@@ -129,18 +129,27 @@ int main(void) {
     if (pq_backend_last_timing(b, &t, NULL) && t.total_ms >= 0)
       printf("  pquant's events: copy in %.4f, compute %.4f, copy out %.4f, all %.4f ms of the host's %.4f\n", t.copy_in_ms, t.compute_ms,
              t.copy_out_ms, t.total_ms, to * 1e3);
-    /* the same run without CUDA graphs (each kernel and copy launched as the run goes): what the graph buys */
-    g_autoptr(PqOptions) plain = pq_options_new(pq_plugin_options_schema(cuda), "cuda", &err);
-    g_autoptr(PqBackend) bp = plain && pq_options_set(plain, "graphs", "off", &err) ? pq_backend_prepare(cuda, m, 0, batch, plain, &err) : NULL;
-    if (bp) {
-      BenchRun ours_plain = {bp, bare.xh, g_malloc(bare.out_bytes), batch};
+    /* the same run with one option changed: without CUDA graphs (each kernel and copy launched as the run
+       goes: what the graph buys), and each way of making the copies (copy engine or kernel; auto above) */
+    static const char *const alt[][3] = {{"graphs", "off", "without CUDA graphs"},
+                                         {"copies", "engine", "copies by a copy engine"},
+                                         {"copies", "kernel", "copies by a kernel"}};
+    for (size_t a = 0; a < G_N_ELEMENTS(alt); a++) {
+      g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(cuda), "cuda", &err);
+      g_autoptr(PqBackend) bp = o && pq_options_set(o, alt[a][0], alt[a][1], &err) ? pq_backend_prepare(cuda, m, 0, batch, o, &err) : NULL;
+      if (!bp) {
+        printf("  %s: not measured (%s)\n", alt[a][2], err ? err->message : "?");
+        g_clear_error(&err);
+        continue;
+      }
+      BenchRun ours_alt = {bp, bare.xh, g_malloc(bare.out_bytes), batch};
       double tp, tb2;
-      bench_pair(bench_backend_run, &ours_plain, run_bare, &bare, 11, 0.05, &tp, &tb2);
-      printf("  without CUDA graphs: %.4f ms against %.4f (%.2fx)\n", tp * 1e3, tb2 * 1e3, cases[ci].speedup ? tb2 / tp : tp / tb2);
-      g_free(ours_plain.y);
-    } else {
-      printf("  without CUDA graphs: not measured (%s)\n", err ? err->message : "?");
-      g_clear_error(&err);
+      bench_pair(bench_backend_run, &ours_alt, run_bare, &bare, 11, 0.05, &tp, &tb2);
+      printf("  %s: %.4f ms against %.4f (%.2fx)\n", alt[a][2], tp * 1e3, tb2 * 1e3, cases[ci].speedup ? tb2 / tp : tp / tb2);
+      PqRunTiming ta = {sizeof ta, 0, -1, -1, -1, -1};
+      if (pq_backend_last_timing(bp, &ta, NULL) && ta.total_ms >= 0)
+        printf("    events: copy in %.4f, compute %.4f, copy out %.4f ms\n", ta.copy_in_ms, ta.compute_ms, ta.copy_out_ms);
+      g_free(ours_alt.y);
     }
     /* the packed layer with each 8-bit kernel variant fixed (int8_kernel, read from the plugin's options): what
        the choice made by timing at prepare (auto, above) is worth against each */

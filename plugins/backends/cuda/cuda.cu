@@ -36,6 +36,9 @@ enum { MATH_FP32, MATH_TF32, MATH_FP16 };
 #define PQ8_TUNE_MIN_CODES (1 << 20)
 /* the most rows a variant is timed at (a larger batch takes the choice made there) */
 #define PQ8_TUNE_MAX_ROWS 64
+/* copies=auto: a run's input or output of at most so many bytes is copied by a kernel through mapped
+ * page-locked memory rather than by a copy engine (whose start costs more than moving a few KB) */
+#define COPY_KERNEL_MAX (256 << 10)
 
 static const struct {
   const char *op;
@@ -138,6 +141,10 @@ struct Cuda {
      copy then goes from the caller's memory as it is). A copy from pageable memory goes through the
      driver's own staging: 32 KB of outputs took 19 µs on an H200 against a few µs from page-locked memory. */
   std::vector<float *> pinned_in, pinned_out;
+  /* the same buffers as the device addresses them (mapped page-locked memory; nullptr where it cannot), for
+     copies made by a kernel reading or writing host memory instead of by a copy engine */
+  std::vector<float *> pinned_in_dev, pinned_out_dev;
+  int copies = 0; /* 0 auto: by a kernel up to COPY_KERNEL_MAX bytes, else by a copy engine; 1 engine; 2 kernel */
   float *workspace = nullptr;
   size_t workspace_floats = 0;
   cublasHandle_t blas = nullptr;
@@ -282,6 +289,15 @@ static void *dev_alloc(Cuda *c, size_t bytes) {
 }
 
 /* ---- kernels --------------------------------------------------------------------------------------- */
+
+/* n floats from src to dst, one of them host memory mapped for the device: a run's small copies made by the
+ * SMs (float4 where both are 16-byte aligned, the tail and unaligned ones a float a thread) */
+__global__ void k_copy_f32(float *dst, const float *src, int64_t n, int vec) {
+  int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  const int64_t n4 = vec ? n / 4 : 0;
+  if (i < n4) ((float4 *)dst)[i] = ((const float4 *)src)[i];
+  if (i < n - 4 * n4) dst[4 * n4 + i] = src[4 * n4 + i];
+}
 
 __global__ void k_bias_relu(float *y, const float *b, int64_t rows, int64_t n, int relu) {
   int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -1170,6 +1186,8 @@ static PqStatus cuda_prepare(const PqModel *model, const PqBackendConfig *cfg, v
   const char *graphs = pq_options_get_string(cfg->options, "graphs", "auto");
   c->graphs = !strcmp(graphs, "off") ? 0 : !strcmp(graphs, "on") ? 2 : 1;
   c->int8_kernel = pq8_variant_index(pq_options_get_string(cfg->options, "int8_kernel", "auto")); /* auto: -1 */
+  const char *copies = pq_options_get_string(cfg->options, "copies", "auto");
+  c->copies = !strcmp(copies, "engine") ? 1 : !strcmp(copies, "kernel") ? 2 : 0;
   bool events = true;
   for (cudaEvent_t &e : c->ev) events = events && cudaEventCreate(&e) == cudaSuccess;
   if (!events || cudaStreamCreate(&c->stream) != cudaSuccess || cublasCreate(&c->blas) != CUBLAS_STATUS_SUCCESS) {
@@ -1223,6 +1241,12 @@ static PqStatus cuda_prepare(const PqModel *model, const PqBackendConfig *cfg, v
       void *h = nullptr;
       if (cudaMallocHost(&h, sizeof(float) * (size_t)(c->values[v].per_sample * c->max_batch)) != cudaSuccess) h = nullptr;
       (pass ? c->pinned_out : c->pinned_in).push_back((float *)h);
+      void *d = nullptr;
+      if (h && cudaHostGetDevicePointer(&d, h, 0) != cudaSuccess) {
+        cudaGetLastError();
+        d = nullptr;
+      }
+      (pass ? c->pinned_out_dev : c->pinned_in_dev).push_back((float *)d);
       c->staged = c->staged && h;
     }
   for (size_t s = 0; s < ns; s++) {
@@ -1275,6 +1299,24 @@ static void packed_linear(const Step &st, const float *x, const float *b, float 
                                                              st.q_per, st.q_group, st.q_groups_per_row, st.relu, ys_r, ys_o, st.q_act_scale);
 }
 
+/* One of a run's copies of n floats between host and device memory: by a kernel where `mapped` (the
+ * page-locked buffer as the device addresses it) is known and the copies option takes a kernel for this
+ * size, else by a copy engine. */
+static PqStatus copy_async(Cuda *c, float *dst, const float *src, int64_t n, const float *mapped, bool to_device, PqPluginError *err) {
+  const size_t bytes = sizeof(float) * (size_t)n;
+  if (n > 0 && mapped && (c->copies == 2 || (c->copies == 0 && bytes <= COPY_KERNEL_MAX))) {
+    const float *from = to_device ? mapped : src;
+    float *to = to_device ? dst : (float *)mapped;
+    const int vec = (((uintptr_t)from | (uintptr_t)to) & 15) == 0;
+    const int64_t threads = vec ? std::max(n / 4, n % 4) : n;
+    k_copy_f32<<<blocks_for(threads), 256, 0, c->stream>>>(to, from, n, vec);
+    CHECK(cudaGetLastError(), to_device ? "input copy" : "output copy");
+    return PQ_OK;
+  }
+  CHECK(cudaMemcpyAsync(dst, src, bytes, to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost, c->stream), to_device ? "input copy" : "output copy");
+  return PQ_OK;
+}
+
 /* The work of a run of `batch` rows on the stream: the inputs' copies from `src`, the steps, the outputs' copies
  * to `dst`, four events between them. Eager, or into a graph being captured (the events then become the
  * graph's own event-record nodes). */
@@ -1283,7 +1325,8 @@ static PqStatus enqueue(Cuda *c, int64_t batch, const void *const *src, void *co
   CHECK(cudaEventRecordWithFlags(c->ev[0], c->stream, ev_flags), "timing");
   for (size_t i = 0; i < c->inputs.size(); i++) {
     const Value &v = c->values[c->inputs[i]];
-    CHECK(cudaMemcpyAsync(v.ptr, src[i], sizeof(float) * (size_t)(v.per_sample * batch), cudaMemcpyHostToDevice, c->stream), "input copy");
+    PqStatus st = copy_async(c, v.ptr, (const float *)src[i], v.per_sample * batch, src[i] == c->pinned_in[i] ? c->pinned_in_dev[i] : nullptr, true, err);
+    if (st != PQ_OK) return st;
   }
   const float one = 1.0f, zero = 0.0f;
   cudaStream_t s = c->stream;
@@ -1478,7 +1521,8 @@ static PqStatus enqueue(Cuda *c, int64_t batch, const void *const *src, void *co
   CHECK(cudaEventRecordWithFlags(c->ev[2], s, ev_flags), "timing");
   for (size_t i = 0; i < c->outputs.size(); i++) {
     const Value &v = c->values[c->outputs[i]];
-    CHECK(cudaMemcpyAsync(dst[i], v.ptr, sizeof(float) * (size_t)(v.per_sample * batch), cudaMemcpyDeviceToHost, s), "output copy");
+    PqStatus st = copy_async(c, (float *)dst[i], v.ptr, v.per_sample * batch, dst[i] == c->pinned_out[i] ? c->pinned_out_dev[i] : nullptr, false, err);
+    if (st != PQ_OK) return st;
   }
   CHECK(cudaEventRecordWithFlags(c->ev[3], s, ev_flags), "timing");
   return PQ_OK;
@@ -1620,7 +1664,10 @@ static const PqPluginDesc cuda_desc = {
     " \"int8_kernel\": {\"type\": \"string\", \"enum\": [\"auto\"" PQ8_ENUM_ITEMS "],"
     " \"default\": \"auto\", \"description\": \"8-bit linear layers with a scale a row and inputs a multiple of 16: rN takes N outputs a warp,"
     " -cached reads the codes through the caches instead of evict-first; auto times each at prepare on layers of 1M codes or more"
-    " and keeps the fastest (r2 on smaller ones)\"}}",
+    " and keeps the fastest (r2 on smaller ones)\"},"
+    " \"copies\": {\"type\": \"string\", \"enum\": [\"auto\", \"engine\", \"kernel\"], \"default\": \"auto\","
+    " \"description\": \"a run's input and output copies: engine by a copy engine (cudaMemcpyAsync); kernel by a kernel reading or"
+    " writing the page-locked buffers mapped for the device; auto a kernel for copies of up to 256 KB, an engine for larger ones\"}}",
     &cuda_vtable, cuda_usable_here, {nullptr},
 };
 
