@@ -458,7 +458,8 @@ PQ_API int64_t pq_runner_max_batch(const PqRunner *runner);
 /* The memory counters of the backend running `role`'s model (fields it cannot know are -1). */
 PQ_API int pq_runner_memory(PqRunner *runner, int role, struct PqMemoryCounters *out, struct PqPluginError *error);
 /* How long `role`'s last run took as the backend timed it (an accelerator's clock: copies and compute
- * apart); every field -1 where the backend offers no timing of its own. */
+ * apart); every field -1 where the backend offers no timing of its own, or did not time that run (a backend
+ * may time only runs whose timing was asked for, by a call of this, before they ran). */
 PQ_API int pq_runner_last_timing(PqRunner *runner, int role, struct PqRunTiming *out, struct PqPluginError *error);
 
 typedef enum { PQ_BETTER_NONE = 0, PQ_BETTER_HIGHER = 1, PQ_BETTER_LOWER = 2 } PqBetter;

@@ -204,7 +204,9 @@ typedef struct PqBackendVTable {
   /* Optional (may be NULL). Fill the memory counters of a prepared model. */
   PqStatus (*memory)(void *handle, PqMemoryCounters *out, PqPluginError *error);
   /* Optional (may be NULL; since ABI 1.2, taken from reserved[]: the size is unchanged). Fill the timing of
-   * the last successful run() of `handle`; called by the host right after that run, from the same thread. */
+   * the last successful run() of `handle`; called by the host right after that run, from the same thread.
+   * A backend whose timing costs its runs time MAY time only runs whose timing was asked for before they ran
+   * (a call of this after the run before): for a run it did not time, every field -1. */
   PqStatus (*last_run_timing)(void *handle, PqRunTiming *out, PqPluginError *error);
   void *reserved[7];           /* MUST be NULL */
 } PqBackendVTable;

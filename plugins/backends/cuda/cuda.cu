@@ -4,7 +4,8 @@
  * memory); tensor-train layers as one GEMM and one transpose per core; block-circulant layers through cuFFT;
  * CSR sparse layers. Weights are uploaded (and transformed: TT cores laid out for the GEMMs, circulant blocks'
  * spectra) once at prepare, every activation buffer is allocated there too; a run is one host→device copy of
- * the input, the kernels, and one device→host copy of each output, timed with CUDA events. On a machine
+ * the input, the kernels, and one device→host copy of each output (by a kernel through mapped page-locked
+ * memory where small), timed with CUDA events where the run before it had its timing asked for. On a machine
  * without a driver or device it says it is not usable. */
 #include <pquant/pq-activation.h>
 #include <pquant/pq-plugin.h>
@@ -157,7 +158,12 @@ struct Cuda {
   void *fft_work = nullptr;    /* the cuFFT work area every plan shares */
   size_t fft_work_bytes = 0;
   cudaEvent_t ev[4] = {nullptr, nullptr, nullptr, nullptr}; /* before the copies in, after them, after the compute, after the copies out */
-  bool timed = false;
+  /* Timing on request: a run records the four events only where its timing was asked for (last_run_timing)
+   * since the run before it, or before the first run: event-record nodes cost a run at batch 1 about 8 µs of
+   * its 46 on an H200 (the int8 target's run, 2026-11-29), which runs that nobody times should not pay. */
+  bool timing_asked = false;
+  bool timed = false;   /* a run has completed */
+  bool evented = false; /* the last run recorded its events */
   float last_ms[3] = {0, 0, 0}; /* copies in, compute, copies out of the last run */
   /* CUDA graphs: a run's copies, kernels and events captured once per batch size (from its second run: the
    * first loads the kernels and lets cuBLAS settle) and replayed with one launch. graphs: 0 off, 1 auto (where
@@ -165,7 +171,7 @@ struct Cuda {
   int graphs = 1;
   struct Captured {
     int64_t batch;
-    cudaGraphExec_t exec; /* nullptr: run once eagerly, not captured yet */
+    cudaGraphExec_t exec[2]; /* without and with the events; nullptr: not captured yet (the first run of a size is eager) */
   };
   std::vector<Captured> captured;
   std::vector<const void *> run_src; /* a run's copy sources and destinations (sized at prepare: runs allocate nothing) */
@@ -265,7 +271,8 @@ static void cuda_release(void *handle) {
       if (pl.inv) cufftDestroy(pl.inv);
     }
   for (Cuda::Captured &g : c->captured)
-    if (g.exec) cudaGraphExecDestroy(g.exec);
+    for (cudaGraphExec_t e : g.exec)
+      if (e) cudaGraphExecDestroy(e);
   for (cudaEvent_t e : c->ev)
     if (e) cudaEventDestroy(e);
   for (float *p : c->pinned_in)
@@ -1317,12 +1324,18 @@ static PqStatus copy_async(Cuda *c, float *dst, const float *src, int64_t n, con
   return PQ_OK;
 }
 
+/* Record timing event i where the run is timed */
+#define MARK(i)                                                                                                    \
+  do {                                                                                                             \
+    if (events) CHECK(cudaEventRecordWithFlags(c->ev[i], c->stream, ev_flags), "timing");                         \
+  } while (0)
+
 /* The work of a run of `batch` rows on the stream: the inputs' copies from `src`, the steps, the outputs' copies
- * to `dst`, four events between them. Eager, or into a graph being captured (the events then become the
- * graph's own event-record nodes). */
-static PqStatus enqueue(Cuda *c, int64_t batch, const void *const *src, void *const *dst, bool capturing, PqPluginError *err) {
+ * to `dst`, and with `events` four events between them. Eager, or into a graph being captured (the events then
+ * become the graph's own event-record nodes). */
+static PqStatus enqueue(Cuda *c, int64_t batch, const void *const *src, void *const *dst, bool capturing, bool events, PqPluginError *err) {
   const unsigned ev_flags = capturing ? cudaEventRecordExternal : cudaEventRecordDefault;
-  CHECK(cudaEventRecordWithFlags(c->ev[0], c->stream, ev_flags), "timing");
+  MARK(0);
   for (size_t i = 0; i < c->inputs.size(); i++) {
     const Value &v = c->values[c->inputs[i]];
     PqStatus st = copy_async(c, v.ptr, (const float *)src[i], v.per_sample * batch, src[i] == c->pinned_in[i] ? c->pinned_in_dev[i] : nullptr, true, err);
@@ -1330,7 +1343,7 @@ static PqStatus enqueue(Cuda *c, int64_t batch, const void *const *src, void *co
   }
   const float one = 1.0f, zero = 0.0f;
   cudaStream_t s = c->stream;
-  CHECK(cudaEventRecordWithFlags(c->ev[1], s, ev_flags), "timing");
+  MARK(1);
   for (Step &st : c->steps) {
     float *y = c->values[st.out].ptr;
     const float *x = c->values[st.in[0]].ptr;
@@ -1518,26 +1531,27 @@ static PqStatus enqueue(Cuda *c, int64_t batch, const void *const *src, void *co
     }
     }
   }
-  CHECK(cudaEventRecordWithFlags(c->ev[2], s, ev_flags), "timing");
+  MARK(2);
   for (size_t i = 0; i < c->outputs.size(); i++) {
     const Value &v = c->values[c->outputs[i]];
     PqStatus st = copy_async(c, (float *)dst[i], v.ptr, v.per_sample * batch, dst[i] == c->pinned_out[i] ? c->pinned_out_dev[i] : nullptr, false, err);
     if (st != PQ_OK) return st;
   }
-  CHECK(cudaEventRecordWithFlags(c->ev[3], s, ev_flags), "timing");
+  MARK(3);
   return PQ_OK;
 }
+#undef MARK
 
 /* The graph of a run of `batch` rows copying from `src` and to `dst` (the page-locked buffers: fixed for every
  * later replay), captured now; nullptr where capture failed (why in err). The stream is left as it was. */
-static cudaGraphExec_t capture(Cuda *c, int64_t batch, const void *const *src, void *const *dst, PqPluginError *err) {
+static cudaGraphExec_t capture(Cuda *c, int64_t batch, const void *const *src, void *const *dst, bool events, PqPluginError *err) {
   cudaError_t e = cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal);
   if (e != cudaSuccess) {
     cudaGetLastError();
     pq_plugin_error_set(err, PQ_ERR_INTERNAL, "CUDA graph capture: %s", cudaGetErrorString(e));
     return nullptr;
   }
-  PqStatus st = enqueue(c, batch, src, dst, true, err);
+  PqStatus st = enqueue(c, batch, src, dst, true, events, err);
   cudaGraph_t graph = nullptr;
   e = cudaStreamEndCapture(c->stream, &graph);
   cudaGraphExec_t exec = nullptr;
@@ -1564,6 +1578,7 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
     return PQ_ERR_INVALID;
   }
   c->timed = false;
+  const bool events = c->timing_asked; /* timed where asked for since the last run */
   std::vector<const void *> &src = c->run_src;
   std::vector<void *> &dst = c->run_dst;
   for (size_t i = 0; i < n_inputs; i++) {
@@ -1586,16 +1601,16 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
   if (c->graphs && c->staged) {
     for (Cuda::Captured &g : c->captured)
       if (g.batch == batch) slot = &g;
-    if (!slot && c->captured.size() < MAX_CAPTURED) c->captured.push_back({batch, nullptr}); /* the first run of this size: eager */
-    else if (slot && !slot->exec) {
+    if (!slot && c->captured.size() < MAX_CAPTURED) c->captured.push_back({batch, {nullptr, nullptr}}); /* the first run of this size: eager */
+    else if (slot && !slot->exec[events]) {
       PqPluginError why = {sizeof why, 0, {0}};
-      slot->exec = capture(c, batch, src.data(), dst.data(), c->graphs == 2 ? err : &why);
-      if (!slot->exec) {
+      slot->exec[events] = capture(c, batch, src.data(), dst.data(), events, c->graphs == 2 ? err : &why);
+      if (!slot->exec[events]) {
         if (c->graphs == 2) return PQ_ERR_INTERNAL;
         c->graphs = 0; /* auto: this model's runs stay eager */
       }
     }
-    if (slot) exec = slot->exec;
+    if (slot) exec = slot->exec[events];
   } else if (c->graphs == 2 && !c->staged) {
     pq_plugin_error_set(err, PQ_ERR_NOMEM, "graphs: no page-locked host memory for the copies");
     return PQ_ERR_NOMEM;
@@ -1611,7 +1626,7 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
     }
   }
   if (!exec) {
-    PqStatus st = enqueue(c, batch, src.data(), dst.data(), false, err);
+    PqStatus st = enqueue(c, batch, src.data(), dst.data(), false, events, err);
     if (st != PQ_OK) return st;
   }
   CHECK(cudaStreamSynchronize(s), "run");
@@ -1619,6 +1634,8 @@ static PqStatus cuda_run(void *handle, const PqTensorView *inputs, size_t n_inpu
     if (c->pinned_out[i]) memcpy(outputs[i].data, c->pinned_out[i], sizeof(float) * (size_t)(c->values[c->outputs[i]].per_sample * batch));
   CHECK(cudaGetLastError(), "kernel");
   c->timed = true; /* (the events are read when the timing is asked for: a run that nobody times does not wait on them) */
+  c->evented = events;
+  c->timing_asked = false;
   return PQ_OK;
 }
 
@@ -1628,6 +1645,11 @@ static PqStatus cuda_last_run_timing(void *handle, PqRunTiming *out, PqPluginErr
   if (!c->timed) {
     pq_plugin_error_set(err, PQ_ERR_INVALID, "no run to time yet");
     return PQ_ERR_INVALID;
+  }
+  c->timing_asked = true; /* the next run records its events */
+  if (!c->evented) { /* nobody asked for this run's timing before it ran: it recorded none */
+    out->copy_in_ms = out->compute_ms = out->copy_out_ms = out->total_ms = -1;
+    return PQ_OK;
   }
   for (int i = 0; i < 3; i++) CHECK(cudaEventElapsedTime(&c->last_ms[i], c->ev[i], c->ev[i + 1]), "timing");
   out->copy_in_ms = c->last_ms[0];
