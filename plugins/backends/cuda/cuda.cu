@@ -158,9 +158,10 @@ struct Cuda {
   void *fft_work = nullptr;    /* the cuFFT work area every plan shares */
   size_t fft_work_bytes = 0;
   cudaEvent_t ev[4] = {nullptr, nullptr, nullptr, nullptr}; /* before the copies in, after them, after the compute, after the copies out */
-  /* Timing on request: a run records the four events only where its timing was asked for (last_run_timing)
-   * since the run before it, or before the first run: event-record nodes cost a run at batch 1 about 8 µs of
-   * its 46 on an H200 (the int8 target's run, 2026-11-29), which runs that nobody times should not pay. */
+  /* Timing on request: a run records the four events only where its timing was asked for (last_run_timing,
+   * which the host calls only after a run) since the run before it, so a model's first run is never timed:
+   * event-record nodes cost a run at batch 1 about 8 µs of its 46 on an H200 (the int8 target's run,
+   * 2026-11-29), which runs that nobody times should not pay. */
   bool timing_asked = false;
   bool timed = false;   /* a run has completed */
   bool evented = false; /* the last run recorded its events */
