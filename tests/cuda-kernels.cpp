@@ -59,10 +59,10 @@ static const Shape shapes[] = {
     {25, 11, 144, true, 1, 0.0f, true}, /* a packed conv: 25 positions of a 16-channel 3x3 patch, written by channel */
 };
 
-static void check(const char *name, Kernel kernel, int outputs_per_warp) {
+static void check(const char *name, Kernel kernel, int outputs_per_warp, int rows_per_warp = 1) {
   GRand *rng = g_rand_new_with_seed(7);
   for (const Shape &s : shapes) {
-    const int64_t warps = outputs_per_warp ? pq8x16_warps(outputs_per_warp, s.rows, s.n) : s.rows * s.n;
+    const int64_t warps = outputs_per_warp ? pq8x16_warps(outputs_per_warp, rows_per_warp, s.rows, s.n) : s.rows * s.n;
     const double e = worst_error(kernel, warps, s, rng);
     g_test_message("%s: batch %lld, %lld outputs, %lld inputs: worst error %.2e", name, (long long)s.rows, (long long)s.n, (long long)s.k, e);
     g_assert_cmpfloat(e, <=, 1e-5);
@@ -71,10 +71,17 @@ static void check(const char *name, Kernel kernel, int outputs_per_warp) {
 }
 
 static void test_uchar4(void) { check("uchar4", k_packed_linear8, 0); }
-static void test_x16_1(void) { check("16 B, 1 output", k_packed_linear8x16<1, false>, 1); }
-static void test_x16_2(void) { check("16 B, 2 outputs, evict-first", k_packed_linear8x16<2, true>, 2); }
-static void test_x16_4(void) { check("16 B, 4 outputs, evict-first", k_packed_linear8x16<4, true>, 4); }
-static void test_x16_8(void) { check("16 B, 8 outputs, evict-first", k_packed_linear8x16<8, true>, 8); }
+static void test_x16_1(void) { check("16 B, 1 output", k_packed_linear8x16<1, 1, false>, 1); }
+static void test_x16_2(void) { check("16 B, 2 outputs, evict-first", k_packed_linear8x16<2, 1, true>, 2); }
+static void test_x16_4(void) { check("16 B, 4 outputs, evict-first", k_packed_linear8x16<4, 1, true>, 4); }
+static void test_x16_8(void) { check("16 B, 8 outputs, evict-first", k_packed_linear8x16<8, 1, true>, 8); }
+/* several rows of the batch a warp: a row group partly filled (3 rows in groups of 2 or 4, 25 in groups of 8) */
+static void test_x16_rows(void) {
+  check("16 B, 4 outputs x 2 rows", k_packed_linear8x16<4, 2, true>, 4, 2);
+  check("16 B, 4 outputs x 4 rows", k_packed_linear8x16<4, 4, true>, 4, 4);
+  check("16 B, 8 outputs x 4 rows", k_packed_linear8x16<8, 4, true>, 8, 4);
+  check("16 B, 4 outputs x 8 rows", k_packed_linear8x16<4, 8, false>, 4, 8);
+}
 
 /* the unpacking alone, every code against every zero point: exactly code − zero */
 static void test_unpack(void) {
@@ -93,5 +100,6 @@ int main(int argc, char **argv) {
   g_test_add_func("/cuda-kernels/16B-2", test_x16_2);
   g_test_add_func("/cuda-kernels/16B-4", test_x16_4);
   g_test_add_func("/cuda-kernels/16B-8", test_x16_8);
+  g_test_add_func("/cuda-kernels/16B-rows", test_x16_rows);
   return g_test_run();
 }

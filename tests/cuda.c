@@ -492,9 +492,10 @@ static void test_int8_kernels(void) {
   g_autoptr(PqOptions) schema = cuda_options(NULL, "on");
   g_auto(GStrv) names = pq_options_choices(schema, "int8_kernel"); /* auto, then every variant the backend has */
   g_assert_nonnull(names);
-  g_assert_cmpuint(g_strv_length(names), ==, 9);
+  g_assert_cmpuint(g_strv_length(names), ==, 13);
   g_assert_cmpstr(names[0], ==, "auto");
   g_assert_cmpstr(names[8], ==, "r8-cached");
+  g_assert_cmpstr(names[12], ==, "r4b8"); /* (batch 9 below: row groups of 2, 4 and 8 partly filled) */
   if (!usable()) return;
   g_autoptr(GError) err = NULL;
   g_autoptr(PqModel) m = pq_test_tiny_mlp(1024, 1024, 10, 33);
