@@ -1,5 +1,6 @@
 /* cpu.c — the CPU backend: every op against a plain reference, batching, fusion and buffer reuse. */
 #include "testutil.h"
+#include "../plugins/probes/latency/slower.h"
 
 #include <pquant/pq-activation.h>
 
@@ -1570,6 +1571,13 @@ static void test_timing(void) {
     g_assert_cmpfloat_with_epsilon(metric(ro, "latency.b1.backend_mean_ms"), 1.5, 1e-9);
     g_assert_cmpfloat_with_epsilon(metric(ro, "latency.b1.baseline.backend_mean_ms"), 1.5, 1e-9);
   }
+
+  /* "slower" (slower.h): the median above the baseline's 90th percentile and more than 5% above its median; the
+     figures of the H200's baseline row (23.45 µs against 22.80, 90th percentile 22.94) are not slower */
+  g_assert_false(pq_latency_slower(23.45, 22.80, 22.94));
+  g_assert_true(pq_latency_slower(24.00, 22.80, 22.94));  /* 5.3% above */
+  g_assert_false(pq_latency_slower(23.90, 22.80, 22.94)); /* 4.8% above */
+  g_assert_false(pq_latency_slower(30.00, 22.80, 31.00)); /* within the baseline's spread */
 
   /* a backend whose timing is not a time: the probe fails with the backend and the field named */
   PqPlugin *bad = pq_registry_load(reg, TEST_PLUGIN_DIR "/timing-nan.so", &err);

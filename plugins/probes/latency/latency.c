@@ -11,6 +11,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "slower.h"
+
 static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -216,9 +218,9 @@ static PqStatus latency_observe(const PqProbeContext *ctx, PqMetricSink *sink, P
       char key[96];
       snprintf(key, sizeof key, "latency.b%lld.speedup", batch);
       pq_metrics_add(sink, key, pct(sc, n, 50) > 0 ? pct(sb, n, 50) / pct(sc, n, 50) : 0, "x", PQ_BETTER_HIGHER);
-      /* slower than the baseline beyond noise: the compressed median above the baseline's 90th percentile */
+      /* slower than the baseline beyond noise (slower.h) */
       snprintf(key, sizeof key, "latency.b%lld.slower", batch);
-      pq_metrics_add(sink, key, pct(sc, n, 50) > pct(sb, n, 90), "flag", PQ_BETTER_NONE);
+      pq_metrics_add(sink, key, pq_latency_slower(pct(sc, n, 50), pct(sb, n, 50), pct(sb, n, 90)), "flag", PQ_BETTER_NONE);
       snprintf(key, sizeof key, "latency.b%lld.runs", batch);
       pq_metrics_add(sink, key, n, "", PQ_BETTER_NONE);
       free(sb);
