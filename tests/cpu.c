@@ -1572,6 +1572,19 @@ static void test_timing(void) {
     g_assert_cmpfloat_with_epsilon(metric(ro, "latency.b1.baseline.backend_mean_ms"), 1.5, 1e-9);
   }
 
+  /* --min-time keeps the host timing past `runs` (its arrays grow); the backend's own pass still times `runs` */
+  {
+    g_autoptr(PqOptions) w = pq_options_new(pq_plugin_options_schema(lat), "latency", &err);
+    g_assert_true(pq_options_set(w, "batch_sizes", "1", &err));
+    g_assert_true(pq_options_set(w, "runs", "3", &err));
+    g_assert_true(pq_options_set(w, "warmup_ms", "0", &err));
+    g_assert_true(pq_options_set(w, "min_time_ms", "30", &err));
+    g_autoptr(GPtrArray) rm = pq_probe_run(lat, cpu, m, m, NULL, w, 1, 8, &err);
+    g_assert_no_error(err);
+    g_assert_cmpfloat(metric(rm, "latency.b1.runs"), >, 3);
+    g_assert_cmpfloat(metric(rm, "latency.b1.backend_p50_ms"), >, 0);
+  }
+
   /* "slower" (slower.h): the median above the baseline's 90th percentile and more than 5% above its median; the
      figures of the H200's baseline row (23.45 µs against 22.80, 90th percentile 22.94) are not slower */
   g_assert_false(pq_latency_slower(23.45, 22.80, 22.94));

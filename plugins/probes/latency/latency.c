@@ -147,10 +147,11 @@ static PqStatus latency_observe(const PqProbeContext *ctx, PqMetricSink *sink, P
     PqTensorView in = {sizeof in, PQ_DTYPE_F32, nd, 0, {0}, x};
     for (int d = 0; d < nd; d++) in.shape[d] = ishape[d];
     in.shape[0] = batch;
-    int cap = runs, n = 0, timed = 1; /* timed: the backend timed every run so far */
+    int cap = runs, n = 0, timed = 1; /* timed: the backend timed every run of its own pass so far */
     double *tb = malloc(sizeof(double) * (size_t)cap), *tc = malloc(sizeof(double) * (size_t)cap);
-    double *db = malloc(sizeof(double) * (size_t)cap), *dc = malloc(sizeof(double) * (size_t)cap);
-    double *kb = malloc(sizeof(double) * (size_t)cap), *kc = malloc(sizeof(double) * (size_t)cap);
+    /* the backend's own timings: of at most `runs` runs, however many the host timed */
+    double *db = malloc(sizeof(double) * (size_t)runs), *dc = malloc(sizeof(double) * (size_t)runs);
+    double *kb = malloc(sizeof(double) * (size_t)runs), *kc = malloc(sizeof(double) * (size_t)runs);
     PqStatus st = x && y && tb && tc && db && dc && kb && kc ? PQ_OK : PQ_ERR_NOMEM;
     if (st != PQ_OK) pq_plugin_error_set(err, PQ_ERR_NOMEM, "latency: out of memory for batch %lld", batch);
     /* the first batch size also warms up for warmup_ms: threads that what ran before left spinning (OpenBLAS's
@@ -166,7 +167,7 @@ static PqStatus latency_observe(const PqProbeContext *ctx, PqMetricSink *sink, P
     while (st == PQ_OK && (n < runs || now_ms() - started < min_ms)) {
       if (n == cap) { /* --min-time asked for more runs than planned */
         cap *= 2;
-        if (!grow(&tb, cap) || !grow(&tc, cap) || !grow(&db, cap) || !grow(&dc, cap) || !grow(&kb, cap) || !grow(&kc, cap)) {
+        if (!grow(&tb, cap) || !grow(&tc, cap)) {
           pq_plugin_error_set(err, PQ_ERR_NOMEM, "latency: out of memory for %d timings", cap);
           st = PQ_ERR_NOMEM;
           break;
@@ -199,7 +200,7 @@ static PqStatus latency_observe(const PqProbeContext *ctx, PqMetricSink *sink, P
       }
       if (st != PQ_OK || i < 0) continue;
       timed = r[0].total_ms >= 0 && r[1].total_ms >= 0 && r[0].compute_ms >= 0 && r[1].compute_ms >= 0;
-      db[i] = r[PQ_MODEL_BASELINE].total_ms;
+      db[i] = r[PQ_MODEL_BASELINE].total_ms; /* (i < nd_runs <= runs) */
       dc[i] = r[PQ_MODEL_COMPRESSED].total_ms;
       kb[i] = r[PQ_MODEL_BASELINE].compute_ms;
       kc[i] = r[PQ_MODEL_COMPRESSED].compute_ms;
