@@ -6,6 +6,7 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdarg.h>
 #include <string.h>
 #include <time.h>
 
@@ -1488,6 +1489,21 @@ static double metric(GPtrArray *metrics, const char *name) {
   return 0;
 }
 
+/* The latency probe's options: pairs of key and value, then NULL (each set, or the test fails) */
+static PqOptions *latency_options(PqPlugin *lat, ...) {
+  g_autoptr(GError) err = NULL;
+  PqOptions *o = pq_options_new(pq_plugin_options_schema(lat), "latency", &err);
+  g_assert_no_error(err);
+  va_list ap;
+  va_start(ap, lat);
+  for (const char *k; (k = va_arg(ap, const char *));) {
+    const char *v = va_arg(ap, const char *);
+    g_assert_true(pq_options_set(o, k, v, &err));
+  }
+  va_end(ap);
+  return o;
+}
+
 /* The backend times its own runs (ABI 1.2): nothing before a run; after one, the compute and the copy out;
  * the latency probe reports those figures beside its own, and each lies inside the span the host timed. */
 static void test_timing(void) {
@@ -1519,9 +1535,7 @@ static void test_timing(void) {
 
   PqPlugin *lat = pq_registry_load(reg, LATENCY_PLUGIN, &err);
   g_assert_no_error(err);
-  g_autoptr(PqOptions) o = pq_options_new(pq_plugin_options_schema(lat), "latency", &err);
-  g_assert_true(pq_options_set(o, "batch_sizes", "1,8", &err));
-  g_assert_true(pq_options_set(o, "runs", "30", &err));
+  g_autoptr(PqOptions) o = latency_options(lat, "batch_sizes", "1,8", "runs", "30", NULL);
   g_autoptr(GPtrArray) r = pq_probe_run(lat, cpu, m, m, NULL, o, 1, 8, &err);
   g_assert_no_error(err);
   const char *batches[2] = {"b1", "b8"};
@@ -1543,11 +1557,7 @@ static void test_timing(void) {
   /* the first batch size warms up for warmup_ms as well as `warmup` runs: a probe of one timed run with no
      warm-up runs still takes at least that long (a lower bound: the machine's speed cannot break it) */
   {
-    g_autoptr(PqOptions) w = pq_options_new(pq_plugin_options_schema(lat), "latency", &err);
-    g_assert_true(pq_options_set(w, "batch_sizes", "1", &err));
-    g_assert_true(pq_options_set(w, "runs", "1", &err));
-    g_assert_true(pq_options_set(w, "warmup", "0", &err));
-    g_assert_true(pq_options_set(w, "warmup_ms", "300", &err));
+    g_autoptr(PqOptions) w = latency_options(lat, "batch_sizes", "1", "runs", "1", "warmup", "0", "warmup_ms", "300", NULL);
     gint64 t0 = g_get_monotonic_time();
     g_autoptr(GPtrArray) rw = pq_probe_run(lat, cpu, m, m, NULL, w, 1, 8, &err);
     g_assert_no_error(err);
@@ -1561,11 +1571,7 @@ static void test_timing(void) {
   {
     PqPlugin *ord = pq_registry_load(reg, TEST_PLUGIN_DIR "/timing-order.so", &err);
     g_assert_no_error(err);
-    g_autoptr(PqOptions) w = pq_options_new(pq_plugin_options_schema(lat), "latency", &err);
-    g_assert_true(pq_options_set(w, "batch_sizes", "1", &err));
-    g_assert_true(pq_options_set(w, "runs", "20", &err));
-    g_assert_true(pq_options_set(w, "warmup", "3", &err));
-    g_assert_true(pq_options_set(w, "warmup_ms", "0", &err));
+    g_autoptr(PqOptions) w = latency_options(lat, "batch_sizes", "1", "runs", "20", "warmup", "3", "warmup_ms", "0", NULL);
     g_autoptr(GPtrArray) ro = pq_probe_run(lat, ord, m, m, NULL, w, 1, 8, &err);
     g_assert_no_error(err);
     g_assert_cmpfloat_with_epsilon(metric(ro, "latency.b1.backend_mean_ms"), 1.5, 1e-9);
@@ -1574,11 +1580,7 @@ static void test_timing(void) {
 
   /* --min-time keeps the host timing past `runs` (its arrays grow); the backend's own pass still times `runs` */
   {
-    g_autoptr(PqOptions) w = pq_options_new(pq_plugin_options_schema(lat), "latency", &err);
-    g_assert_true(pq_options_set(w, "batch_sizes", "1", &err));
-    g_assert_true(pq_options_set(w, "runs", "3", &err));
-    g_assert_true(pq_options_set(w, "warmup_ms", "0", &err));
-    g_assert_true(pq_options_set(w, "min_time_ms", "30", &err));
+    g_autoptr(PqOptions) w = latency_options(lat, "batch_sizes", "1", "runs", "3", "warmup_ms", "0", "min_time_ms", "30", NULL);
     g_autoptr(GPtrArray) rm = pq_probe_run(lat, cpu, m, m, NULL, w, 1, 8, &err);
     g_assert_no_error(err);
     g_assert_cmpfloat(metric(rm, "latency.b1.runs"), >, 3);
